@@ -1,0 +1,3 @@
+"""rssr: super-resolution of georeferenced remote-sensing rasters."""
+
+__version__ = "0.1.0"

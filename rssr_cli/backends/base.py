@@ -1,0 +1,36 @@
+"""The one interface every super-resolution backend implements (classical resamplers, the diffusion model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ..grid import HRGrid
+
+
+@dataclass(frozen=True)
+class SRRequest:
+    """One window to super-resolve.
+
+    lr:   float32 [bands, h, w], normalized radiometry (see radiometry.py), nodata already filled.
+    grid: where the HR pixels sit inside this LR window (exact sub-grid of the global output).
+    seed: the window's own seed (grid.tile_seed), so a stochastic backend is reproducible per window.
+    """
+
+    lr: np.ndarray
+    grid: HRGrid
+    seed: int
+
+
+class SRBackend(Protocol):
+    """Maps LR windows to HR windows: float32 [bands, grid.height, grid.width] per request, same order."""
+
+    name: str
+
+    def upsample(self, requests: Sequence[SRRequest]) -> list[np.ndarray]: ...
+
+    def provenance(self) -> dict[str, str]:
+        """Tags written into the output (method, model id + hash, steps, ...)."""
+        ...

@@ -1,0 +1,29 @@
+"""Error tree: a root RssrError whose subclasses also inherit a builtin, translated to exit codes only at the CLI."""
+
+
+class RssrError(Exception):
+    """Root of every error rssr raises on purpose; its message is one line meant for the user."""
+
+
+class InputError(RssrError, ValueError):
+    """The input raster cannot be used (missing, unreadable, unsupported dtype or geometry)."""
+
+
+class OutputError(RssrError, OSError):
+    """The output cannot be written (exists without --overwrite, directory not writable)."""
+
+
+class UsageError(RssrError, ValueError):
+    """An option value is invalid (scale <= 1, band out of range, unknown method)."""
+
+
+class CheckpointError(RssrError, ValueError):
+    """A model checkpoint is missing, corrupt, or does not match its card or the input."""
+
+
+class Interrupted(RssrError):
+    """The run was interrupted by SIGINT/SIGTERM; nothing was left at the destination."""
+
+
+class RssrWarning(UserWarning):
+    """A recoverable surprise (e.g. no CRS: the output is written on the pixel grid only)."""

@@ -1,0 +1,207 @@
+"""Output grid and window planning: pure functions over integers and affine transforms (no I/O, no torch).
+
+Conventions (DESIGN.md): out_w = round(W*s), out_h = round(H*s); the output transform is the input's
+scaled by (W/out_w, H/out_h), so the bounds are identical and the effective scale per axis is out/in.
+A continuous LR coordinate u has 0 at the left/top edge of the first LR pixel; the centre of HR pixel j
+sits at u = (j + 0.5) * W / out_w. All rounding decisions on window edges use exact integer arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+from affine import Affine
+from rasterio.windows import Window
+
+from .errors import UsageError
+
+MAX_SCALE = 32.0  # beyond this a "super-resolved" pixel carries no information from the input
+
+
+@dataclass(frozen=True)
+class OutputGrid:
+    """The full-resolution output raster's size and transform, derived from the input grid."""
+
+    src_width: int
+    src_height: int
+    width: int
+    height: int
+    transform: Affine
+
+    @property
+    def scale_x(self) -> float:
+        return self.width / self.src_width
+
+    @property
+    def scale_y(self) -> float:
+        return self.height / self.src_height
+
+
+def plan_output_grid(
+    src_width: int,
+    src_height: int,
+    src_transform: Affine,
+    *,
+    scale: Optional[float] = None,
+    resolution: Optional[float] = None,
+) -> OutputGrid:
+    """Output grid for a scale factor, or for a target pixel size in CRS units (like gdalwarp -tr)."""
+    if (scale is None) == (resolution is None):
+        raise UsageError("give exactly one of --scale or --resolution")
+    if resolution is not None:
+        if not (resolution > 0 and math.isfinite(resolution)):
+            raise UsageError(f"--resolution must be a positive number, got {resolution}")
+        src_res = math.hypot(src_transform.a, src_transform.d)
+        scale = src_res / resolution
+    assert scale is not None
+    if not math.isfinite(scale) or scale <= 1.0:
+        raise UsageError(f"scale must be > 1 (got {scale:g}); rssr only upsamples")
+    if scale > MAX_SCALE:
+        raise UsageError(f"scale {scale:g} is above the supported maximum of {MAX_SCALE:g}")
+    width = max(1, round(src_width * scale))
+    height = max(1, round(src_height * scale))
+    transform = src_transform * Affine.scale(src_width / width, src_height / height)
+    return OutputGrid(src_width, src_height, width, height, transform)
+
+
+@dataclass(frozen=True)
+class HRGrid:
+    """Where a window's HR pixels sit, in the LR window's own continuous pixel coordinates.
+
+    HR pixel (i, j) covers rows [y0 + i*dy, y0 + (i+1)*dy) of the LR window; dy = 1/scale_y.
+    The SR backends sample at these exact positions, so a window's HR patch is a sub-grid of
+    the global output grid even at non-integer scales.
+    """
+
+    height: int
+    width: int
+    y0: float
+    x0: float
+    dy: float
+    dx: float
+
+    def centers_y(self) -> np.ndarray:
+        return self.y0 + (np.arange(self.height) + 0.5) * self.dy
+
+    def centers_x(self) -> np.ndarray:
+        return self.x0 + (np.arange(self.width) + 0.5) * self.dx
+
+
+def hr_grid_for(lr_window: Window, grid: OutputGrid) -> tuple[Window, HRGrid]:
+    """The HR pixels whose centres fall inside an LR window, and their geometry relative to it."""
+    rows = _hr_span(int(lr_window.row_off), int(lr_window.row_off + lr_window.height), grid.src_height, grid.height)
+    cols = _hr_span(int(lr_window.col_off), int(lr_window.col_off + lr_window.width), grid.src_width, grid.width)
+    out_window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    dy = grid.src_height / grid.height
+    dx = grid.src_width / grid.width
+    hr = HRGrid(
+        height=rows[1] - rows[0],
+        width=cols[1] - cols[0],
+        y0=rows[0] * dy - lr_window.row_off,
+        x0=cols[0] * dx - lr_window.col_off,
+        dy=dy,
+        dx=dx,
+    )
+    return out_window, hr
+
+
+def _hr_span(lr_start: int, lr_stop: int, n_lr: int, n_hr: int) -> tuple[int, int]:
+    """[first, stop) of HR indices j with centre (2j+1)*n_lr/(2*n_hr) in [lr_start, lr_stop)."""
+    return _first_center_at_or_after(lr_start, n_lr, n_hr), _first_center_at_or_after(lr_stop, n_lr, n_hr)
+
+
+def _first_center_at_or_after(u: int, n_lr: int, n_hr: int) -> int:
+    # (2j+1)*n_lr >= 2*u*n_hr  <=>  j >= (2*u*n_hr - n_lr) / (2*n_lr); integer ceil keeps it exact.
+    j = -((n_lr - 2 * u * n_hr) // (2 * n_lr))
+    return min(max(j, 0), n_hr)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One unit of work: its core (the LR pixels it owns), its halo window (what is read) and its HR patch."""
+
+    index: int
+    row: int
+    col: int
+    core: Window
+    halo: Window
+    out: Window
+    hr: HRGrid
+
+
+def split_axis(length: int, tile: int) -> list[tuple[int, int]]:
+    """Split [0, length) into ceil(length/tile) cores of near-equal size (no sliver at the end)."""
+    n = max(1, math.ceil(length / tile))
+    edges = [round(i * length / n) for i in range(n + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(n)]
+
+
+def plan_tiles(grid: OutputGrid, *, tile: int, overlap: int) -> list[list[Tile]]:
+    """Tiles in rows (top to bottom): cores partition the LR raster, halos extend each core by `overlap`."""
+    if tile < 8:
+        raise UsageError(f"--tile must be at least 8 px, got {tile}")
+    if overlap < 0 or 2 * overlap > tile:
+        raise UsageError(f"--overlap must be between 0 and half the tile ({tile // 2}), got {overlap}")
+    row_spans = split_axis(grid.src_height, tile)
+    col_spans = split_axis(grid.src_width, tile)
+    rows: list[list[Tile]] = []
+    index = 0
+    for r, (y0, y1) in enumerate(row_spans):
+        row: list[Tile] = []
+        for c, (x0, x1) in enumerate(col_spans):
+            core = Window(x0, y0, x1 - x0, y1 - y0)
+            hy0, hy1 = max(0, y0 - overlap), min(grid.src_height, y1 + overlap)
+            hx0, hx1 = max(0, x0 - overlap), min(grid.src_width, x1 + overlap)
+            halo = Window(hx0, hy0, hx1 - hx0, hy1 - hy0)
+            out, hr = hr_grid_for(halo, grid)
+            row.append(Tile(index, r, c, core, halo, out, hr))
+            index += 1
+        rows.append(row)
+    return rows
+
+
+def iter_tiles(rows: list[list[Tile]]) -> Iterator[Tile]:
+    for row in rows:
+        yield from row
+
+
+def axis_blend_weights(centers: np.ndarray, core: tuple[int, int], extent: int, overlap: int) -> np.ndarray:
+    """Raised-cosine weights along one axis for HR pixel centres (in absolute LR coordinates).
+
+    Across each interior core edge e the weight rises 0 -> 1 over [e - r, e + r], r = overlap/2,
+    while the neighbour's falls 1 -> 0 over the same span (sin^2 + cos^2 = 1). The outer half of
+    each halo gets weight 0, so a patch's edge pixels (where a model lacks context) never count.
+    At the raster's edges there is no neighbour and the weight stays 1.
+    """
+    w = np.ones_like(centers, dtype=np.float64)
+    r = overlap / 2.0
+    start, stop = core
+    if r <= 0:
+        inside = (centers >= start) & (centers < stop)
+        return inside.astype(np.float64)
+    if start > 0:
+        t = np.clip((centers - (start - r)) / (2 * r), 0.0, 1.0)
+        w *= np.sin(0.5 * np.pi * t) ** 2
+    if stop < extent:
+        t = np.clip((centers - (stop - r)) / (2 * r), 0.0, 1.0)
+        w *= np.cos(0.5 * np.pi * t) ** 2
+    return w
+
+
+def tile_blend_weights(tile: Tile, grid: OutputGrid, overlap: int) -> np.ndarray:
+    """Separable 2-D blend weights (float32, shape of the tile's HR patch)."""
+    cy = tile.hr.centers_y() + tile.halo.row_off
+    cx = tile.hr.centers_x() + tile.halo.col_off
+    core_y = (int(tile.core.row_off), int(tile.core.row_off + tile.core.height))
+    core_x = (int(tile.core.col_off), int(tile.core.col_off + tile.core.width))
+    wy = axis_blend_weights(cy, core_y, grid.src_height, overlap)
+    wx = axis_blend_weights(cx, core_x, grid.src_width, overlap)
+    return (wy[:, None] * wx[None, :]).astype(np.float32)
+
+
+def tile_seed(seed: int, tile: Tile) -> int:
+    """A per-tile seed from the run seed and the tile's LR core origin: independent of processing order."""
+    return (seed * 1_000_003 + int(tile.core.row_off) * 65_537 + int(tile.core.col_off)) % (2**63 - 1)
