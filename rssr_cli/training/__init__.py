@@ -1,0 +1,1 @@
+"""Training: data sampling (data.py), the training loop and its checkpoints (trainer.py)."""

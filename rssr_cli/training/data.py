@@ -1,0 +1,153 @@
+"""Training images and the per-sample random-scale patch sampler (HR crop -> LR at a continuous scale)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, NamedTuple, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..degrade import degrade
+from ..errors import UsageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class TrainImage:
+    """One training image: float32 [C,H,W] in normalized units, and its quantization step (uint8 sources)."""
+
+    pixels: np.ndarray
+    quantize_levels: Optional[int]
+    source: str
+
+
+def _read_raster(path: Path) -> tuple[np.ndarray, Optional[int]]:
+    """[C,H,W] float32 normalized (uint8 /255, uint16/int16 /10000, float as is) and its quantization levels."""
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        import rasterio  # only for TIFFs; PNG/JPEG go through pillow
+
+        with rasterio.open(path) as src:
+            data = src.read()
+    else:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            data = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+        data = data[None] if data.ndim == 2 else data.transpose(2, 0, 1)
+    if data.dtype == np.uint8:
+        return data.astype(np.float32) / 255.0, 255
+    if data.dtype in (np.uint16, np.int16):
+        return data.astype(np.float32) / 10000.0, None
+    return data.astype(np.float32), None
+
+
+def find_images(paths: Iterable[str | Path]) -> list[Path]:
+    """Image files under the given folders (recursively) or the files themselves, sorted."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.suffix.lower() in IMAGE_SUFFIXES and p.exists():
+            found.append(p)
+        else:
+            raise UsageError(f"training data not found or not an image: {p}")
+    if not found:
+        raise UsageError("no training images found in: " + ", ".join(map(str, paths)))
+    return found
+
+
+def load_images(paths: Sequence[Path], *, limit: Optional[int] = None) -> list[TrainImage]:
+    images = []
+    for p in paths[:limit]:
+        pixels, levels = _read_raster(p)
+        images.append(TrainImage(pixels, levels, str(p)))
+    return images
+
+
+class PatchBatch(NamedTuple):
+    lr: torch.Tensor  # [B, C, l, l]
+    ys: torch.Tensor  # [B, q] HR pixel centres of the query block, in LR pixels
+    xs: torch.Tensor  # [B, q]
+    cell: torch.Tensor  # [B, 2]
+    hr: torch.Tensor  # [B, C, q, q] target HR block
+    scale: torch.Tensor  # [B] effective scale of each sample
+
+
+@dataclass
+class PatchSampler:
+    """Draws batches that mix scales: every sample has its own s in [scale_min, scale_max].
+
+    Each sample is one band (the model's band rule: bands are super-resolved independently) unless
+    `channels` > 1. The LR crop is always lr_size x lr_size (whole pixels, so batches stack); the HR crop is
+    round(lr_size * s) px, so the effective scale is hr_crop / lr_size; a random query x query block of
+    the HR crop is the target (LIIF-style sub-sampling keeps the HR side bounded at large s).
+    """
+
+    images: list[TrainImage]
+    weights: Optional[list[float]] = None
+    lr_size: int = 32
+    query: int = 24
+    scale_min: float = 1.0
+    scale_max: float = 8.0
+    channels: int = 1
+    blur_max: float = 0.0
+    noise_max: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        w = np.asarray(self.weights if self.weights is not None else [1.0] * len(self.images), dtype=np.float64)
+        self.p = w / w.sum()
+        if self.scale_min < 1.0 or self.scale_max <= self.scale_min:
+            raise UsageError(f"bad scale range ({self.scale_min}, {self.scale_max}]")
+
+    def _sample_one(self):
+        img = self.images[self.rng.choice(len(self.images), p=self.p)]
+        c, h, w = img.pixels.shape
+        max_hr = min(h, w)
+        s = self.rng.uniform(self.scale_min, self.scale_max)
+        hr_size = int(np.clip(round(self.lr_size * s), self.query + 1, max_hr))
+        y0, x0 = self.rng.integers(0, h - hr_size + 1), self.rng.integers(0, w - hr_size + 1)
+        if self.channels == 1:
+            bands = [int(self.rng.integers(0, c))]
+        elif c == self.channels:
+            bands = list(range(c))
+        else:
+            raise UsageError(f"image {img.source} has {c} bands, the model expects {self.channels}")
+        crop = img.pixels[bands, y0 : y0 + hr_size, x0 : x0 + hr_size]
+        k = int(self.rng.integers(0, 4))
+        crop = np.rot90(crop, k, axes=(1, 2))
+        if self.rng.random() < 0.5:
+            crop = crop[:, :, ::-1]
+        return np.ascontiguousarray(crop), hr_size, img.quantize_levels
+
+    def batch(self, batch_size: int) -> PatchBatch:
+        lrs, ys, xs, cells, hrs, scales = [], [], [], [], [], []
+        l, q = self.lr_size, self.query
+        for _ in range(batch_size):
+            crop, hr_size, levels = self._sample_one()
+            hr = torch.from_numpy(crop)[None]
+            blur = float(self.rng.uniform(0, self.blur_max)) if self.blur_max > 0 else 0.0
+            noise = float(self.rng.uniform(0, self.noise_max)) if self.noise_max > 0 else 0.0
+            lrs.append(degrade(hr, (l, l), blur_sigma=blur, noise_std=noise, quantize_levels=levels, generator=self.generator)[0])
+            qy, qx = self.rng.integers(0, hr_size - q + 1, size=2)
+            step = l / hr_size
+            ys.append((qy + np.arange(q) + 0.5) * step)
+            xs.append((qx + np.arange(q) + 0.5) * step)
+            cells.append((step, step))
+            hrs.append(hr[0, :, qy : qy + q, qx : qx + q])
+            scales.append(hr_size / l)
+        f32 = torch.float32
+        return PatchBatch(
+            torch.stack(lrs),
+            torch.tensor(np.array(ys), dtype=f32),
+            torch.tensor(np.array(xs), dtype=f32),
+            torch.tensor(cells, dtype=f32),
+            torch.stack(hrs),
+            torch.tensor(scales, dtype=f32),
+        )
