@@ -63,7 +63,7 @@ def plan_output_grid(
         raise UsageError(f"scale {scale:g} is above the supported maximum of {MAX_SCALE:g}")
     width = max(1, round(src_width * scale))
     height = max(1, round(src_height * scale))
-    transform = src_transform * Affine.scale(src_width / width, src_height / height)
+    transform = src_transform @ Affine.scale(src_width / width, src_height / height)
     return OutputGrid(src_width, src_height, width, height, transform)
 
 
@@ -180,8 +180,10 @@ def axis_blend_weights(centers: np.ndarray, core: tuple[int, int], extent: int, 
     r = overlap / 2.0
     start, stop = core
     if r <= 0:
-        inside = (centers >= start) & (centers < stop)
-        return inside.astype(np.float64)
+        # Without overlap the halo is the core, and the patch already holds exactly the HR pixels whose
+        # centres fall in it (exact integer arithmetic in hr_grid_for). Re-testing float centres here
+        # would drop a pixel whose centre sits on a core edge (e.g. s = 3.9375): weight 0 in every tile.
+        return w
     if start > 0:
         t = np.clip((centers - (start - r)) / (2 * r), 0.0, 1.0)
         w *= np.sin(0.5 * np.pi * t) ** 2

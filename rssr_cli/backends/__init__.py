@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UsageError
@@ -19,6 +22,23 @@ def register_backend(name: str, factory: Callable[..., SRBackend]) -> None:
     _FACTORIES[name] = factory
 
 
+def default_model_path() -> Path:
+    """The diffusion model used without --model: $RSSR_MODEL, else the repository's models/default.safetensors."""
+    env = os.environ.get("RSSR_MODEL")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "models" / "default.safetensors"
+
+
+def _diffusion_backend(**options: Any) -> SRBackend:
+    from .diffusion import DiffusionBackend  # torch is imported only when the model is actually used
+
+    return DiffusionBackend(**options)
+
+
+# Import-guarded: without torch/safetensors installed the classical backends still work.
+if importlib.util.find_spec("torch") is not None and importlib.util.find_spec("safetensors") is not None:
+    register_backend("diffusion", _diffusion_backend)
+
+
 def backend_names() -> list[str]:
     return sorted(_FACTORIES)
 
@@ -29,4 +49,4 @@ def get_backend(name: str, **options: Any) -> SRBackend:
     return _FACTORIES[name](**options)
 
 
-__all__ = ["SRBackend", "SRRequest", "get_backend", "register_backend", "backend_names"]
+__all__ = ["SRBackend", "SRRequest", "get_backend", "register_backend", "backend_names", "default_model_path"]

@@ -1,0 +1,279 @@
+"""`rssr` command line: parses options, builds one settings value, calls the API, renders results.
+
+Exit codes: 0 ok, 1 processing error (bad input file, unwritable output, interrupted), 2 usage error.
+Errors are one red line on stderr, never a traceback: RssrError subclasses are translated here and
+nowhere else. To add a command: write its API function, then a thin `@app.command()` that calls it
+inside `with cli_session(verbose):`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
+from .errors import RssrError, RssrWarning, UsageError
+from .info import RasterReport, describe_raster
+from .pipeline import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_TILE, UpscaleResult, UpscaleSettings, upscale
+
+EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
+EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output, interrupted), 2 usage error."
+
+app = typer.Typer(
+    name="rssr",
+    help=f"Super-resolve georeferenced rasters into Cloud-Optimized GeoTIFFs.\n\n{EXIT_CODES_HELP}",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+# ---- shared options and plumbing (reuse these in new commands) --------------------------------------
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (for cron); errors still shown.")]
+Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="Log details (-vv for debug).")]
+
+
+def exit_code_for(error: RssrError) -> int:
+    return EXIT_USAGE if isinstance(error, UsageError) else EXIT_PROCESSING
+
+
+def report_error(error: BaseException) -> None:
+    stderr.print(f"[bold red]error:[/] {escape(str(error))}")
+
+
+@contextmanager
+def cli_session(verbose: int = 0) -> Iterator[None]:
+    """Logging and warnings set up for one command; RssrError -> one red line + exit code."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("rssr_cli")
+    previous_level = logger.level
+    if verbose:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default" if verbose else "ignore")  # third-party chatter only with -v
+            warnings.simplefilter("always", RssrWarning)
+            warnings.showwarning = _show_warning
+            yield
+    except RssrError as error:
+        report_error(error)
+        raise typer.Exit(exit_code_for(error)) from None
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+
+def _show_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
+    label = "warning" if issubclass(category, RssrWarning) else category.__name__
+    stderr.print(f"[yellow]{label}:[/] {escape(str(message))}")
+
+
+def parse_bands(value: Optional[str]) -> Optional[tuple[int, ...]]:
+    """'1,3,4' -> (1, 3, 4); 1-based like GDAL."""
+    if value is None:
+        return None
+    try:
+        bands = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated band numbers like 1,3,4, got {value!r}") from None
+    if not bands:
+        raise typer.BadParameter("no band given")
+    return bands
+
+
+def check_creation_options(values: Optional[list[str]]) -> Optional[list[str]]:
+    """Shared --co callback: reject a malformed NAME=VALUE as a usage error before anything runs."""
+    try:
+        parse_creation_options(values or [])
+    except UsageError as error:
+        raise typer.BadParameter(str(error)) from None
+    return values
+
+
+@contextmanager
+def progress_bar(enabled: bool, label: str) -> Iterator[Any]:
+    """A rich progress bar on stderr fed by the API's progress(done, total) callback; a no-op when disabled."""
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
+    )  # fmt: skip
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            # after the last window the API still builds the COG (overviews, compression): say so
+            bar.update(task, completed=done, total=total, description=label if done < total else "writing COG")
+
+        yield update
+
+
+# ---- rssr upscale --------------------------------------------------------------------------------------
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+def backend_options(
+    device: Device, model: Optional[Path], steps: Optional[int], strength: Optional[float], precision: Optional[Precision]
+) -> dict[str, Any]:
+    """Options for the backend factory; model options only when given, so classical methods never see them."""
+    given = {"model": model, "steps": steps, "strength": strength, "precision": precision and precision.value}
+    return {"device": device.value, **{k: v for k, v in given.items() if v is not None}}
+
+
+@app.command("upscale", epilog=EXIT_CODES_HELP)
+def upscale_command(
+    src: Annotated[Path, typer.Argument(help="Input raster (GeoTIFF or anything GDAL reads).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output COG path.", show_default=False)],
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor, any real > 1 (e.g. 4.5).")] = None,
+    resolution: Annotated[
+        Optional[float], typer.Option("--resolution", "-r", help="Target pixel size in CRS units (like gdalwarp -tr).")
+    ] = None,
+    method: Annotated[
+        Optional[str],
+        typer.Option("--method", "-m", help="SR method: nearest, bicubic, lanczos, ... (default: diffusion when installed, else bicubic)"),
+    ] = None,
+    bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands to process, 1-based: 1,3,4 (default: all)")] = None,
+    tile: Annotated[int, typer.Option(help="LR window core size in px.")] = DEFAULT_TILE,
+    overlap: Annotated[int, typer.Option(help="LR halo around each window in px (blended).")] = DEFAULT_OVERLAP,
+    batch_size: Annotated[int, typer.Option(help="Windows per backend call.")] = DEFAULT_BATCH_SIZE,
+    device: Annotated[Device, typer.Option(help="Where the model runs (classical methods ignore it).")] = Device.auto,
+    model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (diffusion).", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Denoising steps (diffusion).", show_default=False)] = None,
+    strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion).", show_default=False)] = None,
+    precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed for stochastic methods (per window, order independent).")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")] = False,
+    profile: Annotated[str, typer.Option(help=f"COG profile: {', '.join(sorted(PROFILES))}.")] = DEFAULT_PROFILE,
+    co: Annotated[
+        Optional[list[str]],
+        typer.Option("--co", help="GDAL creation option NAME=VALUE (repeatable).", callback=check_creation_options),
+    ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
+) -> None:
+    """Super-resolve SRC by --scale (or to --resolution) and write a COG aligned with it to --output."""
+    with cli_session(verbose):
+        settings = UpscaleSettings(
+            scale=scale,
+            resolution=resolution,
+            method=method,
+            backend_options=backend_options(device, model, steps, strength, precision),
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            bands=parse_bands(bands),
+            seed=seed,
+            overwrite=overwrite,
+            profile=profile,
+            creation_options=parse_creation_options(co or []),
+        )
+        with progress_bar(not quiet and stderr.is_terminal, "upscaling") as progress:
+            result = upscale(src, output, settings, progress=progress)
+        if not quiet:
+            stderr.print(summarize(result))
+
+
+def summarize(result: UpscaleResult) -> str:
+    return (
+        f"wrote {escape(str(result.dst))}: {result.width}x{result.height} px, {result.bands} band(s) {result.dtype}, "
+        f"{result.method} x{result.scale_x:.4g}, {result.windows} windows in {result.seconds:.1f} s "
+        f"({result.megapixels_per_second:.2f} Mpix/s)"
+    )
+
+
+# ---- rssr info -----------------------------------------------------------------------------------------
+
+
+@app.command("info", epilog=EXIT_CODES_HELP)
+def info_command(
+    src: Annotated[Optional[Path], typer.Argument(help="Raster to describe.", show_default=False)] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Preview the output at this scale.")] = None,
+    resolution: Annotated[
+        Optional[float], typer.Option("--resolution", "-r", help="Preview the output at this pixel size.")
+    ] = None,
+    bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands the preview counts: 1,3,4")] = None,
+    verbose: Verbose = 0,
+) -> None:
+    """Print a raster's grid, bands and nodata, and what `upscale` would produce; runs nothing."""
+    with cli_session(verbose):
+        if src is None:  # optional so that describing other things (e.g. a model card) fits here later
+            raise UsageError("give a raster to describe: rssr info SRC [--scale S]")
+        report = describe_raster(src, scale=scale, resolution=resolution, bands=parse_bands(bands))
+        for line in render_report(report):
+            stdout.print(line)
+
+
+def render_report(report: RasterReport) -> list[str]:
+    t = report.transform
+    w, s, e, n = report.bounds
+    lines = [
+        f"[bold]{escape(report.path)}[/]",
+        f"  size        {report.width} x {report.height} px, {len(report.bands)} band(s), {report.dtype}",
+        f"  crs         {escape(report.crs) if report.crs else 'none (pixel grid only)'}",
+        f"  transform   ({t.a:.10g}, {t.b:.10g}, {t.c:.10g}, {t.d:.10g}, {t.e:.10g}, {t.f:.10g})",
+        f"  pixel size  {report.pixel_size[0]:.10g} x {report.pixel_size[1]:.10g}",
+        f"  bounds      west {w:.10g}, south {s:.10g}, east {e:.10g}, north {n:.10g}",
+        f"  invalid px  {escape(report.validity)}",
+        "  bands",
+    ]
+    for band in report.bands:
+        extra = f", scale {band.scale:g} offset {band.offset:g}" if (band.scale, band.offset) != (1.0, 0.0) else ""
+        lines.append(f"    {band.index:>3}  {escape(band.description or '-'):<16} {band.colorinterp}{extra}")
+    if report.preview is not None:
+        p = report.preview
+        lines += [
+            "[bold]upscale would write[/]",
+            f"  size        {p.width} x {p.height} px (x{p.scale_x:.6g}, x{p.scale_y:.6g}), {p.bands} band(s), {p.dtype}",
+            f"  pixel size  {p.pixel_size[0]:.10g} x {p.pixel_size[1]:.10g}",
+            f"  data        {_human_bytes(p.uncompressed_bytes)} uncompressed (+~1/3 overviews, before compression)",
+        ]
+    return lines
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def main() -> None:
+    """Console entry point; RssrError raised outside a command body still becomes one line + exit code."""
+    try:
+        app(prog_name="rssr")
+    except RssrError as error:
+        report_error(error)
+        sys.exit(exit_code_for(error))
+
+
+if __name__ == "__main__":
+    main()

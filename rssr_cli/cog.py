@@ -1,0 +1,206 @@
+"""The output side: named COG profiles, the destination checks, the streamed intermediate file, the atomic COG finalize.
+
+Nothing ever appears at the destination path until the COG is complete: rows stream into an
+intermediate striped GTiff inside a hidden staging directory beside DST, rio-cogeo translates it into
+a second file in that directory, and only then does os.replace move it onto DST (atomic on one
+filesystem). The staging directory is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import DatasetWriter
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_translate
+
+from .errors import OutputError, UsageError
+from .raster_io import GDAL_CONFIG, GDAL_ERRORS, gdal_message
+
+log = logging.getLogger(__name__)
+
+_COG_BASE = {
+    "driver": "GTiff",
+    "interleave": "pixel",
+    "tiled": True,
+    "blockxsize": 512,
+    "blockysize": 512,
+    "num_threads": "ALL_CPUS",  # GDAL compresses blocks in parallel; the output bytes are the same
+}
+PROFILES: dict[str, dict] = {
+    "deflate": {**_COG_BASE, "compress": "DEFLATE"},
+    "zstd": {**_COG_BASE, "compress": "ZSTD"},
+    "lzw": {**_COG_BASE, "compress": "LZW"},
+}
+DEFAULT_PROFILE = "deflate"
+OVERVIEW_RESAMPLING = "average"
+
+
+def get_profile(name: str) -> dict:
+    """A copy of a named profile, so callers can change it freely."""
+    if name not in PROFILES:
+        raise UsageError(f"unknown output profile {name!r}; choose one of: {', '.join(sorted(PROFILES))}")
+    return dict(PROFILES[name])
+
+
+def parse_creation_options(items: Sequence[str]) -> dict[str, str]:
+    """['NAME=VAL', ...] -> {'name': 'VAL'} (lower-case keys, as rio-cogeo reads them)."""
+    options: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UsageError(f"creation option {item!r} is not NAME=VALUE")
+        options[name.strip().lower()] = value.strip()
+    return options
+
+
+def cog_options(profile: str, dtype: str, overrides: Mapping[str, str]) -> dict:
+    """Creation options for the final COG: the profile, the predictor that suits the dtype, then user overrides."""
+    options = get_profile(profile)
+    options["predictor"] = 3 if np.issubdtype(np.dtype(dtype), np.floating) else 2
+    options.update({k.lower(): v for k, v in overrides.items()})
+    return options
+
+
+def check_destination(dst: Path, *, overwrite: bool, src: str) -> None:
+    """Refuse early (before any work) what would fail or destroy something at the end."""
+    parent = dst.parent
+    if not parent.is_dir():
+        raise OutputError(f"output directory {parent} does not exist")
+    if dst.is_dir():
+        raise OutputError(f"{dst} is a directory")
+    if dst.exists() and Path(src).exists() and os.path.samefile(dst, src):
+        raise UsageError(f"{dst} is the input file; write the output elsewhere")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output directory {parent} is not writable")
+
+
+@contextmanager
+def staging_dir(dst: Path) -> Iterator[Path]:
+    """A hidden temporary directory beside DST (same filesystem, so the final rename is atomic), always removed."""
+    try:
+        path = Path(tempfile.mkdtemp(prefix=f".{dst.name}.rssr-", dir=dst.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write to {dst.parent}: {exc.strerror or exc}") from exc
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What the output raster is: grid, dtype, how invalid pixels are marked, and the metadata it carries."""
+
+    width: int
+    height: int
+    transform: Affine
+    crs: Optional[CRS]
+    dtype: str
+    nodata: Optional[float]
+    internal_mask: bool
+    descriptions: tuple[Optional[str], ...]
+    colorinterp: tuple[ColorInterp, ...]
+    scales: tuple[float, ...]
+    offsets: tuple[float, ...]
+    tags: dict[str, str]
+    band_tags: tuple[dict[str, str], ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.descriptions)
+
+
+@contextmanager
+def open_intermediate(path: Path, spec: OutputSpec) -> Iterator[DatasetWriter]:
+    """A striped, uncompressed GTiff on disk that rows are streamed into (fast to write, never held in memory)."""
+    profile = dict(
+        driver="GTiff",
+        width=spec.width,
+        height=spec.height,
+        count=spec.count,
+        dtype=spec.dtype,
+        crs=spec.crs,
+        transform=spec.transform,
+        nodata=spec.nodata,
+        tiled=False,
+        blockysize=min(spec.height, 64),
+        interleave="pixel",
+        bigtiff="IF_SAFER",
+    )
+    with rasterio.Env(**GDAL_CONFIG):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                writer = rasterio.open(path, "w", **profile)
+            _write_metadata(writer, spec)
+        except GDAL_ERRORS as exc:
+            raise OutputError(f"cannot create {path}: {gdal_message(exc)}") from exc
+        with writer:
+            yield writer
+
+
+def _write_metadata(writer: DatasetWriter, spec: OutputSpec) -> None:
+    writer.colorinterp = spec.colorinterp
+    writer.scales = spec.scales
+    writer.offsets = spec.offsets
+    writer.update_tags(**spec.tags)
+    for band, (description, tags) in enumerate(zip(spec.descriptions, spec.band_tags), start=1):
+        if description:
+            writer.set_band_description(band, description)
+        if tags:
+            writer.update_tags(band, **tags)
+
+
+def write_rows(writer: DatasetWriter, spec: OutputSpec, row_off: int, data: np.ndarray, mask: Optional[np.ndarray]) -> None:
+    """Write [bands, h, width] rows (and the per-dataset mask rows when the output uses one)."""
+    window = Window(0, row_off, spec.width, data.shape[1])
+    try:
+        writer.write(data, window=window)
+        if spec.internal_mask and mask is not None:
+            writer.write_mask(np.where(mask, 255, 0).astype(np.uint8), window=window)
+    except GDAL_ERRORS as exc:
+        raise OutputError(f"cannot write rows {row_off}..{row_off + data.shape[1]}: {gdal_message(exc)}") from exc
+
+
+def finalize_cog(intermediate: Path, dst: Path, options: Mapping, *, overwrite: bool) -> None:
+    """Translate the intermediate into a COG in the staging directory, then move it onto DST in one rename."""
+    staged = intermediate.with_name("cog.tif")
+    log.info("building COG (overviews: %s) from %s", OVERVIEW_RESAMPLING, intermediate)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            cog_translate(
+                str(intermediate),
+                str(staged),
+                dict(options),
+                in_memory=False,
+                quiet=True,
+                overview_resampling=OVERVIEW_RESAMPLING,
+                forward_band_tags=True,
+                config=GDAL_CONFIG,
+            )
+    except GDAL_ERRORS as exc:
+        raise OutputError(f"cannot write the COG for {dst}: {gdal_message(exc)}") from exc
+    if dst.exists() and not overwrite:  # appeared while we worked: still never clobber it
+        raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
+    try:
+        os.replace(staged, dst)
+    except OSError as exc:
+        raise OutputError(f"cannot move the finished COG onto {dst}: {exc.strerror or exc}") from exc

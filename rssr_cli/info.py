@@ -1,0 +1,111 @@
+"""`describe_raster`: what a raster is and what `upscale` would make of it, as data (the CLI renders it)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from affine import Affine
+
+from .grid import OutputGrid, plan_output_grid
+from .raster_io import MaskKind, SourceInfo, inspect_source, open_raster, select_bands
+
+
+@dataclass(frozen=True)
+class BandReport:
+    index: int
+    description: Optional[str]
+    colorinterp: str
+    scale: float
+    offset: float
+
+
+@dataclass(frozen=True)
+class UpscalePreview:
+    """The output `upscale` would write, computed from the grid alone (nothing is run)."""
+
+    width: int
+    height: int
+    scale_x: float
+    scale_y: float
+    pixel_size: tuple[float, float]
+    bands: int
+    dtype: str
+    uncompressed_bytes: int  # full resolution only; overviews add about a third, compression takes a lot off
+
+
+@dataclass(frozen=True)
+class RasterReport:
+    path: str
+    width: int
+    height: int
+    dtype: str
+    crs: Optional[str]
+    transform: Affine
+    pixel_size: tuple[float, float]
+    bounds: tuple[float, float, float, float]
+    validity: str  # how invalid pixels are marked
+    bands: tuple[BandReport, ...]
+    preview: Optional[UpscalePreview]
+
+
+def describe_raster(
+    src: str | Path,
+    *,
+    scale: Optional[float] = None,
+    resolution: Optional[float] = None,
+    bands: Optional[Sequence[int]] = None,
+) -> RasterReport:
+    """Read a raster's header (no pixels) and, given a scale or resolution, preview the upscale output."""
+    with open_raster(src) as dataset:
+        source = inspect_source(dataset)
+    selected = select_bands(source, bands)
+    preview = None
+    if scale is not None or resolution is not None:
+        grid = plan_output_grid(source.width, source.height, source.transform, scale=scale, resolution=resolution)
+        preview = _preview(grid, len(selected), source.dtype)
+    return RasterReport(
+        path=source.path,
+        width=source.width,
+        height=source.height,
+        dtype=source.dtype,
+        crs=source.crs.to_string() if source.crs else None,
+        transform=source.transform,
+        pixel_size=source.pixel_size,
+        bounds=source.bounds,
+        validity=describe_validity(source),
+        bands=tuple(_band_report(source, b) for b in range(1, source.count + 1)),
+        preview=preview,
+    )
+
+
+def _preview(grid: OutputGrid, n_bands: int, dtype: str) -> UpscalePreview:
+    t = grid.transform
+    return UpscalePreview(
+        width=grid.width,
+        height=grid.height,
+        scale_x=grid.scale_x,
+        scale_y=grid.scale_y,
+        pixel_size=(math.hypot(t.a, t.d), math.hypot(t.b, t.e)),
+        bands=n_bands,
+        dtype=dtype,
+        uncompressed_bytes=grid.width * grid.height * n_bands * np.dtype(dtype).itemsize,
+    )
+
+
+def _band_report(source: SourceInfo, band: int) -> BandReport:
+    i = band - 1
+    return BandReport(band, source.descriptions[i], source.colorinterp[i].name, source.scales[i], source.offsets[i])
+
+
+def describe_validity(source: SourceInfo) -> str:
+    if source.mask_kind == MaskKind.NODATA:
+        return f"nodata = {source.nodata:g}"
+    if source.mask_kind == MaskKind.MASK:
+        return f"alpha band {source.alpha_band}" if source.alpha_band else "internal mask"
+    if source.mask_kind == MaskKind.NAN:
+        return "NaN (float without a nodata value)"
+    return "none (every pixel valid)"

@@ -1,0 +1,37 @@
+"""Turn SIGINT/SIGTERM into an Interrupted exception for the duration of a run, so `finally` blocks clean up."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from .errors import Interrupted
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    # One interrupt is enough: ignore repeats so a second Ctrl-C cannot cut the cleanup short.
+    for sig in HANDLED_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; no output was written")
+
+
+@contextmanager
+def raise_on_signals() -> Iterator[None]:
+    """Install handlers that raise Interrupted; restore the previous ones on exit.
+
+    Signal handlers can only be set from the main thread: elsewhere (a worker thread, a notebook
+    executor) this does nothing and the caller's own handling applies.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,188 @@
+"""Checkpoints: `model.safetensors` (weights only, never pickle) + `model.json` (the model card) beside it.
+
+The card says what the weights are (spec of each part, bands, normalization, diffusion schedule, default
+sampler settings, training and metrics) and holds the sha256 of the weights file. The same description,
+minus training/metrics/sha256, is also in the safetensors metadata (key "rssr"), so the file runs alone.
+`load_model` validates both and fails with one clear CheckpointError line on any mismatch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .. import __version__
+from ..errors import CheckpointError
+from .normalize import MIN_STD
+from .registry import build, registered  # noqa: F401  (re-exported: `build(spec)` for {name, args})
+from .sr_model import SRModel, band_rule
+
+FORMAT = "rssr-model/1"
+PARTS = ("operator", "prior_features", "denoiser")
+METADATA_KEY = "rssr"
+# Entries that define the computation: card and embedded metadata must agree on these.
+BINDING = ("format", "spec", "channels", "diffusion")
+
+NORMALIZATION = {
+    "input": "normalized radiometry (uint8 / 255; Sentinel-2 L1C/L2A reflectance / 10000), nodata filled",
+    "model": "per window, sample and band: z = (x - mean) / max(std, min_std) on the LR window; output mapped back",
+    "min_std": MIN_STD,
+}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe(model: SRModel, *, model_id: str) -> dict[str, Any]:
+    """The self-description stored in both the card and the weights' metadata."""
+    spec = model.spec
+    return {
+        "format": FORMAT,
+        "id": model_id,
+        "spec": {part: copy.deepcopy(spec[part]) for part in PARTS},
+        "channels": model.in_channels,
+        "band_rule": band_rule(model.in_channels),
+        "normalization": dict(NORMALIZATION),
+        "diffusion": copy.deepcopy(spec["diffusion"]),
+        "sampler": dict(model.sampler_defaults),
+    }
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights, card) for 'x.safetensors', 'x.json' or 'x'."""
+    p = Path(path)
+    weights = p.with_suffix(".safetensors") if p.suffix in ("", ".json") else p
+    return weights, weights.with_suffix(".json")
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_model(
+    model: SRModel,
+    path: str | os.PathLike,
+    *,
+    training: Optional[dict[str, Any]] = None,
+    metrics: Optional[dict[str, Any]] = None,
+    model_id: Optional[str] = None,
+) -> Path:
+    """Write <path>.safetensors and its card <path>.json (atomically); returns the weights path."""
+    weights, card_path = _paths(path)
+    header = describe(model, model_id=model_id or weights.stem)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    _write_atomic(weights, lambda p: save_file(tensors, str(p), metadata={METADATA_KEY: json.dumps(header)}))
+    card = {
+        **header,
+        "rssr_version": __version__,
+        "training": dict(training or {}),
+        "metrics": dict(metrics or {}),
+        "sha256": sha256_file(weights),
+    }
+    _write_atomic(card_path, lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
+    return weights
+
+
+def _read_card(card_path: Path) -> dict[str, Any]:
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"model card {card_path} is not readable JSON ({exc})") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        got = card.get("format") if isinstance(card, dict) else type(card).__name__
+        raise CheckpointError(f"model card {card_path} has format {got!r}, expected {FORMAT!r}")
+    return card
+
+
+def _read_weights(weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for truncated/garbled files
+        raise CheckpointError(f"{weights} is not a readable safetensors file (truncated or corrupt: {exc})") from None
+    try:
+        header = json.loads(metadata[METADATA_KEY])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{weights} carries no rssr model description in its metadata") from None
+    return tensors, header
+
+
+def _check_state(model: SRModel, tensors: dict[str, torch.Tensor], source: str) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+        n = len(missing) + len(extra)
+        raise CheckpointError(f"weights do not match the {source}: {what} ({n} key(s) differ)")
+    for k, shape in expected.items():
+        if tuple(tensors[k].shape) != shape:
+            raise CheckpointError(f"weights do not match the {source}: {k} is {tuple(tensors[k].shape)}, the {source} implies {shape}")
+
+
+def _spec_from(desc: dict[str, Any]) -> dict[str, Any]:
+    try:
+        spec = {part: desc["spec"][part] for part in PARTS}
+        spec["diffusion"] = desc["diffusion"]
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"model description lacks {exc}") from None
+    spec["sampler"] = desc.get("sampler", {"steps": 8, "strength": 0.4})
+    return spec
+
+
+def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> SRModel:
+    """Validate card + weights and return the SRModel in eval mode; one CheckpointError line on any problem."""
+    weights, card_path = _paths(path)
+    if not weights.is_file():
+        raise CheckpointError(f"model file not found: {weights}")
+    card = _read_card(card_path) if card_path.exists() else None
+    sha = sha256_file(weights)
+    if card is not None and card.get("sha256") != sha:
+        raise CheckpointError(
+            f"{weights.name} does not match its card (sha256 {sha[:12]}, card says {str(card.get('sha256'))[:12]}): "
+            "truncated, corrupt or replaced"
+        )
+    tensors, header = _read_weights(weights)
+    desc = card if card is not None else header
+    source = "model card" if card is not None else "embedded spec"
+    try:
+        model = SRModel(_spec_from(desc))
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:  # e.g. a hand-edited width that the architecture rejects
+        raise CheckpointError(f"cannot build the model from its {source}: {exc}") from None
+    _check_state(model, tensors, source)
+    if card is not None:
+        for key in BINDING:
+            if card.get(key) != header.get(key):
+                raise CheckpointError(f"model card {card_path.name} and the weights' embedded description disagree on {key!r}")
+    model.load_state_dict(tensors)
+    model.card = {**desc, "sha256": sha}
+    return model.to(device).eval()
+
+
+def check_bands(model: SRModel, n_bands: int) -> None:
+    """Band rule: a single-band model takes any count (bands one by one); a C-band model exactly C."""
+    if model.in_channels != 1 and model.in_channels != n_bands:
+        raise CheckpointError(f"the model takes {model.in_channels} bands together; the input has {n_bands}")
+
+
+def model_id(model: SRModel) -> str:
+    card = getattr(model, "card", None) or {}
+    return str(card.get("id", "untrained"))

@@ -1,0 +1,37 @@
+"""Model parts are built from {"name", "args"} specs through this registry (LIIF-style `models.make`)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import CheckpointError
+
+_PARTS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Class decorator: make `name` buildable from a spec."""
+
+    def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _PARTS[name] = factory
+        return factory
+
+    return add
+
+
+def registered() -> list[str]:
+    return sorted(_PARTS)
+
+
+def build(spec: dict[str, Any], **derived: Any) -> nn.Module:
+    """Instantiate {"name", "args"}; `derived` sizes (known only at build time) override the spec's args."""
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if name not in _PARTS:
+        raise CheckpointError(f"unknown model part {name!r}; registered: {', '.join(registered())}")
+    args = {**spec.get("args", {}), **derived}
+    try:
+        return _PARTS[name](**args)
+    except TypeError as exc:  # wrong/missing keyword in a hand-edited card
+        raise CheckpointError(f"cannot build model part {name!r} from its spec: {exc}") from None

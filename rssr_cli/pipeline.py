@@ -1,0 +1,372 @@
+"""The upscale API: `upscale(src, dst, settings)` super-resolves a raster into a COG that lines up with the input.
+
+Data flows one way (DESIGN.md): open + validate the source -> plan the output grid and the tiles ->
+per tile row: read each halo window, normalize, fill nodata -> backend.upsample in batches -> blend
+into a bounded row accumulator -> write the rows no later tile touches -> finalize the COG atomically.
+This module orchestrates; reading, grid maths, radiometry, blending and writing live in their own modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+from rasterio.enums import ColorInterp
+from rasterio.io import DatasetReader, DatasetWriter
+
+from . import __version__
+from .backends import SRBackend, SRRequest, backend_names, default_model_path, get_backend
+from .cog import (
+    DEFAULT_PROFILE,
+    OutputSpec,
+    check_destination,
+    cog_options,
+    finalize_cog,
+    open_intermediate,
+    staging_dir,
+    write_rows,
+)
+from .errors import UsageError
+from .grid import OutputGrid, Tile, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
+from .interrupts import raise_on_signals
+from .mosaic import FinishedRows, RowAccumulator, hr_validity
+from .radiometry import Radiometry, denormalize, fixed_radiometry, normalize, robust_radiometry, uses_robust_range
+from .raster_io import (
+    MaskKind,
+    SourceInfo,
+    fill_invalid,
+    gdal_env,
+    inspect_source,
+    open_raster,
+    read_sample,
+    read_window,
+    select_bands,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (windows done, windows total)
+
+DEFAULT_TILE = 256
+DEFAULT_OVERLAP = 32
+DEFAULT_BATCH_SIZE = 4
+
+
+def default_method(backend_options: Optional[Mapping[str, Any]] = None) -> str:
+    """The method used when none is given: the diffusion model when its backend is registered and a model is
+    at hand (--model given, or the default model file exists), else bicubic, so a fresh install still runs."""
+    if "diffusion" not in backend_names():
+        return "bicubic"
+    if (backend_options or {}).get("model") is not None:
+        return "diffusion"
+    path = default_model_path()
+    return "diffusion" if path.is_file() or path.with_suffix(".safetensors").is_file() else "bicubic"
+
+
+@dataclass(frozen=True)
+class UpscaleSettings:
+    """Everything that decides an upscale run; the CLI builds one of these from its flags.
+
+    Give exactly one of `scale` (any real > 1) or `resolution` (target pixel size in CRS units).
+    `method=None` means default_method(backend_options); `backend_options` go to get_backend(method, **options).
+    `bands` are 1-based; None means every data band (an alpha band becomes the output mask).
+    """
+
+    scale: Optional[float] = None
+    resolution: Optional[float] = None
+    method: Optional[str] = None
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+    tile: int = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
+    batch_size: int = DEFAULT_BATCH_SIZE
+    bands: Optional[tuple[int, ...]] = None
+    seed: int = 0
+    overwrite: bool = False
+    profile: str = DEFAULT_PROFILE
+    creation_options: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class UpscaleResult:
+    """What was written."""
+
+    dst: Path
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    scale_x: float
+    scale_y: float
+    method: str
+    windows: int
+    skipped_windows: int  # entirely nodata: never sent to the backend
+    seconds: float
+
+    @property
+    def megapixels_per_second(self) -> float:
+        return self.width * self.height / 1e6 / self.seconds if self.seconds > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The resolved, validated run: what to read, the grid to produce, how to map values, what to write."""
+
+    source: SourceInfo
+    bands: tuple[int, ...]
+    grid: OutputGrid
+    tiles: list[list[Tile]]
+    radiometry: Radiometry
+    output: OutputSpec
+    creation_options: dict
+    method: str
+    settings: UpscaleSettings
+
+    @property
+    def window_count(self) -> int:
+        return sum(len(row) for row in self.tiles)
+
+
+def upscale(
+    src: str | Path,
+    dst: str | Path,
+    settings: Optional[UpscaleSettings] = None,
+    *,
+    progress: Optional[Progress] = None,
+    **overrides: Any,
+) -> UpscaleResult:
+    """Super-resolve `src` into a COG at `dst`. Keyword overrides replace settings fields: upscale(a, b, scale=4.5)."""
+    settings = replace(settings or UpscaleSettings(), **overrides)
+    dst = Path(dst)
+    started = time.perf_counter()
+    with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
+        plan, backend = plan_run(dataset, src, dst, settings)
+        with staging_dir(dst) as staging:
+            intermediate = staging / "stream.tif"
+            with open_intermediate(intermediate, plan.output) as writer:
+                skipped = stream_tiles(dataset, plan, backend, lambda rows: _write(writer, plan, rows), progress)
+            finalize_cog(intermediate, dst, plan.creation_options, overwrite=settings.overwrite)
+    seconds = time.perf_counter() - started
+    log.info("wrote %s in %.1f s", dst, seconds)
+    grid = plan.grid
+    return UpscaleResult(
+        dst, grid.width, grid.height, len(plan.bands), plan.source.dtype, grid.scale_x, grid.scale_y,
+        plan.method, plan.window_count, skipped, seconds,
+    )  # fmt: skip
+
+
+def plan_run(dataset: DatasetReader, src: str | Path, dst: Path, settings: UpscaleSettings) -> tuple[RunPlan, SRBackend]:
+    """Validate everything that can be refused before any work (cheap checks first, the backend last)."""
+    source = inspect_source(dataset)
+    bands = select_bands(source, settings.bands)
+    grid = plan_output_grid(
+        source.width, source.height, source.transform, scale=settings.scale, resolution=settings.resolution
+    )
+    tiles = plan_tiles(grid, tile=settings.tile, overlap=settings.overlap)
+    check_destination(dst, overwrite=settings.overwrite, src=str(src))
+    creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
+    method = settings.method or default_method(settings.backend_options)
+    backend = get_backend(method, **dict(settings.backend_options))  # may load a model: after the cheap checks
+    radiometry = scene_radiometry(dataset, source, bands)
+    output = output_spec(source, bands, grid, provenance_tags(settings, method, grid, radiometry, backend))
+    plan = RunPlan(source, bands, grid, tiles, radiometry, output, creation_options, method, settings)
+    log.info(
+        "%s: %dx%d -> %dx%d (x%.4g, x%.4g), %d bands, %d windows, method %s, radiometry %s",
+        source.path, source.width, source.height, grid.width, grid.height,
+        grid.scale_x, grid.scale_y, len(bands), plan.window_count, method, radiometry.rule,
+    )  # fmt: skip
+    return plan, backend
+
+
+def scene_radiometry(dataset: DatasetReader, source: SourceInfo, bands: Sequence[int]) -> Radiometry:
+    """The one value map used for every window of the scene (see radiometry.py for the rules)."""
+    if uses_robust_range(source.dtype):
+        sample, valid = read_sample(dataset, source, bands)
+        return robust_radiometry(sample, valid)
+    pick = [b - 1 for b in bands]
+    return fixed_radiometry(
+        source.dtype,
+        len(bands),
+        scales=[source.scales[i] for i in pick],
+        offsets=[source.offsets[i] for i in pick],
+    )
+
+
+def provenance_tags(
+    settings: UpscaleSettings, method: str, grid: OutputGrid, radiometry: Radiometry, backend: SRBackend
+) -> dict[str, str]:
+    """RSSR_* tags recording how the output was made (the backend adds its own, e.g. model id and hash)."""
+    requested = f"{settings.scale:g}" if settings.scale is not None else f"resolution {settings.resolution:g}"
+    tags = {
+        "RSSR_VERSION": __version__,
+        "RSSR_METHOD": method,
+        "RSSR_SCALE": requested,
+        "RSSR_SCALE_XY": f"{grid.scale_x:.10g},{grid.scale_y:.10g}",
+        "RSSR_TILE": str(settings.tile),
+        "RSSR_OVERLAP": str(settings.overlap),
+        "RSSR_SEED": str(settings.seed),
+        "RSSR_RADIOMETRY": radiometry.rule,
+    }
+    tags.update({f"RSSR_{key.upper()}": str(value) for key, value in backend.provenance().items()})
+    return tags
+
+
+def output_spec(source: SourceInfo, bands: Sequence[int], grid: OutputGrid, provenance: dict[str, str]) -> OutputSpec:
+    """The output carries the source's metadata for the selected bands, on the output grid."""
+    pick = [b - 1 for b in bands]
+    is_float = np.issubdtype(np.dtype(source.dtype), np.floating)
+    nodata = source.nodata
+    if source.mask_kind == MaskKind.NAN or (nodata is None and is_float):
+        nodata = math.nan  # NaN marked invalid pixels in the input; it does in the output too
+    internal_mask = source.mask_kind == MaskKind.MASK
+    # The alpha band (if selected at all) is data here: the output's validity lives in its internal mask.
+    colorinterp = tuple(
+        ColorInterp.undefined if source.colorinterp[i] == ColorInterp.alpha else source.colorinterp[i] for i in pick
+    )
+    return OutputSpec(
+        width=grid.width,
+        height=grid.height,
+        transform=grid.transform,
+        crs=source.crs,
+        dtype=source.dtype,
+        nodata=None if internal_mask else nodata,
+        internal_mask=internal_mask,
+        descriptions=tuple(source.descriptions[i] for i in pick),
+        colorinterp=colorinterp,
+        scales=tuple(source.scales[i] for i in pick),
+        offsets=tuple(source.offsets[i] for i in pick),
+        tags={**source.tags, **provenance},
+        band_tags=tuple(source.band_tags[i] for i in pick),
+    )
+
+
+@dataclass(frozen=True)
+class PreparedWindow:
+    """A tile's LR input ready for the backend; request is None when the window is entirely nodata."""
+
+    tile: Tile
+    request: Optional[SRRequest]
+    valid: np.ndarray  # LR validity of the halo window, [bands, h, w]
+
+
+def prepare_window(dataset: DatasetReader, plan: RunPlan, tile: Tile) -> PreparedWindow:
+    """Read a halo window, normalize it and fill its nodata so the backend sees only plausible values."""
+    data, valid = read_window(dataset, plan.source, plan.bands, tile.halo)
+    if not valid.any():
+        return PreparedWindow(tile, None, valid)
+    values = fill_invalid(normalize(data, plan.radiometry), valid)
+    return PreparedWindow(tile, SRRequest(values, tile.hr, tile_seed(plan.settings.seed, tile)), valid)
+
+
+def upsample_windows(backend: SRBackend, windows: Sequence[PreparedWindow]) -> list[np.ndarray]:
+    """One backend call for a batch of windows that have data; checks the contract on the way back."""
+    patches = backend.upsample([w.request for w in windows])
+    if len(patches) != len(windows):
+        raise ValueError(f"backend {backend.name!r} returned {len(patches)} patches for {len(windows)} windows")
+    for window, patch in zip(windows, patches):
+        expected = (len(window.request.lr), window.tile.hr.height, window.tile.hr.width)
+        if patch.shape != expected:
+            raise ValueError(f"backend {backend.name!r} returned a patch of shape {patch.shape}, expected {expected}")
+    return patches
+
+
+def stream_tiles(
+    dataset: DatasetReader,
+    plan: RunPlan,
+    backend: SRBackend,
+    write: Callable[[FinishedRows], None],
+    progress: Optional[Progress] = None,
+) -> int:
+    """Process tile rows top to bottom, handing finished output rows to `write`; returns the skipped window count.
+
+    After tile row r, output rows above tile row r+1's first HR row get no more contributions, so
+    they are written and dropped: the accumulator spans about one tile row of output at any time.
+    Windows with data are batched (batch_size per backend call) within a row; all-nodata ones are skipped.
+    """
+    grid, tiles = plan.grid, plan.tiles
+    accumulator = RowAccumulator(len(plan.bands), grid.width, track_validity=plan.source.mask_kind != MaskKind.NONE)
+    counter = _ProgressCounter(plan.window_count, progress)
+    skipped = 0
+    for r, row in enumerate(tiles):
+        accumulator.extend_to(max(int(t.out.row_off + t.out.height) for t in row))
+        pending: list[PreparedWindow] = []
+        for tile in row:
+            window = prepare_window(dataset, plan, tile)
+            _record_validity(accumulator, window, grid)
+            if window.request is None:
+                skipped += 1
+                counter.advance(1)
+            else:
+                pending.append(window)
+            if len(pending) == plan.settings.batch_size:
+                _blend_batch(backend, pending, accumulator, plan)
+                counter.advance(len(pending))
+                pending = []
+        if pending:
+            _blend_batch(backend, pending, accumulator, plan)
+            counter.advance(len(pending))
+        final_row = int(tiles[r + 1][0].out.row_off) if r + 1 < len(tiles) else grid.height
+        finished = accumulator.pop_until(final_row)
+        if finished is not None:
+            write(finished)
+    return skipped
+
+
+def _record_validity(accumulator: RowAccumulator, window: PreparedWindow, grid: OutputGrid) -> None:
+    if accumulator.tracks_validity:
+        accumulator.set_validity(window.tile.out, hr_validity(window.valid, window.tile, grid))
+
+
+def _blend_batch(backend: SRBackend, batch: Sequence[PreparedWindow], accumulator: RowAccumulator, plan: RunPlan) -> None:
+    for window, patch in zip(batch, upsample_windows(backend, batch)):
+        accumulator.add(window.tile.out, patch, tile_blend_weights(window.tile, plan.grid, plan.settings.overlap))
+
+
+class _ProgressCounter:
+    """Counts finished windows and reports (done, total) to the optional callback."""
+
+    def __init__(self, total: int, callback: Optional[Progress]) -> None:
+        self.total, self.done, self.callback = total, 0, callback
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def _write(writer: DatasetWriter, plan: RunPlan, rows: FinishedRows) -> None:
+    """Back to stored values, invalid pixels marked as the output marks them, then onto disk, a block at a time."""
+    spec = plan.output
+    for row_off, values, valid in rows.blocks():
+        data = denormalize(values, plan.radiometry, spec.dtype)
+        mask = None
+        if valid is not None:
+            if spec.internal_mask:
+                mask = valid.all(axis=0)
+                data[:, ~mask] = 0
+            else:
+                data = _keep_clear_of_nodata(data, valid, spec.nodata)
+                data[~valid] = spec.nodata
+        write_rows(writer, spec, row_off, data, mask)
+
+
+def _keep_clear_of_nodata(data: np.ndarray, valid: np.ndarray, nodata: Optional[float]) -> np.ndarray:
+    """A valid integer pixel that lands on the nodata value (e.g. 0 after clipping) moves one step away,
+    or it would silently vanish from the output."""
+    if nodata is None or not np.issubdtype(data.dtype, np.integer):
+        return data
+    collide = valid & (data == nodata)
+    if collide.any():
+        step = 1 if nodata < np.iinfo(data.dtype).max else -1
+        data[collide] = data.dtype.type(nodata + step)
+    return data

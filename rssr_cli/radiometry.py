@@ -1,0 +1,100 @@
+"""Radiometry: map stored pixel values to the ~[0, 1] range a model sees, and back (pure numpy).
+
+Rules (DESIGN.md), one linear map per band, normalized = value * gain + bias:
+- uint8: /255.
+- uint16, int16: the dataset's own scale/offset when it declares them (e.g. Sentinel-2 L2A from GDAL:
+  0.0001 and -0.1, which handles the L2A offset), else /10000 (Sentinel-2 reflectance convention).
+- every other supported type (floats, 32-bit ints, int8): a per-band robust range, the 2nd..98th
+  percentile of a decimated read of the whole scene, computed once so every window uses the same map.
+Normalized values are never clipped (bright clouds above 1.0 must survive); only the final conversion
+back to the stored dtype clips to that dtype's range (and rounds integers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+REFLECTANCE_DIVISOR = 10_000.0  # Sentinel-2 L1C/L2A digital numbers are reflectance * 10000
+ROBUST_PERCENTILES = (2.0, 98.0)
+FIXED_DIVISORS = {"uint8": 255.0, "uint16": REFLECTANCE_DIVISOR, "int16": REFLECTANCE_DIVISOR}
+REFLECTANCE_TYPES = ("uint16", "int16")
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """Per-band linear map to model space: normalized = value * gain + bias. `rule` says which rule chose it."""
+
+    gain: tuple[float, ...]
+    bias: tuple[float, ...]
+    rule: str
+
+
+def uses_robust_range(dtype: str) -> bool:
+    """True where no fixed rule applies and a per-scene percentile range must be measured."""
+    return dtype not in FIXED_DIVISORS
+
+
+def fixed_radiometry(
+    dtype: str,
+    n_bands: int,
+    scales: Optional[Sequence[float]] = None,
+    offsets: Optional[Sequence[float]] = None,
+) -> Radiometry:
+    """The fixed rule for uint8 / uint16 / int16 (see module docstring)."""
+    if dtype not in FIXED_DIVISORS:
+        raise ValueError(f"no fixed radiometry for {dtype}; use robust_radiometry")
+    scales = tuple(scales) if scales is not None else (1.0,) * n_bands
+    offsets = tuple(offsets) if offsets is not None else (0.0,) * n_bands
+    declared = any(s != 1.0 for s in scales) or any(o != 0.0 for o in offsets)
+    if dtype in REFLECTANCE_TYPES and declared:
+        return Radiometry(tuple(map(float, scales)), tuple(map(float, offsets)), "dataset scale/offset")
+    divisor = FIXED_DIVISORS[dtype]
+    return Radiometry((1.0 / divisor,) * n_bands, (0.0,) * n_bands, f"/{divisor:g}")
+
+
+def robust_radiometry(sample: np.ndarray, valid: np.ndarray) -> Radiometry:
+    """Per-band 2nd..98th percentile of the valid values of a [bands, h, w] sample, mapped to [0, 1]."""
+    gains, biases = [], []
+    for band, ok in zip(sample, valid):
+        values = band[ok & np.isfinite(band)].astype(np.float64)
+        lo, hi = np.percentile(values, ROBUST_PERCENTILES) if values.size else (0.0, 1.0)
+        span = hi - lo if hi > lo else max(abs(lo), 1.0)  # a constant band still needs a finite map
+        gains.append(1.0 / span)
+        biases.append(-lo / span)
+    return Radiometry(tuple(gains), tuple(biases), "robust p2..p98 per band")
+
+
+def _work_dtype(dtype: np.dtype | str) -> type:
+    """float32 holds every value of the <=16-bit types and float32 exactly enough (24-bit mantissa); wider types need float64."""
+    return np.float32 if np.dtype(dtype).itemsize <= 2 or np.dtype(dtype) == np.float32 else np.float64
+
+
+def _per_band(values: tuple[float, ...], work: type) -> np.ndarray:
+    return np.asarray(values, dtype=work)[:, None, None]
+
+
+def normalize(data: np.ndarray, radiometry: Radiometry) -> np.ndarray:
+    """[bands, h, w] stored values -> float32 model values (no clipping)."""
+    work = _work_dtype(data.dtype)
+    out = data.astype(work) * _per_band(radiometry.gain, work) + _per_band(radiometry.bias, work)
+    return out.astype(np.float32, copy=False)
+
+
+def denormalize(values: np.ndarray, radiometry: Radiometry, dtype: str) -> np.ndarray:
+    """float model values -> the stored dtype: inverse map, rounded for integers, clipped to the dtype range."""
+    work = _work_dtype(dtype)
+    out = (values.astype(work, copy=False) - _per_band(radiometry.bias, work)) / _per_band(radiometry.gain, work)
+    return to_dtype(out, dtype)
+
+
+def to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Round (integers) and clip to the dtype's range, so out-of-range model output saturates instead of wrapping."""
+    target = np.dtype(dtype)
+    if np.issubdtype(target, np.integer):
+        info = np.iinfo(target)
+        return np.clip(np.rint(values), info.min, info.max).astype(target)
+    info = np.finfo(target)
+    return np.clip(values, info.min, info.max).astype(target)

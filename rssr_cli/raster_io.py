@@ -1,0 +1,258 @@
+"""The input side: open and validate a source raster into a SourceInfo value, read windows with validity, fill nodata.
+
+Every way a source can be unusable becomes one InputError line here, so later stages can trust SourceInfo.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.fill import fillnodata
+from rasterio.io import DatasetReader
+from rasterio.transform import array_bounds
+from rasterio.windows import Window
+
+from .errors import InputError, RssrWarning, UsageError
+
+GDAL_ERRORS = (RasterioError, CPLE_BaseError)  # what rasterio raises for GDAL failures (CPLE_* are not RasterioErrors)
+# GDAL's block cache defaults to 5% of RAM and keeps every block it has read: bounded here so memory does
+# not grow with the scene (reading the source, writing the intermediate, building the COG).
+GDAL_CONFIG = {"GDAL_CACHEMAX": 128, "GDAL_TIFF_INTERNAL_MASK": True}  # cache in MB
+SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+
+class MaskKind:
+    """How invalid pixels are marked in the source (and therefore in the output)."""
+
+    NONE = "none"  # every pixel is valid
+    NODATA = "nodata"  # a nodata value (may be NaN)
+    NAN = "nan"  # float without a nodata value: NaN marks invalid pixels
+    MASK = "mask"  # an internal/sidecar mask band or an alpha band
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Everything later stages need to know about the source raster, read once and validated."""
+
+    path: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs: Optional[CRS]
+    transform: Affine
+    nodata: Optional[float]
+    mask_kind: str
+    alpha_band: Optional[int]
+    descriptions: tuple[Optional[str], ...]
+    colorinterp: tuple[ColorInterp, ...]
+    scales: tuple[float, ...]
+    offsets: tuple[float, ...]
+    tags: dict[str, str]
+    band_tags: tuple[dict[str, str], ...]
+
+    @property
+    def data_bands(self) -> tuple[int, ...]:
+        """1-based band indexes holding data (an alpha band is a mask, not data)."""
+        return tuple(b for b in range(1, self.count + 1) if b != self.alpha_band)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) in CRS units."""
+        return array_bounds(self.height, self.width, self.transform)
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)
+
+
+def _is_local_path(path: str) -> bool:
+    return not (path.startswith("/vsi") or "://" in path)
+
+
+def gdal_env() -> rasterio.Env:
+    """The GDAL settings of a run (bounded block cache); enter it around everything that touches GDAL."""
+    return rasterio.Env(**GDAL_CONFIG)
+
+
+@contextmanager
+def open_raster(path: str | Path) -> Iterator[DatasetReader]:
+    """Open a raster for reading; a missing or unreadable file is one InputError line."""
+    path = str(path)
+    if _is_local_path(path):
+        if not Path(path).exists():
+            raise InputError(f"no such file: {path}")
+        if Path(path).is_dir():
+            raise InputError(f"{path} is a directory, not a raster")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # we warn once, in our own words
+            dataset = rasterio.open(path)
+    except GDAL_ERRORS as exc:
+        raise InputError(f"cannot read {path} as a raster: {gdal_message(exc)}") from exc
+    with dataset:
+        yield dataset
+
+
+def gdal_message(exc: BaseException) -> str:
+    """The GDAL message worth showing: rasterio often wraps it ('Read failed. See previous exception')."""
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and "previous exception" in str(exc):
+        exc = cause
+    if len(getattr(exc, "args", ())) == 3 and isinstance(exc.args[2], str):  # CPLE_*Error(class, code, message)
+        text = exc.args[2]
+    else:
+        text = str(exc)
+    text = text.strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def inspect_source(dataset: DatasetReader) -> SourceInfo:
+    """Validate an open dataset and describe it; refuses what the pipeline cannot handle correctly."""
+    _refuse_unusable(dataset)
+    if dataset.crs is None:
+        warnings.warn(f"{dataset.name} has no CRS; the output is written on the pixel grid only", RssrWarning, stacklevel=2)
+    dtype = dataset.dtypes[0]
+    alpha_band = _alpha_band(dataset)
+    return SourceInfo(
+        path=dataset.name,
+        width=dataset.width,
+        height=dataset.height,
+        count=dataset.count,
+        dtype=dtype,
+        crs=dataset.crs,
+        transform=dataset.transform,
+        nodata=dataset.nodata,
+        mask_kind=_mask_kind(dataset, dtype, alpha_band),
+        alpha_band=alpha_band,
+        descriptions=tuple(dataset.descriptions),
+        colorinterp=tuple(dataset.colorinterp),
+        scales=tuple(dataset.scales),
+        offsets=tuple(dataset.offsets),
+        tags=dict(dataset.tags()),
+        band_tags=tuple(dict(dataset.tags(b)) for b in dataset.indexes),
+    )
+
+
+def _refuse_unusable(dataset: DatasetReader) -> None:
+    path = dataset.name
+    if dataset.width == 0 or dataset.height == 0 or dataset.count == 0:
+        raise InputError(f"{path} is empty ({dataset.width}x{dataset.height} px, {dataset.count} bands)")
+    dtypes = set(dataset.dtypes)
+    if len(dtypes) > 1:
+        raise InputError(f"{path} mixes band data types ({', '.join(sorted(dtypes))}); rssr needs one type")
+    if dataset.dtypes[0] not in SUPPORTED_DTYPES:
+        supported = ", ".join(SUPPORTED_DTYPES)
+        raise InputError(f"{path}: data type {dataset.dtypes[0]} is not supported (supported: {supported})")
+    transform = dataset.transform
+    if transform.b != 0 or transform.d != 0:
+        # A rotated/sheared grid has no axis-aligned output grid; a north-up warp first is exact and explicit.
+        raise InputError(
+            f"{path} has a rotated or sheared geotransform; make it north-up first, e.g. gdalwarp {path} north_up.tif"
+        )
+
+
+def _alpha_band(dataset: DatasetReader) -> Optional[int]:
+    for index, interp in zip(dataset.indexes, dataset.colorinterp):
+        if interp == ColorInterp.alpha:
+            return index
+    return None
+
+
+def _mask_kind(dataset: DatasetReader, dtype: str, alpha_band: Optional[int]) -> str:
+    if dataset.nodata is not None:
+        return MaskKind.NODATA
+    flags = dataset.mask_flag_enums
+    if alpha_band is not None or any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags):
+        return MaskKind.MASK
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        return MaskKind.NAN
+    return MaskKind.NONE
+
+
+def select_bands(info: SourceInfo, bands: Optional[Sequence[int]]) -> tuple[int, ...]:
+    """1-based band indexes to process: the given ones (validated) or every data band."""
+    if not bands:
+        if not info.data_bands:
+            raise InputError(f"{info.path} has no data band (only an alpha band)")
+        return info.data_bands
+    bad = [b for b in bands if not 1 <= b <= info.count]
+    if bad:
+        raise UsageError(f"band {bad[0]} is out of range: {info.path} has bands 1..{info.count}")
+    if len(set(bands)) != len(bands):
+        raise UsageError(f"--bands lists a band twice: {','.join(map(str, bands))}")
+    return tuple(bands)
+
+
+def read_window(
+    dataset: DatasetReader, info: SourceInfo, bands: Sequence[int], window: Window
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stored values [bands, h, w] of a window and their validity (True = valid), same shape."""
+    try:
+        data = dataset.read(list(bands), window=window)
+        valid = _validity(dataset, info, bands, data, window=window)
+    except GDAL_ERRORS as exc:
+        raise InputError(f"{info.path} is corrupt or truncated: {gdal_message(exc)}") from exc
+    return data, valid
+
+
+def read_sample(
+    dataset: DatasetReader, info: SourceInfo, bands: Sequence[int], max_side: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """A decimated read of the whole scene (uses overviews when present), for scene-wide statistics."""
+    factor = max(1, math.ceil(max(info.width, info.height) / max_side))
+    shape = (len(bands), max(1, info.height // factor), max(1, info.width // factor))
+    try:
+        data = dataset.read(list(bands), out_shape=shape, resampling=Resampling.nearest)
+        valid = _validity(dataset, info, bands, data, out_shape=shape)
+    except GDAL_ERRORS as exc:
+        raise InputError(f"{info.path} is corrupt or truncated: {gdal_message(exc)}") from exc
+    return data, valid
+
+
+def _validity(dataset: DatasetReader, info: SourceInfo, bands: Sequence[int], data: np.ndarray, **read_kw) -> np.ndarray:
+    is_float = np.issubdtype(data.dtype, np.floating)
+    if info.mask_kind == MaskKind.MASK:
+        valid = dataset.read_masks(list(bands), resampling=Resampling.nearest, **read_kw) > 0
+    elif info.mask_kind == MaskKind.NODATA and not math.isnan(info.nodata):
+        valid = data != info.nodata  # compared as numbers: a nodata value outside the dtype never wraps around
+    else:
+        valid = np.ones(data.shape, dtype=bool)
+    if is_float:
+        valid &= np.isfinite(data)  # NaN is nodata in float input, whatever else marks it
+    return valid
+
+
+def fill_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Replace invalid pixels of float32 [bands, h, w] by values interpolated from valid neighbours.
+
+    The model must not see nodata values (a -9999 or a NaN would smear across the window); the
+    filled pixels are set back to nodata after SR, so only their influence on neighbours matters.
+    """
+    out = values.copy()
+    _, h, w = values.shape
+    for band, ok in zip(out, valid):
+        if ok.all():
+            continue
+        if not ok.any():
+            band[:] = 0.0
+            continue
+        band[~ok] = np.nan
+        band[:] = fillnodata(band, mask=ok.astype(np.uint8), max_search_distance=float(h + w), smoothing_iterations=0)
+        holes = ~np.isfinite(band)
+        if holes.any():  # beyond the search distance: fall back to the band's mean
+            band[holes] = float(band[~holes].mean())
+    return out
+

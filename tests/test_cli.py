@@ -1,0 +1,144 @@
+"""The `rssr` command line through typer's CliRunner: options reach the API, output is quiet or informative."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import rasterio
+from rio_cogeo.cogeo import cog_validate
+from typer.testing import CliRunner
+
+from rssr_cli import backends
+from rssr_cli.backends.classical import ClassicalBackend
+from rssr_cli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@dataclass
+class CapturingBackend:
+    options: dict = field(default_factory=dict)
+    name: str = "capture"
+
+    def upsample(self, requests):
+        return ClassicalBackend("nearest").upsample(requests)
+
+    def provenance(self):
+        return {"method": self.name}
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    made: list[CapturingBackend] = []
+    monkeypatch.setitem(backends._FACTORIES, "capture", lambda **o: made.append(CapturingBackend(o)) or made[-1])
+    return made
+
+
+def test_help_documents_the_exit_codes():
+    for args in ([], ["upscale", "--help"], ["info", "--help"]):
+        result = run(*args) if args else runner.invoke(app, ["--help"])
+        text = " ".join(result.output.split())  # rich wraps the help text
+        assert "Exit codes: 0 ok, 1 processing error" in text
+        assert "2 usage error" in text
+
+
+def test_upscale_writes_a_cog_and_a_summary(src_tif, tmp_path):
+    dst = tmp_path / "out.tif"
+    result = run("upscale", src_tif, "-o", dst, "--scale", "4.5", "--tile", "16", "--overlap", "4")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("wrote ") and "202x166 px" in result.stderr
+    assert cog_validate(str(dst))[0]
+
+
+def test_quiet_prints_nothing(src_tif, tmp_path):
+    result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "-s", "2", "-q")
+    assert result.exit_code == 0
+    assert result.output == ""
+
+
+def test_verbose_logs_the_plan(src_tif, tmp_path):
+    result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "-s", "2", "-v")
+    assert result.exit_code == 0
+    assert "INFO rssr_cli.pipeline" in result.stderr and "45x37 -> 90x74" in result.stderr
+
+
+def test_model_options_are_forwarded_only_when_given(src_tif, tmp_path, captured):
+    run("upscale", src_tif, "-o", tmp_path / "a.tif", "-s", "2", "-m", "capture")
+    assert captured[-1].options == {"device": "auto"}
+    result = run(
+        "upscale", src_tif, "-o", tmp_path / "b.tif", "-s", "2", "-m", "capture", "--device", "cpu",
+        "--model", "m.safetensors", "--steps", "4", "--strength", "0.3", "--precision", "bf16",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    options = dict(captured[-1].options)
+    assert str(options.pop("model")) == "m.safetensors"
+    assert options == {"device": "cpu", "steps": 4, "strength": 0.3, "precision": "bf16"}
+
+
+def test_bands_resolution_profile_and_creation_options(src_tif, tmp_path):
+    dst = tmp_path / "out.tif"
+    result = run(
+        "upscale", src_tif, "-o", dst, "--resolution", "2.5", "-b", "3,1", "--profile", "zstd",
+        "--co", "BLOCKXSIZE=256", "--co", "blockysize=256", "--seed", "5", "--batch-size", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with rasterio.open(dst) as ds:
+        assert ds.count == 2 and (ds.width, ds.height) == (180, 148)
+        assert ds.profile["compress"] == "zstd" and ds.block_shapes[0] == (256, 256)
+        assert ds.tags()["RSSR_SEED"] == "5"
+
+
+def test_overwrite_replaces_the_output(src_tif, tmp_path):
+    dst = tmp_path / "out.tif"
+    dst.write_bytes(b"old")
+    result = run("upscale", src_tif, "-o", dst, "-s", "2", "--overwrite")
+    assert result.exit_code == 0
+    assert cog_validate(str(dst))[0]
+
+
+def test_info_describes_the_raster_and_the_would_be_output(make_raster):
+    src = make_raster(4, 37, 45, "uint16", nodata=0, descriptions=["B2", "B3", "B4", "B8"])
+    result = run("info", src, "--scale", "4.5")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "45 x 37 px, 4 band(s), uint16" in out
+    assert "EPSG:32633" in out
+    assert "(10, 0, 500000, 0, -10, 4000000)" in out
+    assert "pixel size  10 x 10" in out
+    assert "west 500000, south 3999630, east 500450, north 4000000" in out
+    assert "nodata = 0" in out and "B8" in out
+    assert "202 x 166 px" in out  # round-half-even: 45 * 4.5 = 202.5 -> 202
+    assert "pixel size  2.227722772 x 2.228915663" in out
+    assert "262.0 KB uncompressed" in out  # 202 * 166 * 4 bands * 2 bytes
+
+
+def test_info_without_scale_shows_no_preview(make_raster):
+    src = make_raster(1, 10, 12, "float32")
+    result = run("info", src)
+    assert result.exit_code == 0
+    assert "upscale would write" not in result.stdout
+    assert "NaN (float without a nodata value)" in result.stdout
+
+
+def test_info_with_resolution_and_bands(src_tif):
+    result = run("info", src_tif, "--resolution", "5", "-b", "1")
+    assert result.exit_code == 0
+    assert "90 x 74 px (x2, x2), 1 band(s)" in result.stdout
+
+
+def test_info_reports_a_missing_file_in_one_line(tmp_path):
+    result = run("info", tmp_path / "nope.tif")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: no such file: {tmp_path / 'nope.tif'}"
+
+
+def test_info_without_a_raster_is_a_usage_error():
+    result = run("info")
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: give a raster to describe")

@@ -1,0 +1,179 @@
+"""rssr_cli.evaluation: folder benchmark, fidelity, real-pair co-registration and scoring."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from PIL import Image
+
+from rssr_cli.backends import get_backend
+from rssr_cli.backends.classical import resample
+from rssr_cli.evaluation import (
+    EvaluationReport,
+    ImageScore,
+    evaluate_folder,
+    evaluate_pairs,
+    fidelity,
+    hr_grid_on_image,
+    load_image,
+    plan_pair,
+    quantize,
+)
+from rssr_cli.metrics import degrade_back
+
+SHARED_DATA = Path(os.environ.get("RSSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def smooth_field(h: int, w: int, bands: int = 3, sigma: float = 2.5, seed: int = 0) -> np.ndarray:
+    """Smooth random texture in [0, 1], [bands, h, w]: has detail that interpolators can recover."""
+    rng = np.random.default_rng(seed)
+    ky, kx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+    lowpass = np.exp(-2 * (np.pi * sigma) ** 2 * (ky**2 + kx**2))
+    x = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((bands, h, w))) * lowpass))
+    return (x - x.min()) / (x.max() - x.min())
+
+
+@pytest.fixture
+def png_folder(tmp_path: Path) -> Path:
+    for i, (h, w) in enumerate([(64, 64), (61, 70), (72, 56)]):
+        rgb = (smooth_field(h, w, seed=i) * 255).round().astype(np.uint8)
+        sub = tmp_path / ("a" if i < 2 else "b")
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(np.moveaxis(rgb, 0, -1)).save(sub / f"img{i}.png")
+    return tmp_path
+
+
+def test_evaluate_folder_ranks_bicubic_above_nearest(png_folder: Path):
+    backends = {"bicubic": get_backend("bicubic"), "nearest": get_backend("nearest")}
+    calls = []
+    report = evaluate_folder(png_folder, backends, scales=(2, 4, 4.5), progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert len(report.rows) == 3 * 3 * 2
+    means = {(s.scale, s.backend): s for s in report.summary()}
+    for scale in (2.0, 4.0):
+        assert means[scale, "bicubic"].psnr > means[scale, "nearest"].psnr
+        assert means[scale, "bicubic"].ssim > means[scale, "nearest"].ssim
+    for s in report.summary():
+        assert all(math.isfinite(v) for v in (s.psnr, s.ssim, s.seconds)) and s.images == 3
+        assert 0 < s.ssim < 1
+    assert {r.image for r in report.rows} == {"a/img0.png", "a/img1.png", "b/img2.png"}
+    row = next(r for r in report.rows if r.image == "a/img1.png" and r.scale == 4.5)
+    assert row.lr_size == (14, 16) and row.hr_size == (61, 70) and row.shave == 5
+    data = json.loads(report.to_json())
+    assert data["border_rule"] == "shave ceil(scale) px" and len(data["summary"]) == 6
+    assert all(len(r) == 6 for r in report.summary_rows())
+
+
+def test_evaluate_folder_options(png_folder: Path):
+    seen = []
+
+    def box_degrade(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        seen.append(size)
+        return degrade_back(hr, size).astype(np.float32)
+
+    report = evaluate_folder(png_folder, {"bicubic": get_backend("bicubic")}, scales=(2,), border=0,
+                             limit=2, degrade=box_degrade)
+    assert len(report.rows) == 2 and seen == [(32, 32), (30, 35)]
+    assert report.rows[0].shave == 0 and report.border_rule == "shave 0 px"
+
+
+def test_report_json_is_strict_with_infinite_psnr():
+    row = ImageScore("x.png", 2.0, "oracle", math.inf, 1.0, 0.1, (8, 8), (4, 4), 2)
+    report = EvaluationReport([row], (2.0,), ("oracle",), "shave ceil(scale) px", "test")
+    data = json.loads(report.to_json())
+    assert data["summary"][0]["psnr"] is None and data["rows"][0]["ssim"] == 1.0
+
+
+def test_load_image_uint16_tiff_and_quantize(tmp_path: Path):
+    data = np.array([[[0, 10000], [20000, 65535]]] * 4, dtype=np.uint16)
+    path = tmp_path / "ms.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=2, height=2, count=4, dtype="uint16",
+                       crs="EPSG:32618", transform=Affine(10, 0, 0, 0, -10, 20)) as dst:
+        dst.write(data)
+    image = load_image(path)
+    assert image.dtype == "uint16" and image.data.shape == (4, 2, 2)
+    np.testing.assert_allclose(image.data[0], [[0, 1], [2, 6.5535]], rtol=1e-6)
+    np.testing.assert_allclose(quantize(np.array([-0.1, 0.50004, 9.0]), "uint16"), [0, 0.5, 6.5535], rtol=1e-6)
+    np.testing.assert_allclose(quantize(np.array([0.5, 1.2]), "uint8"), [128 / 255, 1.0], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------- fidelity
+
+
+def test_fidelity_of_bicubic_is_centred_and_sees_a_displacement():
+    lr = (0.2 + 0.6 * smooth_field(32, 32, bands=4, seed=5)).astype(np.float32)
+    sr = resample(lr, hr_grid_on_image(128, 128, (32, 32)), "bicubic")
+    ok = fidelity(sr, lr)
+    assert abs(ok.shift[0]) < 0.05 and abs(ok.shift[1]) < 0.05
+    assert max(ok.consistency.l1) < 0.01 and ok.consistency.sam_deg < 1.0
+    moved = fidelity(np.roll(sr, 4, axis=-1), lr)  # 4 HR px = 1 LR px to the right
+    assert moved.shift[0] == pytest.approx(0.0, abs=0.05) and moved.shift[1] == pytest.approx(1.0, abs=0.05)
+    assert json.dumps(moved.to_dict())
+
+
+# ----------------------------------------------------------------------------------------- real pairs
+
+
+def test_plan_pair_aligned_grids():
+    hr_t, lr_t = Affine(1, 0, 1000, 0, -1, 2000), Affine(3, 0, 1006, 0, -3, 1994)
+    geo = plan_pair(lr_t, (40, 40), hr_t, (96, 96))
+    assert geo.lr_window == (0, 0, 30, 30) and geo.hr_window == (6, 6, 90, 90)
+    assert (geo.grid.y0, geo.grid.x0) == (0.0, 0.0)
+    assert geo.grid.dy == pytest.approx(1 / 3) and geo.grid.dx == pytest.approx(1 / 3)
+
+
+def test_plan_pair_misaligned_grids_keep_hr_pixels_inside_the_lr_window():
+    hr_t, lr_t = Affine(1, 0, 1000, 0, -1, 2000), Affine(3, 0, 1006.5, 0, -3, 1994)
+    geo = plan_pair(lr_t, (40, 40), hr_t, (96, 96))
+    assert geo.lr_window == (0, 0, 29, 30) and geo.hr_window == (7, 6, 86, 90)
+    assert geo.grid.x0 == pytest.approx(0.5 / 3) and geo.grid.y0 == pytest.approx(0.0)
+    assert geo.grid.x0 + geo.grid.width * geo.grid.dx <= 29 + 1e-9
+
+
+def _write(path: Path, data: np.ndarray, transform: Affine) -> None:
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(data),
+                       dtype=data.dtype, crs="EPSG:32618", transform=transform) as dst:
+        dst.write(data)
+
+
+def test_evaluate_pairs_recovers_gain_and_scores_high(tmp_path: Path):
+    field = 1000 + 3000 * smooth_field(120, 120, bands=2, sigma=3.0, seed=9)  # a 1 m scene
+    _write(tmp_path / "hr.tif", field[:, :96, :96].round().astype(np.uint16), Affine(1, 0, 1000, 0, -1, 2000))
+    lr = 0.8 * degrade_back(field[:, 6:, 6:], (38, 38)) + 300  # another sensor: 3 m, other gain/offset
+    _write(tmp_path / "lr.tif", lr.round().astype(np.uint16), Affine(3, 0, 1006, 0, -3, 1994))
+    score = evaluate_pairs(tmp_path / "lr.tif", tmp_path / "hr.tif", get_backend("bicubic"))
+    assert score.lr_window == (0, 0, 30, 30) and score.hr_window == (6, 6, 90, 90)
+    assert score.scale == (pytest.approx(3.0), pytest.approx(3.0)) and score.shave == 3
+    assert score.psnr > 30 and score.ssim > 0.9
+    np.testing.assert_allclose(score.gain, 10000 / 0.8, rtol=0.05)  # SR is in model units (/10000)
+    assert abs(score.shift_hr_px[0]) < 0.1 and abs(score.shift_hr_px[1]) < 0.1
+    assert json.loads(score.to_json())["hr_window"] == [6, 6, 90, 90]
+
+
+def test_evaluate_pairs_rejects_mismatched_bands(tmp_path: Path):
+    field = (1000 * smooth_field(30, 30, bands=3)).astype(np.uint16)
+    _write(tmp_path / "hr.tif", field, Affine(1, 0, 0, 0, -1, 30))
+    _write(tmp_path / "lr.tif", field[:1, ::3, ::3].copy(), Affine(3, 0, 0, 0, -3, 30))
+    with pytest.raises(ValueError, match="band counts differ"):
+        evaluate_pairs(tmp_path / "lr.tif", tmp_path / "hr.tif", get_backend("bicubic"))
+    score = evaluate_pairs(tmp_path / "lr.tif", tmp_path / "hr.tif", get_backend("bicubic"), hr_bands=[1])
+    assert math.isfinite(score.psnr)
+
+
+# ------------------------------------------------------------------------------------------- real data
+
+
+def test_bicubic_x4_on_a_real_uc_merced_image_is_plausible():
+    val = SHARED_DATA / "ucmerced" / "val"
+    if not val.is_dir():
+        pytest.skip(f"UC Merced val not found at {val} (set RSSR_SHARED_DATA)")
+    report = evaluate_folder(val, {"bicubic": get_backend("bicubic")}, scales=(4,), limit=1)
+    assert 20.0 < report.rows[0].psnr < 35.0
+    assert 0.2 < report.rows[0].ssim < 1.0

@@ -1,0 +1,141 @@
+"""Property tests for the output grid and the tiling maths (grid.py), at non-integer scales."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rasterio.windows import bounds as window_bounds
+
+from rssr_cli.errors import UsageError
+from rssr_cli.grid import iter_tiles, plan_output_grid, plan_tiles, split_axis, tile_blend_weights
+
+TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)
+
+sizes = st.integers(min_value=1, max_value=60)
+scales = st.floats(min_value=1.01, max_value=6.0, allow_nan=False).filter(lambda s: abs(s - round(s)) > 1e-3)
+
+
+@st.composite
+def tilings(draw):
+    tile = draw(st.integers(min_value=8, max_value=40))
+    overlap = draw(st.integers(min_value=0, max_value=tile // 2))
+    return tile, overlap
+
+
+def _plan(w, h, s, tile, overlap):
+    grid = plan_output_grid(w, h, TRANSFORM, scale=s)
+    return grid, list(iter_tiles(plan_tiles(grid, tile=tile, overlap=overlap)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(w=sizes, h=sizes, s=scales, tiling=tilings())
+def test_cores_cover_the_raster_exactly_once(w, h, s, tiling):
+    _, tiles = _plan(w, h, s, *tiling)
+    count = np.zeros((h, w), dtype=int)
+    for t in tiles:
+        count[t.core.row_off : t.core.row_off + t.core.height, t.core.col_off : t.core.col_off + t.core.width] += 1
+    assert (count == 1).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(w=sizes, h=sizes, s=scales, tiling=tilings())
+def test_halos_stay_inside_and_extend_cores_by_the_overlap(w, h, s, tiling):
+    _, tiles = _plan(w, h, s, *tiling)
+    overlap = tiling[1]
+    for t in tiles:
+        assert 0 <= t.halo.col_off and t.halo.col_off + t.halo.width <= w
+        assert 0 <= t.halo.row_off and t.halo.row_off + t.halo.height <= h
+        assert t.halo.col_off == max(0, t.core.col_off - overlap)
+        assert t.halo.row_off + t.halo.height == min(h, t.core.row_off + t.core.height + overlap)
+
+
+@settings(max_examples=80, deadline=None)
+@given(w=sizes, h=sizes, s=scales, tiling=tilings())
+def test_out_window_and_hr_grid_have_the_same_bounds(w, h, s, tiling):
+    grid, tiles = _plan(w, h, s, *tiling)
+    pixel = abs(TRANSFORM.a)
+    for t in tiles:
+        # the HR grid's edges, in absolute LR pixel coordinates, through the source transform
+        x0 = t.halo.col_off + t.hr.x0
+        y0 = t.halo.row_off + t.hr.y0
+        left, top = TRANSFORM @ (x0, y0)
+        right, bottom = TRANSFORM @ (x0 + t.hr.width * t.hr.dx, y0 + t.hr.height * t.hr.dy)
+        w_left, w_bottom, w_right, w_top = window_bounds(t.out, grid.transform)
+        assert (t.out.width, t.out.height) == (t.hr.width, t.hr.height)
+        for a, b in ((left, w_left), (right, w_right), (top, w_top), (bottom, w_bottom)):
+            assert abs(a - b) < 1e-9 * pixel * max(1.0, abs(a) / pixel) ** 0.5 + 1e-6
+
+
+@settings(max_examples=80, deadline=None)
+@given(w=sizes, h=sizes, s=scales, tiling=tilings())
+def test_hr_centres_lie_inside_the_halo(w, h, s, tiling):
+    _, tiles = _plan(w, h, s, *tiling)
+    eps = 1e-9  # a centre exactly on the halo's edge belongs to it (exact arithmetic); floats may say -6e-16
+    for t in tiles:
+        cy, cx = t.hr.centers_y(), t.hr.centers_x()
+        if t.hr.height:
+            assert cy.min() >= -eps and cy.max() < t.halo.height
+        if t.hr.width:
+            assert cx.min() >= -eps and cx.max() < t.halo.width
+
+
+@settings(max_examples=60, deadline=None)
+@given(w=sizes, h=sizes, s=scales, tiling=tilings())
+def test_blend_weights_sum_to_one_everywhere(w, h, s, tiling):
+    grid, tiles = _plan(w, h, s, *tiling)
+    total = np.zeros((grid.height, grid.width), dtype=np.float64)
+    for t in tiles:
+        o = t.out
+        total[o.row_off : o.row_off + o.height, o.col_off : o.col_off + o.width] += tile_blend_weights(
+            t, grid, tiling[1]
+        )
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+
+
+@settings(max_examples=100, deadline=None)
+@given(w=st.integers(1, 5000), h=st.integers(1, 5000), s=st.floats(1.001, 32.0))
+def test_output_grid_keeps_bounds_and_scales_pixel_size(w, h, s):
+    grid = plan_output_grid(w, h, TRANSFORM, scale=s)
+    assert (grid.width, grid.height) == (max(1, round(w * s)), max(1, round(h * s)))
+    out_right, out_bottom = grid.transform @ (grid.width, grid.height)
+    in_right, in_bottom = TRANSFORM @ (w, h)
+    assert abs(out_right - in_right) < 1e-9 * abs(TRANSFORM.a) * max(w, h)
+    assert abs(out_bottom - in_bottom) < 1e-9 * abs(TRANSFORM.e) * max(w, h)
+    assert math.isclose(grid.transform.a, TRANSFORM.a * w / grid.width, rel_tol=1e-12)
+    assert math.isclose(grid.transform.e, TRANSFORM.e * h / grid.height, rel_tol=1e-12)
+
+
+def test_resolution_gives_the_matching_scale():
+    grid = plan_output_grid(100, 80, TRANSFORM, resolution=2.5)
+    assert (grid.width, grid.height) == (400, 320)
+    assert grid.transform.a == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, -2.0, math.nan, math.inf, 33.0])
+def test_bad_scales_are_refused(scale):
+    with pytest.raises(UsageError):
+        plan_output_grid(10, 10, TRANSFORM, scale=scale)
+
+
+def test_scale_and_resolution_are_exclusive():
+    with pytest.raises(UsageError):
+        plan_output_grid(10, 10, TRANSFORM, scale=2.0, resolution=5.0)
+    with pytest.raises(UsageError):
+        plan_output_grid(10, 10, TRANSFORM)
+
+
+@pytest.mark.parametrize("tile,overlap", [(4, 0), (16, 9), (16, -1)])
+def test_bad_tilings_are_refused(tile, overlap):
+    grid = plan_output_grid(50, 50, TRANSFORM, scale=2.0)
+    with pytest.raises(UsageError):
+        plan_tiles(grid, tile=tile, overlap=overlap)
+
+
+def test_split_axis_has_no_sliver():
+    spans = split_axis(257, 256)
+    assert [b - a for a, b in spans] == [128, 129]
