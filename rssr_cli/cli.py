@@ -266,6 +266,15 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _register_late_commands() -> None:
+    from .cli_train import train_command  # its module imports this one: register after app exists
+
+    app.command("train", epilog=EXIT_CODES_HELP)(train_command)
+
+
+_register_late_commands()
+
+
 def main() -> None:
     """Console entry point; RssrError raised outside a command body still becomes one line + exit code."""
     try:

@@ -7,6 +7,7 @@ order (no batch-coupled layers in the model: GroupNorm/LayerNorm, per-sample att
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections import defaultdict
@@ -85,14 +86,28 @@ class DiffusionBackend:
         self.precision, self.mode, self.batch_size = precision, mode, batch_size
         self.steps = int(self.model.sampler_defaults["steps"] if steps is None else steps)
         self.strength = float(self.model.sampler_defaults["strength"] if strength is None else strength)
-        if mode == "diffusion" and self.steps > 0:
+        self._check_sampler()
+        log.info(
+            "diffusion backend: %s on %s, %s, steps=%d strength=%g", model_id(self.model), self.device, precision, self.steps, self.strength
+        )
+
+    def _check_sampler(self) -> None:
+        if self.mode == "diffusion" and self.steps > 0:
             try:
                 timesteps_for(self.strength, self.steps, self.model.denoiser.num_timesteps)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-        log.info(
-            "diffusion backend: %s on %s, %s, steps=%d strength=%g", model_id(self.model), self.device, precision, self.steps, self.strength
-        )
+
+    def variant(self, *, steps: Optional[int] = None, strength: Optional[float] = None, mode: Optional[str] = None) -> "DiffusionBackend":
+        """The same loaded model with other sampler settings (no reload): prior vs k steps vs full chain side by side."""
+        if mode is not None and mode not in MODES:
+            raise UsageError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+        other = copy.copy(self)
+        other.steps = self.steps if steps is None else int(steps)
+        other.strength = self.strength if strength is None else float(strength)
+        other.mode = self.mode if mode is None else mode
+        other._check_sampler()
+        return other
 
     def _autocast(self):
         dtype = PRECISIONS[self.precision]

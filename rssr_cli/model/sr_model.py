@@ -35,7 +35,7 @@ DEFAULT_RESIDUAL_SCALE = 2.0
 DEFAULT_SPEC: dict[str, Any] = {
     "operator": {
         "name": "neurop_operator",
-        "args": {"in_channels": 1, "enc_width": 48, "enc_blocks": 6, "width": 64, "attn_layers": 2, "heads": 4, "feat_channels": 16},
+        "args": {"in_channels": 1, "enc_width": 48, "enc_blocks": 6, "width": 48, "attn_layers": 2, "heads": 4, "feat_channels": 16},
     },
     "prior_features": {"name": "prior_pyramid", "args": {"widths": [16, 32, 64]}},
     "denoiser": {"name": "sr3_unet", "args": {"base": 32, "mults": [1, 2, 4], "blocks": 1, "mid_blocks": 2}},

@@ -150,7 +150,7 @@ class Trainer:
                     if key is not None and (self.best is None or key > self.best):
                         self.best = key
                         self._save("best")
-                if self.step % 50 == 0 or val:
+                if self.step % 50 == 0 or val or self.step == self.cfg.steps:
                     rate = len(losses) / (time.time() - t0)
                     writer.writerow([self.step, f"{np.mean(losses):.6f}", f"{lr_at(self.step, self.cfg):.2e}", f"{rate:.2f}", val])
                     fh.flush()

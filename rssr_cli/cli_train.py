@@ -1,0 +1,61 @@
+"""`rssr train`: parses options into TrainSettings and calls training.api.train (registered in cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .cli import EXIT_CODES_HELP, Quiet, Verbose, cli_session
+
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+def train_command(
+    data: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) or files of training images: PNG, JPEG, TIFF, GeoTIFF.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: per-stage state, log.csv, and the final model.safetensors + model.json.")],
+    scenes: Annotated[Optional[list[Path]], typer.Option("--scene", help="GeoTIFF scene sampled by random windows (repeatable).")] = None,
+    scene_fraction: Annotated[float, typer.Option(help="Share of samples drawn from --scene rasters.")] = 0.25,
+    val: Annotated[Optional[Path], typer.Option(help="Folder of validation images (PSNR at x4 logged every --val-every steps).")] = None,
+    stage: Annotated[str, typer.Option(help="prior | denoiser | all.")] = "all",
+    preset: Annotated[str, typer.Option(help="Architecture: default | tiny (tests, smoke runs).")] = "default",
+    init: Annotated[Optional[Path], typer.Option(help="Start from this rssr model (fine-tune, or train the denoiser of a prior-stage model).")] = None,
+    prior_steps: Annotated[int, typer.Option(help="Optimizer steps of the prior stage.")] = 10000,
+    denoiser_steps: Annotated[int, typer.Option(help="Optimizer steps of the denoiser stage.")] = 4000,
+    batch_size: Annotated[int, typer.Option(help="Single-band samples per step.")] = 32,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate (warm-up, cosine decay).")] = 4e-4,
+    scale_min: Annotated[float, typer.Option(help="Per-sample scale is drawn uniformly from [scale-min, scale-max].")] = 1.0,
+    scale_max: Annotated[float, typer.Option()] = 8.0,
+    blur_max: Annotated[float, typer.Option(help="Max Gaussian PSF sigma (HR px) added before downsampling.")] = 0.0,
+    noise_max: Annotated[float, typer.Option(help="Max LR noise std (normalized units).")] = 0.0,
+    sampler_steps: Annotated[Optional[int], typer.Option(help="Default sampler steps written into the card.")] = None,
+    sampler_strength: Annotated[Optional[float], typer.Option(help="Default sampler strength (t0/T) written into the card.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: all cores).")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/<stage>/last.*")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
+) -> None:
+    """Train an rssr model on your own imagery (CPU or CUDA; same command)."""
+    with cli_session(verbose):
+        from .training.api import TrainSettings, train  # torch loads only for this command
+
+        settings = TrainSettings(
+            data=list(data), out=out, scenes=list(scenes or []), scene_fraction=scene_fraction, val=val, stage=stage,
+            preset=preset, init=init, prior_steps=prior_steps, denoiser_steps=denoiser_steps, batch_size=batch_size,
+            learning_rate=learning_rate, scale_min=scale_min, scale_max=scale_max, blur_max=blur_max, noise_max=noise_max,
+            sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume,
+        )
+
+        def report(stage_name: str, step: int, info: dict) -> None:
+            if not quiet:
+                stdout.print(f"[{stage_name}] step {step}: loss {info['loss']:.4f}, {info['it/s']:.2f} it/s")
+
+        path = train(settings, progress=report)
+        if not quiet:
+            stdout.print(f"model written: {path} (+ {path.with_suffix('.json').name})")
+
+
+train_command.__doc__ += f"\n\n{EXIT_CODES_HELP}"

@@ -1,0 +1,200 @@
+"""`train(settings)`: the two training stages behind `rssr train`, ending in a loadable model + card.
+
+Stage "prior": the neural operator alone, L1 on its HR estimate (the PSNR workhorse).
+Stage "denoiser": prior pyramid + UNet on the diffusion loss with the operator FROZEN. Why frozen: the
+operator is trained for fidelity; letting the diffusion loss move it on a CPU budget of minutes costs
+prior PSNR (the estimate is what LR-start sampling starts from) for no measured gain, and freezing makes
+each step cheaper (no operator backward). Stage "all" runs both in order.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..errors import UsageError
+from ..model.checkpoint import load_model, save_model
+from ..model.operator import grid_tensors
+from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
+from ..degrade import degrade
+from .data import PatchBatch, PatchSampler, TrainImage, find_images, load_images
+from .trainer import Trainer, TrainConfig, prior_loss, validate_prior
+
+log = logging.getLogger(__name__)
+
+PRESETS = {"default": DEFAULT_SPEC, "tiny": TINY_SPEC}
+STAGES = ("prior", "denoiser", "all")
+
+
+@dataclass
+class TrainSettings:
+    data: list[Path]
+    out: Path
+    scenes: list[Path] = field(default_factory=list)
+    scene_fraction: float = 0.25
+    val: Optional[Path] = None
+    val_limit: int = 16
+    stage: str = "all"
+    preset: str = "default"
+    init: Optional[Path] = None
+    prior_steps: int = 10000
+    denoiser_steps: int = 4000
+    batch_size: int = 32
+    learning_rate: float = 4e-4
+    scale_min: float = 1.0
+    scale_max: float = 8.0
+    lr_size: int = 32
+    query: int = 24
+    blur_max: float = 0.0
+    noise_max: float = 0.0
+    val_every: int = 500
+    save_every: int = 250
+    seed: int = 0
+    threads: int = 0
+    resume: bool = False
+    sampler_steps: Optional[int] = None
+    sampler_strength: Optional[float] = None
+
+
+def _check(s: TrainSettings) -> None:
+    if s.stage not in STAGES:
+        raise UsageError(f"unknown stage {s.stage!r}; choose one of: {', '.join(STAGES)}")
+    if s.preset not in PRESETS:
+        raise UsageError(f"unknown preset {s.preset!r}; choose one of: {', '.join(PRESETS)}")
+    if not 0.0 <= s.scene_fraction < 1.0:
+        raise UsageError(f"--scene-fraction must be in [0, 1), got {s.scene_fraction}")
+    if s.batch_size < 1 or s.prior_steps < 0 or s.denoiser_steps < 0:
+        raise UsageError("--batch-size must be >= 1 and step counts >= 0")
+    if s.scale_min < 1.0 or s.scale_max <= s.scale_min:
+        raise UsageError(f"bad scale range ({s.scale_min}, {s.scale_max}]")
+
+
+def _images_and_weights(s: TrainSettings) -> tuple[list[TrainImage], list[float]]:
+    """Folder images sampled uniformly; GeoTIFF scenes (if any) get `scene_fraction` of all samples."""
+    images = load_images(find_images(s.data)) if s.data else []
+    scenes = load_images(find_images(s.scenes)) if s.scenes else []
+    if not images and not scenes:
+        raise UsageError("no training data given")
+    if not scenes or not images:
+        return images + scenes, [1.0] * (len(images) + len(scenes))
+    per_scene = s.scene_fraction / (1 - s.scene_fraction) * len(images) / len(scenes)
+    return images + scenes, [1.0] * len(images) + [per_scene] * len(scenes)
+
+
+def _initial_model(s: TrainSettings) -> SRModel:
+    if s.init is not None:
+        return load_model(s.init)
+    spec = copy.deepcopy(PRESETS[s.preset])
+    return build_sr_model(spec)
+
+
+def _stage_loss(stage: str) -> Callable[[SRModel, PatchBatch], torch.Tensor]:
+    if stage == "prior":
+        return lambda model, batch: prior_loss(model.operator, batch)
+
+    def diffusion(model: SRModel, batch: PatchBatch) -> torch.Tensor:
+        return model.losses(batch.lr, batch.hr, batch.ys, batch.xs, batch.cell)["diffusion"]
+
+    return diffusion
+
+
+def _freeze_for(model: SRModel, stage: str) -> None:
+    model.requires_grad_(False)
+    trained = [model.operator] if stage == "prior" else [model.prior_features, model.denoiser]
+    for part in trained:
+        part.requires_grad_(True)
+
+
+@torch.no_grad()
+def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -> dict[str, float]:
+    """PSNR of the default LR-start sampler vs the prior alone, at `scale`, on a few validation images."""
+    model.eval()
+    rows = {"prior": [], "diffusion": []}
+    for k, img in enumerate(images):
+        hr = torch.from_numpy(img.pixels)[None]
+        H, W = hr.shape[-2:]
+        h, w = round(H / scale), round(W / scale)
+        lr = degrade(hr, (h, w), quantize_levels=img.quantize_levels)
+        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W)
+        shave = math.ceil(scale)
+        for mode in rows:
+            sr = model.sample(lr, ys, xs, cell, mode=mode, generator=torch.Generator().manual_seed(k))
+            sr = torch.round(sr.clamp(0, 1) * 255) / 255
+            mse = float(((sr - hr)[..., shave:-shave, shave:-shave] ** 2).mean())
+            rows[mode].append(10 * math.log10(1 / max(mse, 1e-12)))
+    model.train()
+    prior, diff = float(np.mean(rows["prior"])), float(np.mean(rows["diffusion"]))
+    return {"score": diff, "psnr_diffusion": diff, "psnr_prior": prior}
+
+
+def _val_fn(stage: str, images: list[TrainImage]):
+    if not images:
+        return None
+    if stage == "prior":
+
+        def prior(model: SRModel) -> dict[str, float]:
+            ours, base = validate_prior(model.operator, images, 4.0)
+            return {"score": ours - base, "psnr": ours, "bicubic": base}
+
+        return prior
+    few = images[:4]  # sampling is k network evaluations per band: keep validation cheap
+    return lambda model: validate_diffusion(model, few, 4.0)
+
+
+def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict], None]] = None) -> Path:
+    """Run the requested stage(s); writes <out>/<stage>/ (state, log.csv) and <out>/model.{safetensors,json}."""
+    s = settings
+    _check(s)
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    torch.manual_seed(s.seed)
+    images, weights = _images_and_weights(s)
+    channels = 1
+    val_images = load_images(find_images([s.val]))[:: max(1, 160 // max(1, s.val_limit))][: s.val_limit] if s.val else []
+    model = _initial_model(s)
+    channels = model.in_channels
+    if s.sampler_steps is not None:
+        model.sampler_defaults["steps"] = s.sampler_steps
+    if s.sampler_strength is not None:
+        model.sampler_defaults["strength"] = s.sampler_strength
+    stages = ["prior", "denoiser"] if s.stage == "all" else [s.stage]
+    history: dict[str, dict] = {}
+    for stage in stages:
+        steps = s.prior_steps if stage == "prior" else s.denoiser_steps
+        if steps == 0:
+            continue
+        query = s.query if stage == "prior" else max(s.query, s.lr_size)  # the UNet needs room to see context
+        sampler = PatchSampler(images, weights, lr_size=s.lr_size, query=query, scale_min=s.scale_min, scale_max=s.scale_max,
+                               channels=channels, blur_max=s.blur_max, noise_max=s.noise_max, seed=s.seed + len(history))
+        cfg = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.learning_rate, val_every=s.val_every,
+                          save_every=s.save_every, seed=s.seed, threads=s.threads)
+        _freeze_for(model, stage)
+        trainer = Trainer(model, _stage_loss(stage), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images),
+                          progress=(lambda step, d, st=stage: progress(st, step, d)) if progress else None,
+                          meta={"stage": stage, "settings": _jsonable(s)})
+        if s.resume and (s.out / stage / "last.json").exists():
+            trainer.resume(s.out / stage / "last")
+        trainer.run()
+        model = trainer.ema  # the EMA weights are the ones shipped
+        history[stage] = {"steps": trainer.step, "best_validation": trainer.best}
+    if "denoiser" not in history and s.init is None:
+        model.sampler_defaults["steps"] = 0  # no trained denoiser: the model's default is the prior alone
+    training = {
+        "command": " ".join(shlex.quote(a) for a in ["rssr", *sys.argv[1:]]) if sys.argv else "",
+        "settings": _jsonable(s),
+        "stages": history,
+    }
+    return save_model(model, s.out / "model", training=training)
+
+
+def _jsonable(s: TrainSettings) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, list) else v) for k, v in asdict(s).items()}

@@ -1,0 +1,92 @@
+"""`rssr train` end to end on generated images (tiny preset), resume, and the training pieces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from rssr_cli.cli import app
+from rssr_cli.model.checkpoint import load_model
+from rssr_cli.training.data import PatchSampler, TrainImage
+from rssr_cli.training.trainer import TrainConfig, lr_at
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def image_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(3):
+        small = (rng.random((8, 8, 3)) * 255).astype("uint8")
+        Image.fromarray(small).resize((64, 64), Image.BICUBIC).save(d / f"img{i}.png")
+    return d
+
+
+def _train(image_dir, out, *extra):
+    args = ["train", str(image_dir), "-o", str(out), "--preset", "tiny", "--batch-size", "4", "--threads", "1", "-q", *extra]
+    return runner.invoke(app, args)
+
+
+def test_tiny_train_writes_a_loadable_model_with_card(image_dir, tmp_path):
+    result = _train(image_dir, tmp_path / "run", "--prior-steps", "12", "--denoiser-steps", "8", "--val", str(image_dir), "--sampler-steps", "2")
+    assert result.exit_code == 0, result.output
+    model = load_model(tmp_path / "run" / "model.safetensors")
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert card["training"]["stages"]["prior"]["steps"] == 12
+    assert card["training"]["stages"]["denoiser"]["steps"] == 8
+    assert card["sampler"]["steps"] == 2
+    lr = torch.rand(1, 3, 9, 7)
+    ys = (torch.arange(20) + 0.5)[None] * 9 / 20
+    xs = (torch.arange(15) + 0.5)[None] * 7 / 15
+    out = model.sample(lr, ys, xs, torch.tensor([[9 / 20, 7 / 15]]), generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, 3, 20, 15) and torch.isfinite(out).all()
+    log = (tmp_path / "run" / "prior" / "log.csv").read_text().splitlines()
+    assert log[0] == "step,loss,lr,it_per_s,val"
+
+
+def test_prior_only_model_defaults_to_the_prior(image_dir, tmp_path):
+    result = _train(image_dir, tmp_path / "run", "--stage", "prior", "--prior-steps", "5")
+    assert result.exit_code == 0, result.output
+    assert load_model(tmp_path / "run" / "model.safetensors").sampler_defaults["steps"] == 0
+
+
+def test_resume_continues_from_the_saved_step(image_dir, tmp_path):
+    assert _train(image_dir, tmp_path / "run", "--stage", "prior", "--prior-steps", "6").exit_code == 0
+    result = _train(image_dir, tmp_path / "run", "--stage", "prior", "--prior-steps", "9", "--resume")
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert card["training"]["stages"]["prior"]["steps"] == 9
+    steps = [line.split(",")[0] for line in (tmp_path / "run" / "prior" / "log.csv").read_text().splitlines()[1:]]
+    assert steps == ["6", "9"]  # each run logs its last step; the resumed one went on from 6, not from 0
+
+
+def test_bad_training_options_are_one_line_usage_errors(image_dir, tmp_path):
+    result = _train(image_dir, tmp_path / "run", "--stage", "bogus")
+    assert result.exit_code == 2 and "unknown stage" in result.output
+    result = runner.invoke(app, ["train", str(tmp_path / "nowhere"), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_sampler_mixes_scales_and_keeps_lr_side_whole():
+    rng = np.random.default_rng(1)
+    img = TrainImage(rng.random((3, 256, 256)).astype(np.float32), 255, "x")
+    sampler = PatchSampler([img], lr_size=32, query=24, scale_min=1.0, scale_max=8.0, seed=3)
+    batch = sampler.batch(64)
+    assert batch.lr.shape == (64, 1, 32, 32) and batch.hr.shape == (64, 1, 24, 24)
+    assert batch.scale.min() < 3 and batch.scale.max() > 6  # continuous, mixed within one batch
+    assert not torch.allclose(batch.scale, batch.scale.round())  # not integers only
+    # the query block's HR centres sit on the crop's HR grid: spacing is exactly 1/scale
+    np.testing.assert_allclose((batch.ys[:, 1] - batch.ys[:, 0]).numpy(), (1 / batch.scale).numpy(), rtol=1e-5)
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    cfg = TrainConfig(steps=1000, lr=1e-3, warmup=100)
+    assert lr_at(0, cfg) < lr_at(99, cfg) <= 1e-3
+    assert lr_at(100, cfg) > lr_at(500, cfg) > lr_at(999, cfg) >= 0.05 * 1e-3 - 1e-12
