@@ -23,8 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
 from .errors import RssrError, RssrWarning, UsageError
-from .info import RasterReport, describe_raster
-from .pipeline import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_TILE, UpscaleResult, UpscaleSettings, upscale
+from .info import ModelReport, RasterReport, describe_model, describe_raster
+from .pipeline import DEFAULT_BATCH_SIZE, UpscaleResult, UpscaleSettings, upscale
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output, interrupted), 2 usage error."
@@ -106,8 +106,10 @@ def check_creation_options(values: Optional[list[str]]) -> Optional[list[str]]:
 
 
 @contextmanager
-def progress_bar(enabled: bool, label: str) -> Iterator[Any]:
-    """A rich progress bar on stderr fed by the API's progress(done, total) callback; a no-op when disabled."""
+def progress_bar(enabled: bool, label: str, finishing: str = "writing COG") -> Iterator[Any]:
+    """A rich progress bar on stderr fed by the API's progress(done, total) callback; a no-op when disabled.
+
+    `finishing` replaces the label once done == total (the API may still be working: e.g. building the COG)."""
     if not enabled:
         yield None
         return
@@ -119,7 +121,7 @@ def progress_bar(enabled: bool, label: str) -> Iterator[Any]:
 
         def update(done: int, total: int) -> None:
             # after the last window the API still builds the COG (overviews, compression): say so
-            bar.update(task, completed=done, total=total, description=label if done < total else "writing COG")
+            bar.update(task, completed=done, total=total, description=label if done < total else finishing)
 
         yield update
 
@@ -161,8 +163,8 @@ def upscale_command(
         typer.Option("--method", "-m", help="SR method: nearest, bicubic, lanczos, ... (default: diffusion when installed, else bicubic)"),
     ] = None,
     bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands to process, 1-based: 1,3,4 (default: all)")] = None,
-    tile: Annotated[int, typer.Option(help="LR window core size in px.")] = DEFAULT_TILE,
-    overlap: Annotated[int, typer.Option(help="LR halo around each window in px (blended).")] = DEFAULT_OVERLAP,
+    tile: Annotated[Optional[int], typer.Option(help="LR window core size in px [default: 256 for classical methods; ~512/scale for the model]", show_default=False)] = None,
+    overlap: Annotated[Optional[int], typer.Option(help="LR halo around each window in px, blended [default: min(32, tile/4)]", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per backend call.")] = DEFAULT_BATCH_SIZE,
     device: Annotated[Device, typer.Option(help="Where the model runs (classical methods ignore it).")] = Device.auto,
     model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (diffusion).", show_default=False)] = None,
@@ -220,12 +222,21 @@ def info_command(
         Optional[float], typer.Option("--resolution", "-r", help="Preview the output at this pixel size.")
     ] = None,
     bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands the preview counts: 1,3,4")] = None,
+    model: Annotated[
+        bool, typer.Option("--model", help="Describe a model instead: SRC is its .safetensors (default: the default model).")
+    ] = False,
     verbose: Verbose = 0,
 ) -> None:
-    """Print a raster's grid, bands and nodata, and what `upscale` would produce; runs nothing."""
+    """Print a raster's grid, bands and nodata, and what `upscale` would produce; or a model's card (--model)."""
     with cli_session(verbose):
-        if src is None:  # optional so that describing other things (e.g. a model card) fits here later
-            raise UsageError("give a raster to describe: rssr info SRC [--scale S]")
+        if model:
+            if scale is not None or resolution is not None or bands is not None:
+                raise UsageError("--scale, --resolution and --bands preview a raster's output; not with --model")
+            for line in render_model_report(describe_model(src)):
+                stdout.print(line)
+            return
+        if src is None:
+            raise UsageError("give a raster to describe: rssr info SRC [--scale S], or a model: rssr info --model [PATH]")
         report = describe_raster(src, scale=scale, resolution=resolution, bands=parse_bands(bands))
         for line in render_report(report):
             stdout.print(line)
@@ -258,6 +269,47 @@ def render_report(report: RasterReport) -> list[str]:
     return lines
 
 
+def render_model_report(report: ModelReport) -> list[str]:
+    lines = [
+        f"[bold]{escape(report.id)}[/]  {escape(report.weights)}",
+        f"  sha256         {report.sha256}",
+        f"  size           {_human_bytes(report.size_bytes)}, {report.parameters:,} parameters"
+        + (f", rssr {escape(report.rssr_version)}" if report.rssr_version else ""),
+        f"  card           {escape(report.card) if report.card else 'none (description embedded in the weights only)'}",
+        "  architecture",
+    ]
+    for part in report.parts:
+        args = ", ".join(f"{k}={v}" for k, v in part.args.items())
+        lines.append(f"    {part.role:<15}{escape(part.name)} ({part.parameters:,} params): {escape(args)}")
+    lines += [f"  bands          {report.channels} channel(s); {escape(report.band_rule)}", "  normalization"]
+    lines += _render_mapping(report.normalization, 4)
+    lines.append("  diffusion")
+    lines += _render_mapping(report.diffusion, 4)
+    lines.append("  sampler        " + ", ".join(f"{k} {v}" for k, v in report.sampler.items()))
+    for title, mapping in (("training", report.training), ("metrics", report.metrics)):
+        lines.append(f"  {title}" + ("" if mapping else "       none recorded"))
+        lines += _render_mapping(mapping, 4)
+    return lines
+
+
+def _render_mapping(mapping: dict, indent: int) -> list[str]:
+    """Nested dicts as indented `key  value` lines; other values inline (lists as comma lists)."""
+    lines = []
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            lines.append(" " * indent + escape(str(key)))
+            lines += _render_mapping(value, indent + 2)
+            continue
+        if isinstance(value, (list, tuple)):
+            text = ", ".join(map(str, value))
+        elif isinstance(value, float):
+            text = f"{value:.6g}"
+        else:
+            text = str(value)
+        lines.append(" " * indent + f"{escape(str(key)):<{max(1, 15 - indent + 2)}} {escape(text)}")
+    return lines
+
+
 def _human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":
@@ -267,9 +319,11 @@ def _human_bytes(n: float) -> str:
 
 
 def _register_late_commands() -> None:
-    from .cli_train import train_command  # its module imports this one: register after app exists
+    from .cli_evaluate import evaluate_command
+    from .cli_train import train_command  # these modules import this one: register after app exists
 
     app.command("train", epilog=EXIT_CODES_HELP)(train_command)
+    app.command("evaluate", epilog=EXIT_CODES_HELP)(evaluate_command)
 
 
 _register_late_commands()

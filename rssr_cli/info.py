@@ -109,3 +109,77 @@ def describe_validity(source: SourceInfo) -> str:
     if source.mask_kind == MaskKind.NAN:
         return "NaN (float without a nodata value)"
     return "none (every pixel valid)"
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelPart:
+    role: str  # operator, prior_features, denoiser
+    name: str  # registry name
+    args: dict
+    parameters: int
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """A checkpoint's card (or, without a card, its embedded description), validated by loading the weights."""
+
+    weights: str
+    card: Optional[str]  # None: no card beside the weights (no training/metrics record)
+    id: str
+    sha256: str
+    size_bytes: int
+    rssr_version: Optional[str]
+    parts: tuple[ModelPart, ...]
+    channels: int
+    band_rule: str
+    normalization: dict
+    diffusion: dict
+    sampler: dict
+    training: dict
+    metrics: dict
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.parameters for p in self.parts)
+
+
+def describe_model(path: Optional[str | Path] = None) -> ModelReport:
+    """Load a model (default: the default model) to validate it, and describe it from its card.
+
+    Missing, truncated or corrupt files raise CheckpointError (one line); torch is imported here only.
+    """
+    from .backends import default_model_path
+    from .errors import CheckpointError
+    from .model.checkpoint import PARTS, checkpoint_paths, load_model
+    from .model.sr_model import band_rule
+
+    weights, card_path = checkpoint_paths(path if path is not None else default_model_path())
+    if not weights.is_file():
+        hint = "pass the model's .safetensors" if path is not None else "the default model; pass a PATH or set RSSR_MODEL"
+        raise CheckpointError(f"no model at {weights} ({hint})")
+    model = load_model(weights, device="cpu")
+    card = model.card
+    parts = tuple(
+        ModelPart(role, str(card["spec"][role]["name"]), dict(card["spec"][role].get("args", {})),
+                  sum(p.numel() for p in getattr(model, role).parameters()))
+        for role in PARTS
+    )  # fmt: skip
+    return ModelReport(
+        weights=str(weights),
+        card=str(card_path) if card_path.is_file() else None,
+        id=str(card.get("id", weights.stem)),
+        sha256=str(card["sha256"]),
+        size_bytes=weights.stat().st_size,
+        rssr_version=card.get("rssr_version"),
+        parts=parts,
+        channels=int(model.in_channels),
+        band_rule=str(card.get("band_rule") or band_rule(model.in_channels)),
+        normalization=dict(card.get("normalization", {})),
+        diffusion=dict(card.get("diffusion", {})),
+        sampler=dict(model.sampler_defaults),
+        training=dict(card.get("training", {})),
+        metrics=dict(card.get("metrics", {})),
+    )

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (windows done, windows total)
 
 DEFAULT_TILE = 256
+CLASSICAL_METHODS = ("nearest", "bicubic", "lanczos")
 DEFAULT_OVERLAP = 32
 DEFAULT_BATCH_SIZE = 4
 
@@ -81,8 +82,8 @@ class UpscaleSettings:
     resolution: Optional[float] = None
     method: Optional[str] = None
     backend_options: Mapping[str, Any] = field(default_factory=dict)
-    tile: int = DEFAULT_TILE
-    overlap: int = DEFAULT_OVERLAP
+    tile: Optional[int] = None  # None: auto_tiling() for the method and scale
+    overlap: Optional[int] = None
     batch_size: int = DEFAULT_BATCH_SIZE
     bands: Optional[tuple[int, ...]] = None
     seed: int = 0
@@ -165,6 +166,20 @@ def upscale(
     )  # fmt: skip
 
 
+MODEL_WINDOW_HR_PX = 512  # HR side of a model window's core: bounds a window's memory whatever the scale
+
+
+def auto_tiling(method: str, scale: float, tile: Optional[int], overlap: Optional[int]) -> tuple[int, int]:
+    """Fill in tile/overlap left unset. Classical methods: 256/32. A model's cost and memory grow with the
+    HR pixels of a window (its attention and UNet run on the whole HR window), so its LR tile shrinks as
+    the scale grows: about MODEL_WINDOW_HR_PX HR px per core side, overlap a quarter of the tile (<= 32)."""
+    if tile is None:
+        tile = DEFAULT_TILE if method in CLASSICAL_METHODS else int(min(DEFAULT_TILE, max(32, round(MODEL_WINDOW_HR_PX / scale))))
+    if overlap is None:
+        overlap = min(DEFAULT_OVERLAP, tile // 4)
+    return tile, overlap
+
+
 def plan_run(dataset: DatasetReader, src: str | Path, dst: Path, settings: UpscaleSettings) -> tuple[RunPlan, SRBackend]:
     """Validate everything that can be refused before any work (cheap checks first, the backend last)."""
     source = inspect_source(dataset)
@@ -172,10 +187,12 @@ def plan_run(dataset: DatasetReader, src: str | Path, dst: Path, settings: Upsca
     grid = plan_output_grid(
         source.width, source.height, source.transform, scale=settings.scale, resolution=settings.resolution
     )
-    tiles = plan_tiles(grid, tile=settings.tile, overlap=settings.overlap)
+    method = settings.method or default_method(settings.backend_options)
+    tile, overlap = auto_tiling(method, max(grid.scale_x, grid.scale_y), settings.tile, settings.overlap)
+    settings = replace(settings, tile=tile, overlap=overlap)
+    tiles = plan_tiles(grid, tile=tile, overlap=overlap)
     check_destination(dst, overwrite=settings.overwrite, src=str(src))
     creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
-    method = settings.method or default_method(settings.backend_options)
     backend = get_backend(method, **dict(settings.backend_options))  # may load a model: after the cheap checks
     radiometry = scene_radiometry(dataset, source, bands)
     output = output_spec(source, bands, grid, provenance_tags(settings, method, grid, radiometry, backend))

@@ -51,6 +51,9 @@ def _resolve_device(device: str) -> torch.device:
     return dev
 
 
+MAX_FORWARD_PIXELS = 2_000_000
+
+
 class DiffusionBackend:
     """SRBackend over a saved SRModel (operator prior + LR-start diffusion)."""
 
@@ -134,7 +137,11 @@ class DiffusionBackend:
             groups[(r.lr.shape, r.grid.height, r.grid.width)].append(i)
         results: list[Optional[np.ndarray]] = [None] * len(requests)
         for idx in groups.values():
-            step = self.batch_size or len(idx)  # default: the caller's batch (pipeline --batch-size) is the batch
+            # default: the caller's batch (pipeline --batch-size), capped so one forward holds at most
+            # MAX_FORWARD_PIXELS HR band-pixels (activations are ~100 floats per HR pixel and band).
+            shape = requests[idx[0]]
+            per_request = shape.lr.shape[0] * shape.grid.height * shape.grid.width
+            step = self.batch_size or max(1, min(len(idx), MAX_FORWARD_PIXELS // max(1, per_request)))
             for k in range(0, len(idx), step):
                 chunk = idx[k : k + step]
                 for i, out in zip(chunk, self._run([requests[i] for i in chunk])):

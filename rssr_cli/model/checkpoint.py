@@ -61,11 +61,14 @@ def describe(model: SRModel, *, model_id: str) -> dict[str, Any]:
     }
 
 
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """(weights, card) for 'x.safetensors', 'x.json' or 'x'."""
     p = Path(path)
     weights = p.with_suffix(".safetensors") if p.suffix in ("", ".json") else p
     return weights, weights.with_suffix(".json")
+
+
+_paths = checkpoint_paths
 
 
 def _write_atomic(path: Path, write) -> None:

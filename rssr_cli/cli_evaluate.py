@@ -1,0 +1,142 @@
+"""`rssr evaluate`: parses options into CompareSettings, calls evaluate_api, renders tables (registered in cli.py).
+
+Three modes, exactly one per call: HR_DIR (degrade, super-resolve, score vs the HR), --pairs LR HR (a real
+cross-resolution pair), --fidelity SR LR (an SR against its own input, no HR needed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Callable, Optional, TypeVar
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .cli import Device, Quiet, Verbose, cli_session, parse_bands, progress_bar, stderr, stdout
+from .errors import UsageError
+from .evaluate_api import (
+    COMPARISON_COLUMNS,
+    DEFAULT_METHODS,
+    PAIR_COLUMNS,
+    CompareSettings,
+    FileFidelity,
+    PairComparison,
+    compare_on_folder,
+    compare_on_pair,
+    comparison_rows,
+    fidelity_of_files,
+    find_model,
+)
+from .evaluation import DEFAULT_SCALES, EvaluationReport
+
+T = TypeVar("T")
+DEFAULT_SCALES_TEXT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
+
+
+def parse_list(values: Optional[list[str]], convert: Callable[[str], T], what: str) -> tuple[T, ...]:
+    """Repeatable and/or comma-separated option values: ['0,1', '5'] -> (0, 1, 5)."""
+    parts = [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
+    try:
+        return tuple(convert(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(f"expected a comma-separated list of {what}, got {','.join(values or [])!r}") from None
+
+
+def evaluate_command(
+    hr_dir: Annotated[
+        Optional[Path], typer.Argument(help="Folder of HR images (PNG, JPEG, TIFF; recursive) to degrade and restore.", show_default=False)
+    ] = None,
+    pairs: Annotated[
+        Optional[tuple[Path, Path]],
+        typer.Option("--pairs", metavar="LR HR", help="Score SR of a real LR raster against a real HR raster of the same area.", show_default=False),
+    ] = None,
+    fidelity: Annotated[
+        Optional[tuple[Path, Path]],
+        typer.Option("--fidelity", metavar="SR LR", help="Consistency and shift of an SR raster vs the LR it was made from (no HR).", show_default=False),
+    ] = None,
+    scales: Annotated[list[str], typer.Option("--scales", "-s", metavar="S,S,...", help="Scales (folder mode), comma list or repeated.")] = [DEFAULT_SCALES_TEXT],  # noqa: B006
+    model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (default: the default model, if present).", show_default=False)] = None,
+    steps: Annotated[
+        Optional[list[str]], typer.Option(metavar="K,K,...", help="LR-start step counts: 0,1,5,10 (0 = prior only; default: the card's).", show_default=False)
+    ] = None,
+    strength: Annotated[Optional[float], typer.Option(help="LR-start strength t0/T (default: the card's).", show_default=False)] = None,
+    full_chain: Annotated[
+        Optional[list[str]], typer.Option("--full-chain", metavar="N,N,...", help="Also the full chain from pure noise at these step counts: 50,200.", show_default=False)
+    ] = None,
+    methods: Annotated[
+        list[str], typer.Option("--methods", "--method", "-m", metavar="NAME,...", help="Classical methods to compare, comma list or repeated.")
+    ] = [",".join(DEFAULT_METHODS)],  # noqa: B006
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N images (sorted by path).", show_default=False)] = None,
+    lr_bands: Annotated[Optional[str], typer.Option("--lr-bands", metavar="B,B,...", help="LR bands, 1-based (--pairs, --fidelity).", show_default=False)] = None,
+    hr_bands: Annotated[Optional[str], typer.Option("--hr-bands", metavar="B,B,...", help="HR bands paired with --lr-bands (--pairs).", show_default=False)] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full results as JSON here.", show_default=False)] = None,
+    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the stochastic samplers (per image).")] = 0,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
+) -> None:
+    """Measure SR quality: PSNR/SSIM on a folder of HR images, on a real LR/HR pair, or fidelity to the input."""
+    with cli_session(verbose):
+        modes = [m for m, given in (("HR_DIR", hr_dir), ("--pairs", pairs), ("--fidelity", fidelity)) if given is not None]
+        if len(modes) != 1:
+            raise UsageError("give exactly one of: HR_DIR, --pairs LR HR, --fidelity SR LR" + (f" (got {', '.join(modes)})" if modes else ""))
+        if fidelity is not None:
+            result = fidelity_of_files(*fidelity, lr_bands=parse_bands(lr_bands))
+            _emit(result.to_json(), json_out, quiet, lambda: _print_fidelity(result))
+            return
+        settings = CompareSettings(
+            model=find_model(model), steps=parse_list(steps, int, "integers"), strength=strength,
+            full_chain=parse_list(full_chain, int, "integers"), methods=parse_list(methods, str, "method names"),
+            device=device.value, threads=threads, seed=seed,
+        )  # fmt: skip
+        if settings.model is None and not quiet:
+            stderr.print("no model found (no --model, no default model): evaluating classical methods only")
+        if pairs is not None:
+            comparison = compare_on_pair(*pairs, settings, lr_bands=parse_bands(lr_bands), hr_bands=parse_bands(hr_bands))
+            _emit(comparison.to_json(), json_out, quiet, lambda: _print_pairs(comparison))
+            return
+        with progress_bar(not quiet and stderr.is_terminal, "evaluating", finishing="evaluating") as progress:
+            report = compare_on_folder(hr_dir, settings, parse_list(scales, float, "numbers"), limit=limit, progress=progress)
+        _emit(report.to_json(), json_out, quiet, lambda: _print_folder(report))
+
+
+def _emit(text: str, json_out: Optional[Path], quiet: bool, render: Callable[[], None]) -> None:
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    if not quiet:
+        render()
+        if json_out is not None:
+            stderr.print(f"wrote {escape(str(json_out))}")
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i < 2 else "right")
+    for row in rows:
+        table.add_row(*map(escape, row))
+    return table
+
+
+def _print_folder(report: EvaluationReport) -> None:
+    title = (f"{report.meta['images']} image(s) from {report.meta['hr_dir']}; border {report.border_rule}; "
+             f"degradation {report.degradation}")  # fmt: skip
+    stdout.print(_table(COMPARISON_COLUMNS, comparison_rows(report), escape(title)))
+
+
+def _print_pairs(comparison: PairComparison) -> None:
+    g = comparison.geometry
+    title = (f"{comparison.lr} -> {comparison.hr}: x{g.scale[0]:.4g} (x{g.scale[1]:.4g}), LR window {g.lr_window}, "
+             f"HR window {g.hr_window}, border {g.shave} px, data range {g.data_range:g}; SR fitted to HR per band")  # fmt: skip
+    stdout.print(_table(PAIR_COLUMNS, comparison.rows(), escape(title)))
+
+
+def _print_fidelity(result: FileFidelity) -> None:
+    f = result.fidelity
+    rows = [(str(b), f"{l1:.5f}", f"{stored:.4g}") for b, l1, stored in zip(result.lr_bands, f.consistency.l1, result.l1_stored)]
+    title = f"{result.sr} vs {result.lr} (x{result.scale[0]:.4g}, x{result.scale[1]:.4g}; radiometry {result.radiometry})"
+    stdout.print(_table(("LR band", "L1 (model units)", "L1 (stored units)"), rows, escape(title)))
+    stdout.print(f"spectral angle  {f.consistency.sam_deg:.4f} deg (mean over pixels)")
+    stdout.print(f"shift           dy {f.shift[0]:+.3f}, dx {f.shift[1]:+.3f} LR px (SR content vs the input; + = down/right)")

@@ -1,0 +1,313 @@
+"""What `rssr evaluate` runs: the backends to compare, and the three evaluations over files.
+
+- `model_backends`: one loaded model as several named backends: "model-prior" (the operator's estimate),
+  "model-k{k}" (LR-start sampler, k denoiser steps at `strength`), "model-full{n}" (full chain from
+  pure noise, n steps). The model is loaded once and shared.
+- `compare_on_folder`: evaluation.evaluate_folder over those backends plus classical methods.
+- `compare_on_pair`: evaluation.evaluate_pairs for each backend on one real LR/HR pair.
+- `fidelity_of_files`: evaluation.fidelity of an SR raster against the LR raster it was made from.
+Returns data; the CLI renders it. ΔPSNR is always against REFERENCE_METHOD (bicubic) at the same scale.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+from rasterio.windows import Window
+
+from .backends import SRBackend, backend_names, default_model_path, get_backend
+from .errors import InputError, RssrWarning, UsageError
+from .evaluation import DEFAULT_SCALES, EvaluationReport, Fidelity, PairScore, Progress, evaluate_folder, evaluate_pairs
+from .evaluation import _finite_or_none  # strict JSON: inf/NaN -> null, as EvaluationReport.to_json
+from .evaluation import fidelity as fidelity_of_arrays
+from .evaluation import find_images
+from .grid import MAX_SCALE
+from .radiometry import normalize
+from .raster_io import SourceInfo, fill_invalid, gdal_env, inspect_source, open_raster, read_window, select_bands
+
+MODEL_PREFIX = "model"
+REFERENCE_METHOD = "bicubic"
+DEFAULT_METHODS = ("bicubic", "lanczos")
+COMPARISON_COLUMNS = ("scale", "method", "PSNR (dB)", f"ΔPSNR vs {REFERENCE_METHOD}", "SSIM", "s / image", "images")
+PAIR_COLUMNS = ("method", "PSNR (dB)", f"ΔPSNR vs {REFERENCE_METHOD}", "SSIM", "gain", "offset", "shift dy, dx (HR px)", "s")
+MAX_FIDELITY_PIXELS = 25_000_000  # SR pixels per band read whole into memory (float64, plus the area matrices)
+
+
+# ------------------------------------------------------------------------------------------ backends
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """Which backends to compare; model variants only when `model` is set (see find_model).
+
+    steps: LR-start step counts (0 = the prior, which is always included); () = the model card's default.
+    strength: LR-start noise strength t0/T; None = the card's. full_chain: step counts from pure noise.
+    """
+
+    model: Optional[Path] = None
+    steps: tuple[int, ...] = ()
+    strength: Optional[float] = None
+    full_chain: tuple[int, ...] = ()
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    device: str = "auto"
+    threads: Optional[int] = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if any(k < 0 for k in self.steps):
+            raise UsageError(f"--steps must be >= 0, got {','.join(map(str, self.steps))}")
+        if any(n < 1 for n in self.full_chain):
+            raise UsageError(f"--full-chain step counts must be >= 1, got {','.join(map(str, self.full_chain))}")
+        if self.strength is not None and not 0.0 < self.strength <= 1.0:
+            raise UsageError(f"--strength must be in (0, 1], got {self.strength:g}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {self.threads}")
+        if not self.methods and self.model is None:
+            raise UsageError("nothing to evaluate: no model and no --methods")
+
+
+def find_model(model: Optional[Path]) -> Optional[Path]:
+    """The model to evaluate: `model` when given (loading fails loudly if it is missing), else the
+    default model when its file exists and the diffusion backend is installed, else None."""
+    if model is not None:
+        return Path(model)
+    default = default_model_path()
+    return default if default.is_file() and "diffusion" in backend_names() else None
+
+
+def model_backends(
+    model: Path,
+    steps: Sequence[int] = (),
+    strength: Optional[float] = None,
+    full_chain: Sequence[int] = (),
+    device: str = "auto",
+    *,
+    threads: Optional[int] = None,
+) -> dict[str, SRBackend]:
+    """{"model-prior", "model-k{k}" per k in steps (default: the card's), "model-full{n}" per n}: one model, loaded once."""
+    prior = get_backend("diffusion", model=model, device=device, mode="prior", threads=threads)
+    backends: dict[str, SRBackend] = {f"{MODEL_PREFIX}-prior": prior}
+    for k in steps or (prior.steps,):
+        if k > 0:
+            backends[f"{MODEL_PREFIX}-k{k}"] = prior.variant(mode="diffusion", steps=k, strength=strength)
+    for n in full_chain:
+        backends[f"{MODEL_PREFIX}-full{n}"] = prior.variant(mode="diffusion", steps=n, strength=1.0)
+    return backends
+
+
+def build_backends(settings: CompareSettings) -> dict[str, SRBackend]:
+    """Model variants (when settings.model is set) followed by the classical methods, in order."""
+    classical = {name: get_backend(name) for name in settings.methods}  # unknown names fail before the model loads
+    if settings.model is None:
+        return classical
+    models = model_backends(
+        settings.model, settings.steps, settings.strength, settings.full_chain, settings.device, threads=settings.threads
+    )
+    return {**models, **classical}
+
+
+def provenance(backends: Mapping[str, SRBackend]) -> dict[str, dict[str, str]]:
+    return {name: dict(backend.provenance()) for name, backend in backends.items()}
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    if threads is not None:
+        import torch  # the degradation runs on torch too, not only the model
+
+        torch.set_num_threads(threads)
+
+
+# -------------------------------------------------------------------------------------------- folder
+
+
+def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    if not scales:
+        raise UsageError("no scale given")
+    bad = [s for s in scales if not (math.isfinite(s) and 1.0 < s <= MAX_SCALE)]
+    if bad:
+        raise UsageError(f"scales must be in (1, {MAX_SCALE:g}], got {bad[0]:g}")
+    return tuple(float(s) for s in scales)
+
+
+def compare_on_folder(
+    hr_dir: Path,
+    settings: CompareSettings,
+    scales: Sequence[float] = DEFAULT_SCALES,
+    *,
+    limit: Optional[int] = None,
+    progress: Optional[Progress] = None,
+) -> EvaluationReport:
+    """Degrade every image under hr_dir at every scale, super-resolve with every backend, score (evaluation.py protocol)."""
+    scales = check_scales(scales)
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {limit}")
+    if not find_images(Path(hr_dir)):  # before the model loads
+        raise InputError(f"no PNG/JPEG/TIFF images under {hr_dir}")
+    _set_threads(settings.threads)
+    backends = build_backends(settings)
+    report = evaluate_folder(hr_dir, backends, scales, limit=limit, progress=progress, seed=settings.seed)
+    report.meta.update(
+        model=str(settings.model) if settings.model is not None else None,
+        reference=REFERENCE_METHOD,
+        psnr_vs_reference=[
+            {"scale": scale, "backend": name, "delta_psnr": delta} for (scale, name), delta in psnr_gains(report).items()
+        ],
+        provenance=provenance(backends),
+    )
+    return report
+
+
+def psnr_gains(report: EvaluationReport, reference: str = REFERENCE_METHOD) -> dict[tuple[float, str], float]:
+    """{(scale, backend): mean PSNR - reference's mean PSNR at that scale}, for scales where the reference ran."""
+    summary = report.summary()
+    ref = {s.scale: s.psnr for s in summary if s.backend == reference}
+    return {(s.scale, s.backend): s.psnr - ref[s.scale] for s in summary if s.scale in ref}
+
+
+def _signed(delta: Optional[float]) -> str:
+    return f"{delta:+.2f}" if delta is not None and math.isfinite(delta) else "-"
+
+
+def comparison_rows(report: EvaluationReport, reference: str = REFERENCE_METHOD) -> list[tuple[str, ...]]:
+    """Formatted cells matching COMPARISON_COLUMNS (ΔPSNR "-" where the reference did not run)."""
+    gains = psnr_gains(report, reference)
+    return [
+        (f"x{s.scale:g}", s.backend, f"{s.psnr:.2f}", _signed(gains.get((s.scale, s.backend))), f"{s.ssim:.4f}",
+         f"{s.seconds:.4f}", str(s.images))
+        for s in report.summary()
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- pairs
+
+
+@dataclass(frozen=True)
+class PairComparison:
+    """Every backend's PairScore on one real LR/HR pair."""
+
+    lr: str
+    hr: str
+    scores: dict[str, PairScore]
+    provenance: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def geometry(self) -> PairScore:
+        """Any score: they all share the windows, scale and shave."""
+        return next(iter(self.scores.values()))
+
+    def rows(self, reference: str = REFERENCE_METHOD) -> list[tuple[str, ...]]:
+        """Formatted cells matching PAIR_COLUMNS."""
+        ref = self.scores.get(reference)
+        out = []
+        for name, s in self.scores.items():
+            delta = s.psnr - ref.psnr if ref is not None else None
+            out.append((
+                name, f"{s.psnr:.2f}", _signed(delta), f"{s.ssim:.4f}", ", ".join(f"{g:.4g}" for g in s.gain),
+                ", ".join(f"{o:.4g}" for o in s.offset), f"{s.shift_hr_px[0]:+.2f}, {s.shift_hr_px[1]:+.2f}", f"{s.seconds:.3f}",
+            ))  # fmt: skip
+        return out
+
+    def to_json(self) -> str:
+        doc = {"lr": self.lr, "hr": self.hr, "reference": REFERENCE_METHOD, "provenance": self.provenance,
+               "scores": {name: asdict(score) for name, score in self.scores.items()}}  # fmt: skip
+        return json.dumps(_finite_or_none(doc), indent=2, allow_nan=False)
+
+
+def compare_on_pair(
+    lr_path: Path,
+    hr_path: Path,
+    settings: CompareSettings,
+    *,
+    lr_bands: Optional[Sequence[int]] = None,
+    hr_bands: Optional[Sequence[int]] = None,
+    border: Optional[int] = None,
+) -> PairComparison:
+    """evaluation.evaluate_pairs with every backend of `settings` (co-registration and scoring: see there)."""
+    for path in (lr_path, hr_path):
+        if not Path(path).is_file():
+            raise InputError(f"no such file: {path}")
+    _set_threads(settings.threads)
+    backends = build_backends(settings)
+    scores = {
+        name: evaluate_pairs(lr_path, hr_path, backend, lr_bands=lr_bands, hr_bands=hr_bands, border=border, seed=settings.seed)
+        for name, backend in backends.items()
+    }
+    return PairComparison(str(lr_path), str(hr_path), scores, provenance(backends))
+
+
+# ------------------------------------------------------------------------------------------- fidelity
+
+
+@dataclass(frozen=True)
+class FileFidelity:
+    """Fidelity of an SR raster to its LR input: evaluation.Fidelity plus the units it was measured in."""
+
+    sr: str
+    lr: str
+    lr_bands: tuple[int, ...]
+    scale: tuple[float, float]  # (sy, sx): SR pixels per LR pixel
+    radiometry: str  # the rule that mapped stored values to model units (radiometry.py), as upscale uses it
+    fidelity: Fidelity  # L1 in model units, spectral angle in degrees, shift in LR pixels
+    l1_stored: tuple[float, ...]  # the per-band L1 in the LR's stored units
+    invalid_fraction: float  # share of pixels (either raster) that were nodata and filled before scoring
+
+    def to_json(self) -> str:
+        doc = {"sr": self.sr, "lr": self.lr, "lr_bands": list(self.lr_bands), "scale": list(self.scale),
+               "radiometry": self.radiometry, **self.fidelity.to_dict(), "l1_stored": list(self.l1_stored),
+               "invalid_fraction": self.invalid_fraction}  # fmt: skip
+        return json.dumps(_finite_or_none(doc), indent=2, allow_nan=False)
+
+
+def _check_same_area(sr: SourceInfo, lr: SourceInfo) -> None:
+    if sr.crs is not None and lr.crs is not None and sr.crs != lr.crs:
+        raise InputError(f"CRS differ: {sr.crs} vs {lr.crs}; give the SR made from this LR")
+    tolerance = 0.01 * max(lr.pixel_size)
+    if any(abs(a - b) > tolerance for a, b in zip(sr.bounds, lr.bounds)):
+        raise InputError(
+            f"{sr.path} and {lr.path} do not cover the same area (bounds {sr.bounds} vs {lr.bounds}); "
+            "fidelity compares an rssr output with the very raster it was made from"
+        )
+    if sr.width < lr.width or sr.height < lr.height:
+        raise InputError(f"{sr.path} ({sr.width}x{sr.height}) is smaller than {lr.path} ({lr.width}x{lr.height}); pass SR first")
+    if sr.width * sr.height > MAX_FIDELITY_PIXELS:
+        raise UsageError(
+            f"{sr.path} has {sr.width * sr.height / 1e6:.0f} Mpix; fidelity reads it whole (max {MAX_FIDELITY_PIXELS / 1e6:.0f} Mpix): "
+            "crop both rasters to the same area first (gdal_translate -projwin)"
+        )
+
+
+def fidelity_of_files(sr_path: Path, lr_path: Path, *, lr_bands: Optional[Sequence[int]] = None) -> FileFidelity:
+    """Degrade-back consistency and shift of an SR raster vs the LR raster it was made from (no HR needed).
+
+    Both rasters must cover the same area (rssr's output grid keeps the input's bounds). Values are put in
+    model units with the LR's radiometry rule (the map `rssr upscale` used), applied to both. SR bands are
+    all of the SR's data bands, paired in order with `lr_bands` (1-based; default all LR data bands).
+    Nodata pixels are filled from their neighbours in both rasters and reported as invalid_fraction.
+    """
+    from .pipeline import scene_radiometry
+
+    with gdal_env(), open_raster(sr_path) as sr_ds, open_raster(lr_path) as lr_ds:
+        sr_info, lr_info = inspect_source(sr_ds), inspect_source(lr_ds)
+        _check_same_area(sr_info, lr_info)
+        lr_idx, sr_idx = select_bands(lr_info, lr_bands), select_bands(sr_info, None)
+        if len(lr_idx) != len(sr_idx):
+            raise InputError(
+                f"{sr_info.path} has {len(sr_idx)} band(s), the LR selection {len(lr_idx)}; pass the LR bands the SR was made from"
+            )
+        rad = scene_radiometry(lr_ds, lr_info, lr_idx)
+        lr, lr_ok = read_window(lr_ds, lr_info, lr_idx, Window(0, 0, lr_info.width, lr_info.height))
+        sr, sr_ok = read_window(sr_ds, sr_info, sr_idx, Window(0, 0, sr_info.width, sr_info.height))
+    invalid = (np.count_nonzero(~lr_ok) + np.count_nonzero(~sr_ok)) / (lr_ok.size + sr_ok.size)
+    if invalid > 0:
+        warnings.warn(f"{invalid:.1%} of the pixels are nodata; filled from their neighbours before scoring", RssrWarning, stacklevel=2)
+    lr_n, sr_n = (fill_invalid(normalize(a, rad), ok) for a, ok in ((lr, lr_ok), (sr, sr_ok)))
+    result = fidelity_of_arrays(sr_n, lr_n)
+    l1_stored = tuple(l1 / abs(g) for l1, g in zip(result.consistency.l1, rad.gain))
+    scale = (sr_info.height / lr_info.height, sr_info.width / lr_info.width)
+    return FileFidelity(str(sr_path), str(lr_path), tuple(lr_idx), scale, rad.rule, result, l1_stored, float(invalid))

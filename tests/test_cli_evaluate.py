@@ -1,0 +1,240 @@
+"""`rssr evaluate` (folder, --pairs, --fidelity) and `rssr info --model` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import synthetic_image, write_raster
+from model_helpers import tiny_model
+from rssr_cli.cli import app
+from rssr_cli.metrics import degrade_back
+from rssr_cli.model.checkpoint import save_model
+
+torch.set_num_threads(1)
+runner = CliRunner()
+CPU = ("--device", "cpu", "--threads", "1")
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result) -> str:
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return save_model(tiny_model(), tmp_path_factory.mktemp("model") / "tiny.safetensors", model_id="tiny-eval",
+                      training={"command": "rssr train --preset tiny", "scales": [1, 8]}, metrics={"x4": {"psnr": 1.5}})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def png_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hr")
+    for i in range(3):
+        data = synthetic_image(3, 48, 48, "uint8", seed=i)
+        Image.fromarray(np.moveaxis(data, 0, -1)).save(folder / f"img{i}.png")
+    return folder
+
+
+@pytest.fixture
+def no_default_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("RSSR_MODEL", str(tmp_path / "absent.safetensors"))
+
+
+# --------------------------------------------------------------------------------------------- folder
+
+
+def test_folder_with_model_prior_steps_and_classical(png_dir, model_path, tmp_path):
+    out = tmp_path / "out.json"
+    result = run("evaluate", png_dir, "--model", model_path, "--steps", "0,2", "--scales", "2,3", "--json", out, *CPU)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    summary = {(s["scale"], s["backend"]): s for s in doc["summary"]}
+    names = ("model-prior", "model-k2", "bicubic", "lanczos")
+    assert set(summary) == {(s, n) for s in (2.0, 3.0) for n in names}
+    assert all(math.isfinite(s["psnr"]) and s["images"] == 3 for s in summary.values())
+    assert len(doc["rows"]) == 3 * 2 * 4
+    assert doc["meta"]["provenance"]["model-k2"]["steps"] == "2"
+    assert doc["meta"]["provenance"]["model-prior"]["method"] == "diffusion-prior"
+    assert "model-k2" in result.stdout and "ΔPSNR" in result.stdout and "+0.00" in result.stdout  # bicubic vs itself
+
+
+def test_folder_full_chain_and_strength(png_dir, model_path, tmp_path):
+    out = tmp_path / "out.json"
+    result = run(
+        "evaluate", png_dir, "--model", model_path, "--steps", "1", "--steps", "2", "--strength", "0.3",
+        "--full-chain", "3", "--methods", "bicubic", "--scales", "2", "--limit", "1", "--json", out, "-q", *CPU,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output == ""
+    doc = json.loads(out.read_text())
+    assert doc["backends"] == ["model-prior", "model-k1", "model-k2", "model-full3", "bicubic"]
+    assert doc["meta"]["images"] == 1
+    assert doc["meta"]["provenance"]["model-k1"]["strength"] == "0.3"
+    assert doc["meta"]["provenance"]["model-full3"]["strength"] == "1"
+
+
+def test_folder_without_a_model_evaluates_classical_methods_only(png_dir, tmp_path, no_default_model):
+    out = tmp_path / "out.json"
+    result = run("evaluate", png_dir, "--scales", "2", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("no model found") == 1
+    assert json.loads(out.read_text())["backends"] == ["bicubic", "lanczos"]
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (("--scales", "1"), 2),
+        (("--scales", "two"), 2),
+        (("--steps", "-1"), 2),
+        (("--methods", "nope"), 2),
+    ],
+)
+def test_folder_bad_options_are_usage_errors(png_dir, no_default_model, args, code):
+    result = run("evaluate", png_dir, *args)
+    assert result.exit_code == code, result.output
+
+
+def test_exactly_one_mode(png_dir, tmp_path):
+    assert run("evaluate").exit_code == 2
+    result = run("evaluate", png_dir, "--fidelity", tmp_path / "a.tif", tmp_path / "b.tif")
+    assert result.exit_code == 2 and "exactly one of" in one_error_line(result)
+
+
+def test_missing_model_and_empty_folder_are_one_line(png_dir, tmp_path):
+    result = run("evaluate", png_dir, "--model", tmp_path / "missing.safetensors", *CPU)
+    assert result.exit_code == 1 and "missing.safetensors" in one_error_line(result)
+    (tmp_path / "empty").mkdir()
+    result = run("evaluate", tmp_path / "empty", "--model", tmp_path / "missing.safetensors")
+    assert result.exit_code == 1 and "no PNG/JPEG/TIFF images" in one_error_line(result)
+
+
+# ---------------------------------------------------------------------------------------- fidelity, pairs
+
+
+def test_fidelity_of_a_bicubic_upscale_is_consistent_and_centred(make_raster, tmp_path):
+    lr = make_raster(3, 40, 48, "uint16", name="lr.tif")
+    sr = tmp_path / "sr.tif"
+    assert run("upscale", lr, "-o", sr, "-s", "3", "-m", "bicubic", "-q").exit_code == 0
+    out = tmp_path / "fid.json"
+    result = run("evaluate", "--fidelity", sr, lr, "--json", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert len(doc["l1"]) == 3 and max(doc["l1"]) < 0.02  # model units (reflectance)
+    assert doc["sam_deg"] < 2.0
+    assert all(abs(s) < 0.1 for s in doc["shift_lr_px"])
+    assert doc["scale"] == [3.0, 3.0] and doc["radiometry"] == "/10000"
+    assert "spectral angle" in result.stdout and "shift" in result.stdout
+
+
+def test_fidelity_sees_a_displaced_sr(make_raster, tmp_path):
+    lr = make_raster(1, 40, 40, "uint16", name="lr.tif")
+    sr = tmp_path / "sr.tif"
+    run("upscale", lr, "-o", sr, "-s", "2", "-m", "bicubic", "-q")
+    with rasterio.open(sr) as ds:
+        data, profile = ds.read(), ds.profile
+    moved = tmp_path / "moved.tif"
+    with rasterio.open(moved, "w", **{**profile, "driver": "GTiff"}) as dst:
+        dst.write(np.roll(data, 2, axis=-1))  # 2 HR px = 1 LR px to the right
+    out = tmp_path / "fid.json"
+    assert run("evaluate", "--fidelity", moved, lr, "--json", out, "-q").exit_code == 0
+    assert json.loads(out.read_text())["shift_lr_px"][1] == pytest.approx(1.0, abs=0.15)
+
+
+def test_fidelity_refuses_rasters_of_different_areas(make_raster):
+    a = make_raster(1, 20, 20, "uint16", name="a.tif")
+    b = make_raster(1, 40, 40, "uint16", name="b.tif", transform=Affine(5.0, 0, 500_100.0, 0, -5.0, 4_000_000.0))
+    result = run("evaluate", "--fidelity", b, a)
+    assert result.exit_code == 1 and "same area" in one_error_line(result)
+
+
+def _pair(tmp_path: Path) -> tuple[Path, Path]:
+    hr = synthetic_image(2, 64, 64, "uint16", seed=3)
+    hr_t = Affine(5.0, 0, 500_000.0, 0, -5.0, 4_000_000.0)
+    write_raster(tmp_path / "hr.tif", hr, transform=hr_t)
+    lr = np.rint(degrade_back(hr.astype(np.float64), (32, 32))).astype(np.uint16)  # area-downsampled x2
+    write_raster(tmp_path / "lr.tif", lr, transform=hr_t @ Affine.scale(2.0))
+    return tmp_path / "lr.tif", tmp_path / "hr.tif"
+
+
+def test_pairs_with_classical_methods(tmp_path, no_default_model):
+    lr, hr = _pair(tmp_path)
+    out = tmp_path / "pair.json"
+    result = run("evaluate", "--pairs", lr, hr, "--json", out)
+    assert result.exit_code == 0, result.output
+    scores = json.loads(out.read_text())["scores"]
+    assert set(scores) == {"bicubic", "lanczos"}
+    for s in scores.values():
+        assert math.isfinite(s["psnr"]) and s["psnr"] > 20 and s["scale"] == [2.0, 2.0]
+        assert all(abs(v) < 0.5 for v in s["shift_hr_px"])
+    assert "gain" in result.stdout and "lanczos" in result.stdout
+
+
+def test_pairs_with_the_model(tmp_path, model_path):
+    lr, hr = _pair(tmp_path)
+    out = tmp_path / "pair.json"
+    result = run("evaluate", "--pairs", lr, hr, "--model", model_path, "--steps", "1", "--method", "bicubic",
+                 "--json", out, "-q", *CPU)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scores = json.loads(out.read_text())["scores"]
+    assert list(scores) == ["model-prior", "model-k1", "bicubic"]
+    assert all(math.isfinite(s["psnr"]) for s in scores.values())
+
+
+# ------------------------------------------------------------------------------------------ info --model
+
+
+def test_info_model_prints_the_card(model_path):
+    result = run("info", "--model", model_path)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    card = json.loads(model_path.with_suffix(".json").read_text())
+    assert card["sha256"] in out and "tiny-eval" in out
+    assert "independent: every band is super-resolved on its own" in out
+    for part in ("operator", "prior_features", "denoiser", "neurop_operator", "sr3_unet", "parameters"):
+        assert part in out
+    assert "rssr train --preset tiny" in out and "psnr" in out and "strength 0.4" in out
+
+
+def test_info_model_defaults_to_the_default_model(model_path, monkeypatch):
+    monkeypatch.setenv("RSSR_MODEL", str(model_path))
+    result = run("info", "--model")
+    assert result.exit_code == 0 and "tiny-eval" in result.stdout
+
+
+def test_info_model_missing_or_truncated_is_one_line(model_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("RSSR_MODEL", str(tmp_path / "absent.safetensors"))
+    result = run("info", "--model")
+    assert result.exit_code == 1 and "absent.safetensors" in one_error_line(result)
+    result = run("info", "--model", tmp_path / "nope.safetensors")
+    assert result.exit_code == 1 and "no model at" in one_error_line(result)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(model_path.read_bytes()[:2000])
+    broken.with_suffix(".json").write_text(model_path.with_suffix(".json").read_text())
+    result = run("info", "--model", broken)
+    assert result.exit_code == 1 and "truncated" in one_error_line(result)
+    broken.with_suffix(".json").unlink()  # no card: the safetensors reader itself must refuse it
+    result = run("info", "--model", broken)
+    assert result.exit_code == 1 and "truncated or corrupt" in one_error_line(result)
+
+
+def test_info_model_rejects_raster_preview_options(model_path):
+    result = run("info", "--model", model_path, "--scale", "2")
+    assert result.exit_code == 2 and "not with --model" in one_error_line(result)
