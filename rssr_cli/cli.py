@@ -216,7 +216,7 @@ def summarize(result: UpscaleResult) -> str:
 
 @app.command("info", epilog=EXIT_CODES_HELP)
 def info_command(
-    src: Annotated[Optional[Path], typer.Argument(help="Raster to describe.", show_default=False)] = None,
+    src: Annotated[Optional[Path], typer.Argument(help="Raster to describe (with --model: the model's .safetensors).", show_default=False)] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Preview the output at this scale.")] = None,
     resolution: Annotated[
         Optional[float], typer.Option("--resolution", "-r", help="Preview the output at this pixel size.")

@@ -111,10 +111,11 @@ def _emit(text: str, json_out: Optional[Path], quiet: bool, render: Callable[[],
             stderr.print(f"wrote {escape(str(json_out))}")
 
 
-def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]], title: str) -> Table:
+def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]], title: str, *, labels: int = 2) -> Table:
+    """The first `labels` columns are names (left-aligned), the rest numbers (right-aligned, headers unwrapped)."""
     table = Table(title=title, title_justify="left")
     for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i < 2 else "right")
+        table.add_column(column, justify="left" if i < labels else "right", min_width=len(column) if i >= labels else None)
     for row in rows:
         table.add_row(*map(escape, row))
     return table
@@ -130,13 +131,13 @@ def _print_pairs(comparison: PairComparison) -> None:
     g = comparison.geometry
     title = (f"{comparison.lr} -> {comparison.hr}: x{g.scale[0]:.4g} (x{g.scale[1]:.4g}), LR window {g.lr_window}, "
              f"HR window {g.hr_window}, border {g.shave} px, data range {g.data_range:g}; SR fitted to HR per band")  # fmt: skip
-    stdout.print(_table(PAIR_COLUMNS, comparison.rows(), escape(title)))
+    stdout.print(_table(PAIR_COLUMNS, comparison.rows(), escape(title), labels=1))
 
 
 def _print_fidelity(result: FileFidelity) -> None:
     f = result.fidelity
     rows = [(str(b), f"{l1:.5f}", f"{stored:.4g}") for b, l1, stored in zip(result.lr_bands, f.consistency.l1, result.l1_stored)]
     title = f"{result.sr} vs {result.lr} (x{result.scale[0]:.4g}, x{result.scale[1]:.4g}; radiometry {result.radiometry})"
-    stdout.print(_table(("LR band", "L1 (model units)", "L1 (stored units)"), rows, escape(title)))
+    stdout.print(_table(("LR band", "L1 (model units)", "L1 (stored units)"), rows, escape(title), labels=1))
     stdout.print(f"spectral angle  {f.consistency.sam_deg:.4f} deg (mean over pixels)")
     stdout.print(f"shift           dy {f.shift[0]:+.3f}, dx {f.shift[1]:+.3f} LR px (SR content vs the input; + = down/right)")

@@ -441,7 +441,7 @@ def evaluate_pairs(
         lr_idx = list(lr_bands or range(1, lr_src.count + 1))
         hr_idx = list(hr_bands or range(1, hr_src.count + 1))
         if len(lr_idx) != len(hr_idx):
-            raise InputError(f"band counts differ ({len(lr_idx)} vs {len(hr_idx)}); pass lr_bands/hr_bands")
+            raise InputError(f"band counts differ ({len(lr_idx)} vs {len(hr_idx)}); pass lr_bands/hr_bands (--lr-bands/--hr-bands)")
         lr = _model_units(lr_src.read(lr_idx, window=Window(*geo.lr_window)), lr_src.dtypes[lr_idx[0] - 1])
         hr = hr_src.read(hr_idx, window=Window(*geo.hr_window)).astype(np.float64)
     start = time.perf_counter()

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from conftest import synthetic_image, write_raster
 from model_helpers import tiny_model
 from rssr_cli.cli import app
+from rssr_cli.evaluate_api import model_backends
 from rssr_cli.metrics import degrade_back
 from rssr_cli.model.checkpoint import save_model
 
@@ -58,6 +59,15 @@ def no_default_model(monkeypatch, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- folder
+
+
+def test_model_backends_share_one_loaded_model(model_path):
+    backends = model_backends(model_path, steps=(0, 2, 2), strength=0.3, full_chain=(5,), device="cpu", threads=1)
+    assert list(backends) == ["model-prior", "model-k2", "model-full5"]  # 0 is the prior; duplicates collapse
+    assert len({id(b.model) for b in backends.values()}) == 1
+    assert (backends["model-k2"].steps, backends["model-k2"].strength, backends["model-k2"].mode) == (2, 0.3, "diffusion")
+    assert (backends["model-full5"].steps, backends["model-full5"].strength) == (5, 1.0)
+    assert list(model_backends(model_path, device="cpu", threads=1)) == ["model-prior", "model-k4"]  # the card's steps
 
 
 def test_folder_with_model_prior_steps_and_classical(png_dir, model_path, tmp_path):
