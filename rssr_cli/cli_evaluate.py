@@ -67,7 +67,7 @@ def evaluate_command(
     methods: Annotated[
         list[str], typer.Option("--methods", "--method", "-m", metavar="NAME,...", help="Classical methods to compare, comma list or repeated.")
     ] = [",".join(DEFAULT_METHODS)],  # noqa: B006
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N images (sorted by path).", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only N images, evenly spaced over the sorted paths (spans every class folder).", show_default=False)] = None,
     lr_bands: Annotated[Optional[str], typer.Option("--lr-bands", metavar="B,B,...", help="LR bands, 1-based (--pairs, --fidelity).", show_default=False)] = None,
     hr_bands: Annotated[Optional[str], typer.Option("--hr-bands", metavar="B,B,...", help="HR bands paired with --lr-bands (--pairs).", show_default=False)] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full results as JSON here.", show_default=False)] = None,

@@ -67,6 +67,13 @@ class LoadedImage:
     dtype: str
 
 
+def evenly_spaced(items: list, limit: Optional[int]) -> list:
+    """`limit` items spread over the list (first and regular strides), or all of them."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    return [items[(i * len(items)) // limit] for i in range(max(0, limit))]
+
+
 def find_images(folder: Path) -> list[Path]:
     """Image files under folder (recursively), in a stable order."""
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -263,11 +270,12 @@ def evaluate_folder(
     """Score every backend on every image under hr_dir at every scale (protocol: module docstring).
 
     border: HR pixels shaved from each side before scoring (None: ceil(scale)).
-    limit: only the first `limit` images (sorted by path). progress(done, total) after each image.
+    limit: `limit` images evenly spaced over the sorted paths (so a subset still spans every class
+    folder). progress(done, total) after each image.
     degrade: HR [C,H,W] float, (h, w) -> LR [C,h,w] float (default: anti-aliased bicubic).
     """
     root = Path(hr_dir)
-    paths = find_images(root)[:limit]
+    paths = evenly_spaced(find_images(root), limit)
     if not paths:
         raise InputError(f"no PNG/JPEG/TIFF images under {root}")
     degrade = degrade or bicubic_degrade
