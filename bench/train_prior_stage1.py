@@ -1,14 +1,14 @@
 import sys, logging, torch
-sys.path.insert(0, '/work/main')
+sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[1]))
 from pathlib import Path
 from rssr_cli.training.data import find_images, load_images, PatchSampler
 from rssr_cli.training.trainer import Trainer, TrainConfig, prior_loss, validate_prior
 from rssr_cli.model.operator import NeuralOperatorPrior
 out = Path(sys.argv[1]); steps = int(sys.argv[2])
 torch.manual_seed(0)
-uc = load_images(find_images(['/work/shared/data/ucmerced/train']))
-s2 = load_images(find_images(['/work/shared/data/scenes/sentinel2_l1c_b2348_10m.tif']))
-val_paths = find_images(['/work/shared/data/ucmerced/val'])[::10]
+uc = load_images(find_images(['../shared/data/ucmerced/train']))
+s2 = load_images(find_images(['../shared/data/scenes/sentinel2_l1c_b2348_10m.tif']))
+val_paths = find_images(['../shared/data/ucmerced/val'])[::10]
 val = load_images(val_paths)
 images = uc + s2
 weights = [1.0] * len(uc) + [len(uc) / 3.0]  # S2 scene: 25% of samples

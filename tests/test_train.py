@@ -90,3 +90,12 @@ def test_learning_rate_schedule_warms_up_then_decays():
     cfg = TrainConfig(steps=1000, lr=1e-3, warmup=100)
     assert lr_at(0, cfg) < lr_at(99, cfg) <= 1e-3
     assert lr_at(100, cfg) > lr_at(500, cfg) > lr_at(999, cfg) >= 0.05 * 1e-3 - 1e-12
+
+
+def test_denoiser_stage_on_a_prior_only_model_gets_a_real_sampler(image_dir, tmp_path):
+    assert _train(image_dir, tmp_path / "p", "--stage", "prior", "--prior-steps", "3").exit_code == 0
+    init = tmp_path / "p" / "model.safetensors"
+    assert load_model(init).sampler_defaults["steps"] == 0
+    result = _train(image_dir, tmp_path / "d", "--stage", "denoiser", "--denoiser-steps", "3", "--init", str(init))
+    assert result.exit_code == 0, result.output
+    assert load_model(tmp_path / "d" / "model.safetensors").sampler_defaults["steps"] > 0

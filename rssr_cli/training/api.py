@@ -162,10 +162,6 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
     val_images = load_images(find_images([s.val]))[:: max(1, 160 // max(1, s.val_limit))][: s.val_limit] if s.val else []
     model = _initial_model(s)
     channels = model.in_channels
-    if s.sampler_steps is not None:
-        model.sampler_defaults["steps"] = s.sampler_steps
-    if s.sampler_strength is not None:
-        model.sampler_defaults["strength"] = s.sampler_strength
     stages = ["prior", "denoiser"] if s.stage == "all" else [s.stage]
     history: dict[str, dict] = {}
     for stage in stages:
@@ -177,6 +173,9 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
                                channels=channels, blur_max=s.blur_max, noise_max=s.noise_max, seed=s.seed + len(history))
         cfg = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.learning_rate, val_every=s.val_every,
                           save_every=s.save_every, seed=s.seed, threads=s.threads)
+        if stage == "denoiser" and not model.sampler_defaults.get("steps"):
+            # a prior-only model (steps 0) gets a real sampler, or validating the denoiser would run the prior
+            model.sampler_defaults.update(copy.deepcopy(DEFAULT_SPEC["sampler"]))
         _freeze_for(model, stage)
         trainer = Trainer(model, _stage_loss(stage), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images),
                           progress=(lambda step, d, st=stage: progress(st, step, d)) if progress else None,
@@ -188,6 +187,10 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         history[stage] = {"steps": trainer.step, "best_validation": trainer.best}
     if "denoiser" not in history and s.init is None:
         model.sampler_defaults["steps"] = 0  # no trained denoiser: the model's default is the prior alone
+    if s.sampler_steps is not None:
+        model.sampler_defaults["steps"] = s.sampler_steps
+    if s.sampler_strength is not None:
+        model.sampler_defaults["strength"] = s.sampler_strength
     training = {
         "command": " ".join(shlex.quote(a) for a in ["rssr", *sys.argv[1:]]) if sys.argv else "",
         "settings": _jsonable(s),
