@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -160,7 +159,7 @@ def test_training_reduces_diffusion_loss():
     trainable = [p for name, p in model.named_parameters() if not name.startswith("operator.")]
     opt = torch.optim.Adam(trainable, lr=3e-3)
     g = torch.Generator().manual_seed(1)
-    losses, start = [], time.perf_counter()
+    losses = []
     for _ in range(300):
         loss = model.losses(lr, hr, ys, xs, cell, generator=g)["diffusion"]
         opt.zero_grad()
@@ -172,4 +171,3 @@ def test_training_reduces_diffusion_loss():
     err, x0_power = _x0_error(model, lr, hr, ys, xs, cell, t=1000)
     # Without the condition the best x0 estimate at t=1000 keeps ~92% of E[x0^2]; the trained one is far below.
     assert err < 0.2 * x0_power, (err, x0_power)
-    assert time.perf_counter() - start < 60
