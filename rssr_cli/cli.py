@@ -8,10 +8,14 @@ inside `with cli_session(verbose):`.
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 import sys
+import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
@@ -20,10 +24,28 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
+from .batch import (
+    DEFAULT_NAME_TEMPLATE,
+    DONE,
+    BUSY,
+    FAILED,
+    SKIPPED,
+    JsonLog,
+    SceneJob,
+    SceneResult,
+    expand_inputs,
+    failed,
+    plan_jobs,
+    run_batch,
+)
 from .cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
-from .errors import RssrError, RssrWarning, UsageError
+from .errors import OutputError, RssrError, RssrWarning, UsageError
+from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
+from .interrupts import raise_on_signals
+from .locks import output_lock
 from .pipeline import DEFAULT_BATCH_SIZE, UpscaleResult, UpscaleSettings, upscale
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
@@ -150,10 +172,24 @@ def backend_options(
     return {"device": device.value, **{k: v for k, v in given.items() if v is not None}}
 
 
-@app.command("upscale", epilog=EXIT_CODES_HELP)
+BATCH_HELP = (
+    "Several inputs (files, directories, globs like 'tiles/*.tif') or a directory -o: batch mode. Each scene goes to "
+    "OUTDIR/--name; a scene whose output already records the same request (model hash, scale, steps, seed, bands) is "
+    "skipped, so re-running a cron job redoes nothing. Each output is locked while written: a second run reports it "
+    "'busy' and goes on. A failing scene is reported and the rest go on."
+)
+BATCH_EXIT_HELP = f"{EXIT_CODES_HELP} In batch mode 1 means at least one scene failed (busy and skipped scenes are not failures)."
+
+
+@app.command("upscale", epilog=BATCH_EXIT_HELP)
 def upscale_command(
-    src: Annotated[Path, typer.Argument(help="Input raster (GeoTIFF or anything GDAL reads).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output COG path.", show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Input raster(s): files, directories or quoted globs (GeoTIFF or anything GDAL reads).", show_default=False),
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output COG path; a directory (or DIR/) in batch mode.", show_default=False)
+    ],
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor, any real > 1 (e.g. 4.5).")] = None,
     resolution: Annotated[
         Optional[float], typer.Option("--resolution", "-r", help="Target pixel size in CRS units (like gdalwarp -tr).")
@@ -172,7 +208,14 @@ def upscale_command(
     strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion).", show_default=False)] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed for stochastic methods (per window, order independent).")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (batch: outputs made by a different request).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Batch: redo scenes already done with the same request.")] = False,
+    name: Annotated[str, typer.Option("--name", help="Batch: output file name template; fields {stem} {name} {scale} {resolution} {method} {seed}.")] = DEFAULT_NAME_TEMPLATE,
+    log_json: Annotated[Optional[Path], typer.Option("--log-json", help="Append one JSON line per scene (input, output, status, seconds, windows, error).", show_default=False)] = None,
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option("--scheduler", envvar=SCHEDULER_ENV, help="Batch: run the scenes on a Dask cluster: tcp://host:8786, or local:N for N local worker processes.", show_default=False),
+    ] = None,
     profile: Annotated[str, typer.Option(help=f"COG profile: {', '.join(sorted(PROFILES))}.")] = DEFAULT_PROFILE,
     co: Annotated[
         Optional[list[str]],
@@ -181,7 +224,7 @@ def upscale_command(
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:
-    """Super-resolve SRC by --scale (or to --resolution) and write a COG aligned with it to --output."""
+    """Super-resolve rasters by --scale (or to --resolution) into COGs aligned with their inputs."""
     with cli_session(verbose):
         settings = UpscaleSettings(
             scale=scale,
@@ -197,10 +240,92 @@ def upscale_command(
             profile=profile,
             creation_options=parse_creation_options(co or []),
         )
-        with progress_bar(not quiet and stderr.is_terminal, "upscaling") as progress:
-            result = upscale(src, output, settings, progress=progress)
+        if not is_batch(inputs, output):
+            if scheduler:
+                raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o")
+            upscale_one(Path(inputs[0]), Path(output), settings, force=force, log_json=log_json, quiet=quiet)
+            return
+        sources = expand_inputs(inputs)
+        output = Path(output)
+        if output.exists() and not output.is_dir():
+            raise UsageError(f"-o {output} must be a directory when several scenes are written")
+        jobs = plan_jobs(sources, output, settings, name)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output directory {output}: {exc.strerror or exc}") from None
+        results = upscale_many(jobs, settings, force=force, log_json=log_json, scheduler=scheduler, quiet=quiet)
         if not quiet:
-            stderr.print(summarize(result))
+            stderr.print(render_batch_summary(results))
+        if failed(results):
+            raise typer.Exit(EXIT_PROCESSING)
+
+
+def is_batch(inputs: list[str], output: str) -> bool:
+    """Batch mode: several inputs, a directory or glob input, or an output that is (or is spelled as) a directory."""
+    if len(inputs) != 1 or glob.has_magic(inputs[0]) or Path(inputs[0]).is_dir():
+        return True
+    return Path(output).is_dir() or output.endswith(("/", os.sep))
+
+
+def upscale_one(src: Path, dst: Path, settings: UpscaleSettings, *, force: bool, log_json: Optional[Path], quiet: bool) -> None:
+    """One scene to one path, as before batches existed: an existing DST needs --overwrite (or --force)."""
+    if force:
+        settings = replace(settings, overwrite=True)
+    with JsonLog(log_json) as log:
+        started = time.perf_counter()
+        try:
+            with output_lock(dst), progress_bar(not quiet and stderr.is_terminal, "upscaling") as progress:
+                result = upscale(src, dst, settings, progress=progress)
+        except RssrError as error:
+            log.write(SceneResult(str(src), str(dst), FAILED, time.perf_counter() - started, error=str(error)))
+            raise
+        log.write(SceneResult(str(src), str(dst), DONE, result.seconds, result.windows, result.skipped_windows))
+    if not quiet:
+        stderr.print(summarize(result))
+
+
+def upscale_many(
+    jobs: list[SceneJob], settings: UpscaleSettings, *, force: bool, log_json: Optional[Path], scheduler: Optional[str], quiet: bool
+) -> list[SceneResult]:
+    """Run a batch in-process or on Dask; each scene's result goes to the JSON log (and a line, unless -q) at once."""
+    with JsonLog(log_json) as log:
+
+        def on_scene(scene: SceneResult) -> None:
+            log.write(scene)
+            if not quiet:
+                stderr.print(render_scene_line(scene))
+
+        if scheduler:
+            gpu = settings.backend_options.get("device") == Device.cuda.value
+            with dask_client(scheduler, gpu=gpu) as client:
+                return run_batch_on_dask(jobs, settings, client, force=force, on_scene=on_scene)
+        with raise_on_signals():  # an interrupt stops the batch between (or inside) scenes, never mid-write
+            return run_batch(jobs, settings, force=force, on_scene=on_scene, progress_for=lambda job: None)
+
+
+STATUS_STYLE = {DONE: "green", SKIPPED: "dim", BUSY: "yellow", FAILED: "bold red"}
+
+
+def render_scene_line(scene: SceneResult) -> str:
+    style = STATUS_STYLE.get(scene.status, "")
+    detail = f" {escape(scene.error)}" if scene.error else ""
+    windows = f", {scene.windows} windows ({scene.skipped_windows} empty)" if scene.status == DONE else ""
+    return f"[{style}]{scene.status:>7}[/] {escape(Path(scene.input).name)} -> {escape(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
+
+
+def render_batch_summary(results: list[SceneResult]) -> Table:
+    counts = {status: sum(r.status == status for r in results) for status in (DONE, SKIPPED, BUSY, FAILED)}
+    table = Table(title=f"{len(results)} scene(s)", show_edge=False)
+    for column in ("status", "scenes", "seconds", "windows", "empty windows"):
+        table.add_column(column, justify="right" if column != "status" else "left")
+    for status, count in counts.items():
+        rows = [r for r in results if r.status == status]
+        table.add_row(
+            f"[{STATUS_STYLE[status]}]{status}[/]", str(count), f"{sum(r.seconds for r in rows):.1f}",
+            str(sum(r.windows for r in rows)), str(sum(r.skipped_windows for r in rows)),
+        )  # fmt: skip
+    return table
 
 
 def summarize(result: UpscaleResult) -> str:

@@ -91,11 +91,16 @@ def check_destination(dst: Path, *, overwrite: bool, src: str) -> None:
         raise OutputError(f"output directory {parent} is not writable")
 
 
+def staging_prefix(dst: Path) -> str:
+    """Name prefix of DST's staging directories (a run killed with -9 leaves one; locks.py removes it later)."""
+    return f".{dst.name}.rssr-"
+
+
 @contextmanager
 def staging_dir(dst: Path) -> Iterator[Path]:
     """A hidden temporary directory beside DST (same filesystem, so the final rename is atomic), always removed."""
     try:
-        path = Path(tempfile.mkdtemp(prefix=f".{dst.name}.rssr-", dir=dst.parent))
+        path = Path(tempfile.mkdtemp(prefix=staging_prefix(dst), dir=dst.parent))
     except OSError as exc:
         raise OutputError(f"cannot write to {dst.parent}: {exc.strerror or exc}") from exc
     try:

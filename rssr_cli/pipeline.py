@@ -144,14 +144,17 @@ def upscale(
     settings: Optional[UpscaleSettings] = None,
     *,
     progress: Optional[Progress] = None,
+    backend: Optional[SRBackend] = None,
     **overrides: Any,
 ) -> UpscaleResult:
-    """Super-resolve `src` into a COG at `dst`. Keyword overrides replace settings fields: upscale(a, b, scale=4.5)."""
+    """Super-resolve `src` into a COG at `dst`. Keyword overrides replace settings fields: upscale(a, b, scale=4.5).
+
+    `backend`: an already built backend for settings.method (a batch loads its model once for every scene)."""
     settings = replace(settings or UpscaleSettings(), **overrides)
     dst = Path(dst)
     started = time.perf_counter()
     with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
-        plan, backend = plan_run(dataset, src, dst, settings)
+        plan, backend = plan_run(dataset, src, dst, settings, backend)
         with staging_dir(dst) as staging:
             intermediate = staging / "stream.tif"
             with open_intermediate(intermediate, plan.output) as writer:
@@ -180,7 +183,9 @@ def auto_tiling(method: str, scale: float, tile: Optional[int], overlap: Optiona
     return tile, overlap
 
 
-def plan_run(dataset: DatasetReader, src: str | Path, dst: Path, settings: UpscaleSettings) -> tuple[RunPlan, SRBackend]:
+def plan_run(
+    dataset: DatasetReader, src: str | Path, dst: Path, settings: UpscaleSettings, backend: Optional[SRBackend] = None
+) -> tuple[RunPlan, SRBackend]:
     """Validate everything that can be refused before any work (cheap checks first, the backend last)."""
     source = inspect_source(dataset)
     bands = select_bands(source, settings.bands)
@@ -193,7 +198,8 @@ def plan_run(dataset: DatasetReader, src: str | Path, dst: Path, settings: Upsca
     tiles = plan_tiles(grid, tile=tile, overlap=overlap)
     check_destination(dst, overwrite=settings.overwrite, src=str(src))
     creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
-    backend = get_backend(method, **dict(settings.backend_options))  # may load a model: after the cheap checks
+    if backend is None:
+        backend = get_backend(method, **dict(settings.backend_options))  # may load a model: after the cheap checks
     radiometry = scene_radiometry(dataset, source, bands)
     output = output_spec(source, bands, grid, provenance_tags(settings, method, grid, radiometry, backend))
     plan = RunPlan(source, bands, grid, tiles, radiometry, output, creation_options, method, settings)
@@ -223,16 +229,25 @@ def provenance_tags(
     settings: UpscaleSettings, method: str, grid: OutputGrid, radiometry: Radiometry, backend: SRBackend
 ) -> dict[str, str]:
     """RSSR_* tags recording how the output was made (the backend adds its own, e.g. model id and hash)."""
-    requested = f"{settings.scale:g}" if settings.scale is not None else f"resolution {settings.resolution:g}"
-    tags = {
+    return {
         "RSSR_VERSION": __version__,
-        "RSSR_METHOD": method,
-        "RSSR_SCALE": requested,
         "RSSR_SCALE_XY": f"{grid.scale_x:.10g},{grid.scale_y:.10g}",
         "RSSR_TILE": str(settings.tile),
         "RSSR_OVERLAP": str(settings.overlap),
-        "RSSR_SEED": str(settings.seed),
         "RSSR_RADIOMETRY": radiometry.rule,
+        **request_tags(settings, method, backend),
+    }
+
+
+def request_tags(settings: UpscaleSettings, method: str, backend: SRBackend) -> dict[str, str]:
+    """The tags that identify what was asked for (method, model hash, sampler, scale, bands, seed): an output
+    whose tags contain these was made by an equivalent request, so a batch can skip it."""
+    requested = f"{settings.scale:g}" if settings.scale is not None else f"resolution {settings.resolution:g}"
+    tags = {
+        "RSSR_METHOD": method,
+        "RSSR_SCALE": requested,
+        "RSSR_BANDS": "all" if settings.bands is None else ",".join(map(str, settings.bands)),
+        "RSSR_SEED": str(settings.seed),
     }
     tags.update({f"RSSR_{key.upper()}": str(value) for key, value in backend.provenance().items()})
     return tags

@@ -86,7 +86,6 @@ def _directory(d: Path) -> Path:
     "make_src,fragment",
     [
         (lambda d: d / "missing.tif", "no such file"),
-        (_directory, "is a directory"),
         (_not_a_raster, "cannot read"),
         (_corrupt_tiff, "cannot read"),
         (_truncated_tiff, "corrupt or truncated"),
@@ -94,13 +93,20 @@ def _directory(d: Path) -> Path:
         (_rotated, "gdalwarp"),
         (_complex, "complex64 is not supported"),
     ],
-    ids=["missing", "directory", "not-a-raster", "corrupt", "truncated", "zero-size", "rotated", "complex"],
+    ids=["missing", "not-a-raster", "corrupt", "truncated", "zero-size", "rotated", "complex"],
 )
 def test_bad_source_is_refused(tmp_path, make_src, fragment):
     src = make_src(tmp_path)
     before = files_in(tmp_path)
     result = run("upscale", src, "-o", tmp_path / "out.tif", "--scale", "2", "--tile", "32", "--overlap", "4")
     assert_refused(result, 1, fragment, tmp_path, before)
+
+
+def test_an_empty_directory_is_a_batch_with_nothing_to_do(tmp_path):
+    src = _directory(tmp_path)  # a directory input means batch mode: its rasters, here none
+    before = files_in(tmp_path)
+    result = run("upscale", src, "-o", tmp_path / "out", "--scale", "2")
+    assert_refused(result, 2, "no raster matches", tmp_path, before)
 
 
 def test_no_crs_warns_and_proceeds_on_the_pixel_grid(tmp_path):

@@ -1,0 +1,123 @@
+"""Scale-out on Dask distributed: the scenes of a batch become tasks on a cluster's workers.
+
+A task is one whole scene: `batch.process_scene`, the function the in-process batch runs, so skip rules,
+locks, results and logs are the same either way. Each worker process builds the backend once (the model
+loads once per worker) and keeps it for every scene it gets. Workers read inputs and write outputs
+themselves, so the paths must be on storage every worker sees (NFS, a shared disk, a FUSE bucket); only
+small SceneResult records travel back to the client. A worker that dies mid-scene (OOM, kill -9, a
+preempted node) leaves its lock released by the kernel and a staging directory that the next holder of
+the lock removes; the scheduler runs the scene again on another worker (up to `retries` times more).
+GPU workers: start them with `--resources GPU=1`; with device cuda each scene asks for one GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence
+
+from .backends import SRBackend
+from .batch import FAILED, SceneCallback, SceneJob, SceneResult, batch_backend, process_scene
+from .errors import UsageError
+from .pipeline import UpscaleSettings
+
+SCHEDULER_ENV = "RSSR_SCHEDULER"
+DEFAULT_RETRIES = 2
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError("--scheduler needs Dask distributed: pip install 'rssr[dask]'") from None
+    return distributed
+
+
+def parse_scheduler(value: str) -> tuple[str, Any]:
+    """'local:N' -> ('local', N); anything else is a scheduler address ('tcp://host:8786')."""
+    if value.startswith("local"):
+        _, _, count = value.partition(":")
+        try:
+            workers = int(count) if count else os.cpu_count() or 1
+        except ValueError:
+            workers = 0
+        if workers < 1:
+            raise UsageError(f"--scheduler local:N needs a worker count N >= 1, got {value!r}")
+        return "local", workers
+    if not value.strip():
+        raise UsageError("--scheduler needs an address like tcp://host:8786 or local:N")
+    return "address", value
+
+
+@contextmanager
+def dask_client(scheduler: str, *, gpu: bool = False) -> Iterator[Any]:
+    """A connected Client: to a running scheduler, or to a LocalCluster of N single-threaded worker processes."""
+    distributed = _import_distributed()
+    kind, target = parse_scheduler(scheduler)
+    if kind == "local":
+        # One thread per worker: each worker runs one scene at a time and torch uses that core (Dask's
+        # nanny sets OMP_NUM_THREADS=1), so N workers share the machine instead of oversubscribing it.
+        cluster = distributed.LocalCluster(
+            n_workers=target, threads_per_worker=1, processes=True, dashboard_address=None,
+            resources={"GPU": 1} if gpu else None,
+        )  # fmt: skip
+        try:
+            with distributed.Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+        return
+    try:
+        client = distributed.Client(target, timeout="30s")
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {target}: {exc}") from None
+    with client:
+        yield client
+
+
+_worker_backends: dict[str, tuple[str, SRBackend]] = {}  # per worker process: built once, reused by every scene
+
+
+def _backend_key(settings: UpscaleSettings) -> str:
+    return repr((settings.method, sorted((k, str(v)) for k, v in settings.backend_options.items())))
+
+
+def run_scene_on_worker(job: SceneJob, settings: UpscaleSettings, force: bool) -> SceneResult:
+    key = _backend_key(settings)
+    if key not in _worker_backends:
+        _worker_backends[key] = batch_backend(settings)
+    method, backend = _worker_backends[key]
+    return process_scene(job, settings, method, backend, force=force)
+
+
+def run_batch_on_dask(
+    jobs: Sequence[SceneJob],
+    settings: UpscaleSettings,
+    client: Any,
+    *,
+    force: bool = False,
+    on_scene: Optional[SceneCallback] = None,
+    retries: int = DEFAULT_RETRIES,
+) -> list[SceneResult]:
+    """Submit every scene, report each as it finishes (in completion order), return results in job order."""
+    distributed = _import_distributed()
+    gpu = str(settings.backend_options.get("device", "auto")) == "cuda"
+    futures = {
+        client.submit(
+            run_scene_on_worker, job, settings, force, pure=False, retries=retries,
+            resources={"GPU": 1} if gpu else None, key=f"rssr-scene-{i}-{job.dst.name}",
+        ): i
+        for i, job in enumerate(jobs)
+    }  # fmt: skip
+    results: list[Optional[SceneResult]] = [None] * len(jobs)
+    for future in distributed.as_completed(futures):
+        i = futures[future]
+        try:
+            scene = future.result()
+        except Exception as error:  # the scene's worker kept dying (KilledWorker) or the task could not run
+            job = jobs[i]
+            scene = SceneResult(str(job.src), str(job.dst), FAILED, 0.0, error=f"{type(error).__name__}: {error}")
+        results[i] = scene
+        if on_scene is not None:
+            on_scene(scene)
+    return [r for r in results if r is not None]

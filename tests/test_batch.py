@@ -1,0 +1,171 @@
+"""Batch mode: input expansion, name templates, idempotent re-runs, per-output locks, failure isolation, JSON log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from conftest import files_in, synthetic_image, write_raster
+from rssr_cli.batch import BUSY, DONE, FAILED, SKIPPED, SceneJob, expand_inputs, plan_jobs, run_batch
+from rssr_cli.cli import app
+from rssr_cli.errors import UsageError
+from rssr_cli.locks import OutputBusy, lock_path, output_lock
+from rssr_cli.pipeline import UpscaleSettings
+
+runner = CliRunner()
+BICUBIC = UpscaleSettings(scale=2, method="bicubic", tile=16, overlap=4)
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def scenes(tmp_path) -> Path:
+    """A folder of three small scenes, one with an all-nodata corner (its windows are skipped)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        data = synthetic_image(2, 30, 34, "uint16", seed=i)
+        if i == 2:
+            data[:, :20, :20] = 0
+        write_raster(folder / f"scene{i}.tif", data, nodata=0)
+    (folder / "notes.txt").write_text("not a raster; directories expand to raster files only")
+    return folder
+
+
+def log_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_inputs_expand_from_files_directories_and_globs(scenes):
+    by_dir = expand_inputs([str(scenes)])
+    assert [p.name for p in by_dir] == ["scene0.tif", "scene1.tif", "scene2.tif"]
+    assert expand_inputs([str(scenes / "scene1.tif"), str(scenes / "*.tif")]) == [scenes / "scene1.tif", scenes / "scene0.tif", scenes / "scene2.tif"]
+    assert expand_inputs([str(scenes.parent / "**" / "scene2.tif")]) == [scenes / "scene2.tif"]
+    with pytest.raises(UsageError, match="no raster matches"):
+        expand_inputs([str(scenes / "*.jp2")])
+
+
+def test_name_template_fills_fields_and_refuses_collisions(tmp_path):
+    settings = UpscaleSettings(scale=4.5, method="bicubic")
+    jobs = plan_jobs([Path("a/t1.tif"), Path("b/t2.tif")], tmp_path, settings)
+    assert [j.dst.name for j in jobs] == ["t1_x4.5.tif", "t2_x4.5.tif"]
+    assert plan_jobs([Path("t.tif")], tmp_path, settings, "{method}/{stem}")[0].dst == tmp_path / "bicubic" / "t"
+    with pytest.raises(UsageError, match="would both write"):
+        plan_jobs([Path("a/t.tif"), Path("b/t.tif")], tmp_path, settings)
+    with pytest.raises(UsageError, match="bad name template"):
+        plan_jobs([Path("t.tif")], tmp_path, settings, "{nope}.tif")
+
+
+def test_a_rerun_skips_done_scenes_and_force_redoes_them(scenes, tmp_path):
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    args = ("upscale", scenes, "-o", out, "-s", "2", "-m", "bicubic", "--tile", "16", "--overlap", "4", "--log-json", log)
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in out.iterdir()) == ["scene0_x2.tif", "scene1_x2.tif", "scene2_x2.tif"]
+    assert [r["status"] for r in log_lines(log)] == [DONE] * 3
+    skipped_windows = {Path(r["input"]).name: r["skipped_windows"] for r in log_lines(log)}
+    assert skipped_windows["scene2.tif"] > 0 and skipped_windows["scene0.tif"] == 0
+    stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    again = run(*args)
+    assert again.exit_code == 0 and [r["status"] for r in log_lines(log)[3:]] == [SKIPPED] * 3
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp  # nothing rewritten
+
+    forced = run(*args, "--force", "-q")
+    assert forced.exit_code == 0 and forced.output == ""
+    assert [r["status"] for r in log_lines(log)[6:]] == [DONE] * 3
+    assert all(p.stat().st_mtime_ns != stamp[p.name] for p in out.iterdir())
+
+
+def test_an_output_made_by_a_different_request_is_not_silently_kept_or_replaced(scenes, tmp_path):
+    out = tmp_path / "out"
+    # one input, but "-o DIR/" spells a directory: batch mode with its skip rules
+    common = ("upscale", scenes / "scene0.tif", "-o", f"{out}/", "-s", "2", "--tile", "16", "--overlap", "4", "--name", "{stem}.tif")
+    assert run(*common, "-m", "bicubic").exit_code == 0
+    changed = run(*common, "-m", "nearest")  # same name, different method: not "done"
+    assert changed.exit_code == 1 and "different request" in changed.stderr
+    with rasterio.open(out / "scene0.tif") as ds:
+        assert ds.tags()["RSSR_METHOD"] == "bicubic"
+    assert run(*common, "-m", "nearest", "--overwrite").exit_code == 0
+    with rasterio.open(out / "scene0.tif") as ds:
+        assert ds.tags()["RSSR_METHOD"] == "nearest"
+
+
+def test_a_failing_scene_does_not_stop_the_batch(scenes, tmp_path):
+    (scenes / "broken.tif").write_bytes(b"II*\x00 not really a tiff")
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    result = run("upscale", scenes, "-o", out, "-s", "2", "-m", "bicubic", "--log-json", log)
+    assert result.exit_code == 1  # documented: some scene failed
+    status = {Path(r["input"]).name: r for r in log_lines(log)}
+    assert status["broken.tif"]["status"] == FAILED and "cannot read" in status["broken.tif"]["error"]
+    assert [status[f"scene{i}.tif"]["status"] for i in range(3)] == [DONE] * 3
+    assert files_in(out) == {"scene0_x2.tif", "scene1_x2.tif", "scene2_x2.tif"}  # no partial or lock files
+    assert "Traceback" not in result.output and "failed" in result.stderr
+
+
+def test_a_scene_locked_by_another_run_is_reported_busy_and_left_alone(scenes, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = plan_jobs(expand_inputs([str(scenes)]), out, BICUBIC)
+    with output_lock(jobs[1].dst):  # another run is writing scene1 right now
+        with pytest.raises(OutputBusy, match="another run"):
+            with output_lock(jobs[1].dst):
+                pass
+        results = run_batch(jobs, BICUBIC)
+    assert [r.status for r in results] == [DONE, BUSY, DONE]
+    assert not jobs[1].dst.exists() and not lock_path(jobs[1].dst).exists()
+    assert [r.status for r in run_batch(jobs, BICUBIC)] == [SKIPPED, DONE, SKIPPED]
+
+
+def test_a_crashed_run_leaves_nothing_that_blocks_or_pollutes_the_next(scenes, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    job = SceneJob(scenes / "scene0.tif", out / "scene0_x2.tif")
+    # What kill -9 mid-scene leaves: a lock file nobody holds and a staging directory with a partial file.
+    lock_path(job.dst).write_text("pid 999999 on a dead host\n")
+    stale = out / f".{job.dst.name}.rssr-abc123"
+    stale.mkdir()
+    (stale / "stream.tif").write_bytes(b"partial")
+    assert [r.status for r in run_batch([job], BICUBIC)] == [DONE]
+    assert files_in(out) == {"scene0_x2.tif"}
+
+
+def test_two_runs_on_one_folder_process_each_scene_exactly_once(scenes, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "rssr_cli", "upscale", str(scenes), "-o", str(out), "-s", "3", "-m", "lanczos", "-q"]
+    logs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    runs = [subprocess.Popen([*command, "--log-json", str(log)], env={**os.environ}) for log in logs]
+    assert [p.wait(timeout=300) for p in runs] == [0, 0]
+    records = [r for log in logs for r in log_lines(log)]
+    done = sorted(Path(r["input"]).name for r in records if r["status"] == DONE)
+    assert done == ["scene0.tif", "scene1.tif", "scene2.tif"]  # each exactly once; the other run skipped or saw busy
+    assert {r["status"] for r in records} <= {DONE, SKIPPED, BUSY}
+    assert files_in(out) == {"scene0_x3.tif", "scene1_x3.tif", "scene2_x3.tif"}
+
+
+def test_batch_output_must_be_a_directory(scenes, tmp_path):
+    afile = tmp_path / "afile.tif"
+    afile.write_text("x")
+    result = run("upscale", scenes, "-o", afile, "-s", "2", "-m", "bicubic")
+    assert result.exit_code == 2 and "must be a directory" in result.stderr
+
+
+def test_single_scene_mode_writes_its_log_line(scenes, tmp_path):
+    log = tmp_path / "log.jsonl"
+    dst = tmp_path / "one.tif"
+    assert run("upscale", scenes / "scene1.tif", "-o", dst, "-s", "2", "-m", "bicubic", "--log-json", log).exit_code == 0
+    again = run("upscale", scenes / "scene1.tif", "-o", dst, "-s", "2", "-m", "bicubic", "--log-json", log)
+    assert again.exit_code == 1 and "already exists" in again.stderr
+    assert [(r["status"], r["output"]) for r in log_lines(log)] == [(DONE, str(dst)), (FAILED, str(dst))]
+    with rasterio.open(dst) as ds:
+        assert ds.tags()["RSSR_BANDS"] == "all" and np.isfinite(ds.read()).all()
