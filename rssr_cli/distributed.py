@@ -13,6 +13,7 @@ GPU workers: start them with `--resources GPU=1`; with device cuda each scene as
 from __future__ import annotations
 
 import os
+import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence
 
@@ -102,10 +103,11 @@ def run_batch_on_dask(
     """Submit every scene, report each as it finishes (in completion order), return results in job order."""
     distributed = _import_distributed()
     gpu = str(settings.backend_options.get("device", "auto")) == "cuda"
+    batch_id = uuid.uuid4().hex[:8]  # keys must be new per batch, or Dask hands back a previous batch's results
     futures = {
         client.submit(
             run_scene_on_worker, job, settings, force, pure=False, retries=retries,
-            resources={"GPU": 1} if gpu else None, key=f"rssr-scene-{i}-{job.dst.name}",
+            resources={"GPU": 1} if gpu else None, key=f"rssr-{batch_id}-{i}-{job.dst.name}",
         ): i
         for i, job in enumerate(jobs)
     }  # fmt: skip
