@@ -18,7 +18,8 @@ from .grid import OutputGrid, Tile
 
 @dataclass(frozen=True)
 class FinishedRows:
-    """Output rows [row_off, row_off + height) that no later tile touches: weighted sums, weights, validity."""
+    """Full-grid rows [row_off, row_off + height) of the region that no later tile touches: weighted sums,
+    weights, validity (the region's columns only)."""
 
     row_off: int
     weighted_sum: np.ndarray  # float32 [bands, height, width]
@@ -43,10 +44,14 @@ class FinishedRows:
 
 
 class RowAccumulator:
-    """Weighted sum of HR patches over output rows [top, bottom); finished rows are popped from the top."""
+    """Weighted sum of HR patches over rows [top, bottom) of a region of the output grid (all of it, or the
+    window an AOI needs); finished rows are popped from the top. Coordinates are full-grid pixels; patches
+    reaching beyond the region are clipped to it."""
 
-    def __init__(self, bands: int, width: int, *, track_validity: bool) -> None:
-        self.top = 0
+    def __init__(self, bands: int, region: Window, *, track_validity: bool) -> None:
+        self.region = region
+        self.top = int(region.row_off)
+        width = int(region.width)
         self._sum = np.zeros((bands, 0, width), dtype=np.float32)
         self._weight = np.zeros((0, width), dtype=np.float32)
         self._valid = np.zeros((bands, 0, width), dtype=bool) if track_validity else None
@@ -60,8 +65,8 @@ class RowAccumulator:
         return self.top + self._weight.shape[0]
 
     def extend_to(self, bottom: int) -> None:
-        """Make rows up to `bottom` (exclusive) addressable, zero-initialised."""
-        extra = bottom - self.bottom
+        """Make rows up to `bottom` (exclusive, at most the region's last row) addressable, zero-initialised."""
+        extra = min(bottom, int(self.region.row_off + self.region.height)) - self.bottom
         if extra <= 0:
             return
         bands, _, width = self._sum.shape
@@ -70,25 +75,33 @@ class RowAccumulator:
         if self._valid is not None:
             self._valid = np.concatenate([self._valid, np.zeros((bands, extra, width), bool)], axis=1)
 
-    def _slices(self, out: Window) -> tuple[slice, slice]:
-        r0 = int(out.row_off) - self.top
-        c0 = int(out.col_off)
-        if r0 < 0 or r0 + int(out.height) > self._weight.shape[0]:
+    def _slices(self, out: Window) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+        """Where the part of `out` inside the region lies in the accumulator, and in the patch placed at `out`."""
+        region = self.region
+        r0, c0 = int(out.row_off), int(out.col_off)
+        top, left = max(r0, int(region.row_off)), max(c0, int(region.col_off))
+        bottom = max(top, min(r0 + int(out.height), int(region.row_off + region.height)))
+        right = max(left, min(c0 + int(out.width), int(region.col_off + region.width)))
+        if bottom > top and (top < self.top or bottom > self.bottom):
             raise ValueError(f"window {out} is outside the accumulated rows [{self.top}, {self.bottom})")
-        return slice(r0, r0 + int(out.height)), slice(c0, c0 + int(out.width))
+        c = int(region.col_off)
+        accumulated = (slice(top - self.top, bottom - self.top), slice(left - c, right - c))
+        patch = (slice(top - r0, bottom - r0), slice(left - c0, right - c0))
+        return accumulated, patch
 
     def add(self, out: Window, patch: np.ndarray, weights: np.ndarray) -> None:
         """Blend a [bands, h, w] patch placed at output window `out` with [h, w] weights."""
-        rows, cols = self._slices(out)
-        self._sum[:, rows, cols] += patch * weights
+        (rows, cols), (p_rows, p_cols) = self._slices(out)
+        weights = weights[p_rows, p_cols]
+        self._sum[:, rows, cols] += patch[:, p_rows, p_cols] * weights
         self._weight[rows, cols] += weights
 
     def set_validity(self, out: Window, valid: np.ndarray) -> None:
         """Record HR validity; overlapping tiles agree (nearest neighbour of the same LR pixel), so assign."""
         if self._valid is None:
             raise ValueError("this accumulator does not track validity")
-        rows, cols = self._slices(out)
-        self._valid[:, rows, cols] = valid
+        (rows, cols), (p_rows, p_cols) = self._slices(out)
+        self._valid[:, rows, cols] = valid[:, p_rows, p_cols]
 
     def pop_until(self, row: int) -> Optional[FinishedRows]:
         """Hand over rows [top, row) and drop them from the accumulator."""

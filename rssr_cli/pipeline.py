@@ -20,6 +20,7 @@ from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader, DatasetWriter
 
 from . import __version__
+from .aoi import AreaOfInterest, aoi_in_raster_crs, aoi_tag
 from .backends import SRBackend, SRRequest, backend_names, default_model_path, get_backend
 from .cog import (
     DEFAULT_PROFILE,
@@ -47,6 +48,7 @@ from .raster_io import (
     read_window,
     select_bands,
 )
+from .region import OutputRegion, aoi_region, tiles_for_region, whole_grid
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class UpscaleSettings:
     Give exactly one of `scale` (any real > 1) or `resolution` (target pixel size in CRS units).
     `method=None` means default_method(backend_options); `backend_options` go to get_backend(method, **options).
     `bands` are 1-based; None means every data band (an alpha band becomes the output mask).
+    `aoi`: write only the output grid's window around this area, pixels outside it invalid (region.py).
     """
 
     scale: Optional[float] = None
@@ -90,6 +93,7 @@ class UpscaleSettings:
     overwrite: bool = False
     profile: str = DEFAULT_PROFILE
     creation_options: Mapping[str, str] = field(default_factory=dict)
+    aoi: Optional[AreaOfInterest] = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -113,6 +117,7 @@ class UpscaleResult:
     windows: int
     skipped_windows: int  # entirely nodata: never sent to the backend
     seconds: float
+    outside_aoi_windows: int = 0  # windows of the full-scene tiling whose patch misses the AOI: never read
 
     @property
     def megapixels_per_second(self) -> float:
@@ -132,6 +137,8 @@ class RunPlan:
     creation_options: dict
     method: str
     settings: UpscaleSettings
+    region: OutputRegion  # the part of the full output grid that is written
+    outside_aoi_windows: int
 
     @property
     def window_count(self) -> int:
@@ -162,10 +169,10 @@ def upscale(
             finalize_cog(intermediate, dst, plan.creation_options, overwrite=settings.overwrite)
     seconds = time.perf_counter() - started
     log.info("wrote %s in %.1f s", dst, seconds)
-    grid = plan.grid
+    grid, window = plan.grid, plan.region.window
     return UpscaleResult(
-        dst, grid.width, grid.height, len(plan.bands), plan.source.dtype, grid.scale_x, grid.scale_y,
-        plan.method, plan.window_count, skipped, seconds,
+        dst, int(window.width), int(window.height), len(plan.bands), plan.source.dtype, grid.scale_x, grid.scale_y,
+        plan.method, plan.window_count, skipped, seconds, plan.outside_aoi_windows,
     )  # fmt: skip
 
 
@@ -195,19 +202,30 @@ def plan_run(
     method = settings.method or default_method(settings.backend_options)
     tile, overlap = auto_tiling(method, max(grid.scale_x, grid.scale_y), settings.tile, settings.overlap)
     settings = replace(settings, tile=tile, overlap=overlap)
-    tiles = plan_tiles(grid, tile=tile, overlap=overlap)
+    region = whole_grid(grid) if settings.aoi is None else aoi_region(grid, aoi_in_raster_crs(settings.aoi, source.crs))
+    # The full scene's tiling, then a selection: kept tiles have the seeds and weights of a full-scene run.
+    tiles, outside_aoi = tiles_for_region(region, plan_tiles(grid, tile=tile, overlap=overlap))
     check_destination(dst, overwrite=settings.overwrite, src=str(src))
     creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
     if backend is None:
         backend = get_backend(method, **dict(settings.backend_options))  # may load a model: after the cheap checks
     radiometry = scene_radiometry(dataset, source, bands)
-    output = output_spec(source, bands, grid, provenance_tags(settings, method, grid, radiometry, backend))
-    plan = RunPlan(source, bands, grid, tiles, radiometry, output, creation_options, method, settings)
+    tags = provenance_tags(settings, method, grid, radiometry, backend) | region_tags(region, grid)
+    output = output_spec(source, bands, grid, region, tags)
+    plan = RunPlan(
+        source, bands, grid, tiles, radiometry, output, creation_options, method, settings, region, outside_aoi
+    )  # fmt: skip
     log.info(
         "%s: %dx%d -> %dx%d (x%.4g, x%.4g), %d bands, %d windows, method %s, radiometry %s",
         source.path, source.width, source.height, grid.width, grid.height,
         grid.scale_x, grid.scale_y, len(bands), plan.window_count, method, radiometry.rule,
     )  # fmt: skip
+    if region.aoi is not None:
+        window = region.window
+        log.info(
+            "AOI: writing %dx%d px at (%d, %d) of the full output grid; %d windows outside it are not read",
+            window.width, window.height, window.col_off, window.row_off, outside_aoi,
+        )  # fmt: skip
     return plan, backend
 
 
@@ -248,27 +266,42 @@ def request_tags(settings: UpscaleSettings, method: str, backend: SRBackend) -> 
         "RSSR_SCALE": requested,
         "RSSR_BANDS": "all" if settings.bands is None else ",".join(map(str, settings.bands)),
         "RSSR_SEED": str(settings.seed),
+        "RSSR_AOI_ID": settings.aoi.fingerprint if settings.aoi is not None else "none",
     }
     tags.update({f"RSSR_{key.upper()}": str(value) for key, value in backend.provenance().items()})
     return tags
 
 
-def output_spec(source: SourceInfo, bands: Sequence[int], grid: OutputGrid, provenance: dict[str, str]) -> OutputSpec:
-    """The output carries the source's metadata for the selected bands, on the output grid."""
+def region_tags(region: OutputRegion, grid: OutputGrid) -> dict[str, str]:
+    """RSSR_AOI (WKT in the raster CRS) and its bounds, when the output is cut to an AOI."""
+    if region.aoi is None:
+        return {}
+    resolution = min(abs(grid.transform.a), abs(grid.transform.e))
+    return {
+        "RSSR_AOI": aoi_tag(region.aoi, resolution),
+        "RSSR_AOI_BOUNDS": ",".join(f"{v:.10g}" for v in region.aoi.bounds),
+    }
+
+
+def output_spec(
+    source: SourceInfo, bands: Sequence[int], grid: OutputGrid, region: OutputRegion, provenance: dict[str, str]
+) -> OutputSpec:
+    """The output carries the source's metadata for the selected bands, on the region of the output grid."""
     pick = [b - 1 for b in bands]
     is_float = np.issubdtype(np.dtype(source.dtype), np.floating)
     nodata = source.nodata
     if source.mask_kind == MaskKind.NAN or (nodata is None and is_float):
         nodata = math.nan  # NaN marked invalid pixels in the input; it does in the output too
-    internal_mask = source.mask_kind == MaskKind.MASK
+    # Pixels outside an AOI are invalid: without a nodata value to mark them, an internal mask does.
+    internal_mask = source.mask_kind == MaskKind.MASK or (region.aoi is not None and nodata is None)
     # The alpha band (if selected at all) is data here: the output's validity lives in its internal mask.
     colorinterp = tuple(
         ColorInterp.undefined if source.colorinterp[i] == ColorInterp.alpha else source.colorinterp[i] for i in pick
     )
     return OutputSpec(
-        width=grid.width,
-        height=grid.height,
-        transform=grid.transform,
+        width=int(region.window.width),
+        height=int(region.window.height),
+        transform=region.transform(grid),
         crs=source.crs,
         dtype=source.dtype,
         nodata=None if internal_mask else nodata,
@@ -326,11 +359,14 @@ def stream_tiles(
     Windows with data are batched (batch_size per backend call) within a row; all-nodata ones are skipped.
     """
     grid, tiles = plan.grid, plan.tiles
-    accumulator = RowAccumulator(len(plan.bands), grid.width, track_validity=plan.source.mask_kind != MaskKind.NONE)
+    track_validity = plan.source.mask_kind != MaskKind.NONE
+    accumulator = RowAccumulator(len(plan.bands), plan.region.window, track_validity=track_validity)
     counter = _ProgressCounter(plan.window_count, progress)
     skipped = 0
     for r, row in enumerate(tiles):
-        accumulator.extend_to(max(int(t.out.row_off + t.out.height) for t in row))
+        last = r + 1 == len(tiles)
+        # The last row also opens the region's rows below every kept tile (an AOI's edge rows may have none).
+        accumulator.extend_to(grid.height if last else max(int(t.out.row_off + t.out.height) for t in row))
         pending: list[PreparedWindow] = []
         for tile in row:
             window = prepare_window(dataset, plan, tile)
@@ -347,7 +383,7 @@ def stream_tiles(
         if pending:
             _blend_batch(backend, pending, accumulator, plan)
             counter.advance(len(pending))
-        final_row = int(tiles[r + 1][0].out.row_off) if r + 1 < len(tiles) else grid.height
+        final_row = grid.height if last else int(tiles[r + 1][0].out.row_off)
         finished = accumulator.pop_until(final_row)
         if finished is not None:
             write(finished)
@@ -378,9 +414,12 @@ class _ProgressCounter:
 
 def _write(writer: DatasetWriter, plan: RunPlan, rows: FinishedRows) -> None:
     """Back to stored values, invalid pixels marked as the output marks them, then onto disk, a block at a time."""
-    spec = plan.output
+    spec, window = plan.output, plan.region.window
     for row_off, values, valid in rows.blocks():
         data = denormalize(values, plan.radiometry, spec.dtype)
+        inside = plan.region.inside(row_off, data.shape[1])
+        if inside is not None:
+            valid = np.broadcast_to(inside, data.shape) if valid is None else valid & inside
         mask = None
         if valid is not None:
             if spec.internal_mask:
@@ -389,7 +428,7 @@ def _write(writer: DatasetWriter, plan: RunPlan, rows: FinishedRows) -> None:
             else:
                 data = _keep_clear_of_nodata(data, valid, spec.nodata)
                 data[~valid] = spec.nodata
-        write_rows(writer, spec, row_off, data, mask)
+        write_rows(writer, spec, row_off - int(window.row_off), data, mask)
 
 
 def _keep_clear_of_nodata(data: np.ndarray, valid: np.ndarray, nodata: Optional[float]) -> np.ndarray:
