@@ -51,6 +51,7 @@ class SceneResult:
     seconds: float
     windows: int = 0
     skipped_windows: int = 0  # entirely nodata: no model time spent
+    outside_aoi_windows: int = 0  # never read: their patch misses the --aoi polygon
     error: Optional[str] = None
 
     def to_json(self) -> str:
@@ -149,7 +150,7 @@ def process_scene(
                 if not (force or settings.overwrite):
                     raise OutputError(f"{job.dst} exists but was made by a different request; --force to redo it")
             done = upscale(job.src, job.dst, replace(settings, method=method, overwrite=True), progress=progress, backend=backend)
-        return result(DONE, windows=done.windows, skipped_windows=done.skipped_windows)
+        return result(DONE, windows=done.windows, skipped_windows=done.skipped_windows, outside_aoi_windows=done.outside_aoi_windows)
     except OutputBusy as busy:
         return result(BUSY, str(busy))
     except Interrupted:

@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .aoi import load_aoi
 from .batch import (
     DEFAULT_NAME_TEMPLATE,
     DONE,
@@ -199,6 +200,11 @@ def upscale_command(
         typer.Option("--method", "-m", help="SR method: nearest, bicubic, lanczos, ... (default: diffusion when installed, else bicubic)"),
     ] = None,
     bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands to process, 1-based: 1,3,4 (default: all)")] = None,
+    aoi: Annotated[
+        Optional[str],
+        typer.Option("--aoi", help="Area of interest: a GeoJSON file (EPSG:4326 unless it says) or a WKT polygon (in the raster's CRS unless --aoi-crs). Only its windows run; pixels outside are nodata.", show_default=False),
+    ] = None,
+    aoi_crs: Annotated[Optional[str], typer.Option("--aoi-crs", help="CRS of --aoi, e.g. EPSG:4326 (overrides the file's).", show_default=False)] = None,
     tile: Annotated[Optional[int], typer.Option(help="LR window core size in px [default: 256 for classical methods; ~512/scale for the model]", show_default=False)] = None,
     overlap: Annotated[Optional[int], typer.Option(help="LR halo around each window in px, blended [default: min(32, tile/4)]", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per backend call.")] = DEFAULT_BATCH_SIZE,
@@ -235,11 +241,14 @@ def upscale_command(
             overlap=overlap,
             batch_size=batch_size,
             bands=parse_bands(bands),
+            aoi=load_aoi(aoi, aoi_crs) if aoi is not None else None,
             seed=seed,
             overwrite=overwrite,
             profile=profile,
             creation_options=parse_creation_options(co or []),
         )
+        if aoi is None and aoi_crs is not None:
+            raise UsageError("--aoi-crs gives the CRS of --aoi; there is no --aoi")
         if not is_batch(inputs, output):
             if scheduler:
                 raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o")
@@ -280,7 +289,7 @@ def upscale_one(src: Path, dst: Path, settings: UpscaleSettings, *, force: bool,
         except RssrError as error:
             log.write(SceneResult(str(src), str(dst), FAILED, time.perf_counter() - started, error=str(error)))
             raise
-        log.write(SceneResult(str(src), str(dst), DONE, result.seconds, result.windows, result.skipped_windows))
+        log.write(SceneResult(str(src), str(dst), DONE, result.seconds, result.windows, result.skipped_windows, result.outside_aoi_windows))
     if not quiet:
         stderr.print(summarize(result))
 
@@ -333,6 +342,8 @@ def summarize(result: UpscaleResult) -> str:
         f"wrote {escape(str(result.dst))}: {result.width}x{result.height} px, {result.bands} band(s) {result.dtype}, "
         f"{result.method} x{result.scale_x:.4g}, {result.windows} windows in {result.seconds:.1f} s "
         f"({result.megapixels_per_second:.2f} Mpix/s)"
+        + (f"; {result.skipped_windows} all-nodata windows skipped" if result.skipped_windows else "")
+        + (f"; {result.outside_aoi_windows} windows outside the AOI not read" if result.outside_aoi_windows else "")
     )
 
 

@@ -20,9 +20,10 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
@@ -191,16 +192,19 @@ def finalize_cog(intermediate: Path, dst: Path, options: Mapping, *, overwrite: 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            cog_translate(
-                str(intermediate),
-                str(staged),
-                dict(options),
-                in_memory=False,
-                quiet=True,
-                overview_resampling=OVERVIEW_RESAMPLING,
-                forward_band_tags=True,
-                config=GDAL_CONFIG,
-            )
+            if _mask_lost_by_rio_cogeo(intermediate):
+                _gdal_cog_copy(intermediate, staged, options)
+            else:
+                cog_translate(
+                    str(intermediate),
+                    str(staged),
+                    dict(options),
+                    in_memory=False,
+                    quiet=True,
+                    overview_resampling=OVERVIEW_RESAMPLING,
+                    forward_band_tags=True,
+                    config=GDAL_CONFIG,
+                )
     except GDAL_ERRORS as exc:
         raise OutputError(f"cannot write the COG for {dst}: {gdal_message(exc)}") from exc
     if dst.exists() and not overwrite:  # appeared while we worked: still never clobber it
@@ -209,3 +213,25 @@ def finalize_cog(intermediate: Path, dst: Path, options: Mapping, *, overwrite: 
         os.replace(staged, dst)
     except OSError as exc:
         raise OutputError(f"cannot move the finished COG onto {dst}: {exc.strerror or exc}") from exc
+
+
+def _mask_lost_by_rio_cogeo(intermediate: Path) -> bool:
+    """rio-cogeo routes an internal mask through WarpedVRT(add_alpha=True), which drops it (every pixel
+    valid) for band counts other than 1 and 3: a 4-band RGBN scene with an AOI or a mask lost its nodata."""
+    with rasterio.open(intermediate) as dataset:
+        per_dataset = all(MaskFlags.per_dataset in flags for flags in dataset.mask_flag_enums)
+        return per_dataset and dataset.count not in (1, 3)
+
+
+_COG_DRIVER_NAMES = {"blockxsize": "BLOCKSIZE", "zlevel": "LEVEL", "zstd_level": "LEVEL"}
+_GTIFF_ONLY = {"driver", "interleave", "tiled", "blockysize", "photometric"}
+
+
+def _gdal_cog_copy(intermediate: Path, staged: Path, options: Mapping) -> None:
+    """GDAL's own COG driver: same layout rules (tiles, overviews, ghost header) and it keeps the internal
+    mask for any band count. GTiff-style option names are mapped to the COG driver's."""
+    cog = {_COG_DRIVER_NAMES.get(k, k.upper()): v for k, v in options.items() if k not in _GTIFF_ONLY}
+    cog["PREDICTOR"] = "YES" if str(cog.get("PREDICTOR", "")) in ("2", "3") else cog.get("PREDICTOR", "NO")
+    cog["OVERVIEW_RESAMPLING"] = OVERVIEW_RESAMPLING.upper()
+    with rasterio.Env(**GDAL_CONFIG):
+        rasterio.shutil.copy(str(intermediate), str(staged), driver="COG", **cog)

@@ -310,7 +310,8 @@ def output_spec(
         colorinterp=colorinterp,
         scales=tuple(source.scales[i] for i in pick),
         offsets=tuple(source.offsets[i] for i in pick),
-        tags={**source.tags, **provenance},
+        # an input that is itself an rssr output passes its own tags on, but never its stale RSSR_* provenance
+        tags={**{k: v for k, v in source.tags.items() if not k.startswith("RSSR_")}, **provenance},
         band_tags=tuple(source.band_tags[i] for i in pick),
     )
 

@@ -169,3 +169,34 @@ def test_single_scene_mode_writes_its_log_line(scenes, tmp_path):
     assert [(r["status"], r["output"]) for r in log_lines(log)] == [(DONE, str(dst)), (FAILED, str(dst))]
     with rasterio.open(dst) as ds:
         assert ds.tags()["RSSR_BANDS"] == "all" and np.isfinite(ds.read()).all()
+
+
+def test_aoi_from_the_command_line_in_single_and_batch_mode(scenes, tmp_path):
+    # scene rasters are 34x30 px of 10 m from (500000, 4000000): a WKT square over their top-left quarter
+    square = "POLYGON ((500020 3999980, 500150 3999980, 500150 3999870, 500020 3999870, 500020 3999980))"
+    single = run("upscale", scenes / "scene0.tif", "-o", tmp_path / "one.tif", "-s", "2", "-m", "bicubic",
+                 "--tile", "8", "--overlap", "2", "--aoi", square)  # fmt: skip
+    assert single.exit_code == 0, single.output
+    assert "windows outside the AOI not read" in single.stderr
+    with rasterio.open(tmp_path / "one.tif") as ds:
+        assert ds.bounds == pytest.approx((500020, 3999870, 500150, 3999980))
+        assert ds.res == pytest.approx((5.0, 5.0)) and ds.tags()["RSSR_AOI_ID"] != "none"
+
+    out, log = tmp_path / "out", tmp_path / "log.jsonl"
+    args = ("upscale", scenes, "-o", out, "-s", "2", "-m", "bicubic", "--tile", "8", "--overlap", "2", "--log-json", log)
+    assert run(*args, "--aoi", square).exit_code == 0
+    assert run(*args, "--aoi", square).exit_code == 0  # same AOI: done already
+    assert [r["status"] for r in log_lines(log)] == [DONE] * 3 + [SKIPPED] * 3
+    assert all(r["outside_aoi_windows"] > 0 for r in log_lines(log)[:3])
+    whole = run(*args)  # the whole scene is a different request from its AOI crop
+    assert whole.exit_code == 1 and [r["status"] for r in log_lines(log)[6:]] == [FAILED] * 3
+
+
+@pytest.mark.parametrize(
+    "options,fragment",
+    [(["--aoi", "POLYGON ((0 0, 1 1"], "WKT"), (["--aoi-crs", "EPSG:4326"], "there is no --aoi")],
+)
+def test_bad_aoi_options_are_usage_errors(scenes, tmp_path, options, fragment):
+    result = run("upscale", scenes / "scene0.tif", "-o", tmp_path / "x.tif", "-s", "2", "-m", "bicubic", *options)
+    assert result.exit_code == 2 and fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.tif").exists()

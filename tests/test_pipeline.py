@@ -201,16 +201,22 @@ def test_float_nodata_value_and_nan_both_mark_invalid(make_raster, tmp_path):
     np.testing.assert_array_equal(out[0] == -9999.0, _nearest_mask(invalid, 2))
 
 
-def test_internal_mask_becomes_an_output_mask(make_raster, tmp_path):
-    data = synthetic_image(3, 24, 30, "uint8")
+@pytest.mark.parametrize("bands", [1, 2, 3, 4])  # rio-cogeo alone dropped the mask at 2 and 4 bands (RGBN)
+def test_internal_mask_becomes_an_output_mask(make_raster, tmp_path, bands):
+    data = synthetic_image(bands, 24, 30, "uint16")
     valid = np.ones((24, 30), bool)
     valid[4:9, 6:20] = False
-    src = make_raster(data=data, mask=valid)
-    out_path = upscale(src, tmp_path / "out.tif", scale=2.0, tile=12, overlap=4).dst
+    names = [f"B{i}" for i in range(bands)]
+    src = make_raster(data=data, mask=valid, descriptions=names, scales=[1e-4] * bands, tags={"SENSOR": "test"})
+    out_path = upscale(src, tmp_path / "out.tif", method="bicubic", scale=2.0, tile=12, overlap=4).dst
     with rasterio.open(out_path) as ds:
-        assert ds.nodata is None
+        assert ds.count == bands and ds.nodata is None
         assert ds.mask_flag_enums[0] == [MaskFlags.per_dataset]
         np.testing.assert_array_equal(ds.dataset_mask() > 0, _nearest_mask(valid, 2))
+        assert list(ds.descriptions) == names and ds.scales == (1e-4,) * bands
+        assert ds.tags()["SENSOR"] == "test" and ds.tags()["RSSR_METHOD"] == "bicubic"
+        assert ds.overviews(1) or max(ds.width, ds.height) <= 512
+        assert ds.compression.name == "deflate" and ds.profile["tiled"]
     assert cog_validate(str(out_path))[0]
 
 
@@ -380,3 +386,10 @@ def test_auto_tiling_bounds_model_windows_and_keeps_classical_defaults():
         assert (tile + 2 * overlap) * scale <= 1.6 * 512 + 1e-9 or tile == 32  # HR window side stays bounded
         assert 0 < overlap <= tile // 4
     assert auto_tiling("diffusion", 4.0, 100, None) == (100, 25)  # what the user sets is kept
+
+
+def test_an_rssr_output_upscaled_again_carries_only_the_new_provenance(make_raster, tmp_path):
+    src = make_raster(tags={"RSSR_AOI": "POLYGON ((0 0, 1 0, 1 1, 0 0))", "RSSR_SEED": "7", "MISSION": "S2B"})
+    with rasterio.open(upscale(src, tmp_path / "out.tif", method="bicubic", scale=2).dst) as ds:
+        tags = ds.tags()
+    assert "RSSR_AOI" not in tags and tags["RSSR_SEED"] == "0" and tags["MISSION"] == "S2B"
