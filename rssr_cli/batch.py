@@ -17,14 +17,14 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, TextIO
+from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
 
 import rasterio
 
 from .backends import SRBackend, get_backend
 from .errors import Interrupted, OutputError, RssrError, UsageError
 from .locks import OutputBusy, output_lock
-from .pipeline import Progress, UpscaleSettings, default_method, request_tags, upscale
+from .pipeline import Progress, UpscaleResult, UpscaleSettings, default_method, request_tags, upscale
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class SceneResult:
     skipped_windows: int = 0  # entirely nodata: no model time spent
     outside_aoi_windows: int = 0  # never read: their patch misses the --aoi polygon
     error: Optional[str] = None
+    fidelity: Optional[dict] = None  # key figures when measured (--report, --max-*): FidelityReport.figures()
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "seconds": round(self.seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -137,8 +138,8 @@ def process_scene(
     """Run one scene under its output's lock; every outcome but an interrupt becomes a SceneResult."""
     started = time.perf_counter()
 
-    def result(status: str, error: Optional[str] = None, **counts: int) -> SceneResult:
-        return SceneResult(str(job.src), str(job.dst), status, time.perf_counter() - started, error=error, **counts)
+    def result(status: str, error: Optional[str] = None, **fields: Any) -> SceneResult:
+        return SceneResult(str(job.src), str(job.dst), status, time.perf_counter() - started, error=error, **fields)
 
     wanted = request_tags(replace(settings, method=method), method, backend)
     try:
@@ -150,18 +151,28 @@ def process_scene(
                 if not (force or settings.overwrite):
                     raise OutputError(f"{job.dst} exists but was made by a different request; --force to redo it")
             done = upscale(job.src, job.dst, replace(settings, method=method, overwrite=True), progress=progress, backend=backend)
-        return result(DONE, windows=done.windows, skipped_windows=done.skipped_windows, outside_aoi_windows=done.outside_aoi_windows)
+        return result(DONE, **scene_fields(done))
     except OutputBusy as busy:
         return result(BUSY, str(busy))
     except Interrupted:
         raise
     except RssrError as error:
-        return result(FAILED, str(error))
+        return result(FAILED, str(error), fidelity=getattr(error, "figures", None))
     except OSError as error:
         return result(FAILED, f"{error.strerror or error}: {error.filename or job.dst}")
     except Exception as error:  # a bug or a library surprise in one scene must not stop the batch
         log.debug("scene %s failed:\n%s", job.src, traceback.format_exc())
         return result(FAILED, f"{type(error).__name__}: {error}")
+
+
+def scene_fields(done: UpscaleResult) -> dict[str, Any]:
+    """What a finished upscale adds to its SceneResult."""
+    return {
+        "windows": done.windows,
+        "skipped_windows": done.skipped_windows,
+        "outside_aoi_windows": done.outside_aoi_windows,
+        "fidelity": done.fidelity.figures() if done.fidelity is not None else None,
+    }
 
 
 SceneCallback = Callable[[SceneResult], None]

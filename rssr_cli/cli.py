@@ -40,9 +40,11 @@ from .batch import (
     failed,
     plan_jobs,
     run_batch,
+    scene_fields,
 )
 from .cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
 from .errors import OutputError, RssrError, RssrWarning, UsageError
+from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
 from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
@@ -227,6 +229,19 @@ def upscale_command(
         Optional[list[str]],
         typer.Option("--co", help="GDAL creation option NAME=VALUE (repeatable).", callback=check_creation_options),
     ] = None,
+    report: Annotated[
+        bool,
+        typer.Option("--report", help="Fidelity report: OUT.fidelity.json (degrade-back consistency per band, spectral angle, shift, deviating pixels, uncertainty) and OUT.fidelity.png (LR | SR | uncertainty). Key figures also go in the COG's RSSR_FIDELITY_* tags."),
+    ] = False,
+    report_samples: Annotated[int, typer.Option("--report-samples", help="Samples (seeds) for the uncertainty map.")] = DEFAULT_SAMPLES,
+    max_shift: Annotated[
+        Optional[float],
+        typer.Option("--max-shift", help="Refuse the output (exit 1, nothing written) if the SR content is shifted more than this, in input pixels.", show_default=False),
+    ] = None,
+    max_consistency_error: Annotated[
+        Optional[float],
+        typer.Option("--max-consistency-error", help="Refuse the output (exit 1, nothing written) if the SR, averaged back onto the input grid, differs from the input by more than this fraction of a band's range (mean, worst band), e.g. 0.01.", show_default=False),
+    ] = None,
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:
@@ -246,6 +261,7 @@ def upscale_command(
             overwrite=overwrite,
             profile=profile,
             creation_options=parse_creation_options(co or []),
+            fidelity=fidelity_options(report, report_samples, max_shift, max_consistency_error),
         )
         if aoi is None and aoi_crs is not None:
             raise UsageError("--aoi-crs gives the CRS of --aoi; there is no --aoi")
@@ -270,6 +286,15 @@ def upscale_command(
             raise typer.Exit(EXIT_PROCESSING)
 
 
+def fidelity_options(
+    report: bool, samples: int, max_shift: Optional[float], max_consistency_error: Optional[float]
+) -> Optional[FidelityOptions]:
+    """Fidelity is measured when a report or a threshold is asked for (it costs a pass over the output)."""
+    checks = FidelityChecks(max_shift=max_shift, max_consistency_error=max_consistency_error)
+    options = FidelityOptions(write_report=report, samples=samples, checks=checks)  # validates even when unused
+    return options if report or max_shift is not None or max_consistency_error is not None else None
+
+
 def is_batch(inputs: list[str], output: str) -> bool:
     """Batch mode: several inputs, a directory or glob input, or an output that is (or is spelled as) a directory."""
     if len(inputs) != 1 or glob.has_magic(inputs[0]) or Path(inputs[0]).is_dir():
@@ -287,9 +312,10 @@ def upscale_one(src: Path, dst: Path, settings: UpscaleSettings, *, force: bool,
             with output_lock(dst), progress_bar(not quiet and stderr.is_terminal, "upscaling") as progress:
                 result = upscale(src, dst, settings, progress=progress)
         except RssrError as error:
-            log.write(SceneResult(str(src), str(dst), FAILED, time.perf_counter() - started, error=str(error)))
+            figures = getattr(error, "figures", None)
+            log.write(SceneResult(str(src), str(dst), FAILED, time.perf_counter() - started, error=str(error), fidelity=figures))
             raise
-        log.write(SceneResult(str(src), str(dst), DONE, result.seconds, result.windows, result.skipped_windows, result.outside_aoi_windows))
+        log.write(SceneResult(str(src), str(dst), DONE, result.seconds, **scene_fields(result)))
     if not quiet:
         stderr.print(summarize(result))
 
@@ -344,6 +370,7 @@ def summarize(result: UpscaleResult) -> str:
         f"({result.megapixels_per_second:.2f} Mpix/s)"
         + (f"; {result.skipped_windows} all-nodata windows skipped" if result.skipped_windows else "")
         + (f"; {result.outside_aoi_windows} windows outside the AOI not read" if result.outside_aoi_windows else "")
+        + (f"\nfidelity: {result.fidelity.summary()}" if result.fidelity is not None else "")
     )
 
 

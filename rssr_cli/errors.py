@@ -21,6 +21,14 @@ class CheckpointError(RssrError, ValueError):
     """A model checkpoint is missing, corrupt, or does not match its card or the input."""
 
 
+class FidelityError(RssrError, RuntimeError):
+    """The output failed a fidelity check the user set (--max-shift, --max-consistency-error); it was not written."""
+
+    def __init__(self, message: str, figures: "dict | None" = None) -> None:
+        super().__init__(message)
+        self.figures = figures  # the report's key figures, for a batch's JSON log
+
+
 class Interrupted(RssrError):
     """The run was interrupted by SIGINT/SIGTERM; nothing was left at the destination."""
 

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from .backends import SRBackend, backend_names, default_model_path, get_backend
 from .errors import InputError, RssrWarning, UsageError
 from .evaluation import DEFAULT_SCALES, EvaluationReport, Fidelity, PairScore, Progress, evaluate_folder, evaluate_pairs
-from .evaluation import _finite_or_none  # strict JSON: inf/NaN -> null, as EvaluationReport.to_json
+from .evaluation import finite_or_none  # strict JSON: inf/NaN -> null, as EvaluationReport.to_json
 from .evaluation import fidelity as fidelity_of_arrays
 from .evaluation import find_images
 from .grid import MAX_SCALE
@@ -216,7 +216,7 @@ class PairComparison:
     def to_json(self) -> str:
         doc = {"lr": self.lr, "hr": self.hr, "reference": REFERENCE_METHOD, "provenance": self.provenance,
                "scores": {name: asdict(score) for name, score in self.scores.items()}}  # fmt: skip
-        return json.dumps(_finite_or_none(doc), indent=2, allow_nan=False)
+        return json.dumps(finite_or_none(doc), indent=2, allow_nan=False)
 
 
 def compare_on_pair(
@@ -261,7 +261,7 @@ class FileFidelity:
         doc = {"sr": self.sr, "lr": self.lr, "lr_bands": list(self.lr_bands), "scale": list(self.scale),
                "radiometry": self.radiometry, **self.fidelity.to_dict(), "l1_stored": list(self.l1_stored),
                "invalid_fraction": self.invalid_fraction}  # fmt: skip
-        return json.dumps(_finite_or_none(doc), indent=2, allow_nan=False)
+        return json.dumps(finite_or_none(doc), indent=2, allow_nan=False)
 
 
 def _check_same_area(sr: SourceInfo, lr: SourceInfo) -> None:

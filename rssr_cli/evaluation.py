@@ -203,7 +203,7 @@ class EvaluationReport:
 
     def to_json(self, indent: Optional[int] = 2) -> str:
         """Strict JSON: non-finite numbers (PSNR of identical images) become null."""
-        return json.dumps(_finite_or_none(self.to_dict()), indent=indent, allow_nan=False)
+        return json.dumps(finite_or_none(self.to_dict()), indent=indent, allow_nan=False)
 
 
 def _summarize(scale: float, backend: str, rows: list[ImageScore]) -> ScaleSummary:
@@ -217,13 +217,14 @@ def _summarize(scale: float, backend: str, rows: list[ImageScore]) -> ScaleSumma
     )
 
 
-def _finite_or_none(obj):
+def finite_or_none(obj):
+    """A JSON-safe copy: non-finite floats become None (JSON has no NaN or Infinity)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
+        return {k: finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
+        return [finite_or_none(v) for v in obj]
     return obj
 
 
@@ -406,7 +407,7 @@ class PairScore:
     seconds: float
 
     def to_json(self) -> str:
-        return json.dumps(_finite_or_none(asdict(self)), allow_nan=False)
+        return json.dumps(finite_or_none(asdict(self)), allow_nan=False)
 
 
 def _model_units(data: np.ndarray, dtype: str) -> np.ndarray:

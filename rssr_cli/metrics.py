@@ -9,7 +9,9 @@ All computations run in float64 whatever the input dtype.
   evaluated only where the window fits inside the image ("valid"), averaged over the map and then
   over bands. This matches skimage's `structural_similarity(..., gaussian_weights=True,
   use_sample_covariance=False)` and the authors' MATLAB code up to its final crop.
-- `degrade_back`: exact area averaging of an SR image onto the LR grid it came from (any real scale).
+- `degrade_back`: exact area averaging of an SR image onto the LR grid it came from (any real scale);
+  `area_weights` gives a block of its weights for scenes too big to hold.
+- `noise_sigma`: the white-noise level of an image (Immerkaer's 3x3 Laplacian-difference estimator).
 - `consistency`: per-band L1 and mean spectral angle between degrade_back(sr) and the LR input.
 - `phase_correlation_shift`: sub-pixel translation between two images (regularized phase correlation,
   peak refined by the Guizar-Sicairos et al. 2008 upsampled DFT to 0.01 px). Sign: the returned (dy, dx) is the shift
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -109,10 +111,42 @@ def area_matrix(n_out: int, n_in: int) -> np.ndarray:
     """[n_out, n_in] exact area weights: output pixel i averages the input pixels overlapping [i, i+1)
     in output units, each weighted by its overlap. Rows sum to 1; columns sum to n_out / n_in, so the
     mean is preserved exactly. Integer n_in / n_out gives plain block means."""
-    edges_in = np.arange(n_in + 1, dtype=np.float64) * (n_out / n_in)  # input pixel edges, output units
-    lo = np.maximum(edges_in[None, :-1], np.arange(n_out)[:, None])
-    hi = np.minimum(edges_in[None, 1:], np.arange(1, n_out + 1)[:, None])
+    return area_weights(0, n_out, 0, n_in, n_out, n_in)
+
+
+def area_weights(out_start: int, out_stop: int, in_start: int, in_stop: int, n_out: int, n_in: int) -> np.ndarray:
+    """Rows [out_start, out_stop) and columns [in_start, in_stop) of area_matrix(n_out, n_in), computed
+    directly: a block of a scene-sized matrix (which would not fit in memory) for block-wise degrade-back."""
+    edges_in = np.arange(in_start, in_stop + 1, dtype=np.float64) * (n_out / n_in)  # input edges, output units
+    out = np.arange(out_start, out_stop, dtype=np.float64)[:, None]
+    lo = np.maximum(edges_in[None, :-1], out)
+    hi = np.minimum(edges_in[None, 1:], out + 1.0)
     return np.clip(hi - lo, 0.0, None)
+
+
+def noise_sigma(img: np.ndarray, valid: Optional[np.ndarray] = None) -> float:
+    """Standard deviation of the white noise in a 2-D image (Immerkaer 1996, "Fast noise variance estimation").
+
+    The 3x3 kernel [[1,-2,1],[-2,4,-2],[1,-2,1]] cancels planes and smooth gradients, so on a textured
+    image the estimate is an upper bound (edges leak in). Only 3x3 neighbourhoods entirely valid count.
+    NaN when fewer than one such neighbourhood exists.
+    """
+    x = np.asarray(img, dtype=np.float64)
+    if x.ndim != 2 or min(x.shape) < 3:
+        return math.nan
+    k = ((1, -2, 1), (-2, 4, -2), (1, -2, 1))
+    h, w = x.shape
+    response = sum(k[i][j] * x[i : h - 2 + i, j : w - 2 + j] for i in range(3) for j in range(3))
+    if valid is not None:
+        v = np.asarray(valid, dtype=bool)
+        ok = np.ones((h - 2, w - 2), dtype=bool)
+        for i in range(3):
+            for j in range(3):
+                ok &= v[i : h - 2 + i, j : w - 2 + j]
+        response = response[ok]
+    if np.size(response) == 0:
+        return math.nan
+    return float(math.sqrt(math.pi / 2.0) * np.mean(np.abs(response)) / 6.0)
 
 
 def degrade_back(sr: np.ndarray, lr_shape: Sequence[int]) -> np.ndarray:
@@ -180,7 +214,11 @@ def _upsampled_dft(data: np.ndarray, size: int, factor: int, offsets: tuple[floa
 
 
 def phase_correlation_shift(
-    reference: np.ndarray, moving: np.ndarray, upsample: int = 100, regularization: float = 1e-2
+    reference: np.ndarray,
+    moving: np.ndarray,
+    upsample: int = 100,
+    regularization: float = 1e-2,
+    lowpass: Optional[float] = None,
 ) -> tuple[float, float]:
     """(dy, dx) in pixels that maps `moving` onto `reference` (precision 1/upsample px).
 
@@ -191,6 +229,9 @@ def phase_correlation_shift(
     exactly in place, so this costs no bias. No window is applied: on periodic test images a window
     biases the estimate towards 0; on real rasters the non-wrapping edges pull slightly towards 0
     instead. Shifts beyond half the image size alias.
+    `lowpass` (cycles/px): weight the whitened spectrum by exp(-(f/lowpass)^2/2). Resampled images (a
+    sub-pixel shift made by interpolation, an SR averaged back) carry phase errors near Nyquist that pull
+    the peak towards whole pixels; the weighting leaves a pure shift's peak in place.
     """
     ref, mov = _as_bands(reference), _as_bands(moving)
     _same_shape(ref.shape, mov.shape)
@@ -199,6 +240,9 @@ def phase_correlation_shift(
     cross = np.sum(np.fft.fft2(ref) * np.conj(np.fft.fft2(mov)), axis=0)
     magnitude = np.abs(cross)
     cross = cross / (magnitude + regularization * magnitude.max() + 1e-300)
+    if lowpass is not None:
+        fy, fx = np.fft.fftfreq(cross.shape[0]), np.fft.fftfreq(cross.shape[1])
+        cross = cross * np.exp(-0.5 * (fy[:, None] ** 2 + fx[None, :] ** 2) / lowpass**2)
     corr = np.abs(np.fft.ifft2(cross))
     h, w = corr.shape
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader, DatasetWriter
+from rasterio.windows import Window
 
 from . import __version__
 from .aoi import AreaOfInterest, aoi_in_raster_crs, aoi_tag
@@ -33,8 +35,10 @@ from .cog import (
     write_rows,
 )
 from .errors import UsageError
-from .grid import OutputGrid, Tile, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
+from .fidelity import Comparison, CropSamples, FidelityOptions, FidelityReport, check, measure_fidelity
+from .grid import OutputGrid, Tile, hr_grid_for, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
 from .interrupts import raise_on_signals
+from .quicklook import compose, display_bands, replicate, write_png
 from .mosaic import FinishedRows, RowAccumulator, hr_validity
 from .radiometry import Radiometry, denormalize, fixed_radiometry, normalize, robust_radiometry, uses_robust_range
 from .raster_io import (
@@ -79,6 +83,8 @@ class UpscaleSettings:
     `method=None` means default_method(backend_options); `backend_options` go to get_backend(method, **options).
     `bands` are 1-based; None means every data band (an alpha band becomes the output mask).
     `aoi`: write only the output grid's window around this area, pixels outside it invalid (region.py).
+    `fidelity`: measure the output against its input (fidelity.py), tag it, optionally write the sidecar
+    report, and refuse to write it when a threshold is exceeded.
     """
 
     scale: Optional[float] = None
@@ -94,6 +100,7 @@ class UpscaleSettings:
     profile: str = DEFAULT_PROFILE
     creation_options: Mapping[str, str] = field(default_factory=dict)
     aoi: Optional[AreaOfInterest] = None
+    fidelity: Optional[FidelityOptions] = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -118,6 +125,7 @@ class UpscaleResult:
     skipped_windows: int  # entirely nodata: never sent to the backend
     seconds: float
     outside_aoi_windows: int = 0  # windows of the full-scene tiling whose patch misses the AOI: never read
+    fidelity: Optional[FidelityReport] = None
 
     @property
     def megapixels_per_second(self) -> float:
@@ -166,13 +174,21 @@ def upscale(
             intermediate = staging / "stream.tif"
             with open_intermediate(intermediate, plan.output) as writer:
                 skipped = stream_tiles(dataset, plan, backend, lambda rows: _write(writer, plan, rows), progress)
-            finalize_cog(intermediate, dst, plan.creation_options, overwrite=settings.overwrite)
+            report, sidecars = None, []
+            if settings.fidelity is not None:
+                report, sidecars = assess_fidelity(dataset, plan, backend, intermediate, dst, staging)
+            if report is None or report.passed:
+                finalize_cog(intermediate, dst, plan.creation_options, overwrite=settings.overwrite)
+            for staged, final in sidecars:  # after the output: a report never describes a file that is not there
+                os.replace(staged, final)
+            if report is not None:
+                report.raise_if_failed()
     seconds = time.perf_counter() - started
     log.info("wrote %s in %.1f s", dst, seconds)
     grid, window = plan.grid, plan.region.window
     return UpscaleResult(
         dst, int(window.width), int(window.height), len(plan.bands), plan.source.dtype, grid.scale_x, grid.scale_y,
-        plan.method, plan.window_count, skipped, seconds, plan.outside_aoi_windows,
+        plan.method, plan.window_count, skipped, seconds, plan.outside_aoi_windows, report,
     )  # fmt: skip
 
 
@@ -442,3 +458,80 @@ def _keep_clear_of_nodata(data: np.ndarray, valid: np.ndarray, nodata: Optional[
         step = 1 if nodata < np.iinfo(data.dtype).max else -1
         data[collide] = data.dtype.type(nodata + step)
     return data
+
+
+# ------------------------------------------------------------------------------------------ fidelity
+
+
+def sidecar_paths(dst: Path) -> tuple[Path, Path]:
+    """Where `--report` writes: OUT.fidelity.json and OUT.fidelity.png beside OUT.tif."""
+    return dst.with_name(dst.stem + ".fidelity.json"), dst.with_name(dst.stem + ".fidelity.png")
+
+
+def assess_fidelity(
+    dataset: DatasetReader, plan: RunPlan, backend: SRBackend, intermediate: Path, dst: Path, staging: Path
+) -> tuple[FidelityReport, list[tuple[Path, Path]]]:
+    """Measure the written intermediate against the source, record the figures in its tags, and stage the
+    sidecars (JSON and quick-look) when asked; returns the checked report and (staged, final) sidecar paths."""
+    import rasterio
+
+    options = plan.settings.fidelity
+    assert options is not None
+    comparison = Comparison.plan(plan.grid, plan.region.window)
+    with rasterio.open(intermediate) as output:
+        report, crop = measure_fidelity(
+            dataset, plan.source, plan.bands, output, comparison, method=plan.method, options=options,
+            sample_crop=crop_sampler(dataset, plan, backend), seed=plan.settings.seed,
+        )  # fmt: skip
+        report = check(report, str(dst))
+        quicklook = _quicklook(dataset, plan, output, crop, report) if options.write_report and crop is not None else None
+    with rasterio.open(intermediate, "r+") as output:
+        output.update_tags(**report.tags())
+    log.info("fidelity: %s", report.summary())
+    if not options.write_report:
+        return report, []
+    json_path, png_path = sidecar_paths(dst)
+    staged = [(staging / json_path.name, json_path)]
+    staged[0][0].write_text(report.to_json() + "\n")
+    if quicklook is not None:
+        write_png(quicklook, staging / png_path.name)
+        staged.append((staging / png_path.name, png_path))
+    return report, staged
+
+
+def crop_sampler(dataset: DatasetReader, plan: RunPlan, backend: SRBackend):
+    """SampleCrop for fidelity.py: the backend run on one LR crop (with the run's halo) once per seed."""
+
+    def sample(core: Window, seeds: Sequence[int]) -> list[np.ndarray]:
+        grid, ov = plan.grid, int(plan.settings.overlap or 0)
+        r0, c0 = max(0, int(core.row_off) - ov), max(0, int(core.col_off) - ov)
+        r1 = min(grid.src_height, int(core.row_off + core.height) + ov)
+        c1 = min(grid.src_width, int(core.col_off + core.width) + ov)
+        halo = Window(c0, r0, c1 - c0, r1 - r0)
+        out_halo, hr = hr_grid_for(halo, grid)
+        out_core, _ = hr_grid_for(core, grid)
+        data, valid = read_window(dataset, plan.source, plan.bands, halo)
+        values = fill_invalid(normalize(data, plan.radiometry), valid)
+        dy, dx = int(out_core.row_off - out_halo.row_off), int(out_core.col_off - out_halo.col_off)
+        h, w = int(out_core.height), int(out_core.width)
+        patches: list[np.ndarray] = []
+        size = plan.settings.batch_size
+        for i in range(0, len(seeds), size):
+            patches += backend.upsample([SRRequest(values, hr, s) for s in seeds[i : i + size]])
+        return [denormalize(p[:, dy : dy + h, dx : dx + w], plan.radiometry, plan.source.dtype) for p in patches]
+
+    return sample
+
+
+def _quicklook(
+    dataset: DatasetReader, plan: RunPlan, output: DatasetReader, crop: CropSamples, report: FidelityReport
+) -> np.ndarray:
+    """LR | SR | uncertainty (std over the samples, relative to each band's range, max over bands)."""
+    lr, _ = read_window(dataset, plan.source, plan.bands, crop.lr_window)
+    _, hr = hr_grid_for(crop.lr_window, plan.grid)
+    sr = output.read(window=crop.out_window).astype(np.float64)
+    spans = np.array([max(b.value_range[1] - b.value_range[0], 1e-12) for b in report.bands])
+    uncertainty = (crop.std / spans[:, None, None]).max(axis=0)
+    pick = [b - 1 for b in plan.bands]
+    show = display_bands([plan.source.colorinterp[i] for i in pick], [plan.source.descriptions[i] for i in pick])
+    return compose(replicate(lr.astype(np.float64), hr), sr, uncertainty, show)
