@@ -14,8 +14,8 @@ stdout = Console(highlight=False, soft_wrap=True)
 
 
 def train_command(
-    data: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) or files of training images: PNG, JPEG, TIFF, GeoTIFF.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: per-stage state, log.csv, and the final model.safetensors + model.json.")],
+    data: Annotated[Optional[list[Path]], typer.Argument(help="Folders (searched recursively) or files of training images: PNG, JPEG, TIFF, GeoTIFF.", show_default=False)] = None,
     scenes: Annotated[Optional[list[Path]], typer.Option("--scene", help="GeoTIFF scene sampled by random windows (repeatable).")] = None,
     scene_fraction: Annotated[float, typer.Option(help="Share of samples drawn from --scene rasters.")] = 0.25,
     val: Annotated[Optional[Path], typer.Option(help="Folder of validation images (PSNR at x4 logged every --val-every steps).")] = None,
@@ -32,6 +32,14 @@ def train_command(
     noise_max: Annotated[float, typer.Option(help="Max LR noise std (normalized units).")] = 0.0,
     sampler_steps: Annotated[Optional[int], typer.Option(help="Default sampler steps written into the card.")] = None,
     sampler_strength: Annotated[Optional[float], typer.Option(help="Default sampler strength (t0/T) written into the card.")] = None,
+    pairs: Annotated[
+        Optional[Path],
+        typer.Option("--pairs", help="File of real LR/HR pairs, one per line: 'LR HR [LR_BANDS HR_BANDS]' (e.g. 'l8_B4.tif l8_B8.tif 1 1'). Co-registered by georeferencing plus a measured shift, harmonized per band to the LR's radiometry.", show_default=False),
+    ] = None,
+    pair_share: Annotated[float, typer.Option(help="Share of each batch drawn from --pairs when DATA/--scene are given too (the rest: synthetic degradations).")] = 0.5,
+    pairs_holdout: Annotated[float, typer.Option(help="Bottom share of each pair's rows kept out of training; validation scores it.")] = 0.2,
+    val_every: Annotated[int, typer.Option(help="Validate (and keep the best weights) every N steps.")] = 500,
+    save_every: Annotated[int, typer.Option(help="Write <out>/<stage>/last.* every N steps (for --resume).")] = 250,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads (0: all cores).")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/<stage>/last.*")] = False,
@@ -43,10 +51,10 @@ def train_command(
         from .training.api import TrainSettings, train  # torch loads only for this command
 
         settings = TrainSettings(
-            data=list(data), out=out, scenes=list(scenes or []), scene_fraction=scene_fraction, val=val, stage=stage,
+            data=list(data or []), out=out, pairs=pairs, pair_share=pair_share, pairs_holdout=pairs_holdout, scenes=list(scenes or []), scene_fraction=scene_fraction, val=val, stage=stage,
             preset=preset, init=init, prior_steps=prior_steps, denoiser_steps=denoiser_steps, batch_size=batch_size,
             learning_rate=learning_rate, scale_min=scale_min, scale_max=scale_max, blur_max=blur_max, noise_max=noise_max,
-            sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume,
+            sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume, val_every=val_every, save_every=save_every,
         )
 
         def report(stage_name: str, step: int, info: dict) -> None:

@@ -27,6 +27,7 @@ from ..model.operator import grid_tensors
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
 from ..degrade import degrade
 from .data import PatchBatch, PatchSampler, TrainImage, find_images, load_images
+from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
 from .trainer import Trainer, TrainConfig, prior_loss, validate_prior
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class TrainSettings:
     resume: bool = False
     sampler_steps: Optional[int] = None
     sampler_strength: Optional[float] = None
+    pairs: Optional[Path] = None  # PAIRS file of real LR/HR pairs (training.pairs)
+    pair_share: float = 0.5  # of each batch, when synthetic data (DATA, --scene) is given too
+    pairs_holdout: float = 0.2  # bottom share of each pair's LR rows, never trained on; validates
 
 
 def _check(s: TrainSettings) -> None:
@@ -76,14 +80,16 @@ def _check(s: TrainSettings) -> None:
         raise UsageError("--batch-size must be >= 1 and step counts >= 0")
     if s.scale_min < 1.0 or s.scale_max <= s.scale_min:
         raise UsageError(f"bad scale range ({s.scale_min}, {s.scale_max}]")
+    if not 0.0 < s.pair_share <= 1.0:
+        raise UsageError(f"--pair-share must be in (0, 1], got {s.pair_share}")
+    if not (s.data or s.scenes or s.pairs):
+        raise UsageError("no training data given: DATA folders, --scene rasters or --pairs")
 
 
 def _images_and_weights(s: TrainSettings) -> tuple[list[TrainImage], list[float]]:
     """Folder images sampled uniformly; GeoTIFF scenes (if any) get `scene_fraction` of all samples."""
     images = load_images(find_images(s.data)) if s.data else []
     scenes = load_images(find_images(s.scenes)) if s.scenes else []
-    if not images and not scenes:
-        raise UsageError("no training data given")
     if not scenes or not images:
         return images + scenes, [1.0] * (len(images) + len(scenes))
     per_scene = s.scene_fraction / (1 - s.scene_fraction) * len(images) / len(scenes)
@@ -136,7 +142,17 @@ def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -
     return {"score": diff, "psnr_diffusion": diff, "psnr_prior": prior}
 
 
-def _val_fn(stage: str, images: list[TrainImage]):
+def _val_fn(stage: str, images: list[TrainImage], pairs: list[TrainPair]):
+    if pairs and stage == "prior":
+        # real pairs decide: the gain over bicubic on their held-out rows (x4 on the images is logged too)
+        def on_pairs(model: SRModel) -> dict[str, float]:
+            scores = {f"pairs_{k}" if k != "score" else k: v for k, v in validate_pairs(model.operator, pairs).items()}
+            if images:
+                ours, base = validate_prior(model.operator, images, 4.0)
+                scores["images_x4_gain"] = ours - base
+            return scores
+
+        return on_pairs
     if not images:
         return None
     if stage == "prior":
@@ -157,8 +173,11 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
     if s.threads:
         torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
-    images, weights = _images_and_weights(s)
-    channels = 1
+    images, weights = _images_and_weights(s) if (s.data or s.scenes) else ([], [])
+    pairs = [load_pair(spec, s.pairs_holdout) for spec in read_pairs_file(s.pairs)] if s.pairs else []
+    for pair in pairs:
+        log.info("pair %s: x%.3g, shift corrected %+.2f, %+.2f LR px, %.1f%% excluded as misregistered, HR = %s x LR + %s",
+                 pair.source, pair.scale, *pair.shift_lr_px, 100 * pair.excluded_share, pair.gain, pair.offset)  # fmt: skip
     val_images = load_images(find_images([s.val]))[:: max(1, 160 // max(1, s.val_limit))][: s.val_limit] if s.val else []
     model = _initial_model(s)
     channels = model.in_channels
@@ -169,15 +188,14 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         if steps == 0:
             continue
         query = s.query if stage == "prior" else max(s.query, s.lr_size)  # the UNet needs room to see context
-        sampler = PatchSampler(images, weights, lr_size=s.lr_size, query=query, scale_min=s.scale_min, scale_max=s.scale_max,
-                               channels=channels, blur_max=s.blur_max, noise_max=s.noise_max, seed=s.seed + len(history))
+        sampler = _sampler(s, images, weights, pairs, channels, query, seed=s.seed + len(history))
         cfg = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.learning_rate, val_every=s.val_every,
                           save_every=s.save_every, seed=s.seed, threads=s.threads)
         if stage == "denoiser" and not model.sampler_defaults.get("steps"):
             # a prior-only model (steps 0) gets a real sampler, or validating the denoiser would run the prior
             model.sampler_defaults.update(copy.deepcopy(DEFAULT_SPEC["sampler"]))
         _freeze_for(model, stage)
-        trainer = Trainer(model, _stage_loss(stage), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images),
+        trainer = Trainer(model, _stage_loss(stage), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
                           progress=(lambda step, d, st=stage: progress(st, step, d)) if progress else None,
                           meta={"stage": stage, "settings": _jsonable(s)})
         if s.resume and (s.out / stage / "last.json").exists():
@@ -195,8 +213,34 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         "command": " ".join(shlex.quote(a) for a in ["rssr", *sys.argv[1:]]) if sys.argv else "",
         "settings": _jsonable(s),
         "stages": history,
+        **({"pairs": [pair_record(p) for p in pairs]} if pairs else {}),
     }
     return save_model(model, s.out / "model", training=training)
+
+
+def _sampler(s: TrainSettings, images, weights, pairs: list[TrainPair], channels: int, query: int, seed: int):
+    """Synthetic patches (DATA, --scene), real pairs, or both mixed in every batch (pair_share)."""
+    synthetic = real = None
+    if images:
+        synthetic = PatchSampler(images, weights, lr_size=s.lr_size, query=query, scale_min=s.scale_min, scale_max=s.scale_max,
+                                 channels=channels, blur_max=s.blur_max, noise_max=s.noise_max, seed=seed)  # fmt: skip
+    if pairs:
+        if channels != 1:
+            raise UsageError("--pairs trains single-band models (every band a sample); this model has several channels")
+        real = PairSampler(pairs, lr_size=s.lr_size, query=query, seed=seed)
+    if synthetic is not None and real is not None:
+        return MixedSampler(real, synthetic, s.pair_share)
+    return real if real is not None else synthetic
+
+
+def pair_record(pair: TrainPair) -> dict:
+    """What the model card says about each training pair."""
+    return {
+        "pair": pair.source, "scale": round(pair.scale, 6), "shift_corrected_lr_px": [round(v, 3) for v in pair.shift_lr_px],
+        "excluded_as_misregistered": round(pair.excluded_share, 4),
+        "hr_from_lr_gain": [round(v, 6) for v in pair.gain], "hr_from_lr_offset": [round(v, 6) for v in pair.offset],
+        "train_lr_rows": pair.train_rows, "lr_rows": int(pair.lr.shape[-2]),
+    }  # fmt: skip
 
 
 def _jsonable(s: TrainSettings) -> dict:

