@@ -349,19 +349,20 @@ class MixedSampler:
         return PatchBatch(*(torch.cat(fields) for fields in zip(*parts)))
 
 
-def holdout_crop(pair: TrainPair, size: int = 128) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(lr [C,l,l], hr [C,Q,Q'] harmonized, ys, xs) of an entirely valid crop in the held-out rows, or None."""
+def holdout_crop(pair: TrainPair, sizes: Sequence[int] = (128, 96, 64, 48, 32, 16)):
+    """(lr [C,l,l], hr [C,Q,Q'] harmonized, ys, xs) of the largest entirely valid square crop (of `sizes`) in
+    the held-out rows, or None. Excluded (misregistered) blocks can leave only small valid squares."""
     h, w = pair.lr.shape[-2:]
     top = pair.train_rows
-    size = min(size, h - top, w)
-    if size < 16:
-        return None
-    for c in range(0, w - size + 1, max(1, size // 2)):
-        for r in range(top, h - size + 1, max(1, size // 2)):
-            rows, cols = pair.hr_rows(r, r + size), pair.hr_cols(c, c + size)
-            if pair.lr_valid[r : r + size, c : c + size].all() and pair.hr_valid[np.ix_(rows, cols)].all():
-                hr = pair.hr[:, rows][:, :, cols]
-                return pair.lr[:, r : r + size, c : c + size], hr, pair.grid.centers_y()[rows] - r, pair.grid.centers_x()[cols] - c
+    for size in sizes:
+        if size > min(h - top, w):
+            continue
+        for r in range(top, h - size + 1, max(1, size // 4)):
+            for c in range(0, w - size + 1, max(1, size // 4)):
+                rows, cols = pair.hr_rows(r, r + size), pair.hr_cols(c, c + size)
+                if pair.lr_valid[r : r + size, c : c + size].all() and pair.hr_valid[np.ix_(rows, cols)].all():
+                    hr = pair.hr[:, rows][:, :, cols]
+                    return pair.lr[:, r : r + size, c : c + size], hr, pair.grid.centers_y()[rows] - r, pair.grid.centers_x()[cols] - c
     return None
 
 
