@@ -33,7 +33,7 @@ from affine import Affine
 from .backends.base import SRBackend, SRRequest
 from .errors import InputError
 from .grid import HRGrid
-from .metrics import Consistency, consistency, degrade_back, phase_correlation_shift, psnr, shave, ssim
+from .metrics import Consistency, consistency, degrade_back, measure_shift, psnr, shave, ssim
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 DTYPE_DIVISORS = {"uint8": 255.0, "uint16": 10_000.0}
@@ -314,7 +314,7 @@ def fidelity(sr: np.ndarray, lr: np.ndarray) -> Fidelity:
     degrade_back(sr) and lr: positive dy/dx means the SR content sits lower/further right than the input.
     """
     back = degrade_back(sr, np.shape(lr))
-    return Fidelity(consistency(sr, lr), phase_correlation_shift(back, lr))
+    return Fidelity(consistency(sr, lr), measure_shift(back, lr))
 
 
 # ------------------------------------------------------------------------------------------ real pairs
@@ -465,6 +465,6 @@ def evaluate_pairs(
     return PairScore(
         psnr=psnr(fitted, hr_s, peak), ssim=ssim(fitted, hr_s, peak), data_range=peak,
         gain=tuple(map(float, gain)), offset=tuple(map(float, offset)),
-        shift_hr_px=phase_correlation_shift(fitted, hr_s), scale=scale,
+        shift_hr_px=measure_shift(fitted, hr_s), scale=scale,
         lr_window=geo.lr_window, hr_window=geo.hr_window, shave=cut, seconds=seconds,
     )

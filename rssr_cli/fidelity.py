@@ -27,11 +27,10 @@ import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from .backends.classical import resample_matrix
 from .errors import FidelityError, UsageError
 from .evaluation import finite_or_none
 from .grid import OutputGrid, hr_grid_for
-from .metrics import area_weights, noise_sigma, phase_correlation_shift, spectral_angle
+from .metrics import area_weights, measure_shift, noise_sigma, spectral_angle
 from .raster_io import SourceInfo, read_window
 
 FORMAT = "rssr-fidelity/1"
@@ -362,39 +361,6 @@ def check(report: FidelityReport, output: str) -> FidelityReport:
     if checks.max_shift is not None and report.shift is not None and report.shift.magnitude > checks.max_shift:
         failures.append(f"shift {report.shift.magnitude:.3g} LR px > --max-shift {checks.max_shift:g}")
     return replace(report, output=output, failures=tuple(failures))
-
-
-def measure_shift(reference: np.ndarray, moving: np.ndarray, iterations: int = 8) -> tuple[float, float]:
-    """(dy, dx) with reference[y, x] ~= moving[y - dy, x - dx]: phase correlation, refined by Lucas-Kanade.
-
-    Phase correlation alone reads sub-pixel shifts of resampled images short (0.25 px as 0.15: the
-    non-wrapping block edges and the interpolation's phase errors near Nyquist pull it towards whole
-    pixels). The refinement warps `moving` by the estimate (bicubic) and solves the linearized least
-    squares for the remaining shift on the block's interior, where edges play no part.
-    """
-    dy, dx = phase_correlation_shift(reference, moving)
-    scale = np.maximum(moving.std(axis=(-2, -1)), 1e-12)[:, None, None]  # bands weigh alike
-    ref, mov = reference / scale, moving / scale
-    _, h, w = mov.shape
-    for _ in range(iterations):
-        margin = int(math.ceil(max(abs(dy), abs(dx)))) + 3
-        if min(h, w) - 2 * margin < 8:
-            break
-        my = resample_matrix(np.arange(h) + 0.5 - dy, h, "bicubic")
-        mx = resample_matrix(np.arange(w) + 0.5 - dx, w, "bicubic")
-        warped = np.einsum("yh,bhw,xw->byx", my, mov, mx, optimize=True)
-        gy, gx = np.gradient(warped, axis=(1, 2))
-        inner = (slice(None), slice(margin, h - margin), slice(margin, w - margin))
-        gy, gx, residual = gy[inner].ravel(), gx[inner].ravel(), (ref - warped)[inner].ravel()
-        normal = np.array([[gy @ gy, gy @ gx], [gy @ gx, gx @ gx]])
-        if abs(np.linalg.det(normal)) < 1e-12 * max(1.0, float(np.trace(normal))) ** 2:
-            break  # no texture in one direction: keep the phase-correlation estimate
-        # warped(s + d) ~= warped(s) - g . d, so the residual ref - warped is best explained by d = -N^-1 G^T r
-        step = -np.linalg.solve(normal, [gy @ residual, gx @ residual])
-        dy, dx = dy + float(step[0]), dx + float(step[1])
-        if np.hypot(*step) < 1e-4:
-            break
-    return dy, dx
 
 
 # ---------------------------------------------------------------------------------------- uncertainty

@@ -6,7 +6,7 @@ Per pair (load_pair):
    pixels inside those, and the HR grid in the LR window's pixel coordinates (exact at non-integer ratios
    and for grids that are not aligned, e.g. Landsat pan offset by half a pan pixel).
 2. Residual misregistration: the HR, averaged onto the LR grid, is matched to the LR by phase correlation
-   + Lucas-Kanade (fidelity.measure_shift) in SHIFT_BLOCK blocks. If a good share of the blocks agree with
+   + Lucas-Kanade (metrics.measure_shift) in SHIFT_BLOCK blocks. If a good share of the blocks agree with
    the georeferencing, it stands; otherwise the HR grid is moved by the median block shift (pair_shift).
    Blocks that disagree with the chosen alignment by more than MAX_LOCAL_MISREGISTRATION are excluded: what
    moved between the two acquisitions must not teach the model to displace content. This is real: in
@@ -177,8 +177,8 @@ def _standardized(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def block_shifts(low: np.ndarray, lr: np.ndarray, valid: np.ndarray, size: int = SHIFT_BLOCK):
     """[((rows, cols), (dy, dx))] for every entirely valid, textured size x size block: the HR (on the LR grid)
-    vs LR shift measured locally (fidelity.measure_shift on standardized values)."""
-    from ..fidelity import measure_shift
+    vs LR shift measured locally (metrics.measure_shift on standardized values)."""
+    from ..metrics import measure_shift
 
     out = []
     h, w = valid.shape
@@ -213,7 +213,7 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
     from rasterio.windows import Window
 
     from ..evaluation import plan_pair
-    from ..fidelity import measure_shift
+    from ..metrics import measure_shift
     from ..raster_io import inspect_source, open_raster, read_window, select_bands
 
     if not 0.0 <= holdout < 0.9:
