@@ -134,8 +134,12 @@ def process_scene(
     *,
     force: bool = False,
     progress: Optional[Progress] = None,
+    runner: Optional[Callable[[SceneJob, UpscaleSettings], UpscaleResult]] = None,
 ) -> SceneResult:
-    """Run one scene under its output's lock; every outcome but an interrupt becomes a SceneResult."""
+    """Run one scene under its output's lock; every outcome but an interrupt becomes a SceneResult.
+
+    `runner(job, settings)` produces the output (default: upscale in this process with `backend`); a scene
+    split by rows across Dask workers passes its own, and `backend` then only supplies the provenance tags."""
     started = time.perf_counter()
 
     def result(status: str, error: Optional[str] = None, **fields: Any) -> SceneResult:
@@ -150,7 +154,11 @@ def process_scene(
                     return result(SKIPPED)
                 if not (force or settings.overwrite):
                     raise OutputError(f"{job.dst} exists but was made by a different request; --force to redo it")
-            done = upscale(job.src, job.dst, replace(settings, method=method, overwrite=True), progress=progress, backend=backend)
+            run_settings = replace(settings, method=method, overwrite=True)
+            if runner is not None:
+                done = runner(job, run_settings)
+            else:
+                done = upscale(job.src, job.dst, run_settings, progress=progress, backend=backend)
         return result(DONE, **scene_fields(done))
     except OutputBusy as busy:
         return result(BUSY, str(busy))

@@ -45,7 +45,7 @@ from .batch import (
 from .cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
 from .errors import OutputError, RssrError, RssrWarning, UsageError
 from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
-from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask
+from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask, run_split_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
 from .locks import output_lock
@@ -224,6 +224,10 @@ def upscale_command(
         Optional[str],
         typer.Option("--scheduler", envvar=SCHEDULER_ENV, help="Batch: run the scenes on a Dask cluster: tcp://host:8786, or local:N for N local worker processes.", show_default=False),
     ] = None,
+    split_rows: Annotated[
+        Optional[int],
+        typer.Option("--split-rows", help="With --scheduler: split each scene into N row bands run by different workers, assembled into one COG (byte-identical to an unsplit run). For scenes too big for one worker.", show_default=False),
+    ] = None,
     profile: Annotated[str, typer.Option(help=f"COG profile: {', '.join(sorted(PROFILES))}.")] = DEFAULT_PROFILE,
     co: Annotated[
         Optional[list[str]],
@@ -265,10 +269,20 @@ def upscale_command(
         )
         if aoi is None and aoi_crs is not None:
             raise UsageError("--aoi-crs gives the CRS of --aoi; there is no --aoi")
+        if split_rows is not None and not scheduler:
+            raise UsageError("--split-rows runs the row bands on a Dask cluster: give --scheduler too (e.g. local:2)")
+        if split_rows is not None and settings.fidelity is not None:
+            raise UsageError("--report and --max-* are not available with --split-rows yet")
         if not is_batch(inputs, output):
-            if scheduler:
-                raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o")
-            upscale_one(Path(inputs[0]), Path(output), settings, force=force, log_json=log_json, quiet=quiet)
+            if scheduler and split_rows is None:
+                raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows")
+            if split_rows is None:
+                upscale_one(Path(inputs[0]), Path(output), settings, force=force, log_json=log_json, quiet=quiet)
+                return
+            job = SceneJob(Path(inputs[0]), Path(output))
+            results = upscale_many([job], settings, force=force, log_json=log_json, scheduler=scheduler, quiet=quiet, split_rows=split_rows)
+            if failed(results):
+                raise typer.Exit(EXIT_PROCESSING)
             return
         sources = expand_inputs(inputs)
         output = Path(output)
@@ -279,7 +293,7 @@ def upscale_command(
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create the output directory {output}: {exc.strerror or exc}") from None
-        results = upscale_many(jobs, settings, force=force, log_json=log_json, scheduler=scheduler, quiet=quiet)
+        results = upscale_many(jobs, settings, force=force, log_json=log_json, scheduler=scheduler, quiet=quiet, split_rows=split_rows)
         if not quiet:
             stderr.print(render_batch_summary(results))
         if failed(results):
@@ -321,7 +335,14 @@ def upscale_one(src: Path, dst: Path, settings: UpscaleSettings, *, force: bool,
 
 
 def upscale_many(
-    jobs: list[SceneJob], settings: UpscaleSettings, *, force: bool, log_json: Optional[Path], scheduler: Optional[str], quiet: bool
+    jobs: list[SceneJob],
+    settings: UpscaleSettings,
+    *,
+    force: bool,
+    log_json: Optional[Path],
+    scheduler: Optional[str],
+    quiet: bool,
+    split_rows: Optional[int] = None,
 ) -> list[SceneResult]:
     """Run a batch in-process or on Dask; each scene's result goes to the JSON log (and a line, unless -q) at once."""
     with JsonLog(log_json) as log:
@@ -334,6 +355,8 @@ def upscale_many(
         if scheduler:
             gpu = settings.backend_options.get("device") == Device.cuda.value
             with dask_client(scheduler, gpu=gpu) as client:
+                if split_rows is not None:
+                    return run_split_batch_on_dask(jobs, settings, client, split_rows, force=force, on_scene=on_scene)
                 return run_batch_on_dask(jobs, settings, client, force=force, on_scene=on_scene)
         with raise_on_signals():  # an interrupt stops the batch between (or inside) scenes, never mid-write
             return run_batch(jobs, settings, force=force, on_scene=on_scene, progress_for=lambda job: None)

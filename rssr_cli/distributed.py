@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Iterator, Optional, Sequence
 
 from .backends import SRBackend
 from .batch import FAILED, SceneCallback, SceneJob, SceneResult, batch_backend, process_scene
 from .errors import UsageError
-from .pipeline import UpscaleSettings
+from .cog import staging_dir
+from .pipeline import RecordedProvenance, RowsPart, UpscaleResult, UpscaleSettings, assemble_rows, render_rows, scene_row_bands
 
 SCHEDULER_ENV = "RSSR_SCHEDULER"
 DEFAULT_RETRIES = 2
@@ -83,12 +85,27 @@ def _backend_key(settings: UpscaleSettings) -> str:
     return repr((settings.method, sorted((k, str(v)) for k, v in settings.backend_options.items())))
 
 
-def run_scene_on_worker(job: SceneJob, settings: UpscaleSettings, force: bool) -> SceneResult:
+def _worker_backend(settings: UpscaleSettings) -> tuple[str, SRBackend]:
     key = _backend_key(settings)
     if key not in _worker_backends:
         _worker_backends[key] = batch_backend(settings)
-    method, backend = _worker_backends[key]
+    return _worker_backends[key]
+
+
+def run_scene_on_worker(job: SceneJob, settings: UpscaleSettings, force: bool) -> SceneResult:
+    method, backend = _worker_backend(settings)
     return process_scene(job, settings, method, backend, force=force)
+
+
+def provenance_on_worker(settings: UpscaleSettings) -> tuple[str, dict[str, str]]:
+    """The method and backend tags, from a worker: the client never loads the model."""
+    method, backend = _worker_backend(settings)
+    return method, dict(backend.provenance())
+
+
+def render_rows_on_worker(src: Path, part: Path, settings: UpscaleSettings, rows: tuple[int, int]) -> RowsPart:
+    method, backend = _worker_backend(settings)
+    return render_rows(src, part, replace(settings, method=method), rows, backend=backend)
 
 
 def run_batch_on_dask(
@@ -123,3 +140,45 @@ def run_batch_on_dask(
         if on_scene is not None:
             on_scene(scene)
     return [r for r in results if r is not None]
+
+
+def run_split_batch_on_dask(
+    jobs: Sequence[SceneJob],
+    settings: UpscaleSettings,
+    client: Any,
+    parts: int,
+    *,
+    force: bool = False,
+    on_scene: Optional[SceneCallback] = None,
+    retries: int = DEFAULT_RETRIES,
+) -> list[SceneResult]:
+    """Scenes one after another, each split into `parts` row bands that run as parallel tasks (for scenes too
+    big for one worker's time budget). The client holds each output's lock and applies the skip rules
+    (batch.process_scene); workers write their bands into a staging directory beside the output; the client
+    assembles them into the COG (pipeline.assemble_rows: byte-identical to a whole-scene run)."""
+    if parts < 2:
+        raise UsageError(f"--split-rows needs at least 2 parts, got {parts}")
+    gpu = str(settings.backend_options.get("device", "auto")) == "cuda"
+    resources = {"GPU": 1} if gpu else None
+    method, tags = client.submit(provenance_on_worker, settings, pure=False, resources=resources).result()
+    batch_id = uuid.uuid4().hex[:8]
+
+    def split_run(job: SceneJob, run_settings: UpscaleSettings) -> UpscaleResult:
+        bands = scene_row_bands(job.src, run_settings, parts)
+        with staging_dir(job.dst) as staging:
+            futures = [
+                client.submit(
+                    render_rows_on_worker, job.src, staging / f"rows{i}.tif", run_settings, rows, pure=False,
+                    retries=retries, resources=resources, key=f"rssr-{batch_id}-{job.dst.name}-rows{i}",
+                )
+                for i, rows in enumerate(bands)
+            ]  # fmt: skip
+            return assemble_rows(job.src, job.dst, run_settings, client.gather(futures))
+
+    results = []
+    for job in jobs:
+        scene = process_scene(job, settings, method, RecordedProvenance(method, tags), force=force, runner=split_run)
+        results.append(scene)
+        if on_scene is not None:
+            on_scene(scene)
+    return results

@@ -52,7 +52,7 @@ from .raster_io import (
     read_window,
     select_bands,
 )
-from .region import OutputRegion, aoi_region, tiles_for_region, whole_grid
+from .region import OutputRegion, aoi_region, row_band, split_rows, tiles_for_region, whole_grid
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +207,18 @@ def auto_tiling(method: str, scale: float, tile: Optional[int], overlap: Optiona
 
 
 def plan_run(
-    dataset: DatasetReader, src: str | Path, dst: Path, settings: UpscaleSettings, backend: Optional[SRBackend] = None
+    dataset: DatasetReader,
+    src: str | Path,
+    dst: Path,
+    settings: UpscaleSettings,
+    backend: Optional[SRBackend] = None,
+    *,
+    rows: Optional[tuple[int, int]] = None,
 ) -> tuple[RunPlan, SRBackend]:
-    """Validate everything that can be refused before any work (cheap checks first, the backend last)."""
+    """Validate everything that can be refused before any work (cheap checks first, the backend last).
+
+    `rows`: write only these full-grid output rows (one part of a scene split by rows; DST is then a part
+    file, not checked against --overwrite: the caller that assembles the parts checks the real DST)."""
     source = inspect_source(dataset)
     bands = select_bands(source, settings.bands)
     grid = plan_output_grid(
@@ -219,9 +228,12 @@ def plan_run(
     tile, overlap = auto_tiling(method, max(grid.scale_x, grid.scale_y), settings.tile, settings.overlap)
     settings = replace(settings, tile=tile, overlap=overlap)
     region = whole_grid(grid) if settings.aoi is None else aoi_region(grid, aoi_in_raster_crs(settings.aoi, source.crs))
+    if rows is not None:
+        region = row_band(region, rows)
     # The full scene's tiling, then a selection: kept tiles have the seeds and weights of a full-scene run.
     tiles, outside_aoi = tiles_for_region(region, plan_tiles(grid, tile=tile, overlap=overlap))
-    check_destination(dst, overwrite=settings.overwrite, src=str(src))
+    if rows is None:
+        check_destination(dst, overwrite=settings.overwrite, src=str(src))
     creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
     if backend is None:
         backend = get_backend(method, **dict(settings.backend_options))  # may load a model: after the cheap checks
@@ -535,3 +547,96 @@ def _quicklook(
     pick = [b - 1 for b in plan.bands]
     show = display_bands([plan.source.colorinterp[i] for i in pick], [plan.source.descriptions[i] for i in pick])
     return compose(replicate(lr.astype(np.float64), hr), sr, uncertainty, show)
+
+
+# ------------------------------------------------------------------------------------ split by rows
+
+
+@dataclass(frozen=True)
+class RowsPart:
+    """One band of output rows of a scene, written by render_rows to a plain GeoTIFF."""
+
+    path: Path
+    rows: tuple[int, int]  # full-grid output rows [start, stop)
+    method: str
+    provenance: dict[str, str]  # the backend's tags (model hash, sampler), so assembly needs no model
+    windows: int
+    skipped_windows: int
+    seconds: float
+
+
+def scene_row_bands(src: str | Path, settings: UpscaleSettings, parts: int) -> list[tuple[int, int]]:
+    """How to split a scene's output into `parts` row bands (of the AOI's window, when there is one)."""
+    with gdal_env(), open_raster(src) as dataset:
+        source = inspect_source(dataset)
+        grid = plan_output_grid(source.width, source.height, source.transform, scale=settings.scale, resolution=settings.resolution)
+        aoi = settings.aoi
+        region = whole_grid(grid) if aoi is None else aoi_region(grid, aoi_in_raster_crs(aoi, source.crs))
+    return split_rows(region, parts)
+
+
+def render_rows(
+    src: str | Path, part: Path, settings: UpscaleSettings, rows: tuple[int, int], *, backend: Optional[SRBackend] = None
+) -> RowsPart:
+    """Write output rows [start, stop) of the scene to `part`, exactly as a whole-scene run computes them:
+    the tiles are those of the full-scene tiling whose patch reaches these rows, with their own seeds and
+    blend weights, so the bands of a split run join without a seam (assemble_rows)."""
+    if settings.fidelity is not None:
+        raise UsageError("--report and fidelity checks are not available when a scene is split by rows")
+    started = time.perf_counter()
+    with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
+        plan, backend = plan_run(dataset, src, part, settings, backend, rows=rows)
+        with open_intermediate(part, plan.output) as writer:
+            skipped = stream_tiles(dataset, plan, backend, lambda finished: _write(writer, plan, finished))
+    return RowsPart(part, rows, plan.method, dict(backend.provenance()), plan.window_count, skipped, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class RecordedProvenance:
+    """Stands in for the backend when assembling parts: only its name and tags are needed then."""
+
+    name: str
+    tags: dict[str, str]
+
+    def upsample(self, requests: Sequence[SRRequest]) -> list[np.ndarray]:
+        raise RuntimeError("assembly never runs the model")
+
+    def provenance(self) -> dict[str, str]:
+        return self.tags
+
+
+ASSEMBLY_ROWS = 256  # rows copied per read/write while assembling
+
+
+def assemble_rows(src: str | Path, dst: str | Path, settings: UpscaleSettings, parts: Sequence[RowsPart]) -> UpscaleResult:
+    """Join the row bands of a split scene into one COG at `dst` (atomic, like upscale); byte-identical to a
+    whole-scene run. The parts must cover the output rows exactly once."""
+    import rasterio
+
+    dst = Path(dst)
+    started = time.perf_counter()
+    parts = sorted(parts, key=lambda p: p.rows)
+    backend = RecordedProvenance(parts[0].method, parts[0].provenance)
+    with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
+        plan, _ = plan_run(dataset, src, dst, replace(settings, method=parts[0].method), backend)
+        window = plan.region.window
+        expected = (int(window.row_off), int(window.row_off + window.height))
+        covered = [p.rows for p in parts]
+        if covered[0][0] != expected[0] or covered[-1][1] != expected[1] or any(a[1] != b[0] for a, b in zip(covered, covered[1:])):
+            raise ValueError(f"row bands {covered} do not cover the output rows {expected[0]}..{expected[1]} exactly once")
+        with staging_dir(dst) as staging:
+            intermediate = staging / "stream.tif"
+            with open_intermediate(intermediate, plan.output) as writer:
+                for part in parts:
+                    with rasterio.open(part.path) as band:
+                        for top in range(0, band.height, ASSEMBLY_ROWS):
+                            block = Window(0, top, band.width, min(ASSEMBLY_ROWS, band.height - top))
+                            mask = band.read_masks(1, window=block) > 0 if plan.output.internal_mask else None
+                            row_off = part.rows[0] - expected[0] + top
+                            write_rows(writer, plan.output, row_off, band.read(window=block), mask)
+            finalize_cog(intermediate, dst, plan.creation_options, overwrite=settings.overwrite)
+    return UpscaleResult(
+        dst, int(window.width), int(window.height), len(plan.bands), plan.source.dtype, plan.grid.scale_x,
+        plan.grid.scale_y, parts[0].method, sum(p.windows for p in parts), sum(p.skipped_windows for p in parts),
+        time.perf_counter() - started, plan.outside_aoi_windows,
+    )  # fmt: skip

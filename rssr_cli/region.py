@@ -78,8 +78,28 @@ def _snap_ceil(v: float) -> int:
     return math.ceil(v - SNAP_TOLERANCE_PX)
 
 
+def row_band(region: OutputRegion, rows: tuple[int, int]) -> OutputRegion:
+    """The part of a region in full-grid rows [start, stop): one worker's share of a scene split by rows.
+    Same columns, same AOI; tiles_for_region then keeps only the tiles whose patch reaches these rows."""
+    top, bottom = int(region.window.row_off), int(region.window.row_off + region.window.height)
+    start, stop = max(top, rows[0]), min(bottom, rows[1])
+    if stop <= start:
+        raise UsageError(f"rows {rows[0]}..{rows[1]} are outside the output rows {top}..{bottom}")
+    window = Window(region.window.col_off, start, region.window.width, stop - start)
+    return OutputRegion(window, region.aoi, region.aoi_pixels)
+
+
+def split_rows(region: OutputRegion, parts: int) -> list[tuple[int, int]]:
+    """[start, stop) full-grid rows of `parts` near-equal bands covering the region."""
+    top, height = int(region.window.row_off), int(region.window.height)
+    parts = max(1, min(parts, height))
+    edges = [top + round(i * height / parts) for i in range(parts + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(parts)]
+
+
 def tiles_for_region(region: OutputRegion, tiles: list[list[Tile]]) -> tuple[list[list[Tile]], int]:
-    """The tile rows with only the tiles whose HR patch reaches into the AOI, and how many were left out.
+    """The tile rows with only the tiles whose HR patch reaches into the region (and its AOI, if any), and
+    how many were left out.
 
     Selection is by the whole patch footprint, not the core: a patch adds into every pixel it covers
     (its outer halo with a vanishing but non-zero blend weight), so only by running every such tile do
@@ -87,7 +107,15 @@ def tiles_for_region(region: OutputRegion, tiles: list[list[Tile]]) -> tuple[lis
     full-grid positions, hence their seeds and blend weights.
     """
     if region.aoi_pixels is None:
-        return tiles, 0
+        w = region.window
+        r0, r1, c0, c1 = int(w.row_off), int(w.row_off + w.height), int(w.col_off), int(w.col_off + w.width)
+        kept = [
+            [t for t in row if t.out.row_off < r1 and t.out.row_off + t.out.height > r0
+             and t.out.col_off < c1 and t.out.col_off + t.out.width > c0]
+            for row in tiles
+        ]  # fmt: skip
+        kept = [row for row in kept if row]
+        return kept, sum(len(row) for row in tiles) - sum(len(row) for row in kept)
     shapely.prepare(region.aoi_pixels)
     kept: list[list[Tile]] = []
     for row in tiles:
