@@ -444,6 +444,10 @@ def render_report(report: RasterReport) -> list[str]:
     for band in report.bands:
         extra = f", scale {band.scale:g} offset {band.offset:g}" if (band.scale, band.offset) != (1.0, 0.0) else ""
         lines.append(f"    {band.index:>3}  {escape(band.description or '-'):<16} {band.colorinterp}{extra}")
+    if report.provenance:  # an rssr output: how it was made, and its fidelity figures when measured
+        lines.append("[bold]made by rssr[/]")
+        width = max(len(k) for k in report.provenance)
+        lines += [f"  {k:<{width}}  {escape(v)}" for k, v in report.provenance.items()]
     if report.preview is not None:
         p = report.preview
         lines += [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -50,6 +50,7 @@ class RasterReport:
     validity: str  # how invalid pixels are marked
     bands: tuple[BandReport, ...]
     preview: Optional[UpscalePreview]
+    provenance: dict[str, str] = field(default_factory=dict)  # RSSR_* tags of an rssr output, prefix dropped
 
 
 def describe_raster(
@@ -79,6 +80,7 @@ def describe_raster(
         validity=describe_validity(source),
         bands=tuple(_band_report(source, b) for b in range(1, source.count + 1)),
         preview=preview,
+        provenance={k.removeprefix("RSSR_").lower(): v for k, v in sorted(source.tags.items()) if k.startswith("RSSR_")},
     )
 
 

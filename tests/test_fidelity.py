@@ -202,6 +202,10 @@ def test_cli_report_threshold_and_log(textured, tmp_path):
     ok = runner.invoke(app, ["upscale", str(textured), "-o", str(tmp_path / "a.tif"), "-s", "2", "-m", "bicubic", "--report", "-q"])
     assert ok.exit_code == 0, ok.output
     assert sidecar_paths(tmp_path / "a.tif")[1].exists()
+    info = runner.invoke(app, ["info", str(tmp_path / "a.tif")])
+    assert info.exit_code == 0 and "made by rssr" in info.output
+    assert "fidelity_shift_lr_px" in info.output and "bicubic" in info.output
+    assert "made by rssr" not in runner.invoke(app, ["info", str(textured)]).output
     log = tmp_path / "log.jsonl"
     refused = runner.invoke(
         app, ["upscale", str(textured), "-o", str(tmp_path / "b.tif"), "-s", "2", "-m", "bicubic",
