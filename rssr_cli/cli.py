@@ -271,8 +271,6 @@ def upscale_command(
             raise UsageError("--aoi-crs gives the CRS of --aoi; there is no --aoi")
         if split_rows is not None and not scheduler:
             raise UsageError("--split-rows runs the row bands on a Dask cluster: give --scheduler too (e.g. local:2)")
-        if split_rows is not None and settings.fidelity is not None:
-            raise UsageError("--report and --max-* are not available with --split-rows yet")
         if not is_batch(inputs, output):
             if scheduler and split_rows is None:
                 raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows")

@@ -174,15 +174,7 @@ def upscale(
             intermediate = staging / "stream.tif"
             with open_intermediate(intermediate, plan.output) as writer:
                 skipped = stream_tiles(dataset, plan, backend, lambda rows: _write(writer, plan, rows), progress)
-            report, sidecars = None, []
-            if settings.fidelity is not None:
-                report, sidecars = assess_fidelity(dataset, plan, backend, intermediate, dst, staging)
-            if report is None or report.passed:
-                finalize_cog(intermediate, dst, plan.creation_options, overwrite=settings.overwrite)
-            for staged, final in sidecars:  # after the output: a report never describes a file that is not there
-                os.replace(staged, final)
-            if report is not None:
-                report.raise_if_failed()
+            report = finish(dataset, plan, backend, intermediate, dst, staging)
     seconds = time.perf_counter() - started
     log.info("wrote %s in %.1f s", dst, seconds)
     grid, window = plan.grid, plan.region.window
@@ -190,6 +182,24 @@ def upscale(
         dst, int(window.width), int(window.height), len(plan.bands), plan.source.dtype, grid.scale_x, grid.scale_y,
         plan.method, plan.window_count, skipped, seconds, plan.outside_aoi_windows, report,
     )  # fmt: skip
+
+
+def finish(
+    dataset: DatasetReader, plan: RunPlan, backend: SRBackend, intermediate: Path, dst: Path, staging: Path
+) -> Optional[FidelityReport]:
+    """The written intermediate -> DST: measure fidelity when asked (and refuse the output if it fails a
+    check), build the COG, then move the sidecars beside it (a report never describes a file not there)."""
+    settings = plan.settings
+    report, sidecars = None, []
+    if settings.fidelity is not None:
+        report, sidecars = assess_fidelity(dataset, plan, backend, intermediate, dst, staging)
+    if report is None or report.passed:
+        finalize_cog(intermediate, dst, plan.creation_options, overwrite=settings.overwrite)
+    for staged, final in sidecars:
+        os.replace(staged, final)
+    if report is not None:
+        report.raise_if_failed()
+    return report
 
 
 MODEL_WINDOW_HR_PX = 512  # HR side of a model window's core: bounds a window's memory whatever the scale
@@ -581,9 +591,8 @@ def render_rows(
     """Write output rows [start, stop) of the scene to `part`, exactly as a whole-scene run computes them:
     the tiles are those of the full-scene tiling whose patch reaches these rows, with their own seeds and
     blend weights, so the bands of a split run join without a seam (assemble_rows)."""
-    if settings.fidelity is not None:
-        raise UsageError("--report and fidelity checks are not available when a scene is split by rows")
     started = time.perf_counter()
+    settings = replace(settings, fidelity=None)  # measured once on the assembled output (assemble_rows)
     with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, part, settings, backend, rows=rows)
         with open_intermediate(part, plan.output) as writer:
@@ -608,15 +617,22 @@ class RecordedProvenance:
 ASSEMBLY_ROWS = 256  # rows copied per read/write while assembling
 
 
-def assemble_rows(src: str | Path, dst: str | Path, settings: UpscaleSettings, parts: Sequence[RowsPart]) -> UpscaleResult:
+def assemble_rows(
+    src: str | Path, dst: str | Path, settings: UpscaleSettings, parts: Sequence[RowsPart], *, backend: Optional[SRBackend] = None
+) -> UpscaleResult:
     """Join the row bands of a split scene into one COG at `dst` (atomic, like upscale); byte-identical to a
-    whole-scene run. The parts must cover the output rows exactly once."""
+    whole-scene run. The parts must cover the output rows exactly once. With settings.fidelity the report
+    is measured here on the joined output; its uncertainty crop needs the backend (built here if not given)."""
     import rasterio
 
     dst = Path(dst)
     started = time.perf_counter()
     parts = sorted(parts, key=lambda p: p.rows)
-    backend = RecordedProvenance(parts[0].method, parts[0].provenance)
+    if backend is None:
+        backend = (
+            get_backend(parts[0].method, **dict(settings.backend_options)) if settings.fidelity is not None
+            else RecordedProvenance(parts[0].method, parts[0].provenance)
+        )  # fmt: skip
     with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
         plan, _ = plan_run(dataset, src, dst, replace(settings, method=parts[0].method), backend)
         window = plan.region.window
@@ -634,9 +650,9 @@ def assemble_rows(src: str | Path, dst: str | Path, settings: UpscaleSettings, p
                             mask = band.read_masks(1, window=block) > 0 if plan.output.internal_mask else None
                             row_off = part.rows[0] - expected[0] + top
                             write_rows(writer, plan.output, row_off, band.read(window=block), mask)
-            finalize_cog(intermediate, dst, plan.creation_options, overwrite=settings.overwrite)
+            report = finish(dataset, plan, backend, intermediate, dst, staging)
     return UpscaleResult(
         dst, int(window.width), int(window.height), len(plan.bands), plan.source.dtype, plan.grid.scale_x,
         plan.grid.scale_y, parts[0].method, sum(p.windows for p in parts), sum(p.skipped_windows for p in parts),
-        time.perf_counter() - started, plan.outside_aoi_windows,
+        time.perf_counter() - started, plan.outside_aoi_windows, report,
     )  # fmt: skip

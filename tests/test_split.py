@@ -3,6 +3,7 @@ byte-identical to a whole-scene run, whatever the dtype, validity marking, AOI o
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from model_helpers import tiny_model
 from rssr_cli.aoi import load_aoi
 from rssr_cli.backends import get_backend
 from rssr_cli.cli import app
+from rssr_cli.errors import FidelityError
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.pipeline import UpscaleSettings, assemble_rows, render_rows, scene_row_bands, upscale
 from rssr_cli.region import OutputRegion, split_rows
@@ -75,6 +77,24 @@ def test_a_seeded_model_and_an_aoi_join_without_a_seam(tmp_path):
         bands = split_and_join(src, tmp_path / f"{name}_split.tif", settings, 3, backend=backend)
         assert len(bands) == 3
         assert (tmp_path / f"{name}_split.tif").read_bytes() == (tmp_path / f"{name}.tif").read_bytes()
+
+
+def test_the_fidelity_report_of_a_split_run_is_that_of_a_whole_run(tmp_path):
+    from rssr_cli.fidelity import FidelityChecks, FidelityOptions
+
+    src = write_raster(tmp_path / "src.tif", synthetic_image(2, 64, 52, "uint16"))
+    settings = UpscaleSettings(scale=3.0, method="bicubic", tile=16, overlap=4, fidelity=FidelityOptions(write_report=True))
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    whole = upscale(src, tmp_path / "a" / "out.tif", settings)
+    split_and_join(src, tmp_path / "b" / "out.tif", settings, 3)
+    assert (tmp_path / "a" / "out.tif").read_bytes() == (tmp_path / "b" / "out.tif").read_bytes()  # tags included
+    a, b = (json.loads((tmp_path / d / "out.fidelity.json").read_text()) for d in "ab")
+    assert {k: v for k, v in a.items() if k != "output"} == {k: v for k, v in b.items() if k != "output"}
+    assert whole.fidelity.passed
+    strict = replace(settings, fidelity=FidelityOptions(checks=FidelityChecks(max_consistency_error=1e-6)))
+    with pytest.raises(FidelityError):
+        split_and_join(src, tmp_path / "strict.tif", strict, 2)
+    assert not (tmp_path / "strict.tif").exists()
 
 
 def test_assembly_refuses_bands_that_do_not_cover_the_output(tmp_path):
