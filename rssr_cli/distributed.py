@@ -108,6 +108,11 @@ def render_rows_on_worker(src: Path, part: Path, settings: UpscaleSettings, rows
     return render_rows(src, part, replace(settings, method=method), rows, backend=backend)
 
 
+def _task_resources(settings: UpscaleSettings) -> Optional[dict[str, int]]:
+    """With device cuda, every task asks for one GPU (workers started with --resources GPU=1)."""
+    return {"GPU": 1} if str(settings.backend_options.get("device", "auto")) == "cuda" else None
+
+
 def run_batch_on_dask(
     jobs: Sequence[SceneJob],
     settings: UpscaleSettings,
@@ -119,12 +124,12 @@ def run_batch_on_dask(
 ) -> list[SceneResult]:
     """Submit every scene, report each as it finishes (in completion order), return results in job order."""
     distributed = _import_distributed()
-    gpu = str(settings.backend_options.get("device", "auto")) == "cuda"
+    resources = _task_resources(settings)
     batch_id = uuid.uuid4().hex[:8]  # keys must be new per batch, or Dask hands back a previous batch's results
     futures = {
         client.submit(
             run_scene_on_worker, job, settings, force, pure=False, retries=retries,
-            resources={"GPU": 1} if gpu else None, key=f"rssr-{batch_id}-{i}-{job.dst.name}",
+            resources=resources, key=f"rssr-{batch_id}-{i}-{job.dst.name}",
         ): i
         for i, job in enumerate(jobs)
     }  # fmt: skip
@@ -158,8 +163,7 @@ def run_split_batch_on_dask(
     assembles them into the COG (pipeline.assemble_rows: byte-identical to a whole-scene run)."""
     if parts < 2:
         raise UsageError(f"--split-rows needs at least 2 parts, got {parts}")
-    gpu = str(settings.backend_options.get("device", "auto")) == "cuda"
-    resources = {"GPU": 1} if gpu else None
+    resources = _task_resources(settings)
     method, tags = client.submit(provenance_on_worker, settings, pure=False, resources=resources).result()
     batch_id = uuid.uuid4().hex[:8]
 

@@ -8,10 +8,11 @@ and is valid. The scene is walked in LR blocks, so memory does not grow with it.
   pixel, DESIGN.md's degrade-back rule: the output's radiometry matches the input's), in stored units and
   relative to the band's range (p1..p99 of the LR values).
 - deviating fraction: LR pixels whose degrade-back error exceeds DEVIATION_SIGMAS x the LR's noise level
-  (Immerkaer estimate, median over blocks, floored at the quantization step for integer data).
+  (Immerkaer estimate on NOISE_CELL cells, a low percentile over them, floored at the quantization step for
+  integer data).
 - spectral angle (>= 2 bands): mean angle between the degrade-back and the LR band vectors (physical values).
-- shift: median over textured, fully valid blocks of the phase-correlation shift between degrade-back and
-  LR, in LR pixels; positive dy/dx = the SR content sits lower/further right than the input.
+- shift: median over textured, fully valid blocks of the shift between degrade-back and LR
+  (metrics.measure_shift: phase correlation refined by Lucas-Kanade), in LR pixels; positive dy/dx = the SR content sits lower/further right than the input.
 - uncertainty: per-pixel standard deviation over N samples (different seeds) on one textured crop; zero
   for deterministic methods. A crop, not the scene: N full runs would cost N times the upscale itself.
 """
@@ -178,7 +179,7 @@ DEFINITIONS = {
     "noise_sigma": f"LR noise level: Immerkaer 1996 on {NOISE_CELL}x{NOISE_CELL} px cells, {NOISE_PERCENTILE}th percentile "
     "over cells (the flattest ones); at least 0.5 for integer data",
     "spectral_angle_deg": "mean angle between degrade-back and LR band vectors (scale/offset applied)",
-    "shift_lr_px": "median phase-correlation shift of degrade-back vs LR over textured blocks; + = SR lower/right",
+    "shift_lr_px": "median shift (phase correlation + Lucas-Kanade) of degrade-back vs LR over textured blocks; + = SR lower/right",
     "uncertainty": "per-pixel std over several seeds on one crop (stored units); 0 for deterministic methods",
     "quicklook": "PNG panels, left to right: LR (pixel-replicated), SR, uncertainty (max over bands of std / band "
     "range; black 0, white its 99th percentile)",

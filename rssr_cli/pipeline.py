@@ -38,7 +38,8 @@ from .errors import UsageError
 from .fidelity import Comparison, CropSamples, FidelityOptions, FidelityReport, check, measure_fidelity
 from .grid import OutputGrid, Tile, hr_grid_for, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
 from .interrupts import raise_on_signals
-from .quicklook import compose, display_bands, replicate, write_png
+from .backends.classical import resample
+from .quicklook import compose, display_bands, write_png
 from .mosaic import FinishedRows, RowAccumulator, hr_validity
 from .radiometry import Radiometry, denormalize, fixed_radiometry, normalize, robust_radiometry, uses_robust_range
 from .raster_io import (
@@ -231,13 +232,10 @@ def plan_run(
     file, not checked against --overwrite: the caller that assembles the parts checks the real DST)."""
     source = inspect_source(dataset)
     bands = select_bands(source, settings.bands)
-    grid = plan_output_grid(
-        source.width, source.height, source.transform, scale=settings.scale, resolution=settings.resolution
-    )
+    grid, region = scene_region(source, settings)
     method = settings.method or default_method(settings.backend_options)
     tile, overlap = auto_tiling(method, max(grid.scale_x, grid.scale_y), settings.tile, settings.overlap)
     settings = replace(settings, tile=tile, overlap=overlap)
-    region = whole_grid(grid) if settings.aoi is None else aoi_region(grid, aoi_in_raster_crs(settings.aoi, source.crs))
     if rows is not None:
         region = row_band(region, rows)
     # The full scene's tiling, then a selection: kept tiles have the seeds and weights of a full-scene run.
@@ -265,6 +263,15 @@ def plan_run(
             window.width, window.height, window.col_off, window.row_off, outside_aoi,
         )  # fmt: skip
     return plan, backend
+
+
+def scene_region(source: SourceInfo, settings: UpscaleSettings) -> tuple[OutputGrid, OutputRegion]:
+    """The full output grid and the part of it a run writes (all of it, or the AOI's window)."""
+    grid = plan_output_grid(
+        source.width, source.height, source.transform, scale=settings.scale, resolution=settings.resolution
+    )
+    region = whole_grid(grid) if settings.aoi is None else aoi_region(grid, aoi_in_raster_crs(settings.aoi, source.crs))
+    return grid, region
 
 
 def scene_radiometry(dataset: DatasetReader, source: SourceInfo, bands: Sequence[int]) -> Radiometry:
@@ -363,12 +370,19 @@ class PreparedWindow:
     valid: np.ndarray  # LR validity of the halo window, [bands, h, w]
 
 
+def model_input(dataset: DatasetReader, plan: RunPlan, window: Window) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """A window's values for the backend (normalized, nodata filled; None when entirely nodata) and its validity."""
+    data, valid = read_window(dataset, plan.source, plan.bands, window)
+    if not valid.any():
+        return None, valid
+    return fill_invalid(normalize(data, plan.radiometry), valid), valid
+
+
 def prepare_window(dataset: DatasetReader, plan: RunPlan, tile: Tile) -> PreparedWindow:
     """Read a halo window, normalize it and fill its nodata so the backend sees only plausible values."""
-    data, valid = read_window(dataset, plan.source, plan.bands, tile.halo)
-    if not valid.any():
+    values, valid = model_input(dataset, plan, tile.halo)
+    if values is None:
         return PreparedWindow(tile, None, valid)
-    values = fill_invalid(normalize(data, plan.radiometry), valid)
     return PreparedWindow(tile, SRRequest(values, tile.hr, tile_seed(plan.settings.seed, tile)), valid)
 
 
@@ -532,8 +546,7 @@ def crop_sampler(dataset: DatasetReader, plan: RunPlan, backend: SRBackend):
         halo = Window(c0, r0, c1 - c0, r1 - r0)
         out_halo, hr = hr_grid_for(halo, grid)
         out_core, _ = hr_grid_for(core, grid)
-        data, valid = read_window(dataset, plan.source, plan.bands, halo)
-        values = fill_invalid(normalize(data, plan.radiometry), valid)
+        values, _ = model_input(dataset, plan, halo)  # the crop is entirely valid: never None
         dy, dx = int(out_core.row_off - out_halo.row_off), int(out_core.col_off - out_halo.col_off)
         h, w = int(out_core.height), int(out_core.width)
         patches: list[np.ndarray] = []
@@ -551,12 +564,13 @@ def _quicklook(
     """LR | SR | uncertainty (std over the samples, relative to each band's range, max over bands)."""
     lr, _ = read_window(dataset, plan.source, plan.bands, crop.lr_window)
     _, hr = hr_grid_for(crop.lr_window, plan.grid)
+    lr_replicated = resample(lr.astype(np.float64), hr, "nearest")
     sr = output.read(window=crop.out_window).astype(np.float64)
     spans = np.array([max(b.value_range[1] - b.value_range[0], 1e-12) for b in report.bands])
     uncertainty = (crop.std / spans[:, None, None]).max(axis=0)
     pick = [b - 1 for b in plan.bands]
     show = display_bands([plan.source.colorinterp[i] for i in pick], [plan.source.descriptions[i] for i in pick])
-    return compose(replicate(lr.astype(np.float64), hr), sr, uncertainty, show)
+    return compose(lr_replicated, sr, uncertainty, show)
 
 
 # ------------------------------------------------------------------------------------ split by rows
@@ -578,10 +592,7 @@ class RowsPart:
 def scene_row_bands(src: str | Path, settings: UpscaleSettings, parts: int) -> list[tuple[int, int]]:
     """How to split a scene's output into `parts` row bands (of the AOI's window, when there is one)."""
     with gdal_env(), open_raster(src) as dataset:
-        source = inspect_source(dataset)
-        grid = plan_output_grid(source.width, source.height, source.transform, scale=settings.scale, resolution=settings.resolution)
-        aoi = settings.aoi
-        region = whole_grid(grid) if aoi is None else aoi_region(grid, aoi_in_raster_crs(aoi, source.crs))
+        _, region = scene_region(inspect_source(dataset), settings)
     return split_rows(region, parts)
 
 

@@ -1,4 +1,5 @@
-"""The fidelity report's quick-look PNG: LR input (pixel-replicated), SR output and the uncertainty map, side by side.
+"""The fidelity report's quick-look PNG: LR input (pixel-replicated by the nearest resampler), SR output and the
+uncertainty map, side by side.
 
 Pure array work plus one PNG write; which crop and what the numbers mean is decided in fidelity.py.
 """
@@ -15,7 +16,6 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-from .grid import HRGrid
 
 GAP = 4  # px of white between panels
 # Display bands by description when the colour interpretation says nothing (Sentinel-2 / Landsat names).
@@ -33,13 +33,6 @@ def display_bands(colorinterp: Sequence[ColorInterp], descriptions: Sequence[Opt
     if None not in by_name:
         return by_name
     return [0]
-
-
-def replicate(lr: np.ndarray, grid: HRGrid) -> np.ndarray:
-    """Nearest-neighbour LR [bands, h, w] onto an HR grid given in the LR array's pixel coordinates."""
-    rows = np.clip(np.floor(grid.centers_y()).astype(int), 0, lr.shape[-2] - 1)
-    cols = np.clip(np.floor(grid.centers_x()).astype(int), 0, lr.shape[-1] - 1)
-    return lr[:, rows][:, :, cols]
 
 
 def stretch(img: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

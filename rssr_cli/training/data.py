@@ -38,11 +38,16 @@ def _read_raster(path: Path) -> tuple[np.ndarray, Optional[int]]:
         with Image.open(path) as im:
             data = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
         data = data[None] if data.ndim == 2 else data.transpose(2, 0, 1)
+    return to_model_units(data), 255 if data.dtype == np.uint8 else None
+
+
+def to_model_units(data: np.ndarray) -> np.ndarray:
+    """Stored values -> the training's float32 units: uint8 /255, uint16 and int16 /10000, floats as stored."""
     if data.dtype == np.uint8:
-        return data.astype(np.float32) / 255.0, 255
+        return data.astype(np.float32) / 255.0
     if data.dtype in (np.uint16, np.int16):
-        return data.astype(np.float32) / 10000.0, None
-    return data.astype(np.float32), None
+        return data.astype(np.float32) / 10000.0
+    return data.astype(np.float32)
 
 
 def find_images(paths: Iterable[str | Path]) -> list[Path]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -33,10 +34,11 @@ import torch
 
 from ..errors import InputError, UsageError
 from ..grid import HRGrid
+from ..metrics import psnr, shave
 from ..model.normalize import destandardize, standardize
 from ..model.operator import NeuralOperatorPrior
 from ..model.resample import bicubic_at
-from .data import PatchBatch
+from .data import PatchBatch, to_model_units
 
 MIN_VALID_SHARE = 0.5  # of a pair's LR pixels, or the pair is refused
 MAX_TRIES = 50  # random crops tried for an entirely valid one
@@ -109,22 +111,21 @@ class TrainPair:
     def scale(self) -> float:
         return 1.0 / self.grid.dy
 
+    @cached_property
+    def centers_y(self) -> np.ndarray:
+        """HR pixel centres in the LR window's rows (ascending); computed once, used by every sample."""
+        return self.grid.centers_y()
+
+    @cached_property
+    def centers_x(self) -> np.ndarray:
+        return self.grid.centers_x()
+
     def hr_rows(self, start: float, stop: float) -> np.ndarray:
         """HR row indexes whose centres lie in LR rows [start, stop)."""
-        c = self.grid.centers_y()
-        return np.nonzero((c >= start) & (c < stop))[0]
+        return np.arange(*np.searchsorted(self.centers_y, [start, stop]))
 
     def hr_cols(self, start: float, stop: float) -> np.ndarray:
-        c = self.grid.centers_x()
-        return np.nonzero((c >= start) & (c < stop))[0]
-
-
-def _model_units(data: np.ndarray) -> np.ndarray:
-    if data.dtype == np.uint8:
-        return data.astype(np.float32) / 255.0
-    if data.dtype in (np.uint16, np.int16):
-        return data.astype(np.float32) / 10000.0
-    return data.astype(np.float32)
+        return np.arange(*np.searchsorted(self.centers_x, [start, stop]))
 
 
 def _axis_overlaps(n_lr: int, n_hr: int, start: float, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -230,7 +231,7 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
             raise InputError(f"{spec.hr} is not finer than {spec.lr}: pass LR first, then HR")
         lr_raw, lr_ok = read_window(lr_ds, lr_info, lr_idx, Window(*geo.lr_window))
         hr_raw, hr_ok = read_window(hr_ds, hr_info, hr_idx, Window(*geo.hr_window))
-    lr, hr = _model_units(lr_raw), _model_units(hr_raw)
+    lr, hr = to_model_units(lr_raw), to_model_units(hr_raw)
     lr_valid, hr_valid = lr_ok.all(axis=0), hr_ok.all(axis=0)
     grid = geo.grid
     low, low_valid = area_to_lr(hr, hr_valid, grid, lr.shape[-2:])
@@ -307,7 +308,7 @@ class PairSampler:
             band = int(self.rng.integers(0, len(pair.lr)))
             lr = pair.lr[band, r : r + l, c : c + l]
             hr = pair.hr[band][np.ix_(rows, cols)]
-            ys, xs = pair.grid.centers_y()[rows] - r, pair.grid.centers_x()[cols] - c
+            ys, xs = pair.centers_y[rows] - r, pair.centers_x[cols] - c
             cell = (pair.grid.dy, pair.grid.dx)
             return self._augment(lr, hr, ys, xs, cell)
         raise InputError("no entirely valid training crop found in the pairs after many tries: too much nodata")
@@ -362,7 +363,7 @@ def holdout_crop(pair: TrainPair, sizes: Sequence[int] = (128, 96, 64, 48, 32, 1
                 rows, cols = pair.hr_rows(r, r + size), pair.hr_cols(c, c + size)
                 if pair.lr_valid[r : r + size, c : c + size].all() and pair.hr_valid[np.ix_(rows, cols)].all():
                     hr = pair.hr[:, rows][:, :, cols]
-                    return pair.lr[:, r : r + size, c : c + size], hr, pair.grid.centers_y()[rows] - r, pair.grid.centers_x()[cols] - c
+                    return pair.lr[:, r : r + size, c : c + size], hr, pair.centers_y[rows] - r, pair.centers_x[cols] - c
     return None
 
 
@@ -386,7 +387,7 @@ def validate_pairs(operator: NeuralOperatorPrior, pairs: Sequence[TrainPair]) ->
         sr = destandardize(operator(z, ys_t, xs_t, cell).estimate, stats)[:, 0].numpy()
         bic = bicubic_at(lr_t, ys_t, xs_t)[:, 0].numpy()
         peak = float(hr.max() - hr.min()) or 1.0
-        ours, base = _psnr(sr, hr, peak), _psnr(bic, hr, peak)
+        ours, base = (psnr(shave(x, 2), shave(hr, 2), peak) for x in (sr, bic))
         ours_all.append(ours)
         base_all.append(base)
         gains.append(ours - base)
@@ -394,9 +395,3 @@ def validate_pairs(operator: NeuralOperatorPrior, pairs: Sequence[TrainPair]) ->
     if not gains:
         return {}
     return {"score": float(np.mean(gains)), "psnr": float(np.mean(ours_all)), "bicubic": float(np.mean(base_all))}
-
-
-def _psnr(a: np.ndarray, b: np.ndarray, peak: float, shave: int = 2) -> float:
-    d = (a - b)[..., shave:-shave, shave:-shave].astype(np.float64)
-    mse = float(np.mean(d * d))
-    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
