@@ -17,6 +17,8 @@ from .cli import Device, Quiet, Verbose, cli_session, parse_bands, progress_bar,
 from .errors import UsageError
 from .evaluate_api import (
     COMPARISON_COLUMNS,
+    DETAIL_COLUMNS,
+    PAIRED_COLUMNS,
     DEFAULT_METHODS,
     PAIR_COLUMNS,
     CompareSettings,
@@ -25,6 +27,7 @@ from .evaluate_api import (
     compare_on_folder,
     compare_on_pair,
     comparison_rows,
+    detail_rows,
     fidelity_of_files,
     find_model,
 )
@@ -125,6 +128,12 @@ def _print_folder(report: EvaluationReport) -> None:
     title = (f"{report.meta['images']} image(s) from {report.meta['hr_dir']}; border {report.border_rule}; "
              f"degradation {report.degradation}")  # fmt: skip
     stdout.print(_table(COMPARISON_COLUMNS, comparison_rows(report), escape(title)))
+    means, paired = detail_rows(report)
+    if means:
+        band = "0.25-0.5 cycles/px, luminance"
+        stdout.print(_table(DETAIL_COLUMNS, means, f"detail ({band}); mean [95 % CI] over images"))
+    if paired:
+        stdout.print(_table(PAIRED_COLUMNS, paired, "paired differences, same images: method - vs; mean [95 % CI]", labels=3))
 
 
 def _print_pairs(comparison: PairComparison) -> None:

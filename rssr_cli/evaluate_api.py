@@ -22,6 +22,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from .backends import SRBackend, backend_names, default_model_path, get_backend
+from .detail import Interval, summarize_detail
 from .errors import InputError, RssrWarning, UsageError
 from .evaluation import DEFAULT_SCALES, EvaluationReport, Fidelity, PairScore, Progress, evaluate_folder, evaluate_pairs
 from .evaluation import finite_or_none  # strict JSON: inf/NaN -> null, as EvaluationReport.to_json
@@ -35,6 +36,8 @@ MODEL_PREFIX = "model"
 REFERENCE_METHOD = "bicubic"
 DEFAULT_METHODS = ("bicubic", "lanczos")
 COMPARISON_COLUMNS = ("scale", "method", "PSNR (dB)", f"ΔPSNR vs {REFERENCE_METHOD}", "SSIM", "s / image", "images")
+DETAIL_COLUMNS = ("scale", "method", "HF energy", "HF error", "HF corr", "improve %", "omit %", "halluc %")
+PAIRED_COLUMNS = ("scale", "method", "vs", "ΔPSNR (dB)", "ΔHF energy", "ΔHF error", "ΔHF corr")
 PAIR_COLUMNS = ("method", "PSNR (dB)", f"ΔPSNR vs {REFERENCE_METHOD}", "SSIM", "gain", "offset", "shift dy, dx (HR px)", "s")
 MAX_FIDELITY_PIXELS = 25_000_000  # SR pixels per band read whole into memory (float64, plus the area matrices)
 
@@ -182,6 +185,31 @@ def comparison_rows(report: EvaluationReport, reference: str = REFERENCE_METHOD)
          f"{s.seconds:.4f}", str(s.images))
         for s in report.summary()
     ]  # fmt: skip
+
+
+def _ci(interval: Interval, fmt: str = "{:.3f}", factor: float = 1.0) -> str:
+    if not math.isfinite(interval.mean):
+        return "-"
+    text = fmt.format(interval.mean * factor)
+    if math.isfinite(interval.low):
+        text += " [" + fmt.format(interval.low * factor) + ", " + fmt.format(interval.high * factor) + "]"
+    return text
+
+
+def detail_rows(report: EvaluationReport) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """Cells for DETAIL_COLUMNS (means with 95 % CIs) and PAIRED_COLUMNS (paired differences with CIs)."""
+    summaries = summarize_detail(report.rows, report.scales, report.backends)
+    means = [
+        (f"x{d.scale:g}", d.backend, *(_ci(d.figures[n]) for n in ("hf_energy_ratio", "hf_error_ratio", "hf_correlation")),
+         *(_ci(d.figures[n], "{:.1f}", 100.0) for n in ("improvement", "omission", "hallucination")))
+        for d in summaries
+    ]  # fmt: skip
+    paired = [
+        (f"x{d.scale:g}", d.backend, ref, _ci(deltas["psnr"], "{:+.2f}"),
+         *(_ci(deltas[n], "{:+.3f}") for n in ("hf_energy_ratio", "hf_error_ratio", "hf_correlation")))
+        for d in summaries for ref, deltas in d.versus.items()
+    ]  # fmt: skip
+    return means, paired
 
 
 # ---------------------------------------------------------------------------------------------- pairs

@@ -31,6 +31,8 @@ import numpy as np
 from affine import Affine
 
 from .backends.base import SRBackend, SRRequest
+from .backends.classical import ClassicalBackend
+from .detail import detail_score, summarize_detail
 from .errors import InputError
 from .grid import HRGrid
 from .metrics import Consistency, consistency, degrade_back, measure_shift, psnr, shave, ssim
@@ -149,6 +151,7 @@ class ImageScore:
     hr_size: tuple[int, int]
     lr_size: tuple[int, int]
     shave: int
+    detail: Optional[dict] = None  # detail.DetailScore.as_dict(): HF energy/error/correlation, opensr-test shares
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ class EvaluationReport:
             "degradation": self.degradation,
             "meta": self.meta,
             "summary": [asdict(s) for s in self.summary()],
+            "detail": [asdict(d) for d in summarize_detail(self.rows, self.scales, self.backends)],
             "rows": [asdict(r) for r in self.rows],
         }
 
@@ -244,17 +248,26 @@ def score_image(
     grid = hr_grid_on_image(height, width, size)
     cut = shave_for(scale, border)
     reference = shave(image.data, cut)
+    request = SRRequest(lr=lr, grid=grid, seed=seed)
+    interpolated = shave(quantize(ClassicalBackend("bicubic").upsample([request])[0], image.dtype), cut)
     scores = []
     for name, backend in backends.items():
         start = time.perf_counter()
-        sr = backend.upsample([SRRequest(lr=lr, grid=grid, seed=seed)])[0]
+        sr = backend.upsample([request])[0]
         seconds = time.perf_counter() - start
         sr = shave(quantize(sr, image.dtype), cut)
         scores.append(
             ImageScore(image.name, float(scale), name, psnr(sr, reference, 1.0), ssim(sr, reference, 1.0),
-                       seconds, (height, width), size, cut)
+                       seconds, (height, width), size, cut, _detail_or_none(sr, reference, interpolated))
         )
     return scores
+
+
+def _detail_or_none(sr: np.ndarray, hr: np.ndarray, interpolated: np.ndarray) -> Optional[dict]:
+    """Detail figures (detail.py), or None for an image too small to have a spectrum after shaving."""
+    if min(hr.shape[-2:]) < 8:
+        return None
+    return detail_score(sr, hr, interpolated).as_dict()
 
 
 def evaluate_folder(
