@@ -99,3 +99,32 @@ def test_denoiser_stage_on_a_prior_only_model_gets_a_real_sampler(image_dir, tmp
     result = _train(image_dir, tmp_path / "d", "--stage", "denoiser", "--denoiser-steps", "3", "--init", str(init))
     assert result.exit_code == 0, result.output
     assert load_model(tmp_path / "d" / "model.safetensors").sampler_defaults["steps"] > 0
+
+
+def test_bf16_autocast_training_on_the_cpu_writes_an_fp32_model(image_dir, tmp_path):
+    result = _train(image_dir, tmp_path / "run", "--prior-steps", "4", "--denoiser-steps", "3", "--device", "cpu",
+                    "--precision", "bf16", "--val", str(image_dir), "--val-every", "3")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model = load_model(tmp_path / "run" / "model.safetensors")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    settings = json.loads((tmp_path / "run" / "model.json").read_text())["training"]["settings"]
+    assert (settings["device"], settings["precision"]) == ("cpu", "bf16")
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "message"),
+    [("tpu", "auto", "unknown device"), ("cpu", "fp16", "fp32 or bf16"), ("cpu", "fp8", "unknown precision")],
+)
+def test_bad_training_device_or_precision_is_a_usage_error(image_dir, tmp_path, device, precision, message):
+    result = _train(image_dir, tmp_path / "run", "--prior-steps", "2", "--device", device, "--precision", precision)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda_resumes_and_writes_a_cpu_loadable_model(image_dir, tmp_path):
+    assert _train(image_dir, tmp_path / "run", "--prior-steps", "6", "--denoiser-steps", "4", "--device", "cuda").exit_code == 0
+    result = _train(image_dir, tmp_path / "run", "--prior-steps", "8", "--denoiser-steps", "4", "--device", "cuda", "--resume")
+    assert result.exit_code == 0, result.output
+    model = load_model(tmp_path / "run" / "model.safetensors", device="cpu")
+    assert next(model.parameters()).device.type == "cpu"

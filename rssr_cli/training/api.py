@@ -28,7 +28,7 @@ from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
 from ..degrade import degrade
 from .data import PatchBatch, PatchSampler, TrainImage, find_images, load_images
 from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
-from .trainer import Trainer, TrainConfig, prior_loss, validate_prior
+from .trainer import Trainer, TrainConfig, module_device, prior_loss, resolve_training_device, validate_prior
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class TrainSettings:
     pairs: Optional[Path] = None  # PAIRS file of real LR/HR pairs (training.pairs)
     pair_share: float = 0.5  # of each batch, when synthetic data (DATA, --scene) is given too
     pairs_holdout: float = 0.2  # bottom share of each pair's LR rows, never trained on; validates
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda[:N]
+    precision: str = "auto"  # auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16
 
 
 def _check(s: TrainSettings) -> None:
@@ -124,13 +126,15 @@ def _freeze_for(model: SRModel, stage: str) -> None:
 def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -> dict[str, float]:
     """PSNR of the default LR-start sampler vs the prior alone, at `scale`, on a few validation images."""
     model.eval()
+    dev = module_device(model)
     rows = {"prior": [], "diffusion": []}
     for k, img in enumerate(images):
         hr = torch.from_numpy(img.pixels)[None]
         H, W = hr.shape[-2:]
         h, w = round(H / scale), round(W / scale)
-        lr = degrade(hr, (h, w), quantize_levels=img.quantize_levels)
-        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W)
+        lr = degrade(hr, (h, w), quantize_levels=img.quantize_levels).to(dev)
+        hr = hr.to(dev)
+        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, device=dev)
         shave = math.ceil(scale)
         for mode in rows:
             sr = model.sample(lr, ys, xs, cell, mode=mode, generator=torch.Generator().manual_seed(k))
@@ -170,6 +174,8 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
     """Run the requested stage(s); writes <out>/<stage>/ (state, log.csv) and <out>/model.{safetensors,json}."""
     s = settings
     _check(s)
+    device, precision = resolve_training_device(s.device, s.precision)
+    log.info("training on %s, %s", device, precision)
     if s.threads:
         torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
@@ -190,7 +196,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         query = s.query if stage == "prior" else max(s.query, s.lr_size)  # the UNet needs room to see context
         sampler = _sampler(s, images, weights, pairs, channels, query, seed=s.seed + len(history))
         cfg = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.learning_rate, val_every=s.val_every,
-                          save_every=s.save_every, seed=s.seed, threads=s.threads)
+                          save_every=s.save_every, seed=s.seed, threads=s.threads, device=device, precision=precision)
         if stage == "denoiser" and not model.sampler_defaults.get("steps"):
             # a prior-only model (steps 0) gets a real sampler, or validating the denoiser would run the prior
             model.sampler_defaults.update(copy.deepcopy(DEFAULT_SPEC["sampler"]))
@@ -201,7 +207,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         if s.resume and (s.out / stage / "last.json").exists():
             trainer.resume(s.out / stage / "last")
         trainer.run()
-        model = trainer.ema  # the EMA weights are the ones shipped
+        model = trainer.ema.cpu()  # the EMA weights are the ones shipped; written from the CPU
         history[stage] = {"steps": trainer.step, "best_validation": trainer.best}
     if "denoiser" not in history and s.init is None:
         model.sampler_defaults["steps"] = 0  # no trained denoiser: the model's default is the prior alone

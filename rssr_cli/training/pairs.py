@@ -378,14 +378,15 @@ def validate_pairs(operator: NeuralOperatorPrior, pairs: Sequence[TrainPair]) ->
         if crop is None:
             continue
         lr, hr, ys, xs = crop
-        lr_t = torch.from_numpy(np.ascontiguousarray(lr))[:, None]
+        dev = next(operator.parameters()).device
+        lr_t = torch.from_numpy(np.ascontiguousarray(lr))[:, None].to(dev)
         n = len(lr)
-        ys_t = torch.tensor(ys, dtype=torch.float32).expand(n, -1)
-        xs_t = torch.tensor(xs, dtype=torch.float32).expand(n, -1)
-        cell = torch.tensor([pair.grid.dy, pair.grid.dx], dtype=torch.float32).expand(n, -1)
+        ys_t = torch.tensor(ys, dtype=torch.float32, device=dev).expand(n, -1)
+        xs_t = torch.tensor(xs, dtype=torch.float32, device=dev).expand(n, -1)
+        cell = torch.tensor([pair.grid.dy, pair.grid.dx], dtype=torch.float32, device=dev).expand(n, -1)
         z, stats = standardize(lr_t)
-        sr = destandardize(operator(z, ys_t, xs_t, cell).estimate, stats)[:, 0].numpy()
-        bic = bicubic_at(lr_t, ys_t, xs_t)[:, 0].numpy()
+        sr = destandardize(operator(z, ys_t, xs_t, cell).estimate, stats)[:, 0].cpu().numpy()
+        bic = bicubic_at(lr_t, ys_t, xs_t)[:, 0].cpu().numpy()
         peak = float(hr.max() - hr.min()) or 1.0
         ours, base = (psnr(shave(x, 2), shave(hr, 2), peak) for x in (sr, bic))
         ours_all.append(ours)

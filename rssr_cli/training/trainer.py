@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import logging
@@ -39,6 +40,47 @@ class TrainConfig:
     val_scale: float = 4.0
     seed: int = 0
     threads: int = 0  # 0: all cores
+    device: str = "cpu"  # resolved already ("cpu", "cuda", "cuda:1"); see resolve_training_device
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the forward pass (the optimizer state stays fp32)
+
+
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_training_device(device: str, precision: str) -> tuple[str, str]:
+    """("auto" -> cuda when available else cpu; precision "auto" -> bf16 on cuda, fp32 on cpu), validated."""
+    from ..errors import UsageError
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from None
+    if kind not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+    if precision == "auto":
+        precision = "bf16" if kind == "cuda" else "fp32"
+    if precision not in AUTOCAST_DTYPES:
+        raise UsageError(f"unknown precision {precision!r}; choose auto, {', '.join(AUTOCAST_DTYPES)}")
+    if precision == "fp16":  # would need a gradient scaler; bf16 has fp32's range and needs none
+        raise UsageError("training runs in fp32 or bf16 (--precision fp16 is for inference)")
+    return device, precision
+
+
+def autocast_for(device: str, precision: str):
+    dtype = AUTOCAST_DTYPES[precision]
+    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def module_device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def batch_to(batch: PatchBatch, device: torch.device | str) -> PatchBatch:
+    return PatchBatch(*(t.to(device, non_blocking=True) for t in batch))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -72,13 +114,15 @@ def _psnr(a: torch.Tensor, b: torch.Tensor, shave: int) -> float:
 def validate_prior(operator: NeuralOperatorPrior, images: list[TrainImage], scale: float) -> tuple[float, float]:
     """Mean PSNR (model, bicubic) at `scale` over whole images, bands as single-band samples, uint8-quantized output."""
     operator.eval()
+    dev = module_device(operator)
     ours, base = [], []
     for img in images:
         hr = torch.from_numpy(img.pixels)[:, None]  # bands as batch
         H, W = hr.shape[-2:]
         h, w = round(H / scale), round(W / scale)
-        lr = degrade(hr, (h, w), quantize_levels=img.quantize_levels)
-        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, batch=hr.shape[0])
+        lr = degrade(hr, (h, w), quantize_levels=img.quantize_levels).to(dev)
+        hr = hr.to(dev)
+        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, batch=hr.shape[0], device=dev)
         z, stats = standardize(lr)
         sr = destandardize(operator(z, ys, xs, cell).estimate, stats)
         bic = bicubic_at(lr, ys, xs)
@@ -106,6 +150,7 @@ class Trainer:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.module.to(self.cfg.device)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.ema = copy.deepcopy(self.module).requires_grad_(False)
@@ -134,7 +179,9 @@ class Trainer:
             while self.step < self.cfg.steps:
                 for g in self.opt.param_groups:
                     g["lr"] = lr_at(self.step, self.cfg)
-                loss = self.loss_fn(self.module, self.sampler.batch(self.cfg.batch_size))
+                batch = batch_to(self.sampler.batch(self.cfg.batch_size), self.cfg.device)
+                with autocast_for(self.cfg.device, self.cfg.precision):
+                    loss = self.loss_fn(self.module, batch).float()
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
