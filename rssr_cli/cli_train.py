@@ -42,6 +42,7 @@ def train_command(
     save_every: Annotated[int, typer.Option(help="Write <out>/<stage>/last.* every N steps (for --resume).")] = 250,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads (0: all cores).")] = 0,
+    denoiser_t_max: Annotated[float, typer.Option(help="Denoiser stage: train only on timesteps t < this fraction of T (the LR-start sampler's regime is t <= strength*T).")] = 1.0,
     device: Annotated[str, typer.Option(help="auto (CUDA when available) | cpu | cuda[:N].")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16: autocast of the forward pass.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/<stage>/last.*")] = False,
@@ -56,7 +57,7 @@ def train_command(
             data=list(data or []), out=out, pairs=pairs, pair_share=pair_share, pairs_holdout=pairs_holdout, scenes=list(scenes or []), scene_fraction=scene_fraction, val=val, stage=stage,
             preset=preset, init=init, prior_steps=prior_steps, denoiser_steps=denoiser_steps, batch_size=batch_size,
             learning_rate=learning_rate, scale_min=scale_min, scale_max=scale_max, blur_max=blur_max, noise_max=noise_max,
-            sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume, device=device, precision=precision, val_every=val_every, save_every=save_every,
+            sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume, device=device, precision=precision, denoiser_t_max=denoiser_t_max, val_every=val_every, save_every=save_every,
         )
 
         def report(stage_name: str, step: int, info: dict) -> None:

@@ -128,3 +128,22 @@ def test_training_on_cuda_resumes_and_writes_a_cpu_loadable_model(image_dir, tmp
     assert result.exit_code == 0, result.output
     model = load_model(tmp_path / "run" / "model.safetensors", device="cpu")
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_denoiser_timesteps_can_be_limited_to_the_lr_start_regime():
+    from rssr_cli.model.diffusion import sample_timesteps
+
+    t = sample_timesteps(4000, 1000, generator=torch.Generator().manual_seed(0), max_fraction=0.15)
+    assert int(t.max()) == 149 and int(t.min()) == 0
+    full = sample_timesteps(4000, 1000, generator=torch.Generator().manual_seed(0))
+    assert int(full.max()) > 900
+    with pytest.raises(ValueError):
+        sample_timesteps(4, 1000, max_fraction=0.0)
+
+
+def test_denoiser_t_max_is_recorded_and_validated(image_dir, tmp_path):
+    result = _train(image_dir, tmp_path / "run", "--prior-steps", "2", "--denoiser-steps", "2", "--denoiser-t-max", "0.2")
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert card["training"]["settings"]["denoiser_t_max"] == 0.2
+    assert _train(image_dir, tmp_path / "bad", "--denoiser-t-max", "1.5").exit_code == 2

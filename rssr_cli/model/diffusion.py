@@ -111,10 +111,16 @@ def q_sample(denoiser: Denoiser, x0: torch.Tensor, t: torch.Tensor, noise: torch
     return a * x0 + b * noise
 
 
-def sample_timesteps(n: int, num_timesteps: int, *, generator: Optional[torch.Generator] = None, device=None) -> torch.Tensor:
-    """Uniform training timesteps [n] in [0, T)."""
+def sample_timesteps(
+    n: int, num_timesteps: int, *, generator: Optional[torch.Generator] = None, device=None, max_fraction: float = 1.0
+) -> torch.Tensor:
+    """Uniform training timesteps [n] in [0, ceil(max_fraction * T)): max_fraction < 1 trains the denoiser only
+    in the low-noise regime the LR-start sampler visits (t <= strength * T), not the whole chain."""
+    if not 0.0 < max_fraction <= 1.0:
+        raise ValueError(f"max_fraction must be in (0, 1], got {max_fraction}")
+    high = max(1, min(num_timesteps, math.ceil(max_fraction * num_timesteps)))
     g_device = generator.device if generator is not None else device
-    return torch.randint(0, num_timesteps, (n,), generator=generator, device=g_device).to(device)
+    return torch.randint(0, high, (n,), generator=generator, device=g_device).to(device)
 
 
 def diffusion_loss(

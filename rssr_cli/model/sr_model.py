@@ -173,6 +173,7 @@ class SRModel(nn.Module):
         generator: Optional[torch.Generator] = None,
         t: Optional[torch.Tensor] = None,
         noise: Optional[torch.Tensor] = None,
+        t_max_fraction: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         """{"prior": L1(estimate, HR), "diffusion": denoiser loss on the residual}, both in LR-standardized units.
 
@@ -184,7 +185,9 @@ class SRModel(nn.Module):
         hr_z = (hr - stats.mean) / stats.std
         x0 = (hr_z - prior.estimate.detach()) * self.residual_scale
         if t is None:
-            t = sample_timesteps(x0.shape[0], self.denoiser.num_timesteps, generator=generator, device=x0.device)
+            t = sample_timesteps(
+                x0.shape[0], self.denoiser.num_timesteps, generator=generator, device=x0.device, max_fraction=t_max_fraction
+            )
         if noise is None:
             noise = randn(x0.shape, generator, device=x0.device)
         diff = diffusion_loss(self.denoiser, x0, self.condition(prior), t, noise, norm=self.loss_norm)

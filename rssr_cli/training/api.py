@@ -69,6 +69,7 @@ class TrainSettings:
     pairs_holdout: float = 0.2  # bottom share of each pair's LR rows, never trained on; validates
     device: str = "auto"  # auto (cuda when available) | cpu | cuda[:N]
     precision: str = "auto"  # auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16
+    denoiser_t_max: float = 1.0  # denoiser stage: train on t < this fraction of T (the LR-start regime: ~strength)
 
 
 def _check(s: TrainSettings) -> None:
@@ -84,6 +85,8 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"bad scale range ({s.scale_min}, {s.scale_max}]")
     if not 0.0 < s.pair_share <= 1.0:
         raise UsageError(f"--pair-share must be in (0, 1], got {s.pair_share}")
+    if not 0.0 < s.denoiser_t_max <= 1.0:
+        raise UsageError(f"--denoiser-t-max must be in (0, 1], got {s.denoiser_t_max}")
     if not (s.data or s.scenes or s.pairs):
         raise UsageError("no training data given: DATA folders, --scene rasters or --pairs")
 
@@ -105,12 +108,13 @@ def _initial_model(s: TrainSettings) -> SRModel:
     return build_sr_model(spec)
 
 
-def _stage_loss(stage: str) -> Callable[[SRModel, PatchBatch], torch.Tensor]:
+def _stage_loss(stage: str, t_max_fraction: float = 1.0) -> Callable[[SRModel, PatchBatch], torch.Tensor]:
     if stage == "prior":
         return lambda model, batch: prior_loss(model.operator, batch)
 
     def diffusion(model: SRModel, batch: PatchBatch) -> torch.Tensor:
-        return model.losses(batch.lr, batch.hr, batch.ys, batch.xs, batch.cell)["diffusion"]
+        losses = model.losses(batch.lr, batch.hr, batch.ys, batch.xs, batch.cell, t_max_fraction=t_max_fraction)
+        return losses["diffusion"]
 
     return diffusion
 
@@ -201,7 +205,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
             # a prior-only model (steps 0) gets a real sampler, or validating the denoiser would run the prior
             model.sampler_defaults.update(copy.deepcopy(DEFAULT_SPEC["sampler"]))
         _freeze_for(model, stage)
-        trainer = Trainer(model, _stage_loss(stage), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
+        trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
                           progress=(lambda step, d, st=stage: progress(st, step, d)) if progress else None,
                           meta={"stage": stage, "settings": _jsonable(s)})
         if s.resume and (s.out / stage / "last.json").exists():
