@@ -63,6 +63,7 @@ DEFAULT_TILE = 256
 CLASSICAL_METHODS = ("nearest", "bicubic", "lanczos")
 DEFAULT_OVERLAP = 32
 DEFAULT_BATCH_SIZE = 4
+STATS_SIDE = 512  # decimated read for the scene statistics: at most 512 px on its longer side
 
 
 def default_method(backend_options: Optional[Mapping[str, Any]] = None) -> str:
@@ -148,6 +149,7 @@ class RunPlan:
     settings: UpscaleSettings
     region: OutputRegion  # the part of the full output grid that is written
     outside_aoi_windows: int
+    scene_stats: Optional[np.ndarray] = None  # [bands, 2] mean, std (normalized units) for a model's standardization
 
     @property
     def window_count(self) -> int:
@@ -248,8 +250,9 @@ def plan_run(
     radiometry = scene_radiometry(dataset, source, bands)
     tags = provenance_tags(settings, method, grid, radiometry, backend) | region_tags(region, grid)
     output = output_spec(source, bands, grid, region, tags)
+    stats = None if method in CLASSICAL_METHODS else scene_statistics(dataset, source, bands, radiometry)
     plan = RunPlan(
-        source, bands, grid, tiles, radiometry, output, creation_options, method, settings, region, outside_aoi
+        source, bands, grid, tiles, radiometry, output, creation_options, method, settings, region, outside_aoi, stats
     )  # fmt: skip
     log.info(
         "%s: %dx%d -> %dx%d (x%.4g, x%.4g), %d bands, %d windows, method %s, radiometry %s",
@@ -286,6 +289,21 @@ def scene_radiometry(dataset: DatasetReader, source: SourceInfo, bands: Sequence
         scales=[source.scales[i] for i in pick],
         offsets=[source.offsets[i] for i in pick],
     )
+
+
+def scene_statistics(dataset: DatasetReader, source: SourceInfo, bands: Sequence[int], radiometry: Radiometry) -> np.ndarray:
+    """Per band (mean, std) of the scene's valid pixels in normalized units, from a decimated read.
+
+    A model standardizes every window with these rather than the window's own, so a pixel's value does not
+    depend on where the tiling (tile size, AOI, row split) put its window: only the blend differs."""
+    sample, valid = read_sample(dataset, source, bands, max_side=STATS_SIDE)
+    values = normalize(sample, radiometry)
+    stats = np.zeros((len(bands), 2), dtype=np.float32)
+    for b in range(len(bands)):
+        v = values[b][valid[b]]
+        if v.size:
+            stats[b] = (float(v.mean()), float(v.std()))
+    return stats
 
 
 def provenance_tags(
@@ -383,7 +401,7 @@ def prepare_window(dataset: DatasetReader, plan: RunPlan, tile: Tile) -> Prepare
     values, valid = model_input(dataset, plan, tile.halo)
     if values is None:
         return PreparedWindow(tile, None, valid)
-    return PreparedWindow(tile, SRRequest(values, tile.hr, tile_seed(plan.settings.seed, tile)), valid)
+    return PreparedWindow(tile, SRRequest(values, tile.hr, tile_seed(plan.settings.seed, tile), plan.scene_stats), valid)
 
 
 def upsample_windows(backend: SRBackend, windows: Sequence[PreparedWindow]) -> list[np.ndarray]:
@@ -552,7 +570,7 @@ def crop_sampler(dataset: DatasetReader, plan: RunPlan, backend: SRBackend):
         patches: list[np.ndarray] = []
         size = plan.settings.batch_size
         for i in range(0, len(seeds), size):
-            patches += backend.upsample([SRRequest(values, hr, s) for s in seeds[i : i + size]])
+            patches += backend.upsample([SRRequest(values, hr, s, plan.scene_stats) for s in seeds[i : i + size]])
         return [denormalize(p[:, dy : dy + h, dx : dx + w], plan.radiometry, plan.source.dtype) for p in patches]
 
     return sample

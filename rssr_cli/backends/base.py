@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -17,11 +17,14 @@ class SRRequest:
     lr:   float32 [bands, h, w], normalized radiometry (see radiometry.py), nodata already filled.
     grid: where the HR pixels sit inside this LR window (exact sub-grid of the global output).
     seed: the window's own seed (grid.tile_seed), so a stochastic backend is reproducible per window.
+    stats: optional [bands, 2] (mean, std) of the whole scene in the same units: a model standardizes with
+          these instead of the window's own, so its output does not depend on where the window falls.
     """
 
     lr: np.ndarray
     grid: HRGrid
     seed: int
+    stats: Optional[np.ndarray] = None
 
 
 class SRBackend(Protocol):

@@ -20,6 +20,7 @@ import torch
 
 from ..errors import CheckpointError, UsageError
 from ..model.checkpoint import check_bands, load_model, model_id
+from ..model.normalize import Stats
 from ..model.samplers import timesteps_for
 from . import default_model_path
 from .base import SRRequest
@@ -52,6 +53,14 @@ def _resolve_device(device: str) -> torch.device:
 
 
 MAX_FORWARD_PIXELS = 2_000_000
+
+
+def _stats_of(request: SRRequest) -> np.ndarray:
+    """[bands, 2] (mean, std) to standardize with: the request's scene statistics, else the window's own."""
+    if request.stats is not None:
+        return np.asarray(request.stats, dtype=np.float32)
+    lr = request.lr.astype(np.float64)
+    return np.stack([lr.mean(axis=(-2, -1)), lr.std(axis=(-2, -1))], axis=-1).astype(np.float32)
 
 
 class DiffusionBackend:
@@ -123,8 +132,14 @@ class DiffusionBackend:
         xs = torch.tensor(np.stack([r.grid.centers_x() for r in batch]), dtype=f32, device=dev)
         cell = torch.tensor([[r.grid.dy, r.grid.dx] for r in batch], dtype=f32, device=dev)
         generators = [torch.Generator().manual_seed(int(r.seed)) for r in batch]
+        stats = None
+        if any(r.stats is not None for r in batch):  # scene statistics: tile-independent standardization
+            given = torch.from_numpy(np.stack([_stats_of(r) for r in batch]))[..., None, None].to(dev)
+            stats = Stats(given[:, :, 0], given[:, :, 1])
         with torch.inference_mode(), self._autocast():
-            hr = self.model.sample(lr, ys, xs, cell, steps=self.steps, strength=self.strength, mode=self.mode, generator=generators)
+            hr = self.model.sample(
+                lr, ys, xs, cell, steps=self.steps, strength=self.strength, mode=self.mode, generator=generators, stats=stats
+            )
         out = hr.float().cpu().numpy()
         return [np.ascontiguousarray(o) for o in out]
 

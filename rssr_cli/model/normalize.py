@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -14,10 +14,15 @@ class Stats(NamedTuple):
     std: torch.Tensor  # [B, C, 1, 1]
 
 
-def standardize(lr: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-    """Zero mean, unit std per sample and band, computed on the LR window only (the model's only input)."""
-    mean = lr.mean(dim=(-2, -1), keepdim=True)
-    std = lr.std(dim=(-2, -1), keepdim=True, unbiased=False).clamp_min(MIN_STD)
+def standardize(lr: torch.Tensor, given: Optional[Stats] = None) -> tuple[torch.Tensor, Stats]:
+    """Zero mean, unit std per sample and band: computed on the LR window itself, or `given` ([B, C, 1, 1] each,
+    e.g. the whole scene's, so that a pixel's value does not depend on where the tiling put its window)."""
+    if given is None:
+        mean = lr.mean(dim=(-2, -1), keepdim=True)
+        std = lr.std(dim=(-2, -1), keepdim=True, unbiased=False)
+    else:
+        mean, std = given.mean.to(lr), given.std.to(lr)
+    std = std.clamp_min(MIN_STD)
     return (lr - mean) / std, Stats(mean, std)
 
 

@@ -104,10 +104,17 @@ class SRModel(nn.Module):
         return x.reshape(batch, -1, *x.shape[-2:])
 
     # --- the two stages ----------------------------------------------------------------------------
-    def prior(self, lr: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor) -> tuple[PriorOutput, Stats]:
-        """Standardize the (band-folded) window and run the operator once; outputs in standardized units."""
+    def prior(
+        self, lr: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, stats: Optional[Stats] = None
+    ) -> tuple[PriorOutput, Stats]:
+        """Standardize the (band-folded) window and run the operator once; outputs in standardized units.
+
+        stats: per-window-and-band (mean, std), [B, C, 1, 1] each, instead of the window's own (normalize.py)."""
+        b, c = lr.shape[:2]
         lr, ys, xs, cell = self.fold_bands(lr, ys, xs, cell)
-        z, stats = standardize(lr.float())
+        if stats is not None and lr.shape[0] != b:  # folded: bands became samples
+            stats = Stats(stats.mean.reshape(b * c, 1, 1, 1), stats.std.reshape(b * c, 1, 1, 1))
+        z, stats = standardize(lr.float(), stats)
         return self.operator(z, ys.float(), xs.float(), cell.float()), stats
 
     def condition(self, prior: PriorOutput) -> Condition:
@@ -130,6 +137,7 @@ class SRModel(nn.Module):
         mode: str = "diffusion",
         generator: Generators = None,
         callback: Callback = None,
+        stats: Optional[Stats] = None,
     ) -> torch.Tensor:
         """HR [B,C,H,W] in lr's units. strength < 1: LR-start sampler; strength = 1: full chain from noise.
 
@@ -141,7 +149,7 @@ class SRModel(nn.Module):
         steps = int(self.sampler_defaults["steps"] if steps is None else steps)
         strength = float(self.sampler_defaults["strength"] if strength is None else strength)
         batch = lr.shape[0]
-        prior, stats = self.prior(lr, ys, xs, cell)
+        prior, stats = self.prior(lr, ys, xs, cell, stats)
         estimate = prior.estimate.float()
         if mode == "prior" or steps == 0:
             return self._unfold(destandardize(estimate, stats), batch)
