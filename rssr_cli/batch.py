@@ -24,7 +24,7 @@ import rasterio
 from .backends import SRBackend, get_backend
 from .errors import Interrupted, OutputError, RssrError, UsageError
 from .locks import OutputBusy, output_lock
-from .pipeline import Progress, UpscaleResult, UpscaleSettings, default_method, request_tags, upscale
+from .pipeline import DEFAULT_METHOD, Progress, UpscaleResult, UpscaleSettings, request_tags, upscale
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def output_name(template: str, src: Path, settings: UpscaleSettings) -> str:
         "name": src.name,
         "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{settings.resolution:g}",
         "resolution": f"{settings.resolution:g}" if settings.resolution is not None else "",
-        "method": settings.method or default_method(settings.backend_options),
+        "method": settings.method or DEFAULT_METHOD,
         "seed": str(settings.seed),
     }
     try:
@@ -112,7 +112,7 @@ def plan_jobs(sources: Sequence[Path], outdir: Path, settings: UpscaleSettings, 
 
 def batch_backend(settings: UpscaleSettings) -> tuple[str, SRBackend]:
     """The method and its backend, built once for every scene of a batch (a model loads once)."""
-    method = settings.method or default_method(settings.backend_options)
+    method = settings.method or DEFAULT_METHOD
     return method, get_backend(method, **dict(settings.backend_options))
 
 

@@ -199,7 +199,7 @@ def upscale_command(
     ] = None,
     method: Annotated[
         Optional[str],
-        typer.Option("--method", "-m", help="SR method: nearest, bicubic, lanczos, ... (default: diffusion when installed, else bicubic)"),
+        typer.Option("--method", "-m", help="SR method: diffusion (the model), bicubic, lanczos, nearest. [default: diffusion; an error if no model is found]"),
     ] = None,
     bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands to process, 1-based: 1,3,4 (default: all)")] = None,
     aoi: Annotated[
@@ -211,7 +211,7 @@ def upscale_command(
     overlap: Annotated[Optional[int], typer.Option(help="LR halo around each window in px, blended [default: min(32, tile/4)]", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per backend call.")] = DEFAULT_BATCH_SIZE,
     device: Annotated[Device, typer.Option(help="Where the model runs (classical methods ignore it).")] = Device.auto,
-    model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (diffusion).", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (diffusion) [default: $RSSR_MODEL, else the model installed with rssr].", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (diffusion).", show_default=False)] = None,
     strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion).", show_default=False)] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion).", show_default=False)] = None,

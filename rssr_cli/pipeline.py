@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from . import __version__
 from .aoi import AreaOfInterest, aoi_in_raster_crs, aoi_tag
-from .backends import SRBackend, SRRequest, backend_names, default_model_path, get_backend
+from .backends import SRBackend, SRRequest, get_backend
 from .cog import (
     DEFAULT_PROFILE,
     OutputSpec,
@@ -65,15 +65,9 @@ DEFAULT_OVERLAP = 32
 DEFAULT_BATCH_SIZE = 4
 
 
-def default_method(backend_options: Optional[Mapping[str, Any]] = None) -> str:
-    """The method used when none is given: the diffusion model when its backend is registered and a model is
-    at hand (--model given, or the default model file exists), else bicubic, so a fresh install still runs."""
-    if "diffusion" not in backend_names():
-        return "bicubic"
-    if (backend_options or {}).get("model") is not None:
-        return "diffusion"
-    path = default_model_path()
-    return "diffusion" if path.is_file() or path.with_suffix(".safetensors").is_file() else "bicubic"
+# The method used when none is given. Never a silent fallback to a classical method: if no model can be
+# found, building the backend fails with one line naming --model, RSSR_MODEL and --method bicubic.
+DEFAULT_METHOD = "diffusion"
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,7 @@ class UpscaleSettings:
     """Everything that decides an upscale run; the CLI builds one of these from its flags.
 
     Give exactly one of `scale` (any real > 1) or `resolution` (target pixel size in CRS units).
-    `method=None` means default_method(backend_options); `backend_options` go to get_backend(method, **options).
+    `method=None` means DEFAULT_METHOD (diffusion); `backend_options` go to get_backend(method, **options).
     `bands` are 1-based; None means every data band (an alpha band becomes the output mask).
     `aoi`: write only the output grid's window around this area, pixels outside it invalid (region.py).
     `fidelity`: measure the output against its input (fidelity.py), tag it, optionally write the sidecar
@@ -233,7 +227,7 @@ def plan_run(
     source = inspect_source(dataset)
     bands = select_bands(source, settings.bands)
     grid, region = scene_region(source, settings)
-    method = settings.method or default_method(settings.backend_options)
+    method = settings.method or DEFAULT_METHOD
     tile, overlap = auto_tiling(method, max(grid.scale_x, grid.scale_y), settings.tile, settings.overlap)
     settings = replace(settings, tile=tile, overlap=overlap)
     if rows is not None:

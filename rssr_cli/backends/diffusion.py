@@ -21,7 +21,7 @@ import torch
 from ..errors import CheckpointError, UsageError
 from ..model.checkpoint import check_bands, load_model, model_id
 from ..model.samplers import timesteps_for
-from . import default_model_path
+from . import NO_MODEL_HINT, default_model_path
 from .base import SRRequest
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class DiffusionBackend:
     ):
         path = Path(model) if model is not None else default_model_path()
         if not path.with_suffix(".safetensors").is_file() and not path.is_file():
-            raise CheckpointError(f"no diffusion model at {path}; pass --model PATH or set RSSR_MODEL")
+            raise CheckpointError(f"no diffusion model at {path}; {NO_MODEL_HINT}")
         self.device = _resolve_device(device)
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" else "fp32"
