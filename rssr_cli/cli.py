@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from . import sources
 from .aoi import load_aoi
 from .batch import (
     DEFAULT_NAME_TEMPLATE,
@@ -188,7 +189,7 @@ BATCH_EXIT_HELP = f"{EXIT_CODES_HELP} In batch mode 1 means at least one scene f
 def upscale_command(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Input raster(s): files, directories or quoted globs (GeoTIFF or anything GDAL reads).", show_default=False),
+        typer.Argument(help="Input raster(s): files, directories, quoted globs, URLs (http(s)://, s3://, gs://), /vsi paths or GDAL connection strings (SENTINEL2_L2A:..., GTIFF_DIR:...).", show_default=False),
     ],
     output: Annotated[
         str, typer.Option("--output", "-o", help="Output COG path; a directory (or DIR/) in batch mode.", show_default=False)
@@ -275,9 +276,9 @@ def upscale_command(
             if scheduler and split_rows is None:
                 raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows")
             if split_rows is None:
-                upscale_one(Path(inputs[0]), Path(output), settings, force=force, log_json=log_json, quiet=quiet)
+                upscale_one(inputs[0], Path(output), settings, force=force, log_json=log_json, quiet=quiet)
                 return
-            job = SceneJob(Path(inputs[0]), Path(output))
+            job = SceneJob(inputs[0], Path(output))
             results = upscale_many([job], settings, force=force, log_json=log_json, scheduler=scheduler, quiet=quiet, split_rows=split_rows)
             if failed(results):
                 raise typer.Exit(EXIT_PROCESSING)
@@ -308,13 +309,17 @@ def fidelity_options(
 
 
 def is_batch(inputs: list[str], output: str) -> bool:
-    """Batch mode: several inputs, a directory or glob input, or an output that is (or is spelled as) a directory."""
-    if len(inputs) != 1 or glob.has_magic(inputs[0]) or Path(inputs[0]).is_dir():
+    """Batch mode: several inputs, a local directory, a glob (a local name that does not exist and has * ? [),
+    or an output that is (or is spelled as) a directory. A URL's query string is never a glob."""
+    if len(inputs) != 1:
+        return True
+    src = inputs[0]
+    if sources.is_local(src) and (os.path.isdir(src) or (glob.has_magic(src) and not os.path.exists(src))):
         return True
     return Path(output).is_dir() or output.endswith(("/", os.sep))
 
 
-def upscale_one(src: Path, dst: Path, settings: UpscaleSettings, *, force: bool, log_json: Optional[Path], quiet: bool) -> None:
+def upscale_one(src: str, dst: Path, settings: UpscaleSettings, *, force: bool, log_json: Optional[Path], quiet: bool) -> None:
     """One scene to one path, as before batches existed: an existing DST needs --overwrite (or --force)."""
     if force:
         settings = replace(settings, overwrite=True)
@@ -367,7 +372,7 @@ def render_scene_line(scene: SceneResult) -> str:
     style = STATUS_STYLE.get(scene.status, "")
     detail = f" {escape(scene.error)}" if scene.error else ""
     windows = f", {scene.windows} windows ({scene.skipped_windows} empty)" if scene.status == DONE else ""
-    return f"[{style}]{scene.status:>7}[/] {escape(Path(scene.input).name)} -> {escape(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
+    return f"[{style}]{scene.status:>7}[/] {escape(sources.base_name(scene.input))} -> {escape(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
 
 
 def render_batch_summary(results: list[SceneResult]) -> Table:
@@ -400,7 +405,10 @@ def summarize(result: UpscaleResult) -> str:
 
 @app.command("info", epilog=EXIT_CODES_HELP)
 def info_command(
-    src: Annotated[Optional[Path], typer.Argument(help="Raster to describe (with --model: the model's .safetensors).", show_default=False)] = None,
+    src: Annotated[
+        Optional[str],
+        typer.Argument(help="Raster to describe: a file, URL, /vsi path or GDAL connection string (with --model: the model's .safetensors).", show_default=False),
+    ] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Preview the output at this scale.")] = None,
     resolution: Annotated[
         Optional[float], typer.Option("--resolution", "-r", help="Preview the output at this pixel size.")

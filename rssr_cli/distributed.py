@@ -103,7 +103,7 @@ def provenance_on_worker(settings: UpscaleSettings) -> tuple[str, dict[str, str]
     return method, dict(backend.provenance())
 
 
-def render_rows_on_worker(src: Path, part: Path, settings: UpscaleSettings, rows: tuple[int, int]) -> RowsPart:
+def render_rows_on_worker(src: str, part: Path, settings: UpscaleSettings, rows: tuple[int, int]) -> RowsPart:
     method, backend = _worker_backend(settings)
     return render_rows(src, part, replace(settings, method=method), rows, backend=backend)
 

@@ -6,6 +6,7 @@ Every way a source can be unusable becomes one InputError line here, so later st
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from rasterio.transform import array_bounds
 from rasterio.windows import Window
 
 from .errors import InputError, RssrWarning, UsageError
+from .sources import gdal_name, is_local
 
 GDAL_ERRORS = (RasterioError, CPLE_BaseError)  # what rasterio raises for GDAL failures (CPLE_* are not RasterioErrors)
 # GDAL's block cache defaults to 5% of RAM and keeps every block it has read: bounded here so memory does
@@ -78,10 +80,6 @@ class SourceInfo:
         return abs(self.transform.a), abs(self.transform.e)
 
 
-def _is_local_path(path: str) -> bool:
-    return not (path.startswith("/vsi") or "://" in path)
-
-
 def gdal_env() -> rasterio.Env:
     """The GDAL settings of a run (bounded block cache); enter it around everything that touches GDAL."""
     return rasterio.Env(**GDAL_CONFIG)
@@ -89,17 +87,18 @@ def gdal_env() -> rasterio.Env:
 
 @contextmanager
 def open_raster(path: str | Path) -> Iterator[DatasetReader]:
-    """Open a raster for reading; a missing or unreadable file is one InputError line."""
+    """Open a raster for reading: a local path or any GDAL dataset name (sources.py: /vsi paths, URLs,
+    connection strings). A missing local file, or a dataset GDAL cannot read, is one InputError line."""
     path = str(path)
-    if _is_local_path(path):
-        if not Path(path).exists():
+    if is_local(path):
+        if not os.path.exists(path):
             raise InputError(f"no such file: {path}")
-        if Path(path).is_dir():
+        if os.path.isdir(path):
             raise InputError(f"{path} is a directory, not a raster")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # we warn once, in our own words
-            dataset = rasterio.open(path)
+            dataset = rasterio.open(gdal_name(path))
     except GDAL_ERRORS as exc:
         raise InputError(f"cannot read {path} as a raster: {gdal_message(exc)}") from exc
     with dataset:
