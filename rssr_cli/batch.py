@@ -23,10 +23,10 @@ from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
 import rasterio
 
 from . import sources
-from .backends import SRBackend, get_backend
+from .backends import SRBackend
 from .errors import Interrupted, OutputError, RssrError, UsageError
 from .locks import OutputBusy, output_lock
-from .pipeline import DEFAULT_METHOD, Progress, UpscaleResult, UpscaleSettings, request_tags, upscale
+from .pipeline import DEFAULT_METHOD, Progress, UpscaleResult, UpscaleSettings, build_backend, request_tags, upscale
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike], outdir: Path, settings: Upsca
 def batch_backend(settings: UpscaleSettings) -> tuple[str, SRBackend]:
     """The method and its backend, built once for every scene of a batch (a model loads once)."""
     method = settings.method or DEFAULT_METHOD
-    return method, get_backend(method, **dict(settings.backend_options))
+    return method, build_backend(method, settings)
 
 
 def is_done(dst: Path, wanted: dict[str, str]) -> bool:

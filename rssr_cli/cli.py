@@ -212,6 +212,10 @@ def upscale_command(
     overlap: Annotated[Optional[int], typer.Option(help="LR halo around each window in px, blended [default: min(32, tile/4)]", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per backend call.")] = DEFAULT_BATCH_SIZE,
     device: Annotated[Device, typer.Option(help="Where the model runs (classical methods ignore it).")] = Device.auto,
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", help="CPU threads for the model and for GDAL (GDAL_NUM_THREADS) [default: $OMP_NUM_THREADS, else all cores]", show_default=False),
+    ] = None,
     model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (diffusion) [default: $RSSR_MODEL, else the model installed with rssr].", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (diffusion).", show_default=False)] = None,
     strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion).", show_default=False)] = None,
@@ -267,6 +271,7 @@ def upscale_command(
             profile=profile,
             creation_options=parse_creation_options(co or []),
             fidelity=fidelity_options(report, report_samples, max_shift, max_consistency_error),
+            threads=threads,
         )
         if aoi is None and aoi_crs is not None:
             raise UsageError("--aoi-crs gives the CRS of --aoi; there is no --aoi")

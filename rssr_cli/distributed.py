@@ -82,7 +82,7 @@ _worker_backends: dict[str, tuple[str, SRBackend]] = {}  # per worker process: b
 
 
 def _backend_key(settings: UpscaleSettings) -> str:
-    return repr((settings.method, sorted((k, str(v)) for k, v in settings.backend_options.items())))
+    return repr((settings.method, settings.threads, sorted((k, str(v)) for k, v in settings.backend_options.items())))
 
 
 def _worker_backend(settings: UpscaleSettings) -> tuple[str, SRBackend]:

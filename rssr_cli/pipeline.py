@@ -80,6 +80,7 @@ class UpscaleSettings:
     `aoi`: write only the output grid's window around this area, pixels outside it invalid (region.py).
     `fidelity`: measure the output against its input (fidelity.py), tag it, optionally write the sidecar
     report, and refuse to write it when a threshold is exceeded.
+    `threads`: torch's thread count and GDAL_NUM_THREADS for the run (threads.py says what None means).
     """
 
     scale: Optional[float] = None
@@ -96,12 +97,15 @@ class UpscaleSettings:
     creation_options: Mapping[str, str] = field(default_factory=dict)
     aoi: Optional[AreaOfInterest] = None
     fidelity: Optional[FidelityOptions] = None
+    threads: Optional[int] = None  # CPU threads for the model and GDAL; None: OMP_NUM_THREADS, else all cores
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.seed < 0:
             raise UsageError(f"--seed must be >= 0, got {self.seed}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,7 @@ def upscale(
     settings = replace(settings or UpscaleSettings(), **overrides)
     dst = Path(dst)
     started = time.perf_counter()
-    with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
+    with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, dst, settings, backend)
         with staging_dir(dst) as staging:
             intermediate = staging / "stream.tif"
@@ -195,6 +199,14 @@ def finish(
     if report is not None:
         report.raise_if_failed()
     return report
+
+
+def build_backend(method: str, settings: UpscaleSettings) -> SRBackend:
+    """The backend of a run: settings.backend_options, plus --threads for the model's CPU threads."""
+    options = dict(settings.backend_options)
+    if settings.threads is not None:
+        options["threads"] = settings.threads
+    return get_backend(method, **options)
 
 
 MODEL_WINDOW_HR_PX = 512  # HR side of a model window's core: bounds a window's memory whatever the scale
@@ -238,7 +250,7 @@ def plan_run(
         check_destination(dst, overwrite=settings.overwrite, src=str(src))
     creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
     if backend is None:
-        backend = get_backend(method, **dict(settings.backend_options))  # may load a model: after the cheap checks
+        backend = build_backend(method, settings)  # may load a model: after the cheap checks
     radiometry = scene_radiometry(dataset, source, bands)
     tags = provenance_tags(settings, method, grid, radiometry, backend) | region_tags(region, grid)
     output = output_spec(source, bands, grid, region, tags)
@@ -585,7 +597,7 @@ class RowsPart:
 
 def scene_row_bands(src: str | Path, settings: UpscaleSettings, parts: int) -> list[tuple[int, int]]:
     """How to split a scene's output into `parts` row bands (of the AOI's window, when there is one)."""
-    with gdal_env(), open_raster(src) as dataset:
+    with gdal_env(settings.threads), open_raster(src) as dataset:
         _, region = scene_region(inspect_source(dataset), settings)
     return split_rows(region, parts)
 
@@ -598,7 +610,7 @@ def render_rows(
     blend weights, so the bands of a split run join without a seam (assemble_rows)."""
     started = time.perf_counter()
     settings = replace(settings, fidelity=None)  # measured once on the assembled output (assemble_rows)
-    with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
+    with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, part, settings, backend, rows=rows)
         with open_intermediate(part, plan.output) as writer:
             skipped = stream_tiles(dataset, plan, backend, lambda finished: _write(writer, plan, finished))
@@ -635,10 +647,10 @@ def assemble_rows(
     parts = sorted(parts, key=lambda p: p.rows)
     if backend is None:
         backend = (
-            get_backend(parts[0].method, **dict(settings.backend_options)) if settings.fidelity is not None
+            build_backend(parts[0].method, settings) if settings.fidelity is not None
             else RecordedProvenance(parts[0].method, parts[0].provenance)
         )  # fmt: skip
-    with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
+    with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, _ = plan_run(dataset, src, dst, replace(settings, method=parts[0].method), backend)
         window = plan.region.window
         expected = (int(window.row_off), int(window.row_off + window.height))

@@ -31,7 +31,7 @@ from .sources import gdal_name, is_local
 GDAL_ERRORS = (RasterioError, CPLE_BaseError)  # what rasterio raises for GDAL failures (CPLE_* are not RasterioErrors)
 # GDAL's block cache defaults to 5% of RAM and keeps every block it has read: bounded here so memory does
 # not grow with the scene (reading the source, writing the intermediate, building the COG).
-GDAL_CONFIG = {"GDAL_CACHEMAX": 128, "GDAL_TIFF_INTERNAL_MASK": True}  # cache in MB
+DEFAULT_GDAL_CACHEMAX_MB = 128
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 
@@ -80,9 +80,20 @@ class SourceInfo:
         return abs(self.transform.a), abs(self.transform.e)
 
 
-def gdal_env() -> rasterio.Env:
-    """The GDAL settings of a run (bounded block cache); enter it around everything that touches GDAL."""
-    return rasterio.Env(**GDAL_CONFIG)
+def gdal_config(threads: Optional[int] = None) -> dict:
+    """GDAL settings of a run: internal masks; a bounded block cache unless the user set GDAL_CACHEMAX
+    (their value then holds); GDAL_NUM_THREADS (decoding, compression, overviews) when --threads is given."""
+    config: dict = {"GDAL_TIFF_INTERNAL_MASK": True}
+    if "GDAL_CACHEMAX" not in os.environ:
+        config["GDAL_CACHEMAX"] = DEFAULT_GDAL_CACHEMAX_MB
+    if threads is not None:
+        config["GDAL_NUM_THREADS"] = str(threads)
+    return config
+
+
+def gdal_env(threads: Optional[int] = None) -> rasterio.Env:
+    """The GDAL settings of a run (gdal_config); enter it around everything that touches GDAL."""
+    return rasterio.Env(**gdal_config(threads))
 
 
 @contextmanager

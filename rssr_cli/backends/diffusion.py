@@ -21,6 +21,7 @@ import torch
 from ..errors import CheckpointError, UsageError
 from ..model.checkpoint import check_bands, load_model, model_id
 from ..model.samplers import timesteps_for
+from ..threads import cpu_threads
 from . import NO_MODEL_HINT, default_model_path
 from .base import SRRequest
 
@@ -28,18 +29,12 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("diffusion", "prior")
-_threads_set = False
 
 
 def _cpu_threads(threads: Optional[int]) -> None:
-    """Use every core this process may run on, once (sched_getaffinity respects container/cgroup pinning)."""
-    global _threads_set
-    if threads is not None:
-        torch.set_num_threads(threads)
-    elif not _threads_set:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(n)
-    _threads_set = True
+    """--threads, else OMP_NUM_THREADS, else every available core (threads.py); applied at every backend build,
+    so a Dask worker started with OMP_NUM_THREADS=1 stays single-threaded."""
+    torch.set_num_threads(cpu_threads(threads))
 
 
 def _resolve_device(device: str) -> torch.device:
