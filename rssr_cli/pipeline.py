@@ -81,6 +81,8 @@ class UpscaleSettings:
     `fidelity`: measure the output against its input (fidelity.py), tag it, optionally write the sidecar
     report, and refuse to write it when a threshold is exceeded.
     `threads`: torch's thread count and GDAL_NUM_THREADS for the run (threads.py says what None means).
+    `nodata`: pixels of this value are invalid (filled before the backend, nodata in the output, which
+    carries this nodata value), in place of the file's own nodata or mask; for files that declare none.
     """
 
     scale: Optional[float] = None
@@ -98,6 +100,7 @@ class UpscaleSettings:
     aoi: Optional[AreaOfInterest] = None
     fidelity: Optional[FidelityOptions] = None
     threads: Optional[int] = None  # CPU threads for the model and GDAL; None: OMP_NUM_THREADS, else all cores
+    nodata: Optional[float] = None  # declared nodata value (files that carry none); None: the file's own
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -236,7 +239,7 @@ def plan_run(
 
     `rows`: write only these full-grid output rows (one part of a scene split by rows; DST is then a part
     file, not checked against --overwrite: the caller that assembles the parts checks the real DST)."""
-    source = inspect_source(dataset)
+    source = inspect_source(dataset, nodata=settings.nodata)
     bands = select_bands(source, settings.bands)
     grid, region = scene_region(source, settings)
     method = settings.method or DEFAULT_METHOD
@@ -309,8 +312,8 @@ def provenance_tags(
 
 
 def request_tags(settings: UpscaleSettings, method: str, backend: SRBackend) -> dict[str, str]:
-    """The tags that identify what was asked for (method, model hash, sampler, scale, bands, seed): an output
-    whose tags contain these was made by an equivalent request, so a batch can skip it."""
+    """The tags that identify what was asked for (method, model hash, sampler, scale, bands, seed, AOI, declared
+    nodata): an output whose tags contain these was made by an equivalent request, so a batch can skip it."""
     requested = f"{settings.scale:g}" if settings.scale is not None else f"resolution {settings.resolution:g}"
     tags = {
         "RSSR_METHOD": method,
@@ -318,6 +321,7 @@ def request_tags(settings: UpscaleSettings, method: str, backend: SRBackend) -> 
         "RSSR_BANDS": "all" if settings.bands is None else ",".join(map(str, settings.bands)),
         "RSSR_SEED": str(settings.seed),
         "RSSR_AOI_ID": settings.aoi.fingerprint if settings.aoi is not None else "none",
+        "RSSR_NODATA": "file" if settings.nodata is None else f"{settings.nodata:g}",  # "file": the file's own
     }
     tags.update({f"RSSR_{key.upper()}": str(value) for key, value in backend.provenance().items()})
     return tags

@@ -129,13 +129,18 @@ def gdal_message(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def inspect_source(dataset: DatasetReader) -> SourceInfo:
-    """Validate an open dataset and describe it; refuses what the pipeline cannot handle correctly."""
+def inspect_source(dataset: DatasetReader, *, nodata: Optional[float] = None) -> SourceInfo:
+    """Validate an open dataset and describe it; refuses what the pipeline cannot handle correctly.
+
+    `nodata`: a value declared by the user (--nodata) for files that do not carry theirs (Sentinel-2 uses 0):
+    pixels equal to it are invalid, and it replaces the file's own nodata value or mask."""
     _refuse_unusable(dataset)
     if dataset.crs is None:
         warnings.warn(f"{dataset.name} has no CRS; the output is written on the pixel grid only", RssrWarning, stacklevel=2)
     dtype = dataset.dtypes[0]
     alpha_band = _alpha_band(dataset)
+    if nodata is not None:
+        _check_nodata_fits(nodata, dtype)
     return SourceInfo(
         path=dataset.name,
         width=dataset.width,
@@ -144,8 +149,8 @@ def inspect_source(dataset: DatasetReader) -> SourceInfo:
         dtype=dtype,
         crs=dataset.crs,
         transform=dataset.transform,
-        nodata=dataset.nodata,
-        mask_kind=_mask_kind(dataset, dtype, alpha_band),
+        nodata=dataset.nodata if nodata is None else nodata,
+        mask_kind=_mask_kind(dataset, dtype, alpha_band) if nodata is None else MaskKind.NODATA,
         alpha_band=alpha_band,
         descriptions=tuple(dataset.descriptions),
         colorinterp=tuple(dataset.colorinterp),
@@ -172,6 +177,15 @@ def _refuse_unusable(dataset: DatasetReader) -> None:
         raise InputError(
             f"{path} has a rotated or sheared geotransform; make it north-up first, e.g. gdalwarp {path} north_up.tif"
         )
+
+
+def _check_nodata_fits(value: float, dtype: str) -> None:
+    """A declared nodata value must be storable in the data type, or no pixel could ever carry it."""
+    if not np.issubdtype(np.dtype(dtype), np.integer):
+        return
+    info = np.iinfo(dtype)
+    if not (math.isfinite(value) and value == int(value) and info.min <= value <= info.max):
+        raise UsageError(f"--nodata {value:g} cannot be stored in {dtype} (whole numbers {info.min}..{info.max})")
 
 
 def _alpha_band(dataset: DatasetReader) -> Optional[int]:
