@@ -147,6 +147,7 @@ def test_upscale_over_http_equals_the_local_run(server, local_outputs, tmp_path,
     assert result.exit_code == 0, result.output
     assert_same_raster(dst, local_outputs[name])
     assert server.partial_reads(name) > 0  # read by Range requests, not one whole download
+    assert not [r for r in server.requests() if r["path"] == f"/{name}" and r["method"] == "GET" and r["status"] == 200]
 
 
 def test_a_query_string_is_part_of_the_url_not_a_glob(server, local_outputs, tmp_path):
