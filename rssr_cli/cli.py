@@ -207,11 +207,11 @@ def upscale_command(
         Optional[str],
         typer.Option("--aoi", help="Area of interest: a GeoJSON file (EPSG:4326 unless it says) or a WKT polygon (in the raster's CRS unless --aoi-crs). Only its windows run; pixels outside are nodata.", show_default=False),
     ] = None,
+    aoi_crs: Annotated[Optional[str], typer.Option("--aoi-crs", help="CRS of --aoi, e.g. EPSG:4326 (overrides the file's).", show_default=False)] = None,
     nodata: Annotated[
         Optional[float],
         typer.Option("--nodata", help="Declare a nodata value the input files do not carry (Sentinel-2: 0): those pixels are invalid, and nodata in the output, which carries this value. Replaces the file's own nodata or mask.", show_default=False),
     ] = None,
-    aoi_crs: Annotated[Optional[str], typer.Option("--aoi-crs", help="CRS of --aoi, e.g. EPSG:4326 (overrides the file's).", show_default=False)] = None,
     tile: Annotated[Optional[int], typer.Option(help="LR window core size in px [default: 256 for classical methods; ~512/scale for the model]", show_default=False)] = None,
     overlap: Annotated[Optional[int], typer.Option(help="LR halo around each window in px, blended [default: min(32, tile/4)]", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per backend call.")] = DEFAULT_BATCH_SIZE,

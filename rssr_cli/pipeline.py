@@ -205,9 +205,10 @@ def finish(
 
 
 def build_backend(method: str, settings: UpscaleSettings) -> SRBackend:
-    """The backend of a run: settings.backend_options, plus --threads for the model's CPU threads."""
+    """The backend of a run: settings.backend_options, plus --threads for a model's CPU threads (the classical
+    resamplers are numpy: GDAL_NUM_THREADS is all --threads means to them)."""
     options = dict(settings.backend_options)
-    if settings.threads is not None:
+    if settings.threads is not None and method not in CLASSICAL_METHODS:
         options["threads"] = settings.threads
     return get_backend(method, **options)
 

@@ -48,6 +48,15 @@ def assert_same_raster(a: Path, b: Path) -> None:
     assert bounds_a == bounds_b and transform_a == transform_b and crs_a == crs_b
 
 
+@pytest.fixture(autouse=True)
+def direct_local_http(monkeypatch):
+    """The test server is on 127.0.0.1: no proxy (a CI's http_proxy would swallow it), no extension filter."""
+    for name in ("GDAL_HTTP_PROXY", "CPL_VSIL_CURL_ALLOWED_EXTENSIONS"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
 @pytest.fixture
 def www(tmp_path) -> Path:
     """A plain striped GeoTIFF and a tiled COG with overviews, served over HTTP."""
