@@ -200,7 +200,7 @@ def upscale_command(
     ] = None,
     method: Annotated[
         Optional[str],
-        typer.Option("--method", "-m", help="SR method: diffusion (the model), bicubic, lanczos, nearest. [default: diffusion; an error if no model is found]"),
+        typer.Option("--method", "-m", help="SR method: diffusion (the model), bicubic, lanczos, nearest (default: diffusion; an error if no model is found)."),
     ] = None,
     bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands to process, 1-based: 1,3,4 (default: all)")] = None,
     aoi: Annotated[
@@ -218,9 +218,9 @@ def upscale_command(
     device: Annotated[Device, typer.Option(help="Where the model runs (classical methods ignore it).")] = Device.auto,
     threads: Annotated[
         Optional[int],
-        typer.Option("--threads", help="CPU threads for the model and for GDAL (GDAL_NUM_THREADS) [default: $OMP_NUM_THREADS, else all cores]", show_default=False),
+        typer.Option("--threads", help="CPU threads for the model and for GDAL (GDAL_NUM_THREADS) (default: $OMP_NUM_THREADS, else all cores).", show_default=False),
     ] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (diffusion) [default: $RSSR_MODEL, else the model installed with rssr].", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (diffusion) (default: $RSSR_MODEL, else the model installed with rssr).", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (diffusion).", show_default=False)] = None,
     strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion).", show_default=False)] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion).", show_default=False)] = None,
