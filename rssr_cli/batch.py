@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import os
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -21,10 +22,11 @@ from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
 
 import rasterio
 
-from .backends import SRBackend, get_backend
+from . import sources
+from .backends import SRBackend
 from .errors import Interrupted, OutputError, RssrError, UsageError
 from .locks import OutputBusy, output_lock
-from .pipeline import Progress, UpscaleResult, UpscaleSettings, default_method, request_tags, upscale
+from .pipeline import DEFAULT_METHOD, Progress, UpscaleResult, UpscaleSettings, build_backend, request_tags, upscale
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,11 @@ DONE, SKIPPED, BUSY, FAILED = "done", "skipped", "busy", "failed"
 
 @dataclass(frozen=True)
 class SceneJob:
-    src: Path
+    src: str  # a local path or any GDAL dataset name (sources.py); a Path given here becomes its string
     dst: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "src", os.fspath(self.src))
 
 
 @dataclass(frozen=True)
@@ -59,31 +64,36 @@ class SceneResult:
         return json.dumps({**asdict(self), "seconds": round(self.seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[Path]:
-    """Files as given, directories -> their raster files (not recursive), anything with * ? [ -> a glob
-    (** recursive). Order kept, duplicates dropped; an input that matches nothing is a usage error."""
-    found: dict[Path, None] = {}
+def expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Existing files as given (even with * ? [ in their names), directories -> their raster files (not
+    recursive), a local name that does not exist but has * ? [ -> a glob (** recursive); remote and GDAL
+    dataset names (URLs, /vsi paths, connection strings) as given, never globbed. Order kept, duplicates
+    dropped; a pattern that matches nothing is a usage error."""
+    found: dict[str, None] = {}
     for item in inputs:
-        if glob.has_magic(item):
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
-        elif Path(item).is_dir():
-            matches = sorted(p for p in Path(item).iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+        if not sources.is_local(item) or os.path.isfile(item):
+            matches = [item]
+        elif os.path.isdir(item):
+            matches = sorted(str(p) for p in Path(item).iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+        elif glob.has_magic(item):
+            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
         else:
-            matches = [Path(item)]  # a missing file is reported as that scene's failure, like any bad input
+            matches = [item]  # a missing file is reported as that scene's failure, like any bad input
         if not matches:
             raise UsageError(f"no raster matches {item!r}")
         found.update(dict.fromkeys(matches))
     return list(found)
 
 
-def output_name(template: str, src: Path, settings: UpscaleSettings) -> str:
-    """Fill the name template: {stem} {name} {scale} {resolution} {method} {seed}; '/' makes subfolders of -o."""
+def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
+    """Fill the name template: {stem} {name} {scale} {resolution} {method} {seed}; '/' makes subfolders of -o.
+    A URL's name is its last path component without the query string (sources.base_name)."""
     fields = {
-        "stem": src.stem,
-        "name": src.name,
+        "stem": sources.stem(src),
+        "name": sources.base_name(src),
         "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{settings.resolution:g}",
         "resolution": f"{settings.resolution:g}" if settings.resolution is not None else "",
-        "method": settings.method or default_method(settings.backend_options),
+        "method": settings.method or DEFAULT_METHOD,
         "seed": str(settings.seed),
     }
     try:
@@ -96,14 +106,14 @@ def output_name(template: str, src: Path, settings: UpscaleSettings) -> str:
     return name
 
 
-def plan_jobs(sources: Sequence[Path], outdir: Path, settings: UpscaleSettings, template: str = DEFAULT_NAME_TEMPLATE) -> list[SceneJob]:
-    """One job per source; two sources that would write the same output are refused before any work."""
+def plan_jobs(inputs: Sequence[str | os.PathLike], outdir: Path, settings: UpscaleSettings, template: str = DEFAULT_NAME_TEMPLATE) -> list[SceneJob]:
+    """One job per input; two inputs that would write the same output are refused before any work."""
     jobs, claimed = [], {}
-    for src in sources:
+    for src in map(os.fspath, inputs):
         dst = outdir / output_name(template, src, settings)
         if dst in claimed:
             raise UsageError(f"{claimed[dst]} and {src} would both write {dst}; use a template with {{name}} or separate runs")
-        if dst.resolve() == src.resolve():
+        if sources.is_local(src) and dst.resolve() == Path(src).resolve():
             raise UsageError(f"output {dst} would overwrite its input")
         claimed[dst] = src
         jobs.append(SceneJob(src, dst))
@@ -112,8 +122,8 @@ def plan_jobs(sources: Sequence[Path], outdir: Path, settings: UpscaleSettings, 
 
 def batch_backend(settings: UpscaleSettings) -> tuple[str, SRBackend]:
     """The method and its backend, built once for every scene of a batch (a model loads once)."""
-    method = settings.method or default_method(settings.backend_options)
-    return method, get_backend(method, **dict(settings.backend_options))
+    method = settings.method or DEFAULT_METHOD
+    return method, build_backend(method, settings)
 
 
 def is_done(dst: Path, wanted: dict[str, str]) -> bool:

@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from . import sources
 from .aoi import load_aoi
 from .batch import (
     DEFAULT_NAME_TEMPLATE,
@@ -188,7 +189,7 @@ BATCH_EXIT_HELP = f"{EXIT_CODES_HELP} In batch mode 1 means at least one scene f
 def upscale_command(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Input raster(s): files, directories or quoted globs (GeoTIFF or anything GDAL reads).", show_default=False),
+        typer.Argument(help="Input raster(s): files, directories, quoted globs, URLs (http(s)://, s3://, gs://), /vsi paths or GDAL connection strings (SENTINEL2_L2A:..., GTIFF_DIR:...).", show_default=False),
     ],
     output: Annotated[
         str, typer.Option("--output", "-o", help="Output COG path; a directory (or DIR/) in batch mode.", show_default=False)
@@ -199,7 +200,7 @@ def upscale_command(
     ] = None,
     method: Annotated[
         Optional[str],
-        typer.Option("--method", "-m", help="SR method: nearest, bicubic, lanczos, ... (default: diffusion when installed, else bicubic)"),
+        typer.Option("--method", "-m", help="SR method: diffusion (the model), bicubic, lanczos, nearest (default: diffusion; an error if no model is found)."),
     ] = None,
     bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands to process, 1-based: 1,3,4 (default: all)")] = None,
     aoi: Annotated[
@@ -207,11 +208,19 @@ def upscale_command(
         typer.Option("--aoi", help="Area of interest: a GeoJSON file (EPSG:4326 unless it says) or a WKT polygon (in the raster's CRS unless --aoi-crs). Only its windows run; pixels outside are nodata.", show_default=False),
     ] = None,
     aoi_crs: Annotated[Optional[str], typer.Option("--aoi-crs", help="CRS of --aoi, e.g. EPSG:4326 (overrides the file's).", show_default=False)] = None,
+    nodata: Annotated[
+        Optional[float],
+        typer.Option("--nodata", help="Declare a nodata value the input files do not carry (Sentinel-2: 0): those pixels are invalid, and nodata in the output, which carries this value. Replaces the file's own nodata or mask.", show_default=False),
+    ] = None,
     tile: Annotated[Optional[int], typer.Option(help="LR window core size in px [default: 256 for classical methods; ~512/scale for the model]", show_default=False)] = None,
     overlap: Annotated[Optional[int], typer.Option(help="LR halo around each window in px, blended [default: min(32, tile/4)]", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per backend call.")] = DEFAULT_BATCH_SIZE,
     device: Annotated[Device, typer.Option(help="Where the model runs (classical methods ignore it).")] = Device.auto,
-    model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (diffusion).", show_default=False)] = None,
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", help="CPU threads for the model and for GDAL (GDAL_NUM_THREADS) (default: $OMP_NUM_THREADS, else all cores).", show_default=False),
+    ] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (diffusion) (default: $RSSR_MODEL, else the model installed with rssr).", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (diffusion).", show_default=False)] = None,
     strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion).", show_default=False)] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion).", show_default=False)] = None,
@@ -266,6 +275,8 @@ def upscale_command(
             profile=profile,
             creation_options=parse_creation_options(co or []),
             fidelity=fidelity_options(report, report_samples, max_shift, max_consistency_error),
+            threads=threads,
+            nodata=nodata,
         )
         if aoi is None and aoi_crs is not None:
             raise UsageError("--aoi-crs gives the CRS of --aoi; there is no --aoi")
@@ -275,9 +286,9 @@ def upscale_command(
             if scheduler and split_rows is None:
                 raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows")
             if split_rows is None:
-                upscale_one(Path(inputs[0]), Path(output), settings, force=force, log_json=log_json, quiet=quiet)
+                upscale_one(inputs[0], Path(output), settings, force=force, log_json=log_json, quiet=quiet)
                 return
-            job = SceneJob(Path(inputs[0]), Path(output))
+            job = SceneJob(inputs[0], Path(output))
             results = upscale_many([job], settings, force=force, log_json=log_json, scheduler=scheduler, quiet=quiet, split_rows=split_rows)
             if failed(results):
                 raise typer.Exit(EXIT_PROCESSING)
@@ -308,13 +319,17 @@ def fidelity_options(
 
 
 def is_batch(inputs: list[str], output: str) -> bool:
-    """Batch mode: several inputs, a directory or glob input, or an output that is (or is spelled as) a directory."""
-    if len(inputs) != 1 or glob.has_magic(inputs[0]) or Path(inputs[0]).is_dir():
+    """Batch mode: several inputs, a local directory, a glob (a local name that does not exist and has * ? [),
+    or an output that is (or is spelled as) a directory. A URL's query string is never a glob."""
+    if len(inputs) != 1:
+        return True
+    src = inputs[0]
+    if sources.is_local(src) and (os.path.isdir(src) or (glob.has_magic(src) and not os.path.exists(src))):
         return True
     return Path(output).is_dir() or output.endswith(("/", os.sep))
 
 
-def upscale_one(src: Path, dst: Path, settings: UpscaleSettings, *, force: bool, log_json: Optional[Path], quiet: bool) -> None:
+def upscale_one(src: str, dst: Path, settings: UpscaleSettings, *, force: bool, log_json: Optional[Path], quiet: bool) -> None:
     """One scene to one path, as before batches existed: an existing DST needs --overwrite (or --force)."""
     if force:
         settings = replace(settings, overwrite=True)
@@ -367,7 +382,7 @@ def render_scene_line(scene: SceneResult) -> str:
     style = STATUS_STYLE.get(scene.status, "")
     detail = f" {escape(scene.error)}" if scene.error else ""
     windows = f", {scene.windows} windows ({scene.skipped_windows} empty)" if scene.status == DONE else ""
-    return f"[{style}]{scene.status:>7}[/] {escape(Path(scene.input).name)} -> {escape(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
+    return f"[{style}]{scene.status:>7}[/] {escape(sources.base_name(scene.input))} -> {escape(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
 
 
 def render_batch_summary(results: list[SceneResult]) -> Table:
@@ -400,7 +415,10 @@ def summarize(result: UpscaleResult) -> str:
 
 @app.command("info", epilog=EXIT_CODES_HELP)
 def info_command(
-    src: Annotated[Optional[Path], typer.Argument(help="Raster to describe (with --model: the model's .safetensors).", show_default=False)] = None,
+    src: Annotated[
+        Optional[str],
+        typer.Argument(help="Raster to describe: a file, URL, /vsi path or GDAL connection string (with --model: the model's .safetensors).", show_default=False),
+    ] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Preview the output at this scale.")] = None,
     resolution: Annotated[
         Optional[float], typer.Option("--resolution", "-r", help="Preview the output at this pixel size.")

@@ -30,7 +30,7 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_translate
 
 from .errors import OutputError, UsageError
-from .raster_io import GDAL_CONFIG, GDAL_ERRORS, gdal_message
+from .raster_io import GDAL_ERRORS, gdal_config, gdal_message
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def open_intermediate(path: Path, spec: OutputSpec) -> Iterator[DatasetWriter]:
         interleave="pixel",
         bigtiff="IF_SAFER",
     )
-    with rasterio.Env(**GDAL_CONFIG):
+    with rasterio.Env(**gdal_config()):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -203,7 +203,7 @@ def finalize_cog(intermediate: Path, dst: Path, options: Mapping, *, overwrite: 
                     quiet=True,
                     overview_resampling=OVERVIEW_RESAMPLING,
                     forward_band_tags=True,
-                    config=GDAL_CONFIG,
+                    config=gdal_config(),
                 )
     except GDAL_ERRORS as exc:
         raise OutputError(f"cannot write the COG for {dst}: {gdal_message(exc)}") from exc
@@ -233,5 +233,5 @@ def _gdal_cog_copy(intermediate: Path, staged: Path, options: Mapping) -> None:
     cog = {_COG_DRIVER_NAMES.get(k, k.upper()): v for k, v in options.items() if k not in _GTIFF_ONLY}
     cog["PREDICTOR"] = "YES" if str(cog.get("PREDICTOR", "")) in ("2", "3") else cog.get("PREDICTOR", "NO")
     cog["OVERVIEW_RESAMPLING"] = OVERVIEW_RESAMPLING.upper()
-    with rasterio.Env(**GDAL_CONFIG):
+    with rasterio.Env(**gdal_config()):
         rasterio.shutil.copy(str(intermediate), str(staged), driver="COG", **cog)

@@ -82,7 +82,7 @@ _worker_backends: dict[str, tuple[str, SRBackend]] = {}  # per worker process: b
 
 
 def _backend_key(settings: UpscaleSettings) -> str:
-    return repr((settings.method, sorted((k, str(v)) for k, v in settings.backend_options.items())))
+    return repr((settings.method, settings.threads, sorted((k, str(v)) for k, v in settings.backend_options.items())))
 
 
 def _worker_backend(settings: UpscaleSettings) -> tuple[str, SRBackend]:
@@ -103,7 +103,7 @@ def provenance_on_worker(settings: UpscaleSettings) -> tuple[str, dict[str, str]
     return method, dict(backend.provenance())
 
 
-def render_rows_on_worker(src: Path, part: Path, settings: UpscaleSettings, rows: tuple[int, int]) -> RowsPart:
+def render_rows_on_worker(src: str, part: Path, settings: UpscaleSettings, rows: tuple[int, int]) -> RowsPart:
     method, backend = _worker_backend(settings)
     return render_rows(src, part, replace(settings, method=method), rows, backend=backend)
 

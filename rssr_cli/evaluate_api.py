@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from .backends import SRBackend, backend_names, default_model_path, get_backend
 from .detail import Interval, summarize_detail
-from .errors import InputError, RssrWarning, UsageError
+from .errors import CheckpointError, InputError, RssrWarning, UsageError
 from .evaluation import DEFAULT_SCALES, EvaluationReport, Fidelity, PairScore, Progress, evaluate_folder, evaluate_pairs
 from .evaluation import finite_or_none  # strict JSON: inf/NaN -> null, as EvaluationReport.to_json
 from .evaluation import fidelity as fidelity_of_arrays
@@ -80,7 +80,10 @@ def find_model(model: Optional[Path]) -> Optional[Path]:
     default model when its file exists and the diffusion backend is installed, else None."""
     if model is not None:
         return Path(model)
-    default = default_model_path()
+    try:
+        default = default_model_path()
+    except CheckpointError:  # no bundled model and no RSSR_MODEL: the CLI says it evaluates classical methods only
+        return None
     return default if default.is_file() and "diffusion" in backend_names() else None
 
 

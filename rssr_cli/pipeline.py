@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from . import __version__
 from .aoi import AreaOfInterest, aoi_in_raster_crs, aoi_tag
-from .backends import SRBackend, SRRequest, backend_names, default_model_path, get_backend
+from .backends import SRBackend, SRRequest, get_backend
 from .cog import (
     DEFAULT_PROFILE,
     OutputSpec,
@@ -66,15 +66,9 @@ DEFAULT_BATCH_SIZE = 4
 STATS_SIDE = 512  # decimated read for the scene statistics: at most 512 px on its longer side
 
 
-def default_method(backend_options: Optional[Mapping[str, Any]] = None) -> str:
-    """The method used when none is given: the diffusion model when its backend is registered and a model is
-    at hand (--model given, or the default model file exists), else bicubic, so a fresh install still runs."""
-    if "diffusion" not in backend_names():
-        return "bicubic"
-    if (backend_options or {}).get("model") is not None:
-        return "diffusion"
-    path = default_model_path()
-    return "diffusion" if path.is_file() or path.with_suffix(".safetensors").is_file() else "bicubic"
+# The method used when none is given. Never a silent fallback to a classical method: if no model can be
+# found, building the backend fails with one line naming --model, RSSR_MODEL and --method bicubic.
+DEFAULT_METHOD = "diffusion"
 
 
 @dataclass(frozen=True)
@@ -82,11 +76,14 @@ class UpscaleSettings:
     """Everything that decides an upscale run; the CLI builds one of these from its flags.
 
     Give exactly one of `scale` (any real > 1) or `resolution` (target pixel size in CRS units).
-    `method=None` means default_method(backend_options); `backend_options` go to get_backend(method, **options).
+    `method=None` means DEFAULT_METHOD (diffusion); `backend_options` go to get_backend(method, **options).
     `bands` are 1-based; None means every data band (an alpha band becomes the output mask).
     `aoi`: write only the output grid's window around this area, pixels outside it invalid (region.py).
     `fidelity`: measure the output against its input (fidelity.py), tag it, optionally write the sidecar
     report, and refuse to write it when a threshold is exceeded.
+    `threads`: torch's thread count and GDAL_NUM_THREADS for the run (threads.py says what None means).
+    `nodata`: pixels of this value are invalid (filled before the backend, nodata in the output, which
+    carries this nodata value), in place of the file's own nodata or mask; for files that declare none.
     """
 
     scale: Optional[float] = None
@@ -103,12 +100,16 @@ class UpscaleSettings:
     creation_options: Mapping[str, str] = field(default_factory=dict)
     aoi: Optional[AreaOfInterest] = None
     fidelity: Optional[FidelityOptions] = None
+    threads: Optional[int] = None  # CPU threads for the model and GDAL; None: OMP_NUM_THREADS, else all cores
+    nodata: Optional[float] = None  # declared nodata value (files that carry none); None: the file's own
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.seed < 0:
             raise UsageError(f"--seed must be >= 0, got {self.seed}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def upscale(
     settings = replace(settings or UpscaleSettings(), **overrides)
     dst = Path(dst)
     started = time.perf_counter()
-    with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
+    with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, dst, settings, backend)
         with staging_dir(dst) as staging:
             intermediate = staging / "stream.tif"
@@ -205,6 +206,15 @@ def finish(
     return report
 
 
+def build_backend(method: str, settings: UpscaleSettings) -> SRBackend:
+    """The backend of a run: settings.backend_options, plus --threads for a model's CPU threads (the classical
+    resamplers are numpy: GDAL_NUM_THREADS is all --threads means to them)."""
+    options = dict(settings.backend_options)
+    if settings.threads is not None and method not in CLASSICAL_METHODS:
+        options["threads"] = settings.threads
+    return get_backend(method, **options)
+
+
 MODEL_WINDOW_HR_PX = 512  # HR side of a model window's core: bounds a window's memory whatever the scale
 
 
@@ -232,10 +242,10 @@ def plan_run(
 
     `rows`: write only these full-grid output rows (one part of a scene split by rows; DST is then a part
     file, not checked against --overwrite: the caller that assembles the parts checks the real DST)."""
-    source = inspect_source(dataset)
+    source = inspect_source(dataset, nodata=settings.nodata)
     bands = select_bands(source, settings.bands)
     grid, region = scene_region(source, settings)
-    method = settings.method or default_method(settings.backend_options)
+    method = settings.method or DEFAULT_METHOD
     tile, overlap = auto_tiling(method, max(grid.scale_x, grid.scale_y), settings.tile, settings.overlap)
     settings = replace(settings, tile=tile, overlap=overlap)
     if rows is not None:
@@ -246,7 +256,7 @@ def plan_run(
         check_destination(dst, overwrite=settings.overwrite, src=str(src))
     creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
     if backend is None:
-        backend = get_backend(method, **dict(settings.backend_options))  # may load a model: after the cheap checks
+        backend = build_backend(method, settings)  # may load a model: after the cheap checks
     radiometry = scene_radiometry(dataset, source, bands)
     tags = provenance_tags(settings, method, grid, radiometry, backend) | region_tags(region, grid)
     output = output_spec(source, bands, grid, region, tags)
@@ -321,8 +331,8 @@ def provenance_tags(
 
 
 def request_tags(settings: UpscaleSettings, method: str, backend: SRBackend) -> dict[str, str]:
-    """The tags that identify what was asked for (method, model hash, sampler, scale, bands, seed): an output
-    whose tags contain these was made by an equivalent request, so a batch can skip it."""
+    """The tags that identify what was asked for (method, model hash, sampler, scale, bands, seed, AOI, declared
+    nodata): an output whose tags contain these was made by an equivalent request, so a batch can skip it."""
     requested = f"{settings.scale:g}" if settings.scale is not None else f"resolution {settings.resolution:g}"
     tags = {
         "RSSR_METHOD": method,
@@ -330,6 +340,7 @@ def request_tags(settings: UpscaleSettings, method: str, backend: SRBackend) -> 
         "RSSR_BANDS": "all" if settings.bands is None else ",".join(map(str, settings.bands)),
         "RSSR_SEED": str(settings.seed),
         "RSSR_AOI_ID": settings.aoi.fingerprint if settings.aoi is not None else "none",
+        "RSSR_NODATA": "file" if settings.nodata is None else f"{settings.nodata:g}",  # "file": the file's own
     }
     tags.update({f"RSSR_{key.upper()}": str(value) for key, value in backend.provenance().items()})
     return tags
@@ -609,7 +620,7 @@ class RowsPart:
 
 def scene_row_bands(src: str | Path, settings: UpscaleSettings, parts: int) -> list[tuple[int, int]]:
     """How to split a scene's output into `parts` row bands (of the AOI's window, when there is one)."""
-    with gdal_env(), open_raster(src) as dataset:
+    with gdal_env(settings.threads), open_raster(src) as dataset:
         _, region = scene_region(inspect_source(dataset), settings)
     return split_rows(region, parts)
 
@@ -622,7 +633,7 @@ def render_rows(
     blend weights, so the bands of a split run join without a seam (assemble_rows)."""
     started = time.perf_counter()
     settings = replace(settings, fidelity=None)  # measured once on the assembled output (assemble_rows)
-    with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
+    with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, part, settings, backend, rows=rows)
         with open_intermediate(part, plan.output) as writer:
             skipped = stream_tiles(dataset, plan, backend, lambda finished: _write(writer, plan, finished))
@@ -659,10 +670,10 @@ def assemble_rows(
     parts = sorted(parts, key=lambda p: p.rows)
     if backend is None:
         backend = (
-            get_backend(parts[0].method, **dict(settings.backend_options)) if settings.fidelity is not None
+            build_backend(parts[0].method, settings) if settings.fidelity is not None
             else RecordedProvenance(parts[0].method, parts[0].provenance)
         )  # fmt: skip
-    with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
+    with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, _ = plan_run(dataset, src, dst, replace(settings, method=parts[0].method), backend)
         window = plan.region.window
         expected = (int(window.row_off), int(window.row_off + window.height))

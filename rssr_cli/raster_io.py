@@ -6,6 +6,7 @@ Every way a source can be unusable becomes one InputError line here, so later st
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ from rasterio.transform import array_bounds
 from rasterio.windows import Window
 
 from .errors import InputError, RssrWarning, UsageError
+from .sources import gdal_name, is_local
 
 GDAL_ERRORS = (RasterioError, CPLE_BaseError)  # what rasterio raises for GDAL failures (CPLE_* are not RasterioErrors)
 # GDAL's block cache defaults to 5% of RAM and keeps every block it has read: bounded here so memory does
 # not grow with the scene (reading the source, writing the intermediate, building the COG).
-GDAL_CONFIG = {"GDAL_CACHEMAX": 128, "GDAL_TIFF_INTERNAL_MASK": True}  # cache in MB
+DEFAULT_GDAL_CACHEMAX_MB = 128
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 
@@ -78,28 +80,36 @@ class SourceInfo:
         return abs(self.transform.a), abs(self.transform.e)
 
 
-def _is_local_path(path: str) -> bool:
-    return not (path.startswith("/vsi") or "://" in path)
+def gdal_config(threads: Optional[int] = None) -> dict:
+    """GDAL settings of a run: internal masks; a bounded block cache unless the user set GDAL_CACHEMAX
+    (their value then holds); GDAL_NUM_THREADS (decoding, compression, overviews) when --threads is given."""
+    config: dict = {"GDAL_TIFF_INTERNAL_MASK": True}
+    if "GDAL_CACHEMAX" not in os.environ:
+        config["GDAL_CACHEMAX"] = DEFAULT_GDAL_CACHEMAX_MB
+    if threads is not None:
+        config["GDAL_NUM_THREADS"] = str(threads)
+    return config
 
 
-def gdal_env() -> rasterio.Env:
-    """The GDAL settings of a run (bounded block cache); enter it around everything that touches GDAL."""
-    return rasterio.Env(**GDAL_CONFIG)
+def gdal_env(threads: Optional[int] = None) -> rasterio.Env:
+    """The GDAL settings of a run (gdal_config); enter it around everything that touches GDAL."""
+    return rasterio.Env(**gdal_config(threads))
 
 
 @contextmanager
 def open_raster(path: str | Path) -> Iterator[DatasetReader]:
-    """Open a raster for reading; a missing or unreadable file is one InputError line."""
+    """Open a raster for reading: a local path or any GDAL dataset name (sources.py: /vsi paths, URLs,
+    connection strings). A missing local file, or a dataset GDAL cannot read, is one InputError line."""
     path = str(path)
-    if _is_local_path(path):
-        if not Path(path).exists():
+    if is_local(path):
+        if not os.path.exists(path):
             raise InputError(f"no such file: {path}")
-        if Path(path).is_dir():
+        if os.path.isdir(path):
             raise InputError(f"{path} is a directory, not a raster")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # we warn once, in our own words
-            dataset = rasterio.open(path)
+            dataset = rasterio.open(gdal_name(path))
     except GDAL_ERRORS as exc:
         raise InputError(f"cannot read {path} as a raster: {gdal_message(exc)}") from exc
     with dataset:
@@ -119,13 +129,18 @@ def gdal_message(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def inspect_source(dataset: DatasetReader) -> SourceInfo:
-    """Validate an open dataset and describe it; refuses what the pipeline cannot handle correctly."""
+def inspect_source(dataset: DatasetReader, *, nodata: Optional[float] = None) -> SourceInfo:
+    """Validate an open dataset and describe it; refuses what the pipeline cannot handle correctly.
+
+    `nodata`: a value declared by the user (--nodata) for files that do not carry theirs (Sentinel-2 uses 0):
+    pixels equal to it are invalid, and it replaces the file's own nodata value or mask."""
     _refuse_unusable(dataset)
     if dataset.crs is None:
         warnings.warn(f"{dataset.name} has no CRS; the output is written on the pixel grid only", RssrWarning, stacklevel=2)
     dtype = dataset.dtypes[0]
     alpha_band = _alpha_band(dataset)
+    if nodata is not None:
+        _check_nodata_fits(nodata, dtype)
     return SourceInfo(
         path=dataset.name,
         width=dataset.width,
@@ -134,8 +149,8 @@ def inspect_source(dataset: DatasetReader) -> SourceInfo:
         dtype=dtype,
         crs=dataset.crs,
         transform=dataset.transform,
-        nodata=dataset.nodata,
-        mask_kind=_mask_kind(dataset, dtype, alpha_band),
+        nodata=dataset.nodata if nodata is None else nodata,
+        mask_kind=_mask_kind(dataset, dtype, alpha_band) if nodata is None else MaskKind.NODATA,
         alpha_band=alpha_band,
         descriptions=tuple(dataset.descriptions),
         colorinterp=tuple(dataset.colorinterp),
@@ -162,6 +177,15 @@ def _refuse_unusable(dataset: DatasetReader) -> None:
         raise InputError(
             f"{path} has a rotated or sheared geotransform; make it north-up first, e.g. gdalwarp {path} north_up.tif"
         )
+
+
+def _check_nodata_fits(value: float, dtype: str) -> None:
+    """A declared nodata value must be storable in the data type, or no pixel could ever carry it."""
+    if not np.issubdtype(np.dtype(dtype), np.integer):
+        return
+    info = np.iinfo(dtype)
+    if not (math.isfinite(value) and value == int(value) and info.min <= value <= info.max):
+        raise UsageError(f"--nodata {value:g} cannot be stored in {dtype} (whole numbers {info.min}..{info.max})")
 
 
 def _alpha_band(dataset: DatasetReader) -> Optional[int]:

@@ -16,7 +16,7 @@ from rssr_cli import backends
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.errors import UsageError
 from rssr_cli.mosaic import RowAccumulator
-from rssr_cli.pipeline import UpscaleSettings, default_method, upscale
+from rssr_cli.pipeline import UpscaleSettings, upscale
 from rssr_cli.raster_io import fill_invalid
 
 from conftest import files_in, synthetic_image
@@ -133,8 +133,6 @@ def test_bright_values_are_not_clipped_before_the_model(make_raster, tmp_path):
 
 def test_the_default_model_keeps_a_bright_flat_cloud_bright(make_raster, tmp_path):
     """The model sees values above its training range (reflectance 1.4): it must not pull them down."""
-    if default_method() != "diffusion":
-        pytest.skip("no default model in models/")
     data = np.full((1, 20, 20), 14_000, dtype=np.uint16)
     src = make_raster(data=data)
     out, _ = read(upscale(src, tmp_path / "out.tif", scale=2).dst)
@@ -298,7 +296,7 @@ def test_bands_out_of_range_are_a_usage_error(make_raster, tmp_path):
 @pytest.mark.parametrize("dtype,nodata", [("uint16", 0), ("float32", None), ("int16", -1000)])
 def test_output_is_a_valid_cog_with_overviews(make_raster, tmp_path, dtype, nodata):
     src = make_raster(2, 70, 90, dtype, nodata=nodata)
-    dst = upscale(src, tmp_path / "out.tif", scale=8, tile=64, overlap=8).dst
+    dst = upscale(src, tmp_path / "out.tif", scale=8, tile=64, overlap=8, method="bicubic").dst  # the COG layout, not the model
     ok, errors, _ = cog_validate(str(dst))
     assert ok, errors
     with rasterio.open(dst) as ds:
@@ -350,17 +348,6 @@ def test_each_window_gets_its_own_seed(make_raster, tmp_path, counting_backend):
     upscale(make_raster(1, 40, 40), tmp_path / "out.tif", scale=2, method="counting", tile=16, overlap=4, seed=3)
     seeds = [r.seed for r in counting_backend[0].requests]
     assert len(set(seeds)) == len(seeds) == 9
-
-
-def test_default_method_is_diffusion_only_with_a_model_at_hand(monkeypatch, tmp_path):
-    monkeypatch.setitem(backends._FACTORIES, "diffusion", lambda **_: ClassicalBackend("bicubic"))
-    monkeypatch.setenv("RSSR_MODEL", str(tmp_path / "missing.safetensors"))
-    assert default_method() == "bicubic"
-    assert default_method({"model": "some/model.safetensors"}) == "diffusion"
-    (tmp_path / "missing.safetensors").write_bytes(b"")
-    assert default_method() == "diffusion"
-    monkeypatch.delitem(backends._FACTORIES, "diffusion")
-    assert default_method({"model": "x"}) == "bicubic"
 
 
 def test_settings_reject_a_zero_batch():

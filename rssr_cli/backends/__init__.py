@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import UsageError
+from ..errors import CheckpointError, UsageError
 from .base import SRBackend, SRRequest
 from .classical import ClassicalBackend
 
@@ -22,10 +23,31 @@ def register_backend(name: str, factory: Callable[..., SRBackend]) -> None:
     _FACTORIES[name] = factory
 
 
+MODEL_ENV = "RSSR_MODEL"
+DEFAULT_MODEL_FILE = "default.safetensors"
+NO_MODEL_HINT = "pass --model PATH, set RSSR_MODEL=PATH, or choose a classical method with --method bicubic"
+
+
+def bundled_model_paths() -> list[Path]:
+    """Where the default model may be, in order: installed with the package (a wheel carries the repository's
+    models/ as rssr_cli/models/, see setup.py), then the repository's models/ (an editable install)."""
+    installed = importlib.resources.files("rssr_cli") / "models" / DEFAULT_MODEL_FILE
+    candidates = [installed] if isinstance(installed, Path) else []  # a zipped install has no file path
+    return candidates + [Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_FILE]
+
+
 def default_model_path() -> Path:
-    """The diffusion model used without --model: $RSSR_MODEL, else the repository's models/default.safetensors."""
-    env = os.environ.get("RSSR_MODEL")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models" / "default.safetensors"
+    """The diffusion model used without --model: $RSSR_MODEL, else the bundled default model.
+
+    Never silently nothing: without RSSR_MODEL and without a bundled model this raises CheckpointError
+    naming the ways out (a missing RSSR_MODEL file is reported when the model is loaded)."""
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env)
+    for path in bundled_model_paths():
+        if path.is_file():
+            return path
+    raise CheckpointError(f"no diffusion model found (none installed with rssr, {MODEL_ENV} not set); {NO_MODEL_HINT}")
 
 
 def _diffusion_backend(**options: Any) -> SRBackend:
@@ -44,9 +66,13 @@ def backend_names() -> list[str]:
 
 
 def get_backend(name: str, **options: Any) -> SRBackend:
+    if name == "diffusion" and name not in _FACTORIES:
+        raise UsageError("the diffusion method needs torch and safetensors installed; or choose --method bicubic")
     if name not in _FACTORIES:
         raise UsageError(f"unknown method {name!r}; choose one of: {', '.join(backend_names())}")
     return _FACTORIES[name](**options)
 
 
-__all__ = ["SRBackend", "SRRequest", "get_backend", "register_backend", "backend_names", "default_model_path"]
+__all__ = [
+    "SRBackend", "SRRequest", "get_backend", "register_backend", "backend_names", "default_model_path", "NO_MODEL_HINT",
+]

@@ -22,25 +22,20 @@ from ..errors import CheckpointError, UsageError
 from ..model.checkpoint import check_bands, load_model, model_id
 from ..model.normalize import Stats
 from ..model.samplers import timesteps_for
-from . import default_model_path
+from ..threads import cpu_threads
+from . import NO_MODEL_HINT, default_model_path
 from .base import SRRequest
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("diffusion", "prior")
-_threads_set = False
 
 
 def _cpu_threads(threads: Optional[int]) -> None:
-    """Use every core this process may run on, once (sched_getaffinity respects container/cgroup pinning)."""
-    global _threads_set
-    if threads is not None:
-        torch.set_num_threads(threads)
-    elif not _threads_set:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(n)
-    _threads_set = True
+    """--threads, else OMP_NUM_THREADS, else every available core (threads.py); applied at every backend build,
+    so a Dask worker started with OMP_NUM_THREADS=1 stays single-threaded."""
+    torch.set_num_threads(cpu_threads(threads))
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -82,7 +77,7 @@ class DiffusionBackend:
     ):
         path = Path(model) if model is not None else default_model_path()
         if not path.with_suffix(".safetensors").is_file() and not path.is_file():
-            raise CheckpointError(f"no diffusion model at {path}; pass --model PATH or set RSSR_MODEL")
+            raise CheckpointError(f"no diffusion model at {path}; {NO_MODEL_HINT}")
         self.device = _resolve_device(device)
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" else "fp32"
