@@ -25,6 +25,8 @@ from .backends import SRBackend, get_backend
 from .errors import Interrupted, OutputError, RssrError, UsageError
 from .locks import OutputBusy, output_lock
 from .pipeline import Progress, UpscaleResult, UpscaleSettings, default_method, request_tags, upscale
+from .products import is_product_dir, is_product_file, scene_stem
+from .stack_pipeline import request_settings
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +62,18 @@ class SceneResult:
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:
-    """Files as given, directories -> their raster files (not recursive), anything with * ? [ -> a glob
-    (** recursive). Order kept, duplicates dropped; an input that matches nothing is a usage error."""
+    """Files as given, directories -> their raster files and Sentinel-2 products (not recursive), anything with
+    * ? [ -> a glob (** recursive). A .SAFE folder is one scene, never a folder to scan. Order kept, duplicates
+    dropped; an input that matches nothing is a usage error."""
     found: dict[Path, None] = {}
     for item in inputs:
         if glob.has_magic(item):
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
-        elif Path(item).is_dir():
-            matches = sorted(p for p in Path(item).iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file() or is_product_dir(Path(p)))
+        elif Path(item).is_dir() and not is_product_dir(Path(item)):
+            matches = sorted(
+                p for p in Path(item).iterdir()
+                if (p.is_file() and p.suffix.lower() in RASTER_SUFFIXES) or is_product_dir(p) or is_product_file(p)
+            )  # fmt: skip
         else:
             matches = [Path(item)]  # a missing file is reported as that scene's failure, like any bad input
         if not matches:
@@ -79,7 +85,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
 def output_name(template: str, src: Path, settings: UpscaleSettings) -> str:
     """Fill the name template: {stem} {name} {scale} {resolution} {method} {seed}; '/' makes subfolders of -o."""
     fields = {
-        "stem": src.stem,
+        "stem": scene_stem(src),
         "name": src.name,
         "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{settings.resolution:g}",
         "resolution": f"{settings.resolution:g}" if settings.resolution is not None else "",
@@ -145,6 +151,7 @@ def process_scene(
     def result(status: str, error: Optional[str] = None, **fields: Any) -> SceneResult:
         return SceneResult(str(job.src), str(job.dst), status, time.perf_counter() - started, error=error, **fields)
 
+    settings = request_settings(job.src, settings)  # a product's default bands, as its output records them
     wanted = request_tags(replace(settings, method=method), method, backend)
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,7 @@ from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
 from .locks import output_lock
 from .pipeline import DEFAULT_BATCH_SIZE, UpscaleResult, UpscaleSettings, upscale
+from .products import is_product_dir
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output, interrupted), 2 usage error."
@@ -119,6 +120,19 @@ def parse_bands(value: Optional[str]) -> Optional[tuple[int, ...]]:
     if not bands:
         raise typer.BadParameter("no band given")
     return bands
+
+
+def parse_band_selection(value: Optional[str]) -> Optional[tuple[int | str, ...]]:
+    """upscale/info --bands: '1,3,4' -> (1, 3, 4) (1-based like GDAL); 'B04,B08' -> ('B04', 'B08') (band names:
+    descriptions, or Sentinel-2 ids and common names for products); 'all' -> ('all',)."""
+    if value is None:
+        return None
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts:
+        raise typer.BadParameter("no band given")
+    if any(part.lower() == "all" for part in parts) and len(parts) > 1:
+        raise typer.BadParameter(f"'all' stands alone, got {value!r}")
+    return tuple(int(part) if part.isdigit() else part for part in parts)
 
 
 def check_creation_options(values: Optional[list[str]]) -> Optional[list[str]]:
@@ -201,7 +215,10 @@ def upscale_command(
         Optional[str],
         typer.Option("--method", "-m", help="SR method: nearest, bicubic, lanczos, ... (default: diffusion when installed, else bicubic)"),
     ] = None,
-    bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands to process, 1-based: 1,3,4 (default: all)")] = None,
+    bands: Annotated[
+        Optional[str],
+        typer.Option("--bands", "-b", help="Bands to process, in output order: 1-based numbers (1,3,4) or names (B04,B03,B02,B08; a band's description, or for Sentinel-2 products also red, nir08, ...); 'all'. Default: all bands; for products the four 10 m bands."),
+    ] = None,
     aoi: Annotated[
         Optional[str],
         typer.Option("--aoi", help="Area of interest: a GeoJSON file (EPSG:4326 unless it says) or a WKT polygon (in the raster's CRS unless --aoi-crs). Only its windows run; pixels outside are nodata.", show_default=False),
@@ -259,7 +276,7 @@ def upscale_command(
             tile=tile,
             overlap=overlap,
             batch_size=batch_size,
-            bands=parse_bands(bands),
+            bands=parse_band_selection(bands),
             aoi=load_aoi(aoi, aoi_crs) if aoi is not None else None,
             seed=seed,
             overwrite=overwrite,
@@ -309,7 +326,7 @@ def fidelity_options(
 
 def is_batch(inputs: list[str], output: str) -> bool:
     """Batch mode: several inputs, a directory or glob input, or an output that is (or is spelled as) a directory."""
-    if len(inputs) != 1 or glob.has_magic(inputs[0]) or Path(inputs[0]).is_dir():
+    if len(inputs) != 1 or glob.has_magic(inputs[0]) or (Path(inputs[0]).is_dir() and not is_product_dir(Path(inputs[0]))):
         return True
     return Path(output).is_dir() or output.endswith(("/", os.sep))
 
@@ -421,7 +438,7 @@ def info_command(
             return
         if src is None:
             raise UsageError("give a raster to describe: rssr info SRC [--scale S], or a model: rssr info --model [PATH]")
-        report = describe_raster(src, scale=scale, resolution=resolution, bands=parse_bands(bands))
+        report = describe_raster(src, scale=scale, resolution=resolution, bands=parse_band_selection(bands))
         for line in render_report(report):
             stdout.print(line)
 
