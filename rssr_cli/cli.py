@@ -50,7 +50,8 @@ from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
 from .locks import output_lock
 from .pipeline import DEFAULT_BATCH_SIZE, UpscaleResult, UpscaleSettings, upscale
-from .products import is_product_dir
+from .products import is_band_stack, is_product_dir
+from .stack_pipeline import StackReport, describe_stack
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output, interrupted), 2 usage error."
@@ -417,12 +418,12 @@ def summarize(result: UpscaleResult) -> str:
 
 @app.command("info", epilog=EXIT_CODES_HELP)
 def info_command(
-    src: Annotated[Optional[Path], typer.Argument(help="Raster to describe (with --model: the model's .safetensors).", show_default=False)] = None,
+    src: Annotated[Optional[Path], typer.Argument(help="Raster, Sentinel-2 product (.SAFE, .SAFE.zip) or STAC item to describe (with --model: the model's .safetensors).", show_default=False)] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Preview the output at this scale.")] = None,
     resolution: Annotated[
         Optional[float], typer.Option("--resolution", "-r", help="Preview the output at this pixel size.")
     ] = None,
-    bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands the preview counts: 1,3,4")] = None,
+    bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands the preview counts: 1,3,4 or B04,B8A")] = None,
     model: Annotated[
         bool, typer.Option("--model", help="Describe a model instead: SRC is its .safetensors (default: the default model).")
     ] = False,
@@ -438,6 +439,11 @@ def info_command(
             return
         if src is None:
             raise UsageError("give a raster to describe: rssr info SRC [--scale S], or a model: rssr info --model [PATH]")
+        if is_band_stack(str(src)):
+            stack = describe_stack(str(src), scale=scale, resolution=resolution, bands=parse_band_selection(bands))
+            for line in render_stack_report(stack):
+                stdout.print(line)
+            return
         report = describe_raster(src, scale=scale, resolution=resolution, bands=parse_band_selection(bands))
         for line in render_report(report):
             stdout.print(line)
@@ -471,6 +477,29 @@ def render_report(report: RasterReport) -> list[str]:
             f"  pixel size  {p.pixel_size[0]:.10g} x {p.pixel_size[1]:.10g}",
             f"  data        {_human_bytes(p.uncompressed_bytes)} uncompressed (+~1/3 overviews, before compression)",
         ]
+    return lines
+
+
+def render_stack_report(report: StackReport) -> list[str]:
+    """A product's or STAC item's bands (name, pixel size, size, file) and, with -s/-r, the output upscale would write."""
+    nodata = "none" if report.nodata is None else f"{report.nodata:g}"
+    lines = [f"[bold]{escape(report.source)}[/]", f"  kind        {escape(report.kind)}, nodata {nodata}", "  bands"]
+    for band in report.bands:
+        crs = band.crs.to_string() if band.crs else "no CRS"
+        lines.append(
+            f"    {escape(band.name):<5} {band.resolution:>6g} m  {band.width} x {band.height} px  {band.dtype}  {escape(crs)}  {escape(band.dataset.rsplit('/', 1)[-1])}"
+        )
+    if report.grid is not None:
+        t = report.grid.transform
+        scales = ", ".join(f"{name} {'copied' if s is None else f'x{s:.4g}'}" for name, s in report.band_scales)
+        lines += [
+            "[bold]upscale would write[/]",
+            f"  bands       {', '.join(report.selected)}",
+            f"  size        {report.grid.width} x {report.grid.height} px, pixel size {abs(t.a):.10g} x {abs(t.e):.10g}",
+            f"  per band    {escape(scales)}",
+        ]
+    else:
+        lines.append(f"  default     --bands {','.join(report.selected)}")
     return lines
 
 

@@ -352,3 +352,36 @@ def stack_output_spec(plan: StackPlan, settings: Any, method: str, backend: SRBa
         band_tags=band_tags,
         interleave="band",
     )
+
+
+# ------------------------------------------------------------------------------------------------ info
+
+
+@dataclass(frozen=True)
+class StackReport:
+    """A band stack's bands with their native grids and, given a scale or resolution, the output upscale would
+    write (common grid, each band's scale)."""
+
+    source: str
+    kind: str
+    bands: tuple[StackBand, ...]
+    nodata: Optional[float]
+    selected: tuple[str, ...]  # what upscale would write with these --bands
+    grid: Optional[OutputGrid]  # the common output grid, when a scale or resolution was given
+    band_scales: tuple[tuple[str, Optional[float]], ...]  # (name, scale; None = copied)
+
+
+def describe_stack(src: Any, *, scale: Optional[float] = None, resolution: Optional[float] = None,
+                   bands: Optional[Sequence[int | str]] = None) -> StackReport:  # fmt: skip
+    """Headers only: the stack's bands and what `upscale` would make of them."""
+    with gdal_env():
+        stack = open_band_stack(src)
+    selected = stack.select(bands if bands is not None else DEFAULT_PRODUCT_BANDS)
+    grid, scales = None, ()
+    if scale is not None or resolution is not None:
+        finest = min(selected, key=lambda b: b.resolution)
+        grid = plan_common_grid(finest, scale=scale, resolution=resolution)
+        placed = [band_grid(b, grid) for b in selected]
+        scales = tuple((b.name, None if is_same_grid(g) else max(g.scale_x, g.scale_y)) for b, g in zip(selected, placed))
+    nodata = output_nodata(stack, selected, object())
+    return StackReport(stack.source, stack.kind, stack.bands, nodata, tuple(b.name for b in selected), grid, scales)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.shutil
+import rasterio.windows
 from rasterio.drivers import raster_driver_extensions
 
 from rssr_cli.band_names import SENTINEL2_BANDS, SENTINEL2_NATIVE_M
@@ -24,8 +25,25 @@ STAC_KEYS = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05
              "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22"}  # fmt: skip
 
 
-def band_path(band: str) -> Path:
-    return BANDS_DIR / f"{band}.tif"
+def band_path(band: str, source_dir: Path = BANDS_DIR) -> Path:
+    return source_dir / f"{band}.tif"
+
+
+def crop_bands(out_dir: Path, bands, bounds) -> Path:
+    """Each band cut to the pixels of its own grid that cover `bounds` (west, south, east, north)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for band in bands:
+        with rasterio.open(band_path(band)) as src:
+            window = rasterio.windows.from_bounds(*bounds, transform=src.transform)
+            window = window.round_offsets(op="floor").round_lengths(op="ceil")
+            col1 = min(src.width, int(np.ceil((bounds[2] - src.transform.c) / src.transform.a)))
+            row1 = min(src.height, int(np.ceil((src.transform.f - bounds[1]) / -src.transform.e)))
+            window = rasterio.windows.Window(window.col_off, window.row_off, col1 - window.col_off, row1 - window.row_off)
+            profile = src.profile
+            profile.update(width=int(window.width), height=int(window.height), transform=src.window_transform(window))
+            with rasterio.open(out_dir / f"{band}.tif", "w", **profile) as dst:
+                dst.write(src.read(window=window))
+    return out_dir
 
 
 def jp2_available() -> bool:
@@ -40,14 +58,14 @@ def _write_band(src: Path, dst: Path) -> None:
         rasterio.shutil.copy(str(src), str(dst), driver="GTiff", COMPRESS="DEFLATE")
 
 
-def make_l1c(root: Path, *, suffix: str | None = None, bands=SENTINEL2_BANDS) -> Path:
+def make_l1c(root: Path, *, suffix: str | None = None, bands=SENTINEL2_BANDS, source_dir: Path = BANDS_DIR) -> Path:
     """GRANULE/L1C_.../IMG_DATA/T18SUJ_<stamp>_Bxx.jp2 (+ a TCI, which is not a band, and the product XML)."""
     suffix = suffix or (".jp2" if jp2_available() else ".tif")
     safe = root / L1C_NAME
     img = safe / "GRANULE" / f"L1C_{TILE}_A009352_{STAMP}" / "IMG_DATA"
     for band in bands:
-        _write_band(band_path(band), img / f"{TILE}_{STAMP}_{band}{suffix}")
-    _write_band(band_path("B04"), img / f"{TILE}_{STAMP}_TCI{suffix}")
+        _write_band(band_path(band, source_dir), img / f"{TILE}_{STAMP}_{band}{suffix}")
+    _write_band(band_path(bands[0], source_dir), img / f"{TILE}_{STAMP}_TCI{suffix}")
     (safe / "MTD_MSIL1C.xml").write_text("<not-parsed/>\n")
     return safe
 
