@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -348,3 +350,60 @@ def test_default_model_end_to_end_on_a_tiny_product_crop(tmp_path):
     with rasterio.open(crops / "B8A.tif") as src:
         lr = src.read(1).astype(float)
     assert abs(b8a.mean() - lr.mean()) < 0.05 * lr.mean()  # the input's radiometry, not a shifted one
+
+
+def test_aoi_on_a_product_writes_the_same_pixels_as_the_full_run(products, tmp_path):
+    full, cut = tmp_path / "full.tif", tmp_path / "cut.tif"
+    settings = UpscaleSettings(resolution=5, method="bicubic", bands=("B04", "B8A", "B01"), tile=16, overlap=4)
+    upscale(products["l1c"], full, settings)
+    with rasterio.open(full) as ds:
+        west, south, east, north = ds.bounds
+    from rssr_cli.aoi import load_aoi
+
+    aoi = load_aoi(f"POLYGON(({west + 200} {south + 150}, {west + 420} {south + 150}, {west + 420} {south + 390}, "
+                   f"{west + 200} {south + 390}, {west + 200} {south + 150}))")  # fmt: skip
+    upscale(products["l1c"], cut, replace_settings(settings, aoi=aoi))
+    with rasterio.open(full) as f, rasterio.open(cut) as c:
+        assert c.res == f.res and c.bounds == (west + 200, south + 150, west + 420, south + 390)
+        window = rasterio.windows.from_bounds(*c.bounds, transform=f.transform).round_offsets().round_lengths()
+        np.testing.assert_array_equal(c.read(), f.read(window=window))
+
+
+def replace_settings(settings: UpscaleSettings, **changes) -> UpscaleSettings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)
+
+
+def test_bands_in_different_crs_are_refused(tmp_path):
+    a = write_raster(tmp_path / "a.tif", np.ones((1, 8, 8), "uint16"), crs="EPSG:32632")
+    b = write_raster(tmp_path / "b.tif", np.ones((1, 4, 4), "uint16"), crs="EPSG:32633",
+                     transform=Affine(20, 0, 500_000, 0, -20, 4_000_000))  # fmt: skip
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps({"type": "Feature", "assets": {
+        "B04": {"href": a.name, "type": "image/tiff", "eo:bands": [{"name": "B04"}]},
+        "B11": {"href": b.name, "type": "image/tiff", "eo:bands": [{"name": "B11"}]},
+    }}))  # fmt: skip
+    result = run("upscale", item, "-b", "B04,B11", "-r", 5, "-m", "bicubic", "-o", tmp_path / "out.tif", "-q")
+    assert result.exit_code == 1 and "different CRSs" in result.output
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_stac_item_url_with_relative_hrefs(products, tmp_path):
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "range_server.py"), str(products["stac"].parent)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        port = int(server.stdout.readline())
+        url = f"http://127.0.0.1:{port}/item.json"
+        stack = open_band_stack(url)
+        assert next(b for b in stack.bands if b.name == "B8A").dataset == url.replace("item.json", "files/B8A.tif")
+        remote, local = tmp_path / "remote.tif", tmp_path / "local.tif"
+        settings = UpscaleSettings(resolution=5, method="bicubic", bands=("B04", "B8A"))
+        upscale(url, remote, settings)
+        upscale(products["stac"], local, settings)
+        np.testing.assert_array_equal(read_band(remote, 2), read_band(local, 2))
+    finally:
+        server.kill()
+        server.wait()
