@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +32,20 @@ from .cog import OutputSpec, check_destination, cog_options, finalize_cog, open_
 from .errors import InputError, UsageError
 from .grid import MAX_SCALE, OutputGrid, Placement, plan_tiles
 from .interrupts import raise_on_signals
+from .pipeline import (
+    Progress,
+    RunPlan,
+    UpscaleResult,
+    UpscaleSettings,
+    _keep_clear_of_nodata,
+    _write,
+    auto_tiling,
+    default_method,
+    region_tags,
+    request_tags,
+    scene_radiometry,
+    stream_tiles,
+)
 from .products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compatible, is_band_stack, open_band_stack
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
 from .region import OutputRegion, aoi_region, tiles_for_region, whole_grid
@@ -41,7 +56,7 @@ COPY_ROWS = 256  # rows per read/write when a band is copied unchanged
 SAME_GRID_TOLERANCE = 1e-6  # of a source pixel: a band this close to the common grid is on it
 
 
-def request_settings(src: Any, settings: Any) -> Any:
+def request_settings(src: str | os.PathLike, settings: UpscaleSettings) -> UpscaleSettings:
     """The request as recorded in the output's tags: for a band stack, no --bands means the four 10 m bands.
     Batch skip rules compare these tags, so batch.process_scene applies this too."""
     if settings.bands is None and is_band_stack(str(src)):
@@ -112,7 +127,7 @@ class StackPlan:
     dtype: str
 
 
-def plan_stack(stack: BandStack, settings: Any) -> StackPlan:
+def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
     """Validate the request against the stack (bands, grids, scales, AOI) before any pixel is read."""
     if settings.fidelity is not None:
         raise UsageError("--report/--max-shift/--max-consistency-error are not supported for band stacks (products, STAC items) yet")
@@ -132,13 +147,18 @@ def plan_stack(stack: BandStack, settings: Any) -> StackPlan:
             )
         jobs.append(BandJob(slot, band, grid, is_same_grid(grid)))
     region = whole_grid(common) if settings.aoi is None else aoi_region(common, aoi_in_raster_crs(settings.aoi, finest.crs))
-    return StackPlan(stack, common, region, tuple(jobs), output_nodata(stack, selected, settings), selected[0].dtype)
+    nodata = output_nodata(stack, selected, settings_nodata(settings))
+    return StackPlan(stack, common, region, tuple(jobs), nodata, selected[0].dtype)
 
 
-def output_nodata(stack: BandStack, bands: Sequence[StackBand], settings: Any) -> Optional[float]:
+def settings_nodata(settings: UpscaleSettings) -> Optional[float]:
+    """The nodata value the user declared (UpscaleSettings.nodata, --nodata V), on builds that have the setting."""
+    return getattr(settings, "nodata", None)
+
+
+def output_nodata(stack: BandStack, bands: Sequence[StackBand], given: Optional[float]) -> Optional[float]:
     """The nodata value of the output: the one given (--nodata), else the one the band files declare, else the
     product's convention (0 for Sentinel-2)."""
-    given = getattr(settings, "nodata", None)  # UpscaleSettings.nodata (--nodata V) where the build has it
     if given is not None:
         return float(given)
     declared = {b.nodata for b in bands if b.nodata is not None}
@@ -163,16 +183,14 @@ class _BandSlot:
 
 
 def upscale_stack(
-    src: Any,
+    src: str | os.PathLike,
     dst: str | Path,
-    settings: Any,
+    settings: UpscaleSettings,
     *,
-    progress: Optional[Any] = None,
+    progress: Optional[Progress] = None,
     backend: Optional[SRBackend] = None,
-) -> Any:
+) -> UpscaleResult:
     """Super-resolve the requested bands of a band stack onto one grid, as one COG at `dst` (see module doc)."""
-    from .pipeline import UpscaleResult, default_method
-
     settings = request_settings(src, settings)
     dst = Path(dst)
     started = time.perf_counter()
@@ -221,7 +239,7 @@ class _BandRun:
 
     job: BandJob
     stack_plan: StackPlan
-    settings: Any
+    settings: UpscaleSettings
     method: str
     source: SourceInfo
     tiles: list
@@ -229,9 +247,7 @@ class _BandRun:
     overlap: int
 
     @classmethod
-    def open(cls, job: BandJob, plan: StackPlan, settings: Any, method: str) -> "_BandRun":
-        from .pipeline import auto_tiling
-
+    def open(cls, job: BandJob, plan: StackPlan, settings: UpscaleSettings, method: str) -> "_BandRun":
         with open_raster(job.band.dataset) as dataset:
             source = with_nodata(inspect_source(dataset), plan.nodata)
         if job.copy:
@@ -244,14 +260,12 @@ class _BandRun:
     def windows(self) -> int:
         return sum(len(row) for row in self.tiles)
 
-    def execute(self, writer: DatasetWriter, backend: SRBackend, progress: Any) -> int:
+    def execute(self, writer: DatasetWriter, backend: SRBackend, progress: Progress) -> int:
         """Write this band into its slot; returns the windows skipped as entirely nodata."""
         with open_raster(self.job.band.dataset) as dataset:
             if self.job.copy:
                 self._copy(dataset, writer)
                 return 0
-            from .pipeline import RunPlan, _write, scene_radiometry, stream_tiles
-
             bands = (self.job.band.index,)
             radiometry = scene_radiometry(dataset, self.source, bands)
             settings = replace(self.settings, tile=self.tile, overlap=self.overlap, bands=bands)
@@ -262,15 +276,13 @@ class _BandRun:
             )  # fmt: skip
             slot = _BandSlot(writer, self.job.slot)
             log.info(
-                "band %s: %dx%d px at %g -> x%.4g, %d windows%s", self.job.band.name, self.source.width,
-                self.source.height, self.job.band.resolution, self.job.scale, self.windows, "",
+                "band %s: %dx%d px at %g -> x%.4g, %d windows", self.job.band.name, self.source.width,
+                self.source.height, self.job.band.resolution, self.job.scale, self.windows,
             )  # fmt: skip
             return stream_tiles(dataset, run, backend, lambda rows: _write(slot, run, rows), progress)
 
     def _copy(self, dataset: DatasetReader, writer: DatasetWriter) -> None:
         """The band is on the common grid: its stored values go straight into the output (AOI and nodata applied)."""
-        from .pipeline import _keep_clear_of_nodata
-
         region, nodata = self.stack_plan.region, self.stack_plan.nodata
         top, left = int(region.window.row_off), int(region.window.col_off)
         height, width = int(region.window.height), int(region.window.width)
@@ -303,10 +315,10 @@ def band_output_spec(plan: StackPlan) -> OutputSpec:
     )  # fmt: skip
 
 
-def stack_output_spec(plan: StackPlan, settings: Any, method: str, backend: SRBackend, runs: Sequence[_BandRun]) -> OutputSpec:
+def stack_output_spec(
+    plan: StackPlan, settings: UpscaleSettings, method: str, backend: SRBackend, runs: Sequence[_BandRun]
+) -> OutputSpec:
     """The output: common grid (or the AOI's window of it), band names as descriptions, per-band provenance."""
-    from .pipeline import request_tags
-
     if plan.nodata is None and any(run.source.mask_kind != MaskKind.NONE for run in runs):
         raise InputError(f"{plan.stack.source}: some bands mark invalid pixels but the output has no nodata value to keep them")
     window = plan.region.window
@@ -324,8 +336,6 @@ def stack_output_spec(plan: StackPlan, settings: Any, method: str, backend: SRBa
         **request_tags(settings, method, backend),
     }
     if plan.region.aoi is not None:
-        from .pipeline import region_tags
-
         tags |= region_tags(plan.region, common)
     band_tags = tuple(
         {
@@ -371,7 +381,7 @@ class StackReport:
     band_scales: tuple[tuple[str, Optional[float]], ...]  # (name, scale; None = copied)
 
 
-def describe_stack(src: Any, *, scale: Optional[float] = None, resolution: Optional[float] = None,
+def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, resolution: Optional[float] = None,
                    bands: Optional[Sequence[int | str]] = None) -> StackReport:  # fmt: skip
     """Headers only: the stack's bands and what `upscale` would make of them."""
     with gdal_env():
@@ -383,5 +393,5 @@ def describe_stack(src: Any, *, scale: Optional[float] = None, resolution: Optio
         grid = plan_common_grid(finest, scale=scale, resolution=resolution)
         placed = [band_grid(b, grid) for b in selected]
         scales = tuple((b.name, None if is_same_grid(g) else max(g.scale_x, g.scale_y)) for b, g in zip(selected, placed))
-    nodata = output_nodata(stack, selected, object())
+    nodata = output_nodata(stack, selected, None)
     return StackReport(stack.source, stack.kind, stack.bands, nodata, tuple(b.name for b in selected), grid, scales)
