@@ -160,10 +160,12 @@ def _zip_holds_safe(path: Path) -> bool:
 def open_band_stack(name: str | os.PathLike) -> BandStack:
     """List a product's or STAC item's bands with their native grids (headers only). One InputError line when
     it is not readable or holds no band."""
-    text = str(name).rstrip("/") if not str(name).endswith("://") else str(name)
+    text = str(name).rstrip("/")
     lower = text.lower()
     if lower.endswith(".json"):
         return _stac_stack(text)
+    if _is_url(text) and not lower.endswith(".json"):
+        raise InputError(f"{text}: a remote product cannot be listed; give its STAC item, or a local .SAFE or .SAFE.zip")
     if lower.endswith(".zip"):
         return _safe_stack(text, _zip_members(text), zipped=True)
     if lower.endswith(".safe"):

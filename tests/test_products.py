@@ -114,6 +114,8 @@ def test_not_a_stac_item_or_no_bands_is_one_input_error(tmp_path):
     (empty / "GRANULE" / "G" / "IMG_DATA").mkdir(parents=True)
     with pytest.raises(InputError, match="no Sentinel-2 band file"):
         open_band_stack(empty)
+    with pytest.raises(InputError, match="remote product cannot be listed"):
+        open_band_stack("https://example.invalid/S2X.SAFE.zip")
 
 
 # ----------------------------------------------------------------------------------------------- --bands
