@@ -33,6 +33,8 @@ from .errors import InputError, UsageError
 from .grid import MAX_SCALE, OutputGrid, Placement, plan_tiles
 from .interrupts import raise_on_signals
 from .pipeline import (
+    CLASSICAL_METHODS,
+    DEFAULT_TILE,
     Progress,
     RunPlan,
     UpscaleResult,
@@ -252,7 +254,7 @@ class _BandRun:
             source = with_nodata(inspect_source(dataset), plan.nodata)
         if job.copy:
             return cls(job, plan, settings, method, source, [], 0, 0)
-        tile, overlap = auto_tiling(method, job.scale, settings.tile, settings.overlap)
+        tile, overlap = auto_tiling(method, job.scale, band_tile(method, job.scale, settings.tile), settings.overlap)
         tiles, _ = tiles_for_region(plan.region, plan_tiles(job.grid, tile=tile, overlap=overlap))
         return cls(job, plan, settings, method, source, tiles, tile, overlap)
 
@@ -296,6 +298,18 @@ class _BandRun:
                 data = _keep_clear_of_nodata(data, valid, nodata)
                 data[~valid] = nodata
             writer.write(data, indexes=[self.job.slot], window=Window(0, row - top, width, rows))
+
+
+CLASSICAL_TILE_HR_PX = 2048  # HR side of a classical window's core: bounds the row accumulator at high scales
+
+
+def band_tile(method: str, scale: float, tile: Optional[int]) -> Optional[int]:
+    """The LR tile of one band's run when none is given. The accumulator spans a tile row of output, so a 60 m band
+    at x24 with the classical 256 px tile would hold 6144 full-width output rows; its tile shrinks instead, to
+    about CLASSICAL_TILE_HR_PX output px (the model's tile already shrinks with the scale: pipeline.auto_tiling)."""
+    if tile is not None or method not in CLASSICAL_METHODS:
+        return tile
+    return int(min(DEFAULT_TILE, max(32, round(CLASSICAL_TILE_HR_PX / scale))))
 
 
 def with_nodata(source: SourceInfo, nodata: Optional[float]) -> SourceInfo:

@@ -420,3 +420,11 @@ def test_tiling_does_not_change_a_deterministic_stack_output(products, tmp_path)
     with rasterio.open(whole) as a, rasterio.open(tiled) as b:
         assert b.tags(2)["RSSR_TILE"] == "8" and a.tags(2)["RSSR_TILE"] == "256"
         np.testing.assert_allclose(b.read().astype(int), a.read().astype(int), atol=1)
+
+
+def test_classical_tiles_shrink_with_a_bands_scale(products, tmp_path):
+    """A 60 m band at x24 gets a small LR tile (about 2048 output px per side) so a tile row of output stays bounded."""
+    dst = tmp_path / "out.tif"
+    upscale(products["l1c"], dst, UpscaleSettings(resolution=2.5, method="bicubic", bands=("B04", "B8A", "B01")))
+    with rasterio.open(dst) as out:
+        assert [out.tags(i)["RSSR_TILE"] for i in (1, 2, 3)] == ["256", "256", "85"]
