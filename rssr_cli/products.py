@@ -15,6 +15,7 @@ Nothing here reads pixels; a band's grid comes from its dataset's header.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -164,8 +165,8 @@ def open_band_stack(name: str | os.PathLike) -> BandStack:
     lower = text.lower()
     if lower.endswith(".json"):
         return _stac_stack(text)
-    if _is_url(text) and not lower.endswith(".json"):
-        raise InputError(f"{text}: a remote product cannot be listed; give its STAC item, or a local .SAFE or .SAFE.zip")
+    if _is_url(text) and not lower.endswith((".json", ".zip")):
+        raise InputError(f"{text}: a remote .SAFE folder cannot be listed; give its .SAFE.zip or its STAC item")
     if lower.endswith(".zip"):
         return _safe_stack(text, _zip_members(text), zipped=True)
     if lower.endswith(".safe"):
@@ -178,13 +179,51 @@ def open_band_stack(name: str | os.PathLike) -> BandStack:
 
 
 def _zip_members(path: str) -> list[str]:
-    if not Path(path).is_file():
+    """The zip's member names; a remote zip is listed by HTTP range requests (its central directory only)."""
+    if not _is_url(path) and not Path(path).is_file():
         raise InputError(f"no such file: {path}")
     try:
-        with zipfile.ZipFile(path) as archive:
+        with (_HttpRangeFile(path) if _is_url(path) else open(path, "rb")) as raw, zipfile.ZipFile(raw) as archive:
             return archive.namelist()
-    except (OSError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(f"cannot read {path} as a zip: {exc}") from exc
+
+
+class _HttpRangeFile(io.RawIOBase):
+    """A read-only, seekable view of a file served over HTTP(S) with Range support: zipfile reads only the end
+    of the archive (its central directory) to list it."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.position = url, 0
+        request = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (the user's own URL)
+            self.size = int(response.headers["Content-Length"])
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
+        if end <= self.position:
+            return b""
+        request = urllib.request.Request(self.url, headers={"Range": f"bytes={self.position}-{end - 1}"})
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            if response.status != 206:
+                raise OSError(f"the server does not answer range requests (HTTP {response.status})")
+            data = response.read()
+        self.position += len(data)
+        return data
 
 
 def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandStack:
@@ -207,7 +246,11 @@ def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandSta
         raise InputError(f"{source} holds no Sentinel-2 band file (GRANULE/*/IMG_DATA/*_B??[_10m].jp2|tif)")
     if len(granules) > 1:
         raise InputError(f"{source} holds {len(granules)} granules ({', '.join(sorted(granules))}); rssr reads one tile per product")
-    prefix = f"/vsizip/{os.path.abspath(source)}/" if zipped else f"{source}/"
+    if zipped:
+        archive = f"/vsicurl/{source}" if _is_url(source) else os.path.abspath(source)
+        prefix = f"/vsizip/{archive}/"
+    else:
+        prefix = f"{source}/"
     bands = tuple(
         _describe_band(band, prefix + found[band][1]) for band in SENTINEL2_BANDS if band in found
     )

@@ -114,8 +114,8 @@ def test_not_a_stac_item_or_no_bands_is_one_input_error(tmp_path):
     (empty / "GRANULE" / "G" / "IMG_DATA").mkdir(parents=True)
     with pytest.raises(InputError, match="no Sentinel-2 band file"):
         open_band_stack(empty)
-    with pytest.raises(InputError, match="remote product cannot be listed"):
-        open_band_stack("https://example.invalid/S2X.SAFE.zip")
+    with pytest.raises(InputError, match="remote .SAFE folder cannot be listed"):
+        open_band_stack("https://example.invalid/S2X.SAFE")
 
 
 # ----------------------------------------------------------------------------------------------- --bands
@@ -391,24 +391,46 @@ def test_bands_in_different_crs_are_refused(tmp_path):
     assert not (tmp_path / "out.tif").exists()
 
 
-def test_stac_item_url_with_relative_hrefs(products, tmp_path):
-    server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "range_server.py"), str(products["stac"].parent)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        port = int(server.stdout.readline())
-        url = f"http://127.0.0.1:{port}/item.json"
-        stack = open_band_stack(url)
-        assert next(b for b in stack.bands if b.name == "B8A").dataset == url.replace("item.json", "files/B8A.tif")
-        remote, local = tmp_path / "remote.tif", tmp_path / "local.tif"
-        settings = UpscaleSettings(resolution=5, method="bicubic", bands=("B04", "B8A"))
-        upscale(url, remote, settings)
-        upscale(products["stac"], local, settings)
-        np.testing.assert_array_equal(read_band(remote, 2), read_band(local, 2))
-    finally:
+@pytest.fixture
+def serve():
+    """serve(folder) -> http://127.0.0.1:PORT/ serving it with byte ranges, in its own process."""
+    servers = []
+
+    def start(folder: Path) -> str:
+        server = subprocess.Popen(
+            [sys.executable, str(Path(__file__).parent / "range_server.py"), str(folder)], stdout=subprocess.PIPE, text=True
+        )  # fmt: skip
+        servers.append(server)
+        return f"http://127.0.0.1:{int(server.stdout.readline())}/"
+
+    yield start
+    for server in servers:
         server.kill()
         server.wait()
+
+
+def test_remote_safe_zip_is_listed_by_range_requests(products, tmp_path, serve):
+    url = serve(products["zip"].parent) + products["zip"].name
+    stack = open_band_stack(url)
+    assert stack.names == open_band_stack(products["zip"]).names
+    assert stack.bands[0].dataset.startswith(f"/vsizip//vsicurl/{url}/")
+    remote, local = tmp_path / "remote.tif", tmp_path / "local.tif"
+    settings = UpscaleSettings(resolution=5, method="bicubic", bands=("B04", "B11"))
+    upscale(url, remote, settings)
+    upscale(products["zip"], local, settings)
+    np.testing.assert_array_equal(read_band(remote, 2), read_band(local, 2))
+
+
+def test_stac_item_url_with_relative_hrefs(products, tmp_path, serve):
+    base = serve(products["stac"].parent)
+    stack = open_band_stack(base + "item.json")
+    assert next(b for b in stack.bands if b.name == "B8A").dataset == base + "files/B8A.tif"
+    remote, local = tmp_path / "remote.tif", tmp_path / "local.tif"
+    settings = UpscaleSettings(resolution=5, method="bicubic", bands=("B04", "B8A"))
+    upscale(base + "item.json", remote, settings)
+    upscale(products["stac"], local, settings)
+    np.testing.assert_array_equal(read_band(remote, 2), read_band(local, 2))
+
 
 
 def test_tiling_does_not_change_a_deterministic_stack_output(products, tmp_path):
