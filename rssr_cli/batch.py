@@ -27,6 +27,8 @@ from .backends import SRBackend
 from .errors import Interrupted, OutputError, RssrError, UsageError
 from .locks import OutputBusy, output_lock
 from .pipeline import DEFAULT_METHOD, Progress, UpscaleResult, UpscaleSettings, build_backend, request_tags, upscale
+from .products import is_product_dir, is_product_file, scene_stem
+from .stack_pipeline import request_settings
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +67,22 @@ class SceneResult:
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
-    """Existing files as given (even with * ? [ in their names), directories -> their raster files (not
-    recursive), a local name that does not exist but has * ? [ -> a glob (** recursive); remote and GDAL
-    dataset names (URLs, /vsi paths, connection strings) as given, never globbed. Order kept, duplicates
-    dropped; a pattern that matches nothing is a usage error."""
+    """Existing files as given (even with * ? [ in their names), directories -> their raster files and
+    Sentinel-2 products (not recursive; a .SAFE folder is one scene, never a folder to scan), a local name
+    that does not exist but has * ? [ -> a glob (** recursive); remote and GDAL dataset names (URLs, /vsi
+    paths, connection strings) as given, never globbed. Order kept, duplicates dropped; a pattern that
+    matches nothing is a usage error."""
     found: dict[str, None] = {}
     for item in inputs:
-        if not sources.is_local(item) or os.path.isfile(item):
+        if not sources.is_local(item) or os.path.isfile(item) or is_product_dir(Path(item)):
             matches = [item]
         elif os.path.isdir(item):
-            matches = sorted(str(p) for p in Path(item).iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+            matches = sorted(
+                str(p) for p in Path(item).iterdir()
+                if (p.is_file() and p.suffix.lower() in RASTER_SUFFIXES) or is_product_dir(p) or is_product_file(p)
+            )  # fmt: skip
         elif glob.has_magic(item):
-            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p) or is_product_dir(Path(p)))
         else:
             matches = [item]  # a missing file is reported as that scene's failure, like any bad input
         if not matches:
@@ -89,7 +95,7 @@ def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
     """Fill the name template: {stem} {name} {scale} {resolution} {method} {seed}; '/' makes subfolders of -o.
     A URL's name is its last path component without the query string (sources.base_name)."""
     fields = {
-        "stem": sources.stem(src),
+        "stem": scene_stem(src) if _is_product_name(src) else sources.stem(src),
         "name": sources.base_name(src),
         "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{settings.resolution:g}",
         "resolution": f"{settings.resolution:g}" if settings.resolution is not None else "",
@@ -104,6 +110,10 @@ def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
     if not parts or Path(name).is_absolute() or ".." in parts or name.endswith("/"):
         raise UsageError(f"name template {template!r} must give a file name inside -o (subfolders allowed), got {name!r}")
     return name
+
+
+def _is_product_name(src: str) -> bool:
+    return src.rstrip("/").lower().endswith((".safe", ".safe.zip", ".json"))
 
 
 def plan_jobs(inputs: Sequence[str | os.PathLike], outdir: Path, settings: UpscaleSettings, template: str = DEFAULT_NAME_TEMPLATE) -> list[SceneJob]:
@@ -155,6 +165,7 @@ def process_scene(
     def result(status: str, error: Optional[str] = None, **fields: Any) -> SceneResult:
         return SceneResult(str(job.src), str(job.dst), status, time.perf_counter() - started, error=error, **fields)
 
+    settings = request_settings(job.src, settings)  # a product's default bands, as its output records them
     wanted = request_tags(replace(settings, method=method), method, backend)
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,8 @@ from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
 from .locks import output_lock
 from .pipeline import DEFAULT_BATCH_SIZE, UpscaleResult, UpscaleSettings, upscale
+from .products import is_band_stack, is_product_dir
+from .stack_pipeline import StackReport, describe_stack
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output, interrupted), 2 usage error."
@@ -120,6 +122,19 @@ def parse_bands(value: Optional[str]) -> Optional[tuple[int, ...]]:
     if not bands:
         raise typer.BadParameter("no band given")
     return bands
+
+
+def parse_band_selection(value: Optional[str]) -> Optional[tuple[int | str, ...]]:
+    """upscale/info --bands: '1,3,4' -> (1, 3, 4) (1-based like GDAL); 'B04,B08' -> ('B04', 'B08') (band names:
+    descriptions, or Sentinel-2 ids and common names for products); 'all' -> ('all',)."""
+    if value is None:
+        return None
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts:
+        raise typer.BadParameter("no band given")
+    if any(part.lower() == "all" for part in parts) and len(parts) > 1:
+        raise typer.BadParameter(f"'all' stands alone, got {value!r}")
+    return tuple(int(part) if part.isdigit() else part for part in parts)
 
 
 def check_creation_options(values: Optional[list[str]]) -> Optional[list[str]]:
@@ -202,7 +217,10 @@ def upscale_command(
         Optional[str],
         typer.Option("--method", "-m", help="SR method: diffusion (the model), bicubic, lanczos, nearest (default: diffusion; an error if no model is found)."),
     ] = None,
-    bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands to process, 1-based: 1,3,4 (default: all)")] = None,
+    bands: Annotated[
+        Optional[str],
+        typer.Option("--bands", "-b", help="Bands to process, in output order: 1-based numbers (1,3,4) or names (B04,B03,B02,B08; a band's description, or for Sentinel-2 products also red, nir08, ...); 'all'. Default: all bands; for products the four 10 m bands."),
+    ] = None,
     aoi: Annotated[
         Optional[str],
         typer.Option("--aoi", help="Area of interest: a GeoJSON file (EPSG:4326 unless it says) or a WKT polygon (in the raster's CRS unless --aoi-crs). Only its windows run; pixels outside are nodata.", show_default=False),
@@ -268,7 +286,7 @@ def upscale_command(
             tile=tile,
             overlap=overlap,
             batch_size=batch_size,
-            bands=parse_bands(bands),
+            bands=parse_band_selection(bands),
             aoi=load_aoi(aoi, aoi_crs) if aoi is not None else None,
             seed=seed,
             overwrite=overwrite,
@@ -319,12 +337,15 @@ def fidelity_options(
 
 
 def is_batch(inputs: list[str], output: str) -> bool:
-    """Batch mode: several inputs, a local directory, a glob (a local name that does not exist and has * ? [),
-    or an output that is (or is spelled as) a directory. A URL's query string is never a glob."""
+    """Batch mode: several inputs, a local directory (not a .SAFE product: one scene), a glob (a local name that
+    does not exist and has * ? [), or an output that is (or is spelled as) a directory. A URL's query string is
+    never a glob."""
     if len(inputs) != 1:
         return True
     src = inputs[0]
-    if sources.is_local(src) and (os.path.isdir(src) or (glob.has_magic(src) and not os.path.exists(src))):
+    if sources.is_local(src) and (
+        (os.path.isdir(src) and not is_product_dir(Path(src))) or (glob.has_magic(src) and not os.path.exists(src))
+    ):
         return True
     return Path(output).is_dir() or output.endswith(("/", os.sep))
 
@@ -417,13 +438,13 @@ def summarize(result: UpscaleResult) -> str:
 def info_command(
     src: Annotated[
         Optional[str],
-        typer.Argument(help="Raster to describe: a file, URL, /vsi path or GDAL connection string (with --model: the model's .safetensors).", show_default=False),
+        typer.Argument(help="Raster to describe: a file, URL, /vsi path, GDAL connection string, Sentinel-2 product (.SAFE, .SAFE.zip) or STAC item (with --model: the model's .safetensors).", show_default=False),
     ] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Preview the output at this scale.")] = None,
     resolution: Annotated[
         Optional[float], typer.Option("--resolution", "-r", help="Preview the output at this pixel size.")
     ] = None,
-    bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands the preview counts: 1,3,4")] = None,
+    bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands the preview counts: 1,3,4 or B04,B8A")] = None,
     model: Annotated[
         bool, typer.Option("--model", help="Describe a model instead: SRC is its .safetensors (default: the default model).")
     ] = False,
@@ -439,7 +460,12 @@ def info_command(
             return
         if src is None:
             raise UsageError("give a raster to describe: rssr info SRC [--scale S], or a model: rssr info --model [PATH]")
-        report = describe_raster(src, scale=scale, resolution=resolution, bands=parse_bands(bands))
+        if is_band_stack(str(src)):
+            stack = describe_stack(str(src), scale=scale, resolution=resolution, bands=parse_band_selection(bands))
+            for line in render_stack_report(stack):
+                stdout.print(line)
+            return
+        report = describe_raster(src, scale=scale, resolution=resolution, bands=parse_band_selection(bands))
         for line in render_report(report):
             stdout.print(line)
 
@@ -472,6 +498,29 @@ def render_report(report: RasterReport) -> list[str]:
             f"  pixel size  {p.pixel_size[0]:.10g} x {p.pixel_size[1]:.10g}",
             f"  data        {_human_bytes(p.uncompressed_bytes)} uncompressed (+~1/3 overviews, before compression)",
         ]
+    return lines
+
+
+def render_stack_report(report: StackReport) -> list[str]:
+    """A product's or STAC item's bands (name, pixel size, size, file) and, with -s/-r, the output upscale would write."""
+    nodata = "none" if report.nodata is None else f"{report.nodata:g}"
+    lines = [f"[bold]{escape(report.source)}[/]", f"  kind        {escape(report.kind)}, nodata {nodata}", "  bands"]
+    for band in report.bands:
+        crs = band.crs.to_string() if band.crs else "no CRS"
+        lines.append(
+            f"    {escape(band.name):<5} {band.resolution:>6g} m  {band.width} x {band.height} px  {band.dtype}  {escape(crs)}  {escape(band.dataset.rsplit('/', 1)[-1])}"
+        )
+    if report.grid is not None:
+        t = report.grid.transform
+        scales = ", ".join(f"{name} {'copied' if s is None else f'x{s:.4g}'}" for name, s in report.band_scales)
+        lines += [
+            "[bold]upscale would write[/]",
+            f"  bands       {', '.join(report.selected)}",
+            f"  size        {report.grid.width} x {report.grid.height} px, pixel size {abs(t.a):.10g} x {abs(t.e):.10g}",
+            f"  per band    {escape(scales)}",
+        ]
+    else:
+        lines.append(f"  default     --bands {','.join(report.selected)}")
     return lines
 
 

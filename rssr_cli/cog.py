@@ -127,6 +127,7 @@ class OutputSpec:
     offsets: tuple[float, ...]
     tags: dict[str, str]
     band_tags: tuple[dict[str, str], ...]
+    interleave: str = "pixel"  # of the intermediate; "band" when bands are written one after another (band stacks)
 
     @property
     def count(self) -> int:
@@ -147,7 +148,7 @@ def open_intermediate(path: Path, spec: OutputSpec) -> Iterator[DatasetWriter]:
         nodata=spec.nodata,
         tiled=False,
         blockysize=min(spec.height, 64),
-        interleave="pixel",
+        interleave=spec.interleave,
         bigtiff="IF_SAFER",
     )
     with rasterio.Env(**gdal_config()):

@@ -22,22 +22,52 @@ MAX_SCALE = 32.0  # beyond this a "super-resolved" pixel carries no information 
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where an output grid lies on a source it does not cover exactly (a band stack's common grid seen from a
+    coarser band whose grid starts elsewhere): the centre of output pixel j is at source pixel coordinate
+    x0 + (j + 0.5) * dx (columns) and y0 + (i + 0.5) * dy (rows); dx, dy are source pixels per output pixel."""
+
+    x0: float
+    y0: float
+    dx: float
+    dy: float
+
+
+@dataclass(frozen=True)
 class OutputGrid:
-    """The full-resolution output raster's size and transform, derived from the input grid."""
+    """The full-resolution output raster's size and transform, derived from the input grid.
+
+    `placement` None: the output covers the source exactly (same bounds, step src/out per axis; integer maths).
+    Otherwise the output is any grid of the same CRS, located on the source by `placement`; output pixels whose
+    centres lie beyond the source's edges belong to the edge tiles (the backends extend the border pixels)."""
 
     src_width: int
     src_height: int
     width: int
     height: int
     transform: Affine
+    placement: Optional[Placement] = None
 
     @property
     def scale_x(self) -> float:
-        return self.width / self.src_width
+        return 1.0 / self.placement.dx if self.placement is not None else self.width / self.src_width
 
     @property
     def scale_y(self) -> float:
-        return self.height / self.src_height
+        return 1.0 / self.placement.dy if self.placement is not None else self.height / self.src_height
+
+    def source_centres_y(self) -> np.ndarray:
+        """Output row centres in source pixel coordinates (float64, one per output row)."""
+        p = self.placement
+        if p is None:
+            return (np.arange(self.height) + 0.5) * (self.src_height / self.height)
+        return p.y0 + (np.arange(self.height) + 0.5) * p.dy
+
+    def source_centres_x(self) -> np.ndarray:
+        p = self.placement
+        if p is None:
+            return (np.arange(self.width) + 0.5) * (self.src_width / self.width)
+        return p.x0 + (np.arange(self.width) + 0.5) * p.dx
 
 
 def plan_output_grid(
@@ -92,6 +122,8 @@ class HRGrid:
 
 def hr_grid_for(lr_window: Window, grid: OutputGrid) -> tuple[Window, HRGrid]:
     """The HR pixels whose centres fall inside an LR window, and their geometry relative to it."""
+    if grid.placement is not None:
+        return _placed_hr_grid(lr_window, grid)
     rows = _hr_span(int(lr_window.row_off), int(lr_window.row_off + lr_window.height), grid.src_height, grid.height)
     cols = _hr_span(int(lr_window.col_off), int(lr_window.col_off + lr_window.width), grid.src_width, grid.width)
     out_window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
@@ -106,6 +138,40 @@ def hr_grid_for(lr_window: Window, grid: OutputGrid) -> tuple[Window, HRGrid]:
         dx=dx,
     )
     return out_window, hr
+
+
+def _placed_hr_grid(lr_window: Window, grid: OutputGrid) -> tuple[Window, HRGrid]:
+    """hr_grid_for on a placed grid: the same rule (centre inside the window), decided on the one array of
+    centres so neighbouring windows never disagree; a window on the source's edge also takes the pixels beyond it."""
+    p = grid.placement
+    assert p is not None
+    r0, c0 = int(lr_window.row_off), int(lr_window.col_off)
+    rows = _placed_span(grid.source_centres_y(), r0, r0 + int(lr_window.height), grid.src_height)
+    cols = _placed_span(grid.source_centres_x(), c0, c0 + int(lr_window.width), grid.src_width)
+    out_window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    hr = HRGrid(
+        height=rows[1] - rows[0],
+        width=cols[1] - cols[0],
+        y0=p.y0 + rows[0] * p.dy - r0,
+        x0=p.x0 + cols[0] * p.dx - c0,
+        dy=p.dy,
+        dx=p.dx,
+    )
+    return out_window, hr
+
+
+def _placed_span(centres: np.ndarray, lr_start: int, lr_stop: int, n_lr: int) -> tuple[int, int]:
+    first = 0 if lr_start <= 0 else int(np.searchsorted(centres, lr_start, side="left"))
+    stop = len(centres) if lr_stop >= n_lr else int(np.searchsorted(centres, lr_stop, side="left"))
+    return first, max(first, stop)
+
+
+def nearest_source_index(grid: OutputGrid, axis: str, start: int, stop: int) -> np.ndarray:
+    """Source pixel holding each output pixel centre in [start, stop) along axis 'y' or 'x' (clamped at the
+    edges) on a placed grid: the same floor rule as _placed_hr_grid."""
+    centres = grid.source_centres_y() if axis == "y" else grid.source_centres_x()
+    n = grid.src_height if axis == "y" else grid.src_width
+    return np.clip(np.floor(centres[start:stop]), 0, n - 1).astype(np.int64)
 
 
 def _hr_span(lr_start: int, lr_stop: int, n_lr: int, n_hr: int) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 import numpy as np
 from rasterio.windows import Window
 
-from .grid import OutputGrid, Tile
+from .grid import OutputGrid, Tile, nearest_source_index
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,9 @@ def nearest_lr_index(hr_start: int, hr_stop: int, n_lr: int, n_hr: int) -> np.nd
 def hr_validity(valid_lr: np.ndarray, tile: Tile, grid: OutputGrid) -> np.ndarray:
     """The halo's [bands, h, w] validity upsampled by nearest neighbour onto the tile's HR patch."""
     out, halo = tile.out, tile.halo
-    rows = nearest_lr_index(int(out.row_off), int(out.row_off + out.height), grid.src_height, grid.height)
-    cols = nearest_lr_index(int(out.col_off), int(out.col_off + out.width), grid.src_width, grid.width)
+    r0, r1, c0, c1 = int(out.row_off), int(out.row_off + out.height), int(out.col_off), int(out.col_off + out.width)
+    if grid.placement is not None:
+        rows, cols = nearest_source_index(grid, "y", r0, r1), nearest_source_index(grid, "x", c0, c1)
+    else:
+        rows, cols = nearest_lr_index(r0, r1, grid.src_height, grid.height), nearest_lr_index(c0, c1, grid.src_width, grid.width)
     return valid_lr[:, rows - int(halo.row_off)][:, :, cols - int(halo.col_off)]

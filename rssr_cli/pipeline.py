@@ -38,6 +38,7 @@ from .errors import UsageError
 from .fidelity import Comparison, CropSamples, FidelityOptions, FidelityReport, check, measure_fidelity
 from .grid import OutputGrid, Tile, hr_grid_for, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
 from .interrupts import raise_on_signals
+from .products import is_band_stack
 from .backends.classical import resample
 from .quicklook import compose, display_bands, write_png
 from .mosaic import FinishedRows, RowAccumulator, hr_validity
@@ -77,7 +78,8 @@ class UpscaleSettings:
 
     Give exactly one of `scale` (any real > 1) or `resolution` (target pixel size in CRS units).
     `method=None` means DEFAULT_METHOD (diffusion); `backend_options` go to get_backend(method, **options).
-    `bands` are 1-based; None means every data band (an alpha band becomes the output mask).
+    `bands` are 1-based numbers or band names (descriptions; B04, red, ... for products); None means every data
+    band (an alpha band becomes the output mask), or the four 10 m bands of a Sentinel-2 product; ("all",) all bands.
     `aoi`: write only the output grid's window around this area, pixels outside it invalid (region.py).
     `fidelity`: measure the output against its input (fidelity.py), tag it, optionally write the sidecar
     report, and refuse to write it when a threshold is exceeded.
@@ -93,7 +95,7 @@ class UpscaleSettings:
     tile: Optional[int] = None  # None: auto_tiling() for the method and scale
     overlap: Optional[int] = None
     batch_size: int = DEFAULT_BATCH_SIZE
-    bands: Optional[tuple[int, ...]] = None
+    bands: Optional[tuple[int | str, ...]] = None
     seed: int = 0
     overwrite: bool = False
     profile: str = DEFAULT_PROFILE
@@ -170,6 +172,10 @@ def upscale(
 
     `backend`: an already built backend for settings.method (a batch loads its model once for every scene)."""
     settings = replace(settings or UpscaleSettings(), **overrides)
+    if is_band_stack(str(src)):  # a Sentinel-2 product or STAC item: bands of several grids onto one
+        from .stack_pipeline import upscale_stack
+
+        return upscale_stack(src, dst, settings, progress=progress, backend=backend)
     dst = Path(dst)
     started = time.perf_counter()
     with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
@@ -620,6 +626,8 @@ class RowsPart:
 
 def scene_row_bands(src: str | Path, settings: UpscaleSettings, parts: int) -> list[tuple[int, int]]:
     """How to split a scene's output into `parts` row bands (of the AOI's window, when there is one)."""
+    if is_band_stack(str(src)):
+        raise UsageError(f"--split-rows is not supported for band stacks (products, STAC items): {src}")
     with gdal_env(settings.threads), open_raster(src) as dataset:
         _, region = scene_region(inspect_source(dataset), settings)
     return split_rows(region, parts)

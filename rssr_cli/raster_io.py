@@ -206,18 +206,33 @@ def _mask_kind(dataset: DatasetReader, dtype: str, alpha_band: Optional[int]) ->
     return MaskKind.NONE
 
 
-def select_bands(info: SourceInfo, bands: Optional[Sequence[int]]) -> tuple[int, ...]:
-    """1-based band indexes to process: the given ones (validated) or every data band."""
-    if not bands:
+def select_bands(info: SourceInfo, bands: Optional[Sequence[int | str]]) -> tuple[int, ...]:
+    """1-based band indexes to process: the given ones (numbers, or names matched to band descriptions;
+    validated) or every data band (None or 'all')."""
+    if not bands or (len(bands) == 1 and isinstance(bands[0], str) and bands[0].lower() == "all"):
         if not info.data_bands:
             raise InputError(f"{info.path} has no data band (only an alpha band)")
         return info.data_bands
+    bands = [b if isinstance(b, int) else band_by_name(info, b) for b in bands]
     bad = [b for b in bands if not 1 <= b <= info.count]
     if bad:
         raise UsageError(f"band {bad[0]} is out of range: {info.path} has bands 1..{info.count}")
     if len(set(bands)) != len(bands):
         raise UsageError(f"--bands lists a band twice: {','.join(map(str, bands))}")
     return tuple(bands)
+
+
+def band_by_name(info: SourceInfo, name: str) -> int:
+    """The 1-based band whose description is `name` (case-insensitive; B4 = B04, red = B04 as for products)."""
+    from .band_names import canonical_band_name
+
+    wanted = canonical_band_name(name).upper()
+    for index, description in enumerate(info.descriptions, start=1):
+        if description and canonical_band_name(description).upper() == wanted:
+            return index
+    named = [d for d in info.descriptions if d]
+    have = f"its bands are named {', '.join(named)}" if named else "its bands have no names (descriptions); use numbers"
+    raise UsageError(f"{info.path} has no band named {name!r}; {have}")
 
 
 def read_window(

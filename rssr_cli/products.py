@@ -1,0 +1,366 @@
+"""Band stacks: Sentinel-2 products (.SAFE folder or .SAFE.zip) and STAC items, found by layout and names.
+
+A band stack is a list of named single bands, each in its own dataset at its own native grid (10, 20 and 60 m
+for Sentinel-2). Products are recognised by their file layout, never by parsing the product XML, so a partial
+or re-packed product still works:
+
+- L1C: GRANULE/*/IMG_DATA/T*_B??.jp2
+- L2A: GRANULE/*/IMG_DATA/R10m|R20m|R60m/T*_B??_{10,20,60}m.jp2 (each band taken at the finest resolution present)
+- band files may also be GeoTIFFs (.tif/.tiff); a .SAFE.zip is read through /vsizip/ without unpacking.
+- a STAC item (JSON file or http(s) URL): each asset holding one band is a band, named by its Sentinel-2 id
+  (B01..B12, B8A) when its eo:bands name, asset key or common name (red, nir08, swir16, ...) maps to one, else by
+  its eo:bands name; hrefs relative to the item are resolved against it.
+Nothing here reads pixels; a band's grid comes from its dataset's header.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from affine import Affine
+from rasterio.crs import CRS
+
+from .band_names import SENTINEL2_BANDS, SENTINEL2_NATIVE_M, canonical_band_name
+from .errors import InputError, UsageError
+from .raster_io import GDAL_ERRORS, gdal_message, open_raster
+
+DEFAULT_PRODUCT_BANDS = ("B02", "B03", "B04", "B08")  # the four 10 m bands
+SENTINEL2_NODATA = 0.0  # L1C and L2A mark pixels outside the swath with 0 but do not declare it in the files
+
+BAND_FILE_SUFFIXES = (".jp2", ".tif", ".tiff")
+_BAND_PATH = re.compile(
+    r"(?:^|/)GRANULE/(?P<granule>[^/]+)/IMG_DATA/(?:R(?P<folder_res>10|20|60)m/)?"
+    r"[^/]*_(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?P<res>10|20|60)m)?\.(?:jp2|tiff?)$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class StackBand:
+    """One named band: where it is (a GDAL dataset name and 1-based band index) and its native grid."""
+
+    name: str
+    dataset: str
+    index: int
+    width: int
+    height: int
+    transform: Affine
+    crs: Optional[CRS]
+    dtype: str
+    nodata: Optional[float]
+
+    @property
+    def resolution(self) -> float:
+        return abs(self.transform.a)
+
+
+@dataclass(frozen=True)
+class BandStack:
+    """The bands of one scene, in product order. `default_nodata` applies to files that declare none."""
+
+    source: str
+    kind: str  # "Sentinel-2 L1C (.SAFE)", "STAC item", ...
+    bands: tuple[StackBand, ...]
+    default_nodata: Optional[float] = SENTINEL2_NODATA
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.bands)
+
+    def select(self, wanted: Optional[Sequence[int | str]]) -> tuple[StackBand, ...]:
+        """The bands asked for, in the order asked: names (B04, b8a, red, nir08), 1-based numbers in product
+        order, or 'all'. None: the four 10 m bands (DEFAULT_PRODUCT_BANDS)."""
+        if wanted is None:
+            wanted = DEFAULT_PRODUCT_BANDS
+        if len(wanted) == 1 and isinstance(wanted[0], str) and wanted[0].lower() == "all":
+            return self.bands
+        picked = []
+        for item in wanted:
+            band = self._find(item)
+            if band in picked:
+                raise UsageError(f"--bands lists {band.name} twice")
+            picked.append(band)
+        return tuple(picked)
+
+    def _find(self, item: int | str) -> StackBand:
+        if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
+            number = int(item)
+            if not 1 <= number <= len(self.bands):
+                raise UsageError(f"band {number} is out of range: {self.source} has bands 1..{len(self.bands)} ({', '.join(self.names)})")
+            return self.bands[number - 1]
+        name = canonical_band_name(item)
+        for band in self.bands:
+            if band.name.upper() == name.upper():
+                return band
+        raise UsageError(f"{self.source} has no band {item!r}; it has {', '.join(self.names)}")
+
+
+# ------------------------------------------------------------------------------------------ recognising
+
+
+def _is_url(name: str) -> bool:
+    return name.startswith(("http://", "https://"))
+
+
+def is_band_stack(name: str | os.PathLike) -> bool:
+    """A .SAFE folder, a .SAFE.zip (or a zip holding one .SAFE), or a STAC item JSON (file or URL)."""
+    text = str(name).rstrip("/")
+    lower = text.lower()
+    if lower.endswith(".safe"):
+        return _is_url(text) or Path(text).is_dir()
+    if lower.endswith(".safe.zip"):
+        return True
+    if lower.endswith(".json"):
+        return True
+    if lower.endswith(".zip") and not _is_url(text) and Path(text).is_file():
+        return _zip_holds_safe(Path(text))
+    return False
+
+
+def is_product_dir(path: Path) -> bool:
+    """A folder that is one scene (a .SAFE), not a folder of scenes to scan."""
+    return path.is_dir() and path.name.lower().endswith(".safe")
+
+
+def is_product_file(path: Path) -> bool:
+    """A file a batch folder scan takes as a scene besides rasters: a .SAFE.zip."""
+    return path.is_file() and path.name.lower().endswith(".safe.zip")
+
+
+def scene_stem(name: str | os.PathLike) -> str:
+    """The scene's name for output files: X.SAFE, X.SAFE.zip, X.zip, X.json, X.tif -> X."""
+    base = str(name).rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+    lower = base.lower()
+    for suffix in (".safe.zip", ".safe", ".zip", ".json"):
+        if lower.endswith(suffix):
+            return base[: -len(suffix)]
+    return Path(base).stem
+
+
+def _zip_holds_safe(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(".SAFE/" in n.upper() for n in archive.namelist()[:50])
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+# --------------------------------------------------------------------------------------------- opening
+
+
+def open_band_stack(name: str | os.PathLike) -> BandStack:
+    """List a product's or STAC item's bands with their native grids (headers only). One InputError line when
+    it is not readable or holds no band."""
+    text = str(name).rstrip("/")
+    lower = text.lower()
+    if lower.endswith(".json"):
+        return _stac_stack(text)
+    if _is_url(text) and not lower.endswith((".json", ".zip")):
+        raise InputError(f"{text}: a remote .SAFE folder cannot be listed; give its .SAFE.zip or its STAC item")
+    if lower.endswith(".zip"):
+        return _safe_stack(text, _zip_members(text), zipped=True)
+    if lower.endswith(".safe"):
+        root = Path(text)
+        if not root.is_dir():
+            raise InputError(f"no such product folder: {text}")
+        members = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in BAND_FILE_SUFFIXES]
+        return _safe_stack(text, members, zipped=False)
+    raise InputError(f"{text} is not a Sentinel-2 product (.SAFE, .SAFE.zip) or a STAC item (.json)")
+
+
+def _zip_members(path: str) -> list[str]:
+    """The zip's member names; a remote zip is listed by HTTP range requests (its central directory only)."""
+    if not _is_url(path) and not Path(path).is_file():
+        raise InputError(f"no such file: {path}")
+    try:
+        with (_HttpRangeFile(path) if _is_url(path) else open(path, "rb")) as raw, zipfile.ZipFile(raw) as archive:
+            return archive.namelist()
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"cannot read {path} as a zip: {exc}") from exc
+
+
+class _HttpRangeFile(io.RawIOBase):
+    """A read-only, seekable view of a file served over HTTP(S) with Range support: zipfile reads only the end
+    of the archive (its central directory) to list it."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.position = url, 0
+        request = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (the user's own URL)
+            self.size = int(response.headers["Content-Length"])
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
+        if end <= self.position:
+            return b""
+        request = urllib.request.Request(self.url, headers={"Range": f"bytes={self.position}-{end - 1}"})
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            if response.status != 206:
+                raise OSError(f"the server does not answer range requests (HTTP {response.status})")
+            data = response.read()
+        self.position += len(data)
+        return data
+
+
+def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandStack:
+    """Band files by layout; L2A keeps each band at the finest resolution present."""
+    found: dict[str, tuple[int, str]] = {}  # band -> (resolution, member)
+    granules, level = set(), "L1C"
+    for member in members:
+        match = _BAND_PATH.search(member)
+        if not match:
+            continue
+        band = canonical_band_name(match.group("band"))
+        resolution = match.group("folder_res") or match.group("res")
+        if resolution is not None:
+            level = "L2A"
+        resolution_m = int(resolution) if resolution else SENTINEL2_NATIVE_M[band]
+        granules.add(match.group("granule"))
+        if band not in found or resolution_m < found[band][0]:
+            found[band] = (resolution_m, member)
+    if not found:
+        raise InputError(f"{source} holds no Sentinel-2 band file (GRANULE/*/IMG_DATA/*_B??[_10m].jp2|tif)")
+    if len(granules) > 1:
+        raise InputError(f"{source} holds {len(granules)} granules ({', '.join(sorted(granules))}); rssr reads one tile per product")
+    if zipped:
+        archive = f"/vsicurl/{source}" if _is_url(source) else os.path.abspath(source)
+        prefix = f"/vsizip/{archive}/"
+    else:
+        prefix = f"{source}/"
+    bands = tuple(
+        _describe_band(band, prefix + found[band][1]) for band in SENTINEL2_BANDS if band in found
+    )
+    return BandStack(source, f"Sentinel-2 {level} (.SAFE{' zip' if zipped else ''})", bands)
+
+
+def _describe_band(name: str, dataset: str, index: int = 1) -> StackBand:
+    try:
+        with open_raster(dataset) as ds:
+            if ds.count < index:
+                raise InputError(f"{dataset} has {ds.count} band(s), no band {index}")
+            return StackBand(
+                name=name, dataset=dataset, index=index, width=ds.width, height=ds.height, transform=ds.transform,
+                crs=ds.crs, dtype=ds.dtypes[index - 1], nodata=ds.nodata,
+            )  # fmt: skip
+    except GDAL_ERRORS as exc:
+        raise InputError(f"cannot read band {name} ({dataset}): {gdal_message(exc)}") from exc
+
+
+# ------------------------------------------------------------------------------------------------- STAC
+
+
+def _read_json(source: str) -> dict:
+    try:
+        if _is_url(source):
+            with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 (the user's own URL)
+                text = response.read().decode("utf-8")
+        else:
+            text = Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"no such file: {source}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {source}: {exc}") from exc
+    try:
+        item = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+    if not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(item.get("assets"), dict):
+        raise InputError(f"{source} is not a STAC item (a GeoJSON Feature with assets)")
+    return item
+
+
+def _resolve_href(href: str, item_source: str) -> str:
+    """An asset href as a GDAL dataset name: relative hrefs against the item; s3:// and URLs kept as strings."""
+    if "://" in href or href.startswith("/vsi"):
+        return href
+    if _is_url(item_source):
+        return urllib.parse.urljoin(item_source, href)
+    if os.path.isabs(href):
+        return href
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(item_source)), href))
+
+
+def _asset_band_name(key: str, asset: dict) -> Optional[str]:
+    """A single-band asset's name: its Sentinel-2 id when any of its names gives one, else its eo:bands name."""
+    bands = asset.get("eo:bands") or asset.get("bands")
+    if not isinstance(bands, list) or len(bands) != 1 or not isinstance(bands[0], dict):
+        return None
+    band = bands[0]
+    candidates = [band.get("name"), key, band.get("common_name"), band.get("eo:common_name")]
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip() and candidate.lower() != "rededge":  # 3 bands share it
+            canonical = canonical_band_name(candidate)
+            if canonical in SENTINEL2_BANDS:
+                return canonical
+    return str(band.get("name") or key)
+
+
+def _is_raster_asset(asset: dict) -> bool:
+    media = str(asset.get("type", "")).lower()
+    href = str(asset.get("href", "")).lower().split("?")[0]
+    roles = asset.get("roles") or []
+    if "thumbnail" in roles or "overview" in roles:
+        return False
+    return "image/tiff" in media or "image/jp2" in media or href.endswith(BAND_FILE_SUFFIXES)
+
+
+def _stac_stack(source: str) -> BandStack:
+    item = _read_json(source)
+    chosen: dict[str, tuple[str, bool]] = {}  # name -> (href, is GeoTIFF)
+    for key, asset in item["assets"].items():
+        if not isinstance(asset, dict) or not isinstance(asset.get("href"), str) or not _is_raster_asset(asset):
+            continue
+        name = _asset_band_name(key, asset)
+        if name is None:
+            continue
+        is_tiff = "tiff" in str(asset.get("type", "")).lower() or asset["href"].lower().split("?")[0].endswith((".tif", ".tiff"))
+        if name not in chosen or (is_tiff and not chosen[name][1]):  # the COG copy over a JP2 copy of one band
+            chosen[name] = (_resolve_href(asset["href"], source), is_tiff)
+    if not chosen:
+        raise InputError(f"{source}: no asset of this STAC item is a single band with eo:bands")
+    order = {name: i for i, name in enumerate(SENTINEL2_BANDS)}
+    names = sorted(chosen, key=lambda n: (order.get(n, len(order)), list(chosen).index(n)))
+    bands = tuple(_describe_band(name, chosen[name][0]) for name in names)
+    sentinel2 = any(n in order for n in names)
+    return BandStack(source, "STAC item", bands, SENTINEL2_NODATA if sentinel2 else None)
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+
+def check_compatible(bands: Sequence[StackBand], source: str) -> None:
+    """One CRS, one data type, north-up grids: what one output raster needs."""
+    crs = {b.crs.to_string() if b.crs else "none" for b in bands}
+    if len(crs) > 1:
+        raise InputError(f"{source}: the bands are in different CRSs ({', '.join(sorted(crs))})")
+    dtypes = {b.dtype for b in bands}
+    if len(dtypes) > 1:
+        raise InputError(f"{source}: the bands mix data types ({', '.join(sorted(dtypes))}); rssr needs one type")
+    for b in bands:
+        t = b.transform
+        if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0 or not all(math.isfinite(v) for v in t[:6]):
+            raise InputError(f"{source}: band {b.name} is not on a north-up grid")
