@@ -8,9 +8,11 @@ filesystem). The staging directory is removed whatever happens.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -97,17 +99,44 @@ def staging_prefix(dst: Path) -> str:
     return f".{dst.name}.rssr-"
 
 
+STAGING_OWNER = ".owner"  # flocked by the run using the directory: a sweep removes only directories nobody holds
+
+
 @contextmanager
 def staging_dir(dst: Path) -> Iterator[Path]:
-    """A hidden temporary directory beside DST (same filesystem, so the final rename is atomic), always removed."""
+    """A hidden temporary directory beside DST (same filesystem, so the final rename is atomic), always removed.
+
+    mkdtemp creates it with mkdir (0700, never through a planted symlink); it is checked with lstat before
+    use, and its `.owner` file stays flocked while the run lives, so locks.sweep_stale can tell a dead run's
+    leftovers (hundreds of MB after a kill -9) from a live run's, whatever output they belong to."""
     try:
         path = Path(tempfile.mkdtemp(prefix=staging_prefix(dst), dir=dst.parent))
     except OSError as exc:
         raise OutputError(f"cannot write to {dst.parent}: {exc.strerror or exc}") from exc
+    owner = None
     try:
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise OutputError(f"staging directory {path} was replaced by something else; refusing to use it")
+        try:
+            owner = os.open(path / STAGING_OWNER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fcntl.flock(owner, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {path}: {exc.strerror or exc}") from exc
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_tree(path)
+        if owner is not None:
+            os.close(owner)
+
+
+def _remove_tree(path: Path) -> None:
+    """rmtree that never follows a symlink (shutil.rmtree refuses a symlinked top; inner links are unlinked)."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+    except FileNotFoundError:
+        pass
 
 
 @dataclass(frozen=True)

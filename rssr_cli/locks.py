@@ -22,6 +22,7 @@ from typing import Iterator
 
 from .cog import staging_prefix
 from .errors import OutputError
+from .safefiles import open_private_file
 
 
 class OutputBusy(OutputError):
@@ -57,10 +58,7 @@ def output_lock(dst: Path) -> Iterator[None]:
 
 def _acquire(path: Path) -> int:
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutputError(f"cannot create the lock file {path}: {exc.strerror or exc}") from exc
+        fd = open_private_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -79,9 +77,11 @@ def _acquire(path: Path) -> int:
 
 def _holder(path: Path) -> str:
     try:
-        return path.read_text().strip() or "unknown holder"
-    except OSError:
+        fd = open_private_file(path, create=False)
+    except OutputError:
         return "unknown holder"
+    with os.fdopen(fd, "rb") as file:
+        return file.read(200).decode(errors="replace").strip() or "unknown holder"
 
 
 def remove_stale_staging(dst: Path) -> list[Path]:
