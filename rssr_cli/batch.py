@@ -10,9 +10,12 @@ an interrupt (SIGINT/SIGTERM) stops the batch. The same `process_scene` runs in-
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import logging
+import os
+import stat
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -23,8 +26,9 @@ import rasterio
 
 from .backends import SRBackend, get_backend
 from .errors import Interrupted, OutputError, RssrError, UsageError
-from .locks import OutputBusy, output_lock
-from .pipeline import Progress, UpscaleResult, UpscaleSettings, default_method, request_tags, upscale
+from .cog import staging_prefix
+from .locks import OutputBusy, lock_path, output_lock
+from .pipeline import Progress, UpscaleResult, UpscaleSettings, default_method, request_tags, sidecar_paths, upscale
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +218,21 @@ class JsonLog:
 
     def __enter__(self) -> "JsonLog":
         if self.path is not None:
+            # Never through a symlink (one planted in a shared output folder would aim the log at a victim);
+            # O_NONBLOCK so that a FIFO without a reader is refused instead of hanging the cron job.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
             try:
-                self._file = open(self.path, "a", encoding="utf-8")
+                fd = os.open(self.path, flags, 0o644)
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise UsageError(f"--log-json {self.path} is a symbolic link; give the file itself") from None
                 raise UsageError(f"cannot open --log-json {self.path}: {exc.strerror or exc}") from exc
+            mode = os.fstat(fd).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+                os.close(fd)
+                raise UsageError(f"--log-json {self.path} is not a regular file")
+            os.set_blocking(fd, True)
+            self._file = os.fdopen(fd, "a", encoding="utf-8")
         return self
 
     def write(self, scene: SceneResult) -> None:
@@ -228,6 +243,35 @@ class JsonLog:
     def __exit__(self, *_: object) -> None:
         if self._file is not None:
             self._file.close()
+
+
+def check_log_path(log: Optional[Path], jobs: Sequence[SceneJob]) -> None:
+    """The JSON log may never be an input, an output, or a file rssr keeps beside an output (its lock, its
+    staging directories, its fidelity sidecars): appending JSON there would corrupt an input or leave a
+    stray file at the destination. Refused (usage error) before any work."""
+    if log is None:
+        return
+    real_log = Path(os.path.realpath(log))
+    for job in jobs:
+        if _same_file(real_log, job.src):
+            raise UsageError(f"--log-json {log} is the input {job.src}; give a separate log file")
+        folder = Path(os.path.realpath(job.dst.parent))
+        beside = {job.dst.name: "the output", lock_path(job.dst).name: "the output's lock file"}
+        beside.update({sidecar.name: "a fidelity report of the output" for sidecar in sidecar_paths(job.dst)})
+        if real_log.parent == folder and real_log.name in beside:
+            raise UsageError(f"--log-json {log} is {beside[real_log.name]} {job.dst}; give a separate log file")
+        inside = real_log.relative_to(folder).parts if real_log.is_relative_to(folder) else ()
+        if len(inside) > 1 and inside[0].startswith(staging_prefix(job.dst)):
+            raise UsageError(f"--log-json {log} is inside the staging area of {job.dst}; give a separate log file")
+
+
+def _same_file(real_log: Path, src: Path) -> bool:
+    if real_log == Path(os.path.realpath(src)):
+        return True
+    try:
+        return os.path.samefile(real_log, src)  # hard links too
+    except OSError:
+        return False
 
 
 def failed(results: Iterable[SceneResult]) -> list[SceneResult]:

@@ -36,6 +36,7 @@ from .batch import (
     JsonLog,
     SceneJob,
     SceneResult,
+    check_log_path,
     expand_inputs,
     failed,
     plan_jobs,
@@ -274,10 +275,11 @@ def upscale_command(
         if not is_batch(inputs, output):
             if scheduler and split_rows is None:
                 raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows")
-            if split_rows is None:
-                upscale_one(Path(inputs[0]), Path(output), settings, force=force, log_json=log_json, quiet=quiet)
-                return
             job = SceneJob(Path(inputs[0]), Path(output))
+            check_log_path(log_json, [job])
+            if split_rows is None:
+                upscale_one(job.src, job.dst, settings, force=force, log_json=log_json, quiet=quiet)
+                return
             results = upscale_many([job], settings, force=force, log_json=log_json, scheduler=scheduler, quiet=quiet, split_rows=split_rows)
             if failed(results):
                 raise typer.Exit(EXIT_PROCESSING)
@@ -287,6 +289,7 @@ def upscale_command(
         if output.exists() and not output.is_dir():
             raise UsageError(f"-o {output} must be a directory when several scenes are written")
         jobs = plan_jobs(sources, output, settings, name)
+        check_log_path(log_json, jobs)
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

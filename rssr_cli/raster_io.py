@@ -6,6 +6,8 @@ Every way a source can be unusable becomes one InputError line here, so later st
 from __future__ import annotations
 
 import math
+import os
+import stat
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,6 +98,8 @@ def open_raster(path: str | Path) -> Iterator[DatasetReader]:
             raise InputError(f"no such file: {path}")
         if Path(path).is_dir():
             raise InputError(f"{path} is a directory, not a raster")
+        if not stat.S_ISREG(os.stat(path).st_mode):  # GDAL would block on a FIFO or read a device forever
+            raise InputError(f"{path} is not a regular file (a device, FIFO or socket); give a raster file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # we warn once, in our own words

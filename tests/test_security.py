@@ -230,3 +230,78 @@ def test_a_bad_card_is_one_line_in_upscale_batch_and_info(saved_model, scene, tm
         result = run(*args)
         assert result.exit_code == 1 and "heads must be an integer" in one_line(result.stderr), args
     assert not (tmp_path / "one.tif").exists() and not any(out.glob("*.tif"))
+
+
+# ---- item 3: the JSON log is never an input, an output or a file in the staging area --------------------------
+
+
+def test_the_json_log_may_not_be_the_input_or_the_output(scene, tmp_path):
+    original = scene.read_bytes()
+    dst = tmp_path / "out.tif"
+    for log in (scene, dst):
+        result = run("upscale", scene, "-o", dst, "-s", "2", "-m", "bicubic", "--log-json", log)
+        assert result.exit_code == 2 and "--log-json" in one_line(result.stderr)
+        assert scene.read_bytes() == original and not dst.exists()
+    alias = tmp_path / "alias.tif"
+    os.link(scene, alias)  # the same file under another name is still the input
+    result = run("upscale", scene, "-o", dst, "-s", "2", "-m", "bicubic", "--log-json", alias)
+    assert result.exit_code == 2 and scene.read_bytes() == original
+
+
+def test_the_json_log_may_not_be_an_input_output_or_staging_file_of_a_batch(scene, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    original = scene.read_bytes()
+    for log in (scene, out / "scene_x2.tif", out / ".scene_x2.tif.lock", out / ".scene_x2.tif.rssr-abc" / "log.jsonl"):
+        result = run("upscale", scene.parent / "*.tif", "-o", out, "-s", "2", "-m", "bicubic", "--log-json", log)
+        assert result.exit_code == 2 and "--log-json" in one_line(result.stderr), log
+        assert scene.read_bytes() == original and sorted(p.name for p in out.iterdir()) == []
+    result = run("upscale", scene.parent / "*.tif", "-o", out, "-s", "2", "-m", "bicubic", "-q", "--log-json", out / "log.jsonl")
+    assert result.exit_code == 0 and (out / "log.jsonl").read_text().count("\n") == 1  # beside the outputs is fine
+
+
+def test_a_symlinked_json_log_is_refused(scene, victim, tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.symlink_to(victim)
+    result = run("upscale", scene, "-o", tmp_path / "o.tif", "-s", "2", "-m", "bicubic", "--log-json", log)
+    assert result.exit_code == 2 and "symbolic link" in one_line(result.stderr)
+    assert victim.read_text() == "precious\n" and not (tmp_path / "o.tif").exists()
+
+
+# ---- item 4: AOI files and inputs that are devices, FIFOs or huge ---------------------------------------------
+
+
+def run_cli(*args, timeout=30):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "rssr_cli", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "fifo"])
+def test_an_aoi_that_is_not_a_regular_file_is_refused_at_once(scene, tmp_path, device):
+    if device == "fifo":
+        device = tmp_path / "aoi.fifo"
+        os.mkfifo(device)
+    result = run_cli("upscale", scene, "-o", tmp_path / "o.tif", "-s", "2", "-m", "bicubic", "--aoi", device, timeout=30)
+    assert result.returncode == 2 and "not a regular file" in one_line(result.stderr)
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_an_aoi_file_over_100_mb_is_refused(scene, tmp_path):
+    big = tmp_path / "big.geojson"
+    with open(big, "wb") as f:
+        f.truncate(101 * 10**6)  # sparse: no disk used
+    result = run("upscale", scene, "-o", tmp_path / "o.tif", "-s", "2", "-m", "bicubic", "--aoi", big)
+    assert result.exit_code == 2 and "at most 100 MB" in one_line(result.stderr)
+
+
+def test_an_input_that_is_a_fifo_or_a_device_is_refused(tmp_path):
+    fifo = tmp_path / "scene.tif"
+    os.mkfifo(fifo)
+    for source in (fifo, "/dev/zero"):
+        result = run_cli("upscale", source, "-o", tmp_path / "o.tif", "-s", "2", "-m", "bicubic", timeout=30)
+        assert result.returncode == 1 and "not a regular file" in one_line(result.stderr)
+        result = run_cli("upscale", source, "-o", tmp_path / "out/", "-s", "2", "-m", "bicubic", timeout=30)
+        assert result.returncode == 1 and "not a regular file" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o.tif").exists() and not list((tmp_path / "out").glob("*.tif"))
