@@ -28,6 +28,7 @@ from .backends import SRBackend, get_backend
 from .errors import Interrupted, OutputError, RssrError, UsageError
 from .cog import staging_prefix
 from .locks import OutputBusy, lock_path, output_lock
+from .source_identity import same_source
 from .pipeline import Progress, UpscaleResult, UpscaleSettings, default_method, request_tags, sidecar_paths, upscale
 
 log = logging.getLogger(__name__)
@@ -120,14 +121,23 @@ def batch_backend(settings: UpscaleSettings) -> tuple[str, SRBackend]:
     return method, get_backend(method, **dict(settings.backend_options))
 
 
-def is_done(dst: Path, wanted: dict[str, str]) -> bool:
-    """DST exists, is readable, and records the same request."""
+SAME, SOURCE_CHANGED, DIFFERENT_REQUEST = "same", "source changed", "different request"
+
+
+def existing_output(dst: Path, wanted: dict[str, str], src: Path) -> str:
+    """How an existing DST relates to this job: made by the same request from this very source (SAME), by the
+    same request from another or an older source (SOURCE_CHANGED: redo it), or otherwise (DIFFERENT_REQUEST,
+    also when unreadable or not a regular file)."""
     try:
+        if not stat.S_ISREG(os.stat(dst).st_mode):  # a FIFO at DST would block rasterio.open
+            return DIFFERENT_REQUEST
         with rasterio.open(dst) as dataset:
             tags = dataset.tags()
     except (rasterio.errors.RasterioIOError, OSError):
-        return False
-    return all(tags.get(key) == value for key, value in wanted.items())
+        return DIFFERENT_REQUEST
+    if not all(tags.get(key) == value for key, value in wanted.items()):
+        return DIFFERENT_REQUEST
+    return SAME if same_source(tags, src) else SOURCE_CHANGED
 
 
 def process_scene(
@@ -153,10 +163,13 @@ def process_scene(
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)
         with output_lock(job.dst):
-            if job.dst.exists():
-                if not force and is_done(job.dst, wanted):
+            if job.dst.exists() and not force:
+                state = existing_output(job.dst, wanted, job.src)
+                if state == SAME:
                     return result(SKIPPED)
-                if not (force or settings.overwrite):
+                if state == SOURCE_CHANGED:
+                    log.info("%s: the input changed since %s was made; redoing it", job.src, job.dst)
+                elif not settings.overwrite:
                     raise OutputError(f"{job.dst} exists but was made by a different request; --force to redo it")
             run_settings = replace(settings, method=method, overwrite=True)
             if runner is not None:

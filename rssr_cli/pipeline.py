@@ -53,6 +53,7 @@ from .raster_io import (
     read_window,
     select_bands,
 )
+from .source_identity import source_identity
 from .region import OutputRegion, aoi_region, row_band, split_rows, tiles_for_region, whole_grid
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def plan_run(
     if backend is None:
         backend = get_backend(method, **dict(settings.backend_options))  # may load a model: after the cheap checks
     radiometry = scene_radiometry(dataset, source, bands)
-    tags = provenance_tags(settings, method, grid, radiometry, backend) | region_tags(region, grid)
+    tags = provenance_tags(settings, method, grid, radiometry, backend) | region_tags(region, grid) | source_identity(src)
     output = output_spec(source, bands, grid, region, tags)
     plan = RunPlan(
         source, bands, grid, tiles, radiometry, output, creation_options, method, settings, region, outside_aoi

@@ -1,0 +1,66 @@
+"""Cron correctness: a batch never skips a scene whose input changed, never feeds on its own outputs, shows errors
+under -q, sweeps what killed runs left, acts on SIGINT/SIGTERM within seconds, and names a full disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from conftest import files_in, synthetic_image, write_raster
+from rssr_cli.batch import DONE, SKIPPED, SceneJob, run_batch
+from rssr_cli.cli import app
+from rssr_cli.pipeline import UpscaleSettings
+
+runner = CliRunner()
+BICUBIC = UpscaleSettings(scale=2, method="bicubic", tile=16, overlap=4)
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def log_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def scene_at(path: Path, seed: int = 0, size: tuple[int, int] = (30, 34)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_raster(path, synthetic_image(1, *size, "uint16", seed=seed))
+
+
+# ---- item 5: skip only when the output was made from this very source -----------------------------------------
+
+
+def test_a_replaced_input_is_redone_even_with_the_same_size_and_mtime(tmp_path):
+    src = scene_at(tmp_path / "in" / "a.tif", seed=1)
+    job = SceneJob(src, tmp_path / "a_x2.tif")
+    assert [r.status for r in run_batch([job], BICUBIC)] == [DONE]
+    assert [r.status for r in run_batch([job], BICUBIC)] == [SKIPPED]  # unchanged: skipped
+    before = os.stat(src)
+    replacement = scene_at(tmp_path / "new.tif", seed=2)
+    assert replacement.stat().st_size == before.st_size
+    os.replace(replacement, src)  # a re-processed tile: same path, same size ...
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))  # ... even the same mtime: the content decides
+    assert [r.status for r in run_batch([job], BICUBIC)] == [DONE]
+    with rasterio.open(src) as a, rasterio.open(job.dst) as out:
+        assert out.read(1)[::2, ::2].mean() == pytest.approx(a.read(1).mean(), rel=0.05)
+    assert [r.status for r in run_batch([job], BICUBIC)] == [SKIPPED]
+
+
+def test_another_raster_of_the_same_stem_is_not_skipped(tmp_path):
+    first = scene_at(tmp_path / "day1" / "T33UUP.tif", seed=1)
+    second = scene_at(tmp_path / "day2" / "T33UUP.tif", seed=5)
+    out = tmp_path / "sr"
+    assert run("upscale", first, "-o", f"{out}/", "-s", "2", "-m", "bicubic", "-q").exit_code == 0
+    log = tmp_path / "log.jsonl"
+    result = run("upscale", second, "-o", f"{out}/", "-s", "2", "-m", "bicubic", "-q", "--log-json", log)
+    assert result.exit_code == 0 and [r["status"] for r in log_lines(log)] == [DONE]
+    with rasterio.open(out / "T33UUP_x2.tif") as dataset:
+        assert dataset.tags()["RSSR_SOURCE_SIZE"] == str(second.stat().st_size)
+        assert dataset.tags()["RSSR_SOURCE_MTIME_NS"] == str(second.stat().st_mtime_ns)
