@@ -77,8 +77,24 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
             matches = [Path(item)]  # a missing file is reported as that scene's failure, like any bad input
         if not matches:
             raise UsageError(f"no raster matches {item!r}")
+        if len(matches) > 1 or matches[0] != Path(item):
+            # Expanded, not named: never feed on rssr's own outputs (-o equal to the input folder would
+            # otherwise make a_x2_x2.tif on the next cron run). Naming an output explicitly still works.
+            sources = [p for p in matches if not is_rssr_output(p)]
+            if not sources:
+                raise UsageError(f"only rssr outputs match {item!r}; name one explicitly to upscale an output again")
+            matches = sources
         found.update(dict.fromkeys(matches))
     return list(found)
+
+
+def is_rssr_output(path: Path) -> bool:
+    """The file is a raster written by rssr (it carries RSSR_* provenance tags)."""
+    try:
+        with rasterio.open(path) as dataset:
+            return "RSSR_VERSION" in dataset.tags() or "RSSR_METHOD" in dataset.tags()
+    except (rasterio.errors.RasterioError, OSError, ValueError):
+        return False  # not readable: it stays an input and fails as that scene, as before
 
 
 def output_name(template: str, src: Path, settings: UpscaleSettings) -> str:

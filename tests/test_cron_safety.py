@@ -64,3 +64,22 @@ def test_another_raster_of_the_same_stem_is_not_skipped(tmp_path):
     with rasterio.open(out / "T33UUP_x2.tif") as dataset:
         assert dataset.tags()["RSSR_SOURCE_SIZE"] == str(second.stat().st_size)
         assert dataset.tags()["RSSR_SOURCE_MTIME_NS"] == str(second.stat().st_mtime_ns)
+
+
+# ---- item 6: -o equal to the input folder never compounds ------------------------------------------------------
+
+
+def test_three_cron_runs_into_the_input_folder_never_upscale_their_own_outputs(tmp_path):
+    folder = tmp_path / "incoming"
+    scene_at(folder / "a.tif")
+    scene_at(folder / "b.tif", seed=3)
+    for run_number in range(3):
+        log = tmp_path / f"run{run_number}.jsonl"
+        result = run("upscale", folder, "-o", folder, "-s", "2", "-m", "bicubic", "-q", "--log-json", log)
+        assert result.exit_code == 0, result.stderr
+        assert [r["status"] for r in log_lines(log)] == [DONE, DONE] if run_number == 0 else [SKIPPED, SKIPPED]
+    assert files_in(folder) == {"a.tif", "b.tif", "a_x2.tif", "b_x2.tif"}
+    result = run("upscale", folder / "*_x2.tif", "-o", folder, "-s", "2", "-m", "bicubic", "-q")  # a glob: same rule
+    assert result.exit_code == 2 and "only rssr outputs match" in result.stderr
+    result = run("upscale", folder / "a_x2.tif", "-o", f"{folder}/", "-s", "2", "-m", "bicubic", "-q")  # named: allowed
+    assert result.exit_code == 0 and (folder / "a_x2_x2.tif").exists()
