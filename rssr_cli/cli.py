@@ -68,7 +68,7 @@ stdout = Console(highlight=False, soft_wrap=True)
 
 # ---- shared options and plumbing (reuse these in new commands) --------------------------------------
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (for cron); errors still shown.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, per-scene lines or summary (for cron); errors and failed scenes are still shown.")]
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="Log details (-vv for debug).")]
 
 
@@ -350,7 +350,7 @@ def upscale_many(
 
         def on_scene(scene: SceneResult) -> None:
             log.write(scene)
-            if not quiet:
+            if not quiet or scene.status == FAILED:  # -q hides progress, never errors
                 stderr.print(render_scene_line(scene))
 
         if scheduler:

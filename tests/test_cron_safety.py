@@ -83,3 +83,18 @@ def test_three_cron_runs_into_the_input_folder_never_upscale_their_own_outputs(t
     assert result.exit_code == 2 and "only rssr outputs match" in result.stderr
     result = run("upscale", folder / "a_x2.tif", "-o", f"{folder}/", "-s", "2", "-m", "bicubic", "-q")  # named: allowed
     assert result.exit_code == 0 and (folder / "a_x2_x2.tif").exists()
+
+
+# ---- item 7: -q hides progress, never errors -------------------------------------------------------------------
+
+
+def test_quiet_batch_still_prints_each_failed_scene(tmp_path):
+    folder = tmp_path / "in"
+    scene_at(folder / "good.tif")
+    (folder / "broken1.tif").write_bytes(b"II*\x00 not really a tiff")
+    (folder / "broken2.tif").write_bytes(b"")
+    result = run("upscale", folder, "-o", tmp_path / "out", "-s", "2", "-m", "bicubic", "-q")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and all("failed" in line for line in lines), result.stderr
+    assert "broken1.tif" in lines[0] and "broken2.tif" in lines[1] and "good" not in result.stderr
