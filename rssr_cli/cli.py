@@ -49,7 +49,7 @@ from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
 from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask, run_split_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
-from .locks import output_lock
+from .locks import output_lock, sweep_stale
 from .pipeline import DEFAULT_BATCH_SIZE, UpscaleResult, UpscaleSettings, upscale
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
@@ -345,7 +345,11 @@ def upscale_many(
     quiet: bool,
     split_rows: Optional[int] = None,
 ) -> list[SceneResult]:
-    """Run a batch in-process or on Dask; each scene's result goes to the JSON log (and a line, unless -q) at once."""
+    """Run a batch in-process or on Dask; each scene's result goes to the JSON log (and a line, unless -q) at once.
+    First, what killed runs left in the output folders (staging directories, lock files) is removed."""
+    for folder in dict.fromkeys(job.dst.parent for job in jobs):
+        for path in sweep_stale(folder):
+            logging.getLogger("rssr_cli.locks").info("removed %s, left by a run that is gone", path)
     with JsonLog(log_json) as log:
 
         def on_scene(scene: SceneResult) -> None:

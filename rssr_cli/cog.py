@@ -94,9 +94,12 @@ def check_destination(dst: Path, *, overwrite: bool, src: str) -> None:
         raise OutputError(f"output directory {parent} is not writable")
 
 
+STAGING_MARK = ".rssr-"
+
+
 def staging_prefix(dst: Path) -> str:
     """Name prefix of DST's staging directories (a run killed with -9 leaves one; locks.py removes it later)."""
-    return f".{dst.name}.rssr-"
+    return f".{dst.name}{STAGING_MARK}"
 
 
 STAGING_OWNER = ".owner"  # flocked by the run using the directory: a sweep removes only directories nobody holds

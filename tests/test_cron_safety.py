@@ -98,3 +98,61 @@ def test_quiet_batch_still_prints_each_failed_scene(tmp_path):
     lines = result.stderr.splitlines()
     assert len(lines) == 2 and all("failed" in line for line in lines), result.stderr
     assert "broken1.tif" in lines[0] and "broken2.tif" in lines[1] and "good" not in result.stderr
+
+
+# ---- item 8: a batch sweeps what dead runs left in its output folder, whatever output it belonged to ------------
+
+
+KILLED_RUN = """
+import sys, time
+from pathlib import Path
+from rssr_cli.cog import staging_dir
+from rssr_cli.locks import output_lock
+dst = Path(sys.argv[1])
+with output_lock(dst), staging_dir(dst) as staging:
+    (staging / "stream.tif").write_bytes(b"x" * 100_000)
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_batch_removes_staging_and_locks_of_killed_runs_whatever_their_name(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    scene_at(folder / "a.tif")
+    out = tmp_path / "out"
+    out.mkdir()
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(out / "other_x2.tif")], stdout=subprocess.PIPE, text=True)
+    assert killed.stdout.readline().strip() == "ready"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    # and what an older run or a kill between mkdir and the owner file leaves: no owner file at all
+    legacy = out / ".legacy_x2.tif.rssr-k3j2h1"
+    legacy.mkdir()
+    (legacy / "stream.tif").write_bytes(b"partial")
+    (out / ".legacy_x2.tif.lock").write_text("pid 999999 on a dead host since 2026-01-01\n")
+    (out / ".othertool.lock").write_text("locked by another program\n")  # not rssr's: left alone
+    assert len([p for p in out.iterdir() if ".rssr-" in p.name]) == 2 and (out / ".other_x2.tif.lock").exists()
+    result = run("upscale", folder, "-o", out, "-s", "2", "-m", "bicubic", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert files_in(out) == {"a_x2.tif", ".othertool.lock"}
+
+
+def test_a_batch_never_removes_a_live_runs_staging_or_lock(tmp_path):
+    from rssr_cli.cog import staging_dir
+    from rssr_cli.locks import lock_path, output_lock
+
+    folder = tmp_path / "in"
+    scene_at(folder / "a.tif")
+    out = tmp_path / "out"
+    out.mkdir()
+    live = out / "live_x2.tif"
+    with staging_dir(out / "api_x2.tif") as api_staging, output_lock(live), staging_dir(live) as live_staging:
+        (api_staging / "stream.tif").write_bytes(b"in progress")  # an API upscale() holds no output lock
+        result = run("upscale", folder, "-o", out, "-s", "2", "-m", "bicubic", "-q")
+        assert result.exit_code == 0, result.stderr
+        assert (api_staging / "stream.tif").exists() and live_staging.is_dir() and lock_path(live).exists()
+    assert files_in(out) == {"a_x2.tif"}
