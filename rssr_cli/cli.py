@@ -1,6 +1,6 @@
 """`rssr` command line: parses options, builds one settings value, calls the API, renders results.
 
-Exit codes: 0 ok, 1 processing error (bad input file, unwritable output, interrupted), 2 usage error.
+Exit codes: 0 ok, 1 processing error (bad input file, unwritable output), 2 usage error, 130/143 interrupted (SIGINT/SIGTERM).
 Errors are one red line on stderr, never a traceback: RssrError subclasses are translated here and
 nowhere else. To add a command: write its API function, then a thin `@app.command()` that calls it
 inside `with cli_session(verbose):`.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -44,7 +45,7 @@ from .batch import (
     scene_fields,
 )
 from .cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
-from .errors import OutputError, RssrError, RssrWarning, UsageError
+from .errors import Interrupted, OutputError, RssrError, RssrWarning, UsageError
 from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
 from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask, run_split_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
@@ -53,7 +54,7 @@ from .locks import output_lock, sweep_stale
 from .pipeline import DEFAULT_BATCH_SIZE, UpscaleResult, UpscaleSettings, upscale
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
-EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output, interrupted), 2 usage error."
+EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output), 2 usage error, 130/143 interrupted by SIGINT/SIGTERM."
 
 app = typer.Typer(
     name="rssr",
@@ -73,6 +74,8 @@ Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="Log d
 
 
 def exit_code_for(error: RssrError) -> int:
+    if isinstance(error, Interrupted):
+        return 128 + error.signum  # 130 (SIGINT), 143 (SIGTERM): what shells and supervisors expect
     return EXIT_USAGE if isinstance(error, UsageError) else EXIT_PROCESSING
 
 
@@ -350,21 +353,32 @@ def upscale_many(
     for folder in dict.fromkeys(job.dst.parent for job in jobs):
         for path in sweep_stale(folder):
             logging.getLogger("rssr_cli.locks").info("removed %s, left by a run that is gone", path)
+    finished: list[SceneResult] = []
     with JsonLog(log_json) as log:
 
         def on_scene(scene: SceneResult) -> None:
+            finished.append(scene)
             log.write(scene)
             if not quiet or scene.status == FAILED:  # -q hides progress, never errors
                 stderr.print(render_scene_line(scene))
 
-        if scheduler:
-            gpu = settings.backend_options.get("device") == Device.cuda.value
-            with dask_client(scheduler, gpu=gpu) as client:
-                if split_rows is not None:
-                    return run_split_batch_on_dask(jobs, settings, client, split_rows, force=force, on_scene=on_scene)
-                return run_batch_on_dask(jobs, settings, client, force=force, on_scene=on_scene)
-        with raise_on_signals():  # an interrupt stops the batch between (or inside) scenes, never mid-write
-            return run_batch(jobs, settings, force=force, on_scene=on_scene, progress_for=lambda job: None)
+        # An interrupt stops the batch between (or inside) scenes, never mid-write; it says what was completed.
+        try:
+            with raise_on_signals():
+                if scheduler:
+                    gpu = settings.backend_options.get("device") == Device.cuda.value
+                    with dask_client(scheduler, gpu=gpu) as client:
+                        if split_rows is not None:
+                            return run_split_batch_on_dask(jobs, settings, client, split_rows, force=force, on_scene=on_scene)
+                        return run_batch_on_dask(jobs, settings, client, force=force, on_scene=on_scene)
+                return run_batch(jobs, settings, force=force, on_scene=on_scene, progress_for=lambda job: None)
+        except Interrupted as interrupt:
+            name = signal.Signals(interrupt.signum).name
+            counts = ", ".join(f"{sum(s.status == status for s in finished)} {status}" for status in (DONE, SKIPPED, BUSY, FAILED))
+            raise Interrupted(
+                f"interrupted by {name} after {len(finished)} of {len(jobs)} scene(s) ({counts}); the scene in progress "
+                "was not written", interrupt.signum,
+            ) from None
 
 
 STATUS_STYLE = {DONE: "green", SKIPPED: "dim", BUSY: "yellow", FAILED: "bold red"}

@@ -9,11 +9,15 @@ filesystem). The staging directory is removed whatever happens.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -221,30 +225,84 @@ def finalize_cog(intermediate: Path, dst: Path, options: Mapping, *, overwrite: 
     """Translate the intermediate into a COG in the staging directory, then move it onto DST in one rename."""
     staged = intermediate.with_name("cog.tif")
     log.info("building COG (overviews: %s) from %s", OVERVIEW_RESAMPLING, intermediate)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            if _mask_lost_by_rio_cogeo(intermediate):
-                _gdal_cog_copy(intermediate, staged, options)
-            else:
-                cog_translate(
-                    str(intermediate),
-                    str(staged),
-                    dict(options),
-                    in_memory=False,
-                    quiet=True,
-                    overview_resampling=OVERVIEW_RESAMPLING,
-                    forward_band_tags=True,
-                    config=GDAL_CONFIG,
-                )
-    except GDAL_ERRORS as exc:
-        raise OutputError(f"cannot write the COG for {dst}: {gdal_message(exc)}") from exc
+    if intermediate.stat().st_size >= CHILD_PROCESS_BYTES:
+        _build_cog_in_child(intermediate, staged, options, dst)
+    else:
+        try:
+            build_cog(intermediate, staged, options)
+        except GDAL_ERRORS as exc:
+            raise OutputError(f"cannot write the COG for {dst}: {gdal_message(exc)}") from exc
     if dst.exists() and not overwrite:  # appeared while we worked: still never clobber it
         raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
     try:
         os.replace(staged, dst)
     except OSError as exc:
         raise OutputError(f"cannot move the finished COG onto {dst}: {exc.strerror or exc}") from exc
+
+
+# A COG build is one long GDAL call (35 s for a large scene) during which Python cannot act on SIGINT/SIGTERM.
+# Above this size it runs in a child process the parent can abandon at once; below it, it is over in about a
+# second and a child's start-up (~1 s of imports) would cost more than it saves.
+CHILD_PROCESS_BYTES = 64 * 1024 * 1024
+CHILD_POLL_SECONDS = 0.05
+
+
+def build_cog(intermediate: Path, staged: Path, options: Mapping) -> None:
+    """rio-cogeo's translation (or GDAL's COG driver when rio-cogeo would drop the mask) of the intermediate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        if _mask_lost_by_rio_cogeo(intermediate):
+            _gdal_cog_copy(intermediate, staged, options)
+        else:
+            cog_translate(
+                str(intermediate),
+                str(staged),
+                dict(options),
+                in_memory=False,
+                quiet=True,
+                overview_resampling=OVERVIEW_RESAMPLING,
+                forward_band_tags=True,
+                config=GDAL_CONFIG,
+            )
+
+
+def _build_cog_in_child(intermediate: Path, staged: Path, options: Mapping, dst: Path) -> None:
+    """build_cog in a child process, polled so that a signal handler (interrupts.py) runs within 50 ms; on any
+    exception (Interrupted) the child is killed before the staging directory is removed."""
+    request = json.dumps({"intermediate": str(intermediate), "staged": str(staged), "options": dict(options)})
+    # Its own session: a terminal's Ctrl-C reaches the parent only, which decides; stdout/stderr captured so that
+    # GDAL's raw messages never reach the user's terminal (the error comes back as one line).
+    # (stderr to a file, not a pipe: a chatty child must never block on a full pipe the parent is not reading)
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "rssr_cli.cog"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            child.stdin.write(request.encode())
+            child.stdin.close()
+            while child.poll() is None:
+                time.sleep(CHILD_POLL_SECONDS)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        errors.seek(0)
+        message = errors.read().decode(errors="replace").strip().splitlines()
+    if child.returncode != 0:
+        detail = message[-1] if message else f"the COG builder exited with status {child.returncode}"
+        raise OutputError(f"cannot write the COG for {dst}: {detail}")
+
+
+def _child_main() -> int:
+    """`python -m rssr_cli.cog`: build one COG from the JSON request on stdin; the error as the last stderr line."""
+    request = json.loads(sys.stdin.read())
+    try:
+        build_cog(Path(request["intermediate"]), Path(request["staged"]), request["options"])
+    except GDAL_ERRORS as exc:
+        print(gdal_message(exc), file=sys.stderr)
+        return 1
+    return 0
 
 
 def _mask_lost_by_rio_cogeo(intermediate: Path) -> bool:
@@ -267,3 +325,7 @@ def _gdal_cog_copy(intermediate: Path, staged: Path, options: Mapping) -> None:
     cog["OVERVIEW_RESAMPLING"] = OVERVIEW_RESAMPLING.upper()
     with rasterio.Env(**GDAL_CONFIG):
         rasterio.shutil.copy(str(intermediate), str(staged), driver="COG", **cog)
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -30,7 +30,12 @@ class FidelityError(RssrError, RuntimeError):
 
 
 class Interrupted(RssrError):
-    """The run was interrupted by SIGINT/SIGTERM; nothing was left at the destination."""
+    """The run was interrupted by SIGINT/SIGTERM; nothing was left at the destination. The CLI exits 128 + signum
+    (130 for SIGINT, 143 for SIGTERM), as shells and supervisors expect."""
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 class RssrWarning(UserWarning):

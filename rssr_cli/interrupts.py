@@ -16,7 +16,7 @@ def _raise_interrupted(signum: int, _frame: object) -> None:
     # One interrupt is enough: ignore repeats so a second Ctrl-C cannot cut the cleanup short.
     for sig in HANDLED_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; no output was written")
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; no output was written", signum)
 
 
 @contextmanager

@@ -156,3 +156,57 @@ def test_a_batch_never_removes_a_live_runs_staging_or_lock(tmp_path):
         assert result.exit_code == 0, result.stderr
         assert (api_staging / "stream.tif").exists() and live_staging.is_dir() and lock_path(live).exists()
     assert files_in(out) == {"a_x2.tif"}
+
+
+# ---- item 9: SIGINT/SIGTERM act within 2 s in every stage, the COG build included ------------------------------
+
+
+def big_scene(path: Path) -> Path:
+    """Noise compresses slowly: at x6 its intermediate is ~78 MB and the COG build takes several seconds."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (np.random.default_rng(0).random((3, 850, 850)) * 200).astype("uint8")
+    return write_raster(path, data)
+
+
+@pytest.mark.parametrize("mode, sig", [("single", "SIGTERM"), ("batch", "SIGINT")])
+def test_a_signal_during_the_cog_build_acts_within_seconds(tmp_path, mode, sig):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "in"
+    out = tmp_path / "out"
+    out.mkdir()
+    if mode == "single":
+        args, cog_lines = [big_scene(folder / "big.tif"), "-o", out / "big.tif"], 1
+    else:
+        scene_at(folder / "a.tif")  # done first, then the big one is interrupted
+        args, cog_lines = [folder / "a.tif", big_scene(folder / "big.tif"), "-o", out], 2
+    command = [sys.executable, "-m", "rssr_cli", "upscale", *args, "-s", "6", "-m", "bicubic", "-v"]
+    proc = subprocess.Popen([str(a) for a in command], stderr=subprocess.PIPE, text=True)
+    lines, seen = [], 0
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            seen += "building COG" in line
+            if seen == cog_lines:
+                break
+        assert seen == cog_lines, "".join(lines)
+        time.sleep(0.5)  # well inside the build (it takes several seconds)
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(getattr(signal, sig))
+        rest = proc.stderr.read()
+        proc.wait(timeout=60)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + getattr(signal, sig) and elapsed < 3, (proc.returncode, elapsed, rest)
+    assert f"interrupted by {sig}" in rest and "Traceback" not in rest
+    if mode == "batch":
+        assert "after 1 of 2 scene(s) (1 done, 0 skipped, 0 busy, 0 failed)" in rest
+    assert files_in(out) == ({"a_x6.tif"} if mode == "batch" else set())
