@@ -198,7 +198,8 @@ def process_scene(
     except Interrupted:
         raise
     except RssrError as error:
-        return result(FAILED, str(error), fidelity=getattr(error, "figures", None))
+        done = {"windows": error.windows, "skipped_windows": error.skipped_windows}
+        return result(FAILED, str(error), fidelity=getattr(error, "figures", None), **done)
     except OSError as error:
         return result(FAILED, f"{error.strerror or error}: {error.filename or job.dst}")
     except Exception as error:  # a bug or a library surprise in one scene must not stop the batch
@@ -266,12 +267,18 @@ class JsonLog:
 
     def write(self, scene: SceneResult) -> None:
         if self._file is not None:
-            self._file.write(scene.to_json() + "\n")
-            self._file.flush()
+            try:
+                self._file.write(scene.to_json() + "\n")
+                self._file.flush()
+            except OSError as exc:
+                raise OutputError(f"cannot write --log-json {self.path}: {(exc.strerror or str(exc)).lower()}") from None
 
     def __exit__(self, *_: object) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass  # a failed write already raised, with the reason
 
 
 def check_log_path(log: Optional[Path], jobs: Sequence[SceneJob]) -> None:

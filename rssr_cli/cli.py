@@ -51,6 +51,7 @@ from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask, run_spli
 from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
 from .locks import output_lock, sweep_stale
+from .raster_io import silence_libtiff
 from .pipeline import DEFAULT_BATCH_SIZE, UpscaleResult, UpscaleSettings, upscale
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
@@ -86,6 +87,7 @@ def report_error(error: BaseException) -> None:
 @contextmanager
 def cli_session(verbose: int = 0) -> Iterator[None]:
     """Logging and warnings set up for one command; RssrError -> one red line + exit code."""
+    silence_libtiff()  # its raw "_tiffWriteProc: ..." lines would precede our one-line error
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("rssr_cli")
@@ -331,7 +333,10 @@ def upscale_one(src: Path, dst: Path, settings: UpscaleSettings, *, force: bool,
                 result = upscale(src, dst, settings, progress=progress)
         except RssrError as error:
             figures = getattr(error, "figures", None)
-            log.write(SceneResult(str(src), str(dst), FAILED, time.perf_counter() - started, error=str(error), fidelity=figures))
+            seconds = time.perf_counter() - started
+            log.write(SceneResult(
+                str(src), str(dst), FAILED, seconds, error.windows, error.skipped_windows, error=str(error), fidelity=figures,
+            ))  # fmt: skip
             raise
         log.write(SceneResult(str(src), str(dst), DONE, result.seconds, **scene_fields(result)))
     if not quiet:

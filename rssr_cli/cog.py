@@ -193,9 +193,40 @@ def open_intermediate(path: Path, spec: OutputSpec) -> Iterator[DatasetWriter]:
                 writer = rasterio.open(path, "w", **profile)
             _write_metadata(writer, spec)
         except GDAL_ERRORS as exc:
-            raise OutputError(f"cannot create {path}: {gdal_message(exc)}") from exc
+            raise write_error(f"cannot create {path}", path, exc) from exc
         with writer:
             yield writer
+    check_complete(path, spec)
+
+
+def check_complete(path: Path, spec: OutputSpec) -> None:
+    """GDAL reports a block it fails to flush (disk full) only on stderr, and rasterio's close() raises nothing:
+    an uncompressed striped file shorter than its pixels was not completely written, so it must not become a COG."""
+    expected = spec.width * spec.height * spec.count * np.dtype(spec.dtype).itemsize
+    size = path.stat().st_size
+    if size < expected:
+        raise write_error(f"cannot write {path}", path, None, detail=f"only {size} of {expected} bytes reached the disk")
+
+
+def disk_full(path: Path, reserve: int = 1 << 20) -> bool:
+    """The filesystem holding `path` has (almost) no space left for this user."""
+    try:
+        info = os.statvfs(path if path.is_dir() else path.parent)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < reserve
+
+
+def write_error(what: str, path: Path, exc: Optional[BaseException], *, detail: Optional[str] = None) -> OutputError:
+    """One line for a failed write; a full disk is named as such, with the output it was for (libtiff only says
+    "TIFFAppendToStrip: Write error at scanline 0", and the file is a temporary one in a staging directory)."""
+    text = detail or (gdal_message(exc) if exc is not None else "write failed")
+    if "No space left" in text or disk_full(path):
+        folder = path.parent
+        if STAGING_MARK in folder.name:  # DIR/.NAME.rssr-xxxx/stream.tif belongs to DIR/NAME
+            folder, path = folder.parent, folder.parent / folder.name[1 : folder.name.rindex(STAGING_MARK)]
+        return OutputError(f"cannot write {path}: no space left on device in {folder}")
+    return OutputError(f"{what}: {text}")
 
 
 def _write_metadata(writer: DatasetWriter, spec: OutputSpec) -> None:
@@ -218,7 +249,7 @@ def write_rows(writer: DatasetWriter, spec: OutputSpec, row_off: int, data: np.n
         if spec.internal_mask and mask is not None:
             writer.write_mask(np.where(mask, 255, 0).astype(np.uint8), window=window)
     except GDAL_ERRORS as exc:
-        raise OutputError(f"cannot write rows {row_off}..{row_off + data.shape[1]}: {gdal_message(exc)}") from exc
+        raise write_error(f"cannot write rows {row_off}..{row_off + data.shape[1]}", Path(writer.name), exc) from exc
 
 
 def finalize_cog(intermediate: Path, dst: Path, options: Mapping, *, overwrite: bool) -> None:
@@ -231,7 +262,7 @@ def finalize_cog(intermediate: Path, dst: Path, options: Mapping, *, overwrite: 
         try:
             build_cog(intermediate, staged, options)
         except GDAL_ERRORS as exc:
-            raise OutputError(f"cannot write the COG for {dst}: {gdal_message(exc)}") from exc
+            raise write_error(f"cannot write the COG for {dst}", staged, exc) from exc
     if dst.exists() and not overwrite:  # appeared while we worked: still never clobber it
         raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
     try:
@@ -291,7 +322,7 @@ def _build_cog_in_child(intermediate: Path, staged: Path, options: Mapping, dst:
         message = errors.read().decode(errors="replace").strip().splitlines()
     if child.returncode != 0:
         detail = message[-1] if message else f"the COG builder exited with status {child.returncode}"
-        raise OutputError(f"cannot write the COG for {dst}: {detail}")
+        raise write_error(f"cannot write the COG for {dst}", staged, None, detail=detail)
 
 
 def _child_main() -> int:

@@ -34,7 +34,7 @@ from .cog import (
     staging_dir,
     write_rows,
 )
-from .errors import UsageError
+from .errors import RssrError, UsageError
 from .fidelity import Comparison, CropSamples, FidelityOptions, FidelityReport, check, measure_fidelity
 from .grid import OutputGrid, Tile, hr_grid_for, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
 from .interrupts import raise_on_signals
@@ -170,13 +170,25 @@ def upscale(
     settings = replace(settings or UpscaleSettings(), **overrides)
     dst = Path(dst)
     started = time.perf_counter()
+    windows_done = [0]
+
+    def track(done: int, total: int) -> None:
+        windows_done[0] = done
+        if progress is not None:
+            progress(done, total)
+
     with raise_on_signals(), gdal_env(), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, dst, settings, backend)
-        with staging_dir(dst) as staging:
-            intermediate = staging / "stream.tif"
-            with open_intermediate(intermediate, plan.output) as writer:
-                skipped = stream_tiles(dataset, plan, backend, lambda rows: _write(writer, plan, rows), progress)
-            report = finish(dataset, plan, backend, intermediate, dst, staging)
+        skipped = 0
+        try:
+            with staging_dir(dst) as staging:
+                intermediate = staging / "stream.tif"
+                with open_intermediate(intermediate, plan.output) as writer:
+                    skipped = stream_tiles(dataset, plan, backend, lambda rows: _write(writer, plan, rows), track)
+                report = finish(dataset, plan, backend, intermediate, dst, staging)
+        except RssrError as error:  # the JSON log reports the work done before the failure, not 0
+            error.windows, error.skipped_windows = windows_done[0], skipped
+            raise
     seconds = time.perf_counter() - started
     log.info("wrote %s in %.1f s", dst, seconds)
     grid, window = plan.grid, plan.region.window

@@ -5,6 +5,7 @@ Every way a source can be unusable becomes one InputError line here, so later st
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import stat
@@ -82,6 +83,34 @@ class SourceInfo:
 
 def _is_local_path(path: str) -> bool:
     return not (path.startswith("/vsi") or "://" in path)
+
+
+def silence_libtiff() -> None:
+    """libtiff prints I/O errors straight to stderr ("_tiffWriteProc: No space left on device.") besides returning
+    them to GDAL, which rasterio raises as an exception: the CLI promises one line, so libtiff's own printer is
+    switched off (Linux: the loaded libtiff is found in /proc/self/maps; elsewhere nothing changes)."""
+    global _libtiff_silenced
+    if _libtiff_silenced:
+        return
+    _libtiff_silenced = True
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/libtiff" in line and ".so" in line}
+    except OSError:
+        return
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for setter in ("TIFFSetErrorHandler", "TIFFSetWarningHandler"):
+            function = getattr(library, setter, None)
+            if function is not None:
+                function.restype, function.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+                function(None)
+
+
+_libtiff_silenced = False
 
 
 def gdal_env() -> rasterio.Env:

@@ -210,3 +210,67 @@ def test_a_signal_during_the_cog_build_acts_within_seconds(tmp_path, mode, sig):
     if mode == "batch":
         assert "after 1 of 2 scene(s) (1 done, 0 skipped, 0 busy, 0 failed)" in rest
     assert files_in(out) == ({"a_x6.tif"} if mode == "batch" else set())
+
+
+# ---- item 10: a full disk is named, with the path, and the log keeps the real window count ---------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MB tmpfs (needs root, as in the CI container); skipped where mounting is not allowed."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("side", [300, 420], ids=["intermediate", "cog"])  # which write hits the full disk first
+def test_a_full_disk_is_one_line_naming_it_and_the_log_counts_the_windows(tmp_path, tiny_disk, side):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    src = write_raster(tmp_path / "src.tif", (np.random.default_rng(0).random((1, side, side)) * 250).astype("uint8"))
+    log = tmp_path / "log.jsonl"
+    args = [sys.executable, "-m", "rssr_cli", "upscale", src, "-o", tiny_disk / "out.tif", "-s", "2", "-m", "bicubic", "--tile", "256", "--log-json", log]
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: cannot write {tiny_disk / 'out.tif'}: no space left on device in {tiny_disk}"
+    [record] = log_lines(log)
+    assert record["status"] == "failed" and record["windows"] == 4 and "no space left on device" in record["error"]
+    assert files_in(tiny_disk) == set()
+
+
+def test_a_gdal_write_error_on_a_full_disk_is_reported_as_such(tmp_path, monkeypatch):
+    """Where no tmpfs can be mounted: GDAL's error as libtiff words it, on a filesystem with no space left."""
+    from rasterio._err import CPLE_FileIOError
+
+    from rssr_cli import cog
+
+    def full(*_, **__):
+        raise CPLE_FileIOError(3, 1, "TIFFAppendToStrip:Write error at scanline 0")
+
+    monkeypatch.setattr(cog, "build_cog", full)
+    monkeypatch.setattr(cog.os, "statvfs", lambda _: os.statvfs_result((4096, 4096, 100, 0, 0, 100, 0, 0, 0, 255)))
+    folder = tmp_path / "in"
+    scene_at(folder / "a.tif", size=(60, 60))
+    out = tmp_path / "out"
+    log = tmp_path / "log.jsonl"
+    result = run("upscale", folder, "-o", out, "-s", "2", "-m", "bicubic", "--tile", "16", "-q", "--log-json", log)
+    assert result.exit_code == 1
+    [record] = log_lines(log)
+    assert record["error"] == f"cannot write {out / 'a_x2.tif'}: no space left on device in {out}"
+    assert record["windows"] == 16 and record["status"] == "failed"
+    assert files_in(out) == set()
+
+
+def test_a_full_log_device_is_one_line(tmp_path):
+    folder = tmp_path / "in"
+    scene_at(folder / "a.tif")
+    result = run("upscale", folder, "-o", tmp_path / "out", "-s", "2", "-m", "bicubic", "-q", "--log-json", "/dev/full")
+    assert result.exit_code == 1 and result.stderr.strip() == "error: cannot write --log-json /dev/full: no space left on device"
