@@ -96,7 +96,9 @@ def cli_session(verbose: int = 0) -> Iterator[None]:
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     try:
-        with warnings.catch_warnings():
+        # Every stage of every command (expanding inputs, sweeping, training) turns SIGINT/SIGTERM into one line and
+        # exit 130/143; the pipeline installs its own handler, which also says that no output was written.
+        with raise_on_signals(outcome=""), warnings.catch_warnings():
             warnings.simplefilter("default" if verbose else "ignore")  # third-party chatter only with -v
             warnings.simplefilter("always", RssrWarning)
             warnings.showwarning = _show_warning

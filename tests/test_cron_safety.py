@@ -274,3 +274,28 @@ def test_a_full_log_device_is_one_line(tmp_path):
     scene_at(folder / "a.tif")
     result = run("upscale", folder, "-o", tmp_path / "out", "-s", "2", "-m", "bicubic", "-q", "--log-json", "/dev/full")
     assert result.exit_code == 1 and result.stderr.strip() == "error: cannot write --log-json /dev/full: no space left on device"
+
+
+def test_a_signal_before_any_scene_runs_is_one_line_and_exit_143(tmp_path, monkeypatch):
+    import signal
+    import time
+
+    from rssr_cli import cli
+
+    def slow_expansion(inputs):  # e.g. globbing a huge archive on a slow network share
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("the signal did not interrupt the expansion")
+
+    def outer(*_):  # what a test runner or an embedding program may have installed: must be restored after
+        pass
+
+    monkeypatch.setattr(cli, "expand_inputs", slow_expansion)
+    previous = signal.signal(signal.SIGTERM, outer)
+    try:
+        started = time.monotonic()
+        result = run("upscale", tmp_path, "-o", tmp_path / "out", "-s", "2", "-m", "bicubic")
+        assert result.exit_code == 143 and result.stderr.strip() == "error: interrupted by SIGTERM"
+        assert time.monotonic() - started < 2 and signal.getsignal(signal.SIGTERM) is outer
+    finally:
+        signal.signal(signal.SIGTERM, previous)
