@@ -255,7 +255,7 @@ def test_a_gdal_write_error_on_a_full_disk_is_reported_as_such(tmp_path, monkeyp
     def full(*_, **__):
         raise CPLE_FileIOError(3, 1, "TIFFAppendToStrip:Write error at scanline 0")
 
-    monkeypatch.setattr(cog, "build_cog", full)
+    monkeypatch.setattr(cog, "cog_translate", full)
     monkeypatch.setattr(cog.os, "statvfs", lambda _: os.statvfs_result((4096, 4096, 100, 0, 0, 100, 0, 0, 0, 255)))
     folder = tmp_path / "in"
     scene_at(folder / "a.tif", size=(60, 60))
