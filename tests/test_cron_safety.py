@@ -299,3 +299,17 @@ def test_a_signal_before_any_scene_runs_is_one_line_and_exit_143(tmp_path, monke
         assert time.monotonic() - started < 2 and signal.getsignal(signal.SIGTERM) is outer
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_the_cog_built_in_a_child_process_is_the_same_file(tmp_path):
+    from rssr_cli import cog
+    from rssr_cli.errors import OutputError
+
+    intermediate = scene_at(tmp_path / "stream.tif", size=(70, 90))
+    options = cog.cog_options("deflate", "uint16", {})
+    cog.build_cog(intermediate, tmp_path / "here.tif", options)
+    cog._build_cog_in_child(intermediate, tmp_path / "child.tif", options, tmp_path / "out.tif")
+    assert (tmp_path / "here.tif").read_bytes() == (tmp_path / "child.tif").read_bytes()
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
+    with pytest.raises(OutputError, match=r"^cannot write the COG for .*out.tif: .+"):
+        cog._build_cog_in_child(tmp_path / "bad.tif", tmp_path / "never.tif", options, tmp_path / "out.tif")
