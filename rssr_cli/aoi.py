@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -27,6 +28,7 @@ from .raster_io import GDAL_ERRORS
 GEOJSON_CRS = CRS.from_epsg(4326)  # RFC 7946: GeoJSON coordinates are WGS 84 longitude, latitude
 WKT_KEYWORDS = ("POLYGON", "MULTIPOLYGON", "GEOMETRYCOLLECTION", "POINT", "MULTIPOINT", "LINESTRING", "MULTILINESTRING")
 REPROJECT_SEGMENTS = 64  # vertices added per bounding-box side before reprojecting (see aoi_in_raster_crs)
+MAX_AOI_BYTES = 100 * 10**6  # a GeoJSON of a few fields is kilobytes; a country's coastline a few MB
 MAX_TAG_CHARS = 4000  # the RSSR_AOI tag stays readable in gdalinfo; RSSR_AOI_ID identifies the exact polygon
 
 
@@ -61,8 +63,18 @@ def load_aoi(value: str, crs: Optional[str] = None) -> AreaOfInterest:
         raise UsageError(f"the AOI {value} is a directory, not a GeoJSON file")
     if not path.exists():
         raise UsageError(f"no such AOI file: {value} (give a GeoJSON file or a WKT POLYGON/MULTIPOLYGON)")
+    check_aoi_file(path)
     geometry, file_crs = read_geojson(path)
     return AreaOfInterest(polygonal(geometry, source=str(path)), override or file_crs or GEOJSON_CRS)
+
+
+def check_aoi_file(path: Path) -> None:
+    """A device (/dev/zero reads forever), a FIFO (blocks until a writer comes) or a huge file is no AOI."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"the AOI {path} is not a regular file (a device, FIFO or socket); give a GeoJSON file")
+    if info.st_size > MAX_AOI_BYTES:
+        raise UsageError(f"the AOI file {path} is {info.st_size / 1e6:.0f} MB; an AOI file may be at most {MAX_AOI_BYTES // 10**6} MB")
 
 
 def parse_crs(text: str) -> CRS:

@@ -10,10 +10,12 @@ an interrupt (SIGINT/SIGTERM) stops the batch. The same `process_scene` runs in-
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import logging
 import os
+import stat
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -25,9 +27,20 @@ import rasterio
 from . import sources
 from .backends import SRBackend
 from .errors import Interrupted, OutputError, RssrError, UsageError
-from .locks import OutputBusy, output_lock
-from .pipeline import DEFAULT_METHOD, Progress, UpscaleResult, UpscaleSettings, build_backend, request_tags, upscale
+from .cog import staging_prefix
+from .locks import OutputBusy, lock_path, output_lock
+from .pipeline import (
+    DEFAULT_METHOD,
+    Progress,
+    UpscaleResult,
+    UpscaleSettings,
+    build_backend,
+    request_tags,
+    sidecar_paths,
+    upscale,
+)
 from .products import is_product_dir, is_product_file, scene_stem
+from .source_identity import same_source
 from .stack_pipeline import request_settings
 
 log = logging.getLogger(__name__)
@@ -87,8 +100,26 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
             matches = [item]  # a missing file is reported as that scene's failure, like any bad input
         if not matches:
             raise UsageError(f"no raster matches {item!r}")
+        if len(matches) > 1 or matches[0] != item:
+            # Expanded, not named: never feed on rssr's own outputs (-o equal to the input folder would
+            # otherwise make a_x2_x2.tif on the next cron run). Naming an output explicitly still works.
+            kept = [p for p in matches if not is_rssr_output(p)]
+            if not kept:
+                raise UsageError(f"only rssr outputs match {item!r}; name one explicitly to upscale an output again")
+            matches = kept
         found.update(dict.fromkeys(matches))
     return list(found)
+
+
+def is_rssr_output(path: str | Path) -> bool:
+    """The file is a raster written by rssr (it carries RSSR_* provenance tags)."""
+    if not os.path.isfile(path):  # a .SAFE folder, a URL: not one of our outputs
+        return False
+    try:
+        with rasterio.open(path) as dataset:
+            return "RSSR_VERSION" in dataset.tags() or "RSSR_METHOD" in dataset.tags()
+    except (rasterio.errors.RasterioError, OSError, ValueError):
+        return False  # not readable: it stays an input and fails as that scene, as before
 
 
 def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
@@ -136,14 +167,23 @@ def batch_backend(settings: UpscaleSettings) -> tuple[str, SRBackend]:
     return method, build_backend(method, settings)
 
 
-def is_done(dst: Path, wanted: dict[str, str]) -> bool:
-    """DST exists, is readable, and records the same request."""
+SAME, SOURCE_CHANGED, DIFFERENT_REQUEST = "same", "source changed", "different request"
+
+
+def existing_output(dst: Path, wanted: dict[str, str], src: str | Path) -> str:
+    """How an existing DST relates to this job: made by the same request from this very source (SAME), by the
+    same request from another or an older source (SOURCE_CHANGED: redo it), or otherwise (DIFFERENT_REQUEST,
+    also when unreadable or not a regular file)."""
     try:
+        if not stat.S_ISREG(os.stat(dst).st_mode):  # a FIFO at DST would block rasterio.open
+            return DIFFERENT_REQUEST
         with rasterio.open(dst) as dataset:
             tags = dataset.tags()
     except (rasterio.errors.RasterioIOError, OSError):
-        return False
-    return all(tags.get(key) == value for key, value in wanted.items())
+        return DIFFERENT_REQUEST
+    if not all(tags.get(key) == value for key, value in wanted.items()):
+        return DIFFERENT_REQUEST
+    return SAME if same_source(tags, src) else SOURCE_CHANGED
 
 
 def process_scene(
@@ -170,10 +210,13 @@ def process_scene(
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)
         with output_lock(job.dst):
-            if job.dst.exists():
-                if not force and is_done(job.dst, wanted):
+            if job.dst.exists() and not force:
+                state = existing_output(job.dst, wanted, job.src)
+                if state == SAME:
                     return result(SKIPPED)
-                if not (force or settings.overwrite):
+                if state == SOURCE_CHANGED:
+                    log.info("%s: the input changed since %s was made; redoing it", job.src, job.dst)
+                elif not settings.overwrite:
                     raise OutputError(f"{job.dst} exists but was made by a different request; --force to redo it")
             run_settings = replace(settings, method=method, overwrite=True)
             if runner is not None:
@@ -186,7 +229,8 @@ def process_scene(
     except Interrupted:
         raise
     except RssrError as error:
-        return result(FAILED, str(error), fidelity=getattr(error, "figures", None))
+        done = {"windows": error.windows, "skipped_windows": error.skipped_windows}
+        return result(FAILED, str(error), fidelity=getattr(error, "figures", None), **done)
     except OSError as error:
         return result(FAILED, f"{error.strerror or error}: {error.filename or job.dst}")
     except Exception as error:  # a bug or a library surprise in one scene must not stop the batch
@@ -235,20 +279,66 @@ class JsonLog:
 
     def __enter__(self) -> "JsonLog":
         if self.path is not None:
+            # Never through a symlink (one planted in a shared output folder would aim the log at a victim);
+            # O_NONBLOCK so that a FIFO without a reader is refused instead of hanging the cron job.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
             try:
-                self._file = open(self.path, "a", encoding="utf-8")
+                fd = os.open(self.path, flags, 0o644)
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise UsageError(f"--log-json {self.path} is a symbolic link; give the file itself") from None
                 raise UsageError(f"cannot open --log-json {self.path}: {exc.strerror or exc}") from exc
+            mode = os.fstat(fd).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+                os.close(fd)
+                raise UsageError(f"--log-json {self.path} is not a regular file")
+            os.set_blocking(fd, True)
+            self._file = os.fdopen(fd, "a", encoding="utf-8")
         return self
 
     def write(self, scene: SceneResult) -> None:
         if self._file is not None:
-            self._file.write(scene.to_json() + "\n")
-            self._file.flush()
+            try:
+                self._file.write(scene.to_json() + "\n")
+                self._file.flush()
+            except OSError as exc:
+                raise OutputError(f"cannot write --log-json {self.path}: {(exc.strerror or str(exc)).lower()}") from None
 
     def __exit__(self, *_: object) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass  # a failed write already raised, with the reason
+
+
+def check_log_path(log: Optional[Path], jobs: Sequence[SceneJob]) -> None:
+    """The JSON log may never be an input, an output, or a file rssr keeps beside an output (its lock, its
+    staging directories, its fidelity sidecars): appending JSON there would corrupt an input or leave a
+    stray file at the destination. Refused (usage error) before any work."""
+    if log is None:
+        return
+    real_log = Path(os.path.realpath(log))
+    for job in jobs:
+        if _same_file(real_log, job.src):
+            raise UsageError(f"--log-json {log} is the input {job.src}; give a separate log file")
+        folder = Path(os.path.realpath(job.dst.parent))
+        beside = {job.dst.name: "the output", lock_path(job.dst).name: "the output's lock file"}
+        beside.update({sidecar.name: "a fidelity report of the output" for sidecar in sidecar_paths(job.dst)})
+        if real_log.parent == folder and real_log.name in beside:
+            raise UsageError(f"--log-json {log} is {beside[real_log.name]} {job.dst}; give a separate log file")
+        inside = real_log.relative_to(folder).parts if real_log.is_relative_to(folder) else ()
+        if len(inside) > 1 and inside[0].startswith(staging_prefix(job.dst)):
+            raise UsageError(f"--log-json {log} is inside the staging area of {job.dst}; give a separate log file")
+
+
+def _same_file(real_log: Path, src: Path) -> bool:
+    if real_log == Path(os.path.realpath(src)):
+        return True
+    try:
+        return os.path.samefile(real_log, src)  # hard links too
+    except OSError:
+        return False
 
 
 def failed(results: Iterable[SceneResult]) -> list[SceneResult]:

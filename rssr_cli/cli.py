@@ -1,6 +1,6 @@
 """`rssr` command line: parses options, builds one settings value, calls the API, renders results.
 
-Exit codes: 0 ok, 1 processing error (bad input file, unwritable output, interrupted), 2 usage error.
+Exit codes: 0 ok, 1 processing error (bad input file, unwritable output), 2 usage error, 130/143 interrupted (SIGINT/SIGTERM).
 Errors are one red line on stderr, never a traceback: RssrError subclasses are translated here and
 nowhere else. To add a command: write its API function, then a thin `@app.command()` that calls it
 inside `with cli_session(verbose):`.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -37,6 +38,7 @@ from .batch import (
     JsonLog,
     SceneJob,
     SceneResult,
+    check_log_path,
     expand_inputs,
     failed,
     plan_jobs,
@@ -44,18 +46,19 @@ from .batch import (
     scene_fields,
 )
 from .cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
-from .errors import OutputError, RssrError, RssrWarning, UsageError
+from .errors import Interrupted, OutputError, RssrError, RssrWarning, UsageError
 from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
 from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask, run_split_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
-from .locks import output_lock
+from .locks import output_lock, sweep_stale
+from .raster_io import silence_libtiff
 from .pipeline import DEFAULT_BATCH_SIZE, UpscaleResult, UpscaleSettings, upscale
 from .products import is_band_stack, is_product_dir
 from .stack_pipeline import StackReport, describe_stack
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
-EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output, interrupted), 2 usage error."
+EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output), 2 usage error, 130/143 interrupted by SIGINT/SIGTERM."
 
 app = typer.Typer(
     name="rssr",
@@ -70,11 +73,13 @@ stdout = Console(highlight=False, soft_wrap=True)
 
 # ---- shared options and plumbing (reuse these in new commands) --------------------------------------
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (for cron); errors still shown.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, per-scene lines or summary (for cron); errors and failed scenes are still shown.")]
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="Log details (-vv for debug).")]
 
 
 def exit_code_for(error: RssrError) -> int:
+    if isinstance(error, Interrupted):
+        return 128 + error.signum  # 130 (SIGINT), 143 (SIGTERM): what shells and supervisors expect
     return EXIT_USAGE if isinstance(error, UsageError) else EXIT_PROCESSING
 
 
@@ -85,6 +90,7 @@ def report_error(error: BaseException) -> None:
 @contextmanager
 def cli_session(verbose: int = 0) -> Iterator[None]:
     """Logging and warnings set up for one command; RssrError -> one red line + exit code."""
+    silence_libtiff()  # its raw "_tiffWriteProc: ..." lines would precede our one-line error
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("rssr_cli")
@@ -93,7 +99,9 @@ def cli_session(verbose: int = 0) -> Iterator[None]:
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     try:
-        with warnings.catch_warnings():
+        # Every stage of every command (expanding inputs, sweeping, training) turns SIGINT/SIGTERM into one line and
+        # exit 130/143; the pipeline installs its own handler, which also says that no output was written.
+        with raise_on_signals(outcome=""), warnings.catch_warnings():
             warnings.simplefilter("default" if verbose else "ignore")  # third-party chatter only with -v
             warnings.simplefilter("always", RssrWarning)
             warnings.showwarning = _show_warning
@@ -303,10 +311,11 @@ def upscale_command(
         if not is_batch(inputs, output):
             if scheduler and split_rows is None:
                 raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows")
-            if split_rows is None:
-                upscale_one(inputs[0], Path(output), settings, force=force, log_json=log_json, quiet=quiet)
-                return
             job = SceneJob(inputs[0], Path(output))
+            check_log_path(log_json, [job])
+            if split_rows is None:
+                upscale_one(job.src, job.dst, settings, force=force, log_json=log_json, quiet=quiet)
+                return
             results = upscale_many([job], settings, force=force, log_json=log_json, scheduler=scheduler, quiet=quiet, split_rows=split_rows)
             if failed(results):
                 raise typer.Exit(EXIT_PROCESSING)
@@ -316,6 +325,7 @@ def upscale_command(
         if output.exists() and not output.is_dir():
             raise UsageError(f"-o {output} must be a directory when several scenes are written")
         jobs = plan_jobs(sources, output, settings, name)
+        check_log_path(log_json, jobs)
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -361,7 +371,10 @@ def upscale_one(src: str, dst: Path, settings: UpscaleSettings, *, force: bool, 
                 result = upscale(src, dst, settings, progress=progress)
         except RssrError as error:
             figures = getattr(error, "figures", None)
-            log.write(SceneResult(str(src), str(dst), FAILED, time.perf_counter() - started, error=str(error), fidelity=figures))
+            seconds = time.perf_counter() - started
+            log.write(SceneResult(
+                str(src), str(dst), FAILED, seconds, error.windows, error.skipped_windows, error=str(error), fidelity=figures,
+            ))  # fmt: skip
             raise
         log.write(SceneResult(str(src), str(dst), DONE, result.seconds, **scene_fields(result)))
     if not quiet:
@@ -378,22 +391,37 @@ def upscale_many(
     quiet: bool,
     split_rows: Optional[int] = None,
 ) -> list[SceneResult]:
-    """Run a batch in-process or on Dask; each scene's result goes to the JSON log (and a line, unless -q) at once."""
+    """Run a batch in-process or on Dask; each scene's result goes to the JSON log (and a line, unless -q) at once.
+    First, what killed runs left in the output folders (staging directories, lock files) is removed."""
+    for folder in dict.fromkeys(job.dst.parent for job in jobs):
+        for path in sweep_stale(folder):
+            logging.getLogger("rssr_cli.locks").info("removed %s, left by a run that is gone", path)
+    finished: list[SceneResult] = []
     with JsonLog(log_json) as log:
 
         def on_scene(scene: SceneResult) -> None:
+            finished.append(scene)
             log.write(scene)
-            if not quiet:
+            if not quiet or scene.status == FAILED:  # -q hides progress, never errors
                 stderr.print(render_scene_line(scene))
 
-        if scheduler:
-            gpu = settings.backend_options.get("device") == Device.cuda.value
-            with dask_client(scheduler, gpu=gpu) as client:
-                if split_rows is not None:
-                    return run_split_batch_on_dask(jobs, settings, client, split_rows, force=force, on_scene=on_scene)
-                return run_batch_on_dask(jobs, settings, client, force=force, on_scene=on_scene)
-        with raise_on_signals():  # an interrupt stops the batch between (or inside) scenes, never mid-write
-            return run_batch(jobs, settings, force=force, on_scene=on_scene, progress_for=lambda job: None)
+        # An interrupt stops the batch between (or inside) scenes, never mid-write; it says what was completed.
+        try:
+            with raise_on_signals():
+                if scheduler:
+                    gpu = settings.backend_options.get("device") == Device.cuda.value
+                    with dask_client(scheduler, gpu=gpu) as client:
+                        if split_rows is not None:
+                            return run_split_batch_on_dask(jobs, settings, client, split_rows, force=force, on_scene=on_scene)
+                        return run_batch_on_dask(jobs, settings, client, force=force, on_scene=on_scene)
+                return run_batch(jobs, settings, force=force, on_scene=on_scene, progress_for=lambda job: None)
+        except Interrupted as interrupt:
+            name = signal.Signals(interrupt.signum).name
+            counts = ", ".join(f"{sum(s.status == status for s in finished)} {status}" for status in (DONE, SKIPPED, BUSY, FAILED))
+            raise Interrupted(
+                f"interrupted by {name} after {len(finished)} of {len(jobs)} scene(s) ({counts}); the scene in progress "
+                "was not written", interrupt.signum,
+            ) from None
 
 
 STATUS_STYLE = {DONE: "green", SKIPPED: "dim", BUSY: "yellow", FAILED: "bold red"}

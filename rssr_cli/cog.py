@@ -8,10 +8,16 @@ filesystem). The staging directory is removed whatever happens.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import shutil
+import stat
+import subprocess
+import sys
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,22 +98,52 @@ def check_destination(dst: Path, *, overwrite: bool, src: str) -> None:
         raise OutputError(f"output directory {parent} is not writable")
 
 
+STAGING_MARK = ".rssr-"
+
+
 def staging_prefix(dst: Path) -> str:
     """Name prefix of DST's staging directories (a run killed with -9 leaves one; locks.py removes it later)."""
-    return f".{dst.name}.rssr-"
+    return f".{dst.name}{STAGING_MARK}"
+
+
+STAGING_OWNER = ".owner"  # flocked by the run using the directory: a sweep removes only directories nobody holds
 
 
 @contextmanager
 def staging_dir(dst: Path) -> Iterator[Path]:
-    """A hidden temporary directory beside DST (same filesystem, so the final rename is atomic), always removed."""
+    """A hidden temporary directory beside DST (same filesystem, so the final rename is atomic), always removed.
+
+    mkdtemp creates it with mkdir (0700, never through a planted symlink); it is checked with lstat before
+    use, and its `.owner` file stays flocked while the run lives, so locks.sweep_stale can tell a dead run's
+    leftovers (hundreds of MB after a kill -9) from a live run's, whatever output they belong to."""
     try:
         path = Path(tempfile.mkdtemp(prefix=staging_prefix(dst), dir=dst.parent))
     except OSError as exc:
         raise OutputError(f"cannot write to {dst.parent}: {exc.strerror or exc}") from exc
+    owner = None
     try:
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise OutputError(f"staging directory {path} was replaced by something else; refusing to use it")
+        try:
+            owner = os.open(path / STAGING_OWNER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fcntl.flock(owner, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {path}: {exc.strerror or exc}") from exc
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_tree(path)
+        if owner is not None:
+            os.close(owner)
+
+
+def _remove_tree(path: Path) -> None:
+    """rmtree that never follows a symlink (shutil.rmtree refuses a symlinked top; inner links are unlinked)."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+    except FileNotFoundError:
+        pass
 
 
 @dataclass(frozen=True)
@@ -158,9 +194,40 @@ def open_intermediate(path: Path, spec: OutputSpec) -> Iterator[DatasetWriter]:
                 writer = rasterio.open(path, "w", **profile)
             _write_metadata(writer, spec)
         except GDAL_ERRORS as exc:
-            raise OutputError(f"cannot create {path}: {gdal_message(exc)}") from exc
+            raise write_error(f"cannot create {path}", path, exc) from exc
         with writer:
             yield writer
+    check_complete(path, spec)
+
+
+def check_complete(path: Path, spec: OutputSpec) -> None:
+    """GDAL reports a block it fails to flush (disk full) only on stderr, and rasterio's close() raises nothing:
+    an uncompressed striped file shorter than its pixels was not completely written, so it must not become a COG."""
+    expected = spec.width * spec.height * spec.count * np.dtype(spec.dtype).itemsize
+    size = path.stat().st_size
+    if size < expected:
+        raise write_error(f"cannot write {path}", path, None, detail=f"only {size} of {expected} bytes reached the disk")
+
+
+def disk_full(path: Path, reserve: int = 1 << 20) -> bool:
+    """The filesystem holding `path` has (almost) no space left for this user."""
+    try:
+        info = os.statvfs(path if path.is_dir() else path.parent)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < reserve
+
+
+def write_error(what: str, path: Path, exc: Optional[BaseException], *, detail: Optional[str] = None) -> OutputError:
+    """One line for a failed write; a full disk is named as such, with the output it was for (libtiff only says
+    "TIFFAppendToStrip: Write error at scanline 0", and the file is a temporary one in a staging directory)."""
+    text = detail or (gdal_message(exc) if exc is not None else "write failed")
+    if "No space left" in text or disk_full(path):
+        folder = path.parent
+        if STAGING_MARK in folder.name:  # DIR/.NAME.rssr-xxxx/stream.tif belongs to DIR/NAME
+            folder, path = folder.parent, folder.parent / folder.name[1 : folder.name.rindex(STAGING_MARK)]
+        return OutputError(f"cannot write {path}: no space left on device in {folder}")
+    return OutputError(f"{what}: {text}")
 
 
 def _write_metadata(writer: DatasetWriter, spec: OutputSpec) -> None:
@@ -183,37 +250,92 @@ def write_rows(writer: DatasetWriter, spec: OutputSpec, row_off: int, data: np.n
         if spec.internal_mask and mask is not None:
             writer.write_mask(np.where(mask, 255, 0).astype(np.uint8), window=window)
     except GDAL_ERRORS as exc:
-        raise OutputError(f"cannot write rows {row_off}..{row_off + data.shape[1]}: {gdal_message(exc)}") from exc
+        raise write_error(f"cannot write rows {row_off}..{row_off + data.shape[1]}", Path(writer.name), exc) from exc
 
 
 def finalize_cog(intermediate: Path, dst: Path, options: Mapping, *, overwrite: bool) -> None:
     """Translate the intermediate into a COG in the staging directory, then move it onto DST in one rename."""
     staged = intermediate.with_name("cog.tif")
     log.info("building COG (overviews: %s) from %s", OVERVIEW_RESAMPLING, intermediate)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            if _mask_lost_by_rio_cogeo(intermediate):
-                _gdal_cog_copy(intermediate, staged, options)
-            else:
-                cog_translate(
-                    str(intermediate),
-                    str(staged),
-                    dict(options),
-                    in_memory=False,
-                    quiet=True,
-                    overview_resampling=OVERVIEW_RESAMPLING,
-                    forward_band_tags=True,
-                    config=gdal_config(),
-                )
-    except GDAL_ERRORS as exc:
-        raise OutputError(f"cannot write the COG for {dst}: {gdal_message(exc)}") from exc
+    if intermediate.stat().st_size >= CHILD_PROCESS_BYTES:
+        _build_cog_in_child(intermediate, staged, options, dst)
+    else:
+        try:
+            build_cog(intermediate, staged, options)
+        except GDAL_ERRORS as exc:
+            raise write_error(f"cannot write the COG for {dst}", staged, exc) from exc
     if dst.exists() and not overwrite:  # appeared while we worked: still never clobber it
         raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
     try:
         os.replace(staged, dst)
     except OSError as exc:
         raise OutputError(f"cannot move the finished COG onto {dst}: {exc.strerror or exc}") from exc
+
+
+# A COG build is one long GDAL call (35 s for a large scene) during which Python cannot act on SIGINT/SIGTERM.
+# Above this size it runs in a child process the parent can abandon at once; below it, it is over within
+# ~1.5 s even on a loaded 2-core machine (measured: 23 MB of noise took 3.2 s there), and a child's start-up
+# (~1 s of imports) would cost more than it saves.
+CHILD_PROCESS_BYTES = 16 * 1024 * 1024
+CHILD_POLL_SECONDS = 0.05
+
+
+def build_cog(intermediate: Path, staged: Path, options: Mapping) -> None:
+    """rio-cogeo's translation (or GDAL's COG driver when rio-cogeo would drop the mask) of the intermediate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        if _mask_lost_by_rio_cogeo(intermediate):
+            _gdal_cog_copy(intermediate, staged, options)
+        else:
+            cog_translate(
+                str(intermediate),
+                str(staged),
+                dict(options),
+                in_memory=False,
+                quiet=True,
+                overview_resampling=OVERVIEW_RESAMPLING,
+                forward_band_tags=True,
+                config=gdal_config(),
+            )
+
+
+def _build_cog_in_child(intermediate: Path, staged: Path, options: Mapping, dst: Path) -> None:
+    """build_cog in a child process, polled so that a signal handler (interrupts.py) runs within 50 ms; on any
+    exception (Interrupted) the child is killed before the staging directory is removed."""
+    request = json.dumps({"intermediate": str(intermediate), "staged": str(staged), "options": dict(options)})
+    # Its own session: a terminal's Ctrl-C reaches the parent only, which decides; stdout/stderr captured so that
+    # GDAL's raw messages never reach the user's terminal (the error comes back as one line).
+    # (stderr to a file, not a pipe: a chatty child must never block on a full pipe the parent is not reading)
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "rssr_cli.cog"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            child.stdin.write(request.encode())
+            child.stdin.close()
+            while child.poll() is None:
+                time.sleep(CHILD_POLL_SECONDS)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        errors.seek(0)
+        message = errors.read().decode(errors="replace").strip().splitlines()
+    if child.returncode != 0:
+        detail = message[-1] if message else f"the COG builder exited with status {child.returncode}"
+        raise write_error(f"cannot write the COG for {dst}", staged, None, detail=detail)
+
+
+def _child_main() -> int:
+    """`python -m rssr_cli.cog`: build one COG from the JSON request on stdin; the error as the last stderr line."""
+    request = json.loads(sys.stdin.read())
+    try:
+        build_cog(Path(request["intermediate"]), Path(request["staged"]), request["options"])
+    except GDAL_ERRORS as exc:
+        print(gdal_message(exc), file=sys.stderr)
+        return 1
+    return 0
 
 
 def _mask_lost_by_rio_cogeo(intermediate: Path) -> bool:
@@ -236,3 +358,7 @@ def _gdal_cog_copy(intermediate: Path, staged: Path, options: Mapping) -> None:
     cog["OVERVIEW_RESAMPLING"] = OVERVIEW_RESAMPLING.upper()
     with rasterio.Env(**gdal_config()):
         rasterio.shutil.copy(str(intermediate), str(staged), driver="COG", **cog)
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

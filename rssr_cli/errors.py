@@ -4,6 +4,10 @@
 class RssrError(Exception):
     """Root of every error rssr raises on purpose; its message is one line meant for the user."""
 
+    # Work done before a run failed (set by pipeline.upscale), so the JSON log says what was processed.
+    windows: int = 0
+    skipped_windows: int = 0
+
 
 class InputError(RssrError, ValueError):
     """The input raster cannot be used (missing, unreadable, unsupported dtype or geometry)."""
@@ -30,7 +34,12 @@ class FidelityError(RssrError, RuntimeError):
 
 
 class Interrupted(RssrError):
-    """The run was interrupted by SIGINT/SIGTERM; nothing was left at the destination."""
+    """The run was interrupted by SIGINT/SIGTERM; nothing was left at the destination. The CLI exits 128 + signum
+    (130 for SIGINT, 143 for SIGTERM), as shells and supervisors expect."""
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 class RssrWarning(UserWarning):

@@ -12,16 +12,9 @@ from .errors import Interrupted
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _raise_interrupted(signum: int, _frame: object) -> None:
-    # One interrupt is enough: ignore repeats so a second Ctrl-C cannot cut the cleanup short.
-    for sig in HANDLED_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; no output was written")
-
-
 @contextmanager
-def raise_on_signals() -> Iterator[None]:
-    """Install handlers that raise Interrupted; restore the previous ones on exit.
+def raise_on_signals(outcome: str = "no output was written") -> Iterator[None]:
+    """Install handlers that raise Interrupted ("interrupted by SIGTERM; <outcome>"); restore the previous ones on exit.
 
     Signal handlers can only be set from the main thread: elsewhere (a worker thread, a notebook
     executor) this does nothing and the caller's own handling applies.
@@ -29,7 +22,15 @@ def raise_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in HANDLED_SIGNALS}
+
+    def interrupted(signum: int, _frame: object) -> None:
+        # One interrupt is enough: ignore repeats so a second Ctrl-C cannot cut the cleanup short.
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        name = signal.Signals(signum).name
+        raise Interrupted(f"interrupted by {name}; {outcome}" if outcome else f"interrupted by {name}", signum)
+
+    previous = {sig: signal.signal(sig, interrupted) for sig in HANDLED_SIGNALS}
     try:
         yield
     finally:

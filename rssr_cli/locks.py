@@ -15,13 +15,15 @@ import glob
 import os
 import shutil
 import socket
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
-from .cog import staging_prefix
+from .cog import STAGING_MARK, STAGING_OWNER, staging_prefix
 from .errors import OutputError
+from .safefiles import open_private_file
 
 
 class OutputBusy(OutputError):
@@ -33,7 +35,7 @@ def lock_path(dst: Path) -> Path:
 
 
 @contextmanager
-def output_lock(dst: Path) -> Iterator[None]:
+def output_lock(dst: Path, *, on_stale: Optional[Callable[[list[Path]], None]] = None) -> Iterator[None]:
     """Hold the lock of `dst` for the block; OutputBusy at once (no waiting) if another process holds it.
 
     While it is held, staging directories left beside DST by a crashed run are removed: only the holder
@@ -45,7 +47,9 @@ def output_lock(dst: Path) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
-        remove_stale_staging(dst)
+        stale = remove_stale_staging(dst)
+        if on_stale is not None:
+            on_stale(stale)
         yield
     finally:
         try:
@@ -57,10 +61,7 @@ def output_lock(dst: Path) -> Iterator[None]:
 
 def _acquire(path: Path) -> int:
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutputError(f"cannot create the lock file {path}: {exc.strerror or exc}") from exc
+        fd = open_private_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -79,14 +80,74 @@ def _acquire(path: Path) -> int:
 
 def _holder(path: Path) -> str:
     try:
-        return path.read_text().strip() or "unknown holder"
-    except OSError:
+        fd = open_private_file(path, create=False)
+    except OutputError:
         return "unknown holder"
+    with os.fdopen(fd, "rb") as file:
+        return file.read(200).decode(errors="replace").strip() or "unknown holder"
 
 
 def remove_stale_staging(dst: Path) -> list[Path]:
-    """Remove the staging directories of `dst` (call only while holding its lock); returns what was removed."""
-    stale = sorted(dst.parent.glob(glob.escape(staging_prefix(dst)) + "*"))
-    for directory in stale:
-        shutil.rmtree(directory, ignore_errors=True)
+    """Remove the staging directories of `dst` that no live run owns (call only while holding its lock);
+    returns what was removed. A planted symlink of that name is left alone, never followed."""
+    stale = []
+    for directory in sorted(dst.parent.glob(glob.escape(staging_prefix(dst)) + "*")):
+        try:
+            info = os.lstat(directory)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not _owner_alive(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+            stale.append(directory)
     return stale
+
+
+def _owner_alive(directory: Path) -> bool:
+    """A live run keeps its staging directory's owner file flocked (cog.staging_dir); a dead one cannot."""
+    try:
+        fd = os.open(directory / STAGING_OWNER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False  # no owner file: left by a run killed before it made one (or by an older rssr)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def sweep_stale(folder: Path) -> list[Path]:
+    """Remove every staging directory and lock file in `folder` whose owner process is gone, whatever output
+    it belongs to (a run killed with -9 leaves hundreds of MB that no later run of *that* name may come for).
+
+    Each output's leftovers are removed while holding that output's lock, so nothing a live run uses is
+    touched: a lock held by a live process makes its output busy and it is skipped. Lock files are only
+    considered when they carry rssr's "pid N on HOST" line (another tool's lock is left alone)."""
+    outputs: dict[str, None] = {}
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") and STAGING_MARK in name and entry.is_dir(follow_symlinks=False):
+            outputs[name[1 : name.rindex(STAGING_MARK)]] = None
+        elif name.startswith(".") and name.endswith(".lock") and entry.is_file(follow_symlinks=False) and _is_rssr_lock(Path(entry.path)):
+            outputs[name[1:-5]] = None
+    removed: list[Path] = []
+    for output in filter(None, outputs):
+        dst = folder / output
+        had_lock = lock_path(dst).is_file()
+        try:
+            with output_lock(dst, on_stale=removed.extend):
+                pass
+        except OutputError:  # busy (a live run) or unusable: leave it
+            continue
+        if had_lock:
+            removed.append(lock_path(dst))
+    return removed
+
+
+def _is_rssr_lock(path: Path) -> bool:
+    return _holder(path).startswith("pid ")

@@ -34,7 +34,7 @@ from .cog import (
     staging_dir,
     write_rows,
 )
-from .errors import UsageError
+from .errors import RssrError, UsageError
 from .fidelity import Comparison, CropSamples, FidelityOptions, FidelityReport, check, measure_fidelity
 from .grid import OutputGrid, Tile, hr_grid_for, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
 from .interrupts import raise_on_signals
@@ -54,6 +54,7 @@ from .raster_io import (
     read_window,
     select_bands,
 )
+from .source_identity import source_identity
 from .region import OutputRegion, aoi_region, row_band, split_rows, tiles_for_region, whole_grid
 
 log = logging.getLogger(__name__)
@@ -178,13 +179,25 @@ def upscale(
         return upscale_stack(src, dst, settings, progress=progress, backend=backend)
     dst = Path(dst)
     started = time.perf_counter()
+    windows_done = [0]
+
+    def track(done: int, total: int) -> None:
+        windows_done[0] = done
+        if progress is not None:
+            progress(done, total)
+
     with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, dst, settings, backend)
-        with staging_dir(dst) as staging:
-            intermediate = staging / "stream.tif"
-            with open_intermediate(intermediate, plan.output) as writer:
-                skipped = stream_tiles(dataset, plan, backend, lambda rows: _write(writer, plan, rows), progress)
-            report = finish(dataset, plan, backend, intermediate, dst, staging)
+        skipped = 0
+        try:
+            with staging_dir(dst) as staging:
+                intermediate = staging / "stream.tif"
+                with open_intermediate(intermediate, plan.output) as writer:
+                    skipped = stream_tiles(dataset, plan, backend, lambda rows: _write(writer, plan, rows), track)
+                report = finish(dataset, plan, backend, intermediate, dst, staging)
+        except RssrError as error:  # the JSON log reports the work done before the failure, not 0
+            error.windows, error.skipped_windows = windows_done[0], skipped
+            raise
     seconds = time.perf_counter() - started
     log.info("wrote %s in %.1f s", dst, seconds)
     grid, window = plan.grid, plan.region.window
@@ -264,7 +277,7 @@ def plan_run(
     if backend is None:
         backend = build_backend(method, settings)  # may load a model: after the cheap checks
     radiometry = scene_radiometry(dataset, source, bands)
-    tags = provenance_tags(settings, method, grid, radiometry, backend) | region_tags(region, grid)
+    tags = provenance_tags(settings, method, grid, radiometry, backend) | region_tags(region, grid) | source_identity(src)
     output = output_spec(source, bands, grid, region, tags)
     stats = None if method in CLASSICAL_METHODS else scene_statistics(dataset, source, bands, radiometry)
     plan = RunPlan(

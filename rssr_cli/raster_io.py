@@ -5,8 +5,10 @@ Every way a source can be unusable becomes one InputError line here, so later st
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import stat
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,6 +98,34 @@ def gdal_env(threads: Optional[int] = None) -> rasterio.Env:
     return rasterio.Env(**gdal_config(threads))
 
 
+def silence_libtiff() -> None:
+    """libtiff prints I/O errors straight to stderr ("_tiffWriteProc: No space left on device.") besides returning
+    them to GDAL, which rasterio raises as an exception: the CLI promises one line, so libtiff's own printer is
+    switched off (Linux: the loaded libtiff is found in /proc/self/maps; elsewhere nothing changes)."""
+    global _libtiff_silenced
+    if _libtiff_silenced:
+        return
+    _libtiff_silenced = True
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/libtiff" in line and ".so" in line}
+    except OSError:
+        return
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for setter in ("TIFFSetErrorHandler", "TIFFSetWarningHandler"):
+            function = getattr(library, setter, None)
+            if function is not None:
+                function.restype, function.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+                function(None)
+
+
+_libtiff_silenced = False
+
+
 @contextmanager
 def open_raster(path: str | Path) -> Iterator[DatasetReader]:
     """Open a raster for reading: a local path or any GDAL dataset name (sources.py: /vsi paths, URLs,
@@ -106,6 +136,8 @@ def open_raster(path: str | Path) -> Iterator[DatasetReader]:
             raise InputError(f"no such file: {path}")
         if os.path.isdir(path):
             raise InputError(f"{path} is a directory, not a raster")
+        if not stat.S_ISREG(os.stat(path).st_mode):  # GDAL would block on a FIFO or read a device forever
+            raise InputError(f"{path} is not a regular file (a device, FIFO or socket); give a raster file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # we warn once, in our own words

@@ -21,9 +21,11 @@ from safetensors.torch import save_file
 
 from .. import __version__
 from ..errors import CheckpointError
+from ..safefiles import write_atomic
 from .normalize import MIN_STD
 from .registry import build, registered  # noqa: F401  (re-exported: `build(spec)` for {name, args})
 from .sr_model import SRModel, band_rule
+from .validation import check_weights_match, read_safetensors_header, validate_spec
 
 FORMAT = "rssr-model/1"
 PARTS = ("operator", "prior_features", "denoiser")
@@ -71,12 +73,6 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 _paths = checkpoint_paths
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_model(
     model: SRModel,
     path: str | os.PathLike,
@@ -89,7 +85,7 @@ def save_model(
     weights, card_path = _paths(path)
     header = describe(model, model_id=model_id or weights.stem)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _write_atomic(weights, lambda p: save_file(tensors, str(p), metadata={METADATA_KEY: json.dumps(header)}))
+    write_atomic(weights, lambda p: save_file(tensors, str(p), metadata={METADATA_KEY: json.dumps(header)}))
     card = {
         **header,
         "rssr_version": __version__,
@@ -97,7 +93,7 @@ def save_model(
         "metrics": dict(metrics or {}),
         "sha256": sha256_file(weights),
     }
-    _write_atomic(card_path, lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
+    write_atomic(card_path, lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
     return weights
 
 
@@ -112,31 +108,22 @@ def _read_card(card_path: Path) -> dict[str, Any]:
     return card
 
 
-def _read_weights(weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _read_weights(weights: Path) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(weights), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for truncated/garbled files
         raise CheckpointError(f"{weights} is not a readable safetensors file (truncated or corrupt: {exc})") from None
+
+
+def _embedded_description(weights: Path, metadata: dict[str, str]) -> dict[str, Any]:
     try:
         header = json.loads(metadata[METADATA_KEY])
     except (KeyError, json.JSONDecodeError):
         raise CheckpointError(f"{weights} carries no rssr model description in its metadata") from None
-    return tensors, header
-
-
-def _check_state(model: SRModel, tensors: dict[str, torch.Tensor], source: str) -> None:
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
-        n = len(missing) + len(extra)
-        raise CheckpointError(f"weights do not match the {source}: {what} ({n} key(s) differ)")
-    for k, shape in expected.items():
-        if tuple(tensors[k].shape) != shape:
-            raise CheckpointError(f"weights do not match the {source}: {k} is {tuple(tensors[k].shape)}, the {source} implies {shape}")
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{weights} carries a malformed rssr model description in its metadata")
+    return header
 
 
 def _spec_from(desc: dict[str, Any]) -> dict[str, Any]:
@@ -161,20 +148,28 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
             f"{weights.name} does not match its card (sha256 {sha[:12]}, card says {str(card.get('sha256'))[:12]}): "
             "truncated, corrupt or replaced"
         )
-    tensors, header = _read_weights(weights)
+    # Everything below is checked from the header and the card before a single tensor is read or allocated.
+    shapes, metadata = read_safetensors_header(weights)
+    header = _embedded_description(weights, metadata)
     desc = card if card is not None else header
     source = "model card" if card is not None else "embedded spec"
-    try:
-        model = SRModel(_spec_from(desc))
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError, KeyError) as exc:  # e.g. a hand-edited width that the architecture rejects
-        raise CheckpointError(f"cannot build the model from its {source}: {exc}") from None
-    _check_state(model, tensors, source)
+    spec = _spec_from(desc)
+    validate_spec(spec)
+    in_channels = spec["operator"].get("args", {}).get("in_channels", 1)
+    if desc.get("channels", in_channels) != in_channels:
+        raise CheckpointError(f"the {source} says {desc.get('channels')!r} channels, its operator takes {in_channels}")
+    check_weights_match(spec, shapes, source)
     if card is not None:
         for key in BINDING:
             if card.get(key) != header.get(key):
                 raise CheckpointError(f"model card {card_path.name} and the weights' embedded description disagree on {key!r}")
+    tensors = _read_weights(weights)
+    try:
+        model = SRModel(spec)
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:  # validate_spec should have caught it; still one line
+        raise CheckpointError(f"cannot build the model from its {source}: {exc}") from None
     model.load_state_dict(tensors)
     model.card = {**desc, "sha256": sha}
     return model.to(device).eval()

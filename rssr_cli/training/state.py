@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from ..safefiles import write_atomic
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -44,12 +44,9 @@ def save_training_state(path: Path, *, model: torch.nn.Module, ema: torch.nn.Mod
     tensors.update({f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()})
     opt_tensors, opt_meta = _flatten_optimizer(opt)
     tensors.update(opt_tensors)
-    tmp = path.with_suffix(".tmp.safetensors")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path.with_suffix(".safetensors"))
-    tmpj = path.with_suffix(".tmp.json")
-    tmpj.write_text(json.dumps({**meta, "optimizer": opt_meta}, indent=1))
-    os.replace(tmpj, path.with_suffix(".json"))
+    write_atomic(path.with_suffix(".safetensors"), lambda tmp: save_file(tensors, str(tmp)))
+    text = json.dumps({**meta, "optimizer": opt_meta}, indent=1)
+    write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
 
 
 def load_training_state(path: Path, *, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
