@@ -33,7 +33,10 @@ def is_local_file(src: str | Path) -> bool:
 
 
 def source_identity(src: str | Path) -> dict[str, str]:
-    """The RSSR_SOURCE_* tags of a local regular file; {} for anything else (a URL, a /vsi path, a missing file)."""
+    """The RSSR_SOURCE_* tags of a local regular file or folder (a .SAFE product); {} for anything else (a URL,
+    a /vsi path, a missing file)."""
+    if os.path.isdir(src) and not str(src).startswith("/vsi"):
+        return _folder_identity(Path(src))
     if not is_local_file(src):
         return {}
     try:
@@ -59,3 +62,18 @@ def same_source(recorded: dict[str, str], src: str | Path) -> bool:
     if not current:
         return True
     return all(recorded.get(key) == value for key, value in current.items())
+
+
+def _folder_identity(folder: Path) -> dict[str, str]:
+    """A folder's identity from its listing: every file's relative path, size and mtime (no content read:
+    a re-processed product rewrites its band files, which changes their mtimes)."""
+    digest = hashlib.sha256()
+    total, newest = 0, 0
+    try:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            info = path.stat()
+            total, newest = total + info.st_size, max(newest, info.st_mtime_ns)
+            digest.update(f"{path.relative_to(folder).as_posix()}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    except OSError:
+        return {}
+    return {SIZE_TAG: str(total), MTIME_TAG: str(newest), FINGERPRINT_TAG: digest.hexdigest()[:32]}

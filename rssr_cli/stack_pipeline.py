@@ -52,6 +52,7 @@ from .pipeline import (
 )
 from .products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compatible, is_band_stack, open_band_stack
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
+from .source_identity import source_identity
 from .region import OutputRegion, aoi_region, tiles_for_region, whole_grid
 
 log = logging.getLogger(__name__)
@@ -351,6 +352,7 @@ def stack_output_spec(
         "RSSR_BAND_NAMES": ",".join(job.band.name for job in plan.jobs),
         "RSSR_BAND_SCALES": ",".join(f"{job.band.name}:{'copy' if job.copy else format(job.scale, '.6g')}" for job in plan.jobs),
         **request_tags(settings, method, backend),
+        **source_identity(plan.stack.source),  # a batch redoes the scene when the product was replaced
     }
     if plan.region.aoi is not None:
         tags |= region_tags(plan.region, common)
