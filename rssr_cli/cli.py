@@ -54,8 +54,41 @@ from .pipeline import DEFAULT_BATCH_SIZE, UpscaleResult, UpscaleSettings, upscal
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output, interrupted), 2 usage error."
 
+# Click's exception base: typer >= 0.20 vendors its own click, older versions re-export click's.
+ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+class OneLineUsageErrors(typer.core.TyperGroup):
+    """Click's usage errors (a missing or unparseable option) as the one `error:` line and exit 2 that every
+    other refusal gives, instead of Typer's boxed usage text: a cron log greps one line per failure."""
+
+    def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as error:
+            if type(error).__name__ != "NoArgsIsHelpError":  # bare `rssr`: the help was printed already
+                report_error(usage_error_line(error))
+            code = error.exit_code
+        except typer.Abort:
+            stderr.print("[bold red]error:[/] aborted")
+            code = EXIT_PROCESSING
+        code = code if isinstance(code, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+def usage_error_line(error: Exception) -> str:
+    """Click's message on one line, with where to read the options."""
+    message = " ".join(error.format_message().split())
+    ctx = getattr(error, "ctx", None)
+    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message
+
+
 app = typer.Typer(
     name="rssr",
+    cls=OneLineUsageErrors,
     help=f"Super-resolve georeferenced rasters into Cloud-Optimized GeoTIFFs.\n\n{EXIT_CODES_HELP}",
     no_args_is_help=True,
     add_completion=False,

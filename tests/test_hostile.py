@@ -1,0 +1,102 @@
+"""The hostile table (issue 11): what a careless or hostile user can throw at `rssr`, run through the real
+command line in a subprocess. For every case: the documented exit code, exactly one `error:` line on stderr
+(a batch: each failed scene's line and the summary table), no traceback, nothing at the destination, no
+staging folder or lock left, and the input's bytes unchanged (the whole work folder is compared, hidden
+files included).
+
+To add a case: append a Case to CASES. `args` follow `rssr`; `{src}`, `{dst}` and `{work}` are filled in.
+`make_src(work)` writes the input (default: a small 3-band uint16 UTM raster) and returns its path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from conftest import synthetic_image, write_raster
+
+CLASSICAL = ("-m", "bicubic")  # cases that are not about the model never load it
+
+
+def plain_raster(work: Path) -> Path:
+    return write_raster(work / "src.tif", synthetic_image(3, 37, 45))
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: tuple[str, ...]
+    exit_code: int
+    message: str  # must appear in the error line (a batch: in the failed scene's line)
+    make_src: Callable[[Path], Path] = plain_raster
+    dst: str = "out.tif"  # relative to the work folder; ending in / makes it an (existing, empty) batch folder
+    batch: bool = False  # scenes ran: stderr holds scene lines and the summary table instead of one line
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 120
+
+
+def upscale(*options: str) -> tuple[str, ...]:
+    return ("upscale", "{src}", "-o", "{dst}", *options)
+
+
+CASES: list[Case] = [
+    # Click's usage errors are one line, not Typer's boxed usage text
+    Case("unparseable-scale", upscale("-s", "x", *CLASSICAL), 2, "Invalid value for '--scale'"),
+    Case("missing-output", ("upscale", "{src}", "-s", "2", *CLASSICAL), 2, "Missing option '--output'"),
+    Case("unknown-option", upscale("-s", "2", "--forc", *CLASSICAL), 2, "No such option: --forc"),
+    Case("bad-choice", upscale("-s", "2", "--device", "tpu", *CLASSICAL), 2, "Invalid value for '--device'"),
+]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every entry below `folder` (hidden ones too): files by content hash, folders and links by kind."""
+    entries = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            entries[key] = f"link -> {os.readlink(path)}"
+        elif path.is_file():
+            entries[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            entries[key] = "dir" if path.is_dir() else "other"
+    return entries
+
+
+def run_rssr(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RSSR_")}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "rssr_cli", *args], cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_hostile_case(tmp_path, case: Case):
+    work = tmp_path / "work"
+    work.mkdir()
+    src = case.make_src(work)
+    dst = work / case.dst
+    if case.dst.endswith("/"):
+        dst.mkdir(parents=True)
+    before = snapshot(work)
+    args = [a.format(src=src, dst=dst, work=work) for a in case.args]
+    proc = run_rssr(args, work, case.env, case.timeout)
+    said = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == case.exit_code, said
+    assert "Traceback" not in proc.stdout + proc.stderr, said
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    if case.batch:
+        assert any("failed" in line and case.message in line for line in lines), said
+        assert "scene(s)" in proc.stderr, said  # the summary table
+    else:
+        assert len(lines) == 1 and lines[0].startswith("error: "), said
+        assert case.message in lines[0], said
+    assert snapshot(work) == before, said  # nothing at DST, no staging or lock left, the input untouched
