@@ -156,12 +156,30 @@ def _refuse_unusable(dataset: DatasetReader) -> None:
     if dataset.dtypes[0] not in SUPPORTED_DTYPES:
         supported = ", ".join(SUPPORTED_DTYPES)
         raise InputError(f"{path}: data type {dataset.dtypes[0]} is not supported (supported: {supported})")
+    if _has_colour_table(dataset):
+        # Pixel values are class numbers: interpolating them makes classes that do not exist (between 3 and 5, a 4).
+        raise InputError(
+            f"{path} is paletted (its values are colour-table entries, not measurements); "
+            f"expand it to colours first, e.g. gdal_translate -expand rgb {path} rgb.tif"
+        )
     transform = dataset.transform
     if transform.b != 0 or transform.d != 0:
         # A rotated/sheared grid has no axis-aligned output grid; a north-up warp first is exact and explicit.
         raise InputError(
             f"{path} has a rotated or sheared geotransform; make it north-up first, e.g. gdalwarp {path} north_up.tif"
         )
+
+
+def _has_colour_table(dataset: DatasetReader) -> bool:
+    if ColorInterp.palette in dataset.colorinterp:
+        return True
+    for band in dataset.indexes:
+        try:
+            dataset.colormap(band)
+        except ValueError:  # rasterio's way of saying "no colour table"
+            continue
+        return True
+    return False
 
 
 def _alpha_band(dataset: DatasetReader) -> Optional[int]:

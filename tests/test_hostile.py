@@ -18,15 +18,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
+import rasterio
 
-from conftest import synthetic_image, write_raster
+from conftest import UTM_CRS, UTM_TRANSFORM, synthetic_image, write_raster
 
 CLASSICAL = ("-m", "bicubic")  # cases that are not about the model never load it
 
 
 def plain_raster(work: Path) -> Path:
     return write_raster(work / "src.tif", synthetic_image(3, 37, 45))
+
+
+def paletted_raster(work: Path) -> Path:
+    """Land-cover classes 0, 5, 10 with a colour table (values are classes, not measurements)."""
+    path = work / "classes.tif"
+    classes = (np.arange(20 * 20).reshape(1, 20, 20) % 3 * 5).astype("uint8")
+    profile = dict(driver="GTiff", width=20, height=20, count=1, dtype="uint8", crs=UTM_CRS, transform=UTM_TRANSFORM)
+    with rasterio.open(path, "w", photometric="palette", **profile) as dataset:
+        dataset.write(classes)
+        dataset.write_colormap(1, {0: (255, 0, 0, 255), 5: (0, 255, 0, 255), 10: (0, 0, 255, 255)})
+    return path
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,10 @@ CASES: list[Case] = [
     Case("missing-output", ("upscale", "{src}", "-s", "2", *CLASSICAL), 2, "Missing option '--output'"),
     Case("unknown-option", upscale("-s", "2", "--forc", *CLASSICAL), 2, "No such option: --forc"),
     Case("bad-choice", upscale("-s", "2", "--device", "tpu", *CLASSICAL), 2, "Invalid value for '--device'"),
+    # inputs whose output would be silently wrong
+    Case("palette", upscale("-s", "2", *CLASSICAL), 1, "gdal_translate -expand rgb", make_src=paletted_raster),
+    Case("palette-nearest", upscale("-s", "2", "-m", "nearest"), 1, "is paletted", make_src=paletted_raster),
+    Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
 ]
 
 
