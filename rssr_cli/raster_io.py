@@ -163,6 +163,14 @@ def _refuse_unusable(dataset: DatasetReader) -> None:
             f"expand it to colours first, e.g. gdal_translate -expand rgb {path} rgb.tif"
         )
     transform = dataset.transform
+    if transform.is_identity and (dataset.gcps[0] or dataset.rpcs is not None):
+        # Ground control points (or RPCs) locate the pixels without a grid: an output on the pixel grid
+        # would lose the georeferencing. gdalwarp resamples onto a north-up grid once, explicitly.
+        kind, option = ("ground control points", "") if dataset.gcps[0] else ("RPCs", "-rpc ")
+        raise InputError(
+            f"{path} is georeferenced by {kind} only (no geotransform); "
+            f"warp it onto a grid first, e.g. gdalwarp {option}{path} gridded.tif"
+        )
     if transform.b != 0 or transform.d != 0:
         # A rotated/sheared grid has no axis-aligned output grid; a north-up warp first is exact and explicit.
         raise InputError(

@@ -21,6 +21,10 @@ from typing import Callable
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
+
+from rasterio.control import GroundControlPoint
+from rasterio.rpc import RPC
 
 from conftest import UTM_CRS, UTM_TRANSFORM, synthetic_image, write_raster
 
@@ -40,6 +44,26 @@ def paletted_raster(work: Path) -> Path:
         dataset.write(classes)
         dataset.write_colormap(1, {0: (255, 0, 0, 255), 5: (0, 255, 0, 255), 10: (0, 0, 255, 255)})
     return path
+
+
+def gcp_raster(work: Path) -> Path:
+    """Located by four ground control points, no geotransform (a raw satellite or scanned-map product)."""
+    corners = [(0, 0), (0, 20), (20, 0), (20, 20)]
+    gcps = [GroundControlPoint(row, col, 500_000 + 10 * col, 4_000_000 - 10 * row) for row, col in corners]
+    data = synthetic_image(1, 20, 20, "uint8")
+    return write_raster(work / "gcps.tif", data, crs=UTM_CRS, transform=None, gcps=gcps)  # the CRS of the GCPs
+
+
+def rpc_raster(work: Path) -> Path:
+    """Located by rational polynomial coefficients only."""
+    terms = [0.0] * 20
+    rpcs = RPC(
+        height_off=0, height_scale=100, lat_off=36.1, lat_scale=0.01, long_off=15.0, long_scale=0.01,
+        line_off=10, line_scale=10, samp_off=10, samp_scale=10, err_bias=0, err_rand=0,
+        line_num_coeff=[0, 0, -1] + terms[3:], line_den_coeff=[1] + terms[1:],
+        samp_num_coeff=[0, 1] + terms[2:], samp_den_coeff=[1] + terms[1:],
+    )  # fmt: skip
+    return write_raster(work / "rpcs.tif", synthetic_image(1, 20, 20, "uint8"), crs=None, transform=Affine.identity(), rpcs=rpcs)
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,8 @@ CASES: list[Case] = [
     # inputs whose output would be silently wrong
     Case("palette", upscale("-s", "2", *CLASSICAL), 1, "gdal_translate -expand rgb", make_src=paletted_raster),
     Case("palette-nearest", upscale("-s", "2", "-m", "nearest"), 1, "is paletted", make_src=paletted_raster),
+    Case("gcps-only", upscale("-s", "2", *CLASSICAL), 1, "warp it onto a grid first, e.g. gdalwarp", make_src=gcp_raster),
+    Case("rpcs-only", upscale("-s", "2", *CLASSICAL), 1, "gdalwarp -rpc", make_src=rpc_raster),
     Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
 ]
 
