@@ -23,6 +23,7 @@ import rasterio
 
 from .backends import SRBackend, get_backend
 from .errors import Interrupted, OutputError, RssrError, UsageError
+from .grid import format_resolution
 from .locks import OutputBusy, output_lock
 from .pipeline import Progress, UpscaleResult, UpscaleSettings, default_method, request_tags, upscale
 
@@ -76,13 +77,25 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return list(found)
 
 
+def refuse_stray_numbers(inputs: Sequence[str]) -> None:
+    """`-r 10 20` (gdalwarp's -tr spelling) leaves `20` as an input: refuse a number that is not a file,
+    before it turns a single run into a batch or a failed scene."""
+    for item in inputs:
+        try:
+            float(item)
+        except ValueError:
+            continue
+        if not Path(item).exists():
+            raise UsageError(f"input {item!r} is a number, not a raster; for an x and a y pixel size write -r X,Y (e.g. -r 10,20)")
+
+
 def output_name(template: str, src: Path, settings: UpscaleSettings) -> str:
     """Fill the name template: {stem} {name} {scale} {resolution} {method} {seed}; '/' makes subfolders of -o."""
     fields = {
         "stem": src.stem,
         "name": src.name,
-        "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{settings.resolution:g}",
-        "resolution": f"{settings.resolution:g}" if settings.resolution is not None else "",
+        "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{format_resolution(settings.resolution)}",
+        "resolution": format_resolution(settings.resolution) if settings.resolution is not None else "",
         "method": settings.method or default_method(settings.backend_options),
         "seed": str(settings.seed),
     }

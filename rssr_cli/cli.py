@@ -38,12 +38,14 @@ from .batch import (
     SceneResult,
     expand_inputs,
     failed,
+    refuse_stray_numbers,
     plan_jobs,
     run_batch,
     scene_fields,
 )
 from .cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
 from .errors import OutputError, RssrError, RssrWarning, UsageError
+from .grid import parse_resolution
 from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
 from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask, run_split_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
@@ -228,7 +230,8 @@ def upscale_command(
     ],
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor, any real > 1 (e.g. 4.5).")] = None,
     resolution: Annotated[
-        Optional[float], typer.Option("--resolution", "-r", help="Target pixel size in CRS units (like gdalwarp -tr).")
+        Optional[str],
+        typer.Option("--resolution", "-r", help="Target pixel size in CRS units: X, or X,Y for x and y (like gdalwarp -tr X Y).", show_default=False),
     ] = None,
     method: Annotated[
         Optional[str],
@@ -284,9 +287,10 @@ def upscale_command(
 ) -> None:
     """Super-resolve rasters by --scale (or to --resolution) into COGs aligned with their inputs."""
     with cli_session(verbose):
+        refuse_stray_numbers(inputs)
         settings = UpscaleSettings(
             scale=scale,
-            resolution=resolution,
+            resolution=parse_resolution(resolution) if resolution is not None else None,
             method=method,
             backend_options=backend_options(device, model, steps, strength, precision),
             tile=tile,
@@ -436,7 +440,7 @@ def info_command(
     src: Annotated[Optional[Path], typer.Argument(help="Raster to describe (with --model: the model's .safetensors).", show_default=False)] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Preview the output at this scale.")] = None,
     resolution: Annotated[
-        Optional[float], typer.Option("--resolution", "-r", help="Preview the output at this pixel size.")
+        Optional[str], typer.Option("--resolution", "-r", help="Preview the output at this pixel size: X or X,Y.", show_default=False)
     ] = None,
     bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands the preview counts: 1,3,4")] = None,
     model: Annotated[
@@ -454,7 +458,8 @@ def info_command(
             return
         if src is None:
             raise UsageError("give a raster to describe: rssr info SRC [--scale S], or a model: rssr info --model [PATH]")
-        report = describe_raster(src, scale=scale, resolution=resolution, bands=parse_bands(bands))
+        pixel_size = parse_resolution(resolution) if resolution is not None else None
+        report = describe_raster(src, scale=scale, resolution=pixel_size, bands=parse_bands(bands))
         for line in render_report(report):
             stdout.print(line)
 

@@ -36,7 +36,7 @@ from .cog import (
 )
 from .errors import UsageError
 from .fidelity import Comparison, CropSamples, FidelityOptions, FidelityReport, check, measure_fidelity
-from .grid import OutputGrid, Tile, hr_grid_for, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
+from .grid import OutputGrid, Tile, format_resolution, hr_grid_for, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
 from .interrupts import raise_on_signals
 from .backends.classical import resample
 from .quicklook import compose, display_bands, write_png
@@ -80,7 +80,7 @@ def default_method(backend_options: Optional[Mapping[str, Any]] = None) -> str:
 class UpscaleSettings:
     """Everything that decides an upscale run; the CLI builds one of these from its flags.
 
-    Give exactly one of `scale` (any real > 1) or `resolution` (target pixel size in CRS units).
+    Give exactly one of `scale` (any real > 1) or `resolution` (target pixel size in CRS units: square, or (x, y)).
     `method=None` means default_method(backend_options); `backend_options` go to get_backend(method, **options).
     `bands` are 1-based; None means every data band (an alpha band becomes the output mask).
     `aoi`: write only the output grid's window around this area, pixels outside it invalid (region.py).
@@ -89,7 +89,7 @@ class UpscaleSettings:
     """
 
     scale: Optional[float] = None
-    resolution: Optional[float] = None
+    resolution: Optional[float | tuple[float, float]] = None
     method: Optional[str] = None
     backend_options: Mapping[str, Any] = field(default_factory=dict)
     tile: Optional[int] = None  # None: auto_tiling() for the method and scale
@@ -305,7 +305,7 @@ def provenance_tags(
 def request_tags(settings: UpscaleSettings, method: str, backend: SRBackend) -> dict[str, str]:
     """The tags that identify what was asked for (method, model hash, sampler, scale, bands, seed): an output
     whose tags contain these was made by an equivalent request, so a batch can skip it."""
-    requested = f"{settings.scale:g}" if settings.scale is not None else f"resolution {settings.resolution:g}"
+    requested = f"{settings.scale:g}" if settings.scale is not None else f"resolution {format_resolution(settings.resolution)}"
     tags = {
         "RSSR_METHOD": method,
         "RSSR_SCALE": requested,

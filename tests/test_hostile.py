@@ -66,6 +66,13 @@ def rpc_raster(work: Path) -> Path:
     return write_raster(work / "rpcs.tif", synthetic_image(1, 20, 20, "uint8"), crs=None, transform=Affine.identity(), rpcs=rpcs)
 
 
+RECTANGULAR_PIXELS = Affine(20.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)  # 20 m wide, 10 m tall
+
+
+def rectangular_pixels(work: Path) -> Path:
+    return write_raster(work / "rect.tif", synthetic_image(1, 10, 10), transform=RECTANGULAR_PIXELS)
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -94,6 +101,10 @@ CASES: list[Case] = [
     Case("palette-nearest", upscale("-s", "2", "-m", "nearest"), 1, "is paletted", make_src=paletted_raster),
     Case("gcps-only", upscale("-s", "2", *CLASSICAL), 1, "warp it onto a grid first, e.g. gdalwarp", make_src=gcp_raster),
     Case("rpcs-only", upscale("-s", "2", *CLASSICAL), 1, "gdalwarp -rpc", make_src=rpc_raster),
+    # --resolution: X or X,Y; gdalwarp's `-tr X Y` spelling must not turn Y into an input
+    Case("resolution-two-words", ("upscale", "{src}", "-r", "5", "5", "-o", "{dst}", *CLASSICAL), 2, "write -r X,Y", make_src=rectangular_pixels),
+    Case("resolution-coarser-on-an-axis", upscale("-r", "15", *CLASSICAL), 2, "coarser than the input's 20 x 10 pixels", make_src=rectangular_pixels),
+    Case("resolution-three-numbers", upscale("-r", "5,5,5", *CLASSICAL), 2, "X or X,Y"),
     Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
 ]
 
@@ -143,3 +154,20 @@ def test_hostile_case(tmp_path, case: Case):
         assert len(lines) == 1 and lines[0].startswith("error: "), said
         assert case.message in lines[0], said
     assert snapshot(work) == before, said  # nothing at DST, no staging or lock left, the input untouched
+
+
+def rssr_ok(work: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = run_rssr(list(args), work, {}, 120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+@pytest.mark.parametrize("resolution,pixel,size", [("5", (5.0, 5.0), (40, 20)), ("5,2.5", (5.0, 2.5), (40, 40))])
+def test_resolution_reaches_the_asked_pixel_size_on_both_axes(tmp_path, resolution, pixel, size):
+    """20 x 10 m pixels with -r 5 give 5 x 5 m pixels (not 5 x 2.5 m); -r X,Y sets each axis like gdalwarp -tr."""
+    src = rectangular_pixels(tmp_path)
+    rssr_ok(tmp_path, "upscale", str(src), "-o", str(tmp_path / "out.tif"), "-r", resolution, *CLASSICAL, "-q")
+    with rasterio.open(tmp_path / "out.tif") as out, rasterio.open(src) as source:
+        assert out.res == pytest.approx(pixel)
+        assert (out.width, out.height) == size
+        assert out.bounds == pytest.approx(source.bounds)
