@@ -101,6 +101,11 @@ def plan_output_grid(
         raise UsageError(f"{asked} means a scale of {max(scale_x, scale_y):g}, above the supported maximum of {MAX_SCALE:g}")
     width = max(1, round(src_width * scale_x))
     height = max(1, round(src_height * scale_y))
+    if (width, height) == (src_width, src_height):
+        raise UsageError(
+            f"{asked} leaves the size unchanged ({src_width} x {src_height} px): "
+            "the effective scale is 1, there is nothing to super-resolve"
+        )
     transform = src_transform @ Affine.scale(src_width / width, src_height / height)
     return OutputGrid(src_width, src_height, width, height, transform)
 

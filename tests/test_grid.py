@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from affine import Affine
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rasterio.windows import bounds as window_bounds
 
@@ -28,6 +28,7 @@ def tilings(draw):
 
 
 def _plan(w, h, s, tile, overlap):
+    assume((round(w * s), round(h * s)) != (w, h))  # an effective scale of 1 is refused
     grid = plan_output_grid(w, h, TRANSFORM, scale=s)
     return grid, list(iter_tiles(plan_tiles(grid, tile=tile, overlap=overlap)))
 
@@ -100,6 +101,7 @@ def test_blend_weights_sum_to_one_everywhere(w, h, s, tiling):
 @settings(max_examples=100, deadline=None)
 @given(w=st.integers(1, 5000), h=st.integers(1, 5000), s=st.floats(1.001, 32.0))
 def test_output_grid_keeps_bounds_and_scales_pixel_size(w, h, s):
+    assume((round(w * s), round(h * s)) != (w, h))
     grid = plan_output_grid(w, h, TRANSFORM, scale=s)
     assert (grid.width, grid.height) == (max(1, round(w * s)), max(1, round(h * s)))
     out_right, out_bottom = grid.transform @ (grid.width, grid.height)
@@ -144,6 +146,21 @@ def test_parse_resolution(text, parsed):
 def test_parse_resolution_refuses_anything_else(text):
     with pytest.raises(UsageError, match="X or X,Y"):
         parse_resolution(text)
+
+
+@pytest.mark.parametrize(
+    "width,height,request_",
+    [(45, 37, {"scale": 1.0000001}), (45, 37, {"scale": 1.01}), (10, 10, {"resolution": (20.0, 10.0)}), (10, 10, {"resolution": (19.9, 9.9)})],
+)
+def test_an_effective_scale_of_one_is_refused(width, height, request_):
+    transform = RECTANGULAR if "resolution" in request_ else TRANSFORM
+    with pytest.raises(UsageError, match="effective scale is 1"):
+        plan_output_grid(width, height, transform, **request_)
+
+
+def test_one_unchanged_axis_is_allowed():
+    grid = plan_output_grid(10, 10, RECTANGULAR, resolution=10.0)  # 20 x 10 m -> 10 x 10 m: only x grows
+    assert (grid.width, grid.height) == (20, 10)
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.5, -2.0, math.nan, math.inf, 33.0])

@@ -105,6 +105,9 @@ CASES: list[Case] = [
     Case("resolution-two-words", ("upscale", "{src}", "-r", "5", "5", "-o", "{dst}", *CLASSICAL), 2, "write -r X,Y", make_src=rectangular_pixels),
     Case("resolution-coarser-on-an-axis", upscale("-r", "15", *CLASSICAL), 2, "coarser than the input's 20 x 10 pixels", make_src=rectangular_pixels),
     Case("resolution-three-numbers", upscale("-r", "5,5,5", *CLASSICAL), 2, "X or X,Y"),
+    # an effective scale of 1 (round(W*s) = W on both axes) would write a copy tagged as super-resolved
+    Case("effective-scale-one", upscale("-s", "1.0000001", *CLASSICAL), 2, "effective scale is 1"),
+    Case("resolution-of-the-input", upscale("-r", "20,10", *CLASSICAL), 2, "effective scale is 1", make_src=rectangular_pixels),
     Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
 ]
 
