@@ -73,6 +73,11 @@ def rectangular_pixels(work: Path) -> Path:
     return write_raster(work / "rect.tif", synthetic_image(1, 10, 10), transform=RECTANGULAR_PIXELS)
 
 
+# On the default raster at -s 2 output pixels are 5 m, centres at 500002.5 + 5k, 3999997.5 - 5k.
+BETWEEN_CENTRES = "POLYGON((500000.5 3999999.5, 500001.5 3999999.5, 500001.5 3999998.5, 500000.5 3999998.5, 500000.5 3999999.5))"
+SLIVER = "POLYGON((500000 3999996, 500450 3999996, 500450 3999995.5, 500000 3999995.5, 500000 3999996))"  # 0.5 m tall
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -108,6 +113,9 @@ CASES: list[Case] = [
     # an effective scale of 1 (round(W*s) = W on both axes) would write a copy tagged as super-resolved
     Case("effective-scale-one", upscale("-s", "1.0000001", *CLASSICAL), 2, "effective scale is 1"),
     Case("resolution-of-the-input", upscale("-r", "20,10", *CLASSICAL), 2, "effective scale is 1", make_src=rectangular_pixels),
+    # an AOI between pixel centres selects no pixel: the output would be all nodata
+    Case("aoi-between-pixel-centres", upscale("-s", "2", "--aoi", BETWEEN_CENTRES, *CLASSICAL), 2, "covers no pixel centre"),
+    Case("aoi-sliver-between-rows", upscale("-s", "2", "--aoi", SLIVER, *CLASSICAL), 2, "covers no pixel centre"),
     Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
 ]
 
