@@ -13,15 +13,17 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import string
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TextIO
 
 import rasterio
 
 from .backends import SRBackend, get_backend
+from .cog import check_output_name
 from .errors import Interrupted, OutputError, RssrError, UsageError
 from .grid import format_resolution
 from .locks import OutputBusy, output_lock
@@ -99,6 +101,7 @@ def output_name(template: str, src: Path, settings: UpscaleSettings) -> str:
         "method": settings.method or default_method(settings.backend_options),
         "seed": str(settings.seed),
     }
+    check_name_template(template, fields)
     try:
         name = template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
@@ -109,11 +112,26 @@ def output_name(template: str, src: Path, settings: UpscaleSettings) -> str:
     return name
 
 
+def check_name_template(template: str, fields: Mapping[str, str]) -> None:
+    """Only plain fields: '{stem.__class__}' or '{name[0]}' would reach into Python objects from a command line."""
+    allowed = ", ".join("{" + k + "}" for k in fields)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise UsageError(f"bad name template {template!r} ({exc}): use fields {allowed}") from None
+    for _, field_name, spec, conversion in parsed:
+        if field_name is None:
+            continue
+        if field_name not in fields or conversion or "{" in (spec or ""):
+            raise UsageError(f"bad name template {template!r}: only the plain fields {allowed} are allowed")
+
+
 def plan_jobs(sources: Sequence[Path], outdir: Path, settings: UpscaleSettings, template: str = DEFAULT_NAME_TEMPLATE) -> list[SceneJob]:
     """One job per source; two sources that would write the same output are refused before any work."""
     jobs, claimed = [], {}
     for src in sources:
         dst = outdir / output_name(template, src, settings)
+        check_output_name(dst)
         if dst in claimed:
             raise UsageError(f"{claimed[dst]} and {src} would both write {dst}; use a template with {{name}} or separate runs")
         if dst.resolve() == src.resolve():

@@ -43,7 +43,7 @@ from .batch import (
     run_batch,
     scene_fields,
 )
-from .cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
+from .cog import DEFAULT_PROFILE, PROFILES, check_output_name, parse_creation_options
 from .errors import OutputError, RssrError, RssrWarning, UsageError
 from .grid import parse_resolution
 from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
@@ -309,6 +309,7 @@ def upscale_command(
         if split_rows is not None and not scheduler:
             raise UsageError("--split-rows runs the row bands on a Dask cluster: give --scheduler too (e.g. local:2)")
         if not is_batch(inputs, output):
+            check_output_name(Path(output))  # before the lock file beside it is made
             if scheduler and split_rows is None:
                 raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows")
             if split_rows is None:

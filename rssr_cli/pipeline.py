@@ -28,6 +28,7 @@ from .cog import (
     DEFAULT_PROFILE,
     OutputSpec,
     check_destination,
+    check_options_for_data,
     cog_options,
     finalize_cog,
     open_intermediate,
@@ -243,6 +244,7 @@ def plan_run(
     if rows is None:
         check_destination(dst, overwrite=settings.overwrite, src=str(src))
     creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
+    check_options_for_data(creation_options, source.dtype, len(bands), asked=settings.creation_options)
     if backend is None:
         backend = get_backend(method, **dict(settings.backend_options))  # may load a model: after the cheap checks
     radiometry = scene_radiometry(dataset, source, bands)

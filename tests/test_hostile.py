@@ -4,7 +4,8 @@ command line in a subprocess. For every case: the documented exit code, exactly 
 staging folder or lock left, and the input's bytes unchanged (the whole work folder is compared, hidden
 files included).
 
-To add a case: append a Case to CASES. `args` follow `rssr`; `{src}`, `{dst}` and `{work}` are filled in.
+To add a case: append a Case to CASES. `args` follow `rssr`; the arguments `{src}`, `{dst}` and `{work}` are
+replaced by paths (anything else is passed as it is: a --name template keeps its braces).
 `make_src(work)` writes the input (default: a small 3-band uint16 UTM raster) and returns its path.
 """
 
@@ -116,6 +117,20 @@ CASES: list[Case] = [
     # an AOI between pixel centres selects no pixel: the output would be all nodata
     Case("aoi-between-pixel-centres", upscale("-s", "2", "--aoi", BETWEEN_CENTRES, *CLASSICAL), 2, "covers no pixel centre"),
     Case("aoi-sliver-between-rows", upscale("-s", "2", "--aoi", SLIVER, *CLASSICAL), 2, "covers no pixel centre"),
+    # creation options GDAL would ignore (an uncompressed file for COMPRESS=NOTACODEC) or that break the build
+    Case("co-unknown-codec", upscale("-s", "2", "--co", "COMPRESS=NOTACODEC", *CLASSICAL), 2, "'NOTACODEC' is an unexpected value for COMPRESS"),
+    Case("co-unknown-option", upscale("-s", "2", "--co", "FOO=bar", *CLASSICAL), 2, "does not support creation option FOO"),
+    Case("co-copy-src-overviews", upscale("-s", "2", "--co", "COPY_SRC_OVERVIEWS=YES", *CLASSICAL), 2, "COPY_SRC_OVERVIEWS is not accepted"),
+    Case("co-codec-for-the-dtype", upscale("-s", "2", "--co", "COMPRESS=JPEG", *CLASSICAL), 2, "16 not allowed for JPEG"),
+    Case("co-block-size", upscale("-s", "2", "--co", "BLOCKXSIZE=100", *CLASSICAL), 2, "Bad value 100"),
+    Case("co-codec-for-the-dtype-in-batch", upscale("-s", "2", "--co", "COMPRESS=JPEG", *CLASSICAL), 1, "not allowed for JPEG", dst="out/", batch=True),
+    # output names: a GeoTIFF by name too, short enough for the staging folder, a template of plain fields
+    Case("output-png", upscale("-s", "2", *CLASSICAL), 2, "must end in .tif or .tiff", dst="x.png"),
+    Case("output-name-too-long", upscale("-s", "2", *CLASSICAL), 2, "bytes long; at most 240 fit", dst="a" * 251 + ".tif"),
+    Case("output-name-too-long-for-the-staging", upscale("-s", "2", *CLASSICAL), 2, "at most 240 fit", dst="a" * 237 + ".tif"),
+    Case("name-attribute-access", upscale("-s", "2", "--name", "{stem.__class__}.tif", *CLASSICAL), 2, "only the plain fields", dst="out/"),
+    Case("name-index-access", upscale("-s", "2", "--name", "{name[0]}.tif", *CLASSICAL), 2, "only the plain fields", dst="out/"),
+    Case("name-not-a-tif", upscale("-s", "2", "--name", "{stem}.png", *CLASSICAL), 2, "must end in .tif or .tiff", dst="out/"),
     Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
 ]
 
@@ -152,7 +167,8 @@ def test_hostile_case(tmp_path, case: Case):
     if case.dst.endswith("/"):
         dst.mkdir(parents=True)
     before = snapshot(work)
-    args = [a.format(src=src, dst=dst, work=work) for a in case.args]
+    places = {"{src}": str(src), "{dst}": str(dst) + ("/" if case.dst.endswith("/") else ""), "{work}": str(work)}
+    args = [places.get(a, a) for a in case.args]
     proc = run_rssr(args, work, case.env, case.timeout)
     said = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.returncode == case.exit_code, said
