@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from . import __version__
 from .aoi import AreaOfInterest, aoi_in_raster_crs, aoi_tag
-from .backends import SRBackend, SRRequest, backend_names, default_model_path, get_backend
+from .backends import CLASSICAL_METHODS, SRBackend, SRRequest, backend_names, check_method_options, default_model_path, get_backend
 from .cog import (
     DEFAULT_PROFILE,
     OutputSpec,
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (windows done, windows total)
 
 DEFAULT_TILE = 256
-CLASSICAL_METHODS = ("nearest", "bicubic", "lanczos")
 DEFAULT_OVERLAP = 32
 DEFAULT_BATCH_SIZE = 4
 
@@ -109,6 +108,10 @@ class UpscaleSettings:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.seed < 0:
             raise UsageError(f"--seed must be >= 0, got {self.seed}")
+        if self.method is not None:
+            if not self.method.strip():  # an empty string must not quietly mean "the default method"
+                raise UsageError(f"--method is empty; choose one of: {', '.join(backend_names())}")
+            check_method_options(self.method, self.backend_options)
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,12 @@ CASES: list[Case] = [
     Case("name-attribute-access", upscale("-s", "2", "--name", "{stem.__class__}.tif", *CLASSICAL), 2, "only the plain fields", dst="out/"),
     Case("name-index-access", upscale("-s", "2", "--name", "{name[0]}.tif", *CLASSICAL), 2, "only the plain fields", dst="out/"),
     Case("name-not-a-tif", upscale("-s", "2", "--name", "{stem}.png", *CLASSICAL), 2, "must end in .tif or .tiff", dst="out/"),
+    # an empty method must not mean "the default"; model options must not be ignored by a classical method
+    Case("method-empty", upscale("-s", "2", "-m", ""), 2, "--method is empty"),
+    Case("steps-with-bicubic", upscale("-s", "2", "--steps", "3", *CLASSICAL), 2, "--steps only applies to the diffusion model"),
+    Case("strength-with-lanczos", upscale("-s", "2", "-m", "lanczos", "--strength", "0.3"), 2, "--strength only applies"),
+    Case("model-and-precision-with-nearest", upscale("-s", "2", "-m", "nearest", "--model", "m.safetensors", "--precision", "fp32"), 2, "--model, --precision only apply"),
+    Case("steps-with-bicubic-in-batch", upscale("-s", "2", "--steps", "3", *CLASSICAL), 2, "--steps only applies", dst="out/"),
     Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
 ]
 
@@ -198,3 +204,13 @@ def test_resolution_reaches_the_asked_pixel_size_on_both_axes(tmp_path, resoluti
         assert out.res == pytest.approx(pixel)
         assert (out.width, out.height) == size
         assert out.bounds == pytest.approx(source.bounds)
+
+
+def test_a_classical_backend_refuses_model_options_even_when_the_method_was_defaulted():
+    """Without -m the method may resolve to bicubic (no model installed): --steps must still not be ignored."""
+    from rssr_cli.backends import get_backend
+    from rssr_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="--steps only applies to the diffusion model, not to the bicubic method"):
+        get_backend("bicubic", device="auto", steps=4)
+    assert get_backend("bicubic", device="auto").name == "bicubic"  # the device option is shared by every method
