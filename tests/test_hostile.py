@@ -137,6 +137,8 @@ CASES: list[Case] = [
     Case("strength-with-lanczos", upscale("-s", "2", "-m", "lanczos", "--strength", "0.3"), 2, "--strength only applies"),
     Case("model-and-precision-with-nearest", upscale("-s", "2", "-m", "nearest", "--model", "m.safetensors", "--precision", "fp32"), 2, "--model, --precision only apply"),
     Case("steps-with-bicubic-in-batch", upscale("-s", "2", "--steps", "3", *CLASSICAL), 2, "--steps only applies", dst="out/"),
+    # tracebacks before
+    Case("negative-steps", upscale("-s", "2", "--steps", "-1"), 2, "--steps must be >= 0"),
     Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
 ]
 
