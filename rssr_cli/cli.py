@@ -47,7 +47,7 @@ from .cog import DEFAULT_PROFILE, PROFILES, check_output_name, parse_creation_op
 from .errors import OutputError, RssrError, RssrWarning, UsageError
 from .grid import parse_resolution
 from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
-from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask, run_split_batch_on_dask
+from .distributed import SCHEDULER_ENV, check_split_rows, dask_client, run_batch_on_dask, run_split_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
 from .locks import output_lock
@@ -306,6 +306,8 @@ def upscale_command(
         )
         if aoi is None and aoi_crs is not None:
             raise UsageError("--aoi-crs gives the CRS of --aoi; there is no --aoi")
+        if split_rows is not None:
+            check_split_rows(split_rows)
         if split_rows is not None and not scheduler:
             raise UsageError("--split-rows runs the row bands on a Dask cluster: give --scheduler too (e.g. local:2)")
         if not is_batch(inputs, output):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
+import time
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import pytest
@@ -79,6 +81,16 @@ BETWEEN_CENTRES = "POLYGON((500000.5 3999999.5, 500001.5 3999999.5, 500001.5 399
 SLIVER = "POLYGON((500000 3999996, 500450 3999996, 500450 3999995.5, 500000 3999995.5, 500000 3999996))"  # 0.5 m tall
 
 
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+NOBODY = f"tcp://127.0.0.1:{closed_port()}"  # an unreachable Dask scheduler
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -90,6 +102,7 @@ class Case:
     batch: bool = False  # scenes ran: stderr holds scene lines and the summary table instead of one line
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 120
+    max_seconds: Optional[float] = None  # the refusal must come this fast (the process's whole life)
 
 
 def upscale(*options: str) -> tuple[str, ...]:
@@ -139,6 +152,11 @@ CASES: list[Case] = [
     Case("steps-with-bicubic-in-batch", upscale("-s", "2", "--steps", "3", *CLASSICAL), 2, "--steps only applies", dst="out/"),
     # tracebacks before
     Case("negative-steps", upscale("-s", "2", "--steps", "-1"), 2, "--steps must be >= 0"),
+    Case("scheduler-with-a-space", upscale("-s", "2", "--scheduler", "foo bar", *CLASSICAL), 2, "is not an address", dst="out/"),
+    Case("scheduler-without-a-port", upscale("-s", "2", "--scheduler", "foo", *CLASSICAL), 2, "missing port", dst="out/"),
+    # an unreachable scheduler is the environment failing (exit 1), reported within seconds, not 31 s
+    Case("scheduler-unreachable", upscale("-s", "2", "--scheduler", NOBODY, *CLASSICAL), 1, "cannot reach the Dask scheduler", dst="out/", max_seconds=25),
+    Case("split-rows-zero", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "0", *CLASSICAL), 2, "--split-rows needs at least 2 parts", max_seconds=15),
     Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
 ]
 
@@ -177,7 +195,9 @@ def test_hostile_case(tmp_path, case: Case):
     before = snapshot(work)
     places = {"{src}": str(src), "{dst}": str(dst) + ("/" if case.dst.endswith("/") else ""), "{work}": str(work)}
     args = [places.get(a, a) for a in case.args]
+    started = time.monotonic()
     proc = run_rssr(args, work, case.env, case.timeout)
+    seconds = time.monotonic() - started
     said = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.returncode == case.exit_code, said
     assert "Traceback" not in proc.stdout + proc.stderr, said
@@ -189,6 +209,8 @@ def test_hostile_case(tmp_path, case: Case):
         assert len(lines) == 1 and lines[0].startswith("error: "), said
         assert case.message in lines[0], said
     assert snapshot(work) == before, said  # nothing at DST, no staging or lock left, the input untouched
+    if case.max_seconds is not None:
+        assert seconds < case.max_seconds, f"took {seconds:.1f} s\n{said}"
 
 
 def rssr_ok(work: Path, *args: str) -> subprocess.CompletedProcess:
