@@ -242,6 +242,7 @@ class JsonLog:
     def __init__(self, path: Optional[Path]) -> None:
         self.path = path
         self._file: Optional[TextIO] = None
+        self._failed = False
 
     def __enter__(self) -> "JsonLog":
         if self.path is not None:
@@ -252,13 +253,28 @@ class JsonLog:
         return self
 
     def write(self, scene: SceneResult) -> None:
-        if self._file is not None:
+        """Append and flush one line; a log that cannot take it (a full disk, /dev/full) is an OutputError
+        that says what happened to the scene, since its output may well have been written."""
+        if self._file is None:
+            return
+        try:
             self._file.write(scene.to_json() + "\n")
             self._file.flush()
+        except OSError as exc:
+            self._failed = True
+            raise OutputError(
+                f"cannot append to --log-json {self.path}: {exc.strerror or exc} "
+                f"(scene {scene.input} -> {scene.output}: {scene.status})"
+            ) from None
 
-    def __exit__(self, *_: object) -> None:
-        if self._file is not None:
+    def __exit__(self, exc_type: Optional[type], *_: object) -> None:
+        if self._file is None:
+            return
+        try:
             self._file.close()
+        except OSError as exc:  # already reported (a failed write), or another error is on its way out
+            if exc_type is None and not self._failed:
+                raise OutputError(f"cannot write --log-json {self.path}: {exc.strerror or exc}") from None
 
 
 def failed(results: Iterable[SceneResult]) -> list[SceneResult]:
