@@ -133,9 +133,19 @@ def cli_session(verbose: int = 0) -> Iterator[None]:
     except RssrError as error:
         report_error(error)
         raise typer.Exit(exit_code_for(error)) from None
+    except OSError as error:
+        # Last resort for an OS error no layer put in words, e.g. a path component longer than NAME_MAX that
+        # any stat() raises on: an I/O failure (exit 1) in one line, never a traceback.
+        report_error(os_error_line(error))
+        raise typer.Exit(EXIT_PROCESSING) from None
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
+
+
+def os_error_line(error: OSError) -> str:
+    reason = error.strerror or str(error)
+    return f"{reason}: {error.filename}" if error.filename is not None else reason
 
 
 def _show_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
