@@ -63,7 +63,7 @@ def resolution_xy(resolution: float | tuple[float, float]) -> tuple[float, float
 def format_resolution(resolution: float | tuple[float, float]) -> str:
     """'5' for a square pixel size, '5,10' otherwise (the form --resolution takes)."""
     x, y = resolution_xy(resolution)
-    return f"{x:g}" if x == y else f"{x:g},{y:g}"
+    return f"{x:g}" if x == y or (math.isnan(x) and math.isnan(y)) else f"{x:g},{y:g}"
 
 
 def plan_output_grid(
