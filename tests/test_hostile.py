@@ -164,6 +164,8 @@ CASES: list[Case] = [
     # a log that cannot be written after the output was: one line that says so, exit 1
     Case("log-json-full-disk", upscale("-s", "2", "--log-json", "/dev/full", *CLASSICAL), 1, "cannot append to --log-json /dev/full: No space left on device", leaves=("out.tif",), needs=("/dev/full",)),
     Case("log-json-full-disk-in-batch", upscale("-s", "2", "--log-json", "/dev/full", *CLASSICAL), 1, "No space left on device", dst="out/", leaves=("out/src_x2.tif",), needs=("/dev/full",)),
+    Case("info-palette", ("info", "{src}", "-s", "2"), 1, "is paletted", make_src=paletted_raster),
+    Case("info-resolution-pair", ("info", "{src}", "-r", "5,x"), 2, "X or X,Y"),
     Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
 ]
 
