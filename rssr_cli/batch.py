@@ -16,18 +16,20 @@ import json
 import logging
 import os
 import stat
+import string
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TextIO
 
 import rasterio
 
 from . import sources
 from .backends import SRBackend
+from .cog import check_output_name, staging_prefix
 from .errors import Interrupted, OutputError, RssrError, UsageError
-from .cog import staging_prefix
+from .grid import format_resolution
 from .locks import OutputBusy, lock_path, output_lock
 from .pipeline import (
     DEFAULT_METHOD,
@@ -122,17 +124,30 @@ def is_rssr_output(path: str | Path) -> bool:
         return False  # not readable: it stays an input and fails as that scene, as before
 
 
+def refuse_stray_numbers(inputs: Sequence[str]) -> None:
+    """`-r 10 20` (gdalwarp's -tr spelling) leaves `20` as an input: refuse a number that is not a file,
+    before it turns a single run into a batch or a failed scene."""
+    for item in inputs:
+        try:
+            float(item)
+        except ValueError:
+            continue
+        if not os.path.exists(item):
+            raise UsageError(f"input {item!r} is a number, not a raster; for an x and a y pixel size write -r X,Y (e.g. -r 10,20)")
+
+
 def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
     """Fill the name template: {stem} {name} {scale} {resolution} {method} {seed}; '/' makes subfolders of -o.
     A URL's name is its last path component without the query string (sources.base_name)."""
     fields = {
         "stem": scene_stem(src) if _is_product_name(src) else sources.stem(src),
         "name": sources.base_name(src),
-        "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{settings.resolution:g}",
-        "resolution": f"{settings.resolution:g}" if settings.resolution is not None else "",
+        "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{format_resolution(settings.resolution)}",
+        "resolution": format_resolution(settings.resolution) if settings.resolution is not None else "",
         "method": settings.method or DEFAULT_METHOD,
         "seed": str(settings.seed),
     }
+    check_name_template(template, fields)
     try:
         name = template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
@@ -147,11 +162,26 @@ def _is_product_name(src: str) -> bool:
     return src.rstrip("/").lower().endswith((".safe", ".safe.zip", ".json"))
 
 
+def check_name_template(template: str, fields: Mapping[str, str]) -> None:
+    """Only plain fields: '{stem.__class__}' or '{name[0]}' would reach into Python objects from a command line."""
+    allowed = ", ".join("{" + k + "}" for k in fields)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise UsageError(f"bad name template {template!r} ({exc}): use fields {allowed}") from None
+    for _, field_name, spec, conversion in parsed:
+        if field_name is None:
+            continue
+        if field_name not in fields or conversion or "{" in (spec or ""):
+            raise UsageError(f"bad name template {template!r}: only the plain fields {allowed} are allowed")
+
+
 def plan_jobs(inputs: Sequence[str | os.PathLike], outdir: Path, settings: UpscaleSettings, template: str = DEFAULT_NAME_TEMPLATE) -> list[SceneJob]:
     """One job per input; two inputs that would write the same output are refused before any work."""
     jobs, claimed = [], {}
     for src in map(os.fspath, inputs):
         dst = outdir / output_name(template, src, settings)
+        check_output_name(dst)
         if dst in claimed:
             raise UsageError(f"{claimed[dst]} and {src} would both write {dst}; use a template with {{name}} or separate runs")
         if sources.is_local(src) and dst.resolve() == Path(src).resolve():
@@ -276,6 +306,7 @@ class JsonLog:
     def __init__(self, path: Optional[Path]) -> None:
         self.path = path
         self._file: Optional[TextIO] = None
+        self._failed = False
 
     def __enter__(self) -> "JsonLog":
         if self.path is not None:
@@ -297,19 +328,28 @@ class JsonLog:
         return self
 
     def write(self, scene: SceneResult) -> None:
-        if self._file is not None:
-            try:
-                self._file.write(scene.to_json() + "\n")
-                self._file.flush()
-            except OSError as exc:
-                raise OutputError(f"cannot write --log-json {self.path}: {(exc.strerror or str(exc)).lower()}") from None
+        """Append and flush one line; a log that cannot take it (a full disk, /dev/full) is an OutputError
+        that says what happened to the scene, since its output may well have been written."""
+        if self._file is None:
+            return
+        try:
+            self._file.write(scene.to_json() + "\n")
+            self._file.flush()
+        except OSError as exc:
+            self._failed = True
+            raise OutputError(
+                f"cannot append to --log-json {self.path}: {exc.strerror or exc} "
+                f"(scene {scene.input} -> {scene.output}: {scene.status})"
+            ) from None
 
-    def __exit__(self, *_: object) -> None:
-        if self._file is not None:
-            try:
-                self._file.close()
-            except OSError:
-                pass  # a failed write already raised, with the reason
+    def __exit__(self, exc_type: Optional[type], *_: object) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.close()
+        except OSError as exc:  # already reported (a failed write), or another error is on its way out
+            if exc_type is None and not self._failed:
+                raise OutputError(f"cannot write --log-json {self.path}: {exc.strerror or exc}") from None
 
 
 def check_log_path(log: Optional[Path], jobs: Sequence[SceneJob]) -> None:

@@ -41,14 +41,16 @@ from .batch import (
     check_log_path,
     expand_inputs,
     failed,
+    refuse_stray_numbers,
     plan_jobs,
     run_batch,
     scene_fields,
 )
-from .cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
+from .cog import DEFAULT_PROFILE, PROFILES, check_output_name, parse_creation_options
 from .errors import Interrupted, OutputError, RssrError, RssrWarning, UsageError
+from .grid import parse_resolution
 from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
-from .distributed import SCHEDULER_ENV, dask_client, run_batch_on_dask, run_split_batch_on_dask
+from .distributed import SCHEDULER_ENV, check_split_rows, dask_client, run_batch_on_dask, run_split_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
 from .locks import output_lock, sweep_stale
@@ -60,8 +62,41 @@ from .stack_pipeline import StackReport, describe_stack
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output), 2 usage error, 130/143 interrupted by SIGINT/SIGTERM."
 
+# Click's exception base: typer >= 0.20 vendors its own click, older versions re-export click's.
+ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+class OneLineUsageErrors(typer.core.TyperGroup):
+    """Click's usage errors (a missing or unparseable option) as the one `error:` line and exit 2 that every
+    other refusal gives, instead of Typer's boxed usage text: a cron log greps one line per failure."""
+
+    def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as error:
+            if type(error).__name__ != "NoArgsIsHelpError":  # bare `rssr`: the help was printed already
+                report_error(usage_error_line(error))
+            code = error.exit_code
+        except typer.Abort:
+            stderr.print("[bold red]error:[/] aborted")
+            code = EXIT_PROCESSING
+        code = code if isinstance(code, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+def usage_error_line(error: Exception) -> str:
+    """Click's message on one line, with where to read the options."""
+    message = " ".join(error.format_message().split())
+    ctx = getattr(error, "ctx", None)
+    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message
+
+
 app = typer.Typer(
     name="rssr",
+    cls=OneLineUsageErrors,
     help=f"Super-resolve georeferenced rasters into Cloud-Optimized GeoTIFFs.\n\n{EXIT_CODES_HELP}",
     no_args_is_help=True,
     add_completion=False,
@@ -109,9 +144,19 @@ def cli_session(verbose: int = 0) -> Iterator[None]:
     except RssrError as error:
         report_error(error)
         raise typer.Exit(exit_code_for(error)) from None
+    except OSError as error:
+        # Last resort for an OS error no layer put in words, e.g. a path component longer than NAME_MAX that
+        # any stat() raises on: an I/O failure (exit 1) in one line, never a traceback.
+        report_error(os_error_line(error))
+        raise typer.Exit(EXIT_PROCESSING) from None
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
+
+
+def os_error_line(error: OSError) -> str:
+    reason = error.strerror or str(error)
+    return f"{reason}: {error.filename}" if error.filename is not None else reason
 
 
 def _show_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
@@ -219,7 +264,8 @@ def upscale_command(
     ],
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor, any real > 1 (e.g. 4.5).")] = None,
     resolution: Annotated[
-        Optional[float], typer.Option("--resolution", "-r", help="Target pixel size in CRS units (like gdalwarp -tr).")
+        Optional[str],
+        typer.Option("--resolution", "-r", help="Target pixel size in CRS units: X, or X,Y for x and y (like gdalwarp -tr X Y).", show_default=False),
     ] = None,
     method: Annotated[
         Optional[str],
@@ -286,9 +332,10 @@ def upscale_command(
 ) -> None:
     """Super-resolve rasters by --scale (or to --resolution) into COGs aligned with their inputs."""
     with cli_session(verbose):
+        refuse_stray_numbers(inputs)
         settings = UpscaleSettings(
             scale=scale,
-            resolution=resolution,
+            resolution=parse_resolution(resolution) if resolution is not None else None,
             method=method,
             backend_options=backend_options(device, model, steps, strength, precision),
             tile=tile,
@@ -306,9 +353,12 @@ def upscale_command(
         )
         if aoi is None and aoi_crs is not None:
             raise UsageError("--aoi-crs gives the CRS of --aoi; there is no --aoi")
+        if split_rows is not None:
+            check_split_rows(split_rows)
         if split_rows is not None and not scheduler:
             raise UsageError("--split-rows runs the row bands on a Dask cluster: give --scheduler too (e.g. local:2)")
         if not is_batch(inputs, output):
+            check_output_name(Path(output))  # before the lock file beside it is made
             if scheduler and split_rows is None:
                 raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows")
             job = SceneJob(inputs[0], Path(output))
@@ -470,7 +520,7 @@ def info_command(
     ] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Preview the output at this scale.")] = None,
     resolution: Annotated[
-        Optional[float], typer.Option("--resolution", "-r", help="Preview the output at this pixel size.")
+        Optional[str], typer.Option("--resolution", "-r", help="Preview the output at this pixel size: X or X,Y.", show_default=False)
     ] = None,
     bands: Annotated[Optional[str], typer.Option("--bands", "-b", help="Bands the preview counts: 1,3,4 or B04,B8A")] = None,
     model: Annotated[
@@ -488,12 +538,13 @@ def info_command(
             return
         if src is None:
             raise UsageError("give a raster to describe: rssr info SRC [--scale S], or a model: rssr info --model [PATH]")
+        pixel_size = parse_resolution(resolution) if resolution is not None else None
         if is_band_stack(str(src)):
-            stack = describe_stack(str(src), scale=scale, resolution=resolution, bands=parse_band_selection(bands))
+            stack = describe_stack(str(src), scale=scale, resolution=pixel_size, bands=parse_band_selection(bands))
             for line in render_stack_report(stack):
                 stdout.print(line)
             return
-        report = describe_raster(src, scale=scale, resolution=resolution, bands=parse_band_selection(bands))
+        report = describe_raster(src, scale=scale, resolution=pixel_size, bands=parse_band_selection(bands))
         for line in render_report(report):
             stdout.print(line)
 

@@ -16,16 +16,19 @@ import os
 import uuid
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from .backends import SRBackend
 from .batch import FAILED, SceneCallback, SceneJob, SceneResult, batch_backend, process_scene
-from .errors import UsageError
+from .errors import ClusterError, UsageError
 from .cog import staging_dir
 from .pipeline import RecordedProvenance, RowsPart, UpscaleResult, UpscaleSettings, assemble_rows, render_rows, scene_row_bands
 
 SCHEDULER_ENV = "RSSR_SCHEDULER"
 DEFAULT_RETRIES = 2
+CONNECT_TIMEOUT_ENV = "RSSR_SCHEDULER_TIMEOUT"
+DEFAULT_CONNECT_TIMEOUT_S = 5.0  # a scheduler answers in milliseconds; a cron job should not hang on a dead one
 
 
 def _import_distributed() -> Any:
@@ -47,9 +50,29 @@ def parse_scheduler(value: str) -> tuple[str, Any]:
         if workers < 1:
             raise UsageError(f"--scheduler local:N needs a worker count N >= 1, got {value!r}")
         return "local", workers
-    if not value.strip():
-        raise UsageError("--scheduler needs an address like tcp://host:8786 or local:N")
+    if not value.strip() or any(c.isspace() for c in value):
+        raise UsageError(f"--scheduler {value!r} is not an address like tcp://host:8786 or local:N")
     return "address", value
+
+
+def check_split_rows(parts: int) -> None:
+    """--split-rows N: refused before any cluster is contacted."""
+    if parts < 2:
+        raise UsageError(f"--split-rows needs at least 2 parts, got {parts}")
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a scheduler: $RSSR_SCHEDULER_TIMEOUT, else DEFAULT_CONNECT_TIMEOUT_S."""
+    text = os.environ.get(CONNECT_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_CONNECT_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise UsageError(f"${CONNECT_TIMEOUT_ENV} must be a number of seconds > 0, got {text!r}")
+    return seconds
 
 
 @contextmanager
@@ -70,10 +93,13 @@ def dask_client(scheduler: str, *, gpu: bool = False) -> Iterator[Any]:
         finally:
             cluster.close()
         return
+    timeout = connect_timeout()
     try:
-        client = distributed.Client(target, timeout="30s")
-    except OSError as exc:
-        raise UsageError(f"cannot reach the Dask scheduler at {target}: {exc}") from None
+        client = distributed.Client(target, timeout=f"{timeout}s")
+    except ValueError as exc:  # a malformed address (no port, unknown protocol)
+        raise UsageError(f"--scheduler {target!r} is not a scheduler address ({exc}); e.g. tcp://host:8786") from None
+    except (OSError, TimeoutError) as exc:  # nothing answers there: the environment failed, not the request
+        raise ClusterError(f"cannot reach the Dask scheduler at {target}: {exc}") from None
     with client:
         yield client
 
@@ -161,8 +187,7 @@ def run_split_batch_on_dask(
     big for one worker's time budget). The client holds each output's lock and applies the skip rules
     (batch.process_scene); workers write their bands into a staging directory beside the output; the client
     assembles them into the COG (pipeline.assemble_rows: byte-identical to a whole-scene run)."""
-    if parts < 2:
-        raise UsageError(f"--split-rows needs at least 2 parts, got {parts}")
+    check_split_rows(parts)
     resources = _task_resources(settings)
     method, tags = client.submit(provenance_on_worker, settings, pure=False, resources=resources).result()
     batch_id = uuid.uuid4().hex[:8]

@@ -33,6 +33,10 @@ class FidelityError(RssrError, RuntimeError):
         self.figures = figures  # the report's key figures, for a batch's JSON log
 
 
+class ClusterError(RssrError, ConnectionError):
+    """The Dask scheduler cannot be reached: the environment failed (exit 1), the request itself is fine."""
+
+
 class Interrupted(RssrError):
     """The run was interrupted by SIGINT/SIGTERM; nothing was left at the destination. The CLI exits 128 + signum
     (130 for SIGINT, 143 for SIGTERM), as shells and supervisors expect."""

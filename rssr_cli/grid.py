@@ -70,29 +70,72 @@ class OutputGrid:
         return p.x0 + (np.arange(self.width) + 0.5) * p.dx
 
 
+def parse_resolution(text: str) -> tuple[float, float]:
+    """'10' -> (10, 10); '10,20' (or '10 20') -> (10, 20): x then y pixel size, like gdalwarp -tr X Y."""
+    parts = text.replace(",", " ").split()
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 2):
+        raise UsageError(f"--resolution takes a pixel size X or X,Y in CRS units (e.g. 10 or 10,20), got {text!r}")
+    return (values[0], values[-1])
+
+
+def resolution_xy(resolution: float | tuple[float, float]) -> tuple[float, float]:
+    """A square pixel size as (x, y); an (x, y) pair as it is."""
+    if isinstance(resolution, (tuple, list)):
+        x, y = resolution
+        return float(x), float(y)
+    return float(resolution), float(resolution)
+
+
+def format_resolution(resolution: float | tuple[float, float]) -> str:
+    """'5' for a square pixel size, '5,10' otherwise (the form --resolution takes)."""
+    x, y = resolution_xy(resolution)
+    return f"{x:g}" if x == y or (math.isnan(x) and math.isnan(y)) else f"{x:g},{y:g}"
+
+
 def plan_output_grid(
     src_width: int,
     src_height: int,
     src_transform: Affine,
     *,
     scale: Optional[float] = None,
-    resolution: Optional[float] = None,
+    resolution: Optional[float | tuple[float, float]] = None,
 ) -> OutputGrid:
-    """Output grid for a scale factor, or for a target pixel size in CRS units (like gdalwarp -tr)."""
+    """Output grid for a scale factor, or for a target pixel size in CRS units (like gdalwarp -tr).
+
+    A resolution sets each axis on its own: a square `resolution` on 20x10 m pixels gives scales 4 and 2,
+    so both axes reach the requested size. Refuses an output of the input's own size (nothing to do)."""
     if (scale is None) == (resolution is None):
         raise UsageError("give exactly one of --scale or --resolution")
     if resolution is not None:
-        if not (resolution > 0 and math.isfinite(resolution)):
-            raise UsageError(f"--resolution must be a positive number, got {resolution}")
-        src_res = math.hypot(src_transform.a, src_transform.d)
-        scale = src_res / resolution
-    assert scale is not None
-    if not math.isfinite(scale) or scale <= 1.0:
-        raise UsageError(f"scale must be > 1 (got {scale:g}); rssr only upsamples")
-    if scale > MAX_SCALE:
-        raise UsageError(f"scale {scale:g} is above the supported maximum of {MAX_SCALE:g}")
-    width = max(1, round(src_width * scale))
-    height = max(1, round(src_height * scale))
+        res_x, res_y = resolution_xy(resolution)
+        if not all(r > 0 and math.isfinite(r) for r in (res_x, res_y)):
+            raise UsageError(f"--resolution must be a positive number, got {format_resolution(resolution)}")
+        pixel_x, pixel_y = abs(src_transform.a), abs(src_transform.e)
+        scale_x, scale_y = pixel_x / res_x, pixel_y / res_y
+        asked = f"--resolution {format_resolution(resolution)}"
+        if min(scale_x, scale_y) < 1.0:
+            raise UsageError(
+                f"{asked} is coarser than the input's {pixel_x:g} x {pixel_y:g} pixels on an axis; rssr only upsamples"
+            )
+    else:
+        assert scale is not None
+        if not math.isfinite(scale) or scale <= 1.0:
+            raise UsageError(f"scale must be > 1 (got {scale:g}); rssr only upsamples")
+        scale_x = scale_y = scale
+        asked = f"--scale {scale:.10g}"
+    if max(scale_x, scale_y) > MAX_SCALE:
+        raise UsageError(f"{asked} means a scale of {max(scale_x, scale_y):g}, above the supported maximum of {MAX_SCALE:g}")
+    width = max(1, round(src_width * scale_x))
+    height = max(1, round(src_height * scale_y))
+    if (width, height) == (src_width, src_height):
+        raise UsageError(
+            f"{asked} leaves the size unchanged ({src_width} x {src_height} px): "
+            "the effective scale is 1, there is nothing to super-resolve"
+        )
     transform = src_transform @ Affine.scale(src_width / width, src_height / height)
     return OutputGrid(src_width, src_height, width, height, transform)
 

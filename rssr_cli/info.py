@@ -57,7 +57,7 @@ def describe_raster(
     src: str | Path,
     *,
     scale: Optional[float] = None,
-    resolution: Optional[float] = None,
+    resolution: Optional[float | tuple[float, float]] = None,
     bands: Optional[Sequence[int]] = None,
 ) -> RasterReport:
     """Read a raster's header (no pixels) and, given a scale or resolution, preview the upscale output."""

@@ -23,11 +23,12 @@ from rasterio.windows import Window
 
 from . import __version__
 from .aoi import AreaOfInterest, aoi_in_raster_crs, aoi_tag
-from .backends import SRBackend, SRRequest, get_backend
+from .backends import CLASSICAL_METHODS, SRBackend, SRRequest, backend_names, check_method_options, get_backend
 from .cog import (
     DEFAULT_PROFILE,
     OutputSpec,
     check_destination,
+    check_options_for_data,
     cog_options,
     finalize_cog,
     open_intermediate,
@@ -36,7 +37,7 @@ from .cog import (
 )
 from .errors import RssrError, UsageError
 from .fidelity import Comparison, CropSamples, FidelityOptions, FidelityReport, check, measure_fidelity
-from .grid import OutputGrid, Tile, hr_grid_for, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
+from .grid import OutputGrid, Tile, format_resolution, hr_grid_for, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
 from .interrupts import raise_on_signals
 from .products import is_band_stack
 from .backends.classical import resample
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (windows done, windows total)
 
 DEFAULT_TILE = 256
-CLASSICAL_METHODS = ("nearest", "bicubic", "lanczos")
 DEFAULT_OVERLAP = 32
 DEFAULT_BATCH_SIZE = 4
 STATS_SIDE = 512  # decimated read for the scene statistics: at most 512 px on its longer side
@@ -77,7 +77,7 @@ DEFAULT_METHOD = "diffusion"
 class UpscaleSettings:
     """Everything that decides an upscale run; the CLI builds one of these from its flags.
 
-    Give exactly one of `scale` (any real > 1) or `resolution` (target pixel size in CRS units).
+    Give exactly one of `scale` (any real > 1) or `resolution` (target pixel size in CRS units: square, or (x, y)).
     `method=None` means DEFAULT_METHOD (diffusion); `backend_options` go to get_backend(method, **options).
     `bands` are 1-based numbers or band names (descriptions; B04, red, ... for products); None means every data
     band (an alpha band becomes the output mask), or the four 10 m bands of a Sentinel-2 product; ("all",) all bands.
@@ -90,7 +90,7 @@ class UpscaleSettings:
     """
 
     scale: Optional[float] = None
-    resolution: Optional[float] = None
+    resolution: Optional[float | tuple[float, float]] = None
     method: Optional[str] = None
     backend_options: Mapping[str, Any] = field(default_factory=dict)
     tile: Optional[int] = None  # None: auto_tiling() for the method and scale
@@ -113,6 +113,10 @@ class UpscaleSettings:
             raise UsageError(f"--seed must be >= 0, got {self.seed}")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be at least 1, got {self.threads}")
+        if self.method is not None:
+            if not self.method.strip():  # an empty string must not quietly mean "the default method"
+                raise UsageError(f"--method is empty; choose one of: {', '.join(backend_names())}")
+            check_method_options(self.method, self.backend_options)
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,7 @@ def plan_run(
     if rows is None:
         check_destination(dst, overwrite=settings.overwrite, src=str(src))
     creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
+    check_options_for_data(creation_options, source.dtype, len(bands), asked=settings.creation_options)
     if backend is None:
         backend = build_backend(method, settings)  # may load a model: after the cheap checks
     radiometry = scene_radiometry(dataset, source, bands)
@@ -352,7 +357,7 @@ def provenance_tags(
 def request_tags(settings: UpscaleSettings, method: str, backend: SRBackend) -> dict[str, str]:
     """The tags that identify what was asked for (method, model hash, sampler, scale, bands, seed, AOI, declared
     nodata): an output whose tags contain these was made by an equivalent request, so a batch can skip it."""
-    requested = f"{settings.scale:g}" if settings.scale is not None else f"resolution {settings.resolution:g}"
+    requested = f"{settings.scale:g}" if settings.scale is not None else f"resolution {format_resolution(settings.resolution)}"
     tags = {
         "RSSR_METHOD": method,
         "RSSR_SCALE": requested,

@@ -203,7 +203,21 @@ def _refuse_unusable(dataset: DatasetReader) -> None:
     if dataset.dtypes[0] not in SUPPORTED_DTYPES:
         supported = ", ".join(SUPPORTED_DTYPES)
         raise InputError(f"{path}: data type {dataset.dtypes[0]} is not supported (supported: {supported})")
+    if _has_colour_table(dataset):
+        # Pixel values are class numbers: interpolating them makes classes that do not exist (between 3 and 5, a 4).
+        raise InputError(
+            f"{path} is paletted (its values are colour-table entries, not measurements); "
+            f"expand it to colours first, e.g. gdal_translate -expand rgb {path} rgb.tif"
+        )
     transform = dataset.transform
+    if transform.is_identity and (dataset.gcps[0] or dataset.rpcs is not None):
+        # Ground control points (or RPCs) locate the pixels without a grid: an output on the pixel grid
+        # would lose the georeferencing. gdalwarp resamples onto a north-up grid once, explicitly.
+        kind, option = ("ground control points", "") if dataset.gcps[0] else ("RPCs", "-rpc ")
+        raise InputError(
+            f"{path} is georeferenced by {kind} only (no geotransform); "
+            f"warp it onto a grid first, e.g. gdalwarp {option}{path} gridded.tif"
+        )
     if transform.b != 0 or transform.d != 0:
         # A rotated/sheared grid has no axis-aligned output grid; a north-up warp first is exact and explicit.
         raise InputError(
@@ -218,6 +232,18 @@ def _check_nodata_fits(value: float, dtype: str) -> None:
     info = np.iinfo(dtype)
     if not (math.isfinite(value) and value == int(value) and info.min <= value <= info.max):
         raise UsageError(f"--nodata {value:g} cannot be stored in {dtype} (whole numbers {info.min}..{info.max})")
+
+
+def _has_colour_table(dataset: DatasetReader) -> bool:
+    if ColorInterp.palette in dataset.colorinterp:
+        return True
+    for band in dataset.indexes:
+        try:
+            dataset.colormap(band)
+        except ValueError:  # rasterio's way of saying "no colour table"
+            continue
+        return True
+    return False
 
 
 def _alpha_band(dataset: DatasetReader) -> Optional[int]:

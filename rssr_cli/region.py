@@ -67,7 +67,21 @@ def aoi_region(grid: OutputGrid, aoi: BaseGeometry) -> OutputRegion:
     rows = (max(0, _snap_floor(row0)), min(grid.height, _snap_ceil(row1)))
     if cols[1] <= cols[0] or rows[1] <= rows[0]:
         raise UsageError("the AOI does not intersect the raster")
-    return OutputRegion(Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0]), clipped, pixels)
+    region = OutputRegion(Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0]), clipped, pixels)
+    if not _covers_a_pixel_centre(region):
+        # A sliver between pixel centres selects no pixel: the output would be entirely nodata.
+        raise UsageError("the AOI covers no pixel centre of the output grid (it falls between them); nothing would be written")
+    return region
+
+
+def _covers_a_pixel_centre(region: OutputRegion, rows: int = 256) -> bool:
+    """Whether any pixel of the region has its centre in the AOI; rasterized a block of rows at a time."""
+    top, height = int(region.window.row_off), int(region.window.height)
+    for start in range(top, top + height, rows):
+        inside = region.inside(start, min(rows, top + height - start))
+        if inside is not None and inside.any():
+            return True
+    return False
 
 
 def _snap_floor(v: float) -> int:

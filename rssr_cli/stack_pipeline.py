@@ -30,7 +30,7 @@ from .aoi import aoi_in_raster_crs
 from .backends import SRBackend
 from .cog import OutputSpec, check_destination, cog_options, finalize_cog, open_intermediate, staging_dir
 from .errors import InputError, UsageError
-from .grid import MAX_SCALE, OutputGrid, Placement, plan_tiles
+from .grid import MAX_SCALE, OutputGrid, Placement, format_resolution, plan_tiles, resolution_xy
 from .interrupts import raise_on_signals
 from .pipeline import (
     CLASSICAL_METHODS,
@@ -69,23 +69,30 @@ def request_settings(src: str | os.PathLike, settings: UpscaleSettings) -> Upsca
     return settings
 
 
-def plan_common_grid(finest: StackBand, *, scale: Optional[float], resolution: Optional[float]) -> OutputGrid:
-    """The finest band's grid at `scale` (relative to it) or `resolution`: same bounds, round(W*s) x round(H*s) px.
-    Scale 1 is allowed (e.g. --resolution 10 with 10 m and 20 m bands: the 10 m bands are copied)."""
+def plan_common_grid(
+    finest: StackBand, *, scale: Optional[float], resolution: Optional[float | tuple[float, float]]
+) -> OutputGrid:
+    """The finest band's grid at `scale` (relative to it) or `resolution` (square, or (x, y) like gdalwarp -tr):
+    same bounds, round(W*sx) x round(H*sy) px. Scale 1 is allowed (e.g. --resolution 10 with 10 m and 20 m
+    bands: the 10 m bands are copied)."""
     if (scale is None) == (resolution is None):
         raise UsageError("give exactly one of --scale or --resolution")
+    pixel_x, pixel_y = abs(finest.transform.a), abs(finest.transform.e)
     if resolution is not None:
-        if not (resolution > 0 and math.isfinite(resolution)):
-            raise UsageError(f"--resolution must be a positive number, got {resolution}")
-        scale = finest.resolution / resolution
-    assert scale is not None
-    if not math.isfinite(scale) or scale < 1.0 - 1e-9:
-        target = resolution if resolution is not None else finest.resolution / scale
+        res_x, res_y = resolution_xy(resolution)
+        if not all(r > 0 and math.isfinite(r) for r in (res_x, res_y)):
+            raise UsageError(f"--resolution must be a positive number, got {format_resolution(resolution)}")
+        scale_x, scale_y = pixel_x / res_x, pixel_y / res_y
+    else:
+        assert scale is not None
+        scale_x = scale_y = scale
+    if not all(math.isfinite(v) and v >= 1.0 - 1e-9 for v in (scale_x, scale_y)):
+        target = format_resolution(resolution) if resolution is not None else f"{finest.resolution / scale:g}"
         raise UsageError(
-            f"rssr only upsamples: the target pixel size {target:g} is coarser than band {finest.name}'s {finest.resolution:g}"
+            f"rssr only upsamples: the target pixel size {target} is coarser than band {finest.name}'s {finest.resolution:g}"
         )
-    width = max(1, round(finest.width * scale))
-    height = max(1, round(finest.height * scale))
+    width = max(1, round(finest.width * scale_x))
+    height = max(1, round(finest.height * scale_y))
     transform = finest.transform @ Affine.scale(finest.width / width, finest.height / height)
     return OutputGrid(finest.width, finest.height, width, height, transform)
 
@@ -400,7 +407,7 @@ class StackReport:
     band_scales: tuple[tuple[str, Optional[float]], ...]  # (name, scale; None = copied)
 
 
-def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, resolution: Optional[float] = None,
+def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, resolution: Optional[float | tuple[float, float]] = None,
                    bands: Optional[Sequence[int | str]] = None) -> StackReport:  # fmt: skip
     """Headers only: the stack's bands and what `upscale` would make of them."""
     with gdal_env():

@@ -55,6 +55,7 @@ def write_raster(
     tags: Optional[dict] = None,
     tiled: bool = False,
     compress: Optional[str] = None,
+    **creation: object,
 ) -> Path:
     bands, height, width = data.shape
     profile = dict(
@@ -65,6 +66,7 @@ def write_raster(
         profile.update(tiled=True, blockxsize=32, blockysize=32)
     if compress:
         profile.update(compress=compress)
+    profile.update(creation)  # e.g. gcps=(points, crs), rpcs=RPC(...)
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         if mask is not None:

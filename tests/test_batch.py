@@ -59,7 +59,7 @@ def test_name_template_fills_fields_and_refuses_collisions(tmp_path):
     settings = UpscaleSettings(scale=4.5, method="bicubic")
     jobs = plan_jobs([Path("a/t1.tif"), Path("b/t2.tif")], tmp_path, settings)
     assert [j.dst.name for j in jobs] == ["t1_x4.5.tif", "t2_x4.5.tif"]
-    assert plan_jobs([Path("t.tif")], tmp_path, settings, "{method}/{stem}")[0].dst == tmp_path / "bicubic" / "t"
+    assert plan_jobs([Path("t.tif")], tmp_path, settings, "{method}/{stem}.tif")[0].dst == tmp_path / "bicubic" / "t.tif"
     with pytest.raises(UsageError, match="would both write"):
         plan_jobs([Path("a/t.tif"), Path("b/t.tif")], tmp_path, settings)
     with pytest.raises(UsageError, match="bad name template"):

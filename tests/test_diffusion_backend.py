@@ -105,8 +105,10 @@ def test_band_mismatch_with_joint_model(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "options", [{"precision": "fp8"}, {"mode": "dream"}, {"strength": 1.5}, {"steps": 50, "strength": 0.01}]
-)
+    "options",
+    [{"precision": "fp8"}, {"mode": "dream"}, {"strength": 1.5}, {"steps": 50, "strength": 0.01}, {"steps": -1},
+     {"steps": 0, "strength": 0.0}],
+)  # fmt: skip
 def test_bad_options(model_path, options):
     kwargs = {"model": model_path, "device": "cpu", "threads": 1, "steps": 3, "strength": 0.4, **options}
     with pytest.raises(UsageError):

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 from affine import Affine
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rasterio.windows import bounds as window_bounds
 
 from rssr_cli.errors import UsageError
-from rssr_cli.grid import iter_tiles, plan_output_grid, plan_tiles, split_axis, tile_blend_weights
+from rssr_cli.grid import iter_tiles, parse_resolution, plan_output_grid, plan_tiles, split_axis, tile_blend_weights
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)
 
@@ -28,6 +28,7 @@ def tilings(draw):
 
 
 def _plan(w, h, s, tile, overlap):
+    assume((round(w * s), round(h * s)) != (w, h))  # an effective scale of 1 is refused
     grid = plan_output_grid(w, h, TRANSFORM, scale=s)
     return grid, list(iter_tiles(plan_tiles(grid, tile=tile, overlap=overlap)))
 
@@ -100,6 +101,7 @@ def test_blend_weights_sum_to_one_everywhere(w, h, s, tiling):
 @settings(max_examples=100, deadline=None)
 @given(w=st.integers(1, 5000), h=st.integers(1, 5000), s=st.floats(1.001, 32.0))
 def test_output_grid_keeps_bounds_and_scales_pixel_size(w, h, s):
+    assume((round(w * s), round(h * s)) != (w, h))
     grid = plan_output_grid(w, h, TRANSFORM, scale=s)
     assert (grid.width, grid.height) == (max(1, round(w * s)), max(1, round(h * s)))
     out_right, out_bottom = grid.transform @ (grid.width, grid.height)
@@ -114,6 +116,51 @@ def test_resolution_gives_the_matching_scale():
     grid = plan_output_grid(100, 80, TRANSFORM, resolution=2.5)
     assert (grid.width, grid.height) == (400, 320)
     assert grid.transform.a == pytest.approx(2.5)
+
+
+RECTANGULAR = Affine(20.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)  # 20 m wide, 10 m tall pixels
+
+
+@pytest.mark.parametrize(
+    "resolution,size,pixel",
+    [(5.0, (40, 20), (5.0, 5.0)), ((5.0, 2.5), (40, 40), (5.0, 2.5)), ((10.0, 5.0), (20, 20), (10.0, 5.0))],
+)
+def test_resolution_reaches_the_asked_pixel_size_on_each_axis(resolution, size, pixel):
+    grid = plan_output_grid(10, 10, RECTANGULAR, resolution=resolution)
+    assert (grid.width, grid.height) == size
+    assert (grid.transform.a, -grid.transform.e) == pytest.approx(pixel)
+
+
+@pytest.mark.parametrize("resolution", [15.0, (5.0, 12.0), 0.0, (5.0, -1.0)])
+def test_resolution_coarser_than_an_axis_or_not_positive_is_refused(resolution):
+    with pytest.raises(UsageError):
+        plan_output_grid(10, 10, RECTANGULAR, resolution=resolution)
+
+
+@pytest.mark.parametrize("text,parsed", [("10", (10.0, 10.0)), ("10,20", (10.0, 20.0)), ("10 20", (10.0, 20.0)), (" 2.5 , 5 ", (2.5, 5.0))])
+def test_parse_resolution(text, parsed):
+    assert parse_resolution(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["", "x", "1,2,3", "5,x", ","])
+def test_parse_resolution_refuses_anything_else(text):
+    with pytest.raises(UsageError, match="X or X,Y"):
+        parse_resolution(text)
+
+
+@pytest.mark.parametrize(
+    "width,height,request_",
+    [(45, 37, {"scale": 1.0000001}), (45, 37, {"scale": 1.01}), (10, 10, {"resolution": (20.0, 10.0)}), (10, 10, {"resolution": (19.9, 9.9)})],
+)
+def test_an_effective_scale_of_one_is_refused(width, height, request_):
+    transform = RECTANGULAR if "resolution" in request_ else TRANSFORM
+    with pytest.raises(UsageError, match="effective scale is 1"):
+        plan_output_grid(width, height, transform, **request_)
+
+
+def test_one_unchanged_axis_is_allowed():
+    grid = plan_output_grid(10, 10, RECTANGULAR, resolution=10.0)  # 20 x 10 m -> 10 x 10 m: only x grows
+    assert (grid.width, grid.height) == (20, 10)
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.5, -2.0, math.nan, math.inf, 33.0])

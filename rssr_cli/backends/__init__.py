@@ -6,17 +6,36 @@ import importlib.resources
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..errors import CheckpointError, UsageError
 from .base import SRBackend, SRRequest
 from .classical import ClassicalBackend
 
-_FACTORIES: dict[str, Callable[..., SRBackend]] = {
-    "nearest": lambda **_: ClassicalBackend("nearest"),
-    "bicubic": lambda **_: ClassicalBackend("bicubic"),
-    "lanczos": lambda **_: ClassicalBackend("lanczos"),
-}
+CLASSICAL_METHODS = ("nearest", "bicubic", "lanczos")
+MODEL_OPTIONS = ("model", "steps", "strength", "precision")  # options only a model backend uses
+
+
+def check_method_options(method: str, options: Mapping[str, Any]) -> None:
+    """A classical resampler has no model, steps, strength or precision: refuse them rather than ignore them
+    (a cron line with `-m bicubic --steps 5` was not doing what its author thought)."""
+    if method not in CLASSICAL_METHODS:
+        return
+    given = [f"--{name}" for name in MODEL_OPTIONS if options.get(name) is not None]
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise UsageError(f"{', '.join(given)} only {verb} to the diffusion model, not to the {method} method")
+
+
+def _classical(method: str) -> Callable[..., SRBackend]:
+    def factory(**options: Any) -> SRBackend:
+        check_method_options(method, options)
+        return ClassicalBackend(method)
+
+    return factory
+
+
+_FACTORIES: dict[str, Callable[..., SRBackend]] = {name: _classical(name) for name in CLASSICAL_METHODS}
 
 
 def register_backend(name: str, factory: Callable[..., SRBackend]) -> None:
@@ -75,4 +94,5 @@ def get_backend(name: str, **options: Any) -> SRBackend:
 
 __all__ = [
     "SRBackend", "SRRequest", "get_backend", "register_backend", "backend_names", "default_model_path", "NO_MODEL_HINT",
-]
+    "check_method_options", "CLASSICAL_METHODS",
+]  # fmt: skip

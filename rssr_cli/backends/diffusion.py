@@ -75,6 +75,11 @@ class DiffusionBackend:
         batch_size: Optional[int] = None,
         threads: Optional[int] = None,
     ):
+        # Checked before the model is found and loaded: a bad value is a usage error whatever the model.
+        if steps is not None and steps < 0:
+            raise UsageError(f"--steps must be >= 0 (0: the operator's estimate only), got {steps}")
+        if strength is not None and not 0.0 < strength <= 1.0:
+            raise UsageError(f"--strength must be in (0, 1], got {strength}")
         path = Path(model) if model is not None else default_model_path()
         if not path.with_suffix(".safetensors").is_file() and not path.is_file():
             raise CheckpointError(f"no diffusion model at {path}; {NO_MODEL_HINT}")
@@ -109,6 +114,8 @@ class DiffusionBackend:
         """The same loaded model with other sampler settings (no reload): prior vs k steps vs full chain side by side."""
         if mode is not None and mode not in MODES:
             raise UsageError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+        if steps is not None and steps < 0:
+            raise UsageError(f"steps must be >= 0, got {steps}")
         other = copy.copy(self)
         other.steps = self.steps if steps is None else int(steps)
         other.strength = self.strength if strength is None else float(strength)

@@ -1,0 +1,255 @@
+"""The hostile table (issue 11): what a careless or hostile user can throw at `rssr`, run through the real
+command line in a subprocess. For every case: the documented exit code, exactly one `error:` line on stderr
+(a batch: each failed scene's line and the summary table), no traceback, nothing at the destination, no
+staging folder or lock left, and the input's bytes unchanged (the whole work folder is compared, hidden
+files included).
+
+To add a case: append a Case to CASES. `args` follow `rssr`; the arguments `{src}`, `{dst}` and `{work}` are
+replaced by paths (anything else is passed as it is: a --name template keeps its braces).
+`make_src(work)` writes the input (default: a small 3-band uint16 UTM raster) and returns its path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import time
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from rasterio.control import GroundControlPoint
+from rasterio.rpc import RPC
+
+from conftest import UTM_CRS, UTM_TRANSFORM, synthetic_image, write_raster
+
+CLASSICAL = ("-m", "bicubic")  # cases that are not about the model never load it
+
+
+def plain_raster(work: Path) -> Path:
+    return write_raster(work / "src.tif", synthetic_image(3, 37, 45))
+
+
+def paletted_raster(work: Path) -> Path:
+    """Land-cover classes 0, 5, 10 with a colour table (values are classes, not measurements)."""
+    path = work / "classes.tif"
+    classes = (np.arange(20 * 20).reshape(1, 20, 20) % 3 * 5).astype("uint8")
+    profile = dict(driver="GTiff", width=20, height=20, count=1, dtype="uint8", crs=UTM_CRS, transform=UTM_TRANSFORM)
+    with rasterio.open(path, "w", photometric="palette", **profile) as dataset:
+        dataset.write(classes)
+        dataset.write_colormap(1, {0: (255, 0, 0, 255), 5: (0, 255, 0, 255), 10: (0, 0, 255, 255)})
+    return path
+
+
+def gcp_raster(work: Path) -> Path:
+    """Located by four ground control points, no geotransform (a raw satellite or scanned-map product)."""
+    corners = [(0, 0), (0, 20), (20, 0), (20, 20)]
+    gcps = [GroundControlPoint(row, col, 500_000 + 10 * col, 4_000_000 - 10 * row) for row, col in corners]
+    data = synthetic_image(1, 20, 20, "uint8")
+    return write_raster(work / "gcps.tif", data, crs=UTM_CRS, transform=None, gcps=gcps)  # the CRS of the GCPs
+
+
+def rpc_raster(work: Path) -> Path:
+    """Located by rational polynomial coefficients only."""
+    terms = [0.0] * 20
+    rpcs = RPC(
+        height_off=0, height_scale=100, lat_off=36.1, lat_scale=0.01, long_off=15.0, long_scale=0.01,
+        line_off=10, line_scale=10, samp_off=10, samp_scale=10, err_bias=0, err_rand=0,
+        line_num_coeff=[0, 0, -1] + terms[3:], line_den_coeff=[1] + terms[1:],
+        samp_num_coeff=[0, 1] + terms[2:], samp_den_coeff=[1] + terms[1:],
+    )  # fmt: skip
+    return write_raster(work / "rpcs.tif", synthetic_image(1, 20, 20, "uint8"), crs=None, transform=Affine.identity(), rpcs=rpcs)
+
+
+RECTANGULAR_PIXELS = Affine(20.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)  # 20 m wide, 10 m tall
+
+
+def rectangular_pixels(work: Path) -> Path:
+    return write_raster(work / "rect.tif", synthetic_image(1, 10, 10), transform=RECTANGULAR_PIXELS)
+
+
+# On the default raster at -s 2 output pixels are 5 m, centres at 500002.5 + 5k, 3999997.5 - 5k.
+BETWEEN_CENTRES = "POLYGON((500000.5 3999999.5, 500001.5 3999999.5, 500001.5 3999998.5, 500000.5 3999998.5, 500000.5 3999999.5))"
+SLIVER = "POLYGON((500000 3999996, 500450 3999996, 500450 3999995.5, 500000 3999995.5, 500000 3999996))"  # 0.5 m tall
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+NOBODY = f"tcp://127.0.0.1:{closed_port()}"  # an unreachable Dask scheduler
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: tuple[str, ...]
+    exit_code: int
+    message: str  # must appear in the error line (a batch: in the failed scene's line)
+    make_src: Callable[[Path], Path] = plain_raster
+    dst: str = "out.tif"  # relative to the work folder; ending in / makes it an (existing, empty) batch folder
+    batch: bool = False  # scenes ran: stderr holds scene lines and the summary table instead of one line
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 120
+    max_seconds: Optional[float] = None  # the refusal must come this fast (the process's whole life)
+    leaves: tuple[str, ...] = ()  # entries (relative to the work folder) that rightly appear, e.g. a finished output
+    needs: tuple[str, ...] = ()  # paths the case needs on this machine (skipped without them), e.g. /dev/full
+
+
+def upscale(*options: str) -> tuple[str, ...]:
+    return ("upscale", "{src}", "-o", "{dst}", *options)
+
+
+CASES: list[Case] = [
+    # Click's usage errors are one line, not Typer's boxed usage text
+    Case("unparseable-scale", upscale("-s", "x", *CLASSICAL), 2, "Invalid value for '--scale'"),
+    Case("missing-output", ("upscale", "{src}", "-s", "2", *CLASSICAL), 2, "Missing option '--output'"),
+    Case("unknown-option", upscale("-s", "2", "--forc", *CLASSICAL), 2, "No such option: --forc"),
+    Case("bad-choice", upscale("-s", "2", "--device", "tpu", *CLASSICAL), 2, "Invalid value for '--device'"),
+    # inputs whose output would be silently wrong
+    Case("palette", upscale("-s", "2", *CLASSICAL), 1, "gdal_translate -expand rgb", make_src=paletted_raster),
+    Case("palette-nearest", upscale("-s", "2", "-m", "nearest"), 1, "is paletted", make_src=paletted_raster),
+    Case("gcps-only", upscale("-s", "2", *CLASSICAL), 1, "warp it onto a grid first, e.g. gdalwarp", make_src=gcp_raster),
+    Case("rpcs-only", upscale("-s", "2", *CLASSICAL), 1, "gdalwarp -rpc", make_src=rpc_raster),
+    # --resolution: X or X,Y; gdalwarp's `-tr X Y` spelling must not turn Y into an input
+    Case("resolution-two-words", ("upscale", "{src}", "-r", "5", "5", "-o", "{dst}", *CLASSICAL), 2, "write -r X,Y", make_src=rectangular_pixels),
+    Case("resolution-coarser-on-an-axis", upscale("-r", "15", *CLASSICAL), 2, "coarser than the input's 20 x 10 pixels", make_src=rectangular_pixels),
+    Case("resolution-three-numbers", upscale("-r", "5,5,5", *CLASSICAL), 2, "X or X,Y"),
+    # an effective scale of 1 (round(W*s) = W on both axes) would write a copy tagged as super-resolved
+    Case("effective-scale-one", upscale("-s", "1.0000001", *CLASSICAL), 2, "effective scale is 1"),
+    Case("resolution-of-the-input", upscale("-r", "20,10", *CLASSICAL), 2, "effective scale is 1", make_src=rectangular_pixels),
+    # an AOI between pixel centres selects no pixel: the output would be all nodata
+    Case("aoi-between-pixel-centres", upscale("-s", "2", "--aoi", BETWEEN_CENTRES, *CLASSICAL), 2, "covers no pixel centre"),
+    Case("aoi-sliver-between-rows", upscale("-s", "2", "--aoi", SLIVER, *CLASSICAL), 2, "covers no pixel centre"),
+    # creation options GDAL would ignore (an uncompressed file for COMPRESS=NOTACODEC) or that break the build
+    Case("co-unknown-codec", upscale("-s", "2", "--co", "COMPRESS=NOTACODEC", *CLASSICAL), 2, "'NOTACODEC' is an unexpected value for COMPRESS"),
+    Case("co-unknown-option", upscale("-s", "2", "--co", "FOO=bar", *CLASSICAL), 2, "does not support creation option FOO"),
+    Case("co-copy-src-overviews", upscale("-s", "2", "--co", "COPY_SRC_OVERVIEWS=YES", *CLASSICAL), 2, "COPY_SRC_OVERVIEWS is not accepted"),
+    Case("co-codec-for-the-dtype", upscale("-s", "2", "--co", "COMPRESS=JPEG", *CLASSICAL), 2, "16 not allowed for JPEG"),
+    Case("co-block-size", upscale("-s", "2", "--co", "BLOCKXSIZE=100", *CLASSICAL), 2, "Bad value 100"),
+    Case("co-codec-for-the-dtype-in-batch", upscale("-s", "2", "--co", "COMPRESS=JPEG", *CLASSICAL), 1, "not allowed for JPEG", dst="out/", batch=True),
+    # output names: a GeoTIFF by name too, short enough for the staging folder, a template of plain fields
+    Case("output-png", upscale("-s", "2", *CLASSICAL), 2, "must end in .tif or .tiff", dst="x.png"),
+    Case("output-name-too-long", upscale("-s", "2", *CLASSICAL), 2, "bytes long; at most 240 fit", dst="a" * 251 + ".tif"),
+    Case("output-name-too-long-for-the-staging", upscale("-s", "2", *CLASSICAL), 2, "at most 240 fit", dst="a" * 237 + ".tif"),
+    Case("output-folder-name-too-long", upscale("-s", "2", *CLASSICAL), 1, "File name too long", dst="d" * 300 + "/out.tif"),
+    Case("input-name-too-long", upscale("-s", "2", *CLASSICAL), 1, "File name too long", make_src=lambda work: work / ("d" * 300 + ".tif")),
+    Case("name-attribute-access", upscale("-s", "2", "--name", "{stem.__class__}.tif", *CLASSICAL), 2, "only the plain fields", dst="out/"),
+    Case("name-index-access", upscale("-s", "2", "--name", "{name[0]}.tif", *CLASSICAL), 2, "only the plain fields", dst="out/"),
+    Case("name-not-a-tif", upscale("-s", "2", "--name", "{stem}.png", *CLASSICAL), 2, "must end in .tif or .tiff", dst="out/"),
+    # an empty method must not mean "the default"; model options must not be ignored by a classical method
+    Case("method-empty", upscale("-s", "2", "-m", ""), 2, "--method is empty"),
+    Case("steps-with-bicubic", upscale("-s", "2", "--steps", "3", *CLASSICAL), 2, "--steps only applies to the diffusion model"),
+    Case("strength-with-lanczos", upscale("-s", "2", "-m", "lanczos", "--strength", "0.3"), 2, "--strength only applies"),
+    Case("model-and-precision-with-nearest", upscale("-s", "2", "-m", "nearest", "--model", "m.safetensors", "--precision", "fp32"), 2, "--model, --precision only apply"),
+    Case("steps-with-bicubic-in-batch", upscale("-s", "2", "--steps", "3", *CLASSICAL), 2, "--steps only applies", dst="out/"),
+    # tracebacks before
+    Case("negative-steps", upscale("-s", "2", "--steps", "-1"), 2, "--steps must be >= 0"),
+    Case("scheduler-with-a-space", upscale("-s", "2", "--scheduler", "foo bar", *CLASSICAL), 2, "is not an address", dst="out/"),
+    Case("scheduler-without-a-port", upscale("-s", "2", "--scheduler", "foo", *CLASSICAL), 2, "missing port", dst="out/"),
+    # an unreachable scheduler is the environment failing (exit 1), reported within seconds, not 31 s
+    Case("scheduler-unreachable", upscale("-s", "2", "--scheduler", NOBODY, *CLASSICAL), 1, "cannot reach the Dask scheduler", dst="out/", max_seconds=25),
+    Case("split-rows-zero", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "0", *CLASSICAL), 2, "--split-rows needs at least 2 parts", max_seconds=15),
+    # a log that cannot be written after the output was: one line that says so, exit 1
+    Case("log-json-full-disk", upscale("-s", "2", "--log-json", "/dev/full", *CLASSICAL), 1, "cannot append to --log-json /dev/full: No space left on device", leaves=("out.tif",), needs=("/dev/full",)),
+    Case("log-json-full-disk-in-batch", upscale("-s", "2", "--log-json", "/dev/full", *CLASSICAL), 1, "No space left on device", dst="out/", leaves=("out/src_x2.tif",), needs=("/dev/full",)),
+    Case("info-palette", ("info", "{src}", "-s", "2"), 1, "is paletted", make_src=paletted_raster),
+    Case("info-resolution-pair", ("info", "{src}", "-r", "5,x"), 2, "X or X,Y"),
+    Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
+]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every entry below `folder` (hidden ones too): files by content hash, folders and links by kind."""
+    entries = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            entries[key] = f"link -> {os.readlink(path)}"
+        elif path.is_file():
+            entries[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            entries[key] = "dir" if path.is_dir() else "other"
+    return entries
+
+
+def run_rssr(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RSSR_")}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "rssr_cli", *args], cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_hostile_case(tmp_path, case: Case):
+    missing = [path for path in case.needs if not os.path.exists(path)]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}")
+    work = tmp_path / "work"
+    work.mkdir()
+    src = case.make_src(work)
+    dst = work / case.dst
+    if case.dst.endswith("/"):
+        dst.mkdir(parents=True)
+    before = snapshot(work)
+    places = {"{src}": str(src), "{dst}": str(dst) + ("/" if case.dst.endswith("/") else ""), "{work}": str(work)}
+    args = [places.get(a, a) for a in case.args]
+    started = time.monotonic()
+    proc = run_rssr(args, work, case.env, case.timeout)
+    seconds = time.monotonic() - started
+    said = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == case.exit_code, said
+    assert "Traceback" not in proc.stdout + proc.stderr, said
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    if case.batch:
+        assert any("failed" in line and case.message in line for line in lines), said
+        assert "scene(s)" in proc.stderr, said  # the summary table
+    else:
+        assert len(lines) == 1 and lines[0].startswith("error: "), said
+        assert case.message in lines[0], said
+    after = snapshot(work)
+    for entry in case.leaves:
+        assert after.pop(entry, None) is not None, f"{entry} is missing\n{said}"
+    assert after == before, said  # nothing at DST, no staging or lock left, the input untouched
+    if case.max_seconds is not None:
+        assert seconds < case.max_seconds, f"took {seconds:.1f} s\n{said}"
+
+
+def rssr_ok(work: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = run_rssr(list(args), work, {}, 120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+@pytest.mark.parametrize("resolution,pixel,size", [("5", (5.0, 5.0), (40, 20)), ("5,2.5", (5.0, 2.5), (40, 40))])
+def test_resolution_reaches_the_asked_pixel_size_on_both_axes(tmp_path, resolution, pixel, size):
+    """20 x 10 m pixels with -r 5 give 5 x 5 m pixels (not 5 x 2.5 m); -r X,Y sets each axis like gdalwarp -tr."""
+    src = rectangular_pixels(tmp_path)
+    rssr_ok(tmp_path, "upscale", str(src), "-o", str(tmp_path / "out.tif"), "-r", resolution, *CLASSICAL, "-q")
+    with rasterio.open(tmp_path / "out.tif") as out, rasterio.open(src) as source:
+        assert out.res == pytest.approx(pixel)
+        assert (out.width, out.height) == size
+        assert out.bounds == pytest.approx(source.bounds)
+
+
+def test_a_classical_backend_refuses_model_options_even_when_the_method_was_defaulted():
+    """Without -m the method may resolve to bicubic (no model installed): --steps must still not be ignored."""
+    from rssr_cli.backends import get_backend
+    from rssr_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="--steps only applies to the diffusion model, not to the bicubic method"):
+        get_backend("bicubic", device="auto", steps=4)
+    assert get_backend("bicubic", device="auto").name == "bicubic"  # the device option is shared by every method
