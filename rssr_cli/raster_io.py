@@ -132,8 +132,12 @@ def open_raster(path: str | Path) -> Iterator[DatasetReader]:
     connection strings). A missing local file, or a dataset GDAL cannot read, is one InputError line."""
     path = str(path)
     if is_local(path):
-        if not os.path.exists(path):
-            raise InputError(f"no such file: {path}")
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            raise InputError(f"no such file: {path}") from None
+        except OSError as exc:  # a name too long, a folder we may not enter, ...
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
         if os.path.isdir(path):
             raise InputError(f"{path} is a directory, not a raster")
         if not stat.S_ISREG(os.stat(path).st_mode):  # GDAL would block on a FIFO or read a device forever

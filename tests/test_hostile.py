@@ -1,6 +1,6 @@
 """The hostile table (issue 11): what a careless or hostile user can throw at `rssr`, run through the real
 command line in a subprocess. For every case: the documented exit code, exactly one `error:` line on stderr
-(a batch: each failed scene's line and the summary table), no traceback, nothing at the destination, no
+(a batch: each failed scene's line and the summary table; with -q the failed lines alone), no traceback, nothing at the destination, no
 staging folder or lock left, and the input's bytes unchanged (the whole work folder is compared, hidden
 files included).
 
@@ -91,6 +91,91 @@ def closed_port() -> int:
 NOBODY = f"tcp://127.0.0.1:{closed_port()}"  # an unreachable Dask scheduler
 
 
+# ---- makers for the cases of items 1-4 and 7 (security, -q) --------------------------------------------------------
+
+VICTIM_TEXT = "precious\n"
+
+
+def victim_file(work: Path) -> Path:
+    """A file a hostile link points at (someone's ~/.bashrc); the snapshot of the work folder hashes it."""
+    victim = work / "home" / ".bashrc"
+    victim.parent.mkdir()
+    victim.write_text(VICTIM_TEXT)
+    return victim
+
+
+def with_symlinked_log(work: Path) -> Path:
+    (work / "log.jsonl").symlink_to(victim_file(work))
+    return plain_raster(work)
+
+
+def with_symlinked_lock(work: Path) -> Path:
+    """`.out.tif.lock -> ~/.bashrc` planted beside the single output (the lock rssr would truncate and write)."""
+    (work / ".out.tif.lock").symlink_to(victim_file(work))
+    return plain_raster(work)
+
+
+def with_symlinked_lock_in_batch_folder(work: Path) -> Path:
+    """The same plant in an existing batch folder `planted/`, beside the scene's output src_x2.tif."""
+    (work / "planted").mkdir()
+    (work / "planted" / ".src_x2.tif.lock").symlink_to(victim_file(work))
+    return plain_raster(work)
+
+
+def with_hard_linked_lock(work: Path) -> Path:
+    """`.out.tif.lock` as a second name of the victim: not a symlink, yet writing it would write the victim."""
+    os.link(victim_file(work), work / ".out.tif.lock")
+    return plain_raster(work)
+
+
+def with_fifo_aoi(work: Path) -> Path:
+    os.mkfifo(work / "aoi.fifo")  # opening it for reading would block until a writer comes: none ever does
+    return plain_raster(work)
+
+
+def with_huge_aoi(work: Path) -> Path:
+    with open(work / "big.geojson", "wb") as file:
+        file.truncate(101 * 10**6)  # sparse: no disk used, but 101 MB to read
+    return plain_raster(work)
+
+
+def fifo_raster(work: Path) -> Path:
+    path = work / "scene.tif"
+    os.mkfifo(path)
+    return path
+
+
+def bad_model(**operator_args) -> Callable[[Path], Path]:
+    """make_src: the default raster, plus `bad.safetensors` + `bad.json`: the shipped card (models/default.json)
+    with `operator_args` changed, over a weights file of no tensors whose sha256 the card records and whose
+    header embeds the same description. Everything the old code checked before building passes."""
+    import json
+    import struct
+
+    def make(work: Path) -> Path:
+        card = json.loads((Path(__file__).resolve().parents[1] / "models" / "default.json").read_text())
+        card["spec"]["operator"]["args"].update(operator_args)
+        embedded = {k: v for k, v in card.items() if k not in ("rssr_version", "training", "metrics", "sha256")}
+        header = json.dumps({"__metadata__": {"rssr": json.dumps(embedded)}}).encode()
+        header += b" " * (-len(header) % 8)
+        weights = work / "bad.safetensors"
+        weights.write_bytes(struct.pack("<Q", len(header)) + header)
+        card["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+        (work / "bad.json").write_text(json.dumps(card, indent=2))
+        return plain_raster(work)
+
+    return make
+
+
+def scenes_with_a_corrupt_one(work: Path) -> Path:
+    """A batch input folder: one good scene and one corrupt file (a TIFF signature, then garbage)."""
+    folder = work / "scenes"
+    folder.mkdir()
+    write_raster(folder / "good.tif", synthetic_image(1, 30, 34))
+    (folder / "broken.tif").write_bytes(b"II*\x00 not really a tiff")
+    return folder
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -167,6 +252,36 @@ CASES: list[Case] = [
     Case("info-palette", ("info", "{src}", "-s", "2"), 1, "is paletted", make_src=paletted_raster),
     Case("info-resolution-pair", ("info", "{src}", "-r", "5,x"), 2, "X or X,Y"),
     Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
+    # ---- items 1-4 (security) and 7 (-q), run through the same table ----
+    # item 1: a lock file planted as a symlink is never followed (the victim is hashed by the snapshot)
+    Case("lock-symlinked-to-a-victim", upscale("-s", "2", *CLASSICAL), 1, ".out.tif.lock is a symbolic link; refusing to follow it", make_src=with_symlinked_lock),
+    Case("lock-symlinked-to-a-victim-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is a symbolic link; refusing to follow it", make_src=with_symlinked_lock_in_batch_folder, dst="planted", batch=True),
+    Case("lock-hard-linked-to-a-victim", upscale("-s", "2", *CLASSICAL), 1, "hard-linked elsewhere; refusing to write it", make_src=with_hard_linked_lock),
+    # item 2: a hostile model card is one CheckpointError line before anything is built, in every mode
+    Case("model-card-enc-width-2000", upscale("-s", "2", "--model", "bad.safetensors"), 1, "the model card describes a model of 470,859,186 parameters; at most 200,000,000", make_src=bad_model(enc_width=2000), max_seconds=60),
+    Case("model-card-heads-0", upscale("-s", "2", "--model", "bad.safetensors"), 1, "model spec operator.heads must be an integer in 1..4096, got 0", make_src=bad_model(heads=0)),
+    Case("model-card-enc-width-2000-in-batch", upscale("-s", "2", "--model", "bad.safetensors"), 1, "the model card describes a model of 470,859,186 parameters; at most 200,000,000", make_src=bad_model(enc_width=2000), dst="out/", max_seconds=60),
+    Case("model-card-heads-0-in-batch", upscale("-s", "2", "--model", "bad.safetensors"), 1, "operator.heads must be an integer", make_src=bad_model(heads=0), dst="out/"),
+    Case("info-model-card-enc-width-2000", ("info", "--model", "bad.safetensors"), 1, "the model card describes a model of 470,859,186 parameters; at most 200,000,000", make_src=bad_model(enc_width=2000), max_seconds=60),
+    Case("info-model-card-heads-0", ("info", "--model", "bad.safetensors"), 1, "operator.heads must be an integer", make_src=bad_model(heads=0)),
+    # item 3: the JSON log is never the input, the output, or followed through a symlink; refused before any work
+    Case("log-json-is-the-input", upscale("-s", "2", "--log-json", "{src}", *CLASSICAL), 2, "is the input"),
+    Case("log-json-is-the-output", upscale("-s", "2", "--log-json", "{dst}", *CLASSICAL), 2, "is the output"),
+    Case("log-json-is-an-input-of-the-batch", upscale("-s", "2", "--log-json", "{src}", *CLASSICAL), 2, "is the input", dst="out/"),
+    Case("log-json-is-an-output-of-the-batch", upscale("-s", "2", "--log-json", "out/src_x2.tif", *CLASSICAL), 2, "is the output", dst="out/"),
+    Case("log-json-is-a-lock-of-the-batch", upscale("-s", "2", "--log-json", "out/.src_x2.tif.lock", *CLASSICAL), 2, "is the output's lock file", dst="out/"),
+    Case("log-json-in-a-staging-folder", upscale("-s", "2", "--log-json", "out/.src_x2.tif.rssr-abc/log.jsonl", *CLASSICAL), 2, "is inside the staging area", dst="out/"),
+    Case("log-json-symlinked-to-a-victim", upscale("-s", "2", "--log-json", "log.jsonl", *CLASSICAL), 2, "--log-json log.jsonl is a symbolic link; give the file itself", make_src=with_symlinked_log),
+    # item 4: AOIs that are devices, FIFOs or huge are refused at once; so are inputs that are not regular files
+    Case("aoi-dev-zero", upscale("-s", "2", "--aoi", "/dev/zero", *CLASSICAL), 2, "not a regular file", max_seconds=30, timeout=60, needs=("/dev/zero",)),
+    Case("aoi-dev-urandom", upscale("-s", "2", "--aoi", "/dev/urandom", *CLASSICAL), 2, "not a regular file", max_seconds=30, timeout=60, needs=("/dev/urandom",)),
+    Case("aoi-fifo", upscale("-s", "2", "--aoi", "aoi.fifo", *CLASSICAL), 2, "not a regular file", make_src=with_fifo_aoi, max_seconds=30, timeout=60),
+    Case("aoi-over-100-mb", upscale("-s", "2", "--aoi", "big.geojson", *CLASSICAL), 2, "an AOI file may be at most 100 MB", make_src=with_huge_aoi, max_seconds=30, timeout=60),
+    Case("input-fifo", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=fifo_raster, max_seconds=30, timeout=60),
+    Case("input-fifo-in-batch", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=fifo_raster, dst="out/", batch=True, max_seconds=30, timeout=60),
+    Case("input-dev-zero", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=lambda work: Path("/dev/zero"), max_seconds=30, timeout=60, needs=("/dev/zero",)),
+    # item 7: -q hides progress, never errors: the corrupt scene's line reaches stderr (and only the failed lines)
+    Case("quiet-batch-with-a-corrupt-scene", upscale("-s", "2", "-q", *CLASSICAL), 1, "broken.tif", make_src=scenes_with_a_corrupt_one, dst="out/", batch=True, leaves=("out/good_x2.tif",)),
 ]
 
 
@@ -216,7 +331,10 @@ def test_hostile_case(tmp_path, case: Case):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     if case.batch:
         assert any("failed" in line and case.message in line for line in lines), said
-        assert "scene(s)" in proc.stderr, said  # the summary table
+        if "-q" in case.args:  # -q hides progress and the summary, never errors: only the failed scenes' lines
+            assert all(line.split()[0] == "failed" for line in lines), said
+        else:
+            assert "scene(s)" in proc.stderr, said  # the summary table
     else:
         assert len(lines) == 1 and lines[0].startswith("error: "), said
         assert case.message in lines[0], said

@@ -302,6 +302,6 @@ def test_an_input_that_is_a_fifo_or_a_device_is_refused(tmp_path):
     for source in (fifo, "/dev/zero"):
         result = run_cli("upscale", source, "-o", tmp_path / "o.tif", "-s", "2", "-m", "bicubic", timeout=30)
         assert result.returncode == 1 and "not a regular file" in one_line(result.stderr)
-        result = run_cli("upscale", source, "-o", tmp_path / "out/", "-s", "2", "-m", "bicubic", timeout=30)
+        result = run_cli("upscale", source, "-o", f"{tmp_path / 'out'}/", "-s", "2", "-m", "bicubic", timeout=30)
         assert result.returncode == 1 and "not a regular file" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "o.tif").exists() and not list((tmp_path / "out").glob("*.tif"))
