@@ -1,8 +1,12 @@
 """The hostile table (issue 11): what a careless or hostile user can throw at `rssr`, run through the real
 command line in a subprocess. For every case: the documented exit code, exactly one `error:` line on stderr
-(a batch: each failed scene's line and the summary table; with -q the failed lines alone), no traceback, nothing at the destination, no
-staging folder or lock left, and the input's bytes unchanged (the whole work folder is compared, hidden
-files included).
+(a batch: each failed scene's line and the summary table; under -q the failed scenes' lines alone), no
+traceback, nothing at the destination, no staging folder or lock left, and the input's bytes unchanged (the
+whole work folder is compared, hidden files and the victims of planted links included).
+
+The table holds every refusal and one-line failure of issue 11 that goes through the command line: items
+1-4 (planted lock links, hostile model cards, --log-json on an input/output/link, AOIs and inputs that are
+devices, FIFOs or huge), 7 (-q keeps errors) and 11-19.
 
 To add a case: append a Case to CASES. `args` follow `rssr`; the arguments `{src}`, `{dst}` and `{work}` are
 replaced by paths (anything else is passed as it is: a --name template keeps its braces).
