@@ -159,13 +159,8 @@ def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
             )
         jobs.append(BandJob(slot, band, grid, is_same_grid(grid)))
     region = whole_grid(common) if settings.aoi is None else aoi_region(common, aoi_in_raster_crs(settings.aoi, finest.crs))
-    nodata = output_nodata(stack, selected, settings_nodata(settings))
+    nodata = output_nodata(stack, selected, settings.nodata)
     return StackPlan(stack, common, region, tuple(jobs), nodata, selected[0].dtype)
-
-
-def settings_nodata(settings: UpscaleSettings) -> Optional[float]:
-    """The nodata value the user declared (UpscaleSettings.nodata, --nodata V)."""
-    return settings.nodata
 
 
 def output_nodata(stack: BandStack, bands: Sequence[StackBand], given: Optional[float]) -> Optional[float]:

@@ -12,30 +12,18 @@ import rasterio
 import torch
 from affine import Affine
 from PIL import Image
-from typer.testing import CliRunner
 
 from conftest import synthetic_image, write_raster
 from model_helpers import tiny_model
-from rssr_cli.cli import app
 from rssr_cli.evaluate_api import model_backends
 from rssr_cli.metrics import degrade_back
 from rssr_cli.model.checkpoint import save_model
+from cli_helpers import one_error_line, run
 
 torch.set_num_threads(1)
-runner = CliRunner()
 CPU = ("--device", "cpu", "--threads", "1")
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result) -> str:
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -13,27 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from typer.testing import CliRunner
 
 from conftest import synthetic_image, write_raster
 from rssr_cli import backends
-from rssr_cli.cli import app
 from rssr_cli.errors import CheckpointError
 from rssr_cli.pipeline import upscale
+from cli_helpers import one_error_line, run
 
 REPO = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result) -> str:
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
 
 
 @pytest.fixture

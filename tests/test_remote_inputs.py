@@ -11,29 +11,18 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.shutil
-from typer.testing import CliRunner
 
 from conftest import synthetic_image, write_raster
 from http_range_server import parse_ranges, serve_directory
 from rssr_cli import sources
 from rssr_cli.batch import expand_inputs, output_name
-from rssr_cli.cli import app, is_batch
+from rssr_cli.cli import is_batch
 from rssr_cli.pipeline import UpscaleSettings
+from cli_helpers import one_error_line, run
 
-runner = CliRunner()
 BICUBIC = ("-s", "2", "-m", "bicubic", "-q")
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result) -> str:
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def raster(path: Path) -> tuple[np.ndarray, tuple, object, object]:
