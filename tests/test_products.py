@@ -4,11 +4,10 @@ one output grid with exact sub-pixel geometry. Products are laid out from the co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from rssr_cli.errors import InputError, UsageError
 from rssr_cli.grid import OutputGrid, Placement, hr_grid_for, plan_tiles
 from rssr_cli.pipeline import UpscaleSettings, upscale
 from rssr_cli.products import BandStack, is_band_stack, open_band_stack, scene_stem
+from http_range_server import serve_directory
 
 runner = CliRunner()
 
@@ -392,21 +392,10 @@ def test_bands_in_different_crs_are_refused(tmp_path):
 
 
 @pytest.fixture
-def serve():
+def serve(tmp_path):
     """serve(folder) -> http://127.0.0.1:PORT/ serving it with byte ranges, in its own process."""
-    servers = []
-
-    def start(folder: Path) -> str:
-        server = subprocess.Popen(
-            [sys.executable, str(Path(__file__).parent / "range_server.py"), str(folder)], stdout=subprocess.PIPE, text=True
-        )  # fmt: skip
-        servers.append(server)
-        return f"http://127.0.0.1:{int(server.stdout.readline())}/"
-
-    yield start
-    for server in servers:
-        server.kill()
-        server.wait()
+    with contextlib.ExitStack() as stack:
+        yield lambda folder: stack.enter_context(serve_directory(folder, tmp_path / f"{folder.name}.requests.jsonl")).url("")
 
 
 def test_remote_safe_zip_is_listed_by_range_requests(products, tmp_path, serve):
