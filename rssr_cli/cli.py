@@ -284,6 +284,10 @@ def upscale_command(
         Optional[float],
         typer.Option("--nodata", help="Declare a nodata value the input files do not carry (Sentinel-2: 0): those pixels are invalid, and nodata in the output, which carries this value. Replaces the file's own nodata or mask.", show_default=False),
     ] = None,
+    guidance: Annotated[
+        bool,
+        typer.Option("--guidance/--no-guidance", help="Sentinel-2 stacks: sharpen the 20 m and 60 m bands with the 10 m bands' detail (guided model); off: every band on its own."),
+    ] = True,
     tile: Annotated[Optional[int], typer.Option(help="LR window core size in px [default: 256 for classical methods; ~512/scale for the model]", show_default=False)] = None,
     overlap: Annotated[Optional[int], typer.Option(help="LR halo around each window in px, blended [default: min(32, tile/4)]", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per backend call.")] = DEFAULT_BATCH_SIZE,
@@ -350,6 +354,7 @@ def upscale_command(
             fidelity=fidelity_options(report, report_samples, max_shift, max_consistency_error),
             threads=threads,
             nodata=nodata,
+            guidance=None if guidance else False,
         )
         if aoi is None and aoi_crs is not None:
             raise UsageError("--aoi-crs gives the CRS of --aoi; there is no --aoi")

@@ -6,6 +6,7 @@ cross-resolution pair), --fidelity SR LR (an SR against its own input, no HR nee
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Callable, Optional, TypeVar
 
@@ -32,6 +33,7 @@ from .evaluate_api import (
     find_model,
 )
 from .evaluation import DEFAULT_SCALES, EvaluationReport
+from .sharpen.wald import WaldReport, evaluate_wald
 
 T = TypeVar("T")
 DEFAULT_SCALES_TEXT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
@@ -58,6 +60,13 @@ def evaluate_command(
         Optional[tuple[Path, Path]],
         typer.Option("--fidelity", metavar="SR LR", help="Consistency and shift of an SR raster vs the LR it was made from (no HR).", show_default=False),
     ] = None,
+    wald: Annotated[
+        Optional[str],
+        typer.Option("--wald", metavar="PRODUCT_OR_STACK", help="Wald's protocol on a Sentinel-2 product, STAC item or folder of band files: every band degraded (20 m by 2, 60 m by 6) and restored; RMSE, SRE, SAM, ERGAS for bicubic, the unguided model and the guided model.", show_default=False),
+    ] = None,
+    wald_split: Annotated[
+        str, typer.Option("--wald-split", help="--wald rows scored: test (the bottom eighth, never trained on) or all (a scene never trained on).")
+    ] = "test",
     scales: Annotated[list[str], typer.Option("--scales", "-s", metavar="S,S,...", help="Scales (folder mode), comma list or repeated.")] = [DEFAULT_SCALES_TEXT],  # noqa: B006
     model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (default: the default model, if present).", show_default=False)] = None,
     steps: Annotated[
@@ -82,9 +91,15 @@ def evaluate_command(
 ) -> None:
     """Measure SR quality: PSNR/SSIM on a folder of HR images, on a real LR/HR pair, or fidelity to the input."""
     with cli_session(verbose):
-        modes = [m for m, given in (("HR_DIR", hr_dir), ("--pairs", pairs), ("--fidelity", fidelity)) if given is not None]
+        modes = [m for m, given in (("HR_DIR", hr_dir), ("--pairs", pairs), ("--fidelity", fidelity), ("--wald", wald)) if given is not None]
         if len(modes) != 1:
-            raise UsageError("give exactly one of: HR_DIR, --pairs LR HR, --fidelity SR LR" + (f" (got {', '.join(modes)})" if modes else ""))
+            raise UsageError("give exactly one of: HR_DIR, --pairs LR HR, --fidelity SR LR, --wald PRODUCT" + (f" (got {', '.join(modes)})" if modes else ""))
+        if wald is not None:
+            if wald_split not in ("test", "all"):
+                raise UsageError(f"--wald-split must be test or all, got {wald_split!r}")
+            wald_result = evaluate_wald(wald, split=wald_split, model=str(model) if model else None, device=device.value, threads=threads)
+            _emit(json.dumps(wald_result.as_dict(), indent=1), json_out, quiet, lambda: _print_wald(wald_result))
+            return
         if fidelity is not None:
             result = fidelity_of_files(*fidelity, lr_bands=parse_bands(lr_bands))
             _emit(result.to_json(), json_out, quiet, lambda: _print_fidelity(result))
@@ -103,6 +118,20 @@ def evaluate_command(
         with progress_bar(not quiet and stderr.is_terminal, "evaluating", finishing="evaluating") as progress:
             report = compare_on_folder(hr_dir, settings, parse_list(scales, float, "numbers"), limit=limit, progress=progress)
         _emit(report.to_json(), json_out, quiet, lambda: _print_folder(report))
+
+
+def _print_wald(report: WaldReport) -> None:
+    for group in report.groups:
+        title = f"Wald's protocol, {group.resolution} m bands at r = {group.ratio:g} ({report.split} rows of {report.source})"
+        columns = ("band", "metric", *report.methods)
+        rows = []
+        for band, scores in group.bands.items():
+            rows.append((band, "RMSE", *(f"{scores[m]['rmse']:.2f}" for m in report.methods)))
+            rows.append((band, "SRE dB", *(f"{scores[m]['sre']:.2f}" for m in report.methods)))
+        for metric, fmt in (("rmse", "{:.2f}"), ("sam", "{:.3f}"), ("ergas", "{:.3f}")):
+            label = {"rmse": "RMSE", "sam": "SAM deg", "ergas": "ERGAS"}[metric]
+            rows.append(("group", label, *(fmt.format(group.group[m][metric]) for m in report.methods)))
+        stdout.print(_table(columns, rows, escape(title)))
 
 
 def _emit(text: str, json_out: Optional[Path], quiet: bool, render: Callable[[], None]) -> None:

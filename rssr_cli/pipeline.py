@@ -105,6 +105,7 @@ class UpscaleSettings:
     fidelity: Optional[FidelityOptions] = None
     threads: Optional[int] = None  # CPU threads for the model and GDAL; None: OMP_NUM_THREADS, else all cores
     nodata: Optional[float] = None  # declared nodata value (files that carry none); None: the file's own
+    guidance: Optional[bool] = None  # band stacks: coarse bands guided by the 10 m bands (None: not a stack / default on)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -366,6 +367,8 @@ def request_tags(settings: UpscaleSettings, method: str, backend: SRBackend) -> 
         "RSSR_AOI_ID": settings.aoi.fingerprint if settings.aoi is not None else "none",
         "RSSR_NODATA": "file" if settings.nodata is None else f"{settings.nodata:g}",  # "file": the file's own
     }
+    if settings.guidance is not None:  # band stacks only (stack_pipeline.request_settings sets it)
+        tags["RSSR_GUIDANCE"] = "on" if settings.guidance else "off"
     tags.update({f"RSSR_{key.upper()}": str(value) for key, value in backend.provenance().items()})
     return tags
 

@@ -54,6 +54,7 @@ from .products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compati
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
 from .source_identity import source_identity
 from .region import OutputRegion, aoi_region, tiles_for_region, whole_grid
+from .stack_guidance import Guidance, copy_slot, guides_spec, plan_guidance
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,13 @@ SAME_GRID_TOLERANCE = 1e-6  # of a source pixel: a band this close to the common
 
 
 def request_settings(src: str | os.PathLike, settings: UpscaleSettings) -> UpscaleSettings:
-    """The request as recorded in the output's tags: for a band stack, no --bands means the four 10 m bands.
-    Batch skip rules compare these tags, so batch.process_scene applies this too."""
-    if settings.bands is None and is_band_stack(str(src)):
-        return replace(settings, bands=DEFAULT_PRODUCT_BANDS)
-    return settings
+    """The request as recorded in the output's tags: for a band stack, no --bands means the four 10 m bands and
+    guidance is on unless turned off. Batch skip rules compare these tags, so batch.process_scene applies this too."""
+    if not is_band_stack(str(src)):
+        return settings
+    if settings.bands is None:
+        settings = replace(settings, bands=DEFAULT_PRODUCT_BANDS)
+    return settings if settings.guidance is not None else replace(settings, guidance=True)
 
 
 def plan_common_grid(
@@ -95,6 +98,12 @@ def plan_common_grid(
     height = max(1, round(finest.height * scale_y))
     transform = finest.transform @ Affine.scale(finest.width / width, finest.height / height)
     return OutputGrid(finest.width, finest.height, width, height, transform)
+
+
+def guide_job(slot: int, band: StackBand, common: OutputGrid) -> "BandJob":
+    """A guide band's run onto the common grid (a slot of the staged guides file)."""
+    grid = band_grid(band, common)
+    return BandJob(slot, band, grid, is_same_grid(grid))
 
 
 def band_grid(band: StackBand, common: OutputGrid) -> OutputGrid:
@@ -210,26 +219,43 @@ def upscale_stack(
         if backend is None:
             backend = build_backend(method, settings)
         runs = [_BandRun.open(job, plan, settings, method) for job in plan.jobs]  # headers only, closed below
-        total = sum(run.windows for run in runs)
         log.info(
             "%s: %s, %d band(s) -> %dx%d px on %s's grid (x%.4g), %d windows, method %s",
             stack.source, stack.kind, len(plan.jobs), plan.common.width, plan.common.height,
-            min(plan.jobs, key=lambda j: j.band.resolution).band.name, plan.common.scale_x, total, method,
+            min(plan.jobs, key=lambda j: j.band.resolution).band.name, plan.common.scale_x, sum(r.windows for r in runs), method,
         )  # fmt: skip
-        spec = stack_output_spec(plan, settings, method, backend, runs)
+        guidance = plan_guidance(plan, settings, method)
+        guide_runs = [_BandRun.open(job, plan, settings, method) for job in guidance.guide_jobs(plan, guide_job)] if guidance else []
+        total = sum(run.windows for run in runs if not (guidance and guidance.replaces(run.job)))
+        total += sum(run.windows for run in guide_runs) + (guidance.tiles(plan) if guidance else 0)
+        spec = stack_output_spec(plan, settings, method, backend, runs, guidance)
         done, skipped = 0, 0
+
+        def step_progress(offset: int) -> Progress:
+            def report(n: int, _total: int = 0) -> None:
+                if progress is not None:
+                    progress(offset + n, total)
+
+            return report
+
         with staging_dir(dst) as staging:
+            guides_path = staging / "guides.tif"
+            if guidance:
+                with open_intermediate(guides_path, guides_spec(plan)) as guide_writer:
+                    for run in guide_runs:
+                        skipped += run.execute(guide_writer, backend, step_progress(done))
+                        done += run.windows
             intermediate = staging / "stream.tif"
             with open_intermediate(intermediate, spec) as writer:
                 for run in runs:
-                    offset = done
-
-                    def band_progress(n: int, _total: int, offset: int = offset) -> None:
-                        if progress is not None:
-                            progress(offset + n, total)
-
-                    skipped += run.execute(writer, backend, band_progress)
-                    done += run.windows
+                    staged = guidance.guide_slot(run.job) if guidance else None
+                    if staged is not None:
+                        copy_slot(guides_path, staged, writer, run.job.slot)
+                    elif guidance and guidance.is_guided(run.job):
+                        done += guidance.sharpen(run.job, plan, guides_path, writer, step_progress(done))
+                    else:
+                        skipped += run.execute(writer, backend, step_progress(done))
+                        done += run.windows
             finalize_cog(intermediate, dst, creation_options, overwrite=settings.overwrite)
     seconds = time.perf_counter() - started
     log.info("wrote %s in %.1f s", dst, seconds)
@@ -336,7 +362,8 @@ def band_output_spec(plan: StackPlan) -> OutputSpec:
 
 
 def stack_output_spec(
-    plan: StackPlan, settings: UpscaleSettings, method: str, backend: SRBackend, runs: Sequence[_BandRun]
+    plan: StackPlan, settings: UpscaleSettings, method: str, backend: SRBackend, runs: Sequence[_BandRun],
+    guidance: Optional[Guidance] = None,
 ) -> OutputSpec:
     """The output: common grid (or the AOI's window of it), band names as descriptions, per-band provenance."""
     if plan.nodata is None and any(run.source.mask_kind != MaskKind.NONE for run in runs):
@@ -358,12 +385,15 @@ def stack_output_spec(
     }
     if plan.region.aoi is not None:
         tags |= region_tags(plan.region, common)
+    if guidance:
+        tags |= guidance.tags(plan)
     band_tags = tuple(
         {
             "RSSR_NATIVE_RESOLUTION": f"{job.band.resolution:g}",
             "RSSR_SCALE_XY": "1,1 (copied)" if job.copy else f"{job.grid.scale_x:.10g},{job.grid.scale_y:.10g}",
             "RSSR_SOURCE": job.band.dataset,
-            **({} if job.copy else {"RSSR_TILE": str(run.tile), "RSSR_OVERLAP": str(run.overlap)}),
+            **({} if job.copy or (guidance and guidance.replaces(job)) else {"RSSR_TILE": str(run.tile), "RSSR_OVERLAP": str(run.overlap)}),
+            **(guidance.band_tags(job) if guidance else {}),
         }
         for job, run in zip(plan.jobs, runs)
     )

@@ -1,0 +1,166 @@
+"""The guided pass of an upscale: coarse bands of a band stack sharpened on the common output grid.
+
+The guide bands are first written onto the common grid (copied when it is their own, super-resolved by the
+run's method otherwise) into a staging file; each guided band is then computed tile by tile on that grid: its
+native pixels resampled (bicubic) at the exact positions of the output pixels, the guides read back, the
+network applied. Tiles carry a halo of the network's receptive radius, so every output pixel is computed from
+exactly the same inputs whatever the tiling (tile-independent, no blending needed).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.windows import Window
+
+from ..errors import CheckpointError
+from ..grid import Placement
+from ..products import StackBand
+from .degrade import sample_at
+from .model import GUIDE_BANDS, GuidedSharpener, guided_scale_ok, load_sharpener
+from .predict import guide_ratio_for, sharpen_array
+from .scene import band_stats_decimated
+
+TILE = 384  # output px per tile side (core); activations ~ width x (TILE + 2 halo)^2 floats
+SHARPENER_ENV = "RSSR_SHARPENER"  # another guided model than the shipped one (tests, experiments)
+SHIPPED_NAME = "sharpen.safetensors"
+
+
+def default_sharpener_path() -> Path:
+    """RSSR_SHARPENER, else the shipped model beside the default diffusion model."""
+    if os.environ.get(SHARPENER_ENV):
+        return Path(os.environ[SHARPENER_ENV])
+    from ..backends import default_model_path
+
+    return default_model_path().parent / SHIPPED_NAME
+
+
+def find_sharpener() -> Optional[GuidedSharpener]:
+    path = default_sharpener_path()
+    if not path.is_file():
+        if os.environ.get(SHARPENER_ENV):
+            raise CheckpointError(f"{SHARPENER_ENV}={path}: no such file")
+        return None
+    return load_sharpener(path)
+
+
+def is_guided(band: StackBand, scale: float, finest_resolution: float, have_guides: bool) -> bool:
+    """The band rule: a coarse Sentinel-2 band is guided when the request holds a finer band, the stack holds
+    the four 10 m guides and the model was trained for its scale."""
+    return have_guides and band.resolution > finest_resolution + 1e-9 and guided_scale_ok(band.name, scale)
+
+
+@dataclass(frozen=True)
+class GuidedJob:
+    band: StackBand
+    placement: Placement
+    scale: float
+    output_pixel: float
+
+
+def _quantize(values: np.ndarray, dtype: str) -> np.ndarray:
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def _read_native(dataset, band: StackBand, rows: tuple[int, int], cols: tuple[int, int], nodata: Optional[float], fill: float):
+    """Values (invalid pixels filled with the scene's mean, so bicubic does not ring at swath edges, the same
+    whatever the tile) and validity."""
+    window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    values = dataset.read(band.index, window=window).astype(np.float32)
+    valid = dataset.read_masks(band.index, window=window) > 0
+    if nodata is not None and band.nodata is None:
+        valid &= values != nodata
+    values[~valid] = fill
+    return values, valid
+
+
+def sharpen_band(
+    model: GuidedSharpener,
+    job: GuidedJob,
+    guides_path: Path,
+    guide_stats: np.ndarray,
+    *,
+    region: Window,
+    nodata: Optional[float],
+    dtype: str,
+    write: Callable[[np.ndarray, Window], None],
+    progress: Optional[Callable[[int], None]] = None,
+    tile: Optional[int] = None,
+) -> int:
+    """Write one guided band over `region` (a window of the common grid; guides_path covers exactly it), tile by
+    tile through `write(data [1,h,w], window in region coordinates)`; returns the tiles done."""
+    halo = model.receptive_radius + 1
+    tile = tile or TILE
+    stats = band_stats_decimated(job.band, nodata)
+    height, width = int(region.height), int(region.width)
+    p = job.placement
+    done = 0
+    with rasterio.open(guides_path) as guides_file, rasterio.open(job.band.dataset) as band_file:
+        for r0 in range(0, height, tile):
+            for c0 in range(0, width, tile):
+                r1, c1 = min(height, r0 + tile), min(width, c0 + tile)
+                hr0, hr1, hc0, hc1 = max(0, r0 - halo), min(height, r1 + halo), max(0, c0 - halo), min(width, c1 + halo)
+                win = Window(hc0, hr0, hc1 - hc0, hr1 - hr0)
+                guides = guides_file.read(window=win).astype(np.float32)
+                guide_valid = np.ones(guides.shape[1:], bool) if nodata is None else (guides != nodata).all(axis=0)
+                # output pixel centres in the band's native pixel coordinates (full common-grid indices)
+                ys = p.y0 + (np.arange(hr0, hr1) + int(region.row_off) + 0.5) * p.dy
+                xs = p.x0 + (np.arange(hc0, hc1) + int(region.col_off) + 0.5) * p.dx
+                rows = (max(0, math.floor(ys[0]) - 3), min(job.band.height, math.ceil(ys[-1]) + 3))
+                cols = (max(0, math.floor(xs[0]) - 3), min(job.band.width, math.ceil(xs[-1]) + 3))
+                native, native_valid = _read_native(band_file, job.band, rows, cols, nodata, stats[0])
+                ty = torch.from_numpy(ys - rows[0]).float()[None]
+                tx = torch.from_numpy(xs - cols[0]).float()[None]
+                band_up = sample_at(torch.from_numpy(native)[None, None], ty, tx)[0, 0].numpy()
+                near_r = np.clip(np.floor(ys - rows[0]).astype(int), 0, native.shape[0] - 1)
+                near_c = np.clip(np.floor(xs - cols[0]).astype(int), 0, native.shape[1] - 1)
+                valid = native_valid[np.ix_(near_r, near_c)]  # the unguided rule: the nearest native pixel's
+                out = sharpen_array(
+                    model, job.band.name, band_up, guides, scale=job.scale, guide_ratio=guide_ratio_for(job.output_pixel),
+                    band_stats=stats, guide_stats=guide_stats,
+                )  # fmt: skip
+                out = np.where(guide_valid, out, band_up)  # no guide there (swath edge): the band resampled alone
+                core = (slice(r0 - hr0, r1 - hr0), slice(c0 - hc0, c1 - hc0))
+                data, ok = _quantize(out[core], dtype)[None], valid[core][None]
+                if nodata is not None:
+                    data = _keep_clear(data, ok, nodata)
+                    data[~ok] = nodata
+                write(data, Window(c0, r0, c1 - c0, r1 - r0))
+                done += 1
+                if progress is not None:
+                    progress(done)
+    return done
+
+
+def _keep_clear(data: np.ndarray, valid: np.ndarray, nodata: float) -> np.ndarray:
+    from ..pipeline import _keep_clear_of_nodata
+
+    return _keep_clear_of_nodata(data, valid, nodata)
+
+
+def tiles_of(region: Window, tile: Optional[int] = None) -> int:
+    tile = tile or TILE
+    return math.ceil(int(region.height) / tile) * math.ceil(int(region.width) / tile)
+
+
+def guide_statistics(guides: Sequence[StackBand], nodata: Optional[float]) -> np.ndarray:
+    """[G, 2] (mean, std) of the guide bands from their native files (as in training: the scene's statistics)."""
+    return np.array([band_stats_decimated(g, nodata) for g in guides], dtype=np.float32)
+
+
+def guide_bands(stack_bands: Sequence[StackBand]) -> Optional[tuple[StackBand, ...]]:
+    """The four 10 m guides from the stack, in GUIDE_BANDS order; None when one is missing."""
+    by_name = {b.name: b for b in stack_bands}
+    if not all(name in by_name for name in GUIDE_BANDS):
+        return None
+    return tuple(by_name[name] for name in GUIDE_BANDS)

