@@ -49,7 +49,7 @@ from .batch import (
 from .cog import DEFAULT_PROFILE, PROFILES, check_output_name, parse_creation_options
 from .errors import Interrupted, OutputError, RssrError, RssrWarning, UsageError
 from .grid import parse_resolution
-from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
+from .evaluation.fidelity_report import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
 from .distributed import SCHEDULER_ENV, check_split_rows, dask_client, run_batch_on_dask, run_split_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals

@@ -12,7 +12,6 @@ All computations run in float64 whatever the input dtype.
 - `degrade_back`: exact area averaging of an SR image onto the LR grid it came from (any real scale);
   `area_weights` gives a block of its weights for scenes too big to hold.
 - `noise_sigma`: the white-noise level of an image (Immerkaer's 3x3 Laplacian-difference estimator).
-- `consistency`: per-band L1 and mean spectral angle between degrade_back(sr) and the LR input.
 - `measure_shift`: phase correlation refined by Lucas-Kanade on the interior (unbiased for sub-pixel
   shifts of resampled images, which phase correlation alone reads short).
 - `phase_correlation_shift`: sub-pixel translation between two images (regularized phase correlation,
@@ -24,7 +23,6 @@ All computations run in float64 whatever the input dtype.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -178,28 +176,6 @@ def spectral_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(norm > 0, dot / norm, np.nan)
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
-@dataclass(frozen=True)
-class Consistency:
-    """How well an SR image reproduces its input once averaged back onto the input grid."""
-
-    l1: tuple[float, ...]  # mean |degrade_back(sr) - lr| per band, in the data's own units
-    sam_deg: float  # mean spectral angle in degrees over pixels where it is defined (NaN if none)
-
-    def as_dict(self) -> dict:
-        return {"l1": list(self.l1), "sam_deg": self.sam_deg}
-
-
-def consistency(sr: np.ndarray, lr: np.ndarray) -> Consistency:
-    """Degrade-back consistency of an SR image [bands, H, W] with its LR input [bands, h, w]."""
-    lr64 = _as_bands(lr)
-    back = _as_bands(degrade_back(sr, lr64.shape))
-    _same_shape(back.shape, lr64.shape)
-    l1 = tuple(float(v) for v in np.mean(np.abs(back - lr64), axis=(-2, -1)))
-    angles = spectral_angle(back, lr64)
-    sam = float(np.nanmean(angles)) if np.any(np.isfinite(angles)) else math.nan
-    return Consistency(l1=l1, sam_deg=sam)
 
 
 def _upsampled_dft(data: np.ndarray, size: int, factor: int, offsets: tuple[float, float]) -> np.ndarray:

@@ -25,7 +25,8 @@ from ..errors import UsageError
 from ..model.checkpoint import load_model, save_model
 from ..model.operator import grid_tensors
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
-from ..degrade import degrade
+from ..degrade import degrade, quantize
+from ..metrics import psnr, shave
 from .data import PatchBatch, PatchSampler, TrainImage, find_images, load_images
 from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
 from .trainer import Trainer, TrainConfig, module_device, prior_loss, resolve_training_device, validate_prior
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PRESETS = {"default": DEFAULT_SPEC, "tiny": TINY_SPEC}
 STAGES = ("prior", "denoiser", "all")
+MAX_PSNR = 120.0  # dB: an exact validation image (MSE floor 1e-12) must not make the mean infinite
 
 
 @dataclass
@@ -139,12 +141,11 @@ def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -
         lr = degrade(hr, (h, w), quantize_levels=img.quantize_levels).to(dev)
         hr = hr.to(dev)
         ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, device=dev)
-        shave = math.ceil(scale)
+        border = math.ceil(scale)
         for mode in rows:
-            sr = model.sample(lr, ys, xs, cell, mode=mode, generator=torch.Generator().manual_seed(k))
-            sr = torch.round(sr.clamp(0, 1) * 255) / 255
-            mse = float(((sr - hr)[..., shave:-shave, shave:-shave] ** 2).mean())
-            rows[mode].append(10 * math.log10(1 / max(mse, 1e-12)))
+            sr = quantize(model.sample(lr, ys, xs, cell, mode=mode, generator=torch.Generator().manual_seed(k)), 255)
+            score = psnr(shave(sr.cpu().numpy(), border), shave(hr.cpu().numpy(), border), 1.0)
+            rows[mode].append(min(score, MAX_PSNR))
     model.train()
     prior, diff = float(np.mean(rows["prior"])), float(np.mean(rows["diffusion"]))
     return {"score": diff, "psnr_diffusion": diff, "psnr_prior": prior}

@@ -2,7 +2,7 @@
 
 A pair is two rasters of the same place from two sensors or resolutions, in one CRS, at any scale ratio.
 Per pair (load_pair):
-1. Co-registration by georeferencing (evaluation.plan_pair): the LR pixels inside both rasters, the HR
+1. Co-registration by georeferencing (coregister.plan_pair): the LR pixels inside both rasters, the HR
    pixels inside those, and the HR grid in the LR window's pixel coordinates (exact at non-integer ratios
    and for grids that are not aligned, e.g. Landsat pan offset by half a pan pixel).
 2. Residual misregistration: the HR, averaged onto the LR grid, is matched to the LR by phase correlation
@@ -18,7 +18,8 @@ Per pair (load_pair):
 4. Hold-out: the bottom `holdout` share of the LR rows is never sampled for training; validation and the
    pair benchmark score it.
 Nodata (values, masks, NaN) in either raster excludes those pixels: a training crop must be entirely valid.
-Values are in model units as in training.data (uint8 /255, uint16 and int16 /10000, floats as stored).
+Values are in model units by radiometry.to_model_units, the rule `rssr upscale` applies (uint8 /255, uint16 and
+int16 /10000, other types their robust range); step 3 puts the HR in the LR's.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from ..metrics import psnr, shave
 from ..model.normalize import destandardize, standardize
 from ..model.operator import NeuralOperatorPrior
 from ..model.resample import bicubic_at
-from .data import PatchBatch, to_model_units
+from ..radiometry import to_model_units
+from .data import PatchBatch
 
 MIN_VALID_SHARE = 0.5  # of a pair's LR pixels, or the pair is refused
 MAX_TRIES = 50  # random crops tried for an entirely valid one
@@ -211,9 +213,8 @@ def pair_shift(block_shifts: Sequence[tuple[float, float]]) -> tuple[float, floa
 
 def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
     """Read, co-register, shift-correct and harmonize one pair (steps 1-4 of the module docstring)."""
-    from rasterio.windows import Window
 
-    from ..evaluation import plan_pair
+    from ..coregister import plan_pair
     from ..metrics import measure_shift
     from ..raster_io import inspect_source, open_raster, read_window, select_bands
 
@@ -229,9 +230,11 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
         geo = plan_pair(lr_ds.transform, lr_ds.shape, hr_ds.transform, hr_ds.shape)
         if geo.grid.dy >= 1.0 or geo.grid.dx >= 1.0:
             raise InputError(f"{spec.hr} is not finer than {spec.lr}: pass LR first, then HR")
-        lr_raw, lr_ok = read_window(lr_ds, lr_info, lr_idx, Window(*geo.lr_window))
-        hr_raw, hr_ok = read_window(hr_ds, hr_info, hr_idx, Window(*geo.hr_window))
-    lr, hr = to_model_units(lr_raw), to_model_units(hr_raw)
+        lr_raw, lr_ok = read_window(lr_ds, lr_info, lr_idx, geo.lr_window)
+        hr_raw, hr_ok = read_window(hr_ds, hr_info, hr_idx, geo.hr_window)
+    # each raster by its own rule, as `rssr upscale` would map it
+    lr = to_model_units(lr_raw, lr_ok, scales=[lr_info.scales[i - 1] for i in lr_idx], offsets=[lr_info.offsets[i - 1] for i in lr_idx])
+    hr = to_model_units(hr_raw, hr_ok, scales=[hr_info.scales[i - 1] for i in hr_idx], offsets=[hr_info.offsets[i - 1] for i in hr_idx])
     lr_valid, hr_valid = lr_ok.all(axis=0), hr_ok.all(axis=0)
     grid = geo.grid
     low, low_valid = area_to_lr(hr, hr_valid, grid, lr.shape[-2:])
@@ -266,7 +269,7 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
         harmonized[b] = (hr[b] - o) / g
     train_rows = int(round(lr.shape[-2] * (1.0 - holdout)))
     return TrainPair(
-        f"{spec.lr} -> {spec.hr}", geo.lr_window, lr, lr_valid, harmonized.astype(np.float32), hr_valid, grid,
+        f"{spec.lr} -> {spec.hr}", geo.lr_tuple, lr, lr_valid, harmonized.astype(np.float32), hr_valid, grid,
         tuple(gains), tuple(offsets), (float(shift[0]), float(shift[1])), excluded, train_rows,
     )  # fmt: skip
 

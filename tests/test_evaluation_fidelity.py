@@ -21,7 +21,7 @@ from rssr_cli.backends.base import SRRequest
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.cli import app
 from rssr_cli.errors import FidelityError, UsageError
-from rssr_cli.fidelity import FidelityChecks, FidelityOptions
+from rssr_cli.evaluation.fidelity_report import FidelityChecks, FidelityOptions
 from rssr_cli.metrics import area_matrix, area_weights, noise_sigma
 from rssr_cli.pipeline import UpscaleSettings, sidecar_paths, upscale
 from rssr_cli.quicklook import display_bands
