@@ -29,6 +29,7 @@ from rich.table import Table
 
 from . import sources
 from .aoi import load_aoi
+from .band_names import parse_band_numbers
 from .batch import (
     DEFAULT_NAME_TEMPLATE,
     DONE,
@@ -169,12 +170,9 @@ def parse_bands(value: Optional[str]) -> Optional[tuple[int, ...]]:
     if value is None:
         return None
     try:
-        bands = tuple(int(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated band numbers like 1,3,4, got {value!r}") from None
-    if not bands:
-        raise typer.BadParameter("no band given")
-    return bands
+        return parse_band_numbers(value)
+    except UsageError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 def parse_band_selection(value: Optional[str]) -> Optional[tuple[int | str, ...]]:

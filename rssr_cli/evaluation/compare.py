@@ -19,7 +19,7 @@ from typing import Mapping, Optional, Sequence
 
 from ..backends import SRBackend, backend_names, default_model_path, get_backend
 from ..errors import CheckpointError, InputError, UsageError
-from ..grid import MAX_SCALE
+from ..grid import check_scale
 from ..images import find_images
 from .detail import Interval, summarize_detail
 from .jsonsafe import finite_or_none
@@ -128,10 +128,7 @@ def _set_threads(threads: Optional[int]) -> None:
 def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     if not scales:
         raise UsageError("no scale given")
-    bad = [s for s in scales if not (math.isfinite(s) and 1.0 < s <= MAX_SCALE)]
-    if bad:
-        raise UsageError(f"scales must be in (1, {MAX_SCALE:g}], got {bad[0]:g}")
-    return tuple(float(s) for s in scales)
+    return tuple(check_scale(s) for s in scales)
 
 
 def compare_on_folder(

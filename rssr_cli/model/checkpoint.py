@@ -24,6 +24,7 @@ from ..errors import CheckpointError
 from ..safefiles import write_atomic
 from .normalize import MIN_STD
 from .registry import build, registered  # noqa: F401  (re-exported: `build(spec)` for {name, args})
+from .samplers import DEFAULT_SAMPLER
 from .sr_model import SRModel, band_rule
 from .validation import check_weights_match, read_safetensors_header, validate_spec
 
@@ -132,7 +133,7 @@ def _spec_from(desc: dict[str, Any]) -> dict[str, Any]:
         spec["diffusion"] = desc["diffusion"]
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"model description lacks {exc}") from None
-    spec["sampler"] = desc.get("sampler", {"steps": 8, "strength": 0.4})
+    spec["sampler"] = desc.get("sampler", dict(DEFAULT_SAMPLER))
     return spec
 
 

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..grid import check_scale_range
 from ..model.checkpoint import load_model, save_model
 from ..model.operator import grid_tensors
+from ..model.samplers import DEFAULT_SAMPLER
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
 from ..degrade import degrade, quantize
 from ..metrics import psnr, shave
@@ -83,8 +85,7 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"--scene-fraction must be in [0, 1), got {s.scene_fraction}")
     if s.batch_size < 1 or s.prior_steps < 0 or s.denoiser_steps < 0:
         raise UsageError("--batch-size must be >= 1 and step counts >= 0")
-    if s.scale_min < 1.0 or s.scale_max <= s.scale_min:
-        raise UsageError(f"bad scale range ({s.scale_min}, {s.scale_max}]")
+    check_scale_range(s.scale_min, s.scale_max)
     if not 0.0 < s.pair_share <= 1.0:
         raise UsageError(f"--pair-share must be in (0, 1], got {s.pair_share}")
     if not 0.0 < s.denoiser_t_max <= 1.0:
@@ -204,7 +205,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
                           save_every=s.save_every, seed=s.seed, threads=s.threads, device=device, precision=precision)
         if stage == "denoiser" and not model.sampler_defaults.get("steps"):
             # a prior-only model (steps 0) gets a real sampler, or validating the denoiser would run the prior
-            model.sampler_defaults.update(copy.deepcopy(DEFAULT_SPEC["sampler"]))
+            model.sampler_defaults.update(DEFAULT_SAMPLER)
         _freeze_for(model, stage)
         trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
                           progress=(lambda step, d, st=stage: progress(st, step, d)) if progress else None,

@@ -12,6 +12,7 @@ import torch
 from .. import images
 from ..degrade import degrade
 from ..errors import UsageError
+from ..grid import check_scale_range, pixel_centres
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,7 @@ class PatchSampler:
         self.generator = torch.Generator().manual_seed(self.seed)
         w = np.asarray(self.weights if self.weights is not None else [1.0] * len(self.images), dtype=np.float64)
         self.p = w / w.sum()
-        if self.scale_min < 1.0 or self.scale_max <= self.scale_min:
-            raise UsageError(f"bad scale range ({self.scale_min}, {self.scale_max}]")
+        check_scale_range(self.scale_min, self.scale_max)
 
     def _sample_one(self):
         img = self.images[self.rng.choice(len(self.images), p=self.p)]
@@ -115,8 +115,8 @@ class PatchSampler:
             lrs.append(degrade(hr, (l, l), blur_sigma=blur, noise_std=noise, quantize_levels=levels, generator=self.generator)[0])
             qy, qx = self.rng.integers(0, hr_size - q + 1, size=2)
             step = l / hr_size
-            ys.append((qy + np.arange(q) + 0.5) * step)
-            xs.append((qx + np.arange(q) + 0.5) * step)
+            ys.append(pixel_centres(q, step, first=qy))
+            xs.append(pixel_centres(q, step, first=qx))
             cells.append((step, step))
             hrs.append(hr[0, :, qy : qy + q, qx : qx + q])
             scales.append(hr_size / l)

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..band_names import parse_band_numbers
 from ..errors import InputError, UsageError
 from ..grid import HRGrid
 from ..metrics import psnr, shave
@@ -60,12 +61,9 @@ class PairSpec:
 
 def _bands(text: str, where: str) -> tuple[int, ...]:
     try:
-        bands = tuple(int(b) for b in text.split(",") if b.strip())
-    except ValueError:
-        raise UsageError(f"{where}: bands must look like 4,3,2, got {text!r}") from None
-    if not bands or min(bands) < 1:
-        raise UsageError(f"{where}: bands must be 1-based numbers, got {text!r}")
-    return bands
+        return parse_band_numbers(text)
+    except UsageError as error:
+        raise UsageError(f"{where}: {error}") from None
 
 
 def read_pairs_file(path: Path | str) -> list[PairSpec]:
