@@ -17,6 +17,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from .errors import UsageError
+from .windows import edges, from_edges, grow
 
 MAX_SCALE = 32.0  # beyond this a "super-resolved" pixel carries no information from the input
 
@@ -196,9 +197,10 @@ def hr_grid_for(lr_window: Window, grid: OutputGrid) -> tuple[Window, HRGrid]:
     """The HR pixels whose centres fall inside an LR window, and their geometry relative to it."""
     if grid.placement is not None:
         return _placed_hr_grid(lr_window, grid)
-    rows = _hr_span(int(lr_window.row_off), int(lr_window.row_off + lr_window.height), grid.src_height, grid.height)
-    cols = _hr_span(int(lr_window.col_off), int(lr_window.col_off + lr_window.width), grid.src_width, grid.width)
-    out_window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    e = edges(lr_window)
+    rows = _hr_span(e.top, e.bottom, grid.src_height, grid.height)
+    cols = _hr_span(e.left, e.right, grid.src_width, grid.width)
+    out_window = from_edges(rows[0], rows[1], cols[0], cols[1])
     dy = grid.src_height / grid.height
     dx = grid.src_width / grid.width
     hr = HRGrid(
@@ -217,10 +219,11 @@ def _placed_hr_grid(lr_window: Window, grid: OutputGrid) -> tuple[Window, HRGrid
     centres so neighbouring windows never disagree; a window on the source's edge also takes the pixels beyond it."""
     p = grid.placement
     assert p is not None
-    r0, c0 = int(lr_window.row_off), int(lr_window.col_off)
-    rows = _placed_span(grid.source_centres_y(), r0, r0 + int(lr_window.height), grid.src_height)
-    cols = _placed_span(grid.source_centres_x(), c0, c0 + int(lr_window.width), grid.src_width)
-    out_window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    e = edges(lr_window)
+    r0, c0 = e.top, e.left
+    rows = _placed_span(grid.source_centres_y(), r0, e.bottom, grid.src_height)
+    cols = _placed_span(grid.source_centres_x(), c0, e.right, grid.src_width)
+    out_window = from_edges(rows[0], rows[1], cols[0], cols[1])
     hr = HRGrid(
         height=rows[1] - rows[0],
         width=cols[1] - cols[0],
@@ -290,10 +293,8 @@ def plan_tiles(grid: OutputGrid, *, tile: int, overlap: int) -> list[list[Tile]]
     for r, (y0, y1) in enumerate(row_spans):
         row: list[Tile] = []
         for c, (x0, x1) in enumerate(col_spans):
-            core = Window(x0, y0, x1 - x0, y1 - y0)
-            hy0, hy1 = max(0, y0 - overlap), min(grid.src_height, y1 + overlap)
-            hx0, hx1 = max(0, x0 - overlap), min(grid.src_width, x1 + overlap)
-            halo = Window(hx0, hy0, hx1 - hx0, hy1 - hy0)
+            core = from_edges(y0, y1, x0, x1)
+            halo = grow(core, overlap, grid.src_height, grid.src_width)
             out, hr = hr_grid_for(halo, grid)
             row.append(Tile(index, r, c, core, halo, out, hr))
             index += 1
@@ -335,8 +336,8 @@ def tile_blend_weights(tile: Tile, grid: OutputGrid, overlap: int) -> np.ndarray
     """Separable 2-D blend weights (float32, shape of the tile's HR patch)."""
     cy = tile.hr.centers_y() + tile.halo.row_off
     cx = tile.hr.centers_x() + tile.halo.col_off
-    core_y = (int(tile.core.row_off), int(tile.core.row_off + tile.core.height))
-    core_x = (int(tile.core.col_off), int(tile.core.col_off + tile.core.width))
+    e = edges(tile.core)
+    core_y, core_x = (e.top, e.bottom), (e.left, e.right)
     wy = axis_blend_weights(cy, core_y, grid.src_height, overlap)
     wx = axis_blend_weights(cx, core_x, grid.src_width, overlap)
     return (wy[:, None] * wx[None, :]).astype(np.float32)

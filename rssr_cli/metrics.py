@@ -117,11 +117,23 @@ def area_matrix(n_out: int, n_in: int) -> np.ndarray:
 def area_weights(out_start: int, out_stop: int, in_start: int, in_stop: int, n_out: int, n_in: int) -> np.ndarray:
     """Rows [out_start, out_stop) and columns [in_start, in_stop) of area_matrix(n_out, n_in), computed
     directly: a block of a scene-sized matrix (which would not fit in memory) for block-wise degrade-back."""
-    edges_in = np.arange(in_start, in_stop + 1, dtype=np.float64) * (n_out / n_in)  # input edges, output units
-    out = np.arange(out_start, out_stop, dtype=np.float64)[:, None]
-    lo = np.maximum(edges_in[None, :-1], out)
-    hi = np.minimum(edges_in[None, 1:], out + 1.0)
-    return np.clip(hi - lo, 0.0, None)
+    out_idx, in_idx, w = area_overlaps(n_out, n_out / n_in, first=in_start, count=in_stop - in_start)
+    m = np.zeros((out_stop - out_start, in_stop - in_start))
+    keep = (out_idx >= out_start) & (out_idx < out_stop)
+    m[out_idx[keep] - out_start, in_idx[keep] - in_start] = w[keep]
+    return m
+
+
+def area_overlaps(n_coarse: int, step: float, start: float = 0.0, *, first: int = 0, count: int) -> tuple[np.ndarray, ...]:
+    """The one area-averaging rule, in sparse form: (coarse index, fine index, overlap) for fine pixels
+    j = first..first+count-1 spanning [start + j*step, start + (j+1)*step) in coarse pixel units, against
+    coarse pixels [r, r+1), 0 <= r < n_coarse. Any alignment, any real ratio (degrade-back, pair training)."""
+    j = first + np.arange(count)
+    lo, hi = start + j * step, start + (j + 1) * step
+    r = np.floor(lo).astype(np.int64)[:, None] + np.arange(int(math.ceil(step)) + 1)[None, :]
+    w = np.clip(np.minimum(hi[:, None], r + 1.0) - np.maximum(lo[:, None], r), 0.0, None)
+    keep = (w > 0.0) & (r >= 0) & (r < n_coarse)
+    return r[keep], np.broadcast_to(j[:, None], r.shape)[keep], w[keep]
 
 
 def noise_sigma(img: np.ndarray, valid: Optional[np.ndarray] = None) -> float:

@@ -43,6 +43,14 @@ def grow(window: Window, halo: int, height: int, width: int) -> Window:
     return clip(from_edges(e.top - halo, e.bottom + halo, e.left - halo, e.right + halo), height, width)
 
 
+def overlaps(a: Window, b: Window) -> bool:
+    """True when the two windows share at least one pixel (an empty window shares none)."""
+    ea, eb = edges(a), edges(b)
+    top, bottom = max(ea.top, eb.top), min(ea.bottom, eb.bottom)
+    left, right = max(ea.left, eb.left), min(ea.right, eb.right)
+    return top < bottom and left < right
+
+
 def as_tuple(window: Window) -> tuple[int, int, int, int]:
     """(col_off, row_off, width, height) as ints: the form JSON reports and logs carry."""
     return int(window.col_off), int(window.row_off), int(window.width), int(window.height)

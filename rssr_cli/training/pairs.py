@@ -36,7 +36,7 @@ import torch
 from ..band_names import parse_band_numbers
 from ..errors import InputError, UsageError
 from ..grid import HRGrid
-from ..metrics import psnr, shave
+from ..metrics import area_overlaps, psnr, shave
 from ..model.normalize import destandardize, standardize
 from ..model.operator import NeuralOperatorPrior
 from ..model.resample import bicubic_at
@@ -128,25 +128,12 @@ class TrainPair:
         return np.arange(*np.searchsorted(self.centers_x, [start, stop]))
 
 
-def _axis_overlaps(n_lr: int, n_hr: int, start: float, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lr index, hr index, overlap) for HR pixels k spanning [start + k*step, start + (k+1)*step) in LR
-    pixel units against LR pixels [r, r+1): the sparse form of an area-weights matrix (any alignment)."""
-    k = np.arange(n_hr)
-    lo, hi = start + k * step, start + (k + 1) * step
-    first = np.floor(lo).astype(np.int64)
-    span = int(math.ceil(step)) + 1
-    r = first[:, None] + np.arange(span)[None, :]
-    w = np.clip(np.minimum(hi[:, None], r + 1.0) - np.maximum(lo[:, None], r), 0.0, None)
-    keep = (w > 1e-12) & (r >= 0) & (r < n_lr)
-    return r[keep], np.broadcast_to(k[:, None], r.shape)[keep], w[keep]
-
-
 def area_to_lr(hr: np.ndarray, hr_valid: np.ndarray, grid: HRGrid, lr_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Area average of HR [C, H, W] over each LR pixel ([C, h, w]) with the exact overlap of every HR pixel
     (grids need not be aligned), and where it is valid: the LR pixel fully covered, no invalid HR pixel in it."""
     h, w = lr_shape
-    ry, ky, wy = _axis_overlaps(h, grid.height, grid.y0, grid.dy)
-    rx, kx, wx = _axis_overlaps(w, grid.width, grid.x0, grid.dx)
+    ry, ky, wy = area_overlaps(h, grid.dy, grid.y0, count=grid.height)
+    rx, kx, wx = area_overlaps(w, grid.dx, grid.x0, count=grid.width)
     bad = (~hr_valid).astype(np.float64)[None]
     x = np.concatenate([np.where(hr_valid, hr, 0.0).astype(np.float64), bad, np.ones_like(bad)])
     rows = np.zeros((len(x), h, x.shape[-1]))
