@@ -171,14 +171,3 @@ def test_phase_correlation_multiband():
     reference = smooth_random((3, 48, 48), seed=8)
     dy, dx = phase_correlation_shift(fourier_shift(reference, -0.4, 1.6), reference)
     assert (dy, dx) == (pytest.approx(-0.4, abs=0.05), pytest.approx(1.6, abs=0.05))
-
-
-def test_pair_area_average_is_degrade_back_on_aligned_grids():
-    """training.pairs.area_to_lr (any alignment, validity) and degrade_back (same extent) share one area rule."""
-    from rssr_cli.training.pairs import area_to_lr
-
-    hr = smooth_random((2, 45, 36), seed=8)
-    grid = HRGrid(height=45, width=36, y0=0.0, x0=0.0, dy=10 / 45, dx=8 / 36)  # x4.5
-    back, valid = area_to_lr(hr, np.ones(hr.shape[-2:], dtype=bool), grid, (10, 8))
-    assert valid.all()
-    np.testing.assert_allclose(back, degrade_back(hr, (10, 8)), atol=1e-12)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from rssr_cli.cli import app
 from rssr_cli.errors import InputError, UsageError
 from rssr_cli.training.data import PatchSampler, TrainImage
-from rssr_cli.training.pairs import MixedSampler, PairSampler, PairSpec, load_pair, pair_shift, read_pairs_file, validate_pairs
+from rssr_cli.training.pairs import MixedSampler, PairSampler, PairSpec, load_pair, read_pairs_file, validate_pairs
 
 from conftest import UTM_CRS, write_raster
 from model_helpers import tiny_model
@@ -106,13 +106,6 @@ def test_content_that_moved_between_acquisitions_is_excluded_not_corrected(tmp_p
     assert pair.shift_lr_px == (0.0, 0.0)
     assert pair.excluded_share == pytest.approx(1 / 3, abs=0.02)
     assert pair.lr_valid[:, :128].all() and not pair.lr_valid[:, 128:].any()
-
-
-def test_pair_shift_trusts_georeferencing_unless_few_blocks_agree():
-    aligned, moved = [(0.02, -0.01)] * 3, [(0.8, -0.4)] * 7
-    assert pair_shift(aligned + moved) == (0.0, 0.0)  # 30% agree with the georeferencing
-    assert pair_shift([(0.05, 0.0)] + moved * 2) == pytest.approx((0.8, -0.4))
-    assert pair_shift([]) == (0.0, 0.0)
 
 
 def test_sampler_coordinates_follow_every_flip_and_rotation(tmp_path):
