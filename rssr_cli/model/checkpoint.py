@@ -35,7 +35,8 @@ METADATA_KEY = "rssr"
 BINDING = ("format", "spec", "channels", "diffusion")
 
 NORMALIZATION = {
-    "input": "normalized radiometry (uint8 / 255; Sentinel-2 L1C/L2A reflectance / 10000), nodata filled",
+    "input": "radiometry.to_model_units, in training and inference alike: uint8 / 255; uint16/int16 / 10000 (Sentinel-2 "
+    "L1C/L2A reflectance) or the declared scale/offset; other types their robust p2..p98 range per band; nodata filled",
     "model": "per window, sample and band: z = (x - mean) / max(std, min_std) on the LR window; output mapped back",
     "min_std": MIN_STD,
 }
