@@ -1,4 +1,5 @@
-"""How faithful a written SR raster is to its own LR input (no HR reference): what `upscale --report` measures.
+"""How faithful a written SR raster is to its own LR input (no HR reference): the one fidelity engine, behind
+`upscale --report` (pipeline) and `evaluate --fidelity` (fidelity_files). Result types: fidelity_report.py.
 
 Everything is computed on stored values: the written output (the intermediate, before it becomes the COG)
 against the source's selected bands, over the LR pixels whose whole SR footprint lies in the written region

@@ -1,22 +1,23 @@
-"""Evaluation: quality on synthetic LR/HR pairs, on real cross-resolution pairs, and fidelity to the input.
+"""The folder benchmark: degrade HR images, super-resolve them with every backend, score against the HR.
 
 Returns data (dataclasses with `to_json`/`to_dict`), never prints; the CLI or a bench script renders it.
 Torch is imported only by the default degradation, so the module loads without it.
 
 Protocol of `evaluate_folder` (per image, per scale s, per backend):
-1. HR = the whole image, normalized (uint8 /255, uint16 /10000); data_range for the scores is 1.
+1. HR = the whole image in model units (radiometry.to_model_units: uint8 /255, uint16 /10000); data_range
+   for the scores is 1.
 2. LR size = (round(H/s), round(W/s)); LR = anti-aliased bicubic resize of HR (rssr_cli.degrade),
    clipped and quantized to the image's dtype, as a stored LR file would be.
 3. SR on the HR grid: HRGrid(H, W, y0=0, x0=0, dy=h/H, dx=w/W), the same geometry the product uses
    (rssr_cli.grid), so SR pixel (i, j) sits exactly on HR pixel (i, j) at any real scale.
-4. SR clipped to [0, dtype max] and quantized (uint8: round(x*255)/255), as a user's output file is.
+4. SR clipped to [0, dtype max] and quantized (radiometry.quantize; uint8: round(x*255)/255), as a user's
+   output file is.
 5. PSNR and SSIM (rssr_cli.metrics) over all bands, after shaving `ceil(s)` HR pixels from every side
    (the LIIF/EDSR benchmark convention "shave = scale", rounded up for non-integer scales): the outer
    pixels depend on how each method pads the border, which says nothing about its quality.
 6. Seconds = wall time of the backend's `upsample` call for that image.
 Scores are averaged per (scale, backend) over images (mean of per-image PSNR, the usual convention).
 """
-
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def evenly_spaced(items: list, limit: Optional[int]) -> list:
 
 
 def load_image(path: Path, name: Optional[str] = None) -> LoadedImage:
-    """Read one reference image and map it to model units with the product's rule (radiometry.py)."""
+    """Read one reference image and map it to model units with the product's rule (radiometry.py). Declared
+    scales/offsets are not applied: scores and quantization are in the dtype's own levels."""
     pixels = read_pixels(Path(path))
     dtype = str(pixels.dtype)
     if dtype not in QUANTIZED_DTYPES:
