@@ -68,7 +68,7 @@ def aoi_region(grid: OutputGrid, aoi: BaseGeometry) -> OutputRegion:
     rows = (max(0, _snap_floor(row0)), min(grid.height, _snap_ceil(row1)))
     if cols[1] <= cols[0] or rows[1] <= rows[0]:
         raise UsageError("the AOI does not intersect the raster")
-    region = OutputRegion(Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0]), clipped, pixels)
+    region = OutputRegion(from_edges(rows[0], rows[1], cols[0], cols[1]), clipped, pixels)
     if not _covers_a_pixel_centre(region):
         # A sliver between pixel centres selects no pixel: the output would be entirely nodata.
         raise UsageError("the AOI covers no pixel centre of the output grid (it falls between them); nothing would be written")
