@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from rssr_cli.backends import get_backend
-from rssr_cli.evaluation import DEFAULT_SCALES, SUMMARY_COLUMNS, evaluate_folder
+from rssr_cli.evaluation.protocol import DEFAULT_SCALES, SUMMARY_COLUMNS, evaluate_folder
 
 
 def machine() -> str:

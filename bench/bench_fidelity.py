@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rssr_cli.fidelity import FidelityOptions
+from rssr_cli.evaluation.fidelity_report import FidelityOptions
 from rssr_cli.pipeline import UpscaleSettings, upscale
 
 

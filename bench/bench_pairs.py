@@ -30,7 +30,7 @@ import rasterio
 from rasterio.windows import Window
 
 from rssr_cli.backends import default_model_path
-from rssr_cli.evaluate_api import CompareSettings, PairComparison, compare_on_pair
+from rssr_cli.evaluation.compare import CompareSettings, PairComparison, compare_on_pair
 from rssr_cli.training.pairs import PairSpec, load_pair
 
 VERSION = "0.1.0"

@@ -39,9 +39,7 @@ def generate(path: Path, size: int, bands: int = 4) -> None:
     rng = np.random.default_rng(0)
     with rasterio.open(path, "w", **profile) as dst:
         for _, window in dst.block_windows(1):
-            y, x = np.mgrid[
-                window.row_off : window.row_off + window.height, window.col_off : window.col_off + window.width
-            ].astype(np.float32)
+            y, x = np.mgrid[window.toslices()].astype(np.float32)
             block = np.empty((bands, window.height, window.width), dtype=np.uint16)
             for b in range(bands):
                 smooth = 2500 + 1500 * np.sin(x / (40 + 7 * b)) * np.cos(y / (55 + 5 * b))

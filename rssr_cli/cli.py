@@ -29,6 +29,7 @@ from rich.table import Table
 
 from . import sources
 from .aoi import load_aoi
+from .band_names import parse_band_numbers
 from .batch import (
     DEFAULT_NAME_TEMPLATE,
     DONE,
@@ -49,7 +50,7 @@ from .batch import (
 from .cog import DEFAULT_PROFILE, PROFILES, check_output_name, parse_creation_options
 from .errors import Interrupted, OutputError, RssrError, RssrWarning, UsageError
 from .grid import parse_resolution
-from .fidelity import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
+from .evaluation.fidelity_report import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
 from .distributed import SCHEDULER_ENV, check_split_rows, dask_client, run_batch_on_dask, run_split_batch_on_dask
 from .info import ModelReport, RasterReport, describe_model, describe_raster
 from .interrupts import raise_on_signals
@@ -169,12 +170,9 @@ def parse_bands(value: Optional[str]) -> Optional[tuple[int, ...]]:
     if value is None:
         return None
     try:
-        bands = tuple(int(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated band numbers like 1,3,4, got {value!r}") from None
-    if not bands:
-        raise typer.BadParameter("no band given")
-    return bands
+        return parse_band_numbers(value)
+    except UsageError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 def parse_band_selection(value: Optional[str]) -> Optional[tuple[int | str, ...]]:

@@ -1,4 +1,4 @@
-"""`rssr evaluate`: parses options into CompareSettings, calls evaluate_api, renders tables (registered in cli.py).
+"""`rssr evaluate`: parses options into CompareSettings, calls rssr_cli.evaluation, renders tables (registered in cli.py).
 
 Three modes, exactly one per call: HR_DIR (degrade, super-resolve, score vs the HR), --pairs LR HR (a real
 cross-resolution pair), --fidelity SR LR (an SR against its own input, no HR needed).
@@ -16,23 +16,23 @@ from rich.table import Table
 
 from .cli import Device, Quiet, Verbose, cli_session, parse_bands, progress_bar, stderr, stdout
 from .errors import UsageError
-from .evaluate_api import (
+from .evaluation.compare import (
     COMPARISON_COLUMNS,
     DETAIL_COLUMNS,
     PAIRED_COLUMNS,
     DEFAULT_METHODS,
     PAIR_COLUMNS,
     CompareSettings,
-    FileFidelity,
     PairComparison,
     compare_on_folder,
     compare_on_pair,
     comparison_rows,
     detail_rows,
-    fidelity_of_files,
     find_model,
 )
-from .evaluation import DEFAULT_SCALES, EvaluationReport
+from .evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fidelity_rows
+from .evaluation.fidelity_report import FidelityReport
+from .evaluation.protocol import DEFAULT_SCALES, EvaluationReport
 from .sharpen.wald import WaldReport, evaluate_wald
 
 T = TypeVar("T")
@@ -172,10 +172,12 @@ def _print_pairs(comparison: PairComparison) -> None:
     stdout.print(_table(PAIR_COLUMNS, comparison.rows(), escape(title), labels=1))
 
 
-def _print_fidelity(result: FileFidelity) -> None:
-    f = result.fidelity
-    rows = [(str(b), f"{l1:.5f}", f"{stored:.4g}") for b, l1, stored in zip(result.lr_bands, f.consistency.l1, result.l1_stored)]
-    title = f"{result.sr} vs {result.lr} (x{result.scale[0]:.4g}, x{result.scale[1]:.4g}; radiometry {result.radiometry})"
-    stdout.print(_table(("LR band", "L1 (model units)", "L1 (stored units)"), rows, escape(title), labels=1))
-    stdout.print(f"spectral angle  {f.consistency.sam_deg:.4f} deg (mean over pixels)")
-    stdout.print(f"shift           dy {f.shift[0]:+.3f}, dx {f.shift[1]:+.3f} LR px (SR content vs the input; + = down/right)")
+def _print_fidelity(result: FidelityReport) -> None:
+    sx, sy = result.scale_xy
+    title = f"{result.output} vs {result.source} (x{sx:.4g}, x{sy:.4g}; stored units; {result.lr_pixels_compared} LR px compared)"
+    stdout.print(_table(FIDELITY_COLUMNS, fidelity_rows(result), escape(title), labels=1))
+    if result.spectral_angle_deg is not None:
+        stdout.print(f"spectral angle  {result.spectral_angle_deg:.4f} deg (mean over pixels)")
+    shift = "not measured (no textured block)" if result.shift is None else (
+        f"dy {result.shift.dy:+.3f}, dx {result.shift.dx:+.3f} LR px (SR content vs the input; + = down/right)")
+    stdout.print(f"shift           {shift}")

@@ -41,5 +41,11 @@ def degrade(
     if noise_std > 0:
         lr = lr + noise_std * torch.randn(lr.shape, generator=generator, dtype=lr.dtype, device=lr.device)
     if quantize_levels:
-        lr = torch.round(lr.clamp(0, 1) * quantize_levels) / quantize_levels
+        lr = quantize(lr, quantize_levels)
     return lr
+
+
+def quantize(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Normalized values clipped to [0, 1] and rounded to `levels` steps: a uint8 file (levels 255) stored and
+    read back. radiometry.quantize is the numpy twin (tests pin that they agree)."""
+    return torch.round(x.clamp(0, 1) * levels) / levels

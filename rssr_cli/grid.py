@@ -17,8 +17,16 @@ from affine import Affine
 from rasterio.windows import Window
 
 from .errors import UsageError
+from .windows import edges, from_edges, grow
 
 MAX_SCALE = 32.0  # beyond this a "super-resolved" pixel carries no information from the input
+
+
+def pixel_centres(count: int, step: float, origin: float = 0.0, first: int = 0) -> np.ndarray:
+    """Centres of pixels first..first+count-1 of a regular grid, in the coordinates of another grid whose
+    pixel edges are integers: origin + (j + 0.5) * step (float64). The one formula for HR pixel centres
+    (output grids, window grids, training queries; model.operator.grid_tensors is its torch twin)."""
+    return origin + (first + np.arange(count) + 0.5) * step
 
 
 @dataclass(frozen=True)
@@ -60,14 +68,40 @@ class OutputGrid:
         """Output row centres in source pixel coordinates (float64, one per output row)."""
         p = self.placement
         if p is None:
-            return (np.arange(self.height) + 0.5) * (self.src_height / self.height)
-        return p.y0 + (np.arange(self.height) + 0.5) * p.dy
+            return pixel_centres(self.height, self.src_height / self.height)
+        return pixel_centres(self.height, p.dy, p.y0)
 
     def source_centres_x(self) -> np.ndarray:
         p = self.placement
         if p is None:
-            return (np.arange(self.width) + 0.5) * (self.src_width / self.width)
-        return p.x0 + (np.arange(self.width) + 0.5) * p.dx
+            return pixel_centres(self.width, self.src_width / self.width)
+        return pixel_centres(self.width, p.dx, p.x0)
+
+
+def check_scale(scale: float, *, allow_one: bool = False) -> float:
+    """A scale factor rssr accepts (the one check for every command): finite, > 1 (>= 1 where a copy is
+    allowed, as for a band stack's finest band), at most MAX_SCALE; UsageError otherwise."""
+    low_ok = scale >= 1.0 - 1e-9 if allow_one else scale > 1.0
+    if not (math.isfinite(scale) and low_ok):
+        raise UsageError(f"scale must be {'>= 1' if allow_one else '> 1'} (got {scale:g}); rssr only upsamples")
+    if scale > MAX_SCALE:
+        raise UsageError(f"scale {scale:g} is above the supported maximum of {MAX_SCALE:g}")
+    return float(scale)
+
+
+def check_scale_range(scale_min: float, scale_max: float) -> tuple[float, float]:
+    """A training scale range [scale_min, scale_max]: 1 <= min < max."""
+    if not (math.isfinite(scale_min) and math.isfinite(scale_max)) or scale_min < 1.0 or scale_max <= scale_min:
+        raise UsageError(f"bad scale range ({scale_min}, {scale_max}]")
+    return float(scale_min), float(scale_max)
+
+
+def check_resolution(resolution: float | tuple[float, float]) -> tuple[float, float]:
+    """A target pixel size (square, or (x, y)) as (x, y): positive and finite; UsageError otherwise."""
+    res_x, res_y = resolution_xy(resolution)
+    if not all(r > 0 and math.isfinite(r) for r in (res_x, res_y)):
+        raise UsageError(f"--resolution must be a positive number, got {format_resolution(resolution)}")
+    return res_x, res_y
 
 
 def parse_resolution(text: str) -> tuple[float, float]:
@@ -111,9 +145,7 @@ def plan_output_grid(
     if (scale is None) == (resolution is None):
         raise UsageError("give exactly one of --scale or --resolution")
     if resolution is not None:
-        res_x, res_y = resolution_xy(resolution)
-        if not all(r > 0 and math.isfinite(r) for r in (res_x, res_y)):
-            raise UsageError(f"--resolution must be a positive number, got {format_resolution(resolution)}")
+        res_x, res_y = check_resolution(resolution)
         pixel_x, pixel_y = abs(src_transform.a), abs(src_transform.e)
         scale_x, scale_y = pixel_x / res_x, pixel_y / res_y
         asked = f"--resolution {format_resolution(resolution)}"
@@ -123,9 +155,7 @@ def plan_output_grid(
             )
     else:
         assert scale is not None
-        if not math.isfinite(scale) or scale <= 1.0:
-            raise UsageError(f"scale must be > 1 (got {scale:g}); rssr only upsamples")
-        scale_x = scale_y = scale
+        scale_x = scale_y = check_scale(scale)
         asked = f"--scale {scale:.10g}"
     if max(scale_x, scale_y) > MAX_SCALE:
         raise UsageError(f"{asked} means a scale of {max(scale_x, scale_y):g}, above the supported maximum of {MAX_SCALE:g}")
@@ -157,19 +187,20 @@ class HRGrid:
     dx: float
 
     def centers_y(self) -> np.ndarray:
-        return self.y0 + (np.arange(self.height) + 0.5) * self.dy
+        return pixel_centres(self.height, self.dy, self.y0)
 
     def centers_x(self) -> np.ndarray:
-        return self.x0 + (np.arange(self.width) + 0.5) * self.dx
+        return pixel_centres(self.width, self.dx, self.x0)
 
 
 def hr_grid_for(lr_window: Window, grid: OutputGrid) -> tuple[Window, HRGrid]:
     """The HR pixels whose centres fall inside an LR window, and their geometry relative to it."""
     if grid.placement is not None:
         return _placed_hr_grid(lr_window, grid)
-    rows = _hr_span(int(lr_window.row_off), int(lr_window.row_off + lr_window.height), grid.src_height, grid.height)
-    cols = _hr_span(int(lr_window.col_off), int(lr_window.col_off + lr_window.width), grid.src_width, grid.width)
-    out_window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    e = edges(lr_window)
+    rows = _hr_span(e.top, e.bottom, grid.src_height, grid.height)
+    cols = _hr_span(e.left, e.right, grid.src_width, grid.width)
+    out_window = from_edges(rows[0], rows[1], cols[0], cols[1])
     dy = grid.src_height / grid.height
     dx = grid.src_width / grid.width
     hr = HRGrid(
@@ -188,10 +219,11 @@ def _placed_hr_grid(lr_window: Window, grid: OutputGrid) -> tuple[Window, HRGrid
     centres so neighbouring windows never disagree; a window on the source's edge also takes the pixels beyond it."""
     p = grid.placement
     assert p is not None
-    r0, c0 = int(lr_window.row_off), int(lr_window.col_off)
-    rows = _placed_span(grid.source_centres_y(), r0, r0 + int(lr_window.height), grid.src_height)
-    cols = _placed_span(grid.source_centres_x(), c0, c0 + int(lr_window.width), grid.src_width)
-    out_window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    e = edges(lr_window)
+    r0, c0 = e.top, e.left
+    rows = _placed_span(grid.source_centres_y(), r0, e.bottom, grid.src_height)
+    cols = _placed_span(grid.source_centres_x(), c0, e.right, grid.src_width)
+    out_window = from_edges(rows[0], rows[1], cols[0], cols[1])
     hr = HRGrid(
         height=rows[1] - rows[0],
         width=cols[1] - cols[0],
@@ -261,10 +293,8 @@ def plan_tiles(grid: OutputGrid, *, tile: int, overlap: int) -> list[list[Tile]]
     for r, (y0, y1) in enumerate(row_spans):
         row: list[Tile] = []
         for c, (x0, x1) in enumerate(col_spans):
-            core = Window(x0, y0, x1 - x0, y1 - y0)
-            hy0, hy1 = max(0, y0 - overlap), min(grid.src_height, y1 + overlap)
-            hx0, hx1 = max(0, x0 - overlap), min(grid.src_width, x1 + overlap)
-            halo = Window(hx0, hy0, hx1 - hx0, hy1 - hy0)
+            core = from_edges(y0, y1, x0, x1)
+            halo = grow(core, overlap, grid.src_height, grid.src_width)
             out, hr = hr_grid_for(halo, grid)
             row.append(Tile(index, r, c, core, halo, out, hr))
             index += 1
@@ -306,8 +336,8 @@ def tile_blend_weights(tile: Tile, grid: OutputGrid, overlap: int) -> np.ndarray
     """Separable 2-D blend weights (float32, shape of the tile's HR patch)."""
     cy = tile.hr.centers_y() + tile.halo.row_off
     cx = tile.hr.centers_x() + tile.halo.col_off
-    core_y = (int(tile.core.row_off), int(tile.core.row_off + tile.core.height))
-    core_x = (int(tile.core.col_off), int(tile.core.col_off + tile.core.width))
+    e = edges(tile.core)
+    core_y, core_x = (e.top, e.bottom), (e.left, e.right)
     wy = axis_blend_weights(cy, core_y, grid.src_height, overlap)
     wx = axis_blend_weights(cx, core_x, grid.src_width, overlap)
     return (wy[:, None] * wx[None, :]).astype(np.float32)

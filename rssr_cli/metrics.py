@@ -12,7 +12,6 @@ All computations run in float64 whatever the input dtype.
 - `degrade_back`: exact area averaging of an SR image onto the LR grid it came from (any real scale);
   `area_weights` gives a block of its weights for scenes too big to hold.
 - `noise_sigma`: the white-noise level of an image (Immerkaer's 3x3 Laplacian-difference estimator).
-- `consistency`: per-band L1 and mean spectral angle between degrade_back(sr) and the LR input.
 - `measure_shift`: phase correlation refined by Lucas-Kanade on the interior (unbiased for sub-pixel
   shifts of resampled images, which phase correlation alone reads short).
 - `phase_correlation_shift`: sub-pixel translation between two images (regularized phase correlation,
@@ -24,7 +23,6 @@ All computations run in float64 whatever the input dtype.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -119,11 +117,23 @@ def area_matrix(n_out: int, n_in: int) -> np.ndarray:
 def area_weights(out_start: int, out_stop: int, in_start: int, in_stop: int, n_out: int, n_in: int) -> np.ndarray:
     """Rows [out_start, out_stop) and columns [in_start, in_stop) of area_matrix(n_out, n_in), computed
     directly: a block of a scene-sized matrix (which would not fit in memory) for block-wise degrade-back."""
-    edges_in = np.arange(in_start, in_stop + 1, dtype=np.float64) * (n_out / n_in)  # input edges, output units
-    out = np.arange(out_start, out_stop, dtype=np.float64)[:, None]
-    lo = np.maximum(edges_in[None, :-1], out)
-    hi = np.minimum(edges_in[None, 1:], out + 1.0)
-    return np.clip(hi - lo, 0.0, None)
+    out_idx, in_idx, w = area_overlaps(n_out, n_out / n_in, first=in_start, count=in_stop - in_start)
+    m = np.zeros((out_stop - out_start, in_stop - in_start))
+    keep = (out_idx >= out_start) & (out_idx < out_stop)
+    m[out_idx[keep] - out_start, in_idx[keep] - in_start] = w[keep]
+    return m
+
+
+def area_overlaps(n_coarse: int, step: float, start: float = 0.0, *, first: int = 0, count: int) -> tuple[np.ndarray, ...]:
+    """The one area-averaging rule, in sparse form: (coarse index, fine index, overlap) for fine pixels
+    j = first..first+count-1 spanning [start + j*step, start + (j+1)*step) in coarse pixel units, against
+    coarse pixels [r, r+1), 0 <= r < n_coarse. Any alignment, any real ratio (degrade-back, pair training)."""
+    j = first + np.arange(count)
+    lo, hi = start + j * step, start + (j + 1) * step
+    r = np.floor(lo).astype(np.int64)[:, None] + np.arange(int(math.ceil(step)) + 1)[None, :]
+    w = np.clip(np.minimum(hi[:, None], r + 1.0) - np.maximum(lo[:, None], r), 0.0, None)
+    keep = (w > 0.0) & (r >= 0) & (r < n_coarse)
+    return r[keep], np.broadcast_to(j[:, None], r.shape)[keep], w[keep]
 
 
 def noise_sigma(img: np.ndarray, valid: Optional[np.ndarray] = None) -> float:
@@ -178,28 +188,6 @@ def spectral_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(norm > 0, dot / norm, np.nan)
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
-@dataclass(frozen=True)
-class Consistency:
-    """How well an SR image reproduces its input once averaged back onto the input grid."""
-
-    l1: tuple[float, ...]  # mean |degrade_back(sr) - lr| per band, in the data's own units
-    sam_deg: float  # mean spectral angle in degrees over pixels where it is defined (NaN if none)
-
-    def as_dict(self) -> dict:
-        return {"l1": list(self.l1), "sam_deg": self.sam_deg}
-
-
-def consistency(sr: np.ndarray, lr: np.ndarray) -> Consistency:
-    """Degrade-back consistency of an SR image [bands, H, W] with its LR input [bands, h, w]."""
-    lr64 = _as_bands(lr)
-    back = _as_bands(degrade_back(sr, lr64.shape))
-    _same_shape(back.shape, lr64.shape)
-    l1 = tuple(float(v) for v in np.mean(np.abs(back - lr64), axis=(-2, -1)))
-    angles = spectral_angle(back, lr64)
-    sam = float(np.nanmean(angles)) if np.any(np.isfinite(angles)) else math.nan
-    return Consistency(l1=l1, sam_deg=sam)
 
 
 def _upsampled_dft(data: np.ndarray, size: int, factor: int, offsets: tuple[float, float]) -> np.ndarray:

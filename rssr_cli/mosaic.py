@@ -14,6 +14,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from .grid import OutputGrid, Tile, nearest_source_index
+from .windows import edges
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class RowAccumulator:
 
     def extend_to(self, bottom: int) -> None:
         """Make rows up to `bottom` (exclusive, at most the region's last row) addressable, zero-initialised."""
-        extra = min(bottom, int(self.region.row_off + self.region.height)) - self.bottom
+        extra = min(bottom, edges(self.region).bottom) - self.bottom
         if extra <= 0:
             return
         bands, _, width = self._sum.shape
@@ -77,14 +78,14 @@ class RowAccumulator:
 
     def _slices(self, out: Window) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
         """Where the part of `out` inside the region lies in the accumulator, and in the patch placed at `out`."""
-        region = self.region
-        r0, c0 = int(out.row_off), int(out.col_off)
-        top, left = max(r0, int(region.row_off)), max(c0, int(region.col_off))
-        bottom = max(top, min(r0 + int(out.height), int(region.row_off + region.height)))
-        right = max(left, min(c0 + int(out.width), int(region.col_off + region.width)))
+        region, patch_e = edges(self.region), edges(out)
+        r0, c0 = patch_e.top, patch_e.left
+        top, left = max(r0, region.top), max(c0, region.left)
+        bottom = max(top, min(patch_e.bottom, region.bottom))
+        right = max(left, min(patch_e.right, region.right))
         if bottom > top and (top < self.top or bottom > self.bottom):
             raise ValueError(f"window {out} is outside the accumulated rows [{self.top}, {self.bottom})")
-        c = int(region.col_off)
+        c = region.left
         accumulated = (slice(top - self.top, bottom - self.top), slice(left - c, right - c))
         patch = (slice(top - r0, bottom - r0), slice(left - c0, right - c0))
         return accumulated, patch
@@ -127,7 +128,7 @@ def nearest_lr_index(hr_start: int, hr_stop: int, n_lr: int, n_hr: int) -> np.nd
 def hr_validity(valid_lr: np.ndarray, tile: Tile, grid: OutputGrid) -> np.ndarray:
     """The halo's [bands, h, w] validity upsampled by nearest neighbour onto the tile's HR patch."""
     out, halo = tile.out, tile.halo
-    r0, r1, c0, c1 = int(out.row_off), int(out.row_off + out.height), int(out.col_off), int(out.col_off + out.width)
+    r0, r1, c0, c1 = edges(out)
     if grid.placement is not None:
         rows, cols = nearest_source_index(grid, "y", r0, r1), nearest_source_index(grid, "x", c0, c1)
     else:

@@ -36,7 +36,8 @@ from .cog import (
     write_rows,
 )
 from .errors import RssrError, UsageError
-from .fidelity import Comparison, CropSamples, FidelityOptions, FidelityReport, check, measure_fidelity
+from .evaluation.fidelity import Comparison, CropSamples, measure_fidelity
+from .evaluation.fidelity_report import FidelityOptions, FidelityReport, check
 from .grid import OutputGrid, Tile, format_resolution, hr_grid_for, plan_output_grid, plan_tiles, tile_blend_weights, tile_seed
 from .interrupts import raise_on_signals
 from .products import is_band_stack

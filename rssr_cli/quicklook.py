@@ -1,7 +1,7 @@
 """The fidelity report's quick-look PNG: LR input (pixel-replicated by the nearest resampler), SR output and the
 uncertainty map, side by side.
 
-Pure array work plus one PNG write; which crop and what the numbers mean is decided in fidelity.py.
+Pure array work plus one PNG write; which crop and what the numbers mean is decided in evaluation/fidelity.py.
 """
 
 from __future__ import annotations

@@ -90,6 +90,40 @@ def denormalize(values: np.ndarray, radiometry: Radiometry, dtype: str) -> np.nd
     return to_dtype(out, dtype)
 
 
+def quantize(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Normalized values as a `dtype` file stores them under the fixed rule (clipped to the dtype's range,
+    rounded to its levels), back in normalized units as float32. degrade.quantize is the torch twin."""
+    divisor = FIXED_DIVISORS[dtype]
+    stored = to_dtype(np.asarray(values, dtype=np.float64) * divisor, dtype)
+    return (stored.astype(np.float64) / divisor).astype(np.float32)
+
+
+def image_radiometry(
+    data: np.ndarray,
+    valid: Optional[np.ndarray] = None,
+    scales: Optional[Sequence[float]] = None,
+    offsets: Optional[Sequence[float]] = None,
+) -> Radiometry:
+    """The rule for a whole image held in memory [bands, h, w]: fixed for uint8/uint16/int16, else the robust
+    range of its valid values. The same rules the product applies to a scene (pipeline.scene_radiometry)."""
+    dtype = str(data.dtype)
+    if uses_robust_range(dtype):
+        return robust_radiometry(data, np.ones(data.shape, dtype=bool) if valid is None else valid)
+    return fixed_radiometry(dtype, len(data), scales, offsets)
+
+
+def to_model_units(
+    data: np.ndarray,
+    valid: Optional[np.ndarray] = None,
+    *,
+    scales: Optional[Sequence[float]] = None,
+    offsets: Optional[Sequence[float]] = None,
+) -> np.ndarray:
+    """[bands, h, w] stored values -> float32 model units by image_radiometry: what training, benchmarks and
+    inference all feed a model (tests pin training == inference for float rasters)."""
+    return normalize(data, image_radiometry(data, valid, scales, offsets))
+
+
 def to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     """Round (integers) and clip to the dtype's range, so out-of-range model output saturates instead of wrapping."""
     target = np.dtype(dtype)

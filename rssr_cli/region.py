@@ -23,6 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .errors import UsageError
 from .grid import OutputGrid, Tile
+from .windows import edges, from_edges, overlaps
 
 SNAP_TOLERANCE_PX = 1e-6  # an AOI edge this close to a pixel edge is on it (float noise must not add a pixel)
 
@@ -67,7 +68,7 @@ def aoi_region(grid: OutputGrid, aoi: BaseGeometry) -> OutputRegion:
     rows = (max(0, _snap_floor(row0)), min(grid.height, _snap_ceil(row1)))
     if cols[1] <= cols[0] or rows[1] <= rows[0]:
         raise UsageError("the AOI does not intersect the raster")
-    region = OutputRegion(Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0]), clipped, pixels)
+    region = OutputRegion(from_edges(rows[0], rows[1], cols[0], cols[1]), clipped, pixels)
     if not _covers_a_pixel_centre(region):
         # A sliver between pixel centres selects no pixel: the output would be entirely nodata.
         raise UsageError("the AOI covers no pixel centre of the output grid (it falls between them); nothing would be written")
@@ -95,11 +96,11 @@ def _snap_ceil(v: float) -> int:
 def row_band(region: OutputRegion, rows: tuple[int, int]) -> OutputRegion:
     """The part of a region in full-grid rows [start, stop): one worker's share of a scene split by rows.
     Same columns, same AOI; tiles_for_region then keeps only the tiles whose patch reaches these rows."""
-    top, bottom = int(region.window.row_off), int(region.window.row_off + region.window.height)
-    start, stop = max(top, rows[0]), min(bottom, rows[1])
+    e = edges(region.window)
+    start, stop = max(e.top, rows[0]), min(e.bottom, rows[1])
     if stop <= start:
-        raise UsageError(f"rows {rows[0]}..{rows[1]} are outside the output rows {top}..{bottom}")
-    window = Window(region.window.col_off, start, region.window.width, stop - start)
+        raise UsageError(f"rows {rows[0]}..{rows[1]} are outside the output rows {e.top}..{e.bottom}")
+    window = from_edges(start, stop, e.left, e.right)
     return OutputRegion(window, region.aoi, region.aoi_pixels)
 
 
@@ -121,24 +122,14 @@ def tiles_for_region(region: OutputRegion, tiles: list[list[Tile]]) -> tuple[lis
     full-grid positions, hence their seeds and blend weights.
     """
     if region.aoi_pixels is None:
-        w = region.window
-        r0, r1, c0, c1 = int(w.row_off), int(w.row_off + w.height), int(w.col_off), int(w.col_off + w.width)
-        kept = [
-            [t for t in row if t.out.row_off < r1 and t.out.row_off + t.out.height > r0
-             and t.out.col_off < c1 and t.out.col_off + t.out.width > c0]
-            for row in tiles
-        ]  # fmt: skip
+        kept = [[t for t in row if overlaps(t.out, region.window)] for row in tiles]
         kept = [row for row in kept if row]
         return kept, sum(len(row) for row in tiles) - sum(len(row) for row in kept)
     shapely.prepare(region.aoi_pixels)
     kept: list[list[Tile]] = []
     for row in tiles:
-        footprints = shapely.box(
-            [t.out.col_off for t in row],
-            [t.out.row_off for t in row],
-            [t.out.col_off + t.out.width for t in row],
-            [t.out.row_off + t.out.height for t in row],
-        )
+        patches = [edges(t.out) for t in row]
+        footprints = shapely.box([e.left for e in patches], [e.top for e in patches], [e.right for e in patches], [e.bottom for e in patches])
         # sharing only an edge with the AOI is not enough: no pixel centre of the patch is then inside it
         touching = shapely.intersects(footprints, region.aoi_pixels) & ~shapely.touches(footprints, region.aoi_pixels)
         if touching.any():

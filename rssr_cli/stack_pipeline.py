@@ -30,7 +30,7 @@ from .aoi import aoi_in_raster_crs
 from .backends import SRBackend
 from .cog import OutputSpec, check_destination, cog_options, finalize_cog, open_intermediate, staging_dir
 from .errors import InputError, UsageError
-from .grid import MAX_SCALE, OutputGrid, Placement, format_resolution, plan_tiles, resolution_xy
+from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution, plan_tiles
 from .interrupts import raise_on_signals
 from .pipeline import (
     CLASSICAL_METHODS,
@@ -82,9 +82,7 @@ def plan_common_grid(
         raise UsageError("give exactly one of --scale or --resolution")
     pixel_x, pixel_y = abs(finest.transform.a), abs(finest.transform.e)
     if resolution is not None:
-        res_x, res_y = resolution_xy(resolution)
-        if not all(r > 0 and math.isfinite(r) for r in (res_x, res_y)):
-            raise UsageError(f"--resolution must be a positive number, got {format_resolution(resolution)}")
+        res_x, res_y = check_resolution(resolution)
         scale_x, scale_y = pixel_x / res_x, pixel_y / res_y
     else:
         assert scale is not None

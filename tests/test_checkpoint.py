@@ -141,3 +141,20 @@ def test_registry_build():
         build({"name": "nope", "args": {}})
     with pytest.raises(CheckpointError, match="cannot build"):
         build({"name": "prior_pyramid", "args": {"wdiths": [4]}}, in_channels=3)
+
+
+def test_one_default_sampler_and_it_is_the_shipped_models(saved):
+    """DEFAULT_SAMPLER is read by the default spec, the card loader and the spec validation alike, and equals
+    the sampler the shipped model's card measured best."""
+    from pathlib import Path
+
+    from rssr_cli.model.samplers import DEFAULT_SAMPLER
+    from rssr_cli.model.sr_model import DEFAULT_SPEC
+
+    card = json.loads((Path(__file__).resolve().parents[1] / "models" / "default.json").read_text())
+    assert DEFAULT_SPEC["sampler"] == DEFAULT_SAMPLER == card["sampler"]
+    weights, card_path = saved
+    doc = json.loads(card_path.read_text())
+    del doc["sampler"]  # a card that names no sampler gets the default
+    card_path.write_text(json.dumps(doc))
+    assert load_model(weights).sampler_defaults == DEFAULT_SAMPLER

@@ -15,10 +15,11 @@ from PIL import Image
 
 from conftest import synthetic_image, write_raster
 from model_helpers import tiny_model
-from rssr_cli.evaluate_api import model_backends
+from rssr_cli.evaluation.compare import model_backends
 from rssr_cli.metrics import degrade_back
 from rssr_cli.model.checkpoint import save_model
 from cli_helpers import one_error_line, run
+from test_evaluation_protocol import smooth_field
 
 torch.set_num_threads(1)
 CPU = ("--device", "cpu", "--threads", "1")
@@ -127,23 +128,29 @@ def test_missing_model_and_empty_folder_are_one_line(png_dir, tmp_path):
 # ---------------------------------------------------------------------------------------- fidelity, pairs
 
 
+def smooth_uint16(bands: int, height: int, width: int) -> np.ndarray:
+    """Texture well above its noise level: the shift is measured on textured blocks only."""
+    return (2000 + 6000 * smooth_field(height, width, bands=bands, seed=4)).round().astype(np.uint16)
+
+
 def test_fidelity_of_a_bicubic_upscale_is_consistent_and_centred(make_raster, tmp_path):
-    lr = make_raster(3, 40, 48, "uint16", name="lr.tif")
+    lr = make_raster(3, 40, 48, "uint16", name="lr.tif", data=smooth_uint16(3, 40, 48))
     sr = tmp_path / "sr.tif"
     assert run("upscale", lr, "-o", sr, "-s", "3", "-m", "bicubic", "-q").exit_code == 0
     out = tmp_path / "fid.json"
     result = run("evaluate", "--fidelity", sr, lr, "--json", out)
     assert result.exit_code == 0, result.output
-    doc = json.loads(out.read_text())
-    assert len(doc["l1"]) == 3 and max(doc["l1"]) < 0.02  # model units (reflectance)
-    assert doc["sam_deg"] < 2.0
-    assert all(abs(s) < 0.1 for s in doc["shift_lr_px"])
-    assert doc["scale"] == [3.0, 3.0] and doc["radiometry"] == "/10000"
+    doc = json.loads(out.read_text())  # the `upscale --report` sidecar's format: one fidelity engine
+    assert doc["format"] == "rssr-fidelity/1" and doc["method"] == "bicubic"
+    assert len(doc["bands"]) == 3 and max(b["consistency_l1"] for b in doc["bands"]) < 200  # stored: 0.02 reflectance
+    assert doc["spectral_angle_deg"] < 2.0
+    assert abs(doc["shift_lr_px"]["dy"]) < 0.1 and abs(doc["shift_lr_px"]["dx"]) < 0.1
+    assert doc["scale_xy"] == [3.0, 3.0] and doc["lr_pixels_compared"] == 40 * 48
     assert "spectral angle" in result.stdout and "shift" in result.stdout
 
 
 def test_fidelity_sees_a_displaced_sr(make_raster, tmp_path):
-    lr = make_raster(1, 40, 40, "uint16", name="lr.tif")
+    lr = make_raster(1, 40, 40, "uint16", name="lr.tif", data=smooth_uint16(1, 40, 40))
     sr = tmp_path / "sr.tif"
     run("upscale", lr, "-o", sr, "-s", "2", "-m", "bicubic", "-q")
     with rasterio.open(sr) as ds:
@@ -153,7 +160,7 @@ def test_fidelity_sees_a_displaced_sr(make_raster, tmp_path):
         dst.write(np.roll(data, 2, axis=-1))  # 2 HR px = 1 LR px to the right
     out = tmp_path / "fid.json"
     assert run("evaluate", "--fidelity", moved, lr, "--json", out, "-q").exit_code == 0
-    assert json.loads(out.read_text())["shift_lr_px"][1] == pytest.approx(1.0, abs=0.15)
+    assert json.loads(out.read_text())["shift_lr_px"]["dx"] == pytest.approx(1.0, abs=0.15)
 
 
 def test_fidelity_refuses_rasters_of_different_areas(make_raster):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rasterio.windows import bounds as window_bounds
 
 from rssr_cli.errors import UsageError
-from rssr_cli.grid import iter_tiles, parse_resolution, plan_output_grid, plan_tiles, split_axis, tile_blend_weights
+from rssr_cli.grid import HRGrid, OutputGrid, iter_tiles, parse_resolution, plan_output_grid, plan_tiles, split_axis, tile_blend_weights
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)
 
@@ -186,3 +186,32 @@ def test_bad_tilings_are_refused(tile, overlap):
 def test_split_axis_has_no_sliver():
     spans = split_axis(257, 256)
     assert [b - a for a, b in spans] == [128, 129]
+
+
+def test_check_scale_is_the_one_scale_rule():
+    from rssr_cli.grid import MAX_SCALE, check_scale, check_scale_range
+
+    assert check_scale(4.5) == 4.5 and check_scale(MAX_SCALE) == MAX_SCALE and check_scale(1.0, allow_one=True) == 1.0
+    for bad in (1.0, 0.5, -3.0, float("nan"), float("inf"), MAX_SCALE + 1):
+        with pytest.raises(UsageError, match="scale"):
+            check_scale(bad)
+    assert check_scale_range(1.0, 4.0) == (1.0, 4.0)
+    with pytest.raises(UsageError, match="bad scale range"):
+        check_scale_range(2.0, 2.0)
+
+
+def test_hr_pixel_centres_numpy_and_torch_agree():
+    """grid.pixel_centres (HRGrid, OutputGrid) and model.operator.grid_tensors place HR pixels alike."""
+    import torch
+
+    from rssr_cli.grid import pixel_centres
+    from rssr_cli.model.operator import grid_tensors
+
+    hr = HRGrid(height=23, width=17, y0=0.25, x0=-0.4, dy=9 / 23, dx=7 / 17)
+    ys, xs, cell = grid_tensors(hr.height, hr.width, hr.y0, hr.x0, hr.dy, hr.dx, batch=2)
+    np.testing.assert_allclose(ys[1].numpy(), hr.centers_y(), atol=1e-6)
+    np.testing.assert_allclose(xs[0].numpy(), hr.centers_x(), atol=1e-6)
+    assert torch.allclose(cell[0], torch.tensor([hr.dy, hr.dx], dtype=torch.float32))
+    grid = OutputGrid(src_width=7, src_height=9, width=17, height=23, transform=Affine.identity())
+    np.testing.assert_array_equal(grid.source_centres_y(), pixel_centres(23, 9 / 23))
+    np.testing.assert_array_equal(pixel_centres(3, 0.5, first=2), [1.25, 1.75, 2.25])

@@ -9,8 +9,10 @@ from rssr_cli.radiometry import (
     denormalize,
     fixed_radiometry,
     normalize,
+    quantize,
     robust_radiometry,
     to_dtype,
+    to_model_units,
     uses_robust_range,
 )
 
@@ -100,3 +102,66 @@ def test_float_round_trip_is_close():
 def test_which_types_need_a_measured_range():
     assert not uses_robust_range("uint8") and not uses_robust_range("uint16") and not uses_robust_range("int16")
     assert uses_robust_range("float32") and uses_robust_range("float64") and uses_robust_range("int32")
+
+
+# ------------------------------------------------- one rule: training, benchmarks and inference agree
+
+
+def _float_raster(tmp_path):
+    from conftest import write_raster
+
+    rng = np.random.default_rng(3)
+    data = (250.0 + 40.0 * rng.standard_normal((3, 30, 41))).astype(np.float32)  # e.g. a temperature product
+    data[:, :4, :6] = -9999.0  # nodata: must not stretch the range
+    return write_raster(tmp_path / "float.tif", data, nodata=-9999.0), data
+
+
+def test_training_and_inference_normalize_a_float_raster_alike(tmp_path):
+    """The map `rssr train --data` applies (images.read_model_units) is the one `rssr upscale` applies
+    (pipeline.scene_radiometry over the whole scene): the model sees one unit whatever the path."""
+    import rasterio
+
+    from rssr_cli.pipeline import scene_radiometry
+    from rssr_cli.raster_io import inspect_source
+    from rssr_cli.training.data import load_images
+
+    path, data = _float_raster(tmp_path)
+    with rasterio.open(path) as ds:
+        rad = scene_radiometry(ds, inspect_source(ds), (1, 2, 3))
+    assert rad.rule.startswith("robust")
+    inference = normalize(data, rad)
+    [trained] = load_images([path])
+    ok = data != -9999.0
+    np.testing.assert_allclose(trained.pixels[ok], inference[ok], rtol=1e-6, atol=1e-6)
+    assert trained.quantize_levels is None
+    np.testing.assert_allclose(to_model_units(data, ok), inference, rtol=1e-6, atol=1e-6)
+
+
+def test_training_and_inference_honour_declared_scale_and_offset(tmp_path):
+    import rasterio
+
+    from conftest import write_raster
+    from rssr_cli.images import read_model_units
+    from rssr_cli.pipeline import scene_radiometry
+    from rssr_cli.raster_io import inspect_source
+
+    data = np.full((2, 8, 8), 2000, dtype=np.uint16)
+    path = write_raster(tmp_path / "l2a.tif", data)
+    with rasterio.open(path, "r+") as ds:
+        ds.scales, ds.offsets = (0.0001, 0.0001), (-0.1, -0.1)
+    with rasterio.open(path) as ds:
+        rad = scene_radiometry(ds, inspect_source(ds), (1, 2))
+    values, dtype = read_model_units(path)
+    assert dtype == "uint16" and rad.rule == "dataset scale/offset"
+    np.testing.assert_allclose(values, normalize(data, rad), atol=1e-6)
+    np.testing.assert_allclose(values, 0.1, atol=1e-6)
+
+
+@pytest.mark.parametrize("levels, dtype", [(255, "uint8")])
+def test_numpy_and_torch_quantize_agree(levels, dtype):
+    import torch
+
+    from rssr_cli.degrade import quantize as quantize_torch
+
+    x = np.linspace(-0.2, 1.2, 1001, dtype=np.float32).reshape(1, 7, 143)
+    np.testing.assert_allclose(quantize(x, dtype), quantize_torch(torch.from_numpy(x), levels).numpy(), atol=1e-7)

@@ -80,7 +80,7 @@ def test_a_seeded_model_and_an_aoi_join_without_a_seam(tmp_path):
 
 
 def test_the_fidelity_report_of_a_split_run_is_that_of_a_whole_run(tmp_path):
-    from rssr_cli.fidelity import FidelityChecks, FidelityOptions
+    from rssr_cli.evaluation.fidelity_report import FidelityChecks, FidelityOptions
 
     src = write_raster(tmp_path / "src.tif", synthetic_image(2, 64, 52, "uint16"))
     settings = UpscaleSettings(scale=3.0, method="bicubic", tile=16, overlap=4, fidelity=FidelityOptions(write_report=True))

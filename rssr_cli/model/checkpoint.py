@@ -24,6 +24,7 @@ from ..errors import CheckpointError
 from ..safefiles import write_atomic
 from .normalize import MIN_STD
 from .registry import build, registered  # noqa: F401  (re-exported: `build(spec)` for {name, args})
+from .samplers import DEFAULT_SAMPLER
 from .sr_model import SRModel, band_rule
 from .validation import check_weights_match, read_safetensors_header, validate_spec
 
@@ -34,7 +35,8 @@ METADATA_KEY = "rssr"
 BINDING = ("format", "spec", "channels", "diffusion")
 
 NORMALIZATION = {
-    "input": "normalized radiometry (uint8 / 255; Sentinel-2 L1C/L2A reflectance / 10000), nodata filled",
+    "input": "radiometry.to_model_units, in training and inference alike: uint8 / 255; uint16/int16 / 10000 (Sentinel-2 "
+    "L1C/L2A reflectance) or the declared scale/offset; other types their robust p2..p98 range per band; nodata filled",
     "model": "per window, sample and band: z = (x - mean) / max(std, min_std) on the LR window; output mapped back",
     "min_std": MIN_STD,
 }
@@ -132,7 +134,7 @@ def _spec_from(desc: dict[str, Any]) -> dict[str, Any]:
         spec["diffusion"] = desc["diffusion"]
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"model description lacks {exc}") from None
-    spec["sampler"] = desc.get("sampler", {"steps": 8, "strength": 0.4})
+    spec["sampler"] = desc.get("sampler", dict(DEFAULT_SAMPLER))
     return spec
 
 

@@ -14,6 +14,10 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
+# The LR-start sampler's settings for a model whose card names none, and for new models: the shipped model's
+# (models/default.json, measured in BENCHMARKS.md: k = 2 denoiser steps from strength t0/T = 0.1).
+DEFAULT_SAMPLER: dict[str, Any] = {"steps": 2, "strength": 0.1}
+
 Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
 Callback = Optional[Callable[[dict[str, Any]], None]]
 

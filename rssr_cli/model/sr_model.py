@@ -20,7 +20,7 @@ from .diffusion import Denoiser, alphas_cumprod, betas_for, diffusion_loss, samp
 from .normalize import Stats, destandardize, standardize
 from .operator import NeuralOperatorPrior, PriorOutput
 from .registry import build, register
-from .samplers import Callback, Generators, full_chain, lr_start, randn
+from .samplers import DEFAULT_SAMPLER, Callback, Generators, full_chain, lr_start, randn
 from . import prior_features as _prior_features  # noqa: F401  (registers "prior_pyramid")
 
 register("neurop_operator")(NeuralOperatorPrior)
@@ -45,7 +45,7 @@ DEFAULT_SPEC: dict[str, Any] = {
         "loss": "l1",
         "residual_scale": DEFAULT_RESIDUAL_SCALE,
     },
-    "sampler": {"steps": 8, "strength": 0.4},
+    "sampler": dict(DEFAULT_SAMPLER),
 }
 
 TINY_SPEC: dict[str, Any] = {
@@ -56,7 +56,7 @@ TINY_SPEC: dict[str, Any] = {
     "prior_features": {"name": "prior_pyramid", "args": {"widths": [8, 8]}},
     "denoiser": {"name": "sr3_unet", "args": {"base": 8, "mults": [1, 2], "blocks": 1, "mid_blocks": 1}},
     "diffusion": copy.deepcopy(DEFAULT_SPEC["diffusion"]),
-    "sampler": {"steps": 4, "strength": 0.4},
+    "sampler": {"steps": 4, "strength": 0.4},  # a test preset's own choice: more steps, more noise to check
 }
 
 
@@ -82,7 +82,7 @@ class SRModel(nn.Module):
             raise CheckpointError(f"bad diffusion spec in the model card: {exc}") from None
         self.residual_scale = float(diff.get("residual_scale", 1.0))
         self.loss_norm = diff.get("loss", "l1")
-        self.sampler_defaults = dict(spec.get("sampler", {"steps": 8, "strength": 0.4}))
+        self.sampler_defaults = dict(spec.get("sampler", DEFAULT_SAMPLER))
 
     @property
     def in_channels(self) -> int:

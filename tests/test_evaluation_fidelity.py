@@ -21,7 +21,7 @@ from rssr_cli.backends.base import SRRequest
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.cli import app
 from rssr_cli.errors import FidelityError, UsageError
-from rssr_cli.fidelity import FidelityChecks, FidelityOptions
+from rssr_cli.evaluation.fidelity_report import FidelityChecks, FidelityOptions
 from rssr_cli.metrics import area_matrix, area_weights, noise_sigma
 from rssr_cli.pipeline import UpscaleSettings, sidecar_paths, upscale
 from rssr_cli.quicklook import display_bands
@@ -217,3 +217,19 @@ def test_cli_report_threshold_and_log(textured, tmp_path):
     assert line["status"] == "failed" and line["fidelity"]["passed"] is False
     bad = runner.invoke(app, ["upscale", str(textured), "-o", str(tmp_path / "c.tif"), "-s", "2", "--report-samples", "1"])
     assert bad.exit_code == 2 and not (tmp_path / "c.tif").exists()
+
+
+def test_the_upscale_path_imports_no_benchmark_code():
+    """upscale --report needs the fidelity engine only: not the benchmark protocol, pair scoring or backends
+    comparison (nor their detail statistics)."""
+    import ast
+    import subprocess
+    import sys
+
+    code = ("import sys, rssr_cli.pipeline; "
+            "print(sorted(m for m in sys.modules if m.startswith('rssr_cli.evaluation')))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = ast.literal_eval(out)
+    assert "rssr_cli.evaluation.fidelity" in loaded
+    assert not {"rssr_cli.evaluation.protocol", "rssr_cli.evaluation.compare", "rssr_cli.evaluation.pairs",
+                "rssr_cli.evaluation.detail"} & set(loaded)  # fmt: skip

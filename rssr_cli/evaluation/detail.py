@@ -210,7 +210,7 @@ def summarize_detail(
 ) -> list[DetailSummary]:
     """Per (scale, backend): detail figures with 95 % CIs over images, and paired CIs vs each reference that ran.
 
-    `rows` are evaluation.ImageScore (fields image, scale, backend, psnr, detail)."""
+    `rows` are protocol.ImageScore (fields image, scale, backend, psnr, detail)."""
     names = ("psnr", *DETAIL_FIELDS)
     out = []
     for scale in scales:

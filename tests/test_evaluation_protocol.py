@@ -1,4 +1,4 @@
-"""rssr_cli.evaluation: folder benchmark, fidelity, real-pair co-registration and scoring."""
+"""rssr_cli.evaluation.protocol: the folder benchmark (degrade, super-resolve, score), image loading, quantization."""
 
 from __future__ import annotations
 
@@ -14,19 +14,10 @@ from affine import Affine
 from PIL import Image
 
 from rssr_cli.backends import get_backend
-from rssr_cli.backends.classical import resample
-from rssr_cli.evaluation import (
-    EvaluationReport,
-    ImageScore,
-    evaluate_folder,
-    evaluate_pairs,
-    fidelity,
-    hr_grid_on_image,
-    load_image,
-    plan_pair,
-    quantize,
-)
+from rssr_cli.evaluation.protocol import EvaluationReport, ImageScore, evaluate_folder, load_image
 from rssr_cli.metrics import degrade_back
+from rssr_cli.radiometry import quantize
+
 
 SHARED_DATA = Path(os.environ.get("RSSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -102,69 +93,6 @@ def test_load_image_uint16_tiff_and_quantize(tmp_path: Path):
     np.testing.assert_allclose(image.data[0], [[0, 1], [2, 6.5535]], rtol=1e-6)
     np.testing.assert_allclose(quantize(np.array([-0.1, 0.50004, 9.0]), "uint16"), [0, 0.5, 6.5535], rtol=1e-6)
     np.testing.assert_allclose(quantize(np.array([0.5, 1.2]), "uint8"), [128 / 255, 1.0], rtol=1e-6)
-
-
-# ------------------------------------------------------------------------------------------- fidelity
-
-
-def test_fidelity_of_bicubic_is_centred_and_sees_a_displacement():
-    lr = (0.2 + 0.6 * smooth_field(32, 32, bands=4, seed=5)).astype(np.float32)
-    sr = resample(lr, hr_grid_on_image(128, 128, (32, 32)), "bicubic")
-    ok = fidelity(sr, lr)
-    assert abs(ok.shift[0]) < 0.05 and abs(ok.shift[1]) < 0.05
-    assert max(ok.consistency.l1) < 0.01 and ok.consistency.sam_deg < 1.0
-    moved = fidelity(np.roll(sr, 4, axis=-1), lr)  # 4 HR px = 1 LR px to the right
-    assert moved.shift[0] == pytest.approx(0.0, abs=0.05) and moved.shift[1] == pytest.approx(1.0, abs=0.05)
-    assert json.dumps(moved.to_dict())
-
-
-# ----------------------------------------------------------------------------------------- real pairs
-
-
-def test_plan_pair_aligned_grids():
-    hr_t, lr_t = Affine(1, 0, 1000, 0, -1, 2000), Affine(3, 0, 1006, 0, -3, 1994)
-    geo = plan_pair(lr_t, (40, 40), hr_t, (96, 96))
-    assert geo.lr_window == (0, 0, 30, 30) and geo.hr_window == (6, 6, 90, 90)
-    assert (geo.grid.y0, geo.grid.x0) == (0.0, 0.0)
-    assert geo.grid.dy == pytest.approx(1 / 3) and geo.grid.dx == pytest.approx(1 / 3)
-
-
-def test_plan_pair_misaligned_grids_keep_hr_pixels_inside_the_lr_window():
-    hr_t, lr_t = Affine(1, 0, 1000, 0, -1, 2000), Affine(3, 0, 1006.5, 0, -3, 1994)
-    geo = plan_pair(lr_t, (40, 40), hr_t, (96, 96))
-    assert geo.lr_window == (0, 0, 29, 30) and geo.hr_window == (7, 6, 86, 90)
-    assert geo.grid.x0 == pytest.approx(0.5 / 3) and geo.grid.y0 == pytest.approx(0.0)
-    assert geo.grid.x0 + geo.grid.width * geo.grid.dx <= 29 + 1e-9
-
-
-def _write(path: Path, data: np.ndarray, transform: Affine) -> None:
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(data),
-                       dtype=data.dtype, crs="EPSG:32618", transform=transform) as dst:
-        dst.write(data)
-
-
-def test_evaluate_pairs_recovers_gain_and_scores_high(tmp_path: Path):
-    field = 1000 + 3000 * smooth_field(120, 120, bands=2, sigma=3.0, seed=9)  # a 1 m scene
-    _write(tmp_path / "hr.tif", field[:, :96, :96].round().astype(np.uint16), Affine(1, 0, 1000, 0, -1, 2000))
-    lr = 0.8 * degrade_back(field[:, 6:, 6:], (38, 38)) + 300  # another sensor: 3 m, other gain/offset
-    _write(tmp_path / "lr.tif", lr.round().astype(np.uint16), Affine(3, 0, 1006, 0, -3, 1994))
-    score = evaluate_pairs(tmp_path / "lr.tif", tmp_path / "hr.tif", get_backend("bicubic"))
-    assert score.lr_window == (0, 0, 30, 30) and score.hr_window == (6, 6, 90, 90)
-    assert score.scale == (pytest.approx(3.0), pytest.approx(3.0)) and score.shave == 3
-    assert score.psnr > 30 and score.ssim > 0.9
-    np.testing.assert_allclose(score.gain, 10000 / 0.8, rtol=0.05)  # SR is in model units (/10000)
-    assert abs(score.shift_hr_px[0]) < 0.1 and abs(score.shift_hr_px[1]) < 0.1
-    assert json.loads(score.to_json())["hr_window"] == [6, 6, 90, 90]
-
-
-def test_evaluate_pairs_rejects_mismatched_bands(tmp_path: Path):
-    field = (1000 * smooth_field(30, 30, bands=3)).astype(np.uint16)
-    _write(tmp_path / "hr.tif", field, Affine(1, 0, 0, 0, -1, 30))
-    _write(tmp_path / "lr.tif", field[:1, ::3, ::3].copy(), Affine(3, 0, 0, 0, -3, 30))
-    with pytest.raises(ValueError, match="band counts differ"):
-        evaluate_pairs(tmp_path / "lr.tif", tmp_path / "hr.tif", get_backend("bicubic"))
-    score = evaluate_pairs(tmp_path / "lr.tif", tmp_path / "hr.tif", get_backend("bicubic"), hr_bands=[1])
-    assert math.isfinite(score.psnr)
 
 
 # ------------------------------------------------------------------------------------------- real data

@@ -1,11 +1,11 @@
-"""What `rssr evaluate` runs: the backends to compare, and the three evaluations over files.
+"""What `rssr evaluate` runs: the backends to compare, over a folder of HR images or a real LR/HR pair.
 
 - `model_backends`: one loaded model as several named backends: "model-prior" (the operator's estimate),
   "model-k{k}" (LR-start sampler, k denoiser steps at `strength`), "model-full{n}" (full chain from
   pure noise, n steps). The model is loaded once and shared.
-- `compare_on_folder`: evaluation.evaluate_folder over those backends plus classical methods.
-- `compare_on_pair`: evaluation.evaluate_pairs for each backend on one real LR/HR pair.
-- `fidelity_of_files`: evaluation.fidelity of an SR raster against the LR raster it was made from.
+- `compare_on_folder`: protocol.evaluate_folder over those backends plus classical methods.
+- `compare_on_pair`: pairs.evaluate_pairs for each backend on one real LR/HR pair.
+(`evaluate --fidelity` is fidelity_files.fidelity_of_files: no backend runs.)
 Returns data; the CLI renders it. ΔPSNR is always against REFERENCE_METHOD (bicubic) at the same scale.
 """
 
@@ -13,24 +13,18 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-import numpy as np
-from rasterio.windows import Window
-
-from .backends import SRBackend, backend_names, default_model_path, get_backend
+from ..backends import SRBackend, backend_names, default_model_path, get_backend
+from ..errors import CheckpointError, InputError, UsageError
+from ..grid import check_scale
+from ..images import find_images
 from .detail import Interval, summarize_detail
-from .errors import CheckpointError, InputError, RssrWarning, UsageError
-from .evaluation import DEFAULT_SCALES, EvaluationReport, Fidelity, PairScore, Progress, evaluate_folder, evaluate_pairs
-from .evaluation import finite_or_none  # strict JSON: inf/NaN -> null, as EvaluationReport.to_json
-from .evaluation import fidelity as fidelity_of_arrays
-from .evaluation import find_images
-from .grid import MAX_SCALE
-from .radiometry import normalize
-from .raster_io import SourceInfo, fill_invalid, gdal_env, inspect_source, open_raster, read_window, select_bands
+from .jsonsafe import finite_or_none
+from .pairs import PairScore, evaluate_pairs
+from .protocol import DEFAULT_SCALES, EvaluationReport, Progress, evaluate_folder
 
 MODEL_PREFIX = "model"
 REFERENCE_METHOD = "bicubic"
@@ -39,7 +33,6 @@ COMPARISON_COLUMNS = ("scale", "method", "PSNR (dB)", f"ΔPSNR vs {REFERENCE_MET
 DETAIL_COLUMNS = ("scale", "method", "HF energy", "HF error", "HF corr", "improve %", "omit %", "halluc %")
 PAIRED_COLUMNS = ("scale", "method", "vs", "ΔPSNR (dB)", "ΔHF energy", "ΔHF error", "ΔHF corr")
 PAIR_COLUMNS = ("method", "PSNR (dB)", f"ΔPSNR vs {REFERENCE_METHOD}", "SSIM", "gain", "offset", "shift dy, dx (HR px)", "s")
-MAX_FIDELITY_PIXELS = 25_000_000  # SR pixels per band read whole into memory (float64, plus the area matrices)
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -135,10 +128,7 @@ def _set_threads(threads: Optional[int]) -> None:
 def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     if not scales:
         raise UsageError("no scale given")
-    bad = [s for s in scales if not (math.isfinite(s) and 1.0 < s <= MAX_SCALE)]
-    if bad:
-        raise UsageError(f"scales must be in (1, {MAX_SCALE:g}], got {bad[0]:g}")
-    return tuple(float(s) for s in scales)
+    return tuple(check_scale(s) for s in scales)
 
 
 def compare_on_folder(
@@ -149,7 +139,7 @@ def compare_on_folder(
     limit: Optional[int] = None,
     progress: Optional[Progress] = None,
 ) -> EvaluationReport:
-    """Degrade every image under hr_dir at every scale, super-resolve with every backend, score (evaluation.py protocol)."""
+    """Degrade every image under hr_dir at every scale, super-resolve with every backend, score (protocol.py)."""
     scales = check_scales(scales)
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
@@ -259,7 +249,7 @@ def compare_on_pair(
     hr_bands: Optional[Sequence[int]] = None,
     border: Optional[int] = None,
 ) -> PairComparison:
-    """evaluation.evaluate_pairs with every backend of `settings` (co-registration and scoring: see there)."""
+    """pairs.evaluate_pairs with every backend of `settings` (co-registration and scoring: see there)."""
     for path in (lr_path, hr_path):
         if not Path(path).is_file():
             raise InputError(f"no such file: {path}")
@@ -270,75 +260,3 @@ def compare_on_pair(
         for name, backend in backends.items()
     }
     return PairComparison(str(lr_path), str(hr_path), scores, provenance(backends))
-
-
-# ------------------------------------------------------------------------------------------- fidelity
-
-
-@dataclass(frozen=True)
-class FileFidelity:
-    """Fidelity of an SR raster to its LR input: evaluation.Fidelity plus the units it was measured in."""
-
-    sr: str
-    lr: str
-    lr_bands: tuple[int, ...]
-    scale: tuple[float, float]  # (sy, sx): SR pixels per LR pixel
-    radiometry: str  # the rule that mapped stored values to model units (radiometry.py), as upscale uses it
-    fidelity: Fidelity  # L1 in model units, spectral angle in degrees, shift in LR pixels
-    l1_stored: tuple[float, ...]  # the per-band L1 in the LR's stored units
-    invalid_fraction: float  # share of pixels (either raster) that were nodata and filled before scoring
-
-    def to_json(self) -> str:
-        doc = {"sr": self.sr, "lr": self.lr, "lr_bands": list(self.lr_bands), "scale": list(self.scale),
-               "radiometry": self.radiometry, **self.fidelity.to_dict(), "l1_stored": list(self.l1_stored),
-               "invalid_fraction": self.invalid_fraction}  # fmt: skip
-        return json.dumps(finite_or_none(doc), indent=2, allow_nan=False)
-
-
-def _check_same_area(sr: SourceInfo, lr: SourceInfo) -> None:
-    if sr.crs is not None and lr.crs is not None and sr.crs != lr.crs:
-        raise InputError(f"CRS differ: {sr.crs} vs {lr.crs}; give the SR made from this LR")
-    tolerance = 0.01 * max(lr.pixel_size)
-    if any(abs(a - b) > tolerance for a, b in zip(sr.bounds, lr.bounds)):
-        raise InputError(
-            f"{sr.path} and {lr.path} do not cover the same area (bounds {sr.bounds} vs {lr.bounds}); "
-            "fidelity compares an rssr output with the very raster it was made from"
-        )
-    if sr.width < lr.width or sr.height < lr.height:
-        raise InputError(f"{sr.path} ({sr.width}x{sr.height}) is smaller than {lr.path} ({lr.width}x{lr.height}); pass SR first")
-    if sr.width * sr.height > MAX_FIDELITY_PIXELS:
-        raise UsageError(
-            f"{sr.path} has {sr.width * sr.height / 1e6:.0f} Mpix; fidelity reads it whole (max {MAX_FIDELITY_PIXELS / 1e6:.0f} Mpix): "
-            "crop both rasters to the same area first (gdal_translate -projwin)"
-        )
-
-
-def fidelity_of_files(sr_path: Path, lr_path: Path, *, lr_bands: Optional[Sequence[int]] = None) -> FileFidelity:
-    """Degrade-back consistency and shift of an SR raster vs the LR raster it was made from (no HR needed).
-
-    Both rasters must cover the same area (rssr's output grid keeps the input's bounds). Values are put in
-    model units with the LR's radiometry rule (the map `rssr upscale` used), applied to both. SR bands are
-    all of the SR's data bands, paired in order with `lr_bands` (1-based; default all LR data bands).
-    Nodata pixels are filled from their neighbours in both rasters and reported as invalid_fraction.
-    """
-    from .pipeline import scene_radiometry
-
-    with gdal_env(), open_raster(sr_path) as sr_ds, open_raster(lr_path) as lr_ds:
-        sr_info, lr_info = inspect_source(sr_ds), inspect_source(lr_ds)
-        _check_same_area(sr_info, lr_info)
-        lr_idx, sr_idx = select_bands(lr_info, lr_bands), select_bands(sr_info, None)
-        if len(lr_idx) != len(sr_idx):
-            raise InputError(
-                f"{sr_info.path} has {len(sr_idx)} band(s), the LR selection {len(lr_idx)}; pass the LR bands the SR was made from"
-            )
-        rad = scene_radiometry(lr_ds, lr_info, lr_idx)
-        lr, lr_ok = read_window(lr_ds, lr_info, lr_idx, Window(0, 0, lr_info.width, lr_info.height))
-        sr, sr_ok = read_window(sr_ds, sr_info, sr_idx, Window(0, 0, sr_info.width, sr_info.height))
-    invalid = (np.count_nonzero(~lr_ok) + np.count_nonzero(~sr_ok)) / (lr_ok.size + sr_ok.size)
-    if invalid > 0:
-        warnings.warn(f"{invalid:.1%} of the pixels are nodata; filled from their neighbours before scoring", RssrWarning, stacklevel=2)
-    lr_n, sr_n = (fill_invalid(normalize(a, rad), ok) for a, ok in ((lr, lr_ok), (sr, sr_ok)))
-    result = fidelity_of_arrays(sr_n, lr_n)
-    l1_stored = tuple(l1 / abs(g) for l1, g in zip(result.consistency.l1, rad.gain))
-    scale = (sr_info.height / lr_info.height, sr_info.width / lr_info.width)
-    return FileFidelity(str(sr_path), str(lr_path), tuple(lr_idx), scale, rad.rule, result, l1_stored, float(invalid))

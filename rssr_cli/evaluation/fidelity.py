@@ -1,4 +1,5 @@
-"""How faithful a written SR raster is to its own LR input (no HR reference): what `upscale --report` measures.
+"""How faithful a written SR raster is to its own LR input (no HR reference): the one fidelity engine, behind
+`upscale --report` (pipeline) and `evaluate --fidelity` (fidelity_files). Result types: fidelity_report.py.
 
 Everything is computed on stored values: the written output (the intermediate, before it becomes the COG)
 against the source's selected bands, over the LR pixels whose whole SR footprint lies in the written region
@@ -19,171 +20,38 @@ and is valid. The scene is walked in LR blocks, so memory does not grow with it.
 
 from __future__ import annotations
 
-import json
+from __future__ import annotations
+
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from .errors import FidelityError, UsageError
-from .evaluation import finite_or_none
-from .grid import OutputGrid, hr_grid_for
-from .metrics import area_weights, measure_shift, noise_sigma, spectral_angle
-from .raster_io import SourceInfo, read_window
+from ..grid import OutputGrid, hr_grid_for
+from ..metrics import area_weights, measure_shift, noise_sigma, spectral_angle
+from ..raster_io import SourceInfo, read_window
+from ..windows import as_tuple, edges
+from .fidelity_report import (
+    DEVIATION_SIGMAS,
+    NOISE_CELL,
+    NOISE_PERCENTILE,
+    BandFidelity,
+    FidelityOptions,
+    FidelityReport,
+    Shift,
+    UncertaintyCrop,
+)
 
-FORMAT = "rssr-fidelity/1"
 BLOCK = 128  # LR pixels per block side (also the shift is measured per block: a median needs several)
-NOISE_CELL = 32  # LR side of the cells the noise level is estimated in
-NOISE_PERCENTILE = 10  # of the cell estimates: the flattest cells, where edges do not leak into the estimate
 MIN_SHIFT_BLOCK = 32  # smaller blocks give unreliable phase correlation
-DEVIATION_SIGMAS = 3.0
 PERCENTILE_SAMPLES = 200_000  # LR values per band kept for the range percentiles
-DEFAULT_SAMPLES = 4
 CROP_HR_PX = 256  # side of the uncertainty crop in output pixels (about)
 
 # (core LR window, seeds) -> one stored-value HR array [bands, h, w] per seed, on hr_grid_for(core)'s window
 SampleCrop = Callable[[Window, Sequence[int]], list[np.ndarray]]
-
-
-@dataclass(frozen=True)
-class FidelityChecks:
-    """Limits a cron job sets: an output beyond any of them is not written (exit 1)."""
-
-    max_shift: Optional[float] = None  # LR pixels, magnitude of the measured shift
-    max_consistency_error: Optional[float] = None  # relative degrade-back error of the worst band
-
-    def __post_init__(self) -> None:
-        for name, value in (("--max-shift", self.max_shift), ("--max-consistency-error", self.max_consistency_error)):
-            if value is not None and not (value >= 0 and math.isfinite(value)):
-                raise UsageError(f"{name} must be a non-negative number, got {value}")
-
-
-@dataclass(frozen=True)
-class FidelityOptions:
-    """What `--report` and the thresholds ask for."""
-
-    write_report: bool = False  # sidecar JSON + quick-look PNG beside the output
-    samples: int = DEFAULT_SAMPLES  # for the uncertainty crop
-    checks: FidelityChecks = field(default_factory=FidelityChecks)
-
-    def __post_init__(self) -> None:
-        if not 2 <= self.samples <= 64:
-            raise UsageError(f"--report-samples must be between 2 and 64, got {self.samples}")
-
-
-@dataclass(frozen=True)
-class BandFidelity:
-    band: int  # 1-based in the source
-    description: Optional[str]
-    consistency_l1: float  # stored units
-    consistency_relative: float  # consistency_l1 / (p99 - p1)
-    value_range: tuple[float, float]  # p1, p99 of the LR values
-    noise_sigma: float  # stored units, after the quantization floor
-    deviating_fraction: float
-    uncertainty_mean: float  # stored units, on the crop
-    uncertainty_p95: float
-
-
-@dataclass(frozen=True)
-class Shift:
-    dy: float
-    dx: float
-    blocks: int  # blocks that were measured (median over them)
-
-    @property
-    def magnitude(self) -> float:
-        return math.hypot(self.dy, self.dx)
-
-
-@dataclass(frozen=True)
-class UncertaintyCrop:
-    lr_window: tuple[int, int, int, int]  # col_off, row_off, width, height in the source
-    out_window: tuple[int, int, int, int]  # in the written output
-    samples: int
-    deterministic: bool  # every sample identical
-
-
-@dataclass(frozen=True)
-class FidelityReport:
-    source: str
-    output: str
-    method: str
-    scale_xy: tuple[float, float]
-    lr_pixels_compared: int
-    bands: tuple[BandFidelity, ...]
-    spectral_angle_deg: Optional[float]
-    shift: Optional[Shift]
-    uncertainty: Optional[UncertaintyCrop]
-    checks: FidelityChecks
-    failures: tuple[str, ...]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    @property
-    def worst_consistency(self) -> float:
-        return max((b.consistency_relative for b in self.bands), default=math.nan)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["shift_lr_px"] = None if self.shift is None else {**asdict(self.shift), "magnitude": self.shift.magnitude}
-        del data["shift"]
-        return finite_or_none({"format": FORMAT, **data, "passed": self.passed, "definitions": DEFINITIONS})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
-
-    def tags(self) -> dict[str, str]:
-        """Key figures for the output's GDAL metadata (RSSR_FIDELITY_*), so a reader needs no sidecar."""
-        per_band = lambda key: ",".join(f"{getattr(b, key):.4g}" for b in self.bands)  # noqa: E731
-        tags = {
-            "RSSR_FIDELITY_CONSISTENCY": per_band("consistency_relative"),
-            "RSSR_FIDELITY_DEVIATING": per_band("deviating_fraction"),
-            "RSSR_FIDELITY_UNCERTAINTY": per_band("uncertainty_mean"),
-            "RSSR_FIDELITY_SHIFT_LR_PX": "none" if self.shift is None else f"{self.shift.dy:.3f},{self.shift.dx:.3f}",
-        }
-        if self.spectral_angle_deg is not None:
-            tags["RSSR_FIDELITY_SAM_DEG"] = f"{self.spectral_angle_deg:.4g}"
-        return tags
-
-    def figures(self) -> dict:
-        """The key figures in a few numbers (a batch's JSON log line)."""
-        return finite_or_none({
-            "consistency": self.worst_consistency,
-            "shift_lr_px": None if self.shift is None else round(self.shift.magnitude, 4),
-            "deviating": max((b.deviating_fraction for b in self.bands), default=math.nan),
-            "passed": self.passed,
-        })
-
-    def summary(self) -> str:
-        shift = "not measured" if self.shift is None else f"{self.shift.magnitude:.2f} LR px"
-        return f"consistency {self.worst_consistency:.2%} of range (worst band), shift {shift}, " + (
-            f"deviating {max(b.deviating_fraction for b in self.bands):.1%}" if self.bands else "no pixel compared"
-        )
-
-    def raise_if_failed(self) -> None:
-        if self.failures:
-            raise FidelityError(
-                f"{self.output}: fidelity check failed ({'; '.join(self.failures)}); nothing written", self.figures()
-            )
-
-
-DEFINITIONS = {
-    "consistency_l1": "mean |area average of the SR pixels over each LR pixel - LR value|, stored units",
-    "consistency_relative": "consistency_l1 / (p99 - p1 of the LR band)",
-    "deviating_fraction": f"share of LR pixels whose degrade-back error exceeds {DEVIATION_SIGMAS:g} x noise_sigma",
-    "noise_sigma": f"LR noise level: Immerkaer 1996 on {NOISE_CELL}x{NOISE_CELL} px cells, {NOISE_PERCENTILE}th percentile "
-    "over cells (the flattest ones); at least 0.5 for integer data",
-    "spectral_angle_deg": "mean angle between degrade-back and LR band vectors (scale/offset applied)",
-    "shift_lr_px": "median shift (phase correlation + Lucas-Kanade) of degrade-back vs LR over textured blocks; + = SR lower/right",
-    "uncertainty": "per-pixel std over several seeds on one crop (stored units); 0 for deterministic methods",
-    "quicklook": "PNG panels, left to right: LR (pixel-replicated), SR, uncertainty (max over bands of std / band "
-    "range; black 0, white its 99th percentile)",
-}
 
 
 # ------------------------------------------------------------------------------------------ geometry
@@ -200,8 +68,7 @@ class Comparison:
 
     @classmethod
     def plan(cls, grid: OutputGrid, region: Window) -> "Comparison":
-        r0, c0 = int(region.row_off), int(region.col_off)
-        r1, c1 = r0 + int(region.height), c0 + int(region.width)
+        r0, r1, c0, c1 = edges(region)
         # LR row y covers output rows [y*H/h, (y+1)*H/h): exact integer arithmetic for the inside test
         rows = (-(-r0 * grid.src_height // grid.height), r1 * grid.src_height // grid.height)
         cols = (-(-c0 * grid.src_width // grid.width), c1 * grid.src_width // grid.width)
@@ -216,17 +83,15 @@ class Comparison:
     def sr_window(self, lr: Window) -> Window:
         """Output pixels (in the written file) touching an LR window's footprint."""
         g = self.grid
-        a, b = int(lr.row_off), int(lr.row_off + lr.height)
-        c, d = int(lr.col_off), int(lr.col_off + lr.width)
+        a, b, c, d = edges(lr)
         j0, j1 = a * g.height // g.src_height, -(-b * g.height // g.src_height)
         i0, i1 = c * g.width // g.src_width, -(-d * g.width // g.src_width)
         return Window(i0 - int(self.region.col_off), j0 - int(self.region.row_off), i1 - i0, j1 - j0)
 
     def weights(self, lr: Window, sr: Window) -> tuple[np.ndarray, np.ndarray]:
-        g = self.grid
-        rows0, cols0 = int(sr.row_off + self.region.row_off), int(sr.col_off + self.region.col_off)
-        wy = area_weights(int(lr.row_off), int(lr.row_off + lr.height), rows0, rows0 + int(sr.height), g.src_height, g.height)
-        wx = area_weights(int(lr.col_off), int(lr.col_off + lr.width), cols0, cols0 + int(sr.width), g.src_width, g.width)
+        g, lr_e, sr_e, reg = self.grid, edges(lr), edges(sr), edges(self.region)
+        wy = area_weights(lr_e.top, lr_e.bottom, sr_e.top + reg.top, sr_e.bottom + reg.top, g.src_height, g.height)
+        wx = area_weights(lr_e.left, lr_e.right, sr_e.left + reg.left, sr_e.right + reg.left, g.src_width, g.width)
         return wy, wx
 
 
@@ -277,8 +142,11 @@ def measure_fidelity(
     options: FidelityOptions,
     sample_crop: Optional[SampleCrop] = None,
     seed: int = 0,
+    output_bands: Optional[Sequence[int]] = None,
 ) -> tuple[FidelityReport, Optional["CropSamples"]]:
-    """Measure an output against its source (see the module docstring); returns the report and the crop samples."""
+    """Measure an output against its source (see the module docstring); returns the report and the crop samples.
+
+    output_bands: the output's bands paired in order with `bands` (1-based; default all of them)."""
     n = len(bands)
     stats = _lr_stats(dataset, info, bands, comparison)
     integer = np.issubdtype(np.dtype(info.dtype), np.integer)
@@ -298,8 +166,8 @@ def measure_fidelity(
         lr, lr_valid = read_window(dataset, info, bands, win)
         lr = lr.astype(np.float64)
         sr_win = comparison.sr_window(win)
-        sr = output.read(window=sr_win).astype(np.float64)
-        sr_valid = (output.read_masks(window=sr_win) > 0).all(axis=0)
+        sr = output.read(output_bands, window=sr_win).astype(np.float64)
+        sr_valid = (output.read_masks(output_bands, window=sr_win) > 0).all(axis=0)
         sr[:, ~sr_valid] = 0.0  # nodata values (or NaN) must not leak through zero weights
         wy, wx = comparison.weights(win, sr_win)
         back = np.einsum("yh,bhw,xw->byx", wy, sr, wx, optimize=True)
@@ -352,18 +220,6 @@ def measure_fidelity(
     return report, crop
 
 
-def check(report: FidelityReport, output: str) -> FidelityReport:
-    """The report with its output path and the threshold failures filled in."""
-    checks, failures = report.checks, []
-    if not report.lr_pixels_compared and (checks.max_shift is not None or checks.max_consistency_error is not None):
-        failures.append("no valid pixel to compare")
-    if checks.max_consistency_error is not None and report.worst_consistency > checks.max_consistency_error:
-        failures.append(f"consistency error {report.worst_consistency:.4g} > --max-consistency-error {checks.max_consistency_error:g}")
-    if checks.max_shift is not None and report.shift is not None and report.shift.magnitude > checks.max_shift:
-        failures.append(f"shift {report.shift.magnitude:.3g} LR px > --max-shift {checks.max_shift:g}")
-    return replace(report, output=output, failures=tuple(failures))
-
-
 # ---------------------------------------------------------------------------------------- uncertainty
 
 
@@ -382,8 +238,8 @@ class CropSamples:
     def describe(self) -> UncertaintyCrop:
         w, o = self.lr_window, self.out_window
         return UncertaintyCrop(
-            lr_window=(int(w.col_off), int(w.row_off), int(w.width), int(w.height)),
-            out_window=(int(o.col_off), int(o.row_off), int(o.width), int(o.height)),
+            lr_window=as_tuple(w),
+            out_window=as_tuple(o),
             samples=len(self.samples),
             deterministic=bool(np.all(self.samples == self.samples[0])),
         )
@@ -403,3 +259,4 @@ def _sample_uncertainty(block: Window, cmp: Comparison, sample_crop: SampleCrop,
     samples = np.stack([s.astype(np.float64) for s in sample_crop(core, seeds)])
     local = Window(int(out.col_off - cmp.region.col_off), int(out.row_off - cmp.region.row_off), out.width, out.height)
     return CropSamples(core, local, samples)
+

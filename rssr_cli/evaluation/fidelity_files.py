@@ -1,0 +1,65 @@
+"""`rssr evaluate --fidelity SR LR`: the streamed fidelity engine (fidelity.measure_fidelity, the one behind
+`upscale --report`) run on an SR raster and the LR raster it was made from. Memory does not grow with the
+scene; the figures, units and JSON are those of the `--report` sidecar (format rssr-fidelity/1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from rasterio.windows import Window
+
+from ..errors import InputError
+from ..grid import OutputGrid
+from ..raster_io import SourceInfo, gdal_env, inspect_source, open_raster, select_bands
+from .fidelity import Comparison, measure_fidelity
+from .fidelity_report import FidelityOptions, FidelityReport, check
+
+FIDELITY_COLUMNS = ("LR band", "consistency L1", "% of range", "deviating %", "noise sigma")
+
+
+def check_same_area(sr: SourceInfo, lr: SourceInfo) -> None:
+    """Refuse rasters that are not an rssr output and its input (same CRS and bounds, SR at least as fine)."""
+    if sr.crs is not None and lr.crs is not None and sr.crs != lr.crs:
+        raise InputError(f"CRS differ: {sr.crs} vs {lr.crs}; give the SR made from this LR")
+    tolerance = 0.01 * max(lr.pixel_size)
+    if any(abs(a - b) > tolerance for a, b in zip(sr.bounds, lr.bounds)):
+        raise InputError(
+            f"{sr.path} and {lr.path} do not cover the same area (bounds {sr.bounds} vs {lr.bounds}); "
+            "fidelity compares an rssr output with the very raster it was made from"
+        )
+    if sr.width < lr.width or sr.height < lr.height:
+        raise InputError(f"{sr.path} ({sr.width}x{sr.height}) is smaller than {lr.path} ({lr.width}x{lr.height}); pass SR first")
+
+
+def fidelity_of_files(sr_path: Path, lr_path: Path, *, lr_bands: Optional[Sequence[int]] = None) -> FidelityReport:
+    """Degrade-back consistency, deviating pixels, spectral angle and shift of an SR raster vs its LR input.
+
+    Both rasters must cover the same area (rssr's output grid keeps the input's bounds). SR bands are all
+    of the SR's data bands, paired in order with `lr_bands` (1-based; default all LR data bands). Nodata
+    pixels of either raster are left out of the comparison. No uncertainty: that needs the method itself.
+    """
+    with gdal_env(), open_raster(sr_path) as sr_ds, open_raster(lr_path) as lr_ds:
+        sr_info, lr_info = inspect_source(sr_ds), inspect_source(lr_ds)
+        check_same_area(sr_info, lr_info)
+        lr_idx, sr_idx = select_bands(lr_info, lr_bands), select_bands(sr_info, None)
+        if len(lr_idx) != len(sr_idx):
+            raise InputError(
+                f"{sr_info.path} has {len(sr_idx)} band(s), the LR selection {len(lr_idx)}; pass the LR bands the SR was made from"
+            )
+        grid = OutputGrid(lr_info.width, lr_info.height, sr_info.width, sr_info.height, sr_ds.transform)
+        comparison = Comparison.plan(grid, Window(0, 0, sr_info.width, sr_info.height))
+        method = sr_ds.tags().get("RSSR_METHOD", "unknown")
+        report, _ = measure_fidelity(
+            lr_ds, lr_info, lr_idx, sr_ds, comparison, method=method, options=FidelityOptions(), output_bands=sr_idx
+        )
+    return check(report, str(sr_path))
+
+
+def fidelity_rows(report: FidelityReport) -> list[tuple[str, ...]]:
+    """Formatted cells matching FIDELITY_COLUMNS, one row per band."""
+    return [
+        (str(b.band), f"{b.consistency_l1:.4g}", f"{100 * b.consistency_relative:.3f}", f"{100 * b.deviating_fraction:.2f}",
+         f"{b.noise_sigma:.4g}")
+        for b in report.bands
+    ]  # fmt: skip

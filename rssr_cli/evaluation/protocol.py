@@ -1,0 +1,266 @@
+"""The folder benchmark: degrade HR images, super-resolve them with every backend, score against the HR.
+
+Returns data (dataclasses with `to_json`/`to_dict`), never prints; the CLI or a bench script renders it.
+Torch is imported only by the default degradation, so the module loads without it.
+
+Protocol of `evaluate_folder` (per image, per scale s, per backend):
+1. HR = the whole image in model units (radiometry.to_model_units: uint8 /255, uint16 /10000); data_range
+   for the scores is 1.
+2. LR size = (round(H/s), round(W/s)); LR = anti-aliased bicubic resize of HR (rssr_cli.degrade),
+   clipped and quantized to the image's dtype, as a stored LR file would be.
+3. SR on the HR grid: HRGrid(H, W, y0=0, x0=0, dy=h/H, dx=w/W), the same geometry the product uses
+   (rssr_cli.grid), so SR pixel (i, j) sits exactly on HR pixel (i, j) at any real scale.
+4. SR clipped to [0, dtype max] and quantized (radiometry.quantize; uint8: round(x*255)/255), as a user's
+   output file is.
+5. PSNR and SSIM (rssr_cli.metrics) over all bands, after shaving `ceil(s)` HR pixels from every side
+   (the LIIF/EDSR benchmark convention "shave = scale", rounded up for non-integer scales): the outer
+   pixels depend on how each method pads the border, which says nothing about its quality.
+6. Seconds = wall time of the backend's `upsample` call for that image.
+Scores are averaged per (scale, backend) over images (mean of per-image PSNR, the usual convention).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..backends.base import SRBackend, SRRequest
+from ..backends.classical import ClassicalBackend
+from ..errors import InputError
+from ..grid import HRGrid
+from ..images import find_images, read_pixels
+from ..metrics import psnr, shave, ssim
+from ..radiometry import quantize, to_model_units
+from .detail import detail_score, summarize_detail
+from .jsonsafe import finite_or_none
+
+QUANTIZED_DTYPES = ("uint8", "uint16")  # what a benchmark's LR and SR are stored as
+DEFAULT_SCALES = (2.0, 3.0, 4.0, 4.5, 8.0)
+SUMMARY_COLUMNS = ("scale", "method", "PSNR (dB)", "SSIM", "s / image", "images")
+
+Degrade = Callable[[np.ndarray, tuple[int, int]], np.ndarray]
+Progress = Callable[[int, int], None]
+
+
+def bicubic_degrade(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Default degradation: rssr_cli.degrade.downsample (anti-aliased bicubic) on a float [C, H, W] array."""
+    import torch
+
+    from ..degrade import downsample
+
+    x = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None]
+    with torch.no_grad():
+        return downsample(x, size)[0].numpy()
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A reference image normalized to model units, with the dtype it was stored in."""
+
+    name: str
+    data: np.ndarray  # float32 [bands, H, W]
+    dtype: str
+
+
+def evenly_spaced(items: list, limit: Optional[int]) -> list:
+    """`limit` items spread over the list (first and regular strides), or all of them."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    return [items[(i * len(items)) // limit] for i in range(max(0, limit))]
+
+
+def load_image(path: Path, name: Optional[str] = None) -> LoadedImage:
+    """Read one reference image and map it to model units with the product's rule (radiometry.py). Declared
+    scales/offsets are not applied: scores and quantization are in the dtype's own levels."""
+    pixels = read_pixels(Path(path))
+    dtype = str(pixels.dtype)
+    if dtype not in QUANTIZED_DTYPES:
+        raise InputError(f"{path}: unsupported dtype {dtype} for evaluation (uint8 or uint16)")
+    return LoadedImage(name or Path(path).name, to_model_units(pixels), dtype)
+
+
+def lr_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(round(H/s), round(W/s)): the LR that the product would upscale back to H x W."""
+    return max(1, round(height / scale)), max(1, round(width / scale))
+
+
+def hr_grid_on_image(height: int, width: int, lr_shape: tuple[int, int]) -> HRGrid:
+    """The grid that puts SR pixel (i, j) on HR pixel (i, j) when the LR covers the same extent."""
+    h, w = lr_shape
+    return HRGrid(height=height, width=width, y0=0.0, x0=0.0, dy=h / height, dx=w / width)
+
+
+def shave_for(scale: float, border: Optional[int]) -> int:
+    """The border crop in HR pixels: `border` when given, else ceil(scale)."""
+    return int(math.ceil(scale)) if border is None else int(border)
+
+
+# ------------------------------------------------------------------------------------------ folder eval
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One image at one scale by one backend (sizes are (height, width); shave in HR pixels)."""
+
+    image: str
+    scale: float
+    backend: str
+    psnr: float
+    ssim: float
+    seconds: float
+    hr_size: tuple[int, int]
+    lr_size: tuple[int, int]
+    shave: int
+    detail: Optional[dict] = None  # detail.DetailScore.as_dict(): HF energy/error/correlation, opensr-test shares
+
+
+@dataclass(frozen=True)
+class ScaleSummary:
+    """Means over the images of one (scale, backend) cell."""
+
+    scale: float
+    backend: str
+    psnr: float
+    ssim: float
+    seconds: float
+    images: int
+
+
+@dataclass
+class EvaluationReport:
+    """Per-image rows plus how they were made; `summary()` gives the per (scale, backend) means."""
+
+    rows: list[ImageScore]
+    scales: tuple[float, ...]
+    backends: tuple[str, ...]
+    border_rule: str
+    degradation: str
+    meta: dict = field(default_factory=dict)
+
+    def summary(self) -> list[ScaleSummary]:
+        out = []
+        for scale in self.scales:
+            for backend in self.backends:
+                rows = [r for r in self.rows if r.scale == scale and r.backend == backend]
+                if rows:
+                    out.append(_summarize(scale, backend, rows))
+        return out
+
+    def summary_rows(self) -> list[tuple[str, ...]]:
+        """Formatted cells matching SUMMARY_COLUMNS, e.g. for `rich.table.Table.add_row(*row)`."""
+        return [
+            (f"x{s.scale:g}", s.backend, f"{s.psnr:.2f}", f"{s.ssim:.4f}", f"{s.seconds:.4f}", str(s.images))
+            for s in self.summary()
+        ]
+
+    def to_dict(self) -> dict:
+        return {
+            "scales": list(self.scales),
+            "backends": list(self.backends),
+            "border_rule": self.border_rule,
+            "degradation": self.degradation,
+            "meta": self.meta,
+            "summary": [asdict(s) for s in self.summary()],
+            "detail": [asdict(d) for d in summarize_detail(self.rows, self.scales, self.backends)],
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        """Strict JSON: non-finite numbers (PSNR of identical images) become null."""
+        return json.dumps(finite_or_none(self.to_dict()), indent=indent, allow_nan=False)
+
+
+def _summarize(scale: float, backend: str, rows: list[ImageScore]) -> ScaleSummary:
+    return ScaleSummary(
+        scale=scale,
+        backend=backend,
+        psnr=float(np.mean([r.psnr for r in rows])),
+        ssim=float(np.mean([r.ssim for r in rows])),
+        seconds=float(np.mean([r.seconds for r in rows])),
+        images=len(rows),
+    )
+
+
+def score_image(
+    image: LoadedImage,
+    scale: float,
+    backends: Mapping[str, SRBackend],
+    *,
+    degrade: Degrade,
+    border: Optional[int],
+    seed: int,
+) -> list[ImageScore]:
+    """Degrade one image by `scale`, super-resolve it with every backend, score each result."""
+    _, height, width = image.data.shape
+    size = lr_size(height, width, scale)
+    lr = quantize(degrade(image.data, size), image.dtype)
+    grid = hr_grid_on_image(height, width, size)
+    cut = shave_for(scale, border)
+    reference = shave(image.data, cut)
+    request = SRRequest(lr=lr, grid=grid, seed=seed)
+    interpolated = shave(quantize(ClassicalBackend("bicubic").upsample([request])[0], image.dtype), cut)
+    scores = []
+    for name, backend in backends.items():
+        start = time.perf_counter()
+        sr = backend.upsample([request])[0]
+        seconds = time.perf_counter() - start
+        sr = shave(quantize(sr, image.dtype), cut)
+        scores.append(
+            ImageScore(image.name, float(scale), name, psnr(sr, reference, 1.0), ssim(sr, reference, 1.0),
+                       seconds, (height, width), size, cut, _detail_or_none(sr, reference, interpolated))
+        )
+    return scores
+
+
+def _detail_or_none(sr: np.ndarray, hr: np.ndarray, interpolated: np.ndarray) -> Optional[dict]:
+    """Detail figures (detail.py), or None for an image too small to have a spectrum after shaving."""
+    if min(hr.shape[-2:]) < 8:
+        return None
+    return detail_score(sr, hr, interpolated).as_dict()
+
+
+def evaluate_folder(
+    hr_dir: Path | str,
+    backends: Mapping[str, SRBackend],
+    scales: Sequence[float] = DEFAULT_SCALES,
+    *,
+    border: Optional[int] = None,
+    limit: Optional[int] = None,
+    progress: Optional[Progress] = None,
+    degrade: Optional[Degrade] = None,
+    seed: int = 0,
+) -> EvaluationReport:
+    """Score every backend on every image under hr_dir at every scale (protocol: module docstring).
+
+    border: HR pixels shaved from each side before scoring (None: ceil(scale)).
+    limit: `limit` images evenly spaced over the sorted paths (so a subset still spans every class
+    folder). progress(done, total) after each image.
+    degrade: HR [C,H,W] float, (h, w) -> LR [C,h,w] float (default: anti-aliased bicubic).
+    """
+    root = Path(hr_dir)
+    paths = evenly_spaced(find_images(root), limit)
+    if not paths:
+        raise InputError(f"no PNG/JPEG/TIFF images under {root}")
+    degrade = degrade or bicubic_degrade
+    rows: list[ImageScore] = []
+    for index, path in enumerate(paths):
+        image = load_image(path, name=path.relative_to(root).as_posix())
+        for scale in scales:
+            rows += score_image(image, scale, backends, degrade=degrade, border=border, seed=seed + index)
+        if progress is not None:
+            progress(index + 1, len(paths))
+    rule = f"shave {border} px" if border is not None else "shave ceil(scale) px"
+    name = getattr(degrade, "__name__", type(degrade).__name__)
+    return EvaluationReport(rows, tuple(float(s) for s in scales), tuple(backends), rule, name,
+                            {"hr_dir": str(root), "images": len(paths)})
+
+
