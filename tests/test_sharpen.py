@@ -21,7 +21,7 @@ from model_helpers import tiny_model
 from rssr_cli.grid import Placement
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.sharpen import apply as sharpen_apply
-from rssr_cli.sharpen.consistency import average_onto_native, consistency_error
+from rssr_cli.sharpen.consistency import average_onto_native, consistency_error, psf_consistency_error
 from rssr_cli.sharpen.degrade import MTF_AT_NYQUIST, gaussian_blur, psf_sigma, sample_at, centres
 from rssr_cli.sharpen.model import GUIDE_BANDS, TINY_SPEC, build_sharpener, load_sharpener, save_sharpener
 from rssr_cli.sharpen.scene import BandArray, load_band_folder
@@ -107,6 +107,8 @@ def test_consistency_averages_output_pixels_onto_their_native_pixel():
     mean, counts = average_onto_native(output, Placement(0, 0, 0.5, 0.5), native.shape)
     assert np.array_equal(mean, native) and (counts == 4).all()
     assert consistency_error(output + 1, native, Placement(0, 0, 0.5, 0.5)) == pytest.approx(1.0)
+    flat = np.full((40, 40), 7.0)
+    assert psf_consistency_error(flat + 2, np.full((20, 20), 7.0), Placement(0, 0, 0.5, 0.5)) == pytest.approx(2.0)
 
 
 def test_wald_metrics_on_known_values():
@@ -174,6 +176,8 @@ def test_guided_upscale_runs_at_2_5m_and_is_tile_independent(l1c, tmp_path, tiny
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped sharpener")
 def test_shipped_sharpener_is_no_less_consistent_than_bicubic(l1c, tmp_path):
+    """Under the sensor's PSF (what a native pixel measures), every guided band is at least as consistent with its
+    native pixels as bicubic; the box average is reported in BENCHMARKS.md (it rates blur, and the truth, worse)."""
     guided, bicubic = tmp_path / "guided.tif", tmp_path / "bicubic.tif"
     _upscale(l1c, guided, "--resolution", "10")
     _upscale(l1c, bicubic, "--resolution", "10", "--method", "bicubic")
@@ -186,9 +190,9 @@ def test_shipped_sharpener_is_no_less_consistent_than_bicubic(l1c, tmp_path):
                 t, s = g.transform, src.transform
                 placement = Placement((t.c - s.c) / s.a, (t.f - s.f) / s.e, t.a / s.a, t.e / s.e)
             valid = native > 0
-            mine = consistency_error(g.read(i).astype(np.float64), native, placement, valid)
-            theirs = consistency_error(b.read(i).astype(np.float64), native, placement, valid)
-            assert mine <= theirs * 1.05 + 0.5, (name, mine, theirs)
+            mine = psf_consistency_error(g.read(i).astype(np.float64), native, placement, valid)
+            theirs = psf_consistency_error(b.read(i).astype(np.float64), native, placement, valid)
+            assert mine <= theirs, (name, mine, theirs)
 
 
 def test_evaluate_wald_scores_bicubic_unguided_and_guided(tmp_path, tiny_sharpener, tiny_model_path, monkeypatch):

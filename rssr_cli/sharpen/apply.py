@@ -25,7 +25,7 @@ from ..grid import Placement
 from ..products import StackBand
 from .degrade import sample_at
 from .model import GUIDE_BANDS, GuidedSharpener, guided_scale_ok, load_sharpener
-from .predict import guide_ratio_for, sharpen_array
+from .predict import back_project, back_projection_halo, guide_ratio_for, sharpen_array
 from .scene import band_stats_decimated
 
 TILE = 384  # output px per tile side (core); activations ~ width x (TILE + 2 halo)^2 floats
@@ -34,12 +34,13 @@ SHIPPED_NAME = "sharpen.safetensors"
 
 
 def default_sharpener_path() -> Path:
-    """RSSR_SHARPENER, else the shipped model beside the default diffusion model."""
+    """RSSR_SHARPENER, else the shipped model (in the wheel's rssr_cli/models, or the repository's models/)."""
     if os.environ.get(SHARPENER_ENV):
         return Path(os.environ[SHARPENER_ENV])
-    from ..backends import default_model_path
+    from ..backends import bundled_model_paths
 
-    return default_model_path().parent / SHIPPED_NAME
+    candidates = [p.parent / SHIPPED_NAME for p in bundled_model_paths()]
+    return next((p for p in candidates if p.is_file()), candidates[-1])
 
 
 def find_sharpener() -> Optional[GuidedSharpener]:
@@ -99,7 +100,7 @@ def sharpen_band(
 ) -> int:
     """Write one guided band over `region` (a window of the common grid; guides_path covers exactly it), tile by
     tile through `write(data [1,h,w], window in region coordinates)`; returns the tiles done."""
-    halo = model.receptive_radius + 1
+    halo = model.receptive_radius + 1 + back_projection_halo(job.scale)
     tile = tile or TILE
     stats = band_stats_decimated(job.band, nodata)
     height, width = int(region.height), int(region.width)
@@ -130,6 +131,7 @@ def sharpen_band(
                     band_stats=stats, guide_stats=guide_stats,
                 )  # fmt: skip
                 out = np.where(guide_valid, out, band_up)  # no guide there (swath edge): the band resampled alone
+                out = back_project(out, native, native_valid, ys - rows[0], xs - cols[0], job.scale)
                 core = (slice(r0 - hr0, r1 - hr0), slice(c0 - hc0, c1 - hc0))
                 data, ok = _quantize(out[core], dtype)[None], valid[core][None]
                 if nodata is not None:

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GuidedSharpener, guided_scale_ok
-from .predict import sharpen_array
+from .predict import back_project, sharpen_array
 from .scene import BandArray
 from .wald_inputs import WaldInputs, wald_inputs
 
@@ -61,10 +61,14 @@ def guided_method(model: GuidedSharpener, stats: dict[str, tuple[float, float]])
         if not guided_scale_ok(name, inputs.ratio):
             return inputs.band_up
         resolution = BAND_RESOLUTION_M[name]
-        return sharpen_array(
+        out = sharpen_array(
             model, name, inputs.band_up, inputs.guides, scale=inputs.ratio,
             guide_ratio=inputs.ratio * 10.0 / resolution, band_stats=stats[name], guide_stats=guide_stats,
         )  # fmt: skip
+        y0, x0, dy, dx = inputs.lr_window
+        ys = y0 + (np.arange(out.shape[0]) + 0.5) * dy
+        xs = x0 + (np.arange(out.shape[1]) + 0.5) * dx
+        return back_project(out, inputs.lr, np.ones(inputs.lr.shape, bool), ys, xs, inputs.ratio)
 
     return run
 
