@@ -321,7 +321,7 @@ def fidelity_of_files(sr_path: Path, lr_path: Path, *, lr_bands: Optional[Sequen
     all of the SR's data bands, paired in order with `lr_bands` (1-based; default all LR data bands).
     Nodata pixels are filled from their neighbours in both rasters and reported as invalid_fraction.
     """
-    from .pipeline import scene_radiometry
+    from .pipeline.plan import scene_radiometry
 
     with gdal_env(), open_raster(sr_path) as sr_ds, open_raster(lr_path) as lr_ds:
         sr_info, lr_info = inspect_source(sr_ds), inspect_source(lr_ds)

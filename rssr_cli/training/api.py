@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..interrupts import interruptible
 from ..model.checkpoint import load_model, save_model
 from ..model.operator import grid_tensors
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
@@ -174,6 +175,7 @@ def _val_fn(stage: str, images: list[TrainImage], pairs: list[TrainPair]):
     return lambda model: validate_diffusion(model, few, 4.0)
 
 
+@interruptible
 def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict], None]] = None) -> Path:
     """Run the requested stage(s); writes <out>/<stage>/ (state, log.csv) and <out>/model.{safetensors,json}."""
     s = settings

@@ -1,4 +1,4 @@
-"""`rssr evaluate`: parses options into CompareSettings, calls evaluate_api, renders tables (registered in cli.py).
+"""`rssr evaluate`: parses options into CompareSettings, calls evaluate_api, renders tables (registered in cli/app.py).
 
 Three modes, exactly one per call: HR_DIR (degrade, super-resolve, score vs the HR), --pairs LR HR (a real
 cross-resolution pair), --fidelity SR LR (an SR against its own input, no HR needed).
@@ -13,9 +13,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import Device, Quiet, Verbose, cli_session, parse_bands, progress_bar, stderr, stdout
-from .errors import UsageError
-from .evaluate_api import (
+from ..errors import UsageError
+from ..evaluate_api import (
     COMPARISON_COLUMNS,
     DETAIL_COLUMNS,
     PAIRED_COLUMNS,
@@ -31,7 +30,9 @@ from .evaluate_api import (
     fidelity_of_files,
     find_model,
 )
-from .evaluation import DEFAULT_SCALES, EvaluationReport
+from ..evaluation import DEFAULT_SCALES, EvaluationReport
+from ..interrupts import interruptible
+from .common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, stderr, stdout
 
 T = TypeVar("T")
 DEFAULT_SCALES_TEXT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
@@ -39,9 +40,8 @@ DEFAULT_SCALES_TEXT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
 
 def parse_list(values: Optional[list[str]], convert: Callable[[str], T], what: str) -> tuple[T, ...]:
     """Repeatable and/or comma-separated option values: ['0,1', '5'] -> (0, 1, 5)."""
-    parts = [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
     try:
-        return tuple(convert(p) for p in parts)
+        return tuple(convert(p) for p in comma_list(values))
     except ValueError:
         raise typer.BadParameter(f"expected a comma-separated list of {what}, got {','.join(values or [])!r}") from None
 
@@ -86,7 +86,7 @@ def evaluate_command(
         if len(modes) != 1:
             raise UsageError("give exactly one of: HR_DIR, --pairs LR HR, --fidelity SR LR" + (f" (got {', '.join(modes)})" if modes else ""))
         if fidelity is not None:
-            result = fidelity_of_files(*fidelity, lr_bands=parse_bands(lr_bands))
+            result = interruptible(fidelity_of_files)(*fidelity, lr_bands=parse_bands(lr_bands))
             _emit(result.to_json(), json_out, quiet, lambda: _print_fidelity(result))
             return
         settings = CompareSettings(
@@ -97,11 +97,11 @@ def evaluate_command(
         if settings.model is None and not quiet:
             stderr.print("no model found (no --model, no default model): evaluating classical methods only")
         if pairs is not None:
-            comparison = compare_on_pair(*pairs, settings, lr_bands=parse_bands(lr_bands), hr_bands=parse_bands(hr_bands))
+            comparison = interruptible(compare_on_pair)(*pairs, settings, lr_bands=parse_bands(lr_bands), hr_bands=parse_bands(hr_bands))
             _emit(comparison.to_json(), json_out, quiet, lambda: _print_pairs(comparison))
             return
         with progress_bar(not quiet and stderr.is_terminal, "evaluating", finishing="evaluating") as progress:
-            report = compare_on_folder(hr_dir, settings, parse_list(scales, float, "numbers"), limit=limit, progress=progress)
+            report = interruptible(compare_on_folder)(hr_dir, settings, parse_list(scales, float, "numbers"), limit=limit, progress=progress)
         _emit(report.to_json(), json_out, quiet, lambda: _print_folder(report))
 
 
