@@ -150,8 +150,15 @@ def upscale_command(
         )  # fmt: skip
         batch, show = request.is_batch, not quiet and stderr.is_terminal
         with scene_bars(show and batch) as bars, progress_bar(show and not batch, "upscaling") as progress:
-            progress_for = bars if batch else lambda _: progress
-            outcome = run(request, on_scene=lambda scene: print_scene(scene, quiet), progress_for=progress_for)
+
+            def on_scene(scene: SceneResult) -> None:
+                if bars is not None:
+                    bars.finish(scene)
+                if not quiet or scene.status == FAILED:  # -q hides progress, never errors
+                    stderr.print(render_scene_line(scene))
+
+            progress_for = bars.progress_for if bars is not None else lambda _: progress
+            outcome = run(request, on_scene=on_scene, progress_for=progress_for)
     if not quiet and outcome.result is not None:
         stderr.print(summarize(outcome.result))
     if not quiet and outcome.batch:
@@ -160,24 +167,30 @@ def upscale_command(
         raise typer.Exit(EXIT_PROCESSING)
 
 
-def print_scene(scene: SceneResult, quiet: bool) -> None:
-    if not quiet or scene.status == FAILED:  # -q hides progress, never errors
-        stderr.print(render_scene_line(scene))
+class SceneBars:
+    """Batch mode: one progress bar per scene while it runs, removed when its result (and line) arrives."""
+
+    def __init__(self, bars: Progress) -> None:
+        self.bars, self.tasks = bars, {}
+
+    def progress_for(self, job: SceneJob) -> Callable[[int, int], None]:
+        label = sources.base_name(job.src)
+        self.tasks[(job.src, str(job.dst))] = task = self.bars.add_task(label, total=None)
+        return window_progress(self.bars, task, label, f"{label}: writing COG")
+
+    def finish(self, scene: SceneResult) -> None:
+        task = self.tasks.pop((scene.input, scene.output), None)
+        if task is not None:
+            self.bars.remove_task(task)
 
 
 @contextmanager
-def scene_bars(enabled: bool) -> Iterator[Optional[Callable[[SceneJob], Callable[[int, int], None]]]]:
-    """Batch mode: one progress bar per scene (a finished scene's bar stays, the batch's history at a glance)."""
+def scene_bars(enabled: bool) -> Iterator[Optional[SceneBars]]:
     if not enabled:
         yield None
         return
     with Progress(*progress_columns(), console=stderr, transient=True) as bars:
-
-        def progress_for(job: SceneJob) -> Callable[[int, int], None]:
-            label = sources.base_name(job.src)
-            return window_progress(bars, bars.add_task(label, total=None), label, f"{label}: writing COG")
-
-        yield progress_for
+        yield SceneBars(bars)
 
 
 def fidelity_options(
