@@ -7,7 +7,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from rasterio.enums import ColorInterp
@@ -58,18 +58,36 @@ def plan_run(
     settings: UpscaleSettings,
     backend: Optional[SRBackend] = None,
     *,
-    provenance: Optional[Provenance] = None,
     rows: Optional[tuple[int, int]] = None,
-) -> tuple[RunPlan, Optional[SRBackend]]:
-    """Validate everything that can be refused before any work (cheap checks first, the backend last).
+) -> tuple[RunPlan, SRBackend]:
+    """plan_scene for a run that processes tiles: its backend is `backend`, or built here for settings.method
+    once the cheap checks have passed (a model loads only for a request that can run)."""
+    built: list[SRBackend] = []
 
-    The output's tags come from `provenance` when given (no backend is needed or built then), else from
-    `backend`, built here for settings.method when not given. `rows`: write only these full-grid output rows (one part of a scene split by rows; DST is then a part
-    file, not checked against --overwrite: the caller that assembles the parts checks the real DST)."""
+    def provenance(method: str) -> Provenance:
+        built.append(backend if backend is not None else build_backend(method, settings))
+        return Provenance.of(method, built[0])
+
+    plan = plan_scene(dataset, src, dst, settings, provenance, rows=rows)
+    return plan, built[0]
+
+
+def plan_scene(
+    dataset: DatasetReader,
+    src: str | Path,
+    dst: Path,
+    settings: UpscaleSettings,
+    provenance: Callable[[str], Provenance],
+    *,
+    rows: Optional[tuple[int, int]] = None,
+) -> RunPlan:
+    """Validate everything that can be refused before any work (cheap checks first, `provenance(method)` last: it
+    may load a model). `rows`: write only these full-grid output rows (one part of a scene split by rows; DST is
+    then a part file, not checked against --overwrite: the caller that assembles the parts checks the real DST)."""
     source = inspect_source(dataset, nodata=settings.nodata)
     bands = select_bands(source, settings.bands)
     grid, region = scene_region(source, settings)
-    method = provenance.method if provenance is not None else run_method(settings)
+    method = run_method(settings)
     tile, overlap = auto_tiling(method, max(grid.scale_x, grid.scale_y), settings.tile, settings.overlap)
     settings = replace(settings, tile=tile, overlap=overlap)
     if rows is not None:
@@ -80,12 +98,9 @@ def plan_run(
         check_destination(dst, overwrite=settings.overwrite, src=str(src))
     creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
     check_options_for_data(creation_options, source.dtype, len(bands), asked=settings.creation_options)
-    if provenance is None:
-        if backend is None:
-            backend = build_backend(method, settings)  # may load a model: after the cheap checks
-        provenance = Provenance.of(method, backend)
+    recorded = provenance(method)
     radiometry = scene_radiometry(dataset, source, bands)
-    tags = provenance_tags(settings, grid, radiometry, provenance) | region_tags(region, grid) | source_identity(src)
+    tags = provenance_tags(settings, grid, radiometry, recorded) | region_tags(region, grid) | source_identity(src)
     output = output_spec(source, bands, grid, region, tags)
     stats = None if method in CLASSICAL_METHODS else scene_statistics(dataset, source, bands, radiometry)
     plan = RunPlan(
@@ -102,7 +117,7 @@ def plan_run(
             "AOI: writing %dx%d px at (%d, %d) of the full output grid; %d windows outside it are not read",
             window.width, window.height, window.col_off, window.row_off, outside_aoi,
         )  # fmt: skip
-    return plan, backend
+    return plan
 
 
 def scene_region(source: SourceInfo, settings: UpscaleSettings) -> tuple[OutputGrid, OutputRegion]:

@@ -17,7 +17,7 @@ from ..interrupts import raise_on_signals
 from ..products import is_band_stack
 from ..raster_io import gdal_env, inspect_source, open_raster
 from ..region import split_rows
-from .plan import plan_run, scene_region
+from .plan import plan_run, plan_scene, scene_region
 from .provenance import Provenance
 from .report import finish
 from .settings import UpscaleResult, UpscaleSettings, build_backend
@@ -79,7 +79,7 @@ def assemble_rows(
     if backend is None and settings.fidelity is not None:
         backend = build_backend(provenance.method, settings)
     with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
-        plan, _ = plan_run(dataset, src, dst, replace(settings, method=provenance.method), provenance=provenance)
+        plan = plan_scene(dataset, src, dst, replace(settings, method=provenance.method), lambda _: provenance)
         window = plan.region.window
         expected = (int(window.row_off), int(window.row_off + window.height))
         covered = [p.rows for p in parts]
