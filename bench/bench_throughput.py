@@ -26,7 +26,7 @@ from rssr_cli.backends import default_model_path
 from rssr_cli.backends.base import SRRequest
 from rssr_cli.backends.diffusion import DiffusionBackend
 from rssr_cli.grid import HRGrid
-from rssr_cli.pipeline import auto_tiling
+from rssr_cli.pipeline.settings import auto_tiling
 
 TILE_SIDE, TILE_BANDS, SCALE = 10_980, 4, 4.0
 

@@ -1,13 +1,19 @@
-"""rssr: super-resolution of georeferenced remote-sensing rasters."""
+"""rssr: super-resolution of georeferenced remote-sensing rasters.
+
+    from rssr_cli import upscale, UpscaleSettings, ModelOptions       # one scene
+    from rssr_cli import run, RunRequest                              # every run mode: batches, locks, skip rules, log
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "upscale", "UpscaleSettings", "UpscaleResult"]
+_API = ("upscale", "UpscaleSettings", "UpscaleResult", "ModelOptions", "run", "RunRequest", "RunReport", "SceneJob", "SceneResult")
+
+__all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str):
     """`from rssr_cli import upscale` without importing rasterio (or anything heavy) at package import."""
-    if name in ("upscale", "UpscaleSettings", "UpscaleResult"):
+    if name in _API:
         from . import pipeline
 
         return getattr(pipeline, name)

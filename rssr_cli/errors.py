@@ -4,7 +4,7 @@
 class RssrError(Exception):
     """Root of every error rssr raises on purpose; its message is one line meant for the user."""
 
-    # Work done before a run failed (set by pipeline.upscale), so the JSON log says what was processed.
+    # Work done before a run failed (set by pipeline.scene.render_scene), so the JSON log says what was processed.
     windows: int = 0
     skipped_windows: int = 0
 

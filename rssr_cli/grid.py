@@ -307,42 +307,6 @@ def iter_tiles(rows: list[list[Tile]]) -> Iterator[Tile]:
         yield from row
 
 
-def axis_blend_weights(centers: np.ndarray, core: tuple[int, int], extent: int, overlap: int) -> np.ndarray:
-    """Raised-cosine weights along one axis for HR pixel centres (in absolute LR coordinates).
-
-    Across each interior core edge e the weight rises 0 -> 1 over [e - r, e + r], r = overlap/2,
-    while the neighbour's falls 1 -> 0 over the same span (sin^2 + cos^2 = 1). The outer half of
-    each halo gets weight 0, so a patch's edge pixels (where a model lacks context) never count.
-    At the raster's edges there is no neighbour and the weight stays 1.
-    """
-    w = np.ones_like(centers, dtype=np.float64)
-    r = overlap / 2.0
-    start, stop = core
-    if r <= 0:
-        # Without overlap the halo is the core, and the patch already holds exactly the HR pixels whose
-        # centres fall in it (exact integer arithmetic in hr_grid_for). Re-testing float centres here
-        # would drop a pixel whose centre sits on a core edge (e.g. s = 3.9375): weight 0 in every tile.
-        return w
-    if start > 0:
-        t = np.clip((centers - (start - r)) / (2 * r), 0.0, 1.0)
-        w *= np.sin(0.5 * np.pi * t) ** 2
-    if stop < extent:
-        t = np.clip((centers - (stop - r)) / (2 * r), 0.0, 1.0)
-        w *= np.cos(0.5 * np.pi * t) ** 2
-    return w
-
-
-def tile_blend_weights(tile: Tile, grid: OutputGrid, overlap: int) -> np.ndarray:
-    """Separable 2-D blend weights (float32, shape of the tile's HR patch)."""
-    cy = tile.hr.centers_y() + tile.halo.row_off
-    cx = tile.hr.centers_x() + tile.halo.col_off
-    e = edges(tile.core)
-    core_y, core_x = (e.top, e.bottom), (e.left, e.right)
-    wy = axis_blend_weights(cy, core_y, grid.src_height, overlap)
-    wx = axis_blend_weights(cx, core_x, grid.src_width, overlap)
-    return (wy[:, None] * wx[None, :]).astype(np.float32)
-
-
 def tile_seed(seed: int, tile: Tile) -> int:
     """A per-tile seed from the run seed and the tile's LR core origin: independent of processing order."""
     return (seed * 1_000_003 + int(tile.core.row_off) * 65_537 + int(tile.core.col_off)) % (2**63 - 1)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, ParamSpec, TypeVar
 
 from .errors import Interrupted
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @contextmanager
@@ -36,3 +39,15 @@ def raise_on_signals(outcome: str = "no output was written") -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def interruptible(function: Callable[P, R]) -> Callable[P, R]:
+    """`function` run under raise_on_signals(outcome=""): an API entry point whose interruption is one line
+    ("interrupted by SIGTERM") and exit 130/143 at the CLI, whatever stage it is in."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with raise_on_signals(outcome=""):
+            return function(*args, **kwargs)
+
+    return wrapper

@@ -20,7 +20,8 @@ from rasterio.windows import Window
 
 from .cog import OutputSpec
 from .grid import OutputGrid
-from .pipeline import CLASSICAL_METHODS, UpscaleSettings
+from .backends import CLASSICAL_METHODS
+from .pipeline.settings import UpscaleSettings
 from .products import StackBand
 from .sharpen.apply import GuidedJob, find_sharpener, guide_bands, guide_statistics, is_guided, sharpen_band, tiles_of
 from .sharpen.model import GUIDE_BANDS, GuidedSharpener

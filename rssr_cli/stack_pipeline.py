@@ -5,8 +5,8 @@ that band's bounds (the pipeline's usual rule). Every band is then run on its ow
 *placed* on it (grid.Placement: offset and step in that band's pixel coordinates, exact, whatever the grids'
 origins), so a 20 m band at 2.5 m runs at x8 and a 60 m band at x24, and the model samples the exact positions of
 the common grid's pixels; nothing is resampled first. A band whose grid is the common grid is copied unchanged.
-Each band is streamed (pipeline.stream_tiles) into its own slot of one band-interleaved intermediate GeoTIFF,
-which becomes the COG as in pipeline.upscale (atomic, nothing at DST on failure).
+Each band is streamed (pipeline.stream.stream_tiles) into its own slot of one band-interleaved intermediate GeoTIFF,
+which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure).
 """
 
 from __future__ import annotations
@@ -27,29 +27,16 @@ from rasterio.windows import Window
 
 from . import __version__
 from .aoi import aoi_in_raster_crs
-from .backends import SRBackend
+from .backends import CLASSICAL_METHODS, SRBackend
 from .cog import OutputSpec, check_destination, cog_options, finalize_cog, open_intermediate, staging_dir
 from .errors import InputError, UsageError
 from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution, plan_tiles
 from .interrupts import raise_on_signals
-from .pipeline import (
-    CLASSICAL_METHODS,
-    DEFAULT_TILE,
-    Progress,
-    RunPlan,
-    UpscaleResult,
-    UpscaleSettings,
-    _keep_clear_of_nodata,
-    _write,
-    auto_tiling,
-    DEFAULT_METHOD,
-    build_backend,
-    scene_statistics,
-    region_tags,
-    request_tags,
-    scene_radiometry,
-    stream_tiles,
-)
+from .blend import keep_clear_of_nodata
+from .pipeline.plan import RunPlan, scene_radiometry, scene_statistics
+from .pipeline.provenance import Provenance, region_tags, request_tags
+from .pipeline.settings import DEFAULT_TILE, Progress, UpscaleResult, UpscaleSettings, auto_tiling, build_backend, run_method
+from .pipeline.stream import plan_writer, stream_tiles
 from .products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compatible, is_band_stack, open_band_stack
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
 from .source_identity import source_identity
@@ -64,7 +51,7 @@ SAME_GRID_TOLERANCE = 1e-6  # of a source pixel: a band this close to the common
 
 def request_settings(src: str | os.PathLike, settings: UpscaleSettings) -> UpscaleSettings:
     """The request as recorded in the output's tags: for a band stack, no --bands means the four 10 m bands and
-    guidance is on unless turned off. Batch skip rules compare these tags, so batch.process_scene applies this too."""
+    guidance is on unless turned off. Batch skip rules compare these tags, so pipeline.scenes.process_scene applies this too."""
     if not is_band_stack(str(src)):
         return settings
     if settings.bands is None:
@@ -184,7 +171,7 @@ def output_nodata(stack: BandStack, bands: Sequence[StackBand], given: Optional[
 
 
 class _BandSlot:
-    """The writer of one output band, for pipeline._write (which writes a [1, h, w] block at a window)."""
+    """The writer of one output band, for blend.write_blended (which writes a [1, h, w] block at a window)."""
 
     def __init__(self, writer: DatasetWriter, slot: int) -> None:
         self.writer, self.slot = writer, slot
@@ -212,7 +199,7 @@ def upscale_stack(
         stack = open_band_stack(src)
         plan = plan_stack(stack, settings)
         check_destination(dst, overwrite=settings.overwrite, src=str(src))
-        method = settings.method or DEFAULT_METHOD
+        method = run_method(settings)
         creation_options = cog_options(settings.profile, plan.dtype, settings.creation_options)
         if backend is None:
             backend = build_backend(method, settings)
@@ -311,7 +298,7 @@ class _BandRun:
                 "band %s: %dx%d px at %g -> x%.4g, %d windows", self.job.band.name, self.source.width,
                 self.source.height, self.job.band.resolution, self.job.scale, self.windows,
             )  # fmt: skip
-            return stream_tiles(dataset, run, backend, lambda rows: _write(slot, run, rows), progress)
+            return stream_tiles(dataset, run, backend, plan_writer(slot, run), progress)
 
     def _copy(self, dataset: DatasetReader, writer: DatasetWriter) -> None:
         """The band is on the common grid: its stored values go straight into the output (AOI and nodata applied)."""
@@ -325,7 +312,7 @@ class _BandRun:
             if inside is not None:
                 valid = valid & inside[None]
             if nodata is not None:
-                data = _keep_clear_of_nodata(data, valid, nodata)
+                data = keep_clear_of_nodata(data, valid, nodata)
                 data[~valid] = nodata
             writer.write(data, indexes=[self.job.slot], window=Window(0, row - top, width, rows))
 
@@ -336,7 +323,7 @@ CLASSICAL_TILE_HR_PX = 2048  # HR side of a classical window's core: bounds the 
 def band_tile(method: str, scale: float, tile: Optional[int]) -> Optional[int]:
     """The LR tile of one band's run when none is given. The accumulator spans a tile row of output, so a 60 m band
     at x24 with the classical 256 px tile would hold 6144 full-width output rows; its tile shrinks instead, to
-    about CLASSICAL_TILE_HR_PX output px (the model's tile already shrinks with the scale: pipeline.auto_tiling)."""
+    about CLASSICAL_TILE_HR_PX output px (the model's tile already shrinks with the scale: pipeline.settings.auto_tiling)."""
     if tile is not None or method not in CLASSICAL_METHODS:
         return tile
     return int(min(DEFAULT_TILE, max(32, round(CLASSICAL_TILE_HR_PX / scale))))
@@ -350,7 +337,7 @@ def with_nodata(source: SourceInfo, nodata: Optional[float]) -> SourceInfo:
 
 
 def band_output_spec(plan: StackPlan) -> OutputSpec:
-    """What pipeline._write needs to know of one band's slot: its dtype and how invalid pixels are marked."""
+    """What blend.write_blended needs to know of one band's slot: its dtype and how invalid pixels are marked."""
     window = plan.region.window
     return OutputSpec(
         width=int(window.width), height=int(window.height), transform=plan.region.transform(plan.common), crs=None,
@@ -378,7 +365,7 @@ def stack_output_spec(
         "RSSR_GRID_OF": finest.name,
         "RSSR_BAND_NAMES": ",".join(job.band.name for job in plan.jobs),
         "RSSR_BAND_SCALES": ",".join(f"{job.band.name}:{'copy' if job.copy else format(job.scale, '.6g')}" for job in plan.jobs),
-        **request_tags(settings, method, backend),
+        **request_tags(settings, Provenance.of(method, backend)),
         **source_identity(plan.stack.source),  # a batch redoes the scene when the product was replaced
     }
     if plan.region.aoi is not None:

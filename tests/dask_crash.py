@@ -31,4 +31,4 @@ class RegisterCrashOnce(WorkerPlugin):
     name = "rssr-crash-once"
 
     def setup(self, worker) -> None:
-        register_backend("crash-once", lambda marker, **_: CrashOnceBackend(Path(marker)))
+        register_backend("crash-once", lambda model, **_: CrashOnceBackend(Path(model)))  # the marker file

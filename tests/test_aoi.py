@@ -15,11 +15,12 @@ from rasterio.warp import transform_geom
 from rio_cogeo.cogeo import cog_validate
 from shapely.geometry import mapping, shape
 
-from rssr_cli import backends, pipeline
+from rssr_cli import backends
+from rssr_cli.pipeline import stream
 from rssr_cli.aoi import AreaOfInterest, aoi_in_raster_crs, load_aoi
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.errors import UsageError
-from rssr_cli.mosaic import RowAccumulator
+from rssr_cli.blend import RowAccumulator
 from rssr_cli.pipeline import upscale
 
 from conftest import UTM_TRANSFORM, files_in, synthetic_image
@@ -142,7 +143,7 @@ def test_source_nodata_stays_invalid_inside_the_aoi(make_raster, tmp_path):
 def recorded(monkeypatch):
     """Every halo window read and every backend request (bicubic underneath)."""
     log = {"reads": [], "seeds": []}
-    read_window = pipeline.read_window
+    read_window = stream.read_window
 
     def spy(dataset, info, bands, window):
         log["reads"].append(window)
@@ -153,7 +154,7 @@ def recorded(monkeypatch):
             log["seeds"].extend(r.seed for r in requests)
             return super().upsample(requests)
 
-    monkeypatch.setattr(pipeline, "read_window", spy)
+    monkeypatch.setattr(stream, "read_window", spy)
     monkeypatch.setitem(backends._FACTORIES, "recording", lambda **_: Recording("bicubic"))
     return log
 

@@ -65,7 +65,7 @@ def test_quiet_prints_nothing(src_tif, tmp_path):
 def test_verbose_logs_the_plan(src_tif, tmp_path):
     result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "-s", "2", "-v")
     assert result.exit_code == 0
-    assert "INFO rssr_cli.pipeline" in result.stderr and "45x37 -> 90x74" in result.stderr
+    assert "INFO rssr_cli.pipeline.plan" in result.stderr and "45x37 -> 90x74" in result.stderr
 
 
 def test_model_options_are_forwarded_only_when_given(src_tif, tmp_path, captured):
@@ -142,3 +142,51 @@ def test_info_without_a_raster_is_a_usage_error():
     result = run("info")
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("error: give a raster to describe")
+
+
+# ---- conventions of rio / rio-cogeo / GDAL (issue 10, item 3) -------------------------------------------------------
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.strip().startswith("rssr ")
+
+
+def test_repeated_band_options_accumulate_like_comma_lists(src_tif, tmp_path):
+    for name, args in (("a.tif", ("-b", "3", "-b", "1")), ("b.tif", ("-b", "3,1"))):
+        result = run("upscale", src_tif, "-o", tmp_path / name, "-s", "2", "-m", "bicubic", *args)
+        assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert a.count == 2 and (a.read() == b.read()).all() and a.tags()["RSSR_BANDS"] == "3,1"
+
+
+def test_a_batch_with_a_bad_scale_is_a_usage_error_before_any_work(src_tif, tmp_path):
+    result = run("upscale", src_tif.parent, "-o", tmp_path / "out", "-s", "0.5", "-m", "bicubic")
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == ["error: scale must be > 1 (got 0.5); rssr only upsamples"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_info_json(src_tif):
+    import json
+
+    result = run("info", src_tif, "-s", "2", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["width"] == 45 and report["preview"]["width"] == 90 and len(report["transform"]) == 6
+
+
+def test_help_shows_the_batch_text_and_completion():
+    text = " ".join(run("upscale", "--help").output.split())
+    assert "batch mode" in text and "busy" in text
+    assert "--install-completion" in run("--help").output
+
+
+def test_cli_modules_hold_no_locking_scheduling_or_signal_code():
+    from pathlib import Path
+
+    import rssr_cli.cli
+
+    for module in Path(rssr_cli.cli.__file__).parent.glob("*.py"):
+        text = module.read_text()
+        for word in ("output_lock", "raise_on_signals", "import signal", "dask_client", "sweep_stale", "JsonLog"):
+            assert word not in text, (module.name, word)

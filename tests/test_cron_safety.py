@@ -13,7 +13,8 @@ import rasterio
 from typer.testing import CliRunner
 
 from conftest import files_in, synthetic_image, write_raster
-from rssr_cli.batch import DONE, SKIPPED, SceneJob, run_batch
+from rssr_cli.pipeline.jobs import SceneJob
+from rssr_cli.pipeline.scenes import DONE, SKIPPED, run_batch
 from rssr_cli.cli import app
 from rssr_cli.pipeline import UpscaleSettings
 
@@ -282,7 +283,7 @@ def test_a_signal_before_any_scene_runs_is_one_line_and_exit_143(tmp_path, monke
     import signal
     import time
 
-    from rssr_cli import cli
+    from rssr_cli.pipeline import api
 
     def slow_expansion(inputs):  # e.g. globbing a huge archive on a slow network share
         os.kill(os.getpid(), signal.SIGTERM)
@@ -292,7 +293,7 @@ def test_a_signal_before_any_scene_runs_is_one_line_and_exit_143(tmp_path, monke
     def outer(*_):  # what a test runner or an embedding program may have installed: must be restored after
         pass
 
-    monkeypatch.setattr(cli, "expand_inputs", slow_expansion)
+    monkeypatch.setattr(api, "expand_inputs", slow_expansion)
     previous = signal.signal(signal.SIGTERM, outer)
     try:
         started = time.monotonic()

@@ -10,10 +10,11 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from conftest import files_in, synthetic_image, write_raster  # noqa: E402
-from rssr_cli.batch import DONE, SKIPPED, expand_inputs, plan_jobs, run_batch  # noqa: E402
-from rssr_cli.distributed import dask_client, parse_scheduler, run_batch_on_dask  # noqa: E402
+from rssr_cli.pipeline.jobs import expand_inputs, plan_jobs  # noqa: E402
+from rssr_cli.pipeline.scenes import DONE, SKIPPED, run_batch  # noqa: E402
+from rssr_cli.pipeline.distributed import dask_client, parse_scheduler, run_batch_on_dask  # noqa: E402
 from rssr_cli.errors import UsageError  # noqa: E402
-from rssr_cli.pipeline import UpscaleSettings  # noqa: E402
+from rssr_cli.pipeline import ModelOptions, UpscaleSettings  # noqa: E402
 
 SETTINGS = UpscaleSettings(scale=2.5, method="bicubic", tile=16, overlap=4)
 
@@ -62,7 +63,7 @@ def test_a_worker_killed_mid_scene_is_retried_and_leaves_nothing_partial(client,
     out = tmp_path / "out"
     out.mkdir()
     settings = UpscaleSettings(
-        scale=2, method="crash-once", tile=16, overlap=4, backend_options={"marker": str(tmp_path / "crashed")}
+        scale=2, method="crash-once", tile=16, overlap=4, model=ModelOptions(model=str(tmp_path / "crashed"))
     )
     results = run_batch_on_dask(plan_jobs(scenes, out, settings), settings, client)
     assert (tmp_path / "crashed").exists()  # a worker really died mid-scene

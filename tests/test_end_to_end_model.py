@@ -9,7 +9,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from model_helpers import tiny_model
 from rssr_cli.model.checkpoint import save_model
-from rssr_cli.pipeline import UpscaleSettings, upscale
+from rssr_cli.pipeline import ModelOptions, UpscaleSettings, upscale
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,8 @@ def model_path(tmp_path_factory):
 
 
 def _run(src, dst, model_path, **kw):
-    options = {"model": str(model_path), "device": "cpu"}
-    settings = UpscaleSettings(method="diffusion", backend_options=options, overwrite=True, **kw)
+    options = ModelOptions(model=str(model_path), device="cpu")
+    settings = UpscaleSettings(method="diffusion", model=options, overwrite=True, **kw)
     return upscale(src, dst, settings)
 
 

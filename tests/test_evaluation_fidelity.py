@@ -23,7 +23,8 @@ from rssr_cli.cli import app
 from rssr_cli.errors import FidelityError, UsageError
 from rssr_cli.evaluation.fidelity_report import FidelityChecks, FidelityOptions
 from rssr_cli.metrics import area_matrix, area_weights, noise_sigma
-from rssr_cli.pipeline import UpscaleSettings, sidecar_paths, upscale
+from rssr_cli.pipeline import UpscaleSettings, upscale
+from rssr_cli.pipeline.report import sidecar_paths
 from rssr_cli.quicklook import display_bands
 
 from conftest import UTM_TRANSFORM, files_in

@@ -15,8 +15,8 @@ from rio_cogeo.cogeo import cog_validate
 from rssr_cli import backends
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.errors import UsageError
-from rssr_cli.mosaic import RowAccumulator
-from rssr_cli.pipeline import UpscaleSettings, upscale
+from rssr_cli.blend import RowAccumulator
+from rssr_cli.pipeline import ModelOptions, UpscaleSettings, upscale
 from rssr_cli.raster_io import fill_invalid
 
 from conftest import files_in, synthetic_image
@@ -338,10 +338,9 @@ def test_progress_reports_every_window(make_raster, tmp_path):
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
-def test_backend_options_reach_the_factory(make_raster, tmp_path, counting_backend):
-    options = {"device": "cpu", "steps": 4}
-    upscale(make_raster(1), tmp_path / "out.tif", scale=2, method="counting", backend_options=options)
-    assert counting_backend[0].options == options
+def test_model_options_reach_the_factory(make_raster, tmp_path, counting_backend):
+    upscale(make_raster(1), tmp_path / "out.tif", scale=2, method="counting", model=ModelOptions(device="cpu", steps=4))
+    assert counting_backend[0].options == {"device": "cpu", "steps": 4}
 
 
 def test_each_window_gets_its_own_seed(make_raster, tmp_path, counting_backend):
@@ -365,7 +364,7 @@ def test_no_crs_output_is_on_the_pixel_grid(make_raster, tmp_path):
 
 
 def test_auto_tiling_bounds_model_windows_and_keeps_classical_defaults():
-    from rssr_cli.pipeline import auto_tiling
+    from rssr_cli.pipeline.settings import auto_tiling
 
     assert auto_tiling("bicubic", 8.0, None, None) == (256, 32)
     for scale in (2.0, 4.5, 8.0, 16.0):

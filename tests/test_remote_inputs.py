@@ -15,8 +15,7 @@ import rasterio.shutil
 from conftest import synthetic_image, write_raster
 from http_range_server import parse_ranges, serve_directory
 from rssr_cli import sources
-from rssr_cli.batch import expand_inputs, output_name
-from rssr_cli.cli import is_batch
+from rssr_cli.pipeline.jobs import expand_inputs, is_batch, output_name
 from rssr_cli.pipeline import UpscaleSettings
 from cli_helpers import one_error_line, run
 

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import synthetic_image, write_raster
-from rssr_cli.batch import SceneJob, run_batch
+from rssr_cli.pipeline.jobs import SceneJob
+from rssr_cli.pipeline.scenes import run_batch
 from rssr_cli.cli import app
 from rssr_cli.cog import staging_prefix
 from rssr_cli.locks import lock_path

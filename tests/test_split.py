@@ -20,7 +20,8 @@ from rssr_cli.backends import get_backend
 from rssr_cli.cli import app
 from rssr_cli.errors import FidelityError
 from rssr_cli.model.checkpoint import save_model
-from rssr_cli.pipeline import UpscaleSettings, assemble_rows, render_rows, scene_row_bands, upscale
+from rssr_cli.pipeline import UpscaleSettings, upscale
+from rssr_cli.pipeline.split import assemble_rows, render_rows, scene_row_bands
 from rssr_cli.region import OutputRegion, split_rows
 from rasterio.windows import Window
 

@@ -10,10 +10,12 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from rssr_cli import pipeline
+from rssr_cli.pipeline import plan
+from rssr_cli.radiometry import normalize
+from rssr_cli.raster_io import inspect_source
 from rssr_cli.backends.base import SRRequest
 from rssr_cli.model.normalize import Stats, standardize
-from rssr_cli.pipeline import UpscaleSettings, upscale
+from rssr_cli.pipeline import ModelOptions, UpscaleSettings, upscale
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "s2_b2348_256.tif"
@@ -55,10 +57,10 @@ def test_request_statistics_reach_the_model_and_change_its_input(tmp_path):
 
 def test_scene_statistics_are_planned_for_models_only(tmp_path):
     with rasterio.open(SAMPLE) as ds:
-        source = pipeline.inspect_source(ds)
-        radiometry = pipeline.scene_radiometry(ds, source, (1, 2, 3, 4))
-        stats = pipeline.scene_statistics(ds, source, (1, 2, 3, 4), radiometry)
-        data = pipeline.normalize(ds.read().astype(np.float64), radiometry)
+        source = inspect_source(ds)
+        radiometry = plan.scene_radiometry(ds, source, (1, 2, 3, 4))
+        stats = plan.scene_statistics(ds, source, (1, 2, 3, 4), radiometry)
+        data = normalize(ds.read().astype(np.float64), radiometry)
     assert stats.shape == (4, 2)
     assert np.allclose(stats[:, 0], data.mean(axis=(1, 2)), rtol=1e-3)
     assert np.allclose(stats[:, 1], data.std(axis=(1, 2)), rtol=1e-3)
@@ -75,13 +77,13 @@ def test_tiled_and_untiled_model_runs_differ_by_well_under_one_dn(tmp_path, monk
             dst.write(src.read(window=window))
 
     def run(name: str, tile: int, overlap: int) -> np.ndarray:
-        settings = UpscaleSettings(scale=2, method="diffusion", backend_options={"model": MODEL, "steps": 0}, tile=tile, overlap=overlap)
+        settings = UpscaleSettings(scale=2, method="diffusion", model=ModelOptions(model=MODEL, steps=0), tile=tile, overlap=overlap)
         upscale(crop, tmp_path / name, settings)
         with rasterio.open(tmp_path / name) as out:
             return out.read().astype(np.float64)
 
     scene_delta = np.abs(run("tiled.tif", 32, 8) - run("whole.tif", 96, 0)).mean()
-    monkeypatch.setattr(pipeline, "scene_statistics", lambda *args: None)  # the old per-window standardization
+    monkeypatch.setattr(plan, "scene_statistics", lambda *args: None)  # the old per-window standardization
     window_delta = np.abs(run("tiled_w.tif", 32, 8) - run("whole_w.tif", 96, 0)).mean()
     # measured: 0.55 DN with scene statistics vs 3.35 DN with per-window ones (what remains: the attention context)
     assert scene_delta < 1.0 and scene_delta < window_delta / 4, (scene_delta, window_delta)

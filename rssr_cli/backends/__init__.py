@@ -6,7 +6,7 @@ import importlib.resources
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 from ..errors import CheckpointError, UsageError
 from .base import SRBackend, SRRequest
@@ -25,6 +25,14 @@ def check_method_options(method: str, options: Mapping[str, Any]) -> None:
     if given:
         verb = "applies" if len(given) == 1 else "apply"
         raise UsageError(f"{', '.join(given)} only {verb} to the diffusion model, not to the {method} method")
+
+
+def check_sampler_options(steps: Optional[int], strength: Optional[float]) -> None:
+    """The sampler's --steps and --strength, whatever the model: a bad value is a usage error before any model loads."""
+    if steps is not None and steps < 0:
+        raise UsageError(f"--steps must be >= 0 (0: the operator's estimate only), got {steps}")
+    if strength is not None and not 0.0 < strength <= 1.0:
+        raise UsageError(f"--strength must be in (0, 1], got {strength}")
 
 
 def _classical(method: str) -> Callable[..., SRBackend]:
@@ -94,5 +102,5 @@ def get_backend(name: str, **options: Any) -> SRBackend:
 
 __all__ = [
     "SRBackend", "SRRequest", "get_backend", "register_backend", "backend_names", "default_model_path", "NO_MODEL_HINT",
-    "check_method_options", "CLASSICAL_METHODS",
+    "check_method_options", "check_sampler_options", "CLASSICAL_METHODS",
 ]  # fmt: skip

@@ -23,7 +23,7 @@ from ..model.checkpoint import check_bands, load_model, model_id
 from ..model.normalize import Stats
 from ..model.samplers import timesteps_for
 from ..threads import cpu_threads
-from . import NO_MODEL_HINT, default_model_path
+from . import NO_MODEL_HINT, check_sampler_options, default_model_path
 from .base import SRRequest
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,7 @@ class DiffusionBackend:
         threads: Optional[int] = None,
     ):
         # Checked before the model is found and loaded: a bad value is a usage error whatever the model.
-        if steps is not None and steps < 0:
-            raise UsageError(f"--steps must be >= 0 (0: the operator's estimate only), got {steps}")
-        if strength is not None and not 0.0 < strength <= 1.0:
-            raise UsageError(f"--strength must be in (0, 1], got {strength}")
+        check_sampler_options(steps, strength)
         path = Path(model) if model is not None else default_model_path()
         if not path.with_suffix(".safetensors").is_file() and not path.is_file():
             raise CheckpointError(f"no diffusion model at {path}; {NO_MODEL_HINT}")

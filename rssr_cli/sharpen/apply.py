@@ -145,9 +145,9 @@ def sharpen_band(
 
 
 def _keep_clear(data: np.ndarray, valid: np.ndarray, nodata: float) -> np.ndarray:
-    from ..pipeline import _keep_clear_of_nodata
+    from ..blend import keep_clear_of_nodata
 
-    return _keep_clear_of_nodata(data, valid, nodata)
+    return keep_clear_of_nodata(data, valid, nodata)
 
 
 def tiles_of(region: Window, tile: Optional[int] = None) -> int:

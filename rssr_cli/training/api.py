@@ -23,6 +23,7 @@ import torch
 
 from ..errors import UsageError
 from ..grid import check_scale_range
+from ..interrupts import interruptible
 from ..model.checkpoint import load_model, save_model
 from ..model.operator import grid_tensors
 from ..model.samplers import DEFAULT_SAMPLER
@@ -176,6 +177,7 @@ def _val_fn(stage: str, images: list[TrainImage], pairs: list[TrainPair]):
     return lambda model: validate_diffusion(model, few, 4.0)
 
 
+@interruptible
 def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict], None]] = None) -> Path:
     """Run the requested stage(s); writes <out>/<stage>/ (state, log.csv) and <out>/model.{safetensors,json}."""
     s = settings

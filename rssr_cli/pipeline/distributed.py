@@ -1,6 +1,6 @@
 """Scale-out on Dask distributed: the scenes of a batch become tasks on a cluster's workers.
 
-A task is one whole scene: `batch.process_scene`, the function the in-process batch runs, so skip rules,
+A task is one whole scene: `scenes.process_scene`, the function the in-process batch runs, so skip rules,
 locks, results and logs are the same either way. Each worker process builds the backend once (the model
 loads once per worker) and keeps it for every scene it gets. Workers read inputs and write outputs
 themselves, so the paths must be on storage every worker sees (NFS, a shared disk, a FUSE bucket); only
@@ -19,11 +19,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from .backends import SRBackend
-from .batch import FAILED, SceneCallback, SceneJob, SceneResult, batch_backend, process_scene
-from .errors import ClusterError, UsageError
-from .cog import staging_dir
-from .pipeline import RecordedProvenance, RowsPart, UpscaleResult, UpscaleSettings, assemble_rows, render_rows, scene_row_bands
+from ..backends import SRBackend
+from ..cog import staging_dir
+from ..errors import ClusterError, UsageError
+from .jobs import SceneJob
+from .provenance import Provenance
+from .scenes import FAILED, SceneCallback, SceneResult, batch_backend, process_scene
+from .settings import UpscaleResult, UpscaleSettings
+from .split import RowsPart, assemble_rows, render_rows, scene_row_bands
 
 SCHEDULER_ENV = "RSSR_SCHEDULER"
 DEFAULT_RETRIES = 2
@@ -104,14 +107,14 @@ def dask_client(scheduler: str, *, gpu: bool = False) -> Iterator[Any]:
         yield client
 
 
-_worker_backends: dict[str, tuple[str, SRBackend]] = {}  # per worker process: built once, reused by every scene
+_worker_backends: dict[str, tuple[Provenance, SRBackend]] = {}  # per worker process: built once, reused by every scene
 
 
 def _backend_key(settings: UpscaleSettings) -> str:
-    return repr((settings.method, settings.threads, sorted((k, str(v)) for k, v in settings.backend_options.items())))
+    return repr((settings.method, settings.threads, settings.model))
 
 
-def _worker_backend(settings: UpscaleSettings) -> tuple[str, SRBackend]:
+def _worker_backend(settings: UpscaleSettings) -> tuple[Provenance, SRBackend]:
     key = _backend_key(settings)
     if key not in _worker_backends:
         _worker_backends[key] = batch_backend(settings)
@@ -119,24 +122,23 @@ def _worker_backend(settings: UpscaleSettings) -> tuple[str, SRBackend]:
 
 
 def run_scene_on_worker(job: SceneJob, settings: UpscaleSettings, force: bool) -> SceneResult:
-    method, backend = _worker_backend(settings)
-    return process_scene(job, settings, method, backend, force=force)
+    provenance, backend = _worker_backend(settings)
+    return process_scene(job, settings, provenance, backend, force=force)
 
 
-def provenance_on_worker(settings: UpscaleSettings) -> tuple[str, dict[str, str]]:
+def provenance_on_worker(settings: UpscaleSettings) -> Provenance:
     """The method and backend tags, from a worker: the client never loads the model."""
-    method, backend = _worker_backend(settings)
-    return method, dict(backend.provenance())
+    return _worker_backend(settings)[0]
 
 
 def render_rows_on_worker(src: str, part: Path, settings: UpscaleSettings, rows: tuple[int, int]) -> RowsPart:
-    method, backend = _worker_backend(settings)
-    return render_rows(src, part, replace(settings, method=method), rows, backend=backend)
+    provenance, backend = _worker_backend(settings)
+    return render_rows(src, part, replace(settings, method=provenance.method), rows, backend=backend)
 
 
 def _task_resources(settings: UpscaleSettings) -> Optional[dict[str, int]]:
     """With device cuda, every task asks for one GPU (workers started with --resources GPU=1)."""
-    return {"GPU": 1} if str(settings.backend_options.get("device", "auto")) == "cuda" else None
+    return {"GPU": 1} if settings.model.uses_gpu else None
 
 
 def run_batch_on_dask(
@@ -185,11 +187,11 @@ def run_split_batch_on_dask(
 ) -> list[SceneResult]:
     """Scenes one after another, each split into `parts` row bands that run as parallel tasks (for scenes too
     big for one worker's time budget). The client holds each output's lock and applies the skip rules
-    (batch.process_scene); workers write their bands into a staging directory beside the output; the client
-    assembles them into the COG (pipeline.assemble_rows: byte-identical to a whole-scene run)."""
+    (scenes.process_scene); workers write their bands into a staging directory beside the output; the client
+    assembles them into the COG (split.assemble_rows: byte-identical to a whole-scene run)."""
     check_split_rows(parts)
     resources = _task_resources(settings)
-    method, tags = client.submit(provenance_on_worker, settings, pure=False, resources=resources).result()
+    provenance = client.submit(provenance_on_worker, settings, pure=False, resources=resources).result()
     batch_id = uuid.uuid4().hex[:8]
 
     def split_run(job: SceneJob, run_settings: UpscaleSettings) -> UpscaleResult:
@@ -206,7 +208,7 @@ def run_split_batch_on_dask(
 
     results = []
     for job in jobs:
-        scene = process_scene(job, settings, method, RecordedProvenance(method, tags), force=force, runner=split_run)
+        scene = process_scene(job, settings, provenance, force=force, runner=split_run)
         results.append(scene)
         if on_scene is not None:
             on_scene(scene)

@@ -1,4 +1,4 @@
-"""`rssr train`: parses options into TrainSettings and calls training.api.train (registered in cli.py)."""
+"""`rssr train`: parses options into TrainSettings and calls training.api.train (registered in cli/app.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-
-from .cli import EXIT_CODES_HELP, Quiet, Verbose, cli_session
-
-stdout = Console(highlight=False, soft_wrap=True)
+from .common import EXIT_CODES_HELP, Quiet, Verbose, cli_session, stdout
 
 
 def train_command(
@@ -51,7 +47,7 @@ def train_command(
 ) -> None:
     """Train an rssr model on your own imagery (CPU or CUDA; same command)."""
     with cli_session(verbose):
-        from .training.api import TrainSettings, train  # torch loads only for this command
+        from ..training.api import TrainSettings, train  # torch loads only for this command
 
         settings = TrainSettings(
             data=list(data or []), out=out, pairs=pairs, pair_share=pair_share, pairs_holdout=pairs_holdout, scenes=list(scenes or []), scene_fraction=scene_fraction, val=val, stage=stage,

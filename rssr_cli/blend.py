@@ -1,4 +1,5 @@
-"""Assembling HR patches into output rows: a bounded weighted accumulator and nearest-neighbour validity (numpy only).
+"""Blending HR patches into the output, the one home of it: the smooth weights of a tile, the bounded weighted
+accumulator, nearest-neighbour validity, and the write policy (how blended values and invalid pixels are stored).
 
 The accumulator covers only the output rows that some pending tile can still touch: rows are added
 below as tile rows arrive and popped from the top once final, so memory depends on the tile size and
@@ -8,12 +9,15 @@ the output width, never on the scene height.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 from rasterio.windows import Window
 
+from .cog import OutputSpec, write_rows
 from .grid import OutputGrid, Tile, nearest_source_index
+from .radiometry import Radiometry, denormalize
+from .region import OutputRegion
 from .windows import edges
 
 
@@ -42,6 +46,48 @@ class FinishedRows:
                 self.weighted_sum[:, part], weight, out=np.zeros_like(self.weighted_sum[:, part]), where=weight > 0
             )
             yield self.row_off + start, values, None if self.valid is None else self.valid[:, part]
+
+
+# ------------------------------------------------------------------------------------------- weights
+
+
+def axis_blend_weights(centers: np.ndarray, core: tuple[int, int], extent: int, overlap: int) -> np.ndarray:
+    """Raised-cosine weights along one axis for HR pixel centres (in absolute LR coordinates).
+
+    Across each interior core edge e the weight rises 0 -> 1 over [e - r, e + r], r = overlap/2,
+    while the neighbour's falls 1 -> 0 over the same span (sin^2 + cos^2 = 1). The outer half of
+    each halo gets weight 0, so a patch's edge pixels (where a model lacks context) never count.
+    At the raster's edges there is no neighbour and the weight stays 1.
+    """
+    w = np.ones_like(centers, dtype=np.float64)
+    r = overlap / 2.0
+    start, stop = core
+    if r <= 0:
+        # Without overlap the halo is the core, and the patch already holds exactly the HR pixels whose
+        # centres fall in it (exact integer arithmetic in hr_grid_for). Re-testing float centres here
+        # would drop a pixel whose centre sits on a core edge (e.g. s = 3.9375): weight 0 in every tile.
+        return w
+    if start > 0:
+        t = np.clip((centers - (start - r)) / (2 * r), 0.0, 1.0)
+        w *= np.sin(0.5 * np.pi * t) ** 2
+    if stop < extent:
+        t = np.clip((centers - (stop - r)) / (2 * r), 0.0, 1.0)
+        w *= np.cos(0.5 * np.pi * t) ** 2
+    return w
+
+
+def tile_blend_weights(tile: Tile, grid: OutputGrid, overlap: int) -> np.ndarray:
+    """Separable 2-D blend weights (float32, shape of the tile's HR patch)."""
+    cy = tile.hr.centers_y() + tile.halo.row_off
+    cx = tile.hr.centers_x() + tile.halo.col_off
+    e = edges(tile.core)
+    core_y, core_x = (e.top, e.bottom), (e.left, e.right)
+    wy = axis_blend_weights(cy, core_y, grid.src_height, overlap)
+    wx = axis_blend_weights(cx, core_x, grid.src_width, overlap)
+    return (wy[:, None] * wx[None, :]).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------- accumulation
 
 
 class RowAccumulator:
@@ -134,3 +180,38 @@ def hr_validity(valid_lr: np.ndarray, tile: Tile, grid: OutputGrid) -> np.ndarra
     else:
         rows, cols = nearest_lr_index(r0, r1, grid.src_height, grid.height), nearest_lr_index(c0, c1, grid.src_width, grid.width)
     return valid_lr[:, rows - int(halo.row_off)][:, :, cols - int(halo.col_off)]
+
+
+# -------------------------------------------------------------------------------------- write policy
+
+
+def write_blended(writer: Any, rows: FinishedRows, *, spec: OutputSpec, region: OutputRegion, radiometry: Radiometry) -> None:
+    """Back to stored values, invalid pixels marked as the output marks them, then onto disk, a block at a time.
+    `writer` is a rasterio dataset opened for writing (or anything with its write/write_mask)."""
+    window = region.window
+    for row_off, values, valid in rows.blocks():
+        data = denormalize(values, radiometry, spec.dtype)
+        inside = region.inside(row_off, data.shape[1])
+        if inside is not None:
+            valid = np.broadcast_to(inside, data.shape) if valid is None else valid & inside
+        mask = None
+        if valid is not None:
+            if spec.internal_mask:
+                mask = valid.all(axis=0)
+                data[:, ~mask] = 0
+            else:
+                data = keep_clear_of_nodata(data, valid, spec.nodata)
+                data[~valid] = spec.nodata
+        write_rows(writer, spec, row_off - int(window.row_off), data, mask)
+
+
+def keep_clear_of_nodata(data: np.ndarray, valid: np.ndarray, nodata: Optional[float]) -> np.ndarray:
+    """A valid integer pixel that lands on the nodata value (e.g. 0 after clipping) moves one step away,
+    or it would silently vanish from the output."""
+    if nodata is None or not np.issubdtype(data.dtype, np.integer):
+        return data
+    collide = valid & (data == nodata)
+    if collide.any():
+        step = 1 if nodata < np.iinfo(data.dtype).max else -1
+        data[collide] = data.dtype.type(nodata + step)
+    return data

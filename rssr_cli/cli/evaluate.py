@@ -1,4 +1,4 @@
-"""`rssr evaluate`: parses options into CompareSettings, calls rssr_cli.evaluation, renders tables (registered in cli.py).
+"""`rssr evaluate`: parses options into CompareSettings, calls rssr_cli.evaluation, renders tables (registered in cli/app.py).
 
 Three modes, exactly one per call: HR_DIR (degrade, super-resolve, score vs the HR), --pairs LR HR (a real
 cross-resolution pair), --fidelity SR LR (an SR against its own input, no HR needed).
@@ -14,9 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import Device, Quiet, Verbose, cli_session, parse_bands, progress_bar, stderr, stdout
-from .errors import UsageError
-from .evaluation.compare import (
+from ..errors import UsageError
+from ..evaluation.compare import (
     COMPARISON_COLUMNS,
     DETAIL_COLUMNS,
     PAIRED_COLUMNS,
@@ -30,10 +29,12 @@ from .evaluation.compare import (
     detail_rows,
     find_model,
 )
-from .evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fidelity_rows
-from .evaluation.fidelity_report import FidelityReport
-from .evaluation.protocol import DEFAULT_SCALES, EvaluationReport
-from .sharpen.wald import WaldReport, evaluate_wald
+from ..evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fidelity_rows
+from ..evaluation.fidelity_report import FidelityReport
+from ..evaluation.protocol import DEFAULT_SCALES, EvaluationReport
+from ..interrupts import interruptible
+from ..sharpen.wald import WaldReport, evaluate_wald
+from .common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, stderr, stdout
 
 T = TypeVar("T")
 DEFAULT_SCALES_TEXT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
@@ -41,9 +42,8 @@ DEFAULT_SCALES_TEXT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
 
 def parse_list(values: Optional[list[str]], convert: Callable[[str], T], what: str) -> tuple[T, ...]:
     """Repeatable and/or comma-separated option values: ['0,1', '5'] -> (0, 1, 5)."""
-    parts = [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
     try:
-        return tuple(convert(p) for p in parts)
+        return tuple(convert(p) for p in comma_list(values))
     except ValueError:
         raise typer.BadParameter(f"expected a comma-separated list of {what}, got {','.join(values or [])!r}") from None
 
@@ -97,11 +97,11 @@ def evaluate_command(
         if wald is not None:
             if wald_split not in ("test", "all"):
                 raise UsageError(f"--wald-split must be test or all, got {wald_split!r}")
-            wald_result = evaluate_wald(wald, split=wald_split, model=str(model) if model else None, device=device.value, threads=threads)
+            wald_result = interruptible(evaluate_wald)(wald, split=wald_split, model=str(model) if model else None, device=device.value, threads=threads)
             _emit(json.dumps(wald_result.as_dict(), indent=1), json_out, quiet, lambda: _print_wald(wald_result))
             return
         if fidelity is not None:
-            result = fidelity_of_files(*fidelity, lr_bands=parse_bands(lr_bands))
+            result = interruptible(fidelity_of_files)(*fidelity, lr_bands=parse_bands(lr_bands))
             _emit(result.to_json(), json_out, quiet, lambda: _print_fidelity(result))
             return
         settings = CompareSettings(
@@ -112,11 +112,11 @@ def evaluate_command(
         if settings.model is None and not quiet:
             stderr.print("no model found (no --model, no default model): evaluating classical methods only")
         if pairs is not None:
-            comparison = compare_on_pair(*pairs, settings, lr_bands=parse_bands(lr_bands), hr_bands=parse_bands(hr_bands))
+            comparison = interruptible(compare_on_pair)(*pairs, settings, lr_bands=parse_bands(lr_bands), hr_bands=parse_bands(hr_bands))
             _emit(comparison.to_json(), json_out, quiet, lambda: _print_pairs(comparison))
             return
         with progress_bar(not quiet and stderr.is_terminal, "evaluating", finishing="evaluating") as progress:
-            report = compare_on_folder(hr_dir, settings, parse_list(scales, float, "numbers"), limit=limit, progress=progress)
+            report = interruptible(compare_on_folder)(hr_dir, settings, parse_list(scales, float, "numbers"), limit=limit, progress=progress)
         _emit(report.to_json(), json_out, quiet, lambda: _print_folder(report))
 
 

@@ -1,0 +1,87 @@
+"""The `rssr` Typer app: one module per command (upscale, info, evaluate, train) registered here, `--version`,
+shell completion (typer's --install-completion / --show-completion), and Click's usage errors as one line."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .. import __version__
+from ..errors import RssrError
+from .common import EXIT_CODES_HELP, EXIT_PROCESSING, exit_code_for, report_error, stderr, stdout
+from .evaluate import evaluate_command
+from .info import info_command
+from .train import train_command
+from .upscale import BATCH_EXIT_HELP, upscale_command
+
+# Click's exception base: typer >= 0.20 vendors its own click, older versions re-export click's.
+ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+class OneLineUsageErrors(typer.core.TyperGroup):
+    """Click's usage errors (a missing or unparseable option) as the one `error:` line and exit 2 that every
+    other refusal gives, instead of Typer's boxed usage text: a cron log greps one line per failure."""
+
+    def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as error:
+            if type(error).__name__ != "NoArgsIsHelpError":  # bare `rssr`: the help was printed already
+                report_error(usage_error_line(error))
+            code = error.exit_code
+        except typer.Abort:
+            stderr.print("[bold red]error:[/] aborted")
+            code = EXIT_PROCESSING
+        code = code if isinstance(code, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+def usage_error_line(error: Exception) -> str:
+    """Click's message on one line, with where to read the options."""
+    message = " ".join(error.format_message().split())
+    ctx = getattr(error, "ctx", None)
+    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message
+
+
+app = typer.Typer(
+    name="rssr",
+    cls=OneLineUsageErrors,
+    help=f"Super-resolve georeferenced rasters into Cloud-Optimized GeoTIFFs.\n\n{EXIT_CODES_HELP}",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        stdout.print(f"rssr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """Super-resolve georeferenced rasters into Cloud-Optimized GeoTIFFs."""
+
+
+app.command("upscale", epilog=f"{EXIT_CODES_HELP} {BATCH_EXIT_HELP}")(upscale_command)
+app.command("info", epilog=EXIT_CODES_HELP)(info_command)
+app.command("train", epilog=EXIT_CODES_HELP)(train_command)
+app.command("evaluate", epilog=EXIT_CODES_HELP)(evaluate_command)
+
+
+def main() -> None:
+    """Console entry point; RssrError raised outside a command body still becomes one line + exit code."""
+    try:
+        app(prog_name="rssr")
+    except RssrError as error:
+        report_error(error)
+        sys.exit(exit_code_for(error))

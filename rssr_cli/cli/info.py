@@ -1,0 +1,58 @@
+"""`rssr info`: a raster's grid, bands and nodata and what `upscale` would write, a product's bands, or a model's card."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from ..errors import UsageError
+from ..grid import parse_resolution
+from ..info import describe_model, describe_raster
+from ..products import is_band_stack
+from ..stack_pipeline import describe_stack
+from .common import Verbose, cli_session, parse_band_selection, stdout
+from .render import render_model_report, render_report, render_stack_report, to_json
+
+
+def info_command(
+    src: Annotated[
+        Optional[str],
+        typer.Argument(help="Raster to describe: a file, URL, /vsi path, GDAL connection string, Sentinel-2 product (.SAFE, .SAFE.zip) or STAC item (with --model: the model's .safetensors).", show_default=False),
+    ] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Preview the output at this scale.", show_default=False)] = None,
+    resolution: Annotated[
+        Optional[str], typer.Option("--resolution", "-r", help="Preview the output at this pixel size: X or X,Y.", show_default=False)
+    ] = None,
+    bands: Annotated[
+        Optional[list[str]], typer.Option("--bands", "-b", help="Bands the preview counts: 1,3,4 or B04,B8A (repeatable).", show_default=False)
+    ] = None,
+    model: Annotated[
+        bool, typer.Option("--model", help="Describe a model instead: SRC is its .safetensors (default: the default model).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (for scripts) instead of text.")] = False,
+    verbose: Verbose = 0,
+) -> None:
+    """Print a raster's grid, bands and nodata, and what `upscale` would produce; or a model's card (--model)."""
+    with cli_session(verbose):
+        if model:
+            if scale is not None or resolution is not None or bands is not None:
+                raise UsageError("--scale, --resolution and --bands preview a raster's output; not with --model")
+            emit(describe_model(src), render_model_report, as_json)
+            return
+        if src is None:
+            raise UsageError("give a raster to describe: rssr info SRC [--scale S], or a model: rssr info --model [PATH]")
+        pixel_size = parse_resolution(resolution) if resolution is not None else None
+        if is_band_stack(str(src)):
+            emit(describe_stack(str(src), scale=scale, resolution=pixel_size, bands=parse_band_selection(bands)), render_stack_report, as_json)
+            return
+        emit(describe_raster(src, scale=scale, resolution=pixel_size, bands=parse_band_selection(bands)), render_report, as_json)
+
+
+def emit(report: Any, render: Callable[[Any], list[str]], as_json: bool) -> None:
+    """The report as text lines (rich markup) or, with --json, as one JSON document (plain, no markup)."""
+    if as_json:
+        typer.echo(to_json(report))
+        return
+    for line in render(report):
+        stdout.print(line)

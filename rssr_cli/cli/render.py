@@ -1,0 +1,187 @@
+"""Rendering what the library returns: the one-scene summary, batch scene lines and table, `rssr info`'s reports
+(as text, or as JSON with --json). Pure functions from values to strings (rich markup) or JSON-ready dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from affine import Affine
+from rich.markup import escape
+from rich.table import Table
+
+from .. import sources
+from ..info import ModelReport, RasterReport
+from ..pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneResult
+from ..pipeline.settings import UpscaleResult
+from ..stack_pipeline import StackReport
+
+
+STATUS_STYLE = {DONE: "green", SKIPPED: "dim", BUSY: "yellow", FAILED: "bold red"}
+
+
+def render_scene_line(scene: SceneResult) -> str:
+    style = STATUS_STYLE.get(scene.status, "")
+    detail = f" {escape(scene.error)}" if scene.error else ""
+    windows = f", {scene.windows} windows ({scene.skipped_windows} empty)" if scene.status == DONE else ""
+    return f"[{style}]{scene.status:>7}[/] {escape(sources.base_name(scene.input))} -> {escape(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
+
+
+def render_batch_summary(results: list[SceneResult]) -> Table:
+    counts = {status: sum(r.status == status for r in results) for status in (DONE, SKIPPED, BUSY, FAILED)}
+    table = Table(title=f"{len(results)} scene(s)", show_edge=False)
+    for column in ("status", "scenes", "seconds", "windows", "empty windows"):
+        table.add_column(column, justify="right" if column != "status" else "left")
+    for status, count in counts.items():
+        rows = [r for r in results if r.status == status]
+        table.add_row(
+            f"[{STATUS_STYLE[status]}]{status}[/]", str(count), f"{sum(r.seconds for r in rows):.1f}",
+            str(sum(r.windows for r in rows)), str(sum(r.skipped_windows for r in rows)),
+        )  # fmt: skip
+    return table
+
+
+def summarize(result: UpscaleResult) -> str:
+    return (
+        f"wrote {escape(str(result.dst))}: {result.width}x{result.height} px, {result.bands} band(s) {result.dtype}, "
+        f"{result.method} x{result.scale_x:.4g}, {result.windows} windows in {result.seconds:.1f} s "
+        f"({result.megapixels_per_second:.2f} Mpix/s)"
+        + (f"; {result.skipped_windows} all-nodata windows skipped" if result.skipped_windows else "")
+        + (f"; {result.outside_aoi_windows} windows outside the AOI not read" if result.outside_aoi_windows else "")
+        + (f"\nfidelity: {result.fidelity.summary()}" if result.fidelity is not None else "")
+    )
+
+
+def render_report(report: RasterReport) -> list[str]:
+    t = report.transform
+    w, s, e, n = report.bounds
+    lines = [
+        f"[bold]{escape(report.path)}[/]",
+        f"  size        {report.width} x {report.height} px, {len(report.bands)} band(s), {report.dtype}",
+        f"  crs         {escape(report.crs) if report.crs else 'none (pixel grid only)'}",
+        f"  transform   ({t.a:.10g}, {t.b:.10g}, {t.c:.10g}, {t.d:.10g}, {t.e:.10g}, {t.f:.10g})",
+        f"  pixel size  {report.pixel_size[0]:.10g} x {report.pixel_size[1]:.10g}",
+        f"  bounds      west {w:.10g}, south {s:.10g}, east {e:.10g}, north {n:.10g}",
+        f"  invalid px  {escape(report.validity)}",
+        "  bands",
+    ]
+    for band in report.bands:
+        extra = f", scale {band.scale:g} offset {band.offset:g}" if (band.scale, band.offset) != (1.0, 0.0) else ""
+        lines.append(f"    {band.index:>3}  {escape(band.description or '-'):<16} {band.colorinterp}{extra}")
+    if report.provenance:  # an rssr output: how it was made, and its fidelity figures when measured
+        lines.append("[bold]made by rssr[/]")
+        width = max(len(k) for k in report.provenance)
+        lines += [f"  {k:<{width}}  {escape(v)}" for k, v in report.provenance.items()]
+    if report.preview is not None:
+        p = report.preview
+        lines += [
+            "[bold]upscale would write[/]",
+            f"  size        {p.width} x {p.height} px (x{p.scale_x:.6g}, x{p.scale_y:.6g}), {p.bands} band(s), {p.dtype}",
+            f"  pixel size  {p.pixel_size[0]:.10g} x {p.pixel_size[1]:.10g}",
+            f"  data        {_human_bytes(p.uncompressed_bytes)} uncompressed (+~1/3 overviews, before compression)",
+        ]
+    return lines
+
+
+def render_stack_report(report: StackReport) -> list[str]:
+    """A product's or STAC item's bands (name, pixel size, size, file) and, with -s/-r, the output upscale would write."""
+    nodata = "none" if report.nodata is None else f"{report.nodata:g}"
+    lines = [f"[bold]{escape(report.source)}[/]", f"  kind        {escape(report.kind)}, nodata {nodata}", "  bands"]
+    for band in report.bands:
+        crs = band.crs.to_string() if band.crs else "no CRS"
+        lines.append(
+            f"    {escape(band.name):<5} {band.resolution:>6g} m  {band.width} x {band.height} px  {band.dtype}  {escape(crs)}  {escape(band.dataset.rsplit('/', 1)[-1])}"
+        )
+    if report.grid is not None:
+        t = report.grid.transform
+        scales = ", ".join(f"{name} {'copied' if s is None else f'x{s:.4g}'}" for name, s in report.band_scales)
+        lines += [
+            "[bold]upscale would write[/]",
+            f"  bands       {', '.join(report.selected)}",
+            f"  size        {report.grid.width} x {report.grid.height} px, pixel size {abs(t.a):.10g} x {abs(t.e):.10g}",
+            f"  per band    {escape(scales)}",
+        ]
+    else:
+        lines.append(f"  default     --bands {','.join(report.selected)}")
+    return lines
+
+
+def render_model_report(report: ModelReport) -> list[str]:
+    lines = [
+        f"[bold]{escape(report.id)}[/]  {escape(report.weights)}",
+        f"  sha256         {report.sha256}",
+        f"  size           {_human_bytes(report.size_bytes)}, {report.parameters:,} parameters"
+        + (f", rssr {escape(report.rssr_version)}" if report.rssr_version else ""),
+        f"  card           {escape(report.card) if report.card else 'none (description embedded in the weights only)'}",
+        "  architecture",
+    ]
+    for part in report.parts:
+        args = ", ".join(f"{k}={v}" for k, v in part.args.items())
+        lines.append(f"    {part.role:<15}{escape(part.name)} ({part.parameters:,} params): {escape(args)}")
+    lines += [f"  bands          {report.channels} channel(s); {escape(report.band_rule)}", "  normalization"]
+    lines += _render_mapping(report.normalization, 4)
+    lines.append("  diffusion")
+    lines += _render_mapping(report.diffusion, 4)
+    lines.append("  sampler        " + ", ".join(f"{k} {v}" for k, v in report.sampler.items()))
+    for title, mapping in (("training", report.training), ("metrics", report.metrics)):
+        lines.append(f"  {title}" + ("" if mapping else "       none recorded"))
+        lines += _render_mapping(mapping, 4)
+    return lines
+
+
+def _render_mapping(mapping: dict, indent: int) -> list[str]:
+    """Nested dicts as indented `key  value` lines; other values inline (lists as comma lists)."""
+    lines = []
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            lines.append(" " * indent + escape(str(key)))
+            lines += _render_mapping(value, indent + 2)
+            continue
+        if isinstance(value, (list, tuple)):
+            text = ", ".join(map(str, value))
+        elif isinstance(value, float):
+            text = f"{value:.6g}"
+        else:
+            text = str(value)
+        lines.append(" " * indent + f"{escape(str(key)):<{max(1, 15 - indent + 2)}} {escape(text)}")
+    return lines
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def to_json(report: RasterReport | StackReport | ModelReport) -> str:
+    """`rssr info --json`: the report's fields as JSON (transforms as their 6 coefficients, CRSs as strings)."""
+    return json.dumps(_plain(report), indent=2, allow_nan=False)
+
+
+def _plain(value: Any) -> Any:
+    """A report value as plain JSON data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Affine):
+        return [value.a, value.b, value.c, value.d, value.e, value.f]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_string"):  # a CRS
+        return value.to_string()
+    return str(value)

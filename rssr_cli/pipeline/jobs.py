@@ -1,0 +1,156 @@
+"""Scenes of a run as jobs: inputs expanded (files, folders, globs, products, remote names), an output path per
+scene from the name template, and the refusals that need no raster (clashing outputs, an input overwritten)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import rasterio
+
+from .. import sources
+from ..cog import check_output_name
+from ..errors import UsageError
+from ..grid import format_resolution
+from ..products import is_product_dir, is_product_file, scene_stem
+from .settings import DEFAULT_METHOD, UpscaleSettings
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
+DEFAULT_NAME_TEMPLATE = "{stem}_x{scale}.tif"
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    src: str  # a local path or any GDAL dataset name (sources.py); a Path given here becomes its string
+    dst: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "src", os.fspath(self.src))
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Existing files as given (even with * ? [ in their names), directories -> their raster files and
+    Sentinel-2 products (not recursive; a .SAFE folder is one scene, never a folder to scan), a local name
+    that does not exist but has * ? [ -> a glob (** recursive); remote and GDAL dataset names (URLs, /vsi
+    paths, connection strings) as given, never globbed. Order kept, duplicates dropped; a pattern that
+    matches nothing is a usage error."""
+    found: dict[str, None] = {}
+    for item in inputs:
+        if not sources.is_local(item) or os.path.isfile(item) or is_product_dir(Path(item)):
+            matches = [item]
+        elif os.path.isdir(item):
+            matches = sorted(
+                str(p) for p in Path(item).iterdir()
+                if (p.is_file() and p.suffix.lower() in RASTER_SUFFIXES) or is_product_dir(p) or is_product_file(p)
+            )  # fmt: skip
+        elif glob.has_magic(item):
+            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p) or is_product_dir(Path(p)))
+        else:
+            matches = [item]  # a missing file is reported as that scene's failure, like any bad input
+        if not matches:
+            raise UsageError(f"no raster matches {item!r}")
+        if len(matches) > 1 or matches[0] != item:
+            # Expanded, not named: never feed on rssr's own outputs (-o equal to the input folder would
+            # otherwise make a_x2_x2.tif on the next cron run). Naming an output explicitly still works.
+            kept = [p for p in matches if not is_rssr_output(p)]
+            if not kept:
+                raise UsageError(f"only rssr outputs match {item!r}; name one explicitly to upscale an output again")
+            matches = kept
+        found.update(dict.fromkeys(matches))
+    return list(found)
+
+
+def is_rssr_output(path: str | Path) -> bool:
+    """The file is a raster written by rssr (it carries RSSR_* provenance tags)."""
+    if not os.path.isfile(path):  # a .SAFE folder, a URL: not one of our outputs
+        return False
+    try:
+        with rasterio.open(path) as dataset:
+            return "RSSR_VERSION" in dataset.tags() or "RSSR_METHOD" in dataset.tags()
+    except (rasterio.errors.RasterioError, OSError, ValueError):
+        return False  # not readable: it stays an input and fails as that scene, as before
+
+
+def refuse_stray_numbers(inputs: Sequence[str]) -> None:
+    """`-r 10 20` (gdalwarp's -tr spelling) leaves `20` as an input: refuse a number that is not a file,
+    before it turns a single run into a batch or a failed scene."""
+    for item in inputs:
+        try:
+            float(item)
+        except ValueError:
+            continue
+        if not os.path.exists(item):
+            raise UsageError(f"input {item!r} is a number, not a raster; for an x and a y pixel size write -r X,Y (e.g. -r 10,20)")
+
+
+def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
+    """Fill the name template: {stem} {name} {scale} {resolution} {method} {seed}; '/' makes subfolders of -o.
+    A URL's name is its last path component without the query string (sources.base_name)."""
+    fields = {
+        "stem": scene_stem(src) if _is_product_name(src) else sources.stem(src),
+        "name": sources.base_name(src),
+        "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{format_resolution(settings.resolution)}",
+        "resolution": format_resolution(settings.resolution) if settings.resolution is not None else "",
+        "method": settings.method or DEFAULT_METHOD,
+        "seed": str(settings.seed),
+    }
+    check_name_template(template, fields)
+    try:
+        name = template.format(**fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError(f"bad name template {template!r}: use fields {', '.join('{' + k + '}' for k in fields)}") from exc
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or ".." in parts or name.endswith("/"):
+        raise UsageError(f"name template {template!r} must give a file name inside -o (subfolders allowed), got {name!r}")
+    return name
+
+
+def _is_product_name(src: str) -> bool:
+    return src.rstrip("/").lower().endswith((".safe", ".safe.zip", ".json"))
+
+
+def check_name_template(template: str, fields: Mapping[str, str]) -> None:
+    """Only plain fields: '{stem.__class__}' or '{name[0]}' would reach into Python objects from a command line."""
+    allowed = ", ".join("{" + k + "}" for k in fields)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise UsageError(f"bad name template {template!r} ({exc}): use fields {allowed}") from None
+    for _, field_name, spec, conversion in parsed:
+        if field_name is None:
+            continue
+        if field_name not in fields or conversion or "{" in (spec or ""):
+            raise UsageError(f"bad name template {template!r}: only the plain fields {allowed} are allowed")
+
+
+def plan_jobs(inputs: Sequence[str | os.PathLike], outdir: Path, settings: UpscaleSettings, template: str = DEFAULT_NAME_TEMPLATE) -> list[SceneJob]:
+    """One job per input; two inputs that would write the same output are refused before any work."""
+    jobs, claimed = [], {}
+    for src in map(os.fspath, inputs):
+        dst = outdir / output_name(template, src, settings)
+        check_output_name(dst)
+        if dst in claimed:
+            raise UsageError(f"{claimed[dst]} and {src} would both write {dst}; use a template with {{name}} or separate runs")
+        if sources.is_local(src) and dst.resolve() == Path(src).resolve():
+            raise UsageError(f"output {dst} would overwrite its input")
+        claimed[dst] = src
+        jobs.append(SceneJob(src, dst))
+    return jobs
+
+
+def is_batch(inputs: Sequence[str], output: str | os.PathLike) -> bool:
+    """Batch mode: several inputs, a local directory (not a .SAFE product: one scene), a glob (a local name that
+    does not exist and has * ? [), or an output that is (or is spelled as) a directory. A URL's query string is
+    never a glob."""
+    if len(inputs) != 1:
+        return True
+    src, output = inputs[0], os.fspath(output)
+    if sources.is_local(src) and (
+        (os.path.isdir(src) and not is_product_dir(Path(src))) or (glob.has_magic(src) and not os.path.exists(src))
+    ):
+        return True
+    return Path(output).is_dir() or output.endswith(("/", os.sep))

@@ -1,0 +1,120 @@
+"""`--report` and the fidelity thresholds of a run: measure the written intermediate against its source
+(fidelity.measure_fidelity), tag it, stage the sidecars (JSON, quick-look), and refuse an output that fails a check."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+
+from ..backends import SRBackend, SRRequest
+from ..backends.classical import resample
+from ..cog import finalize_cog
+from ..evaluation.fidelity import Comparison, CropSamples, measure_fidelity
+from ..evaluation.fidelity_report import FidelityReport, check
+from ..grid import hr_grid_for
+from ..quicklook import compose, display_bands, write_png
+from ..radiometry import denormalize
+from ..raster_io import read_window
+from .plan import RunPlan
+from .stream import model_input
+
+log = logging.getLogger(__name__)
+
+
+def finish(
+    dataset: DatasetReader, plan: RunPlan, backend: Optional[SRBackend], intermediate: Path, dst: Path, staging: Path
+) -> Optional[FidelityReport]:
+    """The written intermediate -> DST: measure fidelity when asked (and refuse the output if it fails a
+    check), build the COG, then move the sidecars beside it (a report never describes a file not there)."""
+    settings = plan.settings
+    report, sidecars = None, []
+    if settings.fidelity is not None:
+        report, sidecars = assess_fidelity(dataset, plan, backend, intermediate, dst, staging)
+    if report is None or report.passed:
+        finalize_cog(intermediate, dst, plan.creation_options, overwrite=settings.overwrite)
+    for staged, final in sidecars:
+        os.replace(staged, final)
+    if report is not None:
+        report.raise_if_failed()
+    return report
+
+
+def sidecar_paths(dst: Path) -> tuple[Path, Path]:
+    """Where `--report` writes: OUT.fidelity.json and OUT.fidelity.png beside OUT.tif."""
+    return dst.with_name(dst.stem + ".fidelity.json"), dst.with_name(dst.stem + ".fidelity.png")
+
+
+def assess_fidelity(
+    dataset: DatasetReader, plan: RunPlan, backend: Optional[SRBackend], intermediate: Path, dst: Path, staging: Path
+) -> tuple[FidelityReport, list[tuple[Path, Path]]]:
+    """Measure the written intermediate against the source, record the figures in its tags, and stage the
+    sidecars (JSON and quick-look) when asked; returns the checked report and (staged, final) sidecar paths."""
+    import rasterio
+
+    options = plan.settings.fidelity
+    if options is None or backend is None:
+        raise ValueError("assess_fidelity needs the run's fidelity options and its backend")
+    comparison = Comparison.plan(plan.grid, plan.region.window)
+    with rasterio.open(intermediate) as output:
+        report, crop = measure_fidelity(
+            dataset, plan.source, plan.bands, output, comparison, method=plan.method, options=options,
+            sample_crop=crop_sampler(dataset, plan, backend), seed=plan.settings.seed,
+        )  # fmt: skip
+        report = check(report, str(dst))
+        quicklook = _quicklook(dataset, plan, output, crop, report) if options.write_report and crop is not None else None
+    with rasterio.open(intermediate, "r+") as output:
+        output.update_tags(**report.tags())
+    log.info("fidelity: %s", report.summary())
+    if not options.write_report:
+        return report, []
+    json_path, png_path = sidecar_paths(dst)
+    staged = [(staging / json_path.name, json_path)]
+    staged[0][0].write_text(report.to_json() + "\n")
+    if quicklook is not None:
+        write_png(quicklook, staging / png_path.name)
+        staged.append((staging / png_path.name, png_path))
+    return report, staged
+
+
+def crop_sampler(dataset: DatasetReader, plan: RunPlan, backend: SRBackend):
+    """SampleCrop for fidelity.py: the backend run on one LR crop (with the run's halo) once per seed."""
+
+    def sample(core: Window, seeds: Sequence[int]) -> list[np.ndarray]:
+        grid, ov = plan.grid, int(plan.settings.overlap or 0)
+        r0, c0 = max(0, int(core.row_off) - ov), max(0, int(core.col_off) - ov)
+        r1 = min(grid.src_height, int(core.row_off + core.height) + ov)
+        c1 = min(grid.src_width, int(core.col_off + core.width) + ov)
+        halo = Window(c0, r0, c1 - c0, r1 - r0)
+        out_halo, hr = hr_grid_for(halo, grid)
+        out_core, _ = hr_grid_for(core, grid)
+        values, _ = model_input(dataset, plan, halo)  # the crop is entirely valid: never None
+        dy, dx = int(out_core.row_off - out_halo.row_off), int(out_core.col_off - out_halo.col_off)
+        h, w = int(out_core.height), int(out_core.width)
+        patches: list[np.ndarray] = []
+        size = plan.settings.batch_size
+        for i in range(0, len(seeds), size):
+            patches += backend.upsample([SRRequest(values, hr, s, plan.scene_stats) for s in seeds[i : i + size]])
+        return [denormalize(p[:, dy : dy + h, dx : dx + w], plan.radiometry, plan.source.dtype) for p in patches]
+
+    return sample
+
+
+def _quicklook(
+    dataset: DatasetReader, plan: RunPlan, output: DatasetReader, crop: CropSamples, report: FidelityReport
+) -> np.ndarray:
+    """LR | SR | uncertainty (std over the samples, relative to each band's range, max over bands)."""
+    lr, _ = read_window(dataset, plan.source, plan.bands, crop.lr_window)
+    _, hr = hr_grid_for(crop.lr_window, plan.grid)
+    lr_replicated = resample(lr.astype(np.float64), hr, "nearest")
+    sr = output.read(window=crop.out_window).astype(np.float64)
+    spans = np.array([max(b.value_range[1] - b.value_range[0], 1e-12) for b in report.bands])
+    uncertainty = (crop.std / spans[:, None, None]).max(axis=0)
+    pick = [b - 1 for b in plan.bands]
+    show = display_bands([plan.source.colorinterp[i] for i in pick], [plan.source.descriptions[i] for i in pick])
+    return compose(lr_replicated, sr, uncertainty, show)

@@ -1,0 +1,93 @@
+"""One scene: `upscale(src, dst, settings)` super-resolves a raster into a COG that lines up with the input.
+
+Data flows one way (DESIGN.md): open + validate the source -> plan the output grid and the tiles (plan.py) ->
+per tile row: read, normalize, run the backend, blend, write finished rows (stream.py, blend.py) -> measure
+fidelity when asked (report.py) -> finalize the COG atomically. Band stacks (Sentinel-2 products, STAC items)
+take their own path (stack_pipeline.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Optional
+
+from ..backends import SRBackend
+from ..cog import check_output_name, open_intermediate, staging_dir
+from ..errors import RssrError
+from ..interrupts import raise_on_signals
+from ..locks import output_lock
+from ..products import is_band_stack
+from ..raster_io import gdal_env, open_raster
+from .plan import plan_run
+from .report import finish
+from .settings import Progress, UpscaleResult, UpscaleSettings
+from .stream import plan_writer, stream_tiles
+
+log = logging.getLogger(__name__)
+
+
+def upscale(
+    src: str | Path,
+    dst: str | Path,
+    settings: Optional[UpscaleSettings] = None,
+    *,
+    progress: Optional[Progress] = None,
+    backend: Optional[SRBackend] = None,
+    **overrides: Any,
+) -> UpscaleResult:
+    """Super-resolve `src` into a COG at `dst`, holding `dst`'s lock (locks.py: OutputBusy at once if another run
+    writes it). Keyword overrides replace settings fields: upscale(a, b, scale=4.5).
+
+    `backend`: an already built backend for settings.method (a batch loads its model once for every scene).
+    For skip rules, a JSON log and many scenes, see pipeline.api.run."""
+    settings = replace(settings or UpscaleSettings(), **overrides)
+    settings.require_target()
+    dst = Path(dst)
+    check_output_name(dst)  # before the lock file beside it is made
+    with output_lock(dst):
+        return render_scene(src, dst, settings, progress=progress, backend=backend)
+
+
+def render_scene(
+    src: str | Path,
+    dst: Path,
+    settings: UpscaleSettings,
+    *,
+    progress: Optional[Progress] = None,
+    backend: Optional[SRBackend] = None,
+) -> UpscaleResult:
+    """upscale's work, for a caller that already holds the output's lock."""
+    if is_band_stack(str(src)):  # a Sentinel-2 product or STAC item: bands of several grids onto one
+        from ..stack_pipeline import upscale_stack
+
+        return upscale_stack(src, dst, settings, progress=progress, backend=backend)
+    started = time.perf_counter()
+    windows_done = [0]
+
+    def track(done: int, total: int) -> None:
+        windows_done[0] = done
+        if progress is not None:
+            progress(done, total)
+
+    with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
+        plan, backend = plan_run(dataset, src, dst, settings, backend)
+        skipped = 0
+        try:
+            with staging_dir(dst) as staging:
+                intermediate = staging / "stream.tif"
+                with open_intermediate(intermediate, plan.output) as writer:
+                    skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan), track)
+                report = finish(dataset, plan, backend, intermediate, dst, staging)
+        except RssrError as error:  # the JSON log reports the work done before the failure, not 0
+            error.windows, error.skipped_windows = windows_done[0], skipped
+            raise
+    seconds = time.perf_counter() - started
+    log.info("wrote %s in %.1f s", dst, seconds)
+    grid, window = plan.grid, plan.region.window
+    return UpscaleResult(
+        dst, int(window.width), int(window.height), len(plan.bands), plan.source.dtype, grid.scale_x, grid.scale_y,
+        plan.method, plan.window_count, skipped, seconds, plan.outside_aoi_windows, report,
+    )  # fmt: skip

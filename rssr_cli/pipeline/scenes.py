@@ -1,0 +1,171 @@
+"""Many scenes, safely: skip what is done, lock each output, isolate failures, one SceneResult per scene.
+
+A scene is `done` when DST exists and its RSSR_* tags contain the request's (provenance.request_tags: method,
+model hash, sampler, scale, bands, seed, AOI), so re-running a cron job redoes nothing; `force` redoes it.
+Every scene runs under its output's lock (locks.py): two runs over the same folder never process the same
+scene at once; the second reports it `busy` and moves on. A failing scene is recorded and the batch goes on;
+an interrupt (SIGINT/SIGTERM) stops the batch. The same `process_scene` runs in-process and on Dask workers
+(distributed.py), so skip rules and results are identical either way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import time
+import traceback
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import rasterio
+
+from ..backends import SRBackend
+from ..errors import Interrupted, OutputError, RssrError
+from ..locks import OutputBusy, output_lock
+from ..source_identity import same_source
+from ..stack_pipeline import request_settings
+from .jobs import SceneJob
+from .provenance import Provenance, request_tags
+from .scene import render_scene
+from .settings import Progress, UpscaleResult, UpscaleSettings, build_backend, run_method
+
+log = logging.getLogger(__name__)
+
+# Scene statuses (the JSON log's "status" field)
+DONE, SKIPPED, BUSY, FAILED = "done", "skipped", "busy", "failed"
+
+
+@dataclass(frozen=True)
+class SceneResult:
+    """One line of the JSON log."""
+
+    input: str
+    output: str
+    status: str  # done | skipped (already done with the same request) | busy (locked by another run) | failed
+    seconds: float
+    windows: int = 0
+    skipped_windows: int = 0  # entirely nodata: no model time spent
+    outside_aoi_windows: int = 0  # never read: their patch misses the --aoi polygon
+    error: Optional[str] = None
+    fidelity: Optional[dict] = None  # key figures when measured (--report, --max-*): FidelityReport.figures()
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "seconds": round(self.seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def batch_backend(settings: UpscaleSettings) -> tuple[Provenance, SRBackend]:
+    """The backend (and what it records), built once for every scene of a batch (a model loads once)."""
+    method = run_method(settings)
+    backend = build_backend(method, settings)
+    return Provenance.of(method, backend), backend
+
+
+SAME, SOURCE_CHANGED, DIFFERENT_REQUEST = "same", "source changed", "different request"
+
+
+def existing_output(dst: Path, wanted: dict[str, str], src: str | Path) -> str:
+    """How an existing DST relates to this job: made by the same request from this very source (SAME), by the
+    same request from another or an older source (SOURCE_CHANGED: redo it), or otherwise (DIFFERENT_REQUEST,
+    also when unreadable or not a regular file)."""
+    try:
+        if not stat.S_ISREG(os.stat(dst).st_mode):  # a FIFO at DST would block rasterio.open
+            return DIFFERENT_REQUEST
+        with rasterio.open(dst) as dataset:
+            tags = dataset.tags()
+    except (rasterio.errors.RasterioIOError, OSError):
+        return DIFFERENT_REQUEST
+    if not all(tags.get(key) == value for key, value in wanted.items()):
+        return DIFFERENT_REQUEST
+    return SAME if same_source(tags, src) else SOURCE_CHANGED
+
+
+def process_scene(
+    job: SceneJob,
+    settings: UpscaleSettings,
+    provenance: Provenance,
+    backend: Optional[SRBackend] = None,
+    *,
+    force: bool = False,
+    progress: Optional[Progress] = None,
+    runner: Optional[Callable[[SceneJob, UpscaleSettings], UpscaleResult]] = None,
+) -> SceneResult:
+    """Run one scene under its output's lock; every outcome but an interrupt becomes a SceneResult.
+
+    `runner(job, settings)` produces the output (default: render the scene in this process with `backend`,
+    whose method and tags `provenance` records); a scene split by rows across Dask workers passes its own."""
+    started = time.perf_counter()
+
+    def result(status: str, error: Optional[str] = None, **fields: Any) -> SceneResult:
+        return SceneResult(str(job.src), str(job.dst), status, time.perf_counter() - started, error=error, **fields)
+
+    settings = request_settings(job.src, settings)  # a product's default bands, as its output records them
+    method = provenance.method
+    wanted = request_tags(replace(settings, method=method), provenance)
+    try:
+        job.dst.parent.mkdir(parents=True, exist_ok=True)
+        with output_lock(job.dst):
+            if job.dst.exists() and not force:
+                state = existing_output(job.dst, wanted, job.src)
+                if state == SAME:
+                    return result(SKIPPED)
+                if state == SOURCE_CHANGED:
+                    log.info("%s: the input changed since %s was made; redoing it", job.src, job.dst)
+                elif not settings.overwrite:
+                    raise OutputError(f"{job.dst} exists but was made by a different request; --force to redo it")
+            run_settings = replace(settings, method=method, overwrite=True)
+            if runner is not None:
+                done = runner(job, run_settings)
+            else:
+                done = render_scene(job.src, job.dst, run_settings, progress=progress, backend=backend)
+        return result(DONE, **scene_fields(done))
+    except OutputBusy as busy:
+        return result(BUSY, str(busy))
+    except Interrupted:
+        raise
+    except RssrError as error:
+        done = {"windows": error.windows, "skipped_windows": error.skipped_windows}
+        return result(FAILED, str(error), fidelity=getattr(error, "figures", None), **done)
+    except OSError as error:
+        return result(FAILED, f"{error.strerror or error}: {error.filename or job.dst}")
+    except Exception as error:  # a bug or a library surprise in one scene must not stop the batch
+        log.debug("scene %s failed:\n%s", job.src, traceback.format_exc())
+        return result(FAILED, f"{type(error).__name__}: {error}")
+
+
+def scene_fields(done: UpscaleResult) -> dict[str, Any]:
+    """What a finished upscale adds to its SceneResult."""
+    return {
+        "windows": done.windows,
+        "skipped_windows": done.skipped_windows,
+        "outside_aoi_windows": done.outside_aoi_windows,
+        "fidelity": done.fidelity.figures() if done.fidelity is not None else None,
+    }
+
+
+SceneCallback = Callable[[SceneResult], None]
+
+
+def run_batch(
+    jobs: Sequence[SceneJob],
+    settings: UpscaleSettings,
+    *,
+    force: bool = False,
+    on_scene: Optional[SceneCallback] = None,
+    progress_for: Optional[Callable[[SceneJob], Optional[Progress]]] = None,
+) -> list[SceneResult]:
+    """Process jobs in order in this process; `on_scene` sees each result as soon as it is known."""
+    provenance, backend = batch_backend(settings)
+    results = []
+    for job in jobs:
+        scene = process_scene(job, settings, provenance, backend, force=force, progress=progress_for(job) if progress_for else None)
+        results.append(scene)
+        if on_scene is not None:
+            on_scene(scene)
+    return results
+
+
+def failed(results: Iterable[SceneResult]) -> list[SceneResult]:
+    return [r for r in results if r.status == FAILED]

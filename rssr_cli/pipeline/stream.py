@@ -1,0 +1,128 @@
+"""Streaming one scene's tiles: per tile row, read each halo window, normalize and fill its nodata, run the backend
+in batches, blend the patches (blend.py) and hand the output rows no later tile touches to a writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+
+from ..backends import SRBackend, SRRequest
+from ..blend import FinishedRows, RowAccumulator, hr_validity, tile_blend_weights, write_blended
+from ..grid import OutputGrid, Tile, tile_seed
+from ..radiometry import normalize
+from ..raster_io import MaskKind, fill_invalid, read_window
+from .plan import RunPlan
+from .settings import Progress
+
+
+def plan_writer(writer: Any, plan: RunPlan) -> Callable[[FinishedRows], None]:
+    """stream_tiles' `write` for an output written as the plan says (its spec, region and radiometry)."""
+    return lambda rows: write_blended(writer, rows, spec=plan.output, region=plan.region, radiometry=plan.radiometry)
+
+
+@dataclass(frozen=True)
+class PreparedWindow:
+    """A tile's LR input ready for the backend; request is None when the window is entirely nodata."""
+
+    tile: Tile
+    request: Optional[SRRequest]
+    valid: np.ndarray  # LR validity of the halo window, [bands, h, w]
+
+
+def model_input(dataset: DatasetReader, plan: RunPlan, window: Window) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """A window's values for the backend (normalized, nodata filled; None when entirely nodata) and its validity."""
+    data, valid = read_window(dataset, plan.source, plan.bands, window)
+    if not valid.any():
+        return None, valid
+    return fill_invalid(normalize(data, plan.radiometry), valid), valid
+
+
+def prepare_window(dataset: DatasetReader, plan: RunPlan, tile: Tile) -> PreparedWindow:
+    """Read a halo window, normalize it and fill its nodata so the backend sees only plausible values."""
+    values, valid = model_input(dataset, plan, tile.halo)
+    if values is None:
+        return PreparedWindow(tile, None, valid)
+    return PreparedWindow(tile, SRRequest(values, tile.hr, tile_seed(plan.settings.seed, tile), plan.scene_stats), valid)
+
+
+def upsample_windows(backend: SRBackend, windows: Sequence[PreparedWindow]) -> list[np.ndarray]:
+    """One backend call for a batch of windows that have data; checks the contract on the way back."""
+    patches = backend.upsample([w.request for w in windows])
+    if len(patches) != len(windows):
+        raise ValueError(f"backend {backend.name!r} returned {len(patches)} patches for {len(windows)} windows")
+    for window, patch in zip(windows, patches):
+        expected = (len(window.request.lr), window.tile.hr.height, window.tile.hr.width)
+        if patch.shape != expected:
+            raise ValueError(f"backend {backend.name!r} returned a patch of shape {patch.shape}, expected {expected}")
+    return patches
+
+
+def stream_tiles(
+    dataset: DatasetReader,
+    plan: RunPlan,
+    backend: SRBackend,
+    write: Callable[[FinishedRows], None],
+    progress: Optional[Progress] = None,
+) -> int:
+    """Process tile rows top to bottom, handing finished output rows to `write`; returns the skipped window count.
+
+    After tile row r, output rows above tile row r+1's first HR row get no more contributions, so
+    they are written and dropped: the accumulator spans about one tile row of output at any time.
+    Windows with data are batched (batch_size per backend call) within a row; all-nodata ones are skipped.
+    """
+    grid, tiles = plan.grid, plan.tiles
+    track_validity = plan.source.mask_kind != MaskKind.NONE
+    accumulator = RowAccumulator(len(plan.bands), plan.region.window, track_validity=track_validity)
+    counter = _ProgressCounter(plan.window_count, progress)
+    skipped = 0
+    for r, row in enumerate(tiles):
+        last = r + 1 == len(tiles)
+        # The last row also opens the region's rows below every kept tile (an AOI's edge rows may have none).
+        accumulator.extend_to(grid.height if last else max(int(t.out.row_off + t.out.height) for t in row))
+        pending: list[PreparedWindow] = []
+        for tile in row:
+            window = prepare_window(dataset, plan, tile)
+            _record_validity(accumulator, window, grid)
+            if window.request is None:
+                skipped += 1
+                counter.advance(1)
+            else:
+                pending.append(window)
+            if len(pending) == plan.settings.batch_size:
+                _blend_batch(backend, pending, accumulator, plan)
+                counter.advance(len(pending))
+                pending = []
+        if pending:
+            _blend_batch(backend, pending, accumulator, plan)
+            counter.advance(len(pending))
+        final_row = grid.height if last else int(tiles[r + 1][0].out.row_off)
+        finished = accumulator.pop_until(final_row)
+        if finished is not None:
+            write(finished)
+    return skipped
+
+
+def _record_validity(accumulator: RowAccumulator, window: PreparedWindow, grid: OutputGrid) -> None:
+    if accumulator.tracks_validity:
+        accumulator.set_validity(window.tile.out, hr_validity(window.valid, window.tile, grid))
+
+
+def _blend_batch(backend: SRBackend, batch: Sequence[PreparedWindow], accumulator: RowAccumulator, plan: RunPlan) -> None:
+    for window, patch in zip(batch, upsample_windows(backend, batch)):
+        accumulator.add(window.tile.out, patch, tile_blend_weights(window.tile, plan.grid, plan.settings.overlap))
+
+
+class _ProgressCounter:
+    """Counts finished windows and reports (done, total) to the optional callback."""
+
+    def __init__(self, total: int, callback: Optional[Progress]) -> None:
+        self.total, self.done, self.callback = total, 0, callback
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.callback is not None:
+            self.callback(self.done, self.total)
