@@ -131,6 +131,17 @@ def test_training_by_walds_protocol_writes_a_loadable_best_model(tmp_path):
     assert (tmp_path / "run" / "state.pt").exists()  # resumable
 
 
+def test_train_sharpener_command_skips_a_band_group_too_small_for_its_crop(tmp_path):
+    """The 60 m bands of the fixture (11 px) hold no 16 px crop: trained on the 20 m bands alone, no error."""
+    out = tmp_path / "run"
+    result = run("train-sharpener", sp.BANDS_DIR, "-o", out, "--steps", "2", "--batch-size", "2", "--crop", "12",
+                 "--width", "8", "--blocks", "1", "--eval-every", "2", "--threads", "1", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert load_sharpener(out / "best.safetensors").card["spec"] == {"width": 8, "blocks": 1}
+    result = run("train-sharpener", sp.BANDS_DIR, "-o", tmp_path / "big", "--crop", "400", "--steps", "2")
+    assert result.exit_code == 1 and "too small for --crop 400" in result.output
+
+
 def _upscale(l1c: Path, out: Path, *args) -> None:
     result = run("upscale", l1c, "-o", out, "--bands", "all", *args, "-q")
     assert result.exit_code == 0, result.output

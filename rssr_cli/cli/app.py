@@ -13,7 +13,7 @@ from ..errors import RssrError
 from .common import EXIT_CODES_HELP, EXIT_PROCESSING, exit_code_for, report_error, stderr, stdout
 from .evaluate import evaluate_command
 from .info import info_command
-from .train import train_command
+from .train import train_command, train_sharpener_command
 from .upscale import BATCH_EXIT_HELP, upscale_command
 
 # Click's exception base: typer >= 0.20 vendors its own click, older versions re-export click's.
@@ -75,6 +75,7 @@ def _options(
 app.command("upscale", epilog=f"{EXIT_CODES_HELP} {BATCH_EXIT_HELP}")(upscale_command)
 app.command("info", epilog=EXIT_CODES_HELP)(info_command)
 app.command("train", epilog=EXIT_CODES_HELP)(train_command)
+app.command("train-sharpener", epilog=EXIT_CODES_HELP)(train_sharpener_command)
 app.command("evaluate", epilog=EXIT_CODES_HELP)(evaluate_command)
 
 

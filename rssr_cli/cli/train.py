@@ -66,3 +66,36 @@ def train_command(
 
 
 train_command.__doc__ += f"\n\n{EXIT_CODES_HELP}"
+
+
+def train_sharpener_command(
+    scenes: Annotated[list[str], typer.Argument(help="Sentinel-2 scenes with all bands: .SAFE, .SAFE.zip, STAC item, or a folder of single-band files named ..._B05.jp2.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: best.safetensors (the model), state.pt (for --resume), history.jsonl.")],
+    steps: Annotated[int, typer.Option(help="Optimizer steps (cosine learning-rate decay over them).")] = 4000,
+    batch_size: Annotated[int, typer.Option(help="Crops per step (one band group and one Wald ratio per step).")] = 12,
+    crop: Annotated[int, typer.Option(help="Crop side in native pixels of the 20 m bands (60 m bands: 2/3 of it).")] = 48,
+    width: Annotated[int, typer.Option(help="Channels of the network.")] = 32,
+    blocks: Annotated[int, typer.Option(help="Residual blocks (receptive radius 2 + 2*blocks output px).")] = 6,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak Adam learning rate.")] = 1e-3,
+    eval_every: Annotated[int, typer.Option(help="Score the selection rows (Wald, r = 2 and 6) and keep the best every N steps.")] = 250,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: all cores).")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/state.pt.")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
+) -> None:
+    """Train the guided band-sharpening model by Wald's protocol on real Sentinel-2 scenes (rows split per scene:
+    top 3/4 trained on, next 1/8 selects the checkpoint, last 1/8 never used: `rssr evaluate --wald` scores it)."""
+    with cli_session(verbose):
+        from ..sharpen.train import SharpenTrainConfig, train_sharpener  # torch loads only for this command
+
+        config = SharpenTrainConfig(
+            scenes=list(scenes), out=str(out), steps=steps, batch=batch_size, crop=crop, lr=learning_rate, seed=seed,
+            width=width, blocks=blocks, eval_every=eval_every, threads=threads or None, resume=resume,
+        )  # fmt: skip
+        path = train_sharpener(config, log=(lambda _line: None) if quiet else stdout.print)
+        if not quiet:
+            stdout.print(f"model written: {path}")
+
+
+train_sharpener_command.__doc__ = (train_sharpener_command.__doc__ or "") + f"\n\n{EXIT_CODES_HELP}"

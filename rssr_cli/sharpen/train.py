@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, build_sharpener, save_sharpener
 from .scene import BandArray, load_band_folder, load_stack_bands, stats_of
 from .wald import evaluate_scene_split, rows_of_split
@@ -88,12 +89,35 @@ def precompute(scene: dict[str, BandArray], stats: dict[str, tuple[float, float]
     return table
 
 
-def make_batch(tables, config: SharpenTrainConfig, rng: random.Random):
+def crop_for(resolution: int, config: SharpenTrainConfig) -> int:
+    return config.crop if resolution == 20 else max(16, config.crop * 2 // 3)
+
+
+def trainable_groups(tables, config: SharpenTrainConfig) -> list[int]:
+    """The band groups (20, 60 m) of which some scene holds a band whose train rows fit a crop."""
+    groups = []
+    for resolution in (20, 60):
+        crop = crop_for(resolution, config)
+        fits = any(
+            BAND_RESOLUTION_M[name] == resolution and rows_of_split(t.truth.shape[0], "train")[1] >= crop and t.truth.shape[1] >= crop
+            for table in tables for (name, _), t in table.items()
+        )  # fmt: skip
+        if fits:
+            groups.append(resolution)
+    if not groups:
+        raise InputError(f"the scenes are too small for --crop {config.crop}: no band's training rows hold a crop")
+    return groups
+
+
+def make_batch(tables, config: SharpenTrainConfig, rng: random.Random, groups: Sequence[int] = (20, 60)):
     """One batch at one ratio and one band group, cropped from the train rows: inputs, truth, validity."""
-    resolution = 60 if rng.random() < config.share_60m else 20
+    if len(groups) == 1:
+        resolution = groups[0]
+    else:
+        resolution = 60 if rng.random() < config.share_60m else 20
     ratios = TRAIN_RATIOS[resolution]
     ratio = ratios[0] if rng.random() < config.share_smallest_ratio else rng.choice(ratios)
-    crop = config.crop if resolution == 20 else max(16, config.crop * 2 // 3)
+    crop = crop_for(resolution, config)
     items, attempts = [], 0
     while len(items) < config.batch:
         attempts += 1
@@ -146,6 +170,7 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
     stats = [scene_stats(s) for s in scenes]
     tables = [precompute(s, st) for s, st in zip(scenes, stats)]
     log(f"precomputed Wald inputs: {sum(len(t) for t in tables)} band-ratio pairs")
+    groups = trainable_groups(tables, config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model = build_sharpener({"width": config.width, "blocks": config.blocks})
@@ -160,7 +185,7 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
     history: list[dict] = []
     started, running = time.perf_counter(), 0.0
     for step in range(start + 1, config.steps + 1):
-        band_up, guides, index, scale, guide_ratio, truth, valid = make_batch(tables, config, rng)
+        band_up, guides, index, scale, guide_ratio, truth, valid = make_batch(tables, config, rng, groups)
         pred = model(band_up, guides, index, scale, guide_ratio)
         loss = ((pred - truth).abs() * valid).sum() / valid.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
