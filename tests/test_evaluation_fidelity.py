@@ -227,7 +227,7 @@ def test_the_upscale_path_imports_no_benchmark_code():
     import subprocess
     import sys
 
-    code = ("import sys, rssr_cli.pipeline; "
+    code = ("import sys, rssr_cli.pipeline.api, rssr_cli.pipeline.report, rssr_cli.stack_pipeline; "
             "print(sorted(m for m in sys.modules if m.startswith('rssr_cli.evaluation')))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = ast.literal_eval(out)
