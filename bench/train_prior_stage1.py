@@ -1,9 +1,14 @@
-import sys, logging, torch
+import sys
+
+import torch
+
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[1]))
 from pathlib import Path
-from rssr_cli.training.data import find_images, load_images, PatchSampler
-from rssr_cli.training.trainer import Trainer, TrainConfig, prior_loss, validate_prior
+
 from rssr_cli.model.operator import NeuralOperatorPrior
+from rssr_cli.training.data import PatchSampler, find_images, load_images
+from rssr_cli.training.trainer import TrainConfig, Trainer, prior_loss, validate_prior
+
 out = Path(sys.argv[1]); steps = int(sys.argv[2])
 torch.manual_seed(0)
 uc = load_images(find_images(['../shared/data/ucmerced/train']))

@@ -8,9 +8,9 @@ filesystem). The staging directory is removed whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
-import contextlib
 import logging
 import os
 import re

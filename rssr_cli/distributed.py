@@ -21,8 +21,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 from .backends import SRBackend
 from .batch import FAILED, SceneCallback, SceneJob, SceneResult, batch_backend, process_scene
-from .errors import ClusterError, UsageError
 from .cog import staging_dir
+from .errors import ClusterError, UsageError
 from .pipeline import RecordedProvenance, RowsPart, UpscaleResult, UpscaleSettings, assemble_rows, render_rows, scene_row_bands
 
 SCHEDULER_ENV = "RSSR_SCHEDULER"

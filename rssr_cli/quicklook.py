@@ -16,7 +16,6 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-
 GAP = 4  # px of white between panels
 # Display bands by description when the colour interpretation says nothing (Sentinel-2 / Landsat names).
 RGB_NAMES = ({"red", "b04", "b4"}, {"green", "b03", "b3"}, {"blue", "b02", "b2"})

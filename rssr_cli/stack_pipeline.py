@@ -34,6 +34,7 @@ from .grid import MAX_SCALE, OutputGrid, Placement, format_resolution, plan_tile
 from .interrupts import raise_on_signals
 from .pipeline import (
     CLASSICAL_METHODS,
+    DEFAULT_METHOD,
     DEFAULT_TILE,
     Progress,
     RunPlan,
@@ -42,18 +43,17 @@ from .pipeline import (
     _keep_clear_of_nodata,
     _write,
     auto_tiling,
-    DEFAULT_METHOD,
     build_backend,
-    scene_statistics,
     region_tags,
     request_tags,
     scene_radiometry,
+    scene_statistics,
     stream_tiles,
 )
 from .products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compatible, is_band_stack, open_band_stack
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
-from .source_identity import source_identity
 from .region import OutputRegion, aoi_region, tiles_for_region, whole_grid
+from .source_identity import source_identity
 
 log = logging.getLogger(__name__)
 

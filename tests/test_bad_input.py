@@ -17,11 +17,12 @@ import pytest
 from affine import Affine
 from typer.testing import CliRunner
 
-from conftest import files_in, patch_tiff_dimension, synthetic_image, write_raster
 from rssr_cli import backends
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.cli import app
 from rssr_cli.errors import CheckpointError
+
+from conftest import files_in, patch_tiff_dimension, synthetic_image, write_raster
 
 runner = CliRunner()
 TIFF_IMAGE_WIDTH = 256

@@ -13,12 +13,13 @@ import torch
 from affine import Affine
 from PIL import Image
 
-from conftest import synthetic_image, write_raster
-from model_helpers import tiny_model
 from rssr_cli.evaluate_api import model_backends
 from rssr_cli.metrics import degrade_back
 from rssr_cli.model.checkpoint import save_model
+
 from cli_helpers import one_error_line, run
+from conftest import synthetic_image, write_raster
+from model_helpers import tiny_model
 
 torch.set_num_threads(1)
 CPU = ("--device", "cpu", "--threads", "1")

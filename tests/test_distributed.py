@@ -9,11 +9,12 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from conftest import files_in, synthetic_image, write_raster  # noqa: E402
 from rssr_cli.batch import DONE, SKIPPED, expand_inputs, plan_jobs, run_batch  # noqa: E402
 from rssr_cli.distributed import dask_client, parse_scheduler, run_batch_on_dask  # noqa: E402
 from rssr_cli.errors import UsageError  # noqa: E402
 from rssr_cli.pipeline import UpscaleSettings  # noqa: E402
+
+from conftest import files_in, synthetic_image, write_raster  # noqa: E402
 
 SETTINGS = UpscaleSettings(scale=2.5, method="bicubic", tile=16, overlap=4)
 

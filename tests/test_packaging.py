@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import synthetic_image, write_raster
 from rssr_cli import backends
 from rssr_cli.errors import CheckpointError
 from rssr_cli.pipeline import upscale
+
 from cli_helpers import one_error_line, run
+from conftest import synthetic_image, write_raster
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,13 +17,14 @@ from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 from typer.testing import CliRunner
 
-import s2_products as sp
-from conftest import write_raster
 from rssr_cli.cli import app
 from rssr_cli.errors import InputError, UsageError
 from rssr_cli.grid import OutputGrid, Placement, hr_grid_for, plan_tiles
 from rssr_cli.pipeline import UpscaleSettings, upscale
-from rssr_cli.products import BandStack, is_band_stack, open_band_stack, scene_stem
+from rssr_cli.products import is_band_stack, open_band_stack, scene_stem
+
+import s2_products as sp
+from conftest import write_raster
 from http_range_server import serve_directory
 
 runner = CliRunner()

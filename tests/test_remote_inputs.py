@@ -12,13 +12,14 @@ import pytest
 import rasterio
 import rasterio.shutil
 
-from conftest import synthetic_image, write_raster
-from http_range_server import parse_ranges, serve_directory
 from rssr_cli import sources
 from rssr_cli.batch import expand_inputs, output_name
 from rssr_cli.cli import is_batch
 from rssr_cli.pipeline import UpscaleSettings
+
 from cli_helpers import one_error_line, run
+from conftest import synthetic_image, write_raster
+from http_range_server import parse_ranges, serve_directory
 
 BICUBIC = ("-s", "2", "-m", "bicubic", "-q")
 

@@ -21,14 +21,14 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..degrade import degrade
 from ..errors import UsageError
 from ..model.checkpoint import load_model, save_model
 from ..model.operator import grid_tensors
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
-from ..degrade import degrade
 from .data import PatchBatch, PatchSampler, TrainImage, find_images, load_images
 from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
-from .trainer import Trainer, TrainConfig, module_device, prior_loss, resolve_training_device, validate_prior
+from .trainer import TrainConfig, Trainer, module_device, prior_loss, resolve_training_device, validate_prior
 
 log = logging.getLogger(__name__)
 

@@ -214,7 +214,6 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
     from rasterio.windows import Window
 
     from ..evaluation import plan_pair
-    from ..metrics import measure_shift
     from ..raster_io import inspect_source, open_raster, read_window, select_bands
 
     if not 0.0 <= holdout < 0.9:
