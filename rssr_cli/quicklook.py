@@ -26,11 +26,11 @@ def display_bands(colorinterp: Sequence[ColorInterp], descriptions: Sequence[Opt
     wanted = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
     by_interp = [list(colorinterp).index(c) if c in colorinterp else None for c in wanted]
     if None not in by_interp:
-        return by_interp
+        return [i for i in by_interp if i is not None]
     names = [re.sub(r"[^a-z0-9]", "", (d or "").lower()) for d in descriptions]
     by_name = [next((i for i, n in enumerate(names) if n in group), None) for group in RGB_NAMES]
     if None not in by_name:
-        return by_name
+        return [i for i in by_name if i is not None]
     return [0]
 
 

@@ -123,7 +123,7 @@ def tiles_for_region(region: OutputRegion, tiles: list[list[Tile]]) -> tuple[lis
     if region.aoi_pixels is None:
         w = region.window
         r0, r1, c0, c1 = int(w.row_off), int(w.row_off + w.height), int(w.col_off), int(w.col_off + w.width)
-        kept = [
+        kept: list[list[Tile]] = [
             [t for t in row if t.out.row_off < r1 and t.out.row_off + t.out.height > r0
              and t.out.col_off < c1 and t.out.col_off + t.out.width > c0]
             for row in tiles
@@ -131,7 +131,7 @@ def tiles_for_region(region: OutputRegion, tiles: list[list[Tile]]) -> tuple[lis
         kept = [row for row in kept if row]
         return kept, sum(len(row) for row in tiles) - sum(len(row) for row in kept)
     shapely.prepare(region.aoi_pixels)
-    kept: list[list[Tile]] = []
+    kept = []
     for row in tiles:
         footprints = shapely.box(
             [t.out.col_off for t in row],

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, cast
 
 import numpy as np
 from affine import Affine
@@ -87,7 +87,7 @@ def plan_common_grid(
         assert scale is not None
         scale_x = scale_y = scale
     if not all(math.isfinite(v) and v >= 1.0 - 1e-9 for v in (scale_x, scale_y)):
-        target = format_resolution(resolution) if resolution is not None else f"{finest.resolution / scale:g}"
+        target = format_resolution(resolution) if resolution is not None else f"{finest.resolution / cast(float, scale):g}"
         raise UsageError(
             f"rssr only upsamples: the target pixel size {target} is coarser than band {finest.name}'s {finest.resolution:g}"
         )
@@ -408,7 +408,8 @@ def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, res
     with gdal_env():
         stack = open_band_stack(src)
     selected = stack.select(bands if bands is not None else DEFAULT_PRODUCT_BANDS)
-    grid, scales = None, ()
+    grid = None
+    scales: tuple[tuple[str, Optional[float]], ...] = ()
     if scale is not None or resolution is not None:
         finest = min(selected, key=lambda b: b.resolution)
         grid = plan_common_grid(finest, scale=scale, resolution=resolution)

@@ -67,6 +67,11 @@ def band_rule(in_channels: int) -> str:
 class SRModel(nn.Module):
     """Operator prior once per window, then k denoiser steps on the residual (DESIGN.md data flow)."""
 
+    operator: NeuralOperatorPrior
+    prior_features: _prior_features.PriorFeatures
+    denoiser: Denoiser
+    card: dict[str, Any]  # set by checkpoint.load_model
+
     def __init__(self, spec: dict[str, Any]):
         super().__init__()
         self.spec = copy.deepcopy(spec)

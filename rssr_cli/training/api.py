@@ -10,13 +10,14 @@ each step cheaper (no operator backward). Stage "all" runs both in order.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import numpy as np
 import torch
@@ -131,7 +132,7 @@ def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -
     """PSNR of the default LR-start sampler vs the prior alone, at `scale`, on a few validation images."""
     model.eval()
     dev = module_device(model)
-    rows = {"prior": [], "diffusion": []}
+    rows: dict[str, list[float]] = {"prior": [], "diffusion": []}
     for k, img in enumerate(images):
         hr = torch.from_numpy(img.pixels)[None]
         H, W = hr.shape[-2:]
@@ -206,12 +207,12 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
             model.sampler_defaults.update(copy.deepcopy(DEFAULT_SPEC["sampler"]))
         _freeze_for(model, stage)
         trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
-                          progress=(lambda step, d, st=stage: progress(st, step, d)) if progress else None,
+                          progress=functools.partial(progress, stage) if progress else None,
                           meta={"stage": stage, "settings": _jsonable(s)})
         if s.resume and (s.out / stage / "last.json").exists():
             trainer.resume(s.out / stage / "last")
         trainer.run()
-        model = trainer.ema.cpu()  # the EMA weights are the ones shipped; written from the CPU
+        model = cast(SRModel, trainer.ema.cpu())  # the EMA weights are the ones shipped; written from the CPU
         history[stage] = {"steps": trainer.step, "best_validation": trainer.best}
     if "denoiser" not in history and s.init is None:
         model.sampler_defaults["steps"] = 0  # no trained denoiser: the model's default is the prior alone

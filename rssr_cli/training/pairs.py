@@ -38,7 +38,7 @@ from ..metrics import psnr, shave
 from ..model.normalize import destandardize, standardize
 from ..model.operator import NeuralOperatorPrior
 from ..model.resample import bicubic_at
-from .data import PatchBatch, to_model_units
+from .data import PatchBatch, PatchSampler, to_model_units
 
 MIN_VALID_SHARE = 0.5  # of a pair's LR pixels, or the pair is refused
 MAX_TRIES = 50  # random crops tried for an entirely valid one
@@ -150,9 +150,9 @@ def area_to_lr(hr: np.ndarray, hr_valid: np.ndarray, grid: HRGrid, lr_shape: tup
     bad = (~hr_valid).astype(np.float64)[None]
     x = np.concatenate([np.where(hr_valid, hr, 0.0).astype(np.float64), bad, np.ones_like(bad)])
     rows = np.zeros((len(x), h, x.shape[-1]))
-    np.add.at(rows, (slice(None), ry), wy[None, :, None] * x[:, ky])
+    np.add.at(rows, (slice(None), ry), wy[None, :, None] * x[:, ky])  # type: ignore[arg-type]  # numpy stubs: no tuple index
     out = np.zeros((len(x), h, w))
-    np.add.at(out, (slice(None), slice(None), rx), wx[None, None, :] * rows[:, :, kx])
+    np.add.at(out, (slice(None), slice(None), rx), wx[None, None, :] * rows[:, :, kx])  # type: ignore[arg-type]
     values, bad_share, coverage = out[:-2], out[-2], out[-1]
     valid = (np.abs(coverage - 1.0) < 1e-6) & (bad_share < 1e-9)
     return np.where(valid, values, 0.0), valid
@@ -231,7 +231,7 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
         lr_raw, lr_ok = read_window(lr_ds, lr_info, lr_idx, Window(*geo.lr_window))
         hr_raw, hr_ok = read_window(hr_ds, hr_info, hr_idx, Window(*geo.hr_window))
     lr, hr = to_model_units(lr_raw), to_model_units(hr_raw)
-    lr_valid, hr_valid = lr_ok.all(axis=0), hr_ok.all(axis=0)
+    lr_valid, hr_valid = np.asarray(lr_ok.all(axis=0)), np.asarray(hr_ok.all(axis=0))
     grid = geo.grid
     low, low_valid = area_to_lr(hr, hr_valid, grid, lr.shape[-2:])
     both = lr_valid & low_valid
@@ -340,7 +340,7 @@ class MixedSampler:
     """Real pairs and synthetic (degraded) patches in every batch: `pair_share` of the samples from pairs."""
 
     pairs: PairSampler
-    synthetic: object  # training.data.PatchSampler
+    synthetic: PatchSampler
     pair_share: float
 
     def batch(self, batch_size: int) -> PatchBatch:

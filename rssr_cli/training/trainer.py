@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -139,11 +139,11 @@ class Trainer:
     """Optimizes `module` on batches from `sampler` with `loss_fn`; writes <out>/last.* and a CSV log."""
 
     module: nn.Module
-    loss_fn: Callable[[nn.Module, PatchBatch], torch.Tensor]
+    loss_fn: Callable[[Any, PatchBatch], torch.Tensor]  # (module, batch) -> loss
     sampler: PatchSampler
     out_dir: Path
     cfg: TrainConfig
-    validate: Optional[Callable[[nn.Module], dict[str, float]]] = None
+    validate: Optional[Callable[[Any], dict[str, float]]] = None  # (EMA module) -> scores
     progress: Optional[Callable[[int, dict[str, float]], None]] = None
     meta: dict = field(default_factory=dict)
 
