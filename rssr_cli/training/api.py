@@ -29,12 +29,14 @@ from ..model.operator import grid_tensors
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
 from .data import PatchBatch, PatchSampler, TrainImage, find_images, load_images
 from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
+from .state import load_ema_weights
 from .trainer import TrainConfig, Trainer, module_device, prior_loss, resolve_training_device, validate_prior
 
 log = logging.getLogger(__name__)
 
 PRESETS = {"default": DEFAULT_SPEC, "tiny": TINY_SPEC}
 STAGES = ("prior", "denoiser", "all")
+KEEP = ("last", "best")  # which EMA weights a stage ends with: the last step's, or the best-validated ones
 
 
 @dataclass
@@ -71,6 +73,8 @@ class TrainSettings:
     device: str = "auto"  # auto (cuda when available) | cpu | cuda[:N]
     precision: str = "auto"  # auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16
     denoiser_t_max: float = 1.0  # denoiser stage: train on t < this fraction of T (the LR-start regime: ~strength)
+    keep: str = "last"  # "best": each stage ends with its best-validated EMA weights (needs --val or --pairs)
+    model_id: Optional[str] = None  # the card's id (default: the file's stem, "model")
 
 
 def _check(s: TrainSettings) -> None:
@@ -90,6 +94,10 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"--denoiser-t-max must be in (0, 1], got {s.denoiser_t_max}")
     if not (s.data or s.scenes or s.pairs):
         raise UsageError("no training data given: DATA folders, --scene rasters or --pairs")
+    if s.keep not in KEEP:
+        raise UsageError(f"unknown --keep {s.keep!r}; choose one of: {', '.join(KEEP)}")
+    if s.keep == "best" and not (s.val or s.pairs):
+        raise UsageError("--keep best needs validation: give --val (or --pairs)")
 
 
 def _images_and_weights(s: TrainSettings) -> tuple[list[TrainImage], list[float]]:
@@ -213,7 +221,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
             trainer.resume(s.out / stage / "last")
         trainer.run()
         model = cast(SRModel, trainer.ema.cpu())  # the EMA weights are the ones shipped; written from the CPU
-        history[stage] = {"steps": trainer.step, "best_validation": trainer.best}
+        history[stage] = {"steps": trainer.step, "best_validation": trainer.best, "kept": _keep(s, stage, model)}
     if "denoiser" not in history and s.init is None:
         model.sampler_defaults["steps"] = 0  # no trained denoiser: the model's default is the prior alone
     if s.sampler_steps is not None:
@@ -226,7 +234,18 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         "stages": history,
         **({"pairs": [pair_record(p) for p in pairs]} if pairs else {}),
     }
-    return save_model(model, s.out / "model", training=training)
+    return save_model(model, s.out / "model", training=training, model_id=s.model_id)
+
+
+def _keep(s: TrainSettings, stage: str, model: SRModel) -> str:
+    """With keep="best", load the stage's best-validated EMA weights into `model`; says which weights it holds."""
+    best = s.out / stage / "best"
+    if s.keep != "best" or not best.with_suffix(".json").exists():
+        if s.keep == "best":
+            log.warning("stage %s never validated (fewer steps than --val-every): keeping its last weights", stage)
+        return "last"
+    step = load_ema_weights(best, model)
+    return f"best (step {step})"
 
 
 def _sampler(s: TrainSettings, images, weights, pairs: list[TrainPair], channels: int, query: int, seed: int):
