@@ -37,7 +37,6 @@ class TrainConfig:
     ema_decay: float = 0.999
     val_every: int = 500
     save_every: int = 250
-    val_scale: float = 4.0
     seed: int = 0
     threads: int = 0  # 0: all cores
     device: str = "cpu"  # resolved already ("cpu", "cuda", "cuda:1"); see resolve_training_device
