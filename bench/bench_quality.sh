@@ -3,7 +3,7 @@
 # bench/quality_table.py bench/out/quality_bar.json). CPU-sized subsets: --limit N takes N images evenly
 # spaced over the 16 class folders. Writes bench/out/quality_bar.json and quality_samplers.json.
 #
-#   bench/bench_quality.sh [--quick] [MODEL]     (--quick: 4 images at x2 and x4, 1 image for the samplers; make bench)
+#   bench/bench_quality.sh [--quick] [MODEL]     (--quick: 4 images at x2 and x4; 1 image, k = 0, 2 and a 5-step full chain for the samplers; make bench)
 set -euo pipefail
 QUICK=""
 if [[ "${1:-}" == "--quick" ]]; then QUICK=--quick; shift; fi
@@ -12,7 +12,7 @@ VAL=${VAL:-../shared/data/ucmerced/val}
 PY=${PYTHON:-python}
 mkdir -p bench/out
 if [[ -n "$QUICK" ]]; then
-    SCALES=2,4 LIMIT=${LIMIT:-4} LIMIT_SAMPLERS=${LIMIT_SAMPLERS:-1} STEPS=0,1,5 FULL=10
+    SCALES=2,4 LIMIT=${LIMIT:-4} LIMIT_SAMPLERS=${LIMIT_SAMPLERS:-1} STEPS=0,2 FULL=5
 else
     SCALES=2,3,4,4.5,8 LIMIT=${LIMIT:-48} LIMIT_SAMPLERS=${LIMIT_SAMPLERS:-4} STEPS=0,1,5,10,20 FULL=50,200
 fi
