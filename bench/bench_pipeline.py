@@ -6,6 +6,7 @@ resource.getrusage(RUSAGE_CHILDREN).ru_maxrss, so generation and other sizes nev
 Peak RSS must stay flat with the scene size (streaming): <= 2 GB at 8000².
 
     python bench/bench_pipeline.py [--sizes 1000 4000 8000] [--scale 2] [--workdir bench/out/data]
+    python bench/bench_pipeline.py --quick     # 500² and 1000² only (make bench)
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchlib import write_result
 
 HERE = Path(__file__).resolve().parent
 BLOCK = 512
@@ -100,7 +103,8 @@ def bench(sizes: list[int], scale: float, workdir: Path, keep: bool) -> list[dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 8000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="default 1000 4000 8000 (--quick: 500 1000)")
+    parser.add_argument("--quick", action="store_true", help="small sizes for a 2-core box")
     parser.add_argument("--scale", type=float, default=2.0)
     parser.add_argument("--workdir", type=Path, default=HERE / "out" / "data")
     parser.add_argument("--keep", action="store_true", help="keep the outputs (inputs are always kept for reruns)")
@@ -117,9 +121,9 @@ def main() -> None:
         print(json.dumps(run_upscale(Path(args.child[0]), Path(args.child[1]), float(args.child[2]))))
     else:
         print(f"# pipeline benchmark, {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}")
-        rows = bench(args.sizes, args.scale, args.workdir, args.keep)
-        (HERE / "out").mkdir(exist_ok=True)
-        (HERE / "out" / "pipeline.json").write_text(json.dumps(rows, indent=2))
+        sizes = args.sizes or ([500, 1000] if args.quick else [1000, 4000, 8000])
+        rows = bench(sizes, args.scale, args.workdir, args.keep)
+        write_result("pipeline", rows, quick=args.quick)
         if args.clean:
             shutil.rmtree(args.workdir, ignore_errors=True)
 

@@ -3,10 +3,10 @@
 Output megapixels per second (HR band-pixels: the model runs each band as its own sample), and the time this
 projects for a full Sentinel-2 tile (10980 x 10980 px, 4 bands) at x4 with the pipeline's default tiling
 (the halo of each window is computed and thrown away: the projection multiplies by that overhead).
-Writes a Markdown table to stdout and JSON (machine, date, rows) to --json.
+Writes a Markdown table to stdout and JSON (machine, date, rows) to bench/out/throughput.json (or --json).
 
-    python bench/bench_throughput.py --device cuda --json bench/out/throughput.json
-    python bench/bench_throughput.py --device cpu --size 64 --batches 1 2 --precisions fp32 --repeats 1   # smoke
+    python bench/bench_throughput.py --device cuda
+    python bench/bench_throughput.py --quick     # = --device cpu --size 64 --batches 1 2 --precisions fp32 --repeats 1 (make bench)
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from rssr_cli.backends.base import SRRequest
 from rssr_cli.backends.diffusion import DiffusionBackend
 from rssr_cli.grid import HRGrid
 from rssr_cli.pipeline.settings import auto_tiling
+
+from benchlib import write_result
 
 TILE_SIDE, TILE_BANDS, SCALE = 10_980, 4, 4.0
 
@@ -72,8 +74,11 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     ap.add_argument("--size", type=int, default=128, help="HR window side (x4: LR side size/4)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="default bench/out/throughput.json")
+    ap.add_argument("--quick", action="store_true", help="CPU smoke sizes for a 2-core box")
     args = ap.parse_args()
+    if args.quick:
+        args.device, args.size, args.batches, args.precisions, args.repeats = "cpu", 64, [1, 2], ["fp32"], 1
     device = torch.device(args.device)
     model = args.model or str(default_model_path())
     overhead = halo_overhead(SCALE)
@@ -95,12 +100,14 @@ def main() -> None:
             print(f"| {precision} | {batch} | {nfe} + prior | {seconds:.4f} | {mpix_s:.3f} | {hours:.2f} |")
     print(f"\nProjection: {tile_band_px / 1e9:.2f} G output band-pixels x {overhead:.2f} (halo of the default x4 tiling) / rate; "
           "reading, blending and the COG build not included.")  # fmt: skip
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        record = {"bench": "throughput", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "device": str(device), "machine": machine(device), "model": model, "hr_window": args.size, "scale": SCALE,
-                  "halo_overhead": overhead, "rows": rows}  # fmt: skip
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    figures = {"device": str(device), "model": model, "hr_window": args.size, "scale": SCALE, "halo_overhead": overhead, "rows": rows}
+    if args.json is None:
+        write_result("throughput", figures, quick=args.quick)
+        return
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    record = {"bench": "throughput", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine(device), **figures}  # fmt: skip
+    args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

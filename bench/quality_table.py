@@ -15,6 +15,7 @@ from pathlib import Path
 
 def table(path: Path) -> str:
     result = json.loads(path.read_text())
+    result = result.get("figures", result)  # bench/out/*.json wrap the `rssr evaluate --json` report
     rows = result["summary"]
     scales = sorted({r["scale"] for r in rows})
     backends = list(dict.fromkeys(r["backend"] for r in rows))

@@ -8,9 +8,9 @@ filesystem). The staging directory is removed whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
-import contextlib
 import logging
 import os
 import re
@@ -25,7 +25,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import Final, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import rasterio
@@ -57,7 +57,7 @@ PROFILES: dict[str, dict] = {
     "lzw": {**_COG_BASE, "compress": "LZW"},
 }
 DEFAULT_PROFILE = "deflate"
-OVERVIEW_RESAMPLING = "average"
+OVERVIEW_RESAMPLING: Final = "average"
 
 
 def get_profile(name: str) -> dict:
@@ -437,6 +437,7 @@ def _build_cog_in_child(intermediate: Path, staged: Path, options: Mapping, dst:
             [sys.executable, "-m", "rssr_cli.cog"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
             start_new_session=True,
         )  # fmt: skip
+        assert child.stdin is not None  # stdin=PIPE
         try:
             child.stdin.write(request.encode())
             child.stdin.close()

@@ -148,7 +148,7 @@ def noise_sigma(img: np.ndarray, valid: Optional[np.ndarray] = None) -> float:
         return math.nan
     k = ((1, -2, 1), (-2, 4, -2), (1, -2, 1))
     h, w = x.shape
-    response = sum(k[i][j] * x[i : h - 2 + i, j : w - 2 + j] for i in range(3) for j in range(3))
+    response: np.ndarray = sum(k[i][j] * x[i : h - 2 + i, j : w - 2 + j] for i in range(3) for j in range(3))  # type: ignore[assignment]
     if valid is not None:
         v = np.asarray(valid, dtype=bool)
         ok = np.ones((h - 2, w - 2), dtype=bool)

@@ -16,7 +16,6 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-
 GAP = 4  # px of white between panels
 # Display bands by description when the colour interpretation says nothing (Sentinel-2 / Landsat names).
 RGB_NAMES = ({"red", "b04", "b4"}, {"green", "b03", "b3"}, {"blue", "b02", "b2"})
@@ -27,11 +26,11 @@ def display_bands(colorinterp: Sequence[ColorInterp], descriptions: Sequence[Opt
     wanted = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
     by_interp = [list(colorinterp).index(c) if c in colorinterp else None for c in wanted]
     if None not in by_interp:
-        return by_interp
+        return [i for i in by_interp if i is not None]
     names = [re.sub(r"[^a-z0-9]", "", (d or "").lower()) for d in descriptions]
     by_name = [next((i for i, n in enumerate(names) if n in group), None) for group in RGB_NAMES]
     if None not in by_name:
-        return by_name
+        return [i for i in by_name if i is not None]
     return [0]
 
 

@@ -130,5 +130,5 @@ def to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     if np.issubdtype(target, np.integer):
         info = np.iinfo(target)
         return np.clip(np.rint(values), info.min, info.max).astype(target)
-    info = np.finfo(target)
-    return np.clip(values, info.min, info.max).astype(target)
+    limits = np.finfo(target)
+    return np.clip(values, limits.min, limits.max).astype(target)

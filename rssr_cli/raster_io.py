@@ -18,9 +18,9 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.fill import fillnodata
 from rasterio.io import DatasetReader
@@ -275,13 +275,13 @@ def select_bands(info: SourceInfo, bands: Optional[Sequence[int | str]]) -> tupl
         if not info.data_bands:
             raise InputError(f"{info.path} has no data band (only an alpha band)")
         return info.data_bands
-    bands = [b if isinstance(b, int) else band_by_name(info, b) for b in bands]
-    bad = [b for b in bands if not 1 <= b <= info.count]
+    indexes = [b if isinstance(b, int) else band_by_name(info, b) for b in bands]
+    bad = [b for b in indexes if not 1 <= b <= info.count]
     if bad:
         raise UsageError(f"band {bad[0]} is out of range: {info.path} has bands 1..{info.count}")
-    if len(set(bands)) != len(bands):
-        raise UsageError(f"--bands lists a band twice: {','.join(map(str, bands))}")
-    return tuple(bands)
+    if len(set(indexes)) != len(indexes):
+        raise UsageError(f"--bands lists a band twice: {','.join(map(str, indexes))}")
+    return tuple(indexes)
 
 
 def band_by_name(info: SourceInfo, name: str) -> int:
@@ -327,7 +327,7 @@ def _validity(dataset: DatasetReader, info: SourceInfo, bands: Sequence[int], da
     is_float = np.issubdtype(data.dtype, np.floating)
     if info.mask_kind == MaskKind.MASK:
         valid = dataset.read_masks(list(bands), resampling=Resampling.nearest, **read_kw) > 0
-    elif info.mask_kind == MaskKind.NODATA and not math.isnan(info.nodata):
+    elif info.mask_kind == MaskKind.NODATA and info.nodata is not None and not math.isnan(info.nodata):
         valid = data != info.nodata  # compared as numbers: a nodata value outside the dtype never wraps around
     else:
         valid = np.ones(data.shape, dtype=bool)

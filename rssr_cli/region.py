@@ -126,7 +126,7 @@ def tiles_for_region(region: OutputRegion, tiles: list[list[Tile]]) -> tuple[lis
         kept = [row for row in kept if row]
         return kept, sum(len(row) for row in tiles) - sum(len(row) for row in kept)
     shapely.prepare(region.aoi_pixels)
-    kept: list[list[Tile]] = []
+    kept = []
     for row in tiles:
         patches = [edges(t.out) for t in row]
         footprints = shapely.box([e.left for e in patches], [e.top for e in patches], [e.right for e in patches], [e.bottom for e in patches])

@@ -45,7 +45,7 @@ def check_private(path: Path, info: os.stat_result) -> None:
         raise OutputError(f"{path} is owned by another user or hard-linked elsewhere; refusing to write it")
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """write(tmp) into a fresh private directory beside `path`, then rename onto it: nothing planted beside
     `path` is ever written through, and `path` appears only complete (a symlink there is replaced, not followed)."""
     path = Path(path)

@@ -13,7 +13,6 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import Optional
 
 EDGE_BYTES = 64 * 1024
 SAMPLED_BLOCKS = 16

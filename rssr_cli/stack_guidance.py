@@ -11,34 +11,27 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 from rasterio.enums import ColorInterp
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
+from .backends import CLASSICAL_METHODS
 from .cog import OutputSpec
 from .grid import OutputGrid
-from .backends import CLASSICAL_METHODS
 from .pipeline.settings import UpscaleSettings
 from .products import StackBand
 from .sharpen.apply import GuidedJob, find_sharpener, guide_bands, guide_statistics, is_guided, sharpen_band, tiles_of
 from .sharpen.model import GUIDE_BANDS, GuidedSharpener
 
+if TYPE_CHECKING:  # type only: stack_pipeline imports this module
+    from .stack_pipeline import BandJob
+
 log = logging.getLogger(__name__)
 
 COPY_ROWS = 256
-
-
-class _Job(Protocol):  # stack_pipeline.BandJob
-    slot: int
-    band: StackBand
-    grid: OutputGrid
-    copy: bool
-
-    @property
-    def scale(self) -> float: ...
 
 
 @dataclass
@@ -51,21 +44,21 @@ class Guidance:
     def guide_jobs(self, plan: Any, make_job: Callable[[int, StackBand, OutputGrid], Any]) -> list:
         return [make_job(k + 1, band, plan.common) for k, band in enumerate(self.guides)]
 
-    def is_guided(self, job: _Job) -> bool:
+    def is_guided(self, job: "BandJob") -> bool:
         return job.slot in self.guided_slots
 
-    def guide_slot(self, job: _Job) -> Optional[int]:
+    def guide_slot(self, job: "BandJob") -> Optional[int]:
         names = [g.name for g in self.guides]
         return names.index(job.band.name) + 1 if job.band.name in names and job.band.dataset == self.guides[names.index(job.band.name)].dataset else None
 
-    def replaces(self, job: _Job) -> bool:
+    def replaces(self, job: "BandJob") -> bool:
         """The job's own run is not executed: it is guided, or copied from the staged guides."""
         return self.is_guided(job) or self.guide_slot(job) is not None
 
     def tiles(self, plan: Any) -> int:
         return tiles_of(plan.region.window) * len(self.guided_slots)
 
-    def sharpen(self, job: _Job, plan: Any, guides_path: Path, writer: DatasetWriter, progress: Callable[[int], None]) -> int:
+    def sharpen(self, job: "BandJob", plan: Any, guides_path: Path, writer: DatasetWriter, progress: Callable[..., None]) -> int:
         region = plan.region
         assert job.grid.placement is not None
         nodata = plan.nodata
@@ -92,7 +85,7 @@ class Guidance:
             "RSSR_SHARPENER_SHA256": str(card.get("sha256", "")),
         }
 
-    def band_tags(self, job: _Job) -> dict[str, str]:
+    def band_tags(self, job: "BandJob") -> dict[str, str]:
         if not self.is_guided(job):
             return {}
         return {"RSSR_BAND_METHOD": "guided", "RSSR_GUIDED_BY": ",".join(g.name for g in self.guides)}

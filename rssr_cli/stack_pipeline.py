@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, cast
 
 import numpy as np
 from affine import Affine
@@ -28,19 +28,19 @@ from rasterio.windows import Window
 from . import __version__
 from .aoi import aoi_in_raster_crs
 from .backends import CLASSICAL_METHODS, SRBackend
+from .blend import keep_clear_of_nodata
 from .cog import OutputSpec, check_destination, cog_options, finalize_cog, open_intermediate, staging_dir
 from .errors import InputError, UsageError
 from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution, plan_tiles
 from .interrupts import raise_on_signals
-from .blend import keep_clear_of_nodata
 from .pipeline.plan import RunPlan, scene_radiometry, scene_statistics
 from .pipeline.provenance import Provenance, region_tags, request_tags
 from .pipeline.settings import DEFAULT_TILE, Progress, UpscaleResult, UpscaleSettings, auto_tiling, build_backend, run_method
 from .pipeline.stream import plan_writer, stream_tiles
 from .products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compatible, is_band_stack, open_band_stack
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
-from .source_identity import source_identity
 from .region import OutputRegion, aoi_region, tiles_for_region, whole_grid
+from .source_identity import source_identity
 from .stack_guidance import Guidance, copy_slot, guides_spec, plan_guidance
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def plan_common_grid(
         assert scale is not None
         scale_x = scale_y = scale
     if not all(math.isfinite(v) and v >= 1.0 - 1e-9 for v in (scale_x, scale_y)):
-        target = format_resolution(resolution) if resolution is not None else f"{finest.resolution / scale:g}"
+        target = format_resolution(resolution) if resolution is not None else f"{finest.resolution / cast(float, scale):g}"
         raise UsageError(
             f"rssr only upsamples: the target pixel size {target} is coarser than band {finest.name}'s {finest.resolution:g}"
         )
@@ -423,7 +423,8 @@ def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, res
     with gdal_env():
         stack = open_band_stack(src)
     selected = stack.select(bands if bands is not None else DEFAULT_PRODUCT_BANDS)
-    grid, scales = None, ()
+    grid = None
+    scales: tuple[tuple[str, Optional[float]], ...] = ()
     if scale is not None or resolution is not None:
         finest = min(selected, key=lambda b: b.resolution)
         grid = plan_common_grid(finest, scale=scale, resolution=resolution)

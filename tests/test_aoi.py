@@ -16,12 +16,11 @@ from rio_cogeo.cogeo import cog_validate
 from shapely.geometry import mapping, shape
 
 from rssr_cli import backends
-from rssr_cli.pipeline import stream
 from rssr_cli.aoi import AreaOfInterest, aoi_in_raster_crs, load_aoi
 from rssr_cli.backends.classical import ClassicalBackend
-from rssr_cli.errors import UsageError
 from rssr_cli.blend import RowAccumulator
-from rssr_cli.pipeline import upscale
+from rssr_cli.errors import UsageError
+from rssr_cli.pipeline import stream, upscale
 
 from conftest import UTM_TRANSFORM, files_in, synthetic_image
 

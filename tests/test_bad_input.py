@@ -17,11 +17,12 @@ import pytest
 from affine import Affine
 from typer.testing import CliRunner
 
-from conftest import files_in, patch_tiff_dimension, synthetic_image, write_raster
 from rssr_cli import backends
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.cli import app
 from rssr_cli.errors import CheckpointError
+
+from conftest import files_in, patch_tiff_dimension, synthetic_image, write_raster
 
 runner = CliRunner()
 TIFF_IMAGE_WIDTH = 256
@@ -98,7 +99,7 @@ def _directory(d: Path) -> Path:
 def test_bad_source_is_refused(tmp_path, make_src, fragment):
     src = make_src(tmp_path)
     before = files_in(tmp_path)
-    result = run("upscale", src, "-o", tmp_path / "out.tif", "--scale", "2", "--tile", "32", "--overlap", "4")
+    result = run("upscale", src, "-o", tmp_path / "out.tif", "--scale", "2", "--tile", "32", "--overlap", "4", "--method", "bicubic")
     assert_refused(result, 1, fragment, tmp_path, before)
 
 
@@ -111,7 +112,7 @@ def test_an_empty_directory_is_a_batch_with_nothing_to_do(tmp_path):
 
 def test_no_crs_warns_and_proceeds_on_the_pixel_grid(tmp_path):
     src = write_raster(tmp_path / "nocrs.tif", synthetic_image(1, 12, 14), crs=None, transform=Affine(1, 0, 0, 0, -1, 12))
-    result = run("upscale", src, "-o", tmp_path / "out.tif", "--scale", "2")
+    result = run("upscale", src, "-o", tmp_path / "out.tif", "--scale", "2", "--method", "bicubic")
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0] == f"warning: {src} has no CRS; the output is written on the pixel grid only"
     assert (tmp_path / "out.tif").exists()
@@ -201,7 +202,7 @@ def test_staging_failure_is_an_output_error(src_tif, tmp_path, monkeypatch):
     monkeypatch.setattr("rssr_cli.cog.tempfile.mkdtemp", refuse)
     monkeypatch.setattr("rssr_cli.cog.os.access", lambda *_: True)
     before = files_in(tmp_path)
-    result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "--scale", "2")
+    result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "--scale", "2", "--method", "bicubic")
     assert_refused(result, 1, "cannot write to", tmp_path, before)
 
 

@@ -8,10 +8,11 @@ import struct
 import pytest
 import torch
 
-from model_helpers import hr_grid, tiny_model
 from rssr_cli.errors import CheckpointError
 from rssr_cli.model.checkpoint import FORMAT, build, check_bands, load_model, save_model, sha256_file
 from rssr_cli.model.registry import registered
+
+from model_helpers import hr_grid, tiny_model
 
 torch.set_num_threads(1)
 

@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 from rssr_cli import backends
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.cli import app
+from rssr_cli.model.checkpoint import save_model
+
+from model_helpers import tiny_model
 
 runner = CliRunner()
 
@@ -49,7 +52,7 @@ def test_help_documents_the_exit_codes():
 
 def test_upscale_writes_a_cog_and_a_summary(src_tif, tmp_path):
     dst = tmp_path / "out.tif"
-    result = run("upscale", src_tif, "-o", dst, "--scale", "4.5", "--tile", "16", "--overlap", "4")
+    result = run("upscale", src_tif, "-o", dst, "--scale", "4.5", "--tile", "16", "--overlap", "4", "-m", "bicubic")
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert result.stderr.startswith("wrote ") and "202x166 px" in result.stderr
@@ -57,13 +60,13 @@ def test_upscale_writes_a_cog_and_a_summary(src_tif, tmp_path):
 
 
 def test_quiet_prints_nothing(src_tif, tmp_path):
-    result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "-s", "2", "-q")
+    result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "-s", "2", "-q", "-m", "bicubic")
     assert result.exit_code == 0
     assert result.output == ""
 
 
 def test_verbose_logs_the_plan(src_tif, tmp_path):
-    result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "-s", "2", "-v")
+    result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "-s", "2", "-v", "-m", "bicubic")
     assert result.exit_code == 0
     assert "INFO rssr_cli.pipeline.plan" in result.stderr and "45x37 -> 90x74" in result.stderr
 
@@ -86,6 +89,7 @@ def test_bands_resolution_profile_and_creation_options(src_tif, tmp_path):
     result = run(
         "upscale", src_tif, "-o", dst, "--resolution", "2.5", "-b", "3,1", "--profile", "zstd",
         "--co", "BLOCKXSIZE=256", "--co", "blockysize=256", "--seed", "5", "--batch-size", "2",
+        "--model", save_model(tiny_model(), tmp_path / "tiny.safetensors"),  # model options: a tiny model, not the shipped one
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     with rasterio.open(dst) as ds:
@@ -97,7 +101,7 @@ def test_bands_resolution_profile_and_creation_options(src_tif, tmp_path):
 def test_overwrite_replaces_the_output(src_tif, tmp_path):
     dst = tmp_path / "out.tif"
     dst.write_bytes(b"old")
-    result = run("upscale", src_tif, "-o", dst, "-s", "2", "--overwrite")
+    result = run("upscale", src_tif, "-o", dst, "-s", "2", "--overwrite", "-m", "bicubic")
     assert result.exit_code == 0
     assert cog_validate(str(dst))[0]
 

@@ -12,14 +12,15 @@ import rasterio
 import torch
 from affine import Affine
 from PIL import Image
+from test_evaluation_protocol import smooth_field
 
-from conftest import synthetic_image, write_raster
-from model_helpers import tiny_model
 from rssr_cli.evaluation.compare import model_backends
 from rssr_cli.metrics import degrade_back
 from rssr_cli.model.checkpoint import save_model
+
 from cli_helpers import one_error_line, run
-from test_evaluation_protocol import smooth_field
+from conftest import synthetic_image, write_raster
+from model_helpers import tiny_model
 
 torch.set_num_threads(1)
 CPU = ("--device", "cpu", "--threads", "1")

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import rasterio
 from typer.testing import CliRunner
 
-from conftest import files_in, synthetic_image, write_raster
-from rssr_cli.pipeline.jobs import SceneJob
-from rssr_cli.pipeline.scenes import DONE, SKIPPED, run_batch
 from rssr_cli.cli import app
 from rssr_cli.pipeline import UpscaleSettings
+from rssr_cli.pipeline.jobs import SceneJob
+from rssr_cli.pipeline.scenes import DONE, SKIPPED, run_batch
+
+from conftest import files_in, synthetic_image, write_raster
 
 runner = CliRunner()
 BICUBIC = UpscaleSettings(scale=2, method="bicubic", tile=16, overlap=4)

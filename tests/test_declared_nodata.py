@@ -9,9 +9,10 @@ import pytest
 import rasterio
 from typer.testing import CliRunner
 
-from conftest import synthetic_image, write_raster
 from rssr_cli.cli import app
 from rssr_cli.pipeline import UpscaleSettings, upscale
+
+from conftest import synthetic_image, write_raster
 
 runner = CliRunner()
 BICUBIC = ("-s", "2", "-m", "bicubic", "-q")

@@ -8,11 +8,12 @@ import torch
 from affine import Affine
 from rasterio.windows import Window
 
-from model_helpers import tiny_model
 from rssr_cli.backends import SRRequest, backend_names, get_backend
 from rssr_cli.errors import CheckpointError, UsageError
 from rssr_cli.grid import hr_grid_for, plan_output_grid
 from rssr_cli.model.checkpoint import save_model
+
+from model_helpers import tiny_model
 
 torch.set_num_threads(1)
 

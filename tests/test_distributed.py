@@ -9,12 +9,13 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from conftest import files_in, synthetic_image, write_raster  # noqa: E402
-from rssr_cli.pipeline.jobs import expand_inputs, plan_jobs  # noqa: E402
-from rssr_cli.pipeline.scenes import DONE, SKIPPED, run_batch  # noqa: E402
-from rssr_cli.pipeline.distributed import dask_client, parse_scheduler, run_batch_on_dask  # noqa: E402
 from rssr_cli.errors import UsageError  # noqa: E402
 from rssr_cli.pipeline import ModelOptions, UpscaleSettings  # noqa: E402
+from rssr_cli.pipeline.distributed import dask_client, parse_scheduler, run_batch_on_dask  # noqa: E402
+from rssr_cli.pipeline.jobs import expand_inputs, plan_jobs  # noqa: E402
+from rssr_cli.pipeline.scenes import DONE, SKIPPED, run_batch  # noqa: E402
+
+from conftest import files_in, synthetic_image, write_raster  # noqa: E402
 
 SETTINGS = UpscaleSettings(scale=2.5, method="bicubic", tile=16, overlap=4)
 

@@ -7,9 +7,10 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from model_helpers import tiny_model
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.pipeline import ModelOptions, UpscaleSettings, upscale
+
+from model_helpers import tiny_model
 
 
 @pytest.fixture(scope="module")

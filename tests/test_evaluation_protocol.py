@@ -18,7 +18,6 @@ from rssr_cli.evaluation.protocol import EvaluationReport, ImageScore, evaluate_
 from rssr_cli.metrics import degrade_back
 from rssr_cli.radiometry import quantize
 
-
 SHARED_DATA = Path(os.environ.get("RSSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from rssr_cli.backends.diffusion import DiffusionBackend
 from rssr_cli.backends.base import SRRequest
+from rssr_cli.backends.diffusion import DiffusionBackend
 from rssr_cli.grid import HRGrid
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.model.sr_model import TINY_SPEC, build_sr_model

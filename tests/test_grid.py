@@ -11,8 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rasterio.windows import bounds as window_bounds
 
-from rssr_cli.errors import UsageError
 from rssr_cli.blend import tile_blend_weights
+from rssr_cli.errors import UsageError
 from rssr_cli.grid import HRGrid, OutputGrid, iter_tiles, parse_resolution, plan_output_grid, plan_tiles, split_axis
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)

@@ -19,8 +19,8 @@ import hashlib
 import os
 import socket
 import subprocess
-import time
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -29,7 +29,6 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-
 from rasterio.control import GroundControlPoint
 from rasterio.rpc import RPC
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from model_helpers import hr_grid, tiny_model
 from rssr_cli.errors import CheckpointError
 from rssr_cli.model.denoiser import UNet, pad_to_multiple
 from rssr_cli.model.diffusion import Denoiser, alphas_cumprod, cosine_betas, linear_betas, q_sample
 from rssr_cli.model.prior_features import PriorFeatures
 from rssr_cli.model.sr_model import DEFAULT_SPEC, SRModel
+
+from model_helpers import hr_grid, tiny_model
 
 torch.set_num_threads(1)
 

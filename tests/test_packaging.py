@@ -8,17 +8,19 @@ import shutil
 import site
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 
-from conftest import synthetic_image, write_raster
 from rssr_cli import backends
 from rssr_cli.errors import CheckpointError
 from rssr_cli.pipeline import upscale
+
 from cli_helpers import one_error_line, run
+from conftest import synthetic_image, write_raster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +69,7 @@ def test_an_editable_install_finds_the_repository_model(monkeypatch):
 def _copy_project(dest: Path) -> Path:
     """The files a build needs, copied so the build never writes build/ or *.egg-info into the checkout."""
     dest.mkdir()
-    for name in ("pyproject.toml", "setup.py", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         shutil.copy2(REPO / name, dest / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "rssr_cli", dest / "rssr_cli", ignore=ignore)
@@ -84,6 +86,9 @@ def test_an_installed_wheel_carries_the_default_model_and_uses_it(tmp_path):
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", str(project), "-w", str(dist)],
                    check=True, capture_output=True)  # fmt: skip
     (wheel,) = dist.glob("rssr-*.whl")
+    with zipfile.ZipFile(wheel) as archive:  # typed (PEP 561) and licensed
+        names = archive.namelist()
+    assert "rssr_cli/py.typed" in names and any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"

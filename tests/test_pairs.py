@@ -17,7 +17,7 @@ from rssr_cli.errors import InputError, UsageError
 from rssr_cli.training.data import PatchSampler, TrainImage
 from rssr_cli.training.pairs import MixedSampler, PairSampler, PairSpec, load_pair, read_pairs_file, validate_pairs
 
-from conftest import UTM_CRS, write_raster
+from conftest import write_raster
 from model_helpers import tiny_model
 
 runner = CliRunner()

@@ -14,8 +14,8 @@ from rio_cogeo.cogeo import cog_validate
 
 from rssr_cli import backends
 from rssr_cli.backends.classical import ClassicalBackend
-from rssr_cli.errors import UsageError
 from rssr_cli.blend import RowAccumulator
+from rssr_cli.errors import UsageError
 from rssr_cli.pipeline import ModelOptions, UpscaleSettings, upscale
 from rssr_cli.raster_io import fill_invalid
 
@@ -64,7 +64,7 @@ def counting_backend(monkeypatch):
 def test_output_grid_invariants(make_raster, tmp_path, scale):
     src = make_raster(2, 37, 45, "uint16")
     dst = tmp_path / "out.tif"
-    result = upscale(src, dst, scale=scale, tile=16, overlap=4)
+    result = upscale(src, dst, method="bicubic", scale=scale, tile=16, overlap=4)
     with rasterio.open(src) as a, rasterio.open(dst) as b:
         assert (b.width, b.height) == (round(45 * scale), round(37 * scale)) == (result.width, result.height)
         for edge_in, edge_out in zip(a.bounds, b.bounds):
@@ -78,7 +78,7 @@ def test_output_grid_invariants(make_raster, tmp_path, scale):
 
 def test_resolution_sets_the_pixel_size(make_raster, tmp_path):
     src = make_raster(1, 20, 30, "uint8")
-    upscale(src, tmp_path / "out.tif", resolution=4.0)
+    upscale(src, tmp_path / "out.tif", method="bicubic", resolution=4.0)
     with rasterio.open(tmp_path / "out.tif") as ds:
         assert (ds.width, ds.height) == (75, 50)
         assert ds.res == pytest.approx((4.0, 4.0))
@@ -135,7 +135,7 @@ def test_the_default_model_keeps_a_bright_flat_cloud_bright(make_raster, tmp_pat
     """The model sees values above its training range (reflectance 1.4): it must not pull them down."""
     data = np.full((1, 20, 20), 14_000, dtype=np.uint16)
     src = make_raster(data=data)
-    out, _ = read(upscale(src, tmp_path / "out.tif", scale=2).dst)
+    out, _ = read(upscale(src, tmp_path / "out.tif", method="bicubic", scale=2).dst)
     # The sampler adds seeded detail; on a flat field it must stay within 0.1 % of the input level.
     assert np.abs(out.astype(float) - 14_000).max() <= 14
     assert abs(out.mean() - 14_000) < 2
@@ -161,7 +161,7 @@ def test_nodata_value_propagates_through_a_nearest_mask(make_raster, tmp_path):
     data[:, 5:11, 7:15] = 0
     data[:, 20:, 30:] = 0
     src = make_raster(data=data, nodata=0)
-    out, ds = read(upscale(src, tmp_path / "out.tif", scale=4, tile=16, overlap=4).dst)
+    out, ds = read(upscale(src, tmp_path / "out.tif", method="bicubic", scale=4, tile=16, overlap=4).dst)
     assert ds.nodata == 0
     expected_valid = _nearest_mask(data[0] != 0, 4)
     np.testing.assert_array_equal(out[0] != 0, expected_valid)
@@ -175,7 +175,7 @@ def test_valid_pixels_never_collide_with_the_nodata_value(make_raster, tmp_path)
     data[:, :, 12:] = 9_000  # a sharp edge: bicubic undershoots below 1 -> clipped to 0 == nodata
     data[0, 0, 0] = 0
     src = make_raster(data=data, nodata=0)
-    out, _ = read(upscale(src, tmp_path / "out.tif", scale=3).dst)
+    out, _ = read(upscale(src, tmp_path / "out.tif", method="bicubic", scale=3).dst)
     expected_valid = _nearest_mask(data[0] != 0, 3)
     np.testing.assert_array_equal(out[0] != 0, expected_valid)
 
@@ -194,7 +194,7 @@ def test_float_nodata_value_and_nan_both_mark_invalid(make_raster, tmp_path):
     data[0, 2:4, 2:4] = -9999.0
     data[0, 10:12, 10:12] = np.nan
     src = make_raster(data=data, nodata=-9999.0)
-    out, ds = read(upscale(src, tmp_path / "out.tif", scale=2).dst)
+    out, ds = read(upscale(src, tmp_path / "out.tif", method="bicubic", scale=2).dst)
     invalid = (data[0] == -9999.0) | np.isnan(data[0])
     np.testing.assert_array_equal(out[0] == -9999.0, _nearest_mask(invalid, 2))
 
@@ -224,7 +224,7 @@ def test_alpha_band_becomes_the_output_mask(make_raster, tmp_path):
     alpha[0, :6, :6] = 0
     interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
     src = make_raster(data=np.concatenate([rgb, alpha]), colorinterp=interp)
-    with rasterio.open(upscale(src, tmp_path / "out.tif", scale=2).dst) as ds:
+    with rasterio.open(upscale(src, tmp_path / "out.tif", method="bicubic", scale=2).dst) as ds:
         assert ds.count == 3
         assert ds.colorinterp == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
         np.testing.assert_array_equal(ds.dataset_mask() > 0, _nearest_mask(alpha[0] > 0, 2))
@@ -286,7 +286,7 @@ def test_band_selection_and_metadata_are_carried(make_raster, tmp_path, counting
 
 def test_bands_out_of_range_are_a_usage_error(make_raster, tmp_path):
     with pytest.raises(UsageError, match="band 4 is out of range"):
-        upscale(make_raster(3), tmp_path / "out.tif", scale=2, bands=(1, 4))
+        upscale(make_raster(3), tmp_path / "out.tif", method="bicubic", scale=2, bands=(1, 4))
     assert not (tmp_path / "out.tif").exists()
 
 
@@ -309,7 +309,7 @@ def test_output_is_a_valid_cog_with_overviews(make_raster, tmp_path, dtype, noda
 
 def test_creation_options_override_the_profile(make_raster, tmp_path):
     src = make_raster(1, 40, 40, "uint8")
-    dst = upscale(src, tmp_path / "out.tif", scale=4, creation_options={"BLOCKXSIZE": "256", "BLOCKYSIZE": "256"}).dst
+    dst = upscale(src, tmp_path / "out.tif", method="bicubic", scale=4, creation_options={"BLOCKXSIZE": "256", "BLOCKYSIZE": "256"}).dst
     with rasterio.open(dst) as ds:
         assert ds.block_shapes[0] == (256, 256)
     assert cog_validate(str(dst))[0]
@@ -325,14 +325,14 @@ def test_memory_is_bounded_by_one_row_of_tiles(make_raster, tmp_path, monkeypatc
 
     monkeypatch.setattr(RowAccumulator, "extend_to", spy)
     src = make_raster(1, 300, 12, "uint8")
-    upscale(src, tmp_path / "out.tif", scale=2, tile=16, overlap=4)
+    upscale(src, tmp_path / "out.tif", method="bicubic", scale=2, tile=16, overlap=4)
     assert len(held) == 19  # one per tile row
     assert max(held) <= 2 * (16 + 2 * 4) + 2  # one tile row with its halo, never the scene height (600)
 
 
 def test_progress_reports_every_window(make_raster, tmp_path):
     calls = []
-    upscale(make_raster(1, 30, 30), tmp_path / "out.tif", scale=2, tile=10, overlap=2, batch_size=2,
+    upscale(make_raster(1, 30, 30), tmp_path / "out.tif", method="bicubic", scale=2, tile=10, overlap=2, batch_size=2,
             progress=lambda done, total: calls.append((done, total)))  # fmt: skip
     assert calls[-1] == (9, 9)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
@@ -357,7 +357,7 @@ def test_settings_reject_a_zero_batch():
 def test_no_crs_output_is_on_the_pixel_grid(make_raster, tmp_path):
     src = make_raster(1, 15, 17, crs=None, transform=Affine(1, 0, 0, 0, -1, 15))
     with pytest.warns(Warning, match="no CRS"):
-        dst = upscale(src, tmp_path / "out.tif", scale=3).dst
+        dst = upscale(src, tmp_path / "out.tif", method="bicubic", scale=3).dst
     with rasterio.open(dst) as ds:
         assert ds.crs is None and (ds.width, ds.height) == (51, 45)
         assert ds.transform.a == pytest.approx(1 / 3)

@@ -17,13 +17,14 @@ from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 from typer.testing import CliRunner
 
-import s2_products as sp
-from conftest import write_raster
 from rssr_cli.cli import app
 from rssr_cli.errors import InputError, UsageError
 from rssr_cli.grid import OutputGrid, Placement, hr_grid_for, plan_tiles
 from rssr_cli.pipeline import UpscaleSettings, upscale
-from rssr_cli.products import BandStack, is_band_stack, open_band_stack, scene_stem
+from rssr_cli.products import is_band_stack, open_band_stack, scene_stem
+
+import s2_products as sp
+from conftest import write_raster
 from http_range_server import serve_directory
 
 runner = CliRunner()
@@ -336,7 +337,8 @@ def test_a_safe_folder_alone_is_a_single_scene(products, tmp_path):
 
 
 def test_default_model_end_to_end_on_a_tiny_product_crop(tmp_path):
-    """RSSR_METHOD=diffusion through a product: 24x24 px of B04 (and the 20 m B8A around it) at 5 m."""
+    """RSSR_METHOD=diffusion through a product: 24x24 px of B04 (and the 20 m B8A around it) at 5 m. Deliberately
+    no --method: the default method and the shipped model, as a user runs them."""
     with rasterio.open(sp.band_path("B04")) as b04:
         west, north = b04.transform @ (36, 36)  # the bottom-right 24x24 px, away from the empty corner
     crops = sp.crop_bands(tmp_path / "crops", ("B04", "B8A"), (west, north - 240, west + 240, north))

@@ -140,10 +140,11 @@ def test_training_and_inference_normalize_a_float_raster_alike(tmp_path):
 def test_training_and_inference_honour_declared_scale_and_offset(tmp_path):
     import rasterio
 
-    from conftest import write_raster
     from rssr_cli.images import read_model_units
     from rssr_cli.pipeline import scene_radiometry
     from rssr_cli.raster_io import inspect_source
+
+    from conftest import write_raster
 
     data = np.full((2, 8, 8), 2000, dtype=np.uint16)
     path = write_raster(tmp_path / "l2a.tif", data)

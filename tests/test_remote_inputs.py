@@ -12,12 +12,13 @@ import pytest
 import rasterio
 import rasterio.shutil
 
+from rssr_cli import sources
+from rssr_cli.pipeline import UpscaleSettings
+from rssr_cli.pipeline.jobs import expand_inputs, is_batch, output_name
+
+from cli_helpers import one_error_line, run
 from conftest import synthetic_image, write_raster
 from http_range_server import parse_ranges, serve_directory
-from rssr_cli import sources
-from rssr_cli.pipeline.jobs import expand_inputs, is_batch, output_name
-from rssr_cli.pipeline import UpscaleSettings
-from cli_helpers import one_error_line, run
 
 BICUBIC = ("-s", "2", "-m", "bicubic", "-q")
 

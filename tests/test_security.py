@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import synthetic_image, write_raster
-from rssr_cli.pipeline.jobs import SceneJob
-from rssr_cli.pipeline.scenes import run_batch
 from rssr_cli.cli import app
 from rssr_cli.cog import staging_prefix
 from rssr_cli.locks import lock_path
 from rssr_cli.pipeline import UpscaleSettings
+from rssr_cli.pipeline.jobs import SceneJob
+from rssr_cli.pipeline.scenes import run_batch
+
+from conftest import synthetic_image, write_raster
 
 runner = CliRunner()
 BICUBIC = UpscaleSettings(scale=2, method="bicubic", tile=16, overlap=4)
@@ -96,8 +97,9 @@ def test_model_files_are_written_through_a_private_directory(victim, tmp_path):
 
 @pytest.fixture
 def saved_model(tmp_path):
-    from model_helpers import tiny_model
     from rssr_cli.model.checkpoint import save_model
+
+    from model_helpers import tiny_model
 
     weights = save_model(tiny_model(), tmp_path / "model.safetensors")
     return weights, weights.with_suffix(".json")

@@ -15,19 +15,20 @@ import torch
 from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
-import s2_products as sp
-from cli_helpers import run
-from model_helpers import tiny_model
 from rssr_cli.grid import Placement
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.sharpen import apply as sharpen_apply
 from rssr_cli.sharpen.consistency import average_onto_native, consistency_error, psf_consistency_error
-from rssr_cli.sharpen.degrade import MTF_AT_NYQUIST, gaussian_blur, psf_sigma, sample_at, centres
+from rssr_cli.sharpen.degrade import MTF_AT_NYQUIST, centres, gaussian_blur, psf_sigma, sample_at
 from rssr_cli.sharpen.model import GUIDE_BANDS, TINY_SPEC, build_sharpener, load_sharpener, save_sharpener
-from rssr_cli.sharpen.scene import BandArray, load_band_folder
+from rssr_cli.sharpen.scene import BandArray
 from rssr_cli.sharpen.train import SharpenTrainConfig, train_sharpener
 from rssr_cli.sharpen.wald import ergas, sam_degrees, sre
 from rssr_cli.sharpen.wald_inputs import guides_on_window
+
+import s2_products as sp
+from cli_helpers import run
+from model_helpers import tiny_model
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "sharpen.safetensors"
 

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rasterio.windows import Window
 from typer.testing import CliRunner
 
-from conftest import UTM_TRANSFORM, synthetic_image, write_raster
-from model_helpers import tiny_model
 from rssr_cli.aoi import load_aoi
 from rssr_cli.backends import get_backend
 from rssr_cli.cli import app
@@ -23,7 +22,9 @@ from rssr_cli.model.checkpoint import save_model
 from rssr_cli.pipeline import UpscaleSettings, upscale
 from rssr_cli.pipeline.split import assemble_rows, render_rows, scene_row_bands
 from rssr_cli.region import OutputRegion, split_rows
-from rasterio.windows import Window
+
+from conftest import UTM_TRANSFORM, synthetic_image, write_raster
+from model_helpers import tiny_model
 
 torch.set_num_threads(1)
 

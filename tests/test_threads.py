@@ -9,13 +9,14 @@ import rasterio.env
 import torch
 from typer.testing import CliRunner
 
-from model_helpers import tiny_model
 from rssr_cli import backends
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.cli import app
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.raster_io import DEFAULT_GDAL_CACHEMAX_MB, gdal_config
 from rssr_cli.threads import available_cores, cpu_threads
+
+from model_helpers import tiny_model
 
 runner = CliRunner()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +14,14 @@ from typer.testing import CliRunner
 
 from rssr_cli.cli import app
 from rssr_cli.model.checkpoint import load_model
+from rssr_cli.model.validation import read_safetensors_header
 from rssr_cli.training.data import PatchSampler, TrainImage
 from rssr_cli.training.trainer import TrainConfig, lr_at
 
+from conftest import synthetic_image, write_raster
+
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
@@ -147,3 +153,50 @@ def test_denoiser_t_max_is_recorded_and_validated(image_dir, tmp_path):
     card = json.loads((tmp_path / "run" / "model.json").read_text())
     assert card["training"]["settings"]["denoiser_t_max"] == 0.2
     assert _train(image_dir, tmp_path / "bad", "--denoiser-t-max", "1.5").exit_code == 2
+
+
+def _recipe_args(command: str, image_dir, scene, runs) -> list[str]:
+    """One of the shipped card's `rssr train` commands on tiny data: its paths replaced, 1 step, validated every step."""
+    args = shlex.split(command)[1:]  # without "rssr"
+    paths = {"../shared/data/ucmerced/train": image_dir, "../shared/data/ucmerced/val": image_dir,
+             "../shared/data/scenes/sentinel2_l1c_b2348_10m.tif": scene}  # fmt: skip
+    out = []
+    for prev, arg in zip([None, *args], args):
+        if arg in paths:
+            arg = str(paths[arg])
+        elif arg.startswith("runs/"):
+            arg = str(runs / arg[len("runs/") :])
+        elif prev in ("--prior-steps", "--denoiser-steps"):
+            arg = "1"
+        elif prev == "--batch-size":
+            arg = "2"
+        elif prev == "--threads":
+            arg = "1"
+        out.append(arg)
+    return [*out, "--val-every", "1", "-q"]
+
+
+def test_the_shipped_model_is_made_by_its_cards_rssr_train_commands(image_dir, tmp_path):
+    """The card's commands (1 step each, tiny data) give the shipped architecture, spec, sampler and id."""
+    shipped = json.loads((REPO / "models" / "default.json").read_text())
+    commands = shipped["training"]["commands"]
+    assert commands and all(c.startswith("rssr train ") for c in commands)  # `rssr train` alone, no scripts
+    scene = tmp_path / "scene.tif"
+    write_raster(scene, synthetic_image(2, 80, 80, "uint16"))
+    for command in commands:
+        result = runner.invoke(app, _recipe_args(command, image_dir, scene, tmp_path / "runs"))
+        assert result.exit_code == 0, result.output
+    made = tmp_path / "runs" / "full" / "model"
+    card = json.loads(made.with_suffix(".json").read_text())
+    for key in ("format", "id", "spec", "channels", "band_rule", "normalization", "diffusion", "sampler"):
+        assert card[key] == shipped[key], key
+    shapes, _ = read_safetensors_header(made.with_suffix(".safetensors"))
+    assert shapes == read_safetensors_header(REPO / "models" / "default.safetensors")[0]
+    prior = json.loads((tmp_path / "runs" / "prior" / "model.json").read_text())
+    assert prior["training"]["stages"]["prior"]["kept"] == "best (step 1)"
+    assert load_model(made.with_suffix(".safetensors")).sampler_defaults == {"steps": 2, "strength": 0.1}
+
+
+def test_keep_best_needs_validation(image_dir, tmp_path):
+    result = _train(image_dir, tmp_path / "run", "--stage", "prior", "--prior-steps", "2", "--keep", "best")
+    assert result.exit_code == 2 and "--keep best needs validation" in result.output

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_metrics import smooth_random
 
 from rssr_cli.grid import HRGrid
 from rssr_cli.metrics import degrade_back
 from rssr_cli.training.alignment import area_to_lr, pair_shift
-
-from test_metrics import smooth_random
 
 
 def test_pair_shift_trusts_georeferencing_unless_few_blocks_agree():

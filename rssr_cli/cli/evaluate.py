@@ -17,10 +17,10 @@ from rich.table import Table
 from ..errors import UsageError
 from ..evaluation.compare import (
     COMPARISON_COLUMNS,
-    DETAIL_COLUMNS,
-    PAIRED_COLUMNS,
     DEFAULT_METHODS,
+    DETAIL_COLUMNS,
     PAIR_COLUMNS,
+    PAIRED_COLUMNS,
     CompareSettings,
     PairComparison,
     compare_on_folder,

@@ -20,7 +20,6 @@ from ..pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneResult
 from ..pipeline.settings import UpscaleResult
 from ..stack_pipeline import StackReport
 
-
 STATUS_STYLE = {DONE: "green", SKIPPED: "dim", BUSY: "yellow", FAILED: "bold red"}
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
 from .common import EXIT_CODES_HELP, Quiet, Verbose, cli_session, stdout
 
 
@@ -42,6 +43,8 @@ def train_command(
     device: Annotated[str, typer.Option(help="auto (CUDA when available) | cpu | cuda[:N].")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16: autocast of the forward pass.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/<stage>/last.*")] = False,
+    keep: Annotated[str, typer.Option(help="Weights each stage ends with: last | best (the best-validated EMA; needs --val or --pairs).")] = "last",
+    model_id: Annotated[Optional[str], typer.Option(help="The model card's id (default: model).")] = None,
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:
@@ -54,6 +57,7 @@ def train_command(
             preset=preset, init=init, prior_steps=prior_steps, denoiser_steps=denoiser_steps, batch_size=batch_size,
             learning_rate=learning_rate, scale_min=scale_min, scale_max=scale_max, blur_max=blur_max, noise_max=noise_max,
             sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume, device=device, precision=precision, denoiser_t_max=denoiser_t_max, val_every=val_every, save_every=save_every,
+            keep=keep, model_id=model_id,
         )
 
         def report(stage_name: str, step: int, info: dict) -> None:

@@ -164,7 +164,7 @@ class Interval:
         return asdict(self)
 
 
-def bootstrap_ci(values: Sequence[float], *, resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> Interval:
+def bootstrap_ci(values: Sequence[Optional[float]], *, resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> Interval:
     """Percentile bootstrap CI of the mean of `values` (NaNs dropped). Paired comparisons pass differences."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     if x.size == 0:

@@ -20,8 +20,6 @@ and is valid. The scene is walked in LR blocks, so memory does not grow with it.
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
@@ -201,7 +199,7 @@ def measure_fidelity(
             BandFidelity(
                 band=band, description=info.descriptions[band - 1], consistency_l1=float(l1),
                 consistency_relative=float(l1 / span) if span > 0 else (0.0 if l1 == 0 else math.inf),
-                value_range=ranges[b], noise_sigma=float(sigma[b]),
+                value_range=(ranges[b][0], ranges[b][1]), noise_sigma=float(sigma[b]),
                 deviating_fraction=float(deviating[b] / compared) if compared else math.nan,
                 uncertainty_mean=unc_mean, uncertainty_p95=unc_p95,
             )  # fmt: skip

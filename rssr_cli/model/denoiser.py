@@ -14,7 +14,7 @@ full-resolution features are also concatenated at the input, as in SR3 / NeurOp-
 from __future__ import annotations
 
 import math
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence, cast
 
 import torch
 from torch import nn
@@ -68,7 +68,7 @@ class ResBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        nn.init.zeros_(cast(torch.Tensor, self.conv2.bias))  # bias=True: never None
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
@@ -130,15 +130,15 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(_groups(widths[0]), widths[0])
         self.conv_out = nn.Conv2d(widths[0], channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(cast(torch.Tensor, self.conv_out.bias))  # bias=True: never None
 
     def _blocks(self) -> Iterator[ResBlock]:
         """Residual blocks in the order forward() uses them (and their modulations are stored)."""
         for level_blocks in self.down:
-            yield from level_blocks
-        yield from self.mid
+            yield from cast(Iterable[ResBlock], level_blocks)
+        yield from cast(Iterable[ResBlock], self.mid)
         for level_blocks in self.up:
-            yield from level_blocks
+            yield from cast(Iterable[ResBlock], level_blocks)
 
     def condition(self, estimate: torch.Tensor, pyramid: Sequence[torch.Tensor], size: tuple[int, int]) -> Condition:
         """Precompute every block's spatial scale-shift from the prior pyramid: once per window."""
@@ -157,7 +157,7 @@ class UNet(nn.Module):
         h = self.conv_in(torch.cat([x, cond.estimate.to(x.dtype), cond.features.to(x.dtype)], dim=1))
         skips = []
         for level, level_blocks in enumerate(self.down):
-            for blk in level_blocks:
+            for blk in cast(nn.ModuleList, level_blocks):
                 h = blk(h, emb, next(mods))
             skips.append(h)
             if level < self.levels - 1:
@@ -166,7 +166,7 @@ class UNet(nn.Module):
             h = blk(h, emb, next(mods))
         for i, level_blocks in enumerate(self.up):
             h = torch.cat([h, skips.pop()], dim=1)
-            for blk in level_blocks:
+            for blk in cast(nn.ModuleList, level_blocks):
                 h = blk(h, emb, next(mods))
             if i < self.levels - 1:
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))

@@ -61,6 +61,9 @@ def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
 class Denoiser(nn.Module):
     """The one denoiser contract: forward(x_t, t, cond) -> x0_hat, whatever the net predicts (v, eps or x0)."""
 
+    alphas_cumprod: torch.Tensor  # a buffer (set in __init__)
+    net: Any  # the registered network (denoiser.UNet for "sr3_unet")
+
     def __init__(self, net: nn.Module, *, alphas_cumprod: torch.Tensor, prediction: str = "v"):
         super().__init__()
         if prediction not in PREDICTIONS:

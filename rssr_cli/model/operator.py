@@ -3,7 +3,7 @@ Galerkin-type attention (Cao 2021, linear in pixel count), and a head giving an 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -113,7 +113,7 @@ class NeuralOperatorPrior(nn.Module):
         lifted = self.lift_feature(feat)  # [B, width, h, w]
         b, width = lifted.shape[:2]
         cell_term = self.lift_cell(cell)[:, None, None, :]  # [B,1,1,width]
-        out = 0.0
+        out: Any = 0.0  # a tensor from the first neighbour on
         for iy, ry, wy in neighbours(ys, feat.shape[-2]):
             rows = torch.gather(lifted, 2, iy[:, None, :, None].expand(b, width, -1, lifted.shape[-1]))
             for ix, rx, wx in neighbours(xs, feat.shape[-1]):

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from torch import nn
 
 from ..errors import CheckpointError
 
 _PARTS: dict[str, Callable[..., nn.Module]] = {}
+Factory = TypeVar("Factory", bound=Callable[..., nn.Module])
 
 
-def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register(name: str) -> Callable[[Factory], Factory]:
     """Class decorator: make `name` buildable from a spec."""
 
-    def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def add(factory: Factory) -> Factory:
         _PARTS[name] = factory
         return factory
 
@@ -25,7 +26,7 @@ def registered() -> list[str]:
     return sorted(_PARTS)
 
 
-def build(spec: dict[str, Any], **derived: Any) -> nn.Module:
+def build(spec: dict[str, Any], **derived: Any) -> Any:  # an nn.Module whose class the spec's name chooses
     """Instantiate {"name", "args"}; `derived` sizes (known only at build time) override the spec's args."""
     name = spec.get("name") if isinstance(spec, dict) else None
     if name not in _PARTS:

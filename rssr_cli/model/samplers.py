@@ -62,7 +62,7 @@ def ddim_sample(
     callback: Callback = None,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) from x at timesteps[0] down to x0; one denoiser call per timestep."""
-    abar = (alphas_cumprod if alphas_cumprod is not None else denoise.alphas_cumprod).detach().double().cpu()
+    abar = (alphas_cumprod if alphas_cumprod is not None else getattr(denoise, "alphas_cumprod")).detach().double().cpu()
     ts = [int(t) for t in timesteps]
     for i, t in enumerate(ts):
         a_t = float(abar[t])
@@ -90,7 +90,7 @@ def full_chain(
     callback: Callback = None,
 ) -> torch.Tensor:
     """Baseline: DDIM from pure noise x_T ~ N(0, I) with `steps` evaluations (NeurOp-Diff's inference)."""
-    abar = denoise.alphas_cumprod
+    abar = getattr(denoise, "alphas_cumprod")  # the schedule the denoiser was trained with
     x = randn(shape, generator, device=abar.device)
     ts = timesteps_for(1.0, steps, abar.shape[0])
     return ddim_sample(denoise, x, ts, cond=cond, eta=eta, generator=generator, callback=callback)
@@ -108,7 +108,7 @@ def lr_start(
     callback: Callback = None,
 ) -> torch.Tensor:
     """Miao et al.'s efficient sampler (as SDEdit/CCDF): x_t0 = √ᾱ_t0·x0_init + √(1−ᾱ_t0)·ε, then `steps` DDIM steps."""
-    abar = denoise.alphas_cumprod
+    abar = getattr(denoise, "alphas_cumprod")  # the schedule the denoiser was trained with
     ts = timesteps_for(strength, steps, abar.shape[0])
     a0 = float(abar[ts[0]])
     eps = randn(x0_init.shape, generator, device=x0_init.device, dtype=x0_init.dtype)

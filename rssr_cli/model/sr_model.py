@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from . import prior_features as _prior_features  # noqa: F401  (registers "prior_pyramid")
 from .denoiser import Condition, pad_to_multiple
 from .diffusion import Denoiser, alphas_cumprod, betas_for, diffusion_loss, sample_timesteps
 from .normalize import Stats, destandardize, standardize
 from .operator import NeuralOperatorPrior, PriorOutput
 from .registry import build, register
 from .samplers import DEFAULT_SAMPLER, Callback, Generators, full_chain, lr_start, randn
-from . import prior_features as _prior_features  # noqa: F401  (registers "prior_pyramid")
 
 register("neurop_operator")(NeuralOperatorPrior)
 
@@ -66,6 +66,11 @@ def band_rule(in_channels: int) -> str:
 
 class SRModel(nn.Module):
     """Operator prior once per window, then k denoiser steps on the residual (DESIGN.md data flow)."""
+
+    operator: NeuralOperatorPrior
+    prior_features: _prior_features.PriorFeatures
+    denoiser: Denoiser
+    card: dict[str, Any]  # set by checkpoint.load_model
 
     def __init__(self, spec: dict[str, Any]):
         super().__init__()

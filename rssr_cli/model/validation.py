@@ -113,7 +113,7 @@ def _ints(args: Mapping[str, Any], key: str, where: str, low: int, high: int, ma
 def _part_args(spec: Mapping[str, Any], part: str, name: str, allowed: set[str]) -> Mapping[str, Any]:
     from .registry import registered
 
-    entry = spec.get(part)
+    entry: Any = spec.get(part)
     got = entry.get("name") if isinstance(entry, dict) else None
     if got not in registered():
         raise CheckpointError(f"unknown model part {got!r}; registered: {', '.join(registered())}")

@@ -37,6 +37,8 @@ TINY_SPEC: dict[str, Any] = {"width": 8, "blocks": 1}
 class GuidedSharpener(nn.Module):
     """conv -> `blocks` residual blocks (conv-ReLU-conv) -> conv, added to the resampled band."""
 
+    card: dict[str, Any]  # set when loaded from a file (load_sharpener)
+
     def __init__(self, *, width: int = 32, blocks: int = 6, guides: int = len(GUIDE_BANDS), bands: int = len(GUIDED_BANDS)):
         super().__init__()
         self.width, self.blocks, self.guides, self.bands = width, blocks, guides, bands
@@ -45,6 +47,7 @@ class GuidedSharpener(nn.Module):
         self.body = nn.ModuleList(nn.Sequential(conv(width, width), nn.ReLU(inplace=True), conv(width, width)) for _ in range(blocks))
         self.tail = conv(width, 1)
         nn.init.zeros_(self.tail.weight)
+        assert self.tail.bias is not None
         nn.init.zeros_(self.tail.bias)  # starts as bicubic
 
     @property
@@ -121,8 +124,8 @@ def load_sharpener(path: str | os.PathLike, *, device: str | torch.device = "cpu
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot load guided sharpener {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    model.card = card  # type: ignore[attr-defined]
-    model.card["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()  # type: ignore[attr-defined]
+    card["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    model.card = card
     return model.eval().to(device)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,6 @@ from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, build_sharpener
 from .scene import BandArray, load_band_folder, load_stack_bands, stats_of
 from .wald import evaluate_scene_split, rows_of_split
 from .wald_inputs import degraded_band, guides_on_window, truth_of
-
 
 
 @dataclass
@@ -118,7 +116,8 @@ def make_batch(tables, config: SharpenTrainConfig, rng: random.Random, groups: S
     ratios = TRAIN_RATIOS[resolution]
     ratio = ratios[0] if rng.random() < config.share_smallest_ratio else rng.choice(ratios)
     crop = crop_for(resolution, config)
-    items, attempts = [], 0
+    items: list[tuple] = []
+    attempts = 0
     while len(items) < config.batch:
         attempts += 1
         if attempts > 1000 * config.batch:

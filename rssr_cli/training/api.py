@@ -10,35 +10,38 @@ each step cheaper (no operator backward). Stage "all" runs both in order.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import numpy as np
 import torch
 
+from ..degrade import degrade, quantize
 from ..errors import UsageError
 from ..grid import check_scale_range
 from ..interrupts import interruptible
+from ..metrics import psnr, shave
 from ..model.checkpoint import load_model, save_model
 from ..model.operator import grid_tensors
 from ..model.samplers import DEFAULT_SAMPLER
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
-from ..degrade import degrade, quantize
-from ..metrics import psnr, shave
 from .data import PatchBatch, PatchSampler, TrainImage, find_images, load_images
 from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
-from .trainer import Trainer, TrainConfig, module_device, prior_loss, resolve_training_device, validate_prior
+from .state import load_ema_weights
+from .trainer import TrainConfig, Trainer, module_device, prior_loss, resolve_training_device, validate_prior
 
 log = logging.getLogger(__name__)
 
 PRESETS = {"default": DEFAULT_SPEC, "tiny": TINY_SPEC}
 STAGES = ("prior", "denoiser", "all")
 MAX_PSNR = 120.0  # dB: an exact validation image (MSE floor 1e-12) must not make the mean infinite
+KEEP = ("last", "best")  # which EMA weights a stage ends with: the last step's, or the best-validated ones
 
 
 @dataclass
@@ -75,6 +78,8 @@ class TrainSettings:
     device: str = "auto"  # auto (cuda when available) | cpu | cuda[:N]
     precision: str = "auto"  # auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16
     denoiser_t_max: float = 1.0  # denoiser stage: train on t < this fraction of T (the LR-start regime: ~strength)
+    keep: str = "last"  # "best": each stage ends with its best-validated EMA weights (needs --val or --pairs)
+    model_id: Optional[str] = None  # the card's id (default: the file's stem, "model")
 
 
 def _check(s: TrainSettings) -> None:
@@ -93,6 +98,10 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"--denoiser-t-max must be in (0, 1], got {s.denoiser_t_max}")
     if not (s.data or s.scenes or s.pairs):
         raise UsageError("no training data given: DATA folders, --scene rasters or --pairs")
+    if s.keep not in KEEP:
+        raise UsageError(f"unknown --keep {s.keep!r}; choose one of: {', '.join(KEEP)}")
+    if s.keep == "best" and not (s.val or s.pairs):
+        raise UsageError("--keep best needs validation: give --val (or --pairs)")
 
 
 def _images_and_weights(s: TrainSettings) -> tuple[list[TrainImage], list[float]]:
@@ -135,7 +144,7 @@ def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -
     """PSNR of the default LR-start sampler vs the prior alone, at `scale`, on a few validation images."""
     model.eval()
     dev = module_device(model)
-    rows = {"prior": [], "diffusion": []}
+    rows: dict[str, list[float]] = {"prior": [], "diffusion": []}
     for k, img in enumerate(images):
         hr = torch.from_numpy(img.pixels)[None]
         H, W = hr.shape[-2:]
@@ -210,13 +219,13 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
             model.sampler_defaults.update(DEFAULT_SAMPLER)
         _freeze_for(model, stage)
         trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
-                          progress=(lambda step, d, st=stage: progress(st, step, d)) if progress else None,
+                          progress=functools.partial(progress, stage) if progress else None,
                           meta={"stage": stage, "settings": _jsonable(s)})
         if s.resume and (s.out / stage / "last.json").exists():
             trainer.resume(s.out / stage / "last")
         trainer.run()
-        model = trainer.ema.cpu()  # the EMA weights are the ones shipped; written from the CPU
-        history[stage] = {"steps": trainer.step, "best_validation": trainer.best}
+        model = cast(SRModel, trainer.ema.cpu())  # the EMA weights are the ones shipped; written from the CPU
+        history[stage] = {"steps": trainer.step, "best_validation": trainer.best, "kept": _keep(s, stage, model)}
     if "denoiser" not in history and s.init is None:
         model.sampler_defaults["steps"] = 0  # no trained denoiser: the model's default is the prior alone
     if s.sampler_steps is not None:
@@ -229,7 +238,18 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         "stages": history,
         **({"pairs": [pair_record(p) for p in pairs]} if pairs else {}),
     }
-    return save_model(model, s.out / "model", training=training)
+    return save_model(model, s.out / "model", training=training, model_id=s.model_id)
+
+
+def _keep(s: TrainSettings, stage: str, model: SRModel) -> str:
+    """With keep="best", load the stage's best-validated EMA weights into `model`; says which weights it holds."""
+    best = s.out / stage / "best"
+    if s.keep != "best" or not best.with_suffix(".json").exists():
+        if s.keep == "best":
+            log.warning("stage %s never validated (fewer steps than --val-every): keeping its last weights", stage)
+        return "last"
+    step = load_ema_weights(best, model)
+    return f"best (step {step})"
 
 
 def _sampler(s: TrainSettings, images, weights, pairs: list[TrainPair], channels: int, query: int, seed: int):

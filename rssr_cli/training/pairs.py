@@ -42,7 +42,7 @@ from ..model.operator import NeuralOperatorPrior
 from ..model.resample import bicubic_at
 from ..radiometry import to_model_units
 from .alignment import MAX_LOCAL_MISREGISTRATION, area_to_lr, block_shifts, box_mean, pair_shift
-from .data import PatchBatch
+from .data import PatchBatch, PatchSampler
 
 MIN_VALID_SHARE = 0.5  # of a pair's LR pixels, or the pair is refused
 MAX_TRIES = 50  # random crops tried for an entirely valid one
@@ -256,7 +256,7 @@ class MixedSampler:
     """Real pairs and synthetic (degraded) patches in every batch: `pair_share` of the samples from pairs."""
 
     pairs: PairSampler
-    synthetic: object  # training.data.PatchSampler
+    synthetic: PatchSampler
     pair_share: float
 
     def batch(self, batch_size: int) -> PatchBatch:

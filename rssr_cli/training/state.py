@@ -49,6 +49,18 @@ def save_training_state(path: Path, *, model: torch.nn.Module, ema: torch.nn.Mod
     write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
 
 
+def load_ema_weights(path: Path, module: torch.nn.Module) -> int:
+    """Load the EMA weights of a saved training state into `module`; returns the step they were saved at."""
+    path = Path(path)
+    try:
+        tensors = load_file(str(path.with_suffix(".safetensors")))
+        step = int(json.loads(path.with_suffix(".json").read_text())["step"])
+    except Exception as exc:  # corrupt or missing file: one clear line
+        raise CheckpointError(f"cannot read the training state {path}: {exc}") from None
+    module.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    return step
+
+
 def load_training_state(path: Path, *, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
     path = Path(path)
     st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")

@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -38,7 +38,6 @@ class TrainConfig:
     ema_decay: float = 0.999
     val_every: int = 500
     save_every: int = 250
-    val_scale: float = 4.0
     seed: int = 0
     threads: int = 0  # 0: all cores
     device: str = "cpu"  # resolved already ("cpu", "cuda", "cuda:1"); see resolve_training_device
@@ -138,11 +137,11 @@ class Trainer:
     """Optimizes `module` on batches from `sampler` with `loss_fn`; writes <out>/last.* and a CSV log."""
 
     module: nn.Module
-    loss_fn: Callable[[nn.Module, PatchBatch], torch.Tensor]
+    loss_fn: Callable[[Any, PatchBatch], torch.Tensor]  # (module, batch) -> loss
     sampler: PatchSampler
     out_dir: Path
     cfg: TrainConfig
-    validate: Optional[Callable[[nn.Module], dict[str, float]]] = None
+    validate: Optional[Callable[[Any], dict[str, float]]] = None  # (EMA module) -> scores
     progress: Optional[Callable[[int, dict[str, float]], None]] = None
     meta: dict = field(default_factory=dict)
 
