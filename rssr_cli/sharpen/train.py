@@ -135,7 +135,7 @@ def make_batch(tables, config: SharpenTrainConfig, rng: random.Random, groups: S
         cut = (slice(r, r + crop), slice(c, c + crop))
         if t.valid[cut].mean() < 0.9:
             continue
-        items.append((t.band_up[cut], t.guides[(slice(None), *cut)], t.truth[cut], t.valid[cut], GUIDED_BANDS.index(name)))
+        items.append((t.band_up[cut], t.guides[:, cut[0], cut[1]], t.truth[cut], t.valid[cut], GUIDED_BANDS.index(name)))
     k = rng.randrange(8)  # flips and transposes: the ground has no preferred orientation
     aug = lambda a: _dihedral(a, k)  # noqa: E731
     band_up = torch.from_numpy(aug(np.stack([i[0] for i in items])[:, None]))
