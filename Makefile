@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_batch.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_baselines.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_pairs.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_wald.py $(BENCH_ARGS)
 	PYTHON=$(BIN)/python bench/bench_quality.sh $(BENCH_ARGS)
 
 clean:
