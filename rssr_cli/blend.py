@@ -197,7 +197,7 @@ def write_blended(writer: Any, rows: FinishedRows, *, spec: OutputSpec, region: 
         mask = None
         if valid is not None:
             if spec.internal_mask:
-                mask = valid.all(axis=0)
+                mask = np.asarray(valid.all(axis=0))  # an array: valid is [bands, rows, cols]
                 data[:, ~mask] = 0
             else:
                 data = keep_clear_of_nodata(data, valid, spec.nodata)

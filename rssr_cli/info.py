@@ -58,7 +58,7 @@ def describe_raster(
     *,
     scale: Optional[float] = None,
     resolution: Optional[float | tuple[float, float]] = None,
-    bands: Optional[Sequence[int]] = None,
+    bands: Optional[Sequence[int | str]] = None,
 ) -> RasterReport:
     """Read a raster's header (no pixels) and, given a scale or resolution, preview the upscale output."""
     with open_raster(src) as dataset:

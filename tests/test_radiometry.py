@@ -118,10 +118,10 @@ def _float_raster(tmp_path):
 
 def test_training_and_inference_normalize_a_float_raster_alike(tmp_path):
     """The map `rssr train --data` applies (images.read_model_units) is the one `rssr upscale` applies
-    (pipeline.scene_radiometry over the whole scene): the model sees one unit whatever the path."""
+    (pipeline.plan.scene_radiometry over the whole scene): the model sees one unit whatever the path."""
     import rasterio
 
-    from rssr_cli.pipeline import scene_radiometry
+    from rssr_cli.pipeline.plan import scene_radiometry
     from rssr_cli.raster_io import inspect_source
     from rssr_cli.training.data import load_images
 
@@ -141,7 +141,7 @@ def test_training_and_inference_honour_declared_scale_and_offset(tmp_path):
     import rasterio
 
     from rssr_cli.images import read_model_units
-    from rssr_cli.pipeline import scene_radiometry
+    from rssr_cli.pipeline.plan import scene_radiometry
     from rssr_cli.raster_io import inspect_source
 
     from conftest import write_raster

@@ -4,7 +4,7 @@ shell completion (typer's --install-completion / --show-completion), and Click's
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, Sequence
 
 import typer
 
@@ -17,17 +17,20 @@ from .train import train_command, train_sharpener_command
 from .upscale import BATCH_EXIT_HELP, upscale_command
 
 # Click's exception base: typer >= 0.20 vendors its own click, older versions re-export click's.
-ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+if TYPE_CHECKING:  # found at run time, so mypy sees the class of the typer it checks against (the dev environment's)
+    from typer._click.exceptions import ClickException
+else:
+    ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 
 
 class OneLineUsageErrors(typer.core.TyperGroup):
     """Click's usage errors (a missing or unparseable option) as the one `error:` line and exit 2 that every
     other refusal gives, instead of Typer's boxed usage text: a cron log greps one line per failure."""
 
-    def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:  # fmt: skip
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
         except ClickException as error:
             if type(error).__name__ != "NoArgsIsHelpError":  # bare `rssr`: the help was printed already
                 report_error(usage_error_line(error))
@@ -41,7 +44,7 @@ class OneLineUsageErrors(typer.core.TyperGroup):
         sys.exit(code)
 
 
-def usage_error_line(error: Exception) -> str:
+def usage_error_line(error: ClickException) -> str:
     """Click's message on one line, with where to read the options."""
     message = " ".join(error.format_message().split())
     ctx = getattr(error, "ctx", None)

@@ -69,7 +69,7 @@ def train_command(
             stdout.print(f"model written: {path} (+ {path.with_suffix('.json').name})")
 
 
-train_command.__doc__ += f"\n\n{EXIT_CODES_HELP}"
+train_command.__doc__ = (train_command.__doc__ or "") + f"\n\n{EXIT_CODES_HELP}"
 
 
 def train_sharpener_command(

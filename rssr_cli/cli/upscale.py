@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Iterator, Optional
 
 import typer
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
 from .. import sources
 from ..aoi import load_aoi
@@ -176,7 +176,8 @@ class SceneBars:
     """Batch mode: one progress bar per scene while it runs, removed when its result (and line) arrives."""
 
     def __init__(self, bars: Progress) -> None:
-        self.bars, self.tasks = bars, {}
+        self.bars = bars
+        self.tasks: dict[tuple[str, str], TaskID] = {}
 
     def progress_for(self, job: SceneJob) -> Callable[[int, int], None]:
         label = sources.base_name(job.src)

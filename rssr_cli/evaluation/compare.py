@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, cast
 
 from ..backends import SRBackend, backend_names, default_model_path, get_backend
 from ..errors import CheckpointError, InputError, UsageError
@@ -25,6 +25,9 @@ from .detail import Interval, summarize_detail
 from .jsonsafe import finite_or_none
 from .pairs import PairScore, evaluate_pairs
 from .protocol import DEFAULT_SCALES, EvaluationReport, Progress, evaluate_folder
+
+if TYPE_CHECKING:  # torch is optional: the diffusion backend is imported only where it runs
+    from ..backends.diffusion import DiffusionBackend
 
 MODEL_PREFIX = "model"
 REFERENCE_METHOD = "bicubic"
@@ -90,7 +93,7 @@ def model_backends(
     threads: Optional[int] = None,
 ) -> dict[str, SRBackend]:
     """{"model-prior", "model-k{k}" per k in steps (default: the card's), "model-full{n}" per n}: one model, loaded once."""
-    prior = get_backend("diffusion", model=model, device=device, mode="prior", threads=threads)
+    prior = cast("DiffusionBackend", get_backend("diffusion", model=model, device=device, mode="prior", threads=threads))
     backends: dict[str, SRBackend] = {f"{MODEL_PREFIX}-prior": prior}
     for k in steps or (prior.steps,):
         if k > 0:
@@ -225,7 +228,7 @@ class PairComparison:
     def rows(self, reference: str = REFERENCE_METHOD) -> list[tuple[str, ...]]:
         """Formatted cells matching PAIR_COLUMNS."""
         ref = self.scores.get(reference)
-        out = []
+        out: list[tuple[str, ...]] = []
         for name, s in self.scores.items():
             delta = s.psnr - ref.psnr if ref is not None else None
             out.append((

@@ -88,7 +88,7 @@ def check_log_path(log: Optional[Path], jobs: Sequence[SceneJob]) -> None:
             raise UsageError(f"--log-json {log} is inside the staging area of {job.dst}; give a separate log file")
 
 
-def _same_file(real_log: Path, src: Path) -> bool:
+def _same_file(real_log: Path, src: str) -> bool:
     if real_log == Path(os.path.realpath(src)):
         return True
     try:

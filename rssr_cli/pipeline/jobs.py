@@ -93,7 +93,7 @@ def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
     fields = {
         "stem": scene_stem(src) if _is_product_name(src) else sources.stem(src),
         "name": sources.base_name(src),
-        "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{format_resolution(settings.resolution)}",
+        "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{format_resolution(settings.target_resolution())}",
         "resolution": format_resolution(settings.resolution) if settings.resolution is not None else "",
         "method": settings.method or DEFAULT_METHOD,
         "seed": str(settings.seed),
@@ -129,8 +129,9 @@ def check_name_template(template: str, fields: Mapping[str, str]) -> None:
 
 def plan_jobs(inputs: Sequence[str | os.PathLike], outdir: Path, settings: UpscaleSettings, template: str = DEFAULT_NAME_TEMPLATE) -> list[SceneJob]:
     """One job per input; two inputs that would write the same output are refused before any work."""
-    jobs, claimed = [], {}
-    for src in map(os.fspath, inputs):
+    jobs: list[SceneJob] = []
+    claimed: dict[Path, str] = {}
+    for src in (os.fspath(item) for item in inputs):
         dst = outdir / output_name(template, src, settings)
         check_output_name(dst)
         if dst in claimed:

@@ -33,7 +33,8 @@ def finish(
     """The written intermediate -> DST: measure fidelity when asked (and refuse the output if it fails a
     check), build the COG, then move the sidecars beside it (a report never describes a file not there)."""
     settings = plan.settings
-    report, sidecars = None, []
+    report: Optional[FidelityReport] = None
+    sidecars: list[tuple[Path, Path]] = []
     if settings.fidelity is not None:
         report, sidecars = assess_fidelity(dataset, plan, backend, intermediate, dst, staging)
     if report is None or report.passed:
@@ -94,6 +95,7 @@ def crop_sampler(dataset: DatasetReader, plan: RunPlan, backend: SRBackend):
         out_halo, hr = hr_grid_for(halo, grid)
         out_core, _ = hr_grid_for(core, grid)
         values, _ = model_input(dataset, plan, halo)  # the crop is entirely valid: never None
+        assert values is not None, "fidelity crops are chosen where the source is entirely valid"
         dy, dx = int(out_core.row_off - out_halo.row_off), int(out_core.col_off - out_halo.col_off)
         h, w = int(out_core.height), int(out_core.width)
         patches: list[np.ndarray] = []

@@ -126,8 +126,8 @@ def process_scene(
     except Interrupted:
         raise
     except RssrError as error:
-        done = {"windows": error.windows, "skipped_windows": error.skipped_windows}
-        return result(FAILED, str(error), fidelity=getattr(error, "figures", None), **done)
+        counts = {"windows": error.windows, "skipped_windows": error.skipped_windows}
+        return result(FAILED, str(error), fidelity=getattr(error, "figures", None), **counts)
     except OSError as error:
         return result(FAILED, f"{error.strerror or error}: {error.filename or job.dst}")
     except Exception as error:  # a bug or a library surprise in one scene must not stop the batch

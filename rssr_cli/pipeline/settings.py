@@ -113,6 +113,12 @@ class UpscaleSettings:
         if (self.scale is None) == (self.resolution is None):
             raise UsageError("give exactly one of --scale or --resolution")
 
+    def target_resolution(self) -> float | tuple[float, float]:
+        """The resolution of settings that give no scale (require_target's rule: the one of the two given)."""
+        if self.resolution is None:
+            raise UsageError("give exactly one of --scale or --resolution")
+        return self.resolution
+
 
 def check_target(scale: Optional[float], resolution: Optional[float | tuple[float, float]]) -> None:
     """Every scale or pixel size that no raster could make valid (the rest depends on the raster: grid.py)."""

@@ -51,11 +51,14 @@ def prepare_window(dataset: DatasetReader, plan: RunPlan, tile: Tile) -> Prepare
 
 def upsample_windows(backend: SRBackend, windows: Sequence[PreparedWindow]) -> list[np.ndarray]:
     """One backend call for a batch of windows that have data; checks the contract on the way back."""
-    patches = backend.upsample([w.request for w in windows])
+    requests = [w.request for w in windows if w.request is not None]
+    if len(requests) != len(windows):
+        raise ValueError(f"{len(windows) - len(requests)} of {len(windows)} windows have no data: only windows with data go to the backend")
+    patches = backend.upsample(requests)
     if len(patches) != len(windows):
         raise ValueError(f"backend {backend.name!r} returned {len(patches)} patches for {len(windows)} windows")
-    for window, patch in zip(windows, patches):
-        expected = (len(window.request.lr), window.tile.hr.height, window.tile.hr.width)
+    for window, request, patch in zip(windows, requests, patches):
+        expected = (len(request.lr), window.tile.hr.height, window.tile.hr.width)
         if patch.shape != expected:
             raise ValueError(f"backend {backend.name!r} returned a patch of shape {patch.shape}, expected {expected}")
     return patches
@@ -112,6 +115,7 @@ def _record_validity(accumulator: RowAccumulator, window: PreparedWindow, grid: 
 
 
 def _blend_batch(backend: SRBackend, batch: Sequence[PreparedWindow], accumulator: RowAccumulator, plan: RunPlan) -> None:
+    assert plan.settings.overlap is not None, "a RunPlan's settings have their tiling filled in (auto_tiling)"
     for window, patch in zip(batch, upsample_windows(backend, batch)):
         accumulator.add(window.tile.out, patch, tile_blend_weights(window.tile, plan.grid, plan.settings.overlap))
 

@@ -26,9 +26,10 @@ def area_to_lr(hr: np.ndarray, hr_valid: np.ndarray, grid: HRGrid, lr_shape: tup
     bad = (~hr_valid).astype(np.float64)[None]
     x = np.concatenate([np.where(hr_valid, hr, 0.0).astype(np.float64), bad, np.ones_like(bad)])
     rows = np.zeros((len(x), h, x.shape[-1]))
-    np.add.at(rows, (slice(None), ry), wy[None, :, None] * x[:, ky])
+    # numpy's stubs type ufunc.at's indices as an integer array only; a tuple of slices and arrays is valid (as in x[...])
+    np.add.at(rows, (slice(None), ry), wy[None, :, None] * x[:, ky])  # type: ignore[arg-type]
     out = np.zeros((len(x), h, w))
-    np.add.at(out, (slice(None), slice(None), rx), wx[None, None, :] * rows[:, :, kx])
+    np.add.at(out, (slice(None), slice(None), rx), wx[None, None, :] * rows[:, :, kx])  # type: ignore[arg-type]  # as above
     values, bad_share, coverage = out[:-2], out[-2], out[-1]
     valid = (np.abs(coverage - 1.0) < 1e-6) & (bad_share < 1e-9)
     return np.where(valid, values, 0.0), valid

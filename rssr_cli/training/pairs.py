@@ -147,7 +147,7 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
     # each raster by its own rule, as `rssr upscale` would map it
     lr = to_model_units(lr_raw, lr_ok, scales=[lr_info.scales[i - 1] for i in lr_idx], offsets=[lr_info.offsets[i - 1] for i in lr_idx])
     hr = to_model_units(hr_raw, hr_ok, scales=[hr_info.scales[i - 1] for i in hr_idx], offsets=[hr_info.offsets[i - 1] for i in hr_idx])
-    lr_valid, hr_valid = lr_ok.all(axis=0), hr_ok.all(axis=0)
+    lr_valid, hr_valid = np.asarray(lr_ok.all(axis=0)), np.asarray(hr_ok.all(axis=0))  # arrays: [bands, rows, cols] reduced
     grid = geo.grid
     low, low_valid = area_to_lr(hr, hr_valid, grid, lr.shape[-2:])
     both = lr_valid & low_valid
