@@ -1,4 +1,5 @@
-"""The output side: named COG profiles, the destination checks, the streamed intermediate file, the atomic COG finalize.
+"""The output side: the streamed intermediate file and the atomic COG finalize (profiles: cog_profiles.py; the
+destination and staging directory: destination.py).
 
 Nothing ever appears at the destination path until the COG is complete: rows stream into an
 intermediate striped GTiff inside a hidden staging directory beside DST, rio-cogeo translates it into
@@ -8,24 +9,18 @@ filesystem). The staging directory is removed whatever happens.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
-import re
-import shutil
-import stat
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Iterator, Mapping, Optional, Sequence
+from typing import Iterator, Mapping, Optional
 
 import numpy as np
 import rasterio
@@ -34,242 +29,16 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.io import DatasetWriter, MemoryFile
+from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_translate
 
-from .errors import OutputError, UsageError
+from .cog_profiles import OVERVIEW_RESAMPLING
+from .destination import STAGING_MARK
+from .errors import OutputError
 from .raster_io import GDAL_ERRORS, gdal_config, gdal_message
 
 log = logging.getLogger(__name__)
-
-_COG_BASE = {
-    "driver": "GTiff",
-    "interleave": "pixel",
-    "tiled": True,
-    "blockxsize": 512,
-    "blockysize": 512,
-    "num_threads": "ALL_CPUS",  # GDAL compresses blocks in parallel; the output bytes are the same
-}
-PROFILES: dict[str, dict] = {
-    "deflate": {**_COG_BASE, "compress": "DEFLATE"},
-    "zstd": {**_COG_BASE, "compress": "ZSTD"},
-    "lzw": {**_COG_BASE, "compress": "LZW"},
-}
-DEFAULT_PROFILE = "deflate"
-OVERVIEW_RESAMPLING: Final = "average"
-
-
-def get_profile(name: str) -> dict:
-    """A copy of a named profile, so callers can change it freely."""
-    if name not in PROFILES:
-        raise UsageError(f"unknown output profile {name!r}; choose one of: {', '.join(sorted(PROFILES))}")
-    return dict(PROFILES[name])
-
-
-# Options rssr decides itself: a user value would break the COG layout or the build (a traceback, once).
-RESERVED_CREATION_OPTIONS = {
-    "copy_src_overviews": "rssr builds the overviews itself",
-    "driver": "the output is always a Cloud-Optimized GeoTIFF",
-    "tiled": "a Cloud-Optimized GeoTIFF is always tiled",
-}
-
-
-def parse_creation_options(items: Sequence[str]) -> dict[str, str]:
-    """['NAME=VAL', ...] -> {'name': 'VAL'} (lower-case keys, as rio-cogeo reads them).
-
-    Refuses what GDAL would ignore with a warning (an unknown option, a value it does not recognise such as
-    a codec missing from this build) and the options rssr sets itself; whether a codec suits the data type
-    is checked once the input is known (check_creation_options)."""
-    options: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise UsageError(f"creation option {item!r} is not NAME=VALUE")
-        key = name.strip().lower()
-        if key in RESERVED_CREATION_OPTIONS:
-            raise UsageError(f"creation option {name.strip().upper()} is not accepted: {RESERVED_CREATION_OPTIONS[key]}")
-        options[key] = value.strip()
-    if options:
-        _probe_creation_options(options, "uint8", 3, data_errors=False)
-    return options
-
-
-def check_options_for_data(options: Mapping[str, str], dtype: str, count: int, *, asked: Mapping[str, str]) -> None:
-    """Refuse (UsageError) final COG `options` GDAL rejects for this data type and band count (JPEG on uint16,
-    a float predictor on integers, a block size not a multiple of 16), before any work instead of after the
-    whole scene. `asked`: the user's own options, named in the message."""
-    _probe_creation_options(options, dtype, count, data_errors=True, asked=asked)
-
-
-_PROBE_SIZE = 16
-
-
-def _probe_creation_options(
-    options: Mapping[str, str], dtype: str, count: int, *, data_errors: bool, asked: Optional[Mapping[str, str]] = None
-) -> None:
-    """Copy a tiny raster to an in-memory GTiff with these options: GDAL's own verdict, whatever its version
-    and build (a CreateCopy, as the COG is made, so codec errors surface here and not at a later flush).
-
-    GDAL only warns about an unknown option or value and writes without it (a COMPRESS=NOTACODEC output is
-    silently uncompressed), so its warnings count as refusals. Errors (a codec that cannot hold this data
-    type) count only when `data_errors`: parsing does not know the input's type yet."""
-    complaints = _GdalComplaints()
-    target = f"/vsimem/rssr-options-probe-{uuid.uuid4().hex}.tif"
-    tiled = {k: v for k, v in options.items() if k != "driver"}
-    # First in strips, which the copy writes whole (a codec that cannot hold the data fails inside it), then
-    # tiled (block sizes are checked when the file is made; a partial tile would only fail at its flush).
-    striped = {k: v for k, v in tiled.items() if k not in ("tiled", "blockxsize", "blockysize", "num_threads")}
-    try:
-        with complaints, rasterio.Env(**gdal_config()), MemoryFile() as source, warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with source.open(driver="GTiff", width=_PROBE_SIZE, height=_PROBE_SIZE, count=count, dtype=dtype) as tiny:
-                tiny.write(np.zeros((count, _PROBE_SIZE, _PROBE_SIZE), dtype=dtype))
-            for copy_options in (striped, tiled):
-                try:
-                    rasterio.shutil.copy(source.name, target, driver="GTiff", **copy_options)
-                finally:
-                    with contextlib.suppress(*GDAL_ERRORS):
-                        rasterio.shutil.delete(target)
-    except (*GDAL_ERRORS, TypeError, ValueError) as exc:
-        if data_errors:
-            reason = re.sub(r"\S*rssr-options-probe-\w+\.tif:\s*", "", gdal_message(exc))
-            raise UsageError(f"GDAL refuses the creation options {_spell(asked or options)} for {count} band(s) of {dtype}: {reason}") from None
-    if complaints.messages:
-        raise UsageError(f"GDAL does not accept the creation options {_spell(asked or options)}: {complaints.messages[0]}")
-
-
-def _spell(options: Mapping[str, str]) -> str:
-    return " ".join(f"{k.upper()}={v}" for k, v in options.items())
-
-
-class _GdalComplaints(logging.Handler):
-    """Collects GDAL's warnings about creation options (rasterio logs them as 'CPLE_NotSupported in ...' or
-    'CPLE_IllegalArg in ...'; other warnings, e.g. about cache sizes, are not about the options)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-        self._logger = logging.getLogger("rasterio")
-
-    def emit(self, record: logging.LogRecord) -> None:
-        kind, _, text = record.getMessage().partition(" in ")
-        if kind in ("CPLE_NotSupported", "CPLE_IllegalArg") and text:
-            self.messages.append(text)
-
-    def __enter__(self) -> "_GdalComplaints":
-        self._level = self._logger.level
-        self._logger.setLevel(min(self._level or logging.WARNING, logging.WARNING))
-        self._logger.addHandler(self)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
-
-
-def cog_options(profile: str, dtype: str, overrides: Mapping[str, str]) -> dict:
-    """Creation options for the final COG: the profile, the predictor that suits the dtype, then user overrides."""
-    options = get_profile(profile)
-    options["predictor"] = 3 if np.issubdtype(np.dtype(dtype), np.floating) else 2
-    options.update({k.lower(): v for k, v in overrides.items()})
-    return options
-
-
-OUTPUT_SUFFIXES = (".tif", ".tiff")
-_MKDTEMP_RANDOM_CHARS = 8
-_DEFAULT_NAME_MAX = 255
-
-
-def check_output_name(dst: Path) -> None:
-    """Refuse, before any work, an output name rssr cannot honour: not .tif/.tiff (the file is a GeoTIFF
-    whatever it is called: `-o x.png` would be a TIFF in disguise), or too long for the hidden staging
-    folder made beside it (`.NAME.rssr-XXXXXXXX` must fit the filesystem's NAME_MAX)."""
-    if dst.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise UsageError(f"output {dst} must end in .tif or .tiff: rssr writes Cloud-Optimized GeoTIFFs")
-    name_bytes = len(os.fsencode(dst.name))
-    overhead = len(os.fsencode(staging_prefix(dst))) + _MKDTEMP_RANDOM_CHARS - name_bytes
-    limit = _name_max(dst.parent)
-    if name_bytes + overhead > limit:
-        raise UsageError(
-            f"output file name is {name_bytes} bytes long; at most {limit - overhead} fit "
-            f"(the filesystem allows {limit} and rssr stages the output under a longer hidden name)"
-        )
-
-
-def _name_max(directory: Path) -> int:
-    """The longest file name (bytes) the filesystem of `directory` (or of its nearest existing parent) allows."""
-    for candidate in (directory, *directory.parents):
-        try:
-            if candidate.is_dir():
-                return int(os.pathconf(candidate, "PC_NAME_MAX"))
-        except (OSError, ValueError):
-            break
-    return _DEFAULT_NAME_MAX
-
-
-def check_destination(dst: Path, *, overwrite: bool, src: str) -> None:
-    """Refuse early (before any work) what would fail or destroy something at the end."""
-    check_output_name(dst)
-    parent = dst.parent
-    if not parent.is_dir():
-        raise OutputError(f"output directory {parent} does not exist")
-    if dst.is_dir():
-        raise OutputError(f"{dst} is a directory")
-    if dst.exists() and Path(src).exists() and os.path.samefile(dst, src):
-        raise UsageError(f"{dst} is the input file; write the output elsewhere")
-    if dst.exists() and not overwrite:
-        raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output directory {parent} is not writable")
-
-
-STAGING_MARK = ".rssr-"
-
-
-def staging_prefix(dst: Path) -> str:
-    """Name prefix of DST's staging directories (a run killed with -9 leaves one; locks.py removes it later)."""
-    return f".{dst.name}{STAGING_MARK}"
-
-
-STAGING_OWNER = ".owner"  # flocked by the run using the directory: a sweep removes only directories nobody holds
-
-
-@contextmanager
-def staging_dir(dst: Path) -> Iterator[Path]:
-    """A hidden temporary directory beside DST (same filesystem, so the final rename is atomic), always removed.
-
-    mkdtemp creates it with mkdir (0700, never through a planted symlink); it is checked with lstat before
-    use, and its `.owner` file stays flocked while the run lives, so locks.sweep_stale can tell a dead run's
-    leftovers (hundreds of MB after a kill -9) from a live run's, whatever output they belong to."""
-    try:
-        path = Path(tempfile.mkdtemp(prefix=staging_prefix(dst), dir=dst.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write to {dst.parent}: {exc.strerror or exc}") from exc
-    owner = None
-    try:
-        info = os.lstat(path)
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-            raise OutputError(f"staging directory {path} was replaced by something else; refusing to use it")
-        try:
-            owner = os.open(path / STAGING_OWNER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            fcntl.flock(owner, fcntl.LOCK_EX)
-        except OSError as exc:
-            raise OutputError(f"cannot write to {path}: {exc.strerror or exc}") from exc
-        yield path
-    finally:
-        _remove_tree(path)
-        if owner is not None:
-            os.close(owner)
-
-
-def _remove_tree(path: Path) -> None:
-    """rmtree that never follows a symlink (shutil.rmtree refuses a symlinked top; inner links are unlinked)."""
-    try:
-        if stat.S_ISDIR(os.lstat(path).st_mode):
-            shutil.rmtree(path, ignore_errors=True)
-    except FileNotFoundError:
-        pass
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from .cog import STAGING_MARK, STAGING_OWNER, staging_prefix
+from .destination import STAGING_MARK, STAGING_OWNER, staging_prefix
 from .errors import OutputError
 from .safefiles import open_private_file
 

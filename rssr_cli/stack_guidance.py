@@ -26,8 +26,8 @@ from .products import StackBand
 from .sharpen.apply import GuidedJob, find_sharpener, guide_bands, guide_statistics, is_guided, sharpen_band, tiles_of
 from .sharpen.model import GUIDE_BANDS, GuidedSharpener
 
-if TYPE_CHECKING:  # type only: stack_pipeline imports this module
-    from .stack_pipeline import BandJob
+if TYPE_CHECKING:
+    from .stack_plan import BandJob
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,8 @@
 """Band stacks (Sentinel-2 products, STAC items) onto one output grid: each band super-resolved from its own grid.
 
-The common output grid is the finest requested band's grid at the requested scale or resolution: its bounds are
-that band's bounds (the pipeline's usual rule). Every band is then run on its own native grid with the common grid
-*placed* on it (grid.Placement: offset and step in that band's pixel coordinates, exact, whatever the grids'
-origins), so a 20 m band at 2.5 m runs at x8 and a 60 m band at x24, and the model samples the exact positions of
-the common grid's pixels; nothing is resampled first. A band whose grid is the common grid is copied unchanged.
+The plan (common grid, each band's placement and scale) is stack_plan.py's. Every band runs on its own native grid,
+the model sampling the exact positions of the common grid's pixels; nothing is resampled first. A band whose grid is
+the common grid is copied unchanged; coarse Sentinel-2 bands are guided by the 10 m bands (stack_guidance.py).
 Each band is streamed (pipeline.stream.stream_tiles) into its own slot of one band-interleaved intermediate GeoTIFF,
 which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure).
 """
@@ -12,163 +10,40 @@ which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on fa
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence, cast
+from typing import Any, Optional, Sequence
 
 import numpy as np
-from affine import Affine
 from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
 from . import __version__
-from .aoi import aoi_in_raster_crs
 from .backends import CLASSICAL_METHODS, SRBackend
 from .blend import keep_clear_of_nodata
-from .cog import OutputSpec, check_destination, cog_options, finalize_cog, open_intermediate, staging_dir
-from .errors import InputError, UsageError
-from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution, plan_tiles
+from .cog import OutputSpec, finalize_cog, open_intermediate
+from .cog_profiles import cog_options
+from .destination import check_destination, staging_dir
+from .errors import InputError
+from .grid import plan_tiles
 from .interrupts import raise_on_signals
 from .pipeline.plan import RunPlan, scene_radiometry, scene_statistics
 from .pipeline.provenance import Provenance, region_tags, request_tags
 from .pipeline.settings import DEFAULT_TILE, Progress, UpscaleResult, UpscaleSettings, auto_tiling, build_backend, run_method
 from .pipeline.stream import plan_writer, stream_tiles
-from .products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compatible, is_band_stack, open_band_stack
+from .products import open_band_stack
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
-from .region import OutputRegion, aoi_region, tiles_for_region, whole_grid
+from .region import tiles_for_region
 from .source_identity import source_identity
 from .stack_guidance import Guidance, copy_slot, guides_spec, plan_guidance
+from .stack_plan import BandJob, StackPlan, guide_job, plan_stack, request_settings
 
 log = logging.getLogger(__name__)
 
 COPY_ROWS = 256  # rows per read/write when a band is copied unchanged
-SAME_GRID_TOLERANCE = 1e-6  # of a source pixel: a band this close to the common grid is on it
-
-
-def request_settings(src: str | os.PathLike, settings: UpscaleSettings) -> UpscaleSettings:
-    """The request as recorded in the output's tags: for a band stack, no --bands means the four 10 m bands and
-    guidance is on unless turned off. Batch skip rules compare these tags, so pipeline.scenes.process_scene applies this too."""
-    if not is_band_stack(str(src)):
-        return settings
-    if settings.bands is None:
-        settings = replace(settings, bands=DEFAULT_PRODUCT_BANDS)
-    return settings if settings.guidance is not None else replace(settings, guidance=True)
-
-
-def plan_common_grid(
-    finest: StackBand, *, scale: Optional[float], resolution: Optional[float | tuple[float, float]]
-) -> OutputGrid:
-    """The finest band's grid at `scale` (relative to it) or `resolution` (square, or (x, y) like gdalwarp -tr):
-    same bounds, round(W*sx) x round(H*sy) px. Scale 1 is allowed (e.g. --resolution 10 with 10 m and 20 m
-    bands: the 10 m bands are copied)."""
-    if (scale is None) == (resolution is None):
-        raise UsageError("give exactly one of --scale or --resolution")
-    pixel_x, pixel_y = abs(finest.transform.a), abs(finest.transform.e)
-    if resolution is not None:
-        res_x, res_y = check_resolution(resolution)
-        scale_x, scale_y = pixel_x / res_x, pixel_y / res_y
-    else:
-        assert scale is not None
-        scale_x = scale_y = scale
-    if not all(math.isfinite(v) and v >= 1.0 - 1e-9 for v in (scale_x, scale_y)):
-        target = format_resolution(resolution) if resolution is not None else f"{finest.resolution / cast(float, scale):g}"
-        raise UsageError(
-            f"rssr only upsamples: the target pixel size {target} is coarser than band {finest.name}'s {finest.resolution:g}"
-        )
-    width = max(1, round(finest.width * scale_x))
-    height = max(1, round(finest.height * scale_y))
-    transform = finest.transform @ Affine.scale(finest.width / width, finest.height / height)
-    return OutputGrid(finest.width, finest.height, width, height, transform)
-
-
-def guide_job(slot: int, band: StackBand, common: OutputGrid) -> "BandJob":
-    """A guide band's run onto the common grid (a slot of the staged guides file)."""
-    grid = band_grid(band, common)
-    return BandJob(slot, band, grid, is_same_grid(grid))
-
-
-def band_grid(band: StackBand, common: OutputGrid) -> OutputGrid:
-    """The common grid placed on a band's own grid (exact offsets and steps in that band's pixels)."""
-    t, b = common.transform, band.transform
-    placement = Placement(x0=(t.c - b.c) / b.a, y0=(t.f - b.f) / b.e, dx=t.a / b.a, dy=t.e / b.e)
-    return OutputGrid(band.width, band.height, common.width, common.height, t, placement)
-
-
-def is_same_grid(grid: OutputGrid) -> bool:
-    """The band's grid is the common grid: its pixels are copied, not resampled."""
-    p = grid.placement
-    assert p is not None
-    tol = SAME_GRID_TOLERANCE
-    return (
-        grid.src_width == grid.width and grid.src_height == grid.height
-        and abs(p.x0) < tol and abs(p.y0) < tol and abs(p.dx - 1) < tol / max(grid.width, 1) and abs(p.dy - 1) < tol / max(grid.height, 1)
-    )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class BandJob:
-    """One output band: where it comes from and how its native grid maps onto the common grid."""
-
-    slot: int  # 1-based output band
-    band: StackBand
-    grid: OutputGrid  # the common grid placed on the band's grid
-    copy: bool
-
-    @property
-    def scale(self) -> float:
-        return max(self.grid.scale_x, self.grid.scale_y)
-
-
-@dataclass(frozen=True)
-class StackPlan:
-    stack: BandStack
-    common: OutputGrid
-    region: OutputRegion
-    jobs: tuple[BandJob, ...]
-    nodata: Optional[float]
-    dtype: str
-
-
-def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
-    """Validate the request against the stack (bands, grids, scales, AOI) before any pixel is read."""
-    if settings.fidelity is not None:
-        raise UsageError("--report/--max-shift/--max-consistency-error are not supported for band stacks (products, STAC items) yet")
-    selected = stack.select(settings.bands)
-    check_compatible(selected, stack.source)
-    finest = min(selected, key=lambda b: b.resolution)  # the first of the finest, in the order asked
-    common = plan_common_grid(finest, scale=settings.scale, resolution=settings.resolution)
-    jobs = []
-    for slot, band in enumerate(selected, start=1):
-        grid = band_grid(band, common)
-        if min(grid.scale_x, grid.scale_y) < 1.0 - 1e-9:
-            raise UsageError(f"band {band.name} ({band.resolution:g}) is finer than the output pixels; rssr only upsamples")
-        if grid.scale_x > MAX_SCALE or grid.scale_y > MAX_SCALE:
-            raise UsageError(
-                f"band {band.name} would need x{max(grid.scale_x, grid.scale_y):.4g}, above the supported maximum of "
-                f"x{MAX_SCALE:g}; choose a coarser --resolution or leave the band out"
-            )
-        jobs.append(BandJob(slot, band, grid, is_same_grid(grid)))
-    region = whole_grid(common) if settings.aoi is None else aoi_region(common, aoi_in_raster_crs(settings.aoi, finest.crs))
-    nodata = output_nodata(stack, selected, settings.nodata)
-    return StackPlan(stack, common, region, tuple(jobs), nodata, selected[0].dtype)
-
-
-def output_nodata(stack: BandStack, bands: Sequence[StackBand], given: Optional[float]) -> Optional[float]:
-    """The nodata value of the output: the one given (--nodata), else the one the band files declare, else the
-    product's convention (0 for Sentinel-2)."""
-    if given is not None:
-        return float(given)
-    declared = {b.nodata for b in bands if b.nodata is not None}
-    if len(declared) == 1:
-        return float(declared.pop())
-    if len(declared) > 1:
-        raise InputError(f"{stack.source}: the bands declare different nodata values ({', '.join(map(str, sorted(declared)))})")
-    return stack.default_nodata
-
 
 class _BandSlot:
     """The writer of one output band, for blend.write_blended (which writes a [1, h, w] block at a window)."""
@@ -398,37 +273,3 @@ def stack_output_spec(
         band_tags=band_tags,
         interleave="band",
     )
-
-
-# ------------------------------------------------------------------------------------------------ info
-
-
-@dataclass(frozen=True)
-class StackReport:
-    """A band stack's bands with their native grids and, given a scale or resolution, the output upscale would
-    write (common grid, each band's scale)."""
-
-    source: str
-    kind: str
-    bands: tuple[StackBand, ...]
-    nodata: Optional[float]
-    selected: tuple[str, ...]  # what upscale would write with these --bands
-    grid: Optional[OutputGrid]  # the common output grid, when a scale or resolution was given
-    band_scales: tuple[tuple[str, Optional[float]], ...]  # (name, scale; None = copied)
-
-
-def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, resolution: Optional[float | tuple[float, float]] = None,
-                   bands: Optional[Sequence[int | str]] = None) -> StackReport:  # fmt: skip
-    """Headers only: the stack's bands and what `upscale` would make of them."""
-    with gdal_env():
-        stack = open_band_stack(src)
-    selected = stack.select(bands if bands is not None else DEFAULT_PRODUCT_BANDS)
-    grid = None
-    scales: tuple[tuple[str, Optional[float]], ...] = ()
-    if scale is not None or resolution is not None:
-        finest = min(selected, key=lambda b: b.resolution)
-        grid = plan_common_grid(finest, scale=scale, resolution=resolution)
-        placed = [band_grid(b, grid) for b in selected]
-        scales = tuple((b.name, None if is_same_grid(g) else max(g.scale_x, g.scale_y)) for b, g in zip(selected, placed))
-    nodata = output_nodata(stack, selected, None)
-    return StackReport(stack.source, stack.kind, stack.bands, nodata, tuple(b.name for b in selected), grid, scales)

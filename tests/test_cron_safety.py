@@ -107,7 +107,7 @@ def test_quiet_batch_still_prints_each_failed_scene(tmp_path):
 KILLED_RUN = """
 import sys, time
 from pathlib import Path
-from rssr_cli.cog import staging_dir
+from rssr_cli.destination import staging_dir
 from rssr_cli.locks import output_lock
 dst = Path(sys.argv[1])
 with output_lock(dst), staging_dir(dst) as staging:
@@ -143,7 +143,7 @@ def test_a_batch_removes_staging_and_locks_of_killed_runs_whatever_their_name(tm
 
 
 def test_a_batch_never_removes_a_live_runs_staging_or_lock(tmp_path):
-    from rssr_cli.cog import staging_dir
+    from rssr_cli.destination import staging_dir
     from rssr_cli.locks import lock_path, output_lock
 
     folder = tmp_path / "in"
@@ -306,10 +306,11 @@ def test_a_signal_before_any_scene_runs_is_one_line_and_exit_143(tmp_path, monke
 
 def test_the_cog_built_in_a_child_process_is_the_same_file(tmp_path):
     from rssr_cli import cog
+    from rssr_cli.cog_profiles import cog_options
     from rssr_cli.errors import OutputError
 
     intermediate = scene_at(tmp_path / "stream.tif", size=(70, 90))
-    options = cog.cog_options("deflate", "uint16", {})
+    options = cog_options("deflate", "uint16", {})
     cog.build_cog(intermediate, tmp_path / "here.tif", options)
     cog._build_cog_in_child(intermediate, tmp_path / "child.tif", options, tmp_path / "out.tif")
     assert (tmp_path / "here.tif").read_bytes() == (tmp_path / "child.tif").read_bytes()

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rssr_cli.cli import app
-from rssr_cli.cog import staging_prefix
+from rssr_cli.destination import staging_prefix
 from rssr_cli.locks import lock_path
 from rssr_cli.pipeline import UpscaleSettings
 from rssr_cli.pipeline.jobs import SceneJob

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..band_names import parse_band_numbers
-from ..cog import parse_creation_options
+from ..cog_profiles import parse_creation_options
 from ..errors import Interrupted, RssrError, RssrWarning, UsageError
 from ..raster_io import silence_libtiff
 

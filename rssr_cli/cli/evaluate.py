@@ -32,7 +32,6 @@ from ..evaluation.compare import (
 from ..evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fidelity_rows
 from ..evaluation.fidelity_report import FidelityReport
 from ..evaluation.protocol import DEFAULT_SCALES, EvaluationReport
-from ..interrupts import interruptible
 from ..sharpen.wald import WaldReport, evaluate_wald
 from .common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, stderr, stdout
 
@@ -97,11 +96,11 @@ def evaluate_command(
         if wald is not None:
             if wald_split not in ("test", "all"):
                 raise UsageError(f"--wald-split must be test or all, got {wald_split!r}")
-            wald_result = interruptible(evaluate_wald)(wald, split=wald_split, model=str(model) if model else None, device=device.value, threads=threads)
+            wald_result = evaluate_wald(wald, split=wald_split, model=str(model) if model else None, device=device.value, threads=threads)
             _emit(json.dumps(wald_result.as_dict(), indent=1), json_out, quiet, lambda: _print_wald(wald_result))
             return
         if fidelity is not None:
-            result = interruptible(fidelity_of_files)(*fidelity, lr_bands=parse_bands(lr_bands))
+            result = fidelity_of_files(*fidelity, lr_bands=parse_bands(lr_bands))
             _emit(result.to_json(), json_out, quiet, lambda: _print_fidelity(result))
             return
         settings = CompareSettings(
@@ -112,12 +111,12 @@ def evaluate_command(
         if settings.model is None and not quiet:
             stderr.print("no model found (no --model, no default model): evaluating classical methods only")
         if pairs is not None:
-            comparison = interruptible(compare_on_pair)(*pairs, settings, lr_bands=parse_bands(lr_bands), hr_bands=parse_bands(hr_bands))
+            comparison = compare_on_pair(*pairs, settings, lr_bands=parse_bands(lr_bands), hr_bands=parse_bands(hr_bands))
             _emit(comparison.to_json(), json_out, quiet, lambda: _print_pairs(comparison))
             return
         assert hr_dir is not None, "the one mode left is HR_DIR"
         with progress_bar(not quiet and stderr.is_terminal, "evaluating", finishing="evaluating") as progress:
-            report = interruptible(compare_on_folder)(hr_dir, settings, parse_list(scales, float, "numbers"), limit=limit, progress=progress)
+            report = compare_on_folder(hr_dir, settings, parse_list(scales, float, "numbers"), limit=limit, progress=progress)
         _emit(report.to_json(), json_out, quiet, lambda: _print_folder(report))
 
 

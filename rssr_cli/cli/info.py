@@ -10,7 +10,7 @@ from ..errors import UsageError
 from ..grid import parse_resolution
 from ..info import describe_model, describe_raster
 from ..products import is_band_stack
-from ..stack_pipeline import describe_stack
+from ..stack_plan import describe_stack
 from .common import Verbose, cli_session, parse_band_selection, stdout
 from .render import render_model_report, render_report, render_stack_report, to_json
 

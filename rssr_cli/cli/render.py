@@ -18,7 +18,7 @@ from .. import sources
 from ..info import ModelReport, RasterReport
 from ..pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneResult
 from ..pipeline.settings import UpscaleResult
-from ..stack_pipeline import StackReport
+from ..stack_plan import StackReport
 
 STATUS_STYLE = {DONE: "green", SKIPPED: "dim", BUSY: "yellow", FAILED: "bold red"}
 

@@ -11,7 +11,7 @@ from rich.progress import Progress, TaskID
 
 from .. import sources
 from ..aoi import load_aoi
-from ..cog import DEFAULT_PROFILE, PROFILES, parse_creation_options
+from ..cog_profiles import DEFAULT_PROFILE, PROFILES, parse_creation_options
 from ..errors import UsageError
 from ..evaluation.fidelity_report import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
 from ..grid import parse_resolution

@@ -21,6 +21,7 @@ from ..backends import SRBackend, backend_names, default_model_path, get_backend
 from ..errors import CheckpointError, InputError, UsageError
 from ..grid import check_scale
 from ..images import find_images
+from ..interrupts import interruptible
 from .detail import Interval, summarize_detail
 from .jsonsafe import finite_or_none
 from .pairs import PairScore, evaluate_pairs
@@ -134,6 +135,7 @@ def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     return tuple(check_scale(s) for s in scales)
 
 
+@interruptible
 def compare_on_folder(
     hr_dir: Path,
     settings: CompareSettings,
@@ -243,6 +245,7 @@ class PairComparison:
         return json.dumps(finite_or_none(doc), indent=2, allow_nan=False)
 
 
+@interruptible
 def compare_on_pair(
     lr_path: Path,
     hr_path: Path,

@@ -11,6 +11,7 @@ from rasterio.windows import Window
 
 from ..errors import InputError
 from ..grid import OutputGrid
+from ..interrupts import interruptible
 from ..raster_io import SourceInfo, gdal_env, inspect_source, open_raster, select_bands
 from .fidelity import Comparison, measure_fidelity
 from .fidelity_report import FidelityOptions, FidelityReport, check
@@ -32,6 +33,7 @@ def check_same_area(sr: SourceInfo, lr: SourceInfo) -> None:
         raise InputError(f"{sr.path} ({sr.width}x{sr.height}) is smaller than {lr.path} ({lr.width}x{lr.height}); pass SR first")
 
 
+@interruptible
 def fidelity_of_files(sr_path: Path, lr_path: Path, *, lr_bands: Optional[Sequence[int]] = None) -> FidelityReport:
     """Degrade-back consistency, deviating pixels, spectral angle and shift of an SR raster vs its LR input.
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..cog import check_output_name
+from ..destination import check_output_name
 from ..errors import Interrupted, OutputError, RssrError, UsageError
 from ..interrupts import raise_on_signals
 from ..locks import output_lock, sweep_stale

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from ..backends import SRBackend
-from ..cog import staging_dir
+from ..destination import staging_dir
 from ..errors import ClusterError, UsageError
 from .jobs import SceneJob
 from .provenance import Provenance

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
-from ..cog import staging_prefix
+from ..destination import staging_prefix
 from ..errors import OutputError, UsageError
 from ..locks import lock_path
 from .jobs import SceneJob

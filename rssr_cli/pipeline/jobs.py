@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import rasterio
 
 from .. import sources
-from ..cog import check_output_name
+from ..destination import check_output_name
 from ..errors import UsageError
 from ..grid import format_resolution
 from ..products import is_product_dir, is_product_file, scene_stem

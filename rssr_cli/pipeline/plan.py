@@ -15,7 +15,9 @@ from rasterio.io import DatasetReader
 
 from ..aoi import aoi_in_raster_crs
 from ..backends import CLASSICAL_METHODS, SRBackend
-from ..cog import OutputSpec, check_destination, check_options_for_data, cog_options
+from ..cog import OutputSpec
+from ..cog_profiles import check_options_for_data, cog_options
+from ..destination import check_destination
 from ..grid import OutputGrid, Tile, plan_output_grid, plan_tiles
 from ..radiometry import Radiometry, fixed_radiometry, normalize, robust_radiometry, uses_robust_range
 from ..raster_io import MaskKind, SourceInfo, inspect_source, read_sample, select_bands

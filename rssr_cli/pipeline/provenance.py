@@ -52,7 +52,7 @@ def request_tags(settings: UpscaleSettings, provenance: Provenance) -> dict[str,
         "RSSR_AOI_ID": settings.aoi.fingerprint if settings.aoi is not None else "none",
         "RSSR_NODATA": "file" if settings.nodata is None else f"{settings.nodata:g}",  # "file": the file's own
     }
-    if settings.guidance is not None:  # band stacks only (stack_pipeline.request_settings sets it)
+    if settings.guidance is not None:  # band stacks only (stack_plan.request_settings sets it)
         tags["RSSR_GUIDANCE"] = "on" if settings.guidance else "off"
     tags.update({f"RSSR_{key.upper()}": str(value) for key, value in provenance.backend_tags.items()})
     return tags

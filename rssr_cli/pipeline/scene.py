@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..backends import SRBackend
-from ..cog import check_output_name, open_intermediate, staging_dir
+from ..cog import open_intermediate
+from ..destination import check_output_name, staging_dir
 from ..errors import RssrError
 from ..interrupts import raise_on_signals
 from ..locks import output_lock

@@ -26,7 +26,7 @@ from ..backends import SRBackend
 from ..errors import Interrupted, OutputError, RssrError
 from ..locks import OutputBusy, output_lock
 from ..source_identity import same_source
-from ..stack_pipeline import request_settings
+from ..stack_plan import request_settings
 from .jobs import SceneJob
 from .provenance import Provenance, request_tags
 from .scene import render_scene

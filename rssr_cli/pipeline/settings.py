@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from ..aoi import AreaOfInterest
 from ..backends import CLASSICAL_METHODS, SRBackend, backend_names, check_method_options, check_sampler_options, get_backend
-from ..cog import DEFAULT_PROFILE, get_profile
+from ..cog_profiles import DEFAULT_PROFILE, get_profile
 from ..errors import UsageError
 from ..evaluation.fidelity_report import FidelityOptions, FidelityReport
 from ..grid import MAX_SCALE, format_resolution, resolution_xy

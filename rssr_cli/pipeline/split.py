@@ -11,7 +11,8 @@ from typing import Optional, Sequence
 from rasterio.windows import Window
 
 from ..backends import SRBackend
-from ..cog import open_intermediate, staging_dir, write_rows
+from ..cog import open_intermediate, write_rows
+from ..destination import staging_dir
 from ..errors import UsageError
 from ..interrupts import raise_on_signals
 from ..products import is_band_stack

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..interrupts import interruptible
 from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, build_sharpener, save_sharpener
 from .scene import BandArray, load_band_folder, load_stack_bands, stats_of
 from .wald import evaluate_scene_split, rows_of_split
@@ -159,6 +160,7 @@ def _dihedral(a: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+@interruptible
 def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = print) -> Path:
     """Train, evaluate on the selection rows every eval_every steps, keep the best; returns the best model's path."""
     if config.threads:

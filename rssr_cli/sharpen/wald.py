@@ -10,6 +10,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from ..interrupts import interruptible
 from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GuidedSharpener, guided_scale_ok
 from .predict import back_project, sharpen_array
 from .scene import BandArray
@@ -179,6 +180,7 @@ def wald_report(
     return WaldReport(source, split, groups, list(methods))
 
 
+@interruptible
 def evaluate_wald(
     source: str,
     *,
