@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COPY_ROWS = 256
+COPY_ROWS = 256  # rows per read/write when a band is copied unchanged (from a band file or the staged guides)
 
 
 @dataclass
@@ -48,8 +48,8 @@ class Guidance:
         return job.slot in self.guided_slots
 
     def guide_slot(self, job: "BandJob") -> Optional[int]:
-        names = [g.name for g in self.guides]
-        return names.index(job.band.name) + 1 if job.band.name in names and job.band.dataset == self.guides[names.index(job.band.name)].dataset else None
+        """The job's slot in the staged guides file when the job is a guide band (same band of the same file)."""
+        return next((k for k, g in enumerate(self.guides, start=1) if g.dataset == job.band.dataset and g.index == job.band.index), None)
 
     def replaces(self, job: "BandJob") -> bool:
         """The job's own run is not executed: it is guided, or copied from the staged guides."""

@@ -38,12 +38,11 @@ from .products import open_band_stack
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
 from .region import tiles_for_region
 from .source_identity import source_identity
-from .stack_guidance import Guidance, copy_slot, guides_spec, plan_guidance
+from .stack_guidance import COPY_ROWS, Guidance, copy_slot, guides_spec, plan_guidance
 from .stack_plan import BandJob, StackPlan, guide_job, plan_stack, request_settings
 
 log = logging.getLogger(__name__)
 
-COPY_ROWS = 256  # rows per read/write when a band is copied unchanged
 
 class _BandSlot:
     """The writer of one output band, for blend.write_blended (which writes a [1, h, w] block at a window)."""

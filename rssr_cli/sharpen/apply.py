@@ -20,9 +20,11 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from ..blend import keep_clear_of_nodata
 from ..errors import CheckpointError
 from ..grid import Placement
 from ..products import StackBand
+from ..radiometry import to_dtype
 from .degrade import sample_at
 from .model import GUIDE_BANDS, GuidedSharpener, guided_scale_ok, load_sharpener
 from .predict import back_project, back_projection_halo, guide_ratio_for, sharpen_array
@@ -64,13 +66,6 @@ class GuidedJob:
     placement: Placement
     scale: float
     output_pixel: float
-
-
-def _quantize(values: np.ndarray, dtype: str) -> np.ndarray:
-    if np.issubdtype(np.dtype(dtype), np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return values.astype(dtype)
 
 
 def _read_native(dataset, band: StackBand, rows: tuple[int, int], cols: tuple[int, int], nodata: Optional[float], fill: float):
@@ -133,21 +128,15 @@ def sharpen_band(
                 out = np.where(guide_valid, out, band_up)  # no guide there (swath edge): the band resampled alone
                 out = back_project(out, native, native_valid, ys - rows[0], xs - cols[0], job.scale)
                 core = (slice(r0 - hr0, r1 - hr0), slice(c0 - hc0, c1 - hc0))
-                data, ok = _quantize(out[core], dtype)[None], valid[core][None]
+                data, ok = to_dtype(out[core], dtype)[None], valid[core][None]
                 if nodata is not None:
-                    data = _keep_clear(data, ok, nodata)
+                    data = keep_clear_of_nodata(data, ok, nodata)
                     data[~ok] = nodata
                 write(data, Window(c0, r0, c1 - c0, r1 - r0))
                 done += 1
                 if progress is not None:
                     progress(done)
     return done
-
-
-def _keep_clear(data: np.ndarray, valid: np.ndarray, nodata: float) -> np.ndarray:
-    from ..blend import keep_clear_of_nodata
-
-    return keep_clear_of_nodata(data, valid, nodata)
 
 
 def tiles_of(region: Window, tile: Optional[int] = None) -> int:

@@ -38,20 +38,18 @@ def psf_consistency_error(output: np.ndarray, native: np.ndarray, placement: Pla
     blurred by the MTF-matched Gaussian of its scale, sampled at the native pixel centres. A native pixel measures
     a Gaussian footprint, not a box: under Wald's protocol the true image is less box-consistent than bicubic
     (BENCHMARKS.md), while this measure rates it best. `border` native pixels on each side are left out."""
-    import torch
-
-    from .degrade import centres, gaussian_blur, psf_sigma, sample_at
+    from .degrade import psf_sigma, seen_by_native_pixels
 
     scale = 1.0 / max(abs(placement.dy), abs(placement.dx))
-    blurred = gaussian_blur(torch.from_numpy(np.ascontiguousarray(output, dtype=np.float32))[None, None], psf_sigma(scale))
-    ys = centres(-placement.y0 / placement.dy, 1 / placement.dy, native.shape[0])
-    xs = centres(-placement.x0 / placement.dx, 1 / placement.dx, native.shape[1])
-    seen = sample_at(blurred, ys, xs, mode="bilinear")[0, 0].numpy()
+    seen = seen_by_native_pixels(output, scale, (placement.y0, placement.x0), (placement.dy, placement.dx), native.shape)
     keep = np.zeros(native.shape, bool)
     keep[border:-border, border:-border] = True
-    # native pixels whose footprint lies inside the output
-    rows = (ys[0].numpy() >= 3 * psf_sigma(scale)) & (ys[0].numpy() <= output.shape[0] - 3 * psf_sigma(scale))
-    cols = (xs[0].numpy() >= 3 * psf_sigma(scale)) & (xs[0].numpy() <= output.shape[1] - 3 * psf_sigma(scale))
+    # native pixels whose footprint (3 sigma of the PSF, in output pixels) lies inside the output
+    reach = 3 * psf_sigma(scale)
+    ys = (np.arange(native.shape[0]) + 0.5 - placement.y0) / placement.dy
+    xs = (np.arange(native.shape[1]) + 0.5 - placement.x0) / placement.dx
+    rows = (ys >= reach) & (ys <= output.shape[0] - reach)
+    cols = (xs >= reach) & (xs <= output.shape[1] - reach)
     keep &= rows[:, None] & cols[None, :]
     if valid is not None:
         keep &= valid

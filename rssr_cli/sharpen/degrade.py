@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -64,3 +65,13 @@ def degrade(x: torch.Tensor, ratio: float, size: tuple[int, int], *, origin: tup
     ys = centres(origin[0], ratio, size[0], batch=n)
     xs = centres(origin[1], ratio, size[1], batch=n)
     return sample_at(blurred, ys, xs, mode="bilinear")
+
+
+def seen_by_native_pixels(output: np.ndarray, scale: float, origin: tuple[float, float], step: tuple[float, float],
+                          native_shape: tuple[int, int]) -> np.ndarray:  # fmt: skip
+    """An output band as its native pixels measure it: blurred by the MTF-matched PSF of `scale`, sampled at the
+    native pixel centres. Output pixel i's centre sits at native coordinate origin + (i + 0.5) * step (y, x)."""
+    blurred = gaussian_blur(torch.from_numpy(np.ascontiguousarray(output, dtype=np.float32))[None, None], psf_sigma(scale))
+    ys = centres(-origin[0] / step[0], 1 / step[0], native_shape[0])
+    xs = centres(-origin[1] / step[1], 1 / step[1], native_shape[1])
+    return sample_at(blurred, ys, xs, mode="bilinear")[0, 0].numpy()

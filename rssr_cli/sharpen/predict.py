@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .degrade import centres, gaussian_blur, psf_sigma, sample_at
+from .degrade import psf_sigma, sample_at, seen_by_native_pixels
 from .model import GUIDE_RESOLUTION_M, GuidedSharpener, band_index
 
 
@@ -52,9 +52,8 @@ def back_project(out: np.ndarray, native: np.ndarray, native_valid: np.ndarray, 
     dy = float(ys[1] - ys[0]) if len(ys) > 1 else 1.0 / scale
     dx = float(xs[1] - xs[0]) if len(xs) > 1 else 1.0 / scale
     y0, x0 = float(ys[0]) - 0.5 * dy, float(xs[0]) - 0.5 * dx
-    blurred = gaussian_blur(torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))[None, None], psf_sigma(scale))
-    at_native = sample_at(blurred, centres(-y0 / dy, 1 / dy, native.shape[0]), centres(-x0 / dx, 1 / dx, native.shape[1]), mode="bilinear")
-    residual = np.where(native_valid, native - at_native[0, 0].numpy(), 0.0).astype(np.float32)
+    at_native = seen_by_native_pixels(out, scale, (y0, x0), (dy, dx), native.shape)
+    residual = np.where(native_valid, native - at_native, 0.0).astype(np.float32)
     correction = sample_at(torch.from_numpy(residual)[None, None], torch.from_numpy(ys).float()[None], torch.from_numpy(xs).float()[None])
     return out + correction[0, 0].numpy()
 

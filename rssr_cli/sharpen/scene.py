@@ -12,10 +12,9 @@ import numpy as np
 import rasterio
 from affine import Affine
 
+from ..pipeline.plan import STATS_SIDE
 from ..products import StackBand, open_band_stack
-from ..raster_io import gdal_env
-
-STATS_SIDE = 512  # statistics from a read decimated to at most this many pixels a side (tile-independent, cheap)
+from ..raster_io import gdal_env, inspect_source, open_raster, read_sample
 
 
 @dataclass(frozen=True)
@@ -59,12 +58,10 @@ def stats_of(values: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
 
 
 def band_stats_decimated(band: StackBand, nodata: Optional[float]) -> tuple[float, float]:
-    """(mean, std) of a band from a read of at most STATS_SIDE pixels a side: the same whatever the tiling."""
-    with rasterio.open(band.dataset) as dataset:
-        factor = max(1, int(np.ceil(max(dataset.width, dataset.height) / STATS_SIDE)))
-        shape = (max(1, dataset.height // factor), max(1, dataset.width // factor))
-        values = dataset.read(band.index, out_shape=shape, resampling=rasterio.enums.Resampling.nearest).astype(np.float32)
-        valid = dataset.read_masks(band.index, out_shape=shape) > 0
+    """(mean, std) of a band from the pipeline's decimated statistics read (STATS_SIDE): the same whatever the tiling."""
+    with open_raster(band.dataset) as dataset:
+        sample, sample_valid = read_sample(dataset, inspect_source(dataset), (band.index,), max_side=STATS_SIDE)
+    values, valid = sample[0].astype(np.float32), sample_valid[0]
     if nodata is not None and band.nodata is None:
         valid &= values != nodata
     return stats_of(values, valid)

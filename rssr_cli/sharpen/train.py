@@ -179,9 +179,10 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
     state_path, start, best = out / "state.pt", 0, {"score": float("inf")}
     if config.resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=True)
         model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
-        start, best, rng = state["step"], state["best"], state["rng"]
+        start, best = state["step"], state["best"]
+        rng.setstate(state["rng"])
         log(f"resumed at step {start}")
     history: list[dict] = []
     started, running = time.perf_counter(), 0.0
@@ -208,7 +209,7 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
                 best = {"score": score, "step": step}
                 save_sharpener(model, out / "best", {"training": {**asdict(config), "best_step": step, "select_score": score}})
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                        "best": best, "rng": rng}, state_path)  # fmt: skip
+                        "best": best, "rng": rng.getstate()}, state_path)  # fmt: skip
             with open(out / "history.jsonl", "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
     return out / "best.safetensors"
