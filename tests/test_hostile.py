@@ -239,6 +239,7 @@ CASES: list[Case] = [
     # an empty method must not mean "the default"; model options must not be ignored by a classical method
     Case("method-empty", upscale("-s", "2", "-m", ""), 2, "--method is empty"),
     Case("steps-with-bicubic", upscale("-s", "2", "--steps", "3", *CLASSICAL), 2, "--steps only applies to the diffusion model"),
+    Case("tta-with-bicubic", upscale("-s", "2", "--tta", *CLASSICAL), 2, "--tta only applies to the diffusion model"),
     Case("strength-with-lanczos", upscale("-s", "2", "-m", "lanczos", "--strength", "0.3"), 2, "--strength only applies"),
     Case("model-and-precision-with-nearest", upscale("-s", "2", "-m", "nearest", "--model", "m.safetensors", "--precision", "fp32"), 2, "--model, --precision only apply"),
     Case("steps-with-bicubic-in-batch", upscale("-s", "2", "--steps", "3", *CLASSICAL), 2, "--steps only applies", dst="out/"),

@@ -155,6 +155,40 @@ def test_denoiser_t_max_is_recorded_and_validated(image_dir, tmp_path):
     assert _train(image_dir, tmp_path / "bad", "--denoiser-t-max", "1.5").exit_code == 2
 
 
+def test_denoiser_objective_switch_is_written_into_the_card(image_dir, tmp_path):
+    # x0 prediction from the noised estimate (the LR-start regime): the card must say what the weights predict,
+    # or the sampler would read an x0 output as v
+    result = _train(image_dir, tmp_path / "run", "--prior-steps", "2", "--denoiser-steps", "2", "--denoiser-prediction", "x0",
+                    "--denoiser-loss", "l2", "--denoiser-start", "estimate", "--sampler-steps", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert card["diffusion"]["prediction"] == "x0" and card["diffusion"]["loss"] == "l2"
+    assert card["training"]["settings"]["denoiser_start"] == "estimate" and card["sampler"]["steps"] == 1
+    model = load_model(tmp_path / "run" / "model.safetensors")
+    assert model.denoiser.prediction == "x0" and model.loss_norm == "l2"
+    for bad in (("--denoiser-prediction", "score"), ("--denoiser-loss", "huber"), ("--denoiser-start", "noise")):
+        assert _train(image_dir, tmp_path / "bad", *bad).exit_code == 2
+
+
+def test_estimate_start_noises_the_estimate_not_the_truth():
+    # with start="estimate" x_t = √(1−ᾱ)·ε whatever the truth: two different HR targets give the net the same input
+    from model_helpers import hr_grid, tiny_model
+
+    model = tiny_model()
+    seen = []
+    model.denoiser.net.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().clone()))
+    lr = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    ys, xs, cell = hr_grid(8, 8, 2.0, batch=2)
+    t, noise = torch.tensor([150, 150]), torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    for hr in (torch.zeros(2, 1, 16, 16), torch.ones(2, 1, 16, 16)):
+        for start in ("estimate", "truth"):
+            model.losses(lr, hr, ys, xs, cell, t=t, noise=noise, start=start)
+    estimate_a, truth_a, estimate_b, truth_b = seen
+    assert torch.equal(estimate_a, estimate_b) and not torch.allclose(truth_a, truth_b)
+    a, b = model.denoiser.coefficients(t, noise)
+    torch.testing.assert_close(estimate_a, b * noise)
+
+
 def _recipe_args(command: str, image_dir, scene, runs) -> list[str]:
     """One of the shipped card's `rssr train` commands on tiny data: its paths replaced, 1 step, validated every step."""
     args = shlex.split(command)[1:]  # without "rssr"

@@ -13,11 +13,11 @@ from .base import SRBackend, SRRequest
 from .classical import ClassicalBackend
 
 CLASSICAL_METHODS = ("nearest", "bicubic", "lanczos")
-MODEL_OPTIONS = ("model", "steps", "strength", "precision")  # options only a model backend uses
+MODEL_OPTIONS = ("model", "steps", "strength", "precision", "tta")  # options only a model backend uses
 
 
 def check_method_options(method: str, options: Mapping[str, Any]) -> None:
-    """A classical resampler has no model, steps, strength or precision: refuse them rather than ignore them
+    """A classical resampler has no model, steps, strength, precision or self-ensemble: refuse them rather than ignore them
     (a cron line with `-m bicubic --steps 5` was not doing what its author thought)."""
     if method not in CLASSICAL_METHODS:
         return

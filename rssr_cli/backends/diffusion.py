@@ -74,6 +74,7 @@ class DiffusionBackend:
         mode: str = "diffusion",
         batch_size: Optional[int] = None,
         threads: Optional[int] = None,
+        tta: bool = False,
     ):
         # Checked before the model is found and loaded: a bad value is a usage error whatever the model.
         check_sampler_options(steps, strength)
@@ -92,7 +93,7 @@ class DiffusionBackend:
         if self.device.type == "cpu":
             _cpu_threads(threads)
         self.model = load_model(path, device=self.device)
-        self.precision, self.mode, self.batch_size = precision, mode, batch_size
+        self.precision, self.mode, self.batch_size, self.tta = precision, mode, batch_size, bool(tta)
         self.steps = int(self.model.sampler_defaults["steps"] if steps is None else steps)
         self.strength = float(self.model.sampler_defaults["strength"] if strength is None else strength)
         self._check_sampler()
@@ -107,7 +108,9 @@ class DiffusionBackend:
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
 
-    def variant(self, *, steps: Optional[int] = None, strength: Optional[float] = None, mode: Optional[str] = None) -> "DiffusionBackend":
+    def variant(
+        self, *, steps: Optional[int] = None, strength: Optional[float] = None, mode: Optional[str] = None, tta: Optional[bool] = None
+    ) -> "DiffusionBackend":
         """The same loaded model with other sampler settings (no reload): prior vs k steps vs full chain side by side."""
         if mode is not None and mode not in MODES:
             raise UsageError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
@@ -117,6 +120,7 @@ class DiffusionBackend:
         other.steps = self.steps if steps is None else int(steps)
         other.strength = self.strength if strength is None else float(strength)
         other.mode = self.mode if mode is None else mode
+        other.tta = self.tta if tta is None else bool(tta)
         other._check_sampler()
         return other
 
@@ -137,7 +141,8 @@ class DiffusionBackend:
             stats = Stats(given[:, :, 0], given[:, :, 1])
         with torch.inference_mode(), self._autocast():
             hr = self.model.sample(
-                lr, ys, xs, cell, steps=self.steps, strength=self.strength, mode=self.mode, generator=generators, stats=stats
+                lr, ys, xs, cell, steps=self.steps, strength=self.strength, mode=self.mode, generator=generators, stats=stats,
+                tta=self.tta,
             )
         out = hr.float().cpu().numpy()
         return [np.ascontiguousarray(o) for o in out]
@@ -172,4 +177,5 @@ class DiffusionBackend:
             "steps": str(self.steps if diffusion else 0),
             "strength": f"{self.strength:g}" if diffusion else "0",
             "precision": self.precision,
+            **({"tta": "8"} if self.tta else {}),  # only when on: outputs made without it keep their tags
         }

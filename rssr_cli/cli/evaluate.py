@@ -75,6 +75,7 @@ def evaluate_command(
     full_chain: Annotated[
         Optional[list[str]], typer.Option("--full-chain", metavar="N,N,...", help="Also the full chain from pure noise at these step counts: 50,200.", show_default=False)
     ] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Also each model variant with the 8-way self-ensemble (flips/transposes; 8x the cost).")] = False,
     methods: Annotated[
         list[str], typer.Option("--methods", "--method", "-m", metavar="NAME,...", help="Classical methods to compare, comma list or repeated.")
     ] = [",".join(DEFAULT_METHODS)],  # noqa: B006
@@ -105,7 +106,7 @@ def evaluate_command(
             return
         settings = CompareSettings(
             model=find_model(model), steps=parse_list(steps, int, "integers"), strength=strength,
-            full_chain=parse_list(full_chain, int, "integers"), methods=parse_list(methods, str, "method names"),
+            full_chain=parse_list(full_chain, int, "integers"), tta=tta, methods=parse_list(methods, str, "method names"),
             device=device.value, threads=threads, seed=seed,
         )  # fmt: skip
         if settings.model is None and not quiet:

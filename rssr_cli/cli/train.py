@@ -40,6 +40,9 @@ def train_command(
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads (0: all cores).")] = 0,
     denoiser_t_max: Annotated[float, typer.Option(help="Denoiser stage: train only on timesteps t < this fraction of T (the LR-start sampler's regime is t <= strength*T).")] = 1.0,
+    denoiser_prediction: Annotated[Optional[str], typer.Option(help="Denoiser stage: what the net predicts, v | eps | x0 (default: the --init model's, or v).", show_default=False)] = None,
+    denoiser_loss: Annotated[Optional[str], typer.Option(help="Denoiser stage: l1 | l2 on that prediction (default: the --init model's, or l1).", show_default=False)] = None,
+    denoiser_start: Annotated[str, typer.Option(help="Denoiser stage: x_t noised from the truth (DDPM) or from the estimate (what the LR-start sampler's first step sees).")] = "truth",
     device: Annotated[str, typer.Option(help="auto (CUDA when available) | cpu | cuda[:N].")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16: autocast of the forward pass.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/<stage>/last.*")] = False,
@@ -56,7 +59,8 @@ def train_command(
             data=list(data or []), out=out, pairs=pairs, pair_share=pair_share, pairs_holdout=pairs_holdout, scenes=list(scenes or []), scene_fraction=scene_fraction, val=val, stage=stage,
             preset=preset, init=init, prior_steps=prior_steps, denoiser_steps=denoiser_steps, batch_size=batch_size,
             learning_rate=learning_rate, scale_min=scale_min, scale_max=scale_max, blur_max=blur_max, noise_max=noise_max,
-            sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume, device=device, precision=precision, denoiser_t_max=denoiser_t_max, val_every=val_every, save_every=save_every,
+            sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume, device=device, precision=precision, denoiser_t_max=denoiser_t_max,
+            denoiser_prediction=denoiser_prediction, denoiser_loss=denoiser_loss, denoiser_start=denoiser_start, val_every=val_every, save_every=save_every,
             keep=keep, model_id=model_id,
         )
 

@@ -85,6 +85,7 @@ def upscale_command(
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (diffusion) (default: the model card's).", show_default=False)] = None,
     strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion) (default: the model card's).", show_default=False)] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion) (default: bf16 on CUDA, else fp32).", show_default=False)] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Self-ensemble (diffusion): average the model over the 8 flips/transposes of each window; 8x the cost (gain: BENCHMARKS.md).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for stochastic methods (per window, order independent).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (batch: outputs made by a different request).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Batch: redo scenes already done with the same request.")] = False,
@@ -134,7 +135,8 @@ def upscale_command(
             resolution=parse_resolution(resolution) if resolution is not None else None,
             method=method,
             model=ModelOptions(
-                device=device.value, model=model, steps=steps, strength=strength, precision=precision and precision.value
+                device=device.value, model=model, steps=steps, strength=strength, precision=precision and precision.value,
+                tta=tta,
             ),
             tile=tile,
             overlap=overlap,

@@ -54,6 +54,7 @@ class CompareSettings:
     steps: tuple[int, ...] = ()
     strength: Optional[float] = None
     full_chain: tuple[int, ...] = ()
+    tta: bool = False  # also every LR-start variant with the 8-way self-ensemble ("-tta")
     methods: tuple[str, ...] = DEFAULT_METHODS
     device: str = "auto"
     threads: Optional[int] = None
@@ -92,8 +93,10 @@ def model_backends(
     device: str = "auto",
     *,
     threads: Optional[int] = None,
+    tta: bool = False,
 ) -> dict[str, SRBackend]:
-    """{"model-prior", "model-k{k}" per k in steps (default: the card's), "model-full{n}" per n}: one model, loaded once."""
+    """{"model-prior", "model-k{k}" per k in steps (default: the card's), "model-full{n}" per n}: one model, loaded once.
+    tta: also "model-prior-tta" and "model-k{k}-tta", the same with the 8-way self-ensemble."""
     prior = cast("DiffusionBackend", get_backend("diffusion", model=model, device=device, mode="prior", threads=threads))
     backends: dict[str, SRBackend] = {f"{MODEL_PREFIX}-prior": prior}
     for k in steps or (prior.steps,):
@@ -101,6 +104,9 @@ def model_backends(
             backends[f"{MODEL_PREFIX}-k{k}"] = prior.variant(mode="diffusion", steps=k, strength=strength)
     for n in full_chain:
         backends[f"{MODEL_PREFIX}-full{n}"] = prior.variant(mode="diffusion", steps=n, strength=1.0)
+    if tta:
+        for name in [name for name in backends if "-full" not in name]:
+            backends[f"{name}-tta"] = cast("DiffusionBackend", backends[name]).variant(tta=True)
     return backends
 
 
@@ -110,7 +116,8 @@ def build_backends(settings: CompareSettings) -> dict[str, SRBackend]:
     if settings.model is None:
         return classical
     models = model_backends(
-        settings.model, settings.steps, settings.strength, settings.full_chain, settings.device, threads=settings.threads
+        settings.model, settings.steps, settings.strength, settings.full_chain, settings.device, threads=settings.threads,
+        tta=settings.tta,
     )
     return {**models, **classical}
 

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 PREDICTIONS = ("v", "eps", "x0")
+LOSS_NORMS = ("l1", "l2")
 
 
 def linear_betas(*, steps: int = 2000, start: float = 1e-6, end: float = 1e-2) -> torch.Tensor:
@@ -126,11 +127,26 @@ def sample_timesteps(
     return torch.randint(0, high, (n,), generator=generator, device=g_device).to(device)
 
 
+TRAIN_STARTS = ("truth", "estimate")
+
+
 def diffusion_loss(
-    denoiser: Denoiser, x0: torch.Tensor, cond: Any, t: torch.Tensor, noise: torch.Tensor, *, norm: str = "l1"
+    denoiser: Denoiser,
+    x0: torch.Tensor,
+    cond: Any,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    *,
+    norm: str = "l1",
+    noised: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Mean |net(x_t, t) − target| (L1 as NeurOp-Diff; "l2" = the DDPM simple loss) on the chosen parameterization."""
-    out = denoiser.net_output(q_sample(denoiser, x0, t, noise), t, cond)
+    """Mean |net(x_t, t) − target| (L1 as NeurOp-Diff; "l2" = the DDPM simple loss) on the chosen parameterization.
+
+    noised: what x_t is made from (default x0, the DDPM forward process). The LR-start sampler noises the
+    operator's estimate, residual 0, not the truth: training with noised = 0 shows the net exactly the input
+    its first sampler step gets (x_t = √(1−ᾱ_t)·ε), instead of a noised truth it never sees at inference."""
+    x_t = q_sample(denoiser, x0 if noised is None else noised, t, noise)
+    out = denoiser.net_output(x_t, t, cond)
     target = denoiser.target(x0, noise, t)
     if norm == "l1":
         return F.l1_loss(out, target)

@@ -17,11 +17,12 @@ from torch import nn
 from ..errors import CheckpointError
 from . import prior_features as _prior_features  # noqa: F401  (registers "prior_pyramid")
 from .denoiser import Condition, pad_to_multiple
-from .diffusion import Denoiser, alphas_cumprod, betas_for, diffusion_loss, sample_timesteps
+from .diffusion import TRAIN_STARTS, Denoiser, alphas_cumprod, betas_for, diffusion_loss, sample_timesteps
 from .normalize import Stats, destandardize, standardize
 from .operator import NeuralOperatorPrior, PriorOutput
 from .registry import build, register
 from .samplers import DEFAULT_SAMPLER, Callback, Generators, full_chain, lr_start, randn
+from .self_ensemble import self_ensemble
 
 register("neurop_operator")(NeuralOperatorPrior)
 
@@ -143,14 +144,19 @@ class SRModel(nn.Module):
         generator: Generators = None,
         callback: Callback = None,
         stats: Optional[Stats] = None,
+        tta: bool = False,
     ) -> torch.Tensor:
         """HR [B,C,H,W] in lr's units. strength < 1: LR-start sampler; strength = 1: full chain from noise.
 
         mode="prior" (or steps=0) returns the operator's estimate alone. `generator` is one Generator or one
         per window (B of them): each window's noise is drawn from its own generator only.
+        tta: average over the 8 flips/transposes of the window (self_ensemble.py; 8x the cost).
         """
         if mode not in ("diffusion", "prior"):
             raise ValueError(f"unknown mode {mode!r}; choose diffusion or prior")
+        if tta:
+            options = dict(steps=steps, strength=strength, mode=mode, generator=generator, callback=callback, stats=stats)
+            return self_ensemble(lambda *window: self.sample(*window, **options), lr, ys, xs, cell)  # type: ignore[arg-type]
         steps = int(self.sampler_defaults["steps"] if steps is None else steps)
         strength = float(self.sampler_defaults["strength"] if strength is None else strength)
         batch = lr.shape[0]
@@ -187,12 +193,17 @@ class SRModel(nn.Module):
         t: Optional[torch.Tensor] = None,
         noise: Optional[torch.Tensor] = None,
         t_max_fraction: float = 1.0,
+        start: str = "truth",
     ) -> dict[str, torch.Tensor]:
         """{"prior": L1(estimate, HR), "diffusion": denoiser loss on the residual}, both in LR-standardized units.
 
+        start: what the denoiser's x_t is noised from: "truth" (the DDPM forward process) or "estimate" (residual 0,
+        what the LR-start sampler noises; diffusion.diffusion_loss says why).
         The residual target uses the estimate detached (the target must not chase the operator), while the
         condition is not detached, so the operator's features also learn from the diffusion loss.
         """
+        if start not in TRAIN_STARTS:
+            raise ValueError(f"unknown start {start!r}; choose one of: {', '.join(TRAIN_STARTS)}")
         prior, stats = self.prior(lr, ys, xs, cell)
         hr = hr.float().reshape(prior.estimate.shape)  # same band folding as lr
         hr_z = (hr - stats.mean) / stats.std
@@ -203,7 +214,8 @@ class SRModel(nn.Module):
             )
         if noise is None:
             noise = randn(x0.shape, generator, device=x0.device)
-        diff = diffusion_loss(self.denoiser, x0, self.condition(prior), t, noise, norm=self.loss_norm)
+        noised = torch.zeros_like(x0) if start == "estimate" else None
+        diff = diffusion_loss(self.denoiser, x0, self.condition(prior), t, noise, norm=self.loss_norm, noised=noised)
         return {"prior": torch.nn.functional.l1_loss(prior.estimate, hr_z), "diffusion": diff}
 
 

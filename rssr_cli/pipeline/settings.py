@@ -40,6 +40,7 @@ class ModelOptions:
     steps: Optional[int] = None
     strength: Optional[float] = None
     precision: Optional[str] = None
+    tta: bool = False  # self-ensemble over the 8 flips/transposes of each window (8x the cost)
 
     def __post_init__(self) -> None:
         if self.device.split(":")[0] not in DEVICES:
@@ -54,7 +55,8 @@ class ModelOptions:
 
     def factory_kwargs(self) -> dict[str, Any]:
         """Keyword options for the backend factory: the model's only when given, so classical methods never see them."""
-        given = {"model": self.model, "steps": self.steps, "strength": self.strength, "precision": self.precision}
+        given = {"model": self.model, "steps": self.steps, "strength": self.strength, "precision": self.precision,
+                 "tta": True if self.tta else None}  # fmt: skip
         return {"device": self.device, **{k: v for k, v in given.items() if v is not None}}
 
 

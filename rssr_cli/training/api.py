@@ -28,6 +28,7 @@ from ..grid import check_scale_range
 from ..interrupts import interruptible
 from ..metrics import psnr, shave
 from ..model.checkpoint import load_model, save_model
+from ..model.diffusion import LOSS_NORMS, PREDICTIONS, TRAIN_STARTS
 from ..model.operator import grid_tensors
 from ..model.samplers import DEFAULT_SAMPLER
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
@@ -78,6 +79,9 @@ class TrainSettings:
     device: str = "auto"  # auto (cuda when available) | cpu | cuda[:N]
     precision: str = "auto"  # auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16
     denoiser_t_max: float = 1.0  # denoiser stage: train on t < this fraction of T (the LR-start regime: ~strength)
+    denoiser_prediction: Optional[str] = None  # v | eps | x0: what the denoiser net predicts (default: the model's)
+    denoiser_loss: Optional[str] = None  # l1 | l2 on that prediction (default: the model's)
+    denoiser_start: str = "truth"  # x_t noised from: truth (DDPM) | estimate (what the LR-start sampler noises)
     keep: str = "last"  # "best": each stage ends with its best-validated EMA weights (needs --val or --pairs)
     model_id: Optional[str] = None  # the card's id (default: the file's stem, "model")
 
@@ -98,6 +102,12 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"--denoiser-t-max must be in (0, 1], got {s.denoiser_t_max}")
     if not (s.data or s.scenes or s.pairs):
         raise UsageError("no training data given: DATA folders, --scene rasters or --pairs")
+    if s.denoiser_prediction is not None and s.denoiser_prediction not in PREDICTIONS:
+        raise UsageError(f"unknown --denoiser-prediction {s.denoiser_prediction!r}; choose one of: {', '.join(PREDICTIONS)}")
+    if s.denoiser_loss is not None and s.denoiser_loss not in LOSS_NORMS:
+        raise UsageError(f"unknown --denoiser-loss {s.denoiser_loss!r}; choose one of: {', '.join(LOSS_NORMS)}")
+    if s.denoiser_start not in TRAIN_STARTS:
+        raise UsageError(f"unknown --denoiser-start {s.denoiser_start!r}; choose one of: {', '.join(TRAIN_STARTS)}")
     if s.keep not in KEEP:
         raise UsageError(f"unknown --keep {s.keep!r}; choose one of: {', '.join(KEEP)}")
     if s.keep == "best" and not (s.val or s.pairs):
@@ -121,15 +131,28 @@ def _initial_model(s: TrainSettings) -> SRModel:
     return build_sr_model(spec)
 
 
-def _stage_loss(stage: str, t_max_fraction: float = 1.0) -> Callable[[SRModel, PatchBatch], torch.Tensor]:
+def _stage_loss(stage: str, t_max_fraction: float = 1.0, start: str = "truth") -> Callable[[SRModel, PatchBatch], torch.Tensor]:
     if stage == "prior":
         return lambda model, batch: prior_loss(model.operator, batch)
 
     def diffusion(model: SRModel, batch: PatchBatch) -> torch.Tensor:
-        losses = model.losses(batch.lr, batch.hr, batch.ys, batch.xs, batch.cell, t_max_fraction=t_max_fraction)
+        losses = model.losses(batch.lr, batch.hr, batch.ys, batch.xs, batch.cell, t_max_fraction=t_max_fraction, start=start)
         return losses["diffusion"]
 
     return diffusion
+
+
+def _set_diffusion_objective(model: SRModel, prediction: Optional[str], loss: Optional[str]) -> None:
+    """Switch what the denoiser predicts and its loss norm (card and module together), e.g. v -> x0 on fine-tuning.
+
+    Why x0 for the LR-start regime: at t <= 0.1 T the v target is almost the noise, so a v-loss spends the net on
+    re-predicting noise the sampler then discards; an x0 loss is the error of the output the sampler returns."""
+    if prediction is not None:
+        model.denoiser.prediction = prediction
+        model.spec["diffusion"]["prediction"] = prediction
+    if loss is not None:
+        model.loss_norm = loss
+        model.spec["diffusion"]["loss"] = loss
 
 
 def _freeze_for(model: SRModel, stage: str) -> None:
@@ -203,6 +226,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
                  pair.source, pair.scale, *pair.shift_lr_px, 100 * pair.excluded_share, pair.gain, pair.offset)  # fmt: skip
     val_images = load_images(find_images([s.val]))[:: max(1, 160 // max(1, s.val_limit))][: s.val_limit] if s.val else []
     model = _initial_model(s)
+    _set_sampler(model, s)  # before training too: the denoiser stage validates with the sampler it ships with
     channels = model.in_channels
     stages = ["prior", "denoiser"] if s.stage == "all" else [s.stage]
     history: dict[str, dict] = {}
@@ -217,8 +241,10 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         if stage == "denoiser" and not model.sampler_defaults.get("steps"):
             # a prior-only model (steps 0) gets a real sampler, or validating the denoiser would run the prior
             model.sampler_defaults.update(DEFAULT_SAMPLER)
+        if stage == "denoiser":
+            _set_diffusion_objective(model, s.denoiser_prediction, s.denoiser_loss)
         _freeze_for(model, stage)
-        trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
+        trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max, s.denoiser_start), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
                           progress=functools.partial(progress, stage) if progress else None,
                           meta={"stage": stage, "settings": _jsonable(s)})
         if s.resume and (s.out / stage / "last.json").exists():
@@ -228,10 +254,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         history[stage] = {"steps": trainer.step, "best_validation": trainer.best, "kept": _keep(s, stage, model)}
     if "denoiser" not in history and s.init is None:
         model.sampler_defaults["steps"] = 0  # no trained denoiser: the model's default is the prior alone
-    if s.sampler_steps is not None:
-        model.sampler_defaults["steps"] = s.sampler_steps
-    if s.sampler_strength is not None:
-        model.sampler_defaults["strength"] = s.sampler_strength
+    _set_sampler(model, s)
     training = {
         "command": " ".join(shlex.quote(a) for a in ["rssr", *sys.argv[1:]]) if sys.argv else "",
         "settings": _jsonable(s),
@@ -239,6 +262,13 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         **({"pairs": [pair_record(p) for p in pairs]} if pairs else {}),
     }
     return save_model(model, s.out / "model", training=training, model_id=s.model_id)
+
+
+def _set_sampler(model: SRModel, s: TrainSettings) -> None:
+    if s.sampler_steps is not None:
+        model.sampler_defaults["steps"] = s.sampler_steps
+    if s.sampler_strength is not None:
+        model.sampler_defaults["strength"] = s.sampler_strength
 
 
 def _keep(s: TrainSettings, stage: str, model: SRModel) -> str:
