@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short training recipe for one CUDA GPU, sized by the clock: fine-tune the shipped model within a wall-clock
-# budget (default 8 minutes, ~60 % operator prior, ~40 % denoiser in the LR-start regime), using `rssr train`.
+# budget (default 8 minutes, ~60 % operator prior, ~40 % denoiser in the LR-start regime: x0 from the noised estimate, as the shipped v2), using `rssr train`.
 # Step counts come from a 30-step probe of each stage, so the cosine schedule ends inside the budget on any GPU.
 # The weights stay those of the default architecture (~12 MB fp32, under 16 MiB).
 #
@@ -27,7 +27,7 @@ rssr() { "$PY" -m rssr_cli "$@"; }
 
 if [ "$TINY" = 1 ]; then
     rssr train "$DATA" --val "$VAL" -o "$OUT" --preset tiny --prior-steps 6 --denoiser-steps 4 --batch-size 4 \
-        --val-every 3 --save-every 3 --denoiser-t-max 0.25 --sampler-steps 2 --sampler-strength 0.1 --device "$DEVICE" -q
+        --val-every 3 --save-every 3 --denoiser-t-max 0.12 --denoiser-prediction x0 --denoiser-start estimate --sampler-steps 0 --sampler-strength 0.1 --device "$DEVICE" -q
     exit 0
 fi
 
@@ -48,5 +48,5 @@ echo "probe: prior $PRIOR_RATE it/s, denoiser $DENOISER_RATE it/s -> $PRIOR_STEP
 VAL_EVERY=$(( (PRIOR_STEPS + DENOISER_STEPS) / 8 + 1 ))
 rssr train "$DATA" --val "$VAL" -o "$OUT" --init models/default.safetensors --stage all \
     --prior-steps "$PRIOR_STEPS" --denoiser-steps "$DENOISER_STEPS" --batch-size "$BATCH" --lr 1e-4 \
-    --denoiser-t-max 0.25 --val-every "$VAL_EVERY" --save-every "$VAL_EVERY" --device "$DEVICE" -q
+    --denoiser-t-max 0.12 --denoiser-start estimate --val-every "$VAL_EVERY" --save-every "$VAL_EVERY" --device "$DEVICE" -q
 echo "model: $OUT/model.safetensors ($(du -h "$OUT/model.safetensors" | cut -f1))"

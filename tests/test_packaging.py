@@ -119,8 +119,8 @@ def test_an_installed_wheel_carries_the_default_model_and_uses_it(tmp_path):
         tags = out.tags()
         assert out.shape == (64, 64) and np.ptp(out.read()) > 0
     card = json.loads((REPO / "models" / "default.json").read_text())
-    assert tags["RSSR_METHOD"] == "diffusion"
-    assert tags["RSSR_MODEL_SHA256"] == card["sha256"]
+    assert tags["RSSR_METHOD"] == ("diffusion" if card["sampler"]["steps"] else "diffusion-prior")  # the card's default
+    assert tags["RSSR_MODEL_SHA256"] == card["sha256"] and tags["RSSR_STEPS"] == str(card["sampler"]["steps"])
 
 
 def test_without_torch_the_diffusion_method_says_what_is_missing(monkeypatch):

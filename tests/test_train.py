@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from rssr_cli.cli import app
 from rssr_cli.model.checkpoint import load_model
+from rssr_cli.model.samplers import DEFAULT_SAMPLER
 from rssr_cli.model.validation import read_safetensors_header
 from rssr_cli.training.data import PatchSampler, TrainImage
 from rssr_cli.training.trainer import TrainConfig, lr_at
@@ -98,13 +99,20 @@ def test_learning_rate_schedule_warms_up_then_decays():
     assert lr_at(100, cfg) > lr_at(500, cfg) > lr_at(999, cfg) >= 0.05 * 1e-3 - 1e-12
 
 
-def test_denoiser_stage_on_a_prior_only_model_gets_a_real_sampler(image_dir, tmp_path):
+def test_denoiser_stage_on_a_prior_only_model_validates_a_real_sampler(image_dir, tmp_path):
     assert _train(image_dir, tmp_path / "p", "--stage", "prior", "--prior-steps", "3").exit_code == 0
     init = tmp_path / "p" / "model.safetensors"
     assert load_model(init).sampler_defaults["steps"] == 0
-    result = _train(image_dir, tmp_path / "d", "--stage", "denoiser", "--denoiser-steps", "3", "--init", str(init))
+    result = _train(image_dir, tmp_path / "d", "--stage", "denoiser", "--denoiser-steps", "2", "--init", str(init),
+                    "--val", str(image_dir), "--val-every", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert load_model(tmp_path / "d" / "model.safetensors").sampler_defaults["steps"] > 0
+    # the card keeps its default (the prior alone) unless --sampler-steps says otherwise, but validation ran the denoiser
+    assert load_model(tmp_path / "d" / "model.safetensors").sampler_defaults["steps"] == 0
+    last = (tmp_path / "d" / "denoiser" / "log.csv").read_text().strip().splitlines()[-1]
+    scores = dict(item.split("=") for item in last.split(",")[-1].split(";"))
+    assert scores["psnr_diffusion"] != scores["psnr_prior"]
+    again = _train(image_dir, tmp_path / "k", "--stage", "denoiser", "--denoiser-steps", "1", "--init", str(init), "--sampler-steps", "1")
+    assert again.exit_code == 0 and load_model(tmp_path / "k" / "model.safetensors").sampler_defaults["steps"] == 1
 
 
 def test_bf16_autocast_training_on_the_cpu_writes_an_fp32_model(image_dir, tmp_path):
@@ -220,7 +228,8 @@ def test_the_shipped_model_is_made_by_its_cards_rssr_train_commands(image_dir, t
     for command in commands:
         result = runner.invoke(app, _recipe_args(command, image_dir, scene, tmp_path / "runs"))
         assert result.exit_code == 0, result.output
-    made = tmp_path / "runs" / "full" / "model"
+    last_out = shlex.split(commands[-1])[shlex.split(commands[-1]).index("-o") + 1]
+    made = tmp_path / "runs" / last_out[len("runs/") :] / "model"
     card = json.loads(made.with_suffix(".json").read_text())
     for key in ("format", "id", "spec", "channels", "band_rule", "normalization", "diffusion", "sampler"):
         assert card[key] == shipped[key], key
@@ -228,7 +237,7 @@ def test_the_shipped_model_is_made_by_its_cards_rssr_train_commands(image_dir, t
     assert shapes == read_safetensors_header(REPO / "models" / "default.safetensors")[0]
     prior = json.loads((tmp_path / "runs" / "prior" / "model.json").read_text())
     assert prior["training"]["stages"]["prior"]["kept"] == "best (step 1)"
-    assert load_model(made.with_suffix(".safetensors")).sampler_defaults == {"steps": 2, "strength": 0.1}
+    assert load_model(made.with_suffix(".safetensors")).sampler_defaults == DEFAULT_SAMPLER
 
 
 def test_keep_best_needs_validation(image_dir, tmp_path):

@@ -14,9 +14,13 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
-# The LR-start sampler's settings for a model whose card names none, and for new models: the shipped model's
-# (models/default.json, measured in BENCHMARKS.md: k = 2 denoiser steps from strength t0/T = 0.1).
-DEFAULT_SAMPLER: dict[str, Any] = {"steps": 2, "strength": 0.1}
+# The sampler settings for a model whose card names none, and for new models: the shipped model's
+# (models/default.json). steps 0 = the operator's estimate alone: no LR-start setting measured so far beats it
+# (BENCHMARKS.md, issue 14), so the default is the cheapest setting that is not worse; `--steps K` runs the
+# denoiser from the noised estimate at `strength` t0/T.
+DEFAULT_SAMPLER: dict[str, Any] = {"steps": 0, "strength": 0.1}
+# What training validates a denoiser with when the card's default is the prior alone (steps 0).
+DENOISER_VALIDATION_STEPS = 1
 
 Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
 Callback = Optional[Callable[[dict[str, Any]], None]]

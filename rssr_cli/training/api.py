@@ -30,7 +30,7 @@ from ..metrics import psnr, shave
 from ..model.checkpoint import load_model, save_model
 from ..model.diffusion import LOSS_NORMS, PREDICTIONS, TRAIN_STARTS
 from ..model.operator import grid_tensors
-from ..model.samplers import DEFAULT_SAMPLER
+from ..model.samplers import DENOISER_VALIDATION_STEPS
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
 from .data import PatchBatch, PatchSampler, TrainImage, find_images, load_images
 from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
@@ -164,8 +164,10 @@ def _freeze_for(model: SRModel, stage: str) -> None:
 
 @torch.no_grad()
 def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -> dict[str, float]:
-    """PSNR of the default LR-start sampler vs the prior alone, at `scale`, on a few validation images."""
+    """PSNR of the card's LR-start sampler vs the prior alone, at `scale`, on a few validation images (a card whose
+    default is the prior alone, steps 0, is validated at DENOISER_VALIDATION_STEPS: the denoiser must run)."""
     model.eval()
+    steps = int(model.sampler_defaults.get("steps") or DENOISER_VALIDATION_STEPS)
     dev = module_device(model)
     rows: dict[str, list[float]] = {"prior": [], "diffusion": []}
     for k, img in enumerate(images):
@@ -177,7 +179,7 @@ def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -
         ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, device=dev)
         border = math.ceil(scale)
         for mode in rows:
-            sr = quantize(model.sample(lr, ys, xs, cell, mode=mode, generator=torch.Generator().manual_seed(k)), 255)
+            sr = quantize(model.sample(lr, ys, xs, cell, steps=steps, mode=mode, generator=torch.Generator().manual_seed(k)), 255)
             score = psnr(shave(sr.cpu().numpy(), border), shave(hr.cpu().numpy(), border), 1.0)
             rows[mode].append(min(score, MAX_PSNR))
     model.train()
@@ -238,9 +240,6 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         sampler = _sampler(s, images, weights, pairs, channels, query, seed=s.seed + len(history))
         cfg = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.learning_rate, val_every=s.val_every,
                           save_every=s.save_every, seed=s.seed, threads=s.threads, device=device, precision=precision)
-        if stage == "denoiser" and not model.sampler_defaults.get("steps"):
-            # a prior-only model (steps 0) gets a real sampler, or validating the denoiser would run the prior
-            model.sampler_defaults.update(DEFAULT_SAMPLER)
         if stage == "denoiser":
             _set_diffusion_objective(model, s.denoiser_prediction, s.denoiser_loss)
         _freeze_for(model, stage)
