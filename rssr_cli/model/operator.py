@@ -119,13 +119,14 @@ class NeuralOperatorPrior(nn.Module):
         b, h, w, width = lifted.shape
         flat = lifted.reshape(b, h * w, width)
         cell_term = self.lift_cell(cell)[:, None, None, :]  # [B,1,1,width]
+        columns = [(ix, self.lift_rel_x(rx[..., None])[:, None, :, :], wx) for ix, rx, wx in neighbours(xs, w)]  # once, not per row
         out = None
         for iy, ry, wy in neighbours(ys, h):
             row_term = self.lift_rel_y(ry[..., None])[:, :, None, :] + cell_term  # [B,H,1,width]
-            for ix, rx, wx in neighbours(xs, w):
+            for ix, column_term, wx in columns:
                 index = (iy[:, :, None] * w + ix[:, None, :]).reshape(b, -1, 1).expand(-1, -1, width)
                 f = torch.gather(flat, 1, index).view(b, iy.shape[1], ix.shape[1], width)
-                act = F.gelu(f.add_(row_term).add_(self.lift_rel_x(rx[..., None])[:, None, :, :]))
+                act = F.gelu(f.add_(row_term).add_(column_term))
                 weight = (wy[:, :, None] * wx[:, None, :])[..., None]  # [B,H,W,1]
                 out = act.mul_(weight) if out is None else out.addcmul_(act, weight)
         assert out is not None

@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import CheckpointError
 from . import prior_features as _prior_features  # noqa: F401  (registers "prior_pyramid")
 from .denoiser import Condition, pad_to_multiple
-from .diffusion import TRAIN_STARTS, Denoiser, alphas_cumprod, betas_for, diffusion_loss, sample_timesteps
+from .diffusion import PREDICTIONS, TRAIN_STARTS, Denoiser, alphas_cumprod, betas_for, diffusion_loss, sample_timesteps
 from .normalize import Stats, destandardize, standardize
 from .operator import NeuralOperatorPrior, PriorOutput
 from .registry import build, register
@@ -181,6 +181,18 @@ class SRModel(nn.Module):
         return draws.mean(0), draws.std(0, unbiased=False)
 
     # --- training ----------------------------------------------------------------------------------
+    def set_objective(self, prediction: Optional[str] = None, loss: Optional[str] = None) -> None:
+        """Switch what the denoiser predicts and its loss norm, in the module and in the spec the card is written from
+        (e.g. v -> x0 when fine-tuning for the LR-start regime); None keeps the current one."""
+        if prediction is not None:
+            if prediction not in PREDICTIONS:
+                raise ValueError(f"unknown prediction {prediction!r}; choose one of: {', '.join(PREDICTIONS)}")
+            self.denoiser.prediction = prediction
+            self.spec["diffusion"]["prediction"] = prediction
+        if loss is not None:
+            self.loss_norm = loss
+            self.spec["diffusion"]["loss"] = loss
+
     def losses(
         self,
         lr: torch.Tensor,

@@ -142,19 +142,6 @@ def _stage_loss(stage: str, t_max_fraction: float = 1.0, start: str = "truth") -
     return diffusion
 
 
-def _set_diffusion_objective(model: SRModel, prediction: Optional[str], loss: Optional[str]) -> None:
-    """Switch what the denoiser predicts and its loss norm (card and module together), e.g. v -> x0 on fine-tuning.
-
-    Why x0 for the LR-start regime: at t <= 0.1 T the v target is almost the noise, so a v-loss spends the net on
-    re-predicting noise the sampler then discards; an x0 loss is the error of the output the sampler returns."""
-    if prediction is not None:
-        model.denoiser.prediction = prediction
-        model.spec["diffusion"]["prediction"] = prediction
-    if loss is not None:
-        model.loss_norm = loss
-        model.spec["diffusion"]["loss"] = loss
-
-
 def _freeze_for(model: SRModel, stage: str) -> None:
     model.requires_grad_(False)
     trained = [model.operator] if stage == "prior" else [model.prior_features, model.denoiser]
@@ -228,7 +215,11 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
                  pair.source, pair.scale, *pair.shift_lr_px, 100 * pair.excluded_share, pair.gain, pair.offset)  # fmt: skip
     val_images = load_images(find_images([s.val]))[:: max(1, 160 // max(1, s.val_limit))][: s.val_limit] if s.val else []
     model = _initial_model(s)
-    _set_sampler(model, s)  # before training too: the denoiser stage validates with the sampler it ships with
+    # the card's sampler is set before training: the denoiser stage validates with the sampler it ships with
+    if s.sampler_steps is not None:
+        model.sampler_defaults["steps"] = s.sampler_steps
+    if s.sampler_strength is not None:
+        model.sampler_defaults["strength"] = s.sampler_strength
     channels = model.in_channels
     stages = ["prior", "denoiser"] if s.stage == "all" else [s.stage]
     history: dict[str, dict] = {}
@@ -241,7 +232,9 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         cfg = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.learning_rate, val_every=s.val_every,
                           save_every=s.save_every, seed=s.seed, threads=s.threads, device=device, precision=precision)
         if stage == "denoiser":
-            _set_diffusion_objective(model, s.denoiser_prediction, s.denoiser_loss)
+            # x0 for the LR-start regime: at t <= 0.1 T the v target is almost the noise, so a v-loss spends the net on
+            # re-predicting noise the sampler discards; an x0 loss is the error of the output the sampler returns
+            model.set_objective(s.denoiser_prediction, s.denoiser_loss)
         _freeze_for(model, stage)
         trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max, s.denoiser_start), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
                           progress=functools.partial(progress, stage) if progress else None,
@@ -251,9 +244,8 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         trainer.run()
         model = cast(SRModel, trainer.ema.cpu())  # the EMA weights are the ones shipped; written from the CPU
         history[stage] = {"steps": trainer.step, "best_validation": trainer.best, "kept": _keep(s, stage, model)}
-    if "denoiser" not in history and s.init is None:
+    if "denoiser" not in history and s.init is None and s.sampler_steps is None:
         model.sampler_defaults["steps"] = 0  # no trained denoiser: the model's default is the prior alone
-    _set_sampler(model, s)
     training = {
         "command": " ".join(shlex.quote(a) for a in ["rssr", *sys.argv[1:]]) if sys.argv else "",
         "settings": _jsonable(s),
@@ -261,13 +253,6 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         **({"pairs": [pair_record(p) for p in pairs]} if pairs else {}),
     }
     return save_model(model, s.out / "model", training=training, model_id=s.model_id)
-
-
-def _set_sampler(model: SRModel, s: TrainSettings) -> None:
-    if s.sampler_steps is not None:
-        model.sampler_defaults["steps"] = s.sampler_steps
-    if s.sampler_strength is not None:
-        model.sampler_defaults["strength"] = s.sampler_strength
 
 
 def _keep(s: TrainSettings, stage: str, model: SRModel) -> str:
