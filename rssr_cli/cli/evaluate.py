@@ -86,6 +86,7 @@ def evaluate_command(
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the stochastic samplers (per image).")] = 0,
+    degradation: Annotated[str, typer.Option(help="HR_DIR mode: how HR images become LR: bicubic (anti-aliased resize) | sentinel2 (the sensor model's evaluation member: Gaussian PSF with MTF 0.3 at the LR Nyquist, then the pixel's box aggregate).")] = "bicubic",
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:
@@ -107,7 +108,7 @@ def evaluate_command(
         settings = CompareSettings(
             model=find_model(model), steps=parse_list(steps, int, "integers"), strength=strength,
             full_chain=parse_list(full_chain, int, "integers"), tta=tta, methods=parse_list(methods, str, "method names"),
-            device=device.value, threads=threads, seed=seed,
+            device=device.value, threads=threads, seed=seed, degradation=degradation,
         )  # fmt: skip
         if settings.model is None and not quiet:
             stderr.print("no model found (no --model, no default model): evaluating classical methods only")

@@ -27,6 +27,8 @@ def train_command(
     scale_max: Annotated[float, typer.Option()] = 8.0,
     blur_max: Annotated[float, typer.Option(help="Max Gaussian PSF sigma (HR px) added before downsampling.")] = 0.0,
     noise_max: Annotated[float, typer.Option(help="Max LR noise std (normalized units).")] = 0.0,
+    degradation: Annotated[str, typer.Option(help="How LR samples are made: bicubic (anti-aliased resize, + --blur-max/--noise-max) | sentinel2 (the sensor model: a random PSF with the Sentinel-2 MTF range or the box aggregate, sub-pixel phase, noise, 12-bit quantization; validation at x4 with Gaussian MTF 0.3 + box).")] = "bicubic",
+    val_crop: Annotated[int, typer.Option(help="Validate on centre crops of at most this many pixels a side (0: whole images).")] = 0,
     sampler_steps: Annotated[Optional[int], typer.Option(help="Default sampler steps written into the card.")] = None,
     sampler_strength: Annotated[Optional[float], typer.Option(help="Default sampler strength (t0/T) written into the card.")] = None,
     pairs: Annotated[
@@ -44,7 +46,7 @@ def train_command(
     denoiser_loss: Annotated[Optional[str], typer.Option(help="Denoiser stage: l1 | l2 on that prediction (default: the --init model's, or l1).", show_default=False)] = None,
     denoiser_start: Annotated[str, typer.Option(help="Denoiser stage: x_t noised from the truth (DDPM) or from the estimate (what the LR-start sampler's first step sees).")] = "truth",
     device: Annotated[str, typer.Option(help="auto (CUDA when available) | cpu | cuda[:N].")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16: autocast of the forward pass.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16, AVX512-BF16/AMX; fp32 elsewhere) | fp32 | bf16: autocast of the forward pass.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/<stage>/last.*")] = False,
     keep: Annotated[str, typer.Option(help="Weights each stage ends with: last | best (the best-validated EMA; needs --val or --pairs).")] = "last",
     model_id: Annotated[Optional[str], typer.Option(help="The model card's id (default: model).")] = None,
@@ -58,7 +60,7 @@ def train_command(
         settings = TrainSettings(
             data=list(data or []), out=out, pairs=pairs, pair_share=pair_share, pairs_holdout=pairs_holdout, scenes=list(scenes or []), scene_fraction=scene_fraction, val=val, stage=stage,
             preset=preset, init=init, prior_steps=prior_steps, denoiser_steps=denoiser_steps, batch_size=batch_size,
-            learning_rate=learning_rate, scale_min=scale_min, scale_max=scale_max, blur_max=blur_max, noise_max=noise_max,
+            learning_rate=learning_rate, scale_min=scale_min, scale_max=scale_max, blur_max=blur_max, noise_max=noise_max, degradation=degradation, val_crop=val_crop,
             sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume, device=device, precision=precision, denoiser_t_max=denoiser_t_max,
             denoiser_prediction=denoiser_prediction, denoiser_loss=denoiser_loss, denoiser_start=denoiser_start, val_every=val_every, save_every=save_every,
             keep=keep, model_id=model_id,

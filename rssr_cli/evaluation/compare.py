@@ -25,7 +25,7 @@ from ..interrupts import interruptible
 from .detail import Interval, summarize_detail
 from .jsonsafe import finite_or_none
 from .pairs import PairScore, evaluate_pairs
-from .protocol import DEFAULT_SCALES, EvaluationReport, Progress, evaluate_folder
+from .protocol import DEFAULT_SCALES, DEGRADATIONS, EvaluationReport, Progress, evaluate_folder
 
 if TYPE_CHECKING:  # torch is optional: the diffusion backend is imported only where it runs
     from ..backends.diffusion import DiffusionBackend
@@ -59,8 +59,11 @@ class CompareSettings:
     device: str = "auto"
     threads: Optional[int] = None
     seed: int = 0
+    degradation: str = "bicubic"  # protocol.DEGRADATIONS: how HR images become LR in folder mode
 
     def __post_init__(self) -> None:
+        if self.degradation not in DEGRADATIONS:
+            raise UsageError(f"unknown --degradation {self.degradation!r}; choose one of: {', '.join(DEGRADATIONS)}")
         if any(k < 0 for k in self.steps):
             raise UsageError(f"--steps must be >= 0, got {','.join(map(str, self.steps))}")
         if any(n < 1 for n in self.full_chain):
@@ -159,7 +162,8 @@ def compare_on_folder(
         raise InputError(f"no PNG/JPEG/TIFF images under {hr_dir}")
     _set_threads(settings.threads)
     backends = build_backends(settings)
-    report = evaluate_folder(hr_dir, backends, scales, limit=limit, progress=progress, seed=settings.seed)
+    report = evaluate_folder(hr_dir, backends, scales, limit=limit, progress=progress, seed=settings.seed,
+                             degrade=DEGRADATIONS[settings.degradation])
     report.meta.update(
         model=str(settings.model) if settings.model is not None else None,
         reference=REFERENCE_METHOD,

@@ -59,6 +59,22 @@ def bicubic_degrade(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return downsample(x, size)[0].numpy()
 
 
+def sentinel2_degrade(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The sensor protocol (sensor_degradation.EVALUATION: Gaussian PSF of MTF 0.3 at the LR Nyquist, then the
+    pixel's box aggregate) on a float [C, H, W] array, at the scale H/h, W/w of each axis."""
+    import torch
+
+    from .. import sensor_degradation
+
+    x = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None]
+    scale = (hr.shape[-2] / size[0], hr.shape[-1] / size[1])
+    with torch.no_grad():
+        return sensor_degradation.degrade(x, scale, size)[0].numpy()
+
+
+DEGRADATIONS: dict[str, Degrade] = {"bicubic": bicubic_degrade, "sentinel2": sentinel2_degrade}
+
+
 # ---------------------------------------------------------------------------------------------- images
 
 

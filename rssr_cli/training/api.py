@@ -32,7 +32,7 @@ from ..model.diffusion import LOSS_NORMS, PREDICTIONS, TRAIN_STARTS
 from ..model.operator import grid_tensors
 from ..model.samplers import DENOISER_VALIDATION_STEPS
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
-from .data import PatchBatch, PatchSampler, TrainImage, find_images, load_images
+from .data import PatchBatch, PatchSampler, SensorPatchSampler, TrainImage, find_images, load_images
 from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
 from .state import load_ema_weights
 from .trainer import TrainConfig, Trainer, module_device, prior_loss, resolve_training_device, validate_prior
@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 PRESETS = {"default": DEFAULT_SPEC, "tiny": TINY_SPEC}
 STAGES = ("prior", "denoiser", "all")
 MAX_PSNR = 120.0  # dB: an exact validation image (MSE floor 1e-12) must not make the mean infinite
-KEEP = ("last", "best")  # which EMA weights a stage ends with: the last step's, or the best-validated ones
+KEEP = ("last", "best")
+DEGRADATIONS = ("bicubic", "sentinel2")  # which EMA weights a stage ends with: the last step's, or the best-validated ones
 
 
 @dataclass
@@ -66,6 +67,8 @@ class TrainSettings:
     query: int = 24
     blur_max: float = 0.0
     noise_max: float = 0.0
+    degradation: str = "bicubic"  # bicubic (anti-aliased resize + --blur-max/--noise-max) | sentinel2 (sensor_degradation)
+    val_crop: int = 0  # validate on centre crops of at most this side (0: whole images)
     val_every: int = 500
     save_every: int = 250
     seed: int = 0
@@ -108,6 +111,12 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"unknown --denoiser-loss {s.denoiser_loss!r}; choose one of: {', '.join(LOSS_NORMS)}")
     if s.denoiser_start not in TRAIN_STARTS:
         raise UsageError(f"unknown --denoiser-start {s.denoiser_start!r}; choose one of: {', '.join(TRAIN_STARTS)}")
+    if s.degradation not in DEGRADATIONS:
+        raise UsageError(f"unknown --degradation {s.degradation!r}; choose one of: {', '.join(DEGRADATIONS)}")
+    if s.degradation != "bicubic" and (s.blur_max or s.noise_max):
+        raise UsageError("--blur-max/--noise-max shape the bicubic degradation; --degradation sentinel2 draws its own blur and noise")
+    if s.val_crop < 0:
+        raise UsageError(f"--val-crop must be >= 0, got {s.val_crop}")
     if s.keep not in KEEP:
         raise UsageError(f"unknown --keep {s.keep!r}; choose one of: {', '.join(KEEP)}")
     if s.keep == "best" and not (s.val or s.pairs):
@@ -122,6 +131,21 @@ def _images_and_weights(s: TrainSettings) -> tuple[list[TrainImage], list[float]
         return images + scenes, [1.0] * (len(images) + len(scenes))
     per_scene = s.scene_fraction / (1 - s.scene_fraction) * len(images) / len(scenes)
     return images + scenes, [1.0] * len(images) + [per_scene] * len(scenes)
+
+
+def _validation_images(s: TrainSettings) -> list[TrainImage]:
+    """Every (n // val_limit)-th image of --val (n = 160 for UC Merced val: every 10th), centre-cropped to --val-crop."""
+    if not s.val:
+        return []
+    found = find_images([s.val])
+    chosen = load_images(found[:: max(1, len(found) // max(1, s.val_limit))][: s.val_limit])
+    return [_centre_crop(img, s.val_crop) for img in chosen] if s.val_crop else chosen
+
+
+def _centre_crop(img: TrainImage, side: int) -> TrainImage:
+    h, w = img.pixels.shape[-2:]
+    y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return TrainImage(np.ascontiguousarray(img.pixels[:, y0 : y0 + side, x0 : x0 + side]), img.quantize_levels, img.source)
 
 
 def _initial_model(s: TrainSettings) -> SRModel:
@@ -174,7 +198,7 @@ def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -
     return {"score": diff, "psnr_diffusion": diff, "psnr_prior": prior}
 
 
-def _val_fn(stage: str, images: list[TrainImage], pairs: list[TrainPair]):
+def _val_fn(stage: str, images: list[TrainImage], pairs: list[TrainPair], degradation: str = "bicubic"):
     if pairs and stage == "prior":
         # real pairs decide: the gain over bicubic on their held-out rows (x4 on the images is logged too)
         def on_pairs(model: SRModel) -> dict[str, float]:
@@ -190,7 +214,7 @@ def _val_fn(stage: str, images: list[TrainImage], pairs: list[TrainPair]):
     if stage == "prior":
 
         def prior(model: SRModel) -> dict[str, float]:
-            ours, base = validate_prior(model.operator, images, 4.0)
+            ours, base = validate_prior(model.operator, images, 4.0, degradation)
             return {"score": ours - base, "psnr": ours, "bicubic": base}
 
         return prior
@@ -213,7 +237,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
     for pair in pairs:
         log.info("pair %s: x%.3g, shift corrected %+.2f, %+.2f LR px, %.1f%% excluded as misregistered, HR = %s x LR + %s",
                  pair.source, pair.scale, *pair.shift_lr_px, 100 * pair.excluded_share, pair.gain, pair.offset)  # fmt: skip
-    val_images = load_images(find_images([s.val]))[:: max(1, 160 // max(1, s.val_limit))][: s.val_limit] if s.val else []
+    val_images = _validation_images(s)
     model = _initial_model(s)
     # the card's sampler is set before training: the denoiser stage validates with the sampler it ships with
     if s.sampler_steps is not None:
@@ -230,13 +254,14 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         query = s.query if stage == "prior" else max(s.query, s.lr_size)  # the UNet needs room to see context
         sampler = _sampler(s, images, weights, pairs, channels, query, seed=s.seed + len(history))
         cfg = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.learning_rate, val_every=s.val_every,
-                          save_every=s.save_every, seed=s.seed, threads=s.threads, device=device, precision=precision)
+                          save_every=s.save_every, seed=s.seed, threads=s.threads, device=device, precision=precision,
+                          channels_last=precision == "bf16" and torch.device(device).type == "cpu")
         if stage == "denoiser":
             # x0 for the LR-start regime: at t <= 0.1 T the v target is almost the noise, so a v-loss spends the net on
             # re-predicting noise the sampler discards; an x0 loss is the error of the output the sampler returns
             model.set_objective(s.denoiser_prediction, s.denoiser_loss)
         _freeze_for(model, stage)
-        trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max, s.denoiser_start), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs),
+        trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max, s.denoiser_start), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs, s.degradation),
                           progress=functools.partial(progress, stage) if progress else None,
                           meta={"stage": stage, "settings": _jsonable(s)})
         if s.resume and (s.out / stage / "last.json").exists():
@@ -270,7 +295,8 @@ def _sampler(s: TrainSettings, images, weights, pairs: list[TrainPair], channels
     """Synthetic patches (DATA, --scene), real pairs, or both mixed in every batch (pair_share)."""
     synthetic = real = None
     if images:
-        synthetic = PatchSampler(images, weights, lr_size=s.lr_size, query=query, scale_min=s.scale_min, scale_max=s.scale_max,
+        kind = SensorPatchSampler if s.degradation == "sentinel2" else PatchSampler
+        synthetic = kind(images, weights, lr_size=s.lr_size, query=query, scale_min=s.scale_min, scale_max=s.scale_max,
                                  channels=channels, blur_max=s.blur_max, noise_max=s.noise_max, seed=seed)  # fmt: skip
     if pairs:
         if channels != 1:

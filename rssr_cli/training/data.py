@@ -9,7 +9,7 @@ from typing import Iterable, NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 
-from .. import images
+from .. import images, sensor_degradation
 from ..degrade import degrade
 from ..errors import UsageError
 from ..grid import check_scale_range, pixel_centres
@@ -84,6 +84,15 @@ class PatchSampler:
         self.p = w / w.sum()
         check_scale_range(self.scale_min, self.scale_max)
 
+    def rng_state(self) -> tuple[dict, torch.Tensor]:
+        """The data and noise RNG states (JSON-able dict, tensor): saved with the training state, so a resumed run
+        draws the patches and noise it would have drawn, not the first ones again."""
+        return self.rng.bit_generator.state, self.generator.get_state()
+
+    def set_rng_state(self, numpy_state: dict, torch_state: torch.Tensor) -> None:
+        self.rng.bit_generator.state = numpy_state
+        self.generator.set_state(torch_state)
+
     def _sample_one(self):
         img = self.images[self.rng.choice(len(self.images), p=self.p)]
         c, h, w = img.pixels.shape
@@ -129,3 +138,49 @@ class PatchSampler:
             torch.stack(hrs),
             torch.tensor(scales, dtype=f32),
         )
+
+
+@dataclass
+class SensorPatchSampler(PatchSampler):
+    """PatchSampler whose LR is the real sensor's degradation of the HR crop (sensor_degradation: a random PSF member,
+    the box aggregate on a grid at a random sub-pixel phase, noise, 12-bit quantization) instead of a bicubic resize.
+
+    The HR crop carries a margin of the PSF's reach around the LR footprint, so no LR pixel sees padding; the target
+    is a query x query block of whole HR pixels inside the footprint, located for the model exactly (any phase)."""
+
+    def batch(self, batch_size: int) -> PatchBatch:
+        lrs, ys, xs, cells, hrs, scales = [], [], [], [], [], []
+        l, q = self.lr_size, self.query
+        for _ in range(batch_size):
+            img = self.images[self.rng.choice(len(self.images), p=self.p)]
+            member = sensor_degradation.draw(self.rng)
+            s = float(self.rng.uniform(self.scale_min, self.scale_max))
+            margin = sensor_degradation.gaussian_radius(sensor_degradation.gaussian_sigma(s, member.gaussian_mtf)) + 2
+            room = min(img.pixels.shape[-2:]) - 2 * margin - 1
+            if l * s > room:  # a small image: the largest scale it holds
+                s = room / l
+            if l * s < q + 1:
+                raise UsageError(f"image {img.source} is too small for {l} px LR crops")
+            size = int(np.ceil(l * s)) + 1 + 2 * margin
+            crop = self._crop(img, size)
+            origin = (margin + member.origin[0], margin + member.origin[1])
+            placed = sensor_degradation.SensorDraw(member.gaussian_mtf, origin, member.noise_std, member.levels)
+            hr = torch.from_numpy(crop)[None]
+            lrs.append(sensor_degradation.degrade(hr, s, (l, l), placed, generator=self.generator)[0])
+            first = [int(self.rng.integers(int(np.ceil(o)), int(np.floor(o + l * s)) - q + 1)) for o in origin]
+            ys.append(sensor_degradation.lr_centres_of_hr(q, s, origin[0], first[0]).numpy())
+            xs.append(sensor_degradation.lr_centres_of_hr(q, s, origin[1], first[1]).numpy())
+            cells.append((1.0 / s, 1.0 / s))
+            hrs.append(hr[0, :, first[0] : first[0] + q, first[1] : first[1] + q])
+            scales.append(s)
+        f32 = torch.float32
+        return PatchBatch(torch.stack(lrs), torch.tensor(np.array(ys), dtype=f32), torch.tensor(np.array(xs), dtype=f32),
+                          torch.tensor(cells, dtype=f32), torch.stack(hrs), torch.tensor(scales, dtype=f32))  # fmt: skip
+
+    def _crop(self, img: TrainImage, size: int) -> np.ndarray:
+        """A random size x size crop of one band (or all, for multi-channel models), randomly rotated and flipped."""
+        c, h, w = img.pixels.shape
+        y0, x0 = self.rng.integers(0, h - size + 1), self.rng.integers(0, w - size + 1)
+        bands = [int(self.rng.integers(0, c))] if self.channels == 1 else list(range(c))
+        crop = np.rot90(img.pixels[bands, y0 : y0 + size, x0 : x0 + size], int(self.rng.integers(0, 4)), axes=(1, 2))
+        return np.ascontiguousarray(crop[:, :, ::-1] if self.rng.random() < 0.5 else crop)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import sensor_degradation
 from ..degrade import degrade, quantize
 from ..metrics import psnr, shave
 from ..model.normalize import destandardize, standardize
@@ -42,6 +43,7 @@ class TrainConfig:
     threads: int = 0  # 0: all cores
     device: str = "cpu"  # resolved already ("cpu", "cuda", "cuda:1"); see resolve_training_device
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the forward pass (the optimizer state stays fp32)
+    channels_last: bool = False  # convolutions in channels-last memory format (faster with bf16 on CPU)
 
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -62,12 +64,22 @@ def resolve_training_device(device: str, precision: str) -> tuple[str, str]:
     if kind == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: CUDA is not available on this machine")
     if precision == "auto":
-        precision = "bf16" if kind == "cuda" else "fp32"
+        precision = "bf16" if kind == "cuda" or cpu_has_native_bf16() else "fp32"
     if precision not in AUTOCAST_DTYPES:
         raise UsageError(f"unknown precision {precision!r}; choose auto, {', '.join(AUTOCAST_DTYPES)}")
     if precision == "fp16":  # would need a gradient scaler; bf16 has fp32's range and needs none
         raise UsageError("training runs in fp32 or bf16 (--precision fp16 is for inference)")
     return device, precision
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there, bf16 autocast makes a training step
+    1.6-2.2x faster per pixel at the same loss curve (BENCHMARKS); elsewhere it is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def autocast_for(device: str, precision: str):
@@ -109,25 +121,45 @@ def _psnr(a: torch.Tensor, b: torch.Tensor, border: int) -> float:
     return psnr(shave(a.cpu().numpy(), border), shave(b.cpu().numpy(), border), 1.0)
 
 
+def bicubic_lowres(hr: torch.Tensor, scale: float, levels: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classical protocol: anti-aliased bicubic down-sampling to round(H / scale), quantized like the source."""
+    H, W = hr.shape[-2:]
+    return degrade(hr, (round(H / scale), round(W / scale)), quantize_levels=levels), hr
+
+
+def sensor_lowres(hr: torch.Tensor, scale: float, levels: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sensor protocol (sensor_degradation.EVALUATION: Gaussian MTF 0.3 + the s x s box) at an integer scale;
+    the HR is cropped to a multiple of it, so the LR grid is the HR's exactly."""
+    s = int(round(scale))
+    h, w = hr.shape[-2] // s, hr.shape[-1] // s
+    hr = hr[..., : h * s, : w * s]
+    return sensor_degradation.degrade(hr, s, (h, w)), hr
+
+
+LOWRES = {"bicubic": bicubic_lowres, "sentinel2": sensor_lowres}
+
+
 @torch.no_grad()
-def validate_prior(operator: NeuralOperatorPrior, images: list[TrainImage], scale: float) -> tuple[float, float]:
-    """Mean PSNR (model, bicubic) at `scale` over whole images, bands as single-band samples, uint8-quantized output."""
+def validate_prior(operator: NeuralOperatorPrior, images: list[TrainImage], scale: float, degradation: str = "bicubic") -> tuple[float, float]:
+    """Mean PSNR (model, bicubic) at `scale` over whole images, bands as single-band samples; uint8 sources are scored
+    on uint8-quantized outputs. `degradation` names the LR protocol (LOWRES)."""
     operator.eval()
     dev = module_device(operator)
     ours, base = [], []
     for img in images:
-        hr = torch.from_numpy(img.pixels)[:, None]  # bands as batch
+        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[:, None], scale, img.quantize_levels)  # bands as batch
         H, W = hr.shape[-2:]
-        h, w = round(H / scale), round(W / scale)
-        lr = degrade(hr, (h, w), quantize_levels=img.quantize_levels).to(dev)
-        hr = hr.to(dev)
+        h, w = lr.shape[-2:]
+        lr, hr = lr.to(dev), hr.to(dev)
         ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, batch=hr.shape[0], device=dev)
         z, stats = standardize(lr)
         sr = destandardize(operator(z, ys, xs, cell).estimate, stats)
         bic = bicubic_at(lr, ys, xs)
         border = math.ceil(scale)
-        ours.append(_psnr(quantize(sr, 255), hr, border))
-        base.append(_psnr(quantize(bic, 255), hr, border))
+        if img.quantize_levels:
+            sr, bic = quantize(sr, img.quantize_levels), quantize(bic, img.quantize_levels)
+        ours.append(_psnr(sr, hr, border))
+        base.append(_psnr(bic, hr, border))
     operator.train()
     return float(np.mean(ours)), float(np.mean(base))
 
@@ -149,6 +181,8 @@ class Trainer:
         self.out_dir = Path(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.module.to(self.cfg.device)
+        if self.cfg.channels_last:  # the convolutions' weights; activations follow them (same values, faster bf16 kernels)
+            self.module.to(memory_format=torch.channels_last)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.ema = copy.deepcopy(self.module).requires_grad_(False)
@@ -159,9 +193,15 @@ class Trainer:
         meta = load_training_state(path, model=self.module, ema=self.ema, opt=self.opt)
         self.step = int(meta["step"])
         self.best = meta.get("best")
+        rng = meta.get("sampler_rng")
+        if rng is not None and hasattr(self.sampler, "set_rng_state"):
+            self.sampler.set_rng_state(rng["numpy"], torch.tensor(rng["torch"], dtype=torch.uint8))
 
     def _save(self, name: str) -> None:
         meta = {"step": self.step, "best": self.best, "config": asdict(self.cfg), **self.meta}
+        if hasattr(self.sampler, "rng_state"):
+            numpy_state, torch_state = self.sampler.rng_state()
+            meta["sampler_rng"] = {"numpy": numpy_state, "torch": torch_state.tolist()}
         save_training_state(self.out_dir / name, model=self.module, ema=self.ema, opt=self.opt, meta=meta)
 
     def run(self) -> None:
