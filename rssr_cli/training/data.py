@@ -87,7 +87,7 @@ class PatchSampler:
     def rng_state(self) -> tuple[dict, torch.Tensor]:
         """The data and noise RNG states (JSON-able dict, tensor): saved with the training state, so a resumed run
         draws the patches and noise it would have drawn, not the first ones again."""
-        return self.rng.bit_generator.state, self.generator.get_state()
+        return dict(self.rng.bit_generator.state), self.generator.get_state()
 
     def set_rng_state(self, numpy_state: dict, torch_state: torch.Tensor) -> None:
         self.rng.bit_generator.state = numpy_state

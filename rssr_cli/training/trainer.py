@@ -182,7 +182,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.module.to(self.cfg.device)
         if self.cfg.channels_last:  # the convolutions' weights; activations follow them (same values, faster bf16 kernels)
-            self.module.to(memory_format=torch.channels_last)
+            self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (torch's stubs omit it)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.ema = copy.deepcopy(self.module).requires_grad_(False)
