@@ -25,10 +25,11 @@ from ..errors import CheckpointError
 from ..grid import Placement
 from ..products import StackBand
 from ..radiometry import to_dtype
+from .bounds import BOUND_MARGIN, band_range
 from .degrade import sample_at
 from .model import GUIDE_BANDS, GuidedSharpener, guided_scale_ok, load_sharpener
-from .predict import back_project, back_projection_halo, guide_ratio_for, sharpen_array
-from .scene import band_stats_decimated
+from .predict import back_projection_halo, consistent_and_bounded, guide_ratio_for, sharpen_array
+from .scene import band_stats_decimated, decimated_sample
 
 TILE = 384  # output px per tile side (core); activations ~ width x (TILE + 2 halo)^2 floats
 SHARPENER_ENV = "RSSR_SHARPENER"  # another guided model than the shipped one (tests, experiments)
@@ -98,6 +99,7 @@ def sharpen_band(
     halo = model.receptive_radius + 1 + back_projection_halo(job.scale)
     tile = tile or TILE
     stats = band_stats_decimated(job.band, nodata)
+    margin = BOUND_MARGIN * band_range(*decimated_sample(job.band, nodata))
     height, width = int(region.height), int(region.width)
     p = job.placement
     done = 0
@@ -126,7 +128,7 @@ def sharpen_band(
                     band_stats=stats, guide_stats=guide_stats,
                 )  # fmt: skip
                 out = np.where(guide_valid, out, band_up)  # no guide there (swath edge): the band resampled alone
-                out = back_project(out, native, native_valid, ys - rows[0], xs - cols[0], job.scale)
+                out = consistent_and_bounded(out, native, native_valid, ys - rows[0], xs - cols[0], job.scale, margin)
                 core = (slice(r0 - hr0, r1 - hr0), slice(c0 - hc0, c1 - hc0))
                 data, ok = to_dtype(out[core], dtype)[None], valid[core][None]
                 if nodata is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .bounds import bound_to_native
 from .degrade import psf_sigma, sample_at, seen_by_native_pixels
 from .model import GUIDE_RESOLUTION_M, GuidedSharpener, band_index
 
@@ -56,6 +57,16 @@ def back_project(out: np.ndarray, native: np.ndarray, native_valid: np.ndarray, 
     residual = np.where(native_valid, native - at_native, 0.0).astype(np.float32)
     correction = sample_at(torch.from_numpy(residual)[None, None], torch.from_numpy(ys).float()[None], torch.from_numpy(xs).float()[None])
     return out + correction[0, 0].numpy()
+
+
+def consistent_and_bounded(out: np.ndarray, native: np.ndarray, native_valid: np.ndarray, ys: np.ndarray, xs: np.ndarray,
+                           scale: float, margin: float) -> np.ndarray:  # fmt: skip
+    """The guided output's last two steps, in the product and in Wald's protocol alike: back-projection onto the native
+    pixels, then each pixel bounded by its native neighbourhood (bounds.py; margin in stored units)."""
+    out = back_project(out, native, native_valid, ys, xs, scale)
+    rows = np.clip(np.floor(ys).astype(int), 0, native.shape[0] - 1)
+    cols = np.clip(np.floor(xs).astype(int), 0, native.shape[1] - 1)
+    return bound_to_native(out, native, native_valid, rows, cols, margin)
 
 
 def back_projection_halo(scale: float) -> int:

@@ -57,14 +57,20 @@ def stats_of(values: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
     return float(v.mean()), max(float(v.std()), 1e-3 * max(1.0, abs(float(v.mean()))), 1e-6)
 
 
-def band_stats_decimated(band: StackBand, nodata: Optional[float]) -> tuple[float, float]:
-    """(mean, std) of a band from the pipeline's decimated statistics read (STATS_SIDE): the same whatever the tiling."""
+def decimated_sample(band: StackBand, nodata: Optional[float]) -> tuple[np.ndarray, np.ndarray]:
+    """A band's values and validity from the pipeline's decimated statistics read (STATS_SIDE): what every per-band
+    statistic is computed from, so it is the same whatever the tiling."""
     with open_raster(band.dataset) as dataset:
         sample, sample_valid = read_sample(dataset, inspect_source(dataset), (band.index,), max_side=STATS_SIDE)
     values, valid = sample[0].astype(np.float32), sample_valid[0]
     if nodata is not None and band.nodata is None:
         valid &= values != nodata
-    return stats_of(values, valid)
+    return values, valid
+
+
+def band_stats_decimated(band: StackBand, nodata: Optional[float]) -> tuple[float, float]:
+    """(mean, std) of a band from its decimated sample."""
+    return stats_of(*decimated_sample(band, nodata))
 
 
 def load_band_folder(folder: str | os.PathLike, names: Optional[Sequence[str]] = None) -> dict[str, BandArray]:

@@ -11,8 +11,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..interrupts import interruptible
+from .bounds import BOUND_MARGIN, band_range
 from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GuidedSharpener, guided_scale_ok
-from .predict import back_project, sharpen_array
+from .predict import consistent_and_bounded, sharpen_array
 from .scene import BandArray
 from .wald_inputs import WaldInputs, wald_inputs
 
@@ -69,7 +70,9 @@ def guided_method(model: GuidedSharpener, stats: dict[str, tuple[float, float]])
         y0, x0, dy, dx = inputs.lr_window
         ys = y0 + (np.arange(out.shape[0]) + 0.5) * dy
         xs = x0 + (np.arange(out.shape[1]) + 0.5) * dx
-        return back_project(out, inputs.lr, np.ones(inputs.lr.shape, bool), ys, xs, inputs.ratio)
+        native_valid = np.ones(inputs.lr.shape, bool)
+        margin = BOUND_MARGIN * band_range(inputs.lr, native_valid)
+        return consistent_and_bounded(out, inputs.lr, native_valid, ys, xs, inputs.ratio, margin)
 
     return run
 

@@ -1,0 +1,49 @@
+"""Export the EMA weights of a training state (<run>/<stage>/best or last) as a loadable model + card.
+
+    python bench/export_state.py runs/s2-10m/prior/best --init models/default.safetensors -o runs/s2-10m/best_model
+
+For evaluating a run while it trains, and for shipping the best state of a run stopped before its last step (the card
+records the state, its step and the run's settings from the state's JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rssr_cli.model.checkpoint import load_model, save_model
+from rssr_cli.training.state import load_ema_weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("state", type=Path, help="training state path without suffix (…/prior/best)")
+    parser.add_argument("--init", type=Path, required=True, help="the model the run started from (architecture and the parts it did not train)")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
+    parser.add_argument("--model-id", default=None)
+    args = parser.parse_args()
+    model = load_model(args.init)
+    if args.state.parent.name == "prior":
+        step = load_ema_weights(args.state, model.operator) if _prefix(args.state) == "operator" else load_ema_weights(args.state, model)
+    else:
+        step = load_ema_weights(args.state, model)
+    meta = json.loads(args.state.with_suffix(".json").read_text())
+    meta.pop("optimizer", None)
+    meta.pop("sampler_rng", None)
+    training = {"exported_from": f"{args.state} (EMA weights at step {step})", "state": meta}
+    path = save_model(model, args.out, training=training, model_id=args.model_id)
+    print(f"wrote {path} (step {step})")
+
+
+def _prefix(state: Path) -> str:
+    """'operator' when the state holds the operator alone (EMA keys without a part prefix), else 'model'."""
+    from safetensors import safe_open
+
+    with safe_open(str(state.with_suffix(".safetensors")), "pt") as f:
+        names = [k for k in f.keys() if k.startswith("ema.")]
+    return "model" if any(k.startswith("ema.operator.") for k in names) else "operator"
+
+
+if __name__ == "__main__":
+    main()
