@@ -121,6 +121,7 @@ class ImageScore:
     lr_size: tuple[int, int]
     shave: int
     detail: Optional[dict] = None  # detail.DetailScore.as_dict(): HF energy/error/correlation, opensr-test shares
+    posterior: Optional[dict] = None  # posterior.PosteriorImage.as_dict() when evaluated with --samples K
 
 
 @dataclass(frozen=True)
