@@ -354,35 +354,35 @@ def posterior_bars(images: Sequence[PosteriorImage]) -> tuple[Bar, ...]:
     lo, hi = POWER_RANGE
     return (
         Bar(1, "spectral realism", (
-            Figure("HF power / truth's", power, f"in [{lo:g}, {hi:g}]", _within(power, lo, hi)),
-            Figure("log10 spectrum distance", distance, f"<= {MAX_LOG_SPECTRUM_DISTANCE:g}", _at_most(distance, MAX_LOG_SPECTRUM_DISTANCE)),
-            Figure("prior's HF power / truth's", prior_power, "reference", True),
+            Figure("HF power / truth", power, f"in [{lo:g}, {hi:g}]", _within(power, lo, hi)),
+            Figure("log10 spectrum dist", distance, f"<= {MAX_LOG_SPECTRUM_DISTANCE:g}", _at_most(distance, MAX_LOG_SPECTRUM_DISTANCE)),
+            Figure("prior: HF power / truth", prior_power, "reference", True),
         )),
         Bar(2, "keeps what the prior knows", (
-            Figure("cross-power / prior's", cross, f">= {MIN_CROSS_RATIO:g}, CI low >= {MIN_CROSS_RATIO_LOW:g}",
+            Figure("cross-power / prior", cross, f">= {MIN_CROSS_RATIO:g}, CI low >= {MIN_CROSS_RATIO_LOW:g}",
                    _finite(cross.mean) and cross.mean >= MIN_CROSS_RATIO
                    and (cross.n < 2 or (_finite(cross.low) and cross.low >= MIN_CROSS_RATIO_LOW))),
         )),
         Bar(3, "distortion budget", (
-            Figure("MSE / prior's", mse, f"<= {MAX_MSE_RATIO:g}", _at_most(mse, MAX_MSE_RATIO)),
-            Figure(f"PSNR loss of the {k}-sample mean (dB)", drop, f"<= {drop_limit:.2f}", _at_most(drop, drop_limit)),
+            Figure("MSE / prior", mse, f"<= {MAX_MSE_RATIO:g}", _at_most(mse, MAX_MSE_RATIO)),
+            Figure(f"PSNR loss, {k}-mean (dB)", drop, f"<= {drop_limit:.2f}", _at_most(drop, drop_limit)),
         )),
         Bar(4, "proper score beats a matched null", (
-            Figure("energy score - prior's", es_prior, "CI < 0", _below_zero(es_prior)),
-            Figure("energy score - Gaussian null's", es_null, "CI < 0", _below_zero(es_null)),
+            Figure("ES - prior", es_prior, "CI < 0", _below_zero(es_prior)),
+            Figure("ES - Gaussian null", es_null, "CI < 0", _below_zero(es_null)),
         )),
         Bar(5, "structured deviations", (
-            Figure("kurtosis of F(sample - prior)", kurt_s, f">= {MIN_KURTOSIS:g}", _finite(kurt_s.mean) and kurt_s.mean >= MIN_KURTOSIS),
-            Figure("kurtosis - half the truth's", kurt_vs_half, ">= 0", _finite(kurt_vs_half.mean) and kurt_vs_half.mean >= 0.0),
-            Figure("kurtosis of F(truth - prior)", kurt_x, "reference", True),
+            Figure("kurtosis", kurt_s, f">= {MIN_KURTOSIS:g}", _finite(kurt_s.mean) and kurt_s.mean >= MIN_KURTOSIS),
+            Figure("kurtosis - truth/2", kurt_vs_half, ">= 0", _finite(kurt_vs_half.mean) and kurt_vs_half.mean >= 0.0),
+            Figure("truth: kurtosis", kurt_x, "reference", True),
         )),
         Bar(6, "consistent with the input", (
-            Figure("|D(x̂) - y| over the truth's (steps)", consistency, f"<= {MAX_CONSISTENCY_STEPS:g}",
+            Figure("|D(x)-y| excess (q)", consistency, f"<= {MAX_CONSISTENCY_STEPS:g}",
                    _at_most(consistency, MAX_CONSISTENCY_STEPS)),
         )),
         Bar(7, "calibrated spread", (
-            Figure("spread / prior's squared error", spread, f"in [{SPREAD_RANGE[0]:g}, {SPREAD_RANGE[1]:g}]", _within(spread, *SPREAD_RANGE)),
-            Figure("block corr(spread, prior's error)", correlation, "CI > 0", _finite(correlation.low) and correlation.low > 0.0),
+            Figure("spread / error", spread, f"in [{SPREAD_RANGE[0]:g}, {SPREAD_RANGE[1]:g}]", _within(spread, *SPREAD_RANGE)),
+            Figure("corr(spread, error)", correlation, "CI > 0", _finite(correlation.low) and correlation.low > 0.0),
         )),
     )  # fmt: skip
 
