@@ -14,7 +14,7 @@ from affine import Affine
 from PIL import Image
 from test_evaluation_protocol import smooth_field
 
-from rssr_cli.evaluation.compare import model_backends
+from rssr_cli.evaluation.compare import model_backends, posterior_spec
 from rssr_cli.metrics import degrade_back
 from rssr_cli.model.checkpoint import save_model
 
@@ -124,6 +124,71 @@ def test_missing_model_and_empty_folder_are_one_line(png_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     result = run("evaluate", tmp_path / "empty", "--model", tmp_path / "missing.safetensors")
     assert result.exit_code == 1 and "no PNG/JPEG/TIFF images" in one_error_line(result)
+
+
+# ------------------------------------------------------------------------------------- --samples K
+
+
+def test_posterior_spec_judges_every_model_variant_and_reruns_only_the_stochastic_ones(model_path):
+    backends = model_backends(model_path, steps=(0, 2), device="cpu", threads=1, tta=True)
+    spec = posterior_spec({**backends, "bicubic": object()}, 3)
+    assert spec is not None and (spec.samples, spec.prior) == (3, "model-prior")
+    assert spec.candidates == ("model-prior", "model-k2", "model-prior-tta", "model-k2-tta")  # classical methods: not samplers
+    assert spec.repeated == ("model-prior", "model-prior-tta")
+    assert posterior_spec(backends, 0) is None
+
+
+def test_folder_samples_judges_the_sampler_in_json_and_table(png_dir, model_path, tmp_path):
+    out = tmp_path / "out.json"
+    result = run("evaluate", png_dir, "--model", model_path, "--steps", "2", "--scales", "4", "--method", "bicubic",
+                 "--samples", "2", "--json", out, *CPU)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["samples"] == 2
+    cells = {c["backend"]: c for c in doc["posterior"]}
+    assert set(cells) == {"model-prior", "model-k2"}  # bicubic is not a sampler
+    for cell in cells.values():
+        assert (cell["scale"], cell["samples"], cell["images"]) == (4.0, 2, 3)
+        assert [b["number"] for b in cell["bars"]] == list(range(1, 8))
+        assert all({"name", "mean", "low", "high", "rule", "passed"} <= set(f) for b in cell["bars"] for f in b["figures"])
+    prior_bars = {b["number"]: b for b in cells["model-prior"]["bars"]}
+    assert not prior_bars[7]["passed"] and prior_bars[7]["figures"][0]["mean"] == 0.0  # K copies of the prior: no spread
+    rows = {(r["image"], r["backend"]): r for r in doc["rows"]}
+    assert rows[("img0.png", "bicubic")]["posterior"] is None
+    sampled = rows[("img0.png", "model-k2")]["posterior"]
+    assert sampled["samples"] == 2 and sampled["spread"] > 0.0  # the seeds differ: two different samples
+    assert "posterior bars, K = 2" in result.stdout and "bars passed" in result.stdout and "7 calibrated spread" in result.stdout
+
+
+def test_samples_zero_leaves_the_report_without_posterior_figures(png_dir, model_path, tmp_path):
+    out = tmp_path / "out.json"
+    result = run("evaluate", png_dir, "--model", model_path, "--steps", "0", "--scales", "4", "--method", "bicubic",
+                 "--limit", "1", "--json", out, "-q", *CPU)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["posterior"] == [] and all(r["posterior"] is None for r in doc["rows"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--samples", "1"), "--samples must be >= 2"),
+        (("--samples", "-2"), "--samples must be >= 2"),
+    ],
+)
+def test_samples_bad_values_are_usage_errors(png_dir, model_path, args, message):
+    result = run("evaluate", png_dir, "--model", model_path, *args, *CPU)
+    assert result.exit_code == 2 and message in one_error_line(result)
+
+
+def test_samples_without_a_model_or_on_a_pair_are_usage_errors(png_dir, tmp_path, no_default_model, model_path):
+    result = run("evaluate", png_dir, "--samples", "2")
+    assert result.exit_code == 2 and "give --model" in one_error_line(result)
+    lr, hr = _pair(tmp_path)
+    result = run("evaluate", "--pairs", lr, hr, "--model", model_path, "--samples", "2", *CPU)
+    assert result.exit_code == 2 and "needs HR_DIR mode" in one_error_line(result)
+    result = run("evaluate", "--fidelity", hr, lr, "--samples", "2")
+    assert result.exit_code == 2 and "needs HR_DIR mode" in one_error_line(result)
 
 
 # ---------------------------------------------------------------------------------------- fidelity, pairs

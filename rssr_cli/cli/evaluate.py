@@ -21,6 +21,7 @@ from ..evaluation.compare import (
     DETAIL_COLUMNS,
     PAIR_COLUMNS,
     PAIRED_COLUMNS,
+    POSTERIOR_COLUMNS,
     CompareSettings,
     PairComparison,
     compare_on_folder,
@@ -28,6 +29,8 @@ from ..evaluation.compare import (
     comparison_rows,
     detail_rows,
     find_model,
+    posterior_legend,
+    posterior_rows,
 )
 from ..evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fidelity_rows
 from ..evaluation.fidelity_report import FidelityReport
@@ -87,6 +90,9 @@ def evaluate_command(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the stochastic samplers (per image).")] = 0,
     degradation: Annotated[str, typer.Option(help="HR_DIR mode: how HR images become LR: bicubic (anti-aliased resize) | sentinel2 (the sensor model's evaluation member: Gaussian PSF with MTF 0.3 at the LR Nyquist, then the pixel's box aggregate).")] = "bicubic",
+    samples: Annotated[
+        int, typer.Option("--samples", metavar="K", help="Also judge each model variant as a posterior sampler: K >= 2 samples per image, seven bars (spectral realism, cross-power, distortion, energy score vs a Gaussian null, kurtosis, consistency, spread) with 95 % CIs (HR_DIR mode).")
+    ] = 0,
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:
@@ -95,6 +101,8 @@ def evaluate_command(
         modes = [m for m, given in (("HR_DIR", hr_dir), ("--pairs", pairs), ("--fidelity", fidelity), ("--wald", wald)) if given is not None]
         if len(modes) != 1:
             raise UsageError("give exactly one of: HR_DIR, --pairs LR HR, --fidelity SR LR, --wald PRODUCT" + (f" (got {', '.join(modes)})" if modes else ""))
+        if samples and (wald is not None or fidelity is not None):
+            raise UsageError("--samples needs HR_DIR mode (the truth and the degradation of every image are known there)")
         if wald is not None:
             if wald_split not in ("test", "all"):
                 raise UsageError(f"--wald-split must be test or all, got {wald_split!r}")
@@ -108,7 +116,7 @@ def evaluate_command(
         settings = CompareSettings(
             model=find_model(model), steps=parse_list(steps, int, "integers"), strength=strength,
             full_chain=parse_list(full_chain, int, "integers"), tta=tta, methods=parse_list(methods, str, "method names"),
-            device=device.value, threads=threads, seed=seed, degradation=degradation,
+            device=device.value, threads=threads, seed=seed, degradation=degradation, samples=samples,
         )  # fmt: skip
         if settings.model is None and not quiet:
             stderr.print("no model found (no --model, no default model): evaluating classical methods only")
@@ -165,6 +173,11 @@ def _print_folder(report: EvaluationReport) -> None:
         stdout.print(_table(DETAIL_COLUMNS, means, f"detail ({band}); mean [95 % CI] over images"))
     if paired:
         stdout.print(_table(PAIRED_COLUMNS, paired, "paired differences, same images: method - vs; mean [95 % CI]", labels=3))
+    posterior = posterior_rows(report)
+    if posterior:
+        title = f"posterior bars, K = {report.meta.get('samples')} samples per image, vs model-prior"
+        stdout.print(_table(POSTERIOR_COLUMNS, posterior, escape(title), labels=4))
+        stdout.print(escape(posterior_legend(report)))
 
 
 def _print_pairs(comparison: PairComparison) -> None:

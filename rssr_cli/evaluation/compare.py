@@ -5,6 +5,8 @@
   pure noise, n steps). The model is loaded once and shared.
 - `compare_on_folder`: protocol.evaluate_folder over those backends plus classical methods.
 - `compare_on_pair`: pairs.evaluate_pairs for each backend on one real LR/HR pair.
+- `--samples K` (folder only): every model variant is also judged as a posterior sampler against
+  "model-prior" (posterior.py's seven bars; deterministic variants are not re-run for their K samples).
 (`evaluate --fidelity` is fidelity_files.fidelity_of_files: no backend runs.)
 Returns data; the CLI renders it. ΔPSNR is always against REFERENCE_METHOD (bicubic) at the same scale.
 """
@@ -25,7 +27,8 @@ from ..interrupts import interruptible
 from .detail import Interval, summarize_detail
 from .jsonsafe import finite_or_none
 from .pairs import PairScore, evaluate_pairs
-from .protocol import DEFAULT_SCALES, DEGRADATIONS, EvaluationReport, Progress, evaluate_folder
+from .posterior import summarize_posterior
+from .protocol import DEFAULT_SCALES, DEGRADATIONS, EvaluationReport, PosteriorSpec, Progress, evaluate_folder
 
 if TYPE_CHECKING:  # torch is optional: the diffusion backend is imported only where it runs
     from ..backends.diffusion import DiffusionBackend
@@ -36,6 +39,7 @@ DEFAULT_METHODS = ("bicubic", "lanczos")
 COMPARISON_COLUMNS = ("scale", "method", "PSNR (dB)", f"ΔPSNR vs {REFERENCE_METHOD}", "SSIM", "s / image", "images")
 DETAIL_COLUMNS = ("scale", "method", "HF energy", "HF error", "HF corr", "improve %", "omit %", "halluc %")
 PAIRED_COLUMNS = ("scale", "method", "vs", "ΔPSNR (dB)", "ΔHF energy", "ΔHF error", "ΔHF corr")
+POSTERIOR_COLUMNS = ("scale", "method", "bar", "figure", "mean [95 % CI]", "rule", "pass")
 PAIR_COLUMNS = ("method", "PSNR (dB)", f"ΔPSNR vs {REFERENCE_METHOD}", "SSIM", "gain", "offset", "shift dy, dx (HR px)", "s")
 
 
@@ -48,6 +52,8 @@ class CompareSettings:
 
     steps: LR-start step counts (0 = the prior, which is always included); () = the model card's default.
     strength: LR-start noise strength t0/T; None = the card's. full_chain: step counts from pure noise.
+    samples: K >= 2 judges every model variant as a posterior sampler with K samples per image (folder
+    mode; needs a model); 0 = not.
     """
 
     model: Optional[Path] = None
@@ -60,6 +66,7 @@ class CompareSettings:
     threads: Optional[int] = None
     seed: int = 0
     degradation: str = "bicubic"  # protocol.DEGRADATIONS: how HR images become LR in folder mode
+    samples: int = 0
 
     def __post_init__(self) -> None:
         if self.degradation not in DEGRADATIONS:
@@ -74,6 +81,10 @@ class CompareSettings:
             raise UsageError(f"--threads must be >= 1, got {self.threads}")
         if not self.methods and self.model is None:
             raise UsageError("nothing to evaluate: no model and no --methods")
+        if self.samples == 1 or self.samples < 0:
+            raise UsageError(f"--samples must be >= 2 (samples per image to judge a sampler by), got {self.samples}")
+        if self.samples and self.model is None:
+            raise UsageError("--samples judges the model's sampler: give --model (no default model was found)")
 
 
 def find_model(model: Optional[Path]) -> Optional[Path]:
@@ -125,6 +136,20 @@ def build_backends(settings: CompareSettings) -> dict[str, SRBackend]:
     return {**models, **classical}
 
 
+def posterior_spec(backends: Mapping[str, SRBackend], samples: int) -> Optional[PosteriorSpec]:
+    """Every model variant judged against "model-prior" with `samples` samples per image; None when samples is 0.
+    The prior and the prior-only/0-step variants are deterministic: their one output stands for the K samples."""
+    if not samples:
+        return None
+    models = [name for name in backends if name.startswith(f"{MODEL_PREFIX}-")]
+    repeated = [name for name in models if _deterministic(backends[name])]
+    return PosteriorSpec(samples, f"{MODEL_PREFIX}-prior", tuple(models), tuple(repeated))
+
+
+def _deterministic(backend: SRBackend) -> bool:
+    return getattr(backend, "mode", None) == "prior" or getattr(backend, "steps", None) == 0
+
+
 def provenance(backends: Mapping[str, SRBackend]) -> dict[str, dict[str, str]]:
     return {name: dict(backend.provenance()) for name, backend in backends.items()}
 
@@ -162,10 +187,12 @@ def compare_on_folder(
         raise InputError(f"no PNG/JPEG/TIFF images under {hr_dir}")
     _set_threads(settings.threads)
     backends = build_backends(settings)
+    spec = posterior_spec(backends, settings.samples)
     report = evaluate_folder(hr_dir, backends, scales, limit=limit, progress=progress, seed=settings.seed,
-                             degrade=DEGRADATIONS[settings.degradation])
+                             degrade=DEGRADATIONS[settings.degradation], posterior=spec)
     report.meta.update(
         model=str(settings.model) if settings.model is not None else None,
+        samples=settings.samples,
         reference=REFERENCE_METHOD,
         psnr_vs_reference=[
             {"scale": scale, "backend": name, "delta_psnr": delta} for (scale, name), delta in psnr_gains(report).items()
@@ -221,6 +248,24 @@ def detail_rows(report: EvaluationReport) -> tuple[list[tuple[str, ...]], list[t
     return means, paired
 
 
+def posterior_rows(report: EvaluationReport) -> list[tuple[str, ...]]:
+    """Cells for POSTERIOR_COLUMNS: one line per figure of each bar, then the count of bars passed, per (scale, method)."""
+    rows: list[tuple[str, ...]] = []
+    for cell in summarize_posterior(report.rows, report.scales, report.backends):
+        for bar in cell.bars:
+            for f in bar.figures:
+                verdict = "-" if f.rule == "reference" else ("pass" if f.passed else "FAIL")
+                rows.append((f"x{cell.scale:g}", cell.backend, str(bar.number), f.name, _ci(f.value), f.rule, verdict))
+        rows.append((f"x{cell.scale:g}", cell.backend, "all", "bars passed", f"{cell.passed} / {len(cell.bars)}", "", ""))
+    return rows
+
+
+def posterior_legend(report: EvaluationReport) -> str:
+    """The bars' names, one line, for under the table."""
+    cells = summarize_posterior(report.rows, report.scales, report.backends)
+    return "bars: " + "; ".join(f"{b.number} {b.name}" for b in cells[0].bars) if cells else ""
+
+
 # ---------------------------------------------------------------------------------------------- pairs
 
 
@@ -267,6 +312,8 @@ def compare_on_pair(
     border: Optional[int] = None,
 ) -> PairComparison:
     """pairs.evaluate_pairs with every backend of `settings` (co-registration and scoring: see there)."""
+    if settings.samples:
+        raise UsageError("--samples needs HR_DIR mode (the truth and the degradation of every image are known there)")
     for path in (lr_path, hr_path):
         if not Path(path).is_file():
             raise InputError(f"no such file: {path}")

@@ -17,6 +17,10 @@ Protocol of `evaluate_folder` (per image, per scale s, per backend):
    pixels depend on how each method pads the border, which says nothing about its quality.
 6. Seconds = wall time of the backend's `upsample` call for that image.
 Scores are averaged per (scale, backend) over images (mean of per-image PSNR, the usual convention).
+7. With a PosteriorSpec (`rssr evaluate --samples K`): each candidate backend draws K samples of the image
+   (seeds posterior.sample_seed(image seed, k); sample 0 is the scored output), quantized like step 4, and
+   posterior.py's seven bars judge them against the prior backend's output, the HR, the LR and the
+   degradation above (one quantisation step of the image's dtype for bar 6).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -36,9 +40,10 @@ from ..errors import InputError
 from ..grid import HRGrid
 from ..images import find_images, read_pixels
 from ..metrics import psnr, shave, ssim
-from ..radiometry import quantize, to_model_units
+from ..radiometry import FIXED_DIVISORS, quantize, to_model_units
 from .detail import detail_score, summarize_detail
 from .jsonsafe import finite_or_none
+from .posterior import posterior_image, sample_seed, summarize_posterior
 
 QUANTIZED_DTYPES = ("uint8", "uint16")  # what a benchmark's LR and SR are stored as
 DEFAULT_SCALES = (2.0, 3.0, 4.0, 4.5, 8.0)
@@ -124,6 +129,22 @@ def shave_for(scale: float, border: Optional[int]) -> int:
 
 
 @dataclass(frozen=True)
+class PosteriorSpec:
+    """Which backends are judged as posterior samplers (posterior.py), with how many samples, against which prior.
+
+    repeated: candidates known to be deterministic: their one output stands for all K samples (not re-run)."""
+
+    samples: int
+    prior: str
+    candidates: tuple[str, ...]
+    repeated: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.samples < 2:
+            raise ValueError(f"a posterior evaluation needs K >= 2 samples, got {self.samples}")
+
+
+@dataclass(frozen=True)
 class ImageScore:
     """One image at one scale by one backend (sizes are (height, width); shave in HR pixels)."""
 
@@ -137,6 +158,7 @@ class ImageScore:
     lr_size: tuple[int, int]
     shave: int
     detail: Optional[dict] = None  # detail.DetailScore.as_dict(): HF energy/error/correlation, opensr-test shares
+    posterior: Optional[dict] = None  # posterior.PosteriorImage.as_dict() when evaluated with --samples K
 
 
 @dataclass(frozen=True)
@@ -187,6 +209,7 @@ class EvaluationReport:
             "meta": self.meta,
             "summary": [asdict(s) for s in self.summary()],
             "detail": [asdict(d) for d in summarize_detail(self.rows, self.scales, self.backends)],
+            "posterior": [p.as_dict() for p in summarize_posterior(self.rows, self.scales, self.backends)],
             "rows": [asdict(r) for r in self.rows],
         }
 
@@ -214,8 +237,10 @@ def score_image(
     degrade: Degrade,
     border: Optional[int],
     seed: int,
+    posterior: Optional[PosteriorSpec] = None,
 ) -> list[ImageScore]:
-    """Degrade one image by `scale`, super-resolve it with every backend, score each result."""
+    """Degrade one image by `scale`, super-resolve it with every backend, score each result (and judge the
+    posterior spec's candidates as samplers)."""
     _, height, width = image.data.shape
     size = lr_size(height, width, scale)
     lr = quantize(degrade(image.data, size), image.dtype)
@@ -224,17 +249,52 @@ def score_image(
     reference = shave(image.data, cut)
     request = SRRequest(lr=lr, grid=grid, seed=seed)
     interpolated = shave(quantize(ClassicalBackend("bicubic").upsample([request])[0], image.dtype), cut)
-    scores = []
+    scores: list[ImageScore] = []
+    outputs: dict[str, np.ndarray] = {}
     for name, backend in backends.items():
         start = time.perf_counter()
         sr = backend.upsample([request])[0]
         seconds = time.perf_counter() - start
-        sr = shave(quantize(sr, image.dtype), cut)
+        outputs[name] = quantize(sr, image.dtype)
+        sr = shave(outputs[name], cut)
         scores.append(
             ImageScore(image.name, float(scale), name, psnr(sr, reference, 1.0), ssim(sr, reference, 1.0),
                        seconds, (height, width), size, cut, _detail_or_none(sr, reference, interpolated))
         )
-    return scores
+    if posterior is None or min(reference.shape[-2:]) < 8:
+        return scores
+    judged = {name: _posterior_of(name, backends[name], outputs, image, lr, request, posterior, degrade, cut)
+              for name in posterior.candidates if name in backends}  # fmt: skip
+    return [replace(s, posterior=judged[s.backend]) if s.backend in judged else s for s in scores]
+
+
+def _posterior_of(
+    name: str,
+    backend: SRBackend,
+    outputs: Mapping[str, np.ndarray],
+    image: LoadedImage,
+    lr: np.ndarray,
+    request: SRRequest,
+    spec: PosteriorSpec,
+    degrade: Degrade,
+    cut: int,
+) -> dict:
+    """K samples of one candidate (sample 0: the output already scored) judged by posterior.py against the prior."""
+    if spec.prior not in outputs:
+        raise ValueError(f"the posterior evaluation's prior {spec.prior!r} is not among the backends")
+    samples = [outputs[name]]
+    for k in range(1, spec.samples):
+        if name in spec.repeated:
+            samples.append(outputs[name])
+        else:
+            draw = backend.upsample([replace(request, seed=sample_seed(request.seed, k))])[0]
+            samples.append(quantize(draw, image.dtype))
+    size = lr.shape[-2:]
+    figures = posterior_image(
+        samples, outputs[spec.prior], image.data, lr, degrade=lambda hr: degrade(hr, (size[0], size[1])),
+        quant_step=1.0 / FIXED_DIVISORS[image.dtype], border=cut, seed=request.seed,
+    )  # fmt: skip
+    return figures.as_dict()
 
 
 def _detail_or_none(sr: np.ndarray, hr: np.ndarray, interpolated: np.ndarray) -> Optional[dict]:
@@ -254,6 +314,7 @@ def evaluate_folder(
     progress: Optional[Progress] = None,
     degrade: Optional[Degrade] = None,
     seed: int = 0,
+    posterior: Optional[PosteriorSpec] = None,
 ) -> EvaluationReport:
     """Score every backend on every image under hr_dir at every scale (protocol: module docstring).
 
@@ -261,6 +322,7 @@ def evaluate_folder(
     limit: `limit` images evenly spaced over the sorted paths (so a subset still spans every class
     folder). progress(done, total) after each image.
     degrade: HR [C,H,W] float, (h, w) -> LR [C,h,w] float (default: anti-aliased bicubic).
+    posterior: also judge these backends as posterior samplers (protocol step 7).
     """
     root = Path(hr_dir)
     paths = evenly_spaced(find_images(root), limit)
@@ -271,7 +333,7 @@ def evaluate_folder(
     for index, path in enumerate(paths):
         image = load_image(path, name=path.relative_to(root).as_posix())
         for scale in scales:
-            rows += score_image(image, scale, backends, degrade=degrade, border=border, seed=seed + index)
+            rows += score_image(image, scale, backends, degrade=degrade, border=border, seed=seed + index, posterior=posterior)
         if progress is not None:
             progress(index + 1, len(paths))
     rule = f"shave {border} px" if border is not None else "shave ceil(scale) px"

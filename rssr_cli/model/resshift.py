@@ -1,0 +1,137 @@
+"""Residual shifting (ResShift: Yue, Wang, Loy; NeurIPS 2023, eqs. 1-7) in residual coordinates around the
+operator's estimate: a forward process whose end is the noised estimate by construction.
+
+The residual r0 = (HR - estimate) * scale uses ONE global scale (a card value), never the window's own
+statistics, so a noise level means the same strength in every window. With a schedule 0 < η_1 < ... < η_T ≈ 1:
+- forward marginal  q(r_t | r0)       = N((1 - η_t) r0, κ² η_t I)         (ResShift eq. 2 with the LR term = 0)
+- transition        q(r_t | r_{t-1})  = N(r_{t-1} - α_t r0, κ² α_t I),     α_t = η_t - η_{t-1}
+- posterior         q(r_s | r_t, r0)  = N((η_s/η_t) r_t + (1 - η_s/η_t) r0, κ² η_s (η_t - η_s)/η_t I), any s < t
+  (eq. 7 for s = t-1; the noise is a random walk in η, so a strided chain keeps the same form).
+At t = T the state is κ√η_T ε plus 0.1 % of r0: the operator's estimate with noise, which is exactly where an
+LR-start sampler begins, so training and sampling agree at every step. The network predicts r0
+(`model(r_t, t, cond) -> r0_hat`, t the 0-based index into the schedule); `resshift_sample` draws from the
+chain's posterior with that prediction, one network call per schedule entry (NFE = len(schedule)).
+κ is the perception-distortion knob: the start noise and every step's injected noise scale with it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch.nn import functional as F
+
+from .samplers import Callback, Generators, randn
+
+Model = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ResShiftSchedule:
+    """The training chain's η_t (float64, increasing) and κ, or a strided part of it (`timesteps` index the training chain)."""
+
+    etas: torch.Tensor  # [T] float64, η at each entry of `timesteps`
+    kappa: float
+    timesteps: tuple[int, ...]  # 0-based indices into the training chain, increasing
+
+    def __post_init__(self) -> None:
+        if self.etas.dim() != 1 or self.etas.numel() != len(self.timesteps) or not self.timesteps:
+            raise ValueError("a schedule needs one η per timestep, and at least one")
+        if self.kappa <= 0:
+            raise ValueError(f"kappa must be > 0, got {self.kappa}")
+        if bool((self.etas <= 0).any()) or bool((self.etas > 1).any()) or bool((self.etas[1:] <= self.etas[:-1]).any()):
+            raise ValueError("η must increase strictly within (0, 1]")
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+    def strided(self, steps: int) -> "ResShiftSchedule":
+        """`steps` entries evenly spread over this schedule, the first and the last (η_T) kept: fewer network calls."""
+        if not 1 <= steps <= len(self):
+            raise ValueError(f"steps must be in [1, {len(self)}], got {steps}")
+        last = len(self) - 1
+        picks = [last] if steps == 1 else [round(i * last / (steps - 1)) for i in range(steps)]  # spacing >= 1: distinct
+        return ResShiftSchedule(self.etas[picks], self.kappa, tuple(self.timesteps[i] for i in picks))
+
+
+def resshift_etas(steps: int = 15, *, kappa: float = 2.0, eta_first: Optional[float] = None, eta_last: float = 0.999, power: float = 0.3) -> torch.Tensor:
+    """ResShift's schedule (eq. 9): √η_t = √η_1 · b0^β_t, β_t = ((t-1)/(T-1))^p (T-1), b0 = (η_T/η_1)^(1/(2(T-1)));
+    η_1 = min((0.04/κ)², 0.001) by default (the first state's noise below a quantisation step). float64 [steps]."""
+    if steps < 2:
+        raise ValueError(f"a residual-shifting chain needs >= 2 steps, got {steps}")
+    first = min((0.04 / kappa) ** 2, 0.001) if eta_first is None else float(eta_first)
+    if not 0.0 < first < eta_last <= 1.0:
+        raise ValueError(f"need 0 < eta_first < eta_last <= 1, got {first}, {eta_last}")
+    t = torch.arange(steps, dtype=torch.float64)
+    beta = (t / (steps - 1)) ** power * (steps - 1)
+    b0 = math.exp(math.log(eta_last / first) / (2 * (steps - 1)))
+    return (math.sqrt(first) * b0**beta) ** 2
+
+
+def resshift_schedule(steps: int = 15, *, kappa: float = 2.0, **eta_args: float) -> ResShiftSchedule:
+    """The training chain: `steps` η values (resshift_etas) with κ, timesteps 0..steps-1."""
+    return ResShiftSchedule(resshift_etas(steps, kappa=kappa, **eta_args), float(kappa), tuple(range(steps)))
+
+
+def to_residual(hr: torch.Tensor, estimate: torch.Tensor, *, scale: float) -> torch.Tensor:
+    """r0 = (HR - estimate) * scale: one global scale for every window (never the window's std)."""
+    return (hr - estimate) * scale
+
+
+def from_residual(r: torch.Tensor, estimate: torch.Tensor, *, scale: float) -> torch.Tensor:
+    """The image a residual stands for: estimate + r / scale."""
+    return estimate + r / scale
+
+
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.to(like.device, like.dtype).view((-1,) + (1,) * (like.dim() - 1))
+
+
+def resshift_q_sample(r0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: ResShiftSchedule) -> torch.Tensor:
+    """Forward marginal r_t = (1 - η_t) r0 + κ √η_t ε; t [N] indexes the schedule's entries (the training chain's:
+    its entries are its timesteps)."""
+    eta = _per_sample(schedule.etas[t.cpu()], r0)
+    return (1 - eta) * r0 + schedule.kappa * eta.sqrt() * noise
+
+
+def resshift_posterior(r_t: torch.Tensor, r0: torch.Tensor, eta_t: float, eta_s: float, kappa: float) -> tuple[torch.Tensor, float]:
+    """q(r_s | r_t, r0) for η_s < η_t (η_s = 0: the point r0): (mean, std)."""
+    if not 0.0 <= eta_s < eta_t:
+        raise ValueError(f"need 0 <= eta_s < eta_t, got {eta_s}, {eta_t}")
+    ratio = eta_s / eta_t
+    return ratio * r_t + (1 - ratio) * r0, kappa * math.sqrt(eta_s * (eta_t - eta_s) / eta_t)
+
+
+def resshift_start(shape: Sequence[int], schedule: ResShiftSchedule, *, generator: Generators = None, device=None) -> torch.Tensor:
+    """r_T for sampling: κ √η_T ε, the operator's estimate noised (the (1 - η_T) r0 term, 0.1 % of r0, is unknown and dropped)."""
+    return schedule.kappa * math.sqrt(float(schedule.etas[-1])) * randn(shape, generator, device=device)
+
+
+def resshift_sample(
+    model: Model,
+    r_T: torch.Tensor,
+    schedule: ResShiftSchedule,
+    *,
+    cond: Any,
+    generator: Generators = None,
+    callback: Callback = None,
+) -> torch.Tensor:
+    """Ancestral sampling of the chain's posterior q(r_s | r_t, r̂0) from r_T down to r0; one model call per entry."""
+    etas = [float(e) for e in schedule.etas]
+    r = r_T
+    for i in range(len(schedule) - 1, -1, -1):
+        t = torch.full((r.shape[0],), schedule.timesteps[i], dtype=torch.long, device=r.device)
+        r0_hat = model(r, t, cond).to(r.dtype)
+        eta_s = etas[i - 1] if i > 0 else 0.0
+        mean, std = resshift_posterior(r, r0_hat, etas[i], eta_s, schedule.kappa)
+        r = mean + std * randn(r.shape, generator, device=r.device, dtype=r.dtype) if std > 0 else mean
+        if callback is not None:
+            callback({"x": r, "i": len(schedule) - 1 - i, "t": schedule.timesteps[i], "denoised": r0_hat})
+    return r
+
+
+def resshift_loss(model: Model, r0: torch.Tensor, cond: Any, t: torch.Tensor, noise: torch.Tensor, schedule: ResShiftSchedule) -> torch.Tensor:
+    """Mean squared error of the r0 prediction on the forward marginal (ResShift's training objective, eq. 8)."""
+    return F.mse_loss(model(resshift_q_sample(r0, t, noise, schedule), t, cond), r0)

@@ -1,0 +1,175 @@
+"""Residual shifting (rssr_cli/model/resshift.py): schedule, forward marginal, posterior step, sampler NFE."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rssr_cli.model.resshift import (
+    ResShiftSchedule,
+    from_residual,
+    resshift_etas,
+    resshift_loss,
+    resshift_posterior,
+    resshift_q_sample,
+    resshift_sample,
+    resshift_schedule,
+    resshift_start,
+    to_residual,
+)
+
+N = 200_000  # Monte-Carlo draws (scalars: a fraction of a second)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_etas_follow_resshift_eq9():
+    etas = resshift_etas(15, kappa=2.0)
+    assert etas.dtype == torch.float64 and etas.shape == (15,)
+    assert float(etas[0]) == pytest.approx((0.04 / 2.0) ** 2) and float(etas[-1]) == pytest.approx(0.999)
+    assert bool((etas[1:] > etas[:-1]).all())
+    assert float(resshift_etas(15, kappa=1.0)[0]) == pytest.approx(0.001)  # η_1 = min((0.04/κ)², 0.001)
+    # p < 1 spends more steps at low noise: sqrt(η) is geometric in ((t-1)/(T-1))^p (T-1)
+    ratio = (resshift_etas(15, kappa=1.0, power=0.3).sqrt().log() - math.log(math.sqrt(0.001))) / math.log(math.sqrt(0.999 / 0.001))
+    assert torch.allclose(ratio, (torch.arange(15, dtype=torch.float64) / 14) ** 0.3)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: resshift_etas(1),
+        lambda: resshift_etas(5, eta_first=0.5, eta_last=0.4),
+        lambda: ResShiftSchedule(torch.tensor([0.2, 0.1], dtype=torch.float64), 1.0, (0, 1)),
+        lambda: ResShiftSchedule(torch.tensor([0.1, 0.2], dtype=torch.float64), 0.0, (0, 1)),
+        lambda: ResShiftSchedule(torch.tensor([0.1], dtype=torch.float64), 1.0, (0, 1)),
+        lambda: resshift_schedule(5).strided(6),
+        lambda: resshift_posterior(torch.zeros(1), torch.zeros(1), 0.2, 0.3, 1.0),
+    ],
+)
+def test_bad_schedules_are_value_errors(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+def test_forward_marginal_mean_and_variance_and_its_end_is_the_noised_estimate():
+    schedule = resshift_schedule(15, kappa=2.0)
+    r0 = torch.full((N,), 0.7, dtype=torch.float64)
+    for t in (0, 7, 14):
+        eta = float(schedule.etas[t])
+        r_t = resshift_q_sample(r0, torch.full((N,), t), torch.randn(N, generator=_gen(t), dtype=torch.float64), schedule)
+        assert float(r_t.mean()) == pytest.approx((1 - eta) * 0.7, abs=4 * 2.0 * math.sqrt(eta / N))
+        assert float(r_t.var()) == pytest.approx(4.0 * eta, rel=0.02)
+    assert (1 - float(schedule.etas[-1])) * 0.7 < 0.001  # r_T: the estimate (residual 0) plus κ√η_T ε
+
+
+def test_transitions_compose_into_the_marginal():
+    """r_t = r_{t-1} - α_t r0 + κ√α_t ε step by step from r0 reaches q(r_T | r0): the process is one Markov chain."""
+    schedule = resshift_schedule(6, kappa=1.5)
+    etas = [0.0, *map(float, schedule.etas)]
+    r0, g = 0.5, _gen(3)
+    r = torch.full((N,), r0, dtype=torch.float64)
+    for prev, eta in zip(etas, etas[1:]):
+        r = r - (eta - prev) * r0 + 1.5 * math.sqrt(eta - prev) * torch.randn(N, generator=g, dtype=torch.float64)
+    assert float(r.mean()) == pytest.approx((1 - etas[-1]) * r0, abs=0.02)
+    assert float(r.var()) == pytest.approx(1.5**2 * etas[-1], rel=0.02)
+
+
+@pytest.mark.parametrize("s, t", [(3, 4), (0, 9)])
+def test_posterior_step_matches_monte_carlo(s, t):
+    """Draw (r_s, r_t) from the forward chain; regress r_s on r_t: slope, intercept and residual variance are eq. 7's."""
+    schedule, kappa, r0 = resshift_schedule(10, kappa=2.0), 2.0, 0.3
+    eta_s, eta_t = float(schedule.etas[s]), float(schedule.etas[t])
+    g = _gen(5)
+    r_s = (1 - eta_s) * r0 + kappa * math.sqrt(eta_s) * torch.randn(N, generator=g, dtype=torch.float64)
+    r_t = r_s - (eta_t - eta_s) * r0 + kappa * math.sqrt(eta_t - eta_s) * torch.randn(N, generator=g, dtype=torch.float64)
+    slope = float(((r_s - r_s.mean()) * (r_t - r_t.mean())).mean() / r_t.var())
+    intercept = float(r_s.mean() - slope * r_t.mean())
+    residual = float((r_s - intercept - slope * r_t).var())
+    mean, std = resshift_posterior(r_t, torch.tensor(r0, dtype=torch.float64), eta_t, eta_s, kappa)
+    assert slope == pytest.approx(eta_s / eta_t, abs=0.01)
+    assert intercept == pytest.approx((1 - eta_s / eta_t) * r0, abs=0.01)
+    assert residual == pytest.approx(std**2, rel=0.02)
+    assert torch.allclose(mean, slope * r_t + intercept, atol=0.02)
+
+
+def test_posterior_at_eta_zero_is_the_prediction():
+    r0 = torch.tensor([0.25])
+    mean, std = resshift_posterior(torch.tensor([3.0]), r0, 0.4, 0.0, 2.0)
+    assert std == 0.0 and torch.equal(mean, r0)
+
+
+class Counting:
+    """A model that counts its calls and records the timesteps; predicts a fixed r0."""
+
+    def __init__(self, r0: float = 0.0):
+        self.calls: list[int] = []
+        self.r0 = r0
+
+    def __call__(self, r, t, cond):
+        self.calls.append(int(t[0]))
+        return torch.full_like(r, self.r0)
+
+
+@pytest.mark.parametrize("steps", [15, 8, 4, 1])
+def test_nfe_is_the_schedule_length(steps):
+    schedule = resshift_schedule(15).strided(steps)
+    model = Counting()
+    resshift_sample(model, torch.zeros(2, 1, 4, 4), schedule, cond=None, generator=_gen(0))
+    assert len(model.calls) == len(schedule) == steps
+    assert model.calls == sorted(schedule.timesteps, reverse=True) and model.calls[0] == 14  # from η_T down
+    assert steps == 1 or model.calls[-1] == 0
+
+
+def test_a_sure_prediction_walks_the_forward_marginals_down_to_r0():
+    """With the true r0 predicted, each state is a draw of q(r_t | r0), and the chain ends exactly at r0."""
+    schedule = resshift_schedule(10, kappa=2.0)
+    seen: dict[int, torch.Tensor] = {}
+    start = resshift_start((N,), schedule, generator=_gen(1), device="cpu").double()
+    out = resshift_sample(Counting(0.4), start, schedule, cond=None, generator=_gen(2),
+                          callback=lambda info: seen.setdefault(info["t"], info["x"]))  # fmt: skip
+    assert torch.all(out == 0.4)
+    eta = float(schedule.etas[4])  # the state reached after the step from t = 5 is r_4
+    assert float(seen[5].mean()) == pytest.approx((1 - eta) * 0.4, abs=0.02)
+    assert float(seen[5].var()) == pytest.approx(4.0 * eta, rel=0.03)
+
+
+def test_mse_trained_chains_are_under_dispersed_and_fewer_steps_more_so():
+    """The Bayes-optimal r0 prediction for a unit-Gaussian residual, E[r0 | r_t], sampled through the chain:
+    the output variance falls short of 1 (what bar 7 of `evaluate --samples` measures), worse with fewer steps."""
+    full = resshift_schedule(15, kappa=2.0)
+
+    def bayes(r, t, cond):
+        eta = full.etas[t.cpu()].view(-1, *([1] * (r.dim() - 1))).to(r.dtype)
+        return (1 - eta) / ((1 - eta) ** 2 + 4.0 * eta) * r
+
+    variance = {}
+    for steps in (15, 4):
+        schedule = full.strided(steps)
+        start = resshift_start((50_000, 1), schedule, generator=_gen(7))
+        variance[steps] = float(resshift_sample(bayes, start, schedule, cond=None, generator=_gen(8)).var())
+    assert 0.6 < variance[15] < 0.9 and variance[4] < 0.5 * variance[15] + 0.1
+    assert variance[4] < variance[15]
+
+
+def test_samples_depend_on_their_own_generator_only():
+    schedule = resshift_schedule(5).strided(3)
+    model = Counting(0.1)
+    alone = resshift_sample(model, torch.zeros(1, 1, 3, 3), schedule, cond=None, generator=[_gen(11)])
+    batch = resshift_sample(model, torch.zeros(2, 1, 3, 3), schedule, cond=None, generator=[_gen(10), _gen(11)])
+    assert torch.equal(batch[1:], alone)
+    again = resshift_sample(model, torch.zeros(1, 1, 3, 3), schedule, cond=None, generator=[_gen(11)])
+    assert torch.equal(again, alone)
+
+
+def test_residual_round_trip_and_the_loss_of_a_perfect_model():
+    hr, estimate = torch.rand(1, 3, 8, 8, generator=_gen(0)), torch.rand(1, 3, 8, 8, generator=_gen(1))
+    r0 = to_residual(hr, estimate, scale=4.0)
+    assert torch.allclose(from_residual(r0, estimate, scale=4.0), hr)
+    schedule = resshift_schedule(5)
+    t, noise = torch.tensor([3]), torch.randn(1, 3, 8, 8, generator=_gen(2))
+    assert float(resshift_loss(lambda r, t, c: r0, r0, None, t, noise, schedule)) == 0.0
+    assert float(resshift_loss(lambda r, t, c: torch.zeros_like(r), r0, None, t, noise, schedule)) == pytest.approx(float((r0**2).mean()))
