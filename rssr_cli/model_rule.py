@@ -11,13 +11,16 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Optional
+from typing import TYPE_CHECKING, Collection, Optional
 
 from rasterio.errors import CRSError
 
 from .band_names import COMMON_NAMES, SENTINEL2_BANDS, canonical_band_name
 from .errors import RssrWarning
 from .shipped_models import AERIAL, SENTINEL2_10M
+
+if TYPE_CHECKING:
+    from .raster_io import SourceInfo
 
 S2_PIXEL_M = (5.0, 20.0)  # pixel sizes (both axes, metres) that make a uint16 raster in a projected CRS Sentinel-2-like
 
@@ -70,7 +73,7 @@ def sentinel2_evidence(facts: InputFacts) -> tuple[bool, str]:
         return True, "a Sentinel-2 product or STAC item"
     if facts.descriptions and all(is_sentinel2_band_id(d) for d in facts.descriptions):
         names = ",".join(canonical_band_name(d or "") for d in facts.descriptions)
-        return True, f"band descriptions are Sentinel-2 band ids ({names})"
+        return True, f"band descriptions are Sentinel-2 band ids {names}"
     if facts.pixel_size_m is None:
         where = "no CRS" if facts.crs is None else f"a geographic CRS ({facts.crs})" if not facts.projected else f"CRS {facts.crs} without metre units"
         return False, f"{facts.dtype}, {where}, bands not described as Sentinel-2 band ids"
@@ -89,7 +92,7 @@ def choose_default_model(facts: InputFacts, available: Collection[str]) -> Model
     if sentinel2 and SENTINEL2_10M in available:
         return ModelChoice(SENTINEL2_10M, f"Sentinel-2 input: {why}")
     if sentinel2:
-        why = f"Sentinel-2 input ({why}) but {SENTINEL2_10M} is not installed"
+        why = f"Sentinel-2 input: {why}; {SENTINEL2_10M} is not installed, so {AERIAL}"
     else:
         why = f"not Sentinel-2: {why}"
     return ModelChoice(AERIAL if AERIAL in available else None, why)
@@ -104,7 +107,11 @@ def input_facts(src: str | Path) -> InputFacts:
         return InputFacts(band_stack=True)
     with warnings.catch_warnings(), open_raster(src) as dataset:
         warnings.simplefilter("ignore", RssrWarning)  # the run itself warns (no CRS, ...), once
-        source = inspect_source(dataset)
+        return source_facts(inspect_source(dataset))
+
+
+def source_facts(source: SourceInfo) -> InputFacts:
+    """The rule's facts from a raster's SourceInfo: data types, data bands' descriptions, pixel size in metres."""
     crs = source.crs
     pixel_size_m = None
     if crs is not None and crs.is_projected:

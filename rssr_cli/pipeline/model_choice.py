@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from ..backends import MODEL_ENV, backend_names, default_model_path, get_backend
-from ..model_rule import CHOSEN_BY_ENV, CHOSEN_BY_MODEL, CHOSEN_BY_RULE, ModelChoice, choose_default_model, input_facts
+from ..model_rule import CHOSEN_BY_ENV, CHOSEN_BY_MODEL, CHOSEN_BY_RULE, InputFacts, ModelChoice, choose_default_model, input_facts
 from ..shipped_models import model_name, shipped_models
 from .settings import DEFAULT_METHOD, UpscaleSettings, run_method
 
@@ -36,6 +36,15 @@ def with_scene_model(src: str | Path, settings: UpscaleSettings) -> UpscaleSetti
     if choice.name is None:
         return settings
     return replace(settings, model=replace(settings.model, model=choice.name), model_choice=choice)
+
+
+def input_model_choice(facts: InputFacts) -> ModelChoice:
+    """What a run without --model uses for an input with these facts ($RSSR_MODEL, else the rule), for `rssr info`."""
+    rule = choose_default_model(facts, shipped_models())
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return ModelChoice(model_name(env), f"${MODEL_ENV}={env} overrides the rule (which picks {rule.name}: {rule.reason})", CHOSEN_BY_ENV)
+    return rule
 
 
 def check_model_found(settings: UpscaleSettings) -> None:
