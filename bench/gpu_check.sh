@@ -51,7 +51,7 @@ cp "$TRAIN/model.safetensors" "$TRAIN/model.json" "$OUTDIR/"
 cat "$TRAIN"/*/log.csv > "$OUTDIR/train_log.csv"
 
 say "2. gpu-marked tests"
-if [ "$TINY" = 1 ]; then CHECK_MODEL=$TRAIN/model.safetensors; else CHECK_MODEL=models/default.safetensors; fi
+if [ "$TINY" = 1 ]; then CHECK_MODEL=$TRAIN/model.safetensors; else CHECK_MODEL=models/aerial.safetensors; fi
 RSSR_CHECK_DEVICE=$DEVICE RSSR_CHECK_MODEL=$CHECK_MODEL "$PYTHON" -m pytest -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_train.py 2>&1 | tee -a "$LOG"
 
 say "3. throughput"
@@ -65,6 +65,6 @@ say "4. new model vs the shipped one (x4, validation images)"
 LIMIT=$([ "$TINY" = 1 ] && echo 2 || echo 32)
 "$PYTHON" -m rssr_cli evaluate "$VAL" --model "$TRAIN/model.safetensors" -s 4 --limit "$LIMIT" --device "$DEVICE" --methods bicubic --json "$OUTDIR/eval_new.json" 2>&1 | tee -a "$LOG"
 if [ "$TINY" = 0 ]; then
-    "$PYTHON" -m rssr_cli evaluate "$VAL" --model models/default.safetensors -s 4 --limit "$LIMIT" --device "$DEVICE" --methods bicubic --json "$OUTDIR/eval_default.json" 2>&1 | tee -a "$LOG"
+    "$PYTHON" -m rssr_cli evaluate "$VAL" --model models/aerial.safetensors -s 4 --limit "$LIMIT" --device "$DEVICE" --methods bicubic --json "$OUTDIR/eval_default.json" 2>&1 | tee -a "$LOG"
 fi
 say "done: $(ls "$OUTDIR" | tr '\n' ' ')"

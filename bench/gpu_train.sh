@@ -34,7 +34,7 @@ fi
 # it/s of a stage from a 30-step probe (the log's last row); the probe's weights are thrown away
 rate() {
     local stage=$1 dir="$OUT/probe_$1"
-    rssr train "$DATA" -o "$dir" --init models/default.safetensors --stage "$stage" --prior-steps 30 --denoiser-steps 30 \
+    rssr train "$DATA" -o "$dir" --init models/aerial.safetensors --stage "$stage" --prior-steps 30 --denoiser-steps 30 \
         --batch-size "$BATCH" --val-every 1000000 --save-every 1000000 --device "$DEVICE" -q >/dev/null
     tail -n 1 "$dir/$stage/log.csv" | cut -d, -f4
 }
@@ -46,7 +46,7 @@ budget = $MINUTES * 60 * 0.85  # the rest: model loads, validation, writing
 print(int($PRIOR_RATE * 0.6 * budget), int($DENOISER_RATE * 0.4 * budget))")
 echo "probe: prior $PRIOR_RATE it/s, denoiser $DENOISER_RATE it/s -> $PRIOR_STEPS + $DENOISER_STEPS steps (batch $BATCH, $MINUTES min)"
 VAL_EVERY=$(( (PRIOR_STEPS + DENOISER_STEPS) / 8 + 1 ))
-rssr train "$DATA" --val "$VAL" -o "$OUT" --init models/default.safetensors --stage all \
+rssr train "$DATA" --val "$VAL" -o "$OUT" --init models/aerial.safetensors --stage all \
     --prior-steps "$PRIOR_STEPS" --denoiser-steps "$DENOISER_STEPS" --batch-size "$BATCH" --lr 1e-4 \
     --denoiser-t-max 0.12 --denoiser-start estimate --val-every "$VAL_EVERY" --save-every "$VAL_EVERY" --device "$DEVICE" -q
 echo "model: $OUT/model.safetensors ($(du -h "$OUT/model.safetensors" | cut -f1))"

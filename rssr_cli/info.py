@@ -11,7 +11,10 @@ import numpy as np
 from affine import Affine
 
 from .grid import OutputGrid, plan_output_grid
+from .model_rule import RULE, ModelChoice, source_facts
+from .pipeline.model_choice import input_model_choice
 from .raster_io import MaskKind, SourceInfo, inspect_source, open_raster, select_bands
+from .shipped_models import ShippedModel, model_name, models_dir, resolve_model, shipped_models
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class RasterReport:
     bands: tuple[BandReport, ...]
     preview: Optional[UpscalePreview]
     provenance: dict[str, str] = field(default_factory=dict)  # RSSR_* tags of an rssr output, prefix dropped
+    model: Optional[ModelChoice] = None  # the model `upscale` uses without --model, and why (model_rule.RULE)
 
 
 def describe_raster(
@@ -81,6 +85,7 @@ def describe_raster(
         bands=tuple(_band_report(source, b) for b in range(1, source.count + 1)),
         preview=preview,
         provenance={k.removeprefix("RSSR_").lower(): v for k, v in sorted(source.tags.items()) if k.startswith("RSSR_")},
+        model=input_model_choice(source_facts(source)),
     )
 
 
@@ -131,6 +136,7 @@ class ModelReport:
     weights: str
     card: Optional[str]  # None: no card beside the weights (no training/metrics record)
     id: str
+    name: Optional[str]  # the shipped model's name (--model NAME); None: another file
     sha256: str
     size_bytes: int
     rssr_version: Optional[str]
@@ -142,6 +148,7 @@ class ModelReport:
     sampler: dict
     training: dict
     metrics: dict
+    domain: Optional[dict] = None  # what it was trained for (the card's domain section)
 
     @property
     def parameters(self) -> int:
@@ -149,7 +156,8 @@ class ModelReport:
 
 
 def describe_model(path: Optional[str | Path] = None) -> ModelReport:
-    """Load a model (default: the default model) to validate it, and describe it from its card.
+    """Load a model (a shipped model's name or a path; default: $RSSR_MODEL, else aerial) to validate it, and describe
+    it from its card.
 
     Missing, truncated or corrupt files raise CheckpointError (one line); torch is imported here only.
     """
@@ -158,7 +166,7 @@ def describe_model(path: Optional[str | Path] = None) -> ModelReport:
     from .model.checkpoint import PARTS, checkpoint_paths, load_model
     from .model.sr_model import band_rule
 
-    weights, card_path = checkpoint_paths(path if path is not None else default_model_path())
+    weights, card_path = checkpoint_paths(resolve_model(path) if path is not None else default_model_path())
     if not weights.is_file():
         hint = "pass the model's .safetensors" if path is not None else "the default model; pass a PATH or set RSSR_MODEL"
         raise CheckpointError(f"no model at {weights} ({hint})")
@@ -173,6 +181,7 @@ def describe_model(path: Optional[str | Path] = None) -> ModelReport:
         weights=str(weights),
         card=str(card_path) if card_path.is_file() else None,
         id=str(card.get("id", weights.stem)),
+        name=model_name(weights),
         sha256=str(card["sha256"]),
         size_bytes=weights.stat().st_size,
         rssr_version=card.get("rssr_version"),
@@ -184,4 +193,19 @@ def describe_model(path: Optional[str | Path] = None) -> ModelReport:
         sampler=dict(model.sampler_defaults),
         training=dict(card.get("training", {})),
         metrics=dict(card.get("metrics", {})),
+        domain=dict(card["domain"]) if isinstance(card.get("domain"), dict) else None,
     )
+
+
+@dataclass(frozen=True)
+class ShippedModelsReport:
+    """`rssr info --models`: the shipped models (their cards, not loaded) and the rule that picks one per input."""
+
+    folder: Optional[str]
+    rule: str
+    models: tuple[ShippedModel, ...]
+
+
+def describe_models() -> ShippedModelsReport:
+    folder = models_dir()
+    return ShippedModelsReport(str(folder) if folder else None, RULE, tuple(shipped_models().values()))

@@ -31,7 +31,7 @@ from .errors import InputError
 from .grid import plan_tiles
 from .interrupts import raise_on_signals
 from .pipeline.plan import RunPlan, scene_radiometry, scene_statistics
-from .pipeline.provenance import Provenance, region_tags, request_tags
+from .pipeline.provenance import Provenance, model_choice_tags, region_tags, request_tags
 from .pipeline.settings import DEFAULT_TILE, Progress, UpscaleResult, UpscaleSettings, auto_tiling, build_backend, run_method
 from .pipeline.stream import plan_writer, stream_tiles
 from .products import open_band_stack
@@ -240,6 +240,7 @@ def stack_output_spec(
         "RSSR_BAND_NAMES": ",".join(job.band.name for job in plan.jobs),
         "RSSR_BAND_SCALES": ",".join(f"{job.band.name}:{'copy' if job.copy else format(job.scale, '.6g')}" for job in plan.jobs),
         **request_tags(settings, Provenance.of(method, backend)),
+        **model_choice_tags(settings, method),
         **source_identity(plan.stack.source),  # a batch redoes the scene when the product was replaced
     }
     if plan.region.aoi is not None:

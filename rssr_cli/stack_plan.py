@@ -19,6 +19,8 @@ from affine import Affine
 from .aoi import aoi_in_raster_crs
 from .errors import InputError, UsageError
 from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution
+from .model_rule import InputFacts, ModelChoice
+from .pipeline.model_choice import input_model_choice
 from .pipeline.settings import UpscaleSettings
 from .products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compatible, is_band_stack, open_band_stack
 from .raster_io import gdal_env
@@ -160,6 +162,7 @@ class StackReport:
     selected: tuple[str, ...]  # what upscale would write with these --bands
     grid: Optional[OutputGrid]  # the common output grid, when a scale or resolution was given
     band_scales: tuple[tuple[str, Optional[float]], ...]  # (name, scale; None = copied)
+    model: Optional[ModelChoice] = None  # the model a run without --model uses, and why (pipeline.model_choice)
 
 
 def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, resolution: Optional[float | tuple[float, float]] = None,
@@ -176,4 +179,5 @@ def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, res
         placed = [band_grid(b, grid) for b in selected]
         scales = tuple((b.name, None if is_same_grid(g) else max(g.scale_x, g.scale_y)) for b, g in zip(selected, placed))
     nodata = output_nodata(stack, selected, None)
-    return StackReport(stack.source, stack.kind, stack.bands, nodata, tuple(b.name for b in selected), grid, scales)
+    model = input_model_choice(InputFacts(band_stack=True))
+    return StackReport(stack.source, stack.kind, stack.bands, nodata, tuple(b.name for b in selected), grid, scales, model)

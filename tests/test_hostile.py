@@ -149,14 +149,14 @@ def fifo_raster(work: Path) -> Path:
 
 
 def bad_model(**operator_args) -> Callable[[Path], Path]:
-    """make_src: the default raster, plus `bad.safetensors` + `bad.json`: the shipped card (models/default.json)
+    """make_src: the default raster, plus `bad.safetensors` + `bad.json`: the shipped card (models/aerial.json)
     with `operator_args` changed, over a weights file of no tensors whose sha256 the card records and whose
     header embeds the same description. Everything the old code checked before building passes."""
     import json
     import struct
 
     def make(work: Path) -> Path:
-        card = json.loads((Path(__file__).resolve().parents[1] / "models" / "default.json").read_text())
+        card = json.loads((Path(__file__).resolve().parents[1] / "models" / "aerial.json").read_text())
         card["spec"]["operator"]["args"].update(operator_args)
         embedded = {k: v for k, v in card.items() if k not in ("rssr_version", "training", "metrics", "sha256")}
         header = json.dumps({"__metadata__": {"rssr": json.dumps(embedded)}}).encode()

@@ -29,9 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def no_model_anywhere(monkeypatch, tmp_path):
-    """No RSSR_MODEL, and neither an installed nor a repository default model."""
+    """No RSSR_MODEL, and no shipped model (an empty models folder)."""
     monkeypatch.delenv("RSSR_MODEL", raising=False)
-    monkeypatch.setattr(backends, "bundled_model_paths", lambda: [tmp_path / "absent" / "default.safetensors"])
+    (tmp_path / "no_models").mkdir()
+    monkeypatch.setenv("RSSR_MODELS_DIR", str(tmp_path / "no_models"))
 
 
 def test_without_a_model_the_default_method_is_an_error_not_bicubic(no_model_anywhere, src_tif, tmp_path):
@@ -63,7 +64,7 @@ def test_a_missing_rssr_model_file_is_named(monkeypatch, src_tif, tmp_path):
 
 def test_an_editable_install_finds_the_repository_model(monkeypatch):
     monkeypatch.delenv("RSSR_MODEL", raising=False)
-    assert backends.default_model_path() == REPO / "models" / "default.safetensors"
+    assert backends.default_model_path() == REPO / "models" / "aerial.safetensors"
 
 
 def _copy_project(dest: Path) -> Path:
@@ -88,6 +89,7 @@ def test_an_installed_wheel_carries_the_default_model_and_uses_it(tmp_path):
     (wheel,) = dist.glob("rssr-*.whl")
     with zipfile.ZipFile(wheel) as archive:  # typed (PEP 561) and licensed
         names = archive.namelist()
+    assert {"rssr_cli/models/aerial.safetensors", "rssr_cli/models/aerial.json", "rssr_cli/models/sharpen.safetensors"} <= set(names)
     assert "rssr_cli/py.typed" in names and any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -102,13 +104,13 @@ def test_an_installed_wheel_carries_the_default_model_and_uses_it(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     write_raster(elsewhere / "in.tif", synthetic_image(1, 32, 32, "uint16"))
-    env = {k: v for k, v in os.environ.items() if k not in ("RSSR_MODEL", "PYTHONPATH")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RSSR_MODEL", "RSSR_MODELS_DIR", "PYTHONPATH")}
     located = subprocess.run(
         [str(python), "-c", "import rssr_cli.backends as b; print(b.__file__); print(b.default_model_path())"],
         cwd=elsewhere, env=env, check=True, capture_output=True, text=True,
     ).stdout.split()  # fmt: skip
     assert all(Path(p).is_relative_to(venv) for p in located), located  # the installed copy, not the checkout
-    assert located[1].endswith("rssr_cli/models/default.safetensors")
+    assert located[1].endswith("rssr_cli/models/aerial.safetensors")
 
     result = subprocess.run(
         [str(venv / "bin" / "rssr"), "upscale", "in.tif", "-s", "2", "-o", "out.tif", "-q", "--device", "cpu"],
@@ -118,7 +120,8 @@ def test_an_installed_wheel_carries_the_default_model_and_uses_it(tmp_path):
     with rasterio.open(elsewhere / "out.tif") as out:
         tags = out.tags()
         assert out.shape == (64, 64) and np.ptp(out.read()) > 0
-    card = json.loads((REPO / "models" / "default.json").read_text())
+    card = json.loads((REPO / "models" / f"{tags['RSSR_MODEL_NAME']}.json").read_text())  # the model the rule picked
+    assert tags["RSSR_MODEL_CHOICE"].startswith("rule: ")
     assert tags["RSSR_METHOD"] == ("diffusion" if card["sampler"]["steps"] else "diffusion-prior")  # the card's default
     assert tags["RSSR_MODEL_SHA256"] == card["sha256"] and tags["RSSR_STEPS"] == str(card["sampler"]["steps"])
 

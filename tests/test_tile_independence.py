@@ -18,7 +18,7 @@ from rssr_cli.raster_io import inspect_source
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "s2_b2348_256.tif"
-MODEL = ROOT / "models" / "default.safetensors"  # deliberately the shipped model: the blend error is judged on trained output
+MODEL = ROOT / "models" / "aerial.safetensors"  # deliberately the shipped model: the blend error is judged on trained output
 
 
 def test_standardize_uses_given_statistics():

@@ -220,7 +220,7 @@ def _recipe_args(command: str, image_dir, scene, runs) -> list[str]:
 
 def test_the_shipped_model_is_made_by_its_cards_rssr_train_commands(image_dir, tmp_path):
     """The card's commands (1 step each, tiny data) give the shipped architecture, spec, sampler and id."""
-    shipped = json.loads((REPO / "models" / "default.json").read_text())
+    shipped = json.loads((REPO / "models" / "aerial.json").read_text())
     commands = shipped["training"]["commands"]
     assert commands and all(c.startswith("rssr train ") for c in commands)  # `rssr train` alone, no scripts
     scene = tmp_path / "scene.tif"
@@ -234,7 +234,7 @@ def test_the_shipped_model_is_made_by_its_cards_rssr_train_commands(image_dir, t
     for key in ("format", "id", "spec", "channels", "band_rule", "normalization", "diffusion", "sampler"):
         assert card[key] == shipped[key], key
     shapes, _ = read_safetensors_header(made.with_suffix(".safetensors"))
-    assert shapes == read_safetensors_header(REPO / "models" / "default.safetensors")[0]
+    assert shapes == read_safetensors_header(REPO / "models" / "aerial.safetensors")[0]
     prior = json.loads((tmp_path / "runs" / "prior" / "model.json").read_text())
     assert prior["training"]["stages"]["prior"]["kept"] == "best (step 1)"
     assert load_model(made.with_suffix(".safetensors")).sampler_defaults == DEFAULT_SAMPLER

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from ..errors import CheckpointError, UsageError
+from ..shipped_models import AERIAL, package_model_dirs, resolve_model, shipped_models
 from .base import SRBackend, SRRequest
 from .classical import ClassicalBackend
 
@@ -51,29 +51,27 @@ def register_backend(name: str, factory: Callable[..., SRBackend]) -> None:
 
 
 MODEL_ENV = "RSSR_MODEL"
-DEFAULT_MODEL_FILE = "default.safetensors"
 NO_MODEL_HINT = "pass --model PATH, set RSSR_MODEL=PATH, or choose a classical method with --method bicubic"
 
 
 def bundled_model_paths() -> list[Path]:
-    """Where the default model may be, in order: installed with the package (a wheel carries the repository's
-    models/ as rssr_cli/models/, see setup.py), then the repository's models/ (an editable install)."""
-    installed = importlib.resources.files("rssr_cli") / "models" / DEFAULT_MODEL_FILE
-    candidates = [installed] if isinstance(installed, Path) else []  # a zipped install has no file path
-    return candidates + [Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_FILE]
+    """Where the fallback shipped model (aerial) may be, in order: installed with the package (a wheel carries the
+    repository's models/ as rssr_cli/models/, see setup.py), then the repository's models/ (an editable install)."""
+    return [folder / f"{AERIAL}.safetensors" for folder in package_model_dirs()]
 
 
 def default_model_path() -> Path:
-    """The diffusion model used without --model: $RSSR_MODEL, else the bundled default model.
+    """The diffusion model used when neither --model nor an input decides: $RSSR_MODEL (a path or a shipped model's
+    name), else the shipped aerial model (the pipeline picks per input by model_rule's rule; this is its fallback).
 
-    Never silently nothing: without RSSR_MODEL and without a bundled model this raises CheckpointError
+    Never silently nothing: without RSSR_MODEL and without a shipped model this raises CheckpointError
     naming the ways out (a missing RSSR_MODEL file is reported when the model is loaded)."""
     env = os.environ.get(MODEL_ENV)
     if env:
-        return Path(env)
-    for path in bundled_model_paths():
-        if path.is_file():
-            return path
+        return resolve_model(env)
+    models = shipped_models()
+    if AERIAL in models:
+        return models[AERIAL].weights
     raise CheckpointError(f"no diffusion model found (none installed with rssr, {MODEL_ENV} not set); {NO_MODEL_HINT}")
 
 

@@ -12,7 +12,6 @@ import logging
 import os
 from collections import defaultdict
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -22,6 +21,7 @@ from ..errors import CheckpointError, UsageError
 from ..model.checkpoint import check_bands, load_model, model_id
 from ..model.normalize import Stats
 from ..model.samplers import timesteps_for
+from ..shipped_models import resolve_model
 from ..threads import cpu_threads
 from . import NO_MODEL_HINT, check_sampler_options, default_model_path
 from .base import SRRequest
@@ -78,7 +78,7 @@ class DiffusionBackend:
     ):
         # Checked before the model is found and loaded: a bad value is a usage error whatever the model.
         check_sampler_options(steps, strength)
-        path = Path(model) if model is not None else default_model_path()
+        path = resolve_model(model) if model is not None else default_model_path()  # a shipped model's name or a path
         if not path.with_suffix(".safetensors").is_file() and not path.is_file():
             raise CheckpointError(f"no diffusion model at {path}; {NO_MODEL_HINT}")
         self.device = _resolve_device(device)

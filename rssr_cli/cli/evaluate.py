@@ -70,7 +70,7 @@ def evaluate_command(
         str, typer.Option("--wald-split", help="--wald rows scored: test (the bottom eighth, never trained on) or all (a scene never trained on).")
     ] = "test",
     scales: Annotated[list[str], typer.Option("--scales", "-s", metavar="S,S,...", help="Scales (folder mode), comma list or repeated.")] = [DEFAULT_SCALES_TEXT],  # noqa: B006
-    model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (default: the default model, if present).", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model: a shipped model's name (rssr info --models) or a checkpoint path (default: $RSSR_MODEL, else aerial, if present).", show_default=False)] = None,
     steps: Annotated[
         Optional[list[str]], typer.Option(metavar="K,K,...", help="LR-start step counts: 0,1,5,10 (0 = prior only; default: the card's).", show_default=False)
     ] = None,

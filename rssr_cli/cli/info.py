@@ -8,11 +8,11 @@ import typer
 
 from ..errors import UsageError
 from ..grid import parse_resolution
-from ..info import describe_model, describe_raster
+from ..info import describe_model, describe_models, describe_raster
 from ..products import is_band_stack
 from ..stack_plan import describe_stack
 from .common import Verbose, cli_session, parse_band_selection, stdout
-from .render import render_model_report, render_report, render_stack_report, to_json
+from .render import render_model_report, render_models_report, render_report, render_stack_report, to_json
 
 
 def info_command(
@@ -28,13 +28,22 @@ def info_command(
         Optional[list[str]], typer.Option("--bands", "-b", help="Bands the preview counts: 1,3,4 or B04,B8A (repeatable).", show_default=False)
     ] = None,
     model: Annotated[
-        bool, typer.Option("--model", help="Describe a model instead: SRC is its .safetensors (default: the default model).")
+        bool, typer.Option("--model", help="Describe a model instead: SRC is a shipped model's name or a .safetensors path (default: $RSSR_MODEL, else aerial).")
+    ] = False,
+    models: Annotated[
+        bool, typer.Option("--models", help="List the shipped models (name, id, domain: sensor, pixel sizes, bands, data types; figures) and the rule that picks one per input.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (for scripts) instead of text.")] = False,
     verbose: Verbose = 0,
 ) -> None:
-    """Print a raster's grid, bands and nodata, and what `upscale` would produce; or a model's card (--model)."""
+    """Print a raster's grid, bands and nodata, what `upscale` would produce and which model it would use (and why);
+    or a model's card (--model), or the shipped models (--models)."""
     with cli_session(verbose):
+        if models:
+            if src is not None or model or scale is not None or resolution is not None or bands is not None:
+                raise UsageError("--models lists the shipped models; it takes no SRC, --model, --scale, --resolution or --bands")
+            emit(describe_models(), render_models_report, as_json)
+            return
         if model:
             if scale is not None or resolution is not None or bands is not None:
                 raise UsageError("--scale, --resolution and --bands preview a raster's output; not with --model")

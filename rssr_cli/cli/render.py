@@ -8,14 +8,15 @@ import enum
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from affine import Affine
 from rich.markup import escape
 from rich.table import Table
 
 from .. import sources
-from ..info import ModelReport, RasterReport
+from ..info import ModelReport, RasterReport, ShippedModelsReport
+from ..model_rule import ModelChoice
 from ..pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneResult
 from ..pipeline.settings import UpscaleResult
 from ..stack_plan import StackReport
@@ -26,6 +27,8 @@ STATUS_STYLE = {DONE: "green", SKIPPED: "dim", BUSY: "yellow", FAILED: "bold red
 def render_scene_line(scene: SceneResult) -> str:
     style = STATUS_STYLE.get(scene.status, "")
     detail = f" {escape(scene.error)}" if scene.error else ""
+    if scene.note:  # why an existing output was redone
+        detail += f" redone: {escape(scene.note)}"
     windows = f", {scene.windows} windows ({scene.skipped_windows} empty)" if scene.status == DONE else ""
     return f"[{style}]{scene.status:>7}[/] {escape(sources.base_name(scene.input))} -> {escape(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
 
@@ -66,6 +69,7 @@ def render_report(report: RasterReport) -> list[str]:
         f"  pixel size  {report.pixel_size[0]:.10g} x {report.pixel_size[1]:.10g}",
         f"  bounds      west {w:.10g}, south {s:.10g}, east {e:.10g}, north {n:.10g}",
         f"  invalid px  {escape(report.validity)}",
+        *_model_choice_line(report.model),
         "  bands",
     ]
     for band in report.bands:
@@ -89,7 +93,7 @@ def render_report(report: RasterReport) -> list[str]:
 def render_stack_report(report: StackReport) -> list[str]:
     """A product's or STAC item's bands (name, pixel size, size, file) and, with -s/-r, the output upscale would write."""
     nodata = "none" if report.nodata is None else f"{report.nodata:g}"
-    lines = [f"[bold]{escape(report.source)}[/]", f"  kind        {escape(report.kind)}, nodata {nodata}", "  bands"]
+    lines = [f"[bold]{escape(report.source)}[/]", f"  kind        {escape(report.kind)}, nodata {nodata}", *_model_choice_line(report.model), "  bands"]
     for band in report.bands:
         crs = band.crs.to_string() if band.crs else "no CRS"
         lines.append(
@@ -109,9 +113,40 @@ def render_stack_report(report: StackReport) -> list[str]:
     return lines
 
 
+def _model_choice_line(choice: Optional[ModelChoice]) -> list[str]:
+    """`model  s2-10m (rule: Sentinel-2 input: ...)`: what upscale runs on this input without --model."""
+    if choice is None:
+        return []
+    name = choice.name or ("none installed" if choice.by == "rule" else "a model file")
+    return [f"  model       {escape(name)} ({escape(choice.tag() if choice.by == 'rule' else choice.reason)})"]
+
+
+def render_models_report(report: ShippedModelsReport) -> list[str]:
+    """`rssr info --models`: one block per shipped model, then the rule."""
+    lines = [f"[bold]shipped models[/] in {escape(report.folder or 'no folder (none installed)')}"]
+    if not report.models:
+        lines.append("  none")
+    for model in report.models:
+        lines.append(f"  [bold]{escape(model.name)}[/]  {escape(model.id)}  sha256 {model.sha256[:12]}")
+        domain = model.domain
+        if domain is None:
+            lines.append("    domain      not stated in its card")
+            continue
+        low, high = domain.resolution_m
+        lines += [
+            f"    sensor      {escape(domain.sensor)}",
+            f"    pixels      {low:g}" + (f"-{high:g}" if high != low else "") + " m",
+            f"    bands       {escape(', '.join(domain.bands))}",
+            f"    data types  {escape(', '.join(domain.dtypes))}",
+            f"    figures     {escape(domain.figures)}",
+        ]
+    lines.append(f"[bold]default[/] {escape(report.rule)}")
+    return lines
+
+
 def render_model_report(report: ModelReport) -> list[str]:
     lines = [
-        f"[bold]{escape(report.id)}[/]  {escape(report.weights)}",
+        f"[bold]{escape(report.id)}[/]  {escape(report.weights)}" + (f"  (shipped as {escape(report.name)})" if report.name else ""),
         f"  sha256         {report.sha256}",
         f"  size           {_human_bytes(report.size_bytes)}, {report.parameters:,} parameters"
         + (f", rssr {escape(report.rssr_version)}" if report.rssr_version else ""),
@@ -126,6 +161,8 @@ def render_model_report(report: ModelReport) -> list[str]:
     lines.append("  diffusion")
     lines += _render_mapping(report.diffusion, 4)
     lines.append("  sampler        " + ", ".join(f"{k} {v}" for k, v in report.sampler.items()))
+    lines.append("  domain" + ("" if report.domain else "         not stated"))
+    lines += _render_mapping(report.domain or {}, 4)
     for title, mapping in (("training", report.training), ("metrics", report.metrics)):
         lines.append(f"  {title}" + ("" if mapping else "       none recorded"))
         lines += _render_mapping(mapping, 4)
@@ -158,7 +195,7 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def to_json(report: RasterReport | StackReport | ModelReport) -> str:
+def to_json(report: RasterReport | StackReport | ModelReport | ShippedModelsReport) -> str:
     """`rssr info --json`: the report's fields as JSON (transforms as their 6 coefficients, CRSs as strings)."""
     return json.dumps(_plain(report), indent=2, allow_nan=False)
 

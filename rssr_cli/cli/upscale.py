@@ -15,6 +15,7 @@ from ..cog_profiles import DEFAULT_PROFILE, PROFILES, parse_creation_options
 from ..errors import UsageError
 from ..evaluation.fidelity_report import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
 from ..grid import parse_resolution
+from ..model_rule import RULE
 from ..pipeline.api import RunRequest, run
 from ..pipeline.distributed import SCHEDULER_ENV
 from ..pipeline.jobs import DEFAULT_NAME_TEMPLATE, SceneJob
@@ -81,7 +82,10 @@ def upscale_command(
         Optional[int],
         typer.Option("--threads", help="CPU threads for the model and for GDAL (GDAL_NUM_THREADS) (default: $OMP_NUM_THREADS, else all cores).", show_default=False),
     ] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model checkpoint (diffusion) (default: $RSSR_MODEL, else the model installed with rssr).", show_default=False)] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(help="Model (diffusion): a shipped model's name (aerial, s2-10m: rssr info --models) or a checkpoint path (default: $RSSR_MODEL, else chosen by the input: see below).", show_default=False),
+    ] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (diffusion) (default: the model card's).", show_default=False)] = None,
     strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion) (default: the model card's).", show_default=False)] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion) (default: bf16 on CUDA, else fp32).", show_default=False)] = None,
@@ -126,6 +130,8 @@ def upscale_command(
     OUTDIR/--name; a scene whose output already records the same request (model hash, scale, steps, seed, bands) is
     skipped, so re-running a cron job redoes nothing. Each output is locked while written: a second run reports it
     'busy' and goes on. A failing scene is reported and the rest go on.
+
+    MODEL_RULE_HELP
     """
     with cli_session(verbose):
         if aoi is None and aoi_crs is not None:
@@ -172,6 +178,9 @@ def upscale_command(
         stderr.print(render_batch_summary(list(outcome.scenes)))
     if outcome.failed:
         raise typer.Exit(EXIT_PROCESSING)
+
+
+upscale_command.__doc__ = (upscale_command.__doc__ or "").replace("MODEL_RULE_HELP", "Which model: " + RULE)
 
 
 class SceneBars:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 # The sampler settings for a model whose card names none, and for new models: the shipped model's
-# (models/default.json). steps 0 = the operator's estimate alone: no LR-start setting measured so far beats it
+# (models/aerial.json). steps 0 = the operator's estimate alone: no LR-start setting measured so far beats it
 # (BENCHMARKS.md, issue 14), so the default is the cheapest setting that is not worse; `--steps K` runs the
 # denoiser from the noised estimate at `strength` t0/T.
 DEFAULT_SAMPLER: dict[str, Any] = {"steps": 0, "strength": 0.1}

@@ -17,14 +17,15 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence, cast
 
 from ..backends import SRBackend
 from ..destination import staging_dir
 from ..errors import ClusterError, UsageError
 from .jobs import SceneJob
+from .model_choice import check_model_found, uses_model_rule
 from .provenance import Provenance
-from .scenes import FAILED, SceneCallback, SceneResult, batch_backend, process_scene
+from .scenes import FAILED, SceneBackends, SceneCallback, SceneResult, process_scene
 from .settings import UpscaleResult, UpscaleSettings
 from .split import RowsPart, assemble_rows, render_rows, scene_row_bands
 
@@ -107,23 +108,16 @@ def dask_client(scheduler: str, *, gpu: bool = False) -> Iterator[Any]:
         yield client
 
 
-_worker_backends: dict[str, tuple[Provenance, SRBackend]] = {}  # per worker process: built once, reused by every scene
-
-
-def _backend_key(settings: UpscaleSettings) -> str:
-    return repr((settings.method, settings.threads, settings.model))
+_worker_backends = SceneBackends()  # per worker process: each model built once, reused by every scene
 
 
 def _worker_backend(settings: UpscaleSettings) -> tuple[Provenance, SRBackend]:
-    key = _backend_key(settings)
-    if key not in _worker_backends:
-        _worker_backends[key] = batch_backend(settings)
-    return _worker_backends[key]
+    provenance, backend = _worker_backends(settings)
+    return provenance, cast(SRBackend, backend)  # SceneBackends() builds with batch_backend: always a backend
 
 
 def run_scene_on_worker(job: SceneJob, settings: UpscaleSettings, force: bool) -> SceneResult:
-    provenance, backend = _worker_backend(settings)
-    return process_scene(job, settings, provenance, backend, force=force)
+    return process_scene(job, settings, _worker_backends, force=force)
 
 
 def provenance_on_worker(settings: UpscaleSettings) -> Provenance:
@@ -152,6 +146,7 @@ def run_batch_on_dask(
 ) -> list[SceneResult]:
     """Submit every scene, report each as it finishes (in completion order), return results in job order."""
     distributed = _import_distributed()
+    check_model_found(settings)  # no shipped model for the rule: stop before any task
     resources = _task_resources(settings)
     batch_id = uuid.uuid4().hex[:8]  # keys must be new per batch, or Dask hands back a previous batch's results
     futures = {
@@ -190,8 +185,15 @@ def run_split_batch_on_dask(
     (scenes.process_scene); workers write their bands into a staging directory beside the output; the client
     assembles them into the COG (split.assemble_rows: byte-identical to a whole-scene run)."""
     check_split_rows(parts)
+    check_model_found(settings)
     resources = _task_resources(settings)
-    provenance = client.submit(provenance_on_worker, settings, pure=False, resources=resources).result()
+
+    def provenance_of(scene_settings: UpscaleSettings) -> tuple[Provenance, None]:  # per model, asked of a worker once
+        return client.submit(provenance_on_worker, scene_settings, pure=False, resources=resources).result(), None
+
+    provenances = SceneBackends(provenance_of)
+    if not uses_model_rule(settings):
+        provenances(settings)  # a bad --model stops the run before any scene
     batch_id = uuid.uuid4().hex[:8]
 
     def split_run(job: SceneJob, run_settings: UpscaleSettings) -> UpscaleResult:
@@ -208,7 +210,7 @@ def run_split_batch_on_dask(
 
     results = []
     for job in jobs:
-        scene = process_scene(job, settings, provenance, force=force, runner=split_run)
+        scene = process_scene(job, settings, provenances, force=force, runner=split_run)
         results.append(scene)
         if on_scene is not None:
             on_scene(scene)

@@ -37,6 +37,7 @@ def provenance_tags(settings: UpscaleSettings, grid: OutputGrid, radiometry: Rad
         "RSSR_OVERLAP": str(settings.overlap),
         "RSSR_RADIOMETRY": radiometry.rule,
         **request_tags(settings, provenance),
+        **model_choice_tags(settings, provenance.method),
     }
 
 
@@ -56,6 +57,15 @@ def request_tags(settings: UpscaleSettings, provenance: Provenance) -> dict[str,
         tags["RSSR_GUIDANCE"] = "on" if settings.guidance else "off"
     tags.update({f"RSSR_{key.upper()}": str(value) for key, value in provenance.backend_tags.items()})
     return tags
+
+
+def model_choice_tags(settings: UpscaleSettings, method: str) -> dict[str, str]:
+    """RSSR_MODEL_NAME (a shipped model's name) and RSSR_MODEL_CHOICE (rule: why / --model / RSSR_MODEL). Not part of
+    the request a batch compares (outputs made before they existed stay done)."""
+    choice = settings.model_choice
+    if choice is None or not method.startswith("diffusion"):
+        return {}
+    return {**({"RSSR_MODEL_NAME": choice.name} if choice.name else {}), "RSSR_MODEL_CHOICE": choice.tag()}
 
 
 def region_tags(region: OutputRegion, grid: OutputGrid) -> dict[str, str]:

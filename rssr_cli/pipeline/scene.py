@@ -22,6 +22,7 @@ from ..interrupts import raise_on_signals
 from ..locks import output_lock
 from ..products import is_band_stack
 from ..raster_io import gdal_env, open_raster
+from .model_choice import with_scene_model
 from .plan import plan_run
 from .report import finish
 from .settings import Progress, UpscaleResult, UpscaleSettings
@@ -60,7 +61,10 @@ def render_scene(
     progress: Optional[Progress] = None,
     backend: Optional[SRBackend] = None,
 ) -> UpscaleResult:
-    """upscale's work, for a caller that already holds the output's lock."""
+    """upscale's work, for a caller that already holds the output's lock. Without a `backend`, the scene's model is
+    chosen here (model_choice.with_scene_model: --model, $RSSR_MODEL, else the input's rule)."""
+    if backend is None:
+        settings = with_scene_model(src, settings)
     if is_band_stack(str(src)):  # a Sentinel-2 product or STAC item: bands of several grids onto one
         from ..stack_pipeline import upscale_stack
 

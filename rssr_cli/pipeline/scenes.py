@@ -1,7 +1,9 @@
 """Many scenes, safely: skip what is done, lock each output, isolate failures, one SceneResult per scene.
 
 A scene is `done` when DST exists and its RSSR_* tags contain the request's (provenance.request_tags: method,
-model hash, sampler, scale, bands, seed, AOI), so re-running a cron job redoes nothing; `force` redoes it.
+model hash, sampler, scale, bands, seed, AOI), so re-running a cron job redoes nothing; `force` redoes it. It is
+redone, and its result's `note` says why, when its input changed or when the rule (model_rule.py) now picks another
+shipped model for it ("model changed: rssr-default-v2 -> rssr-s2-10m-v1"): once, since the new output records the new model.
 Every scene runs under its output's lock (locks.py): two runs over the same folder never process the same
 scene at once; the second reports it `busy` and moves on. A failing scene is recorded and the batch goes on;
 an interrupt (SIGINT/SIGTERM) stops the batch. The same `process_scene` runs in-process and on Dask workers
@@ -25,9 +27,11 @@ import rasterio
 from ..backends import SRBackend
 from ..errors import Interrupted, OutputError, RssrError
 from ..locks import OutputBusy, output_lock
+from ..model_rule import ModelChoice
 from ..source_identity import same_source
 from ..stack_plan import request_settings
 from .jobs import SceneJob
+from .model_choice import check_model_found, model_change, uses_model_rule, with_scene_model
 from .provenance import Provenance, request_tags
 from .scene import render_scene
 from .settings import Progress, UpscaleResult, UpscaleSettings, build_backend, run_method
@@ -51,42 +55,66 @@ class SceneResult:
     outside_aoi_windows: int = 0  # never read: their patch misses the --aoi polygon
     error: Optional[str] = None
     fidelity: Optional[dict] = None  # key figures when measured (--report, --max-*): FidelityReport.figures()
+    note: Optional[str] = None  # why an existing output was redone: "input changed", "model changed: OLD -> NEW"
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "seconds": round(self.seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 def batch_backend(settings: UpscaleSettings) -> tuple[Provenance, SRBackend]:
-    """The backend (and what it records), built once for every scene of a batch (a model loads once)."""
+    """The backend of settings (and what it records); SceneBackends builds each once for every scene of a batch."""
     method = run_method(settings)
     backend = build_backend(method, settings)
     return Provenance.of(method, backend), backend
 
 
-SAME, SOURCE_CHANGED, DIFFERENT_REQUEST = "same", "source changed", "different request"
+BackendFor = Callable[[UpscaleSettings], "tuple[Provenance, Optional[SRBackend]]"]
 
 
-def existing_output(dst: Path, wanted: dict[str, str], src: str | Path) -> str:
-    """How an existing DST relates to this job: made by the same request from this very source (SAME), by the
-    same request from another or an older source (SOURCE_CHANGED: redo it), or otherwise (DIFFERENT_REQUEST,
-    also when unreadable or not a regular file)."""
+def backend_key(settings: UpscaleSettings) -> str:
+    """What decides a backend: the method, the model and how it runs, the threads (not the scene's other settings)."""
+    return repr((settings.method, settings.threads, settings.model))
+
+
+class SceneBackends:
+    """A batch's backends, one per model: the rule may give scenes different models; each loads once, when first needed."""
+
+    def __init__(self, build: BackendFor = batch_backend) -> None:
+        self._build = build
+        self._built: dict[str, tuple[Provenance, Optional[SRBackend]]] = {}
+
+    def __call__(self, settings: UpscaleSettings) -> tuple[Provenance, Optional[SRBackend]]:
+        key = backend_key(settings)
+        if key not in self._built:
+            self._built[key] = self._build(settings)
+        return self._built[key]
+
+
+SAME, SOURCE_CHANGED, MODEL_CHANGED, DIFFERENT_REQUEST = "same", "source changed", "model changed", "different request"
+
+
+def existing_output(dst: Path, wanted: dict[str, str], src: str | Path, choice: Optional[ModelChoice] = None) -> tuple[str, Optional[str]]:
+    """How an existing DST relates to this job, and why in words when it is redone: made by the same request from this
+    very source (SAME), by the same request from another or an older source (SOURCE_CHANGED: redo it), by the model
+    the rule picked before a new shipped model took over this input (MODEL_CHANGED: redo it once), or otherwise
+    (DIFFERENT_REQUEST, also when unreadable or not a regular file)."""
     try:
         if not stat.S_ISREG(os.stat(dst).st_mode):  # a FIFO at DST would block rasterio.open
-            return DIFFERENT_REQUEST
+            return DIFFERENT_REQUEST, None
         with rasterio.open(dst) as dataset:
             tags = dataset.tags()
     except (rasterio.errors.RasterioIOError, OSError):
-        return DIFFERENT_REQUEST
+        return DIFFERENT_REQUEST, None
     if not all(tags.get(key) == value for key, value in wanted.items()):
-        return DIFFERENT_REQUEST
-    return SAME if same_source(tags, src) else SOURCE_CHANGED
+        change = model_change(tags, wanted, choice)
+        return (MODEL_CHANGED, change) if change else (DIFFERENT_REQUEST, None)
+    return (SAME, None) if same_source(tags, src) else (SOURCE_CHANGED, "input changed")
 
 
 def process_scene(
     job: SceneJob,
     settings: UpscaleSettings,
-    provenance: Provenance,
-    backend: Optional[SRBackend] = None,
+    backend_for: BackendFor,
     *,
     force: bool = False,
     progress: Optional[Progress] = None,
@@ -94,33 +122,37 @@ def process_scene(
 ) -> SceneResult:
     """Run one scene under its output's lock; every outcome but an interrupt becomes a SceneResult.
 
-    `runner(job, settings)` produces the output (default: render the scene in this process with `backend`,
-    whose method and tags `provenance` records); a scene split by rows across Dask workers passes its own."""
+    The scene's model is chosen first (pipeline.model_choice: --model, $RSSR_MODEL, else the input's rule);
+    `backend_for(settings)` gives its backend and what it records (a batch's SceneBackends; a split scene's
+    runner builds its own, so only the Provenance is needed). `runner(job, settings)` produces the output
+    (default: render the scene in this process with that backend)."""
     started = time.perf_counter()
 
     def result(status: str, error: Optional[str] = None, **fields: Any) -> SceneResult:
         return SceneResult(str(job.src), str(job.dst), status, time.perf_counter() - started, error=error, **fields)
 
-    settings = request_settings(job.src, settings)  # a product's default bands, as its output records them
-    method = provenance.method
-    wanted = request_tags(replace(settings, method=method), provenance)
     try:
+        settings = with_scene_model(job.src, request_settings(job.src, settings))  # as the output records them
+        provenance, backend = backend_for(settings)
+        method = provenance.method
+        wanted = request_tags(replace(settings, method=method), provenance)
         job.dst.parent.mkdir(parents=True, exist_ok=True)
         with output_lock(job.dst):
+            note = None
             if job.dst.exists() and not force:
-                state = existing_output(job.dst, wanted, job.src)
+                state, note = existing_output(job.dst, wanted, job.src, settings.model_choice)
                 if state == SAME:
                     return result(SKIPPED)
-                if state == SOURCE_CHANGED:
-                    log.info("%s: the input changed since %s was made; redoing it", job.src, job.dst)
-                elif not settings.overwrite:
+                if state == DIFFERENT_REQUEST and not settings.overwrite:
                     raise OutputError(f"{job.dst} exists but was made by a different request; --force to redo it")
+                if note is not None:
+                    log.info("%s: %s since %s was made; redoing it", job.src, note, job.dst)
             run_settings = replace(settings, method=method, overwrite=True)
             if runner is not None:
                 done = runner(job, run_settings)
             else:
                 done = render_scene(job.src, job.dst, run_settings, progress=progress, backend=backend)
-        return result(DONE, **scene_fields(done))
+        return result(DONE, note=note, **scene_fields(done))
     except OutputBusy as busy:
         return result(BUSY, str(busy))
     except Interrupted:
@@ -156,11 +188,16 @@ def run_batch(
     on_scene: Optional[SceneCallback] = None,
     progress_for: Optional[Callable[[SceneJob], Optional[Progress]]] = None,
 ) -> list[SceneResult]:
-    """Process jobs in order in this process; `on_scene` sees each result as soon as it is known."""
-    provenance, backend = batch_backend(settings)
+    """Process jobs in order in this process; `on_scene` sees each result as soon as it is known.
+    Before any scene: a model named by --model or $RSSR_MODEL (and a classical method) is built, so a bad one stops
+    the run at once; a rule-picked model only needs a shipped model to exist (each loads when a scene first needs it)."""
+    backends = SceneBackends()
+    check_model_found(settings)
+    if not uses_model_rule(settings):
+        backends(settings)
     results = []
     for job in jobs:
-        scene = process_scene(job, settings, provenance, backend, force=force, progress=progress_for(job) if progress_for else None)
+        scene = process_scene(job, settings, backends, force=force, progress=progress_for(job) if progress_for else None)
         results.append(scene)
         if on_scene is not None:
             on_scene(scene)

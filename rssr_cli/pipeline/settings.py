@@ -4,6 +4,7 @@ and what a run returns (UpscaleResult). A bad value is a UsageError here, before
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -14,6 +15,8 @@ from ..cog_profiles import DEFAULT_PROFILE, get_profile
 from ..errors import UsageError
 from ..evaluation.fidelity_report import FidelityOptions, FidelityReport
 from ..grid import MAX_SCALE, format_resolution, resolution_xy
+from ..model_rule import ModelChoice
+from ..shipped_models import is_model_name, shipped_model
 
 Progress = Callable[[int, int], None]  # (windows done, windows total)
 
@@ -36,7 +39,7 @@ class ModelOptions:
     ignore). None means the model card's default (steps, strength) or the automatic choice."""
 
     device: str = "auto"  # auto | cpu | cuda[:N]
-    model: Optional[str | Path] = None  # a checkpoint; None: $RSSR_MODEL, else the bundled default model
+    model: Optional[str | Path] = None  # a shipped model's name or a checkpoint path; None: $RSSR_MODEL, else by the input (model_rule.RULE)
     steps: Optional[int] = None
     strength: Optional[float] = None
     precision: Optional[str] = None
@@ -48,6 +51,8 @@ class ModelOptions:
         if self.precision is not None and self.precision not in PRECISIONS:
             raise UsageError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         check_sampler_options(self.steps, self.strength)
+        if self.model is not None and is_model_name(self.model):
+            shipped_model(os.fspath(self.model))  # an unknown name is a usage error listing the shipped ones
 
     @property
     def uses_gpu(self) -> bool:
@@ -94,6 +99,7 @@ class UpscaleSettings:
     threads: Optional[int] = None  # CPU threads for the model and GDAL; None: OMP_NUM_THREADS, else all cores
     nodata: Optional[float] = None  # declared nodata value (files that carry none); None: the file's own
     guidance: Optional[bool] = None  # band stacks: coarse bands guided by the 10 m bands (None: not a stack / default on)
+    model_choice: Optional[ModelChoice] = None  # which model this scene runs and why (pipeline.model_choice sets it)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
