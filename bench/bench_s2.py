@@ -1,6 +1,6 @@
 """Sentinel-2 10 m bands on cities never trained or selected on (issue 20): gain over bicubic and top-octave energy.
 
-    python bench/bench_s2.py [--quick] [--model models/s2-10m.safetensors] [--baseline models/default.safetensors]
+    python bench/bench_s2.py [--quick] [--model models/s2-10m.safetensors] [--baseline models/aerial.safetensors]
 
 Protocol: `rssr evaluate --degradation sentinel2` (the sensor model's evaluation member: Gaussian PSF with MTF 0.3 at
 the LR Nyquist, then the pixel's box aggregate; LR stored as uint16) on tiles of the evaluation cities' 10 m bands
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--model", type=Path, default=REPO / "models/s2-10m.safetensors")
-    parser.add_argument("--baseline", type=Path, default=REPO / "models/default.safetensors", help="the aerial model, for comparison")
+    parser.add_argument("--baseline", type=Path, default=REPO / "models/aerial.safetensors", help="the aerial model, for comparison")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     scales = (4.0,) if args.quick else (2.0, 4.0)

@@ -35,7 +35,7 @@ def run_stage(stage: str, steps: int, batch: int) -> dict:
     images = load_images(find_images([DATA])[::12])
     sampler = PatchSampler(images, lr_size=32, query=24 if stage == "prior" else 32, seed=0)
     batches = [sampler.batch(batch) for _ in range(steps)]
-    base = load_model(REPO / "models/default.safetensors")
+    base = load_model(REPO / "models/aerial.safetensors")
     if stage == "denoiser":
         base.set_objective("x0", "l1")
     loss_fn = _stage_loss(stage, 0.12, "estimate")

@@ -1,6 +1,6 @@
 """Export the EMA weights of a training state (<run>/<stage>/best or last) as a loadable model + card.
 
-    python bench/export_state.py runs/s2-10m/prior/best --init models/default.safetensors -o runs/s2-10m/best_model
+    python bench/export_state.py runs/s2-10m/prior/best --init models/aerial.safetensors -o runs/s2-10m/best_model
 
 For evaluating a run while it trains, and for shipping the best state of a run stopped before its last step (the card
 records the state, its step and the run's settings from the state's JSON).
