@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import stat
 import urllib.parse
 import urllib.request
 import zipfile
@@ -273,32 +274,81 @@ def _describe_band(name: str, dataset: str, index: int = 1) -> StackBand:
 # ------------------------------------------------------------------------------------------------- STAC
 
 
+MAX_STAC_ITEM_BYTES = 16 * 2**20  # a Sentinel-2 item is ~20 KB; a catalogue's richest items stay far below this
+
+
 def _read_json(source: str) -> dict:
+    """The STAC item's JSON: a local regular file or an http(s) body of at most MAX_STAC_ITEM_BYTES (a FIFO would
+    hang, /dev/zero or an endless body exhaust memory); deep nesting is refused, not a RecursionError."""
     try:
-        if _is_url(source):
-            with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 (the user's own URL)
-                text = response.read().decode("utf-8")
-        else:
-            text = Path(source).read_text(encoding="utf-8")
+        data = _read_remote_json(source) if _is_url(source) else _read_local_json(source)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise InputError(f"no such file: {source}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {source}: {exc}") from exc
+        raise InputError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         item = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{source} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+    except RecursionError:
+        raise InputError(f"{source} is not a STAC item: its JSON is nested too deeply") from None
     if not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(item.get("assets"), dict):
         raise InputError(f"{source} is not a STAC item (a GeoJSON Feature with assets)")
     return item
 
 
+def _too_big(source: str) -> InputError:
+    return InputError(f"{source} is larger than {MAX_STAC_ITEM_BYTES // 2**20} MiB; a STAC item is a small JSON document")
+
+
+def _read_local_json(source: str) -> bytes:
+    info = os.stat(source)  # follows links: one to /dev/zero is a device
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{source} is not a regular file (a device, FIFO or socket); give a STAC item file")
+    if info.st_size > MAX_STAC_ITEM_BYTES:
+        raise _too_big(source)
+    with open(source, "rb") as file:
+        data = file.read(MAX_STAC_ITEM_BYTES + 1)
+    if len(data) > MAX_STAC_ITEM_BYTES:
+        raise _too_big(source)
+    return data
+
+
+def _read_remote_json(source: str) -> bytes:
+    with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 (the user's own URL)
+        length = response.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > MAX_STAC_ITEM_BYTES:
+            raise _too_big(source)
+        data = response.read(MAX_STAC_ITEM_BYTES + 1)
+    if len(data) > MAX_STAC_ITEM_BYTES:
+        raise _too_big(source)
+    return data
+
+
+REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://")
+
+
 def _resolve_href(href: str, item_source: str) -> str:
-    """An asset href as a GDAL dataset name: relative hrefs against the item; s3:// and URLs kept as strings."""
+    """An asset href as a GDAL dataset name: relative hrefs against the item; s3:// and URLs kept as strings.
+
+    A remote item is someone else's document: its hrefs resolve to remote URLs only (a `file://` URL, a local
+    path or a /vsi path such as /vsisubfile/ would publish this machine's files in the output). A local item
+    may name local files anywhere, URLs and /vsi paths. No item may read standard input (/vsistdin/)."""
+    if any(not char.isprintable() for char in href):
+        raise InputError(f"{item_source}: an asset href holds a control character or NUL byte: {href!r}")
+    if "/vsistdin" in href.lower():
+        raise InputError(f"{item_source}: an asset href reads standard input ({href}); refusing it")
+    if _is_url(item_source):
+        resolved = urllib.parse.urljoin(item_source, href) if not href.startswith("/vsi") else href
+        if not resolved.lower().startswith(REMOTE_SCHEMES):
+            raise InputError(
+                f"{item_source}: the asset href {href} is not a remote URL; a remote STAC item may only reference "
+                "http(s)://, s3:// or gs:// URLs"
+            )
+        return resolved
     if "://" in href or href.startswith("/vsi"):
         return href
-    if _is_url(item_source):
-        return urllib.parse.urljoin(item_source, href)
     if os.path.isabs(href):
         return href
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(item_source)), href))

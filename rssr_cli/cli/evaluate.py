@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional, TypeVar
 
 import typer
-from rich.markup import escape
+
 from rich.table import Table
 
 from ..errors import UsageError
@@ -33,7 +33,7 @@ from ..evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fid
 from ..evaluation.fidelity_report import FidelityReport
 from ..evaluation.protocol import DEFAULT_SCALES, EvaluationReport
 from ..sharpen.wald import WaldReport, evaluate_wald
-from .common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, stderr, stdout
+from .common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, shown, stderr, stdout
 
 T = TypeVar("T")
 DEFAULT_SCALES_TEXT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
@@ -132,7 +132,7 @@ def _print_wald(report: WaldReport) -> None:
         for metric, fmt in (("rmse", "{:.2f}"), ("sam", "{:.3f}"), ("ergas", "{:.3f}")):
             label = {"rmse": "RMSE", "sam": "SAM deg", "ergas": "ERGAS"}[metric]
             rows.append(("group", label, *(fmt.format(group.group[m][metric]) for m in report.methods)))
-        stdout.print(_table(columns, rows, escape(title)))
+        stdout.print(_table(columns, rows, shown(title)))
 
 
 def _emit(text: str, json_out: Optional[Path], quiet: bool, render: Callable[[], None]) -> None:
@@ -141,7 +141,7 @@ def _emit(text: str, json_out: Optional[Path], quiet: bool, render: Callable[[],
     if not quiet:
         render()
         if json_out is not None:
-            stderr.print(f"wrote {escape(str(json_out))}")
+            stderr.print(f"wrote {shown(str(json_out))}")
 
 
 def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]], title: str, *, labels: int = 2) -> Table:
@@ -157,7 +157,7 @@ def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]], title: str, *,
 def _print_folder(report: EvaluationReport) -> None:
     title = (f"{report.meta['images']} image(s) from {report.meta['hr_dir']}; border {report.border_rule}; "
              f"degradation {report.degradation}")  # fmt: skip
-    stdout.print(_table(COMPARISON_COLUMNS, comparison_rows(report), escape(title)))
+    stdout.print(_table(COMPARISON_COLUMNS, comparison_rows(report), shown(title)))
     means, paired = detail_rows(report)
     if means:
         band = "0.25-0.5 cycles/px, luminance"
@@ -170,13 +170,13 @@ def _print_pairs(comparison: PairComparison) -> None:
     g = comparison.geometry
     title = (f"{comparison.lr} -> {comparison.hr}: x{g.scale[0]:.4g} (x{g.scale[1]:.4g}), LR window {g.lr_window}, "
              f"HR window {g.hr_window}, border {g.shave} px, data range {g.data_range:g}; SR fitted to HR per band")  # fmt: skip
-    stdout.print(_table(PAIR_COLUMNS, comparison.rows(), escape(title), labels=1))
+    stdout.print(_table(PAIR_COLUMNS, comparison.rows(), shown(title), labels=1))
 
 
 def _print_fidelity(result: FidelityReport) -> None:
     sx, sy = result.scale_xy
     title = f"{result.output} vs {result.source} (x{sx:.4g}, x{sy:.4g}; stored units; {result.lr_pixels_compared} LR px compared)"
-    stdout.print(_table(FIDELITY_COLUMNS, fidelity_rows(result), escape(title), labels=1))
+    stdout.print(_table(FIDELITY_COLUMNS, fidelity_rows(result), shown(title), labels=1))
     if result.spectral_angle_deg is not None:
         stdout.print(f"spectral angle  {result.spectral_angle_deg:.4f} deg (mean over pixels)")
     shift = "not measured (no textured block)" if result.shift is None else (

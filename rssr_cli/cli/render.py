@@ -11,23 +11,25 @@ from pathlib import Path
 from typing import Any
 
 from affine import Affine
-from rich.markup import escape
+
 from rich.table import Table
 
 from .. import sources
+from ..messages import redact
 from ..info import ModelReport, RasterReport
 from ..pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneResult
 from ..pipeline.settings import UpscaleResult
 from ..stack_plan import StackReport
+from .common import shown
 
 STATUS_STYLE = {DONE: "green", SKIPPED: "dim", BUSY: "yellow", FAILED: "bold red"}
 
 
 def render_scene_line(scene: SceneResult) -> str:
     style = STATUS_STYLE.get(scene.status, "")
-    detail = f" {escape(scene.error)}" if scene.error else ""
+    detail = f" {shown(scene.error)}" if scene.error else ""
     windows = f", {scene.windows} windows ({scene.skipped_windows} empty)" if scene.status == DONE else ""
-    return f"[{style}]{scene.status:>7}[/] {escape(sources.base_name(scene.input))} -> {escape(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
+    return f"[{style}]{scene.status:>7}[/] {shown(sources.base_name(scene.input))} -> {shown(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
 
 
 def render_batch_summary(results: list[SceneResult]) -> Table:
@@ -46,7 +48,7 @@ def render_batch_summary(results: list[SceneResult]) -> Table:
 
 def summarize(result: UpscaleResult) -> str:
     return (
-        f"wrote {escape(str(result.dst))}: {result.width}x{result.height} px, {result.bands} band(s) {result.dtype}, "
+        f"wrote {shown(str(result.dst))}: {result.width}x{result.height} px, {result.bands} band(s) {result.dtype}, "
         f"{result.method} x{result.scale_x:.4g}, {result.windows} windows in {result.seconds:.1f} s "
         f"({result.megapixels_per_second:.2f} Mpix/s)"
         + (f"; {result.skipped_windows} all-nodata windows skipped" if result.skipped_windows else "")
@@ -59,22 +61,22 @@ def render_report(report: RasterReport) -> list[str]:
     t = report.transform
     w, s, e, n = report.bounds
     lines = [
-        f"[bold]{escape(report.path)}[/]",
+        f"[bold]{shown(report.path)}[/]",
         f"  size        {report.width} x {report.height} px, {len(report.bands)} band(s), {report.dtype}",
-        f"  crs         {escape(report.crs) if report.crs else 'none (pixel grid only)'}",
+        f"  crs         {shown(report.crs) if report.crs else 'none (pixel grid only)'}",
         f"  transform   ({t.a:.10g}, {t.b:.10g}, {t.c:.10g}, {t.d:.10g}, {t.e:.10g}, {t.f:.10g})",
         f"  pixel size  {report.pixel_size[0]:.10g} x {report.pixel_size[1]:.10g}",
         f"  bounds      west {w:.10g}, south {s:.10g}, east {e:.10g}, north {n:.10g}",
-        f"  invalid px  {escape(report.validity)}",
+        f"  invalid px  {shown(report.validity)}",
         "  bands",
     ]
     for band in report.bands:
         extra = f", scale {band.scale:g} offset {band.offset:g}" if (band.scale, band.offset) != (1.0, 0.0) else ""
-        lines.append(f"    {band.index:>3}  {escape(band.description or '-'):<16} {band.colorinterp}{extra}")
+        lines.append(f"    {band.index:>3}  {shown(band.description or '-'):<16} {band.colorinterp}{extra}")
     if report.provenance:  # an rssr output: how it was made, and its fidelity figures when measured
         lines.append("[bold]made by rssr[/]")
         width = max(len(k) for k in report.provenance)
-        lines += [f"  {k:<{width}}  {escape(v)}" for k, v in report.provenance.items()]
+        lines += [f"  {k:<{width}}  {shown(v)}" for k, v in report.provenance.items()]
     if report.preview is not None:
         p = report.preview
         lines += [
@@ -89,11 +91,11 @@ def render_report(report: RasterReport) -> list[str]:
 def render_stack_report(report: StackReport) -> list[str]:
     """A product's or STAC item's bands (name, pixel size, size, file) and, with -s/-r, the output upscale would write."""
     nodata = "none" if report.nodata is None else f"{report.nodata:g}"
-    lines = [f"[bold]{escape(report.source)}[/]", f"  kind        {escape(report.kind)}, nodata {nodata}", "  bands"]
+    lines = [f"[bold]{shown(report.source)}[/]", f"  kind        {shown(report.kind)}, nodata {nodata}", "  bands"]
     for band in report.bands:
         crs = band.crs.to_string() if band.crs else "no CRS"
         lines.append(
-            f"    {escape(band.name):<5} {band.resolution:>6g} m  {band.width} x {band.height} px  {band.dtype}  {escape(crs)}  {escape(band.dataset.rsplit('/', 1)[-1])}"
+            f"    {shown(band.name):<5} {band.resolution:>6g} m  {band.width} x {band.height} px  {band.dtype}  {shown(crs)}  {shown(band.dataset.rsplit('/', 1)[-1])}"
         )
     if report.grid is not None:
         t = report.grid.transform
@@ -102,7 +104,7 @@ def render_stack_report(report: StackReport) -> list[str]:
             "[bold]upscale would write[/]",
             f"  bands       {', '.join(report.selected)}",
             f"  size        {report.grid.width} x {report.grid.height} px, pixel size {abs(t.a):.10g} x {abs(t.e):.10g}",
-            f"  per band    {escape(scales)}",
+            f"  per band    {shown(scales)}",
         ]
     else:
         lines.append(f"  default     --bands {','.join(report.selected)}")
@@ -111,17 +113,17 @@ def render_stack_report(report: StackReport) -> list[str]:
 
 def render_model_report(report: ModelReport) -> list[str]:
     lines = [
-        f"[bold]{escape(report.id)}[/]  {escape(report.weights)}",
+        f"[bold]{shown(report.id)}[/]  {shown(report.weights)}",
         f"  sha256         {report.sha256}",
         f"  size           {_human_bytes(report.size_bytes)}, {report.parameters:,} parameters"
-        + (f", rssr {escape(report.rssr_version)}" if report.rssr_version else ""),
-        f"  card           {escape(report.card) if report.card else 'none (description embedded in the weights only)'}",
+        + (f", rssr {shown(report.rssr_version)}" if report.rssr_version else ""),
+        f"  card           {shown(report.card) if report.card else 'none (description embedded in the weights only)'}",
         "  architecture",
     ]
     for part in report.parts:
         args = ", ".join(f"{k}={v}" for k, v in part.args.items())
-        lines.append(f"    {part.role:<15}{escape(part.name)} ({part.parameters:,} params): {escape(args)}")
-    lines += [f"  bands          {report.channels} channel(s); {escape(report.band_rule)}", "  normalization"]
+        lines.append(f"    {part.role:<15}{shown(part.name)} ({part.parameters:,} params): {shown(args)}")
+    lines += [f"  bands          {report.channels} channel(s); {shown(report.band_rule)}", "  normalization"]
     lines += _render_mapping(report.normalization, 4)
     lines.append("  diffusion")
     lines += _render_mapping(report.diffusion, 4)
@@ -137,7 +139,7 @@ def _render_mapping(mapping: dict, indent: int) -> list[str]:
     lines = []
     for key, value in mapping.items():
         if isinstance(value, dict) and value:
-            lines.append(" " * indent + escape(str(key)))
+            lines.append(" " * indent + shown(str(key)))
             lines += _render_mapping(value, indent + 2)
             continue
         if isinstance(value, (list, tuple)):
@@ -146,7 +148,7 @@ def _render_mapping(mapping: dict, indent: int) -> list[str]:
             text = f"{value:.6g}"
         else:
             text = str(value)
-        lines.append(" " * indent + f"{escape(str(key)):<{max(1, 15 - indent + 2)}} {escape(text)}")
+        lines.append(" " * indent + f"{shown(str(key)):<{max(1, 15 - indent + 2)}} {shown(text)}")
     return lines
 
 
@@ -160,7 +162,7 @@ def _human_bytes(n: float) -> str:
 
 def to_json(report: RasterReport | StackReport | ModelReport) -> str:
     """`rssr info --json`: the report's fields as JSON (transforms as their 6 coefficients, CRSs as strings)."""
-    return json.dumps(_plain(report), indent=2, allow_nan=False)
+    return redact(json.dumps(_plain(report), indent=2, allow_nan=False))
 
 
 def _plain(value: Any) -> Any:

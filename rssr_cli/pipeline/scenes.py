@@ -25,6 +25,7 @@ import rasterio
 from ..backends import SRBackend
 from ..errors import Interrupted, OutputError, RssrError
 from ..locks import OutputBusy, output_lock
+from ..messages import redact
 from ..source_identity import same_source
 from ..stack_plan import request_settings
 from .jobs import SceneJob
@@ -53,7 +54,8 @@ class SceneResult:
     fidelity: Optional[dict] = None  # key figures when measured (--report, --max-*): FidelityReport.figures()
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "seconds": round(self.seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        fields = {**asdict(self), "seconds": round(self.seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        return redact(json.dumps(fields))  # a signed input URL's credentials never reach the log
 
 
 def batch_backend(settings: UpscaleSettings) -> tuple[Provenance, SRBackend]:
