@@ -34,6 +34,7 @@ from rasterio.crs import CRS
 from .band_names import SENTINEL2_BANDS, SENTINEL2_NATIVE_M, canonical_band_name
 from .errors import InputError, UsageError
 from .raster_io import GDAL_ERRORS, gdal_message, open_raster
+from .sources import exists_locally, is_local
 
 DEFAULT_PRODUCT_BANDS = ("B02", "B03", "B04", "B08")  # the four 10 m bands
 SENTINEL2_NODATA = 0.0  # L1C and L2A mark pixels outside the swath with 0 but do not declare it in the files
@@ -397,6 +398,47 @@ def _stac_stack(source: str) -> BandStack:
     bands = tuple(_describe_band(name, chosen[name][0]) for name in names)
     sentinel2 = any(n in order for n in names)
     return BandStack(source, "STAC item", bands, SENTINEL2_NODATA if sentinel2 else None)
+
+
+# ------------------------------------------------------------------------------------------ what a run reads
+
+
+def input_paths(src: str | os.PathLike) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """The local files and folders a run of `src` reads, resolved (links followed): a raster or a .SAFE.zip is
+    itself; a .SAFE folder (or any folder) is everything inside it; a STAC item is its JSON and every local band
+    file it names. Nothing for a URL or /vsi name. Headers only: no band is opened."""
+    text = str(src)
+    if not is_local(text) or not exists_locally(text):
+        return (), ()
+    real = Path(os.path.realpath(text))
+    if real.is_dir():
+        return (), (real,)
+    files = [real]
+    if text.lower().endswith(".json"):
+        try:
+            assets = _read_json(text)["assets"].values()
+            hrefs = [_resolve_href(a["href"], text) for a in assets if isinstance(a, dict) and isinstance(a.get("href"), str)]
+        except InputError:  # the run itself will say what is wrong with the item
+            hrefs = []
+        files += [Path(os.path.realpath(h)) for h in hrefs if is_local(h)]
+    return tuple(files), ()
+
+
+def is_input_path(path: str | os.PathLike, src: str | os.PathLike) -> bool:
+    """`path` is a file the run of `src` reads, or lies inside a folder it reads (hard links count)."""
+    files, folders = input_paths(src)
+    real = Path(os.path.realpath(path))
+    if any(real == folder or real.is_relative_to(folder) for folder in folders):
+        return True
+    for file in files:
+        if real == file:
+            return True
+        try:
+            if os.path.samefile(real, file):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 # ----------------------------------------------------------------------------------------------- checks

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional, TypeVar
 
 import typer
-
 from rich.table import Table
 
 from ..errors import UsageError
@@ -32,6 +31,7 @@ from ..evaluation.compare import (
 from ..evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fidelity_rows
 from ..evaluation.fidelity_report import FidelityReport
 from ..evaluation.protocol import DEFAULT_SCALES, EvaluationReport
+from ..products import is_input_path
 from ..sharpen.wald import WaldReport, evaluate_wald
 from .common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, shown, stderr, stdout
 
@@ -94,6 +94,9 @@ def evaluate_command(
         modes = [m for m, given in (("HR_DIR", hr_dir), ("--pairs", pairs), ("--fidelity", fidelity), ("--wald", wald)) if given is not None]
         if len(modes) != 1:
             raise UsageError("give exactly one of: HR_DIR, --pairs LR HR, --fidelity SR LR, --wald PRODUCT" + (f" (got {', '.join(modes)})" if modes else ""))
+        inputs = [wald, *(pairs or ()), *(fidelity or ())]
+        if json_out is not None and any(is_input_path(json_out, src) for src in inputs if src is not None):
+            raise UsageError(f"--json {json_out} is a file this evaluation reads; give a separate file")
         if wald is not None:
             if wald_split not in ("test", "all"):
                 raise UsageError(f"--wald-split must be test or all, got {wald_split!r}")
@@ -150,7 +153,7 @@ def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]], title: str, *,
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i < labels else "right", min_width=len(column) if i >= labels else None)
     for row in rows:
-        table.add_row(*map(escape, row))
+        table.add_row(*map(shown, row))
     return table
 
 

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from affine import Affine
-
 from rich.table import Table
 
 from .. import sources
-from ..messages import redact
 from ..info import ModelReport, RasterReport
+from ..messages import redact
 from ..pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneResult
 from ..pipeline.settings import UpscaleResult
 from ..stack_plan import StackReport
