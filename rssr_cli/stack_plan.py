@@ -17,6 +17,7 @@ from typing import Optional, Sequence, cast
 from affine import Affine
 
 from .aoi import aoi_in_raster_crs
+from .band_names import canonical_band_name
 from .errors import InputError, UsageError
 from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution
 from .pipeline.settings import UpscaleSettings
@@ -34,6 +35,10 @@ def request_settings(src: str | os.PathLike, settings: UpscaleSettings) -> Upsca
         return settings
     if settings.bands is None:
         settings = replace(settings, bands=DEFAULT_PRODUCT_BANDS)
+    elif not (len(settings.bands) == 1 and str(settings.bands[0]).lower() == "all"):
+        # one spelling per band (b04, B4, red -> B04): a rerun spelling the same band otherwise is the same request
+        bands = tuple(canonical_band_name(b) if isinstance(b, str) and not b.isdigit() else b for b in settings.bands)
+        settings = replace(settings, bands=bands)
     return settings if settings.guidance is not None else replace(settings, guidance=True)
 
 

@@ -116,7 +116,7 @@ def process_scene(
                 if state == SOURCE_CHANGED:
                     log.info("%s: the input changed since %s was made; redoing it", job.src, job.dst)
                 elif not settings.overwrite:
-                    raise OutputError(f"{job.dst} exists but was made by a different request; --force to redo it")
+                    raise OutputError(f"{job.dst} exists but was made by a different request; pass --overwrite to replace it")
             run_settings = replace(settings, method=method, overwrite=True)
             if runner is not None:
                 done = runner(job, run_settings)
