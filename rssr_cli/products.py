@@ -82,7 +82,13 @@ class BandStack:
     def select(self, wanted: Optional[Sequence[int | str]]) -> tuple[StackBand, ...]:
         """The bands asked for, in the order asked: names (B04, b8a, red, nir08), 1-based numbers in product
         order, or 'all'. None: the four 10 m bands (DEFAULT_PRODUCT_BANDS)."""
-        if wanted is None:
+        if wanted is None or tuple(wanted) == DEFAULT_PRODUCT_BANDS:  # the default: a band missing is the input's fault
+            missing = [name for name in DEFAULT_PRODUCT_BANDS if name not in self.names]
+            if missing:
+                raise InputError(
+                    f"{self.source} lacks {', '.join(missing)} of the default bands {','.join(DEFAULT_PRODUCT_BANDS)}; "
+                    f"it has {', '.join(self.names)} (choose with --bands)"
+                )
             wanted = DEFAULT_PRODUCT_BANDS
         if len(wanted) == 1 and isinstance(wanted[0], str) and wanted[0].lower() == "all":
             return self.bands

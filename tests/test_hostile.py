@@ -377,6 +377,8 @@ CASES: list[Case] = [
     Case("output-is-a-band-of-the-product", upscale("-s", "2", "--overwrite", *CLASSICAL), 2, "is a file the run reads", make_src=l1c_product, dst=BAND_B04),
     Case("output-is-a-band-of-the-stac-item", upscale("-s", "2", "-b", "red", "--overwrite", *CLASSICAL), 2, "is a file the run reads", make_src=lambda work: stac_item(work, {"red": "files/B04.tif"}), dst="files/B04.tif"),
     Case("batch-output-inside-the-product", ("upscale", "{src}", "-o", "{src}/out/", "-s", "2", *CLASSICAL), 2, "is inside the input", make_src=l1c_product),
+    # item 17: a product missing one of the default bands is the input's fault (exit 1), not a usage error
+    Case("product-missing-a-default-band", upscale("-s", "2", *CLASSICAL), 1, "lacks B02 of the default bands", make_src=lambda work: sp.make_l1c(work, suffix=".tif", bands=("B03", "B04", "B08"))),
     Case("evaluate-json-is-a-band-of-the-product", ("evaluate", "--wald", "{src}", "--json", "{work}/" + BAND_B04, "-q"), 2, "is a file this evaluation reads", make_src=l1c_product),
 ]
 
