@@ -22,7 +22,7 @@ from .errors import InputError, UsageError
 from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution
 from .pipeline.settings import UpscaleSettings
 from .products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compatible, is_band_stack, open_band_stack
-from .raster_io import gdal_env
+from .raster_io import check_nodata_fits, gdal_env
 from .region import OutputRegion, aoi_region, whole_grid
 
 SAME_GRID_TOLERANCE = 1e-6  # of a source pixel: a band this close to the common grid is on it
@@ -144,6 +144,7 @@ def output_nodata(stack: BandStack, bands: Sequence[StackBand], given: Optional[
     """The nodata value of the output: the one given (--nodata), else the one the band files declare, else the
     product's convention (0 for Sentinel-2)."""
     if given is not None:
+        check_nodata_fits(float(given), bands[0].dtype)  # 0.5 or 70000 on uint16 would be written, never matched
         return float(given)
     declared = {b.nodata for b in bands if b.nodata is not None}
     if len(declared) == 1:

@@ -377,6 +377,12 @@ CASES: list[Case] = [
     Case("output-is-a-band-of-the-product", upscale("-s", "2", "--overwrite", *CLASSICAL), 2, "is a file the run reads", make_src=l1c_product, dst=BAND_B04),
     Case("output-is-a-band-of-the-stac-item", upscale("-s", "2", "-b", "red", "--overwrite", *CLASSICAL), 2, "is a file the run reads", make_src=lambda work: stac_item(work, {"red": "files/B04.tif"}), dst="files/B04.tif"),
     Case("batch-output-inside-the-product", ("upscale", "{src}", "-o", "{src}/out/", "-s", "2", *CLASSICAL), 2, "is inside the input", make_src=l1c_product),
+    # item 7: --nodata must be storable in the bands' type, for products and STAC items too
+    Case("product-nodata-fraction-on-uint16", upscale("-s", "2", "--nodata", "0.5", *CLASSICAL), 2, "--nodata 0.5 cannot be stored in uint16", make_src=l1c_product),
+    Case("product-nodata-negative-on-uint16", upscale("-s", "2", "--nodata", "-1", *CLASSICAL), 2, "--nodata -1 cannot be stored in uint16", make_src=l1c_product),
+    Case("product-nodata-70000-on-uint16", upscale("-s", "2", "--nodata", "70000", *CLASSICAL), 2, "cannot be stored in uint16", make_src=l1c_product),
+    Case("stac-nodata-nan-on-uint16", upscale("-s", "2", "-b", "red", "--nodata", "nan", *CLASSICAL), 2, "cannot be stored in uint16", make_src=lambda work: stac_item(work, {"red": "files/B04.tif"})),
+    Case("nodata-1e39-on-float32", upscale("-s", "2", "--nodata", "1e39", *CLASSICAL), 2, "cannot be stored in float32", make_src=lambda work: write_raster(work / "f.tif", synthetic_image(1, 20, 20, "float32"))),
     # item 17: a product missing one of the default bands is the input's fault (exit 1), not a usage error
     Case("product-missing-a-default-band", upscale("-s", "2", *CLASSICAL), 1, "lacks B02 of the default bands", make_src=lambda work: sp.make_l1c(work, suffix=".tif", bands=("B03", "B04", "B08"))),
     Case("evaluate-json-is-a-band-of-the-product", ("evaluate", "--wald", "{src}", "--json", "{work}/" + BAND_B04, "-q"), 2, "is a file this evaluation reads", make_src=l1c_product),
