@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import OutputError, UsageError
+from .products import is_input_path
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ def check_destination(dst: Path, *, overwrite: bool, src: str) -> None:
         raise OutputError(f"output directory {parent} does not exist")
     if dst.is_dir():
         raise OutputError(f"{dst} is a directory")
-    if dst.exists() and Path(src).exists() and os.path.samefile(dst, src):
-        raise UsageError(f"{dst} is the input file; write the output elsewhere")
+    if is_input_path(dst, src):  # the input itself, a band file of the product or item, or inside the .SAFE
+        what = "the input file" if dst.exists() and os.path.samefile(dst, src) else f"a file the run reads (input {src})"
+        raise UsageError(f"{dst} is {what}; write the output elsewhere")
     if dst.exists() and not overwrite:
         raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
     if not os.access(parent, os.W_OK):

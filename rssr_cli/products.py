@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import stat
 import urllib.parse
 import urllib.request
 import zipfile
@@ -33,6 +34,7 @@ from rasterio.crs import CRS
 from .band_names import SENTINEL2_BANDS, SENTINEL2_NATIVE_M, canonical_band_name
 from .errors import InputError, UsageError
 from .raster_io import GDAL_ERRORS, gdal_message, open_raster
+from .sources import exists_locally, is_local
 
 DEFAULT_PRODUCT_BANDS = ("B02", "B03", "B04", "B08")  # the four 10 m bands
 SENTINEL2_NODATA = 0.0  # L1C and L2A mark pixels outside the swath with 0 but do not declare it in the files
@@ -80,7 +82,13 @@ class BandStack:
     def select(self, wanted: Optional[Sequence[int | str]]) -> tuple[StackBand, ...]:
         """The bands asked for, in the order asked: names (B04, b8a, red, nir08), 1-based numbers in product
         order, or 'all'. None: the four 10 m bands (DEFAULT_PRODUCT_BANDS)."""
-        if wanted is None:
+        if wanted is None or tuple(wanted) == DEFAULT_PRODUCT_BANDS:  # the default: a band missing is the input's fault
+            missing = [name for name in DEFAULT_PRODUCT_BANDS if name not in self.names]
+            if missing:
+                raise InputError(
+                    f"{self.source} lacks {', '.join(missing)} of the default bands {','.join(DEFAULT_PRODUCT_BANDS)}; "
+                    f"it has {', '.join(self.names)} (choose with --bands)"
+                )
             wanted = DEFAULT_PRODUCT_BANDS
         if len(wanted) == 1 and isinstance(wanted[0], str) and wanted[0].lower() == "all":
             return self.bands
@@ -273,32 +281,81 @@ def _describe_band(name: str, dataset: str, index: int = 1) -> StackBand:
 # ------------------------------------------------------------------------------------------------- STAC
 
 
+MAX_STAC_ITEM_BYTES = 16 * 2**20  # a Sentinel-2 item is ~20 KB; a catalogue's richest items stay far below this
+
+
 def _read_json(source: str) -> dict:
+    """The STAC item's JSON: a local regular file or an http(s) body of at most MAX_STAC_ITEM_BYTES (a FIFO would
+    hang, /dev/zero or an endless body exhaust memory); deep nesting is refused, not a RecursionError."""
     try:
-        if _is_url(source):
-            with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 (the user's own URL)
-                text = response.read().decode("utf-8")
-        else:
-            text = Path(source).read_text(encoding="utf-8")
+        data = _read_remote_json(source) if _is_url(source) else _read_local_json(source)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise InputError(f"no such file: {source}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {source}: {exc}") from exc
+        raise InputError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         item = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{source} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+    except RecursionError:
+        raise InputError(f"{source} is not a STAC item: its JSON is nested too deeply") from None
     if not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(item.get("assets"), dict):
         raise InputError(f"{source} is not a STAC item (a GeoJSON Feature with assets)")
     return item
 
 
+def _too_big(source: str) -> InputError:
+    return InputError(f"{source} is larger than {MAX_STAC_ITEM_BYTES // 2**20} MiB; a STAC item is a small JSON document")
+
+
+def _read_local_json(source: str) -> bytes:
+    info = os.stat(source)  # follows links: one to /dev/zero is a device
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{source} is not a regular file (a device, FIFO or socket); give a STAC item file")
+    if info.st_size > MAX_STAC_ITEM_BYTES:
+        raise _too_big(source)
+    with open(source, "rb") as file:
+        data = file.read(MAX_STAC_ITEM_BYTES + 1)
+    if len(data) > MAX_STAC_ITEM_BYTES:
+        raise _too_big(source)
+    return data
+
+
+def _read_remote_json(source: str) -> bytes:
+    with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 (the user's own URL)
+        length = response.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > MAX_STAC_ITEM_BYTES:
+            raise _too_big(source)
+        data = response.read(MAX_STAC_ITEM_BYTES + 1)
+    if len(data) > MAX_STAC_ITEM_BYTES:
+        raise _too_big(source)
+    return data
+
+
+REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://")
+
+
 def _resolve_href(href: str, item_source: str) -> str:
-    """An asset href as a GDAL dataset name: relative hrefs against the item; s3:// and URLs kept as strings."""
+    """An asset href as a GDAL dataset name: relative hrefs against the item; s3:// and URLs kept as strings.
+
+    A remote item is someone else's document: its hrefs resolve to remote URLs only (a `file://` URL, a local
+    path or a /vsi path such as /vsisubfile/ would publish this machine's files in the output). A local item
+    may name local files anywhere, URLs and /vsi paths. No item may read standard input (/vsistdin/)."""
+    if any(not char.isprintable() for char in href):
+        raise InputError(f"{item_source}: an asset href holds a control character or NUL byte: {href!r}")
+    if "/vsistdin" in href.lower():
+        raise InputError(f"{item_source}: an asset href reads standard input ({href}); refusing it")
+    if _is_url(item_source):
+        resolved = urllib.parse.urljoin(item_source, href) if not href.startswith("/vsi") else href
+        if not resolved.lower().startswith(REMOTE_SCHEMES):
+            raise InputError(
+                f"{item_source}: the asset href {href} is not a remote URL; a remote STAC item may only reference "
+                "http(s)://, s3:// or gs:// URLs"
+            )
+        return resolved
     if "://" in href or href.startswith("/vsi"):
         return href
-    if _is_url(item_source):
-        return urllib.parse.urljoin(item_source, href)
     if os.path.isabs(href):
         return href
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(item_source)), href))
@@ -347,6 +404,47 @@ def _stac_stack(source: str) -> BandStack:
     bands = tuple(_describe_band(name, chosen[name][0]) for name in names)
     sentinel2 = any(n in order for n in names)
     return BandStack(source, "STAC item", bands, SENTINEL2_NODATA if sentinel2 else None)
+
+
+# ------------------------------------------------------------------------------------------ what a run reads
+
+
+def input_paths(src: str | os.PathLike) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """The local files and folders a run of `src` reads, resolved (links followed): a raster or a .SAFE.zip is
+    itself; a .SAFE folder (or any folder) is everything inside it; a STAC item is its JSON and every local band
+    file it names. Nothing for a URL or /vsi name. Headers only: no band is opened."""
+    text = str(src)
+    if not is_local(text) or not exists_locally(text):
+        return (), ()
+    real = Path(os.path.realpath(text))
+    if real.is_dir():
+        return (), (real,)
+    files = [real]
+    if text.lower().endswith(".json"):
+        try:
+            assets = _read_json(text)["assets"].values()
+            hrefs = [_resolve_href(a["href"], text) for a in assets if isinstance(a, dict) and isinstance(a.get("href"), str)]
+        except InputError:  # the run itself will say what is wrong with the item
+            hrefs = []
+        files += [Path(os.path.realpath(h)) for h in hrefs if is_local(h)]
+    return tuple(files), ()
+
+
+def is_input_path(path: str | os.PathLike, src: str | os.PathLike) -> bool:
+    """`path` is a file the run of `src` reads, or lies inside a folder it reads (hard links count)."""
+    files, folders = input_paths(src)
+    real = Path(os.path.realpath(path))
+    if any(real == folder or real.is_relative_to(folder) for folder in folders):
+        return True
+    for file in files:
+        if real == file:
+            return True
+        try:
+            if os.path.samefile(real, file):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 # ----------------------------------------------------------------------------------------------- checks

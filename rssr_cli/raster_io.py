@@ -176,7 +176,7 @@ def inspect_source(dataset: DatasetReader, *, nodata: Optional[float] = None) ->
     dtype = dataset.dtypes[0]
     alpha_band = _alpha_band(dataset)
     if nodata is not None:
-        _check_nodata_fits(nodata, dtype)
+        check_nodata_fits(nodata, dtype)
     return SourceInfo(
         path=dataset.name,
         width=dataset.width,
@@ -229,8 +229,13 @@ def _refuse_unusable(dataset: DatasetReader) -> None:
         )
 
 
-def _check_nodata_fits(value: float, dtype: str) -> None:
+def check_nodata_fits(value: float, dtype: str) -> None:
     """A declared nodata value must be storable in the data type, or no pixel could ever carry it."""
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        limit = float(np.finfo(dtype).max)
+        if math.isfinite(value) and abs(value) > limit:
+            raise UsageError(f"--nodata {value:g} cannot be stored in {dtype} (at most {limit:g} in magnitude)")
+        return
     if not np.issubdtype(np.dtype(dtype), np.integer):
         return
     info = np.iinfo(dtype)

@@ -30,6 +30,7 @@ from .destination import check_destination, staging_dir
 from .errors import InputError
 from .grid import plan_tiles
 from .interrupts import raise_on_signals
+from .messages import redact
 from .pipeline.plan import RunPlan, scene_radiometry, scene_statistics
 from .pipeline.provenance import Provenance, model_choice_tags, region_tags, request_tags
 from .pipeline.settings import DEFAULT_TILE, Progress, UpscaleResult, UpscaleSettings, auto_tiling, build_backend, run_method
@@ -251,7 +252,7 @@ def stack_output_spec(
         {
             "RSSR_NATIVE_RESOLUTION": f"{job.band.resolution:g}",
             "RSSR_SCALE_XY": "1,1 (copied)" if job.copy else f"{job.grid.scale_x:.10g},{job.grid.scale_y:.10g}",
-            "RSSR_SOURCE": job.band.dataset,
+            "RSSR_SOURCE": redact(job.band.dataset),  # a signed URL's credentials stay out of the file
             **({} if job.copy or (guidance and guidance.replaces(job)) else {"RSSR_TILE": str(run.tile), "RSSR_OVERLAP": str(run.overlap)}),
             **(guidance.band_tags(job) if guidance else {}),
         }

@@ -17,13 +17,14 @@ from typing import Optional, Sequence, cast
 from affine import Affine
 
 from .aoi import aoi_in_raster_crs
+from .band_names import canonical_band_name
 from .errors import InputError, UsageError
 from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution
 from .model_rule import InputFacts, ModelChoice
 from .pipeline.model_choice import input_model_choice
 from .pipeline.settings import UpscaleSettings
 from .products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compatible, is_band_stack, open_band_stack
-from .raster_io import gdal_env
+from .raster_io import check_nodata_fits, gdal_env
 from .region import OutputRegion, aoi_region, whole_grid
 
 SAME_GRID_TOLERANCE = 1e-6  # of a source pixel: a band this close to the common grid is on it
@@ -36,6 +37,10 @@ def request_settings(src: str | os.PathLike, settings: UpscaleSettings) -> Upsca
         return settings
     if settings.bands is None:
         settings = replace(settings, bands=DEFAULT_PRODUCT_BANDS)
+    elif not (len(settings.bands) == 1 and str(settings.bands[0]).lower() == "all"):
+        # one spelling per band (b04, B4, red -> B04): a rerun spelling the same band otherwise is the same request
+        bands = tuple(canonical_band_name(b) if isinstance(b, str) and not b.isdigit() else b for b in settings.bands)
+        settings = replace(settings, bands=bands)
     return settings if settings.guidance is not None else replace(settings, guidance=True)
 
 
@@ -141,6 +146,7 @@ def output_nodata(stack: BandStack, bands: Sequence[StackBand], given: Optional[
     """The nodata value of the output: the one given (--nodata), else the one the band files declare, else the
     product's convention (0 for Sentinel-2)."""
     if given is not None:
+        check_nodata_fits(float(given), bands[0].dtype)  # 0.5 or 70000 on uint16 would be written, never matched
         return float(given)
     declared = {b.nodata for b in bands if b.nodata is not None}
     if len(declared) == 1:

@@ -317,3 +317,36 @@ def test_the_cog_built_in_a_child_process_is_the_same_file(tmp_path):
     (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
     with pytest.raises(OutputError, match=r"^cannot write the COG for .*out.tif: .+"):
         cog._build_cog_in_child(tmp_path / "bad.tif", tmp_path / "never.tif", options, tmp_path / "out.tif")
+
+
+# ---- issue 23: items 15, 19, 23 ------------------------------------------------------------------------------------
+
+
+def test_threads_are_capped_at_the_cpus_this_process_may_use(monkeypatch):
+    """--threads 1000 under a process limit made thread creation fail and the run segfault (item 15)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert UpscaleSettings(scale=2, method="bicubic", threads=1000).threads == 2
+    assert UpscaleSettings(scale=2, method="bicubic", threads=1).threads == 1
+
+
+def test_a_rerun_spelling_the_same_band_otherwise_is_skipped(tmp_path):
+    """--bands B04, then b04 and red: the same band, the same request (item 19)."""
+    import s2_products as sp
+
+    safe = sp.make_l1c(tmp_path, suffix=".tif", bands=("B03", "B04"))
+    common = ("upscale", safe, "-o", f"{tmp_path / 'out'}/", "-s", "2", "-m", "bicubic", "--log-json", tmp_path / "log.jsonl")
+    for spelling in ("B04", "b04", "red", "B4"):
+        result = run(*common, "--bands", spelling)
+        assert result.exit_code == 0, result.output
+    assert [line["status"] for line in log_lines(tmp_path / "log.jsonl")] == [DONE, SKIPPED, SKIPPED, SKIPPED]
+
+
+def test_the_different_request_hint_names_the_option_the_readme_and_help_name(tmp_path):
+    """The failure says --overwrite, as README and --help do for that case, never --force (item 23)."""
+    src = scene_at(tmp_path / "scene.tif")
+    common = ("upscale", src, "-o", f"{tmp_path / 'out'}/", "-s", "2")
+    assert run(*common, "-m", "bicubic").exit_code == 0
+    changed = run(*common, "-m", "nearest")
+    assert changed.exit_code == 1 and "different request; pass --overwrite to replace it" in changed.stderr
+    assert "--force" not in changed.stderr
+    assert run(*common, "-m", "nearest", "--overwrite").exit_code == 0

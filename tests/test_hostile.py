@@ -15,6 +15,7 @@ replaced by paths (anything else is passed as it is: a --name template keeps its
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -32,7 +33,9 @@ from affine import Affine
 from rasterio.control import GroundControlPoint
 from rasterio.rpc import RPC
 
+import s2_products as sp
 from conftest import UTM_CRS, UTM_TRANSFORM, synthetic_image, write_raster
+from http_range_server import serve_directory
 
 CLASSICAL = ("-m", "bicubic")  # cases that are not about the model never load it
 
@@ -179,6 +182,65 @@ def scenes_with_a_corrupt_one(work: Path) -> Path:
     return folder
 
 
+
+# ---- makers for issue 23 (remote STAC, secrets, control characters, hostile item JSON, inputs as outputs) -----------
+
+ESC_NAME = "x\x1b[2J\nerror: forged"  # clears the screen, then forges a second error line
+
+
+def stac_item(work: Path, hrefs: dict[str, str], name: str = "item.json") -> Path:
+    """A STAC item in `work` whose assets (keyed by Sentinel-2 common name) point at `hrefs`; B04.tif beside it."""
+    import json
+
+    sp._write_band(sp.band_path("B04"), work / "files" / "B04.tif")
+    assets = {key: {"href": href, "type": "image/tiff", "eo:bands": [{"name": key}]} for key, href in hrefs.items()}
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "x", "properties": {}, "geometry": None, "assets": assets}
+    (work / name).write_text(json.dumps(item))
+    return work / name
+
+
+def remote_item_reading(href: str) -> Callable[[Path], Path]:
+    """make_src: an item served over HTTP whose red band is `href` (with {work} replaced), a local file's name."""
+    return lambda work: stac_item(work, {"red": href.replace("{work}", str(work))})
+
+
+def fifo_item(work: Path) -> Path:
+    os.mkfifo(work / "item.json")
+    return work / "item.json"
+
+
+def item_linked_to_dev_zero(work: Path) -> Path:
+    (work / "item.json").symlink_to("/dev/zero")
+    return work / "item.json"
+
+
+def huge_item(work: Path) -> Path:
+    with open(work / "item.json", "wb") as file:
+        file.truncate(17 * 2**20)  # sparse: 17 MiB of NULs, no disk used
+    return work / "item.json"
+
+
+def deeply_nested_item(work: Path) -> Path:
+    (work / "item.json").write_text("[" * 100_000 + "]" * 100_000)
+    return work / "item.json"
+
+
+def safe_with_hostile_granules(work: Path) -> Path:
+    """A .SAFE whose two granule folders are named with ESC and a newline: the refusal names them."""
+    safe = work / sp.L1C_NAME
+    for granule in (ESC_NAME, ESC_NAME + "2"):
+        sp._write_band(sp.band_path("B04"), safe / "GRANULE" / granule / "IMG_DATA" / f"T18SUJ_{sp.STAMP}_B04.tif")
+    return safe
+
+
+def l1c_product(work: Path) -> Path:
+    safe = sp.make_l1c(work, suffix=".tif", bands=("B02", "B03", "B04", "B08"))
+    return safe
+
+
+BAND_B04 = f"{sp.L1C_NAME}/GRANULE/L1C_{sp.TILE}_A009352_{sp.STAMP}/IMG_DATA/{sp.TILE}_{sp.STAMP}_B04.tif"
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -193,6 +255,8 @@ class Case:
     max_seconds: Optional[float] = None  # the refusal must come this fast (the process's whole life)
     leaves: tuple[str, ...] = ()  # entries (relative to the work folder) that rightly appear, e.g. a finished output
     needs: tuple[str, ...] = ()  # paths the case needs on this machine (skipped without them), e.g. /dev/full
+    serve: bool = False  # serve the work folder over HTTP (range requests) while rssr runs: `{server}` is host:port
+    hidden: tuple[str, ...] = ()  # secrets that must appear nowhere on stdout or stderr
 
 
 def upscale(*options: str) -> tuple[str, ...]:
@@ -286,6 +350,42 @@ CASES: list[Case] = [
     Case("input-dev-zero", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=lambda work: Path("/dev/zero"), max_seconds=30, timeout=60, needs=("/dev/zero",)),
     # item 7: -q hides progress, never errors: the corrupt scene's line reaches stderr (and only the failed lines)
     Case("quiet-batch-with-a-corrupt-scene", upscale("-s", "2", "-q", *CLASSICAL), 1, "broken.tif", make_src=scenes_with_a_corrupt_one, dst="out/", batch=True, leaves=("out/good_x2.tif",)),
+    # ---- issue 23 ----
+    # item 1: a remote STAC item references remote URLs only: a local file's pixels must never be published
+    Case("remote-stac-file-href", ("upscale", "http://{server}/item.json", "-o", "{dst}", "-s", "2", *CLASSICAL), 1, "a remote STAC item may only reference", make_src=remote_item_reading("file://{work}/files/B04.tif"), serve=True),
+    Case("remote-stac-vsisubfile-href", ("upscale", "http://{server}/item.json", "-o", "{dst}", "-s", "2", *CLASSICAL), 1, "is not a remote URL", make_src=remote_item_reading("/vsisubfile/0_100000,{work}/files/B04.tif"), serve=True),
+    Case("remote-stac-local-path-href", ("upscale", "http://{server}/item.json", "-o", "{dst}", "-s", "2", *CLASSICAL), 1, "is not a remote URL", make_src=remote_item_reading("/vsicurl/file://{work}/files/B04.tif"), serve=True),
+    Case("stac-vsistdin-href", upscale("-s", "2", *CLASSICAL), 1, "reads standard input", make_src=lambda work: stac_item(work, {"red": "/vsistdin/"})),
+    Case("info-remote-stac-file-href", ("info", "http://{server}/item.json"), 1, "is not a remote URL", make_src=remote_item_reading("file://{work}/files/B04.tif"), serve=True),
+    # item 2: credentials in URLs are never echoed (error line, info)
+    Case("url-credentials-in-the-error-line", ("upscale", "http://bob:hunter2@{server}/missing.tif?X-Amz-Signature=SEKRET1&X-Amz-Credential=SEKRET2&sig=SEKRET3&token=SEKRET4", "-o", "{dst}", "-s", "2", *CLASSICAL), 1, "http://***@", serve=True, hidden=("hunter2", "SEKRET")),
+    Case("url-credentials-in-info", ("info", "https://bob:hunter2@{server}/missing.tif?X-Amz-Signature=SEKRET1&key=SEKRET2"), 1, "X-Amz-Signature=***", serve=True, hidden=("hunter2", "SEKRET")),
+    Case("stac-href-credentials-in-the-error-line", upscale("-s", "2", *CLASSICAL), 1, "sig=***", make_src=lambda work: stac_item(work, {"red": "https://alice:hunter2@127.0.0.1:9/B04.tif?sig=SEKRET&se=2030"}), hidden=("hunter2", "SEKRET")),
+    # item 3: control characters in input-controlled names never reach the terminal raw, never forge a line
+    Case("granule-names-with-escapes", upscale("-s", "2", *CLASSICAL), 1, "holds 2 granules", make_src=safe_with_hostile_granules),
+    Case("stac-href-with-escapes", upscale("-s", "2", *CLASSICAL), 1, "control character", make_src=lambda work: stac_item(work, {"red": "files/" + ESC_NAME + ".tif"})),
+    Case("stac-href-with-a-nul-byte", upscale("-s", "2", *CLASSICAL), 1, "NUL byte", make_src=lambda work: stac_item(work, {"red": "files/B04.tif\x00.tif"})),
+    Case("output-name-with-escapes", upscale("-s", "2", *CLASSICAL), 1, "\\x1b[2J\\nerror: forged", dst=ESC_NAME + "/out.tif"),
+    # item 4: an item JSON that is a FIFO, a device, huge or nested 100k deep is one line at once
+    Case("stac-item-fifo", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=fifo_item, max_seconds=30, timeout=60),
+    Case("stac-item-dev-zero", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=item_linked_to_dev_zero, max_seconds=30, timeout=60, needs=("/dev/zero",)),
+    Case("stac-item-over-16-mib", upscale("-s", "2", *CLASSICAL), 1, "larger than 16 MiB", make_src=huge_item, max_seconds=30, timeout=60),
+    Case("stac-item-nested-100k-deep", upscale("-s", "2", *CLASSICAL), 1, "nested too deeply", make_src=deeply_nested_item),
+    Case("info-stac-item-fifo", ("info", "{src}"), 1, "not a regular file", make_src=fifo_item, max_seconds=30, timeout=60),
+    # item 5: every file a run reads is an input: never written, appended to or replaced
+    Case("log-json-is-a-band-of-the-product", upscale("-s", "2", "--log-json", BAND_B04, *CLASSICAL), 2, "is a file the run reads", make_src=l1c_product),
+    Case("output-is-a-band-of-the-product", upscale("-s", "2", "--overwrite", *CLASSICAL), 2, "is a file the run reads", make_src=l1c_product, dst=BAND_B04),
+    Case("output-is-a-band-of-the-stac-item", upscale("-s", "2", "-b", "red", "--overwrite", *CLASSICAL), 2, "is a file the run reads", make_src=lambda work: stac_item(work, {"red": "files/B04.tif"}), dst="files/B04.tif"),
+    Case("batch-output-inside-the-product", ("upscale", "{src}", "-o", "{src}/out/", "-s", "2", *CLASSICAL), 2, "is inside the input", make_src=l1c_product),
+    # item 7: --nodata must be storable in the bands' type, for products and STAC items too
+    Case("product-nodata-fraction-on-uint16", upscale("-s", "2", "--nodata", "0.5", *CLASSICAL), 2, "--nodata 0.5 cannot be stored in uint16", make_src=l1c_product),
+    Case("product-nodata-negative-on-uint16", upscale("-s", "2", "--nodata", "-1", *CLASSICAL), 2, "--nodata -1 cannot be stored in uint16", make_src=l1c_product),
+    Case("product-nodata-70000-on-uint16", upscale("-s", "2", "--nodata", "70000", *CLASSICAL), 2, "cannot be stored in uint16", make_src=l1c_product),
+    Case("stac-nodata-nan-on-uint16", upscale("-s", "2", "-b", "red", "--nodata", "nan", *CLASSICAL), 2, "cannot be stored in uint16", make_src=lambda work: stac_item(work, {"red": "files/B04.tif"})),
+    Case("nodata-1e39-on-float32", upscale("-s", "2", "--nodata", "1e39", *CLASSICAL), 2, "cannot be stored in float32", make_src=lambda work: write_raster(work / "f.tif", synthetic_image(1, 20, 20, "float32"))),
+    # item 17: a product missing one of the default bands is the input's fault (exit 1), not a usage error
+    Case("product-missing-a-default-band", upscale("-s", "2", *CLASSICAL), 1, "lacks B02 of the default bands", make_src=lambda work: sp.make_l1c(work, suffix=".tif", bands=("B03", "B04", "B08"))),
+    Case("evaluate-json-is-a-band-of-the-product", ("evaluate", "--wald", "{src}", "--json", "{work}/" + BAND_B04, "-q"), 2, "is a file this evaluation reads", make_src=l1c_product),
 ]
 
 
@@ -301,6 +401,16 @@ def snapshot(folder: Path) -> dict[str, str]:
         else:
             entries[key] = "dir" if path.is_dir() else "other"
     return entries
+
+
+def _fill(arg: str, places: dict[str, str]) -> str:
+    """{src}, {dst}, {work} as whole arguments or inside one (`{src}/`, `http://{server}/item.json`)."""
+    if arg in places:
+        return places[arg]
+    for key, value in places.items():
+        if key in ("{server}", "{src}", "{work}"):
+            arg = arg.replace(key, value)
+    return arg
 
 
 def run_rssr(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
@@ -325,11 +435,18 @@ def test_hostile_case(tmp_path, case: Case):
         dst.mkdir(parents=True)
     before = snapshot(work)
     places = {"{src}": str(src), "{dst}": str(dst) + ("/" if case.dst.endswith("/") else ""), "{work}": str(work)}
-    args = [places.get(a, a) for a in case.args]
-    started = time.monotonic()
-    proc = run_rssr(args, work, case.env, case.timeout)
-    seconds = time.monotonic() - started
+    with contextlib.ExitStack() as stack:
+        if case.serve:
+            server = stack.enter_context(serve_directory(work, tmp_path / "requests.jsonl"))
+            places["{server}"] = f"127.0.0.1:{server.port}"
+        args = [_fill(a, places) for a in case.args]
+        started = time.monotonic()
+        proc = run_rssr(args, work, case.env, case.timeout)
+        seconds = time.monotonic() - started
     said = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "\x1b" not in proc.stderr, said  # no input-controlled name reaches the terminal raw (issue 23 item 3)
+    for secret in case.hidden:
+        assert secret not in proc.stdout + proc.stderr, said
     assert proc.returncode == case.exit_code, said
     assert "Traceback" not in proc.stdout + proc.stderr, said
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -308,3 +308,63 @@ def test_an_input_that_is_a_fifo_or_a_device_is_refused(tmp_path):
         result = run_cli("upscale", source, "-o", f"{tmp_path / 'out'}/", "-s", "2", "-m", "bicubic", timeout=30)
         assert result.returncode == 1 and "not a regular file" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "o.tif").exists() and not list((tmp_path / "out").glob("*.tif"))
+
+
+# ---- issue 23 item 2: signed URLs' credentials never leave the process (JSON log, info --json, output tags) -----------
+
+SECRETS = ("hunter2", "SEKRET")
+
+
+def signed(url: str) -> str:
+    """`url` with a user:password and the query parameters of an S3/GCS/Azure signed URL."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://bob:hunter2@{rest}?X-Amz-Signature=SEKRET1&X-Amz-Credential=SEKRET2&X-Amz-Security-Token=SEKRET3&sig=SEKRET4&token=SEKRET5"
+
+
+def test_the_redaction_rule():
+    from rssr_cli.messages import redact, user_text
+
+    assert redact(signed("https://h/x.tif")) == (
+        "https://***@h/x.tif?X-Amz-Signature=***&X-Amz-Credential=***&X-Amz-Security-Token=***&sig=***&token=***"
+    )
+    assert redact("cannot read s3://b/k?key=abc: 403") == "cannot read s3://b/k?key=***: 403"
+    assert redact("https://h/x.tif?se=2030&sp=r") == "https://h/x.tif?se=2030&sp=r"  # not secrets: kept
+    assert user_text("a\x1b[2J\nb\u202e") == "a\\x1b[2J\\nb\\u202e"
+
+
+def test_signed_urls_are_redacted_in_the_json_log_info_json_and_the_output_tags(tmp_path):
+    import json
+
+    import rasterio
+
+    import s2_products as sp
+    from http_range_server import serve_directory
+
+    www = tmp_path / "www"
+    www.mkdir()
+    write_raster(www / "src.tif", synthetic_image(1, 24, 20, "uint8"))
+    sp._write_band(sp.band_path("B04"), www / "B04.tif")
+    with serve_directory(www, tmp_path / "requests.jsonl") as server:
+        url = signed(server.url("src.tif"))
+        log = tmp_path / "log.jsonl"
+        result = run("upscale", url, "-o", tmp_path / "out.tif", "-s", "2", "-m", "bicubic", "--log-json", log, "-q")
+        assert result.exit_code == 0, result.output
+        [line] = log.read_text().splitlines()
+        assert json.loads(line)["input"].startswith("http://***@127.0.0.1")
+        result = run("info", url, "--json")
+        assert result.exit_code == 0 and "http://***@127.0.0.1" in json.loads(result.stdout)["path"]
+        result = run("info", url)
+        assert result.exit_code == 0 and "http://***@" in result.stdout
+        outputs = [log.read_text(), result.stdout, run("info", url, "--json").stdout]
+        # a local STAC item whose asset hrefs are signed URLs (as Planetary Computer signs them)
+        item = tmp_path / "item.json"
+        asset = {"href": signed(server.url("B04.tif")), "type": "image/tiff", "eo:bands": [{"name": "red"}]}
+        item.write_text(json.dumps({"type": "Feature", "id": "x", "properties": {}, "geometry": None, "assets": {"red": asset}}))
+        result = run("upscale", item, "-b", "red", "-o", tmp_path / "stack.tif", "-s", "2", "-m", "bicubic", "-q")
+        assert result.exit_code == 0, result.output
+        with rasterio.open(tmp_path / "stack.tif") as out:
+            tags = out.tags(1)
+            outputs += [json.dumps(out.tags()), json.dumps(tags)]
+        assert tags["RSSR_SOURCE"].startswith("http://***@127.0.0.1")
+    for text in outputs:
+        assert not any(secret in text for secret in SECRETS), text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import pytest
@@ -85,6 +86,7 @@ def recorded(monkeypatch):
 
 def test_threads_reach_the_backend_and_gdal(recorded, src_tif, tmp_path, monkeypatch):
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)  # --threads is capped at these
     result = run("upscale", src_tif, "-o", tmp_path / "a.tif", "-s", "2", "-m", "record", "--threads", "3", "-q")
     assert result.exit_code == 0, result.output
     assert recorded[-1].options["threads"] == 3

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from ..band_names import parse_band_numbers
 from ..cog_profiles import parse_creation_options
 from ..errors import Interrupted, RssrError, RssrWarning, UsageError
+from ..messages import user_text
 from ..raster_io import silence_libtiff
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
@@ -53,8 +54,21 @@ def exit_code_for(error: RssrError) -> int:
     return EXIT_USAGE if isinstance(error, UsageError) else EXIT_PROCESSING
 
 
+def shown(text: object) -> str:
+    """Input-controlled text as rich markup for the terminal: secrets redacted, control characters escaped, markup
+    escaped. Every message rssr writes to stderr passes here."""
+    return escape(user_text(str(text)))
+
+
 def report_error(error: BaseException | str) -> None:
-    stderr.print(f"[bold red]error:[/] {escape(str(error))}")
+    stderr.print(f"[bold red]error:[/] {shown(error)}")
+
+
+class _ShownFormatter(logging.Formatter):
+    """-v log lines: the message and its arguments come from inputs too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return user_text(super().format(record))
 
 
 @contextmanager
@@ -62,7 +76,7 @@ def cli_session(verbose: int = 0) -> Iterator[None]:
     """Logging and warnings set up for one command; RssrError -> one red line + exit code."""
     silence_libtiff()  # its raw "_tiffWriteProc: ..." lines would precede our one-line error
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_ShownFormatter("%(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("rssr_cli")
     previous_level = logger.level
     if verbose:
@@ -94,7 +108,7 @@ def os_error_line(error: OSError) -> str:
 
 def _show_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
     label = "warning" if issubclass(category, RssrWarning) else category.__name__
-    stderr.print(f"[yellow]{label}:[/] {escape(str(message))}")
+    stderr.print(f"[yellow]{label}:[/] {shown(message)}")
 
 
 def comma_list(values: Optional[list[str]]) -> list[str]:

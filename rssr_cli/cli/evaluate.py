@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional, TypeVar
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from ..errors import UsageError
@@ -35,8 +34,9 @@ from ..evaluation.compare import (
 from ..evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fidelity_rows
 from ..evaluation.fidelity_report import FidelityReport
 from ..evaluation.protocol import DEFAULT_SCALES, EvaluationReport
+from ..products import is_input_path
 from ..sharpen.wald import WaldReport, evaluate_wald
-from .common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, stderr, stdout
+from .common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, shown, stderr, stdout
 
 T = TypeVar("T")
 DEFAULT_SCALES_TEXT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
@@ -103,6 +103,9 @@ def evaluate_command(
             raise UsageError("give exactly one of: HR_DIR, --pairs LR HR, --fidelity SR LR, --wald PRODUCT" + (f" (got {', '.join(modes)})" if modes else ""))
         if samples and (wald is not None or fidelity is not None):
             raise UsageError("--samples needs HR_DIR mode (the truth and the degradation of every image are known there)")
+        inputs = [wald, *(pairs or ()), *(fidelity or ())]
+        if json_out is not None and any(is_input_path(json_out, src) for src in inputs if src is not None):
+            raise UsageError(f"--json {json_out} is a file this evaluation reads; give a separate file")
         if wald is not None:
             if wald_split not in ("test", "all"):
                 raise UsageError(f"--wald-split must be test or all, got {wald_split!r}")
@@ -141,7 +144,7 @@ def _print_wald(report: WaldReport) -> None:
         for metric, fmt in (("rmse", "{:.2f}"), ("sam", "{:.3f}"), ("ergas", "{:.3f}")):
             label = {"rmse": "RMSE", "sam": "SAM deg", "ergas": "ERGAS"}[metric]
             rows.append(("group", label, *(fmt.format(group.group[m][metric]) for m in report.methods)))
-        stdout.print(_table(columns, rows, escape(title)))
+        stdout.print(_table(columns, rows, shown(title)))
 
 
 def _emit(text: str, json_out: Optional[Path], quiet: bool, render: Callable[[], None]) -> None:
@@ -150,7 +153,7 @@ def _emit(text: str, json_out: Optional[Path], quiet: bool, render: Callable[[],
     if not quiet:
         render()
         if json_out is not None:
-            stderr.print(f"wrote {escape(str(json_out))}")
+            stderr.print(f"wrote {shown(str(json_out))}")
 
 
 def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]], title: str, *, labels: int = 2) -> Table:
@@ -159,14 +162,14 @@ def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]], title: str, *,
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i < labels else "right", min_width=len(column) if i >= labels else None)
     for row in rows:
-        table.add_row(*map(escape, row))
+        table.add_row(*map(shown, row))
     return table
 
 
 def _print_folder(report: EvaluationReport) -> None:
     title = (f"{report.meta['images']} image(s) from {report.meta['hr_dir']}; border {report.border_rule}; "
              f"degradation {report.degradation}")  # fmt: skip
-    stdout.print(_table(COMPARISON_COLUMNS, comparison_rows(report), escape(title)))
+    stdout.print(_table(COMPARISON_COLUMNS, comparison_rows(report), shown(title)))
     means, paired = detail_rows(report)
     if means:
         band = "0.25-0.5 cycles/px, luminance"
@@ -176,21 +179,21 @@ def _print_folder(report: EvaluationReport) -> None:
     posterior = posterior_rows(report)
     if posterior:
         title = f"posterior bars, K = {report.meta.get('samples')} samples per image, vs model-prior"
-        stdout.print(_table(POSTERIOR_COLUMNS, posterior, escape(title), labels=4))
-        stdout.print(escape(posterior_legend(report)))
+        stdout.print(_table(POSTERIOR_COLUMNS, posterior, shown(title), labels=4))
+        stdout.print(shown(posterior_legend(report)))
 
 
 def _print_pairs(comparison: PairComparison) -> None:
     g = comparison.geometry
     title = (f"{comparison.lr} -> {comparison.hr}: x{g.scale[0]:.4g} (x{g.scale[1]:.4g}), LR window {g.lr_window}, "
              f"HR window {g.hr_window}, border {g.shave} px, data range {g.data_range:g}; SR fitted to HR per band")  # fmt: skip
-    stdout.print(_table(PAIR_COLUMNS, comparison.rows(), escape(title), labels=1))
+    stdout.print(_table(PAIR_COLUMNS, comparison.rows(), shown(title), labels=1))
 
 
 def _print_fidelity(result: FidelityReport) -> None:
     sx, sy = result.scale_xy
     title = f"{result.output} vs {result.source} (x{sx:.4g}, x{sy:.4g}; stored units; {result.lr_pixels_compared} LR px compared)"
-    stdout.print(_table(FIDELITY_COLUMNS, fidelity_rows(result), escape(title), labels=1))
+    stdout.print(_table(FIDELITY_COLUMNS, fidelity_rows(result), shown(title), labels=1))
     if result.spectral_angle_deg is not None:
         stdout.print(f"spectral angle  {result.spectral_angle_deg:.4f} deg (mean over pixels)")
     shift = "not measured (no textured block)" if result.shift is None else (

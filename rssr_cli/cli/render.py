@@ -11,26 +11,27 @@ from pathlib import Path
 from typing import Any, Optional
 
 from affine import Affine
-from rich.markup import escape
 from rich.table import Table
 
 from .. import sources
 from ..info import ModelReport, RasterReport, ShippedModelsReport
+from ..messages import redact
 from ..model_rule import ModelChoice
 from ..pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneResult
 from ..pipeline.settings import UpscaleResult
 from ..stack_plan import StackReport
+from .common import shown
 
 STATUS_STYLE = {DONE: "green", SKIPPED: "dim", BUSY: "yellow", FAILED: "bold red"}
 
 
 def render_scene_line(scene: SceneResult) -> str:
     style = STATUS_STYLE.get(scene.status, "")
-    detail = f" {escape(scene.error)}" if scene.error else ""
+    detail = f" {shown(scene.error)}" if scene.error else ""
     if scene.note:  # why an existing output was redone
-        detail += f" redone: {escape(scene.note)}"
+        detail += f" redone: {shown(scene.note)}"
     windows = f", {scene.windows} windows ({scene.skipped_windows} empty)" if scene.status == DONE else ""
-    return f"[{style}]{scene.status:>7}[/] {escape(sources.base_name(scene.input))} -> {escape(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
+    return f"[{style}]{scene.status:>7}[/] {shown(sources.base_name(scene.input))} -> {shown(scene.output)} ({scene.seconds:.1f} s{windows}){detail}"
 
 
 def render_batch_summary(results: list[SceneResult]) -> Table:
@@ -49,7 +50,7 @@ def render_batch_summary(results: list[SceneResult]) -> Table:
 
 def summarize(result: UpscaleResult) -> str:
     return (
-        f"wrote {escape(str(result.dst))}: {result.width}x{result.height} px, {result.bands} band(s) {result.dtype}, "
+        f"wrote {shown(str(result.dst))}: {result.width}x{result.height} px, {result.bands} band(s) {result.dtype}, "
         f"{result.method} x{result.scale_x:.4g}, {result.windows} windows in {result.seconds:.1f} s "
         f"({result.megapixels_per_second:.2f} Mpix/s)"
         + (f"; {result.skipped_windows} all-nodata windows skipped" if result.skipped_windows else "")
@@ -62,23 +63,23 @@ def render_report(report: RasterReport) -> list[str]:
     t = report.transform
     w, s, e, n = report.bounds
     lines = [
-        f"[bold]{escape(report.path)}[/]",
+        f"[bold]{shown(report.path)}[/]",
         f"  size        {report.width} x {report.height} px, {len(report.bands)} band(s), {report.dtype}",
-        f"  crs         {escape(report.crs) if report.crs else 'none (pixel grid only)'}",
+        f"  crs         {shown(report.crs) if report.crs else 'none (pixel grid only)'}",
         f"  transform   ({t.a:.10g}, {t.b:.10g}, {t.c:.10g}, {t.d:.10g}, {t.e:.10g}, {t.f:.10g})",
         f"  pixel size  {report.pixel_size[0]:.10g} x {report.pixel_size[1]:.10g}",
         f"  bounds      west {w:.10g}, south {s:.10g}, east {e:.10g}, north {n:.10g}",
-        f"  invalid px  {escape(report.validity)}",
+        f"  invalid px  {shown(report.validity)}",
         *_model_choice_line(report.model),
         "  bands",
     ]
     for band in report.bands:
         extra = f", scale {band.scale:g} offset {band.offset:g}" if (band.scale, band.offset) != (1.0, 0.0) else ""
-        lines.append(f"    {band.index:>3}  {escape(band.description or '-'):<16} {band.colorinterp}{extra}")
+        lines.append(f"    {band.index:>3}  {shown(band.description or '-'):<16} {band.colorinterp}{extra}")
     if report.provenance:  # an rssr output: how it was made, and its fidelity figures when measured
         lines.append("[bold]made by rssr[/]")
         width = max(len(k) for k in report.provenance)
-        lines += [f"  {k:<{width}}  {escape(v)}" for k, v in report.provenance.items()]
+        lines += [f"  {k:<{width}}  {shown(v)}" for k, v in report.provenance.items()]
     if report.preview is not None:
         p = report.preview
         lines += [
@@ -93,11 +94,11 @@ def render_report(report: RasterReport) -> list[str]:
 def render_stack_report(report: StackReport) -> list[str]:
     """A product's or STAC item's bands (name, pixel size, size, file) and, with -s/-r, the output upscale would write."""
     nodata = "none" if report.nodata is None else f"{report.nodata:g}"
-    lines = [f"[bold]{escape(report.source)}[/]", f"  kind        {escape(report.kind)}, nodata {nodata}", *_model_choice_line(report.model), "  bands"]
+    lines = [f"[bold]{shown(report.source)}[/]", f"  kind        {shown(report.kind)}, nodata {nodata}", *_model_choice_line(report.model), "  bands"]
     for band in report.bands:
         crs = band.crs.to_string() if band.crs else "no CRS"
         lines.append(
-            f"    {escape(band.name):<5} {band.resolution:>6g} m  {band.width} x {band.height} px  {band.dtype}  {escape(crs)}  {escape(band.dataset.rsplit('/', 1)[-1])}"
+            f"    {shown(band.name):<5} {band.resolution:>6g} m  {band.width} x {band.height} px  {band.dtype}  {shown(crs)}  {shown(band.dataset.rsplit('/', 1)[-1])}"
         )
     if report.grid is not None:
         t = report.grid.transform
@@ -106,7 +107,7 @@ def render_stack_report(report: StackReport) -> list[str]:
             "[bold]upscale would write[/]",
             f"  bands       {', '.join(report.selected)}",
             f"  size        {report.grid.width} x {report.grid.height} px, pixel size {abs(t.a):.10g} x {abs(t.e):.10g}",
-            f"  per band    {escape(scales)}",
+            f"  per band    {shown(scales)}",
         ]
     else:
         lines.append(f"  default     --bands {','.join(report.selected)}")
@@ -118,45 +119,45 @@ def _model_choice_line(choice: Optional[ModelChoice]) -> list[str]:
     if choice is None:
         return []
     name = choice.name or ("none installed" if choice.by == "rule" else "a model file")
-    return [f"  model       {escape(name)} ({escape(choice.tag() if choice.by == 'rule' else choice.reason)})"]
+    return [f"  model       {shown(name)} ({shown(choice.tag() if choice.by == 'rule' else choice.reason)})"]
 
 
 def render_models_report(report: ShippedModelsReport) -> list[str]:
     """`rssr info --models`: one block per shipped model, then the rule."""
-    lines = [f"[bold]shipped models[/] in {escape(report.folder or 'no folder (none installed)')}"]
+    lines = [f"[bold]shipped models[/] in {shown(report.folder or 'no folder (none installed)')}"]
     if not report.models:
         lines.append("  none")
     for model in report.models:
-        lines.append(f"  [bold]{escape(model.name)}[/]  {escape(model.id)}  sha256 {model.sha256[:12]}")
+        lines.append(f"  [bold]{shown(model.name)}[/]  {shown(model.id)}  sha256 {model.sha256[:12]}")
         domain = model.domain
         if domain is None:
             lines.append("    domain      not stated in its card")
             continue
         low, high = domain.resolution_m
         lines += [
-            f"    sensor      {escape(domain.sensor)}",
+            f"    sensor      {shown(domain.sensor)}",
             f"    pixels      {low:g}" + (f"-{high:g}" if high != low else "") + " m",
-            f"    bands       {escape(', '.join(domain.bands))}",
-            f"    data types  {escape(', '.join(domain.dtypes))}",
-            f"    figures     {escape(domain.figures)}",
+            f"    bands       {shown(', '.join(domain.bands))}",
+            f"    data types  {shown(', '.join(domain.dtypes))}",
+            f"    figures     {shown(domain.figures)}",
         ]
-    lines.append(f"[bold]default[/] {escape(report.rule)}")
+    lines.append(f"[bold]default[/] {shown(report.rule)}")
     return lines
 
 
 def render_model_report(report: ModelReport) -> list[str]:
     lines = [
-        f"[bold]{escape(report.id)}[/]  {escape(report.weights)}" + (f"  (shipped as {escape(report.name)})" if report.name else ""),
+        f"[bold]{shown(report.id)}[/]  {shown(report.weights)}" + (f"  (shipped as {shown(report.name)})" if report.name else ""),
         f"  sha256         {report.sha256}",
         f"  size           {_human_bytes(report.size_bytes)}, {report.parameters:,} parameters"
-        + (f", rssr {escape(report.rssr_version)}" if report.rssr_version else ""),
-        f"  card           {escape(report.card) if report.card else 'none (description embedded in the weights only)'}",
+        + (f", rssr {shown(report.rssr_version)}" if report.rssr_version else ""),
+        f"  card           {shown(report.card) if report.card else 'none (description embedded in the weights only)'}",
         "  architecture",
     ]
     for part in report.parts:
         args = ", ".join(f"{k}={v}" for k, v in part.args.items())
-        lines.append(f"    {part.role:<15}{escape(part.name)} ({part.parameters:,} params): {escape(args)}")
-    lines += [f"  bands          {report.channels} channel(s); {escape(report.band_rule)}", "  normalization"]
+        lines.append(f"    {part.role:<15}{shown(part.name)} ({part.parameters:,} params): {shown(args)}")
+    lines += [f"  bands          {report.channels} channel(s); {shown(report.band_rule)}", "  normalization"]
     lines += _render_mapping(report.normalization, 4)
     lines.append("  diffusion")
     lines += _render_mapping(report.diffusion, 4)
@@ -174,7 +175,7 @@ def _render_mapping(mapping: dict, indent: int) -> list[str]:
     lines = []
     for key, value in mapping.items():
         if isinstance(value, dict) and value:
-            lines.append(" " * indent + escape(str(key)))
+            lines.append(" " * indent + shown(str(key)))
             lines += _render_mapping(value, indent + 2)
             continue
         if isinstance(value, (list, tuple)):
@@ -183,7 +184,7 @@ def _render_mapping(mapping: dict, indent: int) -> list[str]:
             text = f"{value:.6g}"
         else:
             text = str(value)
-        lines.append(" " * indent + f"{escape(str(key)):<{max(1, 15 - indent + 2)}} {escape(text)}")
+        lines.append(" " * indent + f"{shown(str(key)):<{max(1, 15 - indent + 2)}} {shown(text)}")
     return lines
 
 
@@ -197,7 +198,7 @@ def _human_bytes(n: float) -> str:
 
 def to_json(report: RasterReport | StackReport | ModelReport | ShippedModelsReport) -> str:
     """`rssr info --json`: the report's fields as JSON (transforms as their 6 coefficients, CRSs as strings)."""
-    return json.dumps(_plain(report), indent=2, allow_nan=False)
+    return redact(json.dumps(_plain(report), indent=2, allow_nan=False))
 
 
 def _plain(value: Any) -> Any:

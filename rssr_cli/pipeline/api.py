@@ -19,6 +19,7 @@ from ..destination import check_output_name
 from ..errors import Interrupted, OutputError, RssrError, UsageError
 from ..interrupts import raise_on_signals
 from ..locks import output_lock, sweep_stale
+from ..products import is_input_path
 from .distributed import check_split_rows, dask_client, parse_scheduler, run_batch_on_dask, run_split_batch_on_dask
 from .joblog import JsonLog, check_log_path
 from .jobs import DEFAULT_NAME_TEMPLATE, SceneJob, check_name_template, expand_inputs, is_batch, plan_jobs, refuse_stray_numbers
@@ -115,6 +116,9 @@ def plan_batch(request: RunRequest) -> list[SceneJob]:
     if output.exists() and not output.is_dir():
         raise UsageError(f"-o {output} must be a directory when several scenes are written")
     jobs = plan_jobs(sources, output, request.settings, request.name)
+    for source in dict.fromkeys(job.src for job in jobs):  # outputs inside a .SAFE would be redone on every rerun
+        if is_input_path(output, source):
+            raise UsageError(f"-o {output} is inside the input {source}; write the outputs elsewhere")
     check_log_path(request.log_json, jobs)
     try:
         output.mkdir(parents=True, exist_ok=True)

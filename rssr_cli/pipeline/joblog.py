@@ -11,6 +11,7 @@ from typing import Optional, Sequence, TextIO
 from ..destination import staging_prefix
 from ..errors import OutputError, UsageError
 from ..locks import lock_path
+from ..products import is_input_path
 from .jobs import SceneJob
 from .report import sidecar_paths
 from .scenes import SceneResult
@@ -78,6 +79,8 @@ def check_log_path(log: Optional[Path], jobs: Sequence[SceneJob]) -> None:
     for job in jobs:
         if _same_file(real_log, job.src):
             raise UsageError(f"--log-json {log} is the input {job.src}; give a separate log file")
+        if is_input_path(real_log, job.src):
+            raise UsageError(f"--log-json {log} is a file the run reads (input {job.src}); give a separate log file")
         folder = Path(os.path.realpath(job.dst.parent))
         beside = {job.dst.name: "the output", lock_path(job.dst).name: "the output's lock file"}
         beside.update({sidecar.name: "a fidelity report of the output" for sidecar in sidecar_paths(job.dst)})

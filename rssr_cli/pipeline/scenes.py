@@ -27,6 +27,7 @@ import rasterio
 from ..backends import SRBackend
 from ..errors import Interrupted, OutputError, RssrError
 from ..locks import OutputBusy, output_lock
+from ..messages import redact
 from ..model_rule import ModelChoice
 from ..source_identity import same_source
 from ..stack_plan import request_settings
@@ -58,7 +59,8 @@ class SceneResult:
     note: Optional[str] = None  # why an existing output was redone: "input changed", "model changed: OLD -> NEW"
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "seconds": round(self.seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        fields = {**asdict(self), "seconds": round(self.seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        return redact(json.dumps(fields))  # a signed input URL's credentials never reach the log
 
 
 def batch_backend(settings: UpscaleSettings) -> tuple[Provenance, SRBackend]:
@@ -144,7 +146,7 @@ def process_scene(
                 if state == SAME:
                     return result(SKIPPED)
                 if state == DIFFERENT_REQUEST and not settings.overwrite:
-                    raise OutputError(f"{job.dst} exists but was made by a different request; --force to redo it")
+                    raise OutputError(f"{job.dst} exists but was made by a different request; pass --overwrite to replace it")
                 if note is not None:
                     log.info("%s: %s since %s was made; redoing it", job.src, note, job.dst)
             run_settings = replace(settings, method=method, overwrite=True)

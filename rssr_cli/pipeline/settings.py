@@ -17,6 +17,7 @@ from ..evaluation.fidelity_report import FidelityOptions, FidelityReport
 from ..grid import MAX_SCALE, format_resolution, resolution_xy
 from ..model_rule import ModelChoice
 from ..shipped_models import is_model_name, shipped_model
+from ..threads import available_cores
 
 Progress = Callable[[int, int], None]  # (windows done, windows total)
 
@@ -108,6 +109,10 @@ class UpscaleSettings:
             raise UsageError(f"--seed must be >= 0, got {self.seed}")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be at least 1, got {self.threads}")
+        if self.threads is not None and self.threads > available_cores():
+            # more threads than the CPUs this process may use only contend; under a process limit, creating
+            # them fails and the run crashes (issue 23 item 15)
+            object.__setattr__(self, "threads", available_cores())
         if self.method is not None:
             if not self.method.strip():  # an empty string must not quietly mean "the default method"
                 raise UsageError(f"--method is empty; choose one of: {', '.join(backend_names())}")
