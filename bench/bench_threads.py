@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 repeat")
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed bench still kills its load (the finally below)
     variants = {"default": (None, None), "threads1": (1, None), "active": (None, "ACTIVE")}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
