@@ -10,6 +10,8 @@ from typing import Optional, Sequence
 import numpy as np
 from affine import Affine
 
+from .cost import CostEstimate, estimate_cost
+from .errors import UsageError
 from .grid import OutputGrid, plan_output_grid
 from .raster_io import MaskKind, SourceInfo, inspect_source, open_raster, select_bands
 
@@ -51,6 +53,7 @@ class RasterReport:
     bands: tuple[BandReport, ...]
     preview: Optional[UpscalePreview]
     provenance: dict[str, str] = field(default_factory=dict)  # RSSR_* tags of an rssr output, prefix dropped
+    estimate: Optional[CostEstimate] = None  # the model's time and memory on this machine (cost.py), when asked
 
 
 def describe_raster(
@@ -59,15 +62,23 @@ def describe_raster(
     scale: Optional[float] = None,
     resolution: Optional[float | tuple[float, float]] = None,
     bands: Optional[Sequence[int | str]] = None,
+    estimate: bool = False,
 ) -> RasterReport:
-    """Read a raster's header (no pixels) and, given a scale or resolution, preview the upscale output."""
+    """Read a raster's header (no pixels) and, given a scale or resolution, preview the upscale output.
+
+    estimate: also estimate the default model's time and peak memory on this machine (loads and calibrates the
+    model: a few seconds; cost.py)."""
+    if estimate and scale is None and resolution is None:
+        raise UsageError("--estimate needs the output: give --scale or --resolution")
     with open_raster(src) as dataset:
         source = inspect_source(dataset)
     selected = select_bands(source, bands)
-    preview = None
+    preview = cost = None
     if scale is not None or resolution is not None:
         grid = plan_output_grid(source.width, source.height, source.transform, scale=scale, resolution=resolution)
         preview = _preview(grid, len(selected), source.dtype)
+        if estimate:
+            cost = estimate_cost(grid, len(selected))
     return RasterReport(
         path=source.path,
         width=source.width,
@@ -81,6 +92,7 @@ def describe_raster(
         bands=tuple(_band_report(source, b) for b in range(1, source.count + 1)),
         preview=preview,
         provenance={k.removeprefix("RSSR_").lower(): v for k, v in sorted(source.tags.items()) if k.startswith("RSSR_")},
+        estimate=cost,
     )
 
 
