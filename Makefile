@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_threads.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_precision.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_operator_stages.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_tile_cost.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_x4.5.tif .pytest_cache

@@ -4,7 +4,7 @@ planned windows and a short calibration of the model at the run's scale (two syn
 Wall and CPU time are linear in the HR pixels the model computes (halos included: a window's operator and UNet run on its whole
 HR patch) plus a cost per window, fitted on the two calibration windows. Peak memory = this process's resident set
 after the model has run (interpreter, libraries, weights) + the calibrated bytes per HR window pixel times the
-largest window + the blend accumulator (one row of windows at full output width, sum and weights, float32).
+largest window + the blend accumulator (one row of windows at full output width: float32 sums and weights, validity flags).
 Not counted: reading and decoding the source and writing the COG (small next to the model on a CPU).
 """
 
@@ -111,7 +111,7 @@ def estimate_cost(grid: OutputGrid, bands: int, *, model: Optional[str] = None, 
     per_band_px = cal.microseconds_per_band_px * 1e-6
     seconds = len(tiles) * cal.seconds_per_window + per_band_px * bands * sum(window_px)
     row_height = max(max(t.hr.height for t in row) for row in rows)
-    accumulator = 2 * bands * row_height * grid.width * 4
+    accumulator = (5 * bands + 4) * row_height * grid.width  # blend.py: float32 sum + bool validity per band, float32 weight
     peak = cal.base_rss_bytes + cal.bytes_per_window_px * max(window_px) + accumulator
     n_threads = torch.get_num_threads()
     steps = int(getattr(backend, "steps", 0))
