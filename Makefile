@@ -43,6 +43,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_pairs.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_wald.py $(BENCH_ARGS)
 	PYTHON=$(BIN)/python bench/bench_quality.sh $(BENCH_ARGS)
+	$(BIN)/python bench/bench_threads.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_precision.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_operator_stages.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_tile_cost.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_x4.5.tif .pytest_cache

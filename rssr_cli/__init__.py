@@ -4,7 +4,11 @@
     from rssr_cli import run, RunRequest                              # every run mode: batches, locks, skip rules, log
 """
 
+from .threads import set_passive_wait_policy
+
 __version__ = "0.1.0"
+
+set_passive_wait_policy()  # before anything imports torch (libgomp reads it once, when it loads): threads.py says why
 
 _API = ("upscale", "UpscaleSettings", "UpscaleResult", "ModelOptions", "run", "RunRequest", "RunReport", "SceneJob", "SceneResult")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -10,6 +11,9 @@ from typing import Optional, Sequence
 import numpy as np
 from affine import Affine
 
+from .backends import MODEL_ENV
+from .cost import CostEstimate, estimate_cost
+from .errors import UsageError
 from .grid import OutputGrid, plan_output_grid
 from .model_rule import RULE, ModelChoice, source_facts
 from .pipeline.model_choice import input_model_choice
@@ -55,6 +59,7 @@ class RasterReport:
     preview: Optional[UpscalePreview]
     provenance: dict[str, str] = field(default_factory=dict)  # RSSR_* tags of an rssr output, prefix dropped
     model: Optional[ModelChoice] = None  # the model `upscale` uses without --model, and why (model_rule.RULE)
+    estimate: Optional[CostEstimate] = None  # the model's time and memory on this machine (cost.py), when asked
 
 
 def describe_raster(
@@ -63,15 +68,25 @@ def describe_raster(
     scale: Optional[float] = None,
     resolution: Optional[float | tuple[float, float]] = None,
     bands: Optional[Sequence[int | str]] = None,
+    estimate: bool = False,
 ) -> RasterReport:
-    """Read a raster's header (no pixels) and, given a scale or resolution, preview the upscale output."""
+    """Read a raster's header (no pixels) and, given a scale or resolution, preview the upscale output.
+
+    estimate: also estimate the default model's time and peak memory on this machine (loads and calibrates the
+    model: a few seconds; cost.py)."""
+    if estimate and scale is None and resolution is None:
+        raise UsageError("--estimate needs the output: give --scale or --resolution")
     with open_raster(src) as dataset:
         source = inspect_source(dataset)
     selected = select_bands(source, bands)
-    preview = None
+    choice = input_model_choice(source_facts(source))
+    preview = cost = None
     if scale is not None or resolution is not None:
         grid = plan_output_grid(source.width, source.height, source.transform, scale=scale, resolution=resolution)
         preview = _preview(grid, len(selected), source.dtype)
+        if estimate:  # the model this input gets (the rule, or $RSSR_MODEL)
+            model = str(resolve_model(choice.name)) if choice.name else os.environ.get(MODEL_ENV)
+            cost = estimate_cost(grid, len(selected), model=model)
     return RasterReport(
         path=source.path,
         width=source.width,
@@ -85,7 +100,8 @@ def describe_raster(
         bands=tuple(_band_report(source, b) for b in range(1, source.count + 1)),
         preview=preview,
         provenance={k.removeprefix("RSSR_").lower(): v for k, v in sorted(source.tags.items()) if k.startswith("RSSR_")},
-        model=input_model_choice(source_facts(source)),
+        model=choice,
+        estimate=cost,
     )
 
 

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rssr_cli.backends.classical import KERNELS, resample_matrix
-from rssr_cli.model.resample import cubic_kernel, cubic_matrix
+from rssr_cli.model.operator import grid_tensors
+from rssr_cli.model.resample import bicubic_at, cubic_kernel, cubic_matrix
 
 
 def test_numpy_and_torch_cubic_kernels_are_equal():
@@ -27,3 +28,12 @@ def test_numpy_and_torch_bicubic_matrices_are_equal(n_in, scale, shift):
     expected = resample_matrix(centers, n_in, "bicubic")
     got = cubic_matrix(torch.from_numpy(centers)[None], n_in)[0].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-9)
+
+
+def test_bicubic_base_stays_in_float32_under_a_bf16_autocast():
+    """The bicubic base is the bulk of the estimate: --precision bf16 must not round it to 8 mantissa bits."""
+    lr = torch.randn(1, 1, 20, 20) * 3 + 10
+    ys, xs, _ = grid_tensors(90, 90, 0.0, 0.0, 20 / 90, 20 / 90)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = bicubic_at(lr, ys, xs)
+    assert low.dtype == torch.float32 and torch.equal(low, bicubic_at(lr, ys, xs))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -15,7 +17,7 @@ from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.cli import app
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.raster_io import DEFAULT_GDAL_CACHEMAX_MB, gdal_config
-from rssr_cli.threads import available_cores, cpu_threads
+from rssr_cli.threads import available_cores, cgroup_cpu_quota, cpu_threads
 
 from model_helpers import tiny_model
 
@@ -109,3 +111,76 @@ def test_a_user_gdal_cachemax_is_left_alone(recorded, src_tif, tmp_path, monkeyp
 def test_zero_threads_is_a_usage_error(src_tif, tmp_path):
     result = run("upscale", src_tif, "-o", tmp_path / "a.tif", "-s", "2", "-m", "bicubic", "--threads", "0")
     assert result.exit_code == 2 and "--threads" in result.stderr
+
+
+def cgroup_files(tmp_path, proc: str, files: dict[str, str]):
+    """A fake /sys/fs/cgroup tree and /proc/self/cgroup: {relative path: content}."""
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    root.mkdir(exist_ok=True)
+    (tmp_path / "self_cgroup").write_text(proc)
+    return {"cgroup_root": root, "proc_self_cgroup": tmp_path / "self_cgroup"}
+
+
+@pytest.mark.parametrize(
+    "proc, files, quota",
+    [
+        ("0::/job\n", {"job/cpu.max": "200000 100000\n"}, 2.0),  # v2: 2 CPUs
+        ("0::/job\n", {"job/cpu.max": "max 100000\n"}, None),  # v2: no quota
+        ("0::/a/b\n", {"a/cpu.max": "150000 100000", "a/b/cpu.max": "max 100000"}, 1.5),  # a parent's quota binds
+        ("0::/a/b\n", {"cpu.max": "100000 100000", "a/b/cpu.max": "300000 100000"}, 1.0),  # the tightest wins
+        ("0::/docker/x\n", {"cpu.max": "400000 100000"}, 4.0),  # a container's namespaced root
+        ("4:cpu,cpuacct:/job\n0::/\n", {"cpu,cpuacct/job/cpu.cfs_quota_us": "50000", "cpu,cpuacct/job/cpu.cfs_period_us": "100000"}, 0.5),
+        ("4:cpu,cpuacct:/\n", {"cpu,cpuacct/cpu.cfs_quota_us": "-1", "cpu,cpuacct/cpu.cfs_period_us": "100000"}, None),  # v1 none
+        ("0::/job\n", {"job/cpu.max": "garbage"}, None),
+        ("", {}, None),  # no /proc/self/cgroup entries (not Linux, or unreadable)
+    ],
+)
+def test_cgroup_cpu_quota_from_fake_files(tmp_path, proc, files, quota):
+    paths = cgroup_files(tmp_path, proc, files)
+    assert cgroup_cpu_quota(paths["cgroup_root"], paths["proc_self_cgroup"]) == quota
+
+
+@pytest.mark.parametrize("quota, expected", [("max 100000", "affinity"), ("100000 100000", 1), ("150000 100000", 1), ("50000 100000", 1)])
+def test_available_cores_is_the_affinity_capped_by_the_quota(tmp_path, monkeypatch, quota, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    paths = cgroup_files(tmp_path, "0::/job\n", {"job/cpu.max": quota})
+    assert available_cores(**paths) == (8 if expected == "affinity" else expected)
+
+
+def test_an_affinity_mask_below_the_quota_wins(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert available_cores(**cgroup_files(tmp_path, "0::/\n", {"cpu.max": "400000 100000"})) == 1
+
+
+def test_the_default_thread_count_is_the_cpus_the_process_may_use(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("rssr_cli.threads.available_cores", lambda: 3)
+    assert cpu_threads(None) == 3
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_rssr_sets_a_passive_omp_wait_policy_before_torch_loads(preset, expected):
+    """libgomp reads OMP_WAIT_POLICY once, when torch loads it: rssr must set it at its own import, before torch."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    out = subprocess.run([sys.executable, "-c", POLICY_AT_TORCH_IMPORT], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [expected]
+
+
+# Records OMP_WAIT_POLICY at the moment `import torch` starts, while the CLI module is imported.
+POLICY_AT_TORCH_IMPORT = """
+import os, sys
+seen = []
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY", "unset"))
+sys.meta_path.insert(0, Spy())
+import rssr_cli.cli
+import torch
+print(seen[0])
+"""

@@ -33,6 +33,10 @@ def info_command(
     models: Annotated[
         bool, typer.Option("--models", help="List the shipped models (name, id, domain: sensor, pixel sizes, bands, data types; figures) and the rule that picks one per input.")
     ] = False,
+    estimate: Annotated[
+        bool,
+        typer.Option("--estimate", help="Also estimate the default model's time and peak memory for this output on this machine (a few seconds: loads and calibrates the model)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (for scripts) instead of text.")] = False,
     verbose: Verbose = 0,
 ) -> None:
@@ -45,17 +49,20 @@ def info_command(
             emit(describe_models(), render_models_report, as_json)
             return
         if model:
-            if scale is not None or resolution is not None or bands is not None:
-                raise UsageError("--scale, --resolution and --bands preview a raster's output; not with --model")
+            if scale is not None or resolution is not None or bands is not None or estimate:
+                raise UsageError("--scale, --resolution, --bands and --estimate preview a raster's output; not with --model")
             emit(describe_model(src), render_model_report, as_json)
             return
         if src is None:
             raise UsageError("give a raster to describe: rssr info SRC [--scale S], or a model: rssr info --model [PATH]")
         pixel_size = parse_resolution(resolution) if resolution is not None else None
         if is_band_stack(str(src)):
+            if estimate:
+                raise UsageError("--estimate describes one raster, not a product's band stack")
             emit(describe_stack(str(src), scale=scale, resolution=pixel_size, bands=parse_band_selection(bands)), render_stack_report, as_json)
             return
-        emit(describe_raster(src, scale=scale, resolution=pixel_size, bands=parse_band_selection(bands)), render_report, as_json)
+        report = describe_raster(src, scale=scale, resolution=pixel_size, bands=parse_band_selection(bands), estimate=estimate)
+        emit(report, render_report, as_json)
 
 
 def emit(report: Any, render: Callable[[Any], list[str]], as_json: bool) -> None:

@@ -88,7 +88,25 @@ def render_report(report: RasterReport) -> list[str]:
             f"  pixel size  {p.pixel_size[0]:.10g} x {p.pixel_size[1]:.10g}",
             f"  data        {_human_bytes(p.uncompressed_bytes)} uncompressed (+~1/3 overviews, before compression)",
         ]
+    if report.estimate is not None:
+        cost = report.estimate
+        cal = cost.calibration
+        lines += [
+            f"[bold]estimated cost on this machine[/] ({shown(cost.model)}, {cost.mode}, {cost.threads} thread(s))",
+            f"  windows     {cost.windows} (tile {cost.tile} + {cost.overlap} px halo): {cost.computed_band_px / 1e6:.3g} M HR band-px computed,"
+            f" {cost.computed_band_px / max(1, cost.output_band_px):.2f}x the output",
+            f"  time        ~{_human_seconds(cost.seconds)} wall as loaded now, {cost.cpu_hours:.3g} CPU-hours",
+            f"  peak memory ~{_human_bytes(cost.peak_rss_bytes)}",
+            f"  calibrated  on {cal.hr_side[0]}² and {cal.hr_side[1]}² HR windows: {cal.cpu_microseconds_per_band_px:.3g} µs CPU per HR band-px,"
+            f" {cal.bytes_per_window_px:.0f} B per window px",
+        ]
     return lines
+
+
+def _human_seconds(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def render_stack_report(report: StackReport) -> list[str]:

@@ -88,7 +88,7 @@ def upscale_command(
     ] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (diffusion) (default: the model card's).", show_default=False)] = None,
     strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion) (default: the model card's).", show_default=False)] = None,
-    precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion) (default: bf16 on CUDA, else fp32).", show_default=False)] = None,
+    precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion) (default: bf16 on CUDA, else fp32; bf16 on CPU: mean 0.4 DN, max 40 DN from fp32 on the demo, BENCHMARKS.md).", show_default=False)] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Self-ensemble (diffusion): average the model over the 8 flips/transposes of each window; 8x the cost (gain: BENCHMARKS.md).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for stochastic methods (per window, order independent).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (batch: outputs made by a different request).")] = False,

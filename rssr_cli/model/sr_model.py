@@ -111,17 +111,25 @@ class SRModel(nn.Module):
 
     # --- the two stages ----------------------------------------------------------------------------
     def prior(
-        self, lr: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, stats: Optional[Stats] = None
+        self,
+        lr: torch.Tensor,
+        ys: torch.Tensor,
+        xs: torch.Tensor,
+        cell: torch.Tensor,
+        stats: Optional[Stats] = None,
+        *,
+        features: bool = True,
     ) -> tuple[PriorOutput, Stats]:
         """Standardize the (band-folded) window and run the operator once; outputs in standardized units.
 
-        stats: per-window-and-band (mean, std), [B, C, 1, 1] each, instead of the window's own (normalize.py)."""
+        stats: per-window-and-band (mean, std), [B, C, 1, 1] each, instead of the window's own (normalize.py).
+        features=False: the estimate only (a prior-only run needs no feature map)."""
         b, c = lr.shape[:2]
         lr, ys, xs, cell = self.fold_bands(lr, ys, xs, cell)
         if stats is not None and lr.shape[0] != b:  # folded: bands became samples
             stats = Stats(stats.mean.reshape(b * c, 1, 1, 1), stats.std.reshape(b * c, 1, 1, 1))
         z, stats = standardize(lr.float(), stats)
-        return self.operator(z, ys.float(), xs.float(), cell.float()), stats
+        return self.operator(z, ys.float(), xs.float(), cell.float(), features=features), stats
 
     def condition(self, prior: PriorOutput) -> Condition:
         """Pad, build the prior pyramid and every block's modulation: once per window, reused at every step."""
@@ -160,9 +168,10 @@ class SRModel(nn.Module):
         steps = int(self.sampler_defaults["steps"] if steps is None else steps)
         strength = float(self.sampler_defaults["strength"] if strength is None else strength)
         batch = lr.shape[0]
-        prior, stats = self.prior(lr, ys, xs, cell, stats)
+        prior_only = mode == "prior" or steps == 0
+        prior, stats = self.prior(lr, ys, xs, cell, stats, features=not prior_only)
         estimate = prior.estimate.float()
-        if mode == "prior" or steps == 0:
+        if prior_only:
             return self._unfold(destandardize(estimate, stats), batch)
         cond = self.condition(prior)
         if strength >= 1.0:
