@@ -364,12 +364,12 @@ def test_no_crs_output_is_on_the_pixel_grid(make_raster, tmp_path):
 
 
 def test_auto_tiling_bounds_model_windows_and_keeps_classical_defaults():
-    from rssr_cli.pipeline.settings import auto_tiling
+    from rssr_cli.pipeline.settings import MODEL_WINDOW_HR_PX, auto_tiling
 
     assert auto_tiling("bicubic", 8.0, None, None) == (256, 32)
     for scale in (2.0, 4.5, 8.0, 16.0):
         tile, overlap = auto_tiling("diffusion", scale, None, None)
-        assert (tile + 2 * overlap) * scale <= 1.6 * 512 + 1e-9 or tile == 32  # HR window side stays bounded
+        assert (tile + 2 * overlap) * scale <= 1.6 * MODEL_WINDOW_HR_PX + 1e-9 or tile == 32  # HR window side stays bounded
         assert 0 < overlap <= tile // 4
     assert auto_tiling("diffusion", 4.0, 100, None) == (100, 25)  # what the user sets is kept
 

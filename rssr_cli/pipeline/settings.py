@@ -156,7 +156,10 @@ def check_tiling(tile: Optional[int], overlap: Optional[int]) -> None:
         raise UsageError(f"--overlap must be between 0 and half the tile{limit}, got {overlap}")
 
 
-MODEL_WINDOW_HR_PX = 512  # HR side of a model window's core: bounds a window's memory whatever the scale
+# HR side of a model window's core: bounds a window's memory whatever the scale. 1024 since the operator runs one band in
+# row blocks (memory no longer grows with the window): the halo's share of the work falls from 2.2x to 1.5x at x4.5
+# (the README demo: 3.8x less CPU than 512 with the old operator, output within 0.22 DN mean; BENCHMARKS, issue 19).
+MODEL_WINDOW_HR_PX = 1024
 
 
 def auto_tiling(method: str, scale: float, tile: Optional[int], overlap: Optional[int]) -> tuple[int, int]:
