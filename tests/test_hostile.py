@@ -241,6 +241,19 @@ def l1c_product(work: Path) -> Path:
 BAND_B04 = f"{sp.L1C_NAME}/GRANULE/L1C_{sp.TILE}_A009352_{sp.STAMP}/IMG_DATA/{sp.TILE}_{sp.STAMP}_B04.tif"
 
 
+
+def bandless_folder(work: Path) -> Path:
+    (work / "scene").mkdir()
+    (work / "scene" / "notes.txt").write_text("no band here\n")
+    return work / "scene"
+
+
+def run_with_a_corrupt_state(work: Path) -> Path:
+    """A train-sharpener run folder whose state.pt (for --resume) is truncated garbage."""
+    (work / "run").mkdir()
+    (work / "run" / "state.pt").write_bytes(b"PK\x03\x04 truncated")
+    return sp.BANDS_DIR
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -386,6 +399,11 @@ CASES: list[Case] = [
     # item 17: a product missing one of the default bands is the input's fault (exit 1), not a usage error
     Case("product-missing-a-default-band", upscale("-s", "2", *CLASSICAL), 1, "lacks B02 of the default bands", make_src=lambda work: sp.make_l1c(work, suffix=".tif", bands=("B03", "B04", "B08"))),
     Case("evaluate-json-is-a-band-of-the-product", ("evaluate", "--wald", "{src}", "--json", "{work}/" + BAND_B04, "-q"), 2, "is a file this evaluation reads", make_src=l1c_product),
+    # item 9: train-sharpener checks its options and its inputs: one line, never "model written" without a file
+    Case("train-sharpener-negative-steps", ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "-5"), 2, "--steps must be a whole number >= 1", dst="run"),
+    Case("train-sharpener-nan-lr", ("train-sharpener", "{src}", "-o", "{dst}", "--lr", "nan"), 2, "--lr must be a finite number", dst="run"),
+    Case("train-sharpener-bandless-folder", ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "2"), 1, "a training scene needs the 10 m guides", make_src=bandless_folder, dst="run"),
+    Case("train-sharpener-corrupt-state", ("train-sharpener", "{src}", "-o", "{work}/run", "--resume", "--steps", "2", "--batch-size", "2", "--crop", "12", "--width", "8", "--blocks", "1", "--threads", "1"), 1, "cannot resume from", make_src=run_with_a_corrupt_state),
 ]
 
 
