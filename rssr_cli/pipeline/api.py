@@ -9,6 +9,7 @@ single scene's as well), the skip rules, the JSON log, SIGINT/SIGTERM, the outpu
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from ..errors import Interrupted, OutputError, RssrError, UsageError
 from ..interrupts import raise_on_signals
 from ..locks import output_lock, sweep_stale
 from ..products import is_input_path
+from ..value_types import check_field_types
 from .distributed import check_split_rows, dask_client, parse_scheduler, run_batch_on_dask, run_split_batch_on_dask
 from .joblog import JsonLog, check_log_path
 from .jobs import DEFAULT_NAME_TEMPLATE, SceneJob, check_name_template, expand_inputs, is_batch, plan_jobs, refuse_stray_numbers
@@ -52,7 +54,12 @@ class RunRequest:
     split_rows: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.inputs, (str, bytes, os.PathLike)):  # tuple("scene.tif") would be its characters
+            raise UsageError(f"RunRequest.inputs must be a list of inputs, not one path: write [{self.inputs!r}]")
+        if not isinstance(self.inputs, (tuple, list)) or not all(isinstance(i, (str, os.PathLike)) for i in self.inputs):
+            raise UsageError(f"RunRequest.inputs must be a list of paths or URLs, not {self.inputs!r}")
         object.__setattr__(self, "inputs", tuple(map(str, self.inputs)))
+        check_field_types(self)
         if not self.inputs:
             raise UsageError("give at least one input raster")
         refuse_stray_numbers(self.inputs)
