@@ -5,7 +5,7 @@ for Sentinel-2). Products are recognised by their file layout, never by parsing 
 or re-packed product still works:
 
 - L1C: GRANULE/*/IMG_DATA/T*_B??.jp2
-- L2A: GRANULE/*/IMG_DATA/R10m|R20m|R60m/T*_B??_{10,20,60}m.jp2 (each band taken at the finest resolution present)
+- L2A: GRANULE/*/IMG_DATA/R10m|R20m|R60m/T*_B??_{10,20,60}m.jp2 (each band at its native resolution, else the finest present)
 - band files may also be GeoTIFFs (.tif/.tiff); a .SAFE.zip is read through /vsizip/ without unpacking.
 - a STAC item (JSON file or http(s) URL): each asset holding one band is a band, named by its Sentinel-2 id
   (B01..B12, B8A) when its eo:bands name, asset key or common name (red, nir08, swir16, ...) maps to one, else by
@@ -235,8 +235,10 @@ class _HttpRangeFile(io.RawIOBase):
 
 
 def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandStack:
-    """Band files by layout; L2A keeps each band at the finest resolution present."""
-    found: dict[str, tuple[int, str]] = {}  # band -> (resolution, member)
+    """Band files by layout; L2A takes each band at its native resolution (R60m for B01/B09, whose R20m file is
+    Sen2Cor's resampled copy), else the finest present. Two files for one band at that resolution (a .tif beside
+    a .jp2) are refused with both named: which one a run reads must never depend on listing order."""
+    candidates: dict[str, dict[int, list[str]]] = {}  # band -> resolution -> members
     granules, level = set(), "L1C"
     for member in members:
         match = _BAND_PATH.search(member)
@@ -248,8 +250,15 @@ def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandSta
             level = "L2A"
         resolution_m = int(resolution) if resolution else SENTINEL2_NATIVE_M[band]
         granules.add(match.group("granule"))
-        if band not in found or resolution_m < found[band][0]:
-            found[band] = (resolution_m, member)
+        candidates.setdefault(band, {}).setdefault(resolution_m, []).append(member)
+    found: dict[str, tuple[int, str]] = {}  # band -> (resolution, member)
+    for band, by_resolution in candidates.items():
+        native = SENTINEL2_NATIVE_M[band]
+        resolution_m = native if native in by_resolution else min(by_resolution)
+        files = sorted(by_resolution[resolution_m])
+        if len(files) > 1:
+            raise InputError(f"{source}: band {band} is in {len(files)} files ({', '.join(files)}); keep one")
+        found[band] = (resolution_m, files[0])
     if not found:
         raise InputError(f"{source} holds no Sentinel-2 band file (GRANULE/*/IMG_DATA/*_B??[_10m].jp2|tif)")
     if len(granules) > 1:
@@ -388,6 +397,7 @@ def _is_raster_asset(asset: dict) -> bool:
 def _stac_stack(source: str) -> BandStack:
     item = _read_json(source)
     chosen: dict[str, tuple[str, bool]] = {}  # name -> (href, is GeoTIFF)
+    keys: dict[str, str] = {}  # name -> the asset key chosen
     for key, asset in item["assets"].items():
         if not isinstance(asset, dict) or not isinstance(asset.get("href"), str) or not _is_raster_asset(asset):
             continue
@@ -395,8 +405,12 @@ def _stac_stack(source: str) -> BandStack:
         if name is None:
             continue
         is_tiff = "tiff" in str(asset.get("type", "")).lower() or asset["href"].lower().split("?")[0].endswith((".tif", ".tiff"))
+        href = _resolve_href(asset["href"], source)
+        if name in chosen and is_tiff == chosen[name][1] and href != chosen[name][0]:
+            # which one a run reads must not depend on the order of the JSON's keys
+            raise InputError(f"{source}: band {name} is named by two assets ({keys[name]}, {key}); rssr cannot choose between them")
         if name not in chosen or (is_tiff and not chosen[name][1]):  # the COG copy over a JP2 copy of one band
-            chosen[name] = (_resolve_href(asset["href"], source), is_tiff)
+            chosen[name], keys[name] = (href, is_tiff), key
     if not chosen:
         raise InputError(f"{source}: no asset of this STAC item is a single band with eo:bands")
     order = {name: i for i, name in enumerate(SENTINEL2_BANDS)}

@@ -294,9 +294,12 @@ def band_by_name(info: SourceInfo, name: str) -> int:
     from .band_names import canonical_band_name
 
     wanted = canonical_band_name(name).upper()
-    for index, description in enumerate(info.descriptions, start=1):
-        if description and canonical_band_name(description).upper() == wanted:
-            return index
+    matches = [i for i, d in enumerate(info.descriptions, start=1) if d and canonical_band_name(d).upper() == wanted]
+    if len(matches) > 1:
+        named = ", ".join(f"{i} ({info.descriptions[i - 1]})" for i in matches)
+        raise UsageError(f"{info.path}: bands {named} all match {name!r}; choose one by number")
+    if matches:
+        return matches[0]
     named = [d for d in info.descriptions if d]
     have = f"its bands are named {', '.join(named)}" if named else "its bands have no names (descriptions); use numbers"
     raise UsageError(f"{info.path} has no band named {name!r}; {have}")

@@ -254,6 +254,14 @@ def run_with_a_corrupt_state(work: Path) -> Path:
     (work / "run" / "state.pt").write_bytes(b"PK\x03\x04 truncated")
     return sp.BANDS_DIR
 
+
+def product_with_a_band_twice(work: Path) -> Path:
+    """B04 as .tif and as .jp2 in one IMG_DATA folder (a re-packed or half-converted product)."""
+    safe = l1c_product(work)
+    band = work / BAND_B04
+    band.with_suffix(".jp2").write_bytes(band.read_bytes())
+    return safe
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -404,6 +412,11 @@ CASES: list[Case] = [
     Case("train-sharpener-nan-lr", ("train-sharpener", "{src}", "-o", "{dst}", "--lr", "nan"), 2, "--lr must be a finite number", dst="run"),
     Case("train-sharpener-bandless-folder", ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "2"), 1, "a training scene needs the 10 m guides", make_src=bandless_folder, dst="run"),
     Case("train-sharpener-corrupt-state", ("train-sharpener", "{src}", "-o", "{work}/run", "--resume", "--steps", "2", "--batch-size", "2", "--crop", "12", "--width", "8", "--blocks", "1", "--threads", "1"), 1, "cannot resume from", make_src=run_with_a_corrupt_state),
+    # item 12: -r 10 on a product of 10 m bands would be a copy: the single-raster rule
+    Case("product-resolution-of-its-bands", upscale("-r", "10", *CLASSICAL), 2, "the effective scale is 1", make_src=l1c_product),
+    # item 11: two sources of one band are refused with both named, never resolved by listing order
+    Case("product-band-in-two-files", upscale("-s", "2", *CLASSICAL), 1, "band B04 is in 2 files", make_src=product_with_a_band_twice),
+    Case("stac-band-named-by-two-assets", upscale("-s", "2", "-b", "red", *CLASSICAL), 1, "band B04 is named by two assets (red, B04)", make_src=lambda work: stac_item(work, {"red": "files/B04.tif", "B04": "files/B04_copy.tif"})),
 ]
 
 

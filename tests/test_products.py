@@ -67,12 +67,14 @@ def test_l1c_safe_lists_all_13_bands_by_layout(products):
     assert stack.default_nodata == 0.0
 
 
-def test_l2a_takes_each_band_at_its_finest_resolution_and_skips_non_band_layers(products):
+def test_l2a_takes_each_band_at_its_native_resolution_and_skips_non_band_layers(products):
     stack = open_band_stack(products["l2a"])
     assert stack.kind == "Sentinel-2 L2A (.SAFE)"
     assert "B10" not in stack.names and len(stack.names) == 12
-    b02 = next(b for b in stack.bands if b.name == "B02")
-    assert b02.resolution == 10.0 and "/R10m/" in b02.dataset  # not the 20 m aggregate in R20m
+    by_name = {b.name: b for b in stack.bands}
+    assert by_name["B02"].resolution == 10.0 and "/R10m/" in by_name["B02"].dataset  # not the 20 m aggregate in R20m
+    for name in ("B01", "B09"):  # issue 23 item 13: not Sen2Cor's resampled 20 m copy, which keeps 60 m blocks
+        assert by_name[name].resolution == 60.0 and "/R60m/" in by_name[name].dataset
     assert not any(tag in b.dataset for b in stack.bands for tag in ("SCL", "AOT"))
 
 
@@ -146,6 +148,15 @@ def test_plain_raster_bands_selected_by_description(tmp_path):
         assert ds.read(1).max() == 300 and ds.read(2).max() == 200
     missing = run("upscale", src, "-o", tmp_path / "o2.tif", "-s", 2, "-m", "nearest", "--bands", "B11", "-q")
     assert missing.exit_code == 2 and "no band named 'B11'" in missing.output
+
+
+def test_a_band_name_matching_two_descriptions_is_refused_with_both_named(tmp_path):
+    """Issue 23 item 11: 'red' and 'B04' are one band: the first match was taken silently."""
+    src = write_raster(tmp_path / "named.tif", np.stack([np.full((16, 16), v, "uint16") for v in (100, 200)]),
+                       descriptions=["red", "B04"])  # fmt: skip
+    result = run("upscale", src, "-o", tmp_path / "out.tif", "-s", 2, "-m", "nearest", "--bands", "B04", "-q")
+    assert result.exit_code == 2 and "bands 1 (red), 2 (B04) all match 'B04'" in result.output
+    assert not (tmp_path / "out.tif").exists()
 
 
 # --------------------------------------------------------------------------------------- mixed resolutions
