@@ -79,6 +79,16 @@ class BandStack:
     def names(self) -> tuple[str, ...]:
         return tuple(b.name for b in self.bands)
 
+    @property
+    def expected_bands(self) -> tuple[str, ...]:
+        """The bands a complete product of this kind holds (`--bands all` requires them): L1C all 13, L2A 12 (no
+        B10). A STAC item holds what its catalogue publishes: every band it lists."""
+        if self.kind.startswith("Sentinel-2 L1C"):
+            return SENTINEL2_BANDS
+        if self.kind.startswith("Sentinel-2 L2A"):
+            return tuple(name for name in SENTINEL2_BANDS if name != "B10")
+        return self.names
+
     def select(self, wanted: Optional[Sequence[int | str]]) -> tuple[StackBand, ...]:
         """The bands asked for, in the order asked: names (B04, b8a, red, nir08), 1-based numbers in product
         order, or 'all'. None: the four 10 m bands (DEFAULT_PRODUCT_BANDS)."""
@@ -91,6 +101,12 @@ class BandStack:
                 )
             wanted = DEFAULT_PRODUCT_BANDS
         if len(wanted) == 1 and isinstance(wanted[0], str) and wanted[0].lower() == "all":
+            missing = [name for name in self.expected_bands if name not in self.names]
+            if missing:  # a copy in progress, a partial download: fewer bands, in another order than the next product's
+                raise InputError(
+                    f"{self.source} lacks {', '.join(missing)} of the {len(self.expected_bands)} bands of a {self.kind} "
+                    f"product; --bands all takes every band, so name the ones to use with --bands"
+                )
             return self.bands
         picked = []
         for item in wanted:

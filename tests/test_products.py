@@ -18,7 +18,7 @@ from rio_cogeo.cogeo import cog_validate
 from typer.testing import CliRunner
 
 from rssr_cli.cli import app
-from rssr_cli.errors import InputError, UsageError
+from rssr_cli.errors import InputError, RssrWarning, UsageError
 from rssr_cli.grid import OutputGrid, Placement, hr_grid_for, plan_tiles
 from rssr_cli.pipeline import UpscaleSettings, upscale
 from rssr_cli.products import is_band_stack, open_band_stack, scene_stem
@@ -135,6 +135,18 @@ def test_band_selection_by_name_number_common_name_and_default(products):
         stack.select(("B13",))
     with pytest.raises(UsageError, match="twice"):
         stack.select(("B04", "red"))
+
+
+def test_a_missing_guide_is_said_never_silently_unguided(tmp_path):
+    """Issue 23 item 22: a product without B02 ran B05 unguided, with nothing said."""
+    from rssr_cli.stack_guidance import plan_guidance
+    from rssr_cli.stack_plan import plan_stack
+
+    stack = open_band_stack(sp.make_l1c(tmp_path, suffix=".tif", bands=("B03", "B04", "B08", "B05")))
+    settings = UpscaleSettings(resolution=10.0, bands=("B04", "B05"), guidance=True)
+    with pytest.warns(RssrWarning, match="lacks B02 of the 10 m bands that guide the coarser bands: B05 super-resolved unguided"):
+        assert plan_guidance(plan_stack(stack, settings), settings, "diffusion") is None
+    assert plan_guidance(plan_stack(stack, settings), UpscaleSettings(resolution=10.0, guidance=False), "diffusion") is None
 
 
 def test_plain_raster_bands_selected_by_description(tmp_path):
