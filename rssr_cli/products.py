@@ -147,7 +147,7 @@ def is_band_stack(name: str | os.PathLike) -> bool:
     if lower.endswith(".json"):
         return True
     if lower.endswith(".zip") and not _is_url(text) and Path(text).is_file():
-        return _zip_holds_safe(Path(text))
+        return is_product_zip(Path(text))
     return False
 
 
@@ -157,8 +157,18 @@ def is_product_dir(path: Path) -> bool:
 
 
 def is_product_file(path: Path) -> bool:
-    """A file a batch folder scan takes as a scene besides rasters: a .SAFE.zip."""
-    return path.is_file() and path.name.lower().endswith(".safe.zip")
+    """A file a batch folder scan takes as a scene besides rasters: a .SAFE.zip, or a product zip named without
+    .SAFE (the older download name S2B_MSIL1C_..._T33UUU_....zip)."""
+    return path.is_file() and (path.name.lower().endswith(".safe.zip") or (path.suffix.lower() == ".zip" and is_product_zip(path)))
+
+
+_PRODUCT_NAME = re.compile(r"^S2[A-D]_MSIL(1C|2A)_", re.IGNORECASE)
+
+
+def is_product_zip(path: Path) -> bool:
+    """A zip holding a .SAFE, or named like a Sentinel-2 product: one still being copied is then a scene that fails
+    with its reason (and is retried by the next run), never skipped without a word."""
+    return bool(_PRODUCT_NAME.match(path.name)) or _zip_holds_safe(path)
 
 
 def scene_stem(name: str | os.PathLike) -> str:

@@ -349,6 +349,23 @@ def test_batch_folder_takes_a_safe_as_one_scene_and_skips_it_when_rerun(products
     assert statuses == ["done"] * 3 + ["skipped"] * 3
 
 
+def test_batch_folder_takes_a_product_zip_named_without_safe_and_reports_a_partial_one(products, tmp_path):
+    """Issue 23 item 21: S2B_MSIL1C_..._T18SUJ_....zip (the older download name) was skipped by the folder scan
+    with no line, no log entry, no count; one still being copied is a failed scene saying why, retried next run."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    shutil.copy(products["zip"], incoming / (sp.L1C_NAME[: -len(".SAFE")] + ".zip"))
+    (incoming / "S2A_MSIL2A_20190101T000000_N0211_R068_T18SUJ_20190101T000000.zip").write_bytes(b"PK\x03\x04 half copied")
+    (incoming / "shapes.zip").write_bytes(b"PK\x03\x04 not a product")  # not a product: not a scene
+    out = tmp_path / "sr"
+    result = run("upscale", incoming, "-o", f"{out}/", "-s", 2, "-m", "bicubic", "--log-json", tmp_path / "log.jsonl", "-q")
+    assert result.exit_code == 1, result.output
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert sorted((Path(line["input"]).name[:10], line["status"]) for line in lines) == [("S2A_MSIL2A", "failed"), ("S2B_MSIL1C", "done")]
+    assert "as a zip" in next(line["error"] for line in lines if line["status"] == "failed")
+    assert (out / (sp.L1C_NAME[: -len(".SAFE")] + "_x2.tif")).is_file()
+
+
 def test_a_safe_folder_alone_is_a_single_scene(products, tmp_path):
     dst = tmp_path / "one.tif"
     result = run("upscale", products["l1c"], "-r", 5, "-m", "bicubic", "-o", dst, "-q")
