@@ -231,7 +231,17 @@ class _HttpRangeFile(io.RawIOBase):
         self.url, self.position = url, 0
         request = urllib.request.Request(url, method="HEAD")
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (the user's own URL)
-            self.size = int(response.headers["Content-Length"])
+            length = response.headers.get("Content-Length")
+        self.size = int(length) if length is not None and length.isdigit() else self._size_from_a_range()
+
+    def _size_from_a_range(self) -> int:
+        """No Content-Length on HEAD (some servers, chunked answers): the total of a one-byte range's Content-Range."""
+        request = urllib.request.Request(self.url, headers={"Range": "bytes=0-0"})
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            total = (response.headers.get("Content-Range") or "").rpartition("/")[2]
+        if response.status != 206 or not total.isdigit():
+            raise OSError("the server gives neither its size (Content-Length) nor range requests")
+        return int(total)
 
     def seekable(self) -> bool:
         return True

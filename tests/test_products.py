@@ -452,6 +452,17 @@ def test_remote_safe_zip_is_listed_by_range_requests(products, tmp_path, serve):
     np.testing.assert_array_equal(read_band(remote, 2), read_band(local, 2))
 
 
+def test_remote_safe_zip_without_content_length_is_listed(products, tmp_path, serve):
+    """Issue 23 item 16: a server that sends no Content-Length on HEAD was a KeyError traceback (upscale, info)."""
+    folder = tmp_path / "served" / "no-length"
+    folder.mkdir(parents=True)
+    shutil.copy(products["zip"], folder / products["zip"].name)
+    url = serve(tmp_path / "served") + f"no-length/{products['zip'].name}"
+    result = run("info", url)
+    assert result.exit_code == 0, result.output
+    assert "Sentinel-2 L1C" in result.output and "B8A" in result.output
+
+
 def test_stac_item_url_with_relative_hrefs(products, tmp_path, serve):
     base = serve(products["stac"].parent)
     stack = open_band_stack(base + "item.json")
