@@ -296,8 +296,8 @@ def band_by_name(info: SourceInfo, name: str) -> int:
     wanted = canonical_band_name(name).upper()
     matches = [i for i, d in enumerate(info.descriptions, start=1) if d and canonical_band_name(d).upper() == wanted]
     if len(matches) > 1:
-        named = ", ".join(f"{i} ({info.descriptions[i - 1]})" for i in matches)
-        raise UsageError(f"{info.path}: bands {named} all match {name!r}; choose one by number")
+        candidates = ", ".join(f"{i} ({info.descriptions[i - 1]})" for i in matches)
+        raise UsageError(f"{info.path}: bands {candidates} all match {name!r}; choose one by number")
     if matches:
         return matches[0]
     named = [d for d in info.descriptions if d]

@@ -262,6 +262,19 @@ def product_with_a_band_twice(work: Path) -> Path:
     band.with_suffix(".jp2").write_bytes(band.read_bytes())
     return safe
 
+
+def band_folder_with_a_fifo(work: Path) -> Path:
+    (work / "bands").mkdir()
+    os.mkfifo(work / "bands" / "x_B05.tif")
+    return work / "bands"
+
+
+def tiny_band_folder(work: Path) -> Path:
+    """12 x 12 px of the 10 m bands (2 x 2 of the 60 m band): nothing survives Wald's degradation by 6."""
+    with rasterio.open(sp.band_path("B04")) as b04:
+        west, north = b04.transform @ (0, 0)
+    return sp.crop_bands(work / "tiny", ("B02", "B03", "B04", "B08", "B05", "B01"), (west, north - 120, west + 120, north))
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -410,7 +423,7 @@ CASES: list[Case] = [
     # item 9: train-sharpener checks its options and its inputs: one line, never "model written" without a file
     Case("train-sharpener-negative-steps", ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "-5"), 2, "--steps must be a whole number >= 1", dst="run"),
     Case("train-sharpener-nan-lr", ("train-sharpener", "{src}", "-o", "{dst}", "--lr", "nan"), 2, "--lr must be a finite number", dst="run"),
-    Case("train-sharpener-bandless-folder", ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "2"), 1, "a training scene needs the 10 m guides", make_src=bandless_folder, dst="run"),
+    Case("train-sharpener-bandless-folder", ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "2"), 1, "a scene for Wald's protocol needs the 10 m guides", make_src=bandless_folder, dst="run"),
     Case("train-sharpener-corrupt-state", ("train-sharpener", "{src}", "-o", "{work}/run", "--resume", "--steps", "2", "--batch-size", "2", "--crop", "12", "--width", "8", "--blocks", "1", "--threads", "1"), 1, "cannot resume from", make_src=run_with_a_corrupt_state),
     # item 12: -r 10 on a product of 10 m bands would be a copy: the single-raster rule
     Case("product-resolution-of-its-bands", upscale("-r", "10", *CLASSICAL), 2, "the effective scale is 1", make_src=l1c_product),
@@ -422,6 +435,11 @@ CASES: list[Case] = [
     Case("split-rows-on-a-batch-of-products", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL), 2, "--split-rows does not split Sentinel-2 products", make_src=l1c_product, dst="out/", max_seconds=15),
     # item 22: --bands all on an incomplete product says what is missing (a copy in progress), never a shorter output
     Case("bands-all-on-a-product-missing-bands", upscale("-s", "2", "--bands", "all", *CLASSICAL), 1, "lacks B01, B05, B06, B07, B8A, B09, B10, B11, B12 of the 13 bands", make_src=l1c_product),
+    # item 16: evaluate --wald on what is not a usable Sentinel-2 scene: one line, at once
+    Case("evaluate-wald-non-s2-raster", ("evaluate", "--wald", "{src}", "-q"), 1, "is not a Sentinel-2 product"),
+    Case("evaluate-wald-bandless-folder", ("evaluate", "--wald", "{src}", "-q"), 1, "needs the 10 m guides", make_src=bandless_folder),
+    Case("evaluate-wald-fifo-band", ("evaluate", "--wald", "{src}", "-q"), 1, "is not a regular file", make_src=band_folder_with_a_fifo, max_seconds=30, timeout=60),
+    Case("evaluate-wald-tiny-scene", ("evaluate", "--wald", "{src}", "-q"), 1, "too small for Wald's protocol", make_src=tiny_band_folder),
 ]
 
 
