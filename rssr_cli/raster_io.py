@@ -82,12 +82,23 @@ class SourceInfo:
         return abs(self.transform.a), abs(self.transform.e)
 
 
+GDAL_HTTP_TIMEOUTS = {
+    "GDAL_HTTP_CONNECTTIMEOUT": "20",  # seconds to connect
+    "GDAL_HTTP_TIMEOUT": "120",  # seconds for one request
+    "GDAL_HTTP_LOW_SPEED_TIME": "30",  # abort a transfer slower than LOW_SPEED_LIMIT bytes/s for this long
+    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
+}
+
+
 def gdal_config(threads: Optional[int] = None) -> dict:
     """GDAL settings of a run: internal masks; a bounded block cache unless the user set GDAL_CACHEMAX
     (their value then holds); GDAL_NUM_THREADS (decoding, compression, overviews) when --threads is given."""
     config: dict = {"GDAL_TIFF_INTERNAL_MASK": True}
     if "GDAL_CACHEMAX" not in os.environ:
         config["GDAL_CACHEMAX"] = DEFAULT_GDAL_CACHEMAX_MB
+    # A hung server must not hold a run forever (GDAL's own default is no timeout): each setting the user's
+    # environment gives wins (issue 23 item 14).
+    config.update({key: value for key, value in GDAL_HTTP_TIMEOUTS.items() if key not in os.environ})
     if threads is not None:
         config["GDAL_NUM_THREADS"] = str(threads)
     return config
