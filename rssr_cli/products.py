@@ -5,7 +5,7 @@ for Sentinel-2). Products are recognised by their file layout, never by parsing 
 or re-packed product still works:
 
 - L1C: GRANULE/*/IMG_DATA/T*_B??.jp2
-- L2A: GRANULE/*/IMG_DATA/R10m|R20m|R60m/T*_B??_{10,20,60}m.jp2 (each band taken at the finest resolution present)
+- L2A: GRANULE/*/IMG_DATA/R10m|R20m|R60m/T*_B??_{10,20,60}m.jp2 (each band at its native resolution, else the finest present)
 - band files may also be GeoTIFFs (.tif/.tiff); a .SAFE.zip is read through /vsizip/ without unpacking.
 - a STAC item (JSON file or http(s) URL): each asset holding one band is a band, named by its Sentinel-2 id
   (B01..B12, B8A) when its eo:bands name, asset key or common name (red, nir08, swir16, ...) maps to one, else by
@@ -79,6 +79,16 @@ class BandStack:
     def names(self) -> tuple[str, ...]:
         return tuple(b.name for b in self.bands)
 
+    @property
+    def expected_bands(self) -> tuple[str, ...]:
+        """The bands a complete product of this kind holds (`--bands all` requires them): L1C all 13, L2A 12 (no
+        B10). A STAC item holds what its catalogue publishes: every band it lists."""
+        if self.kind.startswith("Sentinel-2 L1C"):
+            return SENTINEL2_BANDS
+        if self.kind.startswith("Sentinel-2 L2A"):
+            return tuple(name for name in SENTINEL2_BANDS if name != "B10")
+        return self.names
+
     def select(self, wanted: Optional[Sequence[int | str]]) -> tuple[StackBand, ...]:
         """The bands asked for, in the order asked: names (B04, b8a, red, nir08), 1-based numbers in product
         order, or 'all'. None: the four 10 m bands (DEFAULT_PRODUCT_BANDS)."""
@@ -91,6 +101,12 @@ class BandStack:
                 )
             wanted = DEFAULT_PRODUCT_BANDS
         if len(wanted) == 1 and isinstance(wanted[0], str) and wanted[0].lower() == "all":
+            missing = [name for name in self.expected_bands if name not in self.names]
+            if missing:  # a copy in progress, a partial download: fewer bands, in another order than the next product's
+                raise InputError(
+                    f"{self.source} lacks {', '.join(missing)} of the {len(self.expected_bands)} bands of a {self.kind} "
+                    f"product; --bands all takes every band, so name the ones to use with --bands"
+                )
             return self.bands
         picked = []
         for item in wanted:
@@ -131,7 +147,7 @@ def is_band_stack(name: str | os.PathLike) -> bool:
     if lower.endswith(".json"):
         return True
     if lower.endswith(".zip") and not _is_url(text) and Path(text).is_file():
-        return _zip_holds_safe(Path(text))
+        return is_product_zip(Path(text))
     return False
 
 
@@ -141,8 +157,18 @@ def is_product_dir(path: Path) -> bool:
 
 
 def is_product_file(path: Path) -> bool:
-    """A file a batch folder scan takes as a scene besides rasters: a .SAFE.zip."""
-    return path.is_file() and path.name.lower().endswith(".safe.zip")
+    """A file a batch folder scan takes as a scene besides rasters: a .SAFE.zip, or a product zip named without
+    .SAFE (the older download name S2B_MSIL1C_..._T33UUU_....zip)."""
+    return path.is_file() and (path.name.lower().endswith(".safe.zip") or (path.suffix.lower() == ".zip" and is_product_zip(path)))
+
+
+_PRODUCT_NAME = re.compile(r"^S2[A-D]_MSIL(1C|2A)_", re.IGNORECASE)
+
+
+def is_product_zip(path: Path) -> bool:
+    """A zip holding a .SAFE, or named like a Sentinel-2 product: one still being copied is then a scene that fails
+    with its reason (and is retried by the next run), never skipped without a word."""
+    return bool(_PRODUCT_NAME.match(path.name)) or _zip_holds_safe(path)
 
 
 def scene_stem(name: str | os.PathLike) -> str:
@@ -205,7 +231,17 @@ class _HttpRangeFile(io.RawIOBase):
         self.url, self.position = url, 0
         request = urllib.request.Request(url, method="HEAD")
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (the user's own URL)
-            self.size = int(response.headers["Content-Length"])
+            length = response.headers.get("Content-Length")
+        self.size = int(length) if length is not None and length.isdigit() else self._size_from_a_range()
+
+    def _size_from_a_range(self) -> int:
+        """No Content-Length on HEAD (some servers, chunked answers): the total of a one-byte range's Content-Range."""
+        request = urllib.request.Request(self.url, headers={"Range": "bytes=0-0"})
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            total = (response.headers.get("Content-Range") or "").rpartition("/")[2]
+        if response.status != 206 or not total.isdigit():
+            raise OSError("the server gives neither its size (Content-Length) nor range requests")
+        return int(total)
 
     def seekable(self) -> bool:
         return True
@@ -235,8 +271,10 @@ class _HttpRangeFile(io.RawIOBase):
 
 
 def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandStack:
-    """Band files by layout; L2A keeps each band at the finest resolution present."""
-    found: dict[str, tuple[int, str]] = {}  # band -> (resolution, member)
+    """Band files by layout; L2A takes each band at its native resolution (R60m for B01/B09, whose R20m file is
+    Sen2Cor's resampled copy), else the finest present. Two files for one band at that resolution (a .tif beside
+    a .jp2) are refused with both named: which one a run reads must never depend on listing order."""
+    candidates: dict[str, dict[int, list[str]]] = {}  # band -> resolution -> members
     granules, level = set(), "L1C"
     for member in members:
         match = _BAND_PATH.search(member)
@@ -248,8 +286,15 @@ def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandSta
             level = "L2A"
         resolution_m = int(resolution) if resolution else SENTINEL2_NATIVE_M[band]
         granules.add(match.group("granule"))
-        if band not in found or resolution_m < found[band][0]:
-            found[band] = (resolution_m, member)
+        candidates.setdefault(band, {}).setdefault(resolution_m, []).append(member)
+    found: dict[str, tuple[int, str]] = {}  # band -> (resolution, member)
+    for band, by_resolution in candidates.items():
+        native = SENTINEL2_NATIVE_M[band]
+        resolution_m = native if native in by_resolution else min(by_resolution)
+        files = sorted(by_resolution[resolution_m])
+        if len(files) > 1:
+            raise InputError(f"{source}: band {band} is in {len(files)} files ({', '.join(files)}); keep one")
+        found[band] = (resolution_m, files[0])
     if not found:
         raise InputError(f"{source} holds no Sentinel-2 band file (GRANULE/*/IMG_DATA/*_B??[_10m].jp2|tif)")
     if len(granules) > 1:
@@ -388,6 +433,7 @@ def _is_raster_asset(asset: dict) -> bool:
 def _stac_stack(source: str) -> BandStack:
     item = _read_json(source)
     chosen: dict[str, tuple[str, bool]] = {}  # name -> (href, is GeoTIFF)
+    keys: dict[str, str] = {}  # name -> the asset key chosen
     for key, asset in item["assets"].items():
         if not isinstance(asset, dict) or not isinstance(asset.get("href"), str) or not _is_raster_asset(asset):
             continue
@@ -395,8 +441,12 @@ def _stac_stack(source: str) -> BandStack:
         if name is None:
             continue
         is_tiff = "tiff" in str(asset.get("type", "")).lower() or asset["href"].lower().split("?")[0].endswith((".tif", ".tiff"))
+        href = _resolve_href(asset["href"], source)
+        if name in chosen and is_tiff == chosen[name][1] and href != chosen[name][0]:
+            # which one a run reads must not depend on the order of the JSON's keys
+            raise InputError(f"{source}: band {name} is named by two assets ({keys[name]}, {key}); rssr cannot choose between them")
         if name not in chosen or (is_tiff and not chosen[name][1]):  # the COG copy over a JP2 copy of one band
-            chosen[name] = (_resolve_href(asset["href"], source), is_tiff)
+            chosen[name], keys[name] = (href, is_tiff), key
     if not chosen:
         raise InputError(f"{source}: no asset of this STAC item is a single band with eo:bands")
     order = {name: i for i, name in enumerate(SENTINEL2_BANDS)}

@@ -82,12 +82,23 @@ class SourceInfo:
         return abs(self.transform.a), abs(self.transform.e)
 
 
+GDAL_HTTP_TIMEOUTS = {
+    "GDAL_HTTP_CONNECTTIMEOUT": "20",  # seconds to connect
+    "GDAL_HTTP_TIMEOUT": "120",  # seconds for one request
+    "GDAL_HTTP_LOW_SPEED_TIME": "30",  # abort a transfer slower than LOW_SPEED_LIMIT bytes/s for this long
+    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
+}
+
+
 def gdal_config(threads: Optional[int] = None) -> dict:
     """GDAL settings of a run: internal masks; a bounded block cache unless the user set GDAL_CACHEMAX
     (their value then holds); GDAL_NUM_THREADS (decoding, compression, overviews) when --threads is given."""
     config: dict = {"GDAL_TIFF_INTERNAL_MASK": True}
     if "GDAL_CACHEMAX" not in os.environ:
         config["GDAL_CACHEMAX"] = DEFAULT_GDAL_CACHEMAX_MB
+    # A hung server must not hold a run forever (GDAL's own default is no timeout): each setting the user's
+    # environment gives wins (issue 23 item 14).
+    config.update({key: value for key, value in GDAL_HTTP_TIMEOUTS.items() if key not in os.environ})
     if threads is not None:
         config["GDAL_NUM_THREADS"] = str(threads)
     return config
@@ -294,9 +305,12 @@ def band_by_name(info: SourceInfo, name: str) -> int:
     from .band_names import canonical_band_name
 
     wanted = canonical_band_name(name).upper()
-    for index, description in enumerate(info.descriptions, start=1):
-        if description and canonical_band_name(description).upper() == wanted:
-            return index
+    matches = [i for i, d in enumerate(info.descriptions, start=1) if d and canonical_band_name(d).upper() == wanted]
+    if len(matches) > 1:
+        candidates = ", ".join(f"{i} ({info.descriptions[i - 1]})" for i in matches)
+        raise UsageError(f"{info.path}: bands {candidates} all match {name!r}; choose one by number")
+    if matches:
+        return matches[0]
     named = [d for d in info.descriptions if d]
     have = f"its bands are named {', '.join(named)}" if named else "its bands have no names (descriptions); use numbers"
     raise UsageError(f"{info.path} has no band named {name!r}; {have}")

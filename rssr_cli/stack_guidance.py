@@ -9,6 +9,7 @@ copied from the staged file, so they are computed once.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -20,6 +21,7 @@ from rasterio.windows import Window
 
 from .backends import CLASSICAL_METHODS
 from .cog import OutputSpec
+from .errors import RssrWarning
 from .grid import OutputGrid
 from .pipeline.settings import UpscaleSettings
 from .products import StackBand
@@ -97,10 +99,16 @@ def plan_guidance(plan: Any, settings: UpscaleSettings, method: str) -> Optional
         return None
     guides = guide_bands(plan.stack.bands)
     finest = min(job.band.resolution for job in plan.jobs)
-    slots = frozenset(
-        job.slot for job in plan.jobs if not job.copy and is_guided(job.band, job.scale, finest, guides is not None)
-    )
-    if not slots or guides is None:
+    slots = frozenset(job.slot for job in plan.jobs if not job.copy and is_guided(job.band, job.scale, finest, True))
+    if not slots:
+        return None
+    if guides is None:  # never silently unguided: say which guide is missing and which bands it leaves unguided
+        missing = [name for name in GUIDE_BANDS if name not in plan.stack.names]
+        unguided = ", ".join(job.band.name for job in plan.jobs if job.slot in slots)
+        warnings.warn(
+            f"{plan.stack.source} lacks {', '.join(missing)} of the 10 m bands that guide the coarser bands: {unguided} "
+            "super-resolved unguided (--no-guidance says so and silences this)", RssrWarning, stacklevel=2,
+        )  # fmt: skip
         return None
     model = find_sharpener()
     if model is None:

@@ -137,6 +137,10 @@ def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
                 f"x{MAX_SCALE:g}; choose a coarser --resolution or leave the band out"
             )
         jobs.append(BandJob(slot, band, grid, is_same_grid(grid)))
+    if all(job.copy for job in jobs):  # the single-raster rule (grid.plan_output_grid): a copy is no super-resolution
+        asked = f"--resolution {format_resolution(settings.resolution)}" if settings.resolution is not None else f"--scale {settings.scale:.10g}"
+        names = ", ".join(job.band.name for job in jobs)
+        raise UsageError(f"{asked} is the own pixel size of every band asked ({names}): the effective scale is 1, there is nothing to super-resolve")
     region = whole_grid(common) if settings.aoi is None else aoi_region(common, aoi_in_raster_crs(settings.aoi, finest.crs))
     nodata = output_nodata(stack, selected, settings.nodata)
     return StackPlan(stack, common, region, tuple(jobs), nodata, selected[0].dtype)

@@ -86,7 +86,10 @@ def _handler(root: Path, log: Path) -> type[BaseHTTPRequestHandler]:
             with log_lock, open(log, "a") as file:
                 file.write(json.dumps(record) + "\n")
             self.send_response(status)
-            for key, value in {"Accept-Ranges": "bytes", "Content-Length": str(len(body)), **headers}.items():
+            headers = {"Accept-Ranges": "bytes", "Content-Length": str(len(body)), **headers}
+            if self.command == "HEAD" and "no-length" in self.path:  # a server that sends no Content-Length (issue 23 item 16)
+                del headers["Content-Length"]
+            for key, value in headers.items():
                 self.send_header(key, value)
             self.end_headers()
             if send_body:

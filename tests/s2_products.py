@@ -82,6 +82,8 @@ def make_l2a(root: Path) -> Path:
         _write_band(band_path(band), img / f"R{native}m" / f"{TILE}_{STAMP}_{band}_{native}m.tif")
         if native == 10:  # a 20 m aggregate, which must never be picked over the 10 m original
             _write_aggregate(band_path(band), img / "R20m" / f"{TILE}_{STAMP}_{band}_20m.tif")
+        if native == 60:  # Sen2Cor's 20 m resampled copy of B01/B09: finer, yet never picked over the 60 m original
+            _write_upsampled(band_path(band), img / "R20m" / f"{TILE}_{STAMP}_{band}_20m.tif", 3)
     _write_band(band_path("B05"), img / "R20m" / f"{TILE}_{STAMP}_SCL_20m.tif")
     _write_band(band_path("B02"), img / "R10m" / f"{TILE}_{STAMP}_AOT_10m.tif")
     return safe
@@ -97,6 +99,16 @@ def _write_aggregate(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(dst, "w", **profile) as out:
         out.write(coarse, 1)
+
+
+def _write_upsampled(src: Path, dst: Path, factor: int) -> None:
+    with rasterio.open(src) as ds:
+        fine = np.repeat(np.repeat(ds.read(1), factor, 0), factor, 1)
+        profile = ds.profile
+        profile.update(width=fine.shape[1], height=fine.shape[0], transform=ds.transform @ rasterio.Affine.scale(1 / factor))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(fine, 1)
 
 
 def make_zip(safe: Path, zip_path: Path) -> Path:

@@ -241,6 +241,40 @@ def l1c_product(work: Path) -> Path:
 BAND_B04 = f"{sp.L1C_NAME}/GRANULE/L1C_{sp.TILE}_A009352_{sp.STAMP}/IMG_DATA/{sp.TILE}_{sp.STAMP}_B04.tif"
 
 
+
+def bandless_folder(work: Path) -> Path:
+    (work / "scene").mkdir()
+    (work / "scene" / "notes.txt").write_text("no band here\n")
+    return work / "scene"
+
+
+def run_with_a_corrupt_state(work: Path) -> Path:
+    """A train-sharpener run folder whose state.pt (for --resume) is truncated garbage."""
+    (work / "run").mkdir()
+    (work / "run" / "state.pt").write_bytes(b"PK\x03\x04 truncated")
+    return sp.BANDS_DIR
+
+
+def product_with_a_band_twice(work: Path) -> Path:
+    """B04 as .tif and as .jp2 in one IMG_DATA folder (a re-packed or half-converted product)."""
+    safe = l1c_product(work)
+    band = work / BAND_B04
+    band.with_suffix(".jp2").write_bytes(band.read_bytes())
+    return safe
+
+
+def band_folder_with_a_fifo(work: Path) -> Path:
+    (work / "bands").mkdir()
+    os.mkfifo(work / "bands" / "x_B05.tif")
+    return work / "bands"
+
+
+def tiny_band_folder(work: Path) -> Path:
+    """12 x 12 px of the 10 m bands (2 x 2 of the 60 m band): nothing survives Wald's degradation by 6."""
+    with rasterio.open(sp.band_path("B04")) as b04:
+        west, north = b04.transform @ (0, 0)
+    return sp.crop_bands(work / "tiny", ("B02", "B03", "B04", "B08", "B05", "B01"), (west, north - 120, west + 120, north))
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -386,6 +420,26 @@ CASES: list[Case] = [
     # item 17: a product missing one of the default bands is the input's fault (exit 1), not a usage error
     Case("product-missing-a-default-band", upscale("-s", "2", *CLASSICAL), 1, "lacks B02 of the default bands", make_src=lambda work: sp.make_l1c(work, suffix=".tif", bands=("B03", "B04", "B08"))),
     Case("evaluate-json-is-a-band-of-the-product", ("evaluate", "--wald", "{src}", "--json", "{work}/" + BAND_B04, "-q"), 2, "is a file this evaluation reads", make_src=l1c_product),
+    # item 9: train-sharpener checks its options and its inputs: one line, never "model written" without a file
+    Case("train-sharpener-negative-steps", ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "-5"), 2, "--steps must be a whole number >= 1", dst="run"),
+    Case("train-sharpener-nan-lr", ("train-sharpener", "{src}", "-o", "{dst}", "--lr", "nan"), 2, "--lr must be a finite number", dst="run"),
+    Case("train-sharpener-bandless-folder", ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "2"), 1, "a scene for Wald's protocol needs the 10 m guides", make_src=bandless_folder, dst="run"),
+    Case("train-sharpener-corrupt-state", ("train-sharpener", "{src}", "-o", "{work}/run", "--resume", "--steps", "2", "--batch-size", "2", "--crop", "12", "--width", "8", "--blocks", "1", "--threads", "1"), 1, "cannot resume from", make_src=run_with_a_corrupt_state),
+    # item 12: -r 10 on a product of 10 m bands would be a copy: the single-raster rule
+    Case("product-resolution-of-its-bands", upscale("-r", "10", *CLASSICAL), 2, "the effective scale is 1", make_src=l1c_product),
+    # item 11: two sources of one band are refused with both named, never resolved by listing order
+    Case("product-band-in-two-files", upscale("-s", "2", *CLASSICAL), 1, "band B04 is in 2 files", make_src=product_with_a_band_twice),
+    Case("stac-band-named-by-two-assets", upscale("-s", "2", "-b", "red", *CLASSICAL), 1, "band B04 is named by two assets (red, B04)", make_src=lambda work: stac_item(work, {"red": "files/B04.tif", "B04": "files/B04_copy.tif"})),
+    # item 20: --split-rows splits one raster: a product is refused up front, before any cluster is contacted
+    Case("split-rows-on-a-product", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL), 2, "--split-rows does not split Sentinel-2 products", make_src=l1c_product, max_seconds=15),
+    Case("split-rows-on-a-batch-of-products", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL), 2, "--split-rows does not split Sentinel-2 products", make_src=l1c_product, dst="out/", max_seconds=15),
+    # item 22: --bands all on an incomplete product says what is missing (a copy in progress), never a shorter output
+    Case("bands-all-on-a-product-missing-bands", upscale("-s", "2", "--bands", "all", *CLASSICAL), 1, "lacks B01, B05, B06, B07, B8A, B09, B10, B11, B12 of the 13 bands", make_src=l1c_product),
+    # item 16: evaluate --wald on what is not a usable Sentinel-2 scene: one line, at once
+    Case("evaluate-wald-non-s2-raster", ("evaluate", "--wald", "{src}", "-q"), 1, "is not a Sentinel-2 product"),
+    Case("evaluate-wald-bandless-folder", ("evaluate", "--wald", "{src}", "-q"), 1, "needs the 10 m guides", make_src=bandless_folder),
+    Case("evaluate-wald-fifo-band", ("evaluate", "--wald", "{src}", "-q"), 1, "is not a regular file", make_src=band_folder_with_a_fifo, max_seconds=30, timeout=60),
+    Case("evaluate-wald-tiny-scene", ("evaluate", "--wald", "{src}", "-q"), 1, "too small for Wald's protocol", make_src=tiny_band_folder),
 ]
 
 

@@ -53,6 +53,43 @@ def test_a_request_is_refused_when_built_whatever_the_mode(tmp_path):
         RunRequest(("a.tif", "20"), tmp_path, BICUBIC)
 
 
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: RunRequest("scene.tif", "sr/", BICUBIC), "RunRequest.inputs must be a list of inputs, not one path"),
+        (lambda: RunRequest(("a.tif", 3), "sr/", BICUBIC), "RunRequest.inputs must be a list of paths"),
+        (lambda: RunRequest(("a.tif",), 5, BICUBIC), "RunRequest.output must be"),
+        (lambda: RunRequest(("a.tif",), "sr/", {"scale": 2}), "RunRequest.settings must be UpscaleSettings"),
+        (lambda: RunRequest(("a.tif",), "sr/", BICUBIC, force="yes"), "RunRequest.force must be True or False"),
+        (lambda: RunRequest(("a.tif",), "sr/", BICUBIC, split_rows="2"), "RunRequest.split_rows must be"),
+        (lambda: UpscaleSettings(scale=2, guidance="no"), "UpscaleSettings.guidance must be True or False or None, not 'no'"),
+        (lambda: UpscaleSettings(scale="2"), "UpscaleSettings.scale must be a number"),
+        (lambda: UpscaleSettings(scale=2, bands="B04"), "UpscaleSettings.bands must be a list or tuple"),
+        (lambda: UpscaleSettings(scale=2, threads=2.5), "UpscaleSettings.threads must be a whole number"),
+        (lambda: UpscaleSettings(scale=2, model="cpu"), "UpscaleSettings.model must be ModelOptions"),
+        (lambda: UpscaleSettings(scale=2, overwrite=1), "UpscaleSettings.overwrite must be True or False"),
+        (lambda: UpscaleSettings(scale=2, creation_options=["COMPRESS=LZW"]), "UpscaleSettings.creation_options must be a mapping"),
+        (lambda: UpscaleSettings(scale=2, seed=None), "UpscaleSettings.seed must be a whole number"),
+        (lambda: ModelOptions(tta="no"), "ModelOptions.tta must be True or False"),
+        (lambda: ModelOptions(steps=2.5), "ModelOptions.steps must be a whole number"),
+        (lambda: upscale(["a.tif"], "b.tif", BICUBIC), "upscale's src must be a path"),
+        (lambda: upscale("a.tif", "b.tif", {"scale": 2}), "upscale's settings must be an UpscaleSettings"),
+    ],
+)
+def test_wrong_types_are_the_documented_usage_error_before_any_file_is_opened(tmp_path, monkeypatch, build, message):
+    """Issue 23 item 10: RunRequest("scene.tif", ...) split the string into characters ("." then upscaled the current
+    folder); guidance="no" meant guidance on; wrong types were TypeError/AttributeError, or passed."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        build()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lists_are_taken_where_tuples_are_annotated():
+    assert UpscaleSettings(scale=2, bands=[1, "B04"]).bands == (1, "B04")
+    assert RunRequest(["a.tif"], "b.tif", BICUBIC).inputs == ("a.tif",)
+
+
 def test_a_single_scene_takes_the_output_lock(make_raster, tmp_path):
     dst = tmp_path / "out.tif"
     with output_lock(dst):

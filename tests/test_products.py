@@ -18,7 +18,7 @@ from rio_cogeo.cogeo import cog_validate
 from typer.testing import CliRunner
 
 from rssr_cli.cli import app
-from rssr_cli.errors import InputError, UsageError
+from rssr_cli.errors import InputError, RssrWarning, UsageError
 from rssr_cli.grid import OutputGrid, Placement, hr_grid_for, plan_tiles
 from rssr_cli.pipeline import UpscaleSettings, upscale
 from rssr_cli.products import is_band_stack, open_band_stack, scene_stem
@@ -67,12 +67,14 @@ def test_l1c_safe_lists_all_13_bands_by_layout(products):
     assert stack.default_nodata == 0.0
 
 
-def test_l2a_takes_each_band_at_its_finest_resolution_and_skips_non_band_layers(products):
+def test_l2a_takes_each_band_at_its_native_resolution_and_skips_non_band_layers(products):
     stack = open_band_stack(products["l2a"])
     assert stack.kind == "Sentinel-2 L2A (.SAFE)"
     assert "B10" not in stack.names and len(stack.names) == 12
-    b02 = next(b for b in stack.bands if b.name == "B02")
-    assert b02.resolution == 10.0 and "/R10m/" in b02.dataset  # not the 20 m aggregate in R20m
+    by_name = {b.name: b for b in stack.bands}
+    assert by_name["B02"].resolution == 10.0 and "/R10m/" in by_name["B02"].dataset  # not the 20 m aggregate in R20m
+    for name in ("B01", "B09"):  # issue 23 item 13: not Sen2Cor's resampled 20 m copy, which keeps 60 m blocks
+        assert by_name[name].resolution == 60.0 and "/R60m/" in by_name[name].dataset
     assert not any(tag in b.dataset for b in stack.bands for tag in ("SCL", "AOT"))
 
 
@@ -135,6 +137,18 @@ def test_band_selection_by_name_number_common_name_and_default(products):
         stack.select(("B04", "red"))
 
 
+def test_a_missing_guide_is_said_never_silently_unguided(tmp_path):
+    """Issue 23 item 22: a product without B02 ran B05 unguided, with nothing said."""
+    from rssr_cli.stack_guidance import plan_guidance
+    from rssr_cli.stack_plan import plan_stack
+
+    stack = open_band_stack(sp.make_l1c(tmp_path, suffix=".tif", bands=("B03", "B04", "B08", "B05")))
+    settings = UpscaleSettings(resolution=10.0, bands=("B04", "B05"), guidance=True)
+    with pytest.warns(RssrWarning, match="lacks B02 of the 10 m bands that guide the coarser bands: B05 super-resolved unguided"):
+        assert plan_guidance(plan_stack(stack, settings), settings, "diffusion") is None
+    assert plan_guidance(plan_stack(stack, settings), UpscaleSettings(resolution=10.0, guidance=False), "diffusion") is None
+
+
 def test_plain_raster_bands_selected_by_description(tmp_path):
     src = write_raster(tmp_path / "named.tif", np.stack([np.full((16, 16), v, "uint16") for v in (100, 200, 300)]),
                        descriptions=["B02", "B04", "B08"])  # fmt: skip
@@ -146,6 +160,15 @@ def test_plain_raster_bands_selected_by_description(tmp_path):
         assert ds.read(1).max() == 300 and ds.read(2).max() == 200
     missing = run("upscale", src, "-o", tmp_path / "o2.tif", "-s", 2, "-m", "nearest", "--bands", "B11", "-q")
     assert missing.exit_code == 2 and "no band named 'B11'" in missing.output
+
+
+def test_a_band_name_matching_two_descriptions_is_refused_with_both_named(tmp_path):
+    """Issue 23 item 11: 'red' and 'B04' are one band: the first match was taken silently."""
+    src = write_raster(tmp_path / "named.tif", np.stack([np.full((16, 16), v, "uint16") for v in (100, 200)]),
+                       descriptions=["red", "B04"])  # fmt: skip
+    result = run("upscale", src, "-o", tmp_path / "out.tif", "-s", 2, "-m", "nearest", "--bands", "B04", "-q")
+    assert result.exit_code == 2 and "bands 1 (red), 2 (B04) all match 'B04'" in result.output
+    assert not (tmp_path / "out.tif").exists()
 
 
 # --------------------------------------------------------------------------------------- mixed resolutions
@@ -326,6 +349,23 @@ def test_batch_folder_takes_a_safe_as_one_scene_and_skips_it_when_rerun(products
     assert statuses == ["done"] * 3 + ["skipped"] * 3
 
 
+def test_batch_folder_takes_a_product_zip_named_without_safe_and_reports_a_partial_one(products, tmp_path):
+    """Issue 23 item 21: S2B_MSIL1C_..._T18SUJ_....zip (the older download name) was skipped by the folder scan
+    with no line, no log entry, no count; one still being copied is a failed scene saying why, retried next run."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    shutil.copy(products["zip"], incoming / (sp.L1C_NAME[: -len(".SAFE")] + ".zip"))
+    (incoming / "S2A_MSIL2A_20190101T000000_N0211_R068_T18SUJ_20190101T000000.zip").write_bytes(b"PK\x03\x04 half copied")
+    (incoming / "shapes.zip").write_bytes(b"PK\x03\x04 not a product")  # not a product: not a scene
+    out = tmp_path / "sr"
+    result = run("upscale", incoming, "-o", f"{out}/", "-s", 2, "-m", "bicubic", "--log-json", tmp_path / "log.jsonl", "-q")
+    assert result.exit_code == 1, result.output
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert sorted((Path(line["input"]).name[:10], line["status"]) for line in lines) == [("S2A_MSIL2A", "failed"), ("S2B_MSIL1C", "done")]
+    assert "as a zip" in next(line["error"] for line in lines if line["status"] == "failed")
+    assert (out / (sp.L1C_NAME[: -len(".SAFE")] + "_x2.tif")).is_file()
+
+
 def test_a_safe_folder_alone_is_a_single_scene(products, tmp_path):
     dst = tmp_path / "one.tif"
     result = run("upscale", products["l1c"], "-r", 5, "-m", "bicubic", "-o", dst, "-q")
@@ -410,6 +450,17 @@ def test_remote_safe_zip_is_listed_by_range_requests(products, tmp_path, serve):
     upscale(url, remote, settings)
     upscale(products["zip"], local, settings)
     np.testing.assert_array_equal(read_band(remote, 2), read_band(local, 2))
+
+
+def test_remote_safe_zip_without_content_length_is_listed(products, tmp_path, serve):
+    """Issue 23 item 16: a server that sends no Content-Length on HEAD was a KeyError traceback (upscale, info)."""
+    folder = tmp_path / "served" / "no-length"
+    folder.mkdir(parents=True)
+    shutil.copy(products["zip"], folder / products["zip"].name)
+    url = serve(tmp_path / "served") + f"no-length/{products['zip'].name}"
+    result = run("info", url)
+    assert result.exit_code == 0, result.output
+    assert "Sentinel-2 L1C" in result.output and "B8A" in result.output
 
 
 def test_stac_item_url_with_relative_hrefs(products, tmp_path, serve):

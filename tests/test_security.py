@@ -368,3 +368,16 @@ def test_signed_urls_are_redacted_in_the_json_log_info_json_and_the_output_tags(
         assert tags["RSSR_SOURCE"].startswith("http://***@127.0.0.1")
     for text in outputs:
         assert not any(secret in text for secret in SECRETS), text
+
+
+def test_network_reads_have_timeouts_by_default_and_the_environment_wins(monkeypatch):
+    """Issue 23 item 14: GDAL waits forever on a hung URL by default; rssr sets timeouts unless the user set them."""
+    from rssr_cli.raster_io import GDAL_HTTP_TIMEOUTS, gdal_config
+
+    for key in GDAL_HTTP_TIMEOUTS:
+        monkeypatch.delenv(key, raising=False)
+    config = gdal_config()
+    assert int(config["GDAL_HTTP_TIMEOUT"]) > 0 and int(config["GDAL_HTTP_CONNECTTIMEOUT"]) > 0
+    assert int(config["GDAL_HTTP_LOW_SPEED_TIME"]) > 0
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "600")
+    assert "GDAL_HTTP_TIMEOUT" not in gdal_config()  # the environment's 600 s holds (GDAL reads it itself)

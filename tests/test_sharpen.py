@@ -143,6 +143,37 @@ def test_train_sharpener_command_skips_a_band_group_too_small_for_its_crop(tmp_p
     assert result.exit_code == 1 and "too small for --crop 400" in result.output
 
 
+TINY_RUN = dict(steps=2, batch=2, crop=12, width=8, blocks=1, share_60m=0.0, eval_every=2, threads=1)
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("steps", -5, "--steps must be a whole number >= 1"), ("steps", 0, "--steps"), ("blocks", -1, "--blocks must be a whole number >= 0"),
+    ("eval_every", 0, "--eval-every"), ("batch", 0, "--batch-size"), ("crop", 0, "--crop"), ("width", 0, "--width"),
+    ("threads", -1, "--threads"), ("lr", float("nan"), "--lr must be a finite number"), ("lr", 0.0, "--lr must be > 0"),
+    ("width", 4096, "a sharpener holds at most"), ("steps", 2.5, "--steps must be a whole number"),
+    ("scenes", "scene.SAFE", "scenes must be a list"),
+])  # fmt: skip
+def test_train_sharpener_options_are_checked_before_any_file_is_read(tmp_path, option, value, message):
+    """Issue 23 item 9: --steps -5 reported "model written" with no file; the others were tracebacks."""
+    from rssr_cli.errors import UsageError
+
+    options = {"scenes": [str(tmp_path / "absent")], "out": str(tmp_path / "run"), **TINY_RUN, option: value}
+    with pytest.raises(UsageError, match=message):
+        SharpenTrainConfig(**options)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_sharpener_never_reports_a_model_it_did_not_write(tmp_path, monkeypatch):
+    """Every selection score NaN (a diverged run): no best.safetensors, so an error (exit 1), never "model written"."""
+    from rssr_cli.sharpen import train as sharpen_train
+
+    monkeypatch.setattr(sharpen_train, "evaluate_scene_split", lambda *a, **k: {"score": float("nan"), "bands": {}})
+    result = run("train-sharpener", sp.BANDS_DIR, "-o", tmp_path / "run", "--steps", "2", "--batch-size", "2", "--crop", "12",
+                 "--width", "8", "--blocks", "1", "--eval-every", "2", "--threads", "1")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "no model was written" in result.output and "model written:" not in result.output
+
+
 def _upscale(l1c: Path, out: Path, *args) -> None:
     result = run("upscale", l1c, "-o", out, "--bands", "all", *args, "-q")
     assert result.exit_code == 0, result.output

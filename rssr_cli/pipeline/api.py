@@ -9,6 +9,7 @@ single scene's as well), the skip rules, the JSON log, SIGINT/SIGTERM, the outpu
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, replace
@@ -19,7 +20,8 @@ from ..destination import check_output_name
 from ..errors import Interrupted, OutputError, RssrError, UsageError
 from ..interrupts import raise_on_signals
 from ..locks import output_lock, sweep_stale
-from ..products import is_input_path
+from ..products import is_band_stack, is_input_path
+from ..value_types import check_field_types
 from .distributed import check_split_rows, dask_client, parse_scheduler, run_batch_on_dask, run_split_batch_on_dask
 from .joblog import JsonLog, check_log_path
 from .jobs import DEFAULT_NAME_TEMPLATE, SceneJob, check_name_template, expand_inputs, is_batch, plan_jobs, refuse_stray_numbers
@@ -52,7 +54,12 @@ class RunRequest:
     split_rows: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.inputs, (str, bytes, os.PathLike)):  # tuple("scene.tif") would be its characters
+            raise UsageError(f"RunRequest.inputs must be a list of inputs, not one path: write [{self.inputs!r}]")
+        if not isinstance(self.inputs, (tuple, list)) or not all(isinstance(i, (str, os.PathLike)) for i in self.inputs):
+            raise UsageError(f"RunRequest.inputs must be a list of paths or URLs, not {self.inputs!r}")
         object.__setattr__(self, "inputs", tuple(map(str, self.inputs)))
+        check_field_types(self)
         if not self.inputs:
             raise UsageError("give at least one input raster")
         refuse_stray_numbers(self.inputs)
@@ -104,9 +111,19 @@ def run(
             if request.split_rows is None:
                 progress = progress_for(job) if progress_for is not None else None
                 return run_one(job, request.settings, force=request.force, log_json=request.log_json, progress=progress)
+            refuse_split_stacks([job])
             return RunReport(False, tuple(run_many([job], request, on_scene=on_scene)))
         jobs = plan_batch(request)
         return RunReport(True, tuple(run_many(jobs, request, on_scene=on_scene, progress_for=progress_for)))
+
+
+def refuse_split_stacks(jobs: list[SceneJob]) -> None:
+    """--split-rows splits one raster's rows; a product or STAC item is many rasters on their own grids: refused
+    before the cluster is contacted, not failed scene by scene."""
+    stacks = [job.src for job in jobs if is_band_stack(job.src)]
+    if stacks:
+        more = f" (and {len(stacks) - 1} more)" if len(stacks) > 1 else ""
+        raise UsageError(f"--split-rows does not split Sentinel-2 products or STAC items ({stacks[0]}{more}); drop --split-rows to run them whole, one per worker")
 
 
 def plan_batch(request: RunRequest) -> list[SceneJob]:
@@ -116,6 +133,8 @@ def plan_batch(request: RunRequest) -> list[SceneJob]:
     if output.exists() and not output.is_dir():
         raise UsageError(f"-o {output} must be a directory when several scenes are written")
     jobs = plan_jobs(sources, output, request.settings, request.name)
+    if request.split_rows is not None:
+        refuse_split_stacks(jobs)
     for source in dict.fromkeys(job.src for job in jobs):  # outputs inside a .SAFE would be redone on every rerun
         if is_input_path(output, source):
             raise UsageError(f"-o {output} is inside the input {source}; write the outputs elsewhere")

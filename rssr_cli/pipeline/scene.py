@@ -9,6 +9,7 @@ take their own path (stack_pipeline.py).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Optional
 from ..backends import SRBackend
 from ..cog import open_intermediate
 from ..destination import check_output_name, staging_dir
-from ..errors import RssrError
+from ..errors import RssrError, UsageError
 from ..interrupts import raise_on_signals
 from ..locks import output_lock
 from ..products import is_band_stack
@@ -45,6 +46,11 @@ def upscale(
 
     `backend`: an already built backend for settings.method (a batch loads its model once for every scene).
     For skip rules, a JSON log and many scenes, see pipeline.api.run."""
+    for name, value in (("src", src), ("dst", dst)):
+        if not isinstance(value, (str, os.PathLike)):
+            raise UsageError(f"upscale's {name} must be a path or URL, not {value!r} ({type(value).__name__})")
+    if settings is not None and not isinstance(settings, UpscaleSettings):
+        raise UsageError(f"upscale's settings must be an UpscaleSettings, not {type(settings).__name__}")
     settings = replace(settings or UpscaleSettings(), **overrides)
     settings.require_target()
     dst = Path(dst)

@@ -18,6 +18,7 @@ from ..grid import MAX_SCALE, format_resolution, resolution_xy
 from ..model_rule import ModelChoice
 from ..shipped_models import is_model_name, shipped_model
 from ..threads import available_cores
+from ..value_types import check_field_types
 
 Progress = Callable[[int, int], None]  # (windows done, windows total)
 
@@ -47,6 +48,7 @@ class ModelOptions:
     tta: bool = False  # self-ensemble over the 8 flips/transposes of each window (8x the cost)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.device.split(":")[0] not in DEVICES:
             raise UsageError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
         if self.precision is not None and self.precision not in PRECISIONS:
@@ -103,6 +105,9 @@ class UpscaleSettings:
     model_choice: Optional[ModelChoice] = None  # which model this scene runs and why (pipeline.model_choice sets it)
 
     def __post_init__(self) -> None:
+        if isinstance(self.bands, list):  # a list reads as naturally as a tuple; the value stays hashable
+            object.__setattr__(self, "bands", tuple(self.bands))
+        check_field_types(self)
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.seed < 0:

@@ -12,9 +12,10 @@ import numpy as np
 import rasterio
 from affine import Affine
 
+from ..errors import InputError
 from ..pipeline.plan import STATS_SIDE
 from ..products import StackBand, open_band_stack
-from ..raster_io import gdal_env, inspect_source, open_raster, read_sample
+from ..raster_io import GDAL_ERRORS, gdal_env, gdal_message, inspect_source, open_raster, read_sample
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,35 @@ def load_band_folder(folder: str | os.PathLike, names: Optional[Sequence[str]] =
         match = re.search(r"(B(?:0[1-9]|1[0-2]|8A))\.(?:jp2|tiff?)$", path.name, re.IGNORECASE)
         if not match or (names is not None and match.group(1).upper() not in names):
             continue
-        with rasterio.open(path) as dataset:
-            values = dataset.read(1).astype(np.float32)
-            valid = (dataset.read_masks(1) > 0) & (values != 0)
-            found[match.group(1).upper()] = BandArray(match.group(1).upper(), values, valid, dataset.transform)
+        if not path.is_file():  # a FIFO would block the read forever, a device never end
+            raise InputError(f"{path} is not a regular file (a FIFO, device or folder); a band file must be one")
+        try:
+            with rasterio.open(path) as dataset:
+                values = dataset.read(1).astype(np.float32)
+                valid = (dataset.read_masks(1) > 0) & (values != 0)
+                found[match.group(1).upper()] = BandArray(match.group(1).upper(), values, valid, dataset.transform)
+        except GDAL_ERRORS as exc:
+            raise InputError(f"cannot read band file {path}: {gdal_message(exc)}") from None
     return {name: found[name] for name in SENTINEL2_BANDS if name in found}
+
+
+MIN_WALD_PX = 4  # a degraded band's side below this holds nothing to restore (and the models need a window)
+
+
+def check_wald_size(scene: dict[str, BandArray], source: str, split: str) -> None:
+    """Every coarse band's `split` rows, degraded by its Wald ratio (20 m by 2, 60 m by 6), keep MIN_WALD_PX px a
+    side: a tiny scene is one InputError, not a reshape error deep in a model."""
+    from .model import BAND_RESOLUTION_M
+    from .wald import GROUP_RATIO, rows_of_split
+
+    for name, band in scene.items():
+        if name not in BAND_RESOLUTION_M:
+            continue
+        ratio = GROUP_RATIO[BAND_RESOLUTION_M[name]]
+        top, bottom = rows_of_split(band.values.shape[0], split)
+        rows, cols = int((bottom - top) // ratio), int(band.values.shape[1] // ratio)
+        if min(rows, cols) < MIN_WALD_PX:
+            raise InputError(
+                f"{source} is too small for Wald's protocol: band {name}'s {split} rows degraded by {ratio:g} are "
+                f"{rows} x {cols} px (at least {MIN_WALD_PX} a side){'; try --wald-split all' if split != 'all' else ''}"
+            )

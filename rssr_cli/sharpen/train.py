@@ -15,9 +15,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import CheckpointError, InputError, RssrError, UsageError
 from ..interrupts import interruptible
-from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, build_sharpener, save_sharpener
+from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, MAX_PARAMETERS, build_sharpener, save_sharpener
 from .scene import BandArray, load_band_folder, load_stack_bands, stats_of
 from .wald import evaluate_scene_split, rows_of_split
 from .wald_inputs import degraded_band, guides_on_window, truth_of
@@ -41,10 +41,49 @@ class SharpenTrainConfig:
     resume: bool = False
     notes: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+# The option names of `rssr train-sharpener`, so a refusal names what the user typed.
+_OPTION = {"steps": "--steps", "batch": "--batch-size", "crop": "--crop", "width": "--width", "blocks": "--blocks",
+           "eval_every": "--eval-every", "lr": "--lr", "threads": "--threads"}  # fmt: skip
+
+
+def check_config(config: SharpenTrainConfig) -> None:
+    """Every option in range before a file is read (UsageError naming the option): the one home of this rule."""
+    minimum = {"steps": 1, "batch": 1, "crop": 8, "width": 1, "blocks": 0, "eval_every": 1, "threads": 1}
+    for name, low in minimum.items():
+        value = getattr(config, name)
+        if name == "threads" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UsageError(f"{_OPTION[name]} must be a whole number >= {low}, not {value!r}")
+    for name in ("lr", "share_60m", "share_smallest_ratio"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UsageError(f"{_OPTION.get(name, name)} must be a finite number, not {value!r}")
+    if config.lr <= 0:
+        raise UsageError(f"--lr must be > 0, not {config.lr!r}")
+    if not (0 <= config.share_60m <= 1 and 0 <= config.share_smallest_ratio <= 1):
+        raise UsageError("share_60m and share_smallest_ratio are shares between 0 and 1")
+    w = config.width  # head + tail + the residual blocks' two 3x3 convs (GuidedSharpener)
+    parameters = (9 * (1 + len(GUIDE_BANDS) + len(GUIDED_BANDS) + 2) + 1) * w + 9 * w + 1 + config.blocks * 2 * (9 * w + 1) * w
+    if parameters > MAX_PARAMETERS:
+        raise UsageError(f"--width {config.width} --blocks {config.blocks} make {parameters:,} parameters; a sharpener holds at most {MAX_PARAMETERS:,}")
+    if isinstance(config.scenes, (str, bytes)) or not config.scenes:
+        raise UsageError("scenes must be a list of at least one scene")
+
 
 def load_scene(source: str) -> dict[str, BandArray]:
+    """A training scene's bands; refused (InputError) without the 10 m guides or any band to sharpen."""
     path = Path(source)
-    return load_band_folder(path) if path.is_dir() and not path.name.lower().endswith(".safe") else load_stack_bands(source)
+    scene = load_band_folder(path) if path.is_dir() and not path.name.lower().endswith(".safe") else load_stack_bands(source)
+    missing = [name for name in GUIDE_BANDS if name not in scene]
+    if missing or not any(name in scene for name in GUIDED_BANDS):
+        lacking = ", ".join(missing) if missing else "every 20 m and 60 m band"
+        raise InputError(f"{source}: lacks {lacking}; a scene for Wald's protocol needs the 10 m guides {', '.join(GUIDE_BANDS)} and bands to sharpen")
+    return scene
 
 
 def scene_stats(scene: dict[str, BandArray]) -> dict[str, tuple[float, float]]:
@@ -179,10 +218,13 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
     state_path, start, best = out / "state.pt", 0, {"score": float("inf")}
     if config.resume and state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
-        start, best = state["step"], state["best"]
-        rng.setstate(state["rng"])
+        try:
+            state = torch.load(state_path, weights_only=True)
+            model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
+            start, best = state["step"], state["best"]
+            rng.setstate(state["rng"])
+        except Exception as exc:  # a truncated or foreign file, another --width/--blocks: torch raises many kinds
+            raise CheckpointError(f"cannot resume from {state_path} ({type(exc).__name__}): delete it, or run without --resume") from None
         log(f"resumed at step {start}")
     history: list[dict] = []
     started, running = time.perf_counter(), 0.0
@@ -212,6 +254,8 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
                         "best": best, "rng": rng.getstate()}, state_path)  # fmt: skip
             with open(out / "history.jsonl", "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
+    if not (out / "best.safetensors").is_file():  # every selection score was NaN, or --resume past --steps
+        raise RssrError(f"no model was written to {out}: no step scored a finite selection error (run ended at step {max(start, config.steps)})")
     return out / "best.safetensors"
 
 

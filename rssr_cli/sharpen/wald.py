@@ -199,10 +199,11 @@ def evaluate_wald(
     from ..backends.diffusion import DiffusionBackend
     from .apply import find_sharpener
     from .model import load_sharpener
-    from .scene import stats_of
+    from .scene import check_wald_size, stats_of
     from .train import load_scene
 
     scene = load_scene(source)
+    check_wald_size(scene, source, split)
     stats = {name: stats_of(b.values, b.valid) for name, b in scene.items()}
     methods: dict[str, Method] = {"bicubic": bicubic_method}
     if unguided:
