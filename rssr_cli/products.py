@@ -287,6 +287,8 @@ def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandSta
         resolution_m = int(resolution) if resolution else SENTINEL2_NATIVE_M[band]
         granules.add(match.group("granule"))
         candidates.setdefault(band, {}).setdefault(resolution_m, []).append(member)
+    if len(granules) > 1:  # before the per-band check: each band is then in several granules, the real reason
+        raise InputError(f"{source} holds {len(granules)} granules ({', '.join(sorted(granules))}); rssr reads one tile per product")
     found: dict[str, tuple[int, str]] = {}  # band -> (resolution, member)
     for band, by_resolution in candidates.items():
         native = SENTINEL2_NATIVE_M[band]
@@ -297,8 +299,6 @@ def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandSta
         found[band] = (resolution_m, files[0])
     if not found:
         raise InputError(f"{source} holds no Sentinel-2 band file (GRANULE/*/IMG_DATA/*_B??[_10m].jp2|tif)")
-    if len(granules) > 1:
-        raise InputError(f"{source} holds {len(granules)} granules ({', '.join(sorted(granules))}); rssr reads one tile per product")
     if zipped:
         archive = f"/vsicurl/{source}" if _is_url(source) else os.path.abspath(source)
         prefix = f"/vsizip/{archive}/"
