@@ -7,8 +7,6 @@ so grids with different origins and steps (a 20 m grid starting 10 m west of the
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
