@@ -129,8 +129,8 @@ def make_batch(scenes: Sequence[dict[str, BandArray]], stats: Sequence[dict[str,
         inputs = wald_inputs(band, [scenes[i][g] for g in GUIDE_BANDS], ratio, (r, c, crop, crop), member=member, generator=noise)
         m, s = stats[i][name]
         g_stats = np.array([stats[i][g] for g in GUIDE_BANDS], dtype=np.float32)
-        guides = (inputs.guides - g_stats[:, 0, None, None]) / g_stats[:, 1, None, None]
-        items.append(((inputs.band_up - m) / s, guides, (inputs.truth - m) / s, inputs.valid, GUIDED_BANDS.index(name)))
+        standard_guides = (inputs.guides - g_stats[:, 0, None, None]) / g_stats[:, 1, None, None]
+        items.append(((inputs.band_up - m) / s, standard_guides, (inputs.truth - m) / s, inputs.valid, GUIDED_BANDS.index(name)))
     k = rng.randrange(8)  # flips and transposes: the ground has no preferred orientation
     aug = lambda a: _dihedral(a, k)  # noqa: E731
     band_up = torch.from_numpy(aug(np.stack([i[0] for i in items])[:, None]).astype(np.float32))
