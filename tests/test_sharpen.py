@@ -15,8 +15,10 @@ import torch
 from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
+from rssr_cli.errors import InputError
 from rssr_cli.grid import Placement
 from rssr_cli.model.checkpoint import save_model
+from rssr_cli.sensor_degradation import SensorDraw
 from rssr_cli.sharpen import apply as sharpen_apply
 from rssr_cli.sharpen.consistency import average_onto_native, consistency_error, psf_consistency_error
 from rssr_cli.sharpen.degrade import MTF_AT_NYQUIST, centres, gaussian_blur, psf_sigma, sample_at
@@ -24,7 +26,7 @@ from rssr_cli.sharpen.model import GUIDE_BANDS, TINY_SPEC, build_sharpener, load
 from rssr_cli.sharpen.scene import BandArray
 from rssr_cli.sharpen.train import SharpenTrainConfig, train_sharpener
 from rssr_cli.sharpen.wald import ergas, sam_degrees, sre
-from rssr_cli.sharpen.wald_inputs import guides_on_window
+from rssr_cli.sharpen.wald_inputs import BOX, degraded_band, guides_on_window, wald_inputs
 
 import s2_products as sp
 from cli_helpers import run
@@ -88,6 +90,49 @@ def test_guides_land_on_the_coarse_bands_grid_with_its_offset():
         assert abs(error.mean()) < 0.2 and (ratio != 2.0 or np.abs(error).max() < 0.05), (ratio, error)
 
 
+@pytest.mark.parametrize("phase", [(0.0, 0.0), (0.3, 0.7)])
+def test_sensor_members_keep_the_geometry_whatever_their_phase(phase):
+    """The sensor family's PSF member (Gaussian + box, symmetric) on the same ramps: the guide degraded and resampled
+    lands on the 20 m pixel centres (grid 10 m west of the guide's) and the band's own Wald input is the band's ramp,
+    whatever sub-pixel phase the member's grid has (positions follow the phase). Torch's bicubic (a = -0.75) ripples
+    around a ramp and, at a fixed sub-pixel fraction, is biased by up to ~0.05 px (1 unit here); it is exact where
+    the degraded grid is the 20 m grid (the guide at r = 2, phase 0)."""
+    h10, w10 = 64, 64
+    east = np.tile(np.arange(w10, dtype=np.float32) * 10 + 5, (h10, 1))
+    guide = BandArray("B08", east, np.ones_like(east, bool), Affine(10, 0, 0, 0, -10, 640))
+    band_east = np.tile(-10 + 20 * (np.arange(33, dtype=np.float32) + 0.5), (32, 1))
+    band = BandArray("B8A", band_east, np.ones((32, 33), bool), Affine(20, 0, -10, 0, -20, 640))
+    member = SensorDraw(gaussian_mtf=0.4, origin=phase)
+    expected = -10 + 20 * (np.arange(8, 20) + 0.5)
+    for ratio in (2.0, 3.0):
+        inputs = wald_inputs(band, [guide], ratio, (8, 8, 12, 12), member=member)
+        for got, exact in ((inputs.guides[0], ratio == 2.0 and phase == (0.0, 0.0)), (inputs.band_up, False)):
+            # 6 px: whole ripple periods at r = 2 and 3; a phase error of 0.1 px would be 2 here
+            error = got[4, 2:-4] - expected[2:-4]
+            assert abs(error.mean()) < 1.0 and np.abs(error).max() < (0.05 if exact else 3.0), (ratio, phase, error)
+
+
+def test_the_box_member_is_a_block_mean_at_integer_ratios():
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0, 3000, (12, 18)).astype(np.float32)
+    band = BandArray("B05", values, np.ones_like(values, bool), Affine(20, 0, 0, 0, -20, 0))
+    for ratio in (2, 3, 6):
+        lr, _, lr_window = degraded_band(band, float(ratio), (0, 0, 12, 18), margin=0, member=BOX)
+        block = values.reshape(12 // ratio, ratio, 18 // ratio, ratio).mean(axis=(1, 3))
+        assert np.allclose(lr, block, rtol=1e-5), ratio
+        assert lr_window == (0.0, 0.0, 1 / ratio, 1 / ratio)
+
+
+def test_training_crops_draw_noisy_quantized_members_in_reflectance_units():
+    """Noise and 12 bits act in reflectance (DN / 10,000): the quantization step is ~2.4 DN, not 1/4095 DN."""
+    values = np.full((24, 24), 1234.0, np.float32)
+    band = BandArray("B05", values, np.ones_like(values, bool), Affine(20, 0, 0, 0, -20, 0))
+    member = SensorDraw(gaussian_mtf=1.0, noise_std=0.001, levels=4095)
+    lr, _, _ = degraded_band(band, 2.0, (0, 0, 24, 24), margin=0, member=member, generator=torch.Generator().manual_seed(0))
+    steps = lr / 10000 * 4095
+    assert np.allclose(steps, np.round(steps), atol=1e-3) and 2.0 < lr.std() < 20.0
+
+
 def test_the_network_is_local_within_its_receptive_radius():
     model = build_sharpener({"width": 8, "blocks": 2}).eval()
     with torch.no_grad():
@@ -130,6 +175,20 @@ def test_training_by_walds_protocol_writes_a_loadable_best_model(tmp_path):
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [2, 4] and all(math.isfinite(h["score"]) for h in history)
     assert (tmp_path / "run" / "state.pt").exists()  # resumable
+
+
+def test_selection_scenes_free_every_row_of_the_training_scenes(tmp_path):
+    """A 24 px crop fits the fixture's 30 rows of 20 m bands but not their top 3/4: trainable only with --select
+    (then the checkpoint is chosen on the selection scene, recorded in the card)."""
+    base = dict(scenes=[str(sp.BANDS_DIR)], steps=2, batch=2, crop=24, width=8, blocks=1, share_60m=0.0, eval_every=2, threads=1)
+    with pytest.raises(InputError):
+        train_sharpener(SharpenTrainConfig(out=str(tmp_path / "split"), **base), log=lambda _: None)  # type: ignore[arg-type]
+    out = tmp_path / "run"
+    result = run("train-sharpener", sp.BANDS_DIR, "--select", sp.BANDS_DIR, "-o", out, "--steps", "2", "--batch-size", "2",
+                 "--crop", "24", "--width", "8", "--blocks", "1", "--eval-every", "2", "--threads", "1", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = load_sharpener(out / "best.safetensors").card["training"]
+    assert card["select"] == [str(sp.BANDS_DIR)] and "sensor_degradation" in card["degradation"]
 
 
 def test_train_sharpener_command_skips_a_band_group_too_small_for_its_crop(tmp_path):
@@ -241,9 +300,10 @@ def test_shipped_sharpener_is_no_less_consistent_than_bicubic(l1c, tmp_path):
 def test_evaluate_wald_scores_bicubic_unguided_and_guided(tmp_path, tiny_sharpener, tiny_model_path, monkeypatch):
     monkeypatch.setenv(sharpen_apply.SHARPENER_ENV, str(tiny_sharpener))
     out = tmp_path / "wald.json"
-    result = run("evaluate", "--wald", sp.BANDS_DIR, "--wald-split", "all", "--model", tiny_model_path, "--json", out, "-q")
+    result = run("evaluate", "--wald", sp.BANDS_DIR, "--wald-split", "all", "--degradation", "box", "--model", tiny_model_path, "--json", out, "-q")
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
+    assert report["degradation"] == "box"
     assert report["methods"] == ["bicubic", "unguided", "guided"]
     groups = {g["resolution"]: g for g in report["groups"]}
     assert set(groups) == {20, 60} and groups[20]["ratio"] == 2 and groups[60]["ratio"] == 6
@@ -255,3 +315,25 @@ def test_evaluate_wald_scores_bicubic_unguided_and_guided(tmp_path, tiny_sharpen
 def test_evaluate_wald_refuses_a_bad_split():
     result = run("evaluate", "--wald", sp.BANDS_DIR, "--wald-split", "middle")
     assert result.exit_code == 2
+
+
+def test_evaluate_wald_degradation_is_psf_or_box():
+    result = run("evaluate", "--wald", sp.BANDS_DIR, "--degradation", "bicubic")
+    assert result.exit_code == 2 and "psf or box" in result.output
+
+
+def test_wald_degradations_differ_and_psf_is_the_default():
+    scene = {name: BandArray(name, np.asarray(v, np.float32), np.ones(np.shape(v), bool), t) for name, v, t in _ramp_scene()}
+    from rssr_cli.sharpen.wald import bicubic_method, wald_report
+
+    psf = wald_report(scene, source="s", methods={"bicubic": bicubic_method}, split="all")
+    box = wald_report(scene, source="s", methods={"bicubic": bicubic_method}, split="all", degradation="box")
+    assert psf.degradation == "psf" and box.as_dict()["degradation"] == "box"
+    assert psf.groups[0].bands["B05"]["bicubic"]["rmse"] != box.groups[0].bands["B05"]["bicubic"]["rmse"]
+
+
+def _ramp_scene():
+    rng = np.random.default_rng(1)
+    for name in GUIDE_BANDS:
+        yield name, rng.uniform(0, 1000, (48, 48)), Affine(10, 0, 0, 0, -10, 480)
+    yield "B05", rng.uniform(0, 1000, (24, 24)), Affine(20, 0, 0, 0, -20, 480)

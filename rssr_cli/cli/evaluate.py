@@ -35,6 +35,7 @@ from ..evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fid
 from ..evaluation.fidelity_report import FidelityReport
 from ..evaluation.protocol import DEFAULT_SCALES, EvaluationReport
 from ..products import is_input_path
+from ..sharpen.wald import DEGRADATIONS as WALD_DEGRADATIONS
 from ..sharpen.wald import WaldReport, evaluate_wald
 from .common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, shown, stderr, stdout
 
@@ -89,7 +90,10 @@ def evaluate_command(
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the stochastic samplers (per image).")] = 0,
-    degradation: Annotated[str, typer.Option(help="HR_DIR mode: how HR images become LR: bicubic (anti-aliased resize) | sentinel2 (the sensor model's evaluation member: Gaussian PSF with MTF 0.3 at the LR Nyquist, then the pixel's box aggregate).")] = "bicubic",
+    degradation: Annotated[
+        Optional[str],
+        typer.Option(help="How the truth is degraded. HR_DIR mode: bicubic (anti-aliased resize; default) | sentinel2 (the sensor model's evaluation member: Gaussian PSF with MTF 0.3 at the LR Nyquist, then the pixel's box aggregate). --wald: psf (the matched Gaussian, MTF 0.25 at the coarse Nyquist; default) | box (a plain block mean).", show_default=False),
+    ] = None,
     samples: Annotated[
         int, typer.Option("--samples", metavar="K", help="Also judge each model variant as a posterior sampler: K >= 2 samples per image, seven bars (spectral realism, cross-power, distortion, energy score vs a Gaussian null, kurtosis, consistency, spread) with 95 % CIs (HR_DIR mode).")
     ] = 0,
@@ -109,7 +113,12 @@ def evaluate_command(
         if wald is not None:
             if wald_split not in ("test", "all"):
                 raise UsageError(f"--wald-split must be test or all, got {wald_split!r}")
-            wald_result = evaluate_wald(wald, split=wald_split, model=str(model) if model else None, device=device.value, threads=threads)
+            wald_degradation = degradation or "psf"
+            if wald_degradation not in WALD_DEGRADATIONS:
+                raise UsageError(f"--degradation with --wald must be {' or '.join(WALD_DEGRADATIONS)}, got {wald_degradation!r}")
+            wald_result = evaluate_wald(
+                wald, split=wald_split, model=str(model) if model else None, device=device.value, threads=threads, degradation=wald_degradation
+            )  # fmt: skip
             _emit(json.dumps(wald_result.as_dict(), indent=1), json_out, quiet, lambda: _print_wald(wald_result))
             return
         if fidelity is not None:
@@ -119,7 +128,7 @@ def evaluate_command(
         settings = CompareSettings(
             model=find_model(model), steps=parse_list(steps, int, "integers"), strength=strength,
             full_chain=parse_list(full_chain, int, "integers"), tta=tta, methods=parse_list(methods, str, "method names"),
-            device=device.value, threads=threads, seed=seed, degradation=degradation, samples=samples,
+            device=device.value, threads=threads, seed=seed, degradation=degradation or "bicubic", samples=samples,
         )  # fmt: skip
         if settings.model is None and not quiet:
             stderr.print("no model found (no --model, no default model): evaluating classical methods only")
@@ -135,7 +144,7 @@ def evaluate_command(
 
 def _print_wald(report: WaldReport) -> None:
     for group in report.groups:
-        title = f"Wald's protocol, {group.resolution} m bands at r = {group.ratio:g} ({report.split} rows of {report.source})"
+        title = f"Wald's protocol, {group.resolution} m bands at r = {group.ratio:g}, {report.degradation} degradation ({report.split} rows of {report.source})"
         columns = ("band", "metric", *report.methods)
         rows = []
         for band, scores in group.bands.items():

@@ -91,16 +91,22 @@ def train_sharpener_command(
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads (0: all cores).")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/state.pt.")] = False,
+    select: Annotated[
+        Optional[list[str]],
+        typer.Option("--select", metavar="SCENE", help="A selection scene (repeatable): the checkpoint is chosen on these scenes' whole grids and every row of the training scenes is trained on.", show_default=False),
+    ] = None,
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:
-    """Train the guided band-sharpening model by Wald's protocol on real Sentinel-2 scenes (rows split per scene:
-    top 3/4 trained on, next 1/8 selects the checkpoint, last 1/8 never used: `rssr evaluate --wald` scores it)."""
+    """Train the guided band-sharpening model by Wald's protocol on real Sentinel-2 scenes, every crop degraded by its
+    own member of the sensor model (random PSF or box, sub-pixel phase, noise, 12 bits). Without --select, rows are
+    split per scene: top 3/4 trained on, next 1/8 selects the checkpoint, last 1/8 never used (`rssr evaluate --wald`
+    scores it); with --select, the training scenes are used whole and the selection scenes choose the checkpoint."""
     with cli_session(verbose):
         from ..sharpen.train import SharpenTrainConfig, train_sharpener  # torch loads only for this command
 
         config = SharpenTrainConfig(
-            scenes=list(scenes), out=str(out), steps=steps, batch=batch_size, crop=crop, lr=learning_rate, seed=seed,
+            scenes=list(scenes), out=str(out), select=list(select or []), steps=steps, batch=batch_size, crop=crop, lr=learning_rate, seed=seed,
             width=width, blocks=blocks, eval_every=eval_every, threads=threads or None, resume=resume,
         )  # fmt: skip
         path = train_sharpener(config, log=(lambda _line: None) if quiet else stdout.print)

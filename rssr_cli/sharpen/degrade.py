@@ -1,4 +1,5 @@
-"""Wald's protocol, the degradation half: an MTF-matched Gaussian PSF, then sampling at exact grid positions.
+"""Wald's protocol, the degradation half: an MTF-matched Gaussian PSF, then sampling at exact grid positions (the
+matched Gaussian protocol, `--degradation psf`; the PSF itself is sensor_degradation's, the one PSF module).
 
 Positions are continuous pixel coordinates of the array sampled (pixel i covers [i, i+1), its centre is i + 0.5),
 so grids with different origins and steps (a 20 m grid starting 10 m west of the 10 m grid) need no special case.
@@ -6,11 +7,11 @@ so grids with different origins and steps (a 20 m grid starting 10 m west of the
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .. import sensor_degradation
 
 # Sentinel-2 MSI modulation transfer function at the Nyquist frequency of each band's own grid. The instrument's
 # specification asks for 0.15-0.3 (ESA Sentinel-2 User Handbook; measured values in-flight are ~0.2-0.35); DSen2
@@ -21,23 +22,12 @@ MTF_AT_NYQUIST = 0.25
 
 def psf_sigma(ratio: float, mtf: float = MTF_AT_NYQUIST) -> float:
     """Gaussian PSF std (in pixels of the finer grid) whose MTF at the coarse grid's Nyquist equals `mtf`."""
-    return ratio * math.sqrt(-2.0 * math.log(mtf)) / math.pi
+    return sensor_degradation.gaussian_sigma(ratio, mtf)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [N, C, H, W] (reflect padding; sigma in pixels; sigma <= 0.05 is a no-op)."""
-    if sigma <= 0.05:
-        return x
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).to(x.dtype).to(x.device)
-    c = x.shape[1]
-    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
-    x = F.pad(x, (radius, radius, 0, 0), mode=mode)
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
-    x = F.pad(x, (0, 0, radius, radius), mode=mode)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+    """Separable Gaussian blur of [N, C, H, W] (sigma in pixels): the sensor model's (replicate padding)."""
+    return sensor_degradation.gaussian_blur(x, sigma)
 
 
 def sample_at(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, *, mode: str = "bicubic") -> torch.Tensor:

@@ -1,6 +1,13 @@
 """Training by Wald's protocol: every coarse band of a real scene degraded by r, restored at its native
-resolution from its degraded self plus the degraded guide bands. Rows are split per scene: the top TRAIN_ROWS
-are trained on, the next SELECT_ROWS choose the checkpoint, the rest are never used until the final report."""
+resolution from its degraded self plus the degraded guide bands. Each training crop draws its own member of the
+sensor degradation family (sensor_degradation: random PSF or the box alone, sub-pixel phase, noise, 12 bits),
+applied to the band and its guides alike, so the model cannot overfit one blur.
+
+Selection: with `select` scenes (other places, e.g. other cities), every row of the training scenes is trained on
+and the checkpoint is chosen on the selection scenes' whole grids; without, rows are split per scene: the top 3/4
+are trained on, the next 1/8 choose the checkpoint, the rest are never used until the final report. The selection
+score is the mean over bands of RMSE(guided) / RMSE(bicubic) at r = 2 and 6, under both evaluation degradations
+(the matched Gaussian PSF and the plain box)."""
 
 from __future__ import annotations
 
@@ -15,18 +22,20 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from .. import sensor_degradation as sensor
 from ..errors import CheckpointError, InputError, RssrError, UsageError
 from ..interrupts import interruptible
 from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, MAX_PARAMETERS, build_sharpener, save_sharpener
 from .scene import BandArray, load_band_folder, load_stack_bands, stats_of
 from .wald import evaluate_scene_split, rows_of_split
-from .wald_inputs import degraded_band, guides_on_window, truth_of
+from .wald_inputs import wald_inputs
 
 
 @dataclass
 class SharpenTrainConfig:
     scenes: list[str]
     out: str
+    select: list[str] = field(default_factory=list)  # selection scenes (all rows); empty: the scenes' select rows
     steps: int = 3000
     batch: int = 8
     crop: int = 48
@@ -90,65 +99,47 @@ def scene_stats(scene: dict[str, BandArray]) -> dict[str, tuple[float, float]]:
     return {name: stats_of(b.values, b.valid) for name, b in scene.items()}
 
 
-# Wald ratios trained (the inputs of each are computed once per scene, then cropped): 20 m bands at output
-# pixels 10, 8, 6.7, 5, 4, 3.3, 2.5 m; 60 m bands at 10, 7.5, 6, 5 m.
+DEGRADATION_CARD = (
+    f"sensor_degradation family, one member per crop for the band and its guides: system MTF at the coarse Nyquist "
+    f"uniform in {sensor.SYSTEM_MTF_RANGE} (Gaussian then the pixel's box), or the box alone with probability "
+    f"{sensor.BOX_SHARE}; sub-pixel grid phase; noise std up to {sensor.NOISE_STD_MAX} reflectance; 12-bit quantization"
+)
+# Wald ratios trained: 20 m bands at output pixels 10, 8, 6.7, 5, 4, 3.3, 2.5 m; 60 m bands at 10, 7.5, 6, 5 m.
 TRAIN_RATIOS = {20: (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), 60: (6.0, 8.0, 10.0, 12.0)}
-
-
-@dataclass
-class RatioInputs:
-    """Wald inputs of one band at one ratio over its whole grid, standardized."""
-
-    band_up: np.ndarray  # [H, W]
-    guides: np.ndarray  # [G, H, W]
-    truth: np.ndarray  # [H, W]
-    valid: np.ndarray  # [H, W]
-
-
-def precompute(scene: dict[str, BandArray], stats: dict[str, tuple[float, float]]) -> dict[tuple[str, float], RatioInputs]:
-    """Every guided band's Wald inputs at every TRAIN_RATIOS ratio over its whole grid (guides once per grid)."""
-    guides = [scene[g] for g in GUIDE_BANDS]
-    g_mean = np.array([stats[n][0] for n in GUIDE_BANDS], dtype=np.float32)[:, None, None]
-    g_std = np.array([stats[n][1] for n in GUIDE_BANDS], dtype=np.float32)[:, None, None]
-    table, guide_cache = {}, {}
-    for name in GUIDED_BANDS:
-        if name not in scene:
-            continue
-        band = scene[name]
-        window = (0, 0, *band.values.shape)
-        m, s = stats[name]
-        for ratio in TRAIN_RATIOS[BAND_RESOLUTION_M[name]]:
-            key = (band.values.shape, band.transform, ratio)
-            if key not in guide_cache:
-                guide_cache[key] = ((guides_on_window(guides, band, ratio, window, margin=0) - g_mean) / g_std).astype(np.float32)
-            _, band_up, _ = degraded_band(band, ratio, window, margin=0)
-            truth, valid = truth_of(band, window)
-            table[(name, ratio)] = RatioInputs(((band_up - m) / s).astype(np.float32), guide_cache[key], ((truth - m) / s).astype(np.float32), valid)
-    return table
 
 
 def crop_for(resolution: int, config: SharpenTrainConfig) -> int:
     return config.crop if resolution == 20 else max(16, config.crop * 2 // 3)
 
 
-def trainable_groups(tables, config: SharpenTrainConfig) -> list[int]:
-    """The band groups (20, 60 m) of which some scene holds a band whose train rows fit a crop."""
+def _fits(band: BandArray, crop: int, split: str) -> bool:
+    top, bottom = rows_of_split(band.values.shape[0], split)
+    return bottom - top >= crop and band.values.shape[1] >= crop
+
+
+def _scene_bands(scene: dict[str, BandArray], resolution: int) -> list[str]:
+    """The scene's guided bands of one native resolution (none when a guide is missing)."""
+    if not all(g in scene for g in GUIDE_BANDS):
+        return []
+    return [n for n in GUIDED_BANDS if n in scene and BAND_RESOLUTION_M[n] == resolution]
+
+
+def trainable_groups(scenes: Sequence[dict[str, BandArray]], config: SharpenTrainConfig, split: str = "train") -> list[int]:
+    """The band groups (20, 60 m) of which some scene holds a band whose training rows fit a crop."""
     groups = []
     for resolution in (20, 60):
         crop = crop_for(resolution, config)
-        fits = any(
-            BAND_RESOLUTION_M[name] == resolution and rows_of_split(t.truth.shape[0], "train")[1] >= crop and t.truth.shape[1] >= crop
-            for table in tables for (name, _), t in table.items()
-        )  # fmt: skip
-        if fits:
+        if any(_fits(scene[n], crop, split) for scene in scenes for n in _scene_bands(scene, resolution)):
             groups.append(resolution)
     if not groups:
         raise InputError(f"the scenes are too small for --crop {config.crop}: no band's training rows hold a crop")
     return groups
 
 
-def make_batch(tables, config: SharpenTrainConfig, rng: random.Random, groups: Sequence[int] = (20, 60)):
-    """One batch at one ratio and one band group, cropped from the train rows: inputs, truth, validity."""
+def make_batch(scenes: Sequence[dict[str, BandArray]], stats: Sequence[dict[str, tuple[float, float]]],
+               config: SharpenTrainConfig, rng: random.Random, groups: Sequence[int] = (20, 60), split: str = "train"):  # fmt: skip
+    """One batch at one ratio and one band group, cropped from the training rows, each crop's band and guides
+    degraded by a member of the sensor family drawn for that crop (wald_inputs): inputs, truth, validity."""
     if len(groups) == 1:
         resolution = groups[0]
     else:
@@ -162,25 +153,28 @@ def make_batch(tables, config: SharpenTrainConfig, rng: random.Random, groups: S
         attempts += 1
         if attempts > 1000 * config.batch:
             raise ValueError(f"no {crop} px crop of {resolution} m bands fits the training rows of these scenes; lower crop")
-        table = tables[rng.randrange(len(tables))]
-        keys = [k for k in table if k[1] == ratio and BAND_RESOLUTION_M[k[0]] == resolution]
-        if not keys:
+        i = rng.randrange(len(scenes))
+        names = [n for n in _scene_bands(scenes[i], resolution) if _fits(scenes[i][n], crop, split)]
+        if not names:
             continue
-        name = rng.choice(keys)[0]
-        t = table[(name, ratio)]
-        top, bottom = rows_of_split(t.truth.shape[0], "train")
-        if bottom - top < crop or t.truth.shape[1] < crop:
+        name = rng.choice(names)
+        band = scenes[i][name]
+        top, bottom = rows_of_split(band.values.shape[0], split)
+        r, c = rng.randrange(top, bottom - crop + 1), rng.randrange(0, band.values.shape[1] - crop + 1)
+        if band.valid[r : r + crop, c : c + crop].mean() < 0.9:
             continue
-        r, c = rng.randrange(top, bottom - crop + 1), rng.randrange(0, t.truth.shape[1] - crop + 1)
-        cut = (slice(r, r + crop), slice(c, c + crop))
-        if t.valid[cut].mean() < 0.9:
-            continue
-        items.append((t.band_up[cut], t.guides[:, cut[0], cut[1]], t.truth[cut], t.valid[cut], GUIDED_BANDS.index(name)))
+        member = sensor.draw(np.random.default_rng(rng.getrandbits(64)))
+        noise = torch.Generator().manual_seed(rng.getrandbits(63))
+        inputs = wald_inputs(band, [scenes[i][g] for g in GUIDE_BANDS], ratio, (r, c, crop, crop), member=member, generator=noise)
+        m, s = stats[i][name]
+        g_stats = np.array([stats[i][g] for g in GUIDE_BANDS], dtype=np.float32)
+        standard_guides = (inputs.guides - g_stats[:, 0, None, None]) / g_stats[:, 1, None, None]
+        items.append(((inputs.band_up - m) / s, standard_guides, (inputs.truth - m) / s, inputs.valid, GUIDED_BANDS.index(name)))
     k = rng.randrange(8)  # flips and transposes: the ground has no preferred orientation
     aug = lambda a: _dihedral(a, k)  # noqa: E731
-    band_up = torch.from_numpy(aug(np.stack([i[0] for i in items])[:, None]))
-    guides = torch.from_numpy(aug(np.stack([i[1] for i in items])))
-    truth = torch.from_numpy(aug(np.stack([i[2] for i in items])[:, None]))
+    band_up = torch.from_numpy(aug(np.stack([i[0] for i in items])[:, None]).astype(np.float32))
+    guides = torch.from_numpy(aug(np.stack([i[1] for i in items])).astype(np.float32))
+    truth = torch.from_numpy(aug(np.stack([i[2] for i in items])[:, None]).astype(np.float32))
     valid = torch.from_numpy(aug(np.stack([i[3] for i in items])[:, None]))
     index = torch.tensor([i[4] for i in items])
     scale = torch.full((len(items),), float(ratio))
@@ -208,9 +202,14 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
     rng = random.Random(config.seed)
     scenes = [load_scene(s) for s in config.scenes]
     stats = [scene_stats(s) for s in scenes]
-    tables = [precompute(s, st) for s, st in zip(scenes, stats)]
-    log(f"precomputed Wald inputs: {sum(len(t) for t in tables)} band-ratio pairs")
-    groups = trainable_groups(tables, config)
+    if config.select:
+        selection = [load_scene(s) for s in config.select]
+        selection_stats = [scene_stats(s) for s in selection]
+        train_split, select_split = "all", "all"
+    else:
+        selection, selection_stats, train_split, select_split = scenes, stats, "train", "select"
+    groups = trainable_groups(scenes, config, train_split)
+    log(f"{len(scenes)} training scenes ({train_split} rows), {len(selection)} selection scenes ({select_split} rows)")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model = build_sharpener({"width": config.width, "blocks": config.blocks})
@@ -229,7 +228,7 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
     history: list[dict] = []
     started, running = time.perf_counter(), 0.0
     for step in range(start + 1, config.steps + 1):
-        band_up, guides, index, scale, guide_ratio, truth, valid = make_batch(tables, config, rng, groups)
+        band_up, guides, index, scale, guide_ratio, truth, valid = make_batch(scenes, stats, config, rng, groups, train_split)
         pred = model(band_up, guides, index, scale, guide_ratio)
         loss = ((pred - truth).abs() * valid).sum() / valid.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
@@ -240,7 +239,7 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
         if step % config.eval_every == 0 or step == config.steps:
             model.eval()
             with torch.no_grad():
-                scores = [evaluate_scene_split(model, s, st, "select") for s, st in zip(scenes, stats)]
+                scores = [evaluate_scene_split(model, s, st, select_split) for s, st in zip(selection, selection_stats)]
             model.train()
             score = float(np.mean([sc["score"] for sc in scores]))
             entry = {"step": step, "loss": running, "score": score, "seconds": round(time.perf_counter() - started, 1),
@@ -249,7 +248,7 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
             log(json.dumps({k: v for k, v in entry.items() if k != "per_scene"}) + " " + json.dumps(scores[0]["bands"]))
             if score < best["score"]:
                 best = {"score": score, "step": step}
-                save_sharpener(model, out / "best", {"training": {**asdict(config), "best_step": step, "select_score": score}})
+                save_sharpener(model, out / "best", {"training": {**asdict(config), "best_step": step, "select_score": score, "degradation": DEGRADATION_CARD}})
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
                         "best": best, "rng": rng.getstate()}, state_path)  # fmt: skip
             with open(out / "history.jsonl", "a") as fh:
@@ -270,9 +269,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--select", action="append", default=[])
     args = parser.parse_args(argv)
     config = SharpenTrainConfig(
-        scenes=args.scenes, out=args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
+        scenes=args.scenes, out=args.out, select=args.select, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
         width=args.width, blocks=args.blocks, eval_every=args.eval_every, threads=args.threads or None, resume=args.resume,
     )  # fmt: skip
     train_sharpener(config)
