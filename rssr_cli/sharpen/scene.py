@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from ..errors import InputError
 from ..pipeline.plan import STATS_SIDE
 from ..products import StackBand, open_band_stack
 from ..raster_io import GDAL_ERRORS, gdal_env, gdal_message, inspect_source, open_raster, read_sample
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,14 @@ def load_band_folder(folder: str | os.PathLike, names: Optional[Sequence[str]] =
 MIN_WALD_PX = 4  # a degraded band's side below this holds nothing to restore (and the models need a window)
 
 
-def check_wald_size(scene: dict[str, BandArray], source: str, split: str) -> None:
-    """Every coarse band's `split` rows, degraded by its Wald ratio (20 m by 2, 60 m by 6), keep MIN_WALD_PX px a
-    side: a tiny scene is one InputError, not a reshape error deep in a model."""
+def check_wald_size(scene: dict[str, BandArray], source: str, split: str) -> dict[str, BandArray]:
+    """The scene without the coarse bands whose `split` rows, degraded by their Wald ratio (20 m by 2, 60 m by 6),
+    would keep fewer than MIN_WALD_PX px a side (a small crop's 60 m group; logged); a scene where no coarse band
+    fits is one InputError, not a reshape error deep in a model."""
     from .model import BAND_RESOLUTION_M
     from .wald import GROUP_RATIO, rows_of_split
 
+    kept, small = dict(scene), []
     for name, band in scene.items():
         if name not in BAND_RESOLUTION_M:
             continue
@@ -112,7 +117,13 @@ def check_wald_size(scene: dict[str, BandArray], source: str, split: str) -> Non
         top, bottom = rows_of_split(band.values.shape[0], split)
         rows, cols = int((bottom - top) // ratio), int(band.values.shape[1] // ratio)
         if min(rows, cols) < MIN_WALD_PX:
-            raise InputError(
-                f"{source} is too small for Wald's protocol: band {name}'s {split} rows degraded by {ratio:g} are "
-                f"{rows} x {cols} px (at least {MIN_WALD_PX} a side){'; try --wald-split all' if split != 'all' else ''}"
-            )
+            small.append(f"{name} ({rows} x {cols} px at 1/{ratio:g})")
+            del kept[name]
+    if small and not any(name in BAND_RESOLUTION_M for name in kept):
+        raise InputError(
+            f"{source} is too small for Wald's protocol: {', '.join(small)} (at least {MIN_WALD_PX} px a side)"
+            f"{'; try --wald-split all' if split != 'all' else ''}"
+        )
+    if small:
+        log.warning("%s: too small for Wald's protocol, left out: %s", source, ", ".join(small))
+    return kept

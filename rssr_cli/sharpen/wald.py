@@ -226,7 +226,7 @@ def evaluate_wald(
     from .train import load_scene
 
     scene = load_scene(source)
-    check_wald_size(scene, source, split)
+    scene = check_wald_size(scene, source, split)
     stats = {name: stats_of(b.values, b.valid) for name, b in scene.items()}
     methods: dict[str, Method] = {"bicubic": bicubic_method}
     if unguided:
