@@ -12,7 +12,7 @@ import torch
 from test_sharpen import l1c, tiny_model_path, tiny_sharpener  # noqa: F401  (module fixtures)
 
 from rssr_cli.sharpen import apply as sharpen_apply
-from rssr_cli.sharpen.bounds import BOUND_MARGIN, RING_MARGIN, band_range, bound_to_native, neighbourhood_range, ring_share
+from rssr_cli.sharpen.bounds import BOUND_MARGIN, RING_MARGIN, WIDENING_PER_RATIO, band_range, bound_to_native, neighbourhood_range, ring_share
 from rssr_cli.sharpen.degrade import sample_at
 from rssr_cli.sharpen.predict import consistent_and_bounded
 
@@ -28,8 +28,8 @@ def _grid(h: int, w: int, scale: int = SCALE):
     return ys, xs, np.floor(ys).astype(int), np.floor(xs).astype(int)
 
 
-def _ringing(native: np.ndarray, scale: int = SCALE) -> np.ndarray:
-    """Native pixels upsampled (bicubic, a = -0.75) then over-sharpened 3x: the overshoot an over-eager network makes."""
+def _ringing(native: np.ndarray, scale: int = SCALE, gain: float = 3.0) -> np.ndarray:
+    """Native pixels upsampled (bicubic, a = -0.75) then over-sharpened: the overshoot an over-eager network makes."""
     h, w = native.shape
     ys, xs, _, _ = _grid(h, w, scale)
     up = sample_at(torch.from_numpy(native.astype(np.float32))[None, None], torch.from_numpy(ys).float()[None],
@@ -37,7 +37,7 @@ def _ringing(native: np.ndarray, scale: int = SCALE) -> np.ndarray:
     smooth = sample_at(torch.from_numpy(up)[None, None], torch.from_numpy((np.arange(h * scale) + 0.5) * 1.0).float()[None],
                        torch.from_numpy((np.arange(w * scale) + 0.5) * 1.0).float()[None])[0, 0].numpy()  # fmt: skip
     blurred = 0.25 * (np.roll(up, 1, 0) + np.roll(up, -1, 0) + np.roll(up, 1, 1) + np.roll(up, -1, 1))
-    return smooth + 3.0 * (up - blurred) * scale
+    return smooth + gain * (up - blurred) * scale
 
 
 def _point_target() -> np.ndarray:
@@ -53,28 +53,41 @@ def _shore() -> np.ndarray:
 
 
 @pytest.mark.parametrize("scene", [_point_target, _shore])
-def test_the_bound_removes_rings_and_keeps_the_native_range(scene):
+def test_the_bound_cuts_gross_overshoots_and_keeps_the_rest(scene):
+    """A gross ring (several times the scene's range, as seen around a bright roof) is cut to the widened native
+    range; values inside the native neighbourhood's own range are left as they were."""
     native = scene()
     valid = np.ones(native.shape, bool)
     ys, xs, rows, cols = _grid(*native.shape)
-    ringing = _ringing(native)
+    ringing = _ringing(native, gain=30.0)
     margin = BOUND_MARGIN * band_range(native, valid)
     measure = RING_MARGIN * max(band_range(native, valid), 1.0)
-    assert ring_share(ringing, native, valid, rows, cols, measure) > 0.005  # the test case does ring
-    bounded = bound_to_native(ringing, native, valid, rows, cols, margin)
-    assert ring_share(bounded, native, valid, rows, cols, measure) == 0.0
-    assert bounded.max() <= native.max() + margin and bounded.min() >= native.min() - min(margin, 0.5 * native.min())
-    # away from the edge the bound does nothing: flat land and flat water stay as they were
+    bounded = bound_to_native(ringing, native, valid, rows, cols, margin, SCALE)
     lo, hi = neighbourhood_range(native, valid)
-    inside = (ringing >= lo[np.ix_(rows, cols)]) & (ringing <= hi[np.ix_(rows, cols)])
-    assert np.array_equal(bounded[inside], ringing[inside])
+    lo, hi = lo[np.ix_(rows, cols)], hi[np.ix_(rows, cols)]
+    widen = WIDENING_PER_RATIO * SCALE * (hi - lo) + margin
+    assert ringing.max() > (hi + widen).max() or ringing.min() < (lo - widen).min()  # the case does overshoot grossly
+    assert np.all(bounded <= hi + widen + 1e-6) and np.all(bounded >= lo - np.minimum(widen, 0.5 * lo) - 1e-6)
+    assert ring_share(bounded, native, valid, rows, cols, measure) < ring_share(ringing, native, valid, rows, cols, measure)
+    inside = (ringing >= lo) & (ringing <= hi)
+    assert np.array_equal(bounded[inside], ringing[inside])  # flat land and flat water: untouched
+
+
+def test_the_bright_target_stays_within_a_few_times_the_scene_maximum():
+    native = _point_target()
+    valid = np.ones(native.shape, bool)
+    ys, xs, rows, cols = _grid(*native.shape)
+    out = consistent_and_bounded(_ringing(native, gain=30.0), native, valid, ys, xs, SCALE, BOUND_MARGIN * band_range(native, valid))
+    # the roof's 3x3 neighbourhood spans 1500..9000: at most 9000 + 2 x 7500 (+ margin) at x4, never 30x ringing
+    assert out.max() <= 9000 + WIDENING_PER_RATIO * SCALE * 7500 + BOUND_MARGIN * band_range(native, valid) + 1e-3
+    assert out.min() >= 750.0  # half the darkest neighbour at most below it
 
 
 def test_the_dark_shore_never_drops_to_1_dn():
     native = _shore()
     valid = np.ones(native.shape, bool)
     ys, xs, rows, cols = _grid(*native.shape)
-    out = consistent_and_bounded(_ringing(native), native, valid, ys, xs, SCALE, BOUND_MARGIN * band_range(native, valid))
+    out = consistent_and_bounded(_ringing(native, gain=30.0), native, valid, ys, xs, SCALE, BOUND_MARGIN * band_range(native, valid))
     assert out.min() >= 30.0  # at most half the darkest neighbour below it
 
 
@@ -88,7 +101,7 @@ def test_invalid_native_pixels_do_not_widen_the_range():
 
 def test_guided_bands_of_a_product_stay_in_their_native_range(l1c, tmp_path, tiny_sharpener, tiny_model_path, monkeypatch):  # noqa: F811
     """A random (wild) sharpener on the fixture product at 5 m: every guided band within its native neighbourhood's
-    range widened by the bound's margin, so the ring share (10 %) is zero."""
+    range widened as the bound allows at x4 (no pixel beyond it)."""
     monkeypatch.setenv(sharpen_apply.SHARPENER_ENV, str(tiny_sharpener))
     out = tmp_path / "out.tif"
     result = run("upscale", l1c, "-o", out, "--resolution", "5", "--bands", "B04,B8A,B11", "--model", tiny_model_path, "-q")
@@ -106,5 +119,8 @@ def test_guided_bands_of_a_product_stay_in_their_native_range(l1c, tmp_path, tin
             y = dst.transform.f + (np.arange(sharpened.shape[0]) + 0.5) * dst.transform.e
             cols = np.clip(np.floor((x - native_transform.c) / native_transform.a).astype(int), 0, native.shape[1] - 1)
             rows = np.clip(np.floor((y - native_transform.f) / native_transform.e).astype(int), 0, native.shape[0] - 1)
-            measure = RING_MARGIN * band_range(native, valid)
-            assert ring_share(np.where(sharpened == 0, native[np.ix_(rows, cols)], sharpened), native, valid, rows, cols, measure) == 0.0
+            lo, hi = neighbourhood_range(native, valid)
+            lo, hi = lo[np.ix_(rows, cols)], hi[np.ix_(rows, cols)]
+            widen = WIDENING_PER_RATIO * 4 * (hi - lo) + 0.25 * band_range(native, valid)  # (decimated-sample range: slack)
+            inside = valid[np.ix_(rows, cols)] & (sharpened != 0)
+            assert np.all(sharpened[inside] <= (hi + widen)[inside]) and np.all(sharpened[inside] >= (lo - widen)[inside])

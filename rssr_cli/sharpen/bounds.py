@@ -3,9 +3,11 @@
 A native pixel is the mean of what its footprint saw, so a finer pixel inside it can be brighter than the native
 pixel itself, but not without bound: a value far outside the [min, max] of the native 3 x 3 neighbourhood around it
 is an overshoot of the network or of back-projection (rings around a bright roof, a dark lake shore dropping to 1 DN).
-The constraint clips each output pixel to that range widened by a margin (BOUND_MARGIN of the band's 1-99 % range;
-below, never more than half the darkest neighbour's value: reflectance is not negative, and a dark shore must not
-drop to 1 DN);
+The constraint clips each output pixel to that range widened by the sub-pixel variation a ratio r allows (r/2 times the
+neighbourhood's own range: a finer pixel varies more inside a coarser one; measured on Wald's protocol, a tighter
+bound costs accuracy, 0.58 -> 0.84 of bicubic's RMSE on B01 at r = 6 with no widening) plus BOUND_MARGIN of the
+band's 1-99 % range; below, never more than half the darkest neighbour's value (reflectance is not negative, and a
+dark shore must not drop to 1 DN). It removes gross overshoots (a ring at 3x the scene's maximum), not texture;
 the measure counts the pixels outside the range widened by RING_MARGIN (issue 20: the truth itself shows 0.04-0.17 %
 when a 10 m or 20 m band is compared with its own 2 x 2 mean). One definition of the neighbourhood serves both.
 """
@@ -16,6 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 BOUND_MARGIN = 0.05  # the constraint's widening, of the band's 1-99 % range
+WIDENING_PER_RATIO = 0.5  # and of the neighbourhood's own range, per unit of the ratio (native / output pixel)
 DARK_FLOOR = 0.5  # below the neighbourhood's minimum, at most this share of it
 RING_MARGIN = 0.10  # the measure's widening (issue 20's ring share)
 
@@ -42,13 +45,15 @@ def band_range(values: np.ndarray, valid: np.ndarray) -> float:
 
 
 def bound_to_native(out: np.ndarray, native: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                    margin: float) -> np.ndarray:  # fmt: skip
+                    margin: float, ratio: float) -> np.ndarray:  # fmt: skip
     """out [H, W] clipped to the native neighbourhood range of its nearest native pixel (rows [H], cols [W] index
-    native) widened by `margin` (stored units)."""
+    native) widened by WIDENING_PER_RATIO * ratio of that range plus `margin` (stored units)."""
     lo, hi = neighbourhood_range(native, valid)
     grid = np.ix_(rows, cols)
-    low = lo[grid] - np.minimum(margin, DARK_FLOOR * np.maximum(lo[grid], 0.0))
-    return np.clip(out, low, hi[grid] + margin).astype(out.dtype, copy=False)
+    lo, hi = lo[grid], hi[grid]
+    widen = WIDENING_PER_RATIO * ratio * (hi - lo) + margin
+    low = lo - np.minimum(widen, DARK_FLOOR * np.maximum(lo, 0.0))
+    return np.clip(out, low, hi + widen).astype(out.dtype, copy=False)
 
 
 def ring_share(out: np.ndarray, native: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.ndarray,

@@ -66,7 +66,7 @@ def consistent_and_bounded(out: np.ndarray, native: np.ndarray, native_valid: np
     out = back_project(out, native, native_valid, ys, xs, scale)
     rows = np.clip(np.floor(ys).astype(int), 0, native.shape[0] - 1)
     cols = np.clip(np.floor(xs).astype(int), 0, native.shape[1] - 1)
-    return bound_to_native(out, native, native_valid, rows, cols, margin)
+    return bound_to_native(out, native, native_valid, rows, cols, margin, scale)
 
 
 def back_projection_halo(scale: float) -> int:
