@@ -1,11 +1,13 @@
-"""PNG quicklooks at 1:1 of real native Sentinel-2 10 m bands at x4 (issue 20): bicubic | aerial model | S2 model.
+"""PNG quicklooks at 1:1 of real native Sentinel-2 bands (issue 20): the 10 m bands at x4 (bicubic | aerial model |
+S2 model) and the 20 m B8A and B11 guided to 10 m (bicubic | guided | the 10 m guide B08).
 
     python bench/s2_quicklooks.py [--city beirut] [--model models/s2-10m.safetensors] [--baseline models/aerial.safetensors]
 
 No degradation: the input is the real 10 m bands (B04 B03 B02 as RGB, a 2-98 % stretch shared by the panels) of an
 evaluation city (never trained or selected on), output pixels shown 1:1 (2.5 m). Three crops found by their content:
 the brightest target (a roof: rings show here), a shore (the sharpest dark/bright edge in B08: water vs land) and a
-flat field (the most uniform vegetated block: invented texture shows here). Writes docs/quicklooks/<city>_<what>.png.
+flat field (the most uniform vegetated block: invented texture shows here). Writes docs/quicklooks/<city>_<what>.png
+and <city>_<what>_guided.png (the 20 m bands' grid taken as sharing the 10 m grid's corner, as the dataset's files do).
 """
 
 from __future__ import annotations
@@ -67,12 +69,57 @@ def to_rgb(img: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return (np.clip((img[:3] - lo[:, None, None]) / (hi - lo)[:, None, None], 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
 
 
+def guided_sheet(city: str, y: int, x: int, sharpener_path: Path) -> Image.Image:
+    """B8A and B11 (20 m) to 10 m over the crop: bicubic | guided (the product's steps) | B08 (the guide)."""
+    import torch
+
+    from rssr_cli.sharpen.bounds import BOUND_MARGIN, band_range
+    from rssr_cli.sharpen.degrade import sample_at
+    from rssr_cli.sharpen.model import GUIDE_BANDS, load_sharpener
+    from rssr_cli.sharpen.predict import consistent_and_bounded, sharpen_array
+    from rssr_cli.sharpen.scene import load_band_folder, stats_of
+
+    scene = load_band_folder(sorted((DATA / city).glob("imgs_*"))[0], names=[*GUIDE_BANDS, "B8A", "B11"])
+    model = load_sharpener(sharpener_path)
+    y0, x0 = (y - CONTEXT) // 2 * 2, (x - CONTEXT) // 2 * 2  # even: the 20 m grid's pixel edges
+    side = CROP + 2 * CONTEXT
+    guides = np.stack([scene[g].values[y0 : y0 + side, x0 : x0 + side] for g in GUIDE_BANDS]).astype(np.float32)
+    guide_stats = np.array([stats_of(scene[g].values, scene[g].valid) for g in GUIDE_BANDS], dtype=np.float32)
+    panels = []
+    for name in ("B8A", "B11"):
+        band = scene[name]
+        native = band.values[y0 // 2 : (y0 + side) // 2, x0 // 2 : (x0 + side) // 2].astype(np.float32)
+        valid = band.valid[y0 // 2 : (y0 + side) // 2, x0 // 2 : (x0 + side) // 2]
+        pos = (np.arange(side) + 0.5) / 2
+        t = torch.from_numpy(pos).float()[None]
+        up = sample_at(torch.from_numpy(native)[None, None], t, t)[0, 0].numpy()
+        out = sharpen_array(model, name, up, guides, scale=2.0, guide_ratio=1.0, band_stats=stats_of(band.values, band.valid), guide_stats=guide_stats)
+        out = consistent_and_bounded(out, native, valid, pos, pos, 2.0, BOUND_MARGIN * band_range(band.values, band.valid))
+        panels.append((f"{name} bicubic", up))
+        panels.append((f"{name} guided", out))
+    panels.append(("B08 (guide, 10 m)", guides[3]))
+    cut = slice(CONTEXT, CONTEXT + CROP)
+    zoom, gap, top = 4, 6, 16  # 10 m pixels shown 4x (nearest) so the 40 px crop is visible; 1:1 in pixels otherwise
+    tile = CROP * zoom
+    sheet = Image.new("RGB", (len(panels) * (tile + gap) - gap, tile + top), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, img) in enumerate(panels):
+        crop = img[cut, cut]
+        ref = panels[i - i % 2][1][cut, cut] if i < 4 else crop  # bicubic and guided of one band share a stretch
+        lo, hi = np.percentile(ref, 2), np.percentile(ref, 98) + 1e-6
+        grey = (np.clip((crop - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+        sheet.paste(Image.fromarray(grey).resize((tile, tile), Image.NEAREST), (i * (tile + gap), top))
+        draw.text((i * (tile + gap) + 2, 2), label, fill="black")
+    return sheet
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--city", default="beirut")
     parser.add_argument("--model", type=Path, default=REPO / "models/s2-10m.safetensors")
     parser.add_argument("--baseline", type=Path, default=REPO / "models/aerial.safetensors")
     parser.add_argument("--out", type=Path, default=REPO / "docs/quicklooks")
+    parser.add_argument("--sharpener", type=Path, default=REPO / "models/sharpen.safetensors")
     args = parser.parse_args()
     bands = read_bands(args.city)
     panels = {"bicubic": get_backend("bicubic")}
@@ -95,6 +142,9 @@ def main() -> None:
         path = args.out / f"{args.city}_{what}.png"
         sheet.save(path, optimize=True)
         print(f"wrote {path} (native crop at row {y}, col {x})")
+        guided = args.out / f"{args.city}_{what}_guided.png"
+        guided_sheet(args.city, y, x, args.sharpener).save(guided, optimize=True)
+        print(f"wrote {guided}")
 
 
 if __name__ == "__main__":
