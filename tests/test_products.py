@@ -474,6 +474,31 @@ def test_stac_item_url_with_relative_hrefs(products, tmp_path, serve):
     np.testing.assert_array_equal(read_band(remote, 2), read_band(local, 2))
 
 
+@pytest.mark.parametrize("kind", ["zip", "stac"])
+@pytest.mark.parametrize("spelling", ["signed", "credentials"])
+def test_product_urls_with_a_query_string_or_credentials_are_products(products, serve, kind, spelling):
+    """Issue 23 item 18: a signed URL (?X-Amz-Signature=...) or one with user:password@ was opened as a plain raster."""
+    url = serve(products[kind].parent) + products[kind].name
+    if spelling == "signed":
+        url += "?X-Amz-Signature=ab%2Fc&X-Amz-Expires=60"
+    else:
+        url = url.replace("http://", "http://reader:p%40ss@")
+    assert is_band_stack(url) and scene_stem(url) == scene_stem(products[kind])
+    stack = open_band_stack(url)
+    assert stack.names == open_band_stack(products[kind]).names
+    result = run("info", url)
+    assert result.exit_code == 0, result.output
+    assert "B8A" in result.output and "p@ss" not in result.output and "p%40ss" not in result.output
+
+
+def test_a_signed_safe_zip_url_gives_the_local_pixels(products, tmp_path, serve):
+    url = serve(products["zip"].parent) + products["zip"].name + "?X-Amz-Signature=abc"
+    remote, local = tmp_path / "remote.tif", tmp_path / "local.tif"
+    settings = UpscaleSettings(resolution=5, method="bicubic", bands=("B04", "B11"))
+    upscale(url, remote, settings)
+    upscale(products["zip"], local, settings)
+    np.testing.assert_array_equal(read_band(remote, 2), read_band(local, 2))
+
 
 def test_tiling_does_not_change_a_deterministic_stack_output(products, tmp_path):
     """Small tiles with blended halos on every band's placed grid give the one-window result (bicubic)."""
