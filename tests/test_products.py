@@ -517,3 +517,41 @@ def test_classical_tiles_shrink_with_a_bands_scale(products, tmp_path):
     upscale(products["l1c"], dst, UpscaleSettings(resolution=2.5, method="bicubic", bands=("B04", "B8A", "B01")))
     with rasterio.open(dst) as out:
         assert [out.tags(i)["RSSR_TILE"] for i in (1, 2, 3)] == ["256", "256", "85"]
+
+
+def _two_band_item(tmp_path: Path, coarse_west: float, coarse_cols: int) -> Path:
+    """A STAC item: a 10 m band of 40x40 px and a 20 m band of coarse_cols x 20 px from x = coarse_west."""
+    x0, y0 = 600_000.0, 5_000_000.0
+    files = tmp_path / "files"
+    files.mkdir()
+    fine = np.full((1, 40, 40), 2000, "uint16")
+    coarse = (3000 + np.arange(coarse_cols, dtype="uint16")[None, None, :] * 10).repeat(20, axis=1)
+    write_raster(files / "fine.tif", fine, transform=Affine(10, 0, x0, 0, -10, y0), crs="EPSG:32632")
+    write_raster(files / "coarse.tif", coarse, transform=Affine(20, 0, coarse_west, 0, -20, y0), crs="EPSG:32632")
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps({"type": "Feature", "assets": {
+        "red": {"href": "files/fine.tif", "type": "image/tiff", "eo:bands": [{"name": "red"}]},
+        "swir16": {"href": "files/coarse.tif", "type": "image/tiff", "eo:bands": [{"name": "swir16"}]},
+    }}))  # fmt: skip
+    return item
+
+
+def test_a_band_covering_part_of_the_grid_is_nodata_beyond_its_footprint(tmp_path):
+    """Issue 23 item 6: the 20 m band covers the west half only; its edge column was smeared over the east half."""
+    item = _two_band_item(tmp_path, 600_000.0, 10)
+    dst = tmp_path / "out.tif"
+    result = run("upscale", item, "-b", "B04,B11", "-r", 5, "-m", "bicubic", "-o", dst, "-q")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(dst) as out:
+        assert out.nodata == 0 and out.width == 80
+        coarse = out.read(2)
+    assert (coarse[:, :40] >= 2990).all()  # the footprint: 200 m = 40 output px (bicubic undershoots by 1)
+    assert (coarse[:, 40:] == 0).all()
+
+
+def test_a_band_missing_the_grid_is_refused_with_one_line(tmp_path):
+    item = _two_band_item(tmp_path, 601_000.0, 10)
+    dst = tmp_path / "out.tif"
+    result = run("upscale", item, "-b", "B04,B11", "-r", 5, "-m", "bicubic", "-o", dst, "-q")
+    assert result.exit_code == 1 and "band B11 does not overlap" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not dst.exists()
