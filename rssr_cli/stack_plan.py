@@ -165,6 +165,12 @@ def check_footprints(stack: BandStack, jobs: Sequence[BandJob], finest: StackBan
             )
 
 
+def footprint_fraction(grid: OutputGrid) -> float:
+    """The share of the output grid's pixels that lie on the band's data (1: it covers the grid)."""
+    col0, col1, row0, row1 = grid.footprint()
+    return (col1 - col0) * (row1 - row0) / (grid.width * grid.height)
+
+
 def output_nodata(stack: BandStack, bands: Sequence[StackBand], given: Optional[float]) -> Optional[float]:
     """The nodata value of the output: the one given (--nodata), else the one the band files declare, else the
     product's convention (0 for Sentinel-2)."""
@@ -192,6 +198,7 @@ class StackReport:
     grid: Optional[OutputGrid]  # the common output grid, when a scale or resolution was given
     band_scales: tuple[tuple[str, Optional[float]], ...]  # (name, scale; None = copied)
     model: Optional[ModelChoice] = None  # the model a run without --model uses, and why (pipeline.model_choice)
+    coverage: tuple[tuple[str, float], ...] = ()  # (name, fraction of the output grid on the band's data)
 
 
 def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, resolution: Optional[float | tuple[float, float]] = None,
@@ -202,11 +209,13 @@ def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, res
     selected = stack.select(bands if bands is not None else DEFAULT_PRODUCT_BANDS)
     grid = None
     scales: tuple[tuple[str, Optional[float]], ...] = ()
+    coverage: tuple[tuple[str, float], ...] = ()
     if scale is not None or resolution is not None:
         finest = min(selected, key=lambda b: b.resolution)
         grid = plan_common_grid(finest, scale=scale, resolution=resolution)
         placed = [band_grid(b, grid) for b in selected]
         scales = tuple((b.name, None if is_same_grid(g) else max(g.scale_x, g.scale_y)) for b, g in zip(selected, placed))
+        coverage = tuple((b.name, footprint_fraction(g)) for b, g in zip(selected, placed))
     nodata = output_nodata(stack, selected, None)
     model = input_model_choice(InputFacts(band_stack=True))
-    return StackReport(stack.source, stack.kind, stack.bands, nodata, tuple(b.name for b in selected), grid, scales, model)
+    return StackReport(stack.source, stack.kind, stack.bands, nodata, tuple(b.name for b in selected), grid, scales, model, coverage)

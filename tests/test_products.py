@@ -547,6 +547,8 @@ def test_a_band_covering_part_of_the_grid_is_nodata_beyond_its_footprint(tmp_pat
         coarse = out.read(2)
     assert (coarse[:, :40] >= 2990).all()  # the footprint: 200 m = 40 output px (bicubic undershoots by 1)
     assert (coarse[:, 40:] == 0).all()
+    info = run("info", item, "-b", "B04,B11", "-r", 5)
+    assert info.exit_code == 0 and "coverage    B11 50 % (nodata beyond)" in info.output
 
 
 def test_a_band_missing_the_grid_is_refused_with_one_line(tmp_path):
@@ -555,3 +557,5 @@ def test_a_band_missing_the_grid_is_refused_with_one_line(tmp_path):
     result = run("upscale", item, "-b", "B04,B11", "-r", 5, "-m", "bicubic", "-o", dst, "-q")
     assert result.exit_code == 1 and "band B11 does not overlap" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not dst.exists()
+    info = run("info", item, "-b", "B04,B11", "-r", 5)
+    assert info.exit_code == 0 and "B11 misses the grid (upscale refuses it)" in info.output
