@@ -77,6 +77,25 @@ class OutputGrid:
             return pixel_centres(self.width, self.src_width / self.width)
         return pixel_centres(self.width, p.dx, p.x0)
 
+    def footprint(self) -> tuple[int, int, int, int]:
+        """(col_start, col_stop, row_start, row_stop): the output pixels whose centres lie on the source (the
+        rest, on a placed grid, is beyond its edges: nodata, never its edge pixels extended). Empty ranges when
+        the source misses the grid."""
+        p = self.placement
+        if p is None:
+            return 0, self.width, 0, self.height
+
+        def covered(size: int, src_size: int, start: float, step: float) -> tuple[int, int]:
+            eps = 1e-6  # a centre exactly on the source's edge is on it, whatever the float rounding
+            first = math.ceil((0.0 - start) / step - 0.5 - eps)
+            last = math.floor((src_size - start) / step - 0.5 + eps)
+            first, stop = max(first, 0), min(last + 1, size)
+            return (first, stop) if first < stop else (0, 0)
+
+        cols = covered(self.width, self.src_width, p.x0, p.dx)
+        rows = covered(self.height, self.src_height, p.y0, p.dy)
+        return (*cols, *rows)
+
 
 def check_scale(scale: float, *, allow_one: bool = False) -> float:
     """A scale factor rssr accepts (the one check for every command): finite, > 1 (>= 1 where a copy is

@@ -15,6 +15,7 @@ Nothing here reads pixels; a band's grid comes from its dataset's header.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import math
@@ -136,10 +137,29 @@ def _is_url(name: str) -> bool:
     return name.startswith(("http://", "https://"))
 
 
+def _name_part(text: str) -> str:
+    """What a name's kind is read from, lower case: a URL's path (a signed URL's `?X-Amz-Signature=...` and a
+    `user:password@` are no part of it), a local name as given."""
+    return urllib.parse.urlsplit(text).path.rstrip("/").lower() if _is_url(text) else text.lower()
+
+
+def _urlopen(url: str, method: str = "GET", headers: Optional[dict[str, str]] = None, timeout: float = 60):
+    """urllib.request.urlopen of the user's own URL; a `user:password@` in it becomes a Basic Authorization
+    header (urllib would take it for a host and port), as GDAL's curl sends it."""
+    parts = urllib.parse.urlsplit(url)
+    headers = dict(headers or {})
+    if parts.username is not None or parts.password is not None:
+        credentials = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    request = urllib.request.Request(url, method=method, headers=headers)
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (the user's own URL)
+
+
 def is_band_stack(name: str | os.PathLike) -> bool:
     """A .SAFE folder, a .SAFE.zip (or a zip holding one .SAFE), or a STAC item JSON (file or URL)."""
     text = str(name).rstrip("/")
-    lower = text.lower()
+    lower = _name_part(text)
     if lower.endswith(".safe"):
         return _is_url(text) or Path(text).is_dir()
     if lower.endswith(".safe.zip"):
@@ -149,6 +169,11 @@ def is_band_stack(name: str | os.PathLike) -> bool:
     if lower.endswith(".zip") and not _is_url(text) and Path(text).is_file():
         return is_product_zip(Path(text))
     return False
+
+
+def is_product_name(name: str | os.PathLike) -> bool:
+    """A .SAFE, .SAFE.zip or STAC item .json by its name alone (a URL's query string aside)."""
+    return _name_part(str(name).rstrip("/")).endswith((".safe", ".safe.zip", ".json"))
 
 
 def is_product_dir(path: Path) -> bool:
@@ -173,7 +198,8 @@ def is_product_zip(path: Path) -> bool:
 
 def scene_stem(name: str | os.PathLike) -> str:
     """The scene's name for output files: X.SAFE, X.SAFE.zip, X.zip, X.json, X.tif -> X."""
-    base = str(name).rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+    text = str(name).rstrip("/")
+    base = (urllib.parse.urlsplit(text).path if _is_url(text) else text).rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
     lower = base.lower()
     for suffix in (".safe.zip", ".safe", ".zip", ".json"):
         if lower.endswith(suffix):
@@ -196,7 +222,7 @@ def open_band_stack(name: str | os.PathLike) -> BandStack:
     """List a product's or STAC item's bands with their native grids (headers only). One InputError line when
     it is not readable or holds no band."""
     text = str(name).rstrip("/")
-    lower = text.lower()
+    lower = _name_part(text)
     if lower.endswith(".json"):
         return _stac_stack(text)
     if _is_url(text) and not lower.endswith((".json", ".zip")):
@@ -229,15 +255,13 @@ class _HttpRangeFile(io.RawIOBase):
 
     def __init__(self, url: str) -> None:
         self.url, self.position = url, 0
-        request = urllib.request.Request(url, method="HEAD")
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (the user's own URL)
+        with _urlopen(url, method="HEAD") as response:
             length = response.headers.get("Content-Length")
         self.size = int(length) if length is not None and length.isdigit() else self._size_from_a_range()
 
     def _size_from_a_range(self) -> int:
         """No Content-Length on HEAD (some servers, chunked answers): the total of a one-byte range's Content-Range."""
-        request = urllib.request.Request(self.url, headers={"Range": "bytes=0-0"})
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        with _urlopen(self.url, headers={"Range": "bytes=0-0"}) as response:
             total = (response.headers.get("Content-Range") or "").rpartition("/")[2]
         if response.status != 206 or not total.isdigit():
             raise OSError("the server gives neither its size (Content-Length) nor range requests")
@@ -261,8 +285,7 @@ class _HttpRangeFile(io.RawIOBase):
         end = self.size if size is None or size < 0 else min(self.size, self.position + size)
         if end <= self.position:
             return b""
-        request = urllib.request.Request(self.url, headers={"Range": f"bytes={self.position}-{end - 1}"})
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        with _urlopen(self.url, headers={"Range": f"bytes={self.position}-{end - 1}"}) as response:
             if response.status != 206:
                 raise OSError(f"the server does not answer range requests (HTTP {response.status})")
             data = response.read()
@@ -301,7 +324,8 @@ def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandSta
         raise InputError(f"{source} holds no Sentinel-2 band file (GRANULE/*/IMG_DATA/*_B??[_10m].jp2|tif)")
     if zipped:
         archive = f"/vsicurl/{source}" if _is_url(source) else os.path.abspath(source)
-        prefix = f"/vsizip/{archive}/"
+        # GDAL finds the archive's end by its .zip suffix; a signed URL's query string follows it: braces then
+        prefix = f"/vsizip/{archive}/" if archive.lower().endswith(".zip") else f"/vsizip/{{{archive}}}/"
     else:
         prefix = f"{source}/"
     bands = tuple(
@@ -368,7 +392,7 @@ def _read_local_json(source: str) -> bytes:
 
 
 def _read_remote_json(source: str) -> bytes:
-    with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 (the user's own URL)
+    with _urlopen(source) as response:
         length = response.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > MAX_STAC_ITEM_BYTES:
             raise _too_big(source)

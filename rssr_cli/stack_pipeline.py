@@ -116,6 +116,7 @@ def upscale_stack(
                     else:
                         skipped += run.execute(writer, backend, step_progress(done))
                         done += run.windows
+                blank_outside_footprints(writer, plan)
             finalize_cog(intermediate, dst, creation_options, overwrite=settings.overwrite)
     seconds = time.perf_counter() - started
     log.info("wrote %s in %.1f s", dst, seconds)
@@ -190,6 +191,28 @@ class _BandRun:
                 data = keep_clear_of_nodata(data, valid, nodata)
                 data[~valid] = nodata
             writer.write(data, indexes=[self.job.slot], window=Window(0, row - top, width, rows))
+
+
+def blank_outside_footprints(writer: DatasetWriter, plan: StackPlan) -> None:
+    """Nodata where a band has no pixel (its footprint ends inside the output grid): whatever a run wrote there
+    (its edge pixels extended by the resampler, a sharpened guide) is beyond the band's data."""
+    window = plan.region.window
+    top, left = int(window.row_off), int(window.col_off)
+    bottom, right = top + int(window.height), left + int(window.width)
+    for job in plan.jobs:
+        col0, col1, row0, row1 = job.grid.footprint()
+        outside = [  # (row_start, row_stop, col_start, col_stop) in full-grid pixels, clipped to the region
+            (top, bottom, left, min(col0, right)), (top, bottom, max(col1, left), right),
+            (top, min(row0, bottom), left, right), (max(row1, top), bottom, left, right),
+        ]
+        for r0, r1, c0, c1 in outside:
+            if r1 <= r0 or c1 <= c0:
+                continue
+            assert plan.nodata is not None  # stack_plan.check_footprints: a partial band needs one
+            for row in range(r0, r1, COPY_ROWS):
+                rows = min(COPY_ROWS, r1 - row)
+                block = np.full((1, rows, c1 - c0), plan.nodata, dtype=plan.dtype)
+                writer.write(block, indexes=[job.slot], window=Window(c0 - left, row - top, c1 - c0, rows))
 
 
 CLASSICAL_TILE_HR_PX = 2048  # HR side of a classical window's core: bounds the row accumulator at high scales

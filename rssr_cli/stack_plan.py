@@ -137,13 +137,38 @@ def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
                 f"x{MAX_SCALE:g}; choose a coarser --resolution or leave the band out"
             )
         jobs.append(BandJob(slot, band, grid, is_same_grid(grid)))
+    nodata = output_nodata(stack, selected, settings.nodata)
+    check_footprints(stack, jobs, finest, nodata)
     if all(job.copy for job in jobs):  # the single-raster rule (grid.plan_output_grid): a copy is no super-resolution
         asked = f"--resolution {format_resolution(settings.resolution)}" if settings.resolution is not None else f"--scale {settings.scale:.10g}"
         names = ", ".join(job.band.name for job in jobs)
         raise UsageError(f"{asked} is the own pixel size of every band asked ({names}): the effective scale is 1, there is nothing to super-resolve")
     region = whole_grid(common) if settings.aoi is None else aoi_region(common, aoi_in_raster_crs(settings.aoi, finest.crs))
-    nodata = output_nodata(stack, selected, settings.nodata)
     return StackPlan(stack, common, region, tuple(jobs), nodata, selected[0].dtype)
+
+
+def check_footprints(stack: BandStack, jobs: Sequence[BandJob], finest: StackBand, nodata: Optional[float]) -> None:
+    """A band that misses the output grid (the finest band's) is refused; one that covers part of it is nodata
+    elsewhere, so the output needs a nodata value."""
+    for job in jobs:
+        col0, col1, row0, row1 = job.grid.footprint()
+        if col0 == col1 or row0 == row1:
+            raise InputError(
+                f"{stack.source}: band {job.band.name} does not overlap band {finest.name}'s extent, on which the output grid is; "
+                "leave it out with --bands"
+            )
+        partial = (col0, col1, row0, row1) != (0, job.grid.width, 0, job.grid.height)
+        if partial and nodata is None:
+            raise InputError(
+                f"{stack.source}: band {job.band.name} covers only part of the output grid and the bands declare no nodata "
+                "value for the rest; give --nodata"
+            )
+
+
+def footprint_fraction(grid: OutputGrid) -> float:
+    """The share of the output grid's pixels that lie on the band's data (1: it covers the grid)."""
+    col0, col1, row0, row1 = grid.footprint()
+    return (col1 - col0) * (row1 - row0) / (grid.width * grid.height)
 
 
 def output_nodata(stack: BandStack, bands: Sequence[StackBand], given: Optional[float]) -> Optional[float]:
@@ -173,6 +198,7 @@ class StackReport:
     grid: Optional[OutputGrid]  # the common output grid, when a scale or resolution was given
     band_scales: tuple[tuple[str, Optional[float]], ...]  # (name, scale; None = copied)
     model: Optional[ModelChoice] = None  # the model a run without --model uses, and why (pipeline.model_choice)
+    coverage: tuple[tuple[str, float], ...] = ()  # (name, fraction of the output grid on the band's data)
 
 
 def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, resolution: Optional[float | tuple[float, float]] = None,
@@ -183,11 +209,13 @@ def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, res
     selected = stack.select(bands if bands is not None else DEFAULT_PRODUCT_BANDS)
     grid = None
     scales: tuple[tuple[str, Optional[float]], ...] = ()
+    coverage: tuple[tuple[str, float], ...] = ()
     if scale is not None or resolution is not None:
         finest = min(selected, key=lambda b: b.resolution)
         grid = plan_common_grid(finest, scale=scale, resolution=resolution)
         placed = [band_grid(b, grid) for b in selected]
         scales = tuple((b.name, None if is_same_grid(g) else max(g.scale_x, g.scale_y)) for b, g in zip(selected, placed))
+        coverage = tuple((b.name, footprint_fraction(g)) for b, g in zip(selected, placed))
     nodata = output_nodata(stack, selected, None)
     model = input_model_choice(InputFacts(band_stack=True))
-    return StackReport(stack.source, stack.kind, stack.bands, nodata, tuple(b.name for b in selected), grid, scales, model)
+    return StackReport(stack.source, stack.kind, stack.bands, nodata, tuple(b.name for b in selected), grid, scales, model, coverage)

@@ -55,8 +55,38 @@ def test_upscale_writes_a_cog_and_a_summary(src_tif, tmp_path):
     result = run("upscale", src_tif, "-o", dst, "--scale", "4.5", "--tile", "16", "--overlap", "4", "-m", "bicubic")
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    assert result.stderr.startswith("wrote ") and "202x166 px" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("wrote ") and "202x166 px" in result.stderr
     assert cog_validate(str(dst))[0]
+
+
+def test_a_non_terminal_stderr_gets_a_progress_line_per_10_percent(src_tif, tmp_path):
+    """Issue 23 item 24: a cron log got no progress at all (the bar is for terminals only); -q stays silent."""
+    result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "-s", "4", "--tile", "8", "--overlap", "2", "-m", "bicubic")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("upscaling: ")]
+    assert [line.split(" %")[0] for line in lines] == [f"upscaling: {p}" for p in range(10, 101, 10)]
+    assert all("elapsed, ETA " in line for line in lines[:-1]) and lines[-1].endswith("elapsed; writing COG")
+    quiet = run("upscale", src_tif, "-o", tmp_path / "q.tif", "-s", "4", "--tile", "8", "--overlap", "2", "-m", "bicubic", "-q")
+    assert quiet.exit_code == 0 and quiet.output == ""
+    batch = run("upscale", src_tif, "-o", f"{tmp_path / 'out'}/", "-s", "4", "--tile", "8", "--overlap", "2", "-m", "bicubic")
+    assert batch.exit_code == 0, batch.output
+    assert f"{src_tif.name}: 50 % (" in batch.stderr and f"{src_tif.name}: 100 % (" in batch.stderr
+
+
+def test_line_progress_estimates_the_time_left(monkeypatch):
+    from rssr_cli.cli import common
+
+    printed: list[str] = []
+    monkeypatch.setattr(common.stderr, "print", lambda text: printed.append(str(text)))
+    now = [100.0]
+    update = common.line_progress("scene.tif", clock=lambda: now[0])
+    for done, t in ((1, 110.0), (25, 160.0), (26, 170.0), (100, 500.0)):
+        now[0] = t
+        update(done, 100)
+    assert printed == [
+        "scene.tif: 20 % (25/100 windows), 1m00s elapsed, ETA 3m00s",
+        "scene.tif: 100 % (100/100 windows), 6m40s elapsed; writing COG",
+    ]
 
 
 def test_quiet_prints_nothing(src_tif, tmp_path):

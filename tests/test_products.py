@@ -474,6 +474,31 @@ def test_stac_item_url_with_relative_hrefs(products, tmp_path, serve):
     np.testing.assert_array_equal(read_band(remote, 2), read_band(local, 2))
 
 
+@pytest.mark.parametrize("kind", ["zip", "stac"])
+@pytest.mark.parametrize("spelling", ["signed", "credentials"])
+def test_product_urls_with_a_query_string_or_credentials_are_products(products, serve, kind, spelling):
+    """Issue 23 item 18: a signed URL (?X-Amz-Signature=...) or one with user:password@ was opened as a plain raster."""
+    url = serve(products[kind].parent) + products[kind].name
+    if spelling == "signed":
+        url += "?X-Amz-Signature=ab%2Fc&X-Amz-Expires=60"
+    else:
+        url = url.replace("http://", "http://reader:p%40ss@")
+    assert is_band_stack(url) and scene_stem(url) == scene_stem(products[kind])
+    stack = open_band_stack(url)
+    assert stack.names == open_band_stack(products[kind]).names
+    result = run("info", url)
+    assert result.exit_code == 0, result.output
+    assert "B8A" in result.output and "p@ss" not in result.output and "p%40ss" not in result.output
+
+
+def test_a_signed_safe_zip_url_gives_the_local_pixels(products, tmp_path, serve):
+    url = serve(products["zip"].parent) + products["zip"].name + "?X-Amz-Signature=abc"
+    remote, local = tmp_path / "remote.tif", tmp_path / "local.tif"
+    settings = UpscaleSettings(resolution=5, method="bicubic", bands=("B04", "B11"))
+    upscale(url, remote, settings)
+    upscale(products["zip"], local, settings)
+    np.testing.assert_array_equal(read_band(remote, 2), read_band(local, 2))
+
 
 def test_tiling_does_not_change_a_deterministic_stack_output(products, tmp_path):
     """Small tiles with blended halos on every band's placed grid give the one-window result (bicubic)."""
@@ -492,3 +517,45 @@ def test_classical_tiles_shrink_with_a_bands_scale(products, tmp_path):
     upscale(products["l1c"], dst, UpscaleSettings(resolution=2.5, method="bicubic", bands=("B04", "B8A", "B01")))
     with rasterio.open(dst) as out:
         assert [out.tags(i)["RSSR_TILE"] for i in (1, 2, 3)] == ["256", "256", "85"]
+
+
+def _two_band_item(tmp_path: Path, coarse_west: float, coarse_cols: int) -> Path:
+    """A STAC item: a 10 m band of 40x40 px and a 20 m band of coarse_cols x 20 px from x = coarse_west."""
+    x0, y0 = 600_000.0, 5_000_000.0
+    files = tmp_path / "files"
+    files.mkdir()
+    fine = np.full((1, 40, 40), 2000, "uint16")
+    coarse = (3000 + np.arange(coarse_cols, dtype="uint16")[None, None, :] * 10).repeat(20, axis=1)
+    write_raster(files / "fine.tif", fine, transform=Affine(10, 0, x0, 0, -10, y0), crs="EPSG:32632")
+    write_raster(files / "coarse.tif", coarse, transform=Affine(20, 0, coarse_west, 0, -20, y0), crs="EPSG:32632")
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps({"type": "Feature", "assets": {
+        "red": {"href": "files/fine.tif", "type": "image/tiff", "eo:bands": [{"name": "red"}]},
+        "swir16": {"href": "files/coarse.tif", "type": "image/tiff", "eo:bands": [{"name": "swir16"}]},
+    }}))  # fmt: skip
+    return item
+
+
+def test_a_band_covering_part_of_the_grid_is_nodata_beyond_its_footprint(tmp_path):
+    """Issue 23 item 6: the 20 m band covers the west half only; its edge column was smeared over the east half."""
+    item = _two_band_item(tmp_path, 600_000.0, 10)
+    dst = tmp_path / "out.tif"
+    result = run("upscale", item, "-b", "B04,B11", "-r", 5, "-m", "bicubic", "-o", dst, "-q")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(dst) as out:
+        assert out.nodata == 0 and out.width == 80
+        coarse = out.read(2)
+    assert (coarse[:, :40] >= 2990).all()  # the footprint: 200 m = 40 output px (bicubic undershoots by 1)
+    assert (coarse[:, 40:] == 0).all()
+    info = run("info", item, "-b", "B04,B11", "-r", 5)
+    assert info.exit_code == 0 and "coverage    B11 50 % (nodata beyond)" in info.output
+
+
+def test_a_band_missing_the_grid_is_refused_with_one_line(tmp_path):
+    item = _two_band_item(tmp_path, 601_000.0, 10)
+    dst = tmp_path / "out.tif"
+    result = run("upscale", item, "-b", "B04,B11", "-r", 5, "-m", "bicubic", "-o", dst, "-q")
+    assert result.exit_code == 1 and "band B11 does not overlap" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not dst.exists()
+    info = run("info", item, "-b", "B04,B11", "-r", 5)
+    assert info.exit_code == 0 and "B11 misses the grid (upscale refuses it)" in info.output

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 import warnings
 from contextlib import contextmanager
 from enum import Enum
@@ -170,11 +172,50 @@ def window_progress(bar: Progress, task: TaskID, label: str, finishing: str) -> 
     return update
 
 
+def format_duration(seconds: float) -> str:
+    """12 s, 3m05s, 2h07m."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def line_progress(label: str, finishing: str = "writing COG", clock: Callable[[], float] = time.monotonic) -> Callable[[int, int], None]:
+    """A progress(done, total) callback for a stderr that is no terminal (a cron log, a pipe): a line per 10 % of
+    the windows with the time elapsed and an ETA, then one when the library goes on to `finishing`."""
+    started, lock = clock(), threading.Lock()
+    reported = [0]  # the last tenth printed
+
+    def update(done: int, total: int) -> None:
+        if total <= 0:
+            return
+        tenth = min(10, done * 10 // total)
+        with lock:
+            if tenth <= reported[0]:
+                return
+            reported[0] = tenth
+            elapsed = clock() - started
+            line = f"{label}: {tenth * 10} % ({done}/{total} windows), {format_duration(elapsed)} elapsed"
+            if done < total:
+                line += f", ETA {format_duration(elapsed * (total - done) / max(done, 1))}"
+            else:
+                line += f"; {finishing}"
+            stderr.print(escape(line))
+
+    return update
+
+
 @contextmanager
 def progress_bar(enabled: bool, label: str, finishing: str = "writing COG") -> Iterator[Any]:
-    """A rich progress bar on stderr fed by the API's progress(done, total) callback; None when disabled."""
+    """A rich progress bar on stderr fed by the API's progress(done, total) callback; a line per 10 % when stderr
+    is no terminal (line_progress); None when disabled (-q)."""
     if not enabled:
         yield None
+        return
+    if not stderr.is_terminal:
+        yield line_progress(label, finishing)
         return
     with Progress(*progress_columns(), console=stderr, transient=True) as bar:
         yield window_progress(bar, bar.add_task(label, total=None), label, finishing)

@@ -137,7 +137,7 @@ def evaluate_command(
             _emit(comparison.to_json(), json_out, quiet, lambda: _print_pairs(comparison))
             return
         assert hr_dir is not None, "the one mode left is HR_DIR"
-        with progress_bar(not quiet and stderr.is_terminal, "evaluating", finishing="evaluating") as progress:
+        with progress_bar(not quiet, "evaluating", finishing="evaluating") as progress:
             report = compare_on_folder(hr_dir, settings, parse_list(scales, float, "numbers"), limit=limit, progress=progress)
         _emit(report.to_json(), json_out, quiet, lambda: _print_folder(report))
 

@@ -127,6 +127,10 @@ def render_stack_report(report: StackReport) -> list[str]:
             f"  size        {report.grid.width} x {report.grid.height} px, pixel size {abs(t.a):.10g} x {abs(t.e):.10g}",
             f"  per band    {shown(scales)}",
         ]
+        partial = [(name, f) for name, f in report.coverage if f < 1.0]
+        if partial:
+            said = [f"{name} misses the grid (upscale refuses it)" if f == 0 else f"{name} {f * 100:.0f} % (nodata beyond)" for name, f in partial]
+            lines.append(f"  coverage    {shown(', '.join(said))}")
     else:
         lines.append(f"  default     --bands {','.join(report.selected)}")
     return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from rich.progress import Progress, TaskID
@@ -29,6 +29,7 @@ from .common import (
     Verbose,
     check_creation_options,
     cli_session,
+    line_progress,
     parse_band_selection,
     progress_bar,
     progress_columns,
@@ -161,8 +162,8 @@ def upscale_command(
         request = RunRequest(
             tuple(inputs), output, settings, name=name, force=force, log_json=log_json, scheduler=scheduler, split_rows=split_rows
         )  # fmt: skip
-        batch, show = request.is_batch, not quiet and stderr.is_terminal
-        with scene_bars(show and batch) as bars, progress_bar(show and not batch, "upscaling") as progress:
+        batch, show = request.is_batch, not quiet
+        with scene_bars(show and batch and stderr.is_terminal) as bars, progress_bar(show and not batch, "upscaling") as progress:
 
             def on_scene(scene: SceneResult) -> None:
                 if bars is not None:
@@ -170,7 +171,13 @@ def upscale_command(
                 if not quiet or scene.status == FAILED:  # -q hides progress, never errors
                     stderr.print(render_scene_line(scene))
 
-            progress_for = bars.progress_for if bars is not None else lambda _: progress
+            progress_for: Callable[[SceneJob], Any]
+            if bars is not None:
+                progress_for = bars.progress_for
+            elif show and batch:  # no terminal (a cron log): each scene's lines per 10 %
+                progress_for = lambda job: line_progress(sources.base_name(job.src))  # noqa: E731
+            else:
+                progress_for = lambda _: progress  # noqa: E731
             outcome = run(request, on_scene=on_scene, progress_for=progress_for)
     if not quiet and outcome.result is not None:
         stderr.print(summarize(outcome.result))

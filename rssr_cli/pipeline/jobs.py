@@ -16,7 +16,7 @@ from .. import sources
 from ..destination import check_output_name
 from ..errors import UsageError
 from ..grid import format_resolution
-from ..products import is_product_dir, is_product_file, scene_stem
+from ..products import is_product_dir, is_product_file, is_product_name, scene_stem
 from .settings import DEFAULT_METHOD, UpscaleSettings
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
@@ -91,7 +91,7 @@ def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
     """Fill the name template: {stem} {name} {scale} {resolution} {method} {seed}; '/' makes subfolders of -o.
     A URL's name is its last path component without the query string (sources.base_name)."""
     fields = {
-        "stem": scene_stem(src) if _is_product_name(src) else sources.stem(src),
+        "stem": scene_stem(src) if is_product_name(src) else sources.stem(src),
         "name": sources.base_name(src),
         "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{format_resolution(settings.target_resolution())}",
         "resolution": format_resolution(settings.resolution) if settings.resolution is not None else "",
@@ -107,10 +107,6 @@ def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
     if not parts or Path(name).is_absolute() or ".." in parts or name.endswith("/"):
         raise UsageError(f"name template {template!r} must give a file name inside -o (subfolders allowed), got {name!r}")
     return name
-
-
-def _is_product_name(src: str) -> bool:
-    return src.rstrip("/").lower().endswith((".safe", ".safe.zip", ".json"))
 
 
 def check_name_template(template: str, fields: Mapping[str, str]) -> None:
