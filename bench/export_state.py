@@ -24,25 +24,13 @@ def main() -> None:
     parser.add_argument("--model-id", default=None)
     args = parser.parse_args()
     model = load_model(args.init)
-    if args.state.parent.name == "prior":
-        step = load_ema_weights(args.state, model.operator) if _prefix(args.state) == "operator" else load_ema_weights(args.state, model)
-    else:
-        step = load_ema_weights(args.state, model)
+    step = load_ema_weights(args.state, model)  # rssr train's states hold the whole model (frozen parts included)
     meta = json.loads(args.state.with_suffix(".json").read_text())
     meta.pop("optimizer", None)
     meta.pop("sampler_rng", None)
     training = {"exported_from": f"{args.state} (EMA weights at step {step})", "state": meta}
     path = save_model(model, args.out, training=training, model_id=args.model_id)
     print(f"wrote {path} (step {step})")
-
-
-def _prefix(state: Path) -> str:
-    """'operator' when the state holds the operator alone (EMA keys without a part prefix), else 'model'."""
-    from safetensors import safe_open
-
-    with safe_open(str(state.with_suffix(".safetensors")), "pt") as f:
-        names = [k for k in f.keys() if k.startswith("ema.")]
-    return "model" if any(k.startswith("ema.operator.") for k in names) else "operator"
 
 
 if __name__ == "__main__":

@@ -19,12 +19,14 @@ corner sits at `origin` and its pixels have side `scale`, so any real scale and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .metrics import area_overlaps
 
 BOX_MTF = 2.0 / math.pi  # the s x s box's MTF at the coarse Nyquist: sinc(1/2)
 SYSTEM_MTF_RANGE = (0.12, 0.45)  # the system MTF at the coarse Nyquist a training sample draws (uniform)
@@ -89,15 +91,15 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def box_weights(count: int, scale: float, origin: float, size: int) -> torch.Tensor:
     """[count, size] exact pixel-aggregate weights: coarse pixel i covers fine [origin + i*scale, origin + (i+1)*scale)
-    and averages the fine pixels it overlaps by their overlap length (fine pixels outside the array are the edge's)."""
-    lo = origin + np.arange(count)[:, None] * scale
-    hi = lo + scale
-    edges = np.arange(size + 1, dtype=np.float64)
-    left, right = edges[None, :-1], edges[None, 1:]
-    overlap = np.clip(np.minimum(hi, right) - np.maximum(lo, left), 0.0, None)
-    overlap[:, 0] += np.clip(np.minimum(hi[:, 0], 0.0) - lo[:, 0], 0.0, None)  # beyond the first pixel
-    overlap[:, -1] += np.clip(hi[:, 0] - np.maximum(lo[:, 0], float(size)), 0.0, None)  # beyond the last
-    return torch.from_numpy(overlap / scale).float()
+    and averages the fine pixels it overlaps by their overlap length (metrics.area_overlaps, the one area rule; the
+    parts outside the array count as its edge pixels)."""
+    fine, coarse, overlap = area_overlaps(size, scale, origin, count=count)
+    weights = np.zeros((count, size))
+    np.add.at(weights, (coarse, fine), overlap)
+    lo = origin + np.arange(count) * scale
+    weights[:, 0] += np.clip(np.minimum(lo + scale, 0.0) - lo, 0.0, None)  # beyond the first pixel
+    weights[:, -1] += np.clip(lo + scale - np.maximum(lo, float(size)), 0.0, None)  # beyond the last
+    return torch.from_numpy(weights / scale).float()
 
 
 def gaussian_matrix(size: int, sigma: float) -> torch.Tensor:
@@ -155,7 +157,7 @@ def measured_system_mtf(scale: float, member: SensorDraw, *, periods: int = 16) 
     c0 = pad + scale / 2  # the first coarse centre
     k = math.pi / scale
     fine = (torch.sin(k * (j + 1 - c0)) - torch.sin(k * (j - c0))) / k
-    member = SensorDraw(member.gaussian_mtf, (0.0, float(pad)), 0.0, None)
+    member = replace(member, origin=(0.0, float(pad)), noise_std=0.0, levels=None)
     lr = degrade(fine.float()[None, None, None, :].expand(1, 1, 1, -1).contiguous(), scale, (1, n_lr), member)
     signs = torch.tensor([(-1.0) ** i for i in range(n_lr)])
     return float((lr[0, 0, 0].double() * signs).mean())

@@ -29,7 +29,7 @@ from .bounds import BOUND_MARGIN, band_range
 from .degrade import sample_at
 from .model import GUIDE_BANDS, GuidedSharpener, guided_scale_ok, load_sharpener
 from .predict import back_projection_halo, consistent_and_bounded, guide_ratio_for, sharpen_array
-from .scene import band_stats_decimated, decimated_sample
+from .scene import band_stats_decimated, decimated_sample, stats_of
 
 TILE = 384  # output px per tile side (core); activations ~ width x (TILE + 2 halo)^2 floats
 SHARPENER_ENV = "RSSR_SHARPENER"  # another guided model than the shipped one (tests, experiments)
@@ -98,8 +98,8 @@ def sharpen_band(
     tile through `write(data [1,h,w], window in region coordinates)`; returns the tiles done."""
     halo = model.receptive_radius + 1 + back_projection_halo(job.scale)
     tile = tile or TILE
-    stats = band_stats_decimated(job.band, nodata)
-    margin = BOUND_MARGIN * band_range(*decimated_sample(job.band, nodata))
+    sample = decimated_sample(job.band, nodata)  # one read for both statistics
+    stats, margin = stats_of(*sample), BOUND_MARGIN * band_range(*sample)
     height, width = int(region.height), int(region.width)
     p = job.placement
     done = 0

@@ -116,9 +116,9 @@ def load_sharpener(path: str | os.PathLike, *, device: str | torch.device = "cpu
         spec = {"width": int(card["spec"]["width"]), "blocks": int(card["spec"]["blocks"])}
         if tuple(card["guide_bands"]) != GUIDE_BANDS or tuple(card["guided_bands"]) != GUIDED_BANDS:
             raise CheckpointError(f"{path}: its band rule differs from this rssr version's")
-        model = build_sharpener(spec)
-        if sum(p.numel() for p in model.parameters()) > MAX_PARAMETERS:
+        if spec_parameter_count(spec) > MAX_PARAMETERS:  # before any allocation
             raise CheckpointError(f"{path}: too large for a sharpener")
+        model = build_sharpener(spec)
         model.load_state_dict(load_file(str(path)))
     except CheckpointError:
         raise
@@ -131,3 +131,9 @@ def load_sharpener(path: str | os.PathLike, *, device: str | torch.device = "cpu
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def spec_parameter_count(spec: dict[str, Any]) -> int:
+    """The parameters a spec builds, counted on torch's meta device (no memory allocated, whatever the width)."""
+    with torch.device("meta"):
+        return parameter_count(build_sharpener(spec))

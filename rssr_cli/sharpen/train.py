@@ -25,7 +25,7 @@ import torch
 from .. import sensor_degradation as sensor
 from ..errors import CheckpointError, InputError, RssrError, UsageError
 from ..interrupts import interruptible
-from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, MAX_PARAMETERS, build_sharpener, save_sharpener
+from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, MAX_PARAMETERS, build_sharpener, save_sharpener, spec_parameter_count
 from .scene import BandArray, load_band_folder, load_stack_bands, stats_of
 from .wald import evaluate_scene_split, rows_of_split
 from .wald_inputs import wald_inputs
@@ -76,8 +76,7 @@ def check_config(config: SharpenTrainConfig) -> None:
         raise UsageError(f"--lr must be > 0, not {config.lr!r}")
     if not (0 <= config.share_60m <= 1 and 0 <= config.share_smallest_ratio <= 1):
         raise UsageError("share_60m and share_smallest_ratio are shares between 0 and 1")
-    w = config.width  # head + tail + the residual blocks' two 3x3 convs (GuidedSharpener)
-    parameters = (9 * (1 + len(GUIDE_BANDS) + len(GUIDED_BANDS) + 2) + 1) * w + 9 * w + 1 + config.blocks * 2 * (9 * w + 1) * w
+    parameters = spec_parameter_count({"width": config.width, "blocks": config.blocks})
     if parameters > MAX_PARAMETERS:
         raise UsageError(f"--width {config.width} --blocks {config.blocks} make {parameters:,} parameters; a sharpener holds at most {MAX_PARAMETERS:,}")
     if isinstance(config.scenes, (str, bytes)) or not config.scenes:

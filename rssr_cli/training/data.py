@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional, Sequence
 
@@ -95,23 +95,23 @@ class PatchSampler:
 
     def _sample_one(self):
         img = self.images[self.rng.choice(len(self.images), p=self.p)]
-        c, h, w = img.pixels.shape
-        max_hr = min(h, w)
+        _, h, w = img.pixels.shape
         s = self.rng.uniform(self.scale_min, self.scale_max)
-        hr_size = int(np.clip(round(self.lr_size * s), self.query + 1, max_hr))
-        y0, x0 = self.rng.integers(0, h - hr_size + 1), self.rng.integers(0, w - hr_size + 1)
+        hr_size = int(np.clip(round(self.lr_size * s), self.query + 1, min(h, w)))
+        return self._crop(img, hr_size), hr_size, img.quantize_levels
+
+    def _crop(self, img: TrainImage, size: int) -> np.ndarray:
+        """A random size x size crop of one band (or all, for a multi-channel model), randomly rotated and flipped."""
+        c, h, w = img.pixels.shape
+        y0, x0 = self.rng.integers(0, h - size + 1), self.rng.integers(0, w - size + 1)
         if self.channels == 1:
             bands = [int(self.rng.integers(0, c))]
         elif c == self.channels:
             bands = list(range(c))
         else:
             raise UsageError(f"image {img.source} has {c} bands, the model expects {self.channels}")
-        crop = img.pixels[bands, y0 : y0 + hr_size, x0 : x0 + hr_size]
-        k = int(self.rng.integers(0, 4))
-        crop = np.rot90(crop, k, axes=(1, 2))
-        if self.rng.random() < 0.5:
-            crop = crop[:, :, ::-1]
-        return np.ascontiguousarray(crop), hr_size, img.quantize_levels
+        crop = np.rot90(img.pixels[bands, y0 : y0 + size, x0 : x0 + size], int(self.rng.integers(0, 4)), axes=(1, 2))
+        return np.ascontiguousarray(crop[:, :, ::-1] if self.rng.random() < 0.5 else crop)
 
     def batch(self, batch_size: int) -> PatchBatch:
         lrs, ys, xs, cells, hrs, scales = [], [], [], [], [], []
@@ -164,7 +164,7 @@ class SensorPatchSampler(PatchSampler):
             size = int(np.ceil(l * s)) + 1 + 2 * margin
             crop = self._crop(img, size)
             origin = (margin + member.origin[0], margin + member.origin[1])
-            placed = sensor_degradation.SensorDraw(member.gaussian_mtf, origin, member.noise_std, member.levels)
+            placed = replace(member, origin=origin)
             hr = torch.from_numpy(crop)[None]
             lrs.append(sensor_degradation.degrade(hr, s, (l, l), placed, generator=self.generator)[0])
             first = [int(self.rng.integers(int(np.ceil(o)), int(np.floor(o + l * s)) - q + 1)) for o in origin]
@@ -176,11 +176,3 @@ class SensorPatchSampler(PatchSampler):
         f32 = torch.float32
         return PatchBatch(torch.stack(lrs), torch.tensor(np.array(ys), dtype=f32), torch.tensor(np.array(xs), dtype=f32),
                           torch.tensor(cells, dtype=f32), torch.stack(hrs), torch.tensor(scales, dtype=f32))  # fmt: skip
-
-    def _crop(self, img: TrainImage, size: int) -> np.ndarray:
-        """A random size x size crop of one band (or all, for multi-channel models), randomly rotated and flipped."""
-        c, h, w = img.pixels.shape
-        y0, x0 = self.rng.integers(0, h - size + 1), self.rng.integers(0, w - size + 1)
-        bands = [int(self.rng.integers(0, c))] if self.channels == 1 else list(range(c))
-        crop = np.rot90(img.pixels[bands, y0 : y0 + size, x0 : x0 + size], int(self.rng.integers(0, 4)), axes=(1, 2))
-        return np.ascontiguousarray(crop[:, :, ::-1] if self.rng.random() < 0.5 else crop)
