@@ -243,3 +243,38 @@ def test_the_shipped_model_is_made_by_its_cards_rssr_train_commands(image_dir, t
 def test_keep_best_needs_validation(image_dir, tmp_path):
     result = _train(image_dir, tmp_path / "run", "--stage", "prior", "--prior-steps", "2", "--keep", "best")
     assert result.exit_code == 2 and "--keep best needs validation" in result.output
+
+
+def test_resshift_denoiser_stage_measures_a_global_scale_validates_by_a_proper_score_and_writes_its_chain(image_dir, tmp_path):
+    assert _train(image_dir, tmp_path / "p", "--stage", "prior", "--prior-steps", "3").exit_code == 0
+    init = tmp_path / "p" / "model.safetensors"
+    result = _train(image_dir, tmp_path / "r", "--stage", "denoiser", "--denoiser-steps", "2", "--init", str(init), "--process", "resshift",
+                    "--chain-steps", "4", "--kappa", "0.5", "--denoiser-patch", "32", "--val", str(image_dir), "--val-every", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model = load_model(tmp_path / "r" / "model.safetensors")
+    card = json.loads((tmp_path / "r" / "model.json").read_text())
+    diffusion = card["diffusion"]
+    assert diffusion["process"] == "resshift" and diffusion["chain_steps"] == 4 and diffusion["kappa"] == 0.5
+    assert model.process == "resshift" and model.sampler_defaults["steps"] == 4
+    # the scale is 1 / the measured std of HR - estimate: finite, positive, and the same for every window
+    assert 0 < diffusion["residual_scale"] < 1e6
+    last = (tmp_path / "r" / "denoiser" / "log.csv").read_text().strip().splitlines()[-1]
+    scores = dict(item.split("=") for item in last.split(",")[-1].split(";"))
+    assert {"score", "power_ratio", "spread_ratio", "mse_ratio", "es_null_ratio"} <= set(scores)
+    # two draws from different generators differ (a sampler, not a regression head), and steps stride the chain
+    lr = torch.rand(1, 3, 9, 7)
+    ys = (torch.arange(20) + 0.5)[None] * 9 / 20
+    xs = (torch.arange(15) + 0.5)[None] * 7 / 15
+    cell = torch.tensor([[9 / 20, 7 / 15]])
+    with torch.no_grad():
+        a = model.sample(lr, ys, xs, cell, generator=torch.Generator().manual_seed(0))
+        b = model.sample(lr, ys, xs, cell, generator=torch.Generator().manual_seed(1))
+        c = model.sample(lr, ys, xs, cell, steps=2, generator=torch.Generator().manual_seed(0))
+    assert a.shape == c.shape == (1, 3, 20, 15) and torch.isfinite(a).all() and torch.isfinite(c).all()
+    assert not torch.equal(a, b)
+
+
+def test_resshift_options_are_validated(image_dir, tmp_path):
+    for args, message in [(["--process", "ddim"], "--process"), (["--chain-steps", "1"], "--chain-steps"), (["--kappa", "0"], "--kappa")]:
+        result = _train(image_dir, tmp_path / "x", "--prior-steps", "1", *args)
+        assert result.exit_code == 2 and message in result.output

@@ -102,7 +102,11 @@ class DiffusionBackend:
         )
 
     def _check_sampler(self) -> None:
-        if self.mode == "diffusion" and self.steps > 0:
+        if self.mode == "diffusion" and self.steps > 0 and self.model.process == "resshift":
+            chain = self.model.denoiser.num_timesteps  # the chain starts at the noised estimate: no strength to choose
+            if self.steps > chain:
+                raise UsageError(f"steps must be at most the model's chain length ({chain}), got {self.steps}")
+        elif self.mode == "diffusion" and self.steps > 0:
             try:
                 timesteps_for(self.strength, self.steps, self.model.denoiser.num_timesteps)
             except ValueError as exc:

@@ -45,6 +45,11 @@ def train_command(
     denoiser_prediction: Annotated[Optional[str], typer.Option(help="Denoiser stage: what the net predicts, v | eps | x0 (default: the --init model's, or v).", show_default=False)] = None,
     denoiser_loss: Annotated[Optional[str], typer.Option(help="Denoiser stage: l1 | l2 on that prediction (default: the --init model's, or l1).", show_default=False)] = None,
     denoiser_start: Annotated[str, typer.Option(help="Denoiser stage: x_t noised from the truth (DDPM) or from the estimate (what the LR-start sampler's first step sees).")] = "truth",
+    process: Annotated[str, typer.Option(help="Denoiser stage: keep the model's diffusion process, or resshift: residual shifting from the noised prior estimate (a posterior sampler; issue 21).")] = "keep",
+    denoiser_patch: Annotated[int, typer.Option(help="Denoiser stage: HR patch side in px (0: 64 for resshift, else 32).")] = 0,
+    chain_steps: Annotated[int, typer.Option(help="resshift: the chain's length T (network calls per full sample).")] = 8,
+    kappa: Annotated[float, typer.Option(help="resshift: the noise scale kappa, in units of the global residual std (the perception-distortion knob).")] = 1.0,
+    residual_scale: Annotated[Optional[float], typer.Option(help="resshift: the global scale of HR - estimate (default: 1 / its std measured on the first training batches).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when available) | cpu | cuda[:N].")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16, AVX512-BF16/AMX; fp32 elsewhere) | fp32 | bf16: autocast of the forward pass.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/<stage>/last.*")] = False,
@@ -63,7 +68,7 @@ def train_command(
             learning_rate=learning_rate, scale_min=scale_min, scale_max=scale_max, blur_max=blur_max, noise_max=noise_max, degradation=degradation, val_crop=val_crop,
             sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume, device=device, precision=precision, denoiser_t_max=denoiser_t_max,
             denoiser_prediction=denoiser_prediction, denoiser_loss=denoiser_loss, denoiser_start=denoiser_start, val_every=val_every, save_every=save_every,
-            keep=keep, model_id=model_id,
+            keep=keep, model_id=model_id, process=process, denoiser_patch=denoiser_patch, chain_steps=chain_steps, kappa=kappa, residual_scale=residual_scale,
         )
 
         def report(stage_name: str, step: int, info: dict) -> None:

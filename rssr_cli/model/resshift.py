@@ -64,7 +64,7 @@ def resshift_etas(steps: int = 15, *, kappa: float = 2.0, eta_first: Optional[fl
     first = min((0.04 / kappa) ** 2, 0.001) if eta_first is None else float(eta_first)
     if not 0.0 < first < eta_last <= 1.0:
         raise ValueError(f"need 0 < eta_first < eta_last <= 1, got {first}, {eta_last}")
-    t = torch.arange(steps, dtype=torch.float64)
+    t = torch.arange(steps, dtype=torch.float64, device="cpu")  # a schedule is a CPU constant (also under a meta-device build)
     beta = (t / (steps - 1)) ** power * (steps - 1)
     b0 = math.exp(math.log(eta_last / first) / (2 * (steps - 1)))
     return (math.sqrt(first) * b0**beta) ** 2
@@ -135,3 +135,35 @@ def resshift_sample(
 def resshift_loss(model: Model, r0: torch.Tensor, cond: Any, t: torch.Tensor, noise: torch.Tensor, schedule: ResShiftSchedule) -> torch.Tensor:
     """Mean squared error of the r0 prediction on the forward marginal (ResShift's training objective, eq. 8)."""
     return F.mse_loss(model(resshift_q_sample(r0, t, noise, schedule), t, cond), r0)
+
+
+class ResShiftDenoiser(torch.nn.Module):
+    """The chain's one network contract: forward(r_t, t, cond) -> r̂0, its noise level given to the net as t/T.
+    Holds the same `net` as diffusion.Denoiser, so a DDPM model's UNet weights load into it unchanged."""
+
+    net: Any
+
+    def __init__(self, net: torch.nn.Module, chain: ResShiftSchedule):
+        super().__init__()
+        self.net = net
+        self.chain = chain
+
+    @property
+    def num_timesteps(self) -> int:
+        return len(self.chain)
+
+    def forward(self, r_t: torch.Tensor, t: torch.Tensor | int, cond: Any) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.long, device=r_t.device)
+        t = t.expand(r_t.shape[0]) if t.dim() == 0 else t
+        return self.net(r_t, t.float() / self.num_timesteps, cond).float()
+
+
+def chain_from_spec(diffusion: dict) -> ResShiftSchedule:
+    """The training chain a card's `diffusion` section names ({"process": "resshift", "chain_steps", "kappa",
+    optional "eta_last", "power"})."""
+    return resshift_schedule(
+        int(diffusion["chain_steps"]),
+        kappa=float(diffusion["kappa"]),
+        eta_last=float(diffusion.get("eta_last", 0.999)),
+        power=float(diffusion.get("power", 0.3)),
+    )

@@ -21,6 +21,7 @@ from .diffusion import PREDICTIONS, TRAIN_STARTS, Denoiser, alphas_cumprod, beta
 from .normalize import Stats, destandardize, standardize
 from .operator import NeuralOperatorPrior, PriorOutput
 from .registry import build, register
+from .resshift import ResShiftDenoiser, chain_from_spec, resshift_loss, resshift_sample, resshift_start
 from .samplers import DEFAULT_SAMPLER, Callback, Generators, full_chain, lr_start, randn
 from .self_ensemble import self_ensemble
 
@@ -70,7 +71,7 @@ class SRModel(nn.Module):
 
     operator: NeuralOperatorPrior
     prior_features: _prior_features.PriorFeatures
-    denoiser: Denoiser
+    denoiser: Denoiser | ResShiftDenoiser
     card: dict[str, Any]  # set by checkpoint.load_model
 
     def __init__(self, spec: dict[str, Any]):
@@ -80,15 +81,37 @@ class SRModel(nn.Module):
         c = int(self.operator.in_channels)
         self.prior_features = build(spec["prior_features"], in_channels=c + int(self.operator.feat_channels))
         net = build(spec["denoiser"], channels=c, prior_widths=list(self.prior_features.widths))
-        diff = spec["diffusion"]
+        self._set_diffusion(net, spec["diffusion"])
+        self.loss_norm = spec["diffusion"].get("loss", "l1")
+        self.sampler_defaults = dict(spec.get("sampler", DEFAULT_SAMPLER))
+
+    def _set_diffusion(self, net: nn.Module, diff: dict[str, Any]) -> None:
+        """The denoiser wrapper the card's process asks for, around `net`: "ddpm" (the DDPM chain, its residual in the
+        LR window's standardized units) or "resshift" (residual shifting, its residual in model units times ONE global
+        scale: resshift.py)."""
+        self.process = diff.get("process", "ddpm")
         try:
-            abar = alphas_cumprod(betas_for(diff["schedule"]))
-            self.denoiser = Denoiser(net, alphas_cumprod=abar, prediction=diff.get("prediction", "v"))
+            if self.process == "resshift":
+                self.denoiser = ResShiftDenoiser(net, chain_from_spec(diff))
+            elif self.process == "ddpm":
+                abar = alphas_cumprod(betas_for(diff["schedule"]))
+                self.denoiser = Denoiser(net, alphas_cumprod=abar, prediction=diff.get("prediction", "v"))
+            else:
+                raise ValueError(f"unknown process {self.process!r}")
         except (ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(f"bad diffusion spec in the model card: {exc}") from None
         self.residual_scale = float(diff.get("residual_scale", 1.0))
-        self.loss_norm = diff.get("loss", "l1")
-        self.sampler_defaults = dict(spec.get("sampler", DEFAULT_SAMPLER))
+
+    def set_resshift(self, *, chain_steps: int, kappa: float, residual_scale: float) -> None:
+        """Switch the denoiser to the residual-shifting process (the UNet's weights kept): the card's diffusion
+        section and the sampler's default (the whole chain) follow."""
+        diff = {"process": "resshift", "chain_steps": int(chain_steps), "kappa": float(kappa), "eta_last": 0.999,
+                "power": 0.3, "residual_scale": float(residual_scale), "loss": "l2"}  # fmt: skip
+        self._set_diffusion(self.denoiser.net, diff)
+        self.spec["diffusion"] = diff
+        self.loss_norm = "l2"
+        self.sampler_defaults = {"steps": int(chain_steps), "strength": 1.0}
+        self.spec["sampler"] = dict(self.sampler_defaults)
 
     @property
     def in_channels(self) -> int:
@@ -174,6 +197,9 @@ class SRModel(nn.Module):
         if prior_only:
             return self._unfold(destandardize(estimate, stats), batch)
         cond = self.condition(prior)
+        if self.process == "resshift":
+            return self._unfold(self._resshift_sample(estimate, stats, cond, steps, generator, callback), batch)
+        assert isinstance(self.denoiser, Denoiser)
         if strength >= 1.0:
             residual = full_chain(self.denoiser, estimate.shape, cond=cond, steps=steps, generator=generator, callback=callback)
         else:
@@ -183,6 +209,15 @@ class SRModel(nn.Module):
             )
         hr = estimate + residual.float() / self.residual_scale
         return self._unfold(destandardize(hr, stats), batch)
+
+    def _resshift_sample(self, estimate: torch.Tensor, stats: Stats, cond: Condition, steps: int, generator: Generators, callback: Callback) -> torch.Tensor:
+        """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units."""
+        assert isinstance(self.denoiser, ResShiftDenoiser)
+        chain = self.denoiser.chain
+        chain = chain.strided(min(steps, len(chain)))
+        r_T = resshift_start(estimate.shape, chain, generator=generator, device=estimate.device)
+        r0 = resshift_sample(self.denoiser, r_T, chain, cond=cond, generator=generator, callback=callback)
+        return destandardize(estimate, stats) + r0.float() / self.residual_scale
 
     def sample_spread(self, lr, ys, xs, cell, *, n_samples: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel mean and standard deviation of n_samples draws (an uncertainty map); the generators advance."""
@@ -194,6 +229,8 @@ class SRModel(nn.Module):
         """Switch what the denoiser predicts and its loss norm, in the module and in the spec the card is written from
         (e.g. v -> x0 when fine-tuning for the LR-start regime); None keeps the current one."""
         if prediction is not None:
+            if not isinstance(self.denoiser, Denoiser):
+                raise ValueError("a residual-shifting model always predicts r0")
             if prediction not in PREDICTIONS:
                 raise ValueError(f"unknown prediction {prediction!r}; choose one of: {', '.join(PREDICTIONS)}")
             self.denoiser.prediction = prediction
@@ -227,6 +264,16 @@ class SRModel(nn.Module):
             raise ValueError(f"unknown start {start!r}; choose one of: {', '.join(TRAIN_STARTS)}")
         prior, stats = self.prior(lr, ys, xs, cell)
         hr = hr.float().reshape(prior.estimate.shape)  # same band folding as lr
+        if self.process == "resshift":
+            assert isinstance(self.denoiser, ResShiftDenoiser)
+            r0 = (hr - destandardize(prior.estimate.detach(), stats)) * self.residual_scale  # ONE global scale
+            if t is None:
+                t = sample_timesteps(r0.shape[0], self.denoiser.num_timesteps, generator=generator, device=r0.device)
+            if noise is None:
+                noise = randn(r0.shape, generator, device=r0.device)
+            diff = resshift_loss(self.denoiser, r0, self.condition(prior), t, noise, self.denoiser.chain)
+            return {"prior": torch.nn.functional.l1_loss(destandardize(prior.estimate, stats), hr), "diffusion": diff}
+        assert isinstance(self.denoiser, Denoiser)
         hr_z = (hr - stats.mean) / stats.std
         x0 = (hr_z - prior.estimate.detach()) * self.residual_scale
         if t is None:

@@ -165,6 +165,11 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
 def _validate_diffusion(diffusion: Any) -> None:
     from .diffusion import PREDICTIONS, SCHEDULES
 
+    if isinstance(diffusion, dict) and diffusion.get("process") == "resshift":
+        _validate_resshift(diffusion)
+        return
+    if isinstance(diffusion, dict) and diffusion.get("process", "ddpm") != "ddpm":
+        raise CheckpointError(f"model spec diffusion.process must be ddpm or resshift, got {diffusion.get('process')!r}")
     if not isinstance(diffusion, dict) or not isinstance(diffusion.get("schedule"), dict):
         raise CheckpointError("model spec diffusion must be an object with a schedule")
     schedule = diffusion["schedule"]
@@ -190,6 +195,20 @@ def _validate_diffusion(diffusion: Any) -> None:
     if diffusion.get("loss", "l1") not in ("l1", "l2"):
         raise CheckpointError(f"model spec diffusion.loss must be l1 or l2, got {diffusion.get('loss')!r}")
     _number(diffusion, "residual_scale", "diffusion", 0.0, 1e6, 1.0, open_low=True)
+
+
+def _validate_resshift(diffusion: dict) -> None:
+    """A residual-shifting chain: its length, κ, the schedule's end and power, the global residual scale."""
+    unknown = set(diffusion) - {"process", "chain_steps", "kappa", "eta_last", "power", "residual_scale", "loss"}
+    if unknown:
+        raise CheckpointError(f"model spec diffusion has unknown entry {sorted(unknown)[0]!r}")
+    _int(diffusion, "chain_steps", "diffusion", 2, 1000, 8)
+    _number(diffusion, "kappa", "diffusion", 0.0, 100.0, 1.0, open_low=True)
+    _number(diffusion, "eta_last", "diffusion", 0.0, 1.0, 0.999, open_low=True)
+    _number(diffusion, "power", "diffusion", 0.0, 10.0, 0.3, open_low=True)
+    _number(diffusion, "residual_scale", "diffusion", 0.0, 1e6, 1.0, open_low=True)
+    if diffusion.get("loss", "l2") not in ("l1", "l2"):
+        raise CheckpointError(f"model spec diffusion.loss must be l1 or l2, got {diffusion.get('loss')!r}")
 
 
 def expected_shapes(spec: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:

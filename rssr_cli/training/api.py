@@ -24,18 +24,20 @@ import torch
 
 from ..degrade import degrade, quantize
 from ..errors import UsageError
+from ..evaluation.posterior import posterior_image
 from ..grid import check_scale_range
 from ..interrupts import interruptible
 from ..metrics import psnr, shave
 from ..model.checkpoint import load_model, save_model
 from ..model.diffusion import LOSS_NORMS, PREDICTIONS, TRAIN_STARTS
+from ..model.normalize import destandardize
 from ..model.operator import grid_tensors
 from ..model.samplers import DENOISER_VALIDATION_STEPS
 from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
 from .data import PatchBatch, PatchSampler, SensorPatchSampler, TrainImage, find_images, load_images
 from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
 from .state import load_ema_weights
-from .trainer import TrainConfig, Trainer, module_device, prior_loss, resolve_training_device, validate_prior
+from .trainer import LOWRES, TrainConfig, Trainer, module_device, prior_loss, resolve_training_device, validate_prior
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,10 @@ PRESETS = {"default": DEFAULT_SPEC, "tiny": TINY_SPEC}
 STAGES = ("prior", "denoiser", "all")
 MAX_PSNR = 120.0  # dB: an exact validation image (MSE floor 1e-12) must not make the mean infinite
 KEEP = ("last", "best")
+PROCESSES = ("keep", "resshift")
+RESIDUAL_SCALE_BATCHES = 16  # batches whose HR - estimate std sets a resshift model's global residual scale
+POSTERIOR_VAL_SAMPLES = 2
+RESSHIFT_PATCH = 64  # HR px
 DEGRADATIONS = ("bicubic", "sentinel2")  # which EMA weights a stage ends with: the last step's, or the best-validated ones
 
 
@@ -85,6 +91,11 @@ class TrainSettings:
     denoiser_prediction: Optional[str] = None  # v | eps | x0: what the denoiser net predicts (default: the model's)
     denoiser_loss: Optional[str] = None  # l1 | l2 on that prediction (default: the model's)
     denoiser_start: str = "truth"  # x_t noised from: truth (DDPM) | estimate (what the LR-start sampler noises)
+    denoiser_patch: int = 0  # denoiser stage: HR patch side (0: 64 for resshift, else max(query, lr_size))
+    process: str = "keep"  # denoiser stage: keep the model's process, or switch to "resshift" (residual shifting)
+    chain_steps: int = 8  # resshift: the chain's length T (NFE of a full sample)
+    kappa: float = 1.0  # resshift: the noise scale κ (start noise κ·√η_T in units of the global residual std)
+    residual_scale: Optional[float] = None  # resshift: the ONE global scale of HR - estimate (None: 1 / its measured std)
     keep: str = "last"  # "best": each stage ends with its best-validated EMA weights (needs --val or --pairs)
     model_id: Optional[str] = None  # the card's id (default: the file's stem, "model")
 
@@ -117,6 +128,12 @@ def _check(s: TrainSettings) -> None:
         raise UsageError("--blur-max/--noise-max shape the bicubic degradation; --degradation sentinel2 draws its own blur and noise")
     if s.val_crop < 0:
         raise UsageError(f"--val-crop must be >= 0, got {s.val_crop}")
+    if s.denoiser_patch < 0 or s.denoiser_patch == 1:
+        raise UsageError(f"--denoiser-patch must be >= 2 (or 0: the default), got {s.denoiser_patch}")
+    if s.process not in PROCESSES:
+        raise UsageError(f"unknown --process {s.process!r}; choose one of: {', '.join(PROCESSES)}")
+    if not 2 <= s.chain_steps <= 1000 or not 0.0 < s.kappa <= 100.0 or not (s.residual_scale is None or 0.0 < s.residual_scale < 1e6):
+        raise UsageError("--chain-steps must be in 2..1000, --kappa in (0, 100], --residual-scale > 0")
     if s.keep not in KEEP:
         raise UsageError(f"unknown --keep {s.keep!r}; choose one of: {', '.join(KEEP)}")
     if s.keep == "best" and not (s.val or s.pairs):
@@ -198,6 +215,56 @@ def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -
     return {"score": diff, "psnr_diffusion": diff, "psnr_prior": prior}
 
 
+@torch.no_grad()
+def measure_residual_scale(model: SRModel, sampler, batch_size: int, device: str) -> float:
+    """1 / the std of HR - the operator's estimate (model units) over a few training batches: the ONE global scale
+    that brings a residual-shifting model's target to about unit variance (never a window's own statistics)."""
+    model.to(device).eval()
+    squares, count = 0.0, 0
+    for _ in range(RESIDUAL_SCALE_BATCHES):
+        b = sampler.batch(batch_size)
+        prior, stats = model.prior(b.lr.to(device), b.ys.to(device), b.xs.to(device), b.cell.to(device), features=False)
+        residual = b.hr.to(device).float().reshape(prior.estimate.shape) - destandardize(prior.estimate, stats)
+        squares += float((residual.double() ** 2).sum())
+        count += residual.numel()
+    model.train()
+    return 1.0 / max(math.sqrt(squares / count), 1e-6)
+
+
+@torch.no_grad()
+def validate_posterior(model: SRModel, images: list[TrainImage], scale: float, degradation: str = "bicubic") -> dict[str, float]:
+    """A sampler's checkpoint is chosen by a proper score, never by PSNR (which rewards the no-op): the fair energy
+    score of POSTERIOR_VAL_SAMPLES draws against the prior's error (score = 1 - ES/ES_prior, higher is better), with the
+    issue-21 figures logged beside it: top-octave power / the truth's, spread / the prior's squared error."""
+    model.eval()
+    dev = module_device(model)
+    rows = []
+    for k, img in enumerate(images):
+        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
+        H, W = hr.shape[-2:]
+        h, w = lr.shape[-2:]
+        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, device=dev)
+        lr = lr.to(dev)
+        prior = model.sample(lr, ys, xs, cell, mode="prior")[0].cpu().numpy()
+        gen = torch.Generator().manual_seed(k)
+        draws = [model.sample(lr, ys, xs, cell, generator=gen)[0].cpu().numpy() for _ in range(POSTERIOR_VAL_SAMPLES)]
+        def lowres(x: np.ndarray) -> np.ndarray:
+            return LOWRES[degradation](torch.from_numpy(x).float()[None], scale, None)[0][0].numpy()
+
+        step = 1.0 / (img.quantize_levels or 10_000)  # uint8: /255; uint16 reflectance: 1 DN of 10,000
+        rows.append(posterior_image(draws, prior, hr[0].numpy(), lr[0].cpu().numpy(), degrade=lowres, quant_step=step,
+                                    border=math.ceil(scale), seed=k))  # fmt: skip
+    model.train()
+    es = sum(r.es_sample for r in rows) / max(sum(r.es_prior for r in rows), 1e-12)
+    return {
+        "score": 1.0 - es,
+        "power_ratio": sum(r.power_sample for r in rows) / max(sum(r.power_truth for r in rows), 1e-12),
+        "spread_ratio": sum(r.spread for r in rows) / max(sum(r.prior_error for r in rows), 1e-12),
+        "mse_ratio": sum(r.mse_sample for r in rows) / max(sum(r.mse_prior for r in rows), 1e-12),
+        "es_null_ratio": sum(r.es_null for r in rows) / max(sum(r.es_prior for r in rows), 1e-12),
+    }
+
+
 def _val_fn(stage: str, images: list[TrainImage], pairs: list[TrainPair], degradation: str = "bicubic"):
     if pairs and stage == "prior":
         # real pairs decide: the gain over bicubic on their held-out rows (x4 on the images is logged too)
@@ -219,7 +286,13 @@ def _val_fn(stage: str, images: list[TrainImage], pairs: list[TrainPair], degrad
 
         return prior
     few = images[:4]  # sampling is k network evaluations per band: keep validation cheap
-    return lambda model: validate_diffusion(model, few, 4.0)
+
+    def denoiser(model: SRModel) -> dict[str, float]:
+        if model.process == "resshift":
+            return validate_posterior(model, few, 4.0, degradation)
+        return validate_diffusion(model, few, 4.0)
+
+    return denoiser
 
 
 @interruptible
@@ -251,12 +324,16 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         steps = s.prior_steps if stage == "prior" else s.denoiser_steps
         if steps == 0:
             continue
-        query = s.query if stage == "prior" else max(s.query, s.lr_size)  # the UNet needs room to see context
+        query = s.query if stage == "prior" else _denoiser_patch(s)
         sampler = _sampler(s, images, weights, pairs, channels, query, seed=s.seed + len(history))
         cfg = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.learning_rate, val_every=s.val_every,
                           save_every=s.save_every, seed=s.seed, threads=s.threads, device=device, precision=precision,
                           channels_last=precision == "bf16" and torch.device(device).type == "cpu")
-        if stage == "denoiser":
+        if stage == "denoiser" and s.process == "resshift" and model.process != "resshift":
+            scale = s.residual_scale or measure_residual_scale(model, sampler, s.batch_size, device)
+            model.set_resshift(chain_steps=s.chain_steps, kappa=s.kappa, residual_scale=scale)
+            log.info("denoiser: residual shifting, T=%d, kappa=%g, global residual scale %.4g", s.chain_steps, s.kappa, scale)
+        elif stage == "denoiser":
             # x0 for the LR-start regime: at t <= 0.1 T the v target is almost the noise, so a v-loss spends the net on
             # re-predicting noise the sampler discards; an x0 loss is the error of the output the sampler returns
             model.set_objective(s.denoiser_prediction, s.denoiser_loss)
@@ -278,6 +355,14 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         **({"pairs": [pair_record(p) for p in pairs]} if pairs else {}),
     }
     return save_model(model, s.out / "model", training=training, model_id=s.model_id)
+
+
+def _denoiser_patch(s: TrainSettings) -> int:
+    """The denoiser stage's HR patch side: the UNet needs room to see context (and GroupNorm statistics over a patch
+    closer to an inference window's): 64 for a residual-shifting chain, max(query, lr_size) for the older DDPM stage."""
+    if s.denoiser_patch:
+        return s.denoiser_patch
+    return RESSHIFT_PATCH if s.process == "resshift" else max(s.query, s.lr_size)
 
 
 def _keep(s: TrainSettings, stage: str, model: SRModel) -> str:
