@@ -177,3 +177,11 @@ def test_evaluate_with_the_sensor_degradation(tmp_path, monkeypatch):
     assert psnr[(2.0, "bicubic")] > psnr[(4.0, "bicubic")]
     bad = runner.invoke(app, ["evaluate", str(data), "--degradation", "gauss", "-m", "bicubic"])
     assert bad.exit_code == 2 and "unknown --degradation" in bad.output
+
+
+def test_a_target_block_larger_than_the_lowest_scale_footprint_raises_the_scale_instead_of_failing():
+    """A 64 px denoiser patch from 32 px LR crops at x2 does not fit (64 < 65): the sample's scale rises to fit it,
+    as PatchSampler does, instead of refusing the image."""
+    sampler = SensorPatchSampler([_ramp_image()], lr_size=16, query=40, scale_min=1.5, scale_max=3.0, seed=5)
+    batch = sampler.batch(8)
+    assert batch.hr.shape == (8, 1, 40, 40) and float(batch.scale.min()) >= 41 / 16

@@ -154,7 +154,7 @@ class SensorPatchSampler(PatchSampler):
         for _ in range(batch_size):
             img = self.images[self.rng.choice(len(self.images), p=self.p)]
             member = sensor_degradation.draw(self.rng)
-            s = float(self.rng.uniform(self.scale_min, self.scale_max))
+            s = max(float(self.rng.uniform(self.scale_min, self.scale_max)), (q + 1) / l)  # the target block fits (PatchSampler's rule)
             margin = sensor_degradation.gaussian_radius(sensor_degradation.gaussian_sigma(s, member.gaussian_mtf)) + 2
             room = min(img.pixels.shape[-2:]) - 2 * margin - 1
             if l * s > room:  # a small image: the largest scale it holds
