@@ -13,7 +13,7 @@ from .base import SRBackend, SRRequest
 from .classical import ClassicalBackend
 
 CLASSICAL_METHODS = ("nearest", "bicubic", "lanczos")
-MODEL_OPTIONS = ("model", "steps", "strength", "precision", "tta")  # options only a model backend uses
+MODEL_OPTIONS = ("model", "steps", "strength", "precision", "tta", "style", "samples")  # options only a model backend uses
 
 
 def check_method_options(method: str, options: Mapping[str, Any]) -> None:
@@ -27,8 +27,18 @@ def check_method_options(method: str, options: Mapping[str, Any]) -> None:
         raise UsageError(f"{', '.join(given)} only {verb} to the diffusion model, not to the {method} method")
 
 
-def check_sampler_options(steps: Optional[int], strength: Optional[float]) -> None:
-    """The sampler's --steps and --strength, whatever the model: a bad value is a usage error before any model loads."""
+STYLES = ("faithful", "realistic")  # --mode: the posterior mean (the prior alone) | a sample of the model's chain
+
+
+def check_sampler_options(steps: Optional[int], strength: Optional[float], style: Optional[str] = None, samples: int = 1) -> None:
+    """The sampler's --steps, --strength, --mode and --samples, whatever the model: a bad value is a usage error before
+    any model loads."""
+    if style is not None and style not in STYLES:
+        raise UsageError(f"unknown --mode {style!r}; choose one of: {', '.join(STYLES)}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 64:
+        raise UsageError(f"--samples must be an integer in 1..64, got {samples!r}")
+    if samples > 1 and style == "faithful":
+        raise UsageError("--samples K averages K samples of the chain: it needs --mode realistic (faithful is one deterministic output)")
     if steps is not None and steps < 0:
         raise UsageError(f"--steps must be >= 0 (0: the operator's estimate only), got {steps}")
     if strength is not None and not 0.0 < strength <= 1.0:

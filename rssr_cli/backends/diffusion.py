@@ -75,9 +75,11 @@ class DiffusionBackend:
         batch_size: Optional[int] = None,
         threads: Optional[int] = None,
         tta: bool = False,
+        style: Optional[str] = None,
+        samples: int = 1,
     ):
         # Checked before the model is found and loaded: a bad value is a usage error whatever the model.
-        check_sampler_options(steps, strength)
+        check_sampler_options(steps, strength, style, samples)
         path = resolve_model(model) if model is not None else default_model_path()  # a shipped model's name or a path
         if not path.with_suffix(".safetensors").is_file() and not path.is_file():
             raise CheckpointError(f"no diffusion model at {path}; {NO_MODEL_HINT}")
@@ -96,12 +98,37 @@ class DiffusionBackend:
         self.precision, self.mode, self.batch_size, self.tta = precision, mode, batch_size, bool(tta)
         self.steps = int(self.model.sampler_defaults["steps"] if steps is None else steps)
         self.strength = float(self.model.sampler_defaults["strength"] if strength is None else strength)
+        self.samples = int(samples)
+        if style is not None:
+            self._apply_style(style, steps)
         self._check_sampler()
         log.info(
             "diffusion backend: %s on %s, %s, steps=%d strength=%g", model_id(self.model), self.device, precision, self.steps, self.strength
         )
 
+    def _apply_style(self, style: str, steps: Optional[int]) -> None:
+        """--mode faithful: the prior alone (the posterior mean, best PSNR); --mode realistic: one draw of the model's
+        chain (all of it unless --steps says fewer). A model without a trained chain has no realistic mode."""
+        if style == "faithful":
+            if steps:
+                raise UsageError("--mode faithful is the prior alone: it takes no --steps")
+            self.mode, self.steps = "prior", 0
+            return
+        if self.model.process != "resshift":
+            raise UsageError(
+                f"--mode realistic needs a model with a trained residual-shifting chain; {model_id(self.model)} has none "
+                "(its diffusion stage does not sample the posterior: README, 'Modes')"
+            )
+        self.mode = "diffusion"
+        self.steps = int(steps) if steps else self.model.denoiser.num_timesteps
+
+    @property
+    def style(self) -> str:
+        return "realistic" if self.mode == "diffusion" and self.steps > 0 else "faithful"
+
     def _check_sampler(self) -> None:
+        if self.samples > 1 and self.style != "realistic":
+            raise UsageError("--samples K averages K samples of the chain: it needs --mode realistic")
         if self.mode == "diffusion" and self.steps > 0 and self.model.process == "resshift":
             chain = self.model.denoiser.num_timesteps  # the chain starts at the noised estimate: no strength to choose
             if self.steps > chain:
@@ -125,6 +152,7 @@ class DiffusionBackend:
         other.strength = self.strength if strength is None else float(strength)
         other.mode = self.mode if mode is None else mode
         other.tta = self.tta if tta is None else bool(tta)
+        other.samples = self.samples if other.mode == "diffusion" and other.steps > 0 else 1
         other._check_sampler()
         return other
 
@@ -144,10 +172,14 @@ class DiffusionBackend:
             given = torch.from_numpy(np.stack([_stats_of(r) for r in batch]))[..., None, None].to(dev)
             stats = Stats(given[:, :, 0], given[:, :, 1])
         with torch.inference_mode(), self._autocast():
-            hr = self.model.sample(
-                lr, ys, xs, cell, steps=self.steps, strength=self.strength, mode=self.mode, generator=generators, stats=stats,
-                tta=self.tta,
-            )
+            draws = [  # each window's generator advances: K different samples, reproducible per window
+                self.model.sample(
+                    lr, ys, xs, cell, steps=self.steps, strength=self.strength, mode=self.mode, generator=generators, stats=stats,
+                    tta=self.tta,
+                ).float()
+                for _ in range(self.samples)
+            ]
+            hr = draws[0] if len(draws) == 1 else torch.stack(draws).mean(0)
         out = hr.float().cpu().numpy()
         return [np.ascontiguousarray(o) for o in out]
 
@@ -182,4 +214,13 @@ class DiffusionBackend:
             "strength": f"{self.strength:g}" if diffusion else "0",
             "precision": self.precision,
             **({"tta": "8"} if self.tta else {}),  # only when on: outputs made without it keep their tags
+            **self._chain_tags(),
         }
+
+    def _chain_tags(self) -> dict[str, str]:
+        """A residual-shifting model's mode, chain (T, κ) and K: what decides a realistic output besides the seed."""
+        if self.model.process != "resshift":
+            return {}
+        diffusion = self.model.spec["diffusion"]
+        return {"mode": self.style, "chain_steps": str(diffusion["chain_steps"]), "kappa": f"{float(diffusion['kappa']):g}",
+                "samples": str(self.samples if self.style == "realistic" else 1)}  # fmt: skip

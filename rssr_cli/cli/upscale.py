@@ -90,6 +90,11 @@ def upscale_command(
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (diffusion) (default: the model card's).", show_default=False)] = None,
     strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion) (default: the model card's).", show_default=False)] = None,
     precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion) (default: bf16 on CUDA, else fp32; bf16 on CPU: mean 0.4 DN, max 40 DN from fp32 on the demo, BENCHMARKS.md).", show_default=False)] = None,
+    mode: Annotated[
+        Optional[str],
+        typer.Option("--mode", help="faithful: the prior alone, the posterior mean (best PSNR, smooth top octave); realistic: a sample of the model's residual-shifting chain (the truth's texture statistics; needs a model with a trained chain). Default: the model card's.", show_default=False),
+    ] = None,
+    samples: Annotated[int, typer.Option("--samples", metavar="K", help="--mode realistic: write the mean of K samples (K x the cost).")] = 1,
     tta: Annotated[bool, typer.Option("--tta", help="Self-ensemble (diffusion): average the model over the 8 flips/transposes of each window; 8x the cost (gain: BENCHMARKS.md).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for stochastic methods (per window, order independent).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (batch: outputs made by a different request).")] = False,
@@ -143,7 +148,7 @@ def upscale_command(
             method=method,
             model=ModelOptions(
                 device=device.value, model=model, steps=steps, strength=strength, precision=precision and precision.value,
-                tta=tta,
+                tta=tta, style=mode, samples=samples,
             ),
             tile=tile,
             overlap=overlap,

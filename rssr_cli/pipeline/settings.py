@@ -46,6 +46,8 @@ class ModelOptions:
     strength: Optional[float] = None
     precision: Optional[str] = None
     tta: bool = False  # self-ensemble over the 8 flips/transposes of each window (8x the cost)
+    style: Optional[str] = None  # --mode: faithful (the prior: the posterior mean) | realistic (a sample); None: the card's
+    samples: int = 1  # --samples K: the mean of K realistic samples
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -53,7 +55,7 @@ class ModelOptions:
             raise UsageError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise UsageError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
-        check_sampler_options(self.steps, self.strength)
+        check_sampler_options(self.steps, self.strength, self.style, self.samples)
         if self.model is not None and is_model_name(self.model):
             shipped_model(os.fspath(self.model))  # an unknown name is a usage error listing the shipped ones
 
@@ -64,7 +66,7 @@ class ModelOptions:
     def factory_kwargs(self) -> dict[str, Any]:
         """Keyword options for the backend factory: the model's only when given, so classical methods never see them."""
         given = {"model": self.model, "steps": self.steps, "strength": self.strength, "precision": self.precision,
-                 "tta": True if self.tta else None}  # fmt: skip
+                 "tta": True if self.tta else None, "style": self.style, "samples": self.samples if self.samples > 1 else None}  # fmt: skip
         return {"device": self.device, **{k: v for k, v in given.items() if v is not None}}
 
 
