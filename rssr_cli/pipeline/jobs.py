@@ -91,7 +91,7 @@ def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
     """Fill the name template: {stem} {name} {scale} {resolution} {method} {seed}; '/' makes subfolders of -o.
     A URL's name is its last path component without the query string (sources.base_name)."""
     fields = {
-        "stem": scene_stem(src) if is_product_name(src) else sources.stem(src),
+        "stem": scene_stem(src) if is_product_name(src) or is_product_dir(Path(src)) else sources.stem(src),
         "name": sources.base_name(src),
         "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{format_resolution(settings.target_resolution())}",
         "resolution": format_resolution(settings.resolution) if settings.resolution is not None else "",
