@@ -247,6 +247,30 @@ def scene_stem(name: str | os.PathLike) -> str:
     return Path(base).stem
 
 
+_TILE_IN_NAME = re.compile(r"(?<![A-Za-z0-9])T?(?P<tile>[0-6][0-9][C-X][A-HJ-NP-Z][A-HJ-NP-V])(?![A-Za-z0-9])")
+_DATE_IN_NAME = re.compile(r"(?<![0-9])(?P<date>(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01]))(?:T[0-9]{6})?(?![0-9])")
+
+
+def product_name_fields(name: str | os.PathLike) -> dict[str, str]:
+    """{'tile': 'T33UUU', 'date': '20240612'} as far as the scene's name tells them: the first date (the sensing date
+    of S2B_MSIL2A_20240612T103629_..._T33UUU_20240612T142521, S2B_33UUU_20240612_0_L2A, T33UUU_20240612T103629_B04)
+    and the MGRS tile. A band folder named otherwise is read by its band files' names. Nothing is opened."""
+    texts = [scene_stem(name)]
+    text = str(name)
+    if not _is_url(text) and not text.startswith("/vsi") and os.path.isdir(text):
+        candidates = band_folder_files(Path(text))
+        if candidates:
+            texts += [files[0] for by_resolution in candidates.values() for files in by_resolution.values()][:1]
+    fields: dict[str, str] = {}
+    for candidate in texts:
+        tile, date = _TILE_IN_NAME.search(candidate), _DATE_IN_NAME.search(candidate)
+        if tile and "tile" not in fields:
+            fields["tile"] = "T" + tile.group("tile")
+        if date and "date" not in fields:
+            fields["date"] = date.group("date")
+    return fields
+
+
 def _zip_holds_safe(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
