@@ -122,7 +122,7 @@ def refuse_split_stacks(jobs: list[SceneJob]) -> None:
     stacks = [job.src for job in jobs if is_band_stack(job.src)]
     if stacks:
         more = f" (and {len(stacks) - 1} more)" if len(stacks) > 1 else ""
-        raise UsageError(f"--split-rows does not split Sentinel-2 products or STAC items ({stacks[0]}{more}); drop --split-rows to run them whole, one per worker")
+        raise UsageError(f"--split-rows does not split band stacks (Sentinel-2 products, STAC items, band folders: {stacks[0]}{more}) yet; drop --split-rows to run them whole, one per worker")
 
 
 def plan_batch(request: RunRequest) -> list[SceneJob]:
