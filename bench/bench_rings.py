@@ -28,7 +28,7 @@ from rssr_cli.sharpen.consistency import psf_consistency_error
 from rssr_cli.sharpen.degrade import sample_at
 from rssr_cli.sharpen.model import BAND_RESOLUTION_M, GUIDE_BANDS, load_sharpener
 from rssr_cli.sharpen.predict import back_project, consistent_and_bounded, sharpen_array
-from rssr_cli.sharpen.scene import load_band_folder, stats_of
+from rssr_cli.sharpen.scene import load_stack_bands, stats_of
 
 from benchlib import write_result
 
@@ -37,7 +37,7 @@ DATA = REPO.parent / "shared/data/s2_oscd"
 
 
 def one_city(city: str, model) -> dict:
-    scene = load_band_folder(sorted((DATA / city).glob("imgs_*"))[0])
+    scene = load_stack_bands(sorted((DATA / city).glob("imgs_*"))[0])
     guides_native = [scene[g] for g in GUIDE_BANDS]
     H, W = guides_native[0].values.shape
     guides = np.stack([g.values for g in guides_native]).astype(np.float32)

@@ -77,9 +77,9 @@ def guided_sheet(city: str, y: int, x: int, sharpener_path: Path) -> Image.Image
     from rssr_cli.sharpen.degrade import sample_at
     from rssr_cli.sharpen.model import GUIDE_BANDS, load_sharpener
     from rssr_cli.sharpen.predict import consistent_and_bounded, sharpen_array
-    from rssr_cli.sharpen.scene import load_band_folder, stats_of
+    from rssr_cli.sharpen.scene import load_stack_bands, stats_of
 
-    scene = load_band_folder(sorted((DATA / city).glob("imgs_*"))[0], names=[*GUIDE_BANDS, "B8A", "B11"])
+    scene = load_stack_bands(sorted((DATA / city).glob("imgs_*"))[0], names=[*GUIDE_BANDS, "B8A", "B11"])
     model = load_sharpener(sharpener_path)
     y0, x0 = (y - CONTEXT) // 2 * 2, (x - CONTEXT) // 2 * 2  # even: the 20 m grid's pixel edges
     side = CROP + 2 * CONTEXT

@@ -329,3 +329,10 @@ def iter_tiles(rows: list[list[Tile]]) -> Iterator[Tile]:
 def tile_seed(seed: int, tile: Tile) -> int:
     """A per-tile seed from the run seed and the tile's LR core origin: independent of processing order."""
     return (seed * 1_000_003 + int(tile.core.row_off) * 65_537 + int(tile.core.col_off)) % (2**63 - 1)
+
+
+def placed_grid(src_width: int, src_height: int, src_transform: Affine, common: OutputGrid) -> OutputGrid:
+    """`common` placed on another raster's own grid (a band stack's band): exact offsets and steps in its pixels."""
+    t, b = common.transform, src_transform
+    placement = Placement(x0=(t.c - b.c) / b.a, y0=(t.f - b.f) / b.e, dx=t.a / b.a, dy=t.e / b.e)
+    return OutputGrid(src_width, src_height, common.width, common.height, t, placement)

@@ -114,10 +114,15 @@ def area_matrix(n_out: int, n_in: int) -> np.ndarray:
     return area_weights(0, n_out, 0, n_in, n_out, n_in)
 
 
-def area_weights(out_start: int, out_stop: int, in_start: int, in_stop: int, n_out: int, n_in: int) -> np.ndarray:
+def area_weights(
+    out_start: int, out_stop: int, in_start: int, in_stop: int, n_out: int, n_in: int, *, start: float = 0.0, step: Optional[float] = None
+) -> np.ndarray:  # fmt: skip
     """Rows [out_start, out_stop) and columns [in_start, in_stop) of area_matrix(n_out, n_in), computed
-    directly: a block of a scene-sized matrix (which would not fit in memory) for block-wise degrade-back."""
-    out_idx, in_idx, w = area_overlaps(n_out, n_out / n_in, first=in_start, count=in_stop - in_start)
+    directly: a block of a scene-sized matrix (which would not fit in memory) for block-wise degrade-back.
+    `start`, `step`: fine pixel j spans [start + j*step, start + (j+1)*step) in coarse pixels (default: the grids
+    share their bounds, step n_out / n_in), e.g. a band stack's common grid placed on a band's own grid."""
+    step = n_out / n_in if step is None else step
+    out_idx, in_idx, w = area_overlaps(n_out, step, start, first=in_start, count=in_stop - in_start)
     m = np.zeros((out_stop - out_start, in_stop - in_start))
     keep = (out_idx >= out_start) & (out_idx < out_stop)
     m[out_idx[keep] - out_start, in_idx[keep] - in_start] = w[keep]

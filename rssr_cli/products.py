@@ -7,6 +7,9 @@ or re-packed product still works:
 - L1C: GRANULE/*/IMG_DATA/T*_B??.jp2
 - L2A: GRANULE/*/IMG_DATA/R10m|R20m|R60m/T*_B??_{10,20,60}m.jp2 (each band at its native resolution, else the finest present)
 - band files may also be GeoTIFFs (.tif/.tiff); a .SAFE.zip is read through /vsizip/ without unpacking.
+- a band folder: a plain folder of one scene's band files, <scene>B??[_NNm].jp2|tif (T33UUU_20240101T100031_B02.jp2,
+  s2_B05.tif, B8A.tif), at least two bands, every other raster in it of that scene too (a TCI, an SCL); a folder
+  whose rasters belong to several scenes, or are not band files, is a folder of scenes (is_band_folder).
 - a STAC item (JSON file or http(s) URL): each asset holding one band is a band, named by its Sentinel-2 id
   (B01..B12, B8A) when its eo:bands name, asset key or common name (red, nir08, swir16, ...) maps to one, else by
   its eo:bands name; hrefs relative to the item are resolved against it.
@@ -46,6 +49,10 @@ _BAND_PATH = re.compile(
     r"[^/]*_(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?P<res>10|20|60)m)?\.(?:jp2|tiff?)$",
     re.IGNORECASE,
 )
+
+
+_BAND_FILE = re.compile(r"^(?P<scene>.*?)(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?P<res>10|20|60)m)?\.(?:jp2|tiff?)$", re.IGNORECASE)
+FOLDER_RASTER_SUFFIXES = (".jp2", ".tif", ".tiff", ".vrt", ".img")  # what a batch folder scan takes as rasters
 
 
 @dataclass(frozen=True)
@@ -157,11 +164,13 @@ def _urlopen(url: str, method: str = "GET", headers: Optional[dict[str, str]] = 
 
 
 def is_band_stack(name: str | os.PathLike) -> bool:
-    """A .SAFE folder, a .SAFE.zip (or a zip holding one .SAFE), or a STAC item JSON (file or URL)."""
+    """A .SAFE folder, a .SAFE.zip (or a zip holding one .SAFE), a STAC item JSON (file or URL), or a band folder."""
     text = str(name).rstrip("/")
     lower = _name_part(text)
     if lower.endswith(".safe"):
         return _is_url(text) or Path(text).is_dir()
+    if not _is_url(text) and not text.startswith("/vsi") and os.path.isdir(text):
+        return band_folder_files(Path(text)) is not None
     if lower.endswith(".safe.zip"):
         return True
     if lower.endswith(".json"):
@@ -177,8 +186,37 @@ def is_product_name(name: str | os.PathLike) -> bool:
 
 
 def is_product_dir(path: Path) -> bool:
-    """A folder that is one scene (a .SAFE), not a folder of scenes to scan."""
-    return path.is_dir() and path.name.lower().endswith(".safe")
+    """A folder that is one scene (a .SAFE or a band folder), not a folder of scenes to scan."""
+    return path.is_dir() and (path.name.lower().endswith(".safe") or band_folder_files(path) is not None)
+
+
+def band_folder_files(folder: Path) -> Optional[dict[str, dict[int, list[str]]]]:
+    """The band files of a band folder, band -> resolution (m) -> file names; None when the folder is not one.
+
+    The one rule of what a plain folder of band files is (upscale, info and evaluate --wald all ask it): its files
+    named <scene>B??[_NNm].jp2|tif name at least two Sentinel-2 bands, all with one <scene> part, and every other
+    raster in it (a TCI, an SCL layer) starts with that non-empty <scene> part. Otherwise it is a folder of scenes."""
+    try:
+        names = [p.name for p in folder.iterdir() if p.suffix.lower() in FOLDER_RASTER_SUFFIXES and not p.is_dir()]
+    except OSError:
+        return None
+    candidates: dict[str, dict[int, list[str]]] = {}
+    scenes, others = set(), []
+    for name in names:
+        match = _BAND_FILE.match(name)
+        if match is None:
+            others.append(name)
+            continue
+        band = canonical_band_name(match.group("band"))
+        resolution = int(match.group("res")) if match.group("res") else SENTINEL2_NATIVE_M[band]
+        scenes.add(match.group("scene"))
+        candidates.setdefault(band, {}).setdefault(resolution, []).append(name)
+    if len(scenes) != 1 or len(candidates) < 2:
+        return None
+    scene = scenes.pop()
+    if others and (not scene or not all(name.startswith(scene) for name in others)):
+        return None
+    return candidates
 
 
 def is_product_file(path: Path) -> bool:
@@ -197,14 +235,40 @@ def is_product_zip(path: Path) -> bool:
 
 
 def scene_stem(name: str | os.PathLike) -> str:
-    """The scene's name for output files: X.SAFE, X.SAFE.zip, X.zip, X.json, X.tif -> X."""
+    """The scene's name for output files: X.SAFE, X.SAFE.zip, X.zip, X.json, X.tif -> X; a band folder's own name."""
     text = str(name).rstrip("/")
     base = (urllib.parse.urlsplit(text).path if _is_url(text) else text).rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
     lower = base.lower()
+    if not _is_url(text) and not lower.endswith(".safe") and os.path.isdir(text):
+        return base
     for suffix in (".safe.zip", ".safe", ".zip", ".json"):
         if lower.endswith(suffix):
             return base[: -len(suffix)]
     return Path(base).stem
+
+
+_TILE_IN_NAME = re.compile(r"(?<![A-Za-z0-9])T?(?P<tile>[0-6][0-9][C-X][A-HJ-NP-Z][A-HJ-NP-V])(?![A-Za-z0-9])")
+_DATE_IN_NAME = re.compile(r"(?<![0-9])(?P<date>(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01]))(?:T[0-9]{6})?(?![0-9])")
+
+
+def product_name_fields(name: str | os.PathLike) -> dict[str, str]:
+    """{'tile': 'T33UUU', 'date': '20240612'} as far as the scene's name tells them: the first date (the sensing date
+    of S2B_MSIL2A_20240612T103629_..._T33UUU_20240612T142521, S2B_33UUU_20240612_0_L2A, T33UUU_20240612T103629_B04)
+    and the MGRS tile. A band folder named otherwise is read by its band files' names. Nothing is opened."""
+    texts = [scene_stem(name)]
+    text = str(name)
+    if not _is_url(text) and not text.startswith("/vsi") and os.path.isdir(text):
+        candidates = band_folder_files(Path(text))
+        if candidates:
+            texts += [files[0] for by_resolution in candidates.values() for files in by_resolution.values()][:1]
+    fields: dict[str, str] = {}
+    for candidate in texts:
+        tile, date = _TILE_IN_NAME.search(candidate), _DATE_IN_NAME.search(candidate)
+        if tile and "tile" not in fields:
+            fields["tile"] = "T" + tile.group("tile")
+        if date and "date" not in fields:
+            fields["date"] = date.group("date")
+    return fields
 
 
 def _zip_holds_safe(path: Path) -> bool:
@@ -235,7 +299,9 @@ def open_band_stack(name: str | os.PathLike) -> BandStack:
             raise InputError(f"no such product folder: {text}")
         members = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in BAND_FILE_SUFFIXES]
         return _safe_stack(text, members, zipped=False)
-    raise InputError(f"{text} is not a Sentinel-2 product (.SAFE, .SAFE.zip) or a STAC item (.json)")
+    if not _is_url(text) and os.path.isdir(text):
+        return _folder_stack(text)
+    raise InputError(f"{text} is not a Sentinel-2 product (.SAFE, .SAFE.zip, a band folder) or a STAC item (.json)")
 
 
 def _zip_members(path: str) -> list[str]:
@@ -312,14 +378,7 @@ def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandSta
         candidates.setdefault(band, {}).setdefault(resolution_m, []).append(member)
     if len(granules) > 1:  # before the per-band check: each band is then in several granules, the real reason
         raise InputError(f"{source} holds {len(granules)} granules ({', '.join(sorted(granules))}); rssr reads one tile per product")
-    found: dict[str, tuple[int, str]] = {}  # band -> (resolution, member)
-    for band, by_resolution in candidates.items():
-        native = SENTINEL2_NATIVE_M[band]
-        resolution_m = native if native in by_resolution else min(by_resolution)
-        files = sorted(by_resolution[resolution_m])
-        if len(files) > 1:
-            raise InputError(f"{source}: band {band} is in {len(files)} files ({', '.join(files)}); keep one")
-        found[band] = (resolution_m, files[0])
+    found = _band_files(candidates, source)
     if not found:
         raise InputError(f"{source} holds no Sentinel-2 band file (GRANULE/*/IMG_DATA/*_B??[_10m].jp2|tif)")
     if zipped:
@@ -328,10 +387,34 @@ def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandSta
         prefix = f"/vsizip/{archive}/" if archive.lower().endswith(".zip") else f"/vsizip/{{{archive}}}/"
     else:
         prefix = f"{source}/"
-    bands = tuple(
-        _describe_band(band, prefix + found[band][1]) for band in SENTINEL2_BANDS if band in found
-    )
+    bands = tuple(_describe_band(band, prefix + found[band]) for band in SENTINEL2_BANDS if band in found)
     return BandStack(source, f"Sentinel-2 {level} (.SAFE{' zip' if zipped else ''})", bands)
+
+
+def _band_files(candidates: dict[str, dict[int, list[str]]], source: str) -> dict[str, str]:
+    """band -> its one file: at its native resolution, else the finest present; two files there are refused."""
+    found: dict[str, str] = {}
+    for band, by_resolution in candidates.items():
+        native = SENTINEL2_NATIVE_M[band]
+        resolution_m = native if native in by_resolution else min(by_resolution)
+        files = sorted(by_resolution[resolution_m])
+        if len(files) > 1:
+            raise InputError(f"{source}: band {band} is in {len(files)} files ({', '.join(files)}); keep one")
+        found[band] = files[0]
+    return found
+
+
+def _folder_stack(source: str) -> BandStack:
+    """A band folder's bands (band_folder_files), in Sentinel-2 order; nodata 0 unless the files declare one."""
+    candidates = band_folder_files(Path(source))
+    if candidates is None:
+        raise InputError(
+            f"{source} is a folder of scenes, not one product: a band folder holds one scene's band files "
+            "(<scene>B02.jp2, <scene>B03.jp2, ...)"
+        )
+    found = _band_files(candidates, source)
+    bands = tuple(_describe_band(band, os.path.join(source, found[band])) for band in SENTINEL2_BANDS if band in found)
+    return BandStack(source, "Sentinel-2 band folder", bands)
 
 
 def _describe_band(name: str, dataset: str, index: int = 1) -> StackBand:

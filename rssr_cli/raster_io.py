@@ -11,7 +11,7 @@ import os
 import stat
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -376,3 +376,10 @@ def fill_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
             band[holes] = float(band[~holes].mean())
     return out
 
+
+
+def with_nodata(source: SourceInfo, nodata: Optional[float]) -> SourceInfo:
+    """A band file that declares no nodata takes its stack's (Sentinel-2: 0 marks pixels outside the swath)."""
+    if nodata is None or source.mask_kind != MaskKind.NONE:
+        return source
+    return replace(source, nodata=nodata, mask_kind=MaskKind.NODATA)

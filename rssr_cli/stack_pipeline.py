@@ -24,19 +24,23 @@ from rasterio.windows import Window
 from . import __version__
 from .backends import CLASSICAL_METHODS, SRBackend
 from .blend import keep_clear_of_nodata
-from .cog import OutputSpec, finalize_cog, open_intermediate
+from .cog import OutputSpec, open_intermediate
 from .cog_profiles import cog_options
 from .destination import check_destination, staging_dir
 from .errors import InputError
+from .evaluation.fidelity import SampleCrop
+from .evaluation.fidelity_bands import OutputBand, measure_bands
+from .evaluation.fidelity_report import FidelityReport, check
 from .grid import plan_tiles
 from .interrupts import raise_on_signals
 from .messages import redact
 from .pipeline.plan import RunPlan, scene_radiometry, scene_statistics
 from .pipeline.provenance import Provenance, model_choice_tags, region_tags, request_tags
+from .pipeline.report import crop_sampler, publish, record
 from .pipeline.settings import DEFAULT_TILE, Progress, UpscaleResult, UpscaleSettings, auto_tiling, build_backend, run_method
 from .pipeline.stream import plan_writer, stream_tiles
 from .products import open_band_stack
-from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
+from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window, with_nodata
 from .region import tiles_for_region
 from .source_identity import source_identity
 from .stack_guidance import COPY_ROWS, Guidance, copy_slot, guides_spec, plan_guidance
@@ -117,14 +121,41 @@ def upscale_stack(
                         skipped += run.execute(writer, backend, step_progress(done))
                         done += run.windows
                 blank_outside_footprints(writer, plan)
-            finalize_cog(intermediate, dst, creation_options, overwrite=settings.overwrite)
+            report: Optional[FidelityReport] = None
+            sidecars: list[tuple[Path, Path]] = []
+            if settings.fidelity is not None:
+                report, sidecars = assess_stack_fidelity(plan, runs, backend, guidance, intermediate, dst, staging)
+            publish(intermediate, dst, creation_options, settings.overwrite, report, sidecars)
     seconds = time.perf_counter() - started
     log.info("wrote %s in %.1f s", dst, seconds)
     window = plan.region.window
     return UpscaleResult(
         dst, int(window.width), int(window.height), len(plan.jobs), plan.dtype, plan.common.scale_x,
-        plan.common.scale_y, method, total, skipped, seconds,
+        plan.common.scale_y, method, total, skipped, seconds, 0, report,
     )  # fmt: skip
+
+
+def assess_stack_fidelity(
+    plan: StackPlan, runs: Sequence["_BandRun"], backend: SRBackend, guidance: Optional[Guidance], intermediate: Path,
+    dst: Path, staging: Path,
+) -> tuple[FidelityReport, list[tuple[Path, Path]]]:  # fmt: skip
+    """`--report` and the thresholds on a stack: every output band measured against its own native band by the
+    single-raster engine (evaluation.fidelity_bands), then tagged and staged as for a raster (pipeline.report)."""
+    import rasterio
+
+    settings = runs[0].settings
+    options = settings.fidelity
+    assert options is not None
+    bands = [
+        OutputBand(run.job.slot, run.job.band, run.job.grid, None if run.job.copy or (guidance and guidance.is_guided(run.job)) else run.sampler(backend))
+        for run in runs
+    ]  # fmt: skip
+    with rasterio.open(intermediate) as output:
+        report = measure_bands(
+            output, bands, plan.region.window, source=plan.stack.source, method=runs[0].method, options=options,
+            nodata=plan.nodata, scale_xy=(plan.common.scale_x, plan.common.scale_y), seed=settings.seed,
+        )  # fmt: skip
+    return record(check(report, str(dst)), intermediate, dst, staging, options.write_report)
 
 
 @dataclass
@@ -154,21 +185,34 @@ class _BandRun:
     def windows(self) -> int:
         return sum(len(row) for row in self.tiles)
 
+    def run_plan(self, dataset: DatasetReader) -> RunPlan:
+        """The pipeline's plan of this band's run (its own grid, tiles, radiometry and statistics)."""
+        bands = (self.job.band.index,)
+        radiometry = scene_radiometry(dataset, self.source, bands)
+        settings = replace(self.settings, tile=self.tile, overlap=self.overlap, bands=bands)
+        output = band_output_spec(self.stack_plan)
+        stats = None if self.method in CLASSICAL_METHODS else scene_statistics(dataset, self.source, bands, radiometry)
+        return RunPlan(
+            self.source, bands, self.job.grid, self.tiles, radiometry, output, {}, self.method, settings,
+            self.stack_plan.region, 0, stats,
+        )  # fmt: skip
+
+    def sampler(self, backend: SRBackend) -> SampleCrop:
+        """This band's method on one LR crop (pipeline.report.crop_sampler on its own plan), for the uncertainty."""
+
+        def sample(core: Window, seeds: Sequence[int]) -> list[np.ndarray]:
+            with open_raster(self.job.band.dataset) as dataset:
+                return crop_sampler(dataset, self.run_plan(dataset), backend)(core, seeds)
+
+        return sample
+
     def execute(self, writer: DatasetWriter, backend: SRBackend, progress: Progress) -> int:
         """Write this band into its slot; returns the windows skipped as entirely nodata."""
         with open_raster(self.job.band.dataset) as dataset:
             if self.job.copy:
                 self._copy(dataset, writer)
                 return 0
-            bands = (self.job.band.index,)
-            radiometry = scene_radiometry(dataset, self.source, bands)
-            settings = replace(self.settings, tile=self.tile, overlap=self.overlap, bands=bands)
-            output = band_output_spec(self.stack_plan)
-            stats = None if self.method in CLASSICAL_METHODS else scene_statistics(dataset, self.source, bands, radiometry)
-            run = RunPlan(
-                self.source, bands, self.job.grid, self.tiles, radiometry, output, {}, self.method, settings,
-                self.stack_plan.region, 0, stats,
-            )  # fmt: skip
+            run = self.run_plan(dataset)
             slot = _BandSlot(writer, self.job.slot)
             log.info(
                 "band %s: %dx%d px at %g -> x%.4g, %d windows", self.job.band.name, self.source.width,
@@ -225,13 +269,6 @@ def band_tile(method: str, scale: float, tile: Optional[int]) -> Optional[int]:
     if tile is not None or method not in CLASSICAL_METHODS:
         return tile
     return int(min(DEFAULT_TILE, max(32, round(CLASSICAL_TILE_HR_PX / scale))))
-
-
-def with_nodata(source: SourceInfo, nodata: Optional[float]) -> SourceInfo:
-    """A band file that declares no nodata takes the stack's (Sentinel-2: 0 marks pixels outside the swath)."""
-    if nodata is None or source.mask_kind != MaskKind.NONE:
-        return source
-    return replace(source, nodata=nodata, mask_kind=MaskKind.NODATA)
 
 
 def band_output_spec(plan: StackPlan) -> OutputSpec:

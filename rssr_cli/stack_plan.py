@@ -19,7 +19,7 @@ from affine import Affine
 from .aoi import aoi_in_raster_crs
 from .band_names import canonical_band_name
 from .errors import InputError, UsageError
-from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution
+from .grid import MAX_SCALE, OutputGrid, check_resolution, format_resolution, placed_grid
 from .model_rule import InputFacts, ModelChoice
 from .pipeline.model_choice import input_model_choice
 from .pipeline.settings import UpscaleSettings
@@ -78,9 +78,7 @@ def guide_job(slot: int, band: StackBand, common: OutputGrid) -> "BandJob":
 
 def band_grid(band: StackBand, common: OutputGrid) -> OutputGrid:
     """The common grid placed on a band's own grid (exact offsets and steps in that band's pixels)."""
-    t, b = common.transform, band.transform
-    placement = Placement(x0=(t.c - b.c) / b.a, y0=(t.f - b.f) / b.e, dx=t.a / b.a, dy=t.e / b.e)
-    return OutputGrid(band.width, band.height, common.width, common.height, t, placement)
+    return placed_grid(band.width, band.height, band.transform, common)
 
 
 def is_same_grid(grid: OutputGrid) -> bool:
@@ -120,8 +118,6 @@ class StackPlan:
 
 def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
     """Validate the request against the stack (bands, grids, scales, AOI) before any pixel is read."""
-    if settings.fidelity is not None:
-        raise UsageError("--report/--max-shift/--max-consistency-error are not supported for band stacks (products, STAC items) yet")
     selected = stack.select(settings.bands)
     check_compatible(selected, stack.source)
     finest = min(selected, key=lambda b: b.resolution)  # the first of the finest, in the order asked

@@ -434,8 +434,8 @@ CASES: list[Case] = [
     Case("product-band-in-two-files", upscale("-s", "2", *CLASSICAL), 1, "band B04 is in 2 files", make_src=product_with_a_band_twice),
     Case("stac-band-named-by-two-assets", upscale("-s", "2", "-b", "red", *CLASSICAL), 1, "band B04 is named by two assets (red, B04)", make_src=lambda work: stac_item(work, {"red": "files/B04.tif", "B04": "files/B04_copy.tif"})),
     # item 20: --split-rows splits one raster: a product is refused up front, before any cluster is contacted
-    Case("split-rows-on-a-product", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL), 2, "--split-rows does not split Sentinel-2 products", make_src=l1c_product, max_seconds=15),
-    Case("split-rows-on-a-batch-of-products", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL), 2, "--split-rows does not split Sentinel-2 products", make_src=l1c_product, dst="out/", max_seconds=15),
+    Case("split-rows-on-a-product", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL), 2, "--split-rows does not split band stacks (Sentinel-2 products", make_src=l1c_product, max_seconds=15),
+    Case("split-rows-on-a-batch-of-products", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL), 2, "--split-rows does not split band stacks (Sentinel-2 products", make_src=l1c_product, dst="out/", max_seconds=15),
     # item 22: --bands all on an incomplete product says what is missing (a copy in progress), never a shorter output
     Case("bands-all-on-a-product-missing-bands", upscale("-s", "2", "--bands", "all", *CLASSICAL), 1, "lacks B01, B05, B06, B07, B8A, B09, B10, B11, B12 of the 13 bands", make_src=l1c_product),
     # item 16: evaluate --wald on what is not a usable Sentinel-2 scene: one line, at once

@@ -296,8 +296,8 @@ def test_product_errors_are_usage_errors(products, tmp_path):
     assert too_far.exit_code == 2 and "above the supported maximum" in too_far.output
     unknown = run("upscale", products["l1c"], "--bands", "B04,B99", "-r", 5, "-m", "bicubic", "-o", tmp_path / "c.tif", "-q")
     assert unknown.exit_code == 2 and "no band 'B99'" in unknown.output
-    report = run("upscale", products["l1c"], "-r", 5, "-m", "bicubic", "--report", "-o", tmp_path / "d.tif", "-q")
-    assert report.exit_code == 2 and "not supported for band stacks" in report.output
+    split = run("upscale", products["l1c"], "-r", 5, "-m", "bicubic", "--scheduler", "local:2", "--split-rows", 2, "-o", tmp_path / "d.tif", "-q")
+    assert split.exit_code == 2 and "--split-rows does not split" in split.output
     assert not any(tmp_path.iterdir())
 
 
@@ -339,9 +339,9 @@ def test_batch_folder_takes_a_safe_as_one_scene_and_skips_it_when_rerun(products
     first = run(*args)
     assert first.exit_code == 0, first.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{sp.L2A_NAME.removesuffix('.SAFE')}_xr5.tif", f"{sp.L1C_NAME.removesuffix('.SAFE')}_xr5.tif", "plain_xr5.tif"]
+        [f"{sp.L2A_NAME.removesuffix('.SAFE')}_B02-B03-B04-B08_xr5.tif", f"{sp.L1C_NAME.removesuffix('.SAFE')}_B02-B03-B04-B08_xr5.tif", "plain_xr5.tif"]
     )
-    with rasterio.open(out / f"{sp.L2A_NAME.removesuffix('.SAFE')}_xr5.tif") as ds:
+    with rasterio.open(out / f"{sp.L2A_NAME.removesuffix('.SAFE')}_B02-B03-B04-B08_xr5.tif") as ds:
         assert ds.count == 4
     second = run(*args)
     assert second.exit_code == 0, second.output
@@ -363,7 +363,7 @@ def test_batch_folder_takes_a_product_zip_named_without_safe_and_reports_a_parti
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert sorted((Path(line["input"]).name[:10], line["status"]) for line in lines) == [("S2A_MSIL2A", "failed"), ("S2B_MSIL1C", "done")]
     assert "as a zip" in next(line["error"] for line in lines if line["status"] == "failed")
-    assert (out / (sp.L1C_NAME[: -len(".SAFE")] + "_x2.tif")).is_file()
+    assert (out / (sp.L1C_NAME[: -len(".SAFE")] + "_B02-B03-B04-B08_x2.tif")).is_file()
 
 
 def test_a_safe_folder_alone_is_a_single_scene(products, tmp_path):

@@ -18,7 +18,7 @@ from ..grid import parse_resolution
 from ..model_rule import RULE
 from ..pipeline.api import RunRequest, run
 from ..pipeline.distributed import SCHEDULER_ENV
-from ..pipeline.jobs import DEFAULT_NAME_TEMPLATE, SceneJob
+from ..pipeline.jobs import SceneJob
 from ..pipeline.scenes import FAILED, SceneResult
 from ..pipeline.settings import DEFAULT_BATCH_SIZE, ModelOptions, UpscaleSettings
 from .common import (
@@ -99,7 +99,7 @@ def upscale_command(
     seed: Annotated[int, typer.Option(help="Seed for stochastic methods (per window, order independent).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (batch: outputs made by a different request).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Batch: redo scenes already done with the same request.")] = False,
-    name: Annotated[str, typer.Option("--name", help="Batch: output file name template; fields {stem} {name} {scale} {resolution} {method} {seed}.")] = DEFAULT_NAME_TEMPLATE,
+    name: Annotated[Optional[str], typer.Option("--name", help="Batch: output file name template; fields {stem} {name} {scale} {resolution} {method} {seed} {bands} (B02-B03-B04-B08, or all) {date} (YYYYMMDD) {tile} (T33UUU; date and tile from the input's name). Default: {stem}_x{scale}.tif; for products {stem}_{bands}_x{scale}.tif, so two band sets are two outputs.", show_default=False)] = None,
     log_json: Annotated[Optional[Path], typer.Option("--log-json", help="Append one JSON line per scene (input, output, status, seconds, windows, error).", show_default=False)] = None,
     scheduler: Annotated[
         Optional[str],

@@ -55,22 +55,40 @@ SampleCrop = Callable[[Window, Sequence[int]], list[np.ndarray]]
 # ------------------------------------------------------------------------------------------ geometry
 
 
+EDGE_EPS = 1e-9  # of a pixel: an edge this close to a pixel edge is on it (float noise must not drop a pixel)
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """Where the output lies on the source: the full grid, the written window, the LR pixels compared."""
+    """Where the output lies on the source: the full grid, the written window, the LR pixels compared.
+
+    Output pixel j spans [x0 + j*dx, x0 + (j+1)*dx) in LR pixels: the grid's placement (a band stack's common grid
+    on a band's own grid), else x0 = 0 and dx = src_width / width (the grids share their bounds)."""
 
     grid: OutputGrid
     region: Window  # the written output's window in full-grid pixels
     lr_rows: tuple[int, int]  # [start, stop) of LR rows whose SR footprint lies entirely in the region
     lr_cols: tuple[int, int]
 
+    @staticmethod
+    def axes(grid: OutputGrid) -> tuple[float, float, float, float]:
+        """(y0, dy, x0, dx): output pixel edges in LR pixels."""
+        p = grid.placement
+        if p is None:
+            return 0.0, grid.src_height / grid.height, 0.0, grid.src_width / grid.width
+        return p.y0, p.dy, p.x0, p.dx
+
     @classmethod
     def plan(cls, grid: OutputGrid, region: Window) -> "Comparison":
         r0, r1, c0, c1 = edges(region)
-        # LR row y covers output rows [y*H/h, (y+1)*H/h): exact integer arithmetic for the inside test
-        rows = (-(-r0 * grid.src_height // grid.height), r1 * grid.src_height // grid.height)
-        cols = (-(-c0 * grid.src_width // grid.width), c1 * grid.src_width // grid.width)
-        return cls(grid, region, rows, cols)
+        y0, dy, x0, dx = cls.axes(grid)
+
+        def inside(first: int, stop: int, origin: float, step: float, size: int) -> tuple[int, int]:
+            lo = max(0, math.ceil(origin + first * step - EDGE_EPS))
+            hi = min(size, math.floor(origin + stop * step + EDGE_EPS))
+            return (lo, hi) if lo < hi else (lo, lo)
+
+        return cls(grid, region, inside(r0, r1, y0, dy, grid.src_height), inside(c0, c1, x0, dx, grid.src_width))
 
     def blocks(self, size: int = BLOCK) -> Iterator[Window]:
         (y0, y1), (x0, x1) = self.lr_rows, self.lr_cols
@@ -81,15 +99,19 @@ class Comparison:
     def sr_window(self, lr: Window) -> Window:
         """Output pixels (in the written file) touching an LR window's footprint."""
         g = self.grid
+        y0, dy, x0, dx = self.axes(g)
         a, b, c, d = edges(lr)
-        j0, j1 = a * g.height // g.src_height, -(-b * g.height // g.src_height)
-        i0, i1 = c * g.width // g.src_width, -(-d * g.width // g.src_width)
+        j0 = max(0, math.floor((a - y0) / dy + EDGE_EPS))
+        j1 = min(g.height, math.ceil((b - y0) / dy - EDGE_EPS))
+        i0 = max(0, math.floor((c - x0) / dx + EDGE_EPS))
+        i1 = min(g.width, math.ceil((d - x0) / dx - EDGE_EPS))
         return Window(i0 - int(self.region.col_off), j0 - int(self.region.row_off), i1 - i0, j1 - j0)
 
     def weights(self, lr: Window, sr: Window) -> tuple[np.ndarray, np.ndarray]:
         g, lr_e, sr_e, reg = self.grid, edges(lr), edges(sr), edges(self.region)
-        wy = area_weights(lr_e.top, lr_e.bottom, sr_e.top + reg.top, sr_e.bottom + reg.top, g.src_height, g.height)
-        wx = area_weights(lr_e.left, lr_e.right, sr_e.left + reg.left, sr_e.right + reg.left, g.src_width, g.width)
+        y0, dy, x0, dx = self.axes(g)
+        wy = area_weights(lr_e.top, lr_e.bottom, sr_e.top + reg.top, sr_e.bottom + reg.top, g.src_height, g.height, start=y0, step=dy)
+        wx = area_weights(lr_e.left, lr_e.right, sr_e.left + reg.left, sr_e.right + reg.left, g.src_width, g.width, start=x0, step=dx)
         return wy, wx
 
 

@@ -10,10 +10,12 @@ from typing import Optional, Sequence
 from rasterio.windows import Window
 
 from ..errors import InputError
-from ..grid import OutputGrid
+from ..grid import OutputGrid, placed_grid
 from ..interrupts import interruptible
+from ..products import DEFAULT_PRODUCT_BANDS, is_band_stack, open_band_stack
 from ..raster_io import SourceInfo, gdal_env, inspect_source, open_raster, select_bands
 from .fidelity import Comparison, measure_fidelity
+from .fidelity_bands import OutputBand, measure_bands
 from .fidelity_report import FidelityOptions, FidelityReport, check
 
 FIDELITY_COLUMNS = ("LR band", "consistency L1", "% of range", "deviating %", "noise sigma")
@@ -41,6 +43,8 @@ def fidelity_of_files(sr_path: Path, lr_path: Path, *, lr_bands: Optional[Sequen
     of the SR's data bands, paired in order with `lr_bands` (1-based; default all LR data bands). Nodata
     pixels of either raster are left out of the comparison. No uncertainty: that needs the method itself.
     """
+    if is_band_stack(str(lr_path)):
+        return fidelity_of_stack(sr_path, str(lr_path), lr_bands=lr_bands)
     with gdal_env(), open_raster(sr_path) as sr_ds, open_raster(lr_path) as lr_ds:
         sr_info, lr_info = inspect_source(sr_ds), inspect_source(lr_ds)
         check_same_area(sr_info, lr_info)
@@ -55,6 +59,44 @@ def fidelity_of_files(sr_path: Path, lr_path: Path, *, lr_bands: Optional[Sequen
         report, _ = measure_fidelity(
             lr_ds, lr_info, lr_idx, sr_ds, comparison, method=method, options=FidelityOptions(), output_bands=sr_idx
         )
+    return check(report, str(sr_path))
+
+
+def fidelity_of_stack(sr_path: Path, product: str, *, lr_bands: Optional[Sequence[int]] = None) -> FidelityReport:
+    """An rssr output of a band stack (Sentinel-2 product, STAC item, band folder) against the stack: each SR band
+    against the native band it was made from, found by the SR's band names (its descriptions, as upscale writes
+    them; `lr_bands`: product band numbers instead), through the SR grid placed on that band's own grid."""
+    with gdal_env():
+        stack = open_band_stack(product)
+        with open_raster(sr_path) as sr_ds:
+            sr_info = inspect_source(sr_ds)
+            sr_idx = select_bands(sr_info, None)
+            names = [sr_info.descriptions[i - 1] for i in sr_idx]
+            if lr_bands is not None:
+                selected = stack.select(list(lr_bands))
+            elif all(names):
+                selected = stack.select([str(n) for n in names])
+            else:
+                selected = stack.select(DEFAULT_PRODUCT_BANDS if len(sr_idx) == len(DEFAULT_PRODUCT_BANDS) else None)
+            if len(selected) != len(sr_idx):
+                raise InputError(
+                    f"{sr_info.path} has {len(sr_idx)} band(s), the product selection {len(selected)}; pass the bands the SR was made from"
+                )
+            crs = {b.crs for b in selected if b.crs is not None}
+            if sr_info.crs is not None and crs and sr_info.crs not in crs:
+                raise InputError(f"CRS differ: {sr_info.crs} vs {crs.pop()}; give the SR made from this product")
+            finest = min(selected, key=lambda b: b.resolution)
+            common = OutputGrid(finest.width, finest.height, sr_info.width, sr_info.height, sr_ds.transform)
+            bands = [OutputBand(slot, band, placed_grid(band.width, band.height, band.transform, common)) for slot, band in zip(sr_idx, selected)]
+            for item in bands:
+                col0, col1, row0, row1 = item.grid.footprint()
+                if col0 == col1 or row0 == row1:
+                    raise InputError(f"{sr_info.path} does not overlap band {item.band.name} of {product}; give the SR made from this product")
+            report = measure_bands(
+                sr_ds, bands, Window(0, 0, sr_info.width, sr_info.height), source=stack.source,
+                method=sr_ds.tags().get("RSSR_METHOD", "unknown"), options=FidelityOptions(), nodata=stack.default_nodata,
+                scale_xy=(common.scale_x, common.scale_y),
+            )  # fmt: skip
     return check(report, str(sr_path))
 
 

