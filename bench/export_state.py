@@ -24,8 +24,11 @@ def main() -> None:
     parser.add_argument("--model-id", default=None)
     args = parser.parse_args()
     model = load_model(args.init)
-    step = load_ema_weights(args.state, model)  # rssr train's states hold the whole model (frozen parts included)
     meta = json.loads(args.state.with_suffix(".json").read_text())
+    diffusion = meta.get("diffusion") or {}
+    if diffusion.get("process") == "resshift" and model.process != "resshift":  # a chain trained on a DDPM model's UNet
+        model.set_resshift(chain_steps=diffusion["chain_steps"], kappa=diffusion["kappa"], residual_scale=diffusion["residual_scale"])
+    step = load_ema_weights(args.state, model)  # rssr train's states hold the whole model (frozen parts included)
     meta.pop("optimizer", None)
     meta.pop("sampler_rng", None)
     training = {"exported_from": f"{args.state} (EMA weights at step {step})", "state": meta}

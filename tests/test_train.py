@@ -278,3 +278,17 @@ def test_resshift_options_are_validated(image_dir, tmp_path):
     for args, message in [(["--process", "ddim"], "--process"), (["--chain-steps", "1"], "--chain-steps"), (["--kappa", "0"], "--kappa")]:
         result = _train(image_dir, tmp_path / "x", "--prior-steps", "1", *args)
         assert result.exit_code == 2 and message in result.output
+
+
+def test_a_resumed_resshift_run_keeps_its_global_residual_scale(image_dir, tmp_path):
+    assert _train(image_dir, tmp_path / "p", "--stage", "prior", "--prior-steps", "2").exit_code == 0
+    init = str(tmp_path / "p" / "model.safetensors")
+    common = ["--stage", "denoiser", "--init", init, "--process", "resshift", "--chain-steps", "3", "--denoiser-patch", "24", "--save-every", "1"]
+    assert _train(image_dir, tmp_path / "r", *common, "--denoiser-steps", "1").exit_code == 0
+    first = json.loads((tmp_path / "r" / "denoiser" / "last.json").read_text())["diffusion"]["residual_scale"]
+    state = tmp_path / "r" / "denoiser" / "last.json"
+    meta = json.loads(state.read_text())
+    meta["diffusion"]["residual_scale"] = 7.25  # what the state was trained with wins over a fresh measurement
+    state.write_text(json.dumps(meta))
+    assert _train(image_dir, tmp_path / "r", *common, "--denoiser-steps", "2", "--resume").exit_code == 0
+    assert first != 7.25 and json.loads((tmp_path / "r" / "model.json").read_text())["diffusion"]["residual_scale"] == 7.25

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import math
 import shlex
@@ -215,6 +216,15 @@ def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -
     return {"score": diff, "psnr_diffusion": diff, "psnr_prior": prior}
 
 
+def _resumed_residual_scale(s: TrainSettings) -> Optional[float]:
+    """A resumed residual-shifting run keeps the global scale its state was trained with."""
+    state = s.out / "denoiser" / "last.json"
+    if not (s.resume and state.exists()):
+        return None
+    diffusion = json.loads(state.read_text()).get("diffusion") or {}
+    return float(diffusion["residual_scale"]) if diffusion.get("process") == "resshift" else None
+
+
 @torch.no_grad()
 def measure_residual_scale(model: SRModel, sampler, batch_size: int, device: str) -> float:
     """1 / the std of HR - the operator's estimate (model units) over a few training batches: the ONE global scale
@@ -330,7 +340,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
                           save_every=s.save_every, seed=s.seed, threads=s.threads, device=device, precision=precision,
                           channels_last=precision == "bf16" and torch.device(device).type == "cpu")
         if stage == "denoiser" and s.process == "resshift" and model.process != "resshift":
-            scale = s.residual_scale or measure_residual_scale(model, sampler, s.batch_size, device)
+            scale = s.residual_scale or _resumed_residual_scale(s) or measure_residual_scale(model, sampler, s.batch_size, device)
             model.set_resshift(chain_steps=s.chain_steps, kappa=s.kappa, residual_scale=scale)
             log.info("denoiser: residual shifting, T=%d, kappa=%g, global residual scale %.4g", s.chain_steps, s.kappa, scale)
         elif stage == "denoiser":
@@ -340,7 +350,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         _freeze_for(model, stage)
         trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max, s.denoiser_start), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs, s.degradation),
                           progress=functools.partial(progress, stage) if progress else None,
-                          meta={"stage": stage, "settings": _jsonable(s)})
+                          meta={"stage": stage, "settings": _jsonable(s), "diffusion": copy.deepcopy(model.spec["diffusion"])})
         if s.resume and (s.out / stage / "last.json").exists():
             trainer.resume(s.out / stage / "last")
         trainer.run()
