@@ -113,6 +113,17 @@ def test_the_guided_pass_does_not_depend_on_the_tiling(product, model_path, tmp_
         assert np.abs(a.read(window=window).astype(int) - c.read().astype(int)).max() <= 1
 
 
+def test_a_classical_stack_run_does_not_depend_on_the_window_size(product, tmp_path):
+    args = ("--bands", "B04,B11,B01", "-r", "5", "--method", "bicubic")
+    default = upscale(product, tmp_path / "default.tif", *args)
+    small = upscale(product, tmp_path / "small.tif", *args, "--tile", "16", "--overlap", "8")
+    cut = upscale(product, tmp_path / "cut.tif", *args, "--tile", "16", "--overlap", "8", "--aoi", AOI)
+    with rasterio.open(default) as a, rasterio.open(small) as b, rasterio.open(cut) as c:
+        assert np.abs(a.read().astype(int) - b.read().astype(int)).max() <= 1
+        window = rasterio.windows.from_bounds(*c.bounds, transform=a.transform).round_offsets().round_lengths()
+        assert np.abs(a.read(window=window).astype(int) - c.read().astype(int)).max() <= 1
+
+
 def test_info_says_per_band_how_a_product_would_be_made(product):
     result = run("info", product, "-r", "10", "--bands", "B04,B11,B01", "--json")
     assert result.exit_code == 0, result.output
