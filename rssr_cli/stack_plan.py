@@ -50,9 +50,7 @@ def request_settings(src: str | os.PathLike, settings: UpscaleSettings) -> Upsca
         # one spelling per band (b04, B4, red -> B04): a rerun spelling the same band otherwise is the same request
         bands = tuple(canonical_band_name(b) if isinstance(b, str) and not b.isdigit() else b for b in settings.bands)
         settings = replace(settings, bands=bands)
-    if run_method(settings) in CLASSICAL_METHODS:
-        return replace(settings, guidance=False)
-    return settings if settings.guidance is not None else replace(settings, guidance=True)
+    return replace(settings, guidance=guidance_asked(settings))
 
 
 def plan_common_grid(
@@ -135,12 +133,15 @@ class StackPlan:
         return guides_only(self.jobs, self.guides)
 
 
+def guidance_asked(settings: UpscaleSettings) -> bool:
+    """Guidance is asked (the default) with a model method: a classical resampler stays what it is."""
+    return settings.guidance is not False and run_method(settings) not in CLASSICAL_METHODS
+
+
 def guidance_on(settings: UpscaleSettings) -> bool:
-    """Whether a run guides the bands the band rule guides: asked (the default), a model method (a classical
-    resampler stays what it is), and a sharpener to run (RSSR_SHARPENER, else the shipped one)."""
-    if settings.guidance is False or run_method(settings) in CLASSICAL_METHODS:
-        return False
-    return bool(os.environ.get(SHARPENER_ENV)) or default_sharpener_path().is_file()
+    """Whether a run guides the bands the band rule guides: asked, and a sharpener to run (RSSR_SHARPENER, else the
+    shipped one)."""
+    return guidance_asked(settings) and (bool(os.environ.get(SHARPENER_ENV)) or default_sharpener_path().is_file())
 
 
 def plan_jobs(stack: BandStack, selected: Sequence[StackBand], common: OutputGrid, *, guided: bool) -> tuple[BandJob, ...]:
@@ -214,7 +215,7 @@ def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
 def warn_unguided(stack: BandStack, jobs: Sequence[BandJob], settings: UpscaleSettings) -> None:
     """Never silently unguided: a band the model serves at its scale, left unguided for want of a guide band or of
     the sharpener, is named (--no-guidance says it is meant, and silences this)."""
-    if settings.guidance is False or run_method(settings) in CLASSICAL_METHODS:
+    if not guidance_asked(settings):
         return
     unguided = [job.band.name for job in jobs if not job.copy and not job.guided_by and guided_scale_ok(job.band.name, job.scale)]
     if not unguided:
