@@ -39,7 +39,7 @@ def sharpener(tmp_path_factory) -> Path:
     model = build_sharpener(TINY_SPEC)
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.05)
+            p.copy_(torch.randn_like(p) * 0.2)
     return save_sharpener(model, tmp_path_factory.mktemp("sharpener") / "tiny", {"name": "tiny-test"})
 
 
