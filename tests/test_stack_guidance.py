@@ -79,6 +79,9 @@ def test_a_guided_band_is_guided_whatever_else_is_asked_for(product, model_path,
     assert np.abs(band(alone, "B11") - band(plain, "B11")).max() > 10
     with rasterio.open(plain) as ds:
         assert ds.tags(1)["RSSR_BAND_METHOD"] == "diffusion" and "RSSR_GUIDED_BY" not in ds.tags(1)
+    said = run("info", alone)  # an output says per band how it was made
+    assert said.exit_code == 0 and "B11" in said.output and "guided x2 by B02,B03,B04,B08 (tiny-test)" in said.output
+    assert json.loads(run("info", plain, "--json").output)["bands"][0]["made"]["band_method"] == "diffusion"
 
 
 def test_bicubic_outputs_are_not_tagged_guided(product, tmp_path):

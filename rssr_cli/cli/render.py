@@ -95,7 +95,7 @@ def render_report(report: RasterReport) -> list[str]:
     ]
     for band in report.bands:
         extra = f", scale {band.scale:g} offset {band.offset:g}" if (band.scale, band.offset) != (1.0, 0.0) else ""
-        lines.append(f"    {band.index:>3}  {shown(band.description or '-'):<16} {band.colorinterp}{extra}")
+        lines.append(f"    {band.index:>3}  {shown(band.description or '-'):<16} {band.colorinterp}{extra}{_band_made(band.made)}")
     if report.provenance:  # an rssr output: how it was made, and its fidelity figures when measured
         lines.append("[bold]made by rssr[/]")
         width = max(len(k) for k in report.provenance)
@@ -121,6 +121,18 @@ def render_report(report: RasterReport) -> list[str]:
             f" {cal.bytes_per_window_px:.0f} B per window px",
         ]
     return lines
+
+
+def _band_made(made: dict[str, str]) -> str:
+    """How an rssr output's band was made, from its tags: `  guided x2 by B02,B03,B04,B08 (rssr-sharpen)`."""
+    method = made.get("band_method")
+    if method is None:
+        return ""
+    scale = made.get("scale_xy", "").split(",")[0]
+    how = "copied" if method == "copy" else f"{method} x{float(scale):.4g}" if scale else method
+    guides = f" by {made['guided_by']}" if "guided_by" in made else ""
+    model = f" ({made['band_model']})" if "band_model" in made else ""
+    return f"  {shown(how + guides + model)}"
 
 
 def _human_seconds(seconds: float) -> str:
