@@ -23,10 +23,11 @@ import torch
 from s2_corpus import EVAL_CITIES
 
 from rssr_cli.grid import Placement
+from rssr_cli.sharpen.bands import BAND_RESOLUTION_M, GUIDE_BANDS
 from rssr_cli.sharpen.bounds import BOUND_MARGIN, RING_MARGIN, band_range, ring_share
 from rssr_cli.sharpen.consistency import psf_consistency_error
 from rssr_cli.sharpen.degrade import sample_at
-from rssr_cli.sharpen.model import BAND_RESOLUTION_M, GUIDE_BANDS, load_sharpener
+from rssr_cli.sharpen.model import load_sharpener
 from rssr_cli.sharpen.predict import back_project, consistent_and_bounded, sharpen_array
 from rssr_cli.sharpen.scene import load_stack_bands, stats_of
 

@@ -73,9 +73,10 @@ def guided_sheet(city: str, y: int, x: int, sharpener_path: Path) -> Image.Image
     """B8A and B11 (20 m) to 10 m over the crop: bicubic | guided (the product's steps) | B08 (the guide)."""
     import torch
 
+    from rssr_cli.sharpen.bands import GUIDE_BANDS
     from rssr_cli.sharpen.bounds import BOUND_MARGIN, band_range
     from rssr_cli.sharpen.degrade import sample_at
-    from rssr_cli.sharpen.model import GUIDE_BANDS, load_sharpener
+    from rssr_cli.sharpen.model import load_sharpener
     from rssr_cli.sharpen.predict import consistent_and_bounded, sharpen_array
     from rssr_cli.sharpen.scene import load_stack_bands, stats_of
 

@@ -28,6 +28,7 @@ class BandReport:
     colorinterp: str
     scale: float
     offset: float
+    made: dict[str, str] = field(default_factory=dict)  # an rssr output band's RSSR_* tags (how it was made), prefix dropped
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def describe_raster(
         raise UsageError("--estimate needs the output: give --scale or --resolution")
     with open_raster(src) as dataset:
         source = inspect_source(dataset)
+        band_tags = [rssr_tags(dataset.tags(b)) for b in range(1, source.count + 1)]
     selected = select_bands(source, bands)
     choice = input_model_choice(source_facts(source))
     preview = cost = None
@@ -97,9 +99,9 @@ def describe_raster(
         pixel_size=source.pixel_size,
         bounds=source.bounds,
         validity=describe_validity(source),
-        bands=tuple(_band_report(source, b) for b in range(1, source.count + 1)),
+        bands=tuple(_band_report(source, b, band_tags[b - 1]) for b in range(1, source.count + 1)),
         preview=preview,
-        provenance={k.removeprefix("RSSR_").lower(): v for k, v in sorted(source.tags.items()) if k.startswith("RSSR_")},
+        provenance=rssr_tags(source.tags),
         model=choice,
         estimate=cost,
     )
@@ -119,9 +121,14 @@ def _preview(grid: OutputGrid, n_bands: int, dtype: str) -> UpscalePreview:
     )
 
 
-def _band_report(source: SourceInfo, band: int) -> BandReport:
+def _band_report(source: SourceInfo, band: int, made: dict[str, str]) -> BandReport:
     i = band - 1
-    return BandReport(band, source.descriptions[i], source.colorinterp[i].name, source.scales[i], source.offsets[i])
+    return BandReport(band, source.descriptions[i], source.colorinterp[i].name, source.scales[i], source.offsets[i], made)
+
+
+def rssr_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The RSSR_* tags of an rssr output (or of one of its bands), prefix dropped, lower case."""
+    return {k.removeprefix("RSSR_").lower(): v for k, v in sorted(tags.items()) if k.startswith("RSSR_")}
 
 
 def describe_validity(source: SourceInfo) -> str:

@@ -1,35 +1,32 @@
-"""Which bands of a band-stack run are guided, and the guided pass's plumbing (staged guides, slots, tags).
+"""The guided pass of a band-stack run: the sharpener, the staged guides and the guided bands' tags.
 
-The band rule (sharpen.model): the four 10 m bands guide every coarser Sentinel-2 band whose scale the guided
-model was trained for, when the request holds a band finer than it and the method is a model (classical
-resamplers stay what they are). The guides are staged on the common grid first; requested guide bands are then
-copied from the staged file, so they are computed once.
+Which bands are guided, and by which guides, is the plan's (stack_plan.plan_jobs, by the band rule in
+sharpen.bands). The guides are staged on the common grid first, over the run's region plus the sharpener's halo
+(clamped to the grid): a guided pixel at the edge of an AOI sees the guides a run over the whole grid sees, so the
+output does not depend on the AOI. Requested guide bands are then copied from the staged file (computed once).
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Callable
 
 import numpy as np
+import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
-from .backends import CLASSICAL_METHODS
 from .cog import OutputSpec
-from .errors import RssrWarning
-from .grid import OutputGrid
-from .pipeline.settings import UpscaleSettings
-from .products import StackBand
-from .sharpen.apply import GuidedJob, find_sharpener, guide_bands, guide_statistics, is_guided, sharpen_band, tiles_of
-from .sharpen.model import GUIDE_BANDS, GuidedSharpener
-
-if TYPE_CHECKING:
-    from .stack_plan import BandJob
+from .errors import CheckpointError
+from .region import OutputRegion
+from .sharpen.apply import GuidedJob, find_sharpener, guide_statistics, sharpen_band, sharpener_halo, tiles_of
+from .sharpen.bands import default_sharpener_path, sharpener_name
+from .sharpen.model import GuidedSharpener
+from .stack_plan import BandJob, StackPlan
+from .windows import grow
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +36,32 @@ COPY_ROWS = 256  # rows per read/write when a band is copied unchanged (from a b
 @dataclass
 class Guidance:
     model: GuidedSharpener
-    guides: tuple[StackBand, ...]
-    guided_slots: frozenset[int]
+    plan: StackPlan
     guide_stats: np.ndarray
+    staged: Window  # the window of the common grid the staged guides cover: the region and the sharpener's halo
 
-    def guide_jobs(self, plan: Any, make_job: Callable[[int, StackBand, OutputGrid], Any]) -> list:
-        return [make_job(k + 1, band, plan.common) for k, band in enumerate(self.guides)]
+    @property
+    def staged_region(self) -> OutputRegion:
+        """Where the guides are staged: a rectangle, no AOI mask (context, not output)."""
+        return OutputRegion(self.staged)
 
-    def is_guided(self, job: "BandJob") -> bool:
-        return job.slot in self.guided_slots
+    @property
+    def name(self) -> str:
+        return sharpener_name(getattr(self.model, "card", {}))
 
-    def guide_slot(self, job: "BandJob") -> Optional[int]:
+    def guide_slot(self, job: BandJob) -> int | None:
         """The job's slot in the staged guides file when the job is a guide band (same band of the same file)."""
-        return next((k for k, g in enumerate(self.guides, start=1) if g.dataset == job.band.dataset and g.index == job.band.index), None)
+        return next((g.slot for g in self.plan.guides if (g.band.dataset, g.band.index) == (job.band.dataset, job.band.index)), None)
 
-    def replaces(self, job: "BandJob") -> bool:
+    def replaces(self, job: BandJob) -> bool:
         """The job's own run is not executed: it is guided, or copied from the staged guides."""
-        return self.is_guided(job) or self.guide_slot(job) is not None
+        return bool(job.guided_by) or self.guide_slot(job) is not None
 
-    def tiles(self, plan: Any) -> int:
-        return tiles_of(plan.region.window) * len(self.guided_slots)
+    def tiles(self) -> int:
+        return tiles_of(self.plan.region.window) * sum(1 for job in self.plan.jobs if job.guided_by)
 
-    def sharpen(self, job: "BandJob", plan: Any, guides_path: Path, writer: DatasetWriter, progress: Callable[..., None]) -> int:
+    def sharpen(self, job: BandJob, guides_path: Path, writer: DatasetWriter, progress: Callable[..., None]) -> int:
+        plan = self.plan
         region = plan.region
         assert job.grid.placement is not None
         nodata = plan.nodata
@@ -73,67 +74,56 @@ class Guidance:
             writer.write(data, indexes=[job.slot], window=window)
 
         guided = GuidedJob(job.band, job.grid.placement, job.scale, abs(plan.common.transform.a))
-        log.info("band %s: guided by %s at x%.4g", job.band.name, ",".join(g.name for g in self.guides), job.scale)
-        return sharpen_band(self.model, guided, guides_path, self.guide_stats, region=region.window, nodata=nodata,
-                            dtype=plan.dtype, write=write, progress=progress)  # fmt: skip
+        log.info("band %s: guided by %s at x%.4g", job.band.name, ",".join(job.guided_by), job.scale)
+        return sharpen_band(self.model, guided, guides_path, self.guide_stats, region=region.window, staged=self.staged,
+                            nodata=nodata, dtype=plan.dtype, write=write, progress=progress)  # fmt: skip
 
-    def tags(self, plan: Any) -> dict[str, str]:
+    def copy_guide(self, guides_path: Path, job: BandJob, writer: DatasetWriter) -> None:
+        """A requested guide band into its output slot, from the staged guides: the region's part, the AOI applied."""
+        slot = self.guide_slot(job)
+        assert slot is not None
+        region, nodata = self.plan.region, self.plan.nodata
+        top, left = int(region.window.row_off), int(region.window.col_off)
+        height, width = int(region.window.height), int(region.window.width)
+        with rasterio.open(guides_path) as src:
+            for row in range(top, top + height, COPY_ROWS):
+                rows = min(COPY_ROWS, top + height - row)
+                window = Window(left - int(self.staged.col_off), row - int(self.staged.row_off), width, rows)
+                data = src.read(slot, window=window)[None]
+                inside = region.inside(row, rows)
+                if inside is not None and nodata is not None:  # the staged values are the output's already
+                    data[0][~inside] = nodata
+                writer.write(data, indexes=[job.slot], window=Window(0, row - top, width, rows))
+
+    def tags(self) -> dict[str, str]:
         card = getattr(self.model, "card", {})
-        names = [job.band.name for job in plan.jobs if job.slot in self.guided_slots]
         return {
-            "RSSR_GUIDED_BANDS": ",".join(names),
-            "RSSR_GUIDE_BANDS": ",".join(g.name for g in self.guides),
-            "RSSR_SHARPENER": str(card.get("name", "rssr-sharpen")),
+            "RSSR_GUIDED_BANDS": ",".join(job.band.name for job in self.plan.jobs if job.guided_by),
+            "RSSR_GUIDE_BANDS": ",".join(g.band.name for g in self.plan.guides),
+            "RSSR_SHARPENER": self.name,
             "RSSR_SHARPENER_SHA256": str(card.get("sha256", "")),
         }
 
-    def band_tags(self, job: "BandJob") -> dict[str, str]:
-        if not self.is_guided(job):
-            return {}
-        return {"RSSR_BAND_METHOD": "guided", "RSSR_GUIDED_BY": ",".join(g.name for g in self.guides)}
 
-
-def plan_guidance(plan: Any, settings: UpscaleSettings, method: str) -> Optional[Guidance]:
-    """The guidance of a stack run, or None (turned off, classical method, no guides, nothing to guide)."""
-    if settings.guidance is False or method in CLASSICAL_METHODS:
-        return None
-    guides = guide_bands(plan.stack.bands)
-    finest = min(job.band.resolution for job in plan.jobs)
-    slots = frozenset(job.slot for job in plan.jobs if not job.copy and is_guided(job.band, job.scale, finest, True))
-    if not slots:
-        return None
-    if guides is None:  # never silently unguided: say which guide is missing and which bands it leaves unguided
-        missing = [name for name in GUIDE_BANDS if name not in plan.stack.names]
-        unguided = ", ".join(job.band.name for job in plan.jobs if job.slot in slots)
-        warnings.warn(
-            f"{plan.stack.source} lacks {', '.join(missing)} of the 10 m bands that guide the coarser bands: {unguided} "
-            "super-resolved unguided (--no-guidance says so and silences this)", RssrWarning, stacklevel=2,
-        )  # fmt: skip
+def plan_guidance(plan: StackPlan) -> Guidance | None:
+    """The guided pass of a planned run, or None when the plan guides no band."""
+    guided = [job for job in plan.jobs if job.guided_by]
+    if not guided:
         return None
     model = find_sharpener()
-    if model is None:
-        log.warning("no guided sharpening model found: coarse bands are super-resolved unguided")
-        return None
-    return Guidance(model, guides, slots, guide_statistics(guides, plan.nodata))
+    if model is None:  # stack_plan.guidance_on saw it a moment ago
+        raise CheckpointError(f"no guided sharpening model at {default_sharpener_path()}")
+    halo = max(sharpener_halo(model, job.scale) for job in guided)
+    staged = grow(plan.region.window, halo, plan.common.height, plan.common.width)
+    return Guidance(model, plan, guide_statistics([g.band for g in plan.guides], plan.nodata), staged)
 
 
-def guides_spec(plan: Any) -> OutputSpec:
-    """The staged guides: the four 10 m bands on the region of the common grid, in the output's dtype."""
-    window = plan.region.window
-    n = len(GUIDE_BANDS)
+def guides_spec(plan: StackPlan, staged: Window) -> OutputSpec:
+    """The staged guides: the guide bands on the `staged` window of the common grid, in the output's dtype."""
+    n = len(plan.guides)
     return OutputSpec(
-        width=int(window.width), height=int(window.height), transform=plan.region.transform(plan.common), crs=None,
+        width=int(staged.width), height=int(staged.height), transform=OutputRegion(staged).transform(plan.common), crs=None,
         dtype=plan.dtype, nodata=plan.nodata, internal_mask=False, descriptions=(None,) * n,
         colorinterp=(ColorInterp.gray,) + (ColorInterp.undefined,) * (n - 1), scales=(1.0,) * n, offsets=(0.0,) * n,
         tags={}, band_tags=({},) * n, interleave="band",
     )  # fmt: skip
-
-
-def copy_slot(path: Path, index: int, writer: DatasetWriter, slot: int) -> None:
-    """One band of a staged file into the output's slot, as stored (same grid, same dtype)."""
-    import rasterio
-
-    with rasterio.open(path) as src:
-        for row in range(0, src.height, COPY_ROWS):
-            window = Window(0, row, src.width, min(COPY_ROWS, src.height - row))
-            writer.write(src.read(index, window=window)[None], indexes=[slot], window=window)

@@ -37,14 +37,14 @@ from .messages import redact
 from .pipeline.plan import RunPlan, scene_radiometry, scene_statistics
 from .pipeline.provenance import Provenance, model_choice_tags, region_tags, request_tags
 from .pipeline.report import crop_sampler, publish, record
-from .pipeline.settings import DEFAULT_TILE, Progress, UpscaleResult, UpscaleSettings, auto_tiling, build_backend, run_method
+from .pipeline.settings import DEFAULT_TILE, BandMade, Progress, UpscaleResult, UpscaleSettings, auto_tiling, build_backend, run_method
 from .pipeline.stream import plan_writer, stream_tiles
 from .products import open_band_stack
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window, with_nodata
-from .region import tiles_for_region
+from .region import OutputRegion, tiles_for_region
 from .source_identity import source_identity
-from .stack_guidance import COPY_ROWS, Guidance, copy_slot, guides_spec, plan_guidance
-from .stack_plan import BandJob, StackPlan, guide_job, plan_stack, request_settings
+from .stack_guidance import COPY_ROWS, Guidance, guides_spec, plan_guidance
+from .stack_plan import BandJob, StackPlan, bands_made, plan_stack, request_settings
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,14 @@ def upscale_stack(
             stack.source, stack.kind, len(plan.jobs), plan.common.width, plan.common.height,
             min(plan.jobs, key=lambda j: j.band.resolution).band.name, plan.common.scale_x, sum(r.windows for r in runs), method,
         )  # fmt: skip
-        guidance = plan_guidance(plan, settings, method)
-        guide_runs = [_BandRun.open(job, plan, settings, method) for job in guidance.guide_jobs(plan, guide_job)] if guidance else []
+        guidance = plan_guidance(plan)
+        guide_runs = [_BandRun.open(job, plan, settings, method, guidance.staged_region) for job in plan.guides] if guidance else []
+        if plan.guides_only:
+            log.info("%s read as guides only (not output)", ",".join(job.band.name for job in plan.guides_only))
         total = sum(run.windows for run in runs if not (guidance and guidance.replaces(run.job)))
-        total += sum(run.windows for run in guide_runs) + (guidance.tiles(plan) if guidance else 0)
-        spec = stack_output_spec(plan, settings, method, backend, runs, guidance)
+        total += sum(run.windows for run in guide_runs) + (guidance.tiles() if guidance else 0)
+        provenance = Provenance.of(method, backend)
+        spec = stack_output_spec(plan, settings, provenance, runs, guidance)
         done, skipped = 0, 0
 
         def step_progress(offset: int) -> Progress:
@@ -105,22 +108,22 @@ def upscale_stack(
         with staging_dir(dst) as staging:
             guides_path = staging / "guides.tif"
             if guidance:
-                with open_intermediate(guides_path, guides_spec(plan)) as guide_writer:
+                with open_intermediate(guides_path, guides_spec(plan, guidance.staged)) as guide_writer:
                     for run in guide_runs:
                         skipped += run.execute(guide_writer, backend, step_progress(done))
                         done += run.windows
+                    blank_outside_footprints(guide_writer, plan.guides, guidance.staged_region, plan)
             intermediate = staging / "stream.tif"
             with open_intermediate(intermediate, spec) as writer:
                 for run in runs:
-                    staged = guidance.guide_slot(run.job) if guidance else None
-                    if staged is not None:
-                        copy_slot(guides_path, staged, writer, run.job.slot)
-                    elif guidance and guidance.is_guided(run.job):
-                        done += guidance.sharpen(run.job, plan, guides_path, writer, step_progress(done))
+                    if guidance and guidance.guide_slot(run.job) is not None:
+                        guidance.copy_guide(guides_path, run.job, writer)
+                    elif guidance and run.job.guided_by:
+                        done += guidance.sharpen(run.job, guides_path, writer, step_progress(done))
                     else:
                         skipped += run.execute(writer, backend, step_progress(done))
                         done += run.windows
-                blank_outside_footprints(writer, plan)
+                blank_outside_footprints(writer, plan.jobs, plan.region, plan)
             report: Optional[FidelityReport] = None
             sidecars: list[tuple[Path, Path]] = []
             if settings.fidelity is not None:
@@ -132,6 +135,7 @@ def upscale_stack(
     return UpscaleResult(
         dst, int(window.width), int(window.height), len(plan.jobs), plan.dtype, plan.common.scale_x,
         plan.common.scale_y, method, total, skipped, seconds, 0, report,
+        bands_made=made_by(plan.jobs, provenance, guidance), guides_only=made_by(plan.guides_only, provenance, guidance),
     )  # fmt: skip
 
 
@@ -147,7 +151,7 @@ def assess_stack_fidelity(
     options = settings.fidelity
     assert options is not None
     bands = [
-        OutputBand(run.job.slot, run.job.band, run.job.grid, None if run.job.copy or (guidance and guidance.is_guided(run.job)) else run.sampler(backend))
+        OutputBand(run.job.slot, run.job.band, run.job.grid, None if run.job.copy or run.job.guided_by else run.sampler(backend))
         for run in runs
     ]  # fmt: skip
     with rasterio.open(intermediate) as output:
@@ -156,6 +160,13 @@ def assess_stack_fidelity(
             nodata=plan.nodata, scale_xy=(plan.common.scale_x, plan.common.scale_y), seed=settings.seed,
         )  # fmt: skip
     return record(check(report, str(dst)), intermediate, dst, staging, options.write_report)
+
+
+def made_by(jobs: Sequence[BandJob], provenance: Provenance, guidance: Optional[Guidance]) -> tuple[BandMade, ...]:
+    """How each band was made: the backend's own method and model for the bands it ran."""
+    tags = provenance.backend_tags
+    return bands_made(jobs, tags.get("method", provenance.method), run_model=tags.get("model"),
+                      sharpener=guidance.name if guidance else None)  # fmt: skip
 
 
 @dataclass
@@ -170,16 +181,18 @@ class _BandRun:
     tiles: list
     tile: int
     overlap: int
+    region: OutputRegion  # the part of the common grid it writes: the run's region, or where the guides are staged
 
     @classmethod
-    def open(cls, job: BandJob, plan: StackPlan, settings: UpscaleSettings, method: str) -> "_BandRun":
+    def open(cls, job: BandJob, plan: StackPlan, settings: UpscaleSettings, method: str, region: Optional[OutputRegion] = None) -> "_BandRun":
+        region = region or plan.region
         with open_raster(job.band.dataset) as dataset:
             source = with_nodata(inspect_source(dataset), plan.nodata)
         if job.copy:
-            return cls(job, plan, settings, method, source, [], 0, 0)
+            return cls(job, plan, settings, method, source, [], 0, 0, region)
         tile, overlap = auto_tiling(method, job.scale, band_tile(method, job.scale, settings.tile), settings.overlap)
-        tiles, _ = tiles_for_region(plan.region, plan_tiles(job.grid, tile=tile, overlap=overlap))
-        return cls(job, plan, settings, method, source, tiles, tile, overlap)
+        tiles, _ = tiles_for_region(region, plan_tiles(job.grid, tile=tile, overlap=overlap))
+        return cls(job, plan, settings, method, source, tiles, tile, overlap, region)
 
     @property
     def windows(self) -> int:
@@ -190,11 +203,11 @@ class _BandRun:
         bands = (self.job.band.index,)
         radiometry = scene_radiometry(dataset, self.source, bands)
         settings = replace(self.settings, tile=self.tile, overlap=self.overlap, bands=bands)
-        output = band_output_spec(self.stack_plan)
+        output = band_output_spec(self.stack_plan, self.region)
         stats = None if self.method in CLASSICAL_METHODS else scene_statistics(dataset, self.source, bands, radiometry)
         return RunPlan(
             self.source, bands, self.job.grid, self.tiles, radiometry, output, {}, self.method, settings,
-            self.stack_plan.region, 0, stats,
+            self.region, 0, stats,
         )  # fmt: skip
 
     def sampler(self, backend: SRBackend) -> SampleCrop:
@@ -222,7 +235,7 @@ class _BandRun:
 
     def _copy(self, dataset: DatasetReader, writer: DatasetWriter) -> None:
         """The band is on the common grid: its stored values go straight into the output (AOI and nodata applied)."""
-        region, nodata = self.stack_plan.region, self.stack_plan.nodata
+        region, nodata = self.region, self.stack_plan.nodata
         top, left = int(region.window.row_off), int(region.window.col_off)
         height, width = int(region.window.height), int(region.window.width)
         for row in range(top, top + height, COPY_ROWS):
@@ -237,22 +250,22 @@ class _BandRun:
             writer.write(data, indexes=[self.job.slot], window=Window(0, row - top, width, rows))
 
 
-def blank_outside_footprints(writer: DatasetWriter, plan: StackPlan) -> None:
+def blank_outside_footprints(writer: DatasetWriter, jobs: Sequence[BandJob], region: OutputRegion, plan: StackPlan) -> None:
     """Nodata where a band has no pixel (its footprint ends inside the output grid): whatever a run wrote there
-    (its edge pixels extended by the resampler, a sharpened guide) is beyond the band's data."""
-    window = plan.region.window
+    (its edge pixels extended by the resampler, a sharpened guide) is beyond the band's data. `writer` covers
+    `region` of the common grid, the jobs in its slots."""
+    window = region.window
     top, left = int(window.row_off), int(window.col_off)
     bottom, right = top + int(window.height), left + int(window.width)
-    for job in plan.jobs:
+    for job in jobs:
         col0, col1, row0, row1 = job.grid.footprint()
         outside = [  # (row_start, row_stop, col_start, col_stop) in full-grid pixels, clipped to the region
             (top, bottom, left, min(col0, right)), (top, bottom, max(col1, left), right),
             (top, min(row0, bottom), left, right), (max(row1, top), bottom, left, right),
         ]
         for r0, r1, c0, c1 in outside:
-            if r1 <= r0 or c1 <= c0:
+            if r1 <= r0 or c1 <= c0 or plan.nodata is None:  # an output band's: stack_plan.check_footprints
                 continue
-            assert plan.nodata is not None  # stack_plan.check_footprints: a partial band needs one
             for row in range(r0, r1, COPY_ROWS):
                 rows = min(COPY_ROWS, r1 - row)
                 block = np.full((1, rows, c1 - c0), plan.nodata, dtype=plan.dtype)
@@ -271,21 +284,22 @@ def band_tile(method: str, scale: float, tile: Optional[int]) -> Optional[int]:
     return int(min(DEFAULT_TILE, max(32, round(CLASSICAL_TILE_HR_PX / scale))))
 
 
-def band_output_spec(plan: StackPlan) -> OutputSpec:
+def band_output_spec(plan: StackPlan, region: OutputRegion) -> OutputSpec:
     """What blend.write_blended needs to know of one band's slot: its dtype and how invalid pixels are marked."""
-    window = plan.region.window
+    window = region.window
     return OutputSpec(
-        width=int(window.width), height=int(window.height), transform=plan.region.transform(plan.common), crs=None,
+        width=int(window.width), height=int(window.height), transform=region.transform(plan.common), crs=None,
         dtype=plan.dtype, nodata=plan.nodata, internal_mask=False, descriptions=(None,),
         colorinterp=(ColorInterp.gray,), scales=(1.0,), offsets=(0.0,), tags={}, band_tags=({},),
     )  # fmt: skip
 
 
 def stack_output_spec(
-    plan: StackPlan, settings: UpscaleSettings, method: str, backend: SRBackend, runs: Sequence[_BandRun],
+    plan: StackPlan, settings: UpscaleSettings, provenance: Provenance, runs: Sequence[_BandRun],
     guidance: Optional[Guidance] = None,
 ) -> OutputSpec:
-    """The output: common grid (or the AOI's window of it), band names as descriptions, per-band provenance."""
+    """The output: common grid (or the AOI's window of it), band names as descriptions, per-band provenance (how
+    each band was made: RSSR_BAND_METHOD, RSSR_GUIDED_BY, RSSR_BAND_MODEL)."""
     if plan.nodata is None and any(run.source.mask_kind != MaskKind.NONE for run in runs):
         raise InputError(f"{plan.stack.source}: some bands mark invalid pixels but the output has no nodata value to keep them")
     window = plan.region.window
@@ -300,23 +314,25 @@ def stack_output_spec(
         "RSSR_GRID_OF": finest.name,
         "RSSR_BAND_NAMES": ",".join(job.band.name for job in plan.jobs),
         "RSSR_BAND_SCALES": ",".join(f"{job.band.name}:{'copy' if job.copy else format(job.scale, '.6g')}" for job in plan.jobs),
-        **request_tags(settings, Provenance.of(method, backend)),
-        **model_choice_tags(settings, method),
+        **request_tags(settings, provenance),
+        **model_choice_tags(settings, provenance.method),
         **source_identity(plan.stack.source),  # a batch redoes the scene when the product was replaced
     }
     if plan.region.aoi is not None:
         tags |= region_tags(plan.region, common)
     if guidance:
-        tags |= guidance.tags(plan)
+        tags |= guidance.tags()
     band_tags = tuple(
         {
             "RSSR_NATIVE_RESOLUTION": f"{job.band.resolution:g}",
             "RSSR_SCALE_XY": "1,1 (copied)" if job.copy else f"{job.grid.scale_x:.10g},{job.grid.scale_y:.10g}",
             "RSSR_SOURCE": redact(job.band.dataset),  # a signed URL's credentials stay out of the file
             **({} if job.copy or (guidance and guidance.replaces(job)) else {"RSSR_TILE": str(run.tile), "RSSR_OVERLAP": str(run.overlap)}),
-            **(guidance.band_tags(job) if guidance else {}),
+            "RSSR_BAND_METHOD": made.method,
+            **({"RSSR_GUIDED_BY": ",".join(made.guided_by)} if made.guided_by else {}),
+            **({"RSSR_BAND_MODEL": made.model} if made.model else {}),
         }
-        for job, run in zip(plan.jobs, runs)
+        for job, run, made in zip(plan.jobs, runs, made_by(plan.jobs, provenance, guidance))
     )
     return OutputSpec(
         width=int(window.width),

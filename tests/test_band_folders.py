@@ -80,7 +80,7 @@ def test_upscale_and_info_take_a_band_folder_as_one_product(tmp_path):
         assert out.descriptions == ("B02", "B03", "B04", "B08") and out.res == (5.0, 5.0)
     info = run("info", folder, "-r", 5, "-b", "B04,B11")
     assert info.exit_code == 0, info.output
-    assert "Sentinel-2 band folder" in info.output and "B04 x2, B11 x4" in info.output
+    assert "Sentinel-2 band folder" in info.output and "B11 guided by B02,B03,B04,B08 x4" in info.output
 
 
 def test_a_folder_of_band_folders_is_a_batch_of_products_and_unrelated_rasters_stay_a_batch(tmp_path):

@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -145,8 +146,11 @@ def test_a_missing_guide_is_said_never_silently_unguided(tmp_path):
     stack = open_band_stack(sp.make_l1c(tmp_path, suffix=".tif", bands=("B03", "B04", "B08", "B05")))
     settings = UpscaleSettings(resolution=10.0, bands=("B04", "B05"), guidance=True)
     with pytest.warns(RssrWarning, match="lacks B02 of the 10 m bands that guide the coarser bands: B05 super-resolved unguided"):
-        assert plan_guidance(plan_stack(stack, settings), settings, "diffusion") is None
-    assert plan_guidance(plan_stack(stack, settings), UpscaleSettings(resolution=10.0, guidance=False), "diffusion") is None
+        plan = plan_stack(stack, settings)
+    assert not plan.guides and plan_guidance(plan) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # --no-guidance: meant, so nothing said
+        assert not plan_stack(stack, UpscaleSettings(resolution=10.0, bands=("B04", "B05"), guidance=False)).guides
 
 
 def test_plain_raster_bands_selected_by_description(tmp_path):
@@ -322,7 +326,9 @@ def test_info_lists_a_products_bands_and_the_output(products):
     assert result.exit_code == 0, result.output
     assert "Sentinel-2 L2A" in result.output
     assert "B8A       20 m" in result.output and "B01       60 m" in result.output
-    assert "B04 x4, B11 x8, B01 x24" in result.output
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]  # per band: how upscale would make it
+    assert "per band B04 diffusion x4 (s2-10m)" in lines and "B11 guided by B02,B03,B04,B08 x8 (rssr-sharpen)" in lines
+    assert "B01 diffusion x24 (s2-10m)" in lines  # beyond the sharpener's x12 for 60 m bands: unguided, and said so
 
 
 # ------------------------------------------------------------------------------------------------- batch

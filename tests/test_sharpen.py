@@ -20,9 +20,10 @@ from rssr_cli.grid import Placement
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.sensor_degradation import SensorDraw
 from rssr_cli.sharpen import apply as sharpen_apply
+from rssr_cli.sharpen.bands import GUIDE_BANDS
 from rssr_cli.sharpen.consistency import average_onto_native, consistency_error, psf_consistency_error
 from rssr_cli.sharpen.degrade import MTF_AT_NYQUIST, centres, gaussian_blur, psf_sigma, sample_at
-from rssr_cli.sharpen.model import GUIDE_BANDS, TINY_SPEC, build_sharpener, load_sharpener, save_sharpener
+from rssr_cli.sharpen.model import TINY_SPEC, build_sharpener, load_sharpener, save_sharpener
 from rssr_cli.sharpen.scene import BandArray
 from rssr_cli.sharpen.train import SharpenTrainConfig, train_sharpener
 from rssr_cli.sharpen.wald import ergas, sam_degrees, sre

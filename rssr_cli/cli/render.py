@@ -18,7 +18,7 @@ from ..info import ModelReport, RasterReport, ShippedModelsReport
 from ..messages import redact
 from ..model_rule import ModelChoice
 from ..pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneResult
-from ..pipeline.settings import UpscaleResult
+from ..pipeline.settings import BandMade, UpscaleResult
 from ..stack_plan import StackReport
 from .common import shown
 
@@ -51,12 +51,32 @@ def render_batch_summary(results: list[SceneResult]) -> Table:
 def summarize(result: UpscaleResult) -> str:
     return (
         f"wrote {shown(str(result.dst))}: {result.width}x{result.height} px, {result.bands} band(s) {result.dtype}, "
-        f"{result.method} x{result.scale_x:.4g}, {result.windows} windows in {result.seconds:.1f} s "
+        f"{_how_made(result)}, {result.windows} windows in {result.seconds:.1f} s "
         f"({result.megapixels_per_second:.2f} Mpix/s)"
         + (f"; {result.skipped_windows} all-nodata windows skipped" if result.skipped_windows else "")
         + (f"; {result.outside_aoi_windows} windows outside the AOI not read" if result.outside_aoi_windows else "")
         + (f"\nfidelity: {result.fidelity.summary()}" if result.fidelity is not None else "")
     )
+
+
+def _how_made(result: UpscaleResult) -> str:
+    """`diffusion x4` for one raster; per band for a band stack, bands made alike grouped in the order written:
+    `B04 copied; B8A,B11 guided x4; B01 guided x12; B02,B03 read as guides only (not output)`."""
+    if not result.bands_made:
+        return f"{result.method} x{result.scale_x:.4g}"
+    said = _grouped(result.bands_made)
+    if result.guides_only:
+        guides = _grouped(result.guides_only)
+        said.append(", ".join(guides).replace(" copied", " read") + " as guides only (not output)")
+    return shown("; ".join(said))
+
+
+def _grouped(bands: tuple[BandMade, ...]) -> list[str]:
+    """`B05,B11 guided x2`: bands made alike (method, scale, model), in the order first seen."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for made in bands:
+        groups.setdefault((made.summary().split(" ", 1)[1], made.model or ""), []).append(made.band)
+    return [f"{','.join(names)} {how}" for (how, _), names in groups.items()]
 
 
 def render_report(report: RasterReport) -> list[str]:
@@ -75,7 +95,7 @@ def render_report(report: RasterReport) -> list[str]:
     ]
     for band in report.bands:
         extra = f", scale {band.scale:g} offset {band.offset:g}" if (band.scale, band.offset) != (1.0, 0.0) else ""
-        lines.append(f"    {band.index:>3}  {shown(band.description or '-'):<16} {band.colorinterp}{extra}")
+        lines.append(f"    {band.index:>3}  {shown(band.description or '-'):<16} {band.colorinterp}{extra}{_band_made(band.made)}")
     if report.provenance:  # an rssr output: how it was made, and its fidelity figures when measured
         lines.append("[bold]made by rssr[/]")
         width = max(len(k) for k in report.provenance)
@@ -103,6 +123,18 @@ def render_report(report: RasterReport) -> list[str]:
     return lines
 
 
+def _band_made(made: dict[str, str]) -> str:
+    """How an rssr output's band was made, from its tags: `  guided x2 by B02,B03,B04,B08 (rssr-sharpen)`."""
+    method = made.get("band_method")
+    if method is None:
+        return ""
+    scale = made.get("scale_xy", "").split(",")[0]
+    how = "copied" if method == "copy" else f"{method} x{float(scale):.4g}" if scale else method
+    guides = f" by {made['guided_by']}" if "guided_by" in made else ""
+    model = f" ({made['band_model']})" if "band_model" in made else ""
+    return f"  {shown(how + guides + model)}"
+
+
 def _human_seconds(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -120,13 +152,17 @@ def render_stack_report(report: StackReport) -> list[str]:
         )
     if report.grid is not None:
         t = report.grid.transform
-        scales = ", ".join(f"{name} {'copied' if s is None else f'x{s:.4g}'}" for name, s in report.band_scales)
         lines += [
             "[bold]upscale would write[/]",
             f"  bands       {', '.join(report.selected)}",
             f"  size        {report.grid.width} x {report.grid.height} px, pixel size {abs(t.a):.10g} x {abs(t.e):.10g}",
-            f"  per band    {shown(scales)}",
         ]
+        for i, made in enumerate(report.band_methods):
+            how = f"{made.band} guided by {','.join(made.guided_by)} x{made.scale:.4g}" if made.guided_by else made.summary()
+            lines.append(f"  {'per band' if i == 0 else '':<11} {shown(how)}" + (f" ({shown(made.model)})" if made.model else ""))
+        if report.guides_only:
+            guides = ", ".join(_grouped(report.guides_only)).replace(" copied", " read")
+            lines.append(f"  guides      {shown(guides)} as guides only (not output)")
         partial = [(name, f) for name, f in report.coverage if f < 1.0]
         if partial:
             said = [f"{name} misses the grid (upscale refuses it)" if f == 0 else f"{name} {f * 100:.0f} % (nodata beyond)" for name, f in partial]

@@ -57,6 +57,8 @@ class SceneResult:
     error: Optional[str] = None
     fidelity: Optional[dict] = None  # key figures when measured (--report, --max-*): FidelityReport.figures()
     note: Optional[str] = None  # why an existing output was redone: "input changed", "model changed: OLD -> NEW"
+    bands: Optional[list] = None  # a band stack's bands as made: {band, method, scale, guided_by, model} (UpscaleResult.bands_made)
+    guides_only: Optional[list] = None  # a band stack's guide bands read (copied or super-resolved) but not output, as `bands`
 
     def to_json(self) -> str:
         fields = {**asdict(self), "seconds": round(self.seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -179,6 +181,8 @@ def scene_fields(done: UpscaleResult) -> dict[str, Any]:
         "skipped_windows": done.skipped_windows,
         "outside_aoi_windows": done.outside_aoi_windows,
         "fidelity": done.fidelity.figures() if done.fidelity is not None else None,
+        "bands": [asdict(made) for made in done.bands_made] or None,
+        "guides_only": [asdict(made) for made in done.guides_only] or None,
     }
 
 

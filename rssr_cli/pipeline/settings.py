@@ -194,6 +194,21 @@ def build_backend(method: str, settings: UpscaleSettings) -> SRBackend:
 
 
 @dataclass(frozen=True)
+class BandMade:
+    """How one output band of a band stack is made (or, for `rssr info`, would be)."""
+
+    band: str
+    method: str  # copy | guided | the run's method (diffusion, bicubic, ...)
+    scale: float  # the band's native pixel / the output pixel (1: copied)
+    guided_by: tuple[str, ...] = ()  # the guide bands of a guided band
+    model: Optional[str] = None  # the sharpener of a guided band, the model of a diffusion band; None otherwise
+
+    def summary(self) -> str:
+        """`B11 guided x2`, `B04 copied`, `B05 diffusion x2`."""
+        return f"{self.band} copied" if self.method == "copy" else f"{self.band} {self.method} x{self.scale:.4g}"
+
+
+@dataclass(frozen=True)
 class UpscaleResult:
     """What was written."""
 
@@ -210,6 +225,8 @@ class UpscaleResult:
     seconds: float
     outside_aoi_windows: int = 0  # windows of the full-scene tiling whose patch misses the AOI: never read
     fidelity: Optional[FidelityReport] = None
+    bands_made: tuple[BandMade, ...] = ()  # a band stack's bands, each as made (empty for a single raster: one method)
+    guides_only: tuple[BandMade, ...] = ()  # a band stack's guide bands read (and staged) but not output, as made
 
     @property
     def megapixels_per_second(self) -> float:

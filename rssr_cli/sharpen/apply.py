@@ -25,25 +25,14 @@ from ..errors import CheckpointError
 from ..grid import Placement
 from ..products import StackBand
 from ..radiometry import to_dtype
+from .bands import SHARPENER_ENV, default_sharpener_path
 from .bounds import BOUND_MARGIN, band_range
 from .degrade import sample_at
-from .model import GUIDE_BANDS, GuidedSharpener, guided_scale_ok, load_sharpener
+from .model import GuidedSharpener, load_sharpener
 from .predict import back_projection_halo, consistent_and_bounded, guide_ratio_for, sharpen_array
 from .scene import band_stats_decimated, decimated_sample, stats_of
 
 TILE = 384  # output px per tile side (core); activations ~ width x (TILE + 2 halo)^2 floats
-SHARPENER_ENV = "RSSR_SHARPENER"  # another guided model than the shipped one (tests, experiments)
-SHIPPED_NAME = "sharpen.safetensors"
-
-
-def default_sharpener_path() -> Path:
-    """RSSR_SHARPENER, else the shipped model (in the wheel's rssr_cli/models, or the repository's models/)."""
-    if os.environ.get(SHARPENER_ENV):
-        return Path(os.environ[SHARPENER_ENV])
-    from ..backends import bundled_model_paths
-
-    candidates = [p.parent / SHIPPED_NAME for p in bundled_model_paths()]
-    return next((p for p in candidates if p.is_file()), candidates[-1])
 
 
 def find_sharpener() -> Optional[GuidedSharpener]:
@@ -55,10 +44,10 @@ def find_sharpener() -> Optional[GuidedSharpener]:
     return load_sharpener(path)
 
 
-def is_guided(band: StackBand, scale: float, finest_resolution: float, have_guides: bool) -> bool:
-    """The band rule: a coarse Sentinel-2 band is guided when the request holds a finer band, the stack holds
-    the four 10 m guides and the model was trained for its scale."""
-    return have_guides and band.resolution > finest_resolution + 1e-9 and guided_scale_ok(band.name, scale)
+def sharpener_halo(model: GuidedSharpener, scale: float) -> int:
+    """Output px of context a guided pixel depends on (network receptive field + back-projection): tiles and an
+    AOI's staged guides carry this much beyond their core, so the output does not depend on either."""
+    return model.receptive_radius + 1 + back_projection_halo(scale)
 
 
 @dataclass(frozen=True)
@@ -88,32 +77,38 @@ def sharpen_band(
     guide_stats: np.ndarray,
     *,
     region: Window,
+    staged: Window,
     nodata: Optional[float],
     dtype: str,
     write: Callable[[np.ndarray, Window], None],
     progress: Optional[Callable[[int], None]] = None,
     tile: Optional[int] = None,
 ) -> int:
-    """Write one guided band over `region` (a window of the common grid; guides_path covers exactly it), tile by
-    tile through `write(data [1,h,w], window in region coordinates)`; returns the tiles done."""
-    halo = model.receptive_radius + 1 + back_projection_halo(job.scale)
+    """Write one guided band over `region` (a window of the common grid), tile by tile through
+    `write(data [1,h,w], window in region coordinates)`; returns the tiles done. guides_path holds the guides on
+    `staged`: the region and the halo beyond it (sharpener_halo, clamped to the grid), so a tile at the region's
+    edge sees the context it has in a run over the whole grid."""
+    halo = sharpener_halo(model, job.scale)
     tile = tile or TILE
     sample = decimated_sample(job.band, nodata)  # one read for both statistics
     stats, margin = stats_of(*sample), BOUND_MARGIN * band_range(*sample)
-    height, width = int(region.height), int(region.width)
+    top, left, height, width = int(region.row_off), int(region.col_off), int(region.height), int(region.width)
+    s_top, s_left = int(staged.row_off), int(staged.col_off)
+    s_bottom, s_right = s_top + int(staged.height), s_left + int(staged.width)
+    if not (s_top <= top and s_left <= left and top + height <= s_bottom and left + width <= s_right):
+        raise ValueError(f"the staged guides {staged} do not cover the region {region}")
     p = job.placement
     done = 0
     with rasterio.open(guides_path) as guides_file, rasterio.open(job.band.dataset) as band_file:
-        for r0 in range(0, height, tile):
-            for c0 in range(0, width, tile):
-                r1, c1 = min(height, r0 + tile), min(width, c0 + tile)
-                hr0, hr1, hc0, hc1 = max(0, r0 - halo), min(height, r1 + halo), max(0, c0 - halo), min(width, c1 + halo)
-                win = Window(hc0, hr0, hc1 - hc0, hr1 - hr0)
-                guides = guides_file.read(window=win).astype(np.float32)
+        for r0 in range(top, top + height, tile):
+            for c0 in range(left, left + width, tile):  # full-grid pixels from here on
+                r1, c1 = min(top + height, r0 + tile), min(left + width, c0 + tile)
+                hr0, hr1, hc0, hc1 = max(s_top, r0 - halo), min(s_bottom, r1 + halo), max(s_left, c0 - halo), min(s_right, c1 + halo)
+                guides = guides_file.read(window=Window(hc0 - s_left, hr0 - s_top, hc1 - hc0, hr1 - hr0)).astype(np.float32)
                 guide_valid = np.ones(guides.shape[1:], bool) if nodata is None else (guides != nodata).all(axis=0)
-                # output pixel centres in the band's native pixel coordinates (full common-grid indices)
-                ys = p.y0 + (np.arange(hr0, hr1) + int(region.row_off) + 0.5) * p.dy
-                xs = p.x0 + (np.arange(hc0, hc1) + int(region.col_off) + 0.5) * p.dx
+                # output pixel centres in the band's native pixel coordinates
+                ys = p.y0 + (np.arange(hr0, hr1) + 0.5) * p.dy
+                xs = p.x0 + (np.arange(hc0, hc1) + 0.5) * p.dx
                 rows = (max(0, math.floor(ys[0]) - 3), min(job.band.height, math.ceil(ys[-1]) + 3))
                 cols = (max(0, math.floor(xs[0]) - 3), min(job.band.width, math.ceil(xs[-1]) + 3))
                 native, native_valid = _read_native(band_file, job.band, rows, cols, nodata, stats[0])
@@ -134,7 +129,7 @@ def sharpen_band(
                 if nodata is not None:
                     data = keep_clear_of_nodata(data, ok, nodata)
                     data[~ok] = nodata
-                write(data, Window(c0, r0, c1 - c0, r1 - r0))
+                write(data, Window(c0 - left, r0 - top, c1 - c0, r1 - r0))
                 done += 1
                 if progress is not None:
                     progress(done)
@@ -149,11 +144,3 @@ def tiles_of(region: Window, tile: Optional[int] = None) -> int:
 def guide_statistics(guides: Sequence[StackBand], nodata: Optional[float]) -> np.ndarray:
     """[G, 2] (mean, std) of the guide bands from their native files (as in training: the scene's statistics)."""
     return np.array([band_stats_decimated(g, nodata) for g in guides], dtype=np.float32)
-
-
-def guide_bands(stack_bands: Sequence[StackBand]) -> Optional[tuple[StackBand, ...]]:
-    """The four 10 m guides from the stack, in GUIDE_BANDS order; None when one is missing."""
-    by_name = {b.name: b for b in stack_bands}
-    if not all(name in by_name for name in GUIDE_BANDS):
-        return None
-    return tuple(by_name[name] for name in GUIDE_BANDS)

@@ -22,13 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError
-
-GUIDE_BANDS = ("B02", "B03", "B04", "B08")  # the 10 m bands: they guide every coarser band
-GUIDED_BANDS = ("B05", "B06", "B07", "B8A", "B11", "B12", "B01", "B09", "B10")  # 20 m, then 60 m
-BAND_RESOLUTION_M = {"B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20, "B12": 20, "B01": 60, "B09": 60, "B10": 60}
-GUIDE_RESOLUTION_M = 10
-# Largest band scale trained per native resolution (Wald ratios drawn in training): beyond it a band is unguided.
-MAX_GUIDED_SCALE = {20: 8.0, 60: 12.0}
+from .bands import GUIDE_BANDS, GUIDED_BANDS, MAX_GUIDED_SCALE
 
 DEFAULT_SPEC: dict[str, Any] = {"width": 32, "blocks": 6}
 TINY_SPEC: dict[str, Any] = {"width": 8, "blocks": 1}
@@ -73,11 +67,6 @@ def build_sharpener(spec: Optional[dict[str, Any]] = None) -> GuidedSharpener:
 
 def band_index(name: str) -> int:
     return GUIDED_BANDS.index(name)
-
-
-def guided_scale_ok(name: str, scale: float) -> bool:
-    """Whether the model was trained for this band at this scale (band native / output pixel)."""
-    return name in BAND_RESOLUTION_M and 1.0 < scale <= MAX_GUIDED_SCALE[BAND_RESOLUTION_M[name]] + 1e-6
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .bands import GUIDE_RESOLUTION_M
 from .bounds import bound_to_native
 from .degrade import psf_sigma, sample_at, seen_by_native_pixels
-from .model import GUIDE_RESOLUTION_M, GuidedSharpener, band_index
+from .model import GuidedSharpener, band_index
 
 
 def sharpen_array(

@@ -82,7 +82,7 @@ def check_wald_size(scene: dict[str, BandArray], source: str, split: str) -> dic
     """The scene without the coarse bands whose `split` rows, degraded by their Wald ratio (20 m by 2, 60 m by 6),
     would keep fewer than MIN_WALD_PX px a side (a small crop's 60 m group; logged); a scene where no coarse band
     fits is one InputError, not a reshape error deep in a model."""
-    from .model import BAND_RESOLUTION_M
+    from .bands import BAND_RESOLUTION_M
     from .wald import GROUP_RATIO, rows_of_split
 
     kept, small = dict(scene), []

@@ -25,7 +25,8 @@ import torch
 from .. import sensor_degradation as sensor
 from ..errors import CheckpointError, InputError, RssrError, UsageError
 from ..interrupts import interruptible
-from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS, MAX_PARAMETERS, build_sharpener, save_sharpener, spec_parameter_count
+from .bands import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS
+from .model import MAX_PARAMETERS, build_sharpener, save_sharpener, spec_parameter_count
 from .scene import BandArray, load_stack_bands, stats_of
 from .wald import evaluate_scene_split, rows_of_split
 from .wald_inputs import wald_inputs

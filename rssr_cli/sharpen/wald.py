@@ -12,8 +12,9 @@ import numpy as np
 
 from ..interrupts import interruptible
 from ..sensor_degradation import SensorDraw
+from .bands import BAND_RESOLUTION_M, GUIDE_BANDS, guided_scale_ok
 from .bounds import BOUND_MARGIN, band_range
-from .model import BAND_RESOLUTION_M, GUIDE_BANDS, GuidedSharpener, guided_scale_ok
+from .model import GuidedSharpener
 from .predict import consistent_and_bounded, sharpen_array
 from .scene import BandArray
 from .wald_inputs import BOX, WaldInputs, wald_inputs

@@ -1,0 +1,155 @@
+"""Guidance is a property of the band and the product (issue 22): a guided band is the same whatever else is asked
+for, whatever the AOI and the tiling, and the output's tags, `rssr info` and the run summary say per band how it
+was made. A tiny random sharpener (RSSR_SHARPENER) and a tiny diffusion model; every band shares one extent (as in
+a real product), so every run has the same common grid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from rssr_cli.model.checkpoint import save_model
+from rssr_cli.sharpen import apply as sharpen_apply
+from rssr_cli.sharpen.model import TINY_SPEC, build_sharpener, save_sharpener
+
+import s2_products as sp
+from cli_helpers import run
+from model_helpers import tiny_model
+
+# on the 10, 20 and 60 m grids of the committed crops: 54 x 54 px at 10 m, 27 x 27 at 20 m, 9 x 9 at 60 m
+SHARED_BOUNDS = (441780.0, 4166280.0, 442320.0, 4166820.0)
+AOI = "POLYGON((441870 4166370, 442130 4166370, 442130 4166610, 441870 4166610, 441870 4166370))"  # 26 x 24 px at 10 m, well inside: the outer 4 px have scene pixels beyond
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("s2shared")
+    bands = sp.crop_bands(root / "bands", sp.SENTINEL2_BANDS, SHARED_BOUNDS)
+    return sp.make_l1c(root, suffix=".tif", source_dir=bands)  # GeoTIFF: quicker to read than JPEG 2000
+
+
+@pytest.fixture(scope="module")
+def sharpener(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = build_sharpener(TINY_SPEC)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    return save_sharpener(model, tmp_path_factory.mktemp("sharpener") / "tiny", {"name": "tiny-test"})
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return save_model(tiny_model(), tmp_path_factory.mktemp("model") / "tiny.safetensors", model_id="tiny-guidance-test")
+
+
+@pytest.fixture(autouse=True)
+def _tiny_sharpener(sharpener, monkeypatch):
+    monkeypatch.setenv(sharpen_apply.SHARPENER_ENV, str(sharpener))
+
+
+def upscale(product: Path, out: Path, *args) -> Path:
+    result = run("upscale", product, "-o", out, *args, "-q")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def band(path: Path, name: str) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(ds.descriptions.index(name) + 1).astype(np.int64)
+
+
+def test_a_guided_band_is_guided_whatever_else_is_asked_for(product, model_path, tmp_path):
+    """--bands B11 reads (and stages) the 10 m guides without writing them: B11 is the B11 of a run that outputs its guides too."""
+    alone = upscale(product, tmp_path / "b11.tif", "--bands", "B11", "-r", "10", "--model", model_path)
+    every = upscale(product, tmp_path / "all.tif", "--bands", "B02,B03,B04,B08,B11", "-r", "10", "--model", model_path)
+    plain = upscale(product, tmp_path / "plain.tif", "--bands", "B11", "-r", "10", "--no-guidance", "--model", model_path)
+    with rasterio.open(alone) as ds:
+        assert ds.count == 1 and ds.descriptions == ("B11",)  # the guides were read, not output
+        assert ds.tags(1)["RSSR_BAND_METHOD"] == "guided"
+        assert ds.tags(1)["RSSR_GUIDED_BY"] == "B02,B03,B04,B08"
+        assert ds.tags(1)["RSSR_BAND_MODEL"] == "tiny-test"
+        assert ds.tags()["RSSR_GUIDED_BANDS"] == "B11"
+    assert np.abs(band(alone, "B11") - band(every, "B11")).max() <= 1
+    assert np.abs(band(alone, "B11") - band(plain, "B11")).max() > 10
+    with rasterio.open(plain) as ds:
+        assert ds.tags(1)["RSSR_BAND_METHOD"] == "diffusion" and "RSSR_GUIDED_BY" not in ds.tags(1)
+    said = run("info", alone)  # an output says per band how it was made
+    assert said.exit_code == 0 and "B11" in said.output and "guided x2 by B02,B03,B04,B08 (tiny-test)" in said.output
+    assert json.loads(run("info", plain, "--json").output)["bands"][0]["made"]["band_method"] == "diffusion"
+
+
+def test_bicubic_outputs_are_not_tagged_guided(product, tmp_path):
+    out = upscale(product, tmp_path / "bicubic.tif", "--bands", "B04,B11", "-r", "5", "--method", "bicubic")
+    with rasterio.open(out) as ds:
+        assert ds.tags()["RSSR_GUIDANCE"] == "off"
+        assert [ds.tags(i)["RSSR_BAND_METHOD"] for i in (1, 2)] == ["bicubic", "bicubic"]
+        assert "RSSR_GUIDED_BY" not in ds.tags(2) and "RSSR_GUIDED_BANDS" not in ds.tags()
+
+
+def test_an_aoi_output_is_the_full_run_inside_the_aoi_frame_included(product, model_path, tmp_path):
+    args = ("--bands", "B05,B11,B01", "-r", "10", "--model", model_path)
+    full = upscale(product, tmp_path / "full.tif", *args)
+    cut = upscale(product, tmp_path / "aoi.tif", *args, "--aoi", AOI)
+    with rasterio.open(full) as f, rasterio.open(cut) as c:
+        window = rasterio.windows.from_bounds(*c.bounds, transform=f.transform).round_offsets().round_lengths()
+        assert (c.width, c.height) == (26, 24)
+        for i in range(1, 4):
+            diff = np.abs(f.read(i, window=window).astype(int) - c.read(i).astype(int))
+            assert diff.max() <= 1, (f.descriptions[i - 1], diff.max(), np.argwhere(diff > 1)[:5])
+
+
+def test_the_guided_pass_does_not_depend_on_the_tiling(product, model_path, tmp_path, monkeypatch):
+    args = ("--bands", "B8A,B12,B09", "-r", "10", "--model", model_path)
+    whole = upscale(product, tmp_path / "whole.tif", *args)
+    monkeypatch.setattr(sharpen_apply, "TILE", 19)  # 3 x 3 tiles, cut where no tile of the whole run is
+    tiled = upscale(product, tmp_path / "tiled.tif", *args)
+    cut = upscale(product, tmp_path / "tiled_aoi.tif", *args, "--aoi", AOI)
+    with rasterio.open(whole) as a, rasterio.open(tiled) as b, rasterio.open(cut) as c:
+        assert np.abs(a.read().astype(int) - b.read().astype(int)).max() <= 1
+        window = rasterio.windows.from_bounds(*c.bounds, transform=a.transform).round_offsets().round_lengths()
+        assert np.abs(a.read(window=window).astype(int) - c.read().astype(int)).max() <= 1
+
+
+def test_a_classical_stack_run_does_not_depend_on_the_window_size(product, tmp_path):
+    args = ("--bands", "B04,B11,B01", "-r", "5", "--method", "bicubic")
+    default = upscale(product, tmp_path / "default.tif", *args)
+    small = upscale(product, tmp_path / "small.tif", *args, "--tile", "16", "--overlap", "8")
+    cut = upscale(product, tmp_path / "cut.tif", *args, "--tile", "16", "--overlap", "8", "--aoi", AOI)
+    with rasterio.open(default) as a, rasterio.open(small) as b, rasterio.open(cut) as c:
+        assert np.abs(a.read().astype(int) - b.read().astype(int)).max() <= 1
+        window = rasterio.windows.from_bounds(*c.bounds, transform=a.transform).round_offsets().round_lengths()
+        assert np.abs(a.read(window=window).astype(int) - c.read().astype(int)).max() <= 1
+
+
+def test_info_says_per_band_how_a_product_would_be_made(product):
+    result = run("info", product, "-r", "10", "--bands", "B04,B11,B01", "--json")
+    assert result.exit_code == 0, result.output
+    made = {b["band"]: b for b in json.loads(result.output)["band_methods"]}
+    assert made["B04"]["method"] == "copy"
+    assert made["B11"]["method"] == "guided" and made["B11"]["guided_by"] == ["B02", "B03", "B04", "B08"]
+    assert made["B11"]["scale"] == pytest.approx(2) and made["B01"]["scale"] == pytest.approx(6)
+    text = run("info", product, "-r", "10", "--bands", "B04,B11,B01")
+    assert "B11 guided by B02,B03,B04,B08 x2" in text.output
+
+
+def test_the_summary_says_per_band_what_ran(product, model_path, tmp_path):
+    """B04 is copied, B11 guided at x2, B01 guided at x6: no `x1`, no single method for all; B02/B03/B08 are read
+    as guides and not output, and the summary says so."""
+    log = tmp_path / "run.jsonl"
+    out = tmp_path / "summary.tif"
+    result = run("upscale", product, "-o", out, "--bands", "B04,B11,B01", "-r", "10", "--model", model_path, "--log-json", log)
+    assert result.exit_code == 0, result.output
+    summary = " ".join(result.output.split())
+    assert "B04 copied" in summary and "B11 guided x2" in summary and "B01 guided x6" in summary
+    assert "x1 " not in summary and "diffusion x" not in summary
+    assert "B02,B03,B08 read as guides only (not output)" in summary  # copies here: at 10 m they are their own pixels
+    line = json.loads(log.read_text().splitlines()[-1])
+    made = {b["band"]: b for b in line["bands"]}
+    assert made["B11"]["method"] == "guided" and made["B11"]["scale"] == pytest.approx(2)
+    assert made["B04"]["method"] == "copy" and [g["band"] for g in line["guides_only"]] == ["B02", "B03", "B08"]
