@@ -404,9 +404,18 @@ def _band_files(candidates: dict[str, dict[int, list[str]]], source: str) -> dic
     return found
 
 
+def _holds_band_files(folder: Path) -> bool:
+    try:
+        return any(_BAND_FILE.match(p.name) for p in folder.iterdir())
+    except OSError:
+        return False
+
+
 def _folder_stack(source: str) -> BandStack:
     """A band folder's bands (band_folder_files), in Sentinel-2 order; nodata 0 unless the files declare one."""
     candidates = band_folder_files(Path(source))
+    if candidates is None and not _holds_band_files(Path(source)):
+        raise InputError(f"{source} holds no Sentinel-2 band files (<scene>B02.jp2, <scene>B03.jp2, ...)")
     if candidates is None:
         raise InputError(
             f"{source} is a folder of scenes, not one product: a band folder holds one scene's band files "
