@@ -20,7 +20,7 @@ from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
 from .backends import CLASSICAL_METHODS
-from .cog import OutputSpec
+from .cog import OutputSpec, write_band
 from .errors import RssrWarning
 from .grid import OutputGrid
 from .pipeline.settings import UpscaleSettings
@@ -70,7 +70,7 @@ class Guidance:
             if inside is not None and nodata is not None:
                 cut = inside[:, int(window.col_off) : int(window.col_off + window.width)]
                 data[0][~cut] = nodata
-            writer.write(data, indexes=[job.slot], window=window)
+            write_band(writer, job.slot, data, window)
 
         guided = GuidedJob(job.band, job.grid.placement, job.scale, abs(plan.common.transform.a))
         log.info("band %s: guided by %s at x%.4g", job.band.name, ",".join(g.name for g in self.guides), job.scale)
@@ -136,4 +136,4 @@ def copy_slot(path: Path, index: int, writer: DatasetWriter, slot: int) -> None:
     with rasterio.open(path) as src:
         for row in range(0, src.height, COPY_ROWS):
             window = Window(0, row, src.width, min(COPY_ROWS, src.height - row))
-            writer.write(src.read(index, window=window)[None], indexes=[slot], window=window)
+            write_band(writer, slot, src.read(index, window=window)[None], window)

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from . import __version__
 from .backends import CLASSICAL_METHODS, SRBackend
 from .blend import keep_clear_of_nodata
-from .cog import OutputSpec, finalize_cog, open_intermediate
+from .cog import OutputSpec, finalize_cog, open_intermediate, write_band
 from .cog_profiles import cog_options
 from .destination import check_destination, staging_dir
 from .errors import InputError
@@ -51,8 +51,12 @@ class _BandSlot:
     def __init__(self, writer: DatasetWriter, slot: int) -> None:
         self.writer, self.slot = writer, slot
 
+    @property
+    def name(self) -> str:
+        return str(self.writer.name)
+
     def write(self, data: np.ndarray, window: Window) -> None:
-        self.writer.write(data, indexes=[self.slot], window=window)
+        write_band(self.writer, self.slot, data, window)
 
     def write_mask(self, *_: Any, **__: Any) -> None:
         raise RuntimeError("band stack outputs mark invalid pixels with a nodata value, not a mask")
@@ -190,7 +194,7 @@ class _BandRun:
             if nodata is not None:
                 data = keep_clear_of_nodata(data, valid, nodata)
                 data[~valid] = nodata
-            writer.write(data, indexes=[self.job.slot], window=Window(0, row - top, width, rows))
+            write_band(writer, self.job.slot, data, Window(0, row - top, width, rows))
 
 
 def blank_outside_footprints(writer: DatasetWriter, plan: StackPlan) -> None:
@@ -212,7 +216,7 @@ def blank_outside_footprints(writer: DatasetWriter, plan: StackPlan) -> None:
             for row in range(r0, r1, COPY_ROWS):
                 rows = min(COPY_ROWS, r1 - row)
                 block = np.full((1, rows, c1 - c0), plan.nodata, dtype=plan.dtype)
-                writer.write(block, indexes=[job.slot], window=Window(c0 - left, row - top, c1 - c0, rows))
+                write_band(writer, job.slot, block, Window(c0 - left, row - top, c1 - c0, rows))
 
 
 CLASSICAL_TILE_HR_PX = 2048  # HR side of a classical window's core: bounds the row accumulator at high scales

@@ -351,3 +351,32 @@ def test_the_different_request_hint_names_the_option_the_readme_and_help_name(tm
     assert changed.exit_code == 1 and "different request; pass --overwrite to replace it" in changed.stderr
     assert "--force" not in changed.stderr
     assert run(*common, "-m", "nearest", "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize("product", ["l1c", "stac"])
+def test_a_full_disk_during_a_product_run_is_the_same_line(tmp_path, monkeypatch, product):
+    """Issue 23 item 17: a band stack's writes (copied bands, blended bands, footprints) name a full disk as the
+    single-raster path does, never rasterio's "Write failed. See previous exception for details."."""
+    import rasterio.io
+    from rasterio._err import CPLE_FileIOError
+    from rasterio.errors import RasterioIOError
+
+    import s2_products as sp
+
+    def full(*_, **__):
+        try:
+            raise CPLE_FileIOError(3, 1, "TIFFAppendToStrip:Write error at scanline 0")
+        except CPLE_FileIOError as cause:
+            raise RasterioIOError("Write failed. See previous exception for details.") from cause
+
+    src = sp.make_l1c(tmp_path, suffix=".tif", bands=("B02", "B03", "B04", "B08")) if product == "l1c" else sp.make_stac_item(tmp_path)
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "write", full)
+    from rssr_cli import cog
+
+    monkeypatch.setattr(cog.os, "statvfs", lambda _: os.statvfs_result((4096, 4096, 100, 0, 0, 100, 0, 0, 0, 255)))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("upscale", src, "-o", out / "sr.tif", "-s", "2", "-m", "bicubic", "-b", "B04,B08", "-q")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [f"error: cannot write {out / 'sr.tif'}: no space left on device in {out}"]
+    assert files_in(out) == set()
