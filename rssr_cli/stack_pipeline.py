@@ -38,7 +38,7 @@ from .pipeline.stream import plan_writer, stream_tiles
 from .products import open_band_stack
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
 from .region import tiles_for_region
-from .source_identity import source_identity
+from .source_identity import bands_identity
 from .stack_guidance import COPY_ROWS, Guidance, copy_slot, guides_spec, plan_guidance
 from .stack_plan import BandJob, StackPlan, guide_job, plan_stack, request_settings
 
@@ -248,6 +248,13 @@ def band_output_spec(plan: StackPlan) -> OutputSpec:
     )  # fmt: skip
 
 
+def read_bands_identity(plan: StackPlan, guidance: Optional[Guidance]) -> dict[str, str]:
+    """The identity of the band files this run reads (its bands and, when guided, the 10 m guides): a change to any
+    of them redoes the scene in a batch, a change to a file it does not read (manifest.safe) does not."""
+    bands = [job.band for job in plan.jobs] + list(guidance.guides if guidance else ())
+    return bands_identity((band.name, band.dataset) for band in bands)
+
+
 def stack_output_spec(
     plan: StackPlan, settings: UpscaleSettings, method: str, backend: SRBackend, runs: Sequence[_BandRun],
     guidance: Optional[Guidance] = None,
@@ -269,7 +276,7 @@ def stack_output_spec(
         "RSSR_BAND_SCALES": ",".join(f"{job.band.name}:{'copy' if job.copy else format(job.scale, '.6g')}" for job in plan.jobs),
         **request_tags(settings, Provenance.of(method, backend)),
         **model_choice_tags(settings, method),
-        **source_identity(plan.stack.source),  # a batch redoes the scene when the product was replaced
+        **read_bands_identity(plan, guidance),  # a batch redoes the scene when a band it read was replaced
     }
     if plan.region.aoi is not None:
         tags |= region_tags(plan.region, common)
