@@ -23,6 +23,7 @@ from typing import Callable, Iterator, Optional
 
 from .destination import STAGING_MARK, STAGING_OWNER, staging_prefix
 from .errors import OutputError
+from .interrupts import forced_exit_cleanups
 from .safefiles import open_private_file
 
 
@@ -50,13 +51,22 @@ def output_lock(dst: Path, *, on_stale: Optional[Callable[[list[Path]], None]] =
         stale = remove_stale_staging(dst)
         if on_stale is not None:
             on_stale(stale)
+        forced_exit_cleanups[fd] = lambda: _unlink(path)  # a run blocked in GDAL when interrupted (interrupts.py)
         yield
     finally:
+        forced_exit_cleanups.pop(fd, None)
         try:
             os.unlink(path)  # still ours: unlink before unlocking, so no one locks a file about to vanish
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _acquire(path: Path) -> int:

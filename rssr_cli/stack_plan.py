@@ -20,6 +20,7 @@ from .aoi import aoi_in_raster_crs
 from .band_names import canonical_band_name
 from .errors import InputError, UsageError
 from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution
+from .interrupts import interruptible
 from .model_rule import InputFacts, ModelChoice
 from .pipeline.model_choice import input_model_choice
 from .pipeline.settings import UpscaleSettings
@@ -201,6 +202,7 @@ class StackReport:
     coverage: tuple[tuple[str, float], ...] = ()  # (name, fraction of the output grid on the band's data)
 
 
+@interruptible
 def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, resolution: Optional[float | tuple[float, float]] = None,
                    bands: Optional[Sequence[int | str]] = None) -> StackReport:  # fmt: skip
     """Headers only: the stack's bands and what `upscale` would make of them."""

@@ -1,10 +1,20 @@
-"""A .SAFE folder's identity (RSSR_SOURCE_* tags) changes when a band file inside it is rewritten."""
+"""A .SAFE folder's identity (RSSR_SOURCE_* tags) changes when a band file inside it is rewritten; a band stack's
+output is known by the band files its run read."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
+import numpy as np
+import rasterio
+from typer.testing import CliRunner
+
+from rssr_cli.cli import app
 from rssr_cli.source_identity import FINGERPRINT_TAG, SIZE_TAG, source_identity
+
+import s2_products as sp
 
 
 def test_folder_identity_is_stable_and_follows_its_files(tmp_path):
@@ -23,15 +33,6 @@ def test_folder_identity_is_stable_and_follows_its_files(tmp_path):
 
 # ---- issue 23 item 8: a band stack's identity is of the band files a run reads ------------------------------------
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import rasterio  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
-
-import s2_products as sp  # noqa: E402
-from rssr_cli.cli import app  # noqa: E402
 
 
 def batch_status(src: Path, out: Path) -> str:
