@@ -380,3 +380,27 @@ def test_a_full_disk_during_a_product_run_is_the_same_line(tmp_path, monkeypatch
     assert result.exit_code == 1, result.output
     assert result.stderr.strip().splitlines() == [f"error: cannot write {out / 'sr.tif'}: no space left on device in {out}"]
     assert files_in(out) == set()
+
+
+# ---- issue 23 item 24: one batch per output folder at a time -------------------------------------------------------
+
+
+def test_a_second_batch_on_the_same_output_folder_exits_75_and_does_nothing(tmp_path):
+    """A */15 cron whose scenes take hours: the next tick finds the job running and leaves at once (exit 75, one
+    line naming the running one); once it is gone the job runs, and its lock is not left behind."""
+    from rssr_cli.locks import job_lock
+
+    folder = tmp_path / "in"
+    scene_at(folder / "a.tif")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ("upscale", folder, "-o", out, "-s", "2", "-m", "bicubic", "-q")
+    with job_lock(out):  # the running batch (flock: another open of the file conflicts, in any process)
+        result = run(*args)
+        assert result.exit_code == 75, result.output
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: another rssr batch is running on {out} (pid {os.getpid()} on ") and line.endswith("nothing was done")
+        assert files_in(out) == {".rssr-batch.lock"}
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert files_in(out) == {"a_x2.tif"}
