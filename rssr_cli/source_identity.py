@@ -100,9 +100,11 @@ def stack_identity(src: str | Path, names: Iterable[str]) -> dict[str, str]:
     cannot be listed, is an identity no output records: the scene is redone and the run reports why)."""
     from .errors import RssrError
     from .products import open_band_stack
+    from .raster_io import gdal_env
 
     try:
-        by_name = {band.name: band.dataset for band in open_band_stack(src).bands}
+        with gdal_env():  # a remote item's assets: the HTTP timeouts apply to the skip check too
+            by_name = {band.name: band.dataset for band in open_band_stack(src).bands}
     except (RssrError, OSError):
         return {FINGERPRINT_TAG: "unreadable"}
     wanted = list(names)
