@@ -148,6 +148,15 @@ def write_rows(writer: DatasetWriter, spec: OutputSpec, row_off: int, data: np.n
         raise write_error(f"cannot write rows {row_off}..{row_off + data.shape[1]}", Path(writer.name), exc) from exc
 
 
+def write_band(writer: DatasetWriter, slot: int, data: np.ndarray, window: Window) -> None:
+    """Write a [1, h, w] block into one band of a band-interleaved output (band stacks), a failure named as
+    write_rows names it (a full disk is the README's line, not rasterio's "Write failed")."""
+    try:
+        writer.write(data, indexes=[slot], window=window)
+    except GDAL_ERRORS as exc:
+        raise write_error(f"cannot write band {slot}", Path(writer.name), exc) from exc
+
+
 def finalize_cog(intermediate: Path, dst: Path, options: Mapping, *, overwrite: bool) -> None:
     """Translate the intermediate into a COG in the staging directory, then move it onto DST in one rename."""
     staged = intermediate.with_name("cog.tif")

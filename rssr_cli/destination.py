@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import OutputError, UsageError
+from .interrupts import forced_exit_cleanups
 from .products import is_input_path
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,10 @@ def staging_dir(dst: Path) -> Iterator[Path]:
             fcntl.flock(owner, fcntl.LOCK_EX)
         except OSError as exc:
             raise OutputError(f"cannot write to {path}: {exc.strerror or exc}") from exc
+        forced_exit_cleanups[id(path)] = lambda: _remove_tree(path)  # a run blocked in GDAL when interrupted
         yield path
     finally:
+        forced_exit_cleanups.pop(id(path), None)
         _remove_tree(path)
         if owner is not None:
             os.close(owner)

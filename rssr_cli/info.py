@@ -15,9 +15,10 @@ from .backends import MODEL_ENV
 from .cost import CostEstimate, estimate_cost
 from .errors import UsageError
 from .grid import OutputGrid, plan_output_grid
+from .interrupts import interruptible
 from .model_rule import RULE, ModelChoice, source_facts
 from .pipeline.model_choice import input_model_choice
-from .raster_io import MaskKind, SourceInfo, inspect_source, open_raster, select_bands
+from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, select_bands
 from .shipped_models import ShippedModel, model_name, models_dir, resolve_model, shipped_models
 
 
@@ -63,6 +64,7 @@ class RasterReport:
     estimate: Optional[CostEstimate] = None  # the model's time and memory on this machine (cost.py), when asked
 
 
+@interruptible  # a hung URL: SIGTERM still ends `rssr info` (interrupts.py)
 def describe_raster(
     src: str | Path,
     *,
@@ -77,7 +79,7 @@ def describe_raster(
     model: a few seconds; cost.py)."""
     if estimate and scale is None and resolution is None:
         raise UsageError("--estimate needs the output: give --scale or --resolution")
-    with open_raster(src) as dataset:
+    with gdal_env(), open_raster(src) as dataset:  # gdal_env: the HTTP timeouts
         source = inspect_source(dataset)
         band_tags = [rssr_tags(dataset.tags(b)) for b in range(1, source.count + 1)]
     selected = select_bands(source, bands)

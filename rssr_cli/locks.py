@@ -17,17 +17,25 @@ import shutil
 import socket
 import stat
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from .destination import STAGING_MARK, STAGING_OWNER, staging_prefix
 from .errors import OutputError
+from .interrupts import forced_exit_cleanups
 from .safefiles import open_private_file
 
 
 class OutputBusy(OutputError):
     """Another live process holds the lock of this output."""
+
+
+class JobBusy(OutputError):
+    """Another batch is running on this output folder (job_lock): this one did nothing. Exit 75 at the CLI."""
+
+
+JOB_LOCK_NAME = "rssr-batch"  # the job lock is .rssr-batch.lock in the output folder (an output lock of that name)
 
 
 def lock_path(dst: Path) -> Path:
@@ -50,13 +58,36 @@ def output_lock(dst: Path, *, on_stale: Optional[Callable[[list[Path]], None]] =
         stale = remove_stale_staging(dst)
         if on_stale is not None:
             on_stale(stale)
+        forced_exit_cleanups[fd] = lambda: _unlink(path)  # a run blocked in GDAL when interrupted (interrupts.py)
         yield
     finally:
+        forced_exit_cleanups.pop(fd, None)
         try:
             os.unlink(path)  # still ours: unlink before unlocking, so no one locks a file about to vanish
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+@contextmanager
+def job_lock(folder: Path) -> Iterator[None]:
+    """Hold the lock of a batch's output folder for the whole batch: a */15 cron whose scenes take hours must not
+    start a second full-CPU run on the same job. JobBusy at once when another live process holds it. It is an
+    output lock (same file rules; sweep_stale removes it when its process is gone), so the kernel frees it too."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(output_lock(folder / JOB_LOCK_NAME))
+        except OutputBusy:
+            holder = _holder(lock_path(folder / JOB_LOCK_NAME))
+            raise JobBusy(f"another rssr batch is running on {folder} ({holder}); nothing was done") from None
+        yield
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _acquire(path: Path) -> int:

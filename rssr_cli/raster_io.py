@@ -87,6 +87,8 @@ GDAL_HTTP_TIMEOUTS = {
     "GDAL_HTTP_TIMEOUT": "120",  # seconds for one request
     "GDAL_HTTP_LOW_SPEED_TIME": "30",  # abort a transfer slower than LOW_SPEED_LIMIT bytes/s for this long
     "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
+    "GDAL_HTTP_MAX_RETRY": "2",  # a 429/502/503/504 is retried twice (GDAL's default: never), RETRY_DELAY apart
+    "GDAL_HTTP_RETRY_DELAY": "1",
 }
 
 

@@ -19,7 +19,7 @@ from rasterio.enums import ColorInterp
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
-from .cog import OutputSpec
+from .cog import OutputSpec, write_band
 from .errors import CheckpointError
 from .region import OutputRegion
 from .sharpen.apply import GuidedJob, find_sharpener, guide_statistics, sharpen_band, sharpener_halo, tiles_of
@@ -71,7 +71,7 @@ class Guidance:
             if inside is not None and nodata is not None:
                 cut = inside[:, int(window.col_off) : int(window.col_off + window.width)]
                 data[0][~cut] = nodata
-            writer.write(data, indexes=[job.slot], window=window)
+            write_band(writer, job.slot, data, window)
 
         guided = GuidedJob(job.band, job.grid.placement, job.scale, abs(plan.common.transform.a))
         log.info("band %s: guided by %s at x%.4g", job.band.name, ",".join(job.guided_by), job.scale)
@@ -93,7 +93,7 @@ class Guidance:
                 inside = region.inside(row, rows)
                 if inside is not None and nodata is not None:  # the staged values are the output's already
                     data[0][~inside] = nodata
-                writer.write(data, indexes=[job.slot], window=Window(0, row - top, width, rows))
+                write_band(writer, job.slot, data, Window(0, row - top, width, rows))
 
     def tags(self) -> dict[str, str]:
         card = getattr(self.model, "card", {})

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from . import __version__
 from .backends import CLASSICAL_METHODS, SRBackend
 from .blend import keep_clear_of_nodata
-from .cog import OutputSpec, open_intermediate
+from .cog import OutputSpec, open_intermediate, write_band
 from .cog_profiles import cog_options
 from .destination import check_destination, staging_dir
 from .errors import InputError
@@ -42,7 +42,7 @@ from .pipeline.stream import plan_writer, stream_tiles
 from .products import open_band_stack
 from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window, with_nodata
 from .region import OutputRegion, tiles_for_region
-from .source_identity import source_identity
+from .source_identity import bands_identity
 from .stack_guidance import COPY_ROWS, Guidance, guides_spec, plan_guidance
 from .stack_plan import BandJob, StackPlan, bands_made, plan_stack, request_settings
 
@@ -55,8 +55,12 @@ class _BandSlot:
     def __init__(self, writer: DatasetWriter, slot: int) -> None:
         self.writer, self.slot = writer, slot
 
+    @property
+    def name(self) -> str:
+        return str(self.writer.name)
+
     def write(self, data: np.ndarray, window: Window) -> None:
-        self.writer.write(data, indexes=[self.slot], window=window)
+        write_band(self.writer, self.slot, data, window)
 
     def write_mask(self, *_: Any, **__: Any) -> None:
         raise RuntimeError("band stack outputs mark invalid pixels with a nodata value, not a mask")
@@ -247,7 +251,7 @@ class _BandRun:
             if nodata is not None:
                 data = keep_clear_of_nodata(data, valid, nodata)
                 data[~valid] = nodata
-            writer.write(data, indexes=[self.job.slot], window=Window(0, row - top, width, rows))
+            write_band(writer, self.job.slot, data, Window(0, row - top, width, rows))
 
 
 def blank_outside_footprints(writer: DatasetWriter, jobs: Sequence[BandJob], region: OutputRegion, plan: StackPlan) -> None:
@@ -269,7 +273,7 @@ def blank_outside_footprints(writer: DatasetWriter, jobs: Sequence[BandJob], reg
             for row in range(r0, r1, COPY_ROWS):
                 rows = min(COPY_ROWS, r1 - row)
                 block = np.full((1, rows, c1 - c0), plan.nodata, dtype=plan.dtype)
-                writer.write(block, indexes=[job.slot], window=Window(c0 - left, row - top, c1 - c0, rows))
+                write_band(writer, job.slot, block, Window(c0 - left, row - top, c1 - c0, rows))
 
 
 CLASSICAL_TILE_HR_PX = 2048  # HR side of a classical window's core: bounds the row accumulator at high scales
@@ -294,6 +298,13 @@ def band_output_spec(plan: StackPlan, region: OutputRegion) -> OutputSpec:
     )  # fmt: skip
 
 
+def read_bands_identity(plan: StackPlan) -> dict[str, str]:
+    """The identity of the band files this run reads (its bands and the guides its guided bands read): a change to
+    any of them redoes the scene in a batch, a change to a file it does not read (manifest.safe) does not."""
+    bands = {job.band.name: job.band for job in (*plan.jobs, *plan.guides)}
+    return bands_identity((band.name, band.dataset) for band in bands.values())
+
+
 def stack_output_spec(
     plan: StackPlan, settings: UpscaleSettings, provenance: Provenance, runs: Sequence[_BandRun],
     guidance: Optional[Guidance] = None,
@@ -316,7 +327,7 @@ def stack_output_spec(
         "RSSR_BAND_SCALES": ",".join(f"{job.band.name}:{'copy' if job.copy else format(job.scale, '.6g')}" for job in plan.jobs),
         **request_tags(settings, provenance),
         **model_choice_tags(settings, provenance.method),
-        **source_identity(plan.stack.source),  # a batch redoes the scene when the product was replaced
+        **read_bands_identity(plan),  # a batch redoes the scene when a band it read was replaced
     }
     if plan.region.aoi is not None:
         tags |= region_tags(plan.region, common)

@@ -25,6 +25,7 @@ from .backends import CLASSICAL_METHODS
 from .band_names import canonical_band_name
 from .errors import InputError, RssrWarning, UsageError
 from .grid import MAX_SCALE, OutputGrid, check_resolution, format_resolution, placed_grid
+from .interrupts import interruptible
 from .model_rule import InputFacts, ModelChoice
 from .pipeline.model_choice import input_model_choice
 from .pipeline.settings import BandMade, UpscaleSettings, run_method
@@ -282,6 +283,7 @@ class StackReport:
     guides_only: tuple[BandMade, ...] = ()  # guide bands it would read (copy or super-resolve) without writing them
 
 
+@interruptible
 def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, resolution: Optional[float | tuple[float, float]] = None,
                    bands: Optional[Sequence[int | str]] = None, settings: Optional[UpscaleSettings] = None) -> StackReport:  # fmt: skip
     """Headers only: the stack's bands and what `upscale` would make of them (with `settings`' method and guidance;

@@ -351,3 +351,56 @@ def test_the_different_request_hint_names_the_option_the_readme_and_help_name(tm
     assert changed.exit_code == 1 and "different request; pass --overwrite to replace it" in changed.stderr
     assert "--force" not in changed.stderr
     assert run(*common, "-m", "nearest", "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize("product", ["l1c", "stac"])
+def test_a_full_disk_during_a_product_run_is_the_same_line(tmp_path, monkeypatch, product):
+    """Issue 23 item 17: a band stack's writes (copied bands, blended bands, footprints) name a full disk as the
+    single-raster path does, never rasterio's "Write failed. See previous exception for details."."""
+    import rasterio.io
+    from rasterio._err import CPLE_FileIOError
+    from rasterio.errors import RasterioIOError
+
+    import s2_products as sp
+
+    def full(*_, **__):
+        try:
+            raise CPLE_FileIOError(3, 1, "TIFFAppendToStrip:Write error at scanline 0")
+        except CPLE_FileIOError as cause:
+            raise RasterioIOError("Write failed. See previous exception for details.") from cause
+
+    src = sp.make_l1c(tmp_path, suffix=".tif", bands=("B02", "B03", "B04", "B08")) if product == "l1c" else sp.make_stac_item(tmp_path)
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "write", full)
+    from rssr_cli import cog
+
+    monkeypatch.setattr(cog.os, "statvfs", lambda _: os.statvfs_result((4096, 4096, 100, 0, 0, 100, 0, 0, 0, 255)))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("upscale", src, "-o", out / "sr.tif", "-s", "2", "-m", "bicubic", "-b", "B04,B08", "-q")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [f"error: cannot write {out / 'sr.tif'}: no space left on device in {out}"]
+    assert files_in(out) == set()
+
+
+# ---- issue 23 item 24: one batch per output folder at a time -------------------------------------------------------
+
+
+def test_a_second_batch_on_the_same_output_folder_exits_75_and_does_nothing(tmp_path):
+    """A */15 cron whose scenes take hours: the next tick finds the job running and leaves at once (exit 75, one
+    line naming the running one); once it is gone the job runs, and its lock is not left behind."""
+    from rssr_cli.locks import job_lock
+
+    folder = tmp_path / "in"
+    scene_at(folder / "a.tif")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ("upscale", folder, "-o", out, "-s", "2", "-m", "bicubic", "-q")
+    with job_lock(out):  # the running batch (flock: another open of the file conflicts, in any process)
+        result = run(*args)
+        assert result.exit_code == 75, result.output
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: another rssr batch is running on {out} (pid {os.getpid()} on ") and line.endswith("nothing was done")
+        assert files_in(out) == {".rssr-batch.lock"}
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert files_in(out) == {"a_x2.tif"}

@@ -381,3 +381,53 @@ def test_network_reads_have_timeouts_by_default_and_the_environment_wins(monkeyp
     assert int(config["GDAL_HTTP_LOW_SPEED_TIME"]) > 0
     monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "600")
     assert "GDAL_HTTP_TIMEOUT" not in gdal_config()  # the environment's 600 s holds (GDAL reads it itself)
+
+
+@pytest.mark.parametrize("command", ["info", "upscale"])
+def test_a_signal_wins_while_gdal_waits_on_a_hung_url(tmp_path, command):
+    """Issue 23 item 14: a server that accepts and never answers holds GDAL in a C call, where Python's handler
+    cannot run; SIGTERM still ends the run within seconds: exit 143, one line, no traceback, nothing written."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    connected, held = threading.Event(), []
+
+    def accept() -> None:
+        try:
+            held.append(server.accept()[0])
+        except OSError:
+            return
+        connected.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/scene.tif"
+    args = ["info", url] if command == "info" else ["upscale", url, "-o", str(tmp_path / "out" / "sr.tif"), "-s", "2", "-m", "bicubic"]
+    (tmp_path / "out").mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("GDAL_HTTP_TIMEOUT", None)
+    proc = subprocess.Popen([sys.executable, "-m", "rssr_cli", *args], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert connected.wait(60), "rssr never connected"
+        time.sleep(1)  # GDAL is now waiting for the response
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.close()
+        for conn in held:
+            conn.close()
+    assert proc.stderr is not None
+    said = proc.stderr.read()
+    assert proc.returncode == 143 and elapsed < 5, (proc.returncode, elapsed, said)
+    assert said.strip().splitlines()[-1].startswith("error: interrupted by SIGTERM") and "Traceback" not in said
+    assert list((tmp_path / "out").iterdir()) == []

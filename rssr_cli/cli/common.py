@@ -24,10 +24,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from ..band_names import parse_band_numbers
 from ..cog_profiles import parse_creation_options
 from ..errors import Interrupted, RssrError, RssrWarning, UsageError
+from ..locks import JobBusy
 from ..messages import user_text
 from ..raster_io import silence_libtiff
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
+EXIT_JOB_BUSY = 75  # sysexits' EX_TEMPFAIL: another batch runs on the same output folder; try again later
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output), 2 usage error, 130/143 interrupted by SIGINT/SIGTERM."
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -53,6 +55,8 @@ class Precision(str, Enum):
 def exit_code_for(error: RssrError) -> int:
     if isinstance(error, Interrupted):
         return 128 + error.signum  # 130 (SIGINT), 143 (SIGTERM): what shells and supervisors expect
+    if isinstance(error, JobBusy):
+        return EXIT_JOB_BUSY
     return EXIT_USAGE if isinstance(error, UsageError) else EXIT_PROCESSING
 
 

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 from ..destination import check_output_name
 from ..errors import Interrupted, OutputError, RssrError, UsageError
 from ..interrupts import raise_on_signals
-from ..locks import output_lock, sweep_stale
+from ..locks import job_lock, output_lock, sweep_stale
 from ..products import is_band_stack, is_input_path
 from ..value_types import check_field_types
 from .distributed import check_split_rows, dask_client, parse_scheduler, run_batch_on_dask, run_split_batch_on_dask
@@ -113,7 +113,8 @@ def run(
             refuse_split_stacks([job])
             return RunReport(False, tuple(run_many([job], request, on_scene=on_scene)))
         jobs = plan_batch(request)
-        return RunReport(True, tuple(run_many(jobs, request, on_scene=on_scene, progress_for=progress_for)))
+        with job_lock(Path(request.output)):  # one batch per output folder at a time (JobBusy: exit 75)
+            return RunReport(True, tuple(run_many(jobs, request, on_scene=on_scene, progress_for=progress_for)))
 
 
 def refuse_split_stacks(jobs: list[SceneJob]) -> None:

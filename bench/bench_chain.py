@@ -1,0 +1,74 @@
+"""Issue 21's table for a residual-shifting chain: faithful (the prior) vs realistic (one draw, K draws judged) on
+held-out images, the seven posterior bars with PSNR/SSIM/seconds, as a markdown table (BENCHMARKS.md).
+
+    OMP_NUM_THREADS=1 python bench/bench_chain.py runs/rs-s2/denoiser/best --init models/s2-10m.safetensors \\
+        --data runs/s2corpus/eval_tiles --degradation sentinel2 --limit 12 -o bench/out/chain_s2
+
+The state is exported to <out>/model.{safetensors,json} first (bench/export_state.py), then `rssr evaluate DATA
+--steps 0,T --samples K --scales 4` scores it; <out>/eval.json keeps everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("state", type=Path, help="training state without suffix (…/denoiser/best), or a model file")
+    parser.add_argument("--init", type=Path, help="the model the run started from (when STATE is a training state)")
+    parser.add_argument("--data", type=Path, required=True, help="HR images never trained or selected on")
+    parser.add_argument("--degradation", default="bicubic")
+    parser.add_argument("--limit", type=int, default=12)
+    parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument("--steps", default=None, help="chain steps to judge, comma-separated (default: the whole chain)")
+    parser.add_argument("--scale", default="4")
+    parser.add_argument("-o", "--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = args.state
+    if args.state.suffix != ".safetensors":
+        model = args.out / "model"
+        subprocess.run([sys.executable, str(HERE / "export_state.py"), str(args.state), "--init", str(args.init), "-o", str(model)], check=True)
+        model = model.with_suffix(".safetensors")
+    card = json.loads(model.with_suffix(".json").read_text())
+    steps = args.steps or str(card["diffusion"].get("chain_steps", 1))
+    report = args.out / "eval.json"
+    subprocess.run(["rssr", "evaluate", str(args.data), "--model", str(model), "--steps", f"0,{steps}", "--samples", str(args.samples),
+                    "--scales", args.scale, "--degradation", args.degradation, "--limit", str(args.limit), "--methods", "bicubic",
+                    "--json", str(report), "-q"], check=True)  # fmt: skip
+    print(table(json.loads(report.read_text()), card))
+
+
+def table(report: dict, card: dict) -> str:
+    summary = {(s["scale"], s["backend"]): s for s in report["summary"]}
+    lines = [f"model {card.get('id')}: {card['diffusion']}; {report['meta'].get('images')} images, K = {report['meta'].get('samples')}",
+             "", "| setting | PSNR | SSIM | s/image | bars passed | " + " | ".join(f"bar {i}" for i in range(1, 8)) + " |",
+             "|---|---|---|---|---|" + "---|" * 7]  # fmt: skip
+    posterior = {(p["scale"], p["backend"]): p for p in report["posterior"]}
+    for key, s in summary.items():
+        bars = posterior.get(key)
+        cells = ["—"] * 7 if bars is None else [_bar(b) for b in bars["bars"]]
+        passed = "—" if bars is None else f"{bars['bars_passed']}/7"
+        lines.append(f"| x{s['scale']:g} {s['backend']} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['seconds']:.2f} | {passed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _bar(bar: dict) -> str:
+    figures = "; ".join(f"{f['name']} {_value(f)}" for f in bar["figures"])
+    return ("✓ " if bar["passed"] else "✗ ") + figures
+
+
+def _value(figure: dict) -> str:
+    mean = figure.get("mean")
+    return "nan" if mean is None else f"{mean:.3g}"
+
+
+if __name__ == "__main__":
+    main()
