@@ -210,6 +210,7 @@ class UpscaleResult:
     seconds: float
     outside_aoi_windows: int = 0  # windows of the full-scene tiling whose patch misses the AOI: never read
     fidelity: Optional[FidelityReport] = None
+    spread: Optional[Path] = None  # the spread side-car written beside dst (--samples K >= 2), else None
 
     @property
     def megapixels_per_second(self) -> float:
