@@ -2,7 +2,7 @@
 
 Data flows one way (DESIGN.md): open + validate the source -> plan the output grid and the tiles (plan.py) ->
 per tile row: read, normalize, run the backend, blend, write finished rows (stream.py, blend.py) -> measure
-fidelity when asked (report.py) -> finalize the COG atomically. Band stacks (Sentinel-2 products, STAC items)
+fidelity when asked (report.py) -> finalize the COG atomically (with its spread side-car for --samples K >= 2). Band stacks (Sentinel-2 products, STAC items)
 take their own path (stack_pipeline.py).
 """
 

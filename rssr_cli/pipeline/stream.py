@@ -1,5 +1,6 @@
 """Streaming one scene's tiles: per tile row, read each halo window, normalize and fill its nodata, run the backend
-in batches, blend the patches (blend.py) and hand the output rows no later tile touches to a writer."""
+in batches, blend the patches (blend.py) and hand the output rows no later tile touches to a writer. A plan with a
+spread layer (--samples K >= 2, spread.py) asks the backend for each patch's spread too and blends it alongside."""
 
 from __future__ import annotations
 
