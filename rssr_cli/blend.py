@@ -16,36 +16,54 @@ from rasterio.windows import Window
 
 from .cog import OutputSpec, write_rows
 from .grid import OutputGrid, Tile, nearest_source_index
-from .radiometry import Radiometry, denormalize
+from .radiometry import Radiometry, denormalize, denormalize_spread
 from .region import OutputRegion
 from .windows import edges
 
 
 @dataclass(frozen=True)
+class BlendedBlock:
+    """A few finished rows, blended: values [bands, h, width], validity (None: all valid) and, when the run draws
+    K samples, their spread (a standard deviation, same shape and units as the values)."""
+
+    row_off: int
+    values: np.ndarray
+    valid: Optional[np.ndarray]
+    spread: Optional[np.ndarray] = None
+
+
+@dataclass(frozen=True)
 class FinishedRows:
     """Full-grid rows [row_off, row_off + height) of the region that no later tile touches: weighted sums,
-    weights, validity (the region's columns only)."""
+    weights, validity (the region's columns only), and the weighted sum of the patches' variances when the
+    run has a spread layer."""
 
     row_off: int
     weighted_sum: np.ndarray  # float32 [bands, height, width]
     weight: np.ndarray  # float32 [height, width]
     valid: Optional[np.ndarray]  # bool [bands, height, width], None when every pixel is valid
+    weighted_variance: Optional[np.ndarray] = None  # float32 [bands, height, width]
 
     @property
     def height(self) -> int:
         return self.weight.shape[0]
 
-    def blocks(self, rows: int = 64) -> Iterator[tuple[int, np.ndarray, Optional[np.ndarray]]]:
-        """(row_off, blended values [bands, h, width], validity) in blocks of `rows`, so the float temporaries
-        of the write path stay a few rows tall instead of a whole tile row."""
+    def blocks(self, rows: int = 64) -> Iterator[BlendedBlock]:
+        """The rows blended, in blocks of `rows`, so the float temporaries of the write path stay a few rows tall
+        instead of a whole tile row."""
         for start in range(0, self.height, rows):
             part = slice(start, start + rows)
             weight = self.weight[part]
-            # Weights sum to 1 where any tile ran; 0 only under windows skipped as all-nodata (masked anyway).
-            values = np.divide(
-                self.weighted_sum[:, part], weight, out=np.zeros_like(self.weighted_sum[:, part]), where=weight > 0
-            )
-            yield self.row_off + start, values, None if self.valid is None else self.valid[:, part]
+            valid = None if self.valid is None else self.valid[:, part]
+            spread = None
+            if self.weighted_variance is not None:
+                spread = np.sqrt(np.maximum(_normalized(self.weighted_variance[:, part], weight), 0.0))
+            yield BlendedBlock(self.row_off + start, _normalized(self.weighted_sum[:, part], weight), valid, spread)
+
+
+def _normalized(weighted: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    # Weights sum to 1 where any tile ran; 0 only under windows skipped as all-nodata (masked anyway).
+    return np.divide(weighted, weight, out=np.zeros_like(weighted), where=weight > 0)
 
 
 # ------------------------------------------------------------------------------------------- weights
@@ -93,15 +111,28 @@ def tile_blend_weights(tile: Tile, grid: OutputGrid, overlap: int) -> np.ndarray
 class RowAccumulator:
     """Weighted sum of HR patches over rows [top, bottom) of a region of the output grid (all of it, or the
     window an AOI needs); finished rows are popped from the top. Coordinates are full-grid pixels; patches
-    reaching beyond the region are clipped to it."""
+    reaching beyond the region are clipped to it.
 
-    def __init__(self, bands: int, region: Window, *, track_validity: bool) -> None:
+    With `spread`, each patch comes with its per-pixel spread (the std of its K draws) and the accumulator also
+    blends the variances with the same weights; a finished pixel's spread is the root of that weighted mean.
+    Blending variances, not standard deviations: where the weights sum to 1 and every window estimates the same
+    posterior variance, their weighted mean estimates it too (a mean of stds would be biased low, by Jensen).
+    It is the spread *of the posterior at that pixel*, not the variance of the blended mean Σ w_i x_i (that
+    would be Σ w_i² var_i, lower in the seams only because independent windows average there): the layer says
+    how uncertain the value is, whatever tiling happened to put a seam through the pixel."""
+
+    def __init__(self, bands: int, region: Window, *, track_validity: bool, spread: bool = False) -> None:
         self.region = region
         self.top = int(region.row_off)
         width = int(region.width)
         self._sum = np.zeros((bands, 0, width), dtype=np.float32)
         self._weight = np.zeros((0, width), dtype=np.float32)
         self._valid = np.zeros((bands, 0, width), dtype=bool) if track_validity else None
+        self._variance = np.zeros((bands, 0, width), dtype=np.float32) if spread else None
+
+    @property
+    def tracks_spread(self) -> bool:
+        return self._variance is not None
 
     @property
     def tracks_validity(self) -> bool:
@@ -121,6 +152,8 @@ class RowAccumulator:
         self._weight = np.concatenate([self._weight, np.zeros((extra, width), np.float32)], axis=0)
         if self._valid is not None:
             self._valid = np.concatenate([self._valid, np.zeros((bands, extra, width), bool)], axis=1)
+        if self._variance is not None:
+            self._variance = np.concatenate([self._variance, np.zeros((bands, extra, width), np.float32)], axis=1)
 
     def _slices(self, out: Window) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
         """Where the part of `out` inside the region lies in the accumulator, and in the patch placed at `out`."""
@@ -136,12 +169,17 @@ class RowAccumulator:
         patch = (slice(top - r0, bottom - r0), slice(left - c0, right - c0))
         return accumulated, patch
 
-    def add(self, out: Window, patch: np.ndarray, weights: np.ndarray) -> None:
-        """Blend a [bands, h, w] patch placed at output window `out` with [h, w] weights."""
+    def add(self, out: Window, patch: np.ndarray, weights: np.ndarray, spread: Optional[np.ndarray] = None) -> None:
+        """Blend a [bands, h, w] patch placed at output window `out` with [h, w] weights (and its spread, when the
+        accumulator tracks one: it must come with every patch then)."""
+        if (spread is None) != (self._variance is None):
+            raise ValueError("a spread must come with every patch of an accumulator that tracks it, and only then")
         (rows, cols), (p_rows, p_cols) = self._slices(out)
         weights = weights[p_rows, p_cols]
         self._sum[:, rows, cols] += patch[:, p_rows, p_cols] * weights
         self._weight[rows, cols] += weights
+        if self._variance is not None and spread is not None:
+            self._variance[:, rows, cols] += np.square(spread[:, p_rows, p_cols]) * weights
 
     def set_validity(self, out: Window, valid: np.ndarray) -> None:
         """Record HR validity; overlapping tiles agree (nearest neighbour of the same LR pixel), so assign."""
@@ -156,11 +194,14 @@ class RowAccumulator:
         if n <= 0:
             return None
         valid = None if self._valid is None else self._valid[:, :n]
-        finished = FinishedRows(self.top, self._sum[:, :n], self._weight[:n], valid)
+        variance = None if self._variance is None else self._variance[:, :n]
+        finished = FinishedRows(self.top, self._sum[:, :n], self._weight[:n], valid, variance)
         # Keep only the tail (copies: the views above keep the old buffers alive only until written).
         self._sum, self._weight = self._sum[:, n:].copy(), self._weight[n:].copy()
         if self._valid is not None:
             self._valid = self._valid[:, n:].copy()
+        if self._variance is not None:
+            self._variance = self._variance[:, n:].copy()
         self.top += n
         return finished
 
@@ -185,13 +226,26 @@ def hr_validity(valid_lr: np.ndarray, tile: Tile, grid: OutputGrid) -> np.ndarra
 # -------------------------------------------------------------------------------------- write policy
 
 
-def write_blended(writer: Any, rows: FinishedRows, *, spec: OutputSpec, region: OutputRegion, radiometry: Radiometry) -> None:
+@dataclass(frozen=True)
+class SpreadTarget:
+    """Where write_blended also writes the blocks' spread (spread.py): a writer and the side-car's spec."""
+
+    writer: Any
+    spec: OutputSpec
+
+
+def write_blended(
+    writer: Any, rows: FinishedRows, *, spec: OutputSpec, region: OutputRegion, radiometry: Radiometry,
+    spread: Optional[SpreadTarget] = None,
+) -> None:  # fmt: skip
     """Back to stored values, invalid pixels marked as the output marks them, then onto disk, a block at a time.
-    `writer` is a rasterio dataset opened for writing (or anything with its write/write_mask)."""
+    `writer` is a rasterio dataset opened for writing (or anything with its write/write_mask). With `spread`, the
+    blocks' spread goes to its side-car too, NaN wherever the output marks a pixel invalid."""
     window = region.window
-    for row_off, values, valid in rows.blocks():
-        data = denormalize(values, radiometry, spec.dtype)
-        inside = region.inside(row_off, data.shape[1])
+    for block in rows.blocks():
+        data = denormalize(block.values, radiometry, spec.dtype)
+        valid = block.valid
+        inside = region.inside(block.row_off, data.shape[1])
         if inside is not None:
             valid = np.broadcast_to(inside, data.shape) if valid is None else valid & inside
         mask = None
@@ -202,7 +256,21 @@ def write_blended(writer: Any, rows: FinishedRows, *, spec: OutputSpec, region: 
             else:
                 data = keep_clear_of_nodata(data, valid, spec.nodata)
                 data[~valid] = spec.nodata
-        write_rows(writer, spec, row_off - int(window.row_off), data, mask)
+        row = block.row_off - int(window.row_off)
+        write_rows(writer, spec, row, data, mask)
+        if spread is not None:
+            if block.spread is None:
+                raise ValueError("a spread side-car needs rows blended with their spread (RowAccumulator(spread=True))")
+            marked = np.broadcast_to(mask, data.shape) if mask is not None else valid  # the pixels the output keeps
+            write_rows(spread.writer, spread.spec, row, stored_spread(block.spread, marked, radiometry), None)
+
+
+def stored_spread(spread: np.ndarray, valid: Optional[np.ndarray], radiometry: Radiometry) -> np.ndarray:
+    """A block's spread in the output's stored units (radiometry.denormalize_spread), NaN where not `valid`."""
+    out = denormalize_spread(spread, radiometry)
+    if valid is not None:
+        out[~valid] = np.nan
+    return out
 
 
 def keep_clear_of_nodata(data: np.ndarray, valid: np.ndarray, nodata: Optional[float]) -> np.ndarray:

@@ -20,7 +20,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import rasterio
@@ -157,23 +157,57 @@ def write_band(writer: DatasetWriter, slot: int, data: np.ndarray, window: Windo
         raise write_error(f"cannot write band {slot}", Path(writer.name), exc) from exc
 
 
+@dataclass(frozen=True)
+class CogLayer:
+    """One file a run publishes: its streamed intermediate (in the staging directory), where it goes, its COG options."""
+
+    intermediate: Path
+    dst: Path
+    options: Mapping
+
+
 def finalize_cog(intermediate: Path, dst: Path, options: Mapping, *, overwrite: bool) -> None:
     """Translate the intermediate into a COG in the staging directory, then move it onto DST in one rename."""
-    staged = intermediate.with_name("cog.tif")
+    finalize_cogs([CogLayer(intermediate, dst, options)], overwrite=overwrite)
+
+
+def finalize_cogs(layers: Sequence[CogLayer], *, overwrite: bool) -> None:
+    """The output (layers[0]) and its side-car layers (a spread) published together: every COG is built in the
+    staging directory first, then the side-cars are moved into place and the output last. A failure or an
+    interrupt before the output's rename removes the side-cars already moved, so a run leaves both or neither
+    (with --overwrite, an older output then stays without its old side-car: a batch redoes such an output)."""
+    staged = [_build_staged(layer) for layer in layers]
+    for layer in layers:
+        if layer.dst.exists() and not overwrite:  # appeared while we worked: still never clobber it
+            raise OutputError(f"{layer.dst} already exists; pass --overwrite to replace it")
+    placed: list[Path] = []
+    try:
+        for layer, built in [*zip(layers[1:], staged[1:]), (layers[0], staged[0])]:
+            try:
+                os.replace(built, layer.dst)
+            except OSError as exc:
+                raise OutputError(f"cannot move the finished COG onto {layer.dst}: {exc.strerror or exc}") from exc
+            placed.append(layer.dst)
+    except BaseException:  # Interrupted (a signal) included: never a side-car without its output
+        if staged[0].exists():  # the output was not moved (a signal right after its rename leaves both in place)
+            for path in placed:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _build_staged(layer: CogLayer) -> Path:
+    """Build one layer's COG beside its intermediate in the staging directory."""
+    intermediate, dst = layer.intermediate, layer.dst
+    staged = intermediate.with_name(f"{intermediate.stem}.cog.tif")
     log.info("building COG (overviews: %s) from %s", OVERVIEW_RESAMPLING, intermediate)
     if intermediate.stat().st_size >= CHILD_PROCESS_BYTES:
-        _build_cog_in_child(intermediate, staged, options, dst)
+        _build_cog_in_child(intermediate, staged, layer.options, dst)
     else:
         try:
-            build_cog(intermediate, staged, options)
+            build_cog(intermediate, staged, layer.options)
         except GDAL_ERRORS as exc:
             raise write_error(f"cannot write the COG for {dst}", staged, exc) from exc
-    if dst.exists() and not overwrite:  # appeared while we worked: still never clobber it
-        raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
-    try:
-        os.replace(staged, dst)
-    except OSError as exc:
-        raise OutputError(f"cannot move the finished COG onto {dst}: {exc.strerror or exc}") from exc
+    return staged
 
 
 # A COG build is one long GDAL call (35 s for a large scene) during which Python cannot act on SIGINT/SIGTERM.

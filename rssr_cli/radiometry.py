@@ -90,6 +90,13 @@ def denormalize(values: np.ndarray, radiometry: Radiometry, dtype: str) -> np.nd
     return to_dtype(out, dtype)
 
 
+def denormalize_spread(spread: np.ndarray, radiometry: Radiometry) -> np.ndarray:
+    """A standard deviation in model units -> the output's stored units, float32: divided by the gain, with no
+    bias (a spread is a difference of values, which an offset cancels out of), never rounded or clipped."""
+    gain = np.abs(np.asarray(radiometry.gain, dtype=np.float64))[:, None, None]
+    return (spread.astype(np.float64) / gain).astype(np.float32)
+
+
 def quantize(values: np.ndarray, dtype: str) -> np.ndarray:
     """Normalized values as a `dtype` file stores them under the fixed rule (clipped to the dtype's range,
     rounded to its levels), back in normalized units as float32. degrade.quantize is the torch twin."""

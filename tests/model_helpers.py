@@ -32,3 +32,14 @@ def hr_grid(h: int, w: int, scale: float, batch: int = 1):
     """ys [B,H], xs [B,W], cell [B,2] for a whole LR window of h x w at `scale` (H = round(h*s))."""
     hh, ww = max(1, round(h * scale)), max(1, round(w * scale))
     return grid_tensors(hh, ww, 0.0, 0.0, h / hh, w / ww, batch=batch)
+
+
+def tiny_chain(seed: int = 2) -> SRModel:
+    """A tiny residual-shifting model (4-step chain, κ = 1) whose denoiser predicts a non-zero r0: realistic draws
+    that differ from the prior and from each other."""
+    chain = tiny_model(seed=seed)
+    chain.set_resshift(chain_steps=4, kappa=1.0, residual_scale=20.0)
+    with torch.no_grad():  # set_resshift keeps the UNet; perturb it again so the chain's prediction is not 0
+        for p in chain.denoiser.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return chain

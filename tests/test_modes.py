@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from rssr_cli.cli import app
 from rssr_cli.model.checkpoint import save_model
 
-from model_helpers import tiny_model
+from model_helpers import tiny_chain, tiny_model
 
 torch.set_num_threads(1)
 runner = CliRunner()
@@ -20,12 +20,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    chain = tiny_model(seed=2)
-    chain.set_resshift(chain_steps=4, kappa=1.0, residual_scale=20.0)
-    with torch.no_grad():  # set_resshift keeps the UNet; perturb it again so the chain's prediction is not 0
-        for p in chain.denoiser.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return {"chain": save_model(chain, folder / "chain.safetensors", model_id="tiny-chain"),
+    return {"chain": save_model(tiny_chain(seed=2), folder / "chain.safetensors", model_id="tiny-chain"),
             "ddpm": save_model(tiny_model(seed=3), folder / "ddpm.safetensors", model_id="tiny-ddpm")}  # fmt: skip
 
 

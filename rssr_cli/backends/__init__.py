@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from ..errors import CheckpointError, UsageError
 from ..shipped_models import AERIAL, package_model_dirs, resolve_model, shipped_models
-from .base import SRBackend, SRRequest
+from .base import SpreadBackend, SRBackend, SRRequest, writes_spread
 from .classical import ClassicalBackend
 
 CLASSICAL_METHODS = ("nearest", "bicubic", "lanczos")
@@ -109,6 +109,6 @@ def get_backend(name: str, **options: Any) -> SRBackend:
 
 
 __all__ = [
-    "SRBackend", "SRRequest", "get_backend", "register_backend", "backend_names", "default_model_path", "NO_MODEL_HINT",
+    "SRBackend", "SRRequest", "SpreadBackend", "writes_spread", "get_backend", "register_backend", "backend_names", "default_model_path", "NO_MODEL_HINT",
     "check_method_options", "check_sampler_options", "CLASSICAL_METHODS",
 ]  # fmt: skip

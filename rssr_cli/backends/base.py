@@ -37,3 +37,20 @@ class SRBackend(Protocol):
     def provenance(self) -> dict[str, str]:
         """Tags written into the output (method, model id + hash, steps, ...)."""
         ...
+
+
+class SpreadBackend(SRBackend, Protocol):
+    """A backend that averages K >= 2 draws per window can also say how far they scatter (the uncertainty layer).
+
+    upsample stays the contract every backend keeps (the means); upsample_with_spread gives, per request and in
+    the same order, (mean, spread): the spread is the per-pixel sample standard deviation (ddof 1) of the K draws,
+    float32 [bands, h, w] in the same normalized units as the mean."""
+
+    writes_spread: bool  # True when it draws K >= 2 samples per window
+
+    def upsample_with_spread(self, requests: Sequence[SRRequest]) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+
+def writes_spread(backend: SRBackend) -> bool:
+    """Does this backend's run come with a spread layer (a SpreadBackend drawing K >= 2 samples)?"""
+    return bool(getattr(backend, "writes_spread", False)) and callable(getattr(backend, "upsample_with_spread", None))

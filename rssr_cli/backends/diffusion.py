@@ -12,7 +12,7 @@ import logging
 import os
 from collections import defaultdict
 from contextlib import nullcontext
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -160,7 +160,12 @@ class DiffusionBackend:
         dtype = PRECISIONS[self.precision]
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
-    def _run(self, batch: list[SRRequest]) -> list[np.ndarray]:
+    @property
+    def writes_spread(self) -> bool:
+        """--samples K >= 2: each window's K draws give its mean and their per-pixel spread (SpreadBackend)."""
+        return self.samples >= 2
+
+    def _run(self, batch: list[SRRequest]) -> list[tuple[np.ndarray, Optional[np.ndarray]]]:
         dev, f32 = self.device, torch.float32
         lr = torch.from_numpy(np.stack([r.lr for r in batch]).astype(np.float32, copy=False)).to(dev)
         ys = torch.tensor(np.stack([r.grid.centers_y() for r in batch]), dtype=f32, device=dev)
@@ -171,26 +176,26 @@ class DiffusionBackend:
         if any(r.stats is not None for r in batch):  # scene statistics: tile-independent standardization
             given = torch.from_numpy(np.stack([_stats_of(r) for r in batch]))[..., None, None].to(dev)
             stats = Stats(given[:, :, 0], given[:, :, 1])
+        options: dict[str, Any] = dict(steps=self.steps, strength=self.strength, mode=self.mode, generator=generators, stats=stats, tta=self.tta)
+        spread: Optional[torch.Tensor] = None
         with torch.inference_mode(), self._autocast():
-            draws = [  # each window's generator advances: K different samples, reproducible per window
-                self.model.sample(
-                    lr, ys, xs, cell, steps=self.steps, strength=self.strength, mode=self.mode, generator=generators, stats=stats,
-                    tta=self.tta,
-                ).float()
-                for _ in range(self.samples)
-            ]
-            hr = draws[0] if len(draws) == 1 else torch.stack(draws).mean(0)
-        out = hr.float().cpu().numpy()
-        return [np.ascontiguousarray(o) for o in out]
+            if self.samples == 1:
+                hr = self.model.sample(lr, ys, xs, cell, **options).float()
+            else:  # each window's generator advances: K different samples, reproducible per window
+                hr, spread = self.model.sample_spread(lr, ys, xs, cell, n_samples=self.samples, **options)
+        means = [np.ascontiguousarray(o) for o in hr.float().cpu().numpy()]
+        if spread is None:
+            return [(m, None) for m in means]
+        return [(m, np.ascontiguousarray(s)) for m, s in zip(means, spread.float().cpu().numpy())]
 
-    def upsample(self, requests: Sequence[SRRequest]) -> list[np.ndarray]:
+    def _dispatch(self, requests: Sequence[SRRequest]) -> list[tuple[np.ndarray, Optional[np.ndarray]]]:
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
             if r.lr.ndim != 3:
                 raise UsageError(f"SR request must be [bands, h, w], got shape {r.lr.shape}")
             check_bands(self.model, r.lr.shape[0])
             groups[(r.lr.shape, r.grid.height, r.grid.width)].append(i)
-        results: list[Optional[np.ndarray]] = [None] * len(requests)
+        results: list[Optional[tuple[np.ndarray, Optional[np.ndarray]]]] = [None] * len(requests)
         for idx in groups.values():
             # default: the caller's batch (pipeline --batch-size), capped so one forward holds at most
             # MAX_FORWARD_PIXELS HR band-pixels (activations are ~100 floats per HR pixel and band).
@@ -202,6 +207,15 @@ class DiffusionBackend:
                 for i, out in zip(chunk, self._run([requests[i] for i in chunk])):
                     results[i] = out
         return results  # type: ignore[return-value]
+
+    def upsample(self, requests: Sequence[SRRequest]) -> list[np.ndarray]:
+        return [mean for mean, _ in self._dispatch(requests)]
+
+    def upsample_with_spread(self, requests: Sequence[SRRequest]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(mean, spread) per request: SpreadBackend's contract, for --samples K >= 2 only."""
+        if not self.writes_spread:
+            raise UsageError("a spread needs K >= 2 samples per window (--mode realistic --samples K)")
+        return [(mean, spread) for mean, spread in self._dispatch(requests) if spread is not None]
 
     def provenance(self) -> dict[str, str]:
         card = getattr(self.model, "card", {}) or {}

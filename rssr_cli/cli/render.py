@@ -55,6 +55,7 @@ def summarize(result: UpscaleResult) -> str:
         f"({result.megapixels_per_second:.2f} Mpix/s)"
         + (f"; {result.skipped_windows} all-nodata windows skipped" if result.skipped_windows else "")
         + (f"; {result.outside_aoi_windows} windows outside the AOI not read" if result.outside_aoi_windows else "")
+        + (f"\nspread: {shown(str(result.spread))}" if result.spread is not None else "")
         + (f"\nfidelity: {result.fidelity.summary()}" if result.fidelity is not None else "")
     )
 

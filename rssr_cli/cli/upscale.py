@@ -94,7 +94,7 @@ def upscale_command(
         Optional[str],
         typer.Option("--mode", help="faithful: the prior alone, the posterior mean (best PSNR, smooth top octave); realistic: a sample of the model's residual-shifting chain (the truth's texture statistics; needs a model with a trained chain). Default: the model card's.", show_default=False),
     ] = None,
-    samples: Annotated[int, typer.Option("--samples", metavar="K", help="--mode realistic: write the mean of K samples (K x the cost).")] = 1,
+    samples: Annotated[int, typer.Option("--samples", metavar="K", help="--mode realistic: write the mean of K samples (K x the cost) and, for K >= 2, their per-pixel standard deviation as a side-car COG OUT.spread.tif (an uncertainty layer; not for band stacks or --split-rows yet).")] = 1,
     tta: Annotated[bool, typer.Option("--tta", help="Self-ensemble (diffusion): average the model over the 8 flips/transposes of each window; 8x the cost (gain: BENCHMARKS.md).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for stochastic methods (per window, order independent).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (batch: outputs made by a different request).")] = False,

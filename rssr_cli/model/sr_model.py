@@ -220,9 +220,12 @@ class SRModel(nn.Module):
         return destandardize(estimate, stats) + r0.float() / self.residual_scale
 
     def sample_spread(self, lr, ys, xs, cell, *, n_samples: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-pixel mean and standard deviation of n_samples draws (an uncertainty map); the generators advance."""
-        draws = torch.stack([self.sample(lr, ys, xs, cell, **kwargs) for _ in range(n_samples)])
-        return draws.mean(0), draws.std(0, unbiased=False)
+        """Per-pixel mean and sample standard deviation (ddof 1: an unbiased variance, as `evaluate --samples` bar 7
+        measures the spread) of n_samples >= 2 draws (an uncertainty map); the generators advance."""
+        if n_samples < 2:
+            raise ValueError(f"a spread needs at least 2 samples, got {n_samples}")
+        draws = torch.stack([self.sample(lr, ys, xs, cell, **kwargs).float() for _ in range(n_samples)])
+        return draws.mean(0), draws.std(0, correction=1)
 
     # --- training ----------------------------------------------------------------------------------
     def set_objective(self, prediction: Optional[str] = None, loss: Optional[str] = None) -> None:

@@ -21,6 +21,7 @@ from ..errors import Interrupted, OutputError, RssrError, UsageError
 from ..interrupts import raise_on_signals
 from ..locks import job_lock, output_lock, sweep_stale
 from ..products import is_band_stack, is_input_path
+from ..spread import NOT_SPLIT, refuse_stacks
 from ..value_types import check_field_types
 from .distributed import check_split_rows, dask_client, parse_scheduler, run_batch_on_dask, run_split_batch_on_dask
 from .joblog import JsonLog, check_log_path
@@ -70,6 +71,8 @@ class RunRequest:
             check_split_rows(self.split_rows)
             if not self.scheduler:
                 raise UsageError("--split-rows runs the row bands on a Dask cluster: give --scheduler too (e.g. local:2)")
+            if self.settings.model.samples > 1:
+                raise UsageError(NOT_SPLIT)
 
     @property
     def is_batch(self) -> bool:
@@ -106,6 +109,7 @@ def run(
             if request.scheduler and request.split_rows is None:
                 raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows")
             job = SceneJob(request.inputs[0], Path(request.output))
+            refuse_stacks([job.src], request.settings.model.samples)
             check_log_path(request.log_json, [job])
             if request.split_rows is None:
                 progress = progress_for(job) if progress_for is not None else None
@@ -133,6 +137,7 @@ def plan_batch(request: RunRequest) -> list[SceneJob]:
     if output.exists() and not output.is_dir():
         raise UsageError(f"-o {output} must be a directory when several scenes are written")
     jobs = plan_jobs(sources, output, request.settings, request.name)
+    refuse_stacks([job.src for job in jobs], request.settings.model.samples)
     if request.split_rows is not None:
         refuse_split_stacks(jobs)
     for source in dict.fromkeys(job.src for job in jobs):  # outputs inside a .SAFE would be redone on every rerun

@@ -18,11 +18,13 @@ from ..backends import CLASSICAL_METHODS, SRBackend
 from ..cog import OutputSpec
 from ..cog_profiles import check_options_for_data, cog_options
 from ..destination import check_destination
+from ..errors import UsageError
 from ..grid import OutputGrid, Tile, plan_output_grid, plan_tiles
 from ..radiometry import Radiometry, fixed_radiometry, normalize, robust_radiometry, uses_robust_range
 from ..raster_io import MaskKind, SourceInfo, inspect_source, read_sample, select_bands
 from ..region import OutputRegion, aoi_region, row_band, tiles_for_region, whole_grid
 from ..source_identity import source_identity
+from ..spread import NOT_SPLIT, SPREAD_DTYPE, SpreadLayer, spread_path, spread_tags
 from .provenance import Provenance, provenance_tags, region_tags
 from .settings import UpscaleSettings, auto_tiling, build_backend, run_method
 
@@ -47,6 +49,7 @@ class RunPlan:
     region: OutputRegion  # the part of the full output grid that is written
     outside_aoi_windows: int
     scene_stats: Optional[np.ndarray] = None  # [bands, 2] mean, std (normalized units) for a model's standardization
+    spread: Optional[SpreadLayer] = None  # the side-car of a run that draws K >= 2 samples per window (spread.py)
 
     @property
     def window_count(self) -> int:
@@ -101,12 +104,16 @@ def plan_scene(
     creation_options = cog_options(settings.profile, source.dtype, settings.creation_options)
     check_options_for_data(creation_options, source.dtype, len(bands), asked=settings.creation_options)
     recorded = provenance(method)
+    if recorded.spread:
+        check_spread_destination(dst, settings, len(bands), src, split=rows is not None)
     radiometry = scene_radiometry(dataset, source, bands)
     tags = provenance_tags(settings, grid, radiometry, recorded) | region_tags(region, grid) | source_identity(src)
-    output = output_spec(source, bands, grid, region, tags)
+    output = output_spec(source, bands, grid, region, tags | (spread_tags(dst) if recorded.spread else {}))
+    spread = SpreadLayer.of(dst, output, spread_creation_options(settings)) if recorded.spread else None
     stats = None if method in CLASSICAL_METHODS else scene_statistics(dataset, source, bands, radiometry)
     plan = RunPlan(
-        source, bands, grid, tiles, radiometry, output, creation_options, method, settings, region, outside_aoi, stats
+        source, bands, grid, tiles, radiometry, output, creation_options, method, settings, region, outside_aoi, stats,
+        spread,
     )  # fmt: skip
     log.info(
         "%s: %dx%d -> %dx%d (x%.4g, x%.4g), %d bands, %d windows, method %s, radiometry %s",
@@ -120,6 +127,20 @@ def plan_scene(
             window.width, window.height, window.col_off, window.row_off, outside_aoi,
         )  # fmt: skip
     return plan
+
+
+def spread_creation_options(settings: UpscaleSettings) -> dict:
+    """The spread side-car's COG options: the run's profile and --co, for float32 data."""
+    return cog_options(settings.profile, SPREAD_DTYPE, settings.creation_options)
+
+
+def check_spread_destination(dst: Path, settings: UpscaleSettings, bands: int, src: str | Path, *, split: bool) -> None:
+    """What refuses a spread side-car before any work: a split scene (its parts carry no spread yet), an existing
+    side-car without --overwrite, and --co that GDAL rejects for float32."""
+    if split:
+        raise UsageError(NOT_SPLIT)
+    check_destination(spread_path(dst), overwrite=settings.overwrite, src=str(src))
+    check_options_for_data(spread_creation_options(settings), SPREAD_DTYPE, bands, asked=settings.creation_options)
 
 
 def scene_region(source: SourceInfo, settings: UpscaleSettings) -> tuple[OutputGrid, OutputRegion]:

@@ -8,7 +8,7 @@ from typing import Mapping
 
 from .. import __version__
 from ..aoi import aoi_tag
-from ..backends import SRBackend
+from ..backends import SRBackend, writes_spread
 from ..grid import OutputGrid, format_resolution
 from ..radiometry import Radiometry
 from ..region import OutputRegion
@@ -18,14 +18,16 @@ from .settings import UpscaleSettings
 @dataclass(frozen=True)
 class Provenance:
     """The method and its backend's tags (model id + hash, sampler): all a run needs of a backend to tag its output,
-    so assembling a split scene or checking a batch's skip rule needs no model."""
+    so assembling a split scene or checking a batch's skip rule needs no model. `spread`: the backend draws K >= 2
+    samples per window, so the output comes with a spread side-car (spread.py)."""
 
     method: str
     backend_tags: Mapping[str, str] = field(default_factory=dict)
+    spread: bool = False
 
     @classmethod
     def of(cls, method: str, backend: SRBackend) -> "Provenance":
-        return cls(method, dict(backend.provenance()))
+        return cls(method, dict(backend.provenance()), writes_spread(backend))
 
 
 def provenance_tags(settings: UpscaleSettings, grid: OutputGrid, radiometry: Radiometry, provenance: Provenance) -> dict[str, str]:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
-from rasterio.io import DatasetReader
+from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
 from ..backends import SRBackend, SRRequest
 from ..backends.classical import resample
-from ..cog import finalize_cog
+from ..cog import CogLayer, finalize_cogs, open_intermediate
 from ..evaluation.fidelity import Comparison, CropSamples, measure_fidelity
 from ..evaluation.fidelity_report import FidelityReport, check
 from ..grid import hr_grid_for
@@ -30,23 +31,39 @@ log = logging.getLogger(__name__)
 def finish(
     dataset: DatasetReader, plan: RunPlan, backend: Optional[SRBackend], intermediate: Path, dst: Path, staging: Path
 ) -> Optional[FidelityReport]:
-    """The written intermediate -> DST: measure fidelity when asked (and refuse the output if it fails a
-    check), build the COG, then move the sidecars beside it (a report never describes a file not there)."""
+    """The written intermediate(s) -> DST: measure fidelity when asked (and refuse the output if it fails a
+    check), build the COG (and the spread side-car's, streamed to staging/SPREAD_INTERMEDIATE), then move the
+    sidecars beside it (a report never describes a file not there)."""
     settings = plan.settings
     report: Optional[FidelityReport] = None
     sidecars: list[tuple[Path, Path]] = []
     if settings.fidelity is not None:
         report, sidecars = assess_fidelity(dataset, plan, backend, intermediate, dst, staging)
-    return publish(intermediate, dst, plan.creation_options, settings.overwrite, report, sidecars)
+    layers = [] if plan.spread is None else [CogLayer(staging / SPREAD_INTERMEDIATE, plan.spread.path, plan.spread.creation_options)]
+    return publish(intermediate, dst, plan.creation_options, settings.overwrite, report, sidecars, layers)
+
+
+SPREAD_INTERMEDIATE = "spread.tif"  # the spread side-car's streamed intermediate, beside the output's in the staging directory
+
+
+@contextmanager
+def open_spread_intermediate(staging: Path, plan: RunPlan) -> Iterator[Optional[DatasetWriter]]:
+    """The spread side-car's intermediate, streamed beside the output's (None when the plan has no spread layer)."""
+    if plan.spread is None:
+        yield None
+        return
+    with open_intermediate(staging / SPREAD_INTERMEDIATE, plan.spread.spec) as writer:
+        yield writer
 
 
 def publish(
     intermediate: Path, dst: Path, creation_options: dict, overwrite: bool, report: Optional[FidelityReport],
-    sidecars: Sequence[tuple[Path, Path]] = (),
+    sidecars: Sequence[tuple[Path, Path]] = (), layers: Sequence[CogLayer] = (),
 ) -> Optional[FidelityReport]:  # fmt: skip
-    """Build the COG unless the report failed a check, move the staged sidecars beside it, then raise the failure."""
+    """Build the COG (with its side-car `layers`, published together: cog.finalize_cogs) unless the report failed
+    a check, move the staged sidecars beside it, then raise the failure."""
     if report is None or report.passed:
-        finalize_cog(intermediate, dst, creation_options, overwrite=overwrite)
+        finalize_cogs([CogLayer(intermediate, dst, creation_options), *layers], overwrite=overwrite)
     for staged, final in sidecars:
         os.replace(staged, final)
     if report is not None:

@@ -2,7 +2,7 @@
 
 Data flows one way (DESIGN.md): open + validate the source -> plan the output grid and the tiles (plan.py) ->
 per tile row: read, normalize, run the backend, blend, write finished rows (stream.py, blend.py) -> measure
-fidelity when asked (report.py) -> finalize the COG atomically. Band stacks (Sentinel-2 products, STAC items)
+fidelity when asked (report.py) -> finalize the COG atomically (with its spread side-car for --samples K >= 2). Band stacks (Sentinel-2 products, STAC items)
 take their own path (stack_pipeline.py).
 """
 
@@ -23,9 +23,10 @@ from ..interrupts import raise_on_signals
 from ..locks import output_lock
 from ..products import is_band_stack
 from ..raster_io import gdal_env, open_raster
+from ..spread import refuse_stacks
 from .model_choice import with_scene_model
 from .plan import plan_run
-from .report import finish
+from .report import finish, open_spread_intermediate
 from .settings import Progress, UpscaleResult, UpscaleSettings
 from .stream import plan_writer, stream_tiles
 
@@ -72,6 +73,7 @@ def render_scene(
     if backend is None:
         settings = with_scene_model(src, settings)
     if is_band_stack(str(src)):  # a Sentinel-2 product or STAC item: bands of several grids onto one
+        refuse_stacks([str(src)], settings.model.samples)
         from ..stack_pipeline import upscale_stack
 
         return upscale_stack(src, dst, settings, progress=progress, backend=backend)
@@ -89,8 +91,8 @@ def render_scene(
         try:
             with staging_dir(dst) as staging:
                 intermediate = staging / "stream.tif"
-                with open_intermediate(intermediate, plan.output) as writer:
-                    skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan), track)
+                with open_intermediate(intermediate, plan.output) as writer, open_spread_intermediate(staging, plan) as spread:
+                    skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan, spread), track)
                 report = finish(dataset, plan, backend, intermediate, dst, staging)
         except RssrError as error:  # the JSON log reports the work done before the failure, not 0
             error.windows, error.skipped_windows = windows_done[0], skipped
@@ -101,4 +103,5 @@ def render_scene(
     return UpscaleResult(
         dst, int(window.width), int(window.height), len(plan.bands), plan.source.dtype, grid.scale_x, grid.scale_y,
         plan.method, plan.window_count, skipped, seconds, plan.outside_aoi_windows, report,
+        spread=plan.spread.path if plan.spread is not None else None,
     )  # fmt: skip

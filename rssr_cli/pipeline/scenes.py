@@ -30,6 +30,7 @@ from ..locks import OutputBusy, output_lock
 from ..messages import redact
 from ..model_rule import ModelChoice
 from ..source_identity import same_source
+from ..spread import spread_complete, spread_path
 from ..stack_plan import request_settings
 from .jobs import SceneJob
 from .model_choice import check_model_found, model_change, uses_model_rule, with_scene_model
@@ -59,6 +60,7 @@ class SceneResult:
     note: Optional[str] = None  # why an existing output was redone: "input changed", "model changed: OLD -> NEW"
     bands: Optional[list] = None  # a band stack's bands as made: {band, method, scale, guided_by, model} (UpscaleResult.bands_made)
     guides_only: Optional[list] = None  # a band stack's guide bands read (copied or super-resolved) but not output, as `bands`
+    spread: Optional[str] = None  # the spread side-car written beside the output (--samples K >= 2)
 
     def to_json(self) -> str:
         fields = {**asdict(self), "seconds": round(self.seconds, 3), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -95,12 +97,16 @@ class SceneBackends:
 
 
 SAME, SOURCE_CHANGED, MODEL_CHANGED, DIFFERENT_REQUEST = "same", "source changed", "model changed", "different request"
+INCOMPLETE = "incomplete"
 
 
-def existing_output(dst: Path, wanted: dict[str, str], src: str | Path, choice: Optional[ModelChoice] = None) -> tuple[str, Optional[str]]:
+def existing_output(
+    dst: Path, wanted: dict[str, str], src: str | Path, choice: Optional[ModelChoice] = None, *, spread: bool = False
+) -> tuple[str, Optional[str]]:
     """How an existing DST relates to this job, and why in words when it is redone: made by the same request from this
-    very source (SAME), by the same request from another or an older source (SOURCE_CHANGED: redo it), by the model
-    the rule picked before a new shipped model took over this input (MODEL_CHANGED: redo it once), or otherwise
+    very source (SAME), by the same request from another or an older source (SOURCE_CHANGED: redo it), by the same
+    request but without the spread side-car it asks for (`spread`; INCOMPLETE: redo it), by the model the rule
+    picked before a new shipped model took over this input (MODEL_CHANGED: redo it once), or otherwise
     (DIFFERENT_REQUEST, also when unreadable or not a regular file)."""
     try:
         if not stat.S_ISREG(os.stat(dst).st_mode):  # a FIFO at DST would block rasterio.open
@@ -112,7 +118,11 @@ def existing_output(dst: Path, wanted: dict[str, str], src: str | Path, choice: 
     if not all(tags.get(key) == value for key, value in wanted.items()):
         change = model_change(tags, wanted, choice)
         return (MODEL_CHANGED, change) if change else (DIFFERENT_REQUEST, None)
-    return (SAME, None) if same_source(tags, src) else (SOURCE_CHANGED, "input changed")
+    if not same_source(tags, src):
+        return SOURCE_CHANGED, "input changed"
+    if not spread_complete(dst, tags, spread):
+        return INCOMPLETE, f"its spread side-car {spread_path(dst).name} is missing"
+    return SAME, None
 
 
 def process_scene(
@@ -144,7 +154,7 @@ def process_scene(
         with output_lock(job.dst):
             note = None
             if job.dst.exists() and not force:
-                state, note = existing_output(job.dst, wanted, job.src, settings.model_choice)
+                state, note = existing_output(job.dst, wanted, job.src, settings.model_choice, spread=provenance.spread)
                 if state == SAME:
                     return result(SKIPPED)
                 if state == DIFFERENT_REQUEST and not settings.overwrite:
@@ -183,6 +193,7 @@ def scene_fields(done: UpscaleResult) -> dict[str, Any]:
         "fidelity": done.fidelity.figures() if done.fidelity is not None else None,
         "bands": [asdict(made) for made in done.bands_made] or None,
         "guides_only": [asdict(made) for made in done.guides_only] or None,
+        "spread": str(done.spread) if done.spread is not None else None,
     }
 
 

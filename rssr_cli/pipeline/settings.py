@@ -227,6 +227,7 @@ class UpscaleResult:
     fidelity: Optional[FidelityReport] = None
     bands_made: tuple[BandMade, ...] = ()  # a band stack's bands, each as made (empty for a single raster: one method)
     guides_only: tuple[BandMade, ...] = ()  # a band stack's guide bands read (and staged) but not output, as made
+    spread: Optional[Path] = None  # the spread side-car written beside dst (--samples K >= 2), else None
 
     @property
     def megapixels_per_second(self) -> float:

@@ -1,17 +1,18 @@
 """Streaming one scene's tiles: per tile row, read each halo window, normalize and fill its nodata, run the backend
-in batches, blend the patches (blend.py) and hand the output rows no later tile touches to a writer."""
+in batches, blend the patches (blend.py) and hand the output rows no later tile touches to a writer. A plan with a
+spread layer (--samples K >= 2, spread.py) asks the backend for each patch's spread too and blends it alongside."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, cast
 
 import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from ..backends import SRBackend, SRRequest
-from ..blend import FinishedRows, RowAccumulator, hr_validity, tile_blend_weights, write_blended
+from ..backends import SpreadBackend, SRBackend, SRRequest, writes_spread
+from ..blend import FinishedRows, RowAccumulator, SpreadTarget, hr_validity, tile_blend_weights, write_blended
 from ..grid import OutputGrid, Tile, tile_seed
 from ..radiometry import normalize
 from ..raster_io import MaskKind, fill_invalid, read_window
@@ -19,9 +20,13 @@ from .plan import RunPlan
 from .settings import Progress
 
 
-def plan_writer(writer: Any, plan: RunPlan) -> Callable[[FinishedRows], None]:
-    """stream_tiles' `write` for an output written as the plan says (its spec, region and radiometry)."""
-    return lambda rows: write_blended(writer, rows, spec=plan.output, region=plan.region, radiometry=plan.radiometry)
+def plan_writer(writer: Any, plan: RunPlan, spread_writer: Any = None) -> Callable[[FinishedRows], None]:
+    """stream_tiles' `write` for an output written as the plan says (its spec, region and radiometry), and for its
+    spread side-car's intermediate when the plan has one (`spread_writer`)."""
+    if (spread_writer is None) != (plan.spread is None):
+        raise ValueError("a plan with a spread layer needs its writer, and only such a plan")
+    spread = SpreadTarget(spread_writer, plan.spread.spec) if plan.spread is not None else None
+    return lambda rows: write_blended(writer, rows, spec=plan.output, region=plan.region, radiometry=plan.radiometry, spread=spread)
 
 
 @dataclass(frozen=True)
@@ -49,18 +54,29 @@ def prepare_window(dataset: DatasetReader, plan: RunPlan, tile: Tile) -> Prepare
     return PreparedWindow(tile, SRRequest(values, tile.hr, tile_seed(plan.settings.seed, tile), plan.scene_stats), valid)
 
 
-def upsample_windows(backend: SRBackend, windows: Sequence[PreparedWindow]) -> list[np.ndarray]:
-    """One backend call for a batch of windows that have data; checks the contract on the way back."""
+Patch = tuple[np.ndarray, Optional[np.ndarray]]  # a window's HR values and, with a spread layer, their spread
+
+
+def upsample_windows(backend: SRBackend, windows: Sequence[PreparedWindow], *, spread: bool = False) -> list[Patch]:
+    """One backend call for a batch of windows that have data; checks the contract on the way back. `spread`:
+    ask a SpreadBackend for each patch's spread too (else it is None)."""
     requests = [w.request for w in windows if w.request is not None]
     if len(requests) != len(windows):
         raise ValueError(f"{len(windows) - len(requests)} of {len(windows)} windows have no data: only windows with data go to the backend")
-    patches = backend.upsample(requests)
+    patches: list[Patch]
+    if spread:
+        if not writes_spread(backend):
+            raise ValueError(f"backend {backend.name!r} draws one sample per window: it has no spread to give")
+        patches = list(cast(SpreadBackend, backend).upsample_with_spread(requests))
+    else:
+        patches = [(patch, None) for patch in backend.upsample(requests)]
     if len(patches) != len(windows):
         raise ValueError(f"backend {backend.name!r} returned {len(patches)} patches for {len(windows)} windows")
-    for window, request, patch in zip(windows, requests, patches):
+    for window, request, (patch, spread_patch) in zip(windows, requests, patches):
         expected = (len(request.lr), window.tile.hr.height, window.tile.hr.width)
-        if patch.shape != expected:
-            raise ValueError(f"backend {backend.name!r} returned a patch of shape {patch.shape}, expected {expected}")
+        for what, array in (("patch", patch), ("spread", spread_patch)):
+            if array is not None and array.shape != expected:
+                raise ValueError(f"backend {backend.name!r} returned a {what} of shape {array.shape}, expected {expected}")
     return patches
 
 
@@ -79,7 +95,7 @@ def stream_tiles(
     """
     grid, tiles = plan.grid, plan.tiles
     track_validity = plan.source.mask_kind != MaskKind.NONE
-    accumulator = RowAccumulator(len(plan.bands), plan.region.window, track_validity=track_validity)
+    accumulator = RowAccumulator(len(plan.bands), plan.region.window, track_validity=track_validity, spread=plan.spread is not None)
     counter = _ProgressCounter(plan.window_count, progress)
     skipped = 0
     for r, row in enumerate(tiles):
@@ -116,8 +132,8 @@ def _record_validity(accumulator: RowAccumulator, window: PreparedWindow, grid: 
 
 def _blend_batch(backend: SRBackend, batch: Sequence[PreparedWindow], accumulator: RowAccumulator, plan: RunPlan) -> None:
     assert plan.settings.overlap is not None, "a RunPlan's settings have their tiling filled in (auto_tiling)"
-    for window, patch in zip(batch, upsample_windows(backend, batch)):
-        accumulator.add(window.tile.out, patch, tile_blend_weights(window.tile, plan.grid, plan.settings.overlap))
+    for window, (patch, spread) in zip(batch, upsample_windows(backend, batch, spread=accumulator.tracks_spread)):
+        accumulator.add(window.tile.out, patch, tile_blend_weights(window.tile, plan.grid, plan.settings.overlap), spread)
 
 
 class _ProgressCounter:
