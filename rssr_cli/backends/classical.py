@@ -8,17 +8,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..grid import HRGrid
+from ..kernels import CUBIC_SUPPORT, keys_cubic
 from .base import SRRequest
-
-
-def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
-    """Keys cubic convolution kernel (a = -0.5, as GDAL/PIL bicubic)."""
-    x = np.abs(x)
-    return np.where(
-        x <= 1,
-        (a + 2) * x**3 - (a + 3) * x**2 + 1,
-        np.where(x < 2, a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a, 0.0),
-    )
 
 
 def _lanczos3(x: np.ndarray) -> np.ndarray:
@@ -26,7 +17,7 @@ def _lanczos3(x: np.ndarray) -> np.ndarray:
 
 
 KERNELS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], int]] = {
-    "bicubic": (_cubic, 2),
+    "bicubic": (keys_cubic, CUBIC_SUPPORT),  # Keys a = -0.5: the one bicubic (kernels.py)
     "lanczos": (_lanczos3, 3),
 }
 

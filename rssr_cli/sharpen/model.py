@@ -27,6 +27,12 @@ GUIDE_BANDS = ("B02", "B03", "B04", "B08")  # the 10 m bands: they guide every c
 GUIDED_BANDS = ("B05", "B06", "B07", "B8A", "B11", "B12", "B01", "B09", "B10")  # 20 m, then 60 m
 BAND_RESOLUTION_M = {"B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20, "B12": 20, "B01": 60, "B09": 60, "B10": 60}
 GUIDE_RESOLUTION_M = 10
+# Keys' parameter of the cubic that resampled the sharpener's inputs (the coarse band, the guides) and its
+# back-projection residual in training: part of the shipped models' contract, like their band order. It is not the
+# bicubic of `upscale -m bicubic` and of Wald's `bicubic` row (kernels.KEYS_A = -0.5): run with -0.5 instead, v2's
+# guided outputs lose 3-12 % of their PSF consistency (the fixture's B10 falls below bicubic's). A retrained
+# sharpener can take -0.5 and drop this constant.
+SHARPENER_CUBIC_A = -0.75
 # Largest band scale trained per native resolution (Wald ratios drawn in training): beyond it a band is unguided.
 MAX_GUIDED_SCALE = {20: 8.0, 60: 12.0}
 

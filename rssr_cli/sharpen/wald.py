@@ -63,7 +63,7 @@ Method = Callable[[str, WaldInputs], np.ndarray]
 
 
 def bicubic_method(_name: str, inputs: WaldInputs) -> np.ndarray:
-    return inputs.band_up
+    return inputs.bicubic  # `rssr upscale -m bicubic`'s kernel, not the sharpener's input (band_up)
 
 
 def guided_method(model: GuidedSharpener, stats: dict[str, tuple[float, float]]) -> Method:
