@@ -10,11 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from rssr_cli import degrade as synthetic_degrade
 from rssr_cli import sensor_degradation as sd
 from rssr_cli.cli import app
 from rssr_cli.errors import UsageError
 from rssr_cli.model import device as model_device
 from rssr_cli.model.resample import bicubic_at
+from rssr_cli.sharpen import degrade as sharpen_degrade
 from rssr_cli.training import trainer
 from rssr_cli.training.data import SensorPatchSampler, TrainImage
 
@@ -197,3 +199,13 @@ def test_evaluate_with_the_sensor_degradation(tmp_path, monkeypatch):
     assert psnr[(2.0, "bicubic")] > psnr[(4.0, "bicubic")]
     bad = runner.invoke(app, ["evaluate", str(data), "--degradation", "gauss", "-m", "bicubic"])
     assert bad.exit_code == 2 and "unknown --degradation" in bad.output
+
+
+def test_one_psf_module():
+    """sensor_degradation holds the one Gaussian PSF (issue 22): the training degradation (degrade.py) and Wald's
+    protocol (sharpen/degrade.py) blur with it instead of keeping their own copies."""
+    assert synthetic_degrade.gaussian_blur is sd.gaussian_blur
+    assert sharpen_degrade.gaussian_blur is sd.gaussian_blur
+    x = torch.rand(1, 2, 24, 24, generator=torch.Generator().manual_seed(0))
+    blurred = synthetic_degrade.degrade(x, (12, 12), blur_sigma=1.3)
+    assert torch.allclose(blurred, synthetic_degrade.downsample(sd.gaussian_blur(x, 1.3), (12, 12)))

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from .. import sensor_degradation
 from ..model.resample import bicubic_sample
+from ..sensor_degradation import gaussian_blur  # the one PSF; re-exported for wald_inputs
 from .model import SHARPENER_CUBIC_A
 
 # Sentinel-2 MSI modulation transfer function at the Nyquist frequency of each band's own grid. The instrument's
@@ -25,11 +26,6 @@ MTF_AT_NYQUIST = 0.25
 def psf_sigma(ratio: float, mtf: float = MTF_AT_NYQUIST) -> float:
     """Gaussian PSF std (in pixels of the finer grid) whose MTF at the coarse grid's Nyquist equals `mtf`."""
     return sensor_degradation.gaussian_sigma(ratio, mtf)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [N, C, H, W] (sigma in pixels): the sensor model's (replicate padding)."""
-    return sensor_degradation.gaussian_blur(x, sigma)
 
 
 def sample_at(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, *, mode: str = "bicubic") -> torch.Tensor:
