@@ -240,6 +240,20 @@ def _refuse_unusable(dataset: DatasetReader) -> None:
         )
 
 
+def declared_nodata(own: Optional[float], declared: Optional[float]) -> Optional[float]:
+    """The declared-nodata rule of a band stack: a band file that declares no nodata value of its own takes the
+    declared one (--nodata, the bands' common value, or the product's convention: Sentinel-2 marks pixels outside the
+    swath 0); one that declares its own keeps it. Returns the value that marks invalid pixels beyond the file's own
+    mask, or None."""
+    return declared if own is None else None
+
+
+def mask_declared_nodata(values: np.ndarray, valid: np.ndarray, own: Optional[float], declared: Optional[float]) -> np.ndarray:
+    """`valid` (the file's own mask) less the pixels equal to the declared nodata value, by declared_nodata's rule."""
+    value = declared_nodata(own, declared)
+    return valid if value is None else valid & (values != value)
+
+
 def check_nodata_fits(value: float, dtype: str) -> None:
     """A declared nodata value must be storable in the data type, or no pixel could ever carry it."""
     if np.issubdtype(np.dtype(dtype), np.floating):

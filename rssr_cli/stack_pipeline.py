@@ -36,7 +36,7 @@ from .pipeline.provenance import Provenance, model_choice_tags, region_tags, req
 from .pipeline.settings import DEFAULT_TILE, Progress, UpscaleResult, UpscaleSettings, auto_tiling, build_backend, run_method
 from .pipeline.stream import plan_writer, stream_tiles
 from .products import open_band_stack
-from .raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window
+from .raster_io import MaskKind, SourceInfo, declared_nodata, gdal_env, inspect_source, open_raster, read_window
 from .region import tiles_for_region
 from .source_identity import source_identity
 from .stack_guidance import COPY_ROWS, Guidance, copy_slot, guides_spec, plan_guidance
@@ -228,10 +228,12 @@ def band_tile(method: str, scale: float, tile: Optional[int]) -> Optional[int]:
 
 
 def with_nodata(source: SourceInfo, nodata: Optional[float]) -> SourceInfo:
-    """A band file that declares no nodata takes the stack's (Sentinel-2: 0 marks pixels outside the swath)."""
-    if nodata is None or source.mask_kind != MaskKind.NONE:
+    """raster_io.declared_nodata's rule on a band file's SourceInfo (Sentinel-2: 0 marks pixels outside the swath).
+    A file with a mask of its own but no nodata value keeps the mask: a SourceInfo reads through one mask kind."""
+    value = declared_nodata(source.nodata, nodata)
+    if value is None or source.mask_kind != MaskKind.NONE:
         return source
-    return replace(source, nodata=nodata, mask_kind=MaskKind.NODATA)
+    return replace(source, nodata=value, mask_kind=MaskKind.NODATA)
 
 
 def band_output_spec(plan: StackPlan) -> OutputSpec:

@@ -9,17 +9,14 @@ origins), so a 20 m band at 2.5 m runs at x8 and a 60 m band at x24. A band whos
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence, cast
-
-from affine import Affine
+from typing import Optional, Sequence
 
 from .aoi import aoi_in_raster_crs
 from .band_names import canonical_band_name
 from .errors import InputError, UsageError
-from .grid import MAX_SCALE, OutputGrid, Placement, check_resolution, format_resolution
+from .grid import OutputGrid, Placement, check_scale, format_resolution, plan_output_grid
 from .model_rule import InputFacts, ModelChoice
 from .pipeline.model_choice import input_model_choice
 from .pipeline.settings import UpscaleSettings
@@ -48,26 +45,10 @@ def plan_common_grid(
     finest: StackBand, *, scale: Optional[float], resolution: Optional[float | tuple[float, float]]
 ) -> OutputGrid:
     """The finest band's grid at `scale` (relative to it) or `resolution` (square, or (x, y) like gdalwarp -tr):
-    same bounds, round(W*sx) x round(H*sy) px. Scale 1 is allowed (e.g. --resolution 10 with 10 m and 20 m
+    grid.plan_output_grid's rule on that band. Scale 1 is allowed (e.g. --resolution 10 with 10 m and 20 m
     bands: the 10 m bands are copied)."""
-    if (scale is None) == (resolution is None):
-        raise UsageError("give exactly one of --scale or --resolution")
-    pixel_x, pixel_y = abs(finest.transform.a), abs(finest.transform.e)
-    if resolution is not None:
-        res_x, res_y = check_resolution(resolution)
-        scale_x, scale_y = pixel_x / res_x, pixel_y / res_y
-    else:
-        assert scale is not None
-        scale_x = scale_y = scale
-    if not all(math.isfinite(v) and v >= 1.0 - 1e-9 for v in (scale_x, scale_y)):
-        target = format_resolution(resolution) if resolution is not None else f"{finest.resolution / cast(float, scale):g}"
-        raise UsageError(
-            f"rssr only upsamples: the target pixel size {target} is coarser than band {finest.name}'s {finest.resolution:g}"
-        )
-    width = max(1, round(finest.width * scale_x))
-    height = max(1, round(finest.height * scale_y))
-    transform = finest.transform @ Affine.scale(finest.width / width, finest.height / height)
-    return OutputGrid(finest.width, finest.height, width, height, transform)
+    return plan_output_grid(finest.width, finest.height, finest.transform, scale=scale, resolution=resolution,
+                            allow_copy=True, of=f"band {finest.name}'s")  # fmt: skip
 
 
 def guide_job(slot: int, band: StackBand, common: OutputGrid) -> "BandJob":
@@ -131,11 +112,7 @@ def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
         grid = band_grid(band, common)
         if min(grid.scale_x, grid.scale_y) < 1.0 - 1e-9:
             raise UsageError(f"band {band.name} ({band.resolution:g}) is finer than the output pixels; rssr only upsamples")
-        if grid.scale_x > MAX_SCALE or grid.scale_y > MAX_SCALE:
-            raise UsageError(
-                f"band {band.name} would need x{max(grid.scale_x, grid.scale_y):.4g}, above the supported maximum of "
-                f"x{MAX_SCALE:g}; choose a coarser --resolution or leave the band out"
-            )
+        check_scale(max(grid.scale_x, grid.scale_y), allow_one=True, asked=f"band {band.name} on this grid")
         jobs.append(BandJob(slot, band, grid, is_same_grid(grid)))
     nodata = output_nodata(stack, selected, settings.nodata)
     check_footprints(stack, jobs, finest, nodata)

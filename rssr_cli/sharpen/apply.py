@@ -25,6 +25,7 @@ from ..errors import CheckpointError
 from ..grid import Placement
 from ..products import StackBand
 from ..radiometry import to_dtype
+from ..raster_io import mask_declared_nodata
 from .bounds import BOUND_MARGIN, band_range
 from .degrade import resample_for_sharpener
 from .model import GUIDE_BANDS, GuidedSharpener, guided_scale_ok, load_sharpener
@@ -74,9 +75,7 @@ def _read_native(dataset, band: StackBand, rows: tuple[int, int], cols: tuple[in
     whatever the tile) and validity."""
     window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
     values = dataset.read(band.index, window=window).astype(np.float32)
-    valid = dataset.read_masks(band.index, window=window) > 0
-    if nodata is not None and band.nodata is None:
-        valid &= values != nodata
+    valid = mask_declared_nodata(values, dataset.read_masks(band.index, window=window) > 0, band.nodata, nodata)
     values[~valid] = fill
     return values, valid
 

@@ -16,7 +16,7 @@ from affine import Affine
 from ..errors import InputError
 from ..pipeline.plan import STATS_SIDE
 from ..products import StackBand, open_band_stack
-from ..raster_io import GDAL_ERRORS, gdal_env, gdal_message, inspect_source, open_raster, read_sample
+from ..raster_io import GDAL_ERRORS, gdal_env, gdal_message, inspect_source, mask_declared_nodata, open_raster, read_sample
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,7 @@ def read_band(band: StackBand, nodata: Optional[float]) -> BandArray:
     with rasterio.open(band.dataset) as dataset:
         values = dataset.read(band.index).astype(np.float32)
         mask = dataset.read_masks(band.index) > 0
-    if nodata is not None and band.nodata is None:
-        mask &= values != nodata
-    return BandArray(band.name, values, mask, band.transform)
+    return BandArray(band.name, values, mask_declared_nodata(values, mask, band.nodata, nodata), band.transform)
 
 
 def load_stack_bands(src: str | os.PathLike, names: Optional[Sequence[str]] = None) -> dict[str, BandArray]:
@@ -66,10 +64,8 @@ def decimated_sample(band: StackBand, nodata: Optional[float]) -> tuple[np.ndarr
     statistic is computed from, so it is the same whatever the tiling."""
     with open_raster(band.dataset) as dataset:
         sample, sample_valid = read_sample(dataset, inspect_source(dataset), (band.index,), max_side=STATS_SIDE)
-    values, valid = sample[0].astype(np.float32), sample_valid[0]
-    if nodata is not None and band.nodata is None:
-        valid &= values != nodata
-    return values, valid
+    values = sample[0].astype(np.float32)
+    return values, mask_declared_nodata(values, sample_valid[0], band.nodata, nodata)
 
 
 def band_stats_decimated(band: StackBand, nodata: Optional[float]) -> tuple[float, float]:
