@@ -5,8 +5,7 @@
 """
 
 from .threads import set_passive_wait_policy
-
-__version__ = "0.1.0"  # the one version string: pyproject.toml reads it (dynamic version), CHANGELOG.md names it
+from .version import __version__  # the one version string (version.py)
 
 set_passive_wait_policy()  # before anything imports torch (libgomp reads it once, when it loads): threads.py says why
 

@@ -27,6 +27,7 @@ from rasterio.io import DatasetReader
 from rasterio.transform import array_bounds
 from rasterio.windows import Window
 
+from .band_names import canonical_band_name
 from .errors import InputError, RssrWarning, UsageError
 from .sources import gdal_name, is_local
 
@@ -316,8 +317,6 @@ def select_bands(info: SourceInfo, bands: Optional[Sequence[int | str]]) -> tupl
 
 def band_by_name(info: SourceInfo, name: str) -> int:
     """The 1-based band whose description is `name` (case-insensitive; B4 = B04, red = B04 as for products)."""
-    from .band_names import canonical_band_name
-
     wanted = canonical_band_name(name).upper()
     matches = [i for i, d in enumerate(info.descriptions, start=1) if d and canonical_band_name(d).upper() == wanted]
     if len(matches) > 1:

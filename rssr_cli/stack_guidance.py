@@ -12,9 +12,10 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
+import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
@@ -27,9 +28,7 @@ from .pipeline.settings import UpscaleSettings
 from .products import StackBand
 from .sharpen.apply import GuidedJob, find_sharpener, guide_bands, guide_statistics, is_guided, sharpen_band, tiles_of
 from .sharpen.model import GUIDE_BANDS, GuidedSharpener
-
-if TYPE_CHECKING:
-    from .stack_plan import BandJob
+from .stack_plan import BandJob
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +45,21 @@ class Guidance:
     def guide_jobs(self, plan: Any, make_job: Callable[[int, StackBand, OutputGrid], Any]) -> list:
         return [make_job(k + 1, band, plan.common) for k, band in enumerate(self.guides)]
 
-    def is_guided(self, job: "BandJob") -> bool:
+    def is_guided(self, job: BandJob) -> bool:
         return job.slot in self.guided_slots
 
-    def guide_slot(self, job: "BandJob") -> Optional[int]:
+    def guide_slot(self, job: BandJob) -> Optional[int]:
         """The job's slot in the staged guides file when the job is a guide band (same band of the same file)."""
         return next((k for k, g in enumerate(self.guides, start=1) if g.dataset == job.band.dataset and g.index == job.band.index), None)
 
-    def replaces(self, job: "BandJob") -> bool:
+    def replaces(self, job: BandJob) -> bool:
         """The job's own run is not executed: it is guided, or copied from the staged guides."""
         return self.is_guided(job) or self.guide_slot(job) is not None
 
     def tiles(self, plan: Any) -> int:
         return tiles_of(plan.region.window) * len(self.guided_slots)
 
-    def sharpen(self, job: "BandJob", plan: Any, guides_path: Path, writer: DatasetWriter, progress: Callable[..., None]) -> int:
+    def sharpen(self, job: BandJob, plan: Any, guides_path: Path, writer: DatasetWriter, progress: Callable[..., None]) -> int:
         region = plan.region
         assert job.grid.placement is not None
         nodata = plan.nodata
@@ -87,7 +86,7 @@ class Guidance:
             "RSSR_SHARPENER_SHA256": str(card.get("sha256", "")),
         }
 
-    def band_tags(self, job: "BandJob") -> dict[str, str]:
+    def band_tags(self, job: BandJob) -> dict[str, str]:
         if not self.is_guided(job):
             return {}
         return {"RSSR_BAND_METHOD": "guided", "RSSR_GUIDED_BY": ",".join(g.name for g in self.guides)}
@@ -131,8 +130,6 @@ def guides_spec(plan: Any) -> OutputSpec:
 
 def copy_slot(path: Path, index: int, writer: DatasetWriter, slot: int) -> None:
     """One band of a staged file into the output's slot, as stored (same grid, same dtype)."""
-    import rasterio
-
     with rasterio.open(path) as src:
         for row in range(0, src.height, COPY_ROWS):
             window = Window(0, row, src.width, min(COPY_ROWS, src.height - row))

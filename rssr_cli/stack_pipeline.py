@@ -21,7 +21,6 @@ from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
-from . import __version__
 from .backends import CLASSICAL_METHODS, SRBackend
 from .blend import keep_clear_of_nodata
 from .cog import OutputSpec, finalize_cog, open_intermediate
@@ -41,6 +40,7 @@ from .region import tiles_for_region
 from .source_identity import source_identity
 from .stack_guidance import COPY_ROWS, Guidance, copy_slot, guides_spec, plan_guidance
 from .stack_plan import BandJob, StackPlan, guide_job, plan_stack, request_settings
+from .version import __version__
 
 log = logging.getLogger(__name__)
 

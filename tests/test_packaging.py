@@ -142,5 +142,5 @@ def test_one_version_string():
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "rssr_cli.__version__"}
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "rssr_cli.version.__version__"}
     assert importlib.metadata.version("rssr") == rssr_cli.__version__

@@ -20,6 +20,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from ..backends import bundled_model_paths
 from ..blend import keep_clear_of_nodata
 from ..errors import CheckpointError
 from ..grid import Placement
@@ -41,8 +42,6 @@ def default_sharpener_path() -> Path:
     """RSSR_SHARPENER, else the shipped model (in the wheel's rssr_cli/models, or the repository's models/)."""
     if os.environ.get(SHARPENER_ENV):
         return Path(os.environ[SHARPENER_ENV])
-    from ..backends import bundled_model_paths
-
     candidates = [p.parent / SHIPPED_NAME for p in bundled_model_paths()]
     return next((p for p in candidates if p.is_file()), candidates[-1])
 

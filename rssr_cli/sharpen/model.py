@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -113,8 +114,6 @@ def load_sharpener(path: str | os.PathLike, *, device: str | torch.device = "cpu
     """A sharpener from its file alone; CheckpointError (one line) for anything that is not one."""
     path = Path(path)
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             card = json.loads((handle.metadata() or {}).get("card", "{}"))
         if card.get("kind") != "rssr-guided-sharpener":

