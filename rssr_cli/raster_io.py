@@ -341,6 +341,9 @@ def read_window(
     return data, valid
 
 
+STATS_SIDE = 512  # decimated read for the scene statistics: at most 512 px on its longer side (pipeline and sharpener)
+
+
 def read_sample(
     dataset: DatasetReader, info: SourceInfo, bands: Sequence[int], max_side: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:

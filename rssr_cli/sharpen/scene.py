@@ -14,9 +14,8 @@ from affine import Affine
 
 from ..band_names import SENTINEL2_BANDS
 from ..errors import InputError
-from ..pipeline.plan import STATS_SIDE
 from ..products import StackBand, open_band_stack
-from ..raster_io import GDAL_ERRORS, gdal_env, gdal_message, inspect_source, mask_declared_nodata, open_raster, read_sample
+from ..raster_io import GDAL_ERRORS, STATS_SIDE, gdal_env, gdal_message, inspect_source, mask_declared_nodata, open_raster, read_sample
 from .model import GUIDE_BANDS, GUIDED_BANDS
 
 
