@@ -278,6 +278,7 @@ def test_guided_upscale_runs_at_2_5m_and_is_tile_independent(l1c, tmp_path, tiny
         assert np.abs(a.read().astype(int) - b.read().astype(int)).max() <= 1  # float reassociation only
 
 
+@pytest.mark.shipped_model  # about the shipped model(s) itself (conftest's guard)
 @pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped sharpener")
 def test_shipped_sharpener_is_no_less_consistent_than_bicubic(l1c, tmp_path):

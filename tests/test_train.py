@@ -221,6 +221,7 @@ def _recipe_args(command: str, image_dir, scene, runs) -> list[str]:
     return [*out, "--val-every", "1", "-q"]
 
 
+@pytest.mark.shipped_model  # about the shipped model(s) itself (conftest's guard)
 @pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_the_shipped_model_is_made_by_its_cards_rssr_train_commands(image_dir, tmp_path):
     """The card's commands (1 step each, tiny data) give the shipped architecture, spec, sampler and id."""
