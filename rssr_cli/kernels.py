@@ -2,9 +2,10 @@
 resampling matrices of the classical backends (`-m bicubic`, `lanczos`, `nearest`) that metrics reuse.
 
 Keys' cubic convolution with a = -0.5 (Keys 1981; GDAL's and PIL's bicubic) is *the* bicubic of rssr: the classical
-`-m bicubic` backend (numpy matrices), the operator's bicubic base (torch matrices), the guided sharpener's band
-resampling and Wald's `bicubic` row (torch taps) all evaluate this function, so "bicubic" means one thing everywhere.
-(torch's `grid_sample`/`interpolate` bicubic uses a = -0.75, a sharper kernel: not used for upsampling.)
+`-m bicubic` backend (numpy matrices), the operator's bicubic base (torch matrices) and Wald's `bicubic` row (torch
+taps) all evaluate this function, so "bicubic" means one thing everywhere. The shipped guided sharpener was trained
+on inputs resampled with a = -0.75 (torch's grid_sample cubic); it keeps that member of the family through the same
+function (sharpen.model.SHARPENER_CUBIC_A), as part of the model, never as a reported "bicubic".
 """
 
 from __future__ import annotations
