@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo lint test bench clean
+.PHONY: install demo lint test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,13 +20,19 @@ demo: $(STAMP)
 	$(BIN)/rssr upscale sample_data/s2_b2348_256.tif --scale 4.5 -o demo_x4.5.tif --overwrite
 	$(BIN)/rssr info demo_x4.5.tif
 
-# ruff (pyflakes + import order) on all Python files; mypy on the package (config: pyproject.toml).
+# ruff (pyflakes + import order) on all Python files; mypy on the package (config: pyproject.toml); the import
+# contracts of .importlinter (layering, no cycles; CONTRIBUTING.md).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
+# The whole suite (README: its time). test-fast: the edit loop, without the tests marked slow (> ~5 s each).
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # Every benchmark in bench/; each writes bench/out/<name>.json (machine, date, command, figures). BENCH_ARGS=--quick
 # sizes them for a 2-core CPU box; the sizes BENCHMARKS.md reports: `make bench BENCH_ARGS=` (hours on a CPU).

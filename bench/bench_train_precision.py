@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from rssr_cli.model.checkpoint import load_model
+from rssr_cli.model.device import cpu_has_native_bf16
 from rssr_cli.training.api import _freeze_for, _stage_loss
 from rssr_cli.training.data import PatchSampler, find_images, load_images
-from rssr_cli.training.trainer import autocast_for, cpu_has_native_bf16
+from rssr_cli.training.trainer import autocast_for
 
 from benchlib import write_result
 

@@ -5,8 +5,7 @@
 """
 
 from .threads import set_passive_wait_policy
-
-__version__ = "0.1.0"
+from .version import __version__  # the one version string (version.py)
 
 set_passive_wait_policy()  # before anything imports torch (libgomp reads it once, when it loads): threads.py says why
 

@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from .backends import get_backend
+from .backends.base import SRRequest
 from .grid import HRGrid, OutputGrid, iter_tiles, plan_tiles
 from .pipeline.settings import auto_tiling
 
@@ -59,8 +61,6 @@ def _max_rss_bytes() -> int:
 
 
 def _request(bands: int, hr_side: int, scale: float):
-    from .backends.base import SRRequest
-
     lr_side = max(4, round(hr_side / scale))
     rng = np.random.default_rng(0)
     grid = HRGrid(height=hr_side, width=hr_side, y0=0.0, x0=0.0, dy=lr_side / hr_side, dx=lr_side / hr_side)
@@ -97,8 +97,6 @@ def calibrate(backend, bands: int, scale: float, hr_sides: Optional[tuple[int, i
 
 def estimate_cost(grid: OutputGrid, bands: int, *, model: Optional[str] = None, threads: Optional[int] = None) -> CostEstimate:
     """The cost of `rssr upscale` onto `grid` with `bands` bands, the default method (the model) and its defaults."""
-    from .backends import get_backend
-
     scale = max(grid.scale_x, grid.scale_y)
     tile, overlap = auto_tiling("diffusion", scale, None, None)
     rows = plan_tiles(grid, tile=tile, overlap=overlap)
@@ -106,7 +104,7 @@ def estimate_cost(grid: OutputGrid, bands: int, *, model: Optional[str] = None, 
     window_px = [t.hr.height * t.hr.width for t in tiles]
     backend = get_backend("diffusion", model=model, device="cpu", threads=threads)
     cal = calibrate(backend, bands, scale)
-    import torch
+    import torch  # lazy: torch loads only when a cost is estimated (rssr info imports this module)
 
     per_band_px = cal.microseconds_per_band_px * 1e-6
     seconds = len(tiles) * cal.seconds_per_window + per_band_px * bands * sum(window_px)

@@ -7,24 +7,12 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
+from .sensor_degradation import gaussian_blur  # the one PSF (Gaussian, replicate border)
+
 
 def downsample(hr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Anti-aliased bicubic resize of hr [B,C,H,W] to size (h, w), as PIL/MATLAB imresize do for SR benchmarks."""
     return F.interpolate(hr, size=size, mode="bicubic", antialias=True, align_corners=False)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (a sensor-PSF stand-in) with replicate padding."""
-    if sigma <= 0:
-        return x
-    radius = max(1, int(3 * sigma + 0.5))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def degrade(
@@ -36,7 +24,8 @@ def degrade(
     quantize_levels: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
-    """HR -> LR: optional PSF blur, anti-aliased bicubic resize, additive Gaussian noise, quantization."""
+    """HR -> LR: optional PSF blur (sensor_degradation's Gaussian), anti-aliased bicubic resize, additive Gaussian
+    noise, quantization."""
     lr = downsample(gaussian_blur(hr, blur_sigma), size)
     if noise_std > 0:
         lr = lr + noise_std * torch.randn(lr.shape, generator=generator, dtype=lr.dtype, device=lr.device)

@@ -97,14 +97,16 @@ class OutputGrid:
         return (*cols, *rows)
 
 
-def check_scale(scale: float, *, allow_one: bool = False) -> float:
-    """A scale factor rssr accepts (the one check for every command): finite, > 1 (>= 1 where a copy is
-    allowed, as for a band stack's finest band), at most MAX_SCALE; UsageError otherwise."""
+def check_scale(scale: float, *, allow_one: bool = False, asked: Optional[str] = None) -> float:
+    """A scale factor rssr accepts (the one check for every command and input): finite, > 1 (>= 1 where a copy is
+    allowed, as for a band stack's finest band), at most MAX_SCALE; UsageError otherwise. `asked`: the option as the
+    user wrote it (e.g. "--resolution 2"), when the scale was derived from it."""
     low_ok = scale >= 1.0 - 1e-9 if allow_one else scale > 1.0
     if not (math.isfinite(scale) and low_ok):
         raise UsageError(f"scale must be {'>= 1' if allow_one else '> 1'} (got {scale:g}); rssr only upsamples")
     if scale > MAX_SCALE:
-        raise UsageError(f"scale {scale:g} is above the supported maximum of {MAX_SCALE:g}")
+        asked = asked or f"--scale {scale:.10g}"
+        raise UsageError(f"{asked} means a scale of {scale:g}, above the supported maximum of {MAX_SCALE:g}")
     return float(scale)
 
 
@@ -149,6 +151,30 @@ def format_resolution(resolution: float | tuple[float, float]) -> str:
     return f"{x:g}" if x == y or (math.isnan(x) and math.isnan(y)) else f"{x:g},{y:g}"
 
 
+def target_scales(
+    pixel: tuple[float, float], *, scale: Optional[float], resolution: Optional[float | tuple[float, float]],
+    allow_one: bool = False, of: str = "the input's",
+) -> tuple[float, float, str]:
+    """(scale_x, scale_y, the option as asked) for a scale factor, or for a target pixel size in CRS units (like
+    gdalwarp -tr) on pixels of size `pixel` (x, y): the one rule of every output grid (plan_output_grid). A resolution
+    sets each axis on its own: a square `resolution` on 20x10 m pixels gives scales 4 and 2. allow_one: an axis may
+    keep its size (a band stack's finest band is copied)."""
+    if (scale is None) == (resolution is None):
+        raise UsageError("give exactly one of --scale or --resolution")
+    if resolution is None:
+        assert scale is not None
+        asked = f"--scale {scale:.10g}"
+        scale_x = scale_y = check_scale(scale, allow_one=allow_one, asked=asked)
+        return scale_x, scale_y, asked
+    res_x, res_y = check_resolution(resolution)
+    scale_x, scale_y = pixel[0] / res_x, pixel[1] / res_y
+    asked = f"--resolution {format_resolution(resolution)}"
+    if min(scale_x, scale_y) < 1.0 - (1e-9 if allow_one else 0.0):
+        raise UsageError(f"{asked} is coarser than {of} {pixel[0]:g} x {pixel[1]:g} pixels on an axis; rssr only upsamples")
+    check_scale(max(scale_x, scale_y), allow_one=True, asked=asked)
+    return scale_x, scale_y, asked
+
+
 def plan_output_grid(
     src_width: int,
     src_height: int,
@@ -156,31 +182,17 @@ def plan_output_grid(
     *,
     scale: Optional[float] = None,
     resolution: Optional[float | tuple[float, float]] = None,
+    allow_copy: bool = False,
+    of: str = "the input's",
 ) -> OutputGrid:
-    """Output grid for a scale factor, or for a target pixel size in CRS units (like gdalwarp -tr).
-
-    A resolution sets each axis on its own: a square `resolution` on 20x10 m pixels gives scales 4 and 2,
-    so both axes reach the requested size. Refuses an output of the input's own size (nothing to do)."""
-    if (scale is None) == (resolution is None):
-        raise UsageError("give exactly one of --scale or --resolution")
-    if resolution is not None:
-        res_x, res_y = check_resolution(resolution)
-        pixel_x, pixel_y = abs(src_transform.a), abs(src_transform.e)
-        scale_x, scale_y = pixel_x / res_x, pixel_y / res_y
-        asked = f"--resolution {format_resolution(resolution)}"
-        if min(scale_x, scale_y) < 1.0:
-            raise UsageError(
-                f"{asked} is coarser than the input's {pixel_x:g} x {pixel_y:g} pixels on an axis; rssr only upsamples"
-            )
-    else:
-        assert scale is not None
-        scale_x = scale_y = check_scale(scale)
-        asked = f"--scale {scale:.10g}"
-    if max(scale_x, scale_y) > MAX_SCALE:
-        raise UsageError(f"{asked} means a scale of {max(scale_x, scale_y):g}, above the supported maximum of {MAX_SCALE:g}")
+    """Output grid for a scale factor or a target pixel size (target_scales): same bounds, round(W*sx) x round(H*sy)
+    px, transform = src_transform * Affine.scale(W/out_w, H/out_h). Refuses an output of the input's own size
+    (nothing to do) unless allow_copy (a band stack's finest band: the coarser bands still need the grid)."""
+    pixel = (abs(src_transform.a), abs(src_transform.e))
+    scale_x, scale_y, asked = target_scales(pixel, scale=scale, resolution=resolution, allow_one=allow_copy, of=of)
     width = max(1, round(src_width * scale_x))
     height = max(1, round(src_height * scale_y))
-    if (width, height) == (src_width, src_height):
+    if (width, height) == (src_width, src_height) and not allow_copy:
         raise UsageError(
             f"{asked} leaves the size unchanged ({src_width} x {src_height} px): "
             "the effective scale is 1, there is nothing to super-resolve"

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import rasterio
+from PIL import Image
+from rasterio.errors import NotGeoreferencedWarning
 
 from .radiometry import to_model_units
 
@@ -42,15 +45,10 @@ def read_pixels(path: Path | str) -> np.ndarray:
 def _read(path: Path) -> tuple[np.ndarray, Optional[np.ndarray], Optional[tuple[float, ...]], Optional[tuple[float, ...]]]:
     """(pixels, valid mask or None, declared scales, offsets): what the radiometry rule needs."""
     if path.suffix.lower() in (".tif", ".tiff"):
-        import rasterio
-        from rasterio.errors import NotGeoreferencedWarning
-
         with warnings.catch_warnings():  # plain TIFF benchmarks carry no georeferencing, and need none
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
                 return src.read(), src.read_masks() > 0, tuple(src.scales), tuple(src.offsets)
-    from PIL import Image
-
     with Image.open(path) as img:
         if img.mode in PIL_CONVERT:
             img = img.convert(PIL_CONVERT[img.mode])

@@ -11,9 +11,9 @@ from typing import Optional, Sequence
 import numpy as np
 from affine import Affine
 
-from .backends import MODEL_ENV
+from .backends import MODEL_ENV, default_model_path
 from .cost import CostEstimate, estimate_cost
-from .errors import UsageError
+from .errors import CheckpointError, UsageError
 from .grid import OutputGrid, plan_output_grid
 from .interrupts import interruptible
 from .model_rule import RULE, ModelChoice, source_facts
@@ -186,8 +186,7 @@ def describe_model(path: Optional[str | Path] = None) -> ModelReport:
 
     Missing, truncated or corrupt files raise CheckpointError (one line); torch is imported here only.
     """
-    from .backends import default_model_path
-    from .errors import CheckpointError
+    # lazy: torch loads only when a model is described (the rest of `rssr info` reads headers)
     from .model.checkpoint import PARTS, checkpoint_paths, load_model
     from .model.sr_model import band_rule
 

@@ -28,6 +28,8 @@ from typing import Optional, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .kernels import resample_matrix
+
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # window radius = int(3.5 * 1.5 + 0.5) = 5 -> 11 taps
 SSIM_K1 = 0.01
@@ -255,8 +257,6 @@ def measure_shift(reference: np.ndarray, moving: np.ndarray, iterations: int = 8
     pixels). The refinement warps `moving` by the estimate (bicubic) and solves the linearized least
     squares for the remaining shift on the block's interior, where edges play no part.
     """
-    from .backends.classical import resample_matrix  # numpy only; imported here to keep metrics import-light
-
     reference, moving = _as_bands(reference), _as_bands(moving)
     dy, dx = phase_correlation_shift(reference, moving)
     scale = np.maximum(moving.std(axis=(-2, -1)), 1e-12)[:, None, None]  # bands weigh alike

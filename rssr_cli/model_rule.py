@@ -11,16 +11,15 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Collection, Optional
+from typing import Collection, Optional
 
 from rasterio.errors import CRSError
 
 from .band_names import COMMON_NAMES, SENTINEL2_BANDS, canonical_band_name
 from .errors import RssrWarning
+from .products import is_band_stack
+from .raster_io import SourceInfo, inspect_source, open_raster
 from .shipped_models import AERIAL, SENTINEL2_10M
-
-if TYPE_CHECKING:
-    from .raster_io import SourceInfo
 
 S2_PIXEL_M = (5.0, 20.0)  # pixel sizes (both axes, metres) that make a uint16 raster in a projected CRS Sentinel-2-like
 
@@ -100,9 +99,6 @@ def choose_default_model(facts: InputFacts, available: Collection[str]) -> Model
 
 def input_facts(src: str | Path) -> InputFacts:
     """The rule's facts about an input, from its header (a product or STAC item is known by its name)."""
-    from .products import is_band_stack
-    from .raster_io import inspect_source, open_raster
-
     if is_band_stack(str(src)):
         return InputFacts(band_stack=True)
     with warnings.catch_warnings(), open_raster(src) as dataset:

@@ -27,6 +27,7 @@ from rasterio.io import DatasetReader
 from rasterio.transform import array_bounds
 from rasterio.windows import Window
 
+from .band_names import canonical_band_name
 from .errors import InputError, RssrWarning, UsageError
 from .sources import gdal_name, is_local
 
@@ -242,6 +243,20 @@ def _refuse_unusable(dataset: DatasetReader) -> None:
         )
 
 
+def declared_nodata(own: Optional[float], declared: Optional[float]) -> Optional[float]:
+    """The declared-nodata rule of a band stack: a band file that declares no nodata value of its own takes the
+    declared one (--nodata, the bands' common value, or the product's convention: Sentinel-2 marks pixels outside the
+    swath 0); one that declares its own keeps it. Returns the value that marks invalid pixels beyond the file's own
+    mask, or None."""
+    return declared if own is None else None
+
+
+def mask_declared_nodata(values: np.ndarray, valid: np.ndarray, own: Optional[float], declared: Optional[float]) -> np.ndarray:
+    """`valid` (the file's own mask) less the pixels equal to the declared nodata value, by declared_nodata's rule."""
+    value = declared_nodata(own, declared)
+    return valid if value is None else valid & (values != value)
+
+
 def check_nodata_fits(value: float, dtype: str) -> None:
     """A declared nodata value must be storable in the data type, or no pixel could ever carry it."""
     if np.issubdtype(np.dtype(dtype), np.floating):
@@ -304,8 +319,6 @@ def select_bands(info: SourceInfo, bands: Optional[Sequence[int | str]]) -> tupl
 
 def band_by_name(info: SourceInfo, name: str) -> int:
     """The 1-based band whose description is `name` (case-insensitive; B4 = B04, red = B04 as for products)."""
-    from .band_names import canonical_band_name
-
     wanted = canonical_band_name(name).upper()
     matches = [i for i, d in enumerate(info.descriptions, start=1) if d and canonical_band_name(d).upper() == wanted]
     if len(matches) > 1:
@@ -328,6 +341,9 @@ def read_window(
     except GDAL_ERRORS as exc:
         raise InputError(f"{info.path} is corrupt or truncated: {gdal_message(exc)}") from exc
     return data, valid
+
+
+STATS_SIDE = 512  # decimated read for the scene statistics: at most 512 px on its longer side (pipeline and sharpener)
 
 
 def read_sample(
@@ -381,7 +397,9 @@ def fill_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def with_nodata(source: SourceInfo, nodata: Optional[float]) -> SourceInfo:
-    """A band file that declares no nodata takes its stack's (Sentinel-2: 0 marks pixels outside the swath)."""
-    if nodata is None or source.mask_kind != MaskKind.NONE:
+    """declared_nodata's rule on a band file's SourceInfo (Sentinel-2: 0 marks pixels outside the swath). A file with
+    a mask of its own but no nodata value keeps the mask: a SourceInfo reads through one mask kind."""
+    value = declared_nodata(source.nodata, nodata)
+    if value is None or source.mask_kind != MaskKind.NONE:
         return source
-    return replace(source, nodata=nodata, mask_kind=MaskKind.NODATA)
+    return replace(source, nodata=value, mask_kind=MaskKind.NODATA)

@@ -21,7 +21,6 @@ from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
-from . import __version__
 from .backends import CLASSICAL_METHODS, SRBackend
 from .blend import keep_clear_of_nodata
 from .cog import OutputSpec, open_intermediate, write_band
@@ -45,6 +44,7 @@ from .region import OutputRegion, tiles_for_region
 from .source_identity import bands_identity
 from .stack_guidance import COPY_ROWS, Guidance, guides_spec, plan_guidance
 from .stack_plan import BandJob, StackPlan, bands_made, plan_stack, request_settings
+from .version import __version__
 
 log = logging.getLogger(__name__)
 

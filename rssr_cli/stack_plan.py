@@ -12,19 +12,16 @@ band rule (sharpen.bands.guides_for): a guided band's guides are read whether or
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence, cast
-
-from affine import Affine
+from typing import Optional, Sequence
 
 from .aoi import aoi_in_raster_crs
 from .backends import CLASSICAL_METHODS
 from .band_names import canonical_band_name
 from .errors import InputError, RssrWarning, UsageError
-from .grid import MAX_SCALE, OutputGrid, check_resolution, format_resolution, placed_grid
+from .grid import OutputGrid, check_scale, format_resolution, placed_grid, plan_output_grid
 from .interrupts import interruptible
 from .model_rule import InputFacts, ModelChoice
 from .pipeline.model_choice import input_model_choice
@@ -58,26 +55,10 @@ def plan_common_grid(
     finest: StackBand, *, scale: Optional[float], resolution: Optional[float | tuple[float, float]]
 ) -> OutputGrid:
     """The finest band's grid at `scale` (relative to it) or `resolution` (square, or (x, y) like gdalwarp -tr):
-    same bounds, round(W*sx) x round(H*sy) px. Scale 1 is allowed (e.g. --resolution 10 with 10 m and 20 m
+    grid.plan_output_grid's rule on that band. Scale 1 is allowed (e.g. --resolution 10 with 10 m and 20 m
     bands: the 10 m bands are copied)."""
-    if (scale is None) == (resolution is None):
-        raise UsageError("give exactly one of --scale or --resolution")
-    pixel_x, pixel_y = abs(finest.transform.a), abs(finest.transform.e)
-    if resolution is not None:
-        res_x, res_y = check_resolution(resolution)
-        scale_x, scale_y = pixel_x / res_x, pixel_y / res_y
-    else:
-        assert scale is not None
-        scale_x = scale_y = scale
-    if not all(math.isfinite(v) and v >= 1.0 - 1e-9 for v in (scale_x, scale_y)):
-        target = format_resolution(resolution) if resolution is not None else f"{finest.resolution / cast(float, scale):g}"
-        raise UsageError(
-            f"rssr only upsamples: the target pixel size {target} is coarser than band {finest.name}'s {finest.resolution:g}"
-        )
-    width = max(1, round(finest.width * scale_x))
-    height = max(1, round(finest.height * scale_y))
-    transform = finest.transform @ Affine.scale(finest.width / width, finest.height / height)
-    return OutputGrid(finest.width, finest.height, width, height, transform)
+    return plan_output_grid(finest.width, finest.height, finest.transform, scale=scale, resolution=resolution,
+                            allow_copy=True, of=f"band {finest.name}'s")  # fmt: skip
 
 
 def band_grid(band: StackBand, common: OutputGrid) -> OutputGrid:
@@ -190,11 +171,7 @@ def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
         grid, band = job.grid, job.band
         if min(grid.scale_x, grid.scale_y) < 1.0 - 1e-9:
             raise UsageError(f"band {band.name} ({band.resolution:g}) is finer than the output pixels; rssr only upsamples")
-        if grid.scale_x > MAX_SCALE or grid.scale_y > MAX_SCALE:
-            raise UsageError(
-                f"band {band.name} would need x{max(grid.scale_x, grid.scale_y):.4g}, above the supported maximum of "
-                f"x{MAX_SCALE:g}; choose a coarser --resolution or leave the band out"
-            )
+        check_scale(max(grid.scale_x, grid.scale_y), allow_one=True, asked=f"band {band.name} on this grid")
     warn_unguided(stack, jobs, settings)
     guides = plan_guides(stack, jobs, common)
     if guides:

@@ -14,6 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import UsageError
 
 
@@ -83,6 +85,4 @@ def describe(hint: Any) -> str:
 
 
 def _numpy_bool() -> type:
-    import numpy
-
-    return numpy.bool_
+    return np.bool_

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 import struct
+import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -12,6 +14,37 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp
+
+SHIPPED_MODELS_DIR = os.path.realpath(Path(__file__).resolve().parents[1] / "models")
+_shipped_loads: list[str] = []  # shipped model files opened (in this process) since the current test began
+
+
+def _note_shipped_model_opens(event: str, args: tuple) -> None:
+    """Audit hook: every Python-level open of models/<name>.safetensors (load_model and load_sharpener both read
+    the header and the sha256 through Python before safetensors maps the file). Cheap: most events return at once."""
+    if event != "open" or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
+        return
+    path = os.fsdecode(args[0])
+    if path.endswith(".safetensors") and os.path.dirname(os.path.realpath(path)) == SHIPPED_MODELS_DIR:
+        _shipped_loads.append(path)
+
+
+sys.addaudithook(_note_shipped_model_opens)
+
+
+@pytest.fixture(autouse=True)
+def _shipped_model_guard(request):
+    """A test that loads a shipped model (models/*.safetensors: seconds, and its figures move with every new
+    default) fails unless it asks for it with @pytest.mark.shipped_model (issue 22); the rest use a tiny model
+    (model_helpers) or --method bicubic. Only loads in this process are seen, not a subprocess's."""
+    _shipped_loads.clear()
+    yield
+    loaded = sorted({os.path.basename(p) for p in _shipped_loads})
+    _shipped_loads.clear()
+    if loaded and request.node.get_closest_marker("shipped_model") is None:
+        pytest.fail(f"{request.node.nodeid} loaded the shipped model(s) {', '.join(loaded)} without "
+                    "@pytest.mark.shipped_model: use a tiny model or --method bicubic, or mark the test", pytrace=False)  # fmt: skip
+
 
 UTM_CRS = "EPSG:32633"
 UTM_TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)

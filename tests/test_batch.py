@@ -142,6 +142,7 @@ def test_a_crashed_run_leaves_nothing_that_blocks_or_pollutes_the_next(scenes, t
     assert files_in(out) == {"scene0_x2.tif"}
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_two_runs_on_one_folder_process_each_scene_exactly_once(scenes, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "rssr_cli", "upscale", str(scenes), "-o", str(out), "-s", "3", "-m", "lanczos", "-q"]

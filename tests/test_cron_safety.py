@@ -171,6 +171,7 @@ def big_scene(path: Path) -> Path:
     return write_raster(path, data)
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 @pytest.mark.parametrize("mode, sig", [("single", "SIGTERM"), ("batch", "SIGINT")])
 def test_a_signal_during_the_cog_build_acts_within_seconds(tmp_path, mode, sig):
     import signal
@@ -229,6 +230,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 @pytest.mark.parametrize("side", [300, 420], ids=["intermediate", "cog"])  # which write hits the full disk first
 def test_a_full_disk_is_one_line_naming_it_and_the_log_counts_the_windows(tmp_path, tiny_disk, side):
     import subprocess

@@ -11,6 +11,10 @@ from typer.testing import CliRunner
 
 from rssr_cli.cli import app
 from rssr_cli.pipeline import UpscaleSettings, upscale
+from rssr_cli.products import StackBand
+from rssr_cli.raster_io import declared_nodata, inspect_source, mask_declared_nodata
+from rssr_cli.sharpen.scene import decimated_sample, read_band
+from rssr_cli.stack_pipeline import with_nodata
 
 from conftest import synthetic_image, write_raster
 
@@ -83,3 +87,24 @@ def test_a_batch_output_made_with_another_nodata_is_not_skipped(tmp_path):
     assert run("upscale", folder, "-o", out, *BICUBIC, "--nodata", "0", "--log-json", log).exit_code == 0
     statuses = [json.loads(line)["status"] for line in log.read_text().splitlines()]
     assert statuses == ["done", "failed", "done", "skipped"]
+
+
+def test_one_declared_nodata_rule_for_band_stacks(tmp_path):
+    """raster_io.declared_nodata is the one rule (issue 22): the streamed stack (stack_pipeline.with_nodata), the
+    sharpener's whole-band read (sharpen.scene.read_band) and its decimated statistics agree on which pixels a
+    declared value marks: only in a file that declares no nodata of its own."""
+    data = scene_with_a_zero_region()[:1]
+    bare, own = tmp_path / "bare.tif", tmp_path / "own.tif"
+    write_raster(bare, data)
+    write_raster(own, data, nodata=65535)
+    values = data[0].astype(np.float32)
+    assert declared_nodata(None, 0.0) == 0.0 and declared_nodata(65535.0, 0.0) is None
+    for path, expected in ((bare, values != 0), (own, np.ones_like(values, bool))):
+        with rasterio.open(path) as ds:
+            band = StackBand("B01", str(path), 1, ds.width, ds.height, ds.transform, ds.crs, ds.dtypes[0], ds.nodata)
+            source = with_nodata(inspect_source(ds), 0.0)
+        np.testing.assert_array_equal(mask_declared_nodata(values, np.ones_like(values, bool), band.nodata, 0.0), expected)
+        np.testing.assert_array_equal(read_band(band, 0.0).valid, expected)
+        assert (source.nodata == 0.0) == (path == bare)
+        sample, valid = decimated_sample(band, 0.0)
+        assert valid.all() == (path == own)

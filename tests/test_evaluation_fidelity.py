@@ -220,6 +220,7 @@ def test_cli_report_threshold_and_log(textured, tmp_path):
     assert bad.exit_code == 2 and not (tmp_path / "c.tif").exists()
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_the_upscale_path_imports_no_benchmark_code():
     """upscale --report needs the fidelity engine only: not the benchmark protocol, pair scoring or backends
     comparison (nor their detail statistics)."""

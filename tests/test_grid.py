@@ -13,7 +13,11 @@ from rasterio.windows import bounds as window_bounds
 
 from rssr_cli.blend import tile_blend_weights
 from rssr_cli.errors import UsageError
-from rssr_cli.grid import HRGrid, OutputGrid, iter_tiles, parse_resolution, plan_output_grid, plan_tiles, split_axis
+from rssr_cli.evaluation.compare import check_scales
+from rssr_cli.grid import HRGrid, OutputGrid, check_scale, iter_tiles, parse_resolution, plan_output_grid, plan_tiles, split_axis
+from rssr_cli.pipeline.settings import check_target
+from rssr_cli.products import StackBand
+from rssr_cli.stack_plan import plan_common_grid
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)
 
@@ -216,3 +220,30 @@ def test_hr_pixel_centres_numpy_and_torch_agree():
     grid = OutputGrid(src_width=7, src_height=9, width=17, height=23, transform=Affine.identity())
     np.testing.assert_array_equal(grid.source_centres_y(), pixel_centres(23, 9 / 23))
     np.testing.assert_array_equal(pixel_centres(3, 0.5, first=2), [1.25, 1.75, 2.25])
+
+
+def test_one_output_grid_rule_for_rasters_and_band_stacks():
+    """plan_common_grid (a band stack's finest band) is plan_output_grid with a copy allowed (issue 22: one rule):
+    same size and transform for every target, and the same refusals."""
+    transform = Affine(20.0, 0, 500000.0, 0, -10.0, 4200000.0)
+    band = StackBand("B05", "b05.tif", 1, 37, 23, transform, None, "uint16", None)  # 20 x 10 m pixels
+    for target in ({"scale": 2.5}, {"resolution": 5.0}, {"resolution": (4.0, 10.0)}, {"resolution": 10.0}):
+        common = plan_common_grid(band, **{"scale": None, "resolution": None, **target})
+        plain = plan_output_grid(37, 23, transform, allow_copy=True, **target)
+        assert (common.width, common.height, common.transform) == (plain.width, plain.height, plain.transform)
+    with pytest.raises(UsageError, match="--scale 40 means a scale of 40, above the supported maximum of 32"):
+        plan_common_grid(band, scale=40.0, resolution=None)
+    with pytest.raises(UsageError, match="coarser than band B05's 20 x 10 pixels on an axis; rssr only upsamples"):
+        plan_common_grid(band, scale=None, resolution=15.0)
+
+
+def test_one_scale_check_for_settings_grids_and_evaluate():
+    """The same refusal, word for word, whether a scale is checked by the settings, the grid or evaluate."""
+    for bad, text in ((0.5, "scale must be > 1 (got 0.5)"), (40.0, "--scale 40 means a scale of 40")):
+        messages = set()
+        for check in (lambda: check_target(bad, None), lambda: check_scale(bad), lambda: check_scales([bad]),
+                      lambda: plan_output_grid(10, 10, Affine.identity(), scale=bad)):  # fmt: skip
+            with pytest.raises(UsageError) as caught:
+                check()
+            messages.add(str(caught.value))
+        assert len(messages) == 1 and text in messages.pop()

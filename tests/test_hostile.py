@@ -479,6 +479,7 @@ def run_rssr(args: list[str], cwd: Path, env: dict[str, str], timeout: float) ->
     )  # fmt: skip
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_hostile_case(tmp_path, case: Case):
     missing = [path for path in case.needs if not os.path.exists(path)]
@@ -531,6 +532,7 @@ def rssr_ok(work: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 @pytest.mark.parametrize("resolution,pixel,size", [("5", (5.0, 5.0), (40, 20)), ("5,2.5", (5.0, 2.5), (40, 40))])
 def test_resolution_reaches_the_asked_pixel_size_on_both_axes(tmp_path, resolution, pixel, size):
     """20 x 10 m pixels with -r 5 give 5 x 5 m pixels (not 5 x 2.5 m); -r X,Y sets each axis like gdalwarp -tr."""

@@ -148,6 +148,7 @@ def _x0_error(model, lr, hr, ys, xs, cell, t: int) -> tuple[float, float]:
     return ((x0_hat - x0) ** 2).mean().item(), (x0**2).mean().item()
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_training_reduces_diffusion_loss():
     """300 denoiser steps (tiny frozen operator) on a fixed tiny set: a clear drop of the loss, first 20 vs last 20
     steps, and the x0 estimate at t=1000 (ᾱ≈0.08, where x_t alone says little) learns to use the condition."""

@@ -71,6 +71,7 @@ def test_prior_only_sample_equals_the_whole_window_path():
     assert (blocked - whole).abs().max() < 1e-4
 
 
+@pytest.mark.shipped_model  # about the shipped model itself (conftest's guard)
 def test_shipped_weights_load_and_give_the_same_estimate():
     path = next((p for p in bundled_model_paths() if p.is_file()), None)
     if path is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 
+import rssr_cli
 from rssr_cli import backends
 from rssr_cli.errors import CheckpointError
 from rssr_cli.pipeline import upscale
@@ -132,3 +134,13 @@ def test_without_torch_the_diffusion_method_says_what_is_missing(monkeypatch):
     monkeypatch.delitem(backends._FACTORIES, "diffusion")
     with pytest.raises(UsageError, match="needs torch.*--method bicubic"):
         backends.get_backend("diffusion")
+
+
+def test_one_version_string():
+    """pyproject.toml carries no version of its own: it reads rssr_cli.__version__ (issue 22), so the installed
+    metadata, `rssr --version` and the provenance tags cannot disagree."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "rssr_cli.version.__version__"}
+    assert importlib.metadata.version("rssr") == rssr_cli.__version__

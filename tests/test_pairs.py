@@ -93,6 +93,7 @@ def test_load_pair_measures_the_shift_and_fits_the_radiometry(tmp_path, ratio, s
     assert np.abs(pair.hr[0] - expected)[inner].max() < 0.01
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_content_that_moved_between_acquisitions_is_excluded_not_corrected(tmp_path):
     """Like clouds between two bands: a third of the scene shows a 1 px shift, the rest lines up."""
     size, ratio = 192, 2.0

@@ -382,6 +382,7 @@ def test_a_safe_folder_alone_is_a_single_scene(products, tmp_path):
 # -------------------------------------------------------------------------------------- the default model
 
 
+@pytest.mark.shipped_model  # about the shipped model itself (conftest's guard)
 def test_default_model_end_to_end_on_a_tiny_product_crop(tmp_path):
     """RSSR_METHOD=diffusion through a product: 24x24 px of B04 (and the 20 m B8A around it) at 5 m. Deliberately
     no --method: the default method and the shipped model, as a user runs them."""

@@ -281,6 +281,7 @@ def run_cli(*args, timeout=30):
     return subprocess.run([sys.executable, "-m", "rssr_cli", *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "fifo"])
 def test_an_aoi_that_is_not_a_regular_file_is_refused_at_once(scene, tmp_path, device):
     if device == "fifo":
@@ -299,6 +300,7 @@ def test_an_aoi_file_over_100_mb_is_refused(scene, tmp_path):
     assert result.exit_code == 2 and "at most 100 MB" in one_line(result.stderr)
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_an_input_that_is_a_fifo_or_a_device_is_refused(tmp_path):
     fifo = tmp_path / "scene.tif"
     os.mkfifo(fifo)

@@ -10,9 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from rssr_cli import degrade as synthetic_degrade
 from rssr_cli import sensor_degradation as sd
 from rssr_cli.cli import app
+from rssr_cli.errors import UsageError
+from rssr_cli.model import device as model_device
 from rssr_cli.model.resample import bicubic_at
+from rssr_cli.sharpen import degrade as sharpen_degrade
 from rssr_cli.training import trainer
 from rssr_cli.training.data import SensorPatchSampler, TrainImage
 
@@ -114,9 +118,27 @@ def test_the_sampler_rng_state_round_trips():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_training_precision_follows_native_bf16(monkeypatch, native):
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(model_device, "cpu_has_native_bf16", lambda: native)
     assert trainer.resolve_training_device("cpu", "auto") == ("cpu", "bf16" if native else "fp32")
     assert trainer.resolve_training_device("cpu", "fp32") == ("cpu", "fp32")
+
+
+def test_one_device_resolver_for_inference_and_training():
+    """model.device is the one resolver (issue 22): the same refusals whoever asks, and "auto" precision differs
+    only where documented (a CPU's native bf16 serves training, not inference)."""
+    cpu = torch.device("cpu")
+    assert model_device.resolve_device("cpu") == cpu and model_device.resolve_precision("auto", cpu) == "fp32"
+    for bad in ("tpu", "cuda:x", ""):
+        with pytest.raises(UsageError, match="unknown device"):
+            model_device.resolve_device(bad)
+    with pytest.raises(UsageError, match="unknown precision 'fp64'; choose auto, fp32, bf16, fp16"):
+        model_device.resolve_precision("fp64", cpu)
+    with pytest.raises(UsageError, match="fp32 or bf16"):
+        trainer.resolve_training_device("cpu", "fp16")
+    assert model_device.resolve_precision("fp16", cpu) == "fp16"  # inference may
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="CUDA is not available"):
+            model_device.resolve_device("cuda:0")
 
 
 def _s2_folder(tmp_path, n=2, size=128):
@@ -185,3 +207,13 @@ def test_a_target_block_larger_than_the_lowest_scale_footprint_raises_the_scale_
     sampler = SensorPatchSampler([_ramp_image()], lr_size=16, query=40, scale_min=1.5, scale_max=3.0, seed=5)
     batch = sampler.batch(8)
     assert batch.hr.shape == (8, 1, 40, 40) and float(batch.scale.min()) >= 41 / 16
+
+
+def test_one_psf_module():
+    """sensor_degradation holds the one Gaussian PSF (issue 22): the training degradation (degrade.py) and Wald's
+    protocol (sharpen/degrade.py) blur with it instead of keeping their own copies."""
+    assert synthetic_degrade.gaussian_blur is sd.gaussian_blur
+    assert sharpen_degrade.gaussian_blur is sd.gaussian_blur
+    x = torch.rand(1, 2, 24, 24, generator=torch.Generator().manual_seed(0))
+    blurred = synthetic_degrade.degrade(x, (12, 12), blur_sigma=1.3)
+    assert torch.allclose(blurred, synthetic_degrade.downsample(sd.gaussian_blur(x, 1.3), (12, 12)))

@@ -239,6 +239,7 @@ def _upscale(l1c: Path, out: Path, *args) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_guided_upscale_at_10m_copies_the_10m_bands_and_guides_the_rest(l1c, tmp_path, tiny_sharpener, tiny_model_path, monkeypatch):
     monkeypatch.setenv(sharpen_apply.SHARPENER_ENV, str(tiny_sharpener))
     guided, plain = tmp_path / "guided.tif", tmp_path / "plain.tif"
@@ -261,6 +262,7 @@ def test_guided_upscale_at_10m_copies_the_10m_bands_and_guides_the_rest(l1c, tmp
                 assert (g.read(i) == 0).sum() == (p.read(i) == 0).sum()  # the nodata corner stays nodata
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_guided_upscale_runs_at_2_5m_and_is_tile_independent(l1c, tmp_path, tiny_sharpener, tiny_model_path, monkeypatch):
     monkeypatch.setenv(sharpen_apply.SHARPENER_ENV, str(tiny_sharpener))
     whole, tiled = tmp_path / "whole.tif", tmp_path / "tiled.tif"
@@ -277,6 +279,8 @@ def test_guided_upscale_runs_at_2_5m_and_is_tile_independent(l1c, tmp_path, tiny
         assert np.abs(a.read().astype(int) - b.read().astype(int)).max() <= 1  # float reassociation only
 
 
+@pytest.mark.shipped_model  # about the shipped model(s) itself (conftest's guard)
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped sharpener")
 def test_shipped_sharpener_is_no_less_consistent_than_bicubic(l1c, tmp_path):
     """Under the sensor's PSF (what a native pixel measures), every guided band is at least as consistent with its

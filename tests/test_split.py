@@ -67,6 +67,7 @@ def test_bands_join_into_the_same_bytes_as_a_whole_run(tmp_path, dtype, marking,
     assert (tmp_path / "split.tif").read_bytes() == (tmp_path / "whole.tif").read_bytes()
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_a_seeded_model_and_an_aoi_join_without_a_seam(tmp_path):
     model = save_model(tiny_model(), tmp_path / "tiny.safetensors", model_id="tiny-split")
     backend = get_backend("diffusion", model=model, device="cpu", threads=1, steps=2, strength=0.3)
@@ -109,6 +110,7 @@ def test_assembly_refuses_bands_that_do_not_cover_the_output(tmp_path):
     assert not (tmp_path / "out.tif").exists()
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_cli_split_rows_on_a_local_cluster(tmp_path):
     pytest.importorskip("distributed")
     sys.path.insert(0, str(Path(__file__).parent))

@@ -161,6 +161,7 @@ def test_the_default_thread_count_is_the_cpus_the_process_may_use(monkeypatch):
     assert cpu_threads(None) == 3
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 @pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_importing_rssr_sets_a_passive_omp_wait_policy_before_torch_loads(preset, expected):
     """libgomp reads OMP_WAIT_POLICY once, when torch loads it: rssr must set it at its own import, before torch."""

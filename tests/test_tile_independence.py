@@ -65,6 +65,7 @@ def test_scene_statistics_are_planned_for_models_only(tmp_path):
     assert np.allclose(stats[:, 1], data.std(axis=(1, 2)), rtol=1e-3)
 
 
+@pytest.mark.shipped_model  # about the shipped model(s) itself (conftest's guard)
 @pytest.mark.slow
 @pytest.mark.skipif(not MODEL.is_file(), reason="needs the shipped model")
 def test_tiled_and_untiled_model_runs_differ_by_well_under_one_dn(tmp_path, monkeypatch):

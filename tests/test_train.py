@@ -41,6 +41,7 @@ def _train(image_dir, out, *extra):
     return runner.invoke(app, args)
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_tiny_train_writes_a_loadable_model_with_card(image_dir, tmp_path):
     result = _train(image_dir, tmp_path / "run", "--prior-steps", "12", "--denoiser-steps", "8", "--val", str(image_dir), "--sampler-steps", "2")
     assert result.exit_code == 0, result.output
@@ -99,6 +100,7 @@ def test_learning_rate_schedule_warms_up_then_decays():
     assert lr_at(100, cfg) > lr_at(500, cfg) > lr_at(999, cfg) >= 0.05 * 1e-3 - 1e-12
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_denoiser_stage_on_a_prior_only_model_validates_a_real_sampler(image_dir, tmp_path):
     assert _train(image_dir, tmp_path / "p", "--stage", "prior", "--prior-steps", "3").exit_code == 0
     init = tmp_path / "p" / "model.safetensors"
@@ -115,6 +117,7 @@ def test_denoiser_stage_on_a_prior_only_model_validates_a_real_sampler(image_dir
     assert again.exit_code == 0 and load_model(tmp_path / "k" / "model.safetensors").sampler_defaults["steps"] == 1
 
 
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_bf16_autocast_training_on_the_cpu_writes_an_fp32_model(image_dir, tmp_path):
     result = _train(image_dir, tmp_path / "run", "--prior-steps", "4", "--denoiser-steps", "3", "--device", "cpu",
                     "--precision", "bf16", "--val", str(image_dir), "--val-every", "3")  # fmt: skip
@@ -218,6 +221,8 @@ def _recipe_args(command: str, image_dir, scene, runs) -> list[str]:
     return [*out, "--val-every", "1", "-q"]
 
 
+@pytest.mark.shipped_model  # about the shipped model(s) itself (conftest's guard)
+@pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_the_shipped_model_is_made_by_its_cards_rssr_train_commands(image_dir, tmp_path):
     """The card's commands (1 step each, tiny data) give the shipped architecture, spec, sampler and id."""
     shipped = json.loads((REPO / "models" / "aerial.json").read_text())

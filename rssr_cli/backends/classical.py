@@ -3,55 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..grid import HRGrid
+from ..kernels import KERNELS, resample_matrix
 from .base import SRRequest
-
-
-def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
-    """Keys cubic convolution kernel (a = -0.5, as GDAL/PIL bicubic)."""
-    x = np.abs(x)
-    return np.where(
-        x <= 1,
-        (a + 2) * x**3 - (a + 3) * x**2 + 1,
-        np.where(x < 2, a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a, 0.0),
-    )
-
-
-def _lanczos3(x: np.ndarray) -> np.ndarray:
-    return np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
-
-
-KERNELS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], int]] = {
-    "bicubic": (_cubic, 2),
-    "lanczos": (_lanczos3, 3),
-}
-
-
-def resample_matrix(centers: np.ndarray, n_in: int, method: str) -> np.ndarray:
-    """[len(centers), n_in] weights sampling a 1-D signal of n_in pixels at continuous centres.
-
-    centres are in pixel-edge coordinates (pixel k spans [k, k+1)); edges replicate the border pixel.
-    """
-    pos = centers - 0.5
-    if method == "nearest":
-        idx = np.clip(np.floor(centers).astype(np.int64), 0, n_in - 1)
-        m = np.zeros((len(centers), n_in), dtype=np.float64)
-        m[np.arange(len(centers)), idx] = 1.0
-        return m
-    kernel, support = KERNELS[method]
-    base = np.floor(pos).astype(np.int64)
-    taps = np.arange(-support + 1, support + 1)
-    src = base[:, None] + taps[None, :]
-    w = kernel(pos[:, None] - src)
-    w /= w.sum(axis=1, keepdims=True)
-    m = np.zeros((len(centers), n_in), dtype=np.float64)
-    rows = np.repeat(np.arange(len(centers)), len(taps))
-    np.add.at(m, (rows, np.clip(src, 0, n_in - 1).ravel()), w.ravel())
-    return m
 
 
 def resample(lr: np.ndarray, grid: HRGrid, method: str) -> np.ndarray:

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import CheckpointError, UsageError
 from ..model.checkpoint import check_bands, load_model, model_id
+from ..model.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from ..model.normalize import Stats
 from ..model.samplers import timesteps_for
 from ..shipped_models import resolve_model
@@ -28,7 +29,7 @@ from .base import SRRequest
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = AUTOCAST_DTYPES  # model.device: the one table of precisions
 MODES = ("diffusion", "prior")
 
 
@@ -36,15 +37,6 @@ def _cpu_threads(threads: Optional[int]) -> None:
     """--threads, else OMP_NUM_THREADS, else every available core (threads.py); applied at every backend build,
     so a Dask worker started with OMP_NUM_THREADS=1 stays single-threaded."""
     torch.set_num_threads(cpu_threads(threads))
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine")
-    return dev
 
 
 MAX_FORWARD_PIXELS = 2_000_000
@@ -83,11 +75,8 @@ class DiffusionBackend:
         path = resolve_model(model) if model is not None else default_model_path()  # a shipped model's name or a path
         if not path.with_suffix(".safetensors").is_file() and not path.is_file():
             raise CheckpointError(f"no diffusion model at {path}; {NO_MODEL_HINT}")
-        self.device = _resolve_device(device)
-        if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"
-        if precision not in PRECISIONS:
-            raise UsageError(f"unknown precision {precision!r}; choose auto, {', '.join(PRECISIONS)}")
+        self.device = resolve_device(device)
+        precision = resolve_precision(precision, self.device)
         if mode not in MODES:
             raise UsageError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
         if batch_size is not None and batch_size < 1:

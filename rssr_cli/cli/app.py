@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, Sequence
 
 import typer
 
-from .. import __version__
 from ..errors import RssrError
+from ..version import __version__
 from .common import EXIT_CODES_HELP, EXIT_PROCESSING, exit_code_for, report_error, stderr, stdout
 from .evaluate import evaluate_command
 from .info import info_command

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence, cast
 
+import torch
+
 from ..backends import SRBackend, backend_names, default_model_path, get_backend
 from ..errors import CheckpointError, InputError, UsageError
 from ..grid import check_scale
@@ -156,8 +158,6 @@ def provenance(backends: Mapping[str, SRBackend]) -> dict[str, dict[str, str]]:
 
 def _set_threads(threads: Optional[int]) -> None:
     if threads is not None:
-        import torch  # the degradation runs on torch too, not only the model
-
         torch.set_num_threads(threads)
 
 

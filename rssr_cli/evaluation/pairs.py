@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import rasterio
 
 from ..backends.base import SRBackend, SRRequest
 from ..coregister import plan_pair
@@ -74,8 +75,6 @@ def evaluate_pairs(
     unless given. data_range: the HR's max - min over the scored pixels unless given. Nodata is not
     handled: choose pairs whose common area is fully valid.
     """
-    import rasterio
-
     with rasterio.open(lr_path) as lr_src, rasterio.open(hr_path) as hr_src:
         if lr_src.crs != hr_src.crs:
             raise InputError(f"CRS differ: {lr_src.crs} vs {hr_src.crs}; reproject one raster first")

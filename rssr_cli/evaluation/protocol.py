@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
+import torch
 
+from .. import sensor_degradation
 from ..backends.base import SRBackend, SRRequest
 from ..backends.classical import ClassicalBackend
+from ..degrade import downsample
 from ..errors import InputError
 from ..grid import HRGrid
 from ..images import find_images, read_pixels
@@ -55,10 +58,6 @@ Progress = Callable[[int, int], None]
 
 def bicubic_degrade(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Default degradation: rssr_cli.degrade.downsample (anti-aliased bicubic) on a float [C, H, W] array."""
-    import torch
-
-    from ..degrade import downsample
-
     x = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None]
     with torch.no_grad():
         return downsample(x, size)[0].numpy()
@@ -67,10 +66,6 @@ def bicubic_degrade(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def sentinel2_degrade(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The sensor protocol (sensor_degradation.EVALUATION: Gaussian PSF of MTF 0.3 at the LR Nyquist, then the
     pixel's box aggregate) on a float [C, H, W] array, at the scale H/h, W/w of each axis."""
-    import torch
-
-    from .. import sensor_degradation
-
     x = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None]
     scale = (hr.shape[-2] / size[0], hr.shape[-1] / size[1])
     with torch.no_grad():

@@ -19,9 +19,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .. import __version__
 from ..errors import CheckpointError
 from ..safefiles import write_atomic
+from ..version import __version__
 from .normalize import MIN_STD
 from .registry import build, registered  # noqa: F401  (re-exported: `build(spec)` for {name, args})
 from .samplers import DEFAULT_SAMPLER

@@ -18,8 +18,13 @@ import struct
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
 from ..errors import CheckpointError
+from .diffusion import PREDICTIONS, SCHEDULES
+from .registry import registered
 from .samplers import DEFAULT_SAMPLER
+from .sr_model import SRModel
 
 MAX_PARAMETERS = 200_000_000  # the shipped model has ~2 M; anything this large is not an rssr model
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
@@ -111,8 +116,6 @@ def _ints(args: Mapping[str, Any], key: str, where: str, low: int, high: int, ma
 
 
 def _part_args(spec: Mapping[str, Any], part: str, name: str, allowed: set[str]) -> Mapping[str, Any]:
-    from .registry import registered
-
     entry: Any = spec.get(part)
     got = entry.get("name") if isinstance(entry, dict) else None
     if got not in registered():
@@ -163,8 +166,6 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
 
 
 def _validate_diffusion(diffusion: Any) -> None:
-    from .diffusion import PREDICTIONS, SCHEDULES
-
     if isinstance(diffusion, dict) and diffusion.get("process") == "resshift":
         _validate_resshift(diffusion)
         return
@@ -213,10 +214,6 @@ def _validate_resshift(diffusion: dict) -> None:
 
 def expected_shapes(spec: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """The state-dict shapes the spec implies, from a model built on the meta device (allocates nothing)."""
-    import torch
-
-    from .sr_model import SRModel
-
     try:
         with torch.device("meta"):
             model = SRModel(dict(spec))

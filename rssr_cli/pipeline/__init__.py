@@ -8,6 +8,7 @@ Imports are lazy so that `import rssr_cli.pipeline` stays light.
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
@@ -27,7 +28,5 @@ __all__ = list(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        from importlib import import_module
-
         return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,7 +37,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 5.0  # a scheduler answers in milliseconds; a cron j
 
 def _import_distributed() -> Any:
     try:
-        import distributed
+        import distributed  # lazy: an optional dependency (rssr[dask]), only for --scheduler
     except ImportError:
         raise UsageError("--scheduler needs Dask distributed: pip install 'rssr[dask]'") from None
     return distributed

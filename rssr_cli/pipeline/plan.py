@@ -21,7 +21,7 @@ from ..destination import check_destination
 from ..errors import UsageError
 from ..grid import OutputGrid, Tile, plan_output_grid, plan_tiles
 from ..radiometry import Radiometry, fixed_radiometry, normalize, robust_radiometry, uses_robust_range
-from ..raster_io import MaskKind, SourceInfo, inspect_source, read_sample, select_bands
+from ..raster_io import STATS_SIDE, MaskKind, SourceInfo, inspect_source, read_sample, select_bands
 from ..region import OutputRegion, aoi_region, row_band, tiles_for_region, whole_grid
 from ..source_identity import source_identity
 from ..spread import NOT_SPLIT, SPREAD_DTYPE, SpreadLayer, spread_path, spread_tags
@@ -30,7 +30,6 @@ from .settings import UpscaleSettings, auto_tiling, build_backend, run_method
 
 log = logging.getLogger(__name__)
 
-STATS_SIDE = 512  # decimated read for the scene statistics: at most 512 px on its longer side
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .. import __version__
 from ..aoi import aoi_tag
 from ..backends import SRBackend, writes_spread
 from ..grid import OutputGrid, format_resolution
 from ..radiometry import Radiometry
 from ..region import OutputRegion
+from ..version import __version__
 from .settings import UpscaleSettings
 
 

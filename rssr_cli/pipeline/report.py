@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
+import rasterio
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
@@ -81,8 +82,6 @@ def assess_fidelity(
 ) -> tuple[FidelityReport, list[tuple[Path, Path]]]:
     """Measure the written intermediate against the source, record the figures in its tags, and stage the
     sidecars (JSON and quick-look) when asked; returns the checked report and (staged, final) sidecar paths."""
-    import rasterio
-
     options = plan.settings.fidelity
     if options is None or backend is None:
         raise ValueError("assess_fidelity needs the run's fidelity options and its backend")

@@ -24,6 +24,7 @@ from ..locks import output_lock
 from ..products import is_band_stack
 from ..raster_io import gdal_env, open_raster
 from ..spread import refuse_stacks
+from ..stack_pipeline import upscale_stack
 from .model_choice import with_scene_model
 from .plan import plan_run
 from .report import finish, open_spread_intermediate
@@ -74,8 +75,6 @@ def render_scene(
         settings = with_scene_model(src, settings)
     if is_band_stack(str(src)):  # a Sentinel-2 product or STAC item: bands of several grids onto one
         refuse_stacks([str(src)], settings.model.samples)
-        from ..stack_pipeline import upscale_stack
-
         return upscale_stack(src, dst, settings, progress=progress, backend=backend)
     started = time.perf_counter()
     windows_done = [0]

@@ -14,7 +14,7 @@ from ..backends import CLASSICAL_METHODS, SRBackend, backend_names, check_method
 from ..cog_profiles import DEFAULT_PROFILE, get_profile
 from ..errors import UsageError
 from ..evaluation.fidelity_report import FidelityOptions, FidelityReport
-from ..grid import MAX_SCALE, format_resolution, resolution_xy
+from ..grid import check_resolution, check_scale
 from ..model_rule import ModelChoice
 from ..shipped_models import is_model_name, shipped_model
 from ..threads import available_cores
@@ -145,13 +145,9 @@ def check_target(scale: Optional[float], resolution: Optional[float | tuple[floa
     if scale is not None and resolution is not None:
         raise UsageError("give exactly one of --scale or --resolution")
     if scale is not None:
-        if not math.isfinite(scale) or scale <= 1.0:
-            raise UsageError(f"scale must be > 1 (got {scale:g}); rssr only upsamples")
-        if scale > MAX_SCALE:
-            asked = f"--scale {scale:.10g}"
-            raise UsageError(f"{asked} means a scale of {scale:g}, above the supported maximum of {MAX_SCALE:g}")
-    if resolution is not None and not all(r > 0 and math.isfinite(r) for r in resolution_xy(resolution)):
-        raise UsageError(f"--resolution must be a positive number, got {format_resolution(resolution)}")
+        check_scale(scale)
+    if resolution is not None:
+        check_resolution(resolution)
 
 
 def check_tiling(tile: Optional[int], overlap: Optional[int]) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
+import rasterio
 from rasterio.windows import Window
 
 from ..backends import SRBackend
@@ -71,8 +72,6 @@ def assemble_rows(
     """Join the row bands of a split scene into one COG at `dst` (atomic, like upscale); byte-identical to a
     whole-scene run. The parts must cover the output rows exactly once. With settings.fidelity the report
     is measured here on the joined output; its uncertainty crop needs the backend (built here if not given)."""
-    import rasterio
-
     dst = Path(dst)
     started = time.perf_counter()
     parts = sorted(parts, key=lambda p: p.rows)

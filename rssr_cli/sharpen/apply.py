@@ -25,9 +25,10 @@ from ..errors import CheckpointError
 from ..grid import Placement
 from ..products import StackBand
 from ..radiometry import to_dtype
+from ..raster_io import mask_declared_nodata
 from .bands import SHARPENER_ENV, default_sharpener_path
 from .bounds import BOUND_MARGIN, band_range
-from .degrade import sample_at
+from .degrade import resample_for_sharpener
 from .model import GuidedSharpener, load_sharpener
 from .predict import back_projection_halo, consistent_and_bounded, guide_ratio_for, sharpen_array
 from .scene import band_stats_decimated, decimated_sample, stats_of
@@ -63,9 +64,7 @@ def _read_native(dataset, band: StackBand, rows: tuple[int, int], cols: tuple[in
     whatever the tile) and validity."""
     window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
     values = dataset.read(band.index, window=window).astype(np.float32)
-    valid = dataset.read_masks(band.index, window=window) > 0
-    if nodata is not None and band.nodata is None:
-        valid &= values != nodata
+    valid = mask_declared_nodata(values, dataset.read_masks(band.index, window=window) > 0, band.nodata, nodata)
     values[~valid] = fill
     return values, valid
 
@@ -114,7 +113,7 @@ def sharpen_band(
                 native, native_valid = _read_native(band_file, job.band, rows, cols, nodata, stats[0])
                 ty = torch.from_numpy(ys - rows[0]).float()[None]
                 tx = torch.from_numpy(xs - cols[0]).float()[None]
-                band_up = sample_at(torch.from_numpy(native)[None, None], ty, tx)[0, 0].numpy()
+                band_up = resample_for_sharpener(torch.from_numpy(native)[None, None], ty, tx)[0, 0].numpy()
                 near_r = np.clip(np.floor(ys - rows[0]).astype(int), 0, native.shape[0] - 1)
                 near_c = np.clip(np.floor(xs - cols[0]).astype(int), 0, native.shape[1] - 1)
                 valid = native_valid[np.ix_(near_r, near_c)]  # the unguided rule: the nearest native pixel's

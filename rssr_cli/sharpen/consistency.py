@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..grid import Placement
+from .degrade import psf_sigma, seen_by_native_pixels
 
 
 def average_onto_native(output: np.ndarray, placement: Placement, native_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -38,8 +39,6 @@ def psf_consistency_error(output: np.ndarray, native: np.ndarray, placement: Pla
     blurred by the MTF-matched Gaussian of its scale, sampled at the native pixel centres. A native pixel measures
     a Gaussian footprint, not a box: under Wald's protocol the true image is less box-consistent than bicubic
     (BENCHMARKS.md), while this measure rates it best. `border` native pixels on each side are left out."""
-    from .degrade import psf_sigma, seen_by_native_pixels
-
     scale = 1.0 / max(abs(placement.dy), abs(placement.dx))
     seen = seen_by_native_pixels(output, scale, (placement.y0, placement.x0), (placement.dy, placement.dx), native.shape)
     keep = np.zeros(native.shape, bool)

@@ -12,6 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import sensor_degradation
+from ..model.resample import bicubic_sample
+from ..sensor_degradation import gaussian_blur  # the one PSF; re-exported for wald_inputs
+from .model import SHARPENER_CUBIC_A
 
 # Sentinel-2 MSI modulation transfer function at the Nyquist frequency of each band's own grid. The instrument's
 # specification asks for 0.15-0.3 (ESA Sentinel-2 User Handbook; measured values in-flight are ~0.2-0.35); DSen2
@@ -25,20 +28,24 @@ def psf_sigma(ratio: float, mtf: float = MTF_AT_NYQUIST) -> float:
     return sensor_degradation.gaussian_sigma(ratio, mtf)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [N, C, H, W] (sigma in pixels): the sensor model's (replicate padding)."""
-    return sensor_degradation.gaussian_blur(x, sigma)
-
-
 def sample_at(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, *, mode: str = "bicubic") -> torch.Tensor:
     """Values of [N, C, H, W] at the separable positions ys [N, H'] and xs [N, W'] (pixel coordinates).
 
-    Bicubic is Keys' kernel with a = -0.75 (torch's); outside the array the border pixels are repeated."""
+    Bicubic is rssr's one bicubic (kernels.keys_cubic, a = -0.5: `rssr upscale -m bicubic`'s, not grid_sample's
+    a = -0.75); outside the array the border pixels are repeated."""
+    if mode == "bicubic":
+        return bicubic_sample(x, ys, xs)
     n, _, h, w = x.shape
     gy = (2.0 * ys / h - 1.0).to(x.dtype)
     gx = (2.0 * xs / w - 1.0).to(x.dtype)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
     return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
+
+
+def resample_for_sharpener(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """sample_at's bicubic with the kernel the shipped sharpeners were trained on (model.SHARPENER_CUBIC_A): their
+    inputs and the back-projection residual, never a reported `bicubic`."""
+    return bicubic_sample(x, ys, xs, a=SHARPENER_CUBIC_A)
 
 
 def centres(start: float, step: float, count: int, *, batch: int = 1) -> torch.Tensor:

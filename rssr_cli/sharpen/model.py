@@ -18,11 +18,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError
 from .bands import GUIDE_BANDS, GUIDED_BANDS, MAX_GUIDED_SCALE
+
+# Keys' parameter of the cubic that resampled the sharpener's inputs (the coarse band, the guides) and its
+# back-projection residual in training: part of the shipped models' contract, like their band order. It is not the
+# bicubic of `upscale -m bicubic` and of Wald's `bicubic` row (kernels.KEYS_A = -0.5): run with -0.5 instead, v2's
+# guided outputs lose 3-12 % of their PSF consistency (the fixture's B10 falls below bicubic's). A retrained
+# sharpener can take -0.5 and drop this constant.
+SHARPENER_CUBIC_A = -0.75
 
 DEFAULT_SPEC: dict[str, Any] = {"width": 32, "blocks": 6}
 TINY_SPEC: dict[str, Any] = {"width": 8, "blocks": 1}
@@ -96,8 +104,6 @@ def load_sharpener(path: str | os.PathLike, *, device: str | torch.device = "cpu
     """A sharpener from its file alone; CheckpointError (one line) for anything that is not one."""
     path = Path(path)
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             card = json.loads((handle.metadata() or {}).get("card", "{}"))
         if card.get("kind") != "rssr-guided-sharpener":

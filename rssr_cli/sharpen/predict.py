@@ -7,7 +7,7 @@ import torch
 
 from .bands import GUIDE_RESOLUTION_M
 from .bounds import bound_to_native
-from .degrade import psf_sigma, sample_at, seen_by_native_pixels
+from .degrade import psf_sigma, resample_for_sharpener, seen_by_native_pixels
 from .model import GuidedSharpener, band_index
 
 
@@ -56,7 +56,7 @@ def back_project(out: np.ndarray, native: np.ndarray, native_valid: np.ndarray, 
     y0, x0 = float(ys[0]) - 0.5 * dy, float(xs[0]) - 0.5 * dx
     at_native = seen_by_native_pixels(out, scale, (y0, x0), (dy, dx), native.shape)
     residual = np.where(native_valid, native - at_native, 0.0).astype(np.float32)
-    correction = sample_at(torch.from_numpy(residual)[None, None], torch.from_numpy(ys).float()[None], torch.from_numpy(xs).float()[None])
+    correction = resample_for_sharpener(torch.from_numpy(residual)[None, None], torch.from_numpy(ys).float()[None], torch.from_numpy(xs).float()[None])
     return out + correction[0, 0].numpy()
 
 

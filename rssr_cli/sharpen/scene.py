@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -12,11 +11,9 @@ import rasterio
 from affine import Affine
 
 from ..errors import InputError
-from ..pipeline.plan import STATS_SIDE
 from ..products import StackBand, open_band_stack
-from ..raster_io import gdal_env, inspect_source, open_raster, read_sample
-
-log = logging.getLogger(__name__)
+from ..raster_io import STATS_SIDE, gdal_env, inspect_source, mask_declared_nodata, open_raster, read_sample
+from .bands import GUIDE_BANDS, GUIDED_BANDS
 
 
 @dataclass(frozen=True)
@@ -38,9 +35,7 @@ def read_band(band: StackBand, nodata: Optional[float]) -> BandArray:
     with rasterio.open(band.dataset) as dataset:
         values = dataset.read(band.index).astype(np.float32)
         mask = dataset.read_masks(band.index) > 0
-    if nodata is not None and band.nodata is None:
-        mask &= values != nodata
-    return BandArray(band.name, values, mask, band.transform)
+    return BandArray(band.name, values, mask_declared_nodata(values, mask, band.nodata, nodata), band.transform)
 
 
 def load_stack_bands(src: str | os.PathLike, names: Optional[Sequence[str]] = None) -> dict[str, BandArray]:
@@ -64,10 +59,8 @@ def decimated_sample(band: StackBand, nodata: Optional[float]) -> tuple[np.ndarr
     statistic is computed from, so it is the same whatever the tiling."""
     with open_raster(band.dataset) as dataset:
         sample, sample_valid = read_sample(dataset, inspect_source(dataset), (band.index,), max_side=STATS_SIDE)
-    values, valid = sample[0].astype(np.float32), sample_valid[0]
-    if nodata is not None and band.nodata is None:
-        valid &= values != nodata
-    return values, valid
+    values = sample[0].astype(np.float32)
+    return values, mask_declared_nodata(values, sample_valid[0], band.nodata, nodata)
 
 
 def band_stats_decimated(band: StackBand, nodata: Optional[float]) -> tuple[float, float]:
@@ -75,31 +68,11 @@ def band_stats_decimated(band: StackBand, nodata: Optional[float]) -> tuple[floa
     return stats_of(*decimated_sample(band, nodata))
 
 
-MIN_WALD_PX = 4  # a degraded band's side below this holds nothing to restore (and the models need a window)
-
-
-def check_wald_size(scene: dict[str, BandArray], source: str, split: str) -> dict[str, BandArray]:
-    """The scene without the coarse bands whose `split` rows, degraded by their Wald ratio (20 m by 2, 60 m by 6),
-    would keep fewer than MIN_WALD_PX px a side (a small crop's 60 m group; logged); a scene where no coarse band
-    fits is one InputError, not a reshape error deep in a model."""
-    from .bands import BAND_RESOLUTION_M
-    from .wald import GROUP_RATIO, rows_of_split
-
-    kept, small = dict(scene), []
-    for name, band in scene.items():
-        if name not in BAND_RESOLUTION_M:
-            continue
-        ratio = GROUP_RATIO[BAND_RESOLUTION_M[name]]
-        top, bottom = rows_of_split(band.values.shape[0], split)
-        rows, cols = int((bottom - top) // ratio), int(band.values.shape[1] // ratio)
-        if min(rows, cols) < MIN_WALD_PX:
-            small.append(f"{name} ({rows} x {cols} px at 1/{ratio:g})")
-            del kept[name]
-    if small and not any(name in BAND_RESOLUTION_M for name in kept):
-        raise InputError(
-            f"{source} is too small for Wald's protocol: {', '.join(small)} (at least {MIN_WALD_PX} px a side)"
-            f"{'; try --wald-split all' if split != 'all' else ''}"
-        )
-    if small:
-        log.warning("%s: too small for Wald's protocol, left out: %s", source, ", ".join(small))
-    return kept
+def load_scene(source: str) -> dict[str, BandArray]:
+    """A training scene's bands; refused (InputError) without the 10 m guides or any band to sharpen."""
+    scene = load_stack_bands(source)  # a product, STAC item or band folder: products.open_band_stack's one rule
+    missing = [name for name in GUIDE_BANDS if name not in scene]
+    if missing or not any(name in scene for name in GUIDED_BANDS):
+        lacking = ", ".join(missing) if missing else "every 20 m and 60 m band"
+        raise InputError(f"{source}: lacks {lacking}; a scene for Wald's protocol needs the 10 m guides {', '.join(GUIDE_BANDS)} and bands to sharpen")
+    return scene

@@ -11,6 +11,7 @@ score is the mean over bands of RMSE(guided) / RMSE(bicubic) at r = 2 and 6, und
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -27,7 +28,7 @@ from ..errors import CheckpointError, InputError, RssrError, UsageError
 from ..interrupts import interruptible
 from .bands import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS
 from .model import MAX_PARAMETERS, build_sharpener, save_sharpener, spec_parameter_count
-from .scene import BandArray, load_stack_bands, stats_of
+from .scene import BandArray, load_scene, stats_of
 from .wald import evaluate_scene_split, rows_of_split
 from .wald_inputs import wald_inputs
 
@@ -82,16 +83,6 @@ def check_config(config: SharpenTrainConfig) -> None:
         raise UsageError(f"--width {config.width} --blocks {config.blocks} make {parameters:,} parameters; a sharpener holds at most {MAX_PARAMETERS:,}")
     if isinstance(config.scenes, (str, bytes)) or not config.scenes:
         raise UsageError("scenes must be a list of at least one scene")
-
-
-def load_scene(source: str) -> dict[str, BandArray]:
-    """A training scene's bands; refused (InputError) without the 10 m guides or any band to sharpen."""
-    scene = load_stack_bands(source)  # a product, STAC item or band folder: products.open_band_stack's one rule
-    missing = [name for name in GUIDE_BANDS if name not in scene]
-    if missing or not any(name in scene for name in GUIDED_BANDS):
-        lacking = ", ".join(missing) if missing else "every 20 m and 60 m band"
-        raise InputError(f"{source}: lacks {lacking}; a scene for Wald's protocol needs the 10 m guides {', '.join(GUIDE_BANDS)} and bands to sharpen")
-    return scene
 
 
 def scene_stats(scene: dict[str, BandArray]) -> dict[str, tuple[float, float]]:
@@ -258,8 +249,6 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("scenes", nargs="+")
     parser.add_argument("--out", required=True)

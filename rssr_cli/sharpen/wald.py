@@ -4,20 +4,28 @@ group (SAM in degrees, ERGAS), for bicubic, the unguided single-band model and t
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from ..backends.base import SRRequest
+from ..backends.diffusion import DiffusionBackend
+from ..errors import InputError
+from ..grid import HRGrid
 from ..interrupts import interruptible
 from ..sensor_degradation import SensorDraw
+from .apply import find_sharpener
 from .bands import BAND_RESOLUTION_M, GUIDE_BANDS, guided_scale_ok
 from .bounds import BOUND_MARGIN, band_range
-from .model import GuidedSharpener
+from .model import GuidedSharpener, load_sharpener
 from .predict import consistent_and_bounded, sharpen_array
-from .scene import BandArray
+from .scene import BandArray, load_scene, stats_of
 from .wald_inputs import BOX, WaldInputs, wald_inputs
+
+log = logging.getLogger(__name__)
 
 SPLITS = {"train": (0.0, 0.75), "select": (0.75, 0.875), "test": (0.875, 1.0), "all": (0.0, 1.0)}  # row fractions of every scene
 GROUP_RATIO = {20: 2.0, 60: 6.0}  # DSen2's: 40 -> 20 m and 360 -> 60 m
@@ -35,6 +43,33 @@ def degradation_member(name: str) -> Optional[SensorDraw]:
 def rows_of_split(height: int, split: str) -> tuple[int, int]:
     lo, hi = SPLITS[split]
     return int(round(lo * height)), int(round(hi * height))
+
+
+MIN_WALD_PX = 4  # a degraded band's side below this holds nothing to restore (and the models need a window)
+
+
+def check_wald_size(scene: dict[str, BandArray], source: str, split: str) -> dict[str, BandArray]:
+    """The scene without the coarse bands whose `split` rows, degraded by their Wald ratio (20 m by 2, 60 m by 6),
+    would keep fewer than MIN_WALD_PX px a side (a small crop's 60 m group; logged); a scene where no coarse band
+    fits is one InputError, not a reshape error deep in a model."""
+    kept, small = dict(scene), []
+    for name, band in scene.items():
+        if name not in BAND_RESOLUTION_M:
+            continue
+        ratio = GROUP_RATIO[BAND_RESOLUTION_M[name]]
+        top, bottom = rows_of_split(band.values.shape[0], split)
+        rows, cols = int((bottom - top) // ratio), int(band.values.shape[1] // ratio)
+        if min(rows, cols) < MIN_WALD_PX:
+            small.append(f"{name} ({rows} x {cols} px at 1/{ratio:g})")
+            del kept[name]
+    if small and not any(name in BAND_RESOLUTION_M for name in kept):
+        raise InputError(
+            f"{source} is too small for Wald's protocol: {', '.join(small)} (at least {MIN_WALD_PX} px a side)"
+            f"{'; try --wald-split all' if split != 'all' else ''}"
+        )
+    if small:
+        log.warning("%s: too small for Wald's protocol, left out: %s", source, ", ".join(small))
+    return kept
 
 
 def rmse(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> float:
@@ -64,7 +99,7 @@ Method = Callable[[str, WaldInputs], np.ndarray]
 
 
 def bicubic_method(_name: str, inputs: WaldInputs) -> np.ndarray:
-    return inputs.band_up
+    return inputs.bicubic  # `rssr upscale -m bicubic`'s kernel, not the sharpener's input (band_up)
 
 
 def guided_method(model: GuidedSharpener, stats: dict[str, tuple[float, float]]) -> Method:
@@ -156,8 +191,6 @@ def evaluate_scene_split(model: GuidedSharpener, scene: dict[str, BandArray], st
 
 def unguided_method(backend) -> Method:
     """The single-band model (no guidance) at the Wald ratio, through the SR backend interface."""
-    from ..backends.base import SRRequest
-    from ..grid import HRGrid
 
     def run(_name: str, inputs: WaldInputs) -> np.ndarray:
         y0, x0, dy, dx = inputs.lr_window
@@ -220,12 +253,6 @@ def evaluate_wald(
     """`rssr evaluate --wald`: bicubic, the unguided single-band model (`model`, else the default) and the guided model
     on a product, STAC item or folder of band files, by Wald's protocol with the `degradation` (DEGRADATIONS)."""
     degradation_member(degradation)
-    from ..backends.diffusion import DiffusionBackend
-    from .apply import find_sharpener
-    from .model import load_sharpener
-    from .scene import check_wald_size, stats_of
-    from .train import load_scene
-
     scene = load_scene(source)
     scene = check_wald_size(scene, source, split)
     stats = {name: stats_of(b.values, b.valid) for name, b in scene.items()}

@@ -20,7 +20,7 @@ import torch
 
 from .. import sensor_degradation as sensor
 from ..sensor_degradation import SensorDraw
-from .degrade import centres, degrade, gaussian_blur, psf_sigma, sample_at
+from .degrade import centres, degrade, gaussian_blur, psf_sigma, resample_for_sharpener, sample_at
 from .scene import BandArray
 
 MARGIN = 16  # output px computed around a window and cut away: the window's values do not see the crop's edge
@@ -31,12 +31,20 @@ BOX = SensorDraw(gaussian_mtf=1.0)  # the box member alone, exact grid, no noise
 @dataclass(frozen=True)
 class WaldInputs:
     lr: np.ndarray  # [h, w] the band degraded by r (on an r-times coarser grid over the region)
-    band_up: np.ndarray  # [H, W] lr resampled (bicubic) onto the window
-    guides: np.ndarray  # [G, H, W] the guides degraded by r, resampled (bicubic) onto the window
+    band_up: np.ndarray  # [H, W] lr resampled onto the window as the sharpener was trained (SHARPENER_CUBIC_A)
+    guides: np.ndarray  # [G, H, W] the guides degraded by r, resampled (likewise) onto the window
     truth: np.ndarray  # [H, W]
     valid: np.ndarray  # [H, W]
     ratio: float  # nominal r
     lr_window: tuple[float, float, float, float]  # (y0, x0, dy, dx): the window's pixel centres in lr coordinates
+
+    @property
+    def bicubic(self) -> np.ndarray:
+        """[H, W] lr resampled onto the window by `rssr upscale -m bicubic`'s kernel (kernels.KEYS_A): Wald's
+        `bicubic` row is the baseline a user gets, not the sharpener's input kernel."""
+        y0, x0, dy, dx = self.lr_window
+        height, width = self.truth.shape
+        return sample_at(_t(self.lr), centres(y0, dy, height), centres(x0, dx, width))[0, 0].numpy()
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
@@ -89,7 +97,7 @@ def degraded_band(band: BandArray, ratio: float, window: tuple[int, int, int, in
         ry = rx = ratio
         lr = sensor_degrade(patch, ratio, (ny, nx), member, generator)
     ys, xs = centres((row - top - oy) / ry, 1.0 / ry, height), centres((col - left - ox) / rx, 1.0 / rx, width)
-    band_up = sample_at(lr, ys, xs)[0, 0].numpy()
+    band_up = resample_for_sharpener(lr, ys, xs)[0, 0].numpy()
     return lr[0, 0].numpy(), band_up, ((row - top - oy) / ry, (col - left - ox) / rx, 1 / ry, 1 / rx)
 
 
@@ -135,4 +143,4 @@ def _guides_on_window(same_grid: Sequence[BandArray], band: BandArray, ratio: fl
         low = sensor_degrade(patch, ratio, (ny, nx), SensorDraw(member.gaussian_mtf, origin, member.noise_std, member.levels), generator)
     ys = centres((row - top - oy) * step / ratio, step / ratio, height)
     xs = centres((col - left - ox) * step / ratio, step / ratio, width)
-    return sample_at(low, ys, xs)[0].numpy()
+    return resample_for_sharpener(low, ys, xs)[0].numpy()

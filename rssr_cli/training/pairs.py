@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..band_names import parse_band_numbers
+from ..coregister import plan_pair
 from ..errors import InputError, UsageError
 from ..grid import HRGrid
 from ..metrics import psnr, shave
@@ -41,6 +42,7 @@ from ..model.normalize import destandardize, standardize
 from ..model.operator import NeuralOperatorPrior
 from ..model.resample import bicubic_at
 from ..radiometry import to_model_units
+from ..raster_io import inspect_source, open_raster, read_window, select_bands
 from .alignment import MAX_LOCAL_MISREGISTRATION, area_to_lr, block_shifts, box_mean, pair_shift
 from .data import PatchBatch, PatchSampler
 
@@ -127,9 +129,6 @@ class TrainPair:
 
 def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
     """Read, co-register, shift-correct and harmonize one pair (steps 1-4 of the module docstring)."""
-    from ..coregister import plan_pair
-    from ..raster_io import inspect_source, open_raster, read_window, select_bands
-
     if not 0.0 <= holdout < 0.9:
         raise UsageError(f"--pairs-holdout must be in [0, 0.9), got {holdout}")
     with open_raster(spec.lr) as lr_ds, open_raster(spec.hr) as hr_ds:

@@ -19,6 +19,7 @@ from torch import nn
 from .. import sensor_degradation
 from ..degrade import degrade, quantize
 from ..metrics import psnr, shave
+from ..model.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from ..model.normalize import destandardize, standardize
 from ..model.operator import NeuralOperatorPrior, grid_tensors
 from ..model.resample import bicubic_at
@@ -46,40 +47,10 @@ class TrainConfig:
     channels_last: bool = False  # convolutions in channels-last memory format (faster with bf16 on CPU)
 
 
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def resolve_training_device(device: str, precision: str) -> tuple[str, str]:
-    """("auto" -> cuda when available else cpu; precision "auto" -> bf16 on cuda, fp32 on cpu), validated."""
-    from ..errors import UsageError
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from None
-    if kind not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine")
-    if precision == "auto":
-        precision = "bf16" if kind == "cuda" or cpu_has_native_bf16() else "fp32"
-    if precision not in AUTOCAST_DTYPES:
-        raise UsageError(f"unknown precision {precision!r}; choose auto, {', '.join(AUTOCAST_DTYPES)}")
-    if precision == "fp16":  # would need a gradient scaler; bf16 has fp32's range and needs none
-        raise UsageError("training runs in fp32 or bf16 (--precision fp16 is for inference)")
-    return device, precision
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there, bf16 autocast makes a training step
-    1.6-2.2x faster per pixel at the same loss curve (BENCHMARKS); elsewhere it is emulated and slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    """(device, precision) for training, validated: model.device's resolver (the one for inference too)."""
+    resolved = resolve_device(device)
+    return str(resolved), resolve_precision(precision, resolved, training=True)
 
 
 def autocast_for(device: str, precision: str):
