@@ -405,16 +405,23 @@ def _band_files(candidates: dict[str, dict[int, list[str]]], source: str) -> dic
 
 
 def _holds_band_files(folder: Path) -> bool:
+    """Whether any entry is named like a band file; one that is no regular file (a FIFO would block a read forever, a
+    device never end) is refused here, by name."""
     try:
-        return any(_BAND_FILE.match(p.name) for p in folder.iterdir())
+        named = [p for p in folder.iterdir() if _BAND_FILE.match(p.name)]
     except OSError:
         return False
+    for path in named:
+        if not path.is_file():
+            raise InputError(f"{path} is not a regular file (a FIFO, device or folder); a band file must be one")
+    return bool(named)
 
 
 def _folder_stack(source: str) -> BandStack:
     """A band folder's bands (band_folder_files), in Sentinel-2 order; nodata 0 unless the files declare one."""
     candidates = band_folder_files(Path(source))
-    if candidates is None and not _holds_band_files(Path(source)):
+    holds_bands = _holds_band_files(Path(source))
+    if candidates is None and not holds_bands:
         raise InputError(f"{source} holds no Sentinel-2 band files (<scene>B02.jp2, <scene>B03.jp2, ...)")
     if candidates is None:
         raise InputError(
