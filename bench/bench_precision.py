@@ -23,7 +23,7 @@ import numpy as np
 import rasterio
 from bench_threads import RSSR, SAMPLE, crop
 
-from rssr_cli.metrics import degrade_back, psnr
+from rssr_cli.scoring.metrics import degrade_back, psnr
 
 from benchlib import write_result
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from s2_corpus import EVAL_CITIES
 
-from rssr_cli.grid import Placement
+from rssr_cli.geo.grid import Placement
 from rssr_cli.sharpen.bands import BAND_RESOLUTION_M, GUIDE_BANDS
 from rssr_cli.sharpen.bounds import BOUND_MARGIN, RING_MARGIN, band_range, ring_share
 from rssr_cli.sharpen.consistency import psf_consistency_error

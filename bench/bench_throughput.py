@@ -25,7 +25,7 @@ import torch
 from rssr_cli.backends import default_model_path
 from rssr_cli.backends.base import SRRequest
 from rssr_cli.backends.diffusion import DiffusionBackend
-from rssr_cli.grid import HRGrid
+from rssr_cli.geo.grid import HRGrid
 from rssr_cli.pipeline.settings import auto_tiling
 
 from benchlib import write_result

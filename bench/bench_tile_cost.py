@@ -14,8 +14,8 @@ import argparse
 
 from affine import Affine
 
-from rssr_cli.cost import estimate_cost
-from rssr_cli.grid import plan_output_grid
+from rssr_cli.geo.grid import plan_output_grid
+from rssr_cli.pipeline.cost import estimate_cost
 
 from benchlib import write_result
 

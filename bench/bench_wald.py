@@ -103,7 +103,7 @@ def product_run(scene_dir: Path, sharpener: Path | None) -> dict:
     import rasterio
     from rasterio.windows import Window
 
-    from rssr_cli.grid import Placement
+    from rssr_cli.geo.grid import Placement
     from rssr_cli.sharpen.consistency import consistency_error, psf_consistency_error
 
     import s2_products as sp

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rssr_cli.evaluation.detail import bootstrap_ci, paired_differences  # noqa: E402
+from rssr_cli.scoring.detail import bootstrap_ci, paired_differences  # noqa: E402
 
 FIGURES = ("psnr", "ssim", "hf_energy_ratio", "hf_error_ratio", "hf_correlation", "improvement", "hallucination")
 

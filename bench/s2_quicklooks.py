@@ -20,7 +20,7 @@ import rasterio
 from PIL import Image, ImageDraw
 
 from rssr_cli.backends import SRRequest, get_backend
-from rssr_cli.grid import HRGrid
+from rssr_cli.geo.grid import HRGrid
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared/data/s2_oscd"

@@ -1,5 +1,5 @@
 """`python -m rssr_cli` runs the `rssr` command line."""
 
-from .cli import main
+from rssr_cli.cli import main
 
 main()

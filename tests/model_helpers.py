@@ -1,4 +1,4 @@
-"""Shared helpers for the model tests: a tiny SRModel and HR grids matching rssr_cli.grid.HRGrid."""
+"""Shared helpers for the model tests: a tiny SRModel and HR grids matching rssr_cli.geo.grid.HRGrid."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import rasterio.shutil
 import rasterio.windows
 from rasterio.drivers import raster_driver_extensions
 
-from rssr_cli.band_names import SENTINEL2_BANDS, SENTINEL2_NATIVE_M
+from rssr_cli.geo.band_names import SENTINEL2_BANDS, SENTINEL2_NATIVE_M
 
 BANDS_DIR = Path(__file__).parent / "data" / "s2" / "bands"
 TILE = "T18SUJ"

@@ -16,11 +16,11 @@ from rio_cogeo.cogeo import cog_validate
 from shapely.geometry import mapping, shape
 
 from rssr_cli import backends
-from rssr_cli.aoi import AreaOfInterest, aoi_in_raster_crs, load_aoi
 from rssr_cli.backends.classical import ClassicalBackend
-from rssr_cli.blend import RowAccumulator
-from rssr_cli.errors import UsageError
+from rssr_cli.core.errors import UsageError
+from rssr_cli.io.aoi import AreaOfInterest, aoi_in_raster_crs, load_aoi
 from rssr_cli.pipeline import stream, upscale
+from rssr_cli.pipeline.blend import RowAccumulator
 
 from conftest import UTM_TRANSFORM, files_in, synthetic_image
 
@@ -336,7 +336,7 @@ def test_provenance_records_the_aoi(make_raster, tmp_path):
 
 
 def test_a_long_aoi_tag_is_simplified():
-    from rssr_cli.aoi import MAX_TAG_CHARS, aoi_tag
+    from rssr_cli.io.aoi import MAX_TAG_CHARS, aoi_tag
 
     circle = shapely.Point(X0 + 200, Y0 - 200).buffer(150, quad_segs=2000)
     text = aoi_tag(circle, resolution=4.0)

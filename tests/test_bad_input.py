@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from rssr_cli import backends
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.cli import app
-from rssr_cli.errors import CheckpointError
+from rssr_cli.core.errors import CheckpointError
 
 from conftest import files_in, patch_tiff_dimension, synthetic_image, write_raster
 
@@ -199,8 +199,8 @@ def test_staging_failure_is_an_output_error(src_tif, tmp_path, monkeypatch):
     def refuse(*_, **__):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("rssr_cli.destination.tempfile.mkdtemp", refuse)
-    monkeypatch.setattr("rssr_cli.destination.os.access", lambda *_: True)
+    monkeypatch.setattr("rssr_cli.io.destination.tempfile.mkdtemp", refuse)
+    monkeypatch.setattr("rssr_cli.io.destination.os.access", lambda *_: True)
     before = files_in(tmp_path)
     result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "--scale", "2", "--method", "bicubic")
     assert_refused(result, 1, "cannot write to", tmp_path, before)

@@ -12,9 +12,9 @@ import rasterio
 from typer.testing import CliRunner
 
 from rssr_cli.cli.app import app
-from rssr_cli.errors import InputError
+from rssr_cli.core.errors import InputError
+from rssr_cli.io.products import is_band_stack, is_product_dir, open_band_stack, scene_stem
 from rssr_cli.pipeline.jobs import expand_inputs, is_batch
-from rssr_cli.products import is_band_stack, is_product_dir, open_band_stack, scene_stem
 
 import s2_products as sp
 from conftest import write_raster

@@ -14,10 +14,10 @@ import rasterio
 from typer.testing import CliRunner
 
 from rssr_cli.cli import app
-from rssr_cli.errors import UsageError
-from rssr_cli.locks import OutputBusy, lock_path, output_lock
+from rssr_cli.core.errors import UsageError
 from rssr_cli.pipeline import UpscaleSettings
 from rssr_cli.pipeline.jobs import SceneJob, expand_inputs, plan_jobs
+from rssr_cli.pipeline.locks import OutputBusy, lock_path, output_lock
 from rssr_cli.pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, run_batch
 
 from conftest import files_in, synthetic_image, write_raster

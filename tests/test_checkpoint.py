@@ -8,7 +8,7 @@ import struct
 import pytest
 import torch
 
-from rssr_cli.errors import CheckpointError
+from rssr_cli.core.errors import CheckpointError
 from rssr_cli.model.checkpoint import FORMAT, build, check_bands, load_model, save_model, sha256_file
 from rssr_cli.model.registry import registered
 

@@ -15,8 +15,8 @@ from PIL import Image
 from test_evaluation_protocol import smooth_field
 
 from rssr_cli.evaluation.compare import model_backends, posterior_spec
-from rssr_cli.metrics import degrade_back
 from rssr_cli.model.checkpoint import save_model
+from rssr_cli.scoring.metrics import degrade_back
 
 from cli_helpers import one_error_line, run
 from conftest import synthetic_image, write_raster

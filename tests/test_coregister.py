@@ -1,11 +1,11 @@
-"""rssr_cli.coregister: two rasters in one CRS co-registered by their georeferencing."""
+"""rssr_cli.geo.coregister: two rasters in one CRS co-registered by their georeferencing."""
 
 from __future__ import annotations
 
 import pytest
 from affine import Affine
 
-from rssr_cli.coregister import plan_pair
+from rssr_cli.geo.coregister import plan_pair
 
 
 def test_plan_pair_aligned_grids():

@@ -10,9 +10,9 @@ from affine import Affine
 from typer.testing import CliRunner
 
 from rssr_cli.cli import app
-from rssr_cli.cost import estimate_cost
-from rssr_cli.grid import iter_tiles, plan_output_grid, plan_tiles
+from rssr_cli.geo.grid import iter_tiles, plan_output_grid, plan_tiles
 from rssr_cli.model.checkpoint import save_model
+from rssr_cli.pipeline.cost import estimate_cost
 from rssr_cli.pipeline.settings import auto_tiling
 
 from model_helpers import tiny_model
@@ -23,7 +23,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def one_thread_small_calibration(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr("rssr_cli.cost.CALIBRATION_HR_SIDES", (24, 48))  # the tiny model's steps on 384² take seconds
+    monkeypatch.setattr("rssr_cli.pipeline.cost.CALIBRATION_HR_SIDES", (24, 48))  # the tiny model's steps on 384² take seconds
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)

@@ -107,8 +107,8 @@ def test_quiet_batch_still_prints_each_failed_scene(tmp_path):
 KILLED_RUN = """
 import sys, time
 from pathlib import Path
-from rssr_cli.destination import staging_dir
-from rssr_cli.locks import output_lock
+from rssr_cli.io.destination import staging_dir
+from rssr_cli.pipeline.locks import output_lock
 dst = Path(sys.argv[1])
 with output_lock(dst), staging_dir(dst) as staging:
     (staging / "stream.tif").write_bytes(b"x" * 100_000)
@@ -143,8 +143,8 @@ def test_a_batch_removes_staging_and_locks_of_killed_runs_whatever_their_name(tm
 
 
 def test_a_batch_never_removes_a_live_runs_staging_or_lock(tmp_path):
-    from rssr_cli.destination import staging_dir
-    from rssr_cli.locks import lock_path, output_lock
+    from rssr_cli.io.destination import staging_dir
+    from rssr_cli.pipeline.locks import lock_path, output_lock
 
     folder = tmp_path / "in"
     scene_at(folder / "a.tif")
@@ -254,7 +254,7 @@ def test_a_gdal_write_error_on_a_full_disk_is_reported_as_such(tmp_path, monkeyp
     """Where no tmpfs can be mounted: GDAL's error as libtiff words it, on a filesystem with no space left."""
     from rasterio._err import CPLE_FileIOError
 
-    from rssr_cli import cog
+    from rssr_cli.io import cog
 
     def full(*_, **__):
         raise CPLE_FileIOError(3, 1, "TIFFAppendToStrip:Write error at scanline 0")
@@ -308,9 +308,9 @@ def test_a_signal_before_any_scene_runs_is_one_line_and_exit_143(tmp_path, monke
 
 
 def test_the_cog_built_in_a_child_process_is_the_same_file(tmp_path):
-    from rssr_cli import cog
-    from rssr_cli.cog_profiles import cog_options
-    from rssr_cli.errors import OutputError
+    from rssr_cli.core.errors import OutputError
+    from rssr_cli.io import cog
+    from rssr_cli.io.cog_profiles import cog_options
 
     intermediate = scene_at(tmp_path / "stream.tif", size=(70, 90))
     options = cog_options("deflate", "uint16", {})
@@ -373,7 +373,7 @@ def test_a_full_disk_during_a_product_run_is_the_same_line(tmp_path, monkeypatch
 
     src = sp.make_l1c(tmp_path, suffix=".tif", bands=("B02", "B03", "B04", "B08")) if product == "l1c" else sp.make_stac_item(tmp_path)
     monkeypatch.setattr(rasterio.io.DatasetWriter, "write", full)
-    from rssr_cli import cog
+    from rssr_cli.io import cog
 
     monkeypatch.setattr(cog.os, "statvfs", lambda _: os.statvfs_result((4096, 4096, 100, 0, 0, 100, 0, 0, 0, 255)))
     out = tmp_path / "out"
@@ -390,7 +390,7 @@ def test_a_full_disk_during_a_product_run_is_the_same_line(tmp_path, monkeypatch
 def test_a_second_batch_on_the_same_output_folder_exits_75_and_does_nothing(tmp_path):
     """A */15 cron whose scenes take hours: the next tick finds the job running and leaves at once (exit 75, one
     line naming the running one); once it is gone the job runs, and its lock is not left behind."""
-    from rssr_cli.locks import job_lock
+    from rssr_cli.pipeline.locks import job_lock
 
     folder = tmp_path / "in"
     scene_at(folder / "a.tif")

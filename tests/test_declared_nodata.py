@@ -10,11 +10,11 @@ import rasterio
 from typer.testing import CliRunner
 
 from rssr_cli.cli import app
+from rssr_cli.io.products import StackBand
+from rssr_cli.io.raster_io import declared_nodata, inspect_source, mask_declared_nodata
 from rssr_cli.pipeline import UpscaleSettings, upscale
-from rssr_cli.products import StackBand
-from rssr_cli.raster_io import declared_nodata, inspect_source, mask_declared_nodata
+from rssr_cli.pipeline.stack_pipeline import with_nodata
 from rssr_cli.sharpen.scene import decimated_sample, read_band
-from rssr_cli.stack_pipeline import with_nodata
 
 from conftest import synthetic_image, write_raster
 

@@ -9,8 +9,8 @@ from affine import Affine
 from rasterio.windows import Window
 
 from rssr_cli.backends import SRRequest, backend_names, get_backend
-from rssr_cli.errors import CheckpointError, UsageError
-from rssr_cli.grid import hr_grid_for, plan_output_grid
+from rssr_cli.core.errors import CheckpointError, UsageError
+from rssr_cli.geo.grid import hr_grid_for, plan_output_grid
 from rssr_cli.model.checkpoint import save_model
 
 from model_helpers import tiny_model

@@ -9,7 +9,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from rssr_cli.errors import UsageError  # noqa: E402
+from rssr_cli.core.errors import UsageError  # noqa: E402
 from rssr_cli.pipeline import ModelOptions, UpscaleSettings  # noqa: E402
 from rssr_cli.pipeline.distributed import dask_client, parse_scheduler, run_batch_on_dask  # noqa: E402
 from rssr_cli.pipeline.jobs import expand_inputs, plan_jobs  # noqa: E402

@@ -1,4 +1,4 @@
-"""Detail metrics (rssr_cli/evaluation/detail.py): the HF band figures, opensr-test shares and bootstrap CIs behave as defined."""
+"""Detail metrics (rssr_cli/scoring/detail.py): the HF band figures, opensr-test shares and bootstrap CIs behave as defined."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from rssr_cli.evaluation.detail import (
+from rssr_cli.evaluation.protocol import ImageScore
+from rssr_cli.scoring.detail import (
     band_mask,
     bootstrap_ci,
     correctness_shares,
@@ -16,7 +17,6 @@ from rssr_cli.evaluation.detail import (
     spectral_detail,
     summarize_detail,
 )
-from rssr_cli.evaluation.protocol import ImageScore
 
 
 def _texture(seed: int = 0, size: int = 64) -> np.ndarray:

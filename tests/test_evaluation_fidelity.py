@@ -16,16 +16,16 @@ from rasterio.enums import ColorInterp
 from rio_cogeo.cogeo import cog_validate
 from typer.testing import CliRunner
 
-from rssr_cli.aoi import load_aoi
 from rssr_cli.backends.base import SRRequest
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.cli import app
-from rssr_cli.errors import FidelityError, UsageError
+from rssr_cli.core.errors import FidelityError, UsageError
 from rssr_cli.evaluation.fidelity_report import FidelityChecks, FidelityOptions
-from rssr_cli.metrics import area_matrix, area_weights, noise_sigma
+from rssr_cli.io.aoi import load_aoi
+from rssr_cli.io.quicklook import display_bands
 from rssr_cli.pipeline import UpscaleSettings, upscale
 from rssr_cli.pipeline.report import sidecar_paths
-from rssr_cli.quicklook import display_bands
+from rssr_cli.scoring.metrics import area_matrix, area_weights, noise_sigma
 
 from conftest import UTM_TRANSFORM, files_in
 
@@ -228,10 +228,10 @@ def test_the_upscale_path_imports_no_benchmark_code():
     import subprocess
     import sys
 
-    code = ("import sys, rssr_cli.pipeline.api, rssr_cli.pipeline.report, rssr_cli.stack_pipeline; "
+    code = ("import sys, rssr_cli.pipeline.api, rssr_cli.pipeline.report, rssr_cli.pipeline.stack_pipeline; "
             "print(sorted(m for m in sys.modules if m.startswith('rssr_cli.evaluation')))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = ast.literal_eval(out)
     assert "rssr_cli.evaluation.fidelity" in loaded
     assert not {"rssr_cli.evaluation.protocol", "rssr_cli.evaluation.compare", "rssr_cli.evaluation.pairs",
-                "rssr_cli.evaluation.detail"} & set(loaded)  # fmt: skip
+                "rssr_cli.scoring.detail"} & set(loaded)  # fmt: skip

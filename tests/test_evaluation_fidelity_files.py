@@ -11,7 +11,7 @@ from affine import Affine
 from test_evaluation_protocol import smooth_field
 
 from rssr_cli.backends.classical import resample
-from rssr_cli.errors import InputError
+from rssr_cli.core.errors import InputError
 from rssr_cli.evaluation.fidelity_files import fidelity_of_files, fidelity_rows
 from rssr_cli.evaluation.protocol import hr_grid_on_image
 

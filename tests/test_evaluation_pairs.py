@@ -14,7 +14,7 @@ from test_evaluation_protocol import smooth_field
 
 from rssr_cli.backends import get_backend
 from rssr_cli.evaluation.pairs import evaluate_pairs
-from rssr_cli.metrics import degrade_back
+from rssr_cli.scoring.metrics import degrade_back
 
 
 def _write(path: Path, data: np.ndarray, transform: Affine) -> None:

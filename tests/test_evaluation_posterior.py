@@ -1,4 +1,4 @@
-"""Posterior-sampler bars (rssr_cli/evaluation/posterior.py) on worlds where the answer is known."""
+"""Posterior-sampler bars (rssr_cli/scoring/posterior.py) on worlds where the answer is known."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from posterior_world import box_down, make_world
 
-from rssr_cli.evaluation.posterior import (
+from rssr_cli.evaluation.protocol import ImageScore
+from rssr_cli.scoring.posterior import (
     PosteriorImage,
     fair_energy_score,
     kurtosis,
@@ -20,7 +21,6 @@ from rssr_cli.evaluation.posterior import (
     sample_seed,
     summarize_posterior,
 )
-from rssr_cli.evaluation.protocol import ImageScore
 
 K = 4
 IMAGES = 8

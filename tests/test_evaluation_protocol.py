@@ -15,8 +15,8 @@ from PIL import Image
 
 from rssr_cli.backends import get_backend
 from rssr_cli.evaluation.protocol import EvaluationReport, ImageScore, evaluate_folder, load_image
-from rssr_cli.metrics import degrade_back
-from rssr_cli.radiometry import quantize
+from rssr_cli.io.radiometry import quantize
+from rssr_cli.scoring.metrics import degrade_back
 
 SHARED_DATA = Path(os.environ.get("RSSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -20,7 +20,7 @@ import torch
 
 from rssr_cli.backends.base import SRRequest
 from rssr_cli.backends.diffusion import DiffusionBackend
-from rssr_cli.grid import HRGrid
+from rssr_cli.geo.grid import HRGrid
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.model.sr_model import TINY_SPEC, build_sr_model
 

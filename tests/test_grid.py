@@ -11,13 +11,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rasterio.windows import bounds as window_bounds
 
-from rssr_cli.blend import tile_blend_weights
-from rssr_cli.errors import UsageError
+from rssr_cli.core.errors import UsageError
 from rssr_cli.evaluation.compare import check_scales
-from rssr_cli.grid import HRGrid, OutputGrid, check_scale, iter_tiles, parse_resolution, plan_output_grid, plan_tiles, split_axis
+from rssr_cli.geo.grid import HRGrid, OutputGrid, check_scale, iter_tiles, parse_resolution, plan_output_grid, plan_tiles, split_axis
+from rssr_cli.io.products import StackBand
+from rssr_cli.pipeline.blend import tile_blend_weights
 from rssr_cli.pipeline.settings import check_target
-from rssr_cli.products import StackBand
-from rssr_cli.stack_plan import plan_common_grid
+from rssr_cli.pipeline.stack_plan import plan_common_grid
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)
 
@@ -194,7 +194,7 @@ def test_split_axis_has_no_sliver():
 
 
 def test_check_scale_is_the_one_scale_rule():
-    from rssr_cli.grid import MAX_SCALE, check_scale, check_scale_range
+    from rssr_cli.geo.grid import MAX_SCALE, check_scale, check_scale_range
 
     assert check_scale(4.5) == 4.5 and check_scale(MAX_SCALE) == MAX_SCALE and check_scale(1.0, allow_one=True) == 1.0
     for bad in (1.0, 0.5, -3.0, float("nan"), float("inf"), MAX_SCALE + 1):
@@ -209,7 +209,7 @@ def test_hr_pixel_centres_numpy_and_torch_agree():
     """grid.pixel_centres (HRGrid, OutputGrid) and model.operator.grid_tensors place HR pixels alike."""
     import torch
 
-    from rssr_cli.grid import pixel_centres
+    from rssr_cli.geo.grid import pixel_centres
     from rssr_cli.model.operator import grid_tensors
 
     hr = HRGrid(height=23, width=17, y0=0.25, x0=-0.4, dy=9 / 23, dx=7 / 17)

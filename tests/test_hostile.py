@@ -547,7 +547,7 @@ def test_resolution_reaches_the_asked_pixel_size_on_both_axes(tmp_path, resoluti
 def test_a_classical_backend_refuses_model_options_even_when_the_method_was_defaulted():
     """Without -m the method may resolve to bicubic (no model installed): --steps must still not be ignored."""
     from rssr_cli.backends import get_backend
-    from rssr_cli.errors import UsageError
+    from rssr_cli.core.errors import UsageError
 
     with pytest.raises(UsageError, match="--steps only applies to the diffusion model, not to the bicubic method"):
         get_backend("bicubic", device="auto", steps=4)

@@ -1,4 +1,4 @@
-"""rssr_cli.metrics: PSNR/SSIM values, border crop, degrade-back, consistency, phase-correlation shift."""
+"""rssr_cli.scoring.metrics: PSNR/SSIM values, border crop, degrade-back, consistency, phase-correlation shift."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rssr_cli.backends.classical import resample
-from rssr_cli.grid import HRGrid
-from rssr_cli.metrics import (
+from rssr_cli.geo.grid import HRGrid
+from rssr_cli.scoring.metrics import (
     area_matrix,
     degrade_back,
     gaussian_window,

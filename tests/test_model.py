@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rssr_cli.errors import CheckpointError
+from rssr_cli.core.errors import CheckpointError
 from rssr_cli.model.denoiser import UNet, pad_to_multiple
 from rssr_cli.model.diffusion import Denoiser, alphas_cumprod, cosine_betas, linear_betas, q_sample
 from rssr_cli.model.prior_features import PriorFeatures

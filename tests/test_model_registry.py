@@ -12,12 +12,12 @@ import pytest
 import rasterio
 from affine import Affine
 
-from rssr_cli.errors import CheckpointError, UsageError
+from rssr_cli.core.errors import CheckpointError, UsageError
 from rssr_cli.model.checkpoint import save_model
-from rssr_cli.model_rule import InputFacts, choose_default_model, input_facts
+from rssr_cli.model.shipped_models import is_model_name, resolve_model, shipped_models
 from rssr_cli.pipeline import ModelOptions
 from rssr_cli.pipeline.model_choice import model_change
-from rssr_cli.shipped_models import is_model_name, resolve_model, shipped_models
+from rssr_cli.pipeline.model_rule import InputFacts, choose_default_model, input_facts
 
 from cli_helpers import one_error_line, run
 from conftest import synthetic_image, write_raster
@@ -233,7 +233,7 @@ def test_an_output_made_with_a_named_model_is_not_redone_by_the_rule(models_dir,
 
 
 def test_model_change_counts_outputs_made_before_choices_were_recorded_when_their_model_was_shipped(models_dir):
-    from rssr_cli.model_rule import ModelChoice
+    from rssr_cli.pipeline.model_rule import ModelChoice
 
     models_dir("aerial", "s2-10m")
     aerial = shipped_models()["aerial"]

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rssr_cli.kernels import KERNELS, KEYS_A, keys_cubic, resample_matrix
+from rssr_cli.geo.kernels import KERNELS, KEYS_A, keys_cubic, resample_matrix
 from rssr_cli.model.operator import grid_tensors
 from rssr_cli.model.resample import bicubic_at, cubic_kernel, cubic_matrix
 from rssr_cli.sharpen.degrade import sample_at

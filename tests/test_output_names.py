@@ -12,7 +12,7 @@ import rasterio
 from typer.testing import CliRunner
 
 from rssr_cli.cli.app import app
-from rssr_cli.errors import UsageError
+from rssr_cli.core.errors import UsageError
 from rssr_cli.pipeline.api import RunRequest
 from rssr_cli.pipeline.jobs import output_name
 from rssr_cli.pipeline.settings import UpscaleSettings

@@ -18,7 +18,7 @@ import rasterio
 
 import rssr_cli
 from rssr_cli import backends
-from rssr_cli.errors import CheckpointError
+from rssr_cli.core.errors import CheckpointError
 from rssr_cli.pipeline import upscale
 
 from cli_helpers import one_error_line, run
@@ -129,7 +129,7 @@ def test_an_installed_wheel_carries_the_default_model_and_uses_it(tmp_path):
 
 
 def test_without_torch_the_diffusion_method_says_what_is_missing(monkeypatch):
-    from rssr_cli.errors import UsageError
+    from rssr_cli.core.errors import UsageError
 
     monkeypatch.delitem(backends._FACTORIES, "diffusion")
     with pytest.raises(UsageError, match="needs torch.*--method bicubic"):
@@ -142,5 +142,5 @@ def test_one_version_string():
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "rssr_cli.version.__version__"}
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "rssr_cli.core.version.__version__"}
     assert importlib.metadata.version("rssr") == rssr_cli.__version__

@@ -13,7 +13,7 @@ from affine import Affine
 from typer.testing import CliRunner
 
 from rssr_cli.cli import app
-from rssr_cli.errors import InputError, UsageError
+from rssr_cli.core.errors import InputError, UsageError
 from rssr_cli.training.data import PatchSampler, TrainImage
 from rssr_cli.training.pairs import MixedSampler, PairSampler, PairSpec, load_pair, read_pairs_file, validate_pairs
 

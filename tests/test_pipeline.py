@@ -14,10 +14,10 @@ from rio_cogeo.cogeo import cog_validate
 
 from rssr_cli import backends
 from rssr_cli.backends.classical import ClassicalBackend
-from rssr_cli.blend import RowAccumulator
-from rssr_cli.errors import UsageError
+from rssr_cli.core.errors import UsageError
+from rssr_cli.io.raster_io import fill_invalid
 from rssr_cli.pipeline import ModelOptions, UpscaleSettings, upscale
-from rssr_cli.raster_io import fill_invalid
+from rssr_cli.pipeline.blend import RowAccumulator
 
 from conftest import files_in, synthetic_image
 

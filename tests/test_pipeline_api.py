@@ -9,8 +9,8 @@ import re
 import pytest
 
 from rssr_cli import ModelOptions, RunRequest, UpscaleSettings, run, upscale
-from rssr_cli.errors import UsageError
-from rssr_cli.locks import OutputBusy, output_lock
+from rssr_cli.core.errors import UsageError
+from rssr_cli.pipeline.locks import OutputBusy, output_lock
 
 BICUBIC = UpscaleSettings(scale=2, method="bicubic")
 

@@ -19,10 +19,10 @@ from rio_cogeo.cogeo import cog_validate
 from typer.testing import CliRunner
 
 from rssr_cli.cli import app
-from rssr_cli.errors import InputError, RssrWarning, UsageError
-from rssr_cli.grid import OutputGrid, Placement, hr_grid_for, plan_tiles
+from rssr_cli.core.errors import InputError, RssrWarning, UsageError
+from rssr_cli.geo.grid import OutputGrid, Placement, hr_grid_for, plan_tiles
+from rssr_cli.io.products import is_band_stack, open_band_stack, scene_stem
 from rssr_cli.pipeline import UpscaleSettings, upscale
-from rssr_cli.products import is_band_stack, open_band_stack, scene_stem
 
 import s2_products as sp
 from conftest import write_raster
@@ -140,8 +140,8 @@ def test_band_selection_by_name_number_common_name_and_default(products):
 
 def test_a_missing_guide_is_said_never_silently_unguided(tmp_path):
     """Issue 23 item 22: a product without B02 ran B05 unguided, with nothing said."""
-    from rssr_cli.stack_guidance import plan_guidance
-    from rssr_cli.stack_plan import plan_stack
+    from rssr_cli.pipeline.stack_guidance import plan_guidance
+    from rssr_cli.pipeline.stack_plan import plan_stack
 
     stack = open_band_stack(sp.make_l1c(tmp_path, suffix=".tif", bands=("B03", "B04", "B08", "B05")))
     settings = UpscaleSettings(resolution=10.0, bands=("B04", "B05"), guidance=True)
@@ -409,7 +409,7 @@ def test_aoi_on_a_product_writes_the_same_pixels_as_the_full_run(products, tmp_p
     upscale(products["l1c"], full, settings)
     with rasterio.open(full) as ds:
         west, south, east, north = ds.bounds
-    from rssr_cli.aoi import load_aoi
+    from rssr_cli.io.aoi import load_aoi
 
     aoi = load_aoi(f"POLYGON(({west + 200} {south + 150}, {west + 420} {south + 150}, {west + 420} {south + 390}, "
                    f"{west + 200} {south + 390}, {west + 200} {south + 150}))")  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rssr_cli.radiometry import (
+from rssr_cli.io.radiometry import (
     denormalize,
     fixed_radiometry,
     normalize,
@@ -121,8 +121,8 @@ def test_training_and_inference_normalize_a_float_raster_alike(tmp_path):
     (pipeline.plan.scene_radiometry over the whole scene): the model sees one unit whatever the path."""
     import rasterio
 
+    from rssr_cli.io.raster_io import inspect_source
     from rssr_cli.pipeline.plan import scene_radiometry
-    from rssr_cli.raster_io import inspect_source
     from rssr_cli.training.data import load_images
 
     path, data = _float_raster(tmp_path)
@@ -140,9 +140,9 @@ def test_training_and_inference_normalize_a_float_raster_alike(tmp_path):
 def test_training_and_inference_honour_declared_scale_and_offset(tmp_path):
     import rasterio
 
-    from rssr_cli.images import read_model_units
+    from rssr_cli.io.images import read_model_units
+    from rssr_cli.io.raster_io import inspect_source
     from rssr_cli.pipeline.plan import scene_radiometry
-    from rssr_cli.raster_io import inspect_source
 
     from conftest import write_raster
 
@@ -162,7 +162,7 @@ def test_training_and_inference_honour_declared_scale_and_offset(tmp_path):
 def test_numpy_and_torch_quantize_agree(levels, dtype):
     import torch
 
-    from rssr_cli.degrade import quantize as quantize_torch
+    from rssr_cli.degradation.degrade import quantize as quantize_torch
 
     x = np.linspace(-0.2, 1.2, 1001, dtype=np.float32).reshape(1, 7, 143)
     np.testing.assert_allclose(quantize(x, dtype), quantize_torch(torch.from_numpy(x), levels).numpy(), atol=1e-7)

@@ -12,7 +12,7 @@ import pytest
 import rasterio
 import rasterio.shutil
 
-from rssr_cli import sources
+from rssr_cli.io import sources
 from rssr_cli.pipeline import UpscaleSettings
 from rssr_cli.pipeline.jobs import expand_inputs, is_batch, output_name
 

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from rssr_cli.cli import app
-from rssr_cli.destination import staging_prefix
-from rssr_cli.locks import lock_path
+from rssr_cli.io.destination import staging_prefix
 from rssr_cli.pipeline import UpscaleSettings
 from rssr_cli.pipeline.jobs import SceneJob
+from rssr_cli.pipeline.locks import lock_path
 from rssr_cli.pipeline.scenes import run_batch
 
 from conftest import synthetic_image, write_raster
@@ -143,7 +143,7 @@ def no_real_build(monkeypatch):
     ],
 )
 def test_a_hostile_card_is_one_checkpoint_error_before_any_model_is_built(saved_model, no_real_build, part, args, fragment):
-    from rssr_cli.errors import CheckpointError
+    from rssr_cli.core.errors import CheckpointError
     from rssr_cli.model.checkpoint import load_model
 
     weights, card_path = saved_model
@@ -155,7 +155,7 @@ def test_a_hostile_card_is_one_checkpoint_error_before_any_model_is_built(saved_
 def test_a_bad_schedule_or_sampler_is_refused(saved_model, no_real_build):
     import json
 
-    from rssr_cli.errors import CheckpointError
+    from rssr_cli.core.errors import CheckpointError
     from rssr_cli.model.checkpoint import load_model
 
     weights, card_path = saved_model
@@ -187,7 +187,7 @@ def rewrite_header(weights: Path, edit) -> None:
 
 
 def test_header_shapes_that_lie_about_sizes_are_refused_before_reading_tensors(saved_model, no_real_build):
-    from rssr_cli.errors import CheckpointError
+    from rssr_cli.core.errors import CheckpointError
     from rssr_cli.model.checkpoint import load_model
 
     weights, card_path = saved_model
@@ -205,7 +205,7 @@ def test_header_shapes_that_lie_about_sizes_are_refused_before_reading_tensors(s
 def test_embedded_spec_that_does_not_match_the_tensor_shapes_is_refused(saved_model, no_real_build):
     import json
 
-    from rssr_cli.errors import CheckpointError
+    from rssr_cli.core.errors import CheckpointError
     from rssr_cli.model.checkpoint import load_model
 
     weights, card_path = saved_model
@@ -324,7 +324,7 @@ def signed(url: str) -> str:
 
 
 def test_the_redaction_rule():
-    from rssr_cli.messages import redact, user_text
+    from rssr_cli.core.messages import redact, user_text
 
     assert redact(signed("https://h/x.tif")) == (
         "https://***@h/x.tif?X-Amz-Signature=***&X-Amz-Credential=***&X-Amz-Security-Token=***&sig=***&token=***"
@@ -374,7 +374,7 @@ def test_signed_urls_are_redacted_in_the_json_log_info_json_and_the_output_tags(
 
 def test_network_reads_have_timeouts_by_default_and_the_environment_wins(monkeypatch):
     """Issue 23 item 14: GDAL waits forever on a hung URL by default; rssr sets timeouts unless the user set them."""
-    from rssr_cli.raster_io import GDAL_HTTP_TIMEOUTS, gdal_config
+    from rssr_cli.io.raster_io import GDAL_HTTP_TIMEOUTS, gdal_config
 
     for key in GDAL_HTTP_TIMEOUTS:
         monkeypatch.delenv(key, raising=False)

@@ -10,7 +10,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from rssr_cli.backends import SRRequest, get_backend
-from rssr_cli.grid import hr_grid_for, plan_output_grid
+from rssr_cli.geo.grid import hr_grid_for, plan_output_grid
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.model.operator import grid_tensors
 from rssr_cli.model.resample import bicubic_at

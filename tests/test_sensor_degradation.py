@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rssr_cli import degrade as synthetic_degrade
-from rssr_cli import sensor_degradation as sd
 from rssr_cli.cli import app
-from rssr_cli.errors import UsageError
+from rssr_cli.core.errors import UsageError
+from rssr_cli.degradation import degrade as synthetic_degrade
+from rssr_cli.degradation import sensor_degradation as sd
 from rssr_cli.model import device as model_device
 from rssr_cli.model.resample import bicubic_at
 from rssr_cli.sharpen import degrade as sharpen_degrade

@@ -15,10 +15,10 @@ import torch
 from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
-from rssr_cli.errors import InputError
-from rssr_cli.grid import Placement
+from rssr_cli.core.errors import InputError
+from rssr_cli.degradation.sensor_degradation import SensorDraw
+from rssr_cli.geo.grid import Placement
 from rssr_cli.model.checkpoint import save_model
-from rssr_cli.sensor_degradation import SensorDraw
 from rssr_cli.sharpen import apply as sharpen_apply
 from rssr_cli.sharpen.bands import GUIDE_BANDS
 from rssr_cli.sharpen.consistency import average_onto_native, consistency_error, psf_consistency_error
@@ -215,7 +215,7 @@ TINY_RUN = dict(steps=2, batch=2, crop=12, width=8, blocks=1, share_60m=0.0, eva
 ])  # fmt: skip
 def test_train_sharpener_options_are_checked_before_any_file_is_read(tmp_path, option, value, message):
     """Issue 23 item 9: --steps -5 reported "model written" with no file; the others were tracebacks."""
-    from rssr_cli.errors import UsageError
+    from rssr_cli.core.errors import UsageError
 
     options = {"scenes": [str(tmp_path / "absent")], "out": str(tmp_path / "run"), **TINY_RUN, option: value}
     with pytest.raises(UsageError, match=message):

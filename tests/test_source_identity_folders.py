@@ -12,7 +12,7 @@ import rasterio
 from typer.testing import CliRunner
 
 from rssr_cli.cli import app
-from rssr_cli.source_identity import FINGERPRINT_TAG, SIZE_TAG, source_identity
+from rssr_cli.io.source_identity import FINGERPRINT_TAG, SIZE_TAG, source_identity
 
 import s2_products as sp
 
@@ -105,7 +105,7 @@ def test_a_zipped_product_is_known_by_its_band_members(tmp_path):
 
 def test_a_product_output_made_before_band_identities_still_compares_by_folder(tmp_path):
     """An output whose tags hold the folder identity (no RSSR_SOURCE_BANDS) is compared as before: not redone."""
-    from rssr_cli.source_identity import BANDS_TAG, same_source
+    from rssr_cli.io.source_identity import BANDS_TAG, same_source
 
     product = sp.make_l1c(tmp_path, suffix=".tif", bands=("B02", "B03", "B04", "B08"))
     recorded = source_identity(product)

@@ -14,14 +14,14 @@ import torch
 from rasterio.windows import Window
 from typer.testing import CliRunner
 
-from rssr_cli.aoi import load_aoi
 from rssr_cli.backends import get_backend
 from rssr_cli.cli import app
-from rssr_cli.errors import FidelityError
+from rssr_cli.core.errors import FidelityError
+from rssr_cli.geo.region import OutputRegion, split_rows
+from rssr_cli.io.aoi import load_aoi
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.pipeline import UpscaleSettings, upscale
 from rssr_cli.pipeline.split import assemble_rows, render_rows, scene_row_bands
-from rssr_cli.region import OutputRegion, split_rows
 
 from conftest import UTM_TRANSFORM, synthetic_image, write_raster
 from model_helpers import tiny_model

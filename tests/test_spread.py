@@ -11,13 +11,13 @@ import torch
 from rio_cogeo.cogeo import cog_validate
 from typer.testing import CliRunner
 
-from rssr_cli import cog
 from rssr_cli.backends.base import SRRequest
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.backends.diffusion import DiffusionBackend
 from rssr_cli.cli import app
-from rssr_cli.errors import Interrupted
-from rssr_cli.grid import HRGrid
+from rssr_cli.core.errors import Interrupted
+from rssr_cli.geo.grid import HRGrid
+from rssr_cli.io import cog
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.pipeline import ModelOptions, UpscaleSettings, upscale
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from rssr_cli.cli.app import app
 from rssr_cli.evaluation.fidelity import Comparison
-from rssr_cli.grid import OutputGrid, Placement
+from rssr_cli.geo.grid import OutputGrid, Placement
 
 import s2_products as sp
 

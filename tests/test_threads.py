@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from rssr_cli import backends
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.cli import app
+from rssr_cli.core.threads import available_cores, cgroup_cpu_quota, cpu_threads
+from rssr_cli.io.raster_io import DEFAULT_GDAL_CACHEMAX_MB, gdal_config
 from rssr_cli.model.checkpoint import save_model
-from rssr_cli.raster_io import DEFAULT_GDAL_CACHEMAX_MB, gdal_config
-from rssr_cli.threads import available_cores, cgroup_cpu_quota, cpu_threads
 
 from model_helpers import tiny_model
 
@@ -157,7 +157,7 @@ def test_an_affinity_mask_below_the_quota_wins(tmp_path, monkeypatch):
 
 def test_the_default_thread_count_is_the_cpus_the_process_may_use(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("rssr_cli.threads.available_cores", lambda: 3)
+    monkeypatch.setattr("rssr_cli.core.threads.available_cores", lambda: 3)
     assert cpu_threads(None) == 3
 
 

@@ -11,10 +11,10 @@ import torch
 from rasterio.windows import Window
 
 from rssr_cli.backends.base import SRRequest
+from rssr_cli.io.radiometry import normalize
+from rssr_cli.io.raster_io import inspect_source
 from rssr_cli.model.normalize import Stats, standardize
 from rssr_cli.pipeline import ModelOptions, UpscaleSettings, plan, upscale
-from rssr_cli.radiometry import normalize
-from rssr_cli.raster_io import inspect_source
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "s2_b2348_256.tif"
@@ -33,7 +33,7 @@ def test_standardize_uses_given_statistics():
 
 def test_request_statistics_reach_the_model_and_change_its_input(tmp_path):
     from rssr_cli.backends.diffusion import DiffusionBackend
-    from rssr_cli.grid import HRGrid
+    from rssr_cli.geo.grid import HRGrid
     from rssr_cli.model.checkpoint import save_model
     from rssr_cli.model.sr_model import TINY_SPEC, build_sr_model
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_metrics import smooth_random
 
-from rssr_cli.grid import HRGrid
-from rssr_cli.metrics import degrade_back
+from rssr_cli.geo.grid import HRGrid
+from rssr_cli.scoring.metrics import degrade_back
 from rssr_cli.training.alignment import area_to_lr, pair_shift
 
 

@@ -1,4 +1,4 @@
-"""rssr_cli.windows: window edges, clipping, halos and overlap as values."""
+"""rssr_cli.geo.windows: window edges, clipping, halos and overlap as values."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rasterio.windows import Window, intersect
 
-from rssr_cli.windows import as_tuple, clip, edges, from_edges, grow, overlaps
+from rssr_cli.geo.windows import as_tuple, clip, edges, from_edges, grow, overlaps
 
 small = st.integers(-20, 60)
 size = st.integers(0, 40)

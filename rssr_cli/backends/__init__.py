@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from ..errors import CheckpointError, UsageError
-from ..shipped_models import AERIAL, package_model_dirs, resolve_model, shipped_models
-from .base import SpreadBackend, SRBackend, SRRequest, writes_spread
-from .classical import ClassicalBackend
+from rssr_cli.backends.base import SpreadBackend, SRBackend, SRRequest, writes_spread
+from rssr_cli.backends.classical import ClassicalBackend
+from rssr_cli.core.errors import CheckpointError, UsageError
+from rssr_cli.model.shipped_models import AERIAL, package_model_dirs, resolve_model, shipped_models
 
 CLASSICAL_METHODS = ("nearest", "bicubic", "lanczos")
 MODEL_OPTIONS = ("model", "steps", "strength", "precision", "tta", "style", "samples")  # options only a model backend uses
@@ -86,7 +86,7 @@ def default_model_path() -> Path:
 
 
 def _diffusion_backend(**options: Any) -> SRBackend:
-    from .diffusion import DiffusionBackend  # torch is imported only when the model is actually used
+    from rssr_cli.backends.diffusion import DiffusionBackend  # torch is imported only when the model is actually used
 
     return DiffusionBackend(**options)
 

@@ -7,7 +7,7 @@ from typing import Optional, Protocol, Sequence
 
 import numpy as np
 
-from ..grid import HRGrid
+from rssr_cli.geo.grid import HRGrid
 
 
 @dataclass(frozen=True)

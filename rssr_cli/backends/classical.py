@@ -7,9 +7,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..grid import HRGrid
-from ..kernels import KERNELS, resample_matrix
-from .base import SRRequest
+from rssr_cli.backends.base import SRRequest
+from rssr_cli.geo.grid import HRGrid
+from rssr_cli.geo.kernels import KERNELS, resample_matrix
 
 
 def resample(lr: np.ndarray, grid: HRGrid, method: str) -> np.ndarray:

@@ -17,15 +17,15 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, UsageError
-from ..model.checkpoint import check_bands, load_model, model_id
-from ..model.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
-from ..model.normalize import Stats
-from ..model.samplers import timesteps_for
-from ..shipped_models import resolve_model
-from ..threads import cpu_threads
-from . import NO_MODEL_HINT, check_sampler_options, default_model_path
-from .base import SRRequest
+from rssr_cli.backends import NO_MODEL_HINT, check_sampler_options, default_model_path
+from rssr_cli.backends.base import SRRequest
+from rssr_cli.core.errors import CheckpointError, UsageError
+from rssr_cli.core.threads import cpu_threads
+from rssr_cli.model.checkpoint import check_bands, load_model, model_id
+from rssr_cli.model.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
+from rssr_cli.model.normalize import Stats
+from rssr_cli.model.samplers import timesteps_for
+from rssr_cli.model.shipped_models import resolve_model
 
 log = logging.getLogger(__name__)
 

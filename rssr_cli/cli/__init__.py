@@ -4,6 +4,6 @@ common (shared options, session, errors -> exit codes, progress bars), render (t
 command (upscale, info, evaluate, train). To add a command: write its library function, then a module here with a
 function that calls it inside `with cli_session(verbose):`, registered in app.py."""
 
-from .app import app, main
+from rssr_cli.cli.app import app, main
 
 __all__ = ["app", "main"]

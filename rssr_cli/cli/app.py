@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, Sequence
 
 import typer
 
-from ..errors import RssrError
-from ..version import __version__
-from .common import EXIT_CODES_HELP, EXIT_PROCESSING, exit_code_for, report_error, stderr, stdout
-from .evaluate import evaluate_command
-from .info import info_command
-from .train import train_command, train_sharpener_command
-from .upscale import BATCH_EXIT_HELP, upscale_command
+from rssr_cli.cli.common import EXIT_CODES_HELP, EXIT_PROCESSING, exit_code_for, report_error, stderr, stdout
+from rssr_cli.cli.evaluate import evaluate_command
+from rssr_cli.cli.info import info_command
+from rssr_cli.cli.train import train_command, train_sharpener_command
+from rssr_cli.cli.upscale import BATCH_EXIT_HELP, upscale_command
+from rssr_cli.core.errors import RssrError
+from rssr_cli.core.version import __version__
 
 # Click's exception base: typer >= 0.20 vendors its own click, older versions re-export click's.
 if TYPE_CHECKING:  # found at run time, so mypy sees the class of the typer it checks against (the dev environment's)

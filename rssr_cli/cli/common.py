@@ -21,12 +21,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..band_names import parse_band_numbers
-from ..cog_profiles import parse_creation_options
-from ..errors import Interrupted, RssrError, RssrWarning, UsageError
-from ..locks import JobBusy
-from ..messages import user_text
-from ..raster_io import silence_libtiff
+from rssr_cli.core.errors import Interrupted, RssrError, RssrWarning, UsageError
+from rssr_cli.core.messages import user_text
+from rssr_cli.geo.band_names import parse_band_numbers
+from rssr_cli.io.cog_profiles import parse_creation_options
+from rssr_cli.io.raster_io import silence_libtiff
+from rssr_cli.pipeline.locks import JobBusy
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
 EXIT_JOB_BUSY = 75  # sysexits' EX_TEMPFAIL: another batch runs on the same output folder; try again later

@@ -13,8 +13,9 @@ from typing import Annotated, Callable, Optional, TypeVar
 import typer
 from rich.table import Table
 
-from ..errors import UsageError
-from ..evaluation.compare import (
+from rssr_cli.cli.common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, shown, stderr, stdout
+from rssr_cli.core.errors import UsageError
+from rssr_cli.evaluation.compare import (
     COMPARISON_COLUMNS,
     DEFAULT_METHODS,
     DETAIL_COLUMNS,
@@ -31,13 +32,12 @@ from ..evaluation.compare import (
     posterior_legend,
     posterior_rows,
 )
-from ..evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fidelity_rows
-from ..evaluation.fidelity_report import FidelityReport
-from ..evaluation.protocol import DEFAULT_SCALES, EvaluationReport
-from ..products import is_input_path
-from ..sharpen.wald import DEGRADATIONS as WALD_DEGRADATIONS
-from ..sharpen.wald import WaldReport, evaluate_wald
-from .common import Device, Quiet, Verbose, cli_session, comma_list, parse_bands, progress_bar, shown, stderr, stdout
+from rssr_cli.evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_files, fidelity_rows
+from rssr_cli.evaluation.fidelity_report import FidelityReport
+from rssr_cli.evaluation.protocol import DEFAULT_SCALES, EvaluationReport
+from rssr_cli.io.products import is_input_path
+from rssr_cli.sharpen.wald import DEGRADATIONS as WALD_DEGRADATIONS
+from rssr_cli.sharpen.wald import WaldReport, evaluate_wald
 
 T = TypeVar("T")
 DEFAULT_SCALES_TEXT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)

@@ -6,13 +6,13 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from ..errors import UsageError
-from ..grid import parse_resolution
-from ..info import describe_model, describe_models, describe_raster
-from ..products import is_band_stack
-from ..stack_plan import describe_stack
-from .common import Verbose, cli_session, parse_band_selection, stdout
-from .render import render_model_report, render_models_report, render_report, render_stack_report, to_json
+from rssr_cli.cli.common import Verbose, cli_session, parse_band_selection, stdout
+from rssr_cli.cli.render import render_model_report, render_models_report, render_report, render_stack_report, to_json
+from rssr_cli.core.errors import UsageError
+from rssr_cli.geo.grid import parse_resolution
+from rssr_cli.io.products import is_band_stack
+from rssr_cli.pipeline.info import describe_model, describe_models, describe_raster
+from rssr_cli.pipeline.stack_plan import describe_stack
 
 
 def info_command(

@@ -13,14 +13,14 @@ from typing import Any, Optional
 from affine import Affine
 from rich.table import Table
 
-from .. import sources
-from ..info import ModelReport, RasterReport, ShippedModelsReport
-from ..messages import redact
-from ..model_rule import ModelChoice
-from ..pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneResult
-from ..pipeline.settings import BandMade, UpscaleResult
-from ..stack_plan import StackReport
-from .common import shown
+from rssr_cli.cli.common import shown
+from rssr_cli.core.messages import redact
+from rssr_cli.io import sources
+from rssr_cli.pipeline.info import ModelReport, RasterReport, ShippedModelsReport
+from rssr_cli.pipeline.model_rule import ModelChoice
+from rssr_cli.pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneResult
+from rssr_cli.pipeline.settings import BandMade, UpscaleResult
+from rssr_cli.pipeline.stack_plan import StackReport
 
 STATUS_STYLE = {DONE: "green", SKIPPED: "dim", BUSY: "yellow", FAILED: "bold red"}
 

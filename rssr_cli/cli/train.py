@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import EXIT_CODES_HELP, Quiet, Verbose, cli_session, stdout
+from rssr_cli.cli.common import EXIT_CODES_HELP, Quiet, Verbose, cli_session, stdout
 
 
 def train_command(
@@ -60,7 +60,7 @@ def train_command(
 ) -> None:
     """Train an rssr model on your own imagery (CPU or CUDA; same command)."""
     with cli_session(verbose):
-        from ..training.api import TrainSettings, train  # torch loads only for this command
+        from rssr_cli.training.api import TrainSettings, train  # torch loads only for this command
 
         settings = TrainSettings(
             data=list(data or []), out=out, pairs=pairs, pair_share=pair_share, pairs_holdout=pairs_holdout, scenes=list(scenes or []), scene_fraction=scene_fraction, val=val, stage=stage,
@@ -108,7 +108,7 @@ def train_sharpener_command(
     split per scene: top 3/4 trained on, next 1/8 selects the checkpoint, last 1/8 never used (`rssr evaluate --wald`
     scores it); with --select, the training scenes are used whole and the selection scenes choose the checkpoint."""
     with cli_session(verbose):
-        from ..sharpen.train import SharpenTrainConfig, train_sharpener  # torch loads only for this command
+        from rssr_cli.sharpen.train import SharpenTrainConfig, train_sharpener  # torch loads only for this command
 
         config = SharpenTrainConfig(
             scenes=list(scenes), out=str(out), select=list(select or []), steps=steps, batch=batch_size, crop=crop, lr=learning_rate, seed=seed,

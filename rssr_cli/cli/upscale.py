@@ -9,19 +9,7 @@ from typing import Annotated, Any, Callable, Iterator, Optional
 import typer
 from rich.progress import Progress, TaskID
 
-from .. import sources
-from ..aoi import load_aoi
-from ..cog_profiles import DEFAULT_PROFILE, PROFILES, parse_creation_options
-from ..errors import UsageError
-from ..evaluation.fidelity_report import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
-from ..grid import parse_resolution
-from ..model_rule import RULE
-from ..pipeline.api import RunRequest, run
-from ..pipeline.distributed import SCHEDULER_ENV
-from ..pipeline.jobs import SceneJob
-from ..pipeline.scenes import FAILED, SceneResult
-from ..pipeline.settings import DEFAULT_BATCH_SIZE, ModelOptions, UpscaleSettings
-from .common import (
+from rssr_cli.cli.common import (
     EXIT_PROCESSING,
     Device,
     Precision,
@@ -36,7 +24,19 @@ from .common import (
     stderr,
     window_progress,
 )
-from .render import render_batch_summary, render_scene_line, summarize
+from rssr_cli.cli.render import render_batch_summary, render_scene_line, summarize
+from rssr_cli.core.errors import UsageError
+from rssr_cli.evaluation.fidelity_report import DEFAULT_SAMPLES, FidelityChecks, FidelityOptions
+from rssr_cli.geo.grid import parse_resolution
+from rssr_cli.io import sources
+from rssr_cli.io.aoi import load_aoi
+from rssr_cli.io.cog_profiles import DEFAULT_PROFILE, PROFILES, parse_creation_options
+from rssr_cli.pipeline.api import RunRequest, run
+from rssr_cli.pipeline.distributed import SCHEDULER_ENV
+from rssr_cli.pipeline.jobs import SceneJob
+from rssr_cli.pipeline.model_rule import RULE
+from rssr_cli.pipeline.scenes import FAILED, SceneResult
+from rssr_cli.pipeline.settings import DEFAULT_BATCH_SIZE, ModelOptions, UpscaleSettings
 
 BATCH_EXIT_HELP = "In batch mode 1 means at least one scene failed (busy and skipped scenes are not failures)."
 

@@ -21,19 +21,19 @@ from typing import TYPE_CHECKING, Mapping, Optional, Sequence, cast
 
 import torch
 
-from ..backends import SRBackend, backend_names, default_model_path, get_backend
-from ..errors import CheckpointError, InputError, UsageError
-from ..grid import check_scale
-from ..images import find_images
-from ..interrupts import interruptible
-from .detail import Interval, summarize_detail
-from .jsonsafe import finite_or_none
-from .pairs import PairScore, evaluate_pairs
-from .posterior import summarize_posterior
-from .protocol import DEFAULT_SCALES, DEGRADATIONS, EvaluationReport, PosteriorSpec, Progress, evaluate_folder
+from rssr_cli.backends import SRBackend, backend_names, default_model_path, get_backend
+from rssr_cli.core.errors import CheckpointError, InputError, UsageError
+from rssr_cli.core.interrupts import interruptible
+from rssr_cli.evaluation.jsonsafe import finite_or_none
+from rssr_cli.evaluation.pairs import PairScore, evaluate_pairs
+from rssr_cli.evaluation.protocol import DEFAULT_SCALES, DEGRADATIONS, EvaluationReport, PosteriorSpec, Progress, evaluate_folder
+from rssr_cli.geo.grid import check_scale
+from rssr_cli.io.images import find_images
+from rssr_cli.scoring.detail import Interval, summarize_detail
+from rssr_cli.scoring.posterior import summarize_posterior
 
 if TYPE_CHECKING:  # torch is optional: the diffusion backend is imported only where it runs
-    from ..backends.diffusion import DiffusionBackend
+    from rssr_cli.backends.diffusion import DiffusionBackend
 
 MODEL_PREFIX = "model"
 REFERENCE_METHOD = "bicubic"

@@ -28,20 +28,11 @@ import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from ..grid import OutputGrid, hr_grid_for
-from ..metrics import area_weights, measure_shift, noise_sigma, spectral_angle
-from ..raster_io import SourceInfo, read_window
-from ..windows import as_tuple, edges
-from .fidelity_report import (
-    DEVIATION_SIGMAS,
-    NOISE_CELL,
-    NOISE_PERCENTILE,
-    BandFidelity,
-    FidelityOptions,
-    FidelityReport,
-    Shift,
-    UncertaintyCrop,
-)
+from rssr_cli.evaluation.fidelity_report import DEVIATION_SIGMAS, NOISE_CELL, NOISE_PERCENTILE, BandFidelity, FidelityOptions, FidelityReport, Shift, UncertaintyCrop
+from rssr_cli.geo.grid import OutputGrid, hr_grid_for
+from rssr_cli.geo.windows import as_tuple, edges
+from rssr_cli.io.raster_io import SourceInfo, read_window
+from rssr_cli.scoring.metrics import area_weights, measure_shift, noise_sigma, spectral_angle
 
 BLOCK = 128  # LR pixels per block side (also the shift is measured per block: a median needs several)
 MIN_SHIFT_BLOCK = 32  # smaller blocks give unreliable phase correlation

@@ -15,11 +15,11 @@ from typing import Optional, Sequence
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from ..grid import OutputGrid
-from ..products import StackBand
-from ..raster_io import inspect_source, open_raster, with_nodata
-from .fidelity import Comparison, SampleCrop, measure_fidelity
-from .fidelity_report import FidelityOptions, FidelityReport
+from rssr_cli.evaluation.fidelity import Comparison, SampleCrop, measure_fidelity
+from rssr_cli.evaluation.fidelity_report import FidelityOptions, FidelityReport
+from rssr_cli.geo.grid import OutputGrid
+from rssr_cli.io.products import StackBand
+from rssr_cli.io.raster_io import inspect_source, open_raster, with_nodata
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,14 @@ from typing import Optional, Sequence
 
 from rasterio.windows import Window
 
-from ..errors import InputError
-from ..grid import OutputGrid, placed_grid
-from ..interrupts import interruptible
-from ..products import DEFAULT_PRODUCT_BANDS, is_band_stack, open_band_stack
-from ..raster_io import SourceInfo, gdal_env, inspect_source, open_raster, select_bands
-from .fidelity import Comparison, measure_fidelity
-from .fidelity_bands import OutputBand, measure_bands
-from .fidelity_report import FidelityOptions, FidelityReport, check
+from rssr_cli.core.errors import InputError
+from rssr_cli.core.interrupts import interruptible
+from rssr_cli.evaluation.fidelity import Comparison, measure_fidelity
+from rssr_cli.evaluation.fidelity_bands import OutputBand, measure_bands
+from rssr_cli.evaluation.fidelity_report import FidelityOptions, FidelityReport, check
+from rssr_cli.geo.grid import OutputGrid, placed_grid
+from rssr_cli.io.products import DEFAULT_PRODUCT_BANDS, is_band_stack, open_band_stack
+from rssr_cli.io.raster_io import SourceInfo, gdal_env, inspect_source, open_raster, select_bands
 
 FIDELITY_COLUMNS = ("LR band", "consistency L1", "% of range", "deviating %", "noise sigma")
 

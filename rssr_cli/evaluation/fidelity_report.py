@@ -8,8 +8,8 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
-from ..errors import FidelityError, UsageError
-from .jsonsafe import finite_or_none
+from rssr_cli.core.errors import FidelityError, UsageError
+from rssr_cli.evaluation.jsonsafe import finite_or_none
 
 FORMAT = "rssr-fidelity/1"
 NOISE_CELL = 32  # LR side of the cells the noise level is estimated in

@@ -1,6 +1,6 @@
 """A real LR/HR pair of rasters: super-resolve the LR onto the HR's grid over their common area and score it.
 
-Co-registration is rssr_cli.coregister.plan_pair; the LR is mapped to model units by the product's rule
+Co-registration is rssr_cli.geo.coregister.plan_pair; the LR is mapped to model units by the product's rule
 (radiometry.to_model_units); the SR is fitted to the HR per band before scoring (sensors differ in gain and
 offset; what is scored is spatial detail, not calibration).
 """
@@ -16,13 +16,13 @@ from typing import Optional, Sequence
 import numpy as np
 import rasterio
 
-from ..backends.base import SRBackend, SRRequest
-from ..coregister import plan_pair
-from ..errors import InputError
-from ..metrics import measure_shift, psnr, shave, ssim
-from ..radiometry import to_model_units
-from .jsonsafe import finite_or_none
-from .protocol import shave_for
+from rssr_cli.backends.base import SRBackend, SRRequest
+from rssr_cli.core.errors import InputError
+from rssr_cli.evaluation.jsonsafe import finite_or_none
+from rssr_cli.evaluation.protocol import shave_for
+from rssr_cli.geo.coregister import plan_pair
+from rssr_cli.io.radiometry import to_model_units
+from rssr_cli.scoring.metrics import measure_shift, psnr, shave, ssim
 
 
 def linear_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

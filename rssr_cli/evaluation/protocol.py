@@ -6,13 +6,13 @@ Torch is imported only by the default degradation, so the module loads without i
 Protocol of `evaluate_folder` (per image, per scale s, per backend):
 1. HR = the whole image in model units (radiometry.to_model_units: uint8 /255, uint16 /10000); data_range
    for the scores is 1.
-2. LR size = (round(H/s), round(W/s)); LR = anti-aliased bicubic resize of HR (rssr_cli.degrade),
+2. LR size = (round(H/s), round(W/s)); LR = anti-aliased bicubic resize of HR (rssr_cli.degradation.degrade),
    clipped and quantized to the image's dtype, as a stored LR file would be.
 3. SR on the HR grid: HRGrid(H, W, y0=0, x0=0, dy=h/H, dx=w/W), the same geometry the product uses
-   (rssr_cli.grid), so SR pixel (i, j) sits exactly on HR pixel (i, j) at any real scale.
+   (rssr_cli.geo.grid), so SR pixel (i, j) sits exactly on HR pixel (i, j) at any real scale.
 4. SR clipped to [0, dtype max] and quantized (radiometry.quantize; uint8: round(x*255)/255), as a user's
    output file is.
-5. PSNR and SSIM (rssr_cli.metrics) over all bands, after shaving `ceil(s)` HR pixels from every side
+5. PSNR and SSIM (rssr_cli.scoring.metrics) over all bands, after shaving `ceil(s)` HR pixels from every side
    (the LIIF/EDSR benchmark convention "shave = scale", rounded up for non-integer scales): the outer
    pixels depend on how each method pads the border, which says nothing about its quality.
 6. Seconds = wall time of the backend's `upsample` call for that image.
@@ -35,18 +35,18 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from .. import sensor_degradation
-from ..backends.base import SRBackend, SRRequest
-from ..backends.classical import ClassicalBackend
-from ..degrade import downsample
-from ..errors import InputError
-from ..grid import HRGrid
-from ..images import find_images, read_pixels
-from ..metrics import psnr, shave, ssim
-from ..radiometry import FIXED_DIVISORS, quantize, to_model_units
-from .detail import detail_score, summarize_detail
-from .jsonsafe import finite_or_none
-from .posterior import posterior_image, sample_seed, summarize_posterior
+from rssr_cli.backends.base import SRBackend, SRRequest
+from rssr_cli.backends.classical import ClassicalBackend
+from rssr_cli.core.errors import InputError
+from rssr_cli.degradation import sensor_degradation
+from rssr_cli.degradation.degrade import downsample
+from rssr_cli.evaluation.jsonsafe import finite_or_none
+from rssr_cli.geo.grid import HRGrid
+from rssr_cli.io.images import find_images, read_pixels
+from rssr_cli.io.radiometry import FIXED_DIVISORS, quantize, to_model_units
+from rssr_cli.scoring.detail import detail_score, summarize_detail
+from rssr_cli.scoring.metrics import psnr, shave, ssim
+from rssr_cli.scoring.posterior import posterior_image, sample_seed, summarize_posterior
 
 QUANTIZED_DTYPES = ("uint8", "uint16")  # what a benchmark's LR and SR are stored as
 DEFAULT_SCALES = (2.0, 3.0, 4.0, 4.5, 8.0)
@@ -57,7 +57,7 @@ Progress = Callable[[int, int], None]
 
 
 def bicubic_degrade(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Default degradation: rssr_cli.degrade.downsample (anti-aliased bicubic) on a float [C, H, W] array."""
+    """Default degradation: rssr_cli.degradation.degrade.downsample (anti-aliased bicubic) on a float [C, H, W] array."""
     x = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None]
     with torch.no_grad():
         return downsample(x, size)[0].numpy()

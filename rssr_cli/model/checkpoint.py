@@ -19,14 +19,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..errors import CheckpointError
-from ..safefiles import write_atomic
-from ..version import __version__
-from .normalize import MIN_STD
-from .registry import build, registered  # noqa: F401  (re-exported: `build(spec)` for {name, args})
-from .samplers import DEFAULT_SAMPLER
-from .sr_model import SRModel, band_rule
-from .validation import check_weights_match, read_safetensors_header, validate_spec
+from rssr_cli.core.errors import CheckpointError
+from rssr_cli.core.version import __version__
+from rssr_cli.io.safefiles import write_atomic
+from rssr_cli.model.normalize import MIN_STD
+from rssr_cli.model.registry import build, registered  # noqa: F401  (re-exported: `build(spec)` for {name, args})
+from rssr_cli.model.samplers import DEFAULT_SAMPLER
+from rssr_cli.model.sr_model import SRModel, band_rule
+from rssr_cli.model.validation import check_weights_match, read_safetensors_header, validate_spec
 
 FORMAT = "rssr-model/1"
 PARTS = ("operator", "prior_features", "denoiser")

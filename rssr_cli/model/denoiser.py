@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .registry import register
+from rssr_cli.model.registry import register
 
 
 class Condition(NamedTuple):

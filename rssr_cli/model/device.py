@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
+from rssr_cli.core.errors import UsageError
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision name -> autocast dtype
 

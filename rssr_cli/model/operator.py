@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .resample import bicubic_at, neighbours
+from rssr_cli.model.resample import bicubic_at, neighbours
 
 # HR tokens per row block at inference: the block's temporaries (~600 floats per token) stay within a few MB
 # of cache and are recycled by the allocator; much smaller blocks pay Python overhead per block.

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .registry import register
+from rssr_cli.model.registry import register
 
 
 class _ConvBlock(nn.Module):

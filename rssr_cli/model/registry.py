@@ -6,7 +6,7 @@ from typing import Any, Callable, TypeVar
 
 from torch import nn
 
-from ..errors import CheckpointError
+from rssr_cli.core.errors import CheckpointError
 
 _PARTS: dict[str, Callable[..., nn.Module]] = {}
 Factory = TypeVar("Factory", bound=Callable[..., nn.Module])

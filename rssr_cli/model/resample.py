@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..kernels import KEYS_A, keys_cubic
+from rssr_cli.geo.kernels import KEYS_A, keys_cubic
 
 
 def cubic_kernel(x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch.nn import functional as F
 
-from .samplers import Callback, Generators, randn
+from rssr_cli.model.samplers import Callback, Generators, randn
 
 Model = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
 

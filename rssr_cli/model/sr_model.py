@@ -14,16 +14,16 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from . import prior_features as _prior_features  # noqa: F401  (registers "prior_pyramid")
-from .denoiser import Condition, pad_to_multiple
-from .diffusion import PREDICTIONS, TRAIN_STARTS, Denoiser, alphas_cumprod, betas_for, diffusion_loss, sample_timesteps
-from .normalize import Stats, destandardize, standardize
-from .operator import NeuralOperatorPrior, PriorOutput
-from .registry import build, register
-from .resshift import ResShiftDenoiser, chain_from_spec, resshift_loss, resshift_sample, resshift_start
-from .samplers import DEFAULT_SAMPLER, Callback, Generators, full_chain, lr_start, randn
-from .self_ensemble import self_ensemble
+from rssr_cli.core.errors import CheckpointError
+from rssr_cli.model import prior_features as _prior_features  # noqa: F401  (registers "prior_pyramid")
+from rssr_cli.model.denoiser import Condition, pad_to_multiple
+from rssr_cli.model.diffusion import PREDICTIONS, TRAIN_STARTS, Denoiser, alphas_cumprod, betas_for, diffusion_loss, sample_timesteps
+from rssr_cli.model.normalize import Stats, destandardize, standardize
+from rssr_cli.model.operator import NeuralOperatorPrior, PriorOutput
+from rssr_cli.model.registry import build, register
+from rssr_cli.model.resshift import ResShiftDenoiser, chain_from_spec, resshift_loss, resshift_sample, resshift_start
+from rssr_cli.model.samplers import DEFAULT_SAMPLER, Callback, Generators, full_chain, lr_start, randn
+from rssr_cli.model.self_ensemble import self_ensemble
 
 register("neurop_operator")(NeuralOperatorPrior)
 

@@ -20,11 +20,11 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import CheckpointError
-from .diffusion import PREDICTIONS, SCHEDULES
-from .registry import registered
-from .samplers import DEFAULT_SAMPLER
-from .sr_model import SRModel
+from rssr_cli.core.errors import CheckpointError
+from rssr_cli.model.diffusion import PREDICTIONS, SCHEDULES
+from rssr_cli.model.registry import registered
+from rssr_cli.model.samplers import DEFAULT_SAMPLER
+from rssr_cli.model.sr_model import SRModel
 
 MAX_PARAMETERS = 200_000_000  # the shipped model has ~2 M; anything this large is not an rssr model
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit

@@ -16,19 +16,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..destination import check_output_name
-from ..errors import Interrupted, OutputError, RssrError, UsageError
-from ..interrupts import raise_on_signals
-from ..locks import job_lock, output_lock, sweep_stale
-from ..products import is_band_stack, is_input_path
-from ..spread import NOT_SPLIT, refuse_stacks
-from ..value_types import check_field_types
-from .distributed import check_split_rows, dask_client, parse_scheduler, run_batch_on_dask, run_split_batch_on_dask
-from .joblog import JsonLog, check_log_path
-from .jobs import NAME_FIELDS, SceneJob, check_name_template, expand_inputs, is_batch, plan_jobs, refuse_stray_numbers
-from .scene import render_scene
-from .scenes import BUSY, DONE, FAILED, SKIPPED, SceneCallback, SceneResult, failed, run_batch, scene_fields
-from .settings import Progress, UpscaleResult, UpscaleSettings
+from rssr_cli.core.errors import Interrupted, OutputError, RssrError, UsageError
+from rssr_cli.core.interrupts import raise_on_signals
+from rssr_cli.core.value_types import check_field_types
+from rssr_cli.io.destination import check_output_name
+from rssr_cli.io.products import is_band_stack, is_input_path
+from rssr_cli.pipeline.distributed import check_split_rows, dask_client, parse_scheduler, run_batch_on_dask, run_split_batch_on_dask
+from rssr_cli.pipeline.joblog import JsonLog, check_log_path
+from rssr_cli.pipeline.jobs import NAME_FIELDS, SceneJob, check_name_template, expand_inputs, is_batch, plan_jobs, refuse_stray_numbers
+from rssr_cli.pipeline.locks import job_lock, output_lock, sweep_stale
+from rssr_cli.pipeline.scene import render_scene
+from rssr_cli.pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneCallback, SceneResult, failed, run_batch, scene_fields
+from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings
+from rssr_cli.pipeline.spread import NOT_SPLIT, refuse_stacks
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def run_many(
     First, what killed runs left in the output folders (staging directories, lock files) is removed."""
     for folder in dict.fromkeys(job.dst.parent for job in jobs):
         for path in sweep_stale(folder):
-            logging.getLogger("rssr_cli.locks").info("removed %s, left by a run that is gone", path)
+            logging.getLogger("rssr_cli.pipeline.locks").info("removed %s, left by a run that is gone", path)
     settings, force, finished = request.settings, request.force, []
     with JsonLog(request.log_json) as joblog:
 

@@ -19,15 +19,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, cast
 
-from ..backends import SRBackend
-from ..destination import staging_dir
-from ..errors import ClusterError, UsageError
-from .jobs import SceneJob
-from .model_choice import check_model_found, uses_model_rule
-from .provenance import Provenance
-from .scenes import FAILED, SceneBackends, SceneCallback, SceneResult, process_scene
-from .settings import UpscaleResult, UpscaleSettings
-from .split import RowsPart, assemble_rows, render_rows, scene_row_bands
+from rssr_cli.backends import SRBackend
+from rssr_cli.core.errors import ClusterError, UsageError
+from rssr_cli.io.destination import staging_dir
+from rssr_cli.pipeline.jobs import SceneJob
+from rssr_cli.pipeline.model_choice import check_model_found, uses_model_rule
+from rssr_cli.pipeline.provenance import Provenance
+from rssr_cli.pipeline.scenes import FAILED, SceneBackends, SceneCallback, SceneResult, process_scene
+from rssr_cli.pipeline.settings import UpscaleResult, UpscaleSettings
+from rssr_cli.pipeline.split import RowsPart, assemble_rows, render_rows, scene_row_bands
 
 SCHEDULER_ENV = "RSSR_SCHEDULER"
 DEFAULT_RETRIES = 2

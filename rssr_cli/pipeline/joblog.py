@@ -8,13 +8,13 @@ import stat
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
-from ..destination import staging_prefix
-from ..errors import OutputError, UsageError
-from ..locks import lock_path
-from ..products import is_input_path
-from .jobs import SceneJob
-from .report import sidecar_paths
-from .scenes import SceneResult
+from rssr_cli.core.errors import OutputError, UsageError
+from rssr_cli.io.destination import staging_prefix
+from rssr_cli.io.products import is_input_path
+from rssr_cli.pipeline.jobs import SceneJob
+from rssr_cli.pipeline.locks import lock_path
+from rssr_cli.pipeline.report import sidecar_paths
+from rssr_cli.pipeline.scenes import SceneResult
 
 
 class JsonLog:

@@ -13,13 +13,13 @@ from typing import Mapping, Optional, Sequence
 
 import rasterio
 
-from .. import sources
-from ..destination import check_output_name
-from ..errors import UsageError
-from ..grid import format_resolution
-from ..products import is_band_stack, is_product_dir, is_product_file, is_product_name, product_name_fields, scene_stem
-from ..stack_plan import request_settings
-from .settings import DEFAULT_METHOD, UpscaleSettings
+from rssr_cli.core.errors import UsageError
+from rssr_cli.geo.grid import format_resolution
+from rssr_cli.io import sources
+from rssr_cli.io.destination import check_output_name
+from rssr_cli.io.products import is_band_stack, is_product_dir, is_product_file, is_product_name, product_name_fields, scene_stem
+from rssr_cli.pipeline.settings import DEFAULT_METHOD, UpscaleSettings
+from rssr_cli.pipeline.stack_plan import request_settings
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 DEFAULT_NAME_TEMPLATE = "{stem}_x{scale}.tif"  # a plain raster's output

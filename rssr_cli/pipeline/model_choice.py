@@ -9,10 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Optional
 
-from ..backends import MODEL_ENV, backend_names, default_model_path, get_backend
-from ..model_rule import CHOSEN_BY_ENV, CHOSEN_BY_MODEL, CHOSEN_BY_RULE, InputFacts, ModelChoice, choose_default_model, input_facts
-from ..shipped_models import model_name, shipped_models
-from .settings import DEFAULT_METHOD, UpscaleSettings, run_method
+from rssr_cli.backends import MODEL_ENV, backend_names, default_model_path, get_backend
+from rssr_cli.model.shipped_models import model_name, shipped_models
+from rssr_cli.pipeline.model_rule import CHOSEN_BY_ENV, CHOSEN_BY_MODEL, CHOSEN_BY_RULE, InputFacts, ModelChoice, choose_default_model, input_facts
+from rssr_cli.pipeline.settings import DEFAULT_METHOD, UpscaleSettings, run_method
 
 
 def uses_model_rule(settings: UpscaleSettings) -> bool:

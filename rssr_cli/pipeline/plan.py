@@ -13,20 +13,20 @@ import numpy as np
 from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader
 
-from ..aoi import aoi_in_raster_crs
-from ..backends import CLASSICAL_METHODS, SRBackend
-from ..cog import OutputSpec
-from ..cog_profiles import check_options_for_data, cog_options
-from ..destination import check_destination
-from ..errors import UsageError
-from ..grid import OutputGrid, Tile, plan_output_grid, plan_tiles
-from ..radiometry import Radiometry, fixed_radiometry, normalize, robust_radiometry, uses_robust_range
-from ..raster_io import STATS_SIDE, MaskKind, SourceInfo, inspect_source, read_sample, select_bands
-from ..region import OutputRegion, aoi_region, row_band, tiles_for_region, whole_grid
-from ..source_identity import source_identity
-from ..spread import NOT_SPLIT, SPREAD_DTYPE, SpreadLayer, spread_path, spread_tags
-from .provenance import Provenance, provenance_tags, region_tags
-from .settings import UpscaleSettings, auto_tiling, build_backend, run_method
+from rssr_cli.backends import CLASSICAL_METHODS, SRBackend
+from rssr_cli.core.errors import UsageError
+from rssr_cli.geo.grid import OutputGrid, Tile, plan_output_grid, plan_tiles
+from rssr_cli.geo.region import OutputRegion, aoi_region, row_band, tiles_for_region, whole_grid
+from rssr_cli.io.aoi import aoi_in_raster_crs
+from rssr_cli.io.cog import OutputSpec
+from rssr_cli.io.cog_profiles import check_options_for_data, cog_options
+from rssr_cli.io.destination import check_destination
+from rssr_cli.io.radiometry import Radiometry, fixed_radiometry, normalize, robust_radiometry, uses_robust_range
+from rssr_cli.io.raster_io import STATS_SIDE, MaskKind, SourceInfo, inspect_source, read_sample, select_bands
+from rssr_cli.io.source_identity import source_identity
+from rssr_cli.pipeline.provenance import Provenance, provenance_tags, region_tags
+from rssr_cli.pipeline.settings import UpscaleSettings, auto_tiling, build_backend, run_method
+from rssr_cli.pipeline.spread import NOT_SPLIT, SPREAD_DTYPE, SpreadLayer, spread_path, spread_tags
 
 log = logging.getLogger(__name__)
 

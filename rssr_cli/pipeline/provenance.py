@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ..aoi import aoi_tag
-from ..backends import SRBackend, writes_spread
-from ..grid import OutputGrid, format_resolution
-from ..radiometry import Radiometry
-from ..region import OutputRegion
-from ..version import __version__
-from .settings import UpscaleSettings
+from rssr_cli.backends import SRBackend, writes_spread
+from rssr_cli.core.version import __version__
+from rssr_cli.geo.grid import OutputGrid, format_resolution
+from rssr_cli.geo.region import OutputRegion
+from rssr_cli.io.aoi import aoi_tag
+from rssr_cli.io.radiometry import Radiometry
+from rssr_cli.pipeline.settings import UpscaleSettings
 
 
 @dataclass(frozen=True)

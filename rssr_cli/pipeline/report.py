@@ -14,17 +14,17 @@ import rasterio
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
-from ..backends import SRBackend, SRRequest
-from ..backends.classical import resample
-from ..cog import CogLayer, finalize_cogs, open_intermediate
-from ..evaluation.fidelity import Comparison, CropSamples, measure_fidelity
-from ..evaluation.fidelity_report import FidelityReport, check
-from ..grid import hr_grid_for
-from ..quicklook import compose, display_bands, write_png
-from ..radiometry import denormalize
-from ..raster_io import read_window
-from .plan import RunPlan
-from .stream import model_input
+from rssr_cli.backends import SRBackend, SRRequest
+from rssr_cli.backends.classical import resample
+from rssr_cli.evaluation.fidelity import Comparison, CropSamples, measure_fidelity
+from rssr_cli.evaluation.fidelity_report import FidelityReport, check
+from rssr_cli.geo.grid import hr_grid_for
+from rssr_cli.io.cog import CogLayer, finalize_cogs, open_intermediate
+from rssr_cli.io.quicklook import compose, display_bands, write_png
+from rssr_cli.io.radiometry import denormalize
+from rssr_cli.io.raster_io import read_window
+from rssr_cli.pipeline.plan import RunPlan
+from rssr_cli.pipeline.stream import model_input
 
 log = logging.getLogger(__name__)
 

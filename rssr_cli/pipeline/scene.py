@@ -15,21 +15,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
-from ..backends import SRBackend
-from ..cog import open_intermediate
-from ..destination import check_output_name, staging_dir
-from ..errors import RssrError, UsageError
-from ..interrupts import raise_on_signals
-from ..locks import output_lock
-from ..products import is_band_stack
-from ..raster_io import gdal_env, open_raster
-from ..spread import refuse_stacks
-from ..stack_pipeline import upscale_stack
-from .model_choice import with_scene_model
-from .plan import plan_run
-from .report import finish, open_spread_intermediate
-from .settings import Progress, UpscaleResult, UpscaleSettings
-from .stream import plan_writer, stream_tiles
+from rssr_cli.backends import SRBackend
+from rssr_cli.core.errors import RssrError, UsageError
+from rssr_cli.core.interrupts import raise_on_signals
+from rssr_cli.io.cog import open_intermediate
+from rssr_cli.io.destination import check_output_name, staging_dir
+from rssr_cli.io.products import is_band_stack
+from rssr_cli.io.raster_io import gdal_env, open_raster
+from rssr_cli.pipeline.locks import output_lock
+from rssr_cli.pipeline.model_choice import with_scene_model
+from rssr_cli.pipeline.plan import plan_run
+from rssr_cli.pipeline.report import finish, open_spread_intermediate
+from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings
+from rssr_cli.pipeline.spread import refuse_stacks
+from rssr_cli.pipeline.stack_pipeline import upscale_stack
+from rssr_cli.pipeline.stream import plan_writer, stream_tiles
 
 log = logging.getLogger(__name__)
 

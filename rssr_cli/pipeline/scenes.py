@@ -24,19 +24,19 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import rasterio
 
-from ..backends import SRBackend
-from ..errors import Interrupted, OutputError, RssrError
-from ..locks import OutputBusy, output_lock
-from ..messages import redact
-from ..model_rule import ModelChoice
-from ..source_identity import same_source
-from ..spread import spread_complete, spread_path
-from ..stack_plan import request_settings
-from .jobs import SceneJob
-from .model_choice import check_model_found, model_change, uses_model_rule, with_scene_model
-from .provenance import Provenance, request_tags
-from .scene import render_scene
-from .settings import Progress, UpscaleResult, UpscaleSettings, build_backend, run_method
+from rssr_cli.backends import SRBackend
+from rssr_cli.core.errors import Interrupted, OutputError, RssrError
+from rssr_cli.core.messages import redact
+from rssr_cli.io.source_identity import same_source
+from rssr_cli.pipeline.jobs import SceneJob
+from rssr_cli.pipeline.locks import OutputBusy, output_lock
+from rssr_cli.pipeline.model_choice import check_model_found, model_change, uses_model_rule, with_scene_model
+from rssr_cli.pipeline.model_rule import ModelChoice
+from rssr_cli.pipeline.provenance import Provenance, request_tags
+from rssr_cli.pipeline.scene import render_scene
+from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings, build_backend, run_method
+from rssr_cli.pipeline.spread import spread_complete, spread_path
+from rssr_cli.pipeline.stack_plan import request_settings
 
 log = logging.getLogger(__name__)
 

@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from ..aoi import AreaOfInterest
-from ..backends import CLASSICAL_METHODS, SRBackend, backend_names, check_method_options, check_sampler_options, get_backend
-from ..cog_profiles import DEFAULT_PROFILE, get_profile
-from ..errors import UsageError
-from ..evaluation.fidelity_report import FidelityOptions, FidelityReport
-from ..grid import check_resolution, check_scale
-from ..model_rule import ModelChoice
-from ..shipped_models import is_model_name, shipped_model
-from ..threads import available_cores
-from ..value_types import check_field_types
+from rssr_cli.backends import CLASSICAL_METHODS, SRBackend, backend_names, check_method_options, check_sampler_options, get_backend
+from rssr_cli.core.errors import UsageError
+from rssr_cli.core.threads import available_cores
+from rssr_cli.core.value_types import check_field_types
+from rssr_cli.evaluation.fidelity_report import FidelityOptions, FidelityReport
+from rssr_cli.geo.grid import check_resolution, check_scale
+from rssr_cli.io.aoi import AreaOfInterest
+from rssr_cli.io.cog_profiles import DEFAULT_PROFILE, get_profile
+from rssr_cli.model.shipped_models import is_model_name, shipped_model
+from rssr_cli.pipeline.model_rule import ModelChoice
 
 Progress = Callable[[int, int], None]  # (windows done, windows total)
 

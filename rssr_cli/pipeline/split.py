@@ -11,19 +11,19 @@ from typing import Optional, Sequence
 import rasterio
 from rasterio.windows import Window
 
-from ..backends import SRBackend
-from ..cog import open_intermediate, write_rows
-from ..destination import staging_dir
-from ..errors import UsageError
-from ..interrupts import raise_on_signals
-from ..products import is_band_stack
-from ..raster_io import gdal_env, inspect_source, open_raster
-from ..region import split_rows
-from .plan import plan_run, plan_scene, scene_region
-from .provenance import Provenance
-from .report import finish
-from .settings import UpscaleResult, UpscaleSettings, build_backend
-from .stream import plan_writer, stream_tiles
+from rssr_cli.backends import SRBackend
+from rssr_cli.core.errors import UsageError
+from rssr_cli.core.interrupts import raise_on_signals
+from rssr_cli.geo.region import split_rows
+from rssr_cli.io.cog import open_intermediate, write_rows
+from rssr_cli.io.destination import staging_dir
+from rssr_cli.io.products import is_band_stack
+from rssr_cli.io.raster_io import gdal_env, inspect_source, open_raster
+from rssr_cli.pipeline.plan import plan_run, plan_scene, scene_region
+from rssr_cli.pipeline.provenance import Provenance
+from rssr_cli.pipeline.report import finish
+from rssr_cli.pipeline.settings import UpscaleResult, UpscaleSettings, build_backend
+from rssr_cli.pipeline.stream import plan_writer, stream_tiles
 
 
 @dataclass(frozen=True)

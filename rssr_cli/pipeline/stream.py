@@ -11,13 +11,13 @@ import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from ..backends import SpreadBackend, SRBackend, SRRequest, writes_spread
-from ..blend import FinishedRows, RowAccumulator, SpreadTarget, hr_validity, tile_blend_weights, write_blended
-from ..grid import OutputGrid, Tile, tile_seed
-from ..radiometry import normalize
-from ..raster_io import MaskKind, fill_invalid, read_window
-from .plan import RunPlan
-from .settings import Progress
+from rssr_cli.backends import SpreadBackend, SRBackend, SRRequest, writes_spread
+from rssr_cli.geo.grid import OutputGrid, Tile, tile_seed
+from rssr_cli.io.radiometry import normalize
+from rssr_cli.io.raster_io import MaskKind, fill_invalid, read_window
+from rssr_cli.pipeline.blend import FinishedRows, RowAccumulator, SpreadTarget, hr_validity, tile_blend_weights, write_blended
+from rssr_cli.pipeline.plan import RunPlan
+from rssr_cli.pipeline.settings import Progress
 
 
 def plan_writer(writer: Any, plan: RunPlan, spread_writer: Any = None) -> Callable[[FinishedRows], None]:

@@ -20,18 +20,17 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from ..blend import keep_clear_of_nodata
-from ..errors import CheckpointError
-from ..grid import Placement
-from ..products import StackBand
-from ..radiometry import to_dtype
-from ..raster_io import mask_declared_nodata
-from .bands import SHARPENER_ENV, default_sharpener_path
-from .bounds import BOUND_MARGIN, band_range
-from .degrade import resample_for_sharpener
-from .model import GuidedSharpener, load_sharpener
-from .predict import back_projection_halo, consistent_and_bounded, guide_ratio_for, sharpen_array
-from .scene import band_stats_decimated, decimated_sample, stats_of
+from rssr_cli.core.errors import CheckpointError
+from rssr_cli.geo.grid import Placement
+from rssr_cli.io.products import StackBand
+from rssr_cli.io.radiometry import keep_clear_of_nodata, to_dtype
+from rssr_cli.io.raster_io import mask_declared_nodata
+from rssr_cli.sharpen.bands import SHARPENER_ENV, default_sharpener_path
+from rssr_cli.sharpen.bounds import BOUND_MARGIN, band_range
+from rssr_cli.sharpen.degrade import resample_for_sharpener
+from rssr_cli.sharpen.model import GuidedSharpener, load_sharpener
+from rssr_cli.sharpen.predict import back_projection_halo, consistent_and_bounded, guide_ratio_for, sharpen_array
+from rssr_cli.sharpen.scene import band_stats_decimated, decimated_sample, stats_of
 
 TILE = 384  # output px per tile side (core); activations ~ width x (TILE + 2 halo)^2 floats
 

@@ -11,7 +11,7 @@ from typing import Any, Collection
 
 from safetensors import safe_open
 
-from ..backends import bundled_model_paths
+from rssr_cli.backends import bundled_model_paths
 
 GUIDE_BANDS = ("B02", "B03", "B04", "B08")  # the 10 m bands: they guide every coarser band
 GUIDED_BANDS = ("B05", "B06", "B07", "B8A", "B11", "B12", "B01", "B09", "B10")  # 20 m, then 60 m

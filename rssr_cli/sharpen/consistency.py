@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..grid import Placement
-from .degrade import psf_sigma, seen_by_native_pixels
+from rssr_cli.geo.grid import Placement
+from rssr_cli.sharpen.degrade import psf_sigma, seen_by_native_pixels
 
 
 def average_onto_native(output: np.ndarray, placement: Placement, native_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import sensor_degradation
-from ..model.resample import bicubic_sample
-from ..sensor_degradation import gaussian_blur  # the one PSF; re-exported for wald_inputs
-from .model import SHARPENER_CUBIC_A
+from rssr_cli.degradation import sensor_degradation
+from rssr_cli.degradation.sensor_degradation import gaussian_blur  # the one PSF; re-exported for wald_inputs
+from rssr_cli.model.resample import bicubic_sample
+from rssr_cli.sharpen.model import SHARPENER_CUBIC_A
 
 # Sentinel-2 MSI modulation transfer function at the Nyquist frequency of each band's own grid. The instrument's
 # specification asks for 0.15-0.3 (ESA Sentinel-2 User Handbook; measured values in-flight are ~0.2-0.35); DSen2

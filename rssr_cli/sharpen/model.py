@@ -22,8 +22,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import CheckpointError
-from .bands import GUIDE_BANDS, GUIDED_BANDS, MAX_GUIDED_SCALE
+from rssr_cli.core.errors import CheckpointError
+from rssr_cli.sharpen.bands import GUIDE_BANDS, GUIDED_BANDS, MAX_GUIDED_SCALE
 
 # Keys' parameter of the cubic that resampled the sharpener's inputs (the coarse band, the guides) and its
 # back-projection residual in training: part of the shipped models' contract, like their band order. It is not the

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .bands import GUIDE_RESOLUTION_M
-from .bounds import bound_to_native
-from .degrade import psf_sigma, resample_for_sharpener, seen_by_native_pixels
-from .model import GuidedSharpener, band_index
+from rssr_cli.sharpen.bands import GUIDE_RESOLUTION_M
+from rssr_cli.sharpen.bounds import bound_to_native
+from rssr_cli.sharpen.degrade import psf_sigma, resample_for_sharpener, seen_by_native_pixels
+from rssr_cli.sharpen.model import GuidedSharpener, band_index
 
 
 def sharpen_array(

@@ -10,10 +10,10 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from ..errors import InputError
-from ..products import StackBand, open_band_stack
-from ..raster_io import STATS_SIDE, gdal_env, inspect_source, mask_declared_nodata, open_raster, read_sample
-from .bands import GUIDE_BANDS, GUIDED_BANDS
+from rssr_cli.core.errors import InputError
+from rssr_cli.io.products import StackBand, open_band_stack
+from rssr_cli.io.raster_io import STATS_SIDE, gdal_env, inspect_source, mask_declared_nodata, open_raster, read_sample
+from rssr_cli.sharpen.bands import GUIDE_BANDS, GUIDED_BANDS
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,14 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .. import sensor_degradation as sensor
-from ..errors import CheckpointError, InputError, RssrError, UsageError
-from ..interrupts import interruptible
-from .bands import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS
-from .model import MAX_PARAMETERS, build_sharpener, save_sharpener, spec_parameter_count
-from .scene import BandArray, load_scene, stats_of
-from .wald import evaluate_scene_split, rows_of_split
-from .wald_inputs import wald_inputs
+from rssr_cli.core.errors import CheckpointError, InputError, RssrError, UsageError
+from rssr_cli.core.interrupts import interruptible
+from rssr_cli.degradation import sensor_degradation as sensor
+from rssr_cli.sharpen.bands import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS
+from rssr_cli.sharpen.model import MAX_PARAMETERS, build_sharpener, save_sharpener, spec_parameter_count
+from rssr_cli.sharpen.scene import BandArray, load_scene, stats_of
+from rssr_cli.sharpen.wald import evaluate_scene_split, rows_of_split
+from rssr_cli.sharpen.wald_inputs import wald_inputs
 
 
 @dataclass

@@ -11,19 +11,19 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..backends.base import SRRequest
-from ..backends.diffusion import DiffusionBackend
-from ..errors import InputError
-from ..grid import HRGrid
-from ..interrupts import interruptible
-from ..sensor_degradation import SensorDraw
-from .apply import find_sharpener
-from .bands import BAND_RESOLUTION_M, GUIDE_BANDS, guided_scale_ok
-from .bounds import BOUND_MARGIN, band_range
-from .model import GuidedSharpener, load_sharpener
-from .predict import consistent_and_bounded, sharpen_array
-from .scene import BandArray, load_scene, stats_of
-from .wald_inputs import BOX, WaldInputs, wald_inputs
+from rssr_cli.backends.base import SRRequest
+from rssr_cli.backends.diffusion import DiffusionBackend
+from rssr_cli.core.errors import InputError
+from rssr_cli.core.interrupts import interruptible
+from rssr_cli.degradation.sensor_degradation import SensorDraw
+from rssr_cli.geo.grid import HRGrid
+from rssr_cli.sharpen.apply import find_sharpener
+from rssr_cli.sharpen.bands import BAND_RESOLUTION_M, GUIDE_BANDS, guided_scale_ok
+from rssr_cli.sharpen.bounds import BOUND_MARGIN, band_range
+from rssr_cli.sharpen.model import GuidedSharpener, load_sharpener
+from rssr_cli.sharpen.predict import consistent_and_bounded, sharpen_array
+from rssr_cli.sharpen.scene import BandArray, load_scene, stats_of
+from rssr_cli.sharpen.wald_inputs import BOX, WaldInputs, wald_inputs
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .. import sensor_degradation as sensor
-from ..sensor_degradation import SensorDraw
-from .degrade import centres, degrade, gaussian_blur, psf_sigma, resample_for_sharpener, sample_at
-from .scene import BandArray
+from rssr_cli.degradation import sensor_degradation as sensor
+from rssr_cli.degradation.sensor_degradation import SensorDraw
+from rssr_cli.sharpen.degrade import centres, degrade, gaussian_blur, psf_sigma, resample_for_sharpener, sample_at
+from rssr_cli.sharpen.scene import BandArray
 
 MARGIN = 16  # output px computed around a window and cut away: the window's values do not see the crop's edge
 DN_PER_REFLECTANCE = 10000.0  # Sentinel-2 L1C/L2A digital numbers: the sensor family's noise and 12 bits are in reflectance

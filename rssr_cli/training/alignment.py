@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..grid import HRGrid
-from ..metrics import area_overlaps, measure_shift
+from rssr_cli.geo.grid import HRGrid
+from rssr_cli.scoring.metrics import area_overlaps, measure_shift
 
 FIT_BOX = 5  # LR px: the radiometric fit compares local means
 SHIFT_BLOCK = 64  # LR px: misregistration is measured per block; the pair's shift is their median

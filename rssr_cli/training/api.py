@@ -23,22 +23,22 @@ from typing import Callable, Optional, cast
 import numpy as np
 import torch
 
-from ..degrade import degrade, quantize
-from ..errors import UsageError
-from ..evaluation.posterior import posterior_image
-from ..grid import check_scale_range
-from ..interrupts import interruptible
-from ..metrics import psnr, shave
-from ..model.checkpoint import load_model, save_model
-from ..model.diffusion import LOSS_NORMS, PREDICTIONS, TRAIN_STARTS
-from ..model.normalize import destandardize
-from ..model.operator import grid_tensors
-from ..model.samplers import DENOISER_VALIDATION_STEPS
-from ..model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
-from .data import PatchBatch, PatchSampler, SensorPatchSampler, TrainImage, find_images, load_images
-from .pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
-from .state import load_ema_weights
-from .trainer import LOWRES, TrainConfig, Trainer, module_device, prior_loss, resolve_training_device, validate_prior
+from rssr_cli.core.errors import UsageError
+from rssr_cli.core.interrupts import interruptible
+from rssr_cli.degradation.degrade import degrade, quantize
+from rssr_cli.geo.grid import check_scale_range
+from rssr_cli.model.checkpoint import load_model, save_model
+from rssr_cli.model.diffusion import LOSS_NORMS, PREDICTIONS, TRAIN_STARTS
+from rssr_cli.model.normalize import destandardize
+from rssr_cli.model.operator import grid_tensors
+from rssr_cli.model.samplers import DENOISER_VALIDATION_STEPS
+from rssr_cli.model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
+from rssr_cli.scoring.metrics import psnr, shave
+from rssr_cli.scoring.posterior import posterior_image
+from rssr_cli.training.data import PatchBatch, PatchSampler, SensorPatchSampler, TrainImage, find_images, load_images
+from rssr_cli.training.pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
+from rssr_cli.training.state import load_ema_weights
+from rssr_cli.training.trainer import LOWRES, TrainConfig, Trainer, module_device, prior_loss, resolve_training_device, validate_prior
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,11 @@ from typing import Iterable, NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 
-from .. import images, sensor_degradation
-from ..degrade import degrade
-from ..errors import UsageError
-from ..grid import check_scale_range, pixel_centres
+from rssr_cli.core.errors import UsageError
+from rssr_cli.degradation import sensor_degradation
+from rssr_cli.degradation.degrade import degrade
+from rssr_cli.geo.grid import check_scale_range, pixel_centres
+from rssr_cli.io import images
 
 
 @dataclass(frozen=True)

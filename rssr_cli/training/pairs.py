@@ -33,18 +33,18 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..band_names import parse_band_numbers
-from ..coregister import plan_pair
-from ..errors import InputError, UsageError
-from ..grid import HRGrid
-from ..metrics import psnr, shave
-from ..model.normalize import destandardize, standardize
-from ..model.operator import NeuralOperatorPrior
-from ..model.resample import bicubic_at
-from ..radiometry import to_model_units
-from ..raster_io import inspect_source, open_raster, read_window, select_bands
-from .alignment import MAX_LOCAL_MISREGISTRATION, area_to_lr, block_shifts, box_mean, pair_shift
-from .data import PatchBatch, PatchSampler
+from rssr_cli.core.errors import InputError, UsageError
+from rssr_cli.geo.band_names import parse_band_numbers
+from rssr_cli.geo.coregister import plan_pair
+from rssr_cli.geo.grid import HRGrid
+from rssr_cli.io.radiometry import to_model_units
+from rssr_cli.io.raster_io import inspect_source, open_raster, read_window, select_bands
+from rssr_cli.model.normalize import destandardize, standardize
+from rssr_cli.model.operator import NeuralOperatorPrior
+from rssr_cli.model.resample import bicubic_at
+from rssr_cli.scoring.metrics import psnr, shave
+from rssr_cli.training.alignment import MAX_LOCAL_MISREGISTRATION, area_to_lr, block_shifts, box_mean, pair_shift
+from rssr_cli.training.data import PatchBatch, PatchSampler
 
 MIN_VALID_SHARE = 0.5  # of a pair's LR pixels, or the pair is refused
 MAX_TRIES = 50  # random crops tried for an entirely valid one

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import CheckpointError
-from ..safefiles import write_atomic
+from rssr_cli.core.errors import CheckpointError
+from rssr_cli.io.safefiles import write_atomic
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -16,15 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import sensor_degradation
-from ..degrade import degrade, quantize
-from ..metrics import psnr, shave
-from ..model.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
-from ..model.normalize import destandardize, standardize
-from ..model.operator import NeuralOperatorPrior, grid_tensors
-from ..model.resample import bicubic_at
-from .data import PatchBatch, PatchSampler, TrainImage
-from .state import load_training_state, save_training_state
+from rssr_cli.degradation import sensor_degradation
+from rssr_cli.degradation.degrade import degrade, quantize
+from rssr_cli.model.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
+from rssr_cli.model.normalize import destandardize, standardize
+from rssr_cli.model.operator import NeuralOperatorPrior, grid_tensors
+from rssr_cli.model.resample import bicubic_at
+from rssr_cli.scoring.metrics import psnr, shave
+from rssr_cli.training.data import PatchBatch, PatchSampler, TrainImage
+from rssr_cli.training.state import load_training_state, save_training_state
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""How LR images are made from HR ones: the bicubic protocol and the Sentinel-2 sensor model (training and evaluation)."""

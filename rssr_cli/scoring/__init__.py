@@ -1,0 +1,1 @@
+"""Figures of merit shared by training and evaluation: PSNR/SSIM and friends, the detail band, the posterior bars."""
