@@ -52,7 +52,7 @@ def package_model_dirs() -> list[Path]:
     """Where the package's models may be, in order: installed with it, then the repository's models/."""
     installed = importlib.resources.files("rssr_cli") / "models"
     candidates = [Path(str(installed))] if isinstance(installed, Path) else []  # a zipped install has no file path
-    return candidates + [Path(__file__).resolve().parents[1] / "models"]
+    return candidates + [Path(__file__).resolve().parents[2] / "models"]
 
 
 def models_dir() -> Optional[Path]:
