@@ -10,6 +10,7 @@ import torch
 from rssr_cli.model.resshift import (
     ResShiftSchedule,
     from_residual,
+    gaussian_posterior_variance,
     resshift_etas,
     resshift_loss,
     resshift_posterior,
@@ -153,6 +154,25 @@ def test_mse_trained_chains_are_under_dispersed_and_fewer_steps_more_so():
         variance[steps] = float(resshift_sample(bayes, start, schedule, cond=None, generator=_gen(8)).var())
     assert 0.6 < variance[15] < 0.9 and variance[4] < 0.5 * variance[15] + 0.1
     assert variance[4] < variance[15]
+
+
+@pytest.mark.parametrize("steps", [15, 8, 4])
+def test_the_variance_correction_restores_the_gaussian_worlds_spread_at_any_step_count(steps):
+    """Same world as above: with the missing Var(r0 | r_t) drawn at each step, the chain's samples have the unit
+    variance of the true residual whatever the number of steps (exact for a Gaussian residual), where the plug-in
+    chain falls short."""
+    full = resshift_schedule(15, kappa=2.0)
+
+    def bayes(r, t, cond):
+        eta = full.etas[t.cpu()].view(-1, *([1] * (r.dim() - 1))).to(r.dtype)
+        return (1 - eta) / ((1 - eta) ** 2 + 4.0 * eta) * r
+
+    schedule = full.strided(steps)
+    start = resshift_start((50_000, 1), schedule, generator=_gen(7))
+    corrected = resshift_sample(bayes, start, schedule, cond=None, generator=_gen(8), variance_correction=1.0)
+    plain = resshift_sample(bayes, start, schedule, cond=None, generator=_gen(8))
+    assert abs(float(corrected.var()) - 1.0) < 0.04 and float(plain.var()) < 0.9
+    assert gaussian_posterior_variance(0.999, 2.0, 1.0) > 0.99 and gaussian_posterior_variance(1e-6, 2.0, 1.0) < 1e-4
 
 
 def test_samples_depend_on_their_own_generator_only():

@@ -216,7 +216,8 @@ class SRModel(nn.Module):
         chain = self.denoiser.chain
         chain = chain.strided(min(steps, len(chain)))
         r_T = resshift_start(estimate.shape, chain, generator=generator, device=estimate.device)
-        r0 = resshift_sample(self.denoiser, r_T, chain, cond=cond, generator=generator, callback=callback)
+        correction = float(self.sampler_defaults.get("variance_correction", 0.0))
+        r0 = resshift_sample(self.denoiser, r_T, chain, cond=cond, generator=generator, callback=callback, variance_correction=correction)
         return destandardize(estimate, stats) + r0.float() / self.residual_scale
 
     def sample_spread(self, lr, ys, xs, cell, *, n_samples: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,80 @@
+"""Pack a training state for `models/wip/` (small enough to commit each session) and unpack it to resume.
+
+    python bench/wip_state.py pack runs/rs-s2/denoiser/last models/wip/rs-s2/state --frozen operator
+    python bench/wip_state.py unpack models/wip/rs-s2/state runs/rs-s2/denoiser/last --init models/s2-10m.safetensors
+
+pack keeps what a resumed run cannot rebuild: the trained parts' weights (fp32) and optimizer moments (fp32, exact
+resume), their EMA in bf16 (the issue's rule: EMA weights in bf16 each session), the step, the RNG states and the
+run's settings; it drops the parts the stage froze (`--frozen operator`: they are the --init model's, unchanged).
+unpack fills the frozen parts (model and EMA) back from the --init model and the EMA back to fp32: `rssr train …
+--resume` then continues (the EMA's bf16 rounding, ~3 significant digits, is the only difference from the state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rssr_cli.model.checkpoint import load_model
+
+
+def pack(state: Path, out: Path, frozen: list[str]) -> None:
+    tensors = load_file(str(state.with_suffix(".safetensors")))
+    dropped = tuple(f"{kind}.{part}." for kind in ("model", "ema") for part in frozen)
+    kept = {}
+    for name, value in tensors.items():
+        if name.startswith(dropped):
+            continue
+        kept[name] = value.to(torch.bfloat16) if name.startswith("ema.") and value.is_floating_point() else value
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(kept, str(out.with_suffix(".safetensors")))
+    meta = json.loads(state.with_suffix(".json").read_text())
+    meta["wip_packed"] = {"frozen": frozen, "ema_dtype": "bfloat16"}
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    print(f"packed {state} -> {out}.safetensors ({out.with_suffix('.safetensors').stat().st_size / 2**20:.1f} MiB, step {meta['step']})")
+
+
+def unpack(packed: Path, state: Path, init: Path) -> None:
+    tensors = load_file(str(packed.with_suffix(".safetensors")))
+    meta = json.loads(packed.with_suffix(".json").read_text())
+    frozen = meta.pop("wip_packed", {}).get("frozen", [])
+    base = load_model(init).state_dict()
+    for name, value in base.items():
+        if name.split(".", 1)[0] in frozen:
+            tensors[f"model.{name}"] = value.clone()
+            tensors[f"ema.{name}"] = value.clone()
+    tensors = {k: (v.float() if k.startswith("ema.") and v.dtype == torch.bfloat16 else v) for k, v in tensors.items()}
+    state.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(state.with_suffix(".safetensors")))
+    state.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    log = packed.parent / "log.csv"
+    if log.exists():
+        shutil.copy(log, state.parent / "log.csv")
+    print(f"unpacked {packed} -> {state} (step {meta['step']})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("state", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--frozen", action="append", default=[], help="a top-level part the stage froze (operator)")
+    u = sub.add_parser("unpack")
+    u.add_argument("packed", type=Path)
+    u.add_argument("state", type=Path)
+    u.add_argument("--init", type=Path, required=True)
+    args = parser.parse_args()
+    if args.command == "pack":
+        pack(args.state, args.out, args.frozen)
+    else:
+        unpack(args.packed, args.state, args.init)
+
+
+if __name__ == "__main__":
+    main()
