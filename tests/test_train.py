@@ -260,7 +260,7 @@ def test_resshift_denoiser_stage_measures_a_global_scale_validates_by_a_proper_s
     card = json.loads((tmp_path / "r" / "model.json").read_text())
     diffusion = card["diffusion"]
     assert diffusion["process"] == "resshift" and diffusion["chain_steps"] == 4 and diffusion["kappa"] == 0.5
-    assert model.process == "resshift" and model.sampler_defaults["steps"] == 4
+    assert model.process == "resshift" and model.sampler_defaults["steps"] == 4 and model.sampler_defaults["variance_correction"] == 1.0
     # the scale is 1 / the measured std of HR - estimate: finite, positive, and the same for every window
     assert 0 < diffusion["residual_scale"] < 1e6
     last = (tmp_path / "r" / "denoiser" / "log.csv").read_text().strip().splitlines()[-1]

@@ -49,6 +49,7 @@ def train_command(
     denoiser_patch: Annotated[int, typer.Option(help="Denoiser stage: HR patch side in px (0: 64 for resshift, else 32).")] = 0,
     chain_steps: Annotated[int, typer.Option(help="resshift: the chain's length T (network calls per full sample).")] = 8,
     kappa: Annotated[float, typer.Option(help="resshift: the noise scale kappa, in units of the global residual std (the perception-distortion knob).")] = 1.0,
+    variance_correction: Annotated[float, typer.Option(help="resshift: the sampler's variance correction v0 (each step also draws what the r0 estimate leaves out, for a N(0, v0) residual; 0: the plain plug-in sampler, under-dispersed).")] = 1.0,
     residual_scale: Annotated[Optional[float], typer.Option(help="resshift: the global scale of HR - estimate (default: 1 / its std measured on the first training batches).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when available) | cpu | cuda[:N].")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16, AVX512-BF16/AMX; fp32 elsewhere) | fp32 | bf16: autocast of the forward pass.")] = "auto",
@@ -68,7 +69,7 @@ def train_command(
             learning_rate=learning_rate, scale_min=scale_min, scale_max=scale_max, blur_max=blur_max, noise_max=noise_max, degradation=degradation, val_crop=val_crop,
             sampler_steps=sampler_steps, sampler_strength=sampler_strength, seed=seed, threads=threads, resume=resume, device=device, precision=precision, denoiser_t_max=denoiser_t_max,
             denoiser_prediction=denoiser_prediction, denoiser_loss=denoiser_loss, denoiser_start=denoiser_start, val_every=val_every, save_every=save_every,
-            keep=keep, model_id=model_id, process=process, denoiser_patch=denoiser_patch, chain_steps=chain_steps, kappa=kappa, residual_scale=residual_scale,
+            keep=keep, model_id=model_id, process=process, denoiser_patch=denoiser_patch, chain_steps=chain_steps, kappa=kappa, variance_correction=variance_correction, residual_scale=residual_scale,
         )
 
         def report(stage_name: str, step: int, info: dict) -> None:

@@ -102,7 +102,7 @@ class SRModel(nn.Module):
             raise CheckpointError(f"bad diffusion spec in the model card: {exc}") from None
         self.residual_scale = float(diff.get("residual_scale", 1.0))
 
-    def set_resshift(self, *, chain_steps: int, kappa: float, residual_scale: float) -> None:
+    def set_resshift(self, *, chain_steps: int, kappa: float, residual_scale: float, variance_correction: float = 1.0) -> None:
         """Switch the denoiser to the residual-shifting process (the UNet's weights kept): the card's diffusion
         section and the sampler's default (the whole chain) follow."""
         diff = {"process": "resshift", "chain_steps": int(chain_steps), "kappa": float(kappa), "eta_last": 0.999,
@@ -110,7 +110,7 @@ class SRModel(nn.Module):
         self._set_diffusion(self.denoiser.net, diff)
         self.spec["diffusion"] = diff
         self.loss_norm = "l2"
-        self.sampler_defaults = {"steps": int(chain_steps), "strength": 1.0}
+        self.sampler_defaults = {"steps": int(chain_steps), "strength": 1.0, "variance_correction": float(variance_correction)}
         self.spec["sampler"] = dict(self.sampler_defaults)
 
     @property

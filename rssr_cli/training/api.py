@@ -96,6 +96,7 @@ class TrainSettings:
     process: str = "keep"  # denoiser stage: keep the model's process, or switch to "resshift" (residual shifting)
     chain_steps: int = 8  # resshift: the chain's length T (NFE of a full sample)
     kappa: float = 1.0  # resshift: the noise scale κ (start noise κ·√η_T in units of the global residual std)
+    variance_correction: float = 1.0  # resshift: the sampler's v0 (resshift.gaussian_posterior_variance; 0: plug-in)
     residual_scale: Optional[float] = None  # resshift: the ONE global scale of HR - estimate (None: 1 / its measured std)
     keep: str = "last"  # "best": each stage ends with its best-validated EMA weights (needs --val or --pairs)
     model_id: Optional[str] = None  # the card's id (default: the file's stem, "model")
@@ -133,6 +134,8 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"--denoiser-patch must be >= 2 (or 0: the default), got {s.denoiser_patch}")
     if s.process not in PROCESSES:
         raise UsageError(f"unknown --process {s.process!r}; choose one of: {', '.join(PROCESSES)}")
+    if not 0.0 <= s.variance_correction <= 100.0:
+        raise UsageError(f"--variance-correction must be in [0, 100], got {s.variance_correction}")
     if not 2 <= s.chain_steps <= 1000 or not 0.0 < s.kappa <= 100.0 or not (s.residual_scale is None or 0.0 < s.residual_scale < 1e6):
         raise UsageError("--chain-steps must be in 2..1000, --kappa in (0, 100], --residual-scale > 0")
     if s.keep not in KEEP:
@@ -341,7 +344,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
                           channels_last=precision == "bf16" and torch.device(device).type == "cpu")
         if stage == "denoiser" and s.process == "resshift" and model.process != "resshift":
             scale = s.residual_scale or _resumed_residual_scale(s) or measure_residual_scale(model, sampler, s.batch_size, device)
-            model.set_resshift(chain_steps=s.chain_steps, kappa=s.kappa, residual_scale=scale)
+            model.set_resshift(chain_steps=s.chain_steps, kappa=s.kappa, residual_scale=scale, variance_correction=s.variance_correction)
             log.info("denoiser: residual shifting, T=%d, kappa=%g, global residual scale %.4g", s.chain_steps, s.kappa, scale)
         elif stage == "denoiser":
             # x0 for the LR-start regime: at t <= 0.1 T the v target is almost the noise, so a v-loss spends the net on
