@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--steps", default=None, help="chain steps to judge, comma-separated (default: the whole chain)")
     parser.add_argument("--scale", default="4")
+    parser.add_argument("--variance-correction", type=float, default=None, help="override the card's sampler value")
     parser.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -38,9 +39,12 @@ def main() -> None:
         subprocess.run([sys.executable, str(HERE / "export_state.py"), str(args.state), "--init", str(args.init), "-o", str(model)], check=True)
         model = model.with_suffix(".safetensors")
     card = json.loads(model.with_suffix(".json").read_text())
+    if args.variance_correction is not None:
+        card["sampler"]["variance_correction"] = args.variance_correction
+        model.with_suffix(".json").write_text(json.dumps(card, indent=1))
     steps = args.steps or str(card["diffusion"].get("chain_steps", 1))
     report = args.out / "eval.json"
-    subprocess.run(["rssr", "evaluate", str(args.data), "--model", str(model), "--steps", f"0,{steps}", "--samples", str(args.samples),
+    subprocess.run([str(Path(sys.executable).with_name("rssr")), "evaluate", str(args.data), "--model", str(model), "--steps", f"0,{steps}", "--samples", str(args.samples),
                     "--scales", args.scale, "--degradation", args.degradation, "--limit", str(args.limit), "--methods", "bicubic",
                     "--json", str(report), "-q"], check=True)  # fmt: skip
     print(table(json.loads(report.read_text()), card))
