@@ -1,0 +1,150 @@
+"""Issue 23 item 24(b): an interrupted scene resumes at the tile-row level from its kept staging folder when the
+request and the input are unchanged (pipeline/resume.py); anything else starts it again from zero."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rssr_cli.backends import get_backend
+from rssr_cli.errors import Interrupted, OutputError
+from rssr_cli.locks import sweep_stale
+from rssr_cli.model.checkpoint import save_model
+from rssr_cli.pipeline import UpscaleSettings, upscale
+from rssr_cli.pipeline import resume as resume_module
+from rssr_cli.pipeline.resume import SIDECAR, resume_dir
+
+from conftest import synthetic_image, write_raster
+from model_helpers import tiny_model
+
+BICUBIC = UpscaleSettings(scale=2, method="bicubic", tile=16, overlap=4, batch_size=1)
+
+
+class Counting:
+    """A backend that counts the windows it upsamples and raises `error` once `fail_after` windows are done."""
+
+    def __init__(self, inner, fail_after=None, error=None, on_fail=None):
+        self.inner, self.windows, self.fail_after, self.on_fail = inner, 0, fail_after, on_fail
+        self.error = error or Interrupted("interrupted by SIGTERM", signal.SIGTERM)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def upsample(self, requests):
+        if self.fail_after is not None and self.windows >= self.fail_after:
+            if self.on_fail is not None:
+                self.on_fail()
+            raise self.error
+        self.windows += len(requests)
+        return self.inner.upsample(requests)
+
+
+def scene(tmp_path: Path, seed: int = 0) -> Path:
+    return write_raster(tmp_path / "in.tif", synthetic_image(2, 60, 36, "uint16", seed=seed))
+
+
+def reference(src: Path, tmp_path: Path, settings: UpscaleSettings, backend) -> tuple[bytes, int]:
+    """An uninterrupted run's bytes and window count."""
+    counting = Counting(backend)
+    dst = tmp_path / "ref" / "out.tif"
+    dst.parent.mkdir(exist_ok=True)
+    upscale(src, dst, settings, backend=counting)
+    return dst.read_bytes(), counting.windows
+
+
+def interrupted(src: Path, dst: Path, settings: UpscaleSettings, backend, after: int, **kw) -> None:
+    with pytest.raises(Interrupted):
+        upscale(src, dst, settings, backend=Counting(backend, fail_after=after, **kw))
+    assert not dst.exists()
+
+
+def tiny_diffusion(tmp_path: Path):
+    model = save_model(tiny_model(), tmp_path / "tiny.safetensors", model_id="tiny-resume")
+    return get_backend("diffusion", model=model, device="cpu", threads=1, steps=2, strength=0.3)
+
+
+@pytest.mark.parametrize("method", ["bicubic", "diffusion"])
+def test_an_interrupted_scene_resumes_and_equals_an_uninterrupted_run(tmp_path, method):
+    backend = get_backend("bicubic") if method == "bicubic" else tiny_diffusion(tmp_path)
+    settings = replace(BICUBIC, method=method, seed=7)
+    src, dst = scene(tmp_path), tmp_path / "out.tif"
+    expected, total = reference(src, tmp_path, settings, backend)
+    assert total >= 12  # 4 tile rows of 3
+    interrupted(src, dst, settings, backend, after=total - 2)
+    folder = resume_dir(dst)
+    recorded = json.loads((folder / SIDECAR).read_text())
+    assert recorded["rows_written"] > 0
+    rerun = Counting(backend)
+    upscale(src, dst, settings, backend=rerun)
+    # Only the last finished tile row (its patches overlap the rows below it) and the unfinished one are computed.
+    assert rerun.windows == 6
+    assert dst.read_bytes() == expected
+    assert not folder.exists()
+
+
+def test_a_checkpoint_is_enough_to_resume_after_a_kill(tmp_path, monkeypatch):
+    """kill -9 writes no side-car: the last checkpoint's files (what a kill leaves on disk) must do."""
+    monkeypatch.setattr(resume_module, "CHECKPOINT_SECONDS", 0.0)
+    backend = get_backend("bicubic")
+    src, dst = scene(tmp_path), tmp_path / "out.tif"
+    expected, total = reference(src, tmp_path, BICUBIC, backend)
+    snapshot = tmp_path / "snapshot"
+    interrupted(src, dst, BICUBIC, backend, after=7, on_fail=lambda: shutil.copytree(resume_dir(dst), snapshot))
+    shutil.rmtree(resume_dir(dst))
+    shutil.copytree(snapshot, resume_dir(dst))
+    rerun = Counting(backend)
+    upscale(src, dst, BICUBIC, backend=rerun)
+    assert 0 < rerun.windows < total
+    assert dst.read_bytes() == expected
+
+
+@pytest.mark.parametrize("change", [{"seed": 3}, {"scale": 3.0}, {"overwrite": True}, {"tile": 20}])
+def test_a_changed_request_or_overwrite_starts_from_zero(tmp_path, change):
+    backend = get_backend("bicubic")
+    src, dst = scene(tmp_path), tmp_path / "out.tif"
+    interrupted(src, dst, BICUBIC, backend, after=7)
+    assert resume_dir(dst).is_dir()
+    changed = replace(BICUBIC, **change)
+    expected, total = reference(src, tmp_path, replace(changed, overwrite=False), backend)
+    rerun = Counting(backend)
+    upscale(src, dst, changed, backend=rerun)
+    assert rerun.windows == total
+    assert dst.read_bytes() == expected
+    assert not resume_dir(dst).exists()
+
+
+def test_a_replaced_input_starts_from_zero(tmp_path):
+    backend = get_backend("bicubic")
+    src, dst = scene(tmp_path), tmp_path / "out.tif"
+    interrupted(src, dst, BICUBIC, backend, after=7)
+    scene(tmp_path, seed=5)  # the same path, other pixels
+    expected, total = reference(src, tmp_path, BICUBIC, backend)
+    rerun = Counting(backend)
+    upscale(src, dst, BICUBIC, backend=rerun)
+    assert rerun.windows == total
+    assert dst.read_bytes() == expected
+
+
+def test_the_stale_sweep_keeps_a_resume_folder_and_a_bug_removes_it(tmp_path):
+    backend = get_backend("bicubic")
+    src, dst = scene(tmp_path), tmp_path / "out.tif"
+    interrupted(src, dst, BICUBIC, backend, after=7)
+    sweep_stale(tmp_path)
+    assert (resume_dir(dst) / SIDECAR).is_file()
+    with pytest.raises(ZeroDivisionError):  # not a processing failure nor an interrupt: nothing kept
+        upscale(src, dst, BICUBIC, backend=Counting(backend, fail_after=8, error=ZeroDivisionError()))
+    assert not resume_dir(dst).exists()
+
+
+def test_a_planted_resume_folder_is_refused(tmp_path):
+    src, dst = scene(tmp_path), tmp_path / "out.tif"
+    (tmp_path / "elsewhere").mkdir()
+    resume_dir(dst).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OutputError, match="not a resume folder"):
+        upscale(src, dst, BICUBIC)
+    assert (tmp_path / "elsewhere").is_dir() and not dst.exists()
