@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rssr_cli.aoi import load_aoi
 from rssr_cli.backends import get_backend
 from rssr_cli.errors import Interrupted, OutputError
 from rssr_cli.locks import sweep_stale
@@ -19,7 +20,7 @@ from rssr_cli.pipeline import UpscaleSettings, upscale
 from rssr_cli.pipeline import resume as resume_module
 from rssr_cli.pipeline.resume import SIDECAR, resume_dir
 
-from conftest import synthetic_image, write_raster
+from conftest import UTM_TRANSFORM, synthetic_image, write_raster
 from model_helpers import tiny_model
 
 BICUBIC = UpscaleSettings(scale=2, method="bicubic", tile=16, overlap=4, batch_size=1)
@@ -87,6 +88,24 @@ def test_an_interrupted_scene_resumes_and_equals_an_uninterrupted_run(tmp_path, 
     assert not folder.exists()
 
 
+@pytest.mark.parametrize("nodata", [0, None], ids=["nodata", "internal-mask"])
+def test_an_aoi_scene_resumes_byte_for_byte(tmp_path, nodata):
+    """The output's invalid pixels (nodata values, or the internal mask of an AOI cut from a raster without nodata)
+    are updated in place as its values are."""
+    data = synthetic_image(2, 60, 36, "uint16")
+    data[:, 20:30, 5:15] = 0
+    src = write_raster(tmp_path / "in.tif", data, nodata=nodata)
+    west, north = UTM_TRANSFORM.c, UTM_TRANSFORM.f
+    aoi = load_aoi(f"POLYGON(({west + 35} {north - 20}, {west + 300} {north - 60}, {west + 200} {north - 560}, {west + 35} {north - 20}))")
+    settings, backend, dst = replace(BICUBIC, aoi=aoi), get_backend("bicubic"), tmp_path / "out.tif"
+    expected, total = reference(src, tmp_path, settings, backend)
+    interrupted(src, dst, settings, backend, after=total - 2)
+    rerun = Counting(backend)
+    upscale(src, dst, settings, backend=rerun)
+    assert 0 < rerun.windows < total
+    assert dst.read_bytes() == expected
+
+
 def test_a_checkpoint_is_enough_to_resume_after_a_kill(tmp_path, monkeypatch):
     """kill -9 writes no side-car: the last checkpoint's files (what a kill leaves on disk) must do."""
     monkeypatch.setattr(resume_module, "CHECKPOINT_SECONDS", 0.0)
@@ -148,3 +167,15 @@ def test_a_planted_resume_folder_is_refused(tmp_path):
     with pytest.raises(OutputError, match="not a resume folder"):
         upscale(src, dst, BICUBIC)
     assert (tmp_path / "elsewhere").is_dir() and not dst.exists()
+
+
+def test_a_failed_fidelity_check_keeps_nothing_to_resume(tmp_path):
+    """Every row was written before the check failed: a rerun would fail alike, so the folder is not kept."""
+    from rssr_cli.errors import RssrError
+    from rssr_cli.evaluation.fidelity_report import FidelityChecks, FidelityOptions
+
+    src, dst = scene(tmp_path), tmp_path / "out.tif"
+    strict = replace(BICUBIC, fidelity=FidelityOptions(checks=FidelityChecks(max_consistency_error=0.0)))
+    with pytest.raises(RssrError):
+        upscale(src, dst, strict)
+    assert not dst.exists() and not resume_dir(dst).exists()

@@ -99,6 +99,7 @@ class Resume:
     def __init__(self, folder: Path, key: str, state: StreamState) -> None:
         self.folder, self.key, self.state = folder, key, state
         self.resumed = state.rows_written > 0
+        self.streamed = False  # every row is written: what fails now (a fidelity check) fails again on a rerun
         self._writer: Optional[ResumableWriter] = None
         self._last = time.monotonic()
 
@@ -128,8 +129,8 @@ class Resume:
 def resumable_staging(dst: Path, key: str, *, fresh: bool) -> Iterator[Resume]:
     """The resume folder of `dst` for a run of `key` (the caller holds dst's lock): reused when its side-car records
     the same key (`fresh`, i.e. --overwrite: never), else made anew. Removed when the block ends normally; kept,
-    with its side-car saved, when it ends on an interrupt or a processing failure (not a failed write: a full disk)
-    after some rows were written."""
+    with its side-car saved, when it ends on an interrupt, or on a processing failure during the stream
+    (not a failed write: a full disk), after some rows were written."""
     folder = resume_dir(dst)
     state = _reusable_state(folder, key) if not fresh else None
     if state is None:
@@ -145,8 +146,10 @@ def resumable_staging(dst: Path, key: str, *, fresh: bool) -> Iterator[Resume]:
     try:
         yield resume
     except (Interrupted, KeyboardInterrupt, RssrError) as error:
-        # An output that cannot be written (a full disk) is not kept: its rows are in doubt, and they hold the space.
-        if resume.state.rows_written > 0 and (isinstance(error, Interrupted) or not isinstance(error, OutputError)):  # the writer was closed on the way out: its rows are on disk
+        # A failure to write (a full disk: the rows are in doubt and hold the space) or after the stream (a failed
+        # fidelity check: a rerun would fail alike) keeps nothing.
+        worth = isinstance(error, (Interrupted, KeyboardInterrupt)) or not (isinstance(error, OutputError) or resume.streamed)
+        if resume.state.rows_written > 0 and worth:  # the writer was closed on the way out: its rows are on disk
             try:
                 resume.save()
                 log.info("%s: kept %s to resume from output row %d", dst.name, folder.name, resume.state.rows_written)

@@ -128,4 +128,5 @@ def _resumable_scene(
             skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan), track, state=resume.state, after_row=resume.after_row)
         finally:
             writer.close()  # the dataset a checkpoint reopened: its rows reach the disk before the side-car is saved
+    resume.streamed = True
     return skipped, finish(dataset, plan, backend, intermediate, dst, resume.folder)
