@@ -80,10 +80,11 @@ def test_an_interrupted_scene_resumes_and_equals_an_uninterrupted_run(tmp_path, 
     folder = resume_dir(dst)
     recorded = json.loads((folder / SIDECAR).read_text())
     assert recorded["rows_written"] > 0
-    rerun = Counting(backend)
-    upscale(src, dst, settings, backend=rerun)
-    # Only the last finished tile row (its patches overlap the rows below it) and the unfinished one are computed.
-    assert rerun.windows == 6
+    rerun, reported = Counting(backend), []
+    upscale(src, dst, settings, backend=rerun, progress=lambda done, total: reported.append((done, total)))
+    # Only the last finished tile row (its patches overlap the rows below it) and the unfinished one are computed,
+    # and progress counts those (a cron line's ETA is of the work left).
+    assert rerun.windows == 6 and reported[-1] == (6, 6)
     assert dst.read_bytes() == expected
     assert not folder.exists()
 

@@ -4,6 +4,7 @@ spread layer (--samples K >= 2, spread.py) asks the backend for each patch's spr
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, cast
 
@@ -19,6 +20,8 @@ from ..raster_io import MaskKind, fill_invalid, read_window
 from .plan import RunPlan
 from .resume import StreamState
 from .settings import Progress
+
+log = logging.getLogger(__name__)
 
 
 def plan_writer(writer: Any, plan: RunPlan, spread_writer: Any = None) -> Callable[[FinishedRows], None]:
@@ -100,7 +103,7 @@ def stream_tiles(
     `state` records how far the stream got (updated after each tile row, before `after_row` is called). A state
     from an interrupted run of the same plan (resume.py) resumes it: tile rows whose patches all end above
     `state.rows_written` are not computed again, and the rows already written are recomputed only where the next
-    ones overlap them, never rewritten.
+    ones overlap them, never rewritten. Progress then counts the windows computed, of those left.
     """
     grid, tiles = plan.grid, plan.tiles
     state = state if state is not None else StreamState()
@@ -112,8 +115,10 @@ def stream_tiles(
     accumulator = RowAccumulator(
         len(plan.bands), plan.region.window, track_validity=track_validity, spread=plan.spread is not None, top=top
     )
-    counter = _ProgressCounter(plan.window_count, progress)
-    counter.done = sum(len(row) for row in tiles[:first])
+    # A resumed stream counts only the windows it computes, so a progress line's ETA is of the work left.
+    counter = _ProgressCounter(sum(len(row) for row in tiles[first:]), progress)
+    if first > 0:
+        log.info("resuming at tile row %d of %d: %d of %d windows left", first + 1, len(tiles), counter.total, plan.window_count)
     for r in range(first, len(tiles)):
         row, last, skipped = tiles[r], r + 1 == len(tiles), 0
         # The last row also opens the region's rows below every kept tile (an AOI's edge rows may have none).
