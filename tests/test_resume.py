@@ -180,3 +180,26 @@ def test_a_failed_fidelity_check_keeps_nothing_to_resume(tmp_path):
     with pytest.raises(RssrError):
         upscale(src, dst, strict)
     assert not dst.exists() and not resume_dir(dst).exists()
+
+
+def test_an_interrupt_during_the_cog_build_resumes_without_computing_a_window(tmp_path, monkeypatch):
+    from rssr_cli.pipeline import report
+
+    backend = get_backend("bicubic")
+    src, dst = scene(tmp_path), tmp_path / "out.tif"
+    expected, _ = reference(src, tmp_path, BICUBIC, backend)
+    build = report.finalize_cogs
+
+    def killed_build(layers, **kw):  # leaves a half-built COG behind, as a killed rio-cogeo does
+        (layers[0].intermediate.parent / "tmpcog.tif").write_bytes(b"half")
+        raise Interrupted("interrupted by SIGINT", signal.SIGINT)
+
+    monkeypatch.setattr(report, "finalize_cogs", killed_build)
+    with pytest.raises(Interrupted):
+        upscale(src, dst, BICUBIC, backend=backend)
+    seen = []
+    monkeypatch.setattr(report, "finalize_cogs", lambda layers, **kw: (seen.extend(p.name for p in layers[0].intermediate.parent.iterdir()), build(layers, **kw)))
+    rerun = Counting(backend)
+    upscale(src, dst, BICUBIC, backend=rerun)
+    assert rerun.windows == 0 and "tmpcog.tif" not in seen
+    assert dst.read_bytes() == expected

@@ -39,6 +39,7 @@ from ..source_identity import FINGERPRINT_TAG
 log = logging.getLogger(__name__)
 
 SIDECAR = "resume.json"
+INTERMEDIATE = "stream.tif"
 CHECKPOINT_SECONDS = 60.0  # at most this much work is lost to a kill -9 (a signal or a failure loses none)
 
 
@@ -108,7 +109,12 @@ class Resume:
 
     def after_row(self) -> None:
         """Called after each finished tile row: checkpoint when CHECKPOINT_SECONDS have passed since the last one."""
-        if self._writer is not None and time.monotonic() - self._last >= CHECKPOINT_SECONDS:
+        if time.monotonic() - self._last >= CHECKPOINT_SECONDS:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """The rows written so far onto the disk, then the side-car saying so."""
+        if self._writer is not None:
             self._writer.checkpoint()
             self.save()
 
@@ -142,6 +148,13 @@ def resumable_staging(dst: Path, key: str, *, fresh: bool) -> Iterator[Resume]:
         state = StreamState()
     else:
         log.info("%s: resuming from output row %d (%s)", dst.name, state.rows_written, folder.name)
+        for leftover in os.scandir(folder):  # a killed COG build's files (rio-cogeo's temporary, the staged COG)
+            if leftover.name in (INTERMEDIATE, SIDECAR):
+                continue
+            if leftover.is_dir(follow_symlinks=False):
+                remove_tree(Path(leftover.path))
+            else:
+                os.unlink(leftover.path)
     resume = Resume(folder, key, state)
     try:
         yield resume
@@ -178,7 +191,7 @@ def _reusable_state(folder: Path, key: str) -> Optional[StreamState]:
         with os.fdopen(fd) as file:
             recorded = json.loads(file.read(1 << 20))
         rows, skipped = int(recorded["rows_written"]), [int(n) for n in recorded["skipped"]]
-        same = recorded["key"] == key and (folder / "stream.tif").is_file()
+        same = recorded["key"] == key and (folder / INTERMEDIATE).is_file()
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not same:

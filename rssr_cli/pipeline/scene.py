@@ -30,7 +30,7 @@ from ..spread import refuse_stacks
 from .model_choice import with_scene_model
 from .plan import RunPlan, plan_run
 from .report import finish, open_spread_intermediate
-from .resume import ResumableWriter, Resume, resumable_staging, resume_key
+from .resume import INTERMEDIATE, ResumableWriter, Resume, resumable_staging, resume_key
 from .settings import Progress, UpscaleResult, UpscaleSettings
 from .stream import plan_writer, stream_tiles
 
@@ -120,12 +120,13 @@ def _resumable_scene(
     dataset: DatasetReader, plan: RunPlan, backend: SRBackend, dst: Path, resume: Resume, track: Progress
 ) -> tuple[int, Optional[FidelityReport]]:
     """render_scene's stream and finish in a resume folder: checkpointed as it goes, continued where it stopped."""
-    intermediate = resume.folder / "stream.tif"
+    intermediate = resume.folder / INTERMEDIATE
     with open_intermediate(intermediate, plan.output, resume=resume.resumed) as dataset_writer:
         writer = ResumableWriter(dataset_writer)
         resume.track(writer)
         try:
             skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan), track, state=resume.state, after_row=resume.after_row)
+            resume.checkpoint()  # a kill during the COG build (minutes for a large scene) recomputes nothing
         finally:
             writer.close()  # the dataset a checkpoint reopened: its rows reach the disk before the side-car is saved
     resume.streamed = True

@@ -117,7 +117,9 @@ def stream_tiles(
     )
     # A resumed stream counts only the windows it computes, so a progress line's ETA is of the work left.
     counter = _ProgressCounter(sum(len(row) for row in tiles[first:]), progress)
-    if first > 0:
+    if first == len(tiles) and first > 0:
+        log.info("resuming: every row of the %d windows is written", plan.window_count)
+    elif first > 0:
         log.info("resuming at tile row %d of %d: %d of %d windows left", first + 1, len(tiles), counter.total, plan.window_count)
     for r in range(first, len(tiles)):
         row, last, skipped = tiles[r], r + 1 == len(tiles), 0
