@@ -123,8 +123,8 @@ def test_a_checkpoint_is_enough_to_resume_after_a_kill(tmp_path, monkeypatch):
     assert dst.read_bytes() == expected
 
 
-@pytest.mark.parametrize("change", [{"seed": 3}, {"scale": 3.0}, {"overwrite": True}, {"tile": 20}])
-def test_a_changed_request_or_overwrite_starts_from_zero(tmp_path, change):
+@pytest.mark.parametrize("change", [{"seed": 3}, {"scale": 3.0}, {"tile": 20}, {"batch_size": 2}])
+def test_a_changed_request_or_tiling_starts_from_zero(tmp_path, change):
     backend = get_backend("bicubic")
     src, dst = scene(tmp_path), tmp_path / "out.tif"
     interrupted(src, dst, BICUBIC, backend, after=7)
@@ -203,3 +203,31 @@ def test_an_interrupt_during_the_cog_build_resumes_without_computing_a_window(tm
     upscale(src, dst, BICUBIC, backend=rerun)
     assert rerun.windows == 0 and "tmpcog.tif" not in seen
     assert dst.read_bytes() == expected
+
+
+def test_the_same_command_with_overwrite_resumes_and_so_does_a_batch(tmp_path):
+    """A cron line carrying --overwrite (its output existed), and a batch (which always replaces its outputs), rerun
+    the same request: they resume."""
+    from rssr_cli.pipeline.jobs import SceneJob
+    from rssr_cli.pipeline.provenance import Provenance
+    from rssr_cli.pipeline.scenes import DONE, process_scene
+
+    backend = get_backend("bicubic")
+    src, dst = scene(tmp_path), tmp_path / "out.tif"
+    expected, total = reference(src, tmp_path, BICUBIC, backend)
+    dst.write_bytes(b"yesterday's output")
+    settings = replace(BICUBIC, overwrite=True)
+    interrupted_run = Counting(backend, fail_after=total - 2)
+    with pytest.raises(Interrupted):
+        upscale(src, dst, settings, backend=interrupted_run)
+    rerun = Counting(backend)
+    upscale(src, dst, settings, backend=rerun)
+    assert rerun.windows == 6 and dst.read_bytes() == expected
+
+    job = SceneJob(src, tmp_path / "batch.tif")
+    failing = Counting(backend, fail_after=total - 2)
+    with pytest.raises(Interrupted):
+        process_scene(job, BICUBIC, lambda s: (Provenance.of("bicubic", failing), failing))
+    rerun = Counting(backend)
+    assert process_scene(job, BICUBIC, lambda s: (Provenance.of("bicubic", rerun), rerun)).status == DONE
+    assert rerun.windows == 6 and job.dst.read_bytes() == expected

@@ -132,13 +132,14 @@ class Resume:
 
 
 @contextmanager
-def resumable_staging(dst: Path, key: str, *, fresh: bool) -> Iterator[Resume]:
+def resumable_staging(dst: Path, key: str) -> Iterator[Resume]:
     """The resume folder of `dst` for a run of `key` (the caller holds dst's lock): reused when its side-car records
-    the same key (`fresh`, i.e. --overwrite: never), else made anew. Removed when the block ends normally; kept,
+    the same key, else made anew (--overwrite does not discard it: the same command, rerun, resumes; a batch always
+    replaces its outputs). Removed when the block ends normally; kept,
     with its side-car saved, when it ends on an interrupt, or on a processing failure during the stream
     (not a failed write: a full disk), after some rows were written."""
     folder = resume_dir(dst)
-    state = _reusable_state(folder, key) if not fresh else None
+    state = _reusable_state(folder, key)
     if state is None:
         _discard(folder)
         try:

@@ -95,7 +95,7 @@ def render_scene(
         key = resume_key(plan.output.tags, plan.output, plan.settings, plan.region.window) if plan.spread is None else None
         try:
             if key is not None:  # an interrupted run of this very request resumes (resume.py)
-                with resumable_staging(dst, key, fresh=settings.overwrite) as resume:
+                with resumable_staging(dst, key) as resume:
                     skipped, report = _resumable_scene(dataset, plan, backend, dst, resume, track)
             else:
                 with staging_dir(dst) as staging:
