@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import rasterio
+from rasterio.windows import Window
 
 from ..cog import OutputSpec
 from ..destination import RESUME_MARK, remove_tree
 from ..errors import Interrupted, OutputError, RssrError
 from ..raster_io import gdal_config
 from ..source_identity import FINGERPRINT_TAG
+from .settings import UpscaleSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ class StreamState:
     skipped: list[int] = field(default_factory=list)
 
 
-def resume_key(plan_tags: dict[str, str], spec: OutputSpec, settings: Any, region_window: Any) -> Optional[str]:
+def resume_key(plan_tags: dict[str, str], spec: OutputSpec, settings: UpscaleSettings, region_window: Window) -> Optional[str]:
     """The key a resume folder must match (module doc); None when the source has no identity (nothing resumes)."""
     if FINGERPRINT_TAG not in plan_tags:
         return None
