@@ -200,6 +200,7 @@ def test_staging_failure_is_an_output_error(src_tif, tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("rssr_cli.io.destination.tempfile.mkdtemp", refuse)
+    monkeypatch.setattr("rssr_cli.pipeline.resume.os.mkdir", refuse)  # a local raster's staging is its resume folder
     monkeypatch.setattr("rssr_cli.io.destination.os.access", lambda *_: True)
     before = files_in(tmp_path)
     result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "--scale", "2", "--method", "bicubic")

@@ -66,8 +66,9 @@ class OutputSpec:
 
 
 @contextmanager
-def open_intermediate(path: Path, spec: OutputSpec) -> Iterator[DatasetWriter]:
-    """A striped, uncompressed GTiff on disk that rows are streamed into (fast to write, never held in memory)."""
+def open_intermediate(path: Path, spec: OutputSpec, *, resume: bool = False) -> Iterator[DatasetWriter]:
+    """A striped, uncompressed GTiff on disk that rows are streamed into (fast to write, never held in memory).
+    `resume`: the file exists from an interrupted run of the same request (pipeline/resume.py): update it in place."""
     profile = dict(
         driver="GTiff",
         width=spec.width,
@@ -86,8 +87,9 @@ def open_intermediate(path: Path, spec: OutputSpec) -> Iterator[DatasetWriter]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                writer = rasterio.open(path, "w", **profile)
-            _write_metadata(writer, spec)
+                writer = rasterio.open(path, "r+") if resume else rasterio.open(path, "w", **profile)
+            if not resume:
+                _write_metadata(writer, spec)
         except GDAL_ERRORS as exc:
             raise write_error(f"cannot create {path}", path, exc) from exc
         with writer:

@@ -70,6 +70,7 @@ def check_destination(dst: Path, *, overwrite: bool, src: str) -> None:
 
 
 STAGING_MARK = ".rssr-"
+RESUME_MARK = f"{STAGING_MARK}resume"  # .NAME.rssr-resume: an interrupted scene's staging, kept for the next run
 
 
 def staging_prefix(dst: Path) -> str:
@@ -101,16 +102,16 @@ def staging_dir(dst: Path) -> Iterator[Path]:
             fcntl.flock(owner, fcntl.LOCK_EX)
         except OSError as exc:
             raise OutputError(f"cannot write to {path}: {exc.strerror or exc}") from exc
-        forced_exit_cleanups[id(path)] = lambda: _remove_tree(path)  # a run blocked in GDAL when interrupted
+        forced_exit_cleanups[id(path)] = lambda: remove_tree(path)  # a run blocked in GDAL when interrupted
         yield path
     finally:
         forced_exit_cleanups.pop(id(path), None)
-        _remove_tree(path)
+        remove_tree(path)
         if owner is not None:
             os.close(owner)
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     """rmtree that never follows a symlink (shutil.rmtree refuses a symlinked top; inner links are unlinked)."""
     try:
         if stat.S_ISDIR(os.lstat(path).st_mode):

@@ -121,9 +121,9 @@ class RowAccumulator:
     would be Σ w_i² var_i, lower in the seams only because independent windows average there): the layer says
     how uncertain the value is, whatever tiling happened to put a seam through the pixel."""
 
-    def __init__(self, bands: int, region: Window, *, track_validity: bool, spread: bool = False) -> None:
+    def __init__(self, bands: int, region: Window, *, track_validity: bool, spread: bool = False, top: Optional[int] = None) -> None:
         self.region = region
-        self.top = int(region.row_off)
+        self.top = int(region.row_off) if top is None else max(int(region.row_off), top)  # `top`: a resumed stream's first row
         width = int(region.width)
         self._sum = np.zeros((bands, 0, width), dtype=np.float32)
         self._weight = np.zeros((0, width), dtype=np.float32)

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Optional
 
 from rssr_cli.core.errors import OutputError
 from rssr_cli.core.interrupts import forced_exit_cleanups
-from rssr_cli.io.destination import STAGING_MARK, STAGING_OWNER, staging_prefix
+from rssr_cli.io.destination import RESUME_MARK, STAGING_MARK, STAGING_OWNER, staging_prefix
 from rssr_cli.io.safefiles import open_private_file
 
 
@@ -126,6 +126,8 @@ def remove_stale_staging(dst: Path) -> list[Path]:
         try:
             info = os.lstat(directory)
         except FileNotFoundError:
+            continue
+        if directory.name.endswith(RESUME_MARK):  # kept on purpose for the next run (pipeline/resume.py)
             continue
         if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not _owner_alive(directory):
             shutil.rmtree(directory, ignore_errors=True)

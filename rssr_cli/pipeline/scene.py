@@ -15,17 +15,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
+from rasterio.io import DatasetReader
+
 from rssr_cli.backends import SRBackend
 from rssr_cli.core.errors import RssrError, UsageError
 from rssr_cli.core.interrupts import raise_on_signals
+from rssr_cli.evaluation.fidelity_report import FidelityReport
 from rssr_cli.io.cog import open_intermediate
 from rssr_cli.io.destination import check_output_name, staging_dir
 from rssr_cli.io.products import is_band_stack
 from rssr_cli.io.raster_io import gdal_env, open_raster
 from rssr_cli.pipeline.locks import output_lock
 from rssr_cli.pipeline.model_choice import with_scene_model
-from rssr_cli.pipeline.plan import plan_run
+from rssr_cli.pipeline.plan import RunPlan, plan_run
 from rssr_cli.pipeline.report import finish, open_spread_intermediate
+from rssr_cli.pipeline.resume import INTERMEDIATE, ResumableWriter, Resume, resumable_staging, resume_key
 from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings
 from rssr_cli.pipeline.spread import refuse_stacks
 from rssr_cli.pipeline.stack_pipeline import upscale_stack
@@ -87,12 +91,17 @@ def render_scene(
     with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, dst, settings, backend)
         skipped = 0
+        key = resume_key(plan.output.tags, plan.output, plan.settings, plan.region.window) if plan.spread is None else None
         try:
-            with staging_dir(dst) as staging:
-                intermediate = staging / "stream.tif"
-                with open_intermediate(intermediate, plan.output) as writer, open_spread_intermediate(staging, plan) as spread:
-                    skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan, spread), track)
-                report = finish(dataset, plan, backend, intermediate, dst, staging)
+            if key is not None:  # an interrupted run of this very request resumes (resume.py)
+                with resumable_staging(dst, key) as resume:
+                    skipped, report = _resumable_scene(dataset, plan, backend, dst, resume, track)
+            else:
+                with staging_dir(dst) as staging:
+                    intermediate = staging / "stream.tif"
+                    with open_intermediate(intermediate, plan.output) as writer, open_spread_intermediate(staging, plan) as spread:
+                        skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan, spread), track)
+                    report = finish(dataset, plan, backend, intermediate, dst, staging)
         except RssrError as error:  # the JSON log reports the work done before the failure, not 0
             error.windows, error.skipped_windows = windows_done[0], skipped
             raise
@@ -104,3 +113,20 @@ def render_scene(
         plan.method, plan.window_count, skipped, seconds, plan.outside_aoi_windows, report,
         spread=plan.spread.path if plan.spread is not None else None,
     )  # fmt: skip
+
+
+def _resumable_scene(
+    dataset: DatasetReader, plan: RunPlan, backend: SRBackend, dst: Path, resume: Resume, track: Progress
+) -> tuple[int, Optional[FidelityReport]]:
+    """render_scene's stream and finish in a resume folder: checkpointed as it goes, continued where it stopped."""
+    intermediate = resume.folder / INTERMEDIATE
+    with open_intermediate(intermediate, plan.output, resume=resume.resumed) as dataset_writer:
+        writer = ResumableWriter(dataset_writer)
+        resume.track(writer)
+        try:
+            skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan), track, state=resume.state, after_row=resume.after_row)
+            resume.checkpoint()  # a kill during the COG build (minutes for a large scene) recomputes nothing
+        finally:
+            writer.close()  # the dataset a checkpoint reopened: its rows reach the disk before the side-car is saved
+    resume.streamed = True
+    return skipped, finish(dataset, plan, backend, intermediate, dst, resume.folder)

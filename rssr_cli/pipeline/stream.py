@@ -4,6 +4,7 @@ spread layer (--samples K >= 2, spread.py) asks the backend for each patch's spr
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, cast
 
@@ -17,7 +18,10 @@ from rssr_cli.io.radiometry import normalize
 from rssr_cli.io.raster_io import MaskKind, fill_invalid, read_window
 from rssr_cli.pipeline.blend import FinishedRows, RowAccumulator, SpreadTarget, hr_validity, tile_blend_weights, write_blended
 from rssr_cli.pipeline.plan import RunPlan
+from rssr_cli.pipeline.resume import StreamState
 from rssr_cli.pipeline.settings import Progress
+
+log = logging.getLogger(__name__)
 
 
 def plan_writer(writer: Any, plan: RunPlan, spread_writer: Any = None) -> Callable[[FinishedRows], None]:
@@ -86,20 +90,39 @@ def stream_tiles(
     backend: SRBackend,
     write: Callable[[FinishedRows], None],
     progress: Optional[Progress] = None,
+    *,
+    state: Optional[StreamState] = None,
+    after_row: Optional[Callable[[], None]] = None,
 ) -> int:
     """Process tile rows top to bottom, handing finished output rows to `write`; returns the skipped window count.
 
     After tile row r, output rows above tile row r+1's first HR row get no more contributions, so
     they are written and dropped: the accumulator spans about one tile row of output at any time.
     Windows with data are batched (batch_size per backend call) within a row; all-nodata ones are skipped.
+
+    `state` records how far the stream got (updated after each tile row, before `after_row` is called). A state
+    from an interrupted run of the same plan (resume.py) resumes it: tile rows whose patches all end above
+    `state.rows_written` are not computed again, and the rows already written are recomputed only where the next
+    ones overlap them, never rewritten. Progress then counts the windows computed, of those left.
     """
     grid, tiles = plan.grid, plan.tiles
+    state = state if state is not None else StreamState()
+    resume_row = state.rows_written
+    first = _first_row_to_compute(plan, resume_row)
+    del state.skipped[first:]
+    top = min([resume_row, *(int(t.out.row_off) for t in tiles[first])]) if 0 < first < len(tiles) else None
     track_validity = plan.source.mask_kind != MaskKind.NONE
-    accumulator = RowAccumulator(len(plan.bands), plan.region.window, track_validity=track_validity, spread=plan.spread is not None)
-    counter = _ProgressCounter(plan.window_count, progress)
-    skipped = 0
-    for r, row in enumerate(tiles):
-        last = r + 1 == len(tiles)
+    accumulator = RowAccumulator(
+        len(plan.bands), plan.region.window, track_validity=track_validity, spread=plan.spread is not None, top=top
+    )
+    # A resumed stream counts only the windows it computes, so a progress line's ETA is of the work left.
+    counter = _ProgressCounter(sum(len(row) for row in tiles[first:]), progress)
+    if first == len(tiles) and first > 0:
+        log.info("resuming: every row of the %d windows is written", plan.window_count)
+    elif first > 0:
+        log.info("resuming at tile row %d of %d: %d of %d windows left", first + 1, len(tiles), counter.total, plan.window_count)
+    for r in range(first, len(tiles)):
+        row, last, skipped = tiles[r], r + 1 == len(tiles), 0
         # The last row also opens the region's rows below every kept tile (an AOI's edge rows may have none).
         accumulator.extend_to(grid.height if last else max(int(t.out.row_off + t.out.height) for t in row))
         pending: list[PreparedWindow] = []
@@ -119,10 +142,25 @@ def stream_tiles(
             _blend_batch(backend, pending, accumulator, plan)
             counter.advance(len(pending))
         final_row = grid.height if last else int(tiles[r + 1][0].out.row_off)
+        accumulator.pop_until(min(final_row, resume_row))  # a resumed stream: rows already on disk are not rewritten
         finished = accumulator.pop_until(final_row)
         if finished is not None:
             write(finished)
-    return skipped
+        state.rows_written = max(state.rows_written, final_row)
+        state.skipped.append(skipped)
+        if after_row is not None:
+            after_row()
+    return sum(state.skipped)
+
+
+def _first_row_to_compute(plan: RunPlan, rows_written: int) -> int:
+    """The first tile row whose patches reach output row `rows_written` or below (len(tiles): none left)."""
+    tiles = plan.tiles
+    for r, row in enumerate(tiles):
+        bottom = plan.grid.height if r + 1 == len(tiles) else max(int(t.out.row_off + t.out.height) for t in row)
+        if bottom > rows_written:
+            return r
+    return len(tiles)
 
 
 def _record_validity(accumulator: RowAccumulator, window: PreparedWindow, grid: OutputGrid) -> None:
