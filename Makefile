@@ -20,10 +20,11 @@ demo: $(STAMP)
 	$(BIN)/rssr upscale sample_data/s2_b2348_256.tif --scale 4.5 -o demo_x4.5.tif --overwrite
 	$(BIN)/rssr info demo_x4.5.tif
 
-# ruff (pyflakes + import order) on all Python files; mypy on the package (config: pyproject.toml); the import
+# ruff (pyflakes + import order, and ruff format's layout) on all Python files; mypy on the package (config: pyproject.toml); the import
 # contracts of .importlinter (layering, no cycles; CONTRIBUTING.md).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

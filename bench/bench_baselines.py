@@ -34,7 +34,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("hr_dir", type=Path, nargs="?", default=VAL)
     parser.add_argument("--methods", nargs="+", default=["bicubic", "lanczos"])
-    parser.add_argument("--scales", nargs="+", type=float, default=None, help=f"default {' '.join(map(str, DEFAULT_SCALES))} (--quick: 2 4)")
+    parser.add_argument(
+        "--scales",
+        nargs="+",
+        type=float,
+        default=None,
+        help=f"default {' '.join(map(str, DEFAULT_SCALES))} (--quick: 2 4)",
+    )
     parser.add_argument("--limit", type=int, help="(--quick: 16)")
     parser.add_argument("--quick", action="store_true", help="few images and scales for a 2-core box")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the degradation only)")
@@ -45,14 +51,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     backends = {name: get_backend(name) for name in args.methods}
     report = evaluate_folder(
-        args.hr_dir, backends, scales, limit=limit,
+        args.hr_dir,
+        backends,
+        scales,
+        limit=limit,
         progress=lambda done, total: print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True),
     )
     print(file=sys.stderr)
     if args.json:
         args.json.write_text(report.to_json())
-    print(f"{report.meta['images']} images from {args.hr_dir}; border: {report.border_rule}; "
-          f"degradation: {report.degradation}; {machine()['cpu']}")
+    print(
+        f"{report.meta['images']} images from {args.hr_dir}; border: {report.border_rule}; "
+        f"degradation: {report.degradation}; {machine()['cpu']}"
+    )
     print(markdown_table(report.summary_rows()))
     write_result("baselines", json.loads(report.to_json()), quick=args.quick)
 

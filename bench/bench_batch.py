@@ -51,7 +51,9 @@ def timed(command: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", default=None, help="default diffusion (--quick: bicubic, the batch machinery alone)")
+    parser.add_argument(
+        "--method", default=None, help="default diffusion (--quick: bicubic, the batch machinery alone)"
+    )
     parser.add_argument("--scale", type=float, default=4.0)
     parser.add_argument("--size", type=int, default=None, help="LR side of each scene, px (default 96; --quick: 48)")
     parser.add_argument("--count", type=int, default=None, help="scenes (default 8; --quick: 4)")
@@ -65,9 +67,23 @@ def main() -> None:
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     scenes = make_scenes(args.workdir / "in", args.count, args.size)
-    rssr = [sys.executable, "-m", "rssr_cli", "upscale", str(args.workdir / "in"), "-s", f"{args.scale:g}", "-m", args.method, "-q"]
+    rssr = [
+        sys.executable,
+        "-m",
+        "rssr_cli",
+        "upscale",
+        str(args.workdir / "in"),
+        "-s",
+        f"{args.scale:g}",
+        "-m",
+        args.method,
+        "-q",
+    ]
     figures = {}
-    for label, extra in (("in-process", []), (f"LocalCluster({args.workers})", ["--scheduler", f"local:{args.workers}"])):
+    for label, extra in (
+        ("in-process", []),
+        (f"LocalCluster({args.workers})", ["--scheduler", f"local:{args.workers}"]),
+    ):
         out = args.workdir / label.replace("(", "_").replace(")", "")
         log = args.workdir / f"{out.name}.jsonl"
         seconds = timed([*rssr, "-o", str(out), "--log-json", str(log), *extra])
@@ -82,7 +98,14 @@ def main() -> None:
         rerun = timed([*rssr, "-o", str(out), *extra])
         figures[label]["rerun_all_skipped_s"] = round(rerun, 1)
         print(f"{'':>18}  re-run (all skipped): {rerun:.1f} s")
-    result = {"scenes": len(scenes), "lr_px": args.size, "scale": args.scale, "method": args.method, "workers": args.workers, "runs": figures}
+    result = {
+        "scenes": len(scenes),
+        "lr_px": args.size,
+        "scale": args.scale,
+        "method": args.method,
+        "workers": args.workers,
+        "runs": figures,
+    }
     write_result("batch", result, quick=args.quick)
 
 

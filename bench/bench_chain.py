@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--degradation", default="bicubic")
     parser.add_argument("--limit", type=int, default=12)
     parser.add_argument("--samples", type=int, default=2)
-    parser.add_argument("--steps", default=None, help="chain steps to judge, comma-separated (default: the whole chain)")
+    parser.add_argument(
+        "--steps", default=None, help="chain steps to judge, comma-separated (default: the whole chain)"
+    )
     parser.add_argument("--scale", default="4")
     parser.add_argument("--variance-correction", type=float, default=None, help="override the card's sampler value")
     parser.add_argument("-o", "--out", type=Path, required=True)
@@ -36,7 +38,18 @@ def main() -> None:
     model = args.state
     if args.state.suffix != ".safetensors":
         model = args.out / "model"
-        subprocess.run([sys.executable, str(HERE / "export_state.py"), str(args.state), "--init", str(args.init), "-o", str(model)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "export_state.py"),
+                str(args.state),
+                "--init",
+                str(args.init),
+                "-o",
+                str(model),
+            ],
+            check=True,
+        )
         model = model.with_suffix(".safetensors")
     card = json.loads(model.with_suffix(".json").read_text())
     if args.variance_correction is not None:
@@ -44,23 +57,52 @@ def main() -> None:
         model.with_suffix(".json").write_text(json.dumps(card, indent=1))
     steps = args.steps or str(card["diffusion"].get("chain_steps", 1))
     report = args.out / "eval.json"
-    subprocess.run([str(Path(sys.executable).with_name("rssr")), "evaluate", str(args.data), "--model", str(model), "--steps", f"0,{steps}", "--samples", str(args.samples),
-                    "--scales", args.scale, "--degradation", args.degradation, "--limit", str(args.limit), "--methods", "bicubic",
-                    "--json", str(report), "-q"], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("rssr")),
+            "evaluate",
+            str(args.data),
+            "--model",
+            str(model),
+            "--steps",
+            f"0,{steps}",
+            "--samples",
+            str(args.samples),
+            "--scales",
+            args.scale,
+            "--degradation",
+            args.degradation,
+            "--limit",
+            str(args.limit),
+            "--methods",
+            "bicubic",
+            "--json",
+            str(report),
+            "-q",
+        ],
+        check=True,
+    )
     print(table(json.loads(report.read_text()), card))
 
 
 def table(report: dict, card: dict) -> str:
     summary = {(s["scale"], s["backend"]): s for s in report["summary"]}
-    lines = [f"model {card.get('id')}: {card['diffusion']}; {report['meta'].get('images')} images, K = {report['meta'].get('samples')}",
-             "", "| setting | PSNR | SSIM | s/image | bars passed | " + " | ".join(f"bar {i}" for i in range(1, 8)) + " |",
-             "|---|---|---|---|---|" + "---|" * 7]  # fmt: skip
+    lines = [
+        f"model {card.get('id')}: {card['diffusion']}; {report['meta'].get('images')} images, K = {report['meta'].get('samples')}",
+        "",
+        "| setting | PSNR | SSIM | s/image | bars passed | " + " | ".join(f"bar {i}" for i in range(1, 8)) + " |",
+        "|---|---|---|---|---|" + "---|" * 7,
+    ]
     posterior = {(p["scale"], p["backend"]): p for p in report["posterior"]}
     for key, s in summary.items():
         bars = posterior.get(key)
         cells = ["—"] * 7 if bars is None else [_bar(b) for b in bars["bars"]]
         passed = "—" if bars is None else f"{bars['bars_passed']}/7"
-        lines.append(f"| x{s['scale']:g} {s['backend']} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['seconds']:.2f} | {passed} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| x{s['scale']:g} {s['backend']} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['seconds']:.2f} | {passed} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 

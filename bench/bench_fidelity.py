@@ -30,7 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", nargs="?", default="sample_data/s2_b2348_256.tif")
     parser.add_argument("--scale", type=float, default=None, help="default 4 (--quick: 2)")
-    parser.add_argument("--methods", default=None, help="default nearest,bicubic,lanczos,diffusion (--quick: bicubic,diffusion)")
+    parser.add_argument(
+        "--methods", default=None, help="default nearest,bicubic,lanczos,diffusion (--quick: bicubic,diffusion)"
+    )
     parser.add_argument("--samples", type=int, default=None, help="default 4 (--quick: 2, the least)")
     parser.add_argument("--quick", action="store_true", help="a 48 px crop at x2, two methods, for a 2-core box")
     args = parser.parse_args()
@@ -39,8 +41,10 @@ def main() -> None:
     args.scale = args.scale or (2.0 if args.quick else 4.0)
     rows = []
 
-    print("| method | upscale s | with --report s | consistency (worst band, % of range) | deviating (worst band) "
-          "| spectral angle (deg) | shift (LR px) | uncertainty mean (DN, per band) |")
+    print(
+        "| method | upscale s | with --report s | consistency (worst band, % of range) | deviating (worst band) "
+        "| spectral angle (deg) | shift (LR px) | uncertainty mean (DN, per band) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         src = crop(Path(args.src), Path(tmp) / "crop.tif", QUICK_CROP) if args.quick else args.src
@@ -50,7 +54,9 @@ def main() -> None:
             upscale(src, Path(tmp) / "plain.tif", settings)
             plain = time.perf_counter() - start
             start = time.perf_counter()
-            result = upscale(src, Path(tmp) / "report.tif", settings, fidelity=FidelityOptions(write_report=True, samples=samples))
+            result = upscale(
+                src, Path(tmp) / "report.tif", settings, fidelity=FidelityOptions(write_report=True, samples=samples)
+            )
             reported = time.perf_counter() - start
             f = result.fidelity
             shift = "n/a" if f.shift is None else f"{f.shift.dy:+.3f}, {f.shift.dx:+.3f}"
@@ -60,20 +66,41 @@ def main() -> None:
                 f"| {max(b.deviating_fraction for b in f.bands):.1%} | {sam} | {shift} "
                 f"| {', '.join(f'{b.uncertainty_mean:.1f}' for b in f.bands)} |"
             )
-            rows.append({
-                "method": method, "upscale_s": plain, "with_report_s": reported, "worst_consistency": f.worst_consistency,
-                "worst_deviating_fraction": max(b.deviating_fraction for b in f.bands), "spectral_angle_deg": f.spectral_angle_deg,
-                "shift_lr_px": None if f.shift is None else [f.shift.dy, f.shift.dx],
-                "uncertainty_mean": [b.uncertainty_mean for b in f.bands],
-            })  # fmt: skip
-    write_result("fidelity", {"src": str(args.src), "crop_px": QUICK_CROP if args.quick else None, "scale": args.scale, "samples": samples, "rows": rows}, quick=args.quick)
+            rows.append(
+                {
+                    "method": method,
+                    "upscale_s": plain,
+                    "with_report_s": reported,
+                    "worst_consistency": f.worst_consistency,
+                    "worst_deviating_fraction": max(b.deviating_fraction for b in f.bands),
+                    "spectral_angle_deg": f.spectral_angle_deg,
+                    "shift_lr_px": None if f.shift is None else [f.shift.dy, f.shift.dx],
+                    "uncertainty_mean": [b.uncertainty_mean for b in f.bands],
+                }
+            )
+    write_result(
+        "fidelity",
+        {
+            "src": str(args.src),
+            "crop_px": QUICK_CROP if args.quick else None,
+            "scale": args.scale,
+            "samples": samples,
+            "rows": rows,
+        },
+        quick=args.quick,
+    )
 
 
 def crop(src: Path, dst: Path, size: int) -> Path:
     """The top-left size x size window of src as its own GeoTIFF (quick mode)."""
     with rasterio.open(src) as ds:
         window = Window(0, 0, min(size, ds.width), min(size, ds.height))
-        profile = {**ds.profile, "width": int(window.width), "height": int(window.height), "transform": ds.window_transform(window)}
+        profile = {
+            **ds.profile,
+            "width": int(window.width),
+            "height": int(window.height),
+            "transform": ds.window_transform(window),
+        }
         with rasterio.open(dst, "w", **profile) as out:
             out.write(ds.read(window=window))
     return dst

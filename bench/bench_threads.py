@@ -89,7 +89,11 @@ def main() -> None:
     print("\n| competing busy processes | variant | wall (s), median |\n|---|---|---|")
     for r in rows:
         print(f"| {r['load']} | {r['variant']} | {r['median_s']:.1f} |")
-    write_result("threads", {"size": args.size, "scale": args.scale, "cpus": len(os.sched_getaffinity(0)), "rows": rows}, quick=args.quick)
+    write_result(
+        "threads",
+        {"size": args.size, "scale": args.scale, "cpus": len(os.sched_getaffinity(0)), "rows": rows},
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

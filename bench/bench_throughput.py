@@ -60,7 +60,11 @@ def halo_overhead(scale: float) -> float:
 
 
 def machine(device: torch.device) -> dict:
-    info = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    info = {
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -84,7 +88,9 @@ def main() -> None:
     overhead = halo_overhead(SCALE)
     tile_band_px = (TILE_SIDE * SCALE) ** 2 * TILE_BANDS
     rows = []
-    print(f"# Throughput — {device}, {json.dumps(machine(device))}, model {Path(model).name}, HR window {args.size}², x{SCALE:g}\n")
+    print(
+        f"# Throughput — {device}, {json.dumps(machine(device))}, model {Path(model).name}, HR window {args.size}², x{SCALE:g}\n"
+    )
     print("| precision | batch | NFE / window | s / call | output Mpix/s | projected S2 tile 10980², 4 bands, x4 (h) |")
     print("|---|---|---|---|---|---|")
     for precision in args.precisions:
@@ -96,17 +102,39 @@ def main() -> None:
             mpix_s = batch * args.size**2 / 1e6 / seconds
             hours = tile_band_px * overhead / (mpix_s * 1e6) / 3600
             nfe = backend.steps if backend.mode == "diffusion" else 0
-            rows.append({"precision": precision, "batch": batch, "nfe": nfe, "seconds": seconds, "mpix_s": mpix_s, "tile_hours": hours})
+            rows.append(
+                {
+                    "precision": precision,
+                    "batch": batch,
+                    "nfe": nfe,
+                    "seconds": seconds,
+                    "mpix_s": mpix_s,
+                    "tile_hours": hours,
+                }
+            )
             print(f"| {precision} | {batch} | {nfe} + prior | {seconds:.4f} | {mpix_s:.3f} | {hours:.2f} |")
-    print(f"\nProjection: {tile_band_px / 1e9:.2f} G output band-pixels x {overhead:.2f} (halo of the default x4 tiling) / rate; "
-          "reading, blending and the COG build not included.")  # fmt: skip
-    figures = {"device": str(device), "model": model, "hr_window": args.size, "scale": SCALE, "halo_overhead": overhead, "rows": rows}
+    print(
+        f"\nProjection: {tile_band_px / 1e9:.2f} G output band-pixels x {overhead:.2f} (halo of the default x4 tiling) / rate; "
+        "reading, blending and the COG build not included."
+    )
+    figures = {
+        "device": str(device),
+        "model": model,
+        "hr_window": args.size,
+        "scale": SCALE,
+        "halo_overhead": overhead,
+        "rows": rows,
+    }
     if args.json is None:
         write_result("throughput", figures, quick=args.quick)
         return
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    record = {"bench": "throughput", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine(device), **figures}  # fmt: skip
+    record = {
+        "bench": "throughput",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(device),
+        **figures,
+    }
     args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 

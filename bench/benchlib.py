@@ -29,7 +29,12 @@ def cpu_name() -> str:
 
 def machine() -> dict[str, Any]:
     """The machine a figure was measured on: CPU, cores this process may use, Python, torch and GPU when present."""
-    info: dict[str, Any] = {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(), "os": platform.platform()}
+    info: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "cores": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
     try:
         import torch
 

@@ -19,7 +19,12 @@ from rssr_cli.training.state import load_ema_weights
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("state", type=Path, help="training state path without suffix (…/prior/best)")
-    parser.add_argument("--init", type=Path, required=True, help="the model the run started from (architecture and the parts it did not train)")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        required=True,
+        help="the model the run started from (architecture and the parts it did not train)",
+    )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
     parser.add_argument("--model-id", default=None)
     args = parser.parse_args()
@@ -27,7 +32,9 @@ def main() -> None:
     meta = json.loads(args.state.with_suffix(".json").read_text())
     diffusion = meta.get("diffusion") or {}
     if diffusion.get("process") == "resshift" and model.process != "resshift":  # a chain trained on a DDPM model's UNet
-        model.set_resshift(chain_steps=diffusion["chain_steps"], kappa=diffusion["kappa"], residual_scale=diffusion["residual_scale"])
+        model.set_resshift(
+            chain_steps=diffusion["chain_steps"], kappa=diffusion["kappa"], residual_scale=diffusion["residual_scale"]
+        )
     step = load_ema_weights(args.state, model)  # rssr train's states hold the whole model (frozen parts included)
     meta.pop("optimizer", None)
     meta.pop("sampler_rng", None)

@@ -22,8 +22,10 @@ def table(path: Path) -> str:
     cell = {(r["backend"], r["scale"]): r for r in rows}
     images = max(r["images"] for r in rows)
     head = f"{images} images of {result['meta']['hr_dir']}, border {result['border_rule']}, model {result['meta'].get('model')}\n\n"
-    lines = ["| method | " + " | ".join(f"x{s:g} PSNR / SSIM (Δ bicubic)" for s in scales) + " | s / image |",
-             "|---|" + "---|" * (len(scales) + 1)]  # fmt: skip
+    lines = [
+        "| method | " + " | ".join(f"x{s:g} PSNR / SSIM (Δ bicubic)" for s in scales) + " | s / image |",
+        "|---|" + "---|" * (len(scales) + 1),
+    ]
     for backend in backends:
         cells, seconds = [], []
         for s in scales:

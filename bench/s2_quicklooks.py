@@ -56,7 +56,10 @@ def find_crops(bands: np.ndarray) -> dict[str, tuple[int, int]]:
             block = nir[y - k // 2 : y + k // 2, x - k // 2 : x + k // 2]
             if ndvi[y, x] > 0.5 and block.std() < best:
                 best, field = block.std(), (y, x)
-    return {name: (int(c[0]) - CROP // 2, int(c[1]) - CROP // 2) for name, c in (("bright", bright), ("shore", shore), ("field", field))}
+    return {
+        name: (int(c[0]) - CROP // 2, int(c[1]) - CROP // 2)
+        for name, c in (("bright", bright), ("shore", shore), ("field", field))
+    }
 
 
 def super_resolve(backend, lr: np.ndarray) -> np.ndarray:
@@ -66,7 +69,11 @@ def super_resolve(backend, lr: np.ndarray) -> np.ndarray:
 
 
 def to_rgb(img: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    return (np.clip((img[:3] - lo[:, None, None]) / (hi - lo)[:, None, None], 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+    return (
+        (np.clip((img[:3] - lo[:, None, None]) / (hi - lo)[:, None, None], 0, 1) * 255)
+        .astype(np.uint8)
+        .transpose(1, 2, 0)
+    )
 
 
 def guided_sheet(city: str, y: int, x: int, sharpener_path: Path) -> Image.Image:
@@ -94,8 +101,19 @@ def guided_sheet(city: str, y: int, x: int, sharpener_path: Path) -> Image.Image
         pos = (np.arange(side) + 0.5) / 2
         t = torch.from_numpy(pos).float()[None]
         up = sample_at(torch.from_numpy(native)[None, None], t, t)[0, 0].numpy()
-        out = sharpen_array(model, name, up, guides, scale=2.0, guide_ratio=1.0, band_stats=stats_of(band.values, band.valid), guide_stats=guide_stats)
-        out = consistent_and_bounded(out, native, valid, pos, pos, 2.0, BOUND_MARGIN * band_range(band.values, band.valid))
+        out = sharpen_array(
+            model,
+            name,
+            up,
+            guides,
+            scale=2.0,
+            guide_ratio=1.0,
+            band_stats=stats_of(band.values, band.valid),
+            guide_stats=guide_stats,
+        )
+        out = consistent_and_bounded(
+            out, native, valid, pos, pos, 2.0, BOUND_MARGIN * band_range(band.values, band.valid)
+        )
         panels.append((f"{name} bicubic", up))
         panels.append((f"{name} guided", out))
     panels.append(("B08 (guide, 10 m)", guides[3]))

@@ -36,7 +36,9 @@ def pack(state: Path, out: Path, frozen: list[str]) -> None:
     meta = json.loads(state.with_suffix(".json").read_text())
     meta["wip_packed"] = {"frozen": frozen, "ema_dtype": "bfloat16"}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-    print(f"packed {state} -> {out}.safetensors ({out.with_suffix('.safetensors').stat().st_size / 2**20:.1f} MiB, step {meta['step']})")
+    print(
+        f"packed {state} -> {out}.safetensors ({out.with_suffix('.safetensors').stat().st_size / 2**20:.1f} MiB, step {meta['step']})"
+    )
 
 
 def unpack(packed: Path, state: Path, init: Path) -> None:

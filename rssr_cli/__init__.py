@@ -1,7 +1,7 @@
 """rssr: super-resolution of georeferenced remote-sensing rasters.
 
-    from rssr_cli import upscale, UpscaleSettings, ModelOptions  # one scene
-    from rssr_cli import run, RunRequest  # every run mode: batches, locks, skip rules, log
+from rssr_cli import upscale, UpscaleSettings, ModelOptions  # one scene
+from rssr_cli import run, RunRequest  # every run mode: batches, locks, skip rules, log
 """
 
 from rssr_cli.core.threads import set_passive_wait_policy
@@ -9,7 +9,17 @@ from rssr_cli.core.version import __version__  # the one version string (version
 
 set_passive_wait_policy()  # before anything imports torch (libgomp reads it once, when it loads): threads.py says why
 
-_API = ("upscale", "UpscaleSettings", "UpscaleResult", "ModelOptions", "run", "RunRequest", "RunReport", "SceneJob", "SceneResult")
+_API = (
+    "upscale",
+    "UpscaleSettings",
+    "UpscaleResult",
+    "ModelOptions",
+    "run",
+    "RunRequest",
+    "RunReport",
+    "SceneJob",
+    "SceneResult",
+)
 
 __all__ = ["__version__", *_API]
 

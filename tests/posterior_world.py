@@ -51,8 +51,10 @@ def box_down(img: np.ndarray) -> np.ndarray:
 def make_world(seed: int, size: int = 128, amplitude: float = 0.08, spread: float = 1.0) -> World:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
-    base = 0.5 + sum(0.08 * rng.standard_normal() * np.cos(2 * np.pi * (fy * yy + fx * xx) + rng.uniform(0, 2 * np.pi))
-                     for fy, fx in rng.integers(-3, 4, size=(6, 2)))  # fmt: skip
+    base = 0.5 + sum(
+        0.08 * rng.standard_normal() * np.cos(2 * np.pi * (fy * yy + fx * xx) + rng.uniform(0, 2 * np.pi))
+        for fy, fx in rng.integers(-3, 4, size=(6, 2))
+    )
     base = np.stack([base * g for g in (1.0, 0.95, 1.05)])
     hb = wb = size // SCALE
     centre = base[0, SCALE // 2 :: SCALE, SCALE // 2 :: SCALE]

@@ -21,8 +21,20 @@ TILE = "T18SUJ"
 STAMP = "20181231T153611"
 L1C_NAME = f"S2B_MSIL1C_{STAMP}_N0207_R068_{TILE}_{STAMP}.SAFE"
 L2A_NAME = f"S2B_MSIL2A_{STAMP}_N0211_R068_{TILE}_{STAMP}.SAFE"
-STAC_KEYS = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2",
-             "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22"}  # fmt: skip
+STAC_KEYS = {
+    "B01": "coastal",
+    "B02": "blue",
+    "B03": "green",
+    "B04": "red",
+    "B05": "rededge1",
+    "B06": "rededge2",
+    "B07": "rededge3",
+    "B08": "nir",
+    "B8A": "nir08",
+    "B09": "nir09",
+    "B11": "swir16",
+    "B12": "swir22",
+}
 
 
 def band_path(band: str, source_dir: Path = BANDS_DIR) -> Path:
@@ -38,7 +50,9 @@ def crop_bands(out_dir: Path, bands, bounds) -> Path:
             window = window.round_offsets(op="floor").round_lengths(op="ceil")
             col1 = min(src.width, int(np.ceil((bounds[2] - src.transform.c) / src.transform.a)))
             row1 = min(src.height, int(np.ceil((src.transform.f - bounds[1]) / -src.transform.e)))
-            window = rasterio.windows.Window(window.col_off, window.row_off, col1 - window.col_off, row1 - window.row_off)
+            window = rasterio.windows.Window(
+                window.col_off, window.row_off, col1 - window.col_off, row1 - window.row_off
+            )
             profile = src.profile
             profile.update(width=int(window.width), height=int(window.height), transform=src.window_transform(window))
             with rasterio.open(out_dir / f"{band}.tif", "w", **profile) as dst:
@@ -105,7 +119,9 @@ def _write_upsampled(src: Path, dst: Path, factor: int) -> None:
     with rasterio.open(src) as ds:
         fine = np.repeat(np.repeat(ds.read(1), factor, 0), factor, 1)
         profile = ds.profile
-        profile.update(width=fine.shape[1], height=fine.shape[0], transform=ds.transform @ rasterio.Affine.scale(1 / factor))
+        profile.update(
+            width=fine.shape[1], height=fine.shape[0], transform=ds.transform @ rasterio.Affine.scale(1 / factor)
+        )
     dst.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(dst, "w", **profile) as out:
         out.write(fine, 1)
@@ -136,10 +152,14 @@ def make_stac_item(root: Path) -> Path:
     assets["thumbnail"] = {"href": "files/thumb.jpg", "type": "image/jpeg", "roles": ["thumbnail"]}
     assets["granule_metadata"] = {"href": "files/metadata.xml", "type": "application/xml", "roles": ["metadata"]}
     item = {
-        "type": "Feature", "stac_version": "1.0.0", "id": "S2B_18SUJ_20181231_0_L1C",
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "S2B_18SUJ_20181231_0_L1C",
         "properties": {"datetime": "2018-12-31T15:36:11Z"},
-        "geometry": None, "links": [], "assets": assets,
-    }  # fmt: skip
+        "geometry": None,
+        "links": [],
+        "assets": assets,
+    }
     path = root / "item.json"
     path.write_text(json.dumps(item, indent=1))
     return path

@@ -27,9 +27,15 @@ from conftest import UTM_TRANSFORM, files_in, synthetic_image
 # The 40x40 px rasters below span x 500000..500400, y 3999600..4000000 (UTM 33N, 10 m pixels).
 X0, Y0 = UTM_TRANSFORM.c, UTM_TRANSFORM.f
 L_SHAPE = shapely.Polygon(
-    [(X0 + 55, Y0 - 45), (X0 + 255, Y0 - 45), (X0 + 255, Y0 - 145), (X0 + 155, Y0 - 145), (X0 + 155, Y0 - 295),
-     (X0 + 55, Y0 - 295)]
-)  # fmt: skip
+    [
+        (X0 + 55, Y0 - 45),
+        (X0 + 255, Y0 - 45),
+        (X0 + 255, Y0 - 145),
+        (X0 + 155, Y0 - 145),
+        (X0 + 155, Y0 - 295),
+        (X0 + 55, Y0 - 295),
+    ]
+)
 TRIANGLE = shapely.Polygon([(X0 + 23, Y0 - 31), (X0 + 377, Y0 - 88), (X0 + 140, Y0 - 361)])
 # two squares far apart vertically: the tile rows between them run nothing
 TWO_SQUARES = shapely.MultiPolygon(
@@ -245,7 +251,12 @@ def test_geojson_forms_give_the_union_of_their_polygons(tmp_path):
         "feature.geojson": _feature(a),
         "collection.geojson": {
             "type": "FeatureCollection",
-            "features": [_feature(a), _feature(b), _feature(shapely.Point(9, 9)), {"type": "Feature", "geometry": None}],
+            "features": [
+                _feature(a),
+                _feature(b),
+                _feature(shapely.Point(9, 9)),
+                {"type": "Feature", "geometry": None},
+            ],
         },
     }
     loaded = {}
@@ -293,7 +304,10 @@ def test_bad_aoi_values_are_one_line_usage_errors(value, message):
         (json.dumps({"type": "FeatureCollection", "features": []}), "holds no geometry"),
         (json.dumps(_feature(shapely.LineString([(0, 0), (1, 1)]))), "holds no polygon"),
         (json.dumps({"type": "Polygon", "coordinates": "nonsense"}), "malformed GeoJSON geometry"),
-        (json.dumps({**mapping(shapely.box(0, 0, 1, 1)), "crs": {"type": "name", "properties": {"name": "EPSG:0"}}}), "not a CRS"),
+        (
+            json.dumps({**mapping(shapely.box(0, 0, 1, 1)), "crs": {"type": "name", "properties": {"name": "EPSG:0"}}}),
+            "not a CRS",
+        ),
     ],
 )
 def test_bad_geojson_files_are_one_line_usage_errors(tmp_path, content, message):

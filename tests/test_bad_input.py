@@ -99,7 +99,20 @@ def _directory(d: Path) -> Path:
 def test_bad_source_is_refused(tmp_path, make_src, fragment):
     src = make_src(tmp_path)
     before = files_in(tmp_path)
-    result = run("upscale", src, "-o", tmp_path / "out.tif", "--scale", "2", "--tile", "32", "--overlap", "4", "--method", "bicubic")
+    result = run(
+        "upscale",
+        src,
+        "-o",
+        tmp_path / "out.tif",
+        "--scale",
+        "2",
+        "--tile",
+        "32",
+        "--overlap",
+        "4",
+        "--method",
+        "bicubic",
+    )
     assert_refused(result, 1, fragment, tmp_path, before)
 
 
@@ -111,7 +124,9 @@ def test_an_empty_directory_is_a_batch_with_nothing_to_do(tmp_path):
 
 
 def test_no_crs_warns_and_proceeds_on_the_pixel_grid(tmp_path):
-    src = write_raster(tmp_path / "nocrs.tif", synthetic_image(1, 12, 14), crs=None, transform=Affine(1, 0, 0, 0, -1, 12))
+    src = write_raster(
+        tmp_path / "nocrs.tif", synthetic_image(1, 12, 14), crs=None, transform=Affine(1, 0, 0, 0, -1, 12)
+    )
     result = run("upscale", src, "-o", tmp_path / "out.tif", "--scale", "2", "--method", "bicubic")
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0] == f"warning: {src} has no CRS; the output is written on the pixel grid only"
@@ -244,7 +259,22 @@ def test_failure_mid_run_leaves_nothing(make_raster, tmp_path, monkeypatch, fail
     monkeypatch.setitem(backends._FACTORIES, "failing", lambda **_: FailingBackend(failure))
     before = files_in(tmp_path)
     previous_handler = signal.getsignal(signal.SIGINT)
-    result = run("upscale", src, "-o", tmp_path / "out.tif", "-s", "2", "-m", "failing", "--tile", "16", "--overlap", "4", "--batch-size", "1")
+    result = run(
+        "upscale",
+        src,
+        "-o",
+        tmp_path / "out.tif",
+        "-s",
+        "2",
+        "-m",
+        "failing",
+        "--tile",
+        "16",
+        "--overlap",
+        "4",
+        "--batch-size",
+        "1",
+    )
     assert_refused(result, 130 if failure == "sigint" else 1, fragment, tmp_path, before)
     assert signal.getsignal(signal.SIGINT) is previous_handler  # handlers restored after the run
 
@@ -285,8 +315,25 @@ def test_signal_mid_run_removes_temp_files_and_writes_no_output(make_raster, tmp
     runner_script = tmp_path / "run_slow.py"
     runner_script.write_text(SLOW_RUNNER)
     started = tmp_path / "started"
-    args = [sys.executable, runner_script, started, "upscale", src, "-o", work / "out.tif", "-s", "2",
-            "-m", "slow", "--tile", "16", "--overlap", "4", "--batch-size", "1"]  # fmt: skip
+    args = [
+        sys.executable,
+        runner_script,
+        started,
+        "upscale",
+        src,
+        "-o",
+        work / "out.tif",
+        "-s",
+        "2",
+        "-m",
+        "slow",
+        "--tile",
+        "16",
+        "--overlap",
+        "4",
+        "--batch-size",
+        "1",
+    ]
     proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

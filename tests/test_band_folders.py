@@ -27,7 +27,9 @@ def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def band_folder(root: Path, name: str = "T18SUJ_bands", bands=("B02", "B03", "B04", "B08", "B8A", "B11"), prefix: str = PREFIX) -> Path:
+def band_folder(
+    root: Path, name: str = "T18SUJ_bands", bands=("B02", "B03", "B04", "B08", "B8A", "B11"), prefix: str = PREFIX
+) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
     for band in bands:

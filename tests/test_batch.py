@@ -51,7 +51,9 @@ def log_lines(path: Path) -> list[dict]:
 def test_inputs_expand_from_files_directories_and_globs(scenes):
     by_dir = expand_inputs([str(scenes)])
     assert by_dir == [str(scenes / f"scene{i}.tif") for i in range(3)]
-    assert expand_inputs([str(scenes / "scene1.tif"), str(scenes / "*.tif")]) == [str(scenes / f"scene{i}.tif") for i in (1, 0, 2)]
+    assert expand_inputs([str(scenes / "scene1.tif"), str(scenes / "*.tif")]) == [
+        str(scenes / f"scene{i}.tif") for i in (1, 0, 2)
+    ]
     assert expand_inputs([str(scenes.parent / "**" / "scene2.tif")]) == [str(scenes / "scene2.tif")]
     with pytest.raises(UsageError, match="no raster matches"):
         expand_inputs([str(scenes / "*.jp2")])
@@ -61,7 +63,9 @@ def test_name_template_fills_fields_and_refuses_collisions(tmp_path):
     settings = UpscaleSettings(scale=4.5, method="bicubic")
     jobs = plan_jobs([Path("a/t1.tif"), Path("b/t2.tif")], tmp_path, settings)
     assert [j.dst.name for j in jobs] == ["t1_x4.5.tif", "t2_x4.5.tif"]
-    assert plan_jobs([Path("t.tif")], tmp_path, settings, "{method}/{stem}.tif")[0].dst == tmp_path / "bicubic" / "t.tif"
+    assert (
+        plan_jobs([Path("t.tif")], tmp_path, settings, "{method}/{stem}.tif")[0].dst == tmp_path / "bicubic" / "t.tif"
+    )
     with pytest.raises(UsageError, match="would both write"):
         plan_jobs([Path("a/t.tif"), Path("b/t.tif")], tmp_path, settings)
     with pytest.raises(UsageError, match="bad name template"):
@@ -70,7 +74,22 @@ def test_name_template_fills_fields_and_refuses_collisions(tmp_path):
 
 def test_a_rerun_skips_done_scenes_and_force_redoes_them(scenes, tmp_path):
     out, log = tmp_path / "out", tmp_path / "log.jsonl"
-    args = ("upscale", scenes, "-o", out, "-s", "2", "-m", "bicubic", "--tile", "16", "--overlap", "4", "--log-json", log)
+    args = (
+        "upscale",
+        scenes,
+        "-o",
+        out,
+        "-s",
+        "2",
+        "-m",
+        "bicubic",
+        "--tile",
+        "16",
+        "--overlap",
+        "4",
+        "--log-json",
+        log,
+    )
     first = run(*args)
     assert first.exit_code == 0, first.output
     assert sorted(p.name for p in out.iterdir()) == ["scene0_x2.tif", "scene1_x2.tif", "scene2_x2.tif"]
@@ -92,7 +111,20 @@ def test_a_rerun_skips_done_scenes_and_force_redoes_them(scenes, tmp_path):
 def test_an_output_made_by_a_different_request_is_not_silently_kept_or_replaced(scenes, tmp_path):
     out = tmp_path / "out"
     # one input, but "-o DIR/" spells a directory: batch mode with its skip rules
-    common = ("upscale", scenes / "scene0.tif", "-o", f"{out}/", "-s", "2", "--tile", "16", "--overlap", "4", "--name", "{stem}.tif")
+    common = (
+        "upscale",
+        scenes / "scene0.tif",
+        "-o",
+        f"{out}/",
+        "-s",
+        "2",
+        "--tile",
+        "16",
+        "--overlap",
+        "4",
+        "--name",
+        "{stem}.tif",
+    )
     assert run(*common, "-m", "bicubic").exit_code == 0
     changed = run(*common, "-m", "nearest")  # same name, different method: not "done"
     assert changed.exit_code == 1 and "different request" in changed.stderr
@@ -145,7 +177,20 @@ def test_a_crashed_run_leaves_nothing_that_blocks_or_pollutes_the_next(scenes, t
 @pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_two_runs_on_one_folder_process_each_scene_exactly_once(scenes, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "rssr_cli", "upscale", str(scenes), "-o", str(out), "-s", "3", "-m", "lanczos", "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "rssr_cli",
+        "upscale",
+        str(scenes),
+        "-o",
+        str(out),
+        "-s",
+        "3",
+        "-m",
+        "lanczos",
+        "-q",
+    ]
     logs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     runs = [subprocess.Popen([*command, "--log-json", str(log)], env={**os.environ}) for log in logs]
     codes = [p.wait(timeout=300) for p in runs]
@@ -168,7 +213,9 @@ def test_batch_output_must_be_a_directory(scenes, tmp_path):
 def test_single_scene_mode_writes_its_log_line(scenes, tmp_path):
     log = tmp_path / "log.jsonl"
     dst = tmp_path / "one.tif"
-    assert run("upscale", scenes / "scene1.tif", "-o", dst, "-s", "2", "-m", "bicubic", "--log-json", log).exit_code == 0
+    assert (
+        run("upscale", scenes / "scene1.tif", "-o", dst, "-s", "2", "-m", "bicubic", "--log-json", log).exit_code == 0
+    )
     again = run("upscale", scenes / "scene1.tif", "-o", dst, "-s", "2", "-m", "bicubic", "--log-json", log)
     assert again.exit_code == 1 and "already exists" in again.stderr
     assert [(r["status"], r["output"]) for r in log_lines(log)] == [(DONE, str(dst)), (FAILED, str(dst))]
@@ -179,8 +226,22 @@ def test_single_scene_mode_writes_its_log_line(scenes, tmp_path):
 def test_aoi_from_the_command_line_in_single_and_batch_mode(scenes, tmp_path):
     # scene rasters are 34x30 px of 10 m from (500000, 4000000): a WKT square over their top-left quarter
     square = "POLYGON ((500020 3999980, 500150 3999980, 500150 3999870, 500020 3999870, 500020 3999980))"
-    single = run("upscale", scenes / "scene0.tif", "-o", tmp_path / "one.tif", "-s", "2", "-m", "bicubic",
-                 "--tile", "8", "--overlap", "2", "--aoi", square)  # fmt: skip
+    single = run(
+        "upscale",
+        scenes / "scene0.tif",
+        "-o",
+        tmp_path / "one.tif",
+        "-s",
+        "2",
+        "-m",
+        "bicubic",
+        "--tile",
+        "8",
+        "--overlap",
+        "2",
+        "--aoi",
+        square,
+    )
     assert single.exit_code == 0, single.output
     assert "windows outside the AOI not read" in single.stderr
     with rasterio.open(tmp_path / "one.tif") as ds:
@@ -188,7 +249,22 @@ def test_aoi_from_the_command_line_in_single_and_batch_mode(scenes, tmp_path):
         assert ds.res == pytest.approx((5.0, 5.0)) and ds.tags()["RSSR_AOI_ID"] != "none"
 
     out, log = tmp_path / "out", tmp_path / "log.jsonl"
-    args = ("upscale", scenes, "-o", out, "-s", "2", "-m", "bicubic", "--tile", "8", "--overlap", "2", "--log-json", log)
+    args = (
+        "upscale",
+        scenes,
+        "-o",
+        out,
+        "-s",
+        "2",
+        "-m",
+        "bicubic",
+        "--tile",
+        "8",
+        "--overlap",
+        "2",
+        "--log-json",
+        log,
+    )
     assert run(*args, "--aoi", square).exit_code == 0
     assert run(*args, "--aoi", square).exit_code == 0  # same AOI: done already
     assert [r["status"] for r in log_lines(log)] == [DONE] * 3 + [SKIPPED] * 3

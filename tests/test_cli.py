@@ -61,14 +61,20 @@ def test_upscale_writes_a_cog_and_a_summary(src_tif, tmp_path):
 
 def test_a_non_terminal_stderr_gets_a_progress_line_per_10_percent(src_tif, tmp_path):
     """Issue 23 item 24: a cron log got no progress at all (the bar is for terminals only); -q stays silent."""
-    result = run("upscale", src_tif, "-o", tmp_path / "out.tif", "-s", "4", "--tile", "8", "--overlap", "2", "-m", "bicubic")
+    result = run(
+        "upscale", src_tif, "-o", tmp_path / "out.tif", "-s", "4", "--tile", "8", "--overlap", "2", "-m", "bicubic"
+    )
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if line.startswith("upscaling: ")]
     assert [line.split(" %")[0] for line in lines] == [f"upscaling: {p}" for p in range(10, 101, 10)]
     assert all("elapsed, ETA " in line for line in lines[:-1]) and lines[-1].endswith("elapsed; writing COG")
-    quiet = run("upscale", src_tif, "-o", tmp_path / "q.tif", "-s", "4", "--tile", "8", "--overlap", "2", "-m", "bicubic", "-q")
+    quiet = run(
+        "upscale", src_tif, "-o", tmp_path / "q.tif", "-s", "4", "--tile", "8", "--overlap", "2", "-m", "bicubic", "-q"
+    )
     assert quiet.exit_code == 0 and quiet.output == ""
-    batch = run("upscale", src_tif, "-o", f"{tmp_path / 'out'}/", "-s", "4", "--tile", "8", "--overlap", "2", "-m", "bicubic")
+    batch = run(
+        "upscale", src_tif, "-o", f"{tmp_path / 'out'}/", "-s", "4", "--tile", "8", "--overlap", "2", "-m", "bicubic"
+    )
     assert batch.exit_code == 0, batch.output
     assert f"{src_tif.name}: 50 % (" in batch.stderr and f"{src_tif.name}: 100 % (" in batch.stderr
 
@@ -105,9 +111,25 @@ def test_model_options_are_forwarded_only_when_given(src_tif, tmp_path, captured
     run("upscale", src_tif, "-o", tmp_path / "a.tif", "-s", "2", "-m", "capture")
     assert captured[-1].options == {"device": "auto"}
     result = run(
-        "upscale", src_tif, "-o", tmp_path / "b.tif", "-s", "2", "-m", "capture", "--device", "cpu",
-        "--model", "m.safetensors", "--steps", "4", "--strength", "0.3", "--precision", "bf16",
-    )  # fmt: skip
+        "upscale",
+        src_tif,
+        "-o",
+        tmp_path / "b.tif",
+        "-s",
+        "2",
+        "-m",
+        "capture",
+        "--device",
+        "cpu",
+        "--model",
+        "m.safetensors",
+        "--steps",
+        "4",
+        "--strength",
+        "0.3",
+        "--precision",
+        "bf16",
+    )
     assert result.exit_code == 0, result.output
     options = dict(captured[-1].options)
     assert str(options.pop("model")) == "m.safetensors"
@@ -117,10 +139,27 @@ def test_model_options_are_forwarded_only_when_given(src_tif, tmp_path, captured
 def test_bands_resolution_profile_and_creation_options(src_tif, tmp_path):
     dst = tmp_path / "out.tif"
     result = run(
-        "upscale", src_tif, "-o", dst, "--resolution", "2.5", "-b", "3,1", "--profile", "zstd",
-        "--co", "BLOCKXSIZE=256", "--co", "blockysize=256", "--seed", "5", "--batch-size", "2",
-        "--model", save_model(tiny_model(), tmp_path / "tiny.safetensors"),  # model options: a tiny model, not the shipped one
-    )  # fmt: skip
+        "upscale",
+        src_tif,
+        "-o",
+        dst,
+        "--resolution",
+        "2.5",
+        "-b",
+        "3,1",
+        "--profile",
+        "zstd",
+        "--co",
+        "BLOCKXSIZE=256",
+        "--co",
+        "blockysize=256",
+        "--seed",
+        "5",
+        "--batch-size",
+        "2",
+        "--model",
+        save_model(tiny_model(), tmp_path / "tiny.safetensors"),  # model options: a tiny model, not the shipped one
+    )
     assert result.exit_code == 0, result.output
     with rasterio.open(dst) as ds:
         assert ds.count == 2 and (ds.width, ds.height) == (180, 148)
@@ -196,7 +235,9 @@ def test_repeated_band_options_accumulate_like_comma_lists(src_tif, tmp_path):
 
 def test_a_batch_with_a_bad_scale_is_a_usage_error_before_any_work(src_tif, tmp_path):
     result = run("upscale", src_tif.parent, "-o", tmp_path / "out", "-s", "0.5", "-m", "bicubic")
-    assert result.exit_code == 2 and result.stderr.strip().splitlines() == ["error: scale must be > 1 (got 0.5); rssr only upsamples"]
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        "error: scale must be > 1 (got 0.5); rssr only upsamples"
+    ]
     assert not (tmp_path / "out").exists()
 
 

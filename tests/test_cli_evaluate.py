@@ -26,12 +26,15 @@ torch.set_num_threads(1)
 CPU = ("--device", "cpu", "--threads", "1")
 
 
-
-
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    return save_model(tiny_model(), tmp_path_factory.mktemp("model") / "tiny.safetensors", model_id="tiny-eval",
-                      training={"command": "rssr train --preset tiny", "scales": [1, 8]}, metrics={"x4": {"psnr": 1.5}})  # fmt: skip
+    return save_model(
+        tiny_model(),
+        tmp_path_factory.mktemp("model") / "tiny.safetensors",
+        model_id="tiny-eval",
+        training={"command": "rssr train --preset tiny", "scales": [1, 8]},
+        metrics={"x4": {"psnr": 1.5}},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,11 @@ def test_model_backends_share_one_loaded_model(model_path):
     backends = model_backends(model_path, steps=(0, 2, 2), strength=0.3, full_chain=(5,), device="cpu", threads=1)
     assert list(backends) == ["model-prior", "model-k2", "model-full5"]  # 0 is the prior; duplicates collapse
     assert len({id(b.model) for b in backends.values()}) == 1
-    assert (backends["model-k2"].steps, backends["model-k2"].strength, backends["model-k2"].mode) == (2, 0.3, "diffusion")
+    assert (backends["model-k2"].steps, backends["model-k2"].strength, backends["model-k2"].mode) == (
+        2,
+        0.3,
+        "diffusion",
+    )
     assert (backends["model-full5"].steps, backends["model-full5"].strength) == (5, 1.0)
     assert list(model_backends(model_path, device="cpu", threads=1)) == ["model-prior", "model-k4"]  # the card's steps
 
@@ -78,9 +85,29 @@ def test_folder_with_model_prior_steps_and_classical(png_dir, model_path, tmp_pa
 def test_folder_full_chain_and_strength(png_dir, model_path, tmp_path):
     out = tmp_path / "out.json"
     result = run(
-        "evaluate", png_dir, "--model", model_path, "--steps", "1", "--steps", "2", "--strength", "0.3",
-        "--full-chain", "3", "--methods", "bicubic", "--scales", "2", "--limit", "1", "--json", out, "-q", *CPU,
-    )  # fmt: skip
+        "evaluate",
+        png_dir,
+        "--model",
+        model_path,
+        "--steps",
+        "1",
+        "--steps",
+        "2",
+        "--strength",
+        "0.3",
+        "--full-chain",
+        "3",
+        "--methods",
+        "bicubic",
+        "--scales",
+        "2",
+        "--limit",
+        "1",
+        "--json",
+        out,
+        "-q",
+        *CPU,
+    )
     assert result.exit_code == 0, result.output
     assert result.output == ""
     doc = json.loads(out.read_text())
@@ -133,15 +160,35 @@ def test_posterior_spec_judges_every_model_variant_and_reruns_only_the_stochasti
     backends = model_backends(model_path, steps=(0, 2), device="cpu", threads=1, tta=True)
     spec = posterior_spec({**backends, "bicubic": object()}, 3)
     assert spec is not None and (spec.samples, spec.prior) == (3, "model-prior")
-    assert spec.candidates == ("model-prior", "model-k2", "model-prior-tta", "model-k2-tta")  # classical methods: not samplers
+    assert spec.candidates == (
+        "model-prior",
+        "model-k2",
+        "model-prior-tta",
+        "model-k2-tta",
+    )  # classical methods: not samplers
     assert spec.repeated == ("model-prior", "model-prior-tta")
     assert posterior_spec(backends, 0) is None
 
 
 def test_folder_samples_judges_the_sampler_in_json_and_table(png_dir, model_path, tmp_path):
     out = tmp_path / "out.json"
-    result = run("evaluate", png_dir, "--model", model_path, "--steps", "2", "--scales", "4", "--method", "bicubic",
-                 "--samples", "2", "--json", out, *CPU)  # fmt: skip
+    result = run(
+        "evaluate",
+        png_dir,
+        "--model",
+        model_path,
+        "--steps",
+        "2",
+        "--scales",
+        "4",
+        "--method",
+        "bicubic",
+        "--samples",
+        "2",
+        "--json",
+        out,
+        *CPU,
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["meta"]["samples"] == 2
@@ -150,20 +197,44 @@ def test_folder_samples_judges_the_sampler_in_json_and_table(png_dir, model_path
     for cell in cells.values():
         assert (cell["scale"], cell["samples"], cell["images"]) == (4.0, 2, 3)
         assert [b["number"] for b in cell["bars"]] == list(range(1, 8))
-        assert all({"name", "mean", "low", "high", "rule", "passed"} <= set(f) for b in cell["bars"] for f in b["figures"])
+        assert all(
+            {"name", "mean", "low", "high", "rule", "passed"} <= set(f) for b in cell["bars"] for f in b["figures"]
+        )
     prior_bars = {b["number"]: b for b in cells["model-prior"]["bars"]}
-    assert not prior_bars[7]["passed"] and prior_bars[7]["figures"][0]["mean"] == 0.0  # K copies of the prior: no spread
+    assert (
+        not prior_bars[7]["passed"] and prior_bars[7]["figures"][0]["mean"] == 0.0
+    )  # K copies of the prior: no spread
     rows = {(r["image"], r["backend"]): r for r in doc["rows"]}
     assert rows[("img0.png", "bicubic")]["posterior"] is None
     sampled = rows[("img0.png", "model-k2")]["posterior"]
     assert sampled["samples"] == 2 and sampled["spread"] > 0.0  # the seeds differ: two different samples
-    assert "posterior bars, K = 2" in result.stdout and "bars passed" in result.stdout and "7 calibrated spread" in result.stdout
+    assert (
+        "posterior bars, K = 2" in result.stdout
+        and "bars passed" in result.stdout
+        and "7 calibrated spread" in result.stdout
+    )
 
 
 def test_samples_zero_leaves_the_report_without_posterior_figures(png_dir, model_path, tmp_path):
     out = tmp_path / "out.json"
-    result = run("evaluate", png_dir, "--model", model_path, "--steps", "0", "--scales", "4", "--method", "bicubic",
-                 "--limit", "1", "--json", out, "-q", *CPU)  # fmt: skip
+    result = run(
+        "evaluate",
+        png_dir,
+        "--model",
+        model_path,
+        "--steps",
+        "0",
+        "--scales",
+        "4",
+        "--method",
+        "bicubic",
+        "--limit",
+        "1",
+        "--json",
+        out,
+        "-q",
+        *CPU,
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["posterior"] == [] and all(r["posterior"] is None for r in doc["rows"])
@@ -261,8 +332,22 @@ def test_pairs_with_classical_methods(tmp_path, no_default_model):
 def test_pairs_with_the_model(tmp_path, model_path):
     lr, hr = _pair(tmp_path)
     out = tmp_path / "pair.json"
-    result = run("evaluate", "--pairs", lr, hr, "--model", model_path, "--steps", "1", "--method", "bicubic",
-                 "--json", out, "-q", *CPU)  # fmt: skip
+    result = run(
+        "evaluate",
+        "--pairs",
+        lr,
+        hr,
+        "--model",
+        model_path,
+        "--steps",
+        "1",
+        "--method",
+        "bicubic",
+        "--json",
+        out,
+        "-q",
+        *CPU,
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads(out.read_text())["scores"]
     assert list(scores) == ["model-prior", "model-k1", "bicubic"]

@@ -22,4 +22,3 @@ def test_plan_pair_misaligned_grids_keep_hr_pixels_inside_the_lr_window():
     assert geo.lr_tuple == (0, 0, 29, 30) and geo.hr_tuple == (7, 6, 86, 90)
     assert geo.grid.x0 == pytest.approx(0.5 / 3) and geo.grid.y0 == pytest.approx(0.0)
     assert geo.grid.x0 + geo.grid.width * geo.grid.dx <= 29 + 1e-9
-

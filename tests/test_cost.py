@@ -23,7 +23,9 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def one_thread_small_calibration(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr("rssr_cli.pipeline.cost.CALIBRATION_HR_SIDES", (24, 48))  # the tiny model's steps on 384² take seconds
+    monkeypatch.setattr(
+        "rssr_cli.pipeline.cost.CALIBRATION_HR_SIDES", (24, 48)
+    )  # the tiny model's steps on 384² take seconds
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
@@ -40,7 +42,9 @@ def test_the_estimate_counts_the_planned_windows_and_their_halos(model_path):
     tile, overlap = auto_tiling("diffusion", 3.0, None, None)
     tiles = list(iter_tiles(plan_tiles(grid, tile=tile, overlap=overlap)))
     assert (est.windows, est.tile, est.overlap, est.threads) == (len(tiles), tile, overlap, 1)
-    assert est.computed_band_px == 2 * sum(t.hr.height * t.hr.width for t in tiles) > est.output_band_px == 2 * 900 * 600
+    assert (
+        est.computed_band_px == 2 * sum(t.hr.height * t.hr.width for t in tiles) > est.output_band_px == 2 * 900 * 600
+    )
     assert est.model == "tiny-cost" and est.mode.startswith("diffusion")  # the tiny preset runs denoiser steps
     assert est.seconds > 0 and est.cpu_hours > 0
     assert est.peak_rss_bytes >= est.calibration.base_rss_bytes > 0

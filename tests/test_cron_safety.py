@@ -126,7 +126,9 @@ def test_a_batch_removes_staging_and_locks_of_killed_runs_whatever_their_name(tm
     scene_at(folder / "a.tif")
     out = tmp_path / "out"
     out.mkdir()
-    killed = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(out / "other_x2.tif")], stdout=subprocess.PIPE, text=True)
+    killed = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(out / "other_x2.tif")], stdout=subprocess.PIPE, text=True
+    )
     assert killed.stdout.readline().strip() == "ready"
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=30)
@@ -225,7 +227,10 @@ def tiny_disk(tmp_path):
 
     mount = tmp_path / "disk"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (not root)")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
@@ -241,10 +246,28 @@ def test_a_full_disk_is_one_line_naming_it_and_the_log_counts_the_windows(tmp_pa
 
     src = write_raster(tmp_path / "src.tif", (np.random.default_rng(0).random((1, side, side)) * 250).astype("uint8"))
     log = tmp_path / "log.jsonl"
-    args = [sys.executable, "-m", "rssr_cli", "upscale", src, "-o", tiny_disk / "out.tif", "-s", "2", "-m", "bicubic", "--tile", "256", "--log-json", log]
+    args = [
+        sys.executable,
+        "-m",
+        "rssr_cli",
+        "upscale",
+        src,
+        "-o",
+        tiny_disk / "out.tif",
+        "-s",
+        "2",
+        "-m",
+        "bicubic",
+        "--tile",
+        "256",
+        "--log-json",
+        log,
+    ]
     result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if not line.startswith("upscaling: ")]  # progress (no terminal)
+    lines = [
+        line for line in result.stderr.splitlines() if not line.startswith("upscaling: ")
+    ]  # progress (no terminal)
     assert lines == [f"error: cannot write {tiny_disk / 'out.tif'}: no space left on device in {tiny_disk}"]
     [record] = log_lines(log)
     assert record["status"] == "failed" and record["windows"] == 4 and "no space left on device" in record["error"]
@@ -279,7 +302,9 @@ def test_a_full_log_device_is_one_line(tmp_path):
     scene_at(folder / "a.tif")
     result = run("upscale", folder, "-o", tmp_path / "out", "-s", "2", "-m", "bicubic", "-q", "--log-json", "/dev/full")
     [line] = result.stderr.strip().splitlines()  # one line, naming the scene whose log line was lost
-    assert result.exit_code == 1 and line.startswith("error: cannot append to --log-json /dev/full: No space left on device")
+    assert result.exit_code == 1 and line.startswith(
+        "error: cannot append to --log-json /dev/full: No space left on device"
+    )
     assert "a.tif" in line
 
 
@@ -338,7 +363,18 @@ def test_a_rerun_spelling_the_same_band_otherwise_is_skipped(tmp_path):
     import s2_products as sp
 
     safe = sp.make_l1c(tmp_path, suffix=".tif", bands=("B03", "B04"))
-    common = ("upscale", safe, "-o", f"{tmp_path / 'out'}/", "-s", "2", "-m", "bicubic", "--log-json", tmp_path / "log.jsonl")
+    common = (
+        "upscale",
+        safe,
+        "-o",
+        f"{tmp_path / 'out'}/",
+        "-s",
+        "2",
+        "-m",
+        "bicubic",
+        "--log-json",
+        tmp_path / "log.jsonl",
+    )
     for spelling in ("B04", "b04", "red", "B4"):
         result = run(*common, "--bands", spelling)
         assert result.exit_code == 0, result.output
@@ -372,7 +408,11 @@ def test_a_full_disk_during_a_product_run_is_the_same_line(tmp_path, monkeypatch
         except CPLE_FileIOError as cause:
             raise RasterioIOError("Write failed. See previous exception for details.") from cause
 
-    src = sp.make_l1c(tmp_path, suffix=".tif", bands=("B02", "B03", "B04", "B08")) if product == "l1c" else sp.make_stac_item(tmp_path)
+    src = (
+        sp.make_l1c(tmp_path, suffix=".tif", bands=("B02", "B03", "B04", "B08"))
+        if product == "l1c"
+        else sp.make_stac_item(tmp_path)
+    )
     monkeypatch.setattr(rasterio.io.DatasetWriter, "write", full)
     from rssr_cli.io import cog
 
@@ -381,7 +421,9 @@ def test_a_full_disk_during_a_product_run_is_the_same_line(tmp_path, monkeypatch
     out.mkdir()
     result = run("upscale", src, "-o", out / "sr.tif", "-s", "2", "-m", "bicubic", "-b", "B04,B08", "-q")
     assert result.exit_code == 1, result.output
-    assert result.stderr.strip().splitlines() == [f"error: cannot write {out / 'sr.tif'}: no space left on device in {out}"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot write {out / 'sr.tif'}: no space left on device in {out}"
+    ]
     assert files_in(out) == set()
 
 
@@ -402,7 +444,9 @@ def test_a_second_batch_on_the_same_output_folder_exits_75_and_does_nothing(tmp_
         result = run(*args)
         assert result.exit_code == 75, result.output
         [line] = result.stderr.strip().splitlines()
-        assert line.startswith(f"error: another rssr batch is running on {out} (pid {os.getpid()} on ") and line.endswith("nothing was done")
+        assert line.startswith(
+            f"error: another rssr batch is running on {out} (pid {os.getpid()} on "
+        ) and line.endswith("nothing was done")
         assert files_in(out) == {".rssr-batch.lock"}
     result = run(*args)
     assert result.exit_code == 0, result.output

@@ -103,7 +103,9 @@ def test_one_declared_nodata_rule_for_band_stacks(tmp_path):
         with rasterio.open(path) as ds:
             band = StackBand("B01", str(path), 1, ds.width, ds.height, ds.transform, ds.crs, ds.dtypes[0], ds.nodata)
             source = with_nodata(inspect_source(ds), 0.0)
-        np.testing.assert_array_equal(mask_declared_nodata(values, np.ones_like(values, bool), band.nodata, 0.0), expected)
+        np.testing.assert_array_equal(
+            mask_declared_nodata(values, np.ones_like(values, bool), band.nodata, 0.0), expected
+        )
         np.testing.assert_array_equal(read_band(band, 0.0).valid, expected)
         assert (source.nodata == 0.0) == (path == bare)
         sample, valid = decimated_sample(band, 0.0)

@@ -61,7 +61,11 @@ def test_output_independent_of_batch_composition(model_path):
     alone = backend.upsample([target])[0]
     others = [_request(4, seed=s) for s in (8, 9)]
     odd_shape = _request(4, seed=10, window=(0, 0, 13, 12))
-    for batch, pos in (([others[0], target, others[1]], 1), ([odd_shape, *others, target], 3), ([target, odd_shape], 0)):
+    for batch, pos in (
+        ([others[0], target, others[1]], 1),
+        ([odd_shape, *others, target], 3),
+        ([target, odd_shape], 0),
+    ):
         out = backend.upsample(batch)
         assert [o.shape for o in out] == [(4, r.grid.height, r.grid.width) for r in batch]
         np.testing.assert_allclose(out[pos], alone, rtol=0, atol=1e-5)
@@ -107,9 +111,15 @@ def test_band_mismatch_with_joint_model(tmp_path):
 
 @pytest.mark.parametrize(
     "options",
-    [{"precision": "fp8"}, {"mode": "dream"}, {"strength": 1.5}, {"steps": 50, "strength": 0.01}, {"steps": -1},
-     {"steps": 0, "strength": 0.0}],
-)  # fmt: skip
+    [
+        {"precision": "fp8"},
+        {"mode": "dream"},
+        {"strength": 1.5},
+        {"steps": 50, "strength": 0.01},
+        {"steps": -1},
+        {"steps": 0, "strength": 0.0},
+    ],
+)
 def test_bad_options(model_path, options):
     kwargs = {"model": model_path, "device": "cpu", "threads": 1, "steps": 3, "strength": 0.4, **options}
     with pytest.raises(UsageError):

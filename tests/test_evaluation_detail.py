@@ -99,16 +99,25 @@ def test_paired_differences_skip_missing_pairs():
 
 
 def _row(image: str, backend: str, psnr: float, corr: float) -> ImageScore:
-    detail = {"hf_energy_ratio": 0.1, "hf_error_ratio": 1.0, "hf_correlation": corr,
-              "improvement": 0.2, "omission": 0.7, "hallucination": 0.1}  # fmt: skip
+    detail = {
+        "hf_energy_ratio": 0.1,
+        "hf_error_ratio": 1.0,
+        "hf_correlation": corr,
+        "improvement": 0.2,
+        "omission": 0.7,
+        "hallucination": 0.1,
+    }
     return ImageScore(image, 4.0, backend, psnr, 0.9, 0.1, (32, 32), (8, 8), 4, detail)
 
 
 def test_summarize_detail_pairs_images_against_the_references():
     rows = []
     for i in range(6):
-        rows += [_row(f"{i}.png", "bicubic", 20.0 + i, 0.0), _row(f"{i}.png", "model-prior", 21.0 + i, 0.2),
-                 _row(f"{i}.png", "model-k2", 21.0 + i, 0.3 + 0.01 * i)]  # fmt: skip
+        rows += [
+            _row(f"{i}.png", "bicubic", 20.0 + i, 0.0),
+            _row(f"{i}.png", "model-prior", 21.0 + i, 0.2),
+            _row(f"{i}.png", "model-k2", 21.0 + i, 0.3 + 0.01 * i),
+        ]
     summary = {d.backend: d for d in summarize_detail(rows, (4.0,), ("model-prior", "model-k2", "bicubic"))}
     k2 = summary["model-k2"]
     assert k2.versus["model-prior"]["psnr"].mean == pytest.approx(0.0)

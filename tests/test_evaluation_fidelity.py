@@ -118,7 +118,13 @@ def test_a_shifted_output_is_measured_with_its_sign_and_refused(textured, tmp_pa
     dst = tmp_path / "shifted.tif"
     backend = FaultyBackend(dy=0.5, dx=-1.0)
     with pytest.raises(FidelityError, match="shift 1.1.* > --max-shift 0.5"):
-        run(textured, dst, options=replace(REPORT, checks=FidelityChecks(max_shift=0.5)), backend=backend, method="bicubic")
+        run(
+            textured,
+            dst,
+            options=replace(REPORT, checks=FidelityChecks(max_shift=0.5)),
+            backend=backend,
+            method="bicubic",
+        )
     assert not dst.exists() and files_in(tmp_path) >= {"shifted.fidelity.json"}
     data = json.loads(sidecar_paths(dst)[0].read_text())
     assert data["passed"] is False and "max-shift" in data["failures"][0]
@@ -165,7 +171,9 @@ def test_nodata_pixels_are_left_out_of_the_comparison(make_raster, tmp_path):
 
 def test_an_aoi_output_is_compared_only_where_it_was_written(textured, tmp_path):
     west, north = UTM_TRANSFORM.c, UTM_TRANSFORM.f
-    aoi = load_aoi(f"POLYGON(({west + 100} {north - 100}, {west + 500} {north - 100}, {west + 500} {north - 600}, {west + 100} {north - 600}, {west + 100} {north - 100}))")
+    aoi = load_aoi(
+        f"POLYGON(({west + 100} {north - 100}, {west + 500} {north - 100}, {west + 500} {north - 600}, {west + 100} {north - 600}, {west + 100} {north - 100}))"
+    )
     report = run(textured, tmp_path / "aoi.tif", method="nearest", aoi=aoi).fidelity
     assert 0 < report.lr_pixels_compared <= 40 * 50
     assert report.bands[0].consistency_l1 == 0.0
@@ -200,7 +208,9 @@ def test_options_are_validated():
 
 def test_cli_report_threshold_and_log(textured, tmp_path):
     runner = CliRunner()
-    ok = runner.invoke(app, ["upscale", str(textured), "-o", str(tmp_path / "a.tif"), "-s", "2", "-m", "bicubic", "--report", "-q"])
+    ok = runner.invoke(
+        app, ["upscale", str(textured), "-o", str(tmp_path / "a.tif"), "-s", "2", "-m", "bicubic", "--report", "-q"]
+    )
     assert ok.exit_code == 0, ok.output
     assert sidecar_paths(tmp_path / "a.tif")[1].exists()
     info = runner.invoke(app, ["info", str(tmp_path / "a.tif")])
@@ -209,14 +219,30 @@ def test_cli_report_threshold_and_log(textured, tmp_path):
     assert "made by rssr" not in runner.invoke(app, ["info", str(textured)]).output
     log = tmp_path / "log.jsonl"
     refused = runner.invoke(
-        app, ["upscale", str(textured), "-o", str(tmp_path / "b.tif"), "-s", "2", "-m", "bicubic",
-              "--max-consistency-error", "0.0001", "--log-json", str(log), "-q"],
-    )  # fmt: skip
+        app,
+        [
+            "upscale",
+            str(textured),
+            "-o",
+            str(tmp_path / "b.tif"),
+            "-s",
+            "2",
+            "-m",
+            "bicubic",
+            "--max-consistency-error",
+            "0.0001",
+            "--log-json",
+            str(log),
+            "-q",
+        ],
+    )
     assert refused.exit_code == 1 and not (tmp_path / "b.tif").exists()
     assert "fidelity check failed" in refused.output and "Traceback" not in refused.output
     line = json.loads(log.read_text().splitlines()[-1])
     assert line["status"] == "failed" and line["fidelity"]["passed"] is False
-    bad = runner.invoke(app, ["upscale", str(textured), "-o", str(tmp_path / "c.tif"), "-s", "2", "--report-samples", "1"])
+    bad = runner.invoke(
+        app, ["upscale", str(textured), "-o", str(tmp_path / "c.tif"), "-s", "2", "--report-samples", "1"]
+    )
     assert bad.exit_code == 2 and not (tmp_path / "c.tif").exists()
 
 
@@ -228,10 +254,16 @@ def test_the_upscale_path_imports_no_benchmark_code():
     import subprocess
     import sys
 
-    code = ("import sys, rssr_cli.pipeline.api, rssr_cli.pipeline.report, rssr_cli.pipeline.stack_pipeline; "
-            "print(sorted(m for m in sys.modules if m.startswith('rssr_cli.evaluation')))")  # fmt: skip
+    code = (
+        "import sys, rssr_cli.pipeline.api, rssr_cli.pipeline.report, rssr_cli.pipeline.stack_pipeline; "
+        "print(sorted(m for m in sys.modules if m.startswith('rssr_cli.evaluation')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = ast.literal_eval(out)
     assert "rssr_cli.evaluation.fidelity" in loaded
-    assert not {"rssr_cli.evaluation.protocol", "rssr_cli.evaluation.compare", "rssr_cli.evaluation.pairs",
-                "rssr_cli.scoring.detail"} & set(loaded)  # fmt: skip
+    assert not {
+        "rssr_cli.evaluation.protocol",
+        "rssr_cli.evaluation.compare",
+        "rssr_cli.evaluation.pairs",
+        "rssr_cli.scoring.detail",
+    } & set(loaded)

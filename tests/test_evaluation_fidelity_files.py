@@ -19,8 +19,18 @@ LR_T = Affine(40.0, 0, 500_000.0, 0, -40.0, 4_000_000.0)
 
 
 def _write(path, data: np.ndarray, transform: Affine, nodata=None):
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(data),
-                       dtype=data.dtype, crs="EPSG:32633", transform=transform, nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=len(data),
+        dtype=data.dtype,
+        crs="EPSG:32633",
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
         dst.write(data)
     return path
 

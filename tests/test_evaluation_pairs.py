@@ -18,8 +18,17 @@ from rssr_cli.scoring.metrics import degrade_back
 
 
 def _write(path: Path, data: np.ndarray, transform: Affine) -> None:
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(data),
-                       dtype=data.dtype, crs="EPSG:32618", transform=transform) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=len(data),
+        dtype=data.dtype,
+        crs="EPSG:32618",
+        transform=transform,
+    ) as dst:
         dst.write(data)
 
 
@@ -45,4 +54,3 @@ def test_evaluate_pairs_rejects_mismatched_bands(tmp_path: Path):
         evaluate_pairs(tmp_path / "lr.tif", tmp_path / "hr.tif", get_backend("bicubic"))
     score = evaluate_pairs(tmp_path / "lr.tif", tmp_path / "hr.tif", get_backend("bicubic"), hr_bands=[1])
     assert math.isfinite(score.psnr)
-

@@ -76,10 +76,22 @@ def test_the_prior_itself_fails_realism_and_spread(candidates):
 
 
 def test_rows_pool_into_bars_per_cell_even_after_json_nulls(candidates):
-    rows = [ImageScore(f"i{n}", 4.0, "model-k4", 30.0, 0.9, 0.1, (128, 128), (32, 32), 0, posterior=image.as_dict())
-            for n, image in enumerate(candidates["prior"])]  # fmt: skip
-    rows[0] = ImageScore("i0", 4.0, "model-k4", 30.0, 0.9, 0.1, (128, 128), (32, 32), 0,
-                         posterior={**candidates["prior"][0].as_dict(), "kurtosis_sample": None})  # fmt: skip
+    rows = [
+        ImageScore(f"i{n}", 4.0, "model-k4", 30.0, 0.9, 0.1, (128, 128), (32, 32), 0, posterior=image.as_dict())
+        for n, image in enumerate(candidates["prior"])
+    ]
+    rows[0] = ImageScore(
+        "i0",
+        4.0,
+        "model-k4",
+        30.0,
+        0.9,
+        0.1,
+        (128, 128),
+        (32, 32),
+        0,
+        posterior={**candidates["prior"][0].as_dict(), "kurtosis_sample": None},
+    )
     rows.append(ImageScore("i0", 4.0, "bicubic", 25.0, 0.8, 0.1, (128, 128), (32, 32), 0))
     [cell] = summarize_posterior(rows, (4.0,), ("model-k4", "bicubic"))
     assert (cell.scale, cell.backend, cell.samples, cell.images, cell.passed) == (4.0, "model-k4", K, IMAGES, 3)
@@ -95,7 +107,9 @@ def test_fair_energy_score_of_two_samples_is_the_issue_formula():
     rng = np.random.default_rng(0)
     truth, a, b = rng.standard_normal((3, 2, 32, 32))
     d = truth.size
-    expected = (0.5 * (np.linalg.norm(a - truth) + np.linalg.norm(b - truth)) - 0.5 * np.linalg.norm(a - b)) / math.sqrt(d)
+    expected = (
+        0.5 * (np.linalg.norm(a - truth) + np.linalg.norm(b - truth)) - 0.5 * np.linalg.norm(a - b)
+    ) / math.sqrt(d)
     assert fair_energy_score(np.stack([a, b]), truth) == pytest.approx(expected)
     assert fair_energy_score(np.stack([truth, truth]), truth) == 0.0
 
@@ -122,7 +136,12 @@ def test_radial_spectrum_of_white_noise_is_flat():
 
 def test_ratio_ci_pools_sums_and_resamples_pairs():
     r = ratio_ci([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])
-    assert (r.mean, r.low, r.high, r.n) == (0.5, pytest.approx(0.5), pytest.approx(0.5), 3)  # paired: every resample is 0.5
+    assert (r.mean, r.low, r.high, r.n) == (
+        0.5,
+        pytest.approx(0.5),
+        pytest.approx(0.5),
+        3,
+    )  # paired: every resample is 0.5
     one = ratio_ci([1.0, math.nan], [4.0, 1.0])
     assert one.mean == 0.25 and one.n == 1 and math.isnan(one.low)
     assert ratio_ci([], []).n == 0
@@ -135,7 +154,9 @@ def test_posterior_image_refuses_one_sample_and_mismatched_shapes():
     with pytest.raises(ValueError, match="shapes differ"):
         _figures([world.prior[:, :16], world.prior[:, :16]], world, 0)
     with pytest.raises(ValueError, match="too small"):
-        posterior_image([world.prior] * 2, world.prior, world.truth, world.lr, degrade=box_down, quant_step=1 / 255, border=13)
+        posterior_image(
+            [world.prior] * 2, world.prior, world.truth, world.lr, degrade=box_down, quant_step=1 / 255, border=13
+        )
 
 
 def test_bars_refuse_mixed_sample_counts(candidates):

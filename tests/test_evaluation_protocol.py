@@ -68,8 +68,9 @@ def test_evaluate_folder_options(png_folder: Path):
         seen.append(size)
         return degrade_back(hr, size).astype(np.float32)
 
-    report = evaluate_folder(png_folder, {"bicubic": get_backend("bicubic")}, scales=(2,), border=0,
-                             limit=2, degrade=box_degrade)
+    report = evaluate_folder(
+        png_folder, {"bicubic": get_backend("bicubic")}, scales=(2,), border=0, limit=2, degrade=box_degrade
+    )
     assert len(report.rows) == 2 and seen == [(32, 32), (30, 35)]
     assert report.rows[0].shave == 0 and report.border_rule == "shave 0 px"
 
@@ -84,8 +85,17 @@ def test_report_json_is_strict_with_infinite_psnr():
 def test_load_image_uint16_tiff_and_quantize(tmp_path: Path):
     data = np.array([[[0, 10000], [20000, 65535]]] * 4, dtype=np.uint16)
     path = tmp_path / "ms.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=2, height=2, count=4, dtype="uint16",
-                       crs="EPSG:32618", transform=Affine(10, 0, 0, 0, -10, 20)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=2,
+        height=2,
+        count=4,
+        dtype="uint16",
+        crs="EPSG:32618",
+        transform=Affine(10, 0, 0, 0, -10, 20),
+    ) as dst:
         dst.write(data)
     image = load_image(path)
     assert image.dtype == "uint16" and image.data.shape == (4, 2, 2)

@@ -31,13 +31,27 @@ def _images(folder: Path, n: int, seed: int) -> Path:
 def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     data, val, out = _images(tmp_path / "train", 3, 0), _images(tmp_path / "val", 2, 1), tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "TRAIN_DIR": str(tmp_path / "run")}
-    cmd = ["bash", "bench/gpu_check.sh", "--device", "cpu", "--tiny", "--data", str(data), "--val", str(val), "--out", str(out)]
+    cmd = [
+        "bash",
+        "bench/gpu_check.sh",
+        "--device",
+        "cpu",
+        "--tiny",
+        "--data",
+        str(data),
+        "--val",
+        str(val),
+        "--out",
+        str(out),
+    ]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
     assert files == ["eval_new.json", "log.txt", "model.json", "model.safetensors", "throughput.json", "train_log.csv"]
     log = (out / "log.txt").read_text()
-    assert re.search(r"\b[1-9]\d* passed", log) and " failed" not in log  # the gpu-marked tests ran (on the CPU) and passed
+    assert (
+        re.search(r"\b[1-9]\d* passed", log) and " failed" not in log
+    )  # the gpu-marked tests ran (on the CPU) and passed
     throughput = json.loads((out / "throughput.json").read_text())
     assert throughput["device"] == "cpu" and len(throughput["rows"]) == 2 and throughput["date"]
     assert all(r["mpix_s"] > 0 for r in throughput["rows"])

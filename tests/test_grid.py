@@ -13,7 +13,16 @@ from rasterio.windows import bounds as window_bounds
 
 from rssr_cli.core.errors import UsageError
 from rssr_cli.evaluation.compare import check_scales
-from rssr_cli.geo.grid import HRGrid, OutputGrid, check_scale, iter_tiles, parse_resolution, plan_output_grid, plan_tiles, split_axis
+from rssr_cli.geo.grid import (
+    HRGrid,
+    OutputGrid,
+    check_scale,
+    iter_tiles,
+    parse_resolution,
+    plan_output_grid,
+    plan_tiles,
+    split_axis,
+)
 from rssr_cli.io.products import StackBand
 from rssr_cli.pipeline.blend import tile_blend_weights
 from rssr_cli.pipeline.settings import check_target
@@ -142,7 +151,9 @@ def test_resolution_coarser_than_an_axis_or_not_positive_is_refused(resolution):
         plan_output_grid(10, 10, RECTANGULAR, resolution=resolution)
 
 
-@pytest.mark.parametrize("text,parsed", [("10", (10.0, 10.0)), ("10,20", (10.0, 20.0)), ("10 20", (10.0, 20.0)), (" 2.5 , 5 ", (2.5, 5.0))])
+@pytest.mark.parametrize(
+    "text,parsed", [("10", (10.0, 10.0)), ("10,20", (10.0, 20.0)), ("10 20", (10.0, 20.0)), (" 2.5 , 5 ", (2.5, 5.0))]
+)
 def test_parse_resolution(text, parsed):
     assert parse_resolution(text) == parsed
 
@@ -155,7 +166,12 @@ def test_parse_resolution_refuses_anything_else(text):
 
 @pytest.mark.parametrize(
     "width,height,request_",
-    [(45, 37, {"scale": 1.0000001}), (45, 37, {"scale": 1.01}), (10, 10, {"resolution": (20.0, 10.0)}), (10, 10, {"resolution": (19.9, 9.9)})],
+    [
+        (45, 37, {"scale": 1.0000001}),
+        (45, 37, {"scale": 1.01}),
+        (10, 10, {"resolution": (20.0, 10.0)}),
+        (10, 10, {"resolution": (19.9, 9.9)}),
+    ],
 )
 def test_an_effective_scale_of_one_is_refused(width, height, request_):
     transform = RECTANGULAR if "resolution" in request_ else TRANSFORM
@@ -241,8 +257,12 @@ def test_one_scale_check_for_settings_grids_and_evaluate():
     """The same refusal, word for word, whether a scale is checked by the settings, the grid or evaluate."""
     for bad, text in ((0.5, "scale must be > 1 (got 0.5)"), (40.0, "--scale 40 means a scale of 40")):
         messages = set()
-        for check in (lambda: check_target(bad, None), lambda: check_scale(bad), lambda: check_scales([bad]),
-                      lambda: plan_output_grid(10, 10, Affine.identity(), scale=bad)):  # fmt: skip
+        for check in (
+            lambda: check_target(bad, None),
+            lambda: check_scale(bad),
+            lambda: check_scales([bad]),
+            lambda: plan_output_grid(10, 10, Affine.identity(), scale=bad),
+        ):
             with pytest.raises(UsageError) as caught:
                 check()
             messages.add(str(caught.value))

@@ -43,6 +43,7 @@ CLASSICAL = ("-m", "bicubic")  # cases that are not about the model never load i
 
 PROGRESS_LINE = re.compile(r"^.+: \d+ % \(\d+/\d+ windows\), ")
 
+
 def plain_raster(work: Path) -> Path:
     return write_raster(work / "src.tif", synthetic_image(3, 37, 45))
 
@@ -70,12 +71,26 @@ def rpc_raster(work: Path) -> Path:
     """Located by rational polynomial coefficients only."""
     terms = [0.0] * 20
     rpcs = RPC(
-        height_off=0, height_scale=100, lat_off=36.1, lat_scale=0.01, long_off=15.0, long_scale=0.01,
-        line_off=10, line_scale=10, samp_off=10, samp_scale=10, err_bias=0, err_rand=0,
-        line_num_coeff=[0, 0, -1] + terms[3:], line_den_coeff=[1] + terms[1:],
-        samp_num_coeff=[0, 1] + terms[2:], samp_den_coeff=[1] + terms[1:],
-    )  # fmt: skip
-    return write_raster(work / "rpcs.tif", synthetic_image(1, 20, 20, "uint8"), crs=None, transform=Affine.identity(), rpcs=rpcs)
+        height_off=0,
+        height_scale=100,
+        lat_off=36.1,
+        lat_scale=0.01,
+        long_off=15.0,
+        long_scale=0.01,
+        line_off=10,
+        line_scale=10,
+        samp_off=10,
+        samp_scale=10,
+        err_bias=0,
+        err_rand=0,
+        line_num_coeff=[0, 0, -1] + terms[3:],
+        line_den_coeff=[1] + terms[1:],
+        samp_num_coeff=[0, 1] + terms[2:],
+        samp_den_coeff=[1] + terms[1:],
+    )
+    return write_raster(
+        work / "rpcs.tif", synthetic_image(1, 20, 20, "uint8"), crs=None, transform=Affine.identity(), rpcs=rpcs
+    )
 
 
 RECTANGULAR_PIXELS = Affine(20.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)  # 20 m wide, 10 m tall
@@ -86,7 +101,9 @@ def rectangular_pixels(work: Path) -> Path:
 
 
 # On the default raster at -s 2 output pixels are 5 m, centres at 500002.5 + 5k, 3999997.5 - 5k.
-BETWEEN_CENTRES = "POLYGON((500000.5 3999999.5, 500001.5 3999999.5, 500001.5 3999998.5, 500000.5 3999998.5, 500000.5 3999999.5))"
+BETWEEN_CENTRES = (
+    "POLYGON((500000.5 3999999.5, 500001.5 3999999.5, 500001.5 3999998.5, 500000.5 3999998.5, 500000.5 3999999.5))"
+)
 SLIVER = "POLYGON((500000 3999996, 500450 3999996, 500450 3999995.5, 500000 3999995.5, 500000 3999996))"  # 0.5 m tall
 
 
@@ -185,7 +202,6 @@ def scenes_with_a_corrupt_one(work: Path) -> Path:
     return folder
 
 
-
 # ---- makers for issue 23 (remote STAC, secrets, control characters, hostile item JSON, inputs as outputs) -----------
 
 ESC_NAME = "x\x1b[2J\nerror: forged"  # clears the screen, then forges a second error line
@@ -244,7 +260,6 @@ def l1c_product(work: Path) -> Path:
 BAND_B04 = f"{sp.L1C_NAME}/GRANULE/L1C_{sp.TILE}_A009352_{sp.STAMP}/IMG_DATA/{sp.TILE}_{sp.STAMP}_B04.tif"
 
 
-
 def bandless_folder(work: Path) -> Path:
     (work / "scene").mkdir()
     (work / "scene" / "notes.txt").write_text("no band here\n")
@@ -276,7 +291,10 @@ def tiny_band_folder(work: Path) -> Path:
     """12 x 12 px of the 10 m bands (2 x 2 of the 60 m band): nothing survives Wald's degradation by 6."""
     with rasterio.open(sp.band_path("B04")) as b04:
         west, north = b04.transform @ (0, 0)
-    return sp.crop_bands(work / "tiny", ("B02", "B03", "B04", "B08", "B05", "B01"), (west, north - 120, west + 120, north))
+    return sp.crop_bands(
+        work / "tiny", ("B02", "B03", "B04", "B08", "B05", "B01"), (west, north - 120, west + 120, north)
+    )
+
 
 @dataclass(frozen=True)
 class Case:
@@ -309,140 +327,744 @@ CASES: list[Case] = [
     # inputs whose output would be silently wrong
     Case("palette", upscale("-s", "2", *CLASSICAL), 1, "gdal_translate -expand rgb", make_src=paletted_raster),
     Case("palette-nearest", upscale("-s", "2", "-m", "nearest"), 1, "is paletted", make_src=paletted_raster),
-    Case("gcps-only", upscale("-s", "2", *CLASSICAL), 1, "warp it onto a grid first, e.g. gdalwarp", make_src=gcp_raster),
+    Case(
+        "gcps-only", upscale("-s", "2", *CLASSICAL), 1, "warp it onto a grid first, e.g. gdalwarp", make_src=gcp_raster
+    ),
     Case("rpcs-only", upscale("-s", "2", *CLASSICAL), 1, "gdalwarp -rpc", make_src=rpc_raster),
     # --resolution: X or X,Y; gdalwarp's `-tr X Y` spelling must not turn Y into an input
-    Case("resolution-two-words", ("upscale", "{src}", "-r", "5", "5", "-o", "{dst}", *CLASSICAL), 2, "write -r X,Y", make_src=rectangular_pixels),
-    Case("resolution-coarser-on-an-axis", upscale("-r", "15", *CLASSICAL), 2, "coarser than the input's 20 x 10 pixels", make_src=rectangular_pixels),
+    Case(
+        "resolution-two-words",
+        ("upscale", "{src}", "-r", "5", "5", "-o", "{dst}", *CLASSICAL),
+        2,
+        "write -r X,Y",
+        make_src=rectangular_pixels,
+    ),
+    Case(
+        "resolution-coarser-on-an-axis",
+        upscale("-r", "15", *CLASSICAL),
+        2,
+        "coarser than the input's 20 x 10 pixels",
+        make_src=rectangular_pixels,
+    ),
     Case("resolution-three-numbers", upscale("-r", "5,5,5", *CLASSICAL), 2, "X or X,Y"),
     # an effective scale of 1 (round(W*s) = W on both axes) would write a copy tagged as super-resolved
     Case("effective-scale-one", upscale("-s", "1.0000001", *CLASSICAL), 2, "effective scale is 1"),
-    Case("resolution-of-the-input", upscale("-r", "20,10", *CLASSICAL), 2, "effective scale is 1", make_src=rectangular_pixels),
+    Case(
+        "resolution-of-the-input",
+        upscale("-r", "20,10", *CLASSICAL),
+        2,
+        "effective scale is 1",
+        make_src=rectangular_pixels,
+    ),
     # an AOI between pixel centres selects no pixel: the output would be all nodata
-    Case("aoi-between-pixel-centres", upscale("-s", "2", "--aoi", BETWEEN_CENTRES, *CLASSICAL), 2, "covers no pixel centre"),
+    Case(
+        "aoi-between-pixel-centres",
+        upscale("-s", "2", "--aoi", BETWEEN_CENTRES, *CLASSICAL),
+        2,
+        "covers no pixel centre",
+    ),
     Case("aoi-sliver-between-rows", upscale("-s", "2", "--aoi", SLIVER, *CLASSICAL), 2, "covers no pixel centre"),
     # creation options GDAL would ignore (an uncompressed file for COMPRESS=NOTACODEC) or that break the build
-    Case("co-unknown-codec", upscale("-s", "2", "--co", "COMPRESS=NOTACODEC", *CLASSICAL), 2, "'NOTACODEC' is an unexpected value for COMPRESS"),
-    Case("co-unknown-option", upscale("-s", "2", "--co", "FOO=bar", *CLASSICAL), 2, "does not support creation option FOO"),
-    Case("co-copy-src-overviews", upscale("-s", "2", "--co", "COPY_SRC_OVERVIEWS=YES", *CLASSICAL), 2, "COPY_SRC_OVERVIEWS is not accepted"),
-    Case("co-codec-for-the-dtype", upscale("-s", "2", "--co", "COMPRESS=JPEG", *CLASSICAL), 2, "16 not allowed for JPEG"),
+    Case(
+        "co-unknown-codec",
+        upscale("-s", "2", "--co", "COMPRESS=NOTACODEC", *CLASSICAL),
+        2,
+        "'NOTACODEC' is an unexpected value for COMPRESS",
+    ),
+    Case(
+        "co-unknown-option",
+        upscale("-s", "2", "--co", "FOO=bar", *CLASSICAL),
+        2,
+        "does not support creation option FOO",
+    ),
+    Case(
+        "co-copy-src-overviews",
+        upscale("-s", "2", "--co", "COPY_SRC_OVERVIEWS=YES", *CLASSICAL),
+        2,
+        "COPY_SRC_OVERVIEWS is not accepted",
+    ),
+    Case(
+        "co-codec-for-the-dtype", upscale("-s", "2", "--co", "COMPRESS=JPEG", *CLASSICAL), 2, "16 not allowed for JPEG"
+    ),
     Case("co-block-size", upscale("-s", "2", "--co", "BLOCKXSIZE=100", *CLASSICAL), 2, "Bad value 100"),
-    Case("co-codec-for-the-dtype-in-batch", upscale("-s", "2", "--co", "COMPRESS=JPEG", *CLASSICAL), 1, "not allowed for JPEG", dst="out/", batch=True),
+    Case(
+        "co-codec-for-the-dtype-in-batch",
+        upscale("-s", "2", "--co", "COMPRESS=JPEG", *CLASSICAL),
+        1,
+        "not allowed for JPEG",
+        dst="out/",
+        batch=True,
+    ),
     # output names: a GeoTIFF by name too, short enough for the staging folder, a template of plain fields
     Case("output-png", upscale("-s", "2", *CLASSICAL), 2, "must end in .tif or .tiff", dst="x.png"),
-    Case("output-name-too-long", upscale("-s", "2", *CLASSICAL), 2, "bytes long; at most 240 fit", dst="a" * 251 + ".tif"),
-    Case("output-name-too-long-for-the-staging", upscale("-s", "2", *CLASSICAL), 2, "at most 240 fit", dst="a" * 237 + ".tif"),
-    Case("output-folder-name-too-long", upscale("-s", "2", *CLASSICAL), 1, "File name too long", dst="d" * 300 + "/out.tif"),
-    Case("input-name-too-long", upscale("-s", "2", *CLASSICAL), 1, "File name too long", make_src=lambda work: work / ("d" * 300 + ".tif")),
-    Case("name-attribute-access", upscale("-s", "2", "--name", "{stem.__class__}.tif", *CLASSICAL), 2, "only the plain fields", dst="out/"),
-    Case("name-index-access", upscale("-s", "2", "--name", "{name[0]}.tif", *CLASSICAL), 2, "only the plain fields", dst="out/"),
-    Case("name-not-a-tif", upscale("-s", "2", "--name", "{stem}.png", *CLASSICAL), 2, "must end in .tif or .tiff", dst="out/"),
+    Case(
+        "output-name-too-long", upscale("-s", "2", *CLASSICAL), 2, "bytes long; at most 240 fit", dst="a" * 251 + ".tif"
+    ),
+    Case(
+        "output-name-too-long-for-the-staging",
+        upscale("-s", "2", *CLASSICAL),
+        2,
+        "at most 240 fit",
+        dst="a" * 237 + ".tif",
+    ),
+    Case(
+        "output-folder-name-too-long",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "File name too long",
+        dst="d" * 300 + "/out.tif",
+    ),
+    Case(
+        "input-name-too-long",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "File name too long",
+        make_src=lambda work: work / ("d" * 300 + ".tif"),
+    ),
+    Case(
+        "name-attribute-access",
+        upscale("-s", "2", "--name", "{stem.__class__}.tif", *CLASSICAL),
+        2,
+        "only the plain fields",
+        dst="out/",
+    ),
+    Case(
+        "name-index-access",
+        upscale("-s", "2", "--name", "{name[0]}.tif", *CLASSICAL),
+        2,
+        "only the plain fields",
+        dst="out/",
+    ),
+    Case(
+        "name-not-a-tif",
+        upscale("-s", "2", "--name", "{stem}.png", *CLASSICAL),
+        2,
+        "must end in .tif or .tiff",
+        dst="out/",
+    ),
     # an empty method must not mean "the default"; model options must not be ignored by a classical method
     Case("method-empty", upscale("-s", "2", "-m", ""), 2, "--method is empty"),
-    Case("steps-with-bicubic", upscale("-s", "2", "--steps", "3", *CLASSICAL), 2, "--steps only applies to the diffusion model"),
+    Case(
+        "steps-with-bicubic",
+        upscale("-s", "2", "--steps", "3", *CLASSICAL),
+        2,
+        "--steps only applies to the diffusion model",
+    ),
     Case("tta-with-bicubic", upscale("-s", "2", "--tta", *CLASSICAL), 2, "--tta only applies to the diffusion model"),
-    Case("strength-with-lanczos", upscale("-s", "2", "-m", "lanczos", "--strength", "0.3"), 2, "--strength only applies"),
-    Case("model-and-precision-with-nearest", upscale("-s", "2", "-m", "nearest", "--model", "m.safetensors", "--precision", "fp32"), 2, "--model, --precision only apply"),
-    Case("steps-with-bicubic-in-batch", upscale("-s", "2", "--steps", "3", *CLASSICAL), 2, "--steps only applies", dst="out/"),
+    Case(
+        "strength-with-lanczos", upscale("-s", "2", "-m", "lanczos", "--strength", "0.3"), 2, "--strength only applies"
+    ),
+    Case(
+        "model-and-precision-with-nearest",
+        upscale("-s", "2", "-m", "nearest", "--model", "m.safetensors", "--precision", "fp32"),
+        2,
+        "--model, --precision only apply",
+    ),
+    Case(
+        "steps-with-bicubic-in-batch",
+        upscale("-s", "2", "--steps", "3", *CLASSICAL),
+        2,
+        "--steps only applies",
+        dst="out/",
+    ),
     # tracebacks before
     Case("negative-steps", upscale("-s", "2", "--steps", "-1"), 2, "--steps must be >= 0"),
-    Case("scheduler-with-a-space", upscale("-s", "2", "--scheduler", "foo bar", *CLASSICAL), 2, "is not an address", dst="out/"),
-    Case("scheduler-without-a-port", upscale("-s", "2", "--scheduler", "foo", *CLASSICAL), 2, "missing port", dst="out/"),
+    Case(
+        "scheduler-with-a-space",
+        upscale("-s", "2", "--scheduler", "foo bar", *CLASSICAL),
+        2,
+        "is not an address",
+        dst="out/",
+    ),
+    Case(
+        "scheduler-without-a-port", upscale("-s", "2", "--scheduler", "foo", *CLASSICAL), 2, "missing port", dst="out/"
+    ),
     # an unreachable scheduler is the environment failing (exit 1), reported within seconds, not 31 s
-    Case("scheduler-unreachable", upscale("-s", "2", "--scheduler", NOBODY, *CLASSICAL), 1, "cannot reach the Dask scheduler", dst="out/", max_seconds=25),
-    Case("split-rows-zero", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "0", *CLASSICAL), 2, "--split-rows needs at least 2 parts", max_seconds=15),
+    Case(
+        "scheduler-unreachable",
+        upscale("-s", "2", "--scheduler", NOBODY, *CLASSICAL),
+        1,
+        "cannot reach the Dask scheduler",
+        dst="out/",
+        max_seconds=25,
+    ),
+    Case(
+        "split-rows-zero",
+        upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "0", *CLASSICAL),
+        2,
+        "--split-rows needs at least 2 parts",
+        max_seconds=15,
+    ),
     # a log that cannot be written after the output was: one line that says so, exit 1
-    Case("log-json-full-disk", upscale("-s", "2", "--log-json", "/dev/full", *CLASSICAL), 1, "cannot append to --log-json /dev/full: No space left on device", leaves=("out.tif",), needs=("/dev/full",)),
-    Case("log-json-full-disk-in-batch", upscale("-s", "2", "--log-json", "/dev/full", *CLASSICAL), 1, "No space left on device", dst="out/", leaves=("out/src_x2.tif",), needs=("/dev/full",)),
+    Case(
+        "log-json-full-disk",
+        upscale("-s", "2", "--log-json", "/dev/full", *CLASSICAL),
+        1,
+        "cannot append to --log-json /dev/full: No space left on device",
+        leaves=("out.tif",),
+        needs=("/dev/full",),
+    ),
+    Case(
+        "log-json-full-disk-in-batch",
+        upscale("-s", "2", "--log-json", "/dev/full", *CLASSICAL),
+        1,
+        "No space left on device",
+        dst="out/",
+        leaves=("out/src_x2.tif",),
+        needs=("/dev/full",),
+    ),
     Case("info-palette", ("info", "{src}", "-s", "2"), 1, "is paletted", make_src=paletted_raster),
     Case("info-resolution-pair", ("info", "{src}", "-r", "5,x"), 2, "X or X,Y"),
-    Case("palette-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is paletted", make_src=paletted_raster, dst="out/", batch=True),
+    Case(
+        "palette-in-batch",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "is paletted",
+        make_src=paletted_raster,
+        dst="out/",
+        batch=True,
+    ),
     # ---- items 1-4 (security) and 7 (-q), run through the same table ----
     # item 1: a lock file planted as a symlink is never followed (the victim is hashed by the snapshot)
-    Case("lock-symlinked-to-a-victim", upscale("-s", "2", *CLASSICAL), 1, ".out.tif.lock is a symbolic link; refusing to follow it", make_src=with_symlinked_lock),
-    Case("lock-symlinked-to-a-victim-in-batch", upscale("-s", "2", *CLASSICAL), 1, "is a symbolic link; refusing to follow it", make_src=with_symlinked_lock_in_batch_folder, dst="planted", batch=True),
-    Case("lock-hard-linked-to-a-victim", upscale("-s", "2", *CLASSICAL), 1, "hard-linked elsewhere; refusing to write it", make_src=with_hard_linked_lock),
+    Case(
+        "lock-symlinked-to-a-victim",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        ".out.tif.lock is a symbolic link; refusing to follow it",
+        make_src=with_symlinked_lock,
+    ),
+    Case(
+        "lock-symlinked-to-a-victim-in-batch",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "is a symbolic link; refusing to follow it",
+        make_src=with_symlinked_lock_in_batch_folder,
+        dst="planted",
+        batch=True,
+    ),
+    Case(
+        "lock-hard-linked-to-a-victim",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "hard-linked elsewhere; refusing to write it",
+        make_src=with_hard_linked_lock,
+    ),
     # item 2: a hostile model card is one CheckpointError line before anything is built, in every mode
-    Case("model-card-enc-width-2000", upscale("-s", "2", "--model", "bad.safetensors"), 1, "the model card describes a model of 470,859,186 parameters; at most 200,000,000", make_src=bad_model(enc_width=2000), max_seconds=60),
-    Case("model-card-heads-0", upscale("-s", "2", "--model", "bad.safetensors"), 1, "model spec operator.heads must be an integer in 1..4096, got 0", make_src=bad_model(heads=0)),
-    Case("model-card-enc-width-2000-in-batch", upscale("-s", "2", "--model", "bad.safetensors"), 1, "the model card describes a model of 470,859,186 parameters; at most 200,000,000", make_src=bad_model(enc_width=2000), dst="out/", max_seconds=60),
-    Case("model-card-heads-0-in-batch", upscale("-s", "2", "--model", "bad.safetensors"), 1, "operator.heads must be an integer", make_src=bad_model(heads=0), dst="out/"),
-    Case("info-model-card-enc-width-2000", ("info", "--model", "bad.safetensors"), 1, "the model card describes a model of 470,859,186 parameters; at most 200,000,000", make_src=bad_model(enc_width=2000), max_seconds=60),
-    Case("info-model-card-heads-0", ("info", "--model", "bad.safetensors"), 1, "operator.heads must be an integer", make_src=bad_model(heads=0)),
+    Case(
+        "model-card-enc-width-2000",
+        upscale("-s", "2", "--model", "bad.safetensors"),
+        1,
+        "the model card describes a model of 470,859,186 parameters; at most 200,000,000",
+        make_src=bad_model(enc_width=2000),
+        max_seconds=60,
+    ),
+    Case(
+        "model-card-heads-0",
+        upscale("-s", "2", "--model", "bad.safetensors"),
+        1,
+        "model spec operator.heads must be an integer in 1..4096, got 0",
+        make_src=bad_model(heads=0),
+    ),
+    Case(
+        "model-card-enc-width-2000-in-batch",
+        upscale("-s", "2", "--model", "bad.safetensors"),
+        1,
+        "the model card describes a model of 470,859,186 parameters; at most 200,000,000",
+        make_src=bad_model(enc_width=2000),
+        dst="out/",
+        max_seconds=60,
+    ),
+    Case(
+        "model-card-heads-0-in-batch",
+        upscale("-s", "2", "--model", "bad.safetensors"),
+        1,
+        "operator.heads must be an integer",
+        make_src=bad_model(heads=0),
+        dst="out/",
+    ),
+    Case(
+        "info-model-card-enc-width-2000",
+        ("info", "--model", "bad.safetensors"),
+        1,
+        "the model card describes a model of 470,859,186 parameters; at most 200,000,000",
+        make_src=bad_model(enc_width=2000),
+        max_seconds=60,
+    ),
+    Case(
+        "info-model-card-heads-0",
+        ("info", "--model", "bad.safetensors"),
+        1,
+        "operator.heads must be an integer",
+        make_src=bad_model(heads=0),
+    ),
     # item 3: the JSON log is never the input, the output, or followed through a symlink; refused before any work
     Case("log-json-is-the-input", upscale("-s", "2", "--log-json", "{src}", *CLASSICAL), 2, "is the input"),
     Case("log-json-is-the-output", upscale("-s", "2", "--log-json", "{dst}", *CLASSICAL), 2, "is the output"),
-    Case("log-json-is-an-input-of-the-batch", upscale("-s", "2", "--log-json", "{src}", *CLASSICAL), 2, "is the input", dst="out/"),
-    Case("log-json-is-an-output-of-the-batch", upscale("-s", "2", "--log-json", "out/src_x2.tif", *CLASSICAL), 2, "is the output", dst="out/"),
-    Case("log-json-is-a-lock-of-the-batch", upscale("-s", "2", "--log-json", "out/.src_x2.tif.lock", *CLASSICAL), 2, "is the output's lock file", dst="out/"),
-    Case("log-json-in-a-staging-folder", upscale("-s", "2", "--log-json", "out/.src_x2.tif.rssr-abc/log.jsonl", *CLASSICAL), 2, "is inside the staging area", dst="out/"),
-    Case("log-json-symlinked-to-a-victim", upscale("-s", "2", "--log-json", "log.jsonl", *CLASSICAL), 2, "--log-json log.jsonl is a symbolic link; give the file itself", make_src=with_symlinked_log),
+    Case(
+        "log-json-is-an-input-of-the-batch",
+        upscale("-s", "2", "--log-json", "{src}", *CLASSICAL),
+        2,
+        "is the input",
+        dst="out/",
+    ),
+    Case(
+        "log-json-is-an-output-of-the-batch",
+        upscale("-s", "2", "--log-json", "out/src_x2.tif", *CLASSICAL),
+        2,
+        "is the output",
+        dst="out/",
+    ),
+    Case(
+        "log-json-is-a-lock-of-the-batch",
+        upscale("-s", "2", "--log-json", "out/.src_x2.tif.lock", *CLASSICAL),
+        2,
+        "is the output's lock file",
+        dst="out/",
+    ),
+    Case(
+        "log-json-in-a-staging-folder",
+        upscale("-s", "2", "--log-json", "out/.src_x2.tif.rssr-abc/log.jsonl", *CLASSICAL),
+        2,
+        "is inside the staging area",
+        dst="out/",
+    ),
+    Case(
+        "log-json-symlinked-to-a-victim",
+        upscale("-s", "2", "--log-json", "log.jsonl", *CLASSICAL),
+        2,
+        "--log-json log.jsonl is a symbolic link; give the file itself",
+        make_src=with_symlinked_log,
+    ),
     # item 4: AOIs that are devices, FIFOs or huge are refused at once; so are inputs that are not regular files
-    Case("aoi-dev-zero", upscale("-s", "2", "--aoi", "/dev/zero", *CLASSICAL), 2, "not a regular file", max_seconds=30, timeout=60, needs=("/dev/zero",)),
-    Case("aoi-dev-urandom", upscale("-s", "2", "--aoi", "/dev/urandom", *CLASSICAL), 2, "not a regular file", max_seconds=30, timeout=60, needs=("/dev/urandom",)),
-    Case("aoi-fifo", upscale("-s", "2", "--aoi", "aoi.fifo", *CLASSICAL), 2, "not a regular file", make_src=with_fifo_aoi, max_seconds=30, timeout=60),
-    Case("aoi-over-100-mb", upscale("-s", "2", "--aoi", "big.geojson", *CLASSICAL), 2, "an AOI file may be at most 100 MB", make_src=with_huge_aoi, max_seconds=30, timeout=60),
-    Case("input-fifo", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=fifo_raster, max_seconds=30, timeout=60),
-    Case("input-fifo-in-batch", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=fifo_raster, dst="out/", batch=True, max_seconds=30, timeout=60),
-    Case("input-dev-zero", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=lambda work: Path("/dev/zero"), max_seconds=30, timeout=60, needs=("/dev/zero",)),
+    Case(
+        "aoi-dev-zero",
+        upscale("-s", "2", "--aoi", "/dev/zero", *CLASSICAL),
+        2,
+        "not a regular file",
+        max_seconds=30,
+        timeout=60,
+        needs=("/dev/zero",),
+    ),
+    Case(
+        "aoi-dev-urandom",
+        upscale("-s", "2", "--aoi", "/dev/urandom", *CLASSICAL),
+        2,
+        "not a regular file",
+        max_seconds=30,
+        timeout=60,
+        needs=("/dev/urandom",),
+    ),
+    Case(
+        "aoi-fifo",
+        upscale("-s", "2", "--aoi", "aoi.fifo", *CLASSICAL),
+        2,
+        "not a regular file",
+        make_src=with_fifo_aoi,
+        max_seconds=30,
+        timeout=60,
+    ),
+    Case(
+        "aoi-over-100-mb",
+        upscale("-s", "2", "--aoi", "big.geojson", *CLASSICAL),
+        2,
+        "an AOI file may be at most 100 MB",
+        make_src=with_huge_aoi,
+        max_seconds=30,
+        timeout=60,
+    ),
+    Case(
+        "input-fifo",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "not a regular file",
+        make_src=fifo_raster,
+        max_seconds=30,
+        timeout=60,
+    ),
+    Case(
+        "input-fifo-in-batch",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "not a regular file",
+        make_src=fifo_raster,
+        dst="out/",
+        batch=True,
+        max_seconds=30,
+        timeout=60,
+    ),
+    Case(
+        "input-dev-zero",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "not a regular file",
+        make_src=lambda work: Path("/dev/zero"),
+        max_seconds=30,
+        timeout=60,
+        needs=("/dev/zero",),
+    ),
     # item 7: -q hides progress, never errors: the corrupt scene's line reaches stderr (and only the failed lines)
-    Case("quiet-batch-with-a-corrupt-scene", upscale("-s", "2", "-q", *CLASSICAL), 1, "broken.tif", make_src=scenes_with_a_corrupt_one, dst="out/", batch=True, leaves=("out/good_x2.tif",)),
+    Case(
+        "quiet-batch-with-a-corrupt-scene",
+        upscale("-s", "2", "-q", *CLASSICAL),
+        1,
+        "broken.tif",
+        make_src=scenes_with_a_corrupt_one,
+        dst="out/",
+        batch=True,
+        leaves=("out/good_x2.tif",),
+    ),
     # ---- issue 23 ----
     # item 1: a remote STAC item references remote URLs only: a local file's pixels must never be published
-    Case("remote-stac-file-href", ("upscale", "http://{server}/item.json", "-o", "{dst}", "-s", "2", *CLASSICAL), 1, "a remote STAC item may only reference", make_src=remote_item_reading("file://{work}/files/B04.tif"), serve=True),
-    Case("remote-stac-vsisubfile-href", ("upscale", "http://{server}/item.json", "-o", "{dst}", "-s", "2", *CLASSICAL), 1, "is not a remote URL", make_src=remote_item_reading("/vsisubfile/0_100000,{work}/files/B04.tif"), serve=True),
-    Case("remote-stac-local-path-href", ("upscale", "http://{server}/item.json", "-o", "{dst}", "-s", "2", *CLASSICAL), 1, "is not a remote URL", make_src=remote_item_reading("/vsicurl/file://{work}/files/B04.tif"), serve=True),
-    Case("stac-vsistdin-href", upscale("-s", "2", *CLASSICAL), 1, "reads standard input", make_src=lambda work: stac_item(work, {"red": "/vsistdin/"})),
-    Case("info-remote-stac-file-href", ("info", "http://{server}/item.json"), 1, "is not a remote URL", make_src=remote_item_reading("file://{work}/files/B04.tif"), serve=True),
+    Case(
+        "remote-stac-file-href",
+        ("upscale", "http://{server}/item.json", "-o", "{dst}", "-s", "2", *CLASSICAL),
+        1,
+        "a remote STAC item may only reference",
+        make_src=remote_item_reading("file://{work}/files/B04.tif"),
+        serve=True,
+    ),
+    Case(
+        "remote-stac-vsisubfile-href",
+        ("upscale", "http://{server}/item.json", "-o", "{dst}", "-s", "2", *CLASSICAL),
+        1,
+        "is not a remote URL",
+        make_src=remote_item_reading("/vsisubfile/0_100000,{work}/files/B04.tif"),
+        serve=True,
+    ),
+    Case(
+        "remote-stac-local-path-href",
+        ("upscale", "http://{server}/item.json", "-o", "{dst}", "-s", "2", *CLASSICAL),
+        1,
+        "is not a remote URL",
+        make_src=remote_item_reading("/vsicurl/file://{work}/files/B04.tif"),
+        serve=True,
+    ),
+    Case(
+        "stac-vsistdin-href",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "reads standard input",
+        make_src=lambda work: stac_item(work, {"red": "/vsistdin/"}),
+    ),
+    Case(
+        "info-remote-stac-file-href",
+        ("info", "http://{server}/item.json"),
+        1,
+        "is not a remote URL",
+        make_src=remote_item_reading("file://{work}/files/B04.tif"),
+        serve=True,
+    ),
     # item 2: credentials in URLs are never echoed (error line, info)
-    Case("url-credentials-in-the-error-line", ("upscale", "http://bob:hunter2@{server}/missing.tif?X-Amz-Signature=SEKRET1&X-Amz-Credential=SEKRET2&sig=SEKRET3&token=SEKRET4", "-o", "{dst}", "-s", "2", *CLASSICAL), 1, "http://***@", serve=True, hidden=("hunter2", "SEKRET")),
-    Case("url-credentials-in-info", ("info", "https://bob:hunter2@{server}/missing.tif?X-Amz-Signature=SEKRET1&key=SEKRET2"), 1, "X-Amz-Signature=***", serve=True, hidden=("hunter2", "SEKRET")),
-    Case("stac-href-credentials-in-the-error-line", upscale("-s", "2", *CLASSICAL), 1, "sig=***", make_src=lambda work: stac_item(work, {"red": "https://alice:hunter2@127.0.0.1:9/B04.tif?sig=SEKRET&se=2030"}), hidden=("hunter2", "SEKRET")),
+    Case(
+        "url-credentials-in-the-error-line",
+        (
+            "upscale",
+            "http://bob:hunter2@{server}/missing.tif?X-Amz-Signature=SEKRET1&X-Amz-Credential=SEKRET2&sig=SEKRET3&token=SEKRET4",
+            "-o",
+            "{dst}",
+            "-s",
+            "2",
+            *CLASSICAL,
+        ),
+        1,
+        "http://***@",
+        serve=True,
+        hidden=("hunter2", "SEKRET"),
+    ),
+    Case(
+        "url-credentials-in-info",
+        ("info", "https://bob:hunter2@{server}/missing.tif?X-Amz-Signature=SEKRET1&key=SEKRET2"),
+        1,
+        "X-Amz-Signature=***",
+        serve=True,
+        hidden=("hunter2", "SEKRET"),
+    ),
+    Case(
+        "stac-href-credentials-in-the-error-line",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "sig=***",
+        make_src=lambda work: stac_item(work, {"red": "https://alice:hunter2@127.0.0.1:9/B04.tif?sig=SEKRET&se=2030"}),
+        hidden=("hunter2", "SEKRET"),
+    ),
     # item 3: control characters in input-controlled names never reach the terminal raw, never forge a line
-    Case("granule-names-with-escapes", upscale("-s", "2", *CLASSICAL), 1, "holds 2 granules", make_src=safe_with_hostile_granules),
-    Case("stac-href-with-escapes", upscale("-s", "2", *CLASSICAL), 1, "control character", make_src=lambda work: stac_item(work, {"red": "files/" + ESC_NAME + ".tif"})),
-    Case("stac-href-with-a-nul-byte", upscale("-s", "2", *CLASSICAL), 1, "NUL byte", make_src=lambda work: stac_item(work, {"red": "files/B04.tif\x00.tif"})),
-    Case("output-name-with-escapes", upscale("-s", "2", *CLASSICAL), 1, "\\x1b[2J\\nerror: forged", dst=ESC_NAME + "/out.tif"),
+    Case(
+        "granule-names-with-escapes",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "holds 2 granules",
+        make_src=safe_with_hostile_granules,
+    ),
+    Case(
+        "stac-href-with-escapes",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "control character",
+        make_src=lambda work: stac_item(work, {"red": "files/" + ESC_NAME + ".tif"}),
+    ),
+    Case(
+        "stac-href-with-a-nul-byte",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "NUL byte",
+        make_src=lambda work: stac_item(work, {"red": "files/B04.tif\x00.tif"}),
+    ),
+    Case(
+        "output-name-with-escapes",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "\\x1b[2J\\nerror: forged",
+        dst=ESC_NAME + "/out.tif",
+    ),
     # item 4: an item JSON that is a FIFO, a device, huge or nested 100k deep is one line at once
-    Case("stac-item-fifo", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=fifo_item, max_seconds=30, timeout=60),
-    Case("stac-item-dev-zero", upscale("-s", "2", *CLASSICAL), 1, "not a regular file", make_src=item_linked_to_dev_zero, max_seconds=30, timeout=60, needs=("/dev/zero",)),
-    Case("stac-item-over-16-mib", upscale("-s", "2", *CLASSICAL), 1, "larger than 16 MiB", make_src=huge_item, max_seconds=30, timeout=60),
-    Case("stac-item-nested-100k-deep", upscale("-s", "2", *CLASSICAL), 1, "nested too deeply", make_src=deeply_nested_item),
-    Case("info-stac-item-fifo", ("info", "{src}"), 1, "not a regular file", make_src=fifo_item, max_seconds=30, timeout=60),
+    Case(
+        "stac-item-fifo",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "not a regular file",
+        make_src=fifo_item,
+        max_seconds=30,
+        timeout=60,
+    ),
+    Case(
+        "stac-item-dev-zero",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "not a regular file",
+        make_src=item_linked_to_dev_zero,
+        max_seconds=30,
+        timeout=60,
+        needs=("/dev/zero",),
+    ),
+    Case(
+        "stac-item-over-16-mib",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "larger than 16 MiB",
+        make_src=huge_item,
+        max_seconds=30,
+        timeout=60,
+    ),
+    Case(
+        "stac-item-nested-100k-deep",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "nested too deeply",
+        make_src=deeply_nested_item,
+    ),
+    Case(
+        "info-stac-item-fifo",
+        ("info", "{src}"),
+        1,
+        "not a regular file",
+        make_src=fifo_item,
+        max_seconds=30,
+        timeout=60,
+    ),
     # item 5: every file a run reads is an input: never written, appended to or replaced
-    Case("log-json-is-a-band-of-the-product", upscale("-s", "2", "--log-json", BAND_B04, *CLASSICAL), 2, "is a file the run reads", make_src=l1c_product),
-    Case("output-is-a-band-of-the-product", upscale("-s", "2", "--overwrite", *CLASSICAL), 2, "is a file the run reads", make_src=l1c_product, dst=BAND_B04),
-    Case("output-is-a-band-of-the-stac-item", upscale("-s", "2", "-b", "red", "--overwrite", *CLASSICAL), 2, "is a file the run reads", make_src=lambda work: stac_item(work, {"red": "files/B04.tif"}), dst="files/B04.tif"),
-    Case("batch-output-inside-the-product", ("upscale", "{src}", "-o", "{src}/out/", "-s", "2", *CLASSICAL), 2, "is inside the input", make_src=l1c_product),
+    Case(
+        "log-json-is-a-band-of-the-product",
+        upscale("-s", "2", "--log-json", BAND_B04, *CLASSICAL),
+        2,
+        "is a file the run reads",
+        make_src=l1c_product,
+    ),
+    Case(
+        "output-is-a-band-of-the-product",
+        upscale("-s", "2", "--overwrite", *CLASSICAL),
+        2,
+        "is a file the run reads",
+        make_src=l1c_product,
+        dst=BAND_B04,
+    ),
+    Case(
+        "output-is-a-band-of-the-stac-item",
+        upscale("-s", "2", "-b", "red", "--overwrite", *CLASSICAL),
+        2,
+        "is a file the run reads",
+        make_src=lambda work: stac_item(work, {"red": "files/B04.tif"}),
+        dst="files/B04.tif",
+    ),
+    Case(
+        "batch-output-inside-the-product",
+        ("upscale", "{src}", "-o", "{src}/out/", "-s", "2", *CLASSICAL),
+        2,
+        "is inside the input",
+        make_src=l1c_product,
+    ),
     # item 7: --nodata must be storable in the bands' type, for products and STAC items too
-    Case("product-nodata-fraction-on-uint16", upscale("-s", "2", "--nodata", "0.5", *CLASSICAL), 2, "--nodata 0.5 cannot be stored in uint16", make_src=l1c_product),
-    Case("product-nodata-negative-on-uint16", upscale("-s", "2", "--nodata", "-1", *CLASSICAL), 2, "--nodata -1 cannot be stored in uint16", make_src=l1c_product),
-    Case("product-nodata-70000-on-uint16", upscale("-s", "2", "--nodata", "70000", *CLASSICAL), 2, "cannot be stored in uint16", make_src=l1c_product),
-    Case("stac-nodata-nan-on-uint16", upscale("-s", "2", "-b", "red", "--nodata", "nan", *CLASSICAL), 2, "cannot be stored in uint16", make_src=lambda work: stac_item(work, {"red": "files/B04.tif"})),
-    Case("nodata-1e39-on-float32", upscale("-s", "2", "--nodata", "1e39", *CLASSICAL), 2, "cannot be stored in float32", make_src=lambda work: write_raster(work / "f.tif", synthetic_image(1, 20, 20, "float32"))),
+    Case(
+        "product-nodata-fraction-on-uint16",
+        upscale("-s", "2", "--nodata", "0.5", *CLASSICAL),
+        2,
+        "--nodata 0.5 cannot be stored in uint16",
+        make_src=l1c_product,
+    ),
+    Case(
+        "product-nodata-negative-on-uint16",
+        upscale("-s", "2", "--nodata", "-1", *CLASSICAL),
+        2,
+        "--nodata -1 cannot be stored in uint16",
+        make_src=l1c_product,
+    ),
+    Case(
+        "product-nodata-70000-on-uint16",
+        upscale("-s", "2", "--nodata", "70000", *CLASSICAL),
+        2,
+        "cannot be stored in uint16",
+        make_src=l1c_product,
+    ),
+    Case(
+        "stac-nodata-nan-on-uint16",
+        upscale("-s", "2", "-b", "red", "--nodata", "nan", *CLASSICAL),
+        2,
+        "cannot be stored in uint16",
+        make_src=lambda work: stac_item(work, {"red": "files/B04.tif"}),
+    ),
+    Case(
+        "nodata-1e39-on-float32",
+        upscale("-s", "2", "--nodata", "1e39", *CLASSICAL),
+        2,
+        "cannot be stored in float32",
+        make_src=lambda work: write_raster(work / "f.tif", synthetic_image(1, 20, 20, "float32")),
+    ),
     # item 17: a product missing one of the default bands is the input's fault (exit 1), not a usage error
-    Case("product-missing-a-default-band", upscale("-s", "2", *CLASSICAL), 1, "lacks B02 of the default bands", make_src=lambda work: sp.make_l1c(work, suffix=".tif", bands=("B03", "B04", "B08"))),
-    Case("evaluate-json-is-a-band-of-the-product", ("evaluate", "--wald", "{src}", "--json", "{work}/" + BAND_B04, "-q"), 2, "is a file this evaluation reads", make_src=l1c_product),
+    Case(
+        "product-missing-a-default-band",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "lacks B02 of the default bands",
+        make_src=lambda work: sp.make_l1c(work, suffix=".tif", bands=("B03", "B04", "B08")),
+    ),
+    Case(
+        "evaluate-json-is-a-band-of-the-product",
+        ("evaluate", "--wald", "{src}", "--json", "{work}/" + BAND_B04, "-q"),
+        2,
+        "is a file this evaluation reads",
+        make_src=l1c_product,
+    ),
     # item 9: train-sharpener checks its options and its inputs: one line, never "model written" without a file
-    Case("train-sharpener-negative-steps", ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "-5"), 2, "--steps must be a whole number >= 1", dst="run"),
-    Case("train-sharpener-nan-lr", ("train-sharpener", "{src}", "-o", "{dst}", "--lr", "nan"), 2, "--lr must be a finite number", dst="run"),
-    Case("train-sharpener-bandless-folder", ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "2"), 1, "holds no Sentinel-2 band files", make_src=bandless_folder, dst="run"),
-    Case("train-sharpener-corrupt-state", ("train-sharpener", "{src}", "-o", "{work}/run", "--resume", "--steps", "2", "--batch-size", "2", "--crop", "12", "--width", "8", "--blocks", "1", "--threads", "1"), 1, "cannot resume from", make_src=run_with_a_corrupt_state),
+    Case(
+        "train-sharpener-negative-steps",
+        ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "-5"),
+        2,
+        "--steps must be a whole number >= 1",
+        dst="run",
+    ),
+    Case(
+        "train-sharpener-nan-lr",
+        ("train-sharpener", "{src}", "-o", "{dst}", "--lr", "nan"),
+        2,
+        "--lr must be a finite number",
+        dst="run",
+    ),
+    Case(
+        "train-sharpener-bandless-folder",
+        ("train-sharpener", "{src}", "-o", "{dst}", "--steps", "2"),
+        1,
+        "holds no Sentinel-2 band files",
+        make_src=bandless_folder,
+        dst="run",
+    ),
+    Case(
+        "train-sharpener-corrupt-state",
+        (
+            "train-sharpener",
+            "{src}",
+            "-o",
+            "{work}/run",
+            "--resume",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--crop",
+            "12",
+            "--width",
+            "8",
+            "--blocks",
+            "1",
+            "--threads",
+            "1",
+        ),
+        1,
+        "cannot resume from",
+        make_src=run_with_a_corrupt_state,
+    ),
     # item 12: -r 10 on a product of 10 m bands would be a copy: the single-raster rule
-    Case("product-resolution-of-its-bands", upscale("-r", "10", *CLASSICAL), 2, "the effective scale is 1", make_src=l1c_product),
+    Case(
+        "product-resolution-of-its-bands",
+        upscale("-r", "10", *CLASSICAL),
+        2,
+        "the effective scale is 1",
+        make_src=l1c_product,
+    ),
     # item 11: two sources of one band are refused with both named, never resolved by listing order
-    Case("product-band-in-two-files", upscale("-s", "2", *CLASSICAL), 1, "band B04 is in 2 files", make_src=product_with_a_band_twice),
-    Case("stac-band-named-by-two-assets", upscale("-s", "2", "-b", "red", *CLASSICAL), 1, "band B04 is named by two assets (red, B04)", make_src=lambda work: stac_item(work, {"red": "files/B04.tif", "B04": "files/B04_copy.tif"})),
+    Case(
+        "product-band-in-two-files",
+        upscale("-s", "2", *CLASSICAL),
+        1,
+        "band B04 is in 2 files",
+        make_src=product_with_a_band_twice,
+    ),
+    Case(
+        "stac-band-named-by-two-assets",
+        upscale("-s", "2", "-b", "red", *CLASSICAL),
+        1,
+        "band B04 is named by two assets (red, B04)",
+        make_src=lambda work: stac_item(work, {"red": "files/B04.tif", "B04": "files/B04_copy.tif"}),
+    ),
     # item 20: --split-rows splits one raster: a product is refused up front, before any cluster is contacted
-    Case("split-rows-on-a-product", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL), 2, "--split-rows does not split band stacks (Sentinel-2 products", make_src=l1c_product, max_seconds=15),
-    Case("split-rows-on-a-batch-of-products", upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL), 2, "--split-rows does not split band stacks (Sentinel-2 products", make_src=l1c_product, dst="out/", max_seconds=15),
+    Case(
+        "split-rows-on-a-product",
+        upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL),
+        2,
+        "--split-rows does not split band stacks (Sentinel-2 products",
+        make_src=l1c_product,
+        max_seconds=15,
+    ),
+    Case(
+        "split-rows-on-a-batch-of-products",
+        upscale("-s", "2", "--scheduler", NOBODY, "--split-rows", "2", *CLASSICAL),
+        2,
+        "--split-rows does not split band stacks (Sentinel-2 products",
+        make_src=l1c_product,
+        dst="out/",
+        max_seconds=15,
+    ),
     # item 22: --bands all on an incomplete product says what is missing (a copy in progress), never a shorter output
-    Case("bands-all-on-a-product-missing-bands", upscale("-s", "2", "--bands", "all", *CLASSICAL), 1, "lacks B01, B05, B06, B07, B8A, B09, B10, B11, B12 of the 13 bands", make_src=l1c_product),
+    Case(
+        "bands-all-on-a-product-missing-bands",
+        upscale("-s", "2", "--bands", "all", *CLASSICAL),
+        1,
+        "lacks B01, B05, B06, B07, B8A, B09, B10, B11, B12 of the 13 bands",
+        make_src=l1c_product,
+    ),
     # item 16: evaluate --wald on what is not a usable Sentinel-2 scene: one line, at once
     Case("evaluate-wald-non-s2-raster", ("evaluate", "--wald", "{src}", "-q"), 1, "is not a Sentinel-2 product"),
-    Case("evaluate-wald-bandless-folder", ("evaluate", "--wald", "{src}", "-q"), 1, "holds no Sentinel-2 band files", make_src=bandless_folder),
-    Case("evaluate-wald-fifo-band", ("evaluate", "--wald", "{src}", "-q"), 1, "is not a regular file", make_src=band_folder_with_a_fifo, max_seconds=30, timeout=60),
-    Case("evaluate-wald-tiny-scene", ("evaluate", "--wald", "{src}", "-q"), 1, "too small for Wald's protocol", make_src=tiny_band_folder),
+    Case(
+        "evaluate-wald-bandless-folder",
+        ("evaluate", "--wald", "{src}", "-q"),
+        1,
+        "holds no Sentinel-2 band files",
+        make_src=bandless_folder,
+    ),
+    Case(
+        "evaluate-wald-fifo-band",
+        ("evaluate", "--wald", "{src}", "-q"),
+        1,
+        "is not a regular file",
+        make_src=band_folder_with_a_fifo,
+        max_seconds=30,
+        timeout=60,
+    ),
+    Case(
+        "evaluate-wald-tiny-scene",
+        ("evaluate", "--wald", "{src}", "-q"),
+        1,
+        "too small for Wald's protocol",
+        make_src=tiny_band_folder,
+    ),
 ]
 
 
@@ -474,9 +1096,14 @@ def run_rssr(args: list[str], cwd: Path, env: dict[str, str], timeout: float) ->
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RSSR_")}
     environment.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "rssr_cli", *args], cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        [sys.executable, "-m", "rssr_cli", *args],
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out

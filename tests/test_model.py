@@ -121,14 +121,18 @@ def test_sample_spread(model):
     ys, xs, cell = hr_grid(6, 6, 2.0)
     with torch.no_grad():
         g = torch.Generator().manual_seed(0)
-        mean, std = model.sample_spread(torch.rand(1, 2, 6, 6), ys, xs, cell, n_samples=3, steps=2, strength=0.5, generator=g)
+        mean, std = model.sample_spread(
+            torch.rand(1, 2, 6, 6), ys, xs, cell, n_samples=3, steps=2, strength=0.5, generator=g
+        )
     assert mean.shape == std.shape == (1, 2, 12, 12) and (std > 0).any() and (std >= 0).all()
 
 
 def _image_set(n: int = 8, size: int = 24) -> torch.Tensor:
     """Fixed smooth-plus-texture images in [0, 1]: oriented stripes of random frequency over a gradient."""
     g = torch.Generator().manual_seed(0)
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
     images = []
     for _ in range(n):
         f, th, ph = 0.6 + 0.8 * torch.rand(3, generator=g)

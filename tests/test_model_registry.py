@@ -25,7 +25,13 @@ from model_helpers import tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 BOTH = ("aerial", "s2-10m")
-DOMAIN = {"sensor": "test", "resolution_m": [10, 10], "bands": ["B04"], "dtypes": ["uint16"], "figures": "x4 +0.0 dB (tiny)"}
+DOMAIN = {
+    "sensor": "test",
+    "resolution_m": [10, 10],
+    "bands": ["B04"],
+    "dtypes": ["uint16"],
+    "figures": "x4 +0.0 dB (tiny)",
+}
 
 
 def add_model(folder: Path, name: str, model_id: str, seed: int = 0) -> Path:
@@ -69,9 +75,26 @@ FACTS_CASES = [
     (InputFacts(band_stack=True), BOTH, "s2-10m", "product or STAC item"),
     (InputFacts(dtype="uint8", descriptions=("B04", "B03", "B02"), crs=GEO), BOTH, "s2-10m", "band ids B04,B03,B02"),
     (InputFacts(dtype="float32", descriptions=("b8a", "B4")), BOTH, "s2-10m", "B8A,B04"),
-    (InputFacts(dtype="uint16", descriptions=("red", "green", "blue"), crs=UTM, projected=True, pixel_size_m=(0.3, 0.3)), BOTH, "aerial", "not Sentinel-2"),
-    (InputFacts(dtype="uint8", descriptions=("B04", None), crs=UTM, projected=True, pixel_size_m=(0.3, 0.3)), BOTH, "aerial", "0.3 m"),
-    (InputFacts(dtype="uint16", crs=UTM, projected=True, pixel_size_m=(10.0, 10.0)), BOTH, "s2-10m", "uint16 with 10 m pixels"),
+    (
+        InputFacts(
+            dtype="uint16", descriptions=("red", "green", "blue"), crs=UTM, projected=True, pixel_size_m=(0.3, 0.3)
+        ),
+        BOTH,
+        "aerial",
+        "not Sentinel-2",
+    ),
+    (
+        InputFacts(dtype="uint8", descriptions=("B04", None), crs=UTM, projected=True, pixel_size_m=(0.3, 0.3)),
+        BOTH,
+        "aerial",
+        "0.3 m",
+    ),
+    (
+        InputFacts(dtype="uint16", crs=UTM, projected=True, pixel_size_m=(10.0, 10.0)),
+        BOTH,
+        "s2-10m",
+        "uint16 with 10 m pixels",
+    ),
     (InputFacts(dtype="uint16", crs=UTM, projected=True, pixel_size_m=(5.0, 5.0)), BOTH, "s2-10m", "5 m"),
     (InputFacts(dtype="uint16", crs=UTM, projected=True, pixel_size_m=(20.0, 20.0)), BOTH, "s2-10m", "20 m"),
     (InputFacts(dtype="uint16", crs=UTM, projected=True, pixel_size_m=(4.9, 4.9)), BOTH, "aerial", "4.9 m"),
@@ -98,9 +121,13 @@ def test_the_rule_as_a_table(facts, installed, expected, words):
 def test_input_facts_read_the_header_in_metres(tmp_path):
     data = synthetic_image(2, 16, 16, "uint16")
     utm = write_raster(tmp_path / "utm.tif", data, descriptions=["B04", "B08"])
-    feet = write_raster(tmp_path / "ft.tif", data, crs="EPSG:2263", transform=Affine(30.0, 0, 1e6, 0, -30.0, 2e5))  # US survey ft
+    feet = write_raster(
+        tmp_path / "ft.tif", data, crs="EPSG:2263", transform=Affine(30.0, 0, 1e6, 0, -30.0, 2e5)
+    )  # US survey ft
     geo = write_raster(tmp_path / "geo.tif", data, crs="EPSG:4326", transform=Affine(1e-4, 0, 10, 0, -1e-4, 45))
-    assert input_facts(utm) == InputFacts(dtype="uint16", descriptions=("B04", "B08"), crs="EPSG:32633", projected=True, pixel_size_m=(10.0, 10.0))
+    assert input_facts(utm) == InputFacts(
+        dtype="uint16", descriptions=("B04", "B08"), crs="EPSG:32633", projected=True, pixel_size_m=(10.0, 10.0)
+    )
     assert input_facts(feet).pixel_size_m == pytest.approx((9.144, 9.144), abs=1e-3)  # 30 ft: Sentinel-2-like
     assert choose_default_model(input_facts(feet), BOTH).name == "s2-10m"
     assert input_facts(geo).pixel_size_m is None and choose_default_model(input_facts(geo), BOTH).name == "aerial"
@@ -114,7 +141,9 @@ def test_the_registry_reads_cards_and_checks_their_domain(models_dir, tmp_path):
     models = shipped_models()
     assert list(models) == ["aerial", "s2-10m"]
     assert models["s2-10m"].id == "rssr-s2-10m-v1" and models["s2-10m"].domain.resolution_m == (10.0, 10.0)
-    assert resolve_model("s2-10m") == folder / "s2-10m.safetensors" and resolve_model("./x.safetensors") == Path("x.safetensors")
+    assert resolve_model("s2-10m") == folder / "s2-10m.safetensors" and resolve_model("./x.safetensors") == Path(
+        "x.safetensors"
+    )
     assert is_model_name("aerial") and not is_model_name("runs/m") and not is_model_name("m.safetensors")
     card = json.loads((folder / "aerial.json").read_text())
     (folder / "aerial.json").write_text(json.dumps({**card, "domain": {**DOMAIN, "resolution_m": [20, 10]}}))
@@ -132,7 +161,10 @@ def test_an_unknown_model_name_is_one_usage_line_listing_the_names(models_dir, s
     models_dir("aerial", "s2-10m")
     with pytest.raises(UsageError, match="unknown model 'nope'; shipped models: aerial, s2-10m"):
         ModelOptions(model="nope")
-    for args in (("upscale", src_tif, "-s", "2", "-o", tmp_path / "o.tif", "--model", "nope"), ("info", "--model", "nope")):
+    for args in (
+        ("upscale", src_tif, "-s", "2", "-o", tmp_path / "o.tif", "--model", "nope"),
+        ("info", "--model", "nope"),
+    ):
         result = run(*args)
         assert result.exit_code == 2
         assert "shipped models: aerial, s2-10m" in one_error_line(result)
@@ -146,14 +178,18 @@ def test_info_lists_the_models_and_says_which_one_an_input_gets(models_dir, make
     assert "aerial" in result.output and "rssr-s2-10m-v1" in result.output and "x4 +0.0 dB (tiny)" in result.output
     assert "s2-10m for Sentinel-2 inputs" in result.output  # the rule
     listed = json.loads(run("info", "--models", "--json").stdout)
-    assert [m["name"] for m in listed["models"]] == ["aerial", "s2-10m"] and listed["models"][1]["domain"]["bands"] == ["B04"]
+    assert [m["name"] for m in listed["models"]] == ["aerial", "s2-10m"] and listed["models"][1]["domain"]["bands"] == [
+        "B04"
+    ]
     assert run("info", "--models", "x.tif").exit_code == 2
 
     s2 = make_raster(1, 16, 16, "uint16", name="s2.tif")
     aerial = make_raster(3, 16, 16, "uint8", name="rgb.tif", transform=Affine(0.3, 0, 0, 0, -0.3, 0))
     assert "model       s2-10m (rule: Sentinel-2 input: uint16 with 10 m pixels" in run("info", s2).output
     report = json.loads(run("info", aerial, "--json").stdout)
-    assert report["model"]["name"] == "aerial" and report["model"]["reason"].startswith("not Sentinel-2: uint8 with 0.3 m pixels")
+    assert report["model"]["name"] == "aerial" and report["model"]["reason"].startswith(
+        "not Sentinel-2: uint8 with 0.3 m pixels"
+    )
     shown = run("info", "--model", "s2-10m")
     assert shown.exit_code == 0 and "(shipped as s2-10m)" in shown.output and "resolution_m" in shown.output
 
@@ -186,7 +222,11 @@ def test_the_output_names_the_model_the_rule_or_the_user_chose(models_dir, make_
     assert tags["RSSR_MODEL_CHOICE"].startswith("rule: Sentinel-2 input: uint16 with 10 m pixels")
     assert tags_of(rgb)["RSSR_MODEL"] == "tiny-aerial"
     forced = tags_of(s2, "--model", "aerial")
-    assert (forced["RSSR_MODEL"], forced["RSSR_MODEL_NAME"], forced["RSSR_MODEL_CHOICE"]) == ("tiny-aerial", "aerial", "--model")
+    assert (forced["RSSR_MODEL"], forced["RSSR_MODEL_NAME"], forced["RSSR_MODEL_CHOICE"]) == (
+        "tiny-aerial",
+        "aerial",
+        "--model",
+    )
     monkeypatch.setenv("RSSR_MODEL", "s2-10m")  # RSSR_MODEL takes a name too, and overrides the rule
     by_env = tags_of(rgb)
     assert (by_env["RSSR_MODEL"], by_env["RSSR_MODEL_CHOICE"]) == ("rssr-s2-10m-v1", "RSSR_MODEL")
@@ -200,7 +240,9 @@ def test_a_batch_redoes_a_scene_once_when_the_rule_picks_a_new_model(models_dir,
     inputs = tmp_path / "in"
     inputs.mkdir()
     shutil.move(make_raster(1, 16, 16, "uint16", name="s2.tif"), inputs / "s2.tif")
-    shutil.move(make_raster(1, 16, 16, "uint8", name="rgb.tif", transform=Affine(0.3, 0, 0, 0, -0.3, 0)), inputs / "rgb.tif")
+    shutil.move(
+        make_raster(1, 16, 16, "uint8", name="rgb.tif", transform=Affine(0.3, 0, 0, 0, -0.3, 0)), inputs / "rgb.tif"
+    )
     out, log = tmp_path / "out", tmp_path / "log.jsonl"
 
     def cron() -> dict[str, dict]:
@@ -208,7 +250,9 @@ def test_a_batch_redoes_a_scene_once_when_the_rule_picks_a_new_model(models_dir,
         result = run("upscale", inputs, "-o", out, "-s", "2", "--log-json", log)
         assert result.exit_code == 0, result.output
         lines = [json.loads(line) for line in log.read_text().splitlines()[start:]]
-        return {Path(line["input"]).name: {**line, "stderr": " ".join(result.stderr.split())} for line in lines}  # unwrapped
+        return {
+            Path(line["input"]).name: {**line, "stderr": " ".join(result.stderr.split())} for line in lines
+        }  # unwrapped
 
     first = cron()
     assert {name: line["status"] for name, line in first.items()} == {"rgb.tif": "done", "s2.tif": "done"}
@@ -237,7 +281,12 @@ def test_model_change_counts_outputs_made_before_choices_were_recorded_when_thei
 
     models_dir("aerial", "s2-10m")
     aerial = shipped_models()["aerial"]
-    wanted = {"RSSR_METHOD": "diffusion-prior", "RSSR_MODEL": "rssr-s2-10m-v1", "RSSR_MODEL_SHA256": "new", "RSSR_SCALE": "2"}
+    wanted = {
+        "RSSR_METHOD": "diffusion-prior",
+        "RSSR_MODEL": "rssr-s2-10m-v1",
+        "RSSR_MODEL_SHA256": "new",
+        "RSSR_SCALE": "2",
+    }
     legacy = {**wanted, "RSSR_MODEL": aerial.id, "RSSR_MODEL_SHA256": aerial.sha256}  # no RSSR_MODEL_CHOICE tag
     rule = ModelChoice("s2-10m", "Sentinel-2 input")
     assert model_change(legacy, wanted, rule) == f"model changed: {aerial.id} -> rssr-s2-10m-v1"

@@ -20,12 +20,29 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    return {"chain": save_model(tiny_chain(seed=2), folder / "chain.safetensors", model_id="tiny-chain"),
-            "ddpm": save_model(tiny_model(seed=3), folder / "ddpm.safetensors", model_id="tiny-ddpm")}  # fmt: skip
+    return {
+        "chain": save_model(tiny_chain(seed=2), folder / "chain.safetensors", model_id="tiny-chain"),
+        "ddpm": save_model(tiny_model(seed=3), folder / "ddpm.safetensors", model_id="tiny-ddpm"),
+    }
 
 
 def _upscale(src, dst, model, *extra):
-    args = ["upscale", str(src), "-o", str(dst), "-s", "2", "--model", str(model), "--device", "cpu", "--threads", "1", "--overwrite", *extra]
+    args = [
+        "upscale",
+        str(src),
+        "-o",
+        str(dst),
+        "-s",
+        "2",
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--overwrite",
+        *extra,
+    ]
     return runner.invoke(app, args)
 
 
@@ -37,15 +54,24 @@ def _read(path):
 def test_faithful_is_the_prior_and_realistic_draws_a_tagged_seeded_sample(make_raster, tmp_path, models):
     src = make_raster(2, 24, 20, "uint16")
     runs = {}
-    for name, extra in {"faithful": ["--mode", "faithful"], "a": ["--mode", "realistic", "--seed", "1"],
-                        "b": ["--mode", "realistic", "--seed", "1"], "c": ["--mode", "realistic", "--seed", "2"],
-                        "mean": ["--mode", "realistic", "--seed", "1", "--samples", "3"]}.items():  # fmt: skip
+    for name, extra in {
+        "faithful": ["--mode", "faithful"],
+        "a": ["--mode", "realistic", "--seed", "1"],
+        "b": ["--mode", "realistic", "--seed", "1"],
+        "c": ["--mode", "realistic", "--seed", "2"],
+        "mean": ["--mode", "realistic", "--seed", "1", "--samples", "3"],
+    }.items():
         result = _upscale(src, tmp_path / f"{name}.tif", models["chain"], *extra)
         assert result.exit_code == 0, result.output
         runs[name] = _read(tmp_path / f"{name}.tif")
     (faithful, ft), (a, at), (b, _), (c, _), (mean, mt) = (runs[k] for k in ("faithful", "a", "b", "c", "mean"))
     assert ft["RSSR_MODE"] == "faithful" and ft["RSSR_STEPS"] == "0" and ft["RSSR_METHOD"] == "diffusion-prior"
-    assert at["RSSR_MODE"] == "realistic" and at["RSSR_STEPS"] == "4" and at["RSSR_CHAIN_STEPS"] == "4" and at["RSSR_KAPPA"] == "1"
+    assert (
+        at["RSSR_MODE"] == "realistic"
+        and at["RSSR_STEPS"] == "4"
+        and at["RSSR_CHAIN_STEPS"] == "4"
+        and at["RSSR_KAPPA"] == "1"
+    )
     assert at["RSSR_SAMPLES"] == "1" and mt["RSSR_SAMPLES"] == "3"
     np.testing.assert_array_equal(a, b)  # the seed decides the sample
     assert not np.array_equal(a, c) and not np.array_equal(a, faithful)

@@ -50,7 +50,10 @@ def test_bands_date_and_tile_fields(product):
     settings = UpscaleSettings(scale=2, method="bicubic", bands=("B11", "B8A"))
     name = output_name("{tile}/{date}_{bands}_{method}.tif", str(product), settings)
     assert name == f"{sp.TILE}/{sp.STAMP[:8]}_B11-B8A_bicubic.tif"
-    assert output_name("{tile}_{date}_{bands}.tif", "S2B_18SUJ_20181231_0_L2A.json", settings) == "T18SUJ_20181231_B11-B8A.tif"
+    assert (
+        output_name("{tile}_{date}_{bands}.tif", "S2B_18SUJ_20181231_0_L2A.json", settings)
+        == "T18SUJ_20181231_B11-B8A.tif"
+    )
     assert output_name("{stem}_{bands}.tif", "a.tif", UpscaleSettings(scale=2, bands=(3, 2, 1))) == "a_3-2-1.tif"
     assert output_name("{stem}_{bands}.tif", "a.tif", BICUBIC) == "a_all.tif"
     assert output_name("{stem}_{bands}.tif", "a.tif", UpscaleSettings(scale=2, bands=("red/edge",))) == "a_red_edge.tif"
@@ -73,10 +76,13 @@ def test_two_cron_jobs_with_different_band_lists_never_collide(product, tmp_path
     jobs = [("--bands", "B02,B03,B04,B08"), ("--bands", "B8A,B11")]
     for _ in range(2):  # each cron line, twice
         for bands in jobs:
-            result = run("upscale", incoming, "-o", f"{out}/", "-s", 2, "-m", "bicubic", *bands, "--log-json", log, "-q")
+            result = run(
+                "upscale", incoming, "-o", f"{out}/", "-s", 2, "-m", "bicubic", *bands, "--log-json", log, "-q"
+            )
             assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir() if p.suffix == ".tif") == [
-        f"{PRODUCT_STEM}_B02-B03-B04-B08_x2.tif", f"{PRODUCT_STEM}_B8A-B11_x2.tif"
+        f"{PRODUCT_STEM}_B02-B03-B04-B08_x2.tif",
+        f"{PRODUCT_STEM}_B8A-B11_x2.tif",
     ]
     statuses = [json.loads(line)["status"] for line in log.read_text().splitlines()]
     assert statuses == ["done", "done", "skipped", "skipped"]
@@ -93,5 +99,19 @@ def test_a_name_without_bands_says_how_to_keep_both(tmp_path):
     assert first.exit_code == 0, first.output
     second = run("upscale", src.parent, "-o", f"{out}/", "-s", 2, "-m", "bicubic", "-b", "3", "-q")
     assert second.exit_code == 1 and "{bands}" in second.output
-    third = run("upscale", src.parent, "-o", f"{out}/", "-s", 2, "-m", "bicubic", "-b", "3", "--name", "{stem}_{bands}.tif", "-q")
+    third = run(
+        "upscale",
+        src.parent,
+        "-o",
+        f"{out}/",
+        "-s",
+        2,
+        "-m",
+        "bicubic",
+        "-b",
+        "3",
+        "--name",
+        "{stem}_{bands}.tif",
+        "-q",
+    )
     assert third.exit_code == 0 and (out / "a_3.tif").is_file()

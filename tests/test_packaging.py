@@ -27,8 +27,6 @@ from conftest import synthetic_image, write_raster
 REPO = Path(__file__).resolve().parents[1]
 
 
-
-
 @pytest.fixture
 def no_model_anywhere(monkeypatch, tmp_path):
     """No RSSR_MODEL, and no shipped model (an empty models folder)."""
@@ -86,21 +84,38 @@ def test_an_installed_wheel_carries_the_default_model_and_uses_it(tmp_path):
     project = _copy_project(tmp_path / "project")
     dist = tmp_path / "dist"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", str(project), "-w", str(dist)],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", str(project), "-w", str(dist)],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = dist.glob("rssr-*.whl")
     with zipfile.ZipFile(wheel) as archive:  # typed (PEP 561) and licensed
         names = archive.namelist()
-    assert {"rssr_cli/models/aerial.safetensors", "rssr_cli/models/aerial.json", "rssr_cli/models/sharpen.safetensors"} <= set(names)
+    assert {
+        "rssr_cli/models/aerial.safetensors",
+        "rssr_cli/models/aerial.json",
+        "rssr_cli/models/sharpen.safetensors",
+    } <= set(names)
     assert "rssr_cli/py.typed" in names and any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     # Dependencies (torch, rasterio, ...) come from this environment's site-packages through a .pth file:
     # only plain paths, so the checkout's editable-install hook (itself a .pth there) is not run.
-    venv_site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                                    check=True, capture_output=True, text=True).stdout.strip())  # fmt: skip
+    venv_site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (venv_site / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
 
     elsewhere = tmp_path / "elsewhere"
@@ -109,15 +124,23 @@ def test_an_installed_wheel_carries_the_default_model_and_uses_it(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RSSR_MODEL", "RSSR_MODELS_DIR", "PYTHONPATH")}
     located = subprocess.run(
         [str(python), "-c", "import rssr_cli.backends as b; print(b.__file__); print(b.default_model_path())"],
-        cwd=elsewhere, env=env, check=True, capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
+        cwd=elsewhere,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in located), located  # the installed copy, not the checkout
     assert located[1].endswith("rssr_cli/models/aerial.safetensors")
 
     result = subprocess.run(
         [str(venv / "bin" / "rssr"), "upscale", "in.tif", "-s", "2", "-o", "out.tif", "-q", "--device", "cpu"],
-        cwd=elsewhere, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=elsewhere,
+        env={**env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     with rasterio.open(elsewhere / "out.tif") as out:
         tags = out.tags()

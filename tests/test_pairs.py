@@ -29,7 +29,13 @@ def field(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """A scene in LR-pixel units: most variance at long wavelengths (30-90 LR px), like real imagery, plus
     texture at 5-6 LR px."""
     out = np.zeros(np.broadcast(y, x).shape)
-    waves = [(0.03, 0.01, 0.5, 2.0), (0.01, 0.025, 1.3, 1.5), (0.21, 0.05, 0.3, 0.5), (0.04, 0.17, 1.1, 0.4), (0.13, 0.11, 2.0, 0.3)]
+    waves = [
+        (0.03, 0.01, 0.5, 2.0),
+        (0.01, 0.025, 1.3, 1.5),
+        (0.21, 0.05, 0.3, 0.5),
+        (0.04, 0.17, 1.1, 0.4),
+        (0.13, 0.11, 2.0, 0.3),
+    ]
     for fy, fx, phase, amplitude in waves:
         out += amplitude * np.sin(2 * np.pi * (fy * y + fx * x) + phase)
     return 0.3 + 0.03 * out
@@ -49,7 +55,9 @@ def reflectance(values: np.ndarray) -> np.ndarray:
     return np.rint(values * 10_000).astype(np.uint16)
 
 
-def write_pair(tmp_path: Path, *, ratio: float = 2.5, shift=(0.0, 0.0), gain=1.0, offset=0.0, size=96, hr_offset=0.3, name="p"):
+def write_pair(
+    tmp_path: Path, *, ratio: float = 2.5, shift=(0.0, 0.0), gain=1.0, offset=0.0, size=96, hr_offset=0.3, name="p"
+):
     """Two sensors seeing field(): LR pixels of LR_PIXEL, HR pixels of LR_PIXEL/ratio on a grid offset by
     hr_offset HR px, the HR content displaced by `shift` LR px, radiometry HR = gain * LR + offset (pixel
     means, as sensors integrate). uint16 reflectance rasters (x 10000), so model units are the values above."""
@@ -57,7 +65,9 @@ def write_pair(tmp_path: Path, *, ratio: float = 2.5, shift=(0.0, 0.0), gain=1.0
     n = int(size * ratio) - 2
     hr_px = LR_PIXEL / ratio
     hr = gain * pixel_means((np.arange(n + 1) + hr_offset) / ratio, shift) + offset
-    lr_path = write_raster(tmp_path / f"{name}_lr.tif", lr, transform=Affine(LR_PIXEL, 0, ORIGIN[0], 0, -LR_PIXEL, ORIGIN[1]))
+    lr_path = write_raster(
+        tmp_path / f"{name}_lr.tif", lr, transform=Affine(LR_PIXEL, 0, ORIGIN[0], 0, -LR_PIXEL, ORIGIN[1])
+    )
     hr_t = Affine(hr_px, 0, ORIGIN[0] + hr_offset * hr_px, 0, -hr_px, ORIGIN[1] - hr_offset * hr_px)
     hr_path = write_raster(tmp_path / f"{name}_hr.tif", reflectance(hr[None]), transform=hr_t)
     return lr_path, hr_path
@@ -70,7 +80,12 @@ def test_pairs_file_parsing(tmp_path):
     pairs = read_pairs_file(f)
     assert pairs[0] == PairSpec(tmp_path / "sub/a.tif", Path("/abs/b.tif"))
     assert (pairs[1].lr_bands, pairs[1].hr_bands) == ((4, 3, 2), (1, 2, 3))
-    for bad, message in [("a.tif", "expected"), ("a b 1,2 1", "2 LR band"), ("a b x 1", "bands"), ("# none\n", "lists no pair")]:
+    for bad, message in [
+        ("a.tif", "expected"),
+        ("a b 1,2 1", "2 LR band"),
+        ("a b x 1", "bands"),
+        ("# none\n", "lists no pair"),
+    ]:
         f.write_text(bad + "\n")
         with pytest.raises(UsageError, match=message):
             read_pairs_file(f)
@@ -102,7 +117,9 @@ def test_content_that_moved_between_acquisitions_is_excluded_not_corrected(tmp_p
     hr = pixel_means(edges)
     hr[:, 256:] = pixel_means(edges, shift=(1.0, 0.0))[:, 256:]  # LR columns 128.. moved down by 1 px
     lr_path = write_raster(tmp_path / "lr.tif", lr, transform=Affine(20, 0, ORIGIN[0], 0, -20, ORIGIN[1]))
-    hr_path = write_raster(tmp_path / "hr.tif", hr[None].astype(np.float32), transform=Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]))
+    hr_path = write_raster(
+        tmp_path / "hr.tif", hr[None].astype(np.float32), transform=Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1])
+    )
     pair = load_pair(PairSpec(lr_path, hr_path))
     assert pair.shift_lr_px == (0.0, 0.0)
     assert pair.excluded_share == pytest.approx(1 / 3, abs=0.02)
@@ -146,7 +163,9 @@ def test_pair_problems_are_one_clear_error(tmp_path):
     lr, hr = write_pair(tmp_path)
     with pytest.raises(InputError, match="not finer"):
         load_pair(PairSpec(hr, lr))
-    other = write_raster(tmp_path / "utm34.tif", rasterio.open(hr).read(), crs="EPSG:32634", transform=rasterio.open(hr).transform)
+    other = write_raster(
+        tmp_path / "utm34.tif", rasterio.open(hr).read(), crs="EPSG:32634", transform=rasterio.open(hr).transform
+    )
     with pytest.raises(InputError, match="CRS differ"):
         load_pair(PairSpec(lr, other))
     with pytest.raises(UsageError, match="holdout"):
@@ -159,7 +178,13 @@ def test_mixed_batches_and_validation(tmp_path):
     lr, hr = write_pair(tmp_path, ratio=2.0)
     pair = load_pair(PairSpec(lr, hr))
     rng = np.random.default_rng(0)
-    synthetic = PatchSampler([TrainImage(rng.random((1, 96, 96)).astype(np.float32), None, "noise")], lr_size=16, query=12, scale_min=1.5, scale_max=3.0)
+    synthetic = PatchSampler(
+        [TrainImage(rng.random((1, 96, 96)).astype(np.float32), None, "noise")],
+        lr_size=16,
+        query=12,
+        scale_min=1.5,
+        scale_max=3.0,
+    )
     batch = MixedSampler(PairSampler([pair], lr_size=16, query=12), synthetic, 0.25).batch(8)
     assert batch.lr.shape == (8, 1, 16, 16) and batch.hr.shape == (8, 1, 12, 12)
     assert np.allclose(batch.scale[:2].numpy(), 2.0)
@@ -173,8 +198,26 @@ def test_cli_train_on_pairs_records_them_in_the_card(tmp_path):
     pairs = tmp_path / "pairs.txt"
     pairs.write_text(f"{lr.name} {hr.name} 1 1\n")
     out = tmp_path / "run"
-    args = ["train", "--pairs", str(pairs), "-o", str(out), "--preset", "tiny", "--stage", "prior", "--prior-steps", "6",
-            "--batch-size", "4", "--val-every", "3", "--threads", "1", "-q"]  # fmt: skip
+    args = [
+        "train",
+        "--pairs",
+        str(pairs),
+        "-o",
+        str(out),
+        "--preset",
+        "tiny",
+        "--stage",
+        "prior",
+        "--prior-steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--val-every",
+        "3",
+        "--threads",
+        "1",
+        "-q",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     card = json.loads((out / "model.json").read_text())

@@ -258,13 +258,16 @@ def test_fill_invalid_uses_neighbours_and_handles_empty_bands():
 
 def test_band_selection_and_metadata_are_carried(make_raster, tmp_path, counting_backend):
     src = make_raster(
-        3, 21, 25, "uint16",
+        3,
+        21,
+        25,
+        "uint16",
         descriptions=["B2", "B3", "B4"],
         colorinterp=[ColorInterp.blue, ColorInterp.green, ColorInterp.red],
         scales=[1e-4, 1e-4, 2e-4],
         offsets=[-0.1, -0.1, -0.2],
         tags={"SENSOR": "S2A", "PROCESSING": "L2A"},
-    )  # fmt: skip
+    )
     settings = UpscaleSettings(scale=2.0, method="counting", bands=(3, 1), tile=16, overlap=4, seed=7)
     result = upscale(src, tmp_path / "out.tif", settings)
     src_data, _ = read(src)
@@ -296,7 +299,9 @@ def test_bands_out_of_range_are_a_usage_error(make_raster, tmp_path):
 @pytest.mark.parametrize("dtype,nodata", [("uint16", 0), ("float32", None), ("int16", -1000)])
 def test_output_is_a_valid_cog_with_overviews(make_raster, tmp_path, dtype, nodata):
     src = make_raster(2, 70, 90, dtype, nodata=nodata)
-    dst = upscale(src, tmp_path / "out.tif", scale=8, tile=64, overlap=8, method="bicubic").dst  # the COG layout, not the model
+    dst = upscale(
+        src, tmp_path / "out.tif", scale=8, tile=64, overlap=8, method="bicubic"
+    ).dst  # the COG layout, not the model
     ok, errors, _ = cog_validate(str(dst))
     assert ok, errors
     with rasterio.open(dst) as ds:
@@ -309,7 +314,13 @@ def test_output_is_a_valid_cog_with_overviews(make_raster, tmp_path, dtype, noda
 
 def test_creation_options_override_the_profile(make_raster, tmp_path):
     src = make_raster(1, 40, 40, "uint8")
-    dst = upscale(src, tmp_path / "out.tif", method="bicubic", scale=4, creation_options={"BLOCKXSIZE": "256", "BLOCKYSIZE": "256"}).dst
+    dst = upscale(
+        src,
+        tmp_path / "out.tif",
+        method="bicubic",
+        scale=4,
+        creation_options={"BLOCKXSIZE": "256", "BLOCKYSIZE": "256"},
+    ).dst
     with rasterio.open(dst) as ds:
         assert ds.block_shapes[0] == (256, 256)
     assert cog_validate(str(dst))[0]
@@ -332,8 +343,16 @@ def test_memory_is_bounded_by_one_row_of_tiles(make_raster, tmp_path, monkeypatc
 
 def test_progress_reports_every_window(make_raster, tmp_path):
     calls = []
-    upscale(make_raster(1, 30, 30), tmp_path / "out.tif", method="bicubic", scale=2, tile=10, overlap=2, batch_size=2,
-            progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    upscale(
+        make_raster(1, 30, 30),
+        tmp_path / "out.tif",
+        method="bicubic",
+        scale=2,
+        tile=10,
+        overlap=2,
+        batch_size=2,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls[-1] == (9, 9)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
@@ -369,7 +388,9 @@ def test_auto_tiling_bounds_model_windows_and_keeps_classical_defaults():
     assert auto_tiling("bicubic", 8.0, None, None) == (256, 32)
     for scale in (2.0, 4.5, 8.0, 16.0):
         tile, overlap = auto_tiling("diffusion", scale, None, None)
-        assert (tile + 2 * overlap) * scale <= 1.6 * MODEL_WINDOW_HR_PX + 1e-9 or tile == 32  # HR window side stays bounded
+        assert (
+            tile + 2 * overlap
+        ) * scale <= 1.6 * MODEL_WINDOW_HR_PX + 1e-9 or tile == 32  # HR window side stays bounded
         assert 0 < overlap <= tile // 4
     assert auto_tiling("diffusion", 4.0, 100, None) == (100, 25)  # what the user sets is kept
 

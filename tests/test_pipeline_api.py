@@ -25,7 +25,10 @@ BICUBIC = UpscaleSettings(scale=2, method="bicubic")
         ({"scale": 2.0, "tile": 4}, "--tile must be at least 8"),
         ({"scale": 2.0, "tile": 16, "overlap": 9}, "--overlap must be between 0 and half the tile (8)"),
         ({"scale": 2.0, "profile": "jpeg2000"}, "unknown output profile"),
-        ({"scale": 2.0, "method": "bicubic", "model": ModelOptions(steps=3)}, "--steps only applies to the diffusion model"),
+        (
+            {"scale": 2.0, "method": "bicubic", "model": ModelOptions(steps=3)},
+            "--steps only applies to the diffusion model",
+        ),
     ],
 )
 def test_settings_are_refused_when_built(fields, message):
@@ -35,7 +38,11 @@ def test_settings_are_refused_when_built(fields, message):
 
 @pytest.mark.parametrize(
     "fields, message",
-    [({"strength": 1.5}, "--strength must be in (0, 1]"), ({"steps": -1}, "--steps must be >= 0"), ({"device": "tpu"}, "unknown device")],
+    [
+        ({"strength": 1.5}, "--strength must be in (0, 1]"),
+        ({"steps": -1}, "--steps must be >= 0"),
+        ({"device": "tpu"}, "unknown device"),
+    ],
 )
 def test_model_options_are_refused_when_built(fields, message):
     with pytest.raises(UsageError, match=re.escape(message)):
@@ -62,13 +69,19 @@ def test_a_request_is_refused_when_built_whatever_the_mode(tmp_path):
         (lambda: RunRequest(("a.tif",), "sr/", {"scale": 2}), "RunRequest.settings must be UpscaleSettings"),
         (lambda: RunRequest(("a.tif",), "sr/", BICUBIC, force="yes"), "RunRequest.force must be True or False"),
         (lambda: RunRequest(("a.tif",), "sr/", BICUBIC, split_rows="2"), "RunRequest.split_rows must be"),
-        (lambda: UpscaleSettings(scale=2, guidance="no"), "UpscaleSettings.guidance must be True or False or None, not 'no'"),
+        (
+            lambda: UpscaleSettings(scale=2, guidance="no"),
+            "UpscaleSettings.guidance must be True or False or None, not 'no'",
+        ),
         (lambda: UpscaleSettings(scale="2"), "UpscaleSettings.scale must be a number"),
         (lambda: UpscaleSettings(scale=2, bands="B04"), "UpscaleSettings.bands must be a list or tuple"),
         (lambda: UpscaleSettings(scale=2, threads=2.5), "UpscaleSettings.threads must be a whole number"),
         (lambda: UpscaleSettings(scale=2, model="cpu"), "UpscaleSettings.model must be ModelOptions"),
         (lambda: UpscaleSettings(scale=2, overwrite=1), "UpscaleSettings.overwrite must be True or False"),
-        (lambda: UpscaleSettings(scale=2, creation_options=["COMPRESS=LZW"]), "UpscaleSettings.creation_options must be a mapping"),
+        (
+            lambda: UpscaleSettings(scale=2, creation_options=["COMPRESS=LZW"]),
+            "UpscaleSettings.creation_options must be a mapping",
+        ),
         (lambda: UpscaleSettings(scale=2, seed=None), "UpscaleSettings.seed must be a whole number"),
         (lambda: ModelOptions(tta="no"), "ModelOptions.tta must be True or False"),
         (lambda: ModelOptions(steps=2.5), "ModelOptions.steps must be a whole number"),
@@ -111,7 +124,12 @@ def test_run_gives_a_notebook_the_cron_semantics(make_raster, tmp_path):
     first = run(request, on_scene=seen.append)
     assert first.batch and [s.status for s in first.scenes] == ["done", "done"] and seen == list(first.scenes)
     assert [s.status for s in run(request).scenes] == ["skipped", "skipped"]
-    assert [json.loads(line)["status"] for line in log.read_text().splitlines()] == ["done", "done", "skipped", "skipped"]
+    assert [json.loads(line)["status"] for line in log.read_text().splitlines()] == [
+        "done",
+        "done",
+        "skipped",
+        "skipped",
+    ]
 
 
 def test_a_single_scene_request_logs_its_line_and_returns_its_result(make_raster, tmp_path):

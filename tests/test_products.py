@@ -145,7 +145,9 @@ def test_a_missing_guide_is_said_never_silently_unguided(tmp_path):
 
     stack = open_band_stack(sp.make_l1c(tmp_path, suffix=".tif", bands=("B03", "B04", "B08", "B05")))
     settings = UpscaleSettings(resolution=10.0, bands=("B04", "B05"), guidance=True)
-    with pytest.warns(RssrWarning, match="lacks B02 of the 10 m bands that guide the coarser bands: B05 super-resolved unguided"):
+    with pytest.warns(
+        RssrWarning, match="lacks B02 of the 10 m bands that guide the coarser bands: B05 super-resolved unguided"
+    ):
         plan = plan_stack(stack, settings)
     assert not plan.guides and plan_guidance(plan) is None
     with warnings.catch_warnings():
@@ -154,8 +156,11 @@ def test_a_missing_guide_is_said_never_silently_unguided(tmp_path):
 
 
 def test_plain_raster_bands_selected_by_description(tmp_path):
-    src = write_raster(tmp_path / "named.tif", np.stack([np.full((16, 16), v, "uint16") for v in (100, 200, 300)]),
-                       descriptions=["B02", "B04", "B08"])  # fmt: skip
+    src = write_raster(
+        tmp_path / "named.tif",
+        np.stack([np.full((16, 16), v, "uint16") for v in (100, 200, 300)]),
+        descriptions=["B02", "B04", "B08"],
+    )
     dst = tmp_path / "out.tif"
     result = run("upscale", src, "-o", dst, "-s", 2, "-m", "nearest", "--bands", "B08,b4", "-q")
     assert result.exit_code == 0, result.output
@@ -168,8 +173,11 @@ def test_plain_raster_bands_selected_by_description(tmp_path):
 
 def test_a_band_name_matching_two_descriptions_is_refused_with_both_named(tmp_path):
     """Issue 23 item 11: 'red' and 'B04' are one band: the first match was taken silently."""
-    src = write_raster(tmp_path / "named.tif", np.stack([np.full((16, 16), v, "uint16") for v in (100, 200)]),
-                       descriptions=["red", "B04"])  # fmt: skip
+    src = write_raster(
+        tmp_path / "named.tif",
+        np.stack([np.full((16, 16), v, "uint16") for v in (100, 200)]),
+        descriptions=["red", "B04"],
+    )
     result = run("upscale", src, "-o", tmp_path / "out.tif", "-s", 2, "-m", "nearest", "--bands", "B04", "-q")
     assert result.exit_code == 2 and "bands 1 (red), 2 (B04) all match 'B04'" in result.output
     assert not (tmp_path / "out.tif").exists()
@@ -181,7 +189,9 @@ def test_a_band_name_matching_two_descriptions_is_refused_with_both_named(tmp_pa
 @pytest.mark.parametrize("kind", ["l1c", "l2a", "zip", "stac"])
 def test_cli_mixed_resolutions_onto_one_grid(products, tmp_path, kind):
     dst = tmp_path / "out.tif"
-    result = run("upscale", products[kind], "--bands", "B04,B08,B8A,B11", "--resolution", 5, "-m", "bicubic", "-o", dst, "-q")
+    result = run(
+        "upscale", products[kind], "--bands", "B04,B08,B8A,B11", "--resolution", 5, "-m", "bicubic", "-o", dst, "-q"
+    )
     assert result.exit_code == 0, result.output
     with rasterio.open(dst) as out, rasterio.open(sp.band_path("B04")) as b04:
         assert out.count == 4
@@ -219,7 +229,9 @@ def test_nodata_0_of_sentinel2_is_kept_where_the_nearest_source_pixel_is_empty(p
     """The empty corner (0 in the files, undeclared) stays exactly 0 on the common grid, at each band's own
     footprint, and is never blended into valid pixels."""
     dst = tmp_path / "out.tif"
-    result = run("upscale", products["l2a"], "--bands", "B04,B11,B09", "--resolution", 5, "-m", "bicubic", "-o", dst, "-q")
+    result = run(
+        "upscale", products["l2a"], "--bands", "B04,B11,B09", "--resolution", 5, "-m", "bicubic", "-o", dst, "-q"
+    )
     assert result.exit_code == 0, result.output
     with rasterio.open(dst) as out:
         rows, cols = np.mgrid[0 : out.height, 0 : out.width]
@@ -257,10 +269,17 @@ def test_subpixel_offset_grid_reproduces_a_linear_ramp(tmp_path):
     ramp_band(files / "fine.tif", 10.0, x0, y0, 40)
     ramp_band(files / "coarse.tif", 20.0, x0 - 7.0, y0 + 17.0, 22)  # 17 m north = 3 m south of a 20 m step
     item = tmp_path / "item.json"
-    item.write_text(json.dumps({"type": "Feature", "assets": {
-        "red": {"href": "files/fine.tif", "type": "image/tiff", "eo:bands": [{"name": "red"}]},
-        "swir16": {"href": "files/coarse.tif", "type": "image/tiff", "eo:bands": [{"name": "swir16"}]},
-    }}))  # fmt: skip
+    item.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "assets": {
+                    "red": {"href": "files/fine.tif", "type": "image/tiff", "eo:bands": [{"name": "red"}]},
+                    "swir16": {"href": "files/coarse.tif", "type": "image/tiff", "eo:bands": [{"name": "swir16"}]},
+                },
+            }
+        )
+    )
     dst = tmp_path / "out.tif"
     upscale(item, dst, UpscaleSettings(resolution=2.5, method="bicubic", bands=("B04", "B11")))
     with rasterio.open(dst) as out:
@@ -285,22 +304,60 @@ def test_placed_grid_tiles_claim_every_output_pixel_once():
     claimed = np.zeros((240, 240), int)
     for row in tiles:
         for t in row:
-            claimed[int(t.out.row_off) : int(t.out.row_off + t.out.height), int(t.out.col_off) : int(t.out.col_off + t.out.width)] += 1
-            np.testing.assert_allclose(t.hr.centers_x() + t.halo.col_off, grid.source_centres_x()[int(t.out.col_off) : int(t.out.col_off + t.out.width)])
+            claimed[
+                int(t.out.row_off) : int(t.out.row_off + t.out.height),
+                int(t.out.col_off) : int(t.out.col_off + t.out.width),
+            ] += 1
+            np.testing.assert_allclose(
+                t.hr.centers_x() + t.halo.col_off,
+                grid.source_centres_x()[int(t.out.col_off) : int(t.out.col_off + t.out.width)],
+            )
     assert (claimed == 1).all()
     # a window covering the whole source also takes the output columns whose centres lie beyond its right edge
-    out, _ = hr_grid_for(rasterio.windows.Window(0, 0, 31, 30), OutputGrid(31, 30, 260, 240, grid.transform, grid.placement))
+    out, _ = hr_grid_for(
+        rasterio.windows.Window(0, 0, 31, 30), OutputGrid(31, 30, 260, 240, grid.transform, grid.placement)
+    )
     assert out.width == 260
 
 
 def test_product_errors_are_usage_errors(products, tmp_path):
-    coarser = run("upscale", products["l1c"], "--bands", "B04,B11", "--resolution", 20, "-m", "bicubic", "-o", tmp_path / "a.tif", "-q")
+    coarser = run(
+        "upscale",
+        products["l1c"],
+        "--bands",
+        "B04,B11",
+        "--resolution",
+        20,
+        "-m",
+        "bicubic",
+        "-o",
+        tmp_path / "a.tif",
+        "-q",
+    )
     assert coarser.exit_code == 2 and "only upsamples" in coarser.output
-    too_far = run("upscale", products["l1c"], "--bands", "B01", "--resolution", 1, "-m", "bicubic", "-o", tmp_path / "b.tif", "-q")
+    too_far = run(
+        "upscale", products["l1c"], "--bands", "B01", "--resolution", 1, "-m", "bicubic", "-o", tmp_path / "b.tif", "-q"
+    )
     assert too_far.exit_code == 2 and "above the supported maximum" in too_far.output
-    unknown = run("upscale", products["l1c"], "--bands", "B04,B99", "-r", 5, "-m", "bicubic", "-o", tmp_path / "c.tif", "-q")
+    unknown = run(
+        "upscale", products["l1c"], "--bands", "B04,B99", "-r", 5, "-m", "bicubic", "-o", tmp_path / "c.tif", "-q"
+    )
     assert unknown.exit_code == 2 and "no band 'B99'" in unknown.output
-    split = run("upscale", products["l1c"], "-r", 5, "-m", "bicubic", "--scheduler", "local:2", "--split-rows", 2, "-o", tmp_path / "d.tif", "-q")
+    split = run(
+        "upscale",
+        products["l1c"],
+        "-r",
+        5,
+        "-m",
+        "bicubic",
+        "--scheduler",
+        "local:2",
+        "--split-rows",
+        2,
+        "-o",
+        tmp_path / "d.tif",
+        "-q",
+    )
     assert split.exit_code == 2 and "--split-rows does not split" in split.output
     assert not any(tmp_path.iterdir())
 
@@ -345,7 +402,11 @@ def test_batch_folder_takes_a_safe_as_one_scene_and_skips_it_when_rerun(products
     first = run(*args)
     assert first.exit_code == 0, first.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{sp.L2A_NAME.removesuffix('.SAFE')}_B02-B03-B04-B08_xr5.tif", f"{sp.L1C_NAME.removesuffix('.SAFE')}_B02-B03-B04-B08_xr5.tif", "plain_xr5.tif"]
+        [
+            f"{sp.L2A_NAME.removesuffix('.SAFE')}_B02-B03-B04-B08_xr5.tif",
+            f"{sp.L1C_NAME.removesuffix('.SAFE')}_B02-B03-B04-B08_xr5.tif",
+            "plain_xr5.tif",
+        ]
     )
     with rasterio.open(out / f"{sp.L2A_NAME.removesuffix('.SAFE')}_B02-B03-B04-B08_xr5.tif") as ds:
         assert ds.count == 4
@@ -361,13 +422,20 @@ def test_batch_folder_takes_a_product_zip_named_without_safe_and_reports_a_parti
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     shutil.copy(products["zip"], incoming / (sp.L1C_NAME[: -len(".SAFE")] + ".zip"))
-    (incoming / "S2A_MSIL2A_20190101T000000_N0211_R068_T18SUJ_20190101T000000.zip").write_bytes(b"PK\x03\x04 half copied")
+    (incoming / "S2A_MSIL2A_20190101T000000_N0211_R068_T18SUJ_20190101T000000.zip").write_bytes(
+        b"PK\x03\x04 half copied"
+    )
     (incoming / "shapes.zip").write_bytes(b"PK\x03\x04 not a product")  # not a product: not a scene
     out = tmp_path / "sr"
-    result = run("upscale", incoming, "-o", f"{out}/", "-s", 2, "-m", "bicubic", "--log-json", tmp_path / "log.jsonl", "-q")
+    result = run(
+        "upscale", incoming, "-o", f"{out}/", "-s", 2, "-m", "bicubic", "--log-json", tmp_path / "log.jsonl", "-q"
+    )
     assert result.exit_code == 1, result.output
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert sorted((Path(line["input"]).name[:10], line["status"]) for line in lines) == [("S2A_MSIL2A", "failed"), ("S2B_MSIL1C", "done")]
+    assert sorted((Path(line["input"]).name[:10], line["status"]) for line in lines) == [
+        ("S2A_MSIL2A", "failed"),
+        ("S2B_MSIL1C", "done"),
+    ]
     assert "as a zip" in next(line["error"] for line in lines if line["status"] == "failed")
     assert (out / (sp.L1C_NAME[: -len(".SAFE")] + "_B02-B03-B04-B08_x2.tif")).is_file()
 
@@ -411,8 +479,10 @@ def test_aoi_on_a_product_writes_the_same_pixels_as_the_full_run(products, tmp_p
         west, south, east, north = ds.bounds
     from rssr_cli.io.aoi import load_aoi
 
-    aoi = load_aoi(f"POLYGON(({west + 200} {south + 150}, {west + 420} {south + 150}, {west + 420} {south + 390}, "
-                   f"{west + 200} {south + 390}, {west + 200} {south + 150}))")  # fmt: skip
+    aoi = load_aoi(
+        f"POLYGON(({west + 200} {south + 150}, {west + 420} {south + 150}, {west + 420} {south + 390}, "
+        f"{west + 200} {south + 390}, {west + 200} {south + 150}))"
+    )
     upscale(products["l1c"], cut, replace_settings(settings, aoi=aoi))
     with rasterio.open(full) as f, rasterio.open(cut) as c:
         assert c.res == f.res and c.bounds == (west + 200, south + 150, west + 420, south + 390)
@@ -428,13 +498,24 @@ def replace_settings(settings: UpscaleSettings, **changes) -> UpscaleSettings:
 
 def test_bands_in_different_crs_are_refused(tmp_path):
     a = write_raster(tmp_path / "a.tif", np.ones((1, 8, 8), "uint16"), crs="EPSG:32632")
-    b = write_raster(tmp_path / "b.tif", np.ones((1, 4, 4), "uint16"), crs="EPSG:32633",
-                     transform=Affine(20, 0, 500_000, 0, -20, 4_000_000))  # fmt: skip
+    b = write_raster(
+        tmp_path / "b.tif",
+        np.ones((1, 4, 4), "uint16"),
+        crs="EPSG:32633",
+        transform=Affine(20, 0, 500_000, 0, -20, 4_000_000),
+    )
     item = tmp_path / "item.json"
-    item.write_text(json.dumps({"type": "Feature", "assets": {
-        "B04": {"href": a.name, "type": "image/tiff", "eo:bands": [{"name": "B04"}]},
-        "B11": {"href": b.name, "type": "image/tiff", "eo:bands": [{"name": "B11"}]},
-    }}))  # fmt: skip
+    item.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "assets": {
+                    "B04": {"href": a.name, "type": "image/tiff", "eo:bands": [{"name": "B04"}]},
+                    "B11": {"href": b.name, "type": "image/tiff", "eo:bands": [{"name": "B11"}]},
+                },
+            }
+        )
+    )
     result = run("upscale", item, "-b", "B04,B11", "-r", 5, "-m", "bicubic", "-o", tmp_path / "out.tif", "-q")
     assert result.exit_code == 1 and "different CRSs" in result.output
     assert not (tmp_path / "out.tif").exists()
@@ -444,7 +525,9 @@ def test_bands_in_different_crs_are_refused(tmp_path):
 def serve(tmp_path):
     """serve(folder) -> http://127.0.0.1:PORT/ serving it with byte ranges, in its own process."""
     with contextlib.ExitStack() as stack:
-        yield lambda folder: stack.enter_context(serve_directory(folder, tmp_path / f"{folder.name}.requests.jsonl")).url("")
+        yield lambda folder: stack.enter_context(
+            serve_directory(folder, tmp_path / f"{folder.name}.requests.jsonl")
+        ).url("")
 
 
 def test_remote_safe_zip_is_listed_by_range_requests(products, tmp_path, serve):
@@ -536,10 +619,17 @@ def _two_band_item(tmp_path: Path, coarse_west: float, coarse_cols: int) -> Path
     write_raster(files / "fine.tif", fine, transform=Affine(10, 0, x0, 0, -10, y0), crs="EPSG:32632")
     write_raster(files / "coarse.tif", coarse, transform=Affine(20, 0, coarse_west, 0, -20, y0), crs="EPSG:32632")
     item = tmp_path / "item.json"
-    item.write_text(json.dumps({"type": "Feature", "assets": {
-        "red": {"href": "files/fine.tif", "type": "image/tiff", "eo:bands": [{"name": "red"}]},
-        "swir16": {"href": "files/coarse.tif", "type": "image/tiff", "eo:bands": [{"name": "swir16"}]},
-    }}))  # fmt: skip
+    item.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "assets": {
+                    "red": {"href": "files/fine.tif", "type": "image/tiff", "eo:bands": [{"name": "red"}]},
+                    "swir16": {"href": "files/coarse.tif", "type": "image/tiff", "eo:bands": [{"name": "swir16"}]},
+                },
+            }
+        )
+    )
     return item
 
 

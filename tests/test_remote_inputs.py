@@ -23,8 +23,6 @@ from http_range_server import parse_ranges, serve_directory
 BICUBIC = ("-s", "2", "-m", "bicubic", "-q")
 
 
-
-
 def raster(path: Path) -> tuple[np.ndarray, tuple, object, object]:
     with rasterio.open(path) as ds:
         return ds.read(), tuple(ds.bounds), ds.transform, ds.crs
@@ -100,7 +98,12 @@ def test_the_test_server_answers_range_requests(server, www):
     "name, local, gdal, stem",
     [
         ("scenes/x.tif", True, "scenes/x.tif", "x"),
-        ("http://host:8080/a/scene.tif?sig=abc&x=1", False, "/vsicurl/http://host:8080/a/scene.tif?sig=abc&x=1", "scene"),
+        (
+            "http://host:8080/a/scene.tif?sig=abc&x=1",
+            False,
+            "/vsicurl/http://host:8080/a/scene.tif?sig=abc&x=1",
+            "scene",
+        ),
         ("https://host/a/b.TIF", False, "/vsicurl/https://host/a/b.TIF", "b"),
         ("/vsicurl/https://host/a/c.tif?token=1", False, "/vsicurl/https://host/a/c.tif?token=1", "c"),
         ("s3://bucket/key/s2.tif", False, "/vsis3/bucket/key/s2.tif", "s2"),
@@ -108,12 +111,21 @@ def test_the_test_server_answers_range_requests(server, www):
         ("/vsiaz/container/d/e.tif", False, "/vsiaz/container/d/e.tif", "e"),
         ("/vsizip//data/a.zip/in/f.tif", False, "/vsizip//data/a.zip/in/f.tif", "f"),
         ("GTIFF_DIR:2:/data/g.tif", False, "GTIFF_DIR:2:/data/g.tif", "g_2"),
-        ("SENTINEL2_L2A:/p/S2B.SAFE/MTD_MSIL2A.xml:10m:EPSG_32633", False,
-         "SENTINEL2_L2A:/p/S2B.SAFE/MTD_MSIL2A.xml:10m:EPSG_32633", "MTD_MSIL2A_10m_EPSG_32633"),
-        ('STACIT:"https://host/items.json":asset=B04', False, 'STACIT:"https://host/items.json":asset=B04', "items_asset_B04"),
+        (
+            "SENTINEL2_L2A:/p/S2B.SAFE/MTD_MSIL2A.xml:10m:EPSG_32633",
+            False,
+            "SENTINEL2_L2A:/p/S2B.SAFE/MTD_MSIL2A.xml:10m:EPSG_32633",
+            "MTD_MSIL2A_10m_EPSG_32633",
+        ),
+        (
+            'STACIT:"https://host/items.json":asset=B04',
+            False,
+            'STACIT:"https://host/items.json":asset=B04',
+            "items_asset_B04",
+        ),
         ("C:/data/h.tif", True, "C:/data/h.tif", "h"),
     ],
-)  # fmt: skip
+)
 def test_dataset_names(name, local, gdal, stem):
     assert sources.is_local(name) is local
     assert sources.gdal_name(name) == gdal
@@ -122,7 +134,9 @@ def test_dataset_names(name, local, gdal, stem):
 
 def test_a_remote_output_name_comes_from_the_url(tmp_path):
     settings = UpscaleSettings(scale=2, method="bicubic")
-    assert output_name("{stem}_x{scale}.tif", "https://h/tiles/T33UUP.tif?X-Amz-Signature=1", settings) == "T33UUP_x2.tif"
+    assert (
+        output_name("{stem}_x{scale}.tif", "https://h/tiles/T33UUP.tif?X-Amz-Signature=1", settings) == "T33UUP_x2.tif"
+    )
     assert output_name("{name}", "/vsicurl/http://h/a/b.tif?x=y", settings) == "b.tif"
 
 
@@ -157,14 +171,22 @@ def test_a_query_string_is_part_of_the_url_not_a_glob(server, local_outputs, tmp
 
 def test_batch_over_http_names_outputs_from_the_urls(server, local_outputs, tmp_path):
     out, log = tmp_path / "out", tmp_path / "log.jsonl"
-    inputs = (server.url("scene.tif"), "/vsicurl/" + server.url("scene_cog.tif") + "?token=1", server.url("missing.tif"))
+    inputs = (
+        server.url("scene.tif"),
+        "/vsicurl/" + server.url("scene_cog.tif") + "?token=1",
+        server.url("missing.tif"),
+    )
     result = run("upscale", *inputs, "-o", out, *BICUBIC, "--log-json", log)
     assert result.exit_code == 1  # the missing URL fails, the others are done
     assert sorted(p.name for p in out.iterdir()) == ["scene_cog_x2.tif", "scene_x2.tif"]
     assert_same_raster(out / "scene_x2.tif", local_outputs["scene.tif"])
     assert_same_raster(out / "scene_cog_x2.tif", local_outputs["scene_cog.tif"])
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    shown = (inputs[0], inputs[1].replace("token=1", "token=***"), inputs[2])  # a credential-like query value is redacted
+    shown = (
+        inputs[0],
+        inputs[1].replace("token=1", "token=***"),
+        inputs[2],
+    )  # a credential-like query value is redacted
     assert [(r["input"], r["status"]) for r in lines] == [(shown[0], "done"), (shown[1], "done"), (shown[2], "failed")]
     assert "404" in lines[2]["error"] and "\n" not in lines[2]["error"]
     again = run("upscale", *inputs[:2], "-o", out, *BICUBIC, "--log-json", log)
@@ -206,7 +228,9 @@ def test_vsizip_and_connection_strings_are_inputs(www, local_outputs, tmp_path):
         assert result.exit_code == 0, result.output
         assert_same_raster(dst, local_outputs["scene.tif"])
     out = tmp_path / "batch"
-    result = run("upscale", f"GTIFF_DIR:1:{www / 'scene.tif'}", f"/vsizip/{archive}/inner/scene.tif", "-o", out, *BICUBIC)
+    result = run(
+        "upscale", f"GTIFF_DIR:1:{www / 'scene.tif'}", f"/vsizip/{archive}/inner/scene.tif", "-o", out, *BICUBIC
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["scene_1_x2.tif", "scene_x2.tif"]
     assert run("info", f"/vsizip/{archive}/inner/scene.tif").exit_code == 0

@@ -35,7 +35,9 @@ def test_etas_follow_resshift_eq9():
     assert bool((etas[1:] > etas[:-1]).all())
     assert float(resshift_etas(15, kappa=1.0)[0]) == pytest.approx(0.001)  # η_1 = min((0.04/κ)², 0.001)
     # p < 1 spends more steps at low noise: sqrt(η) is geometric in ((t-1)/(T-1))^p (T-1)
-    ratio = (resshift_etas(15, kappa=1.0, power=0.3).sqrt().log() - math.log(math.sqrt(0.001))) / math.log(math.sqrt(0.999 / 0.001))
+    ratio = (resshift_etas(15, kappa=1.0, power=0.3).sqrt().log() - math.log(math.sqrt(0.001))) / math.log(
+        math.sqrt(0.999 / 0.001)
+    )
     assert torch.allclose(ratio, (torch.arange(15, dtype=torch.float64) / 14) ** 0.3)
 
 
@@ -61,7 +63,9 @@ def test_forward_marginal_mean_and_variance_and_its_end_is_the_noised_estimate()
     r0 = torch.full((N,), 0.7, dtype=torch.float64)
     for t in (0, 7, 14):
         eta = float(schedule.etas[t])
-        r_t = resshift_q_sample(r0, torch.full((N,), t), torch.randn(N, generator=_gen(t), dtype=torch.float64), schedule)
+        r_t = resshift_q_sample(
+            r0, torch.full((N,), t), torch.randn(N, generator=_gen(t), dtype=torch.float64), schedule
+        )
         assert float(r_t.mean()) == pytest.approx((1 - eta) * 0.7, abs=4 * 2.0 * math.sqrt(eta / N))
         assert float(r_t.var()) == pytest.approx(4.0 * eta, rel=0.02)
     assert (1 - float(schedule.etas[-1])) * 0.7 < 0.001  # r_T: the estimate (residual 0) plus κ√η_T ε
@@ -86,7 +90,9 @@ def test_posterior_step_matches_monte_carlo(s, t):
     eta_s, eta_t = float(schedule.etas[s]), float(schedule.etas[t])
     g = _gen(5)
     r_s = (1 - eta_s) * r0 + kappa * math.sqrt(eta_s) * torch.randn(N, generator=g, dtype=torch.float64)
-    r_t = r_s - (eta_t - eta_s) * r0 + kappa * math.sqrt(eta_t - eta_s) * torch.randn(N, generator=g, dtype=torch.float64)
+    r_t = (
+        r_s - (eta_t - eta_s) * r0 + kappa * math.sqrt(eta_t - eta_s) * torch.randn(N, generator=g, dtype=torch.float64)
+    )
     slope = float(((r_s - r_s.mean()) * (r_t - r_t.mean())).mean() / r_t.var())
     intercept = float(r_s.mean() - slope * r_t.mean())
     residual = float((r_s - intercept - slope * r_t).var())
@@ -130,8 +136,14 @@ def test_a_sure_prediction_walks_the_forward_marginals_down_to_r0():
     schedule = resshift_schedule(10, kappa=2.0)
     seen: dict[int, torch.Tensor] = {}
     start = resshift_start((N,), schedule, generator=_gen(1), device="cpu").double()
-    out = resshift_sample(Counting(0.4), start, schedule, cond=None, generator=_gen(2),
-                          callback=lambda info: seen.setdefault(info["t"], info["x"]))  # fmt: skip
+    out = resshift_sample(
+        Counting(0.4),
+        start,
+        schedule,
+        cond=None,
+        generator=_gen(2),
+        callback=lambda info: seen.setdefault(info["t"], info["x"]),
+    )
     assert torch.all(out == 0.4)
     eta = float(schedule.etas[4])  # the state reached after the step from t = 5 is r_4
     assert float(seen[5].mean()) == pytest.approx((1 - eta) * 0.4, abs=0.02)
@@ -192,4 +204,6 @@ def test_residual_round_trip_and_the_loss_of_a_perfect_model():
     schedule = resshift_schedule(5)
     t, noise = torch.tensor([3]), torch.randn(1, 3, 8, 8, generator=_gen(2))
     assert float(resshift_loss(lambda r, t, c: r0, r0, None, t, noise, schedule)) == 0.0
-    assert float(resshift_loss(lambda r, t, c: torch.zeros_like(r), r0, None, t, noise, schedule)) == pytest.approx(float((r0**2).mean()))
+    assert float(resshift_loss(lambda r, t, c: torch.zeros_like(r), r0, None, t, noise, schedule)) == pytest.approx(
+        float((r0**2).mean())
+    )

@@ -97,7 +97,9 @@ def test_an_aoi_scene_resumes_byte_for_byte(tmp_path, nodata):
     data[:, 20:30, 5:15] = 0
     src = write_raster(tmp_path / "in.tif", data, nodata=nodata)
     west, north = UTM_TRANSFORM.c, UTM_TRANSFORM.f
-    aoi = load_aoi(f"POLYGON(({west + 35} {north - 20}, {west + 300} {north - 60}, {west + 200} {north - 560}, {west + 35} {north - 20}))")
+    aoi = load_aoi(
+        f"POLYGON(({west + 35} {north - 20}, {west + 300} {north - 60}, {west + 200} {north - 560}, {west + 35} {north - 20}))"
+    )
     settings, backend, dst = replace(BICUBIC, aoi=aoi), get_backend("bicubic"), tmp_path / "out.tif"
     expected, total = reference(src, tmp_path, settings, backend)
     interrupted(src, dst, settings, backend, after=total - 2)
@@ -198,7 +200,14 @@ def test_an_interrupt_during_the_cog_build_resumes_without_computing_a_window(tm
     with pytest.raises(Interrupted):
         upscale(src, dst, BICUBIC, backend=backend)
     seen = []
-    monkeypatch.setattr(report, "finalize_cogs", lambda layers, **kw: (seen.extend(p.name for p in layers[0].intermediate.parent.iterdir()), build(layers, **kw)))
+    monkeypatch.setattr(
+        report,
+        "finalize_cogs",
+        lambda layers, **kw: (
+            seen.extend(p.name for p in layers[0].intermediate.parent.iterdir()),
+            build(layers, **kw),
+        ),
+    )
     rerun = Counting(backend)
     upscale(src, dst, BICUBIC, backend=rerun)
     assert rerun.windows == 0 and "tmpcog.tif" not in seen

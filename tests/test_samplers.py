@@ -36,7 +36,9 @@ def toy_denoise(x, t, cond):
 @pytest.mark.parametrize("steps", [1, 2, 5, 20, 50])
 def test_full_chain_nfe_equals_steps(steps):
     d = CountingDenoiser(toy_denoise)
-    out = full_chain(d, (2, 1, 5, 7), cond=torch.zeros(2, 1, 5, 7), steps=steps, generator=torch.Generator().manual_seed(0))
+    out = full_chain(
+        d, (2, 1, 5, 7), cond=torch.zeros(2, 1, 5, 7), steps=steps, generator=torch.Generator().manual_seed(0)
+    )
     assert d.calls == steps
     assert d.timesteps[0] == 1999 and out.shape == (2, 1, 5, 7)
 

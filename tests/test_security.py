@@ -89,7 +89,11 @@ def test_model_files_are_written_through_a_private_directory(victim, tmp_path):
     (tmp_path / ".model.json.tmp").symlink_to(victim)
     save_model(build_sr_model(TINY_SPEC), target)
     assert victim.read_text() == "precious\n" and target.is_file() and target.with_suffix(".json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.is_symlink()) == ["home", "model.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.is_symlink()) == [
+        "home",
+        "model.json",
+        "model.safetensors",
+    ]
 
 
 # ---- item 2: a model card is checked, from the safetensors header, before anything is built ------------------
@@ -142,7 +146,9 @@ def no_real_build(monkeypatch):
         ("operator", {"typo_arg": 1}, "unknown argument 'typo_arg'"),
     ],
 )
-def test_a_hostile_card_is_one_checkpoint_error_before_any_model_is_built(saved_model, no_real_build, part, args, fragment):
+def test_a_hostile_card_is_one_checkpoint_error_before_any_model_is_built(
+    saved_model, no_real_build, part, args, fragment
+):
     from rssr_cli.core.errors import CheckpointError
     from rssr_cli.model.checkpoint import load_model
 
@@ -161,7 +167,11 @@ def test_a_bad_schedule_or_sampler_is_refused(saved_model, no_real_build):
     weights, card_path = saved_model
     original = card_path.read_text()
     for section, change, fragment in (
-        ("diffusion", {"schedule": {"name": "linear", "args": {"steps": 10**9}}}, "steps must be an integer in 1..100000"),
+        (
+            "diffusion",
+            {"schedule": {"name": "linear", "args": {"steps": 10**9}}},
+            "steps must be an integer in 1..100000",
+        ),
         ("diffusion", {"schedule": {"name": "linear", "args": {"start": 0.5, "end": 0.1}}}, "start <= end"),
         ("diffusion", {"prediction": "noise"}, "prediction must be one of"),
         ("sampler", {"strength": 0}, "strength must be a number"),
@@ -259,7 +269,9 @@ def test_the_json_log_may_not_be_an_input_output_or_staging_file_of_a_batch(scen
         result = run("upscale", scene.parent / "*.tif", "-o", out, "-s", "2", "-m", "bicubic", "--log-json", log)
         assert result.exit_code == 2 and "--log-json" in one_line(result.stderr), log
         assert scene.read_bytes() == original and sorted(p.name for p in out.iterdir()) == []
-    result = run("upscale", scene.parent / "*.tif", "-o", out, "-s", "2", "-m", "bicubic", "-q", "--log-json", out / "log.jsonl")
+    result = run(
+        "upscale", scene.parent / "*.tif", "-o", out, "-s", "2", "-m", "bicubic", "-q", "--log-json", out / "log.jsonl"
+    )
     assert result.exit_code == 0 and (out / "log.jsonl").read_text().count("\n") == 1  # beside the outputs is fine
 
 
@@ -278,7 +290,9 @@ def run_cli(*args, timeout=30):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "rssr_cli", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rssr_cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
@@ -287,7 +301,9 @@ def test_an_aoi_that_is_not_a_regular_file_is_refused_at_once(scene, tmp_path, d
     if device == "fifo":
         device = tmp_path / "aoi.fifo"
         os.mkfifo(device)
-    result = run_cli("upscale", scene, "-o", tmp_path / "o.tif", "-s", "2", "-m", "bicubic", "--aoi", device, timeout=30)
+    result = run_cli(
+        "upscale", scene, "-o", tmp_path / "o.tif", "-s", "2", "-m", "bicubic", "--aoi", device, timeout=30
+    )
     assert result.returncode == 2 and "not a regular file" in one_line(result.stderr)
     assert not (tmp_path / "o.tif").exists()
 
@@ -361,7 +377,9 @@ def test_signed_urls_are_redacted_in_the_json_log_info_json_and_the_output_tags(
         # a local STAC item whose asset hrefs are signed URLs (as Planetary Computer signs them)
         item = tmp_path / "item.json"
         asset = {"href": signed(server.url("B04.tif")), "type": "image/tiff", "eo:bands": [{"name": "red"}]}
-        item.write_text(json.dumps({"type": "Feature", "id": "x", "properties": {}, "geometry": None, "assets": {"red": asset}}))
+        item.write_text(
+            json.dumps({"type": "Feature", "id": "x", "properties": {}, "geometry": None, "assets": {"red": asset}})
+        )
         result = run("upscale", item, "-b", "red", "-o", tmp_path / "stack.tif", "-s", "2", "-m", "bicubic", "-q")
         assert result.exit_code == 0, result.output
         with rasterio.open(tmp_path / "stack.tif") as out:
@@ -410,7 +428,11 @@ def test_a_signal_wins_while_gdal_waits_on_a_hung_url(tmp_path, command):
 
     threading.Thread(target=accept, daemon=True).start()
     url = f"http://127.0.0.1:{server.getsockname()[1]}/scene.tif"
-    args = ["info", url] if command == "info" else ["upscale", url, "-o", str(tmp_path / "out" / "sr.tif"), "-s", "2", "-m", "bicubic"]
+    args = (
+        ["info", url]
+        if command == "info"
+        else ["upscale", url, "-o", str(tmp_path / "out" / "sr.tif"), "-s", "2", "-m", "bicubic"]
+    )
     (tmp_path / "out").mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("GDAL_HTTP_TIMEOUT", None)

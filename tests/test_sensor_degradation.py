@@ -154,8 +154,27 @@ def _s2_folder(tmp_path, n=2, size=128):
 
 def test_train_with_the_sensor_degradation_resumes_where_it_stopped(tmp_path):
     data = _s2_folder(tmp_path)
-    base = ["train", str(data), "--preset", "tiny", "--stage", "prior", "--batch-size", "2", "--scale-max", "3",
-            "--threads", "1", "--degradation", "sentinel2", "--precision", "fp32", "--save-every", "2", "-q"]  # fmt: skip
+    base = [
+        "train",
+        str(data),
+        "--preset",
+        "tiny",
+        "--stage",
+        "prior",
+        "--batch-size",
+        "2",
+        "--scale-max",
+        "3",
+        "--threads",
+        "1",
+        "--degradation",
+        "sentinel2",
+        "--precision",
+        "fp32",
+        "--save-every",
+        "2",
+        "-q",
+    ]
     whole = runner.invoke(app, [*base, "--prior-steps", "4", "-o", str(tmp_path / "whole")])
     assert whole.exit_code == 0, whole.output
     first = runner.invoke(app, [*base, "--prior-steps", "2", "-o", str(tmp_path / "split")])
@@ -180,7 +199,29 @@ def test_bf16_training_follows_the_fp32_loss_curve(tmp_path):
     curves = {}
     for precision in ("fp32", "bf16"):
         out = tmp_path / precision
-        args = ["train", str(data), "--preset", "tiny", "--stage", "prior", "--batch-size", "4", "--scale-max", "3", "--threads", "1", "--degradation", "sentinel2", "--precision", precision, "--prior-steps", "10", "-q", "-o", str(out)]  # fmt: skip
+        args = [
+            "train",
+            str(data),
+            "--preset",
+            "tiny",
+            "--stage",
+            "prior",
+            "--batch-size",
+            "4",
+            "--scale-max",
+            "3",
+            "--threads",
+            "1",
+            "--degradation",
+            "sentinel2",
+            "--precision",
+            precision,
+            "--prior-steps",
+            "10",
+            "-q",
+            "-o",
+            str(out),
+        ]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         curves[precision] = float((out / "prior" / "log.csv").read_text().splitlines()[-1].split(",")[1])
@@ -191,7 +232,22 @@ def test_evaluate_with_the_sensor_degradation(tmp_path, monkeypatch):
     monkeypatch.setenv("RSSR_MODEL", str(tmp_path / "absent.safetensors"))  # classical methods only
     data = _s2_folder(tmp_path, n=1, size=64)
     out = tmp_path / "eval.json"
-    result = runner.invoke(app, ["evaluate", str(data), "--degradation", "sentinel2", "-s", "2,4", "-m", "bicubic,nearest", "--json", str(out), "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(data),
+            "--degradation",
+            "sentinel2",
+            "-s",
+            "2,4",
+            "-m",
+            "bicubic,nearest",
+            "--json",
+            str(out),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["degradation"] == "sentinel2_degrade"

@@ -129,7 +129,9 @@ def test_training_crops_draw_noisy_quantized_members_in_reflectance_units():
     values = np.full((24, 24), 1234.0, np.float32)
     band = BandArray("B05", values, np.ones_like(values, bool), Affine(20, 0, 0, 0, -20, 0))
     member = SensorDraw(gaussian_mtf=1.0, noise_std=0.001, levels=4095)
-    lr, _, _ = degraded_band(band, 2.0, (0, 0, 24, 24), margin=0, member=member, generator=torch.Generator().manual_seed(0))
+    lr, _, _ = degraded_band(
+        band, 2.0, (0, 0, 24, 24), margin=0, member=member, generator=torch.Generator().manual_seed(0)
+    )
     steps = lr / 10000 * 4095
     assert np.allclose(steps, np.round(steps), atol=1e-3) and 2.0 < lr.std() < 20.0
 
@@ -168,8 +170,18 @@ def test_wald_metrics_on_known_values():
 
 
 def test_training_by_walds_protocol_writes_a_loadable_best_model(tmp_path):
-    config = SharpenTrainConfig(scenes=[str(sp.BANDS_DIR)], out=str(tmp_path / "run"), steps=4, batch=2, crop=12,
-                                width=8, blocks=1, share_60m=0.0, eval_every=2, threads=1)  # fmt: skip
+    config = SharpenTrainConfig(
+        scenes=[str(sp.BANDS_DIR)],
+        out=str(tmp_path / "run"),
+        steps=4,
+        batch=2,
+        crop=12,
+        width=8,
+        blocks=1,
+        share_60m=0.0,
+        eval_every=2,
+        threads=1,
+    )
     best = train_sharpener(config, log=lambda _: None)
     model = load_sharpener(best)
     assert model.card["training"]["scenes"] == [str(sp.BANDS_DIR)]
@@ -181,12 +193,35 @@ def test_training_by_walds_protocol_writes_a_loadable_best_model(tmp_path):
 def test_selection_scenes_free_every_row_of_the_training_scenes(tmp_path):
     """A 24 px crop fits the fixture's 30 rows of 20 m bands but not their top 3/4: trainable only with --select
     (then the checkpoint is chosen on the selection scene, recorded in the card)."""
-    base = dict(scenes=[str(sp.BANDS_DIR)], steps=2, batch=2, crop=24, width=8, blocks=1, share_60m=0.0, eval_every=2, threads=1)
+    base = dict(
+        scenes=[str(sp.BANDS_DIR)], steps=2, batch=2, crop=24, width=8, blocks=1, share_60m=0.0, eval_every=2, threads=1
+    )
     with pytest.raises(InputError):
         train_sharpener(SharpenTrainConfig(out=str(tmp_path / "split"), **base), log=lambda _: None)  # type: ignore[arg-type]
     out = tmp_path / "run"
-    result = run("train-sharpener", sp.BANDS_DIR, "--select", sp.BANDS_DIR, "-o", out, "--steps", "2", "--batch-size", "2",
-                 "--crop", "24", "--width", "8", "--blocks", "1", "--eval-every", "2", "--threads", "1", "-q")  # fmt: skip
+    result = run(
+        "train-sharpener",
+        sp.BANDS_DIR,
+        "--select",
+        sp.BANDS_DIR,
+        "-o",
+        out,
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop",
+        "24",
+        "--width",
+        "8",
+        "--blocks",
+        "1",
+        "--eval-every",
+        "2",
+        "--threads",
+        "1",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     card = load_sharpener(out / "best.safetensors").card["training"]
     assert card["select"] == [str(sp.BANDS_DIR)] and "sensor_degradation" in card["degradation"]
@@ -195,8 +230,27 @@ def test_selection_scenes_free_every_row_of_the_training_scenes(tmp_path):
 def test_train_sharpener_command_skips_a_band_group_too_small_for_its_crop(tmp_path):
     """The 60 m bands of the fixture (11 px) hold no 16 px crop: trained on the 20 m bands alone, no error."""
     out = tmp_path / "run"
-    result = run("train-sharpener", sp.BANDS_DIR, "-o", out, "--steps", "2", "--batch-size", "2", "--crop", "12",
-                 "--width", "8", "--blocks", "1", "--eval-every", "2", "--threads", "1", "-q")  # fmt: skip
+    result = run(
+        "train-sharpener",
+        sp.BANDS_DIR,
+        "-o",
+        out,
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop",
+        "12",
+        "--width",
+        "8",
+        "--blocks",
+        "1",
+        "--eval-every",
+        "2",
+        "--threads",
+        "1",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     assert load_sharpener(out / "best.safetensors").card["spec"] == {"width": 8, "blocks": 1}
     result = run("train-sharpener", sp.BANDS_DIR, "-o", tmp_path / "big", "--crop", "400", "--steps", "2")
@@ -206,13 +260,24 @@ def test_train_sharpener_command_skips_a_band_group_too_small_for_its_crop(tmp_p
 TINY_RUN = dict(steps=2, batch=2, crop=12, width=8, blocks=1, share_60m=0.0, eval_every=2, threads=1)
 
 
-@pytest.mark.parametrize("option,value,message", [
-    ("steps", -5, "--steps must be a whole number >= 1"), ("steps", 0, "--steps"), ("blocks", -1, "--blocks must be a whole number >= 0"),
-    ("eval_every", 0, "--eval-every"), ("batch", 0, "--batch-size"), ("crop", 0, "--crop"), ("width", 0, "--width"),
-    ("threads", -1, "--threads"), ("lr", float("nan"), "--lr must be a finite number"), ("lr", 0.0, "--lr must be > 0"),
-    ("width", 4096, "a sharpener holds at most"), ("steps", 2.5, "--steps must be a whole number"),
-    ("scenes", "scene.SAFE", "scenes must be a list"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("steps", -5, "--steps must be a whole number >= 1"),
+        ("steps", 0, "--steps"),
+        ("blocks", -1, "--blocks must be a whole number >= 0"),
+        ("eval_every", 0, "--eval-every"),
+        ("batch", 0, "--batch-size"),
+        ("crop", 0, "--crop"),
+        ("width", 0, "--width"),
+        ("threads", -1, "--threads"),
+        ("lr", float("nan"), "--lr must be a finite number"),
+        ("lr", 0.0, "--lr must be > 0"),
+        ("width", 4096, "a sharpener holds at most"),
+        ("steps", 2.5, "--steps must be a whole number"),
+        ("scenes", "scene.SAFE", "scenes must be a list"),
+    ],
+)
 def test_train_sharpener_options_are_checked_before_any_file_is_read(tmp_path, option, value, message):
     """Issue 23 item 9: --steps -5 reported "model written" with no file; the others were tracebacks."""
     from rssr_cli.core.errors import UsageError
@@ -228,8 +293,26 @@ def test_train_sharpener_never_reports_a_model_it_did_not_write(tmp_path, monkey
     from rssr_cli.sharpen import train as sharpen_train
 
     monkeypatch.setattr(sharpen_train, "evaluate_scene_split", lambda *a, **k: {"score": float("nan"), "bands": {}})
-    result = run("train-sharpener", sp.BANDS_DIR, "-o", tmp_path / "run", "--steps", "2", "--batch-size", "2", "--crop", "12",
-                 "--width", "8", "--blocks", "1", "--eval-every", "2", "--threads", "1")  # fmt: skip
+    result = run(
+        "train-sharpener",
+        sp.BANDS_DIR,
+        "-o",
+        tmp_path / "run",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop",
+        "12",
+        "--width",
+        "8",
+        "--blocks",
+        "1",
+        "--eval-every",
+        "2",
+        "--threads",
+        "1",
+    )
     assert result.exit_code == 1, result.output
     assert "no model was written" in result.output and "model written:" not in result.output
 
@@ -240,7 +323,9 @@ def _upscale(l1c: Path, out: Path, *args) -> None:
 
 
 @pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
-def test_guided_upscale_at_10m_copies_the_10m_bands_and_guides_the_rest(l1c, tmp_path, tiny_sharpener, tiny_model_path, monkeypatch):
+def test_guided_upscale_at_10m_copies_the_10m_bands_and_guides_the_rest(
+    l1c, tmp_path, tiny_sharpener, tiny_model_path, monkeypatch
+):
     monkeypatch.setenv(sharpen_apply.SHARPENER_ENV, str(tiny_sharpener))
     guided, plain = tmp_path / "guided.tif", tmp_path / "plain.tif"
     _upscale(l1c, guided, "--resolution", "10", "--model", tiny_model_path)
@@ -263,7 +348,9 @@ def test_guided_upscale_at_10m_copies_the_10m_bands_and_guides_the_rest(l1c, tmp
 
 
 @pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
-def test_guided_upscale_runs_at_2_5m_and_is_tile_independent(l1c, tmp_path, tiny_sharpener, tiny_model_path, monkeypatch):
+def test_guided_upscale_runs_at_2_5m_and_is_tile_independent(
+    l1c, tmp_path, tiny_sharpener, tiny_model_path, monkeypatch
+):
     monkeypatch.setenv(sharpen_apply.SHARPENER_ENV, str(tiny_sharpener))
     whole, tiled = tmp_path / "whole.tif", tmp_path / "tiled.tif"
     args = ("--resolution", "2.5", "--bands", "B04,B8A", "--model", tiny_model_path)
@@ -305,13 +392,28 @@ def test_shipped_sharpener_is_no_less_consistent_than_bicubic(l1c, tmp_path):
 def test_evaluate_wald_scores_bicubic_unguided_and_guided(tmp_path, tiny_sharpener, tiny_model_path, monkeypatch):
     monkeypatch.setenv(sharpen_apply.SHARPENER_ENV, str(tiny_sharpener))
     out = tmp_path / "wald.json"
-    result = run("evaluate", "--wald", sp.BANDS_DIR, "--wald-split", "all", "--degradation", "box", "--model", tiny_model_path, "--json", out, "-q")
+    result = run(
+        "evaluate",
+        "--wald",
+        sp.BANDS_DIR,
+        "--wald-split",
+        "all",
+        "--degradation",
+        "box",
+        "--model",
+        tiny_model_path,
+        "--json",
+        out,
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["degradation"] == "box"
     assert report["methods"] == ["bicubic", "unguided", "guided"]
     groups = {g["resolution"]: g for g in report["groups"]}
-    assert set(groups) == {20} and groups[20]["ratio"] == 2  # the fixture's 60 m bands (11 px) are 1 px at 1/6: left out
+    assert (
+        set(groups) == {20} and groups[20]["ratio"] == 2
+    )  # the fixture's 60 m bands (11 px) are 1 px at 1/6: left out
     assert set(groups[20]["bands"]) == {"B05", "B06", "B07", "B8A", "B11", "B12"}
     for method in report["methods"]:
         assert all(math.isfinite(v) for v in groups[20]["group"][method].values())
@@ -328,7 +430,9 @@ def test_evaluate_wald_degradation_is_psf_or_box():
 
 
 def test_wald_degradations_differ_and_psf_is_the_default():
-    scene = {name: BandArray(name, np.asarray(v, np.float32), np.ones(np.shape(v), bool), t) for name, v, t in _ramp_scene()}
+    scene = {
+        name: BandArray(name, np.asarray(v, np.float32), np.ones(np.shape(v), bool), t) for name, v, t in _ramp_scene()
+    }
     from rssr_cli.sharpen.wald import bicubic_method, wald_report
 
     psf = wald_report(scene, source="s", methods={"bicubic": bicubic_method}, split="all")

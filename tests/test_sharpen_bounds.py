@@ -12,7 +12,15 @@ import torch
 from test_sharpen import l1c, tiny_model_path, tiny_sharpener  # noqa: F401  (module fixtures)
 
 from rssr_cli.sharpen import apply as sharpen_apply
-from rssr_cli.sharpen.bounds import BOUND_MARGIN, RING_MARGIN, WIDENING_PER_RATIO, band_range, bound_to_native, neighbourhood_range, ring_share
+from rssr_cli.sharpen.bounds import (
+    BOUND_MARGIN,
+    RING_MARGIN,
+    WIDENING_PER_RATIO,
+    band_range,
+    bound_to_native,
+    neighbourhood_range,
+    ring_share,
+)
 from rssr_cli.sharpen.degrade import sample_at
 from rssr_cli.sharpen.predict import consistent_and_bounded
 
@@ -32,10 +40,16 @@ def _ringing(native: np.ndarray, scale: int = SCALE, gain: float = 3.0) -> np.nd
     """Native pixels upsampled (bicubic, a = -0.75) then over-sharpened: the overshoot an over-eager network makes."""
     h, w = native.shape
     ys, xs, _, _ = _grid(h, w, scale)
-    up = sample_at(torch.from_numpy(native.astype(np.float32))[None, None], torch.from_numpy(ys).float()[None],
-                   torch.from_numpy(xs).float()[None])[0, 0].numpy()  # fmt: skip
-    smooth = sample_at(torch.from_numpy(up)[None, None], torch.from_numpy((np.arange(h * scale) + 0.5) * 1.0).float()[None],
-                       torch.from_numpy((np.arange(w * scale) + 0.5) * 1.0).float()[None])[0, 0].numpy()  # fmt: skip
+    up = sample_at(
+        torch.from_numpy(native.astype(np.float32))[None, None],
+        torch.from_numpy(ys).float()[None],
+        torch.from_numpy(xs).float()[None],
+    )[0, 0].numpy()
+    smooth = sample_at(
+        torch.from_numpy(up)[None, None],
+        torch.from_numpy((np.arange(h * scale) + 0.5) * 1.0).float()[None],
+        torch.from_numpy((np.arange(w * scale) + 0.5) * 1.0).float()[None],
+    )[0, 0].numpy()
     blurred = 0.25 * (np.roll(up, 1, 0) + np.roll(up, -1, 0) + np.roll(up, 1, 1) + np.roll(up, -1, 1))
     return smooth + gain * (up - blurred) * scale
 
@@ -68,7 +82,9 @@ def test_the_bound_cuts_gross_overshoots_and_keeps_the_rest(scene):
     widen = WIDENING_PER_RATIO * SCALE * (hi - lo) + margin
     assert ringing.max() > (hi + widen).max() or ringing.min() < (lo - widen).min()  # the case does overshoot grossly
     assert np.all(bounded <= hi + widen + 1e-6) and np.all(bounded >= lo - np.minimum(widen, 0.5 * lo) - 1e-6)
-    assert ring_share(bounded, native, valid, rows, cols, measure) < ring_share(ringing, native, valid, rows, cols, measure)
+    assert ring_share(bounded, native, valid, rows, cols, measure) < ring_share(
+        ringing, native, valid, rows, cols, measure
+    )
     inside = (ringing >= lo) & (ringing <= hi)
     assert np.array_equal(bounded[inside], ringing[inside])  # flat land and flat water: untouched
 
@@ -77,7 +93,9 @@ def test_the_bright_target_stays_within_a_few_times_the_scene_maximum():
     native = _point_target()
     valid = np.ones(native.shape, bool)
     ys, xs, rows, cols = _grid(*native.shape)
-    out = consistent_and_bounded(_ringing(native, gain=30.0), native, valid, ys, xs, SCALE, BOUND_MARGIN * band_range(native, valid))
+    out = consistent_and_bounded(
+        _ringing(native, gain=30.0), native, valid, ys, xs, SCALE, BOUND_MARGIN * band_range(native, valid)
+    )
     # the roof's 3x3 neighbourhood spans 1500..9000: at most 9000 + 2 x 7500 (+ margin) at x4, never 30x ringing
     assert out.max() <= 9000 + WIDENING_PER_RATIO * SCALE * 7500 + BOUND_MARGIN * band_range(native, valid) + 1e-3
     assert out.min() >= 750.0  # half the darkest neighbour at most below it
@@ -87,7 +105,9 @@ def test_the_dark_shore_never_drops_to_1_dn():
     native = _shore()
     valid = np.ones(native.shape, bool)
     ys, xs, rows, cols = _grid(*native.shape)
-    out = consistent_and_bounded(_ringing(native, gain=30.0), native, valid, ys, xs, SCALE, BOUND_MARGIN * band_range(native, valid))
+    out = consistent_and_bounded(
+        _ringing(native, gain=30.0), native, valid, ys, xs, SCALE, BOUND_MARGIN * band_range(native, valid)
+    )
     assert out.min() >= 30.0  # at most half the darkest neighbour below it
 
 
@@ -99,12 +119,20 @@ def test_invalid_native_pixels_do_not_widen_the_range():
     assert hi.max() == 100.0 and lo.min() == 100.0
 
 
-def test_guided_bands_of_a_product_stay_in_their_native_range(l1c, tmp_path, tiny_sharpener, tiny_model_path, monkeypatch):  # noqa: F811
+def test_guided_bands_of_a_product_stay_in_their_native_range(
+    l1c,
+    tmp_path,
+    tiny_sharpener,
+    tiny_model_path,
+    monkeypatch,
+):
     """A random (wild) sharpener on the fixture product at 5 m: every guided band within its native neighbourhood's
     range widened as the bound allows at x4 (no pixel beyond it)."""
     monkeypatch.setenv(sharpen_apply.SHARPENER_ENV, str(tiny_sharpener))
     out = tmp_path / "out.tif"
-    result = run("upscale", l1c, "-o", out, "--resolution", "5", "--bands", "B04,B8A,B11", "--model", tiny_model_path, "-q")
+    result = run(
+        "upscale", l1c, "-o", out, "--resolution", "5", "--bands", "B04,B8A,B11", "--model", tiny_model_path, "-q"
+    )
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as dst:
         for i, name in enumerate(dst.descriptions, start=1):
@@ -121,6 +149,10 @@ def test_guided_bands_of_a_product_stay_in_their_native_range(l1c, tmp_path, tin
             rows = np.clip(np.floor((y - native_transform.f) / native_transform.e).astype(int), 0, native.shape[0] - 1)
             lo, hi = neighbourhood_range(native, valid)
             lo, hi = lo[np.ix_(rows, cols)], hi[np.ix_(rows, cols)]
-            widen = WIDENING_PER_RATIO * 4 * (hi - lo) + 0.25 * band_range(native, valid)  # (decimated-sample range: slack)
+            widen = WIDENING_PER_RATIO * 4 * (hi - lo) + 0.25 * band_range(
+                native, valid
+            )  # (decimated-sample range: slack)
             inside = valid[np.ix_(rows, cols)] & (sharpened != 0)
-            assert np.all(sharpened[inside] <= (hi + widen)[inside]) and np.all(sharpened[inside] >= (lo - widen)[inside])
+            assert np.all(sharpened[inside] <= (hi + widen)[inside]) and np.all(
+                sharpened[inside] >= (lo - widen)[inside]
+            )

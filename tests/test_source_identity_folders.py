@@ -34,11 +34,13 @@ def test_folder_identity_is_stable_and_follows_its_files(tmp_path):
 # ---- issue 23 item 8: a band stack's identity is of the band files a run reads ------------------------------------
 
 
-
 def batch_status(src: Path, out: Path) -> str:
     """One batch run of `src` into `out/` (B04, bicubic x2): the scene's status in the JSON log."""
     log = out / "log.jsonl"
-    result = CliRunner().invoke(app, ["upscale", str(src), "-o", f"{out}/", "-s", "2", "-m", "bicubic", "-b", "B04", "-q", "--log-json", str(log)])
+    result = CliRunner().invoke(
+        app,
+        ["upscale", str(src), "-o", f"{out}/", "-s", "2", "-m", "bicubic", "-b", "B04", "-q", "--log-json", str(log)],
+    )
     assert result.exit_code == 0, result.output
     return json.loads(log.read_text().splitlines()[-1])["status"]
 

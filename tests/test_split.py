@@ -31,7 +31,10 @@ torch.set_num_threads(1)
 
 def split_and_join(src: Path, dst: Path, settings: UpscaleSettings, parts: int, backend=None) -> list[tuple[int, int]]:
     bands = scene_row_bands(src, settings, parts)
-    rows = [render_rows(src, dst.with_name(f"{dst.stem}_rows{i}.tif"), settings, b, backend=backend) for i, b in enumerate(bands)]
+    rows = [
+        render_rows(src, dst.with_name(f"{dst.stem}_rows{i}.tif"), settings, b, backend=backend)
+        for i, b in enumerate(bands)
+    ]
     assemble_rows(src, dst, settings, rows[::-1])  # any order
     return bands
 
@@ -73,7 +76,9 @@ def test_a_seeded_model_and_an_aoi_join_without_a_seam(tmp_path):
     backend = get_backend("diffusion", model=model, device="cpu", threads=1, steps=2, strength=0.3)
     src = write_raster(tmp_path / "src.tif", synthetic_image(2, 40, 36, "uint16"))
     west, north = UTM_TRANSFORM.c, UTM_TRANSFORM.f
-    aoi = load_aoi(f"POLYGON(({west + 35} {north - 20}, {west + 300} {north - 60}, {west + 200} {north - 380}, {west + 35} {north - 20}))")
+    aoi = load_aoi(
+        f"POLYGON(({west + 35} {north - 20}, {west + 300} {north - 60}, {west + 200} {north - 380}, {west + 35} {north - 20}))"
+    )
     for name, extra in (("whole", {}), ("aoi", {"aoi": aoi})):
         settings = UpscaleSettings(scale=2.0, method="diffusion", tile=12, overlap=3, seed=7, **extra)
         upscale(src, tmp_path / f"{name}.tif", settings, backend=backend)
@@ -86,7 +91,9 @@ def test_the_fidelity_report_of_a_split_run_is_that_of_a_whole_run(tmp_path):
     from rssr_cli.evaluation.fidelity_report import FidelityChecks, FidelityOptions
 
     src = write_raster(tmp_path / "src.tif", synthetic_image(2, 64, 52, "uint16"))
-    settings = UpscaleSettings(scale=3.0, method="bicubic", tile=16, overlap=4, fidelity=FidelityOptions(write_report=True))
+    settings = UpscaleSettings(
+        scale=3.0, method="bicubic", tile=16, overlap=4, fidelity=FidelityOptions(write_report=True)
+    )
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     whole = upscale(src, tmp_path / "a" / "out.tif", settings)
     split_and_join(src, tmp_path / "b" / "out.tif", settings, 3)
@@ -117,7 +124,20 @@ def test_cli_split_rows_on_a_local_cluster(tmp_path):
     src = write_raster(tmp_path / "src.tif", synthetic_image(3, 50, 41, "uint16"), nodata=0)
     runner = CliRunner()
     common = ["-s", "2.5", "-m", "bicubic", "--tile", "16", "--overlap", "4", "-q"]
-    split = runner.invoke(app, ["upscale", str(src), "-o", str(tmp_path / "split.tif"), *common, "--scheduler", "local:2", "--split-rows", "3"])
+    split = runner.invoke(
+        app,
+        [
+            "upscale",
+            str(src),
+            "-o",
+            str(tmp_path / "split.tif"),
+            *common,
+            "--scheduler",
+            "local:2",
+            "--split-rows",
+            "3",
+        ],
+    )
     assert split.exit_code == 0, split.output
     whole = runner.invoke(app, ["upscale", str(src), "-o", str(tmp_path / "whole.tif"), *common])
     assert whole.exit_code == 0, whole.output

@@ -30,16 +30,34 @@ REALISTIC = ["--mode", "realistic", "--seed", "1"]
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    return save_model(tiny_chain(seed=2), tmp_path_factory.mktemp("models") / "chain.safetensors", model_id="tiny-chain")
+    return save_model(
+        tiny_chain(seed=2), tmp_path_factory.mktemp("models") / "chain.safetensors", model_id="tiny-chain"
+    )
 
 
 def _upscale(src, dst, model, *extra):
-    args = ["upscale", str(src), "-o", str(dst), "-s", "2", "--model", str(model), "--device", "cpu", "--threads", "1", *extra]
+    args = [
+        "upscale",
+        str(src),
+        "-o",
+        str(dst),
+        "-s",
+        "2",
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *extra,
+    ]
     return runner.invoke(app, args)
 
 
 def _settings(model, samples=3, **fields):
-    return UpscaleSettings(scale=2, model=ModelOptions(model=model, device="cpu", style="realistic", samples=samples), seed=1, **fields)
+    return UpscaleSettings(
+        scale=2, model=ModelOptions(model=model, device="cpu", style="realistic", samples=samples), seed=1, **fields
+    )
 
 
 def _src_with_nodata(make_raster):
@@ -48,7 +66,9 @@ def _src_with_nodata(make_raster):
     return make_raster(data=data, nodata=0, descriptions=["red", "nir"], scales=[0.0001, 0.0001], offsets=[-0.1, -0.1])
 
 
-def test_the_side_car_is_a_valid_cog_on_the_outputs_grid_with_nodata_where_the_output_has_it(make_raster, tmp_path, chain):
+def test_the_side_car_is_a_valid_cog_on_the_outputs_grid_with_nodata_where_the_output_has_it(
+    make_raster, tmp_path, chain
+):
     src, dst = _src_with_nodata(make_raster), tmp_path / "out.tif"
     result = _upscale(src, dst, chain, *REALISTIC, "--samples", "3")
     assert result.exit_code == 0, result.output
@@ -57,10 +77,18 @@ def test_the_side_car_is_a_valid_cog_on_the_outputs_grid_with_nodata_where_the_o
     assert cog_validate(str(side_car))[0]
     with rasterio.open(dst) as out, rasterio.open(side_car) as spread:
         assert out.tags()["RSSR_SPREAD"] == "out.spread.tif" and spread.tags()["RSSR_SPREAD_OF"] == "out.tif"
-        assert (spread.crs, spread.transform, spread.width, spread.height) == (out.crs, out.transform, out.width, out.height)
+        assert (spread.crs, spread.transform, spread.width, spread.height) == (
+            out.crs,
+            out.transform,
+            out.width,
+            out.height,
+        )
         assert spread.dtypes == ("float32", "float32") and np.isnan(spread.nodata)
         assert spread.descriptions == ("red spread", "nir spread")
-        assert spread.scales == (0.0001, 0.0001) and spread.offsets == (0.0, 0.0)  # stored units: the std / gain, no offset
+        assert spread.scales == (0.0001, 0.0001) and spread.offsets == (
+            0.0,
+            0.0,
+        )  # stored units: the std / gain, no offset
         invalid, values = out.read() == 0, spread.read()
     assert invalid.any() and np.isnan(values[invalid]).all()
     assert np.isfinite(values[~invalid]).all() and (values[~invalid] > 0).all()  # every valid pixel: the draws scatter
@@ -73,10 +101,14 @@ def test_the_mean_is_the_k_sample_mean_and_the_spread_their_sample_std(chain):
     request = SRRequest(lr, HRGrid(20, 24, 0.0, 0.0, 0.5, 0.5), seed=7)
     generator = [torch.Generator().manual_seed(7)]
     with torch.inference_mode():
-        draws = np.stack([
-            backend.model.sample(torch.from_numpy(lr)[None], *_grid_tensors(request), steps=4, mode="diffusion", generator=generator)[0].numpy()
-            for _ in range(3)
-        ])  # fmt: skip
+        draws = np.stack(
+            [
+                backend.model.sample(
+                    torch.from_numpy(lr)[None], *_grid_tensors(request), steps=4, mode="diffusion", generator=generator
+                )[0].numpy()
+                for _ in range(3)
+            ]
+        )
     ((mean, spread),) = backend.upsample_with_spread([request])
     np.testing.assert_allclose(mean, draws.mean(0), atol=1e-5)
     np.testing.assert_allclose(spread, draws.std(0, ddof=1), atol=1e-5)
@@ -85,7 +117,10 @@ def test_the_mean_is_the_k_sample_mean_and_the_spread_their_sample_std(chain):
 
 def _grid_tensors(request):
     grid = request.grid
-    ys, xs = torch.tensor(grid.centers_y()[None], dtype=torch.float32), torch.tensor(grid.centers_x()[None], dtype=torch.float32)
+    ys, xs = (
+        torch.tensor(grid.centers_y()[None], dtype=torch.float32),
+        torch.tensor(grid.centers_x()[None], dtype=torch.float32),
+    )
     return ys, xs, torch.tensor([[grid.dy, grid.dx]], dtype=torch.float32)
 
 
@@ -141,11 +176,18 @@ def test_the_side_car_is_tile_independent(make_raster, tmp_path, chain):
     sides = {}
     for tile in (8, 16):
         dst = tmp_path / f"t{tile}.tif"
-        upscale(src, dst, UpscaleSettings(scale=2.5, method="bicubic", tile=tile, overlap=4), backend=_DeterministicSpread("bicubic"))
+        upscale(
+            src,
+            dst,
+            UpscaleSettings(scale=2.5, method="bicubic", tile=tile, overlap=4),
+            backend=_DeterministicSpread("bicubic"),
+        )
         with rasterio.open(dst.with_name(f"t{tile}.spread.tif")) as spread:
             sides[tile] = spread.read(), spread.profile
     (a, profile_a), (b, profile_b) = sides[8], sides[16]
-    assert {k: profile_a[k] for k in ("crs", "transform", "width", "height")} == {k: profile_b[k] for k in ("crs", "transform", "width", "height")}
+    assert {k: profile_a[k] for k in ("crs", "transform", "width", "height")} == {
+        k: profile_b[k] for k in ("crs", "transform", "width", "height")
+    }
     np.testing.assert_allclose(a, b, rtol=1e-3)  # bicubic is tile-independent; the spread follows the same blend
     # stored units: the model-unit spread (0.01 + 0.1 |mean|) divided by the uint16 gain 1/10000
     with rasterio.open(tmp_path / "t8.tif") as out:
@@ -190,7 +232,9 @@ def test_band_stacks_and_split_rows_refuse_samples_in_one_line(make_raster, tmp_
     result = _upscale(item, tmp_path / "s.tif", chain, *REALISTIC, "--samples", "2")
     assert result.exit_code == 2 and result.output.count("error:") == 1 and "band stacks" in result.output
     src = make_raster(1, 16, 16, "uint8")
-    result = _upscale(src, tmp_path / "r.tif", chain, *REALISTIC, "--samples", "2", "--split-rows", "2", "--scheduler", "local:1")
+    result = _upscale(
+        src, tmp_path / "r.tif", chain, *REALISTIC, "--samples", "2", "--split-rows", "2", "--scheduler", "local:1"
+    )
     assert result.exit_code == 2 and result.output.count("error:") == 1 and "--split-rows" in result.output
     assert not any(p.suffix == ".tif" and p != src for p in tmp_path.iterdir())
 

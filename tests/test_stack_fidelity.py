@@ -35,7 +35,12 @@ def test_report_on_a_product_writes_the_sidecar_and_tags(product, tmp_path):
     result = run("upscale", product, "-b", BANDS, "-r", 5, "-m", "bicubic", "--report", "-o", dst, "-q")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "out.fidelity.json").read_text())
-    assert [b["description"] for b in report["bands"]] == BANDS.split(",") and [b["band"] for b in report["bands"]] == [1, 2, 3, 4]
+    assert [b["description"] for b in report["bands"]] == BANDS.split(",") and [b["band"] for b in report["bands"]] == [
+        1,
+        2,
+        3,
+        4,
+    ]
     assert report["lr_pixels_compared"] > 0 and report["passed"]
     assert all(0 < b["consistency_relative"] < 0.05 for b in report["bands"])  # bicubic: close, not exact
     with rasterio.open(dst) as out:
@@ -54,7 +59,9 @@ def test_nearest_is_exactly_consistent_on_every_grid_offset_grids_included(produ
 
 def test_a_product_output_beyond_a_threshold_is_not_written(product, tmp_path):
     dst = tmp_path / "out.tif"
-    result = run("upscale", product, "-b", BANDS, "-r", 5, "-m", "bicubic", "--max-consistency-error", 1e-9, "-o", dst, "-q")
+    result = run(
+        "upscale", product, "-b", BANDS, "-r", 5, "-m", "bicubic", "--max-consistency-error", 1e-9, "-o", dst, "-q"
+    )
     assert result.exit_code == 1 and "fidelity check failed" in result.output
     assert not dst.exists()
 
@@ -66,7 +73,9 @@ def test_evaluate_fidelity_of_a_product_output_matches_its_report(product, tmp_p
     assert result.exit_code == 0, result.output
     measured = json.loads((tmp_path / "eval.json").read_text())
     reported = json.loads((tmp_path / "out.fidelity.json").read_text())
-    assert [b["consistency_l1"] for b in measured["bands"]] == pytest.approx([b["consistency_l1"] for b in reported["bands"]])
+    assert [b["consistency_l1"] for b in measured["bands"]] == pytest.approx(
+        [b["consistency_l1"] for b in reported["bands"]]
+    )
     assert [b["description"] for b in measured["bands"]] == BANDS.split(",")
 
 

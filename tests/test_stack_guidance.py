@@ -45,7 +45,9 @@ def sharpener(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    return save_model(tiny_model(), tmp_path_factory.mktemp("model") / "tiny.safetensors", model_id="tiny-guidance-test")
+    return save_model(
+        tiny_model(), tmp_path_factory.mktemp("model") / "tiny.safetensors", model_id="tiny-guidance-test"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +70,9 @@ def test_a_guided_band_is_guided_whatever_else_is_asked_for(product, model_path,
     """--bands B11 reads (and stages) the 10 m guides without writing them: B11 is the B11 of a run that outputs its guides too."""
     alone = upscale(product, tmp_path / "b11.tif", "--bands", "B11", "-r", "10", "--model", model_path)
     every = upscale(product, tmp_path / "all.tif", "--bands", "B02,B03,B04,B08,B11", "-r", "10", "--model", model_path)
-    plain = upscale(product, tmp_path / "plain.tif", "--bands", "B11", "-r", "10", "--no-guidance", "--model", model_path)
+    plain = upscale(
+        product, tmp_path / "plain.tif", "--bands", "B11", "-r", "10", "--no-guidance", "--model", model_path
+    )
     with rasterio.open(alone) as ds:
         assert ds.count == 1 and ds.descriptions == ("B11",)  # the guides were read, not output
         assert ds.tags(1)["RSSR_BAND_METHOD"] == "guided"
@@ -143,7 +147,9 @@ def test_the_summary_says_per_band_what_ran(product, model_path, tmp_path):
     as guides and not output, and the summary says so."""
     log = tmp_path / "run.jsonl"
     out = tmp_path / "summary.tif"
-    result = run("upscale", product, "-o", out, "--bands", "B04,B11,B01", "-r", "10", "--model", model_path, "--log-json", log)
+    result = run(
+        "upscale", product, "-o", out, "--bands", "B04,B11,B01", "-r", "10", "--model", model_path, "--log-json", log
+    )
     assert result.exit_code == 0, result.output
     summary = " ".join(result.output.split())
     assert "B04 copied" in summary and "B11 guided x2" in summary and "B01 guided x6" in summary

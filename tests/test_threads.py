@@ -37,7 +37,15 @@ def keep_torch_threads():
 
 @pytest.mark.parametrize(
     "omp, requested, expected",
-    [(None, None, "cores"), ("3", None, 3), ("2,1", None, 2), ("3", 5, 5), ("abc", None, "cores"), ("0", None, "cores"), (None, 4, 4)],
+    [
+        (None, None, "cores"),
+        ("3", None, 3),
+        ("2,1", None, 2),
+        ("3", 5, 5),
+        ("abc", None, "cores"),
+        ("0", None, "cores"),
+        (None, 4, 4),
+    ],
 )
 def test_cpu_threads_honours_the_request_then_omp_num_threads(monkeypatch, omp, requested, expected):
     if omp is None:
@@ -88,11 +96,16 @@ def recorded(monkeypatch):
 
 def test_threads_reach_the_backend_and_gdal(recorded, src_tif, tmp_path, monkeypatch):
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)  # --threads is capped at these
+    monkeypatch.setattr(
+        os, "sched_getaffinity", lambda pid: set(range(8)), raising=False
+    )  # --threads is capped at these
     result = run("upscale", src_tif, "-o", tmp_path / "a.tif", "-s", "2", "-m", "record", "--threads", "3", "-q")
     assert result.exit_code == 0, result.output
     assert recorded[-1].options["threads"] == 3
-    assert recorded[-1].seen == {"GDAL_NUM_THREADS": 3, "GDAL_CACHEMAX": DEFAULT_GDAL_CACHEMAX_MB}  # rasterio parses numbers
+    assert recorded[-1].seen == {
+        "GDAL_NUM_THREADS": 3,
+        "GDAL_CACHEMAX": DEFAULT_GDAL_CACHEMAX_MB,
+    }  # rasterio parses numbers
     # without --threads nothing is forced on GDAL, and the backend resolves its own default
     assert run("upscale", src_tif, "-o", tmp_path / "b.tif", "-s", "2", "-m", "record", "-q").exit_code == 0
     assert "threads" not in recorded[-1].options and recorded[-1].seen["GDAL_NUM_THREADS"] is None
@@ -132,8 +145,16 @@ def cgroup_files(tmp_path, proc: str, files: dict[str, str]):
         ("0::/a/b\n", {"a/cpu.max": "150000 100000", "a/b/cpu.max": "max 100000"}, 1.5),  # a parent's quota binds
         ("0::/a/b\n", {"cpu.max": "100000 100000", "a/b/cpu.max": "300000 100000"}, 1.0),  # the tightest wins
         ("0::/docker/x\n", {"cpu.max": "400000 100000"}, 4.0),  # a container's namespaced root
-        ("4:cpu,cpuacct:/job\n0::/\n", {"cpu,cpuacct/job/cpu.cfs_quota_us": "50000", "cpu,cpuacct/job/cpu.cfs_period_us": "100000"}, 0.5),
-        ("4:cpu,cpuacct:/\n", {"cpu,cpuacct/cpu.cfs_quota_us": "-1", "cpu,cpuacct/cpu.cfs_period_us": "100000"}, None),  # v1 none
+        (
+            "4:cpu,cpuacct:/job\n0::/\n",
+            {"cpu,cpuacct/job/cpu.cfs_quota_us": "50000", "cpu,cpuacct/job/cpu.cfs_period_us": "100000"},
+            0.5,
+        ),
+        (
+            "4:cpu,cpuacct:/\n",
+            {"cpu,cpuacct/cpu.cfs_quota_us": "-1", "cpu,cpuacct/cpu.cfs_period_us": "100000"},
+            None,
+        ),  # v1 none
         ("0::/job\n", {"job/cpu.max": "garbage"}, None),
         ("", {}, None),  # no /proc/self/cgroup entries (not Linux, or unreadable)
     ],
@@ -143,7 +164,9 @@ def test_cgroup_cpu_quota_from_fake_files(tmp_path, proc, files, quota):
     assert cgroup_cpu_quota(paths["cgroup_root"], paths["proc_self_cgroup"]) == quota
 
 
-@pytest.mark.parametrize("quota, expected", [("max 100000", "affinity"), ("100000 100000", 1), ("150000 100000", 1), ("50000 100000", 1)])
+@pytest.mark.parametrize(
+    "quota, expected", [("max 100000", "affinity"), ("100000 100000", 1), ("150000 100000", 1), ("50000 100000", 1)]
+)
 def test_available_cores_is_the_affinity_capped_by_the_quota(tmp_path, monkeypatch, quota, expected):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
     paths = cgroup_files(tmp_path, "0::/job\n", {"job/cpu.max": quota})
@@ -168,7 +191,9 @@ def test_importing_rssr_sets_a_passive_omp_wait_policy_before_torch_loads(preset
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if preset is not None:
         env["OMP_WAIT_POLICY"] = preset
-    out = subprocess.run([sys.executable, "-c", POLICY_AT_TORCH_IMPORT], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", POLICY_AT_TORCH_IMPORT], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.split() == [expected]
 
 

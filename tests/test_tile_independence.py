@@ -18,7 +18,9 @@ from rssr_cli.pipeline import ModelOptions, UpscaleSettings, plan, upscale
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "s2_b2348_256.tif"
-MODEL = ROOT / "models" / "aerial.safetensors"  # deliberately the shipped model: the blend error is judged on trained output
+MODEL = (
+    ROOT / "models" / "aerial.safetensors"
+)  # deliberately the shipped model: the blend error is judged on trained output
 
 
 def test_standardize_uses_given_statistics():
@@ -39,7 +41,9 @@ def test_request_statistics_reach_the_model_and_change_its_input(tmp_path):
 
     torch.manual_seed(0)
     model = build_sr_model(TINY_SPEC)
-    with torch.no_grad():  # an untrained model is near-linear (zero-initialized heads): standardization would cancel out
+    with (
+        torch.no_grad()
+    ):  # an untrained model is near-linear (zero-initialized heads): standardization would cancel out
         for p in model.parameters():
             p.normal_(0.0, 0.3)
     path = save_model(model, tmp_path / "tiny")
@@ -47,9 +51,13 @@ def test_request_statistics_reach_the_model_and_change_its_input(tmp_path):
     lr = np.random.default_rng(0).random((2, 12, 12)).astype(np.float32)
     grid = HRGrid(24, 24, 0.0, 0.0, 0.5, 0.5)
     own_stats = np.stack([[b.mean(), b.std()] for b in lr]).astype(np.float32)
-    plain, same, other = backend.upsample([
-        SRRequest(lr, grid, 0), SRRequest(lr, grid, 0, own_stats), SRRequest(lr, grid, 0, own_stats * [1.0, 2.0] + [0.5, 0.0])
-    ])  # fmt: skip
+    plain, same, other = backend.upsample(
+        [
+            SRRequest(lr, grid, 0),
+            SRRequest(lr, grid, 0, own_stats),
+            SRRequest(lr, grid, 0, own_stats * [1.0, 2.0] + [0.5, 0.0]),
+        ]
+    )
     assert np.allclose(plain, same, atol=1e-5)  # the window's own statistics, given explicitly: same output
     assert not np.allclose(plain, other, atol=1e-3)
 
@@ -77,7 +85,9 @@ def test_tiled_and_untiled_model_runs_differ_by_well_under_one_dn(tmp_path, monk
             dst.write(src.read(window=window))
 
     def run(name: str, tile: int, overlap: int) -> np.ndarray:
-        settings = UpscaleSettings(scale=2, method="diffusion", model=ModelOptions(model=MODEL, steps=0), tile=tile, overlap=overlap)
+        settings = UpscaleSettings(
+            scale=2, method="diffusion", model=ModelOptions(model=MODEL, steps=0), tile=tile, overlap=overlap
+        )
         upscale(crop, tmp_path / name, settings)
         with rasterio.open(tmp_path / name) as out:
             return out.read().astype(np.float64)

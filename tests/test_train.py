@@ -37,13 +37,37 @@ def image_dir(tmp_path):
 
 
 def _train(image_dir, out, *extra):
-    args = ["train", str(image_dir), "-o", str(out), "--preset", "tiny", "--batch-size", "4", "--threads", "1", "-q", *extra]
+    args = [
+        "train",
+        str(image_dir),
+        "-o",
+        str(out),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "-q",
+        *extra,
+    ]
     return runner.invoke(app, args)
 
 
 @pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_tiny_train_writes_a_loadable_model_with_card(image_dir, tmp_path):
-    result = _train(image_dir, tmp_path / "run", "--prior-steps", "12", "--denoiser-steps", "8", "--val", str(image_dir), "--sampler-steps", "2")
+    result = _train(
+        image_dir,
+        tmp_path / "run",
+        "--prior-steps",
+        "12",
+        "--denoiser-steps",
+        "8",
+        "--val",
+        str(image_dir),
+        "--sampler-steps",
+        "2",
+    )
     assert result.exit_code == 0, result.output
     model = load_model(tmp_path / "run" / "model.safetensors")
     card = json.loads((tmp_path / "run" / "model.json").read_text())
@@ -105,22 +129,59 @@ def test_denoiser_stage_on_a_prior_only_model_validates_a_real_sampler(image_dir
     assert _train(image_dir, tmp_path / "p", "--stage", "prior", "--prior-steps", "3").exit_code == 0
     init = tmp_path / "p" / "model.safetensors"
     assert load_model(init).sampler_defaults["steps"] == 0
-    result = _train(image_dir, tmp_path / "d", "--stage", "denoiser", "--denoiser-steps", "2", "--init", str(init),
-                    "--val", str(image_dir), "--val-every", "1")  # fmt: skip
+    result = _train(
+        image_dir,
+        tmp_path / "d",
+        "--stage",
+        "denoiser",
+        "--denoiser-steps",
+        "2",
+        "--init",
+        str(init),
+        "--val",
+        str(image_dir),
+        "--val-every",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     # the card keeps its default (the prior alone) unless --sampler-steps says otherwise, but validation ran the denoiser
     assert load_model(tmp_path / "d" / "model.safetensors").sampler_defaults["steps"] == 0
     last = (tmp_path / "d" / "denoiser" / "log.csv").read_text().strip().splitlines()[-1]
     scores = dict(item.split("=") for item in last.split(",")[-1].split(";"))
     assert scores["psnr_diffusion"] != scores["psnr_prior"]
-    again = _train(image_dir, tmp_path / "k", "--stage", "denoiser", "--denoiser-steps", "1", "--init", str(init), "--sampler-steps", "1")
+    again = _train(
+        image_dir,
+        tmp_path / "k",
+        "--stage",
+        "denoiser",
+        "--denoiser-steps",
+        "1",
+        "--init",
+        str(init),
+        "--sampler-steps",
+        "1",
+    )
     assert again.exit_code == 0 and load_model(tmp_path / "k" / "model.safetensors").sampler_defaults["steps"] == 1
 
 
 @pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_bf16_autocast_training_on_the_cpu_writes_an_fp32_model(image_dir, tmp_path):
-    result = _train(image_dir, tmp_path / "run", "--prior-steps", "4", "--denoiser-steps", "3", "--device", "cpu",
-                    "--precision", "bf16", "--val", str(image_dir), "--val-every", "3")  # fmt: skip
+    result = _train(
+        image_dir,
+        tmp_path / "run",
+        "--prior-steps",
+        "4",
+        "--denoiser-steps",
+        "3",
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+        "--val",
+        str(image_dir),
+        "--val-every",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     model = load_model(tmp_path / "run" / "model.safetensors")
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -140,8 +201,13 @@ def test_bad_training_device_or_precision_is_a_usage_error(image_dir, tmp_path, 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_training_on_cuda_resumes_and_writes_a_cpu_loadable_model(image_dir, tmp_path):
-    assert _train(image_dir, tmp_path / "run", "--prior-steps", "6", "--denoiser-steps", "4", "--device", "cuda").exit_code == 0
-    result = _train(image_dir, tmp_path / "run", "--prior-steps", "8", "--denoiser-steps", "4", "--device", "cuda", "--resume")
+    assert (
+        _train(image_dir, tmp_path / "run", "--prior-steps", "6", "--denoiser-steps", "4", "--device", "cuda").exit_code
+        == 0
+    )
+    result = _train(
+        image_dir, tmp_path / "run", "--prior-steps", "8", "--denoiser-steps", "4", "--device", "cuda", "--resume"
+    )
     assert result.exit_code == 0, result.output
     model = load_model(tmp_path / "run" / "model.safetensors", device="cpu")
     assert next(model.parameters()).device.type == "cpu"
@@ -159,7 +225,9 @@ def test_denoiser_timesteps_can_be_limited_to_the_lr_start_regime():
 
 
 def test_denoiser_t_max_is_recorded_and_validated(image_dir, tmp_path):
-    result = _train(image_dir, tmp_path / "run", "--prior-steps", "2", "--denoiser-steps", "2", "--denoiser-t-max", "0.2")
+    result = _train(
+        image_dir, tmp_path / "run", "--prior-steps", "2", "--denoiser-steps", "2", "--denoiser-t-max", "0.2"
+    )
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "run" / "model.json").read_text())
     assert card["training"]["settings"]["denoiser_t_max"] == 0.2
@@ -169,8 +237,22 @@ def test_denoiser_t_max_is_recorded_and_validated(image_dir, tmp_path):
 def test_denoiser_objective_switch_is_written_into_the_card(image_dir, tmp_path):
     # x0 prediction from the noised estimate (the LR-start regime): the card must say what the weights predict,
     # or the sampler would read an x0 output as v
-    result = _train(image_dir, tmp_path / "run", "--prior-steps", "2", "--denoiser-steps", "2", "--denoiser-prediction", "x0",
-                    "--denoiser-loss", "l2", "--denoiser-start", "estimate", "--sampler-steps", "1")  # fmt: skip
+    result = _train(
+        image_dir,
+        tmp_path / "run",
+        "--prior-steps",
+        "2",
+        "--denoiser-steps",
+        "2",
+        "--denoiser-prediction",
+        "x0",
+        "--denoiser-loss",
+        "l2",
+        "--denoiser-start",
+        "estimate",
+        "--sampler-steps",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "run" / "model.json").read_text())
     assert card["diffusion"]["prediction"] == "x0" and card["diffusion"]["loss"] == "l2"
@@ -203,8 +285,11 @@ def test_estimate_start_noises_the_estimate_not_the_truth():
 def _recipe_args(command: str, image_dir, scene, runs) -> list[str]:
     """One of the shipped card's `rssr train` commands on tiny data: its paths replaced, 1 step, validated every step."""
     args = shlex.split(command)[1:]  # without "rssr"
-    paths = {"../shared/data/ucmerced/train": image_dir, "../shared/data/ucmerced/val": image_dir,
-             "../shared/data/scenes/sentinel2_l1c_b2348_10m.tif": scene}  # fmt: skip
+    paths = {
+        "../shared/data/ucmerced/train": image_dir,
+        "../shared/data/ucmerced/val": image_dir,
+        "../shared/data/scenes/sentinel2_l1c_b2348_10m.tif": scene,
+    }
     out = []
     for prev, arg in zip([None, *args], args):
         if arg in paths:
@@ -250,17 +335,43 @@ def test_keep_best_needs_validation(image_dir, tmp_path):
     assert result.exit_code == 2 and "--keep best needs validation" in result.output
 
 
-def test_resshift_denoiser_stage_measures_a_global_scale_validates_by_a_proper_score_and_writes_its_chain(image_dir, tmp_path):
+def test_resshift_denoiser_stage_measures_a_global_scale_validates_by_a_proper_score_and_writes_its_chain(
+    image_dir, tmp_path
+):
     assert _train(image_dir, tmp_path / "p", "--stage", "prior", "--prior-steps", "3").exit_code == 0
     init = tmp_path / "p" / "model.safetensors"
-    result = _train(image_dir, tmp_path / "r", "--stage", "denoiser", "--denoiser-steps", "2", "--init", str(init), "--process", "resshift",
-                    "--chain-steps", "4", "--kappa", "0.5", "--denoiser-patch", "32", "--val", str(image_dir), "--val-every", "1")  # fmt: skip
+    result = _train(
+        image_dir,
+        tmp_path / "r",
+        "--stage",
+        "denoiser",
+        "--denoiser-steps",
+        "2",
+        "--init",
+        str(init),
+        "--process",
+        "resshift",
+        "--chain-steps",
+        "4",
+        "--kappa",
+        "0.5",
+        "--denoiser-patch",
+        "32",
+        "--val",
+        str(image_dir),
+        "--val-every",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     model = load_model(tmp_path / "r" / "model.safetensors")
     card = json.loads((tmp_path / "r" / "model.json").read_text())
     diffusion = card["diffusion"]
     assert diffusion["process"] == "resshift" and diffusion["chain_steps"] == 4 and diffusion["kappa"] == 0.5
-    assert model.process == "resshift" and model.sampler_defaults["steps"] == 4 and model.sampler_defaults["variance_correction"] == 1.0
+    assert (
+        model.process == "resshift"
+        and model.sampler_defaults["steps"] == 4
+        and model.sampler_defaults["variance_correction"] == 1.0
+    )
     # the scale is 1 / the measured std of HR - estimate: finite, positive, and the same for every window
     assert 0 < diffusion["residual_scale"] < 1e6
     last = (tmp_path / "r" / "denoiser" / "log.csv").read_text().strip().splitlines()[-1]
@@ -280,7 +391,11 @@ def test_resshift_denoiser_stage_measures_a_global_scale_validates_by_a_proper_s
 
 
 def test_resshift_options_are_validated(image_dir, tmp_path):
-    for args, message in [(["--process", "ddim"], "--process"), (["--chain-steps", "1"], "--chain-steps"), (["--kappa", "0"], "--kappa")]:
+    for args, message in [
+        (["--process", "ddim"], "--process"),
+        (["--chain-steps", "1"], "--chain-steps"),
+        (["--kappa", "0"], "--kappa"),
+    ]:
         result = _train(image_dir, tmp_path / "x", "--prior-steps", "1", *args)
         assert result.exit_code == 2 and message in result.output
 
@@ -288,7 +403,20 @@ def test_resshift_options_are_validated(image_dir, tmp_path):
 def test_a_resumed_resshift_run_keeps_its_global_residual_scale(image_dir, tmp_path):
     assert _train(image_dir, tmp_path / "p", "--stage", "prior", "--prior-steps", "2").exit_code == 0
     init = str(tmp_path / "p" / "model.safetensors")
-    common = ["--stage", "denoiser", "--init", init, "--process", "resshift", "--chain-steps", "3", "--denoiser-patch", "24", "--save-every", "1"]
+    common = [
+        "--stage",
+        "denoiser",
+        "--init",
+        init,
+        "--process",
+        "resshift",
+        "--chain-steps",
+        "3",
+        "--denoiser-patch",
+        "24",
+        "--save-every",
+        "1",
+    ]
     assert _train(image_dir, tmp_path / "r", *common, "--denoiser-steps", "1").exit_code == 0
     first = json.loads((tmp_path / "r" / "denoiser" / "last.json").read_text())["diffusion"]["residual_scale"]
     state = tmp_path / "r" / "denoiser" / "last.json"
@@ -296,4 +424,6 @@ def test_a_resumed_resshift_run_keeps_its_global_residual_scale(image_dir, tmp_p
     meta["diffusion"]["residual_scale"] = 7.25  # what the state was trained with wins over a fresh measurement
     state.write_text(json.dumps(meta))
     assert _train(image_dir, tmp_path / "r", *common, "--denoiser-steps", "2", "--resume").exit_code == 0
-    assert first != 7.25 and json.loads((tmp_path / "r" / "model.json").read_text())["diffusion"]["residual_scale"] == 7.25
+    assert (
+        first != 7.25 and json.loads((tmp_path / "r" / "model.json").read_text())["diffusion"]["residual_scale"] == 7.25
+    )

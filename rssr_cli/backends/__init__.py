@@ -13,7 +13,15 @@ from rssr_cli.core.errors import CheckpointError, UsageError
 from rssr_cli.model.shipped_models import AERIAL, package_model_dirs, resolve_model, shipped_models
 
 CLASSICAL_METHODS = ("nearest", "bicubic", "lanczos")
-MODEL_OPTIONS = ("model", "steps", "strength", "precision", "tta", "style", "samples")  # options only a model backend uses
+MODEL_OPTIONS = (
+    "model",
+    "steps",
+    "strength",
+    "precision",
+    "tta",
+    "style",
+    "samples",
+)  # options only a model backend uses
 
 
 def check_method_options(method: str, options: Mapping[str, Any]) -> None:
@@ -30,7 +38,9 @@ def check_method_options(method: str, options: Mapping[str, Any]) -> None:
 STYLES = ("faithful", "realistic")  # --mode: the posterior mean (the prior alone) | a sample of the model's chain
 
 
-def check_sampler_options(steps: Optional[int], strength: Optional[float], style: Optional[str] = None, samples: int = 1) -> None:
+def check_sampler_options(
+    steps: Optional[int], strength: Optional[float], style: Optional[str] = None, samples: int = 1
+) -> None:
     """The sampler's --steps, --strength, --mode and --samples, whatever the model: a bad value is a usage error before
     any model loads."""
     if style is not None and style not in STYLES:
@@ -38,7 +48,9 @@ def check_sampler_options(steps: Optional[int], strength: Optional[float], style
     if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 64:
         raise UsageError(f"--samples must be an integer in 1..64, got {samples!r}")
     if samples > 1 and style == "faithful":
-        raise UsageError("--samples K averages K samples of the chain: it needs --mode realistic (faithful is one deterministic output)")
+        raise UsageError(
+            "--samples K averages K samples of the chain: it needs --mode realistic (faithful is one deterministic output)"
+        )
     if steps is not None and steps < 0:
         raise UsageError(f"--steps must be >= 0 (0: the operator's estimate only), got {steps}")
     if strength is not None and not 0.0 < strength <= 1.0:
@@ -109,6 +121,16 @@ def get_backend(name: str, **options: Any) -> SRBackend:
 
 
 __all__ = [
-    "SRBackend", "SRRequest", "SpreadBackend", "writes_spread", "get_backend", "register_backend", "backend_names", "default_model_path", "NO_MODEL_HINT",
-    "check_method_options", "check_sampler_options", "CLASSICAL_METHODS",
-]  # fmt: skip
+    "SRBackend",
+    "SRRequest",
+    "SpreadBackend",
+    "writes_spread",
+    "get_backend",
+    "register_backend",
+    "backend_names",
+    "default_model_path",
+    "NO_MODEL_HINT",
+    "check_method_options",
+    "check_sampler_options",
+    "CLASSICAL_METHODS",
+]

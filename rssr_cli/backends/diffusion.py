@@ -92,7 +92,12 @@ class DiffusionBackend:
             self._apply_style(style, steps)
         self._check_sampler()
         log.info(
-            "diffusion backend: %s on %s, %s, steps=%d strength=%g", model_id(self.model), self.device, precision, self.steps, self.strength
+            "diffusion backend: %s on %s, %s, steps=%d strength=%g",
+            model_id(self.model),
+            self.device,
+            precision,
+            self.steps,
+            self.strength,
         )
 
     def _apply_style(self, style: str, steps: Optional[int]) -> None:
@@ -129,7 +134,12 @@ class DiffusionBackend:
                 raise UsageError(str(exc)) from None
 
     def variant(
-        self, *, steps: Optional[int] = None, strength: Optional[float] = None, mode: Optional[str] = None, tta: Optional[bool] = None
+        self,
+        *,
+        steps: Optional[int] = None,
+        strength: Optional[float] = None,
+        mode: Optional[str] = None,
+        tta: Optional[bool] = None,
     ) -> "DiffusionBackend":
         """The same loaded model with other sampler settings (no reload): prior vs k steps vs full chain side by side."""
         if mode is not None and mode not in MODES:
@@ -165,7 +175,9 @@ class DiffusionBackend:
         if any(r.stats is not None for r in batch):  # scene statistics: tile-independent standardization
             given = torch.from_numpy(np.stack([_stats_of(r) for r in batch]))[..., None, None].to(dev)
             stats = Stats(given[:, :, 0], given[:, :, 1])
-        options: dict[str, Any] = dict(steps=self.steps, strength=self.strength, mode=self.mode, generator=generators, stats=stats, tta=self.tta)
+        options: dict[str, Any] = dict(
+            steps=self.steps, strength=self.strength, mode=self.mode, generator=generators, stats=stats, tta=self.tta
+        )
         spread: Optional[torch.Tensor] = None
         with torch.inference_mode(), self._autocast():
             if self.samples == 1:
@@ -225,5 +237,9 @@ class DiffusionBackend:
         if self.model.process != "resshift":
             return {}
         diffusion = self.model.spec["diffusion"]
-        return {"mode": self.style, "chain_steps": str(diffusion["chain_steps"]), "kappa": f"{float(diffusion['kappa']):g}",
-                "samples": str(self.samples if self.style == "realistic" else 1)}  # fmt: skip
+        return {
+            "mode": self.style,
+            "chain_steps": str(diffusion["chain_steps"]),
+            "kappa": f"{float(diffusion['kappa']):g}",
+            "samples": str(self.samples if self.style == "realistic" else 1),
+        }

@@ -27,10 +27,19 @@ class OneLineUsageErrors(typer.core.TyperGroup):
     """Click's usage errors (a missing or unparseable option) as the one `error:` line and exit 2 that every
     other refusal gives, instead of Typer's boxed usage text: a cron log greps one line per failure."""
 
-    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
-             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:  # fmt: skip
+    def main(
+        self,
+        args: Optional[Sequence[str]] = None,
+        prog_name: Optional[str] = None,
+        complete_var: Optional[str] = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
+            code = super().main(
+                args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra
+            )
         except ClickException as error:
             if type(error).__name__ != "NoArgsIsHelpError":  # bare `rssr`: the help was printed already
                 report_error(usage_error_line(error))
@@ -69,7 +78,8 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _options(
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+        Optional[bool],
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:
     """Super-resolve georeferenced rasters into Cloud-Optimized GeoTIFFs."""

@@ -19,7 +19,15 @@ from typing import Annotated, Any, Callable, Iterator, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from rssr_cli.core.errors import Interrupted, RssrError, RssrWarning, UsageError
 from rssr_cli.core.messages import user_text
@@ -30,13 +38,24 @@ from rssr_cli.pipeline.locks import JobBusy
 
 EXIT_PROCESSING, EXIT_USAGE = 1, 2  # and 0 for success
 EXIT_JOB_BUSY = 75  # sysexits' EX_TEMPFAIL: another batch runs on the same output folder; try again later
-EXIT_CODES_HELP = "Exit codes: 0 ok, 1 processing error (input, output), 2 usage error, 130/143 interrupted by SIGINT/SIGTERM."
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 processing error (input, output), 2 usage error, 130/143 interrupted by SIGINT/SIGTERM."
+)
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, per-scene lines or summary (for cron); errors and failed scenes are still shown.")]
-Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="Log details (-vv for debug).", show_default=False)]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress bar, per-scene lines or summary (for cron); errors and failed scenes are still shown.",
+    ),
+]
+Verbose = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="Log details (-vv for debug).", show_default=False)
+]
 
 
 class Device(str, Enum):
@@ -158,8 +177,12 @@ def check_creation_options(values: Optional[list[str]]) -> Optional[list[str]]:
 
 def progress_columns() -> tuple:
     return (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
-    )  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
 
 
 def window_progress(bar: Progress, task: TaskID, label: str, finishing: str) -> Callable[[int, int], None]:
@@ -186,7 +209,9 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def line_progress(label: str, finishing: str = "writing COG", clock: Callable[[], float] = time.monotonic) -> Callable[[int, int], None]:
+def line_progress(
+    label: str, finishing: str = "writing COG", clock: Callable[[], float] = time.monotonic
+) -> Callable[[int, int], None]:
     """A progress(done, total) callback for a stderr that is no terminal (a cron log, a pipe): a line per 10 % of
     the windows with the time elapsed and an ETA, then one when the library goes on to `finishing`."""
     started, lock = clock(), threading.Lock()

@@ -42,9 +42,12 @@ def render_batch_summary(results: list[SceneResult]) -> Table:
     for status, count in counts.items():
         rows = [r for r in results if r.status == status]
         table.add_row(
-            f"[{STATUS_STYLE[status]}]{status}[/]", str(count), f"{sum(r.seconds for r in rows):.1f}",
-            str(sum(r.windows for r in rows)), str(sum(r.skipped_windows for r in rows)),
-        )  # fmt: skip
+            f"[{STATUS_STYLE[status]}]{status}[/]",
+            str(count),
+            f"{sum(r.seconds for r in rows):.1f}",
+            str(sum(r.windows for r in rows)),
+            str(sum(r.skipped_windows for r in rows)),
+        )
     return table
 
 
@@ -96,7 +99,9 @@ def render_report(report: RasterReport) -> list[str]:
     ]
     for band in report.bands:
         extra = f", scale {band.scale:g} offset {band.offset:g}" if (band.scale, band.offset) != (1.0, 0.0) else ""
-        lines.append(f"    {band.index:>3}  {shown(band.description or '-'):<16} {band.colorinterp}{extra}{_band_made(band.made)}")
+        lines.append(
+            f"    {band.index:>3}  {shown(band.description or '-'):<16} {band.colorinterp}{extra}{_band_made(band.made)}"
+        )
     if report.provenance:  # an rssr output: how it was made, and its fidelity figures when measured
         lines.append("[bold]made by rssr[/]")
         width = max(len(k) for k in report.provenance)
@@ -145,7 +150,12 @@ def _human_seconds(seconds: float) -> str:
 def render_stack_report(report: StackReport) -> list[str]:
     """A product's or STAC item's bands (name, pixel size, size, file) and, with -s/-r, the output upscale would write."""
     nodata = "none" if report.nodata is None else f"{report.nodata:g}"
-    lines = [f"[bold]{shown(report.source)}[/]", f"  kind        {shown(report.kind)}, nodata {nodata}", *_model_choice_line(report.model), "  bands"]
+    lines = [
+        f"[bold]{shown(report.source)}[/]",
+        f"  kind        {shown(report.kind)}, nodata {nodata}",
+        *_model_choice_line(report.model),
+        "  bands",
+    ]
     for band in report.bands:
         crs = band.crs.to_string() if band.crs else "no CRS"
         lines.append(
@@ -159,14 +169,23 @@ def render_stack_report(report: StackReport) -> list[str]:
             f"  size        {report.grid.width} x {report.grid.height} px, pixel size {abs(t.a):.10g} x {abs(t.e):.10g}",
         ]
         for i, made in enumerate(report.band_methods):
-            how = f"{made.band} guided by {','.join(made.guided_by)} x{made.scale:.4g}" if made.guided_by else made.summary()
-            lines.append(f"  {'per band' if i == 0 else '':<11} {shown(how)}" + (f" ({shown(made.model)})" if made.model else ""))
+            how = (
+                f"{made.band} guided by {','.join(made.guided_by)} x{made.scale:.4g}"
+                if made.guided_by
+                else made.summary()
+            )
+            lines.append(
+                f"  {'per band' if i == 0 else '':<11} {shown(how)}" + (f" ({shown(made.model)})" if made.model else "")
+            )
         if report.guides_only:
             guides = ", ".join(_grouped(report.guides_only)).replace(" copied", " read")
             lines.append(f"  guides      {shown(guides)} as guides only (not output)")
         partial = [(name, f) for name, f in report.coverage if f < 1.0]
         if partial:
-            said = [f"{name} misses the grid (upscale refuses it)" if f == 0 else f"{name} {f * 100:.0f} % (nodata beyond)" for name, f in partial]
+            said = [
+                f"{name} misses the grid (upscale refuses it)" if f == 0 else f"{name} {f * 100:.0f} % (nodata beyond)"
+                for name, f in partial
+            ]
             lines.append(f"  coverage    {shown(', '.join(said))}")
     else:
         lines.append(f"  default     --bands {','.join(report.selected)}")
@@ -206,7 +225,8 @@ def render_models_report(report: ShippedModelsReport) -> list[str]:
 
 def render_model_report(report: ModelReport) -> list[str]:
     lines = [
-        f"[bold]{shown(report.id)}[/]  {shown(report.weights)}" + (f"  (shipped as {shown(report.name)})" if report.name else ""),
+        f"[bold]{shown(report.id)}[/]  {shown(report.weights)}"
+        + (f"  (shipped as {shown(report.name)})" if report.name else ""),
         f"  sha256         {report.sha256}",
         f"  size           {_human_bytes(report.size_bytes)}, {report.parameters:,} parameters"
         + (f", rssr {shown(report.rssr_version)}" if report.rssr_version else ""),

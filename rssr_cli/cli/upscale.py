@@ -44,70 +44,186 @@ BATCH_EXIT_HELP = "In batch mode 1 means at least one scene failed (busy and ski
 def upscale_command(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Input raster(s): files, directories, quoted globs, URLs (http(s)://, s3://, gs://), /vsi paths or GDAL connection strings (SENTINEL2_L2A:..., GTIFF_DIR:...).", show_default=False),
+        typer.Argument(
+            help="Input raster(s): files, directories, quoted globs, URLs (http(s)://, s3://, gs://), /vsi paths or GDAL connection strings (SENTINEL2_L2A:..., GTIFF_DIR:...).",
+            show_default=False,
+        ),
     ],
     output: Annotated[
-        str, typer.Option("--output", "-o", help="Output COG path; a directory (or DIR/) in batch mode.", show_default=False)
+        str,
+        typer.Option(
+            "--output", "-o", help="Output COG path; a directory (or DIR/) in batch mode.", show_default=False
+        ),
     ],
-    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor, any real > 1 (e.g. 4.5); give this or --resolution.", show_default=False)] = None,
+    scale: Annotated[
+        Optional[float],
+        typer.Option(
+            "--scale",
+            "-s",
+            help="Scale factor, any real > 1 (e.g. 4.5); give this or --resolution.",
+            show_default=False,
+        ),
+    ] = None,
     resolution: Annotated[
         Optional[str],
-        typer.Option("--resolution", "-r", help="Target pixel size in CRS units: X, or X,Y for x and y (like gdalwarp -tr X Y).", show_default=False),
+        typer.Option(
+            "--resolution",
+            "-r",
+            help="Target pixel size in CRS units: X, or X,Y for x and y (like gdalwarp -tr X Y).",
+            show_default=False,
+        ),
     ] = None,
     method: Annotated[
         Optional[str],
-        typer.Option("--method", "-m", help="SR method: diffusion (the model), bicubic, lanczos, nearest (default: diffusion; an error if no model is found).", show_default=False),
+        typer.Option(
+            "--method",
+            "-m",
+            help="SR method: diffusion (the model), bicubic, lanczos, nearest (default: diffusion; an error if no model is found).",
+            show_default=False,
+        ),
     ] = None,
     bands: Annotated[
         Optional[list[str]],
-        typer.Option("--bands", "-b", help="Bands to process, in output order: 1-based numbers (1,3,4, or -b 1 -b 3 -b 4) or names (B04,B03,B02,B08; a band's description, or for Sentinel-2 products also red, nir08, ...); 'all'. Default: all bands; for products the four 10 m bands.", show_default=False),
+        typer.Option(
+            "--bands",
+            "-b",
+            help="Bands to process, in output order: 1-based numbers (1,3,4, or -b 1 -b 3 -b 4) or names (B04,B03,B02,B08; a band's description, or for Sentinel-2 products also red, nir08, ...); 'all'. Default: all bands; for products the four 10 m bands.",
+            show_default=False,
+        ),
     ] = None,
     aoi: Annotated[
         Optional[str],
-        typer.Option("--aoi", help="Area of interest: a GeoJSON file (EPSG:4326 unless it says) or a WKT polygon (in the raster's CRS unless --aoi-crs). Only its windows run; pixels outside are nodata.", show_default=False),
+        typer.Option(
+            "--aoi",
+            help="Area of interest: a GeoJSON file (EPSG:4326 unless it says) or a WKT polygon (in the raster's CRS unless --aoi-crs). Only its windows run; pixels outside are nodata.",
+            show_default=False,
+        ),
     ] = None,
-    aoi_crs: Annotated[Optional[str], typer.Option("--aoi-crs", help="CRS of --aoi, e.g. EPSG:4326 (overrides the file's).", show_default=False)] = None,
+    aoi_crs: Annotated[
+        Optional[str],
+        typer.Option("--aoi-crs", help="CRS of --aoi, e.g. EPSG:4326 (overrides the file's).", show_default=False),
+    ] = None,
     nodata: Annotated[
         Optional[float],
-        typer.Option("--nodata", help="Declare a nodata value the input files do not carry (Sentinel-2: 0): those pixels are invalid, and nodata in the output, which carries this value. Replaces the file's own nodata or mask.", show_default=False),
+        typer.Option(
+            "--nodata",
+            help="Declare a nodata value the input files do not carry (Sentinel-2: 0): those pixels are invalid, and nodata in the output, which carries this value. Replaces the file's own nodata or mask.",
+            show_default=False,
+        ),
     ] = None,
     guidance: Annotated[
         bool,
-        typer.Option("--guidance/--no-guidance", help="Sentinel-2 stacks: sharpen the 20 m and 60 m bands with the 10 m bands' detail (guided model); off: every band on its own."),
+        typer.Option(
+            "--guidance/--no-guidance",
+            help="Sentinel-2 stacks: sharpen the 20 m and 60 m bands with the 10 m bands' detail (guided model); off: every band on its own.",
+        ),
     ] = True,
-    tile: Annotated[Optional[int], typer.Option(help="LR window core size in px (default: 256 for classical methods; ~512/scale for the model).", show_default=False)] = None,
-    overlap: Annotated[Optional[int], typer.Option(help="LR halo around each window in px, blended (default: min(32, tile/4)).", show_default=False)] = None,
+    tile: Annotated[
+        Optional[int],
+        typer.Option(
+            help="LR window core size in px (default: 256 for classical methods; ~512/scale for the model).",
+            show_default=False,
+        ),
+    ] = None,
+    overlap: Annotated[
+        Optional[int],
+        typer.Option(help="LR halo around each window in px, blended (default: min(32, tile/4)).", show_default=False),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per backend call.")] = DEFAULT_BATCH_SIZE,
     device: Annotated[Device, typer.Option(help="Where the model runs (classical methods ignore it).")] = Device.auto,
     threads: Annotated[
         Optional[int],
-        typer.Option("--threads", help="CPU threads for the model and for GDAL (GDAL_NUM_THREADS) (default: $OMP_NUM_THREADS, else all cores).", show_default=False),
+        typer.Option(
+            "--threads",
+            help="CPU threads for the model and for GDAL (GDAL_NUM_THREADS) (default: $OMP_NUM_THREADS, else all cores).",
+            show_default=False,
+        ),
     ] = None,
     model: Annotated[
         Optional[str],
-        typer.Option(help="Model (diffusion): a shipped model's name (aerial, s2-10m: rssr info --models) or a checkpoint path (default: $RSSR_MODEL, else chosen by the input: see below).", show_default=False),
+        typer.Option(
+            help="Model (diffusion): a shipped model's name (aerial, s2-10m: rssr info --models) or a checkpoint path (default: $RSSR_MODEL, else chosen by the input: see below).",
+            show_default=False,
+        ),
     ] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Denoising steps (diffusion) (default: the model card's).", show_default=False)] = None,
-    strength: Annotated[Optional[float], typer.Option(help="Noise strength t0/T (diffusion) (default: the model card's).", show_default=False)] = None,
-    precision: Annotated[Optional[Precision], typer.Option(help="Compute precision (diffusion) (default: bf16 on CUDA, else fp32; bf16 on CPU: mean 0.4 DN, max 40 DN from fp32 on the demo, BENCHMARKS.md).", show_default=False)] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(help="Denoising steps (diffusion) (default: the model card's).", show_default=False)
+    ] = None,
+    strength: Annotated[
+        Optional[float],
+        typer.Option(help="Noise strength t0/T (diffusion) (default: the model card's).", show_default=False),
+    ] = None,
+    precision: Annotated[
+        Optional[Precision],
+        typer.Option(
+            help="Compute precision (diffusion) (default: bf16 on CUDA, else fp32; bf16 on CPU: mean 0.4 DN, max 40 DN from fp32 on the demo, BENCHMARKS.md).",
+            show_default=False,
+        ),
+    ] = None,
     mode: Annotated[
         Optional[str],
-        typer.Option("--mode", help="faithful: the prior alone, the posterior mean (best PSNR, smooth top octave); realistic: a sample of the model's residual-shifting chain (the truth's texture statistics; needs a model with a trained chain). Default: the model card's.", show_default=False),
+        typer.Option(
+            "--mode",
+            help="faithful: the prior alone, the posterior mean (best PSNR, smooth top octave); realistic: a sample of the model's residual-shifting chain (the truth's texture statistics; needs a model with a trained chain). Default: the model card's.",
+            show_default=False,
+        ),
     ] = None,
-    samples: Annotated[int, typer.Option("--samples", metavar="K", help="--mode realistic: write the mean of K samples (K x the cost) and, for K >= 2, their per-pixel standard deviation as a side-car COG OUT.spread.tif (an uncertainty layer; not for band stacks or --split-rows yet).")] = 1,
-    tta: Annotated[bool, typer.Option("--tta", help="Self-ensemble (diffusion): average the model over the 8 flips/transposes of each window; 8x the cost (gain: BENCHMARKS.md).")] = False,
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples",
+            metavar="K",
+            help="--mode realistic: write the mean of K samples (K x the cost) and, for K >= 2, their per-pixel standard deviation as a side-car COG OUT.spread.tif (an uncertainty layer; not for band stacks or --split-rows yet).",
+        ),
+    ] = 1,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="Self-ensemble (diffusion): average the model over the 8 flips/transposes of each window; 8x the cost (gain: BENCHMARKS.md).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed for stochastic methods (per window, order independent).")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (batch: outputs made by a different request).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Batch: redo scenes already done with the same request.")] = False,
-    name: Annotated[Optional[str], typer.Option("--name", help="Batch: output file name template; fields {stem} {name} {scale} {resolution} {method} {seed} {bands} (B02-B03-B04-B08, or all) {date} (YYYYMMDD) {tile} (T33UUU; date and tile from the input's name). Default: {stem}_x{scale}.tif; for products {stem}_{bands}_x{scale}.tif, so two band sets are two outputs.", show_default=False)] = None,
-    log_json: Annotated[Optional[Path], typer.Option("--log-json", help="Append one JSON line per scene (input, output, status, seconds, windows, error).", show_default=False)] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace OUTPUT if it exists (batch: outputs made by a different request)."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Batch: redo scenes already done with the same request.")
+    ] = False,
+    name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--name",
+            help="Batch: output file name template; fields {stem} {name} {scale} {resolution} {method} {seed} {bands} (B02-B03-B04-B08, or all) {date} (YYYYMMDD) {tile} (T33UUU; date and tile from the input's name). Default: {stem}_x{scale}.tif; for products {stem}_{bands}_x{scale}.tif, so two band sets are two outputs.",
+            show_default=False,
+        ),
+    ] = None,
+    log_json: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--log-json",
+            help="Append one JSON line per scene (input, output, status, seconds, windows, error).",
+            show_default=False,
+        ),
+    ] = None,
     scheduler: Annotated[
         Optional[str],
-        typer.Option("--scheduler", envvar=SCHEDULER_ENV, show_envvar=True, help="Batch: run the scenes on a Dask cluster: tcp://host:8786, or local:N for N local worker processes.", show_default=False),
+        typer.Option(
+            "--scheduler",
+            envvar=SCHEDULER_ENV,
+            show_envvar=True,
+            help="Batch: run the scenes on a Dask cluster: tcp://host:8786, or local:N for N local worker processes.",
+            show_default=False,
+        ),
     ] = None,
     split_rows: Annotated[
         Optional[int],
-        typer.Option("--split-rows", help="With --scheduler: split each scene into N row bands run by different workers, assembled into one COG (byte-identical to an unsplit run). For scenes too big for one worker.", show_default=False),
+        typer.Option(
+            "--split-rows",
+            help="With --scheduler: split each scene into N row bands run by different workers, assembled into one COG (byte-identical to an unsplit run). For scenes too big for one worker.",
+            show_default=False,
+        ),
     ] = None,
     profile: Annotated[str, typer.Option(help=f"COG profile: {', '.join(sorted(PROFILES))}.")] = DEFAULT_PROFILE,
     co: Annotated[
@@ -116,16 +232,29 @@ def upscale_command(
     ] = None,
     report: Annotated[
         bool,
-        typer.Option("--report", help="Fidelity report: OUT.fidelity.json (degrade-back consistency per band, spectral angle, shift, deviating pixels, uncertainty) and OUT.fidelity.png (LR | SR | uncertainty). Key figures also go in the COG's RSSR_FIDELITY_* tags."),
+        typer.Option(
+            "--report",
+            help="Fidelity report: OUT.fidelity.json (degrade-back consistency per band, spectral angle, shift, deviating pixels, uncertainty) and OUT.fidelity.png (LR | SR | uncertainty). Key figures also go in the COG's RSSR_FIDELITY_* tags.",
+        ),
     ] = False,
-    report_samples: Annotated[int, typer.Option("--report-samples", help="Samples (seeds) for the uncertainty map.")] = DEFAULT_SAMPLES,
+    report_samples: Annotated[
+        int, typer.Option("--report-samples", help="Samples (seeds) for the uncertainty map.")
+    ] = DEFAULT_SAMPLES,
     max_shift: Annotated[
         Optional[float],
-        typer.Option("--max-shift", help="Refuse the output (exit 1, nothing written) if the SR content is shifted more than this, in input pixels.", show_default=False),
+        typer.Option(
+            "--max-shift",
+            help="Refuse the output (exit 1, nothing written) if the SR content is shifted more than this, in input pixels.",
+            show_default=False,
+        ),
     ] = None,
     max_consistency_error: Annotated[
         Optional[float],
-        typer.Option("--max-consistency-error", help="Refuse the output (exit 1, nothing written) if the SR, averaged back onto the input grid, differs from the input by more than this fraction of a band's range (mean, worst band), e.g. 0.01.", show_default=False),
+        typer.Option(
+            "--max-consistency-error",
+            help="Refuse the output (exit 1, nothing written) if the SR, averaged back onto the input grid, differs from the input by more than this fraction of a band's range (mean, worst band), e.g. 0.01.",
+            show_default=False,
+        ),
     ] = None,
     quiet: Quiet = False,
     verbose: Verbose = 0,
@@ -147,8 +276,14 @@ def upscale_command(
             resolution=parse_resolution(resolution) if resolution is not None else None,
             method=method,
             model=ModelOptions(
-                device=device.value, model=model, steps=steps, strength=strength, precision=precision and precision.value,
-                tta=tta, style=mode, samples=samples,
+                device=device.value,
+                model=model,
+                steps=steps,
+                strength=strength,
+                precision=precision and precision.value,
+                tta=tta,
+                style=mode,
+                samples=samples,
             ),
             tile=tile,
             overlap=overlap,
@@ -165,10 +300,20 @@ def upscale_command(
             guidance=None if guidance else False,
         )
         request = RunRequest(
-            tuple(inputs), output, settings, name=name, force=force, log_json=log_json, scheduler=scheduler, split_rows=split_rows
-        )  # fmt: skip
+            tuple(inputs),
+            output,
+            settings,
+            name=name,
+            force=force,
+            log_json=log_json,
+            scheduler=scheduler,
+            split_rows=split_rows,
+        )
         batch, show = request.is_batch, not quiet
-        with scene_bars(show and batch and stderr.is_terminal) as bars, progress_bar(show and not batch, "upscaling") as progress:
+        with (
+            scene_bars(show and batch and stderr.is_terminal) as bars,
+            progress_bar(show and not batch, "upscaling") as progress,
+        ):
 
             def on_scene(scene: SceneResult) -> None:
                 if bars is not None:

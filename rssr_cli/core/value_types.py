@@ -25,7 +25,9 @@ def check_field_types(value: Any) -> None:
     for field in dataclasses.fields(value):
         given = getattr(value, field.name)
         if not fits(given, hints[field.name]):
-            raise UsageError(f"{type(value).__name__}.{field.name} must be {describe(hints[field.name])}, not {given!r} ({type(given).__name__})")
+            raise UsageError(
+                f"{type(value).__name__}.{field.name} must be {describe(hints[field.name])}, not {given!r} ({type(given).__name__})"
+            )
 
 
 def fits(value: Any, hint: Any) -> bool:

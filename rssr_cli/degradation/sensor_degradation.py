@@ -124,8 +124,14 @@ def psf_weights(count: int, scale: float, origin: float, size: int, gaussian_mtf
     return box @ gaussian_matrix(size, gaussian_sigma(scale, gaussian_mtf))
 
 
-def degrade(hr: torch.Tensor, scale: float | tuple[float, float], lr_shape: tuple[int, int], member: SensorDraw = EVALUATION,
-            *, generator: Optional[torch.Generator] = None) -> torch.Tensor:  # fmt: skip
+def degrade(
+    hr: torch.Tensor,
+    scale: float | tuple[float, float],
+    lr_shape: tuple[int, int],
+    member: SensorDraw = EVALUATION,
+    *,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """Fine [N, C, H, W] (reflectance units) -> the coarse [N, C, h, w] a sensor of pixel side `scale` (one value, or
     (y, x)) records: Gaussian PSF, box aggregate on the grid at member.origin, noise, quantization (clipped at 0)."""
     h, w = lr_shape

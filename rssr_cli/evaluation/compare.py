@@ -26,7 +26,14 @@ from rssr_cli.core.errors import CheckpointError, InputError, UsageError
 from rssr_cli.core.interrupts import interruptible
 from rssr_cli.evaluation.jsonsafe import finite_or_none
 from rssr_cli.evaluation.pairs import PairScore, evaluate_pairs
-from rssr_cli.evaluation.protocol import DEFAULT_SCALES, DEGRADATIONS, EvaluationReport, PosteriorSpec, Progress, evaluate_folder
+from rssr_cli.evaluation.protocol import (
+    DEFAULT_SCALES,
+    DEGRADATIONS,
+    EvaluationReport,
+    PosteriorSpec,
+    Progress,
+    evaluate_folder,
+)
 from rssr_cli.geo.grid import check_scale
 from rssr_cli.io.images import find_images
 from rssr_cli.scoring.detail import Interval, summarize_detail
@@ -42,7 +49,16 @@ COMPARISON_COLUMNS = ("scale", "method", "PSNR (dB)", f"ΔPSNR vs {REFERENCE_MET
 DETAIL_COLUMNS = ("scale", "method", "HF energy", "HF error", "HF corr", "improve %", "omit %", "halluc %")
 PAIRED_COLUMNS = ("scale", "method", "vs", "ΔPSNR (dB)", "ΔHF energy", "ΔHF error", "ΔHF corr")
 POSTERIOR_COLUMNS = ("scale", "method", "bar", "figure", "mean [95 % CI]", "rule", "pass")
-PAIR_COLUMNS = ("method", "PSNR (dB)", f"ΔPSNR vs {REFERENCE_METHOD}", "SSIM", "gain", "offset", "shift dy, dx (HR px)", "s")
+PAIR_COLUMNS = (
+    "method",
+    "PSNR (dB)",
+    f"ΔPSNR vs {REFERENCE_METHOD}",
+    "SSIM",
+    "gain",
+    "offset",
+    "shift dy, dx (HR px)",
+    "s",
+)
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -113,7 +129,9 @@ def model_backends(
 ) -> dict[str, SRBackend]:
     """{"model-prior", "model-k{k}" per k in steps (default: the card's), "model-full{n}" per n}: one model, loaded once.
     tta: also "model-prior-tta" and "model-k{k}-tta", the same with the 8-way self-ensemble."""
-    prior = cast("DiffusionBackend", get_backend("diffusion", model=model, device=device, mode="prior", threads=threads))
+    prior = cast(
+        "DiffusionBackend", get_backend("diffusion", model=model, device=device, mode="prior", threads=threads)
+    )
     backends: dict[str, SRBackend] = {f"{MODEL_PREFIX}-prior": prior}
     for k in steps or (prior.steps,):
         if k > 0:
@@ -132,7 +150,12 @@ def build_backends(settings: CompareSettings) -> dict[str, SRBackend]:
     if settings.model is None:
         return classical
     models = model_backends(
-        settings.model, settings.steps, settings.strength, settings.full_chain, settings.device, threads=settings.threads,
+        settings.model,
+        settings.steps,
+        settings.strength,
+        settings.full_chain,
+        settings.device,
+        threads=settings.threads,
         tta=settings.tta,
     )
     return {**models, **classical}
@@ -188,14 +211,23 @@ def compare_on_folder(
     _set_threads(settings.threads)
     backends = build_backends(settings)
     spec = posterior_spec(backends, settings.samples)
-    report = evaluate_folder(hr_dir, backends, scales, limit=limit, progress=progress, seed=settings.seed,
-                             degrade=DEGRADATIONS[settings.degradation], posterior=spec)
+    report = evaluate_folder(
+        hr_dir,
+        backends,
+        scales,
+        limit=limit,
+        progress=progress,
+        seed=settings.seed,
+        degrade=DEGRADATIONS[settings.degradation],
+        posterior=spec,
+    )
     report.meta.update(
         model=str(settings.model) if settings.model is not None else None,
         samples=settings.samples,
         reference=REFERENCE_METHOD,
         psnr_vs_reference=[
-            {"scale": scale, "backend": name, "delta_psnr": delta} for (scale, name), delta in psnr_gains(report).items()
+            {"scale": scale, "backend": name, "delta_psnr": delta}
+            for (scale, name), delta in psnr_gains(report).items()
         ],
         provenance=provenance(backends),
     )
@@ -217,10 +249,17 @@ def comparison_rows(report: EvaluationReport, reference: str = REFERENCE_METHOD)
     """Formatted cells matching COMPARISON_COLUMNS (ΔPSNR "-" where the reference did not run)."""
     gains = psnr_gains(report, reference)
     return [
-        (f"x{s.scale:g}", s.backend, f"{s.psnr:.2f}", _signed(gains.get((s.scale, s.backend))), f"{s.ssim:.4f}",
-         f"{s.seconds:.4f}", str(s.images))
+        (
+            f"x{s.scale:g}",
+            s.backend,
+            f"{s.psnr:.2f}",
+            _signed(gains.get((s.scale, s.backend))),
+            f"{s.ssim:.4f}",
+            f"{s.seconds:.4f}",
+            str(s.images),
+        )
         for s in report.summary()
-    ]  # fmt: skip
+    ]
 
 
 def _ci(interval: Interval, fmt: str = "{:.3f}", factor: float = 1.0) -> str:
@@ -236,15 +275,25 @@ def detail_rows(report: EvaluationReport) -> tuple[list[tuple[str, ...]], list[t
     """Cells for DETAIL_COLUMNS (means with 95 % CIs) and PAIRED_COLUMNS (paired differences with CIs)."""
     summaries = summarize_detail(report.rows, report.scales, report.backends)
     means = [
-        (f"x{d.scale:g}", d.backend, *(_ci(d.figures[n]) for n in ("hf_energy_ratio", "hf_error_ratio", "hf_correlation")),
-         *(_ci(d.figures[n], "{:.1f}", 100.0) for n in ("improvement", "omission", "hallucination")))
+        (
+            f"x{d.scale:g}",
+            d.backend,
+            *(_ci(d.figures[n]) for n in ("hf_energy_ratio", "hf_error_ratio", "hf_correlation")),
+            *(_ci(d.figures[n], "{:.1f}", 100.0) for n in ("improvement", "omission", "hallucination")),
+        )
         for d in summaries
-    ]  # fmt: skip
+    ]
     paired = [
-        (f"x{d.scale:g}", d.backend, ref, _ci(deltas["psnr"], "{:+.2f}"),
-         *(_ci(deltas[n], "{:+.3f}") for n in ("hf_energy_ratio", "hf_error_ratio", "hf_correlation")))
-        for d in summaries for ref, deltas in d.versus.items()
-    ]  # fmt: skip
+        (
+            f"x{d.scale:g}",
+            d.backend,
+            ref,
+            _ci(deltas["psnr"], "{:+.2f}"),
+            *(_ci(deltas[n], "{:+.3f}") for n in ("hf_energy_ratio", "hf_error_ratio", "hf_correlation")),
+        )
+        for d in summaries
+        for ref, deltas in d.versus.items()
+    ]
     return means, paired
 
 
@@ -256,7 +305,9 @@ def posterior_rows(report: EvaluationReport) -> list[tuple[str, ...]]:
             for f in bar.figures:
                 verdict = "-" if f.rule == "reference" else ("pass" if f.passed else "FAIL")
                 rows.append((f"x{cell.scale:g}", cell.backend, str(bar.number), f.name, _ci(f.value), f.rule, verdict))
-        rows.append((f"x{cell.scale:g}", cell.backend, "all", "bars passed", f"{cell.passed} / {len(cell.bars)}", "", ""))
+        rows.append(
+            (f"x{cell.scale:g}", cell.backend, "all", "bars passed", f"{cell.passed} / {len(cell.bars)}", "", "")
+        )
     return rows
 
 
@@ -289,15 +340,28 @@ class PairComparison:
         out: list[tuple[str, ...]] = []
         for name, s in self.scores.items():
             delta = s.psnr - ref.psnr if ref is not None else None
-            out.append((
-                name, f"{s.psnr:.2f}", _signed(delta), f"{s.ssim:.4f}", ", ".join(f"{g:.4g}" for g in s.gain),
-                ", ".join(f"{o:.4g}" for o in s.offset), f"{s.shift_hr_px[0]:+.2f}, {s.shift_hr_px[1]:+.2f}", f"{s.seconds:.3f}",
-            ))  # fmt: skip
+            out.append(
+                (
+                    name,
+                    f"{s.psnr:.2f}",
+                    _signed(delta),
+                    f"{s.ssim:.4f}",
+                    ", ".join(f"{g:.4g}" for g in s.gain),
+                    ", ".join(f"{o:.4g}" for o in s.offset),
+                    f"{s.shift_hr_px[0]:+.2f}, {s.shift_hr_px[1]:+.2f}",
+                    f"{s.seconds:.3f}",
+                )
+            )
         return out
 
     def to_json(self) -> str:
-        doc = {"lr": self.lr, "hr": self.hr, "reference": REFERENCE_METHOD, "provenance": self.provenance,
-               "scores": {name: asdict(score) for name, score in self.scores.items()}}  # fmt: skip
+        doc = {
+            "lr": self.lr,
+            "hr": self.hr,
+            "reference": REFERENCE_METHOD,
+            "provenance": self.provenance,
+            "scores": {name: asdict(score) for name, score in self.scores.items()},
+        }
         return json.dumps(finite_or_none(doc), indent=2, allow_nan=False)
 
 
@@ -320,7 +384,9 @@ def compare_on_pair(
     _set_threads(settings.threads)
     backends = build_backends(settings)
     scores = {
-        name: evaluate_pairs(lr_path, hr_path, backend, lr_bands=lr_bands, hr_bands=hr_bands, border=border, seed=settings.seed)
+        name: evaluate_pairs(
+            lr_path, hr_path, backend, lr_bands=lr_bands, hr_bands=hr_bands, border=border, seed=settings.seed
+        )
         for name, backend in backends.items()
     }
     return PairComparison(str(lr_path), str(hr_path), scores, provenance(backends))

@@ -28,7 +28,16 @@ import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from rssr_cli.evaluation.fidelity_report import DEVIATION_SIGMAS, NOISE_CELL, NOISE_PERCENTILE, BandFidelity, FidelityOptions, FidelityReport, Shift, UncertaintyCrop
+from rssr_cli.evaluation.fidelity_report import (
+    DEVIATION_SIGMAS,
+    NOISE_CELL,
+    NOISE_PERCENTILE,
+    BandFidelity,
+    FidelityOptions,
+    FidelityReport,
+    Shift,
+    UncertaintyCrop,
+)
 from rssr_cli.geo.grid import OutputGrid, hr_grid_for
 from rssr_cli.geo.windows import as_tuple, edges
 from rssr_cli.io.raster_io import SourceInfo, read_window
@@ -101,8 +110,12 @@ class Comparison:
     def weights(self, lr: Window, sr: Window) -> tuple[np.ndarray, np.ndarray]:
         g, lr_e, sr_e, reg = self.grid, edges(lr), edges(sr), edges(self.region)
         y0, dy, x0, dx = self.axes(g)
-        wy = area_weights(lr_e.top, lr_e.bottom, sr_e.top + reg.top, sr_e.bottom + reg.top, g.src_height, g.height, start=y0, step=dy)
-        wx = area_weights(lr_e.left, lr_e.right, sr_e.left + reg.left, sr_e.right + reg.left, g.src_width, g.width, start=x0, step=dx)
+        wy = area_weights(
+            lr_e.top, lr_e.bottom, sr_e.top + reg.top, sr_e.bottom + reg.top, g.src_height, g.height, start=y0, step=dy
+        )
+        wx = area_weights(
+            lr_e.left, lr_e.right, sr_e.left + reg.left, sr_e.right + reg.left, g.src_width, g.width, start=x0, step=dx
+        )
         return wy, wx
 
 
@@ -210,24 +223,34 @@ def measure_fidelity(
             unc_mean, unc_p95 = float(crop.std[b].mean()), float(np.percentile(crop.std[b], 95))
         band_reports.append(
             BandFidelity(
-                band=band, description=info.descriptions[band - 1], consistency_l1=float(l1),
+                band=band,
+                description=info.descriptions[band - 1],
+                consistency_l1=float(l1),
                 consistency_relative=float(l1 / span) if span > 0 else (0.0 if l1 == 0 else math.inf),
-                value_range=(ranges[b][0], ranges[b][1]), noise_sigma=float(sigma[b]),
+                value_range=(ranges[b][0], ranges[b][1]),
+                noise_sigma=float(sigma[b]),
                 deviating_fraction=float(deviating[b] / compared) if compared else math.nan,
-                uncertainty_mean=unc_mean, uncertainty_p95=unc_p95,
-            )  # fmt: skip
+                uncertainty_mean=unc_mean,
+                uncertainty_p95=unc_p95,
+            )
         )
     shift = None
     if shifts:
         arr = np.array(shifts)
         shift = Shift(float(np.median(arr[:, 0])), float(np.median(arr[:, 1])), len(shifts))
     report = FidelityReport(
-        source=info.path, output="", method=method,
-        scale_xy=(comparison.grid.scale_x, comparison.grid.scale_y), lr_pixels_compared=compared,
-        bands=tuple(band_reports), spectral_angle_deg=angle_sum / angle_count if angle_count else None,
-        shift=shift, uncertainty=crop.describe() if crop is not None else None,
-        checks=options.checks, failures=(),
-    )  # fmt: skip
+        source=info.path,
+        output="",
+        method=method,
+        scale_xy=(comparison.grid.scale_x, comparison.grid.scale_y),
+        lr_pixels_compared=compared,
+        bands=tuple(band_reports),
+        spectral_angle_deg=angle_sum / angle_count if angle_count else None,
+        shift=shift,
+        uncertainty=crop.describe() if crop is not None else None,
+        checks=options.checks,
+        failures=(),
+    )
     return report, crop
 
 
@@ -260,7 +283,9 @@ def crop_window(block: Window, grid: OutputGrid) -> Window:
     """A centred LR square of `block` whose output is about CROP_HR_PX px across (at least 8 LR px)."""
     side = max(8, round(CROP_HR_PX / max(grid.scale_x, grid.scale_y)))
     w, h = min(side, int(block.width)), min(side, int(block.height))
-    return Window(int(block.col_off) + (int(block.width) - w) // 2, int(block.row_off) + (int(block.height) - h) // 2, w, h)
+    return Window(
+        int(block.col_off) + (int(block.width) - w) // 2, int(block.row_off) + (int(block.height) - h) // 2, w, h
+    )
 
 
 def _sample_uncertainty(block: Window, cmp: Comparison, sample_crop: SampleCrop, n: int, seed: int) -> CropSamples:
@@ -270,4 +295,3 @@ def _sample_uncertainty(block: Window, cmp: Comparison, sample_crop: SampleCrop,
     samples = np.stack([s.astype(np.float64) for s in sample_crop(core, seeds)])
     local = Window(int(out.col_off - cmp.region.col_off), int(out.row_off - cmp.region.row_off), out.width, out.height)
     return CropSamples(core, local, samples)
-

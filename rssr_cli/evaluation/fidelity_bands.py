@@ -33,9 +33,17 @@ class OutputBand:
 
 
 def measure_bands(
-    output: DatasetReader, bands: Sequence[OutputBand], region: Window, *, source: str, method: str,
-    options: FidelityOptions, nodata: Optional[float], scale_xy: tuple[float, float], seed: int = 0,
-) -> FidelityReport:  # fmt: skip
+    output: DatasetReader,
+    bands: Sequence[OutputBand],
+    region: Window,
+    *,
+    source: str,
+    method: str,
+    options: FidelityOptions,
+    nodata: Optional[float],
+    scale_xy: tuple[float, float],
+    seed: int = 0,
+) -> FidelityReport:
     """Each output band against its native band (`nodata`: the stack's, for band files that declare none)."""
     reports = []
     for item in bands:
@@ -45,22 +53,43 @@ def measure_bands(
             descriptions[item.band.index - 1] = item.band.name
             info = replace(info, descriptions=tuple(descriptions))
             report, _ = measure_fidelity(
-                dataset, info, (item.band.index,), output, Comparison.plan(item.grid, region), method=method,
-                options=options, sample_crop=item.sample_crop, seed=seed, output_bands=(item.slot,),
-            )  # fmt: skip
+                dataset,
+                info,
+                (item.band.index,),
+                output,
+                Comparison.plan(item.grid, region),
+                method=method,
+                options=options,
+                sample_crop=item.sample_crop,
+                seed=seed,
+                output_bands=(item.slot,),
+            )
         reports.append((item.slot, report))
     return combine(reports, source=source, method=method, scale_xy=scale_xy, options=options)
 
 
-def combine(reports: Sequence[tuple[int, FidelityReport]], *, source: str, method: str, scale_xy: tuple[float, float],
-            options: FidelityOptions) -> FidelityReport:  # fmt: skip
+def combine(
+    reports: Sequence[tuple[int, FidelityReport]],
+    *,
+    source: str,
+    method: str,
+    scale_xy: tuple[float, float],
+    options: FidelityOptions,
+) -> FidelityReport:
     """One report from single-band reports: bands numbered by their output slot, the worst band's shift."""
     bands = tuple(replace(r.bands[0], band=slot) for slot, r in reports if r.bands)
     shifts = [r.shift for _, r in reports if r.shift is not None]
     crops = [r.uncertainty for _, r in reports if r.uncertainty is not None]
     return FidelityReport(
-        source=source, output="", method=method, scale_xy=scale_xy,
-        lr_pixels_compared=sum(r.lr_pixels_compared for _, r in reports), bands=bands, spectral_angle_deg=None,
+        source=source,
+        output="",
+        method=method,
+        scale_xy=scale_xy,
+        lr_pixels_compared=sum(r.lr_pixels_compared for _, r in reports),
+        bands=bands,
+        spectral_angle_deg=None,
         shift=max(shifts, key=lambda s: s.magnitude if math.isfinite(s.magnitude) else -1.0) if shifts else None,
-        uncertainty=crops[0] if crops else None, checks=options.checks, failures=(),
-    )  # fmt: skip
+        uncertainty=crops[0] if crops else None,
+        checks=options.checks,
+        failures=(),
+    )

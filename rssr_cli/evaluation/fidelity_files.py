@@ -32,7 +32,9 @@ def check_same_area(sr: SourceInfo, lr: SourceInfo) -> None:
             "fidelity compares an rssr output with the very raster it was made from"
         )
     if sr.width < lr.width or sr.height < lr.height:
-        raise InputError(f"{sr.path} ({sr.width}x{sr.height}) is smaller than {lr.path} ({lr.width}x{lr.height}); pass SR first")
+        raise InputError(
+            f"{sr.path} ({sr.width}x{sr.height}) is smaller than {lr.path} ({lr.width}x{lr.height}); pass SR first"
+        )
 
 
 @interruptible
@@ -87,23 +89,38 @@ def fidelity_of_stack(sr_path: Path, product: str, *, lr_bands: Optional[Sequenc
                 raise InputError(f"CRS differ: {sr_info.crs} vs {crs.pop()}; give the SR made from this product")
             finest = min(selected, key=lambda b: b.resolution)
             common = OutputGrid(finest.width, finest.height, sr_info.width, sr_info.height, sr_ds.transform)
-            bands = [OutputBand(slot, band, placed_grid(band.width, band.height, band.transform, common)) for slot, band in zip(sr_idx, selected)]
+            bands = [
+                OutputBand(slot, band, placed_grid(band.width, band.height, band.transform, common))
+                for slot, band in zip(sr_idx, selected)
+            ]
             for item in bands:
                 col0, col1, row0, row1 = item.grid.footprint()
                 if col0 == col1 or row0 == row1:
-                    raise InputError(f"{sr_info.path} does not overlap band {item.band.name} of {product}; give the SR made from this product")
+                    raise InputError(
+                        f"{sr_info.path} does not overlap band {item.band.name} of {product}; give the SR made from this product"
+                    )
             report = measure_bands(
-                sr_ds, bands, Window(0, 0, sr_info.width, sr_info.height), source=stack.source,
-                method=sr_ds.tags().get("RSSR_METHOD", "unknown"), options=FidelityOptions(), nodata=stack.default_nodata,
+                sr_ds,
+                bands,
+                Window(0, 0, sr_info.width, sr_info.height),
+                source=stack.source,
+                method=sr_ds.tags().get("RSSR_METHOD", "unknown"),
+                options=FidelityOptions(),
+                nodata=stack.default_nodata,
                 scale_xy=(common.scale_x, common.scale_y),
-            )  # fmt: skip
+            )
     return check(report, str(sr_path))
 
 
 def fidelity_rows(report: FidelityReport) -> list[tuple[str, ...]]:
     """Formatted cells matching FIDELITY_COLUMNS, one row per band."""
     return [
-        (str(b.band), f"{b.consistency_l1:.4g}", f"{100 * b.consistency_relative:.3f}", f"{100 * b.deviating_fraction:.2f}",
-         f"{b.noise_sigma:.4g}")
+        (
+            str(b.band),
+            f"{b.consistency_l1:.4g}",
+            f"{100 * b.consistency_relative:.3f}",
+            f"{100 * b.deviating_fraction:.2f}",
+            f"{b.noise_sigma:.4g}",
+        )
         for b in report.bands
-    ]  # fmt: skip
+    ]

@@ -122,12 +122,14 @@ class FidelityReport:
 
     def figures(self) -> dict:
         """The key figures in a few numbers (a batch's JSON log line)."""
-        return finite_or_none({
-            "consistency": self.worst_consistency,
-            "shift_lr_px": None if self.shift is None else round(self.shift.magnitude, 4),
-            "deviating": max((b.deviating_fraction for b in self.bands), default=math.nan),
-            "passed": self.passed,
-        })
+        return finite_or_none(
+            {
+                "consistency": self.worst_consistency,
+                "shift_lr_px": None if self.shift is None else round(self.shift.magnitude, 4),
+                "deviating": max((b.deviating_fraction for b in self.bands), default=math.nan),
+                "passed": self.passed,
+            }
+        )
 
     def summary(self) -> str:
         shift = "not measured" if self.shift is None else f"{self.shift.magnitude:.2f} LR px"
@@ -156,15 +158,15 @@ DEFINITIONS = {
 }
 
 
-
 def check(report: FidelityReport, output: str) -> FidelityReport:
     """The report with its output path and the threshold failures filled in."""
     checks, failures = report.checks, []
     if not report.lr_pixels_compared and (checks.max_shift is not None or checks.max_consistency_error is not None):
         failures.append("no valid pixel to compare")
     if checks.max_consistency_error is not None and report.worst_consistency > checks.max_consistency_error:
-        failures.append(f"consistency error {report.worst_consistency:.4g} > --max-consistency-error {checks.max_consistency_error:g}")
+        failures.append(
+            f"consistency error {report.worst_consistency:.4g} > --max-consistency-error {checks.max_consistency_error:g}"
+        )
     if checks.max_shift is not None and report.shift is not None and report.shift.magnitude > checks.max_shift:
         failures.append(f"shift {report.shift.magnitude:.3g} LR px > --max-shift {checks.max_shift:g}")
     return replace(report, output=output, failures=tuple(failures))
-

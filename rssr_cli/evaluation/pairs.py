@@ -82,9 +82,14 @@ def evaluate_pairs(
         lr_idx = list(lr_bands or range(1, lr_src.count + 1))
         hr_idx = list(hr_bands or range(1, hr_src.count + 1))
         if len(lr_idx) != len(hr_idx):
-            raise InputError(f"band counts differ ({len(lr_idx)} vs {len(hr_idx)}); pass lr_bands/hr_bands (--lr-bands/--hr-bands)")
-        lr = to_model_units(lr_src.read(lr_idx, window=geo.lr_window),
-                            scales=[lr_src.scales[i - 1] for i in lr_idx], offsets=[lr_src.offsets[i - 1] for i in lr_idx])
+            raise InputError(
+                f"band counts differ ({len(lr_idx)} vs {len(hr_idx)}); pass lr_bands/hr_bands (--lr-bands/--hr-bands)"
+            )
+        lr = to_model_units(
+            lr_src.read(lr_idx, window=geo.lr_window),
+            scales=[lr_src.scales[i - 1] for i in lr_idx],
+            offsets=[lr_src.offsets[i - 1] for i in lr_idx],
+        )
         hr = hr_src.read(hr_idx, window=geo.hr_window).astype(np.float64)
     start = time.perf_counter()
     sr = backend.upsample([SRRequest(lr=lr, grid=geo.grid, seed=seed)])[0].astype(np.float64)
@@ -96,8 +101,15 @@ def evaluate_pairs(
     fitted = gain[:, None, None] * sr_s + offset[:, None, None]
     peak = float(hr_s.max() - hr_s.min()) if data_range is None else float(data_range)
     return PairScore(
-        psnr=psnr(fitted, hr_s, peak), ssim=ssim(fitted, hr_s, peak), data_range=peak,
-        gain=tuple(map(float, gain)), offset=tuple(map(float, offset)),
-        shift_hr_px=measure_shift(fitted, hr_s), scale=scale,
-        lr_window=geo.lr_tuple, hr_window=geo.hr_tuple, shave=cut, seconds=seconds,
+        psnr=psnr(fitted, hr_s, peak),
+        ssim=ssim(fitted, hr_s, peak),
+        data_range=peak,
+        gain=tuple(map(float, gain)),
+        offset=tuple(map(float, offset)),
+        shift_hr_px=measure_shift(fitted, hr_s),
+        scale=scale,
+        lr_window=geo.lr_tuple,
+        hr_window=geo.hr_tuple,
+        shave=cut,
+        seconds=seconds,
     )

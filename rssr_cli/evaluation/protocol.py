@@ -253,13 +253,26 @@ def score_image(
         outputs[name] = quantize(sr, image.dtype)
         sr = shave(outputs[name], cut)
         scores.append(
-            ImageScore(image.name, float(scale), name, psnr(sr, reference, 1.0), ssim(sr, reference, 1.0),
-                       seconds, (height, width), size, cut, _detail_or_none(sr, reference, interpolated))
+            ImageScore(
+                image.name,
+                float(scale),
+                name,
+                psnr(sr, reference, 1.0),
+                ssim(sr, reference, 1.0),
+                seconds,
+                (height, width),
+                size,
+                cut,
+                _detail_or_none(sr, reference, interpolated),
+            )
         )
     if posterior is None or min(reference.shape[-2:]) < 8:
         return scores
-    judged = {name: _posterior_of(name, backends[name], outputs, image, lr, request, posterior, degrade, cut)
-              for name in posterior.candidates if name in backends}  # fmt: skip
+    judged = {
+        name: _posterior_of(name, backends[name], outputs, image, lr, request, posterior, degrade, cut)
+        for name in posterior.candidates
+        if name in backends
+    }
     return [replace(s, posterior=judged[s.backend]) if s.backend in judged else s for s in scores]
 
 
@@ -286,9 +299,15 @@ def _posterior_of(
             samples.append(quantize(draw, image.dtype))
     size = lr.shape[-2:]
     figures = posterior_image(
-        samples, outputs[spec.prior], image.data, lr, degrade=lambda hr: degrade(hr, (size[0], size[1])),
-        quant_step=1.0 / FIXED_DIVISORS[image.dtype], border=cut, seed=request.seed,
-    )  # fmt: skip
+        samples,
+        outputs[spec.prior],
+        image.data,
+        lr,
+        degrade=lambda hr: degrade(hr, (size[0], size[1])),
+        quant_step=1.0 / FIXED_DIVISORS[image.dtype],
+        border=cut,
+        seed=request.seed,
+    )
     return figures.as_dict()
 
 
@@ -328,12 +347,13 @@ def evaluate_folder(
     for index, path in enumerate(paths):
         image = load_image(path, name=path.relative_to(root).as_posix())
         for scale in scales:
-            rows += score_image(image, scale, backends, degrade=degrade, border=border, seed=seed + index, posterior=posterior)
+            rows += score_image(
+                image, scale, backends, degrade=degrade, border=border, seed=seed + index, posterior=posterior
+            )
         if progress is not None:
             progress(index + 1, len(paths))
     rule = f"shave {border} px" if border is not None else "shave ceil(scale) px"
     name = getattr(degrade, "__name__", type(degrade).__name__)
-    return EvaluationReport(rows, tuple(float(s) for s in scales), tuple(backends), rule, name,
-                            {"hr_dir": str(root), "images": len(paths)})
-
-
+    return EvaluationReport(
+        rows, tuple(float(s) for s in scales), tuple(backends), rule, name, {"hr_dir": str(root), "images": len(paths)}
+    )

@@ -44,7 +44,9 @@ def inner_window(area: tuple[float, float, float, float], transform: Affine) -> 
     return from_edges(top, bottom, left, right)
 
 
-def plan_pair(lr_transform: Affine, lr_shape: tuple[int, int], hr_transform: Affine, hr_shape: tuple[int, int]) -> PairGeometry:
+def plan_pair(
+    lr_transform: Affine, lr_shape: tuple[int, int], hr_transform: Affine, hr_shape: tuple[int, int]
+) -> PairGeometry:
     """Co-register an LR and an HR raster in one CRS by their georeferencing (north-up grids).
 
     LR window: LR pixels entirely inside both rasters. HR window: HR pixels entirely inside the LR
@@ -64,6 +66,12 @@ def plan_pair(lr_transform: Affine, lr_shape: tuple[int, int], hr_transform: Aff
     lr_t = lr_transform @ Affine.translation(lr_win.col_off, lr_win.row_off)
     hr_t = hr_transform @ Affine.translation(hr_win.col_off, hr_win.row_off)
     x0, y0 = ~lr_t @ (hr_t.c, hr_t.f)
-    grid = HRGrid(height=int(hr_win.height), width=int(hr_win.width), y0=float(y0), x0=float(x0),
-                  dy=hr_t.e / lr_t.e, dx=hr_t.a / lr_t.a)  # fmt: skip
+    grid = HRGrid(
+        height=int(hr_win.height),
+        width=int(hr_win.width),
+        y0=float(y0),
+        x0=float(x0),
+        dy=hr_t.e / lr_t.e,
+        dx=hr_t.a / lr_t.a,
+    )
     return PairGeometry(lr_win, hr_win, grid)

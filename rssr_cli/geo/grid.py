@@ -152,8 +152,12 @@ def format_resolution(resolution: float | tuple[float, float]) -> str:
 
 
 def target_scales(
-    pixel: tuple[float, float], *, scale: Optional[float], resolution: Optional[float | tuple[float, float]],
-    allow_one: bool = False, of: str = "the input's",
+    pixel: tuple[float, float],
+    *,
+    scale: Optional[float],
+    resolution: Optional[float | tuple[float, float]],
+    allow_one: bool = False,
+    of: str = "the input's",
 ) -> tuple[float, float, str]:
     """(scale_x, scale_y, the option as asked) for a scale factor, or for a target pixel size in CRS units (like
     gdalwarp -tr) on pixels of size `pixel` (x, y): the one rule of every output grid (plan_output_grid). A resolution
@@ -170,7 +174,9 @@ def target_scales(
     scale_x, scale_y = pixel[0] / res_x, pixel[1] / res_y
     asked = f"--resolution {format_resolution(resolution)}"
     if min(scale_x, scale_y) < 1.0 - (1e-9 if allow_one else 0.0):
-        raise UsageError(f"{asked} is coarser than {of} {pixel[0]:g} x {pixel[1]:g} pixels on an axis; rssr only upsamples")
+        raise UsageError(
+            f"{asked} is coarser than {of} {pixel[0]:g} x {pixel[1]:g} pixels on an axis; rssr only upsamples"
+        )
     check_scale(max(scale_x, scale_y), allow_one=True, asked=asked)
     return scale_x, scale_y, asked
 

@@ -71,7 +71,9 @@ def aoi_region(grid: OutputGrid, aoi: BaseGeometry) -> OutputRegion:
     region = OutputRegion(from_edges(rows[0], rows[1], cols[0], cols[1]), clipped, pixels)
     if not _covers_a_pixel_centre(region):
         # A sliver between pixel centres selects no pixel: the output would be entirely nodata.
-        raise UsageError("the AOI covers no pixel centre of the output grid (it falls between them); nothing would be written")
+        raise UsageError(
+            "the AOI covers no pixel centre of the output grid (it falls between them); nothing would be written"
+        )
     return region
 
 
@@ -129,7 +131,9 @@ def tiles_for_region(region: OutputRegion, tiles: list[list[Tile]]) -> tuple[lis
     kept = []
     for row in tiles:
         patches = [edges(t.out) for t in row]
-        footprints = shapely.box([e.left for e in patches], [e.top for e in patches], [e.right for e in patches], [e.bottom for e in patches])
+        footprints = shapely.box(
+            [e.left for e in patches], [e.top for e in patches], [e.right for e in patches], [e.bottom for e in patches]
+        )
         # sharing only an edge with the AOI is not enough: no pixel centre of the patch is then inside it
         touching = shapely.intersects(footprints, region.aoi_pixels) & ~shapely.touches(footprints, region.aoi_pixels)
         if touching.any():

@@ -74,7 +74,9 @@ def check_aoi_file(path: Path) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise UsageError(f"the AOI {path} is not a regular file (a device, FIFO or socket); give a GeoJSON file")
     if info.st_size > MAX_AOI_BYTES:
-        raise UsageError(f"the AOI file {path} is {info.st_size / 1e6:.0f} MB; an AOI file may be at most {MAX_AOI_BYTES // 10**6} MB")
+        raise UsageError(
+            f"the AOI file {path} is {info.st_size / 1e6:.0f} MB; an AOI file may be at most {MAX_AOI_BYTES // 10**6} MB"
+        )
 
 
 def parse_crs(text: str) -> CRS:
@@ -131,7 +133,7 @@ def _legacy_crs(document: dict, path: Path) -> Optional[CRS]:
         return None
     name = member.get("properties", {}).get("name") if isinstance(member, dict) else None
     if not isinstance(name, str):
-        raise UsageError(f"the AOI file {path} has a \"crs\" member without a name; remove it or give the AOI CRS")
+        raise UsageError(f'the AOI file {path} has a "crs" member without a name; remove it or give the AOI CRS')
     return parse_crs(name)
 
 

@@ -103,7 +103,9 @@ def check_complete(path: Path, spec: OutputSpec) -> None:
     expected = spec.width * spec.height * spec.count * np.dtype(spec.dtype).itemsize
     size = path.stat().st_size
     if size < expected:
-        raise write_error(f"cannot write {path}", path, None, detail=f"only {size} of {expected} bytes reached the disk")
+        raise write_error(
+            f"cannot write {path}", path, None, detail=f"only {size} of {expected} bytes reached the disk"
+        )
 
 
 def disk_full(path: Path, reserve: int = 1 << 20) -> bool:
@@ -139,7 +141,9 @@ def _write_metadata(writer: DatasetWriter, spec: OutputSpec) -> None:
             writer.update_tags(band, **tags)
 
 
-def write_rows(writer: DatasetWriter, spec: OutputSpec, row_off: int, data: np.ndarray, mask: Optional[np.ndarray]) -> None:
+def write_rows(
+    writer: DatasetWriter, spec: OutputSpec, row_off: int, data: np.ndarray, mask: Optional[np.ndarray]
+) -> None:
     """Write [bands, h, width] rows (and the per-dataset mask rows when the output uses one)."""
     window = Window(0, row_off, spec.width, data.shape[1])
     try:
@@ -248,9 +252,12 @@ def _build_cog_in_child(intermediate: Path, staged: Path, options: Mapping, dst:
     # (stderr to a file, not a pipe: a chatty child must never block on a full pipe the parent is not reading)
     with tempfile.TemporaryFile() as errors:
         child = subprocess.Popen(
-            [sys.executable, "-m", "rssr_cli.io.cog"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
+            [sys.executable, "-m", "rssr_cli.io.cog"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
             start_new_session=True,
-        )  # fmt: skip
+        )
         assert child.stdin is not None  # stdin=PIPE
         try:
             child.stdin.write(request.encode())

@@ -67,7 +67,9 @@ def parse_creation_options(items: Sequence[str]) -> dict[str, str]:
             raise UsageError(f"creation option {item!r} is not NAME=VALUE")
         key = name.strip().lower()
         if key in RESERVED_CREATION_OPTIONS:
-            raise UsageError(f"creation option {name.strip().upper()} is not accepted: {RESERVED_CREATION_OPTIONS[key]}")
+            raise UsageError(
+                f"creation option {name.strip().upper()} is not accepted: {RESERVED_CREATION_OPTIONS[key]}"
+            )
         options[key] = value.strip()
     if options:
         _probe_creation_options(options, "uint8", 3, data_errors=False)
@@ -113,9 +115,13 @@ def _probe_creation_options(
     except (*GDAL_ERRORS, TypeError, ValueError) as exc:
         if data_errors:
             reason = re.sub(r"\S*rssr-options-probe-\w+\.tif:\s*", "", gdal_message(exc))
-            raise UsageError(f"GDAL refuses the creation options {_spell(asked or options)} for {count} band(s) of {dtype}: {reason}") from None
+            raise UsageError(
+                f"GDAL refuses the creation options {_spell(asked or options)} for {count} band(s) of {dtype}: {reason}"
+            ) from None
     if complaints.messages:
-        raise UsageError(f"GDAL does not accept the creation options {_spell(asked or options)}: {complaints.messages[0]}")
+        raise UsageError(
+            f"GDAL does not accept the creation options {_spell(asked or options)}: {complaints.messages[0]}"
+        )
 
 
 def _spell(options: Mapping[str, str]) -> str:

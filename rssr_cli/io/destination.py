@@ -61,7 +61,9 @@ def check_destination(dst: Path, *, overwrite: bool, src: str) -> None:
     if dst.is_dir():
         raise OutputError(f"{dst} is a directory")
     if is_input_path(dst, src):  # the input itself, a band file of the product or item, or inside the .SAFE
-        what = "the input file" if dst.exists() and os.path.samefile(dst, src) else f"a file the run reads (input {src})"
+        what = (
+            "the input file" if dst.exists() and os.path.samefile(dst, src) else f"a file the run reads (input {src})"
+        )
         raise UsageError(f"{dst} is {what}; write the output elsewhere")
     if dst.exists() and not overwrite:
         raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
@@ -98,7 +100,9 @@ def staging_dir(dst: Path) -> Iterator[Path]:
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
             raise OutputError(f"staging directory {path} was replaced by something else; refusing to use it")
         try:
-            owner = os.open(path / STAGING_OWNER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            owner = os.open(
+                path / STAGING_OWNER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
             fcntl.flock(owner, fcntl.LOCK_EX)
         except OSError as exc:
             raise OutputError(f"cannot write to {path}: {exc.strerror or exc}") from exc

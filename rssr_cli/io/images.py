@@ -42,7 +42,9 @@ def read_pixels(path: Path | str) -> np.ndarray:
     return _read(Path(path))[0]
 
 
-def _read(path: Path) -> tuple[np.ndarray, Optional[np.ndarray], Optional[tuple[float, ...]], Optional[tuple[float, ...]]]:
+def _read(
+    path: Path,
+) -> tuple[np.ndarray, Optional[np.ndarray], Optional[tuple[float, ...]], Optional[tuple[float, ...]]]:
     """(pixels, valid mask or None, declared scales, offsets): what the radiometry rule needs."""
     if path.suffix.lower() in (".tif", ".tiff"):
         with warnings.catch_warnings():  # plain TIFF benchmarks carry no georeferencing, and need none

@@ -51,7 +51,9 @@ _BAND_PATH = re.compile(
 )
 
 
-_BAND_FILE = re.compile(r"^(?P<scene>.*?)(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?P<res>10|20|60)m)?\.(?:jp2|tiff?)$", re.IGNORECASE)
+_BAND_FILE = re.compile(
+    r"^(?P<scene>.*?)(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?P<res>10|20|60)m)?\.(?:jp2|tiff?)$", re.IGNORECASE
+)
 FOLDER_RASTER_SUFFIXES = (".jp2", ".tif", ".tiff", ".vrt", ".img")  # what a batch folder scan takes as rasters
 
 
@@ -128,7 +130,9 @@ class BandStack:
         if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
             number = int(item)
             if not 1 <= number <= len(self.bands):
-                raise UsageError(f"band {number} is out of range: {self.source} has bands 1..{len(self.bands)} ({', '.join(self.names)})")
+                raise UsageError(
+                    f"band {number} is out of range: {self.source} has bands 1..{len(self.bands)} ({', '.join(self.names)})"
+                )
             return self.bands[number - 1]
         name = canonical_band_name(item)
         for band in self.bands:
@@ -222,7 +226,9 @@ def band_folder_files(folder: Path) -> Optional[dict[str, dict[int, list[str]]]]
 def is_product_file(path: Path) -> bool:
     """A file a batch folder scan takes as a scene besides rasters: a .SAFE.zip, or a product zip named without
     .SAFE (the older download name S2B_MSIL1C_..._T33UUU_....zip)."""
-    return path.is_file() and (path.name.lower().endswith(".safe.zip") or (path.suffix.lower() == ".zip" and is_product_zip(path)))
+    return path.is_file() and (
+        path.name.lower().endswith(".safe.zip") or (path.suffix.lower() == ".zip" and is_product_zip(path))
+    )
 
 
 _PRODUCT_NAME = re.compile(r"^S2[A-D]_MSIL(1C|2A)_", re.IGNORECASE)
@@ -237,7 +243,9 @@ def is_product_zip(path: Path) -> bool:
 def scene_stem(name: str | os.PathLike) -> str:
     """The scene's name for output files: X.SAFE, X.SAFE.zip, X.zip, X.json, X.tif -> X; a band folder's own name."""
     text = str(name).rstrip("/")
-    base = (urllib.parse.urlsplit(text).path if _is_url(text) else text).rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+    base = (
+        (urllib.parse.urlsplit(text).path if _is_url(text) else text).rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+    )
     lower = base.lower()
     if not _is_url(text) and not lower.endswith(".safe") and os.path.isdir(text):
         return base
@@ -248,7 +256,9 @@ def scene_stem(name: str | os.PathLike) -> str:
 
 
 _TILE_IN_NAME = re.compile(r"(?<![A-Za-z0-9])T?(?P<tile>[0-6][0-9][C-X][A-HJ-NP-Z][A-HJ-NP-V])(?![A-Za-z0-9])")
-_DATE_IN_NAME = re.compile(r"(?<![0-9])(?P<date>(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01]))(?:T[0-9]{6})?(?![0-9])")
+_DATE_IN_NAME = re.compile(
+    r"(?<![0-9])(?P<date>(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01]))(?:T[0-9]{6})?(?![0-9])"
+)
 
 
 def product_name_fields(name: str | os.PathLike) -> dict[str, str]:
@@ -309,7 +319,7 @@ def _zip_members(path: str) -> list[str]:
     if not _is_url(path) and not Path(path).is_file():
         raise InputError(f"no such file: {path}")
     try:
-        with (_HttpRangeFile(path) if _is_url(path) else open(path, "rb")) as raw, zipfile.ZipFile(raw) as archive:
+        with _HttpRangeFile(path) if _is_url(path) else open(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
             return archive.namelist()
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(f"cannot read {path} as a zip: {exc}") from exc
@@ -377,7 +387,9 @@ def _safe_stack(source: str, members: Sequence[str], *, zipped: bool) -> BandSta
         granules.add(match.group("granule"))
         candidates.setdefault(band, {}).setdefault(resolution_m, []).append(member)
     if len(granules) > 1:  # before the per-band check: each band is then in several granules, the real reason
-        raise InputError(f"{source} holds {len(granules)} granules ({', '.join(sorted(granules))}); rssr reads one tile per product")
+        raise InputError(
+            f"{source} holds {len(granules)} granules ({', '.join(sorted(granules))}); rssr reads one tile per product"
+        )
     found = _band_files(candidates, source)
     if not found:
         raise InputError(f"{source} holds no Sentinel-2 band file (GRANULE/*/IMG_DATA/*_B??[_10m].jp2|tif)")
@@ -439,9 +451,16 @@ def _describe_band(name: str, dataset: str, index: int = 1) -> StackBand:
             if ds.count < index:
                 raise InputError(f"{dataset} has {ds.count} band(s), no band {index}")
             return StackBand(
-                name=name, dataset=dataset, index=index, width=ds.width, height=ds.height, transform=ds.transform,
-                crs=ds.crs, dtype=ds.dtypes[index - 1], nodata=ds.nodata,
-            )  # fmt: skip
+                name=name,
+                dataset=dataset,
+                index=index,
+                width=ds.width,
+                height=ds.height,
+                transform=ds.transform,
+                crs=ds.crs,
+                dtype=ds.dtypes[index - 1],
+                nodata=ds.nodata,
+            )
     except GDAL_ERRORS as exc:
         raise InputError(f"cannot read band {name} ({dataset}): {gdal_message(exc)}") from exc
 
@@ -474,7 +493,9 @@ def _read_json(source: str) -> dict:
 
 
 def _too_big(source: str) -> InputError:
-    return InputError(f"{source} is larger than {MAX_STAC_ITEM_BYTES // 2**20} MiB; a STAC item is a small JSON document")
+    return InputError(
+        f"{source} is larger than {MAX_STAC_ITEM_BYTES // 2**20} MiB; a STAC item is a small JSON document"
+    )
 
 
 def _read_local_json(source: str) -> bytes:
@@ -563,11 +584,15 @@ def _stac_stack(source: str) -> BandStack:
         name = _asset_band_name(key, asset)
         if name is None:
             continue
-        is_tiff = "tiff" in str(asset.get("type", "")).lower() or asset["href"].lower().split("?")[0].endswith((".tif", ".tiff"))
+        is_tiff = "tiff" in str(asset.get("type", "")).lower() or asset["href"].lower().split("?")[0].endswith(
+            (".tif", ".tiff")
+        )
         href = _resolve_href(asset["href"], source)
         if name in chosen and is_tiff == chosen[name][1] and href != chosen[name][0]:
             # which one a run reads must not depend on the order of the JSON's keys
-            raise InputError(f"{source}: band {name} is named by two assets ({keys[name]}, {key}); rssr cannot choose between them")
+            raise InputError(
+                f"{source}: band {name} is named by two assets ({keys[name]}, {key}); rssr cannot choose between them"
+            )
         if name not in chosen or (is_tiff and not chosen[name][1]):  # the COG copy over a JP2 copy of one band
             chosen[name], keys[name] = (href, is_tiff), key
     if not chosen:
@@ -596,7 +621,9 @@ def input_paths(src: str | os.PathLike) -> tuple[tuple[Path, ...], tuple[Path, .
     if text.lower().endswith(".json"):
         try:
             assets = _read_json(text)["assets"].values()
-            hrefs = [_resolve_href(a["href"], text) for a in assets if isinstance(a, dict) and isinstance(a.get("href"), str)]
+            hrefs = [
+                _resolve_href(a["href"], text) for a in assets if isinstance(a, dict) and isinstance(a.get("href"), str)
+            ]
         except InputError:  # the run itself will say what is wrong with the item
             hrefs = []
         files += [Path(os.path.realpath(h)) for h in hrefs if is_local(h)]

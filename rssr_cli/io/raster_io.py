@@ -186,7 +186,9 @@ def inspect_source(dataset: DatasetReader, *, nodata: Optional[float] = None) ->
     pixels equal to it are invalid, and it replaces the file's own nodata value or mask."""
     _refuse_unusable(dataset)
     if dataset.crs is None:
-        warnings.warn(f"{dataset.name} has no CRS; the output is written on the pixel grid only", RssrWarning, stacklevel=2)
+        warnings.warn(
+            f"{dataset.name} has no CRS; the output is written on the pixel grid only", RssrWarning, stacklevel=2
+        )
     dtype = dataset.dtypes[0]
     alpha_band = _alpha_band(dataset)
     if nodata is not None:
@@ -251,7 +253,9 @@ def declared_nodata(own: Optional[float], declared: Optional[float]) -> Optional
     return declared if own is None else None
 
 
-def mask_declared_nodata(values: np.ndarray, valid: np.ndarray, own: Optional[float], declared: Optional[float]) -> np.ndarray:
+def mask_declared_nodata(
+    values: np.ndarray, valid: np.ndarray, own: Optional[float], declared: Optional[float]
+) -> np.ndarray:
     """`valid` (the file's own mask) less the pixels equal to the declared nodata value, by declared_nodata's rule."""
     value = declared_nodata(own, declared)
     return valid if value is None else valid & (values != value)
@@ -360,7 +364,9 @@ def read_sample(
     return data, valid
 
 
-def _validity(dataset: DatasetReader, info: SourceInfo, bands: Sequence[int], data: np.ndarray, **read_kw) -> np.ndarray:
+def _validity(
+    dataset: DatasetReader, info: SourceInfo, bands: Sequence[int], data: np.ndarray, **read_kw
+) -> np.ndarray:
     is_float = np.issubdtype(data.dtype, np.floating)
     if info.mask_kind == MaskKind.MASK:
         valid = dataset.read_masks(list(bands), resampling=Resampling.nearest, **read_kw) > 0
@@ -393,7 +399,6 @@ def fill_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
         if holes.any():  # beyond the search distance: fall back to the band's mean
             band[holes] = float(band[~holes].mean())
     return out
-
 
 
 def with_nodata(source: SourceInfo, nodata: Optional[float]) -> SourceInfo:

@@ -27,7 +27,9 @@ def open_private_file(path: Path, *, create: bool = True) -> int:
         fd = os.open(path, flags, 0o644)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise OutputError(f"{path} is a symbolic link; refusing to follow it (remove it if it is not yours)") from None
+            raise OutputError(
+                f"{path} is a symbolic link; refusing to follow it (remove it if it is not yours)"
+            ) from None
         raise OutputError(f"cannot open {path}: {exc.strerror or exc}") from exc
     try:
         check_private(path, os.fstat(fd))

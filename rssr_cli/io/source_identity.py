@@ -92,7 +92,12 @@ def bands_identity(bands: Iterable[tuple[str, str]]) -> dict[str, str]:
         else:  # a remote asset (or one unreadable now, which the run itself reports): its href
             line = f"href {redact(dataset)}"
         digest.update(f"{name}\0{line}\n".encode())
-    return {SIZE_TAG: str(total), MTIME_TAG: str(newest), FINGERPRINT_TAG: digest.hexdigest()[:32], BANDS_TAG: ",".join(named)}
+    return {
+        SIZE_TAG: str(total),
+        MTIME_TAG: str(newest),
+        FINGERPRINT_TAG: digest.hexdigest()[:32],
+        BANDS_TAG: ",".join(named),
+    }
 
 
 def stack_identity(src: str | Path, names: Iterable[str]) -> dict[str, str]:

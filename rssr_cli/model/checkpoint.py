@@ -164,7 +164,9 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     if card is not None:
         for key in BINDING:
             if card.get(key) != header.get(key):
-                raise CheckpointError(f"model card {card_path.name} and the weights' embedded description disagree on {key!r}")
+                raise CheckpointError(
+                    f"model card {card_path.name} and the weights' embedded description disagree on {key!r}"
+                )
     tensors = _read_weights(weights)
     try:
         model = SRModel(spec)

@@ -109,7 +109,9 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d(2 * channels + prior_widths[0], widths[0], 3, padding=1)
 
         def block(c_in: int, c_out: int, level: int) -> ResBlock:
-            return ResBlock(c_in, c_out, emb_dim=emb_dim, prior_channels=prior_widths[level], level=level, dropout=dropout)
+            return ResBlock(
+                c_in, c_out, emb_dim=emb_dim, prior_channels=prior_widths[level], level=level, dropout=dropout
+            )
 
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()

@@ -17,7 +17,7 @@ AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16} 
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> cuda when available else cpu; "cpu", "cuda", "cuda:N" checked (CUDA present)."""
+    """ "auto" -> cuda when available else cpu; "cpu", "cuda", "cuda:N" checked (CUDA present)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -32,7 +32,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device, *, training: bool = False) -> str:
-    """"auto" -> bf16 on CUDA; on a CPU fp32 (inference) or bf16 where native (training); the name checked."""
+    """ "auto" -> bf16 on CUDA; on a CPU fp32 (inference) or bf16 where native (training); the name checked."""
     if precision == "auto":
         native_cpu_bf16 = training and cpu_has_native_bf16()
         return "bf16" if device.type == "cuda" or native_cpu_bf16 else "fp32"

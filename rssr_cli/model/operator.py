@@ -26,7 +26,9 @@ class ResBlock(nn.Module):
 
     def __init__(self, width: int, res_scale: float = 1.0):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, padding=1)
+        )
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,7 +167,9 @@ class NeuralOperatorPrior(nn.Module):
         b, h, w, width = lifted.shape
         flat = lifted.reshape(b, h * w, width)
         cell_term = self.lift_cell(cell)[:, None, None, :]  # [B,1,1,width]
-        columns = [(ix, self.lift_rel_x(rx[..., None])[:, None, :, :], wx) for ix, rx, wx in neighbours(xs, w)]  # once, not per row
+        columns = [
+            (ix, self.lift_rel_x(rx[..., None])[:, None, :, :], wx) for ix, rx, wx in neighbours(xs, w)
+        ]  # once, not per row
         out = None
         for iy, ry, wy in neighbours(ys, h):
             row_term = self.lift_rel_y(ry[..., None])[:, :, None, :] + cell_term  # [B,H,1,width]
@@ -178,7 +182,9 @@ class NeuralOperatorPrior(nn.Module):
         assert out is not None
         return out
 
-    def forward(self, lr: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, *, features: bool = True) -> PriorOutput:
+    def forward(
+        self, lr: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, *, features: bool = True
+    ) -> PriorOutput:
         """features=False: the estimate only (PriorOutput.features has 0 channels), e.g. for a prior-only run.
 
         With autograd on (training) the window runs whole; without (inference) it runs in row blocks of the HR
@@ -197,7 +203,9 @@ class NeuralOperatorPrior(nn.Module):
         last = cast(nn.Linear, self.head[-1])
         return F.linear(self.head[:-1](self.head_norm(x)), last.weight[:n_out], last.bias[:n_out])
 
-    def _forward_whole(self, feat: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, n_out: int) -> torch.Tensor:
+    def _forward_whole(
+        self, feat: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, n_out: int
+    ) -> torch.Tensor:
         tokens = self.query(feat, ys, xs, cell)
         b, hh, ww, width = tokens.shape
         x = tokens.reshape(b, hh * ww, width)
@@ -206,7 +214,14 @@ class NeuralOperatorPrior(nn.Module):
         return self._head(x, n_out).view(b, hh, ww, -1).permute(0, 3, 1, 2)
 
     def forward_blocked(
-        self, feat: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, n_out: int, *, block_tokens: int = BLOCK_TOKENS
+        self,
+        feat: torch.Tensor,
+        ys: torch.Tensor,
+        xs: torch.Tensor,
+        cell: torch.Tensor,
+        n_out: int,
+        *,
+        block_tokens: int = BLOCK_TOKENS,
     ) -> torch.Tensor:
         """Encoder features -> head outputs [B, n_out, H, W], one sample at a time in blocks of HR rows.
 
@@ -228,7 +243,10 @@ class NeuralOperatorPrior(nn.Module):
         kv_maps = [layer.attn.kv_map() for layer in layers]
         for i in range(b):
             flat = lifted[i].reshape(h * w, width)
-            rows = [(iy[0], self.lift_rel_y(ry[0, :, None]) + cell_term[i], wy[0]) for iy, ry, wy in neighbours(ys[i : i + 1], h)]
+            rows = [
+                (iy[0], self.lift_rel_y(ry[0, :, None]) + cell_term[i], wy[0])
+                for iy, ry, wy in neighbours(ys[i : i + 1], h)
+            ]
             columns = [(ix[0], self.lift_rel_x(rx[0, :, None]), wx[0]) for ix, rx, wx in neighbours(xs[i : i + 1], w)]
             x = torch.empty((n, width), dtype=torch.float32, device=feat.device)
             affines: list[tuple[torch.Tensor, torch.Tensor]] = []  # layer s's attention, once its context is summed
@@ -238,7 +256,9 @@ class NeuralOperatorPrior(nn.Module):
                 for block in blocks:
                     xb = x[block.start * ww : block.stop * ww]
                     if stage == 0:
-                        self._query_block(flat, w, [(iy[block], rt[block], wy[block]) for iy, rt, wy in rows], columns, xb)
+                        self._query_block(
+                            flat, w, [(iy[block], rt[block], wy[block]) for iy, rt, wy in rows], columns, xb
+                        )
                     else:
                         layers[stage - 1].apply_(xb, affines[stage - 1])
                     if stage < last:

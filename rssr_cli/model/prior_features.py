@@ -33,7 +33,9 @@ class PriorFeatures(nn.Module):
     def __init__(self, *, in_channels: int, widths: tuple[int, ...] | list[int] = (16, 32, 64)):
         super().__init__()
         self.widths = tuple(int(w) for w in widths)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, self.widths[0], 3, padding=1), nn.SiLU(), _ConvBlock(self.widths[0]))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, self.widths[0], 3, padding=1), nn.SiLU(), _ConvBlock(self.widths[0])
+        )
         self.downs = nn.ModuleList(
             nn.Sequential(nn.Conv2d(w_in, w_out, 3, stride=2, padding=1), nn.SiLU(), _ConvBlock(w_out))
             for w_in, w_out in zip(self.widths[:-1], self.widths[1:])

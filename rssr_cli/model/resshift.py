@@ -52,11 +52,20 @@ class ResShiftSchedule:
         if not 1 <= steps <= len(self):
             raise ValueError(f"steps must be in [1, {len(self)}], got {steps}")
         last = len(self) - 1
-        picks = [last] if steps == 1 else [round(i * last / (steps - 1)) for i in range(steps)]  # spacing >= 1: distinct
+        picks = (
+            [last] if steps == 1 else [round(i * last / (steps - 1)) for i in range(steps)]
+        )  # spacing >= 1: distinct
         return ResShiftSchedule(self.etas[picks], self.kappa, tuple(self.timesteps[i] for i in picks))
 
 
-def resshift_etas(steps: int = 15, *, kappa: float = 2.0, eta_first: Optional[float] = None, eta_last: float = 0.999, power: float = 0.3) -> torch.Tensor:
+def resshift_etas(
+    steps: int = 15,
+    *,
+    kappa: float = 2.0,
+    eta_first: Optional[float] = None,
+    eta_last: float = 0.999,
+    power: float = 0.3,
+) -> torch.Tensor:
     """ResShift's schedule (eq. 9): √η_t = √η_1 · b0^β_t, β_t = ((t-1)/(T-1))^p (T-1), b0 = (η_T/η_1)^(1/(2(T-1)));
     η_1 = min((0.04/κ)², 0.001) by default (the first state's noise below a quantisation step). float64 [steps]."""
     if steps < 2:
@@ -64,7 +73,9 @@ def resshift_etas(steps: int = 15, *, kappa: float = 2.0, eta_first: Optional[fl
     first = min((0.04 / kappa) ** 2, 0.001) if eta_first is None else float(eta_first)
     if not 0.0 < first < eta_last <= 1.0:
         raise ValueError(f"need 0 < eta_first < eta_last <= 1, got {first}, {eta_last}")
-    t = torch.arange(steps, dtype=torch.float64, device="cpu")  # a schedule is a CPU constant (also under a meta-device build)
+    t = torch.arange(
+        steps, dtype=torch.float64, device="cpu"
+    )  # a schedule is a CPU constant (also under a meta-device build)
     beta = (t / (steps - 1)) ** power * (steps - 1)
     b0 = math.exp(math.log(eta_last / first) / (2 * (steps - 1)))
     return (math.sqrt(first) * b0**beta) ** 2
@@ -89,14 +100,18 @@ def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.to(like.device, like.dtype).view((-1,) + (1,) * (like.dim() - 1))
 
 
-def resshift_q_sample(r0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: ResShiftSchedule) -> torch.Tensor:
+def resshift_q_sample(
+    r0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: ResShiftSchedule
+) -> torch.Tensor:
     """Forward marginal r_t = (1 - η_t) r0 + κ √η_t ε; t [N] indexes the schedule's entries (the training chain's:
     its entries are its timesteps)."""
     eta = _per_sample(schedule.etas[t.cpu()], r0)
     return (1 - eta) * r0 + schedule.kappa * eta.sqrt() * noise
 
 
-def resshift_posterior(r_t: torch.Tensor, r0: torch.Tensor, eta_t: float, eta_s: float, kappa: float) -> tuple[torch.Tensor, float]:
+def resshift_posterior(
+    r_t: torch.Tensor, r0: torch.Tensor, eta_t: float, eta_s: float, kappa: float
+) -> tuple[torch.Tensor, float]:
     """q(r_s | r_t, r0) for η_s < η_t (η_s = 0: the point r0): (mean, std)."""
     if not 0.0 <= eta_s < eta_t:
         raise ValueError(f"need 0 <= eta_s < eta_t, got {eta_s}, {eta_t}")
@@ -112,7 +127,9 @@ def gaussian_posterior_variance(eta: float, kappa: float, prior_variance: float)
     return prior_variance * noise / (signal + noise) if signal + noise > 0 else prior_variance
 
 
-def resshift_start(shape: Sequence[int], schedule: ResShiftSchedule, *, generator: Generators = None, device=None) -> torch.Tensor:
+def resshift_start(
+    shape: Sequence[int], schedule: ResShiftSchedule, *, generator: Generators = None, device=None
+) -> torch.Tensor:
     """r_T for sampling: κ √η_T ε, the operator's estimate noised (the (1 - η_T) r0 term, 0.1 % of r0, is unknown and dropped)."""
     return schedule.kappa * math.sqrt(float(schedule.etas[-1])) * randn(shape, generator, device=device)
 
@@ -141,7 +158,9 @@ def resshift_sample(
         eta_s = etas[i - 1] if i > 0 else 0.0
         mean, std = resshift_posterior(r, r0_hat, etas[i], eta_s, schedule.kappa)
         if variance_correction > 0:
-            missing = (1.0 - eta_s / etas[i]) ** 2 * gaussian_posterior_variance(etas[i], schedule.kappa, variance_correction)
+            missing = (1.0 - eta_s / etas[i]) ** 2 * gaussian_posterior_variance(
+                etas[i], schedule.kappa, variance_correction
+            )
             std = math.sqrt(std**2 + missing)
         r = mean + std * randn(r.shape, generator, device=r.device, dtype=r.dtype) if std > 0 else mean
         if callback is not None:
@@ -149,7 +168,9 @@ def resshift_sample(
     return r
 
 
-def resshift_loss(model: Model, r0: torch.Tensor, cond: Any, t: torch.Tensor, noise: torch.Tensor, schedule: ResShiftSchedule) -> torch.Tensor:
+def resshift_loss(
+    model: Model, r0: torch.Tensor, cond: Any, t: torch.Tensor, noise: torch.Tensor, schedule: ResShiftSchedule
+) -> torch.Tensor:
     """Mean squared error of the r0 prediction on the forward marginal (ResShift's training objective, eq. 8)."""
     return F.mse_loss(model(resshift_q_sample(r0, t, noise, schedule), t, cond), r0)
 

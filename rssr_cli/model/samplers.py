@@ -66,7 +66,9 @@ def ddim_sample(
     callback: Callback = None,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) from x at timesteps[0] down to x0; one denoiser call per timestep."""
-    abar = (alphas_cumprod if alphas_cumprod is not None else getattr(denoise, "alphas_cumprod")).detach().double().cpu()
+    abar = (
+        (alphas_cumprod if alphas_cumprod is not None else getattr(denoise, "alphas_cumprod")).detach().double().cpu()
+    )
     ts = [int(t) for t in timesteps]
     for i, t in enumerate(ts):
         a_t = float(abar[t])

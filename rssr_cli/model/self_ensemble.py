@@ -40,7 +40,9 @@ def inverse(k: int, hr: torch.Tensor) -> torch.Tensor:
     return hr
 
 
-def self_ensemble(sample: Sampler, lr: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+def self_ensemble(
+    sample: Sampler, lr: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor
+) -> torch.Tensor:
     """Mean of `sample` over the 8 dihedral transforms of the window (8x the cost)."""
     total = None
     for k in TRANSFORMS:

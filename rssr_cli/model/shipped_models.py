@@ -75,7 +75,11 @@ def parse_domain(value: Any, card: Path) -> Domain:
         if not isinstance(value.get(key), str) or not value[key].strip():
             raise bad(f"{key!r} must be a non-empty string")
     low_high = value.get("resolution_m")
-    if not (isinstance(low_high, list) and len(low_high) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in low_high)):
+    if not (
+        isinstance(low_high, list)
+        and len(low_high) == 2
+        and all(isinstance(v, (int, float)) and v > 0 for v in low_high)
+    ):
         raise bad("'resolution_m' must be [min, max] pixel sizes in metres, both > 0")
     if low_high[0] > low_high[1]:
         raise bad(f"'resolution_m' min {low_high[0]} is above max {low_high[1]}")
@@ -84,9 +88,12 @@ def parse_domain(value: Any, card: Path) -> Domain:
         if not (isinstance(items, list) and items and all(isinstance(v, str) and v for v in items)):
             raise bad(f"{key!r} must be a non-empty list of strings")
     return Domain(
-        sensor=value["sensor"], resolution_m=(float(low_high[0]), float(low_high[1])), bands=tuple(value["bands"]),
-        dtypes=tuple(value["dtypes"]), figures=value["figures"],
-    )  # fmt: skip
+        sensor=value["sensor"],
+        resolution_m=(float(low_high[0]), float(low_high[1])),
+        bands=tuple(value["bands"]),
+        dtypes=tuple(value["dtypes"]),
+        figures=value["figures"],
+    )
 
 
 def read_entry(card: Path) -> Optional[ShippedModel]:
@@ -126,7 +133,9 @@ def shipped_model(name: str) -> ShippedModel:
     if name in models:
         return models[name]
     known = ", ".join(models) if models else f"none installed (folder {models_dir()})"
-    raise UsageError(f"unknown model {name!r}; shipped models: {known} (a model file: give its path, e.g. ./{name}.safetensors)")
+    raise UsageError(
+        f"unknown model {name!r}; shipped models: {known} (a model file: give its path, e.g. ./{name}.safetensors)"
+    )
 
 
 def resolve_model(value: str | os.PathLike) -> Path:

@@ -17,7 +17,15 @@ from torch import nn
 from rssr_cli.core.errors import CheckpointError
 from rssr_cli.model import prior_features as _prior_features  # noqa: F401  (registers "prior_pyramid")
 from rssr_cli.model.denoiser import Condition, pad_to_multiple
-from rssr_cli.model.diffusion import PREDICTIONS, TRAIN_STARTS, Denoiser, alphas_cumprod, betas_for, diffusion_loss, sample_timesteps
+from rssr_cli.model.diffusion import (
+    PREDICTIONS,
+    TRAIN_STARTS,
+    Denoiser,
+    alphas_cumprod,
+    betas_for,
+    diffusion_loss,
+    sample_timesteps,
+)
 from rssr_cli.model.normalize import Stats, destandardize, standardize
 from rssr_cli.model.operator import NeuralOperatorPrior, PriorOutput
 from rssr_cli.model.registry import build, register
@@ -37,7 +45,15 @@ DEFAULT_RESIDUAL_SCALE = 2.0
 DEFAULT_SPEC: dict[str, Any] = {
     "operator": {
         "name": "neurop_operator",
-        "args": {"in_channels": 1, "enc_width": 48, "enc_blocks": 6, "width": 48, "attn_layers": 2, "heads": 4, "feat_channels": 16},
+        "args": {
+            "in_channels": 1,
+            "enc_width": 48,
+            "enc_blocks": 6,
+            "width": 48,
+            "attn_layers": 2,
+            "heads": 4,
+            "feat_channels": 16,
+        },
     },
     "prior_features": {"name": "prior_pyramid", "args": {"widths": [16, 32, 64]}},
     "denoiser": {"name": "sr3_unet", "args": {"base": 32, "mults": [1, 2, 4], "blocks": 1, "mid_blocks": 2}},
@@ -53,7 +69,15 @@ DEFAULT_SPEC: dict[str, Any] = {
 TINY_SPEC: dict[str, Any] = {
     "operator": {
         "name": "neurop_operator",
-        "args": {"in_channels": 1, "enc_width": 8, "enc_blocks": 1, "width": 8, "attn_layers": 1, "heads": 2, "feat_channels": 4},
+        "args": {
+            "in_channels": 1,
+            "enc_width": 8,
+            "enc_blocks": 1,
+            "width": 8,
+            "attn_layers": 1,
+            "heads": 2,
+            "feat_channels": 4,
+        },
     },
     "prior_features": {"name": "prior_pyramid", "args": {"widths": [8, 8]}},
     "denoiser": {"name": "sr3_unet", "args": {"base": 8, "mults": [1, 2], "blocks": 1, "mid_blocks": 1}},
@@ -102,15 +126,28 @@ class SRModel(nn.Module):
             raise CheckpointError(f"bad diffusion spec in the model card: {exc}") from None
         self.residual_scale = float(diff.get("residual_scale", 1.0))
 
-    def set_resshift(self, *, chain_steps: int, kappa: float, residual_scale: float, variance_correction: float = 1.0) -> None:
+    def set_resshift(
+        self, *, chain_steps: int, kappa: float, residual_scale: float, variance_correction: float = 1.0
+    ) -> None:
         """Switch the denoiser to the residual-shifting process (the UNet's weights kept): the card's diffusion
         section and the sampler's default (the whole chain) follow."""
-        diff = {"process": "resshift", "chain_steps": int(chain_steps), "kappa": float(kappa), "eta_last": 0.999,
-                "power": 0.3, "residual_scale": float(residual_scale), "loss": "l2"}  # fmt: skip
+        diff = {
+            "process": "resshift",
+            "chain_steps": int(chain_steps),
+            "kappa": float(kappa),
+            "eta_last": 0.999,
+            "power": 0.3,
+            "residual_scale": float(residual_scale),
+            "loss": "l2",
+        }
         self._set_diffusion(self.denoiser.net, diff)
         self.spec["diffusion"] = diff
         self.loss_norm = "l2"
-        self.sampler_defaults = {"steps": int(chain_steps), "strength": 1.0, "variance_correction": float(variance_correction)}
+        self.sampler_defaults = {
+            "steps": int(chain_steps),
+            "strength": 1.0,
+            "variance_correction": float(variance_correction),
+        }
         self.spec["sampler"] = dict(self.sampler_defaults)
 
     @property
@@ -186,7 +223,9 @@ class SRModel(nn.Module):
         if mode not in ("diffusion", "prior"):
             raise ValueError(f"unknown mode {mode!r}; choose diffusion or prior")
         if tta:
-            options = dict(steps=steps, strength=strength, mode=mode, generator=generator, callback=callback, stats=stats)
+            options = dict(
+                steps=steps, strength=strength, mode=mode, generator=generator, callback=callback, stats=stats
+            )
             return self_ensemble(lambda *window: self.sample(*window, **options), lr, ys, xs, cell)  # type: ignore[arg-type]
         steps = int(self.sampler_defaults["steps"] if steps is None else steps)
         strength = float(self.sampler_defaults["strength"] if strength is None else strength)
@@ -201,23 +240,41 @@ class SRModel(nn.Module):
             return self._unfold(self._resshift_sample(estimate, stats, cond, steps, generator, callback), batch)
         assert isinstance(self.denoiser, Denoiser)
         if strength >= 1.0:
-            residual = full_chain(self.denoiser, estimate.shape, cond=cond, steps=steps, generator=generator, callback=callback)
+            residual = full_chain(
+                self.denoiser, estimate.shape, cond=cond, steps=steps, generator=generator, callback=callback
+            )
         else:
             x0_init = torch.zeros_like(estimate)  # residual 0 = the operator's estimate itself
             residual = lr_start(
-                self.denoiser, x0_init, cond=cond, steps=steps, strength=strength, generator=generator, callback=callback
+                self.denoiser,
+                x0_init,
+                cond=cond,
+                steps=steps,
+                strength=strength,
+                generator=generator,
+                callback=callback,
             )
         hr = estimate + residual.float() / self.residual_scale
         return self._unfold(destandardize(hr, stats), batch)
 
-    def _resshift_sample(self, estimate: torch.Tensor, stats: Stats, cond: Condition, steps: int, generator: Generators, callback: Callback) -> torch.Tensor:
+    def _resshift_sample(
+        self,
+        estimate: torch.Tensor,
+        stats: Stats,
+        cond: Condition,
+        steps: int,
+        generator: Generators,
+        callback: Callback,
+    ) -> torch.Tensor:
         """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units."""
         assert isinstance(self.denoiser, ResShiftDenoiser)
         chain = self.denoiser.chain
         chain = chain.strided(min(steps, len(chain)))
         r_T = resshift_start(estimate.shape, chain, generator=generator, device=estimate.device)
         correction = float(self.sampler_defaults.get("variance_correction", 0.0))
-        r0 = resshift_sample(self.denoiser, r_T, chain, cond=cond, generator=generator, callback=callback, variance_correction=correction)
+        r0 = resshift_sample(
+            self.denoiser, r_T, chain, cond=cond, generator=generator, callback=callback, variance_correction=correction
+        )
         return destandardize(estimate, stats) + r0.float() / self.residual_scale
 
     def sample_spread(self, lr, ys, xs, cell, *, n_samples: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,7 +339,11 @@ class SRModel(nn.Module):
         x0 = (hr_z - prior.estimate.detach()) * self.residual_scale
         if t is None:
             t = sample_timesteps(
-                x0.shape[0], self.denoiser.num_timesteps, generator=generator, device=x0.device, max_fraction=t_max_fraction
+                x0.shape[0],
+                self.denoiser.num_timesteps,
+                generator=generator,
+                device=x0.device,
+                max_fraction=t_max_fraction,
             )
         if noise is None:
             noise = randn(x0.shape, generator, device=x0.device)

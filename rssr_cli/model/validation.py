@@ -32,9 +32,22 @@ MAX_WIDTH = 4096
 MAX_DEPTH = 64
 MAX_SCHEDULE_STEPS = 100_000
 DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
-}  # fmt: skip
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 
 
 def read_safetensors_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
@@ -60,7 +73,9 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dic
     for name, entry in header.items():
         shape, nbytes, begin, end = _tensor_entry(name, entry, path)
         if end - begin != nbytes:
-            raise _unreadable(path, f"tensor {name!r} of shape {list(shape)} needs {nbytes} bytes, its header says {end - begin}")
+            raise _unreadable(
+                path, f"tensor {name!r} of shape {list(shape)} needs {nbytes} bytes, its header says {end - begin}"
+            )
         shapes[name] = shape
         ranges.append((begin, end))
     data_bytes = size - 8 - length
@@ -99,7 +114,16 @@ def _int(args: Mapping[str, Any], key: str, where: str, low: int, high: int, def
     return value
 
 
-def _number(args: Mapping[str, Any], key: str, where: str, low: float, high: float, default: Any = None, *, open_low: bool = False) -> float:
+def _number(
+    args: Mapping[str, Any],
+    key: str,
+    where: str,
+    low: float,
+    high: float,
+    default: Any = None,
+    *,
+    open_low: bool = False,
+) -> float:
     value = args.get(key, default)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not (low < value if open_low else low <= value) or value > high:
@@ -110,8 +134,14 @@ def _number(args: Mapping[str, Any], key: str, where: str, low: float, high: flo
 
 def _ints(args: Mapping[str, Any], key: str, where: str, low: int, high: int, max_len: int) -> list[int]:
     values = args.get(key)
-    if not isinstance(values, list) or not 1 <= len(values) <= max_len or not all(_is_int(v) and low <= v <= high for v in values):
-        raise CheckpointError(f"model spec {where}.{key} must be a list of 1..{max_len} integers in {low}..{high}, got {values!r}")
+    if (
+        not isinstance(values, list)
+        or not 1 <= len(values) <= max_len
+        or not all(_is_int(v) and low <= v <= high for v in values)
+    ):
+        raise CheckpointError(
+            f"model spec {where}.{key} must be a list of 1..{max_len} integers in {low}..{high}, got {values!r}"
+        )
     return values
 
 
@@ -133,7 +163,12 @@ def _part_args(spec: Mapping[str, Any], part: str, name: str, allowed: set[str])
 
 def validate_spec(spec: Mapping[str, Any]) -> None:
     """Types and ranges of every field the model classes read (sr_model, operator, prior_features, denoiser, diffusion)."""
-    op = _part_args(spec, "operator", "neurop_operator", {"in_channels", "enc_width", "enc_blocks", "width", "attn_layers", "heads", "feat_channels"})
+    op = _part_args(
+        spec,
+        "operator",
+        "neurop_operator",
+        {"in_channels", "enc_width", "enc_blocks", "width", "attn_layers", "heads", "feat_channels"},
+    )
     _int(op, "in_channels", "operator", 1, 64, 1)
     _int(op, "enc_width", "operator", 1, MAX_WIDTH, 48)
     _int(op, "enc_blocks", "operator", 0, MAX_DEPTH, 6)
@@ -148,12 +183,18 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
     unet = _part_args(spec, "denoiser", "sr3_unet", {"base", "mults", "blocks", "mid_blocks", "dropout"})
     base = _int(unet, "base", "denoiser", 2, MAX_WIDTH, 32)
     if base % 2:
-        raise CheckpointError(f"model spec denoiser.base must be even (its sinusoidal embedding has base/2 pairs), got {base}")
+        raise CheckpointError(
+            f"model spec denoiser.base must be even (its sinusoidal embedding has base/2 pairs), got {base}"
+        )
     mults = _ints(unet, "mults", "denoiser", 1, 64, 8) if "mults" in unet else [1, 2, 4]
     if base * max(mults) > MAX_WIDTH:
-        raise CheckpointError(f"model spec denoiser.base x mults reaches {base * max(mults)} channels (at most {MAX_WIDTH})")
+        raise CheckpointError(
+            f"model spec denoiser.base x mults reaches {base * max(mults)} channels (at most {MAX_WIDTH})"
+        )
     if len(mults) != len(widths):
-        raise CheckpointError(f"model spec needs one prior_features width per denoiser level: {len(widths)} widths, {len(mults)} levels")
+        raise CheckpointError(
+            f"model spec needs one prior_features width per denoiser level: {len(widths)} widths, {len(mults)} levels"
+        )
     _int(unet, "blocks", "denoiser", 1, MAX_DEPTH, 1)
     _int(unet, "mid_blocks", "denoiser", 0, MAX_DEPTH, 2)
     _number(unet, "dropout", "denoiser", 0.0, 1.0, 0.0)
@@ -171,13 +212,17 @@ def _validate_diffusion(diffusion: Any) -> None:
         _validate_resshift(diffusion)
         return
     if isinstance(diffusion, dict) and diffusion.get("process", "ddpm") != "ddpm":
-        raise CheckpointError(f"model spec diffusion.process must be ddpm or resshift, got {diffusion.get('process')!r}")
+        raise CheckpointError(
+            f"model spec diffusion.process must be ddpm or resshift, got {diffusion.get('process')!r}"
+        )
     if not isinstance(diffusion, dict) or not isinstance(diffusion.get("schedule"), dict):
         raise CheckpointError("model spec diffusion must be an object with a schedule")
     schedule = diffusion["schedule"]
     name, args = schedule.get("name"), schedule.get("args", {})
     if name not in SCHEDULES or not isinstance(args, dict):
-        raise CheckpointError(f"model spec diffusion.schedule.name must be one of {', '.join(sorted(SCHEDULES))}, got {name!r}")
+        raise CheckpointError(
+            f"model spec diffusion.schedule.name must be one of {', '.join(sorted(SCHEDULES))}, got {name!r}"
+        )
     where = "diffusion.schedule.args"
     _int(args, "steps", where, 1, MAX_SCHEDULE_STEPS, 2000)
     if name == "linear":
@@ -193,7 +238,9 @@ def _validate_diffusion(diffusion: Any) -> None:
     if unknown:
         raise CheckpointError(f"model spec {where} has unknown argument {sorted(unknown)[0]!r}")
     if diffusion.get("prediction", "v") not in PREDICTIONS:
-        raise CheckpointError(f"model spec diffusion.prediction must be one of {', '.join(PREDICTIONS)}, got {diffusion.get('prediction')!r}")
+        raise CheckpointError(
+            f"model spec diffusion.prediction must be one of {', '.join(PREDICTIONS)}, got {diffusion.get('prediction')!r}"
+        )
     if diffusion.get("loss", "l1") not in ("l1", "l2"):
         raise CheckpointError(f"model spec diffusion.loss must be l1 or l2, got {diffusion.get('loss')!r}")
     _number(diffusion, "residual_scale", "diffusion", 0.0, 1e6, 1.0, open_low=True)
@@ -241,4 +288,6 @@ def check_weights_match(spec: Mapping[str, Any], shapes: Mapping[str, tuple[int,
         raise CheckpointError(f"weights do not match the {source}: {what} ({len(missing) + len(extra)} key(s) differ)")
     for key, shape in expected.items():
         if tuple(shapes[key]) != shape:
-            raise CheckpointError(f"weights do not match the {source}: {key} is {tuple(shapes[key])}, the {source} implies {shape}")
+            raise CheckpointError(
+                f"weights do not match the {source}: {key} is {tuple(shapes[key])}, the {source} implies {shape}"
+            )

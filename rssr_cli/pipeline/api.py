@@ -21,12 +21,36 @@ from rssr_cli.core.interrupts import raise_on_signals
 from rssr_cli.core.value_types import check_field_types
 from rssr_cli.io.destination import check_output_name
 from rssr_cli.io.products import is_band_stack, is_input_path
-from rssr_cli.pipeline.distributed import check_split_rows, dask_client, parse_scheduler, run_batch_on_dask, run_split_batch_on_dask
+from rssr_cli.pipeline.distributed import (
+    check_split_rows,
+    dask_client,
+    parse_scheduler,
+    run_batch_on_dask,
+    run_split_batch_on_dask,
+)
 from rssr_cli.pipeline.joblog import JsonLog, check_log_path
-from rssr_cli.pipeline.jobs import NAME_FIELDS, SceneJob, check_name_template, expand_inputs, is_batch, plan_jobs, refuse_stray_numbers
+from rssr_cli.pipeline.jobs import (
+    NAME_FIELDS,
+    SceneJob,
+    check_name_template,
+    expand_inputs,
+    is_batch,
+    plan_jobs,
+    refuse_stray_numbers,
+)
 from rssr_cli.pipeline.locks import job_lock, output_lock, sweep_stale
 from rssr_cli.pipeline.scene import render_scene
-from rssr_cli.pipeline.scenes import BUSY, DONE, FAILED, SKIPPED, SceneCallback, SceneResult, failed, run_batch, scene_fields
+from rssr_cli.pipeline.scenes import (
+    BUSY,
+    DONE,
+    FAILED,
+    SKIPPED,
+    SceneCallback,
+    SceneResult,
+    failed,
+    run_batch,
+    scene_fields,
+)
 from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings
 from rssr_cli.pipeline.spread import NOT_SPLIT, refuse_stacks
 
@@ -55,7 +79,9 @@ class RunRequest:
     def __post_init__(self) -> None:
         if isinstance(self.inputs, (str, bytes, os.PathLike)):  # tuple("scene.tif") would be its characters
             raise UsageError(f"RunRequest.inputs must be a list of inputs, not one path: write [{self.inputs!r}]")
-        if not isinstance(self.inputs, (tuple, list)) or not all(isinstance(i, (str, os.PathLike)) for i in self.inputs):
+        if not isinstance(self.inputs, (tuple, list)) or not all(
+            isinstance(i, (str, os.PathLike)) for i in self.inputs
+        ):
             raise UsageError(f"RunRequest.inputs must be a list of paths or URLs, not {self.inputs!r}")
         object.__setattr__(self, "inputs", tuple(map(str, self.inputs)))
         check_field_types(self)
@@ -70,7 +96,9 @@ class RunRequest:
         if self.split_rows is not None:
             check_split_rows(self.split_rows)
             if not self.scheduler:
-                raise UsageError("--split-rows runs the row bands on a Dask cluster: give --scheduler too (e.g. local:2)")
+                raise UsageError(
+                    "--split-rows runs the row bands on a Dask cluster: give --scheduler too (e.g. local:2)"
+                )
             if self.settings.model.samples > 1:
                 raise UsageError(NOT_SPLIT)
 
@@ -107,7 +135,9 @@ def run(
         if not request.is_batch:
             check_output_name(Path(request.output))  # before the lock file beside it is made
             if request.scheduler and request.split_rows is None:
-                raise UsageError("--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows")
+                raise UsageError(
+                    "--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows"
+                )
             job = SceneJob(request.inputs[0], Path(request.output))
             refuse_stacks([job.src], request.settings.model.samples)
             check_log_path(request.log_json, [job])
@@ -127,7 +157,9 @@ def refuse_split_stacks(jobs: list[SceneJob]) -> None:
     stacks = [job.src for job in jobs if is_band_stack(job.src)]
     if stacks:
         more = f" (and {len(stacks) - 1} more)" if len(stacks) > 1 else ""
-        raise UsageError(f"--split-rows does not split band stacks (Sentinel-2 products, STAC items, band folders: {stacks[0]}{more}) yet; drop --split-rows to run them whole, one per worker")
+        raise UsageError(
+            f"--split-rows does not split band stacks (Sentinel-2 products, STAC items, band folders: {stacks[0]}{more}) yet; drop --split-rows to run them whole, one per worker"
+        )
 
 
 def plan_batch(request: RunRequest) -> list[SceneJob]:
@@ -152,9 +184,13 @@ def plan_batch(request: RunRequest) -> list[SceneJob]:
 
 
 def run_one(
-    job: SceneJob, settings: UpscaleSettings, *, force: bool = False, log_json: Optional[Path] = None,
+    job: SceneJob,
+    settings: UpscaleSettings,
+    *,
+    force: bool = False,
+    log_json: Optional[Path] = None,
     progress: Optional[Progress] = None,
-) -> RunReport:  # fmt: skip
+) -> RunReport:
     """One scene to one path, as before batches existed: an existing DST needs overwrite (or `force`); no skip rule."""
     if force:
         settings = replace(settings, overwrite=True)
@@ -166,9 +202,18 @@ def run_one(
         except RssrError as error:
             figures = getattr(error, "figures", None)
             seconds = time.perf_counter() - started
-            joblog.write(SceneResult(
-                job.src, str(job.dst), FAILED, seconds, error.windows, error.skipped_windows, error=str(error), fidelity=figures,
-            ))  # fmt: skip
+            joblog.write(
+                SceneResult(
+                    job.src,
+                    str(job.dst),
+                    FAILED,
+                    seconds,
+                    error.windows,
+                    error.skipped_windows,
+                    error=str(error),
+                    fidelity=figures,
+                )
+            )
             raise
         scene = SceneResult(job.src, str(job.dst), DONE, result.seconds, **scene_fields(result))
         joblog.write(scene)
@@ -202,7 +247,9 @@ def run_many(
                 if request.scheduler:
                     with dask_client(request.scheduler, gpu=settings.model.uses_gpu) as client:
                         if request.split_rows is not None:
-                            return run_split_batch_on_dask(jobs, settings, client, request.split_rows, force=force, on_scene=record)
+                            return run_split_batch_on_dask(
+                                jobs, settings, client, request.split_rows, force=force, on_scene=record
+                            )
                         return run_batch_on_dask(jobs, settings, client, force=force, on_scene=record)
                 return run_batch(jobs, settings, force=force, on_scene=record, progress_for=progress_for)
         except Interrupted as interrupt:
@@ -211,5 +258,7 @@ def run_many(
 
 def interruption_summary(signum: int, finished: list[SceneResult], total: int) -> str:
     name = signal.Signals(signum).name
-    counts = ", ".join(f"{sum(s.status == status for s in finished)} {status}" for status in (DONE, SKIPPED, BUSY, FAILED))
+    counts = ", ".join(
+        f"{sum(s.status == status for s in finished)} {status}" for status in (DONE, SKIPPED, BUSY, FAILED)
+    )
     return f"interrupted by {name} after {len(finished)} of {total} scene(s) ({counts}); the scene in progress was not written"

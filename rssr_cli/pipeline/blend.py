@@ -121,9 +121,13 @@ class RowAccumulator:
     would be Σ w_i² var_i, lower in the seams only because independent windows average there): the layer says
     how uncertain the value is, whatever tiling happened to put a seam through the pixel."""
 
-    def __init__(self, bands: int, region: Window, *, track_validity: bool, spread: bool = False, top: Optional[int] = None) -> None:
+    def __init__(
+        self, bands: int, region: Window, *, track_validity: bool, spread: bool = False, top: Optional[int] = None
+    ) -> None:
         self.region = region
-        self.top = int(region.row_off) if top is None else max(int(region.row_off), top)  # `top`: a resumed stream's first row
+        self.top = (
+            int(region.row_off) if top is None else max(int(region.row_off), top)
+        )  # `top`: a resumed stream's first row
         width = int(region.width)
         self._sum = np.zeros((bands, 0, width), dtype=np.float32)
         self._weight = np.zeros((0, width), dtype=np.float32)
@@ -219,7 +223,10 @@ def hr_validity(valid_lr: np.ndarray, tile: Tile, grid: OutputGrid) -> np.ndarra
     if grid.placement is not None:
         rows, cols = nearest_source_index(grid, "y", r0, r1), nearest_source_index(grid, "x", c0, c1)
     else:
-        rows, cols = nearest_lr_index(r0, r1, grid.src_height, grid.height), nearest_lr_index(c0, c1, grid.src_width, grid.width)
+        rows, cols = (
+            nearest_lr_index(r0, r1, grid.src_height, grid.height),
+            nearest_lr_index(c0, c1, grid.src_width, grid.width),
+        )
     return valid_lr[:, rows - int(halo.row_off)][:, :, cols - int(halo.col_off)]
 
 
@@ -235,9 +242,14 @@ class SpreadTarget:
 
 
 def write_blended(
-    writer: Any, rows: FinishedRows, *, spec: OutputSpec, region: OutputRegion, radiometry: Radiometry,
+    writer: Any,
+    rows: FinishedRows,
+    *,
+    spec: OutputSpec,
+    region: OutputRegion,
+    radiometry: Radiometry,
     spread: Optional[SpreadTarget] = None,
-) -> None:  # fmt: skip
+) -> None:
     """Back to stored values, invalid pixels marked as the output marks them, then onto disk, a block at a time.
     `writer` is a rasterio dataset opened for writing (or anything with its write/write_mask). With `spread`, the
     blocks' spread goes to its side-car too, NaN wherever the output marks a pixel invalid."""

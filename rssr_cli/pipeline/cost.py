@@ -95,7 +95,9 @@ def calibrate(backend, bands: int, scale: float, hr_sides: Optional[tuple[int, i
     )
 
 
-def estimate_cost(grid: OutputGrid, bands: int, *, model: Optional[str] = None, threads: Optional[int] = None) -> CostEstimate:
+def estimate_cost(
+    grid: OutputGrid, bands: int, *, model: Optional[str] = None, threads: Optional[int] = None
+) -> CostEstimate:
     """The cost of `rssr upscale` onto `grid` with `bands` bands, the default method (the model) and its defaults."""
     scale = max(grid.scale_x, grid.scale_y)
     tile, overlap = auto_tiling("diffusion", scale, None, None)
@@ -109,7 +111,9 @@ def estimate_cost(grid: OutputGrid, bands: int, *, model: Optional[str] = None, 
     per_band_px = cal.microseconds_per_band_px * 1e-6
     seconds = len(tiles) * cal.seconds_per_window + per_band_px * bands * sum(window_px)
     row_height = max(max(t.hr.height for t in row) for row in rows)
-    accumulator = (5 * bands + 4) * row_height * grid.width  # blend.py: float32 sum + bool validity per band, float32 weight
+    accumulator = (
+        (5 * bands + 4) * row_height * grid.width
+    )  # blend.py: float32 sum + bool validity per band, float32 weight
     peak = cal.base_rss_bytes + cal.bytes_per_window_px * max(window_px) + accumulator
     n_threads = torch.get_num_threads()
     steps = int(getattr(backend, "steps", 0))

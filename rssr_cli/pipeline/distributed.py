@@ -88,9 +88,12 @@ def dask_client(scheduler: str, *, gpu: bool = False) -> Iterator[Any]:
         # One thread per worker: each worker runs one scene at a time and torch uses that core (Dask's
         # nanny sets OMP_NUM_THREADS=1), so N workers share the machine instead of oversubscribing it.
         cluster = distributed.LocalCluster(
-            n_workers=target, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=target,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
             resources={"GPU": 1} if gpu else None,
-        )  # fmt: skip
+        )
         try:
             with distributed.Client(cluster) as client:
                 yield client
@@ -151,11 +154,17 @@ def run_batch_on_dask(
     batch_id = uuid.uuid4().hex[:8]  # keys must be new per batch, or Dask hands back a previous batch's results
     futures = {
         client.submit(
-            run_scene_on_worker, job, settings, force, pure=False, retries=retries,
-            resources=resources, key=f"rssr-{batch_id}-{i}-{job.dst.name}",
+            run_scene_on_worker,
+            job,
+            settings,
+            force,
+            pure=False,
+            retries=retries,
+            resources=resources,
+            key=f"rssr-{batch_id}-{i}-{job.dst.name}",
         ): i
         for i, job in enumerate(jobs)
-    }  # fmt: skip
+    }
     results: list[Optional[SceneResult]] = [None] * len(jobs)
     for future in distributed.as_completed(futures):
         i = futures[future]
@@ -201,11 +210,18 @@ def run_split_batch_on_dask(
         with staging_dir(job.dst) as staging:
             futures = [
                 client.submit(
-                    render_rows_on_worker, job.src, staging / f"rows{i}.tif", run_settings, rows, pure=False,
-                    retries=retries, resources=resources, key=f"rssr-{batch_id}-{job.dst.name}-rows{i}",
+                    render_rows_on_worker,
+                    job.src,
+                    staging / f"rows{i}.tif",
+                    run_settings,
+                    rows,
+                    pure=False,
+                    retries=retries,
+                    resources=resources,
+                    key=f"rssr-{batch_id}-{job.dst.name}-rows{i}",
                 )
                 for i, rows in enumerate(bands)
-            ]  # fmt: skip
+            ]
             return assemble_rows(job.src, job.dst, run_settings, client.gather(futures))
 
     results = []

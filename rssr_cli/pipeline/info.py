@@ -29,7 +29,9 @@ class BandReport:
     colorinterp: str
     scale: float
     offset: float
-    made: dict[str, str] = field(default_factory=dict)  # an rssr output band's RSSR_* tags (how it was made), prefix dropped
+    made: dict[str, str] = field(
+        default_factory=dict
+    )  # an rssr output band's RSSR_* tags (how it was made), prefix dropped
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,9 @@ def _preview(grid: OutputGrid, n_bands: int, dtype: str) -> UpscalePreview:
 
 def _band_report(source: SourceInfo, band: int, made: dict[str, str]) -> BandReport:
     i = band - 1
-    return BandReport(band, source.descriptions[i], source.colorinterp[i].name, source.scales[i], source.offsets[i], made)
+    return BandReport(
+        band, source.descriptions[i], source.colorinterp[i].name, source.scales[i], source.offsets[i], made
+    )
 
 
 def rssr_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -192,15 +196,21 @@ def describe_model(path: Optional[str | Path] = None) -> ModelReport:
 
     weights, card_path = checkpoint_paths(resolve_model(path) if path is not None else default_model_path())
     if not weights.is_file():
-        hint = "pass the model's .safetensors" if path is not None else "the default model; pass a PATH or set RSSR_MODEL"
+        hint = (
+            "pass the model's .safetensors" if path is not None else "the default model; pass a PATH or set RSSR_MODEL"
+        )
         raise CheckpointError(f"no model at {weights} ({hint})")
     model = load_model(weights, device="cpu")
     card = model.card
     parts = tuple(
-        ModelPart(role, str(card["spec"][role]["name"]), dict(card["spec"][role].get("args", {})),
-                  sum(p.numel() for p in getattr(model, role).parameters()))
+        ModelPart(
+            role,
+            str(card["spec"][role]["name"]),
+            dict(card["spec"][role].get("args", {})),
+            sum(p.numel() for p in getattr(model, role).parameters()),
+        )
         for role in PARTS
-    )  # fmt: skip
+    )
     return ModelReport(
         weights=str(weights),
         card=str(card_path) if card_path.is_file() else None,

@@ -17,7 +17,14 @@ from rssr_cli.core.errors import UsageError
 from rssr_cli.geo.grid import format_resolution
 from rssr_cli.io import sources
 from rssr_cli.io.destination import check_output_name
-from rssr_cli.io.products import is_band_stack, is_product_dir, is_product_file, is_product_name, product_name_fields, scene_stem
+from rssr_cli.io.products import (
+    is_band_stack,
+    is_product_dir,
+    is_product_file,
+    is_product_name,
+    product_name_fields,
+    scene_stem,
+)
 from rssr_cli.pipeline.settings import DEFAULT_METHOD, UpscaleSettings
 from rssr_cli.pipeline.stack_plan import request_settings
 
@@ -49,9 +56,10 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
             matches = [item]
         elif os.path.isdir(item):
             matches = sorted(
-                str(p) for p in Path(item).iterdir()
+                str(p)
+                for p in Path(item).iterdir()
                 if (p.is_file() and p.suffix.lower() in RASTER_SUFFIXES) or is_product_dir(p) or is_product_file(p)
-            )  # fmt: skip
+            )
         elif glob.has_magic(item):
             matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p) or is_product_dir(Path(p)))
         else:
@@ -89,7 +97,9 @@ def refuse_stray_numbers(inputs: Sequence[str]) -> None:
         except ValueError:
             continue
         if not os.path.exists(item):
-            raise UsageError(f"input {item!r} is a number, not a raster; for an x and a y pixel size write -r X,Y (e.g. -r 10,20)")
+            raise UsageError(
+                f"input {item!r} is a number, not a raster; for an x and a y pixel size write -r X,Y (e.g. -r 10,20)"
+            )
 
 
 def default_name_template(src: str) -> str:
@@ -118,7 +128,9 @@ def output_name(template: Optional[str], src: str, settings: UpscaleSettings) ->
     fields = {
         "stem": stem,
         "name": sources.base_name(src),
-        "scale": f"{settings.scale:g}" if settings.scale is not None else f"r{format_resolution(settings.target_resolution())}",
+        "scale": f"{settings.scale:g}"
+        if settings.scale is not None
+        else f"r{format_resolution(settings.target_resolution())}",
         "resolution": format_resolution(settings.resolution) if settings.resolution is not None else "",
         "method": settings.method or DEFAULT_METHOD,
         "seed": str(settings.seed),
@@ -135,10 +147,14 @@ def output_name(template: Optional[str], src: str, settings: UpscaleSettings) ->
     try:
         name = template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
-        raise UsageError(f"bad name template {template!r}: use fields {', '.join('{' + k + '}' for k in fields)}") from exc
+        raise UsageError(
+            f"bad name template {template!r}: use fields {', '.join('{' + k + '}' for k in fields)}"
+        ) from exc
     parts = Path(name).parts
     if not parts or Path(name).is_absolute() or ".." in parts or name.endswith("/"):
-        raise UsageError(f"name template {template!r} must give a file name inside -o (subfolders allowed), got {name!r}")
+        raise UsageError(
+            f"name template {template!r} must give a file name inside -o (subfolders allowed), got {name!r}"
+        )
     return name
 
 
@@ -156,7 +172,9 @@ def check_name_template(template: str, fields: Mapping[str, str]) -> None:
             raise UsageError(f"bad name template {template!r}: only the plain fields {allowed} are allowed")
 
 
-def plan_jobs(inputs: Sequence[str | os.PathLike], outdir: Path, settings: UpscaleSettings, template: Optional[str] = None) -> list[SceneJob]:
+def plan_jobs(
+    inputs: Sequence[str | os.PathLike], outdir: Path, settings: UpscaleSettings, template: Optional[str] = None
+) -> list[SceneJob]:
     """One job per input (template None: each input's default name); two inputs that would write the same output
     are refused before any work."""
     jobs: list[SceneJob] = []
@@ -165,7 +183,9 @@ def plan_jobs(inputs: Sequence[str | os.PathLike], outdir: Path, settings: Upsca
         dst = outdir / output_name(template, src, settings)
         check_output_name(dst)
         if dst in claimed:
-            raise UsageError(f"{claimed[dst]} and {src} would both write {dst}; use a template with {{name}} or separate runs")
+            raise UsageError(
+                f"{claimed[dst]} and {src} would both write {dst}; use a template with {{name}} or separate runs"
+            )
         if sources.is_local(src) and dst.resolve() == Path(src).resolve():
             raise UsageError(f"output {dst} would overwrite its input")
         claimed[dst] = src

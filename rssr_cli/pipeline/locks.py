@@ -54,7 +54,9 @@ def output_lock(dst: Path, *, on_stale: Optional[Callable[[list[Path]], None]] =
     fd = _acquire(path)
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
+        os.write(
+            fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode()
+        )
         stale = remove_stale_staging(dst)
         if on_stale is not None:
             on_stale(stale)
@@ -166,7 +168,12 @@ def sweep_stale(folder: Path) -> list[Path]:
         name = entry.name
         if name.startswith(".") and STAGING_MARK in name and entry.is_dir(follow_symlinks=False):
             outputs[name[1 : name.rindex(STAGING_MARK)]] = None
-        elif name.startswith(".") and name.endswith(".lock") and entry.is_file(follow_symlinks=False) and _is_rssr_lock(Path(entry.path)):
+        elif (
+            name.startswith(".")
+            and name.endswith(".lock")
+            and entry.is_file(follow_symlinks=False)
+            and _is_rssr_lock(Path(entry.path))
+        ):
             outputs[name[1:-5]] = None
     removed: list[Path] = []
     for output in filter(None, outputs):

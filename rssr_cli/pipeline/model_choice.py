@@ -11,7 +11,15 @@ from typing import Mapping, Optional
 
 from rssr_cli.backends import MODEL_ENV, backend_names, default_model_path, get_backend
 from rssr_cli.model.shipped_models import model_name, shipped_models
-from rssr_cli.pipeline.model_rule import CHOSEN_BY_ENV, CHOSEN_BY_MODEL, CHOSEN_BY_RULE, InputFacts, ModelChoice, choose_default_model, input_facts
+from rssr_cli.pipeline.model_rule import (
+    CHOSEN_BY_ENV,
+    CHOSEN_BY_MODEL,
+    CHOSEN_BY_RULE,
+    InputFacts,
+    ModelChoice,
+    choose_default_model,
+    input_facts,
+)
 from rssr_cli.pipeline.settings import DEFAULT_METHOD, UpscaleSettings, run_method
 
 
@@ -28,7 +36,9 @@ def with_scene_model(src: str | Path, settings: UpscaleSettings) -> UpscaleSetti
         return settings
     if settings.model.model is not None:
         given = settings.model.model
-        return replace(settings, model_choice=ModelChoice(model_name(given), f"--model {os.fspath(given)}", CHOSEN_BY_MODEL))
+        return replace(
+            settings, model_choice=ModelChoice(model_name(given), f"--model {os.fspath(given)}", CHOSEN_BY_MODEL)
+        )
     env = os.environ.get(MODEL_ENV)
     if env:
         return replace(settings, model_choice=ModelChoice(model_name(env), f"${MODEL_ENV}={env}", CHOSEN_BY_ENV))
@@ -43,7 +53,11 @@ def input_model_choice(facts: InputFacts) -> ModelChoice:
     rule = choose_default_model(facts, shipped_models())
     env = os.environ.get(MODEL_ENV)
     if env:
-        return ModelChoice(model_name(env), f"${MODEL_ENV}={env} overrides the rule (which picks {rule.name}: {rule.reason})", CHOSEN_BY_ENV)
+        return ModelChoice(
+            model_name(env),
+            f"${MODEL_ENV}={env} overrides the rule (which picks {rule.name}: {rule.reason})",
+            CHOSEN_BY_ENV,
+        )
     return rule
 
 
@@ -58,7 +72,13 @@ def check_model_found(settings: UpscaleSettings) -> None:
         default_model_path()  # raises CheckpointError naming --model, RSSR_MODEL and --method bicubic
 
 
-MODEL_TAGS = ("RSSR_METHOD", "RSSR_MODEL", "RSSR_MODEL_SHA256", "RSSR_STEPS", "RSSR_STRENGTH")  # what a card's model decides
+MODEL_TAGS = (
+    "RSSR_METHOD",
+    "RSSR_MODEL",
+    "RSSR_MODEL_SHA256",
+    "RSSR_STEPS",
+    "RSSR_STRENGTH",
+)  # what a card's model decides
 
 
 def model_change(tags: Mapping[str, str], wanted: Mapping[str, str], choice: Optional[ModelChoice]) -> Optional[str]:

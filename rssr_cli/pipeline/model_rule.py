@@ -74,7 +74,13 @@ def sentinel2_evidence(facts: InputFacts) -> tuple[bool, str]:
         names = ",".join(canonical_band_name(d or "") for d in facts.descriptions)
         return True, f"band descriptions are Sentinel-2 band ids {names}"
     if facts.pixel_size_m is None:
-        where = "no CRS" if facts.crs is None else f"a geographic CRS ({facts.crs})" if not facts.projected else f"CRS {facts.crs} without metre units"
+        where = (
+            "no CRS"
+            if facts.crs is None
+            else f"a geographic CRS ({facts.crs})"
+            if not facts.projected
+            else f"CRS {facts.crs} without metre units"
+        )
         return False, f"{facts.dtype}, {where}, bands not described as Sentinel-2 band ids"
     low, high = S2_PIXEL_M
     size = "x".join(f"{v:.6g}" for v in dict.fromkeys(facts.pixel_size_m))
@@ -120,6 +126,9 @@ def source_facts(source: SourceInfo) -> InputFacts:
             pixel_size_m = (math.hypot(t.a, t.d) * factor, math.hypot(t.b, t.e) * factor)
     data = [source.descriptions[b - 1] for b in source.data_bands]
     return InputFacts(
-        dtype=source.dtype, descriptions=tuple(data), crs=crs.to_string() if crs is not None else None,
-        projected=bool(crs is not None and crs.is_projected), pixel_size_m=pixel_size_m,
-    )  # fmt: skip
+        dtype=source.dtype,
+        descriptions=tuple(data),
+        crs=crs.to_string() if crs is not None else None,
+        projected=bool(crs is not None and crs.is_projected),
+        pixel_size_m=pixel_size_m,
+    )

@@ -31,7 +31,6 @@ from rssr_cli.pipeline.spread import NOT_SPLIT, SPREAD_DTYPE, SpreadLayer, sprea
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class RunPlan:
     """The resolved, validated run: what to read, the grid to produce, how to map values, what to write."""
@@ -111,20 +110,44 @@ def plan_scene(
     spread = SpreadLayer.of(dst, output, spread_creation_options(settings)) if recorded.spread else None
     stats = None if method in CLASSICAL_METHODS else scene_statistics(dataset, source, bands, radiometry)
     plan = RunPlan(
-        source, bands, grid, tiles, radiometry, output, creation_options, method, settings, region, outside_aoi, stats,
+        source,
+        bands,
+        grid,
+        tiles,
+        radiometry,
+        output,
+        creation_options,
+        method,
+        settings,
+        region,
+        outside_aoi,
+        stats,
         spread,
-    )  # fmt: skip
+    )
     log.info(
         "%s: %dx%d -> %dx%d (x%.4g, x%.4g), %d bands, %d windows, method %s, radiometry %s",
-        source.path, source.width, source.height, grid.width, grid.height,
-        grid.scale_x, grid.scale_y, len(bands), plan.window_count, method, radiometry.rule,
-    )  # fmt: skip
+        source.path,
+        source.width,
+        source.height,
+        grid.width,
+        grid.height,
+        grid.scale_x,
+        grid.scale_y,
+        len(bands),
+        plan.window_count,
+        method,
+        radiometry.rule,
+    )
     if region.aoi is not None:
         window = region.window
         log.info(
             "AOI: writing %dx%d px at (%d, %d) of the full output grid; %d windows outside it are not read",
-            window.width, window.height, window.col_off, window.row_off, outside_aoi,
-        )  # fmt: skip
+            window.width,
+            window.height,
+            window.col_off,
+            window.row_off,
+            outside_aoi,
+        )
     return plan
 
 
@@ -165,7 +188,9 @@ def scene_radiometry(dataset: DatasetReader, source: SourceInfo, bands: Sequence
     )
 
 
-def scene_statistics(dataset: DatasetReader, source: SourceInfo, bands: Sequence[int], radiometry: Radiometry) -> np.ndarray:
+def scene_statistics(
+    dataset: DatasetReader, source: SourceInfo, bands: Sequence[int], radiometry: Radiometry
+) -> np.ndarray:
     """Per band (mean, std) of the scene's valid pixels in normalized units, from a decimated read.
 
     A model standardizes every window with these rather than the window's own, so a pixel's value does not

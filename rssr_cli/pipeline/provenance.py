@@ -30,7 +30,9 @@ class Provenance:
         return cls(method, dict(backend.provenance()), writes_spread(backend))
 
 
-def provenance_tags(settings: UpscaleSettings, grid: OutputGrid, radiometry: Radiometry, provenance: Provenance) -> dict[str, str]:
+def provenance_tags(
+    settings: UpscaleSettings, grid: OutputGrid, radiometry: Radiometry, provenance: Provenance
+) -> dict[str, str]:
     """RSSR_* tags recording how the output was made (the backend adds its own, e.g. model id and hash)."""
     return {
         "RSSR_VERSION": __version__,
@@ -46,7 +48,11 @@ def provenance_tags(settings: UpscaleSettings, grid: OutputGrid, radiometry: Rad
 def request_tags(settings: UpscaleSettings, provenance: Provenance) -> dict[str, str]:
     """The tags that identify what was asked for (method, model hash, sampler, scale, bands, seed, AOI, declared
     nodata): an output whose tags contain these was made by an equivalent request, so a batch can skip it."""
-    requested = f"{settings.scale:g}" if settings.scale is not None else f"resolution {format_resolution(settings.target_resolution())}"
+    requested = (
+        f"{settings.scale:g}"
+        if settings.scale is not None
+        else f"resolution {format_resolution(settings.target_resolution())}"
+    )
     tags = {
         "RSSR_METHOD": provenance.method,
         "RSSR_SCALE": requested,

@@ -40,11 +40,17 @@ def finish(
     sidecars: list[tuple[Path, Path]] = []
     if settings.fidelity is not None:
         report, sidecars = assess_fidelity(dataset, plan, backend, intermediate, dst, staging)
-    layers = [] if plan.spread is None else [CogLayer(staging / SPREAD_INTERMEDIATE, plan.spread.path, plan.spread.creation_options)]
+    layers = (
+        []
+        if plan.spread is None
+        else [CogLayer(staging / SPREAD_INTERMEDIATE, plan.spread.path, plan.spread.creation_options)]
+    )
     return publish(intermediate, dst, plan.creation_options, settings.overwrite, report, sidecars, layers)
 
 
-SPREAD_INTERMEDIATE = "spread.tif"  # the spread side-car's streamed intermediate, beside the output's in the staging directory
+SPREAD_INTERMEDIATE = (
+    "spread.tif"  # the spread side-car's streamed intermediate, beside the output's in the staging directory
+)
 
 
 @contextmanager
@@ -58,9 +64,14 @@ def open_spread_intermediate(staging: Path, plan: RunPlan) -> Iterator[Optional[
 
 
 def publish(
-    intermediate: Path, dst: Path, creation_options: dict, overwrite: bool, report: Optional[FidelityReport],
-    sidecars: Sequence[tuple[Path, Path]] = (), layers: Sequence[CogLayer] = (),
-) -> Optional[FidelityReport]:  # fmt: skip
+    intermediate: Path,
+    dst: Path,
+    creation_options: dict,
+    overwrite: bool,
+    report: Optional[FidelityReport],
+    sidecars: Sequence[tuple[Path, Path]] = (),
+    layers: Sequence[CogLayer] = (),
+) -> Optional[FidelityReport]:
     """Build the COG (with its side-car `layers`, published together: cog.finalize_cogs) unless the report failed
     a check, move the staged sidecars beside it, then raise the failure."""
     if report is None or report.passed:
@@ -88,17 +99,31 @@ def assess_fidelity(
     comparison = Comparison.plan(plan.grid, plan.region.window)
     with rasterio.open(intermediate) as output:
         report, crop = measure_fidelity(
-            dataset, plan.source, plan.bands, output, comparison, method=plan.method, options=options,
-            sample_crop=crop_sampler(dataset, plan, backend), seed=plan.settings.seed,
-        )  # fmt: skip
+            dataset,
+            plan.source,
+            plan.bands,
+            output,
+            comparison,
+            method=plan.method,
+            options=options,
+            sample_crop=crop_sampler(dataset, plan, backend),
+            seed=plan.settings.seed,
+        )
         report = check(report, str(dst))
-        quicklook = _quicklook(dataset, plan, output, crop, report) if options.write_report and crop is not None else None
+        quicklook = (
+            _quicklook(dataset, plan, output, crop, report) if options.write_report and crop is not None else None
+        )
     return record(report, intermediate, dst, staging, options.write_report, quicklook)
 
 
 def record(
-    report: FidelityReport, intermediate: Path, dst: Path, staging: Path, write_report: bool, quicklook: Optional[np.ndarray] = None
-) -> tuple[FidelityReport, list[tuple[Path, Path]]]:  # fmt: skip
+    report: FidelityReport,
+    intermediate: Path,
+    dst: Path,
+    staging: Path,
+    write_report: bool,
+    quicklook: Optional[np.ndarray] = None,
+) -> tuple[FidelityReport, list[tuple[Path, Path]]]:
     """Tag the intermediate with the report's key figures and stage its sidecars (JSON, quick-look) when asked."""
     import rasterio
 

@@ -58,14 +58,29 @@ class StreamState:
     skipped: list[int] = field(default_factory=list)
 
 
-def resume_key(plan_tags: dict[str, str], spec: OutputSpec, settings: UpscaleSettings, region_window: Window) -> Optional[str]:
+def resume_key(
+    plan_tags: dict[str, str], spec: OutputSpec, settings: UpscaleSettings, region_window: Window
+) -> Optional[str]:
     """The key a resume folder must match (module doc); None when the source has no identity (nothing resumes)."""
     if FINGERPRINT_TAG not in plan_tags:
         return None
     record = {
         "tags": dict(sorted(plan_tags.items())),
-        "grid": [spec.width, spec.height, spec.count, spec.dtype, repr(spec.nodata), spec.internal_mask, list(spec.transform)[:6]],
-        "region": [int(region_window.col_off), int(region_window.row_off), int(region_window.width), int(region_window.height)],
+        "grid": [
+            spec.width,
+            spec.height,
+            spec.count,
+            spec.dtype,
+            repr(spec.nodata),
+            spec.internal_mask,
+            list(spec.transform)[:6],
+        ],
+        "region": [
+            int(region_window.col_off),
+            int(region_window.row_off),
+            int(region_window.width),
+            int(region_window.height),
+        ],
         "tiling": [settings.tile, settings.overlap, settings.batch_size],
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
@@ -164,7 +179,9 @@ def resumable_staging(dst: Path, key: str) -> Iterator[Resume]:
     except (Interrupted, KeyboardInterrupt, RssrError) as error:
         # A failure to write (a full disk: the rows are in doubt and hold the space) or after the stream (a failed
         # fidelity check: a rerun would fail alike) keeps nothing.
-        worth = isinstance(error, (Interrupted, KeyboardInterrupt)) or not (isinstance(error, OutputError) or resume.streamed)
+        worth = isinstance(error, (Interrupted, KeyboardInterrupt)) or not (
+            isinstance(error, OutputError) or resume.streamed
+        )
         if resume.state.rows_written > 0 and worth:  # the writer was closed on the way out: its rows are on disk
             try:
                 resume.save()

@@ -91,7 +91,11 @@ def render_scene(
     with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, dst, settings, backend)
         skipped = 0
-        key = resume_key(plan.output.tags, plan.output, plan.settings, plan.region.window) if plan.spread is None else None
+        key = (
+            resume_key(plan.output.tags, plan.output, plan.settings, plan.region.window)
+            if plan.spread is None
+            else None
+        )
         try:
             if key is not None:  # an interrupted run of this very request resumes (resume.py)
                 with resumable_staging(dst, key) as resume:
@@ -99,7 +103,10 @@ def render_scene(
             else:
                 with staging_dir(dst) as staging:
                     intermediate = staging / "stream.tif"
-                    with open_intermediate(intermediate, plan.output) as writer, open_spread_intermediate(staging, plan) as spread:
+                    with (
+                        open_intermediate(intermediate, plan.output) as writer,
+                        open_spread_intermediate(staging, plan) as spread,
+                    ):
                         skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan, spread), track)
                     report = finish(dataset, plan, backend, intermediate, dst, staging)
         except RssrError as error:  # the JSON log reports the work done before the failure, not 0
@@ -109,10 +116,21 @@ def render_scene(
     log.info("wrote %s in %.1f s", dst, seconds)
     grid, window = plan.grid, plan.region.window
     return UpscaleResult(
-        dst, int(window.width), int(window.height), len(plan.bands), plan.source.dtype, grid.scale_x, grid.scale_y,
-        plan.method, plan.window_count, skipped, seconds, plan.outside_aoi_windows, report,
+        dst,
+        int(window.width),
+        int(window.height),
+        len(plan.bands),
+        plan.source.dtype,
+        grid.scale_x,
+        grid.scale_y,
+        plan.method,
+        plan.window_count,
+        skipped,
+        seconds,
+        plan.outside_aoi_windows,
+        report,
         spread=plan.spread.path if plan.spread is not None else None,
-    )  # fmt: skip
+    )
 
 
 def _resumable_scene(
@@ -124,7 +142,9 @@ def _resumable_scene(
         writer = ResumableWriter(dataset_writer)
         resume.track(writer)
         try:
-            skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan), track, state=resume.state, after_row=resume.after_row)
+            skipped = stream_tiles(
+                dataset, plan, backend, plan_writer(writer, plan), track, state=resume.state, after_row=resume.after_row
+            )
             resume.checkpoint()  # a kill during the COG build (minutes for a large scene) recomputes nothing
         finally:
             writer.close()  # the dataset a checkpoint reopened: its rows reach the disk before the side-car is saved

@@ -58,8 +58,12 @@ class SceneResult:
     error: Optional[str] = None
     fidelity: Optional[dict] = None  # key figures when measured (--report, --max-*): FidelityReport.figures()
     note: Optional[str] = None  # why an existing output was redone: "input changed", "model changed: OLD -> NEW"
-    bands: Optional[list] = None  # a band stack's bands as made: {band, method, scale, guided_by, model} (UpscaleResult.bands_made)
-    guides_only: Optional[list] = None  # a band stack's guide bands read (copied or super-resolved) but not output, as `bands`
+    bands: Optional[list] = (
+        None  # a band stack's bands as made: {band, method, scale, guided_by, model} (UpscaleResult.bands_made)
+    )
+    guides_only: Optional[list] = (
+        None  # a band stack's guide bands read (copied or super-resolved) but not output, as `bands`
+    )
     spread: Optional[str] = None  # the spread side-car written beside the output (--samples K >= 2)
 
     def to_json(self) -> str:
@@ -217,7 +221,9 @@ def run_batch(
         backends(settings)
     results = []
     for job in jobs:
-        scene = process_scene(job, settings, backends, force=force, progress=progress_for(job) if progress_for else None)
+        scene = process_scene(
+            job, settings, backends, force=force, progress=progress_for(job) if progress_for else None
+        )
         results.append(scene)
         if on_scene is not None:
             on_scene(scene)

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from rssr_cli.backends import CLASSICAL_METHODS, SRBackend, backend_names, check_method_options, check_sampler_options, get_backend
+from rssr_cli.backends import (
+    CLASSICAL_METHODS,
+    SRBackend,
+    backend_names,
+    check_method_options,
+    check_sampler_options,
+    get_backend,
+)
 from rssr_cli.core.errors import UsageError
 from rssr_cli.core.threads import available_cores
 from rssr_cli.core.value_types import check_field_types
@@ -41,12 +48,16 @@ class ModelOptions:
     ignore). None means the model card's default (steps, strength) or the automatic choice."""
 
     device: str = "auto"  # auto | cpu | cuda[:N]
-    model: Optional[str | Path] = None  # a shipped model's name or a checkpoint path; None: $RSSR_MODEL, else by the input (model_rule.RULE)
+    model: Optional[str | Path] = (
+        None  # a shipped model's name or a checkpoint path; None: $RSSR_MODEL, else by the input (model_rule.RULE)
+    )
     steps: Optional[int] = None
     strength: Optional[float] = None
     precision: Optional[str] = None
     tta: bool = False  # self-ensemble over the 8 flips/transposes of each window (8x the cost)
-    style: Optional[str] = None  # --mode: faithful (the prior: the posterior mean) | realistic (a sample); None: the card's
+    style: Optional[str] = (
+        None  # --mode: faithful (the prior: the posterior mean) | realistic (a sample); None: the card's
+    )
     samples: int = 1  # --samples K: the mean of K realistic samples
 
     def __post_init__(self) -> None:
@@ -65,8 +76,15 @@ class ModelOptions:
 
     def factory_kwargs(self) -> dict[str, Any]:
         """Keyword options for the backend factory: the model's only when given, so classical methods never see them."""
-        given = {"model": self.model, "steps": self.steps, "strength": self.strength, "precision": self.precision,
-                 "tta": True if self.tta else None, "style": self.style, "samples": self.samples if self.samples > 1 else None}  # fmt: skip
+        given = {
+            "model": self.model,
+            "steps": self.steps,
+            "strength": self.strength,
+            "precision": self.precision,
+            "tta": True if self.tta else None,
+            "style": self.style,
+            "samples": self.samples if self.samples > 1 else None,
+        }
         return {"device": self.device, **{k: v for k, v in given.items() if v is not None}}
 
 
@@ -103,7 +121,9 @@ class UpscaleSettings:
     fidelity: Optional[FidelityOptions] = None
     threads: Optional[int] = None  # CPU threads for the model and GDAL; None: OMP_NUM_THREADS, else all cores
     nodata: Optional[float] = None  # declared nodata value (files that carry none); None: the file's own
-    guidance: Optional[bool] = None  # band stacks: coarse bands guided by the 10 m bands (None: not a stack / default on)
+    guidance: Optional[bool] = (
+        None  # band stacks: coarse bands guided by the 10 m bands (None: not a stack / default on)
+    )
     model_choice: Optional[ModelChoice] = None  # which model this scene runs and why (pipeline.model_choice sets it)
 
     def __post_init__(self) -> None:
@@ -170,7 +190,11 @@ def auto_tiling(method: str, scale: float, tile: Optional[int], overlap: Optiona
     HR pixels of a window (its attention and UNet run on the whole HR window), so its LR tile shrinks as
     the scale grows: about MODEL_WINDOW_HR_PX HR px per core side, overlap a quarter of the tile (<= 32)."""
     if tile is None:
-        tile = DEFAULT_TILE if method in CLASSICAL_METHODS else int(min(DEFAULT_TILE, max(32, round(MODEL_WINDOW_HR_PX / scale))))
+        tile = (
+            DEFAULT_TILE
+            if method in CLASSICAL_METHODS
+            else int(min(DEFAULT_TILE, max(32, round(MODEL_WINDOW_HR_PX / scale))))
+        )
     if overlap is None:
         overlap = min(DEFAULT_OVERLAP, tile // 4)
     return tile, overlap

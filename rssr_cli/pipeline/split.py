@@ -48,7 +48,12 @@ def scene_row_bands(src: str | Path, settings: UpscaleSettings, parts: int) -> l
 
 
 def render_rows(
-    src: str | Path, part: Path, settings: UpscaleSettings, rows: tuple[int, int], *, backend: Optional[SRBackend] = None
+    src: str | Path,
+    part: Path,
+    settings: UpscaleSettings,
+    rows: tuple[int, int],
+    *,
+    backend: Optional[SRBackend] = None,
 ) -> RowsPart:
     """Write output rows [start, stop) of the scene to `part`, exactly as a whole-scene run computes them:
     the tiles are those of the full-scene tiling whose patch reaches these rows, with their own seeds and
@@ -67,7 +72,12 @@ ASSEMBLY_ROWS = 256  # rows copied per read/write while assembling
 
 
 def assemble_rows(
-    src: str | Path, dst: str | Path, settings: UpscaleSettings, parts: Sequence[RowsPart], *, backend: Optional[SRBackend] = None
+    src: str | Path,
+    dst: str | Path,
+    settings: UpscaleSettings,
+    parts: Sequence[RowsPart],
+    *,
+    backend: Optional[SRBackend] = None,
 ) -> UpscaleResult:
     """Join the row bands of a split scene into one COG at `dst` (atomic, like upscale); byte-identical to a
     whole-scene run. The parts must cover the output rows exactly once. With settings.fidelity the report
@@ -83,8 +93,14 @@ def assemble_rows(
         window = plan.region.window
         expected = (int(window.row_off), int(window.row_off + window.height))
         covered = [p.rows for p in parts]
-        if covered[0][0] != expected[0] or covered[-1][1] != expected[1] or any(a[1] != b[0] for a, b in zip(covered, covered[1:])):
-            raise ValueError(f"row bands {covered} do not cover the output rows {expected[0]}..{expected[1]} exactly once")
+        if (
+            covered[0][0] != expected[0]
+            or covered[-1][1] != expected[1]
+            or any(a[1] != b[0] for a, b in zip(covered, covered[1:]))
+        ):
+            raise ValueError(
+                f"row bands {covered} do not cover the output rows {expected[0]}..{expected[1]} exactly once"
+            )
         with staging_dir(dst) as staging:
             intermediate = staging / "stream.tif"
             with open_intermediate(intermediate, plan.output) as writer:
@@ -97,7 +113,17 @@ def assemble_rows(
                             write_rows(writer, plan.output, row_off, band.read(window=block), mask)
             report = finish(dataset, plan, backend, intermediate, dst, staging)
     return UpscaleResult(
-        dst, int(window.width), int(window.height), len(plan.bands), plan.source.dtype, plan.grid.scale_x,
-        plan.grid.scale_y, provenance.method, sum(p.windows for p in parts), sum(p.skipped_windows for p in parts),
-        time.perf_counter() - started, plan.outside_aoi_windows, report,
-    )  # fmt: skip
+        dst,
+        int(window.width),
+        int(window.height),
+        len(plan.bands),
+        plan.source.dtype,
+        plan.grid.scale_x,
+        plan.grid.scale_y,
+        provenance.method,
+        sum(p.windows for p in parts),
+        sum(p.skipped_windows for p in parts),
+        time.perf_counter() - started,
+        plan.outside_aoi_windows,
+        report,
+    )

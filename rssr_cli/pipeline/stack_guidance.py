@@ -51,7 +51,10 @@ class Guidance:
 
     def guide_slot(self, job: BandJob) -> int | None:
         """The job's slot in the staged guides file when the job is a guide band (same band of the same file)."""
-        return next((g.slot for g in self.plan.guides if (g.band.dataset, g.band.index) == (job.band.dataset, job.band.index)), None)
+        return next(
+            (g.slot for g in self.plan.guides if (g.band.dataset, g.band.index) == (job.band.dataset, job.band.index)),
+            None,
+        )
 
     def replaces(self, job: BandJob) -> bool:
         """The job's own run is not executed: it is guided, or copied from the staged guides."""
@@ -75,8 +78,18 @@ class Guidance:
 
         guided = GuidedJob(job.band, job.grid.placement, job.scale, abs(plan.common.transform.a))
         log.info("band %s: guided by %s at x%.4g", job.band.name, ",".join(job.guided_by), job.scale)
-        return sharpen_band(self.model, guided, guides_path, self.guide_stats, region=region.window, staged=self.staged,
-                            nodata=nodata, dtype=plan.dtype, write=write, progress=progress)  # fmt: skip
+        return sharpen_band(
+            self.model,
+            guided,
+            guides_path,
+            self.guide_stats,
+            region=region.window,
+            staged=self.staged,
+            nodata=nodata,
+            dtype=plan.dtype,
+            write=write,
+            progress=progress,
+        )
 
     def copy_guide(self, guides_path: Path, job: BandJob, writer: DatasetWriter) -> None:
         """A requested guide band into its output slot, from the staged guides: the region's part, the AOI applied."""
@@ -122,8 +135,18 @@ def guides_spec(plan: StackPlan, staged: Window) -> OutputSpec:
     """The staged guides: the guide bands on the `staged` window of the common grid, in the output's dtype."""
     n = len(plan.guides)
     return OutputSpec(
-        width=int(staged.width), height=int(staged.height), transform=OutputRegion(staged).transform(plan.common), crs=None,
-        dtype=plan.dtype, nodata=plan.nodata, internal_mask=False, descriptions=(None,) * n,
-        colorinterp=(ColorInterp.gray,) + (ColorInterp.undefined,) * (n - 1), scales=(1.0,) * n, offsets=(0.0,) * n,
-        tags={}, band_tags=({},) * n, interleave="band",
-    )  # fmt: skip
+        width=int(staged.width),
+        height=int(staged.height),
+        transform=OutputRegion(staged).transform(plan.common),
+        crs=None,
+        dtype=plan.dtype,
+        nodata=plan.nodata,
+        internal_mask=False,
+        descriptions=(None,) * n,
+        colorinterp=(ColorInterp.gray,) + (ColorInterp.undefined,) * (n - 1),
+        scales=(1.0,) * n,
+        offsets=(0.0,) * n,
+        tags={},
+        band_tags=({},) * n,
+        interleave="band",
+    )

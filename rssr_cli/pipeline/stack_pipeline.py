@@ -41,7 +41,16 @@ from rssr_cli.io.source_identity import bands_identity
 from rssr_cli.pipeline.plan import RunPlan, scene_radiometry, scene_statistics
 from rssr_cli.pipeline.provenance import Provenance, model_choice_tags, region_tags, request_tags
 from rssr_cli.pipeline.report import crop_sampler, publish, record
-from rssr_cli.pipeline.settings import DEFAULT_TILE, BandMade, Progress, UpscaleResult, UpscaleSettings, auto_tiling, build_backend, run_method
+from rssr_cli.pipeline.settings import (
+    DEFAULT_TILE,
+    BandMade,
+    Progress,
+    UpscaleResult,
+    UpscaleSettings,
+    auto_tiling,
+    build_backend,
+    run_method,
+)
 from rssr_cli.pipeline.stack_guidance import COPY_ROWS, Guidance, guides_spec, plan_guidance
 from rssr_cli.pipeline.stack_plan import BandJob, StackPlan, bands_made, plan_stack, request_settings
 from rssr_cli.pipeline.stream import plan_writer, stream_tiles
@@ -89,11 +98,22 @@ def upscale_stack(
         runs = [_BandRun.open(job, plan, settings, method) for job in plan.jobs]  # headers only, closed below
         log.info(
             "%s: %s, %d band(s) -> %dx%d px on %s's grid (x%.4g), %d windows, method %s",
-            stack.source, stack.kind, len(plan.jobs), plan.common.width, plan.common.height,
-            min(plan.jobs, key=lambda j: j.band.resolution).band.name, plan.common.scale_x, sum(r.windows for r in runs), method,
-        )  # fmt: skip
+            stack.source,
+            stack.kind,
+            len(plan.jobs),
+            plan.common.width,
+            plan.common.height,
+            min(plan.jobs, key=lambda j: j.band.resolution).band.name,
+            plan.common.scale_x,
+            sum(r.windows for r in runs),
+            method,
+        )
         guidance = plan_guidance(plan)
-        guide_runs = [_BandRun.open(job, plan, settings, method, guidance.staged_region) for job in plan.guides] if guidance else []
+        guide_runs = (
+            [_BandRun.open(job, plan, settings, method, guidance.staged_region) for job in plan.guides]
+            if guidance
+            else []
+        )
         if plan.guides_only:
             log.info("%s read as guides only (not output)", ",".join(job.band.name for job in plan.guides_only))
         total = sum(run.windows for run in runs if not (guidance and guidance.replaces(run.job)))
@@ -137,16 +157,33 @@ def upscale_stack(
     log.info("wrote %s in %.1f s", dst, seconds)
     window = plan.region.window
     return UpscaleResult(
-        dst, int(window.width), int(window.height), len(plan.jobs), plan.dtype, plan.common.scale_x,
-        plan.common.scale_y, method, total, skipped, seconds, 0, report,
-        bands_made=made_by(plan.jobs, provenance, guidance), guides_only=made_by(plan.guides_only, provenance, guidance),
-    )  # fmt: skip
+        dst,
+        int(window.width),
+        int(window.height),
+        len(plan.jobs),
+        plan.dtype,
+        plan.common.scale_x,
+        plan.common.scale_y,
+        method,
+        total,
+        skipped,
+        seconds,
+        0,
+        report,
+        bands_made=made_by(plan.jobs, provenance, guidance),
+        guides_only=made_by(plan.guides_only, provenance, guidance),
+    )
 
 
 def assess_stack_fidelity(
-    plan: StackPlan, runs: Sequence["_BandRun"], backend: SRBackend, guidance: Optional[Guidance], intermediate: Path,
-    dst: Path, staging: Path,
-) -> tuple[FidelityReport, list[tuple[Path, Path]]]:  # fmt: skip
+    plan: StackPlan,
+    runs: Sequence["_BandRun"],
+    backend: SRBackend,
+    guidance: Optional[Guidance],
+    intermediate: Path,
+    dst: Path,
+    staging: Path,
+) -> tuple[FidelityReport, list[tuple[Path, Path]]]:
     """`--report` and the thresholds on a stack: every output band measured against its own native band by the
     single-raster engine (evaluation.fidelity_bands), then tagged and staged as for a raster (pipeline.report)."""
     import rasterio
@@ -155,22 +192,38 @@ def assess_stack_fidelity(
     options = settings.fidelity
     assert options is not None
     bands = [
-        OutputBand(run.job.slot, run.job.band, run.job.grid, None if run.job.copy or run.job.guided_by else run.sampler(backend))
+        OutputBand(
+            run.job.slot,
+            run.job.band,
+            run.job.grid,
+            None if run.job.copy or run.job.guided_by else run.sampler(backend),
+        )
         for run in runs
-    ]  # fmt: skip
+    ]
     with rasterio.open(intermediate) as output:
         report = measure_bands(
-            output, bands, plan.region.window, source=plan.stack.source, method=runs[0].method, options=options,
-            nodata=plan.nodata, scale_xy=(plan.common.scale_x, plan.common.scale_y), seed=settings.seed,
-        )  # fmt: skip
+            output,
+            bands,
+            plan.region.window,
+            source=plan.stack.source,
+            method=runs[0].method,
+            options=options,
+            nodata=plan.nodata,
+            scale_xy=(plan.common.scale_x, plan.common.scale_y),
+            seed=settings.seed,
+        )
     return record(check(report, str(dst)), intermediate, dst, staging, options.write_report)
 
 
 def made_by(jobs: Sequence[BandJob], provenance: Provenance, guidance: Optional[Guidance]) -> tuple[BandMade, ...]:
     """How each band was made: the backend's own method and model for the bands it ran."""
     tags = provenance.backend_tags
-    return bands_made(jobs, tags.get("method", provenance.method), run_model=tags.get("model"),
-                      sharpener=guidance.name if guidance else None)  # fmt: skip
+    return bands_made(
+        jobs,
+        tags.get("method", provenance.method),
+        run_model=tags.get("model"),
+        sharpener=guidance.name if guidance else None,
+    )
 
 
 @dataclass
@@ -188,7 +241,14 @@ class _BandRun:
     region: OutputRegion  # the part of the common grid it writes: the run's region, or where the guides are staged
 
     @classmethod
-    def open(cls, job: BandJob, plan: StackPlan, settings: UpscaleSettings, method: str, region: Optional[OutputRegion] = None) -> "_BandRun":
+    def open(
+        cls,
+        job: BandJob,
+        plan: StackPlan,
+        settings: UpscaleSettings,
+        method: str,
+        region: Optional[OutputRegion] = None,
+    ) -> "_BandRun":
         region = region or plan.region
         with open_raster(job.band.dataset) as dataset:
             source = with_nodata(inspect_source(dataset), plan.nodata)
@@ -210,9 +270,19 @@ class _BandRun:
         output = band_output_spec(self.stack_plan, self.region)
         stats = None if self.method in CLASSICAL_METHODS else scene_statistics(dataset, self.source, bands, radiometry)
         return RunPlan(
-            self.source, bands, self.job.grid, self.tiles, radiometry, output, {}, self.method, settings,
-            self.region, 0, stats,
-        )  # fmt: skip
+            self.source,
+            bands,
+            self.job.grid,
+            self.tiles,
+            radiometry,
+            output,
+            {},
+            self.method,
+            settings,
+            self.region,
+            0,
+            stats,
+        )
 
     def sampler(self, backend: SRBackend) -> SampleCrop:
         """This band's method on one LR crop (pipeline.report.crop_sampler on its own plan), for the uncertainty."""
@@ -232,9 +302,14 @@ class _BandRun:
             run = self.run_plan(dataset)
             slot = _BandSlot(writer, self.job.slot)
             log.info(
-                "band %s: %dx%d px at %g -> x%.4g, %d windows", self.job.band.name, self.source.width,
-                self.source.height, self.job.band.resolution, self.job.scale, self.windows,
-            )  # fmt: skip
+                "band %s: %dx%d px at %g -> x%.4g, %d windows",
+                self.job.band.name,
+                self.source.width,
+                self.source.height,
+                self.job.band.resolution,
+                self.job.scale,
+                self.windows,
+            )
             return stream_tiles(dataset, run, backend, plan_writer(slot, run), progress)
 
     def _copy(self, dataset: DatasetReader, writer: DatasetWriter) -> None:
@@ -254,7 +329,9 @@ class _BandRun:
             write_band(writer, self.job.slot, data, Window(0, row - top, width, rows))
 
 
-def blank_outside_footprints(writer: DatasetWriter, jobs: Sequence[BandJob], region: OutputRegion, plan: StackPlan) -> None:
+def blank_outside_footprints(
+    writer: DatasetWriter, jobs: Sequence[BandJob], region: OutputRegion, plan: StackPlan
+) -> None:
     """Nodata where a band has no pixel (its footprint ends inside the output grid): whatever a run wrote there
     (its edge pixels extended by the resampler, a sharpened guide) is beyond the band's data. `writer` covers
     `region` of the common grid, the jobs in its slots."""
@@ -264,8 +341,10 @@ def blank_outside_footprints(writer: DatasetWriter, jobs: Sequence[BandJob], reg
     for job in jobs:
         col0, col1, row0, row1 = job.grid.footprint()
         outside = [  # (row_start, row_stop, col_start, col_stop) in full-grid pixels, clipped to the region
-            (top, bottom, left, min(col0, right)), (top, bottom, max(col1, left), right),
-            (top, min(row0, bottom), left, right), (max(row1, top), bottom, left, right),
+            (top, bottom, left, min(col0, right)),
+            (top, bottom, max(col1, left), right),
+            (top, min(row0, bottom), left, right),
+            (max(row1, top), bottom, left, right),
         ]
         for r0, r1, c0, c1 in outside:
             if r1 <= r0 or c1 <= c0 or plan.nodata is None:  # an output band's: stack_plan.check_footprints
@@ -292,10 +371,20 @@ def band_output_spec(plan: StackPlan, region: OutputRegion) -> OutputSpec:
     """What blend.write_blended needs to know of one band's slot: its dtype and how invalid pixels are marked."""
     window = region.window
     return OutputSpec(
-        width=int(window.width), height=int(window.height), transform=region.transform(plan.common), crs=None,
-        dtype=plan.dtype, nodata=plan.nodata, internal_mask=False, descriptions=(None,),
-        colorinterp=(ColorInterp.gray,), scales=(1.0,), offsets=(0.0,), tags={}, band_tags=({},),
-    )  # fmt: skip
+        width=int(window.width),
+        height=int(window.height),
+        transform=region.transform(plan.common),
+        crs=None,
+        dtype=plan.dtype,
+        nodata=plan.nodata,
+        internal_mask=False,
+        descriptions=(None,),
+        colorinterp=(ColorInterp.gray,),
+        scales=(1.0,),
+        offsets=(0.0,),
+        tags={},
+        band_tags=({},),
+    )
 
 
 def read_bands_identity(plan: StackPlan) -> dict[str, str]:
@@ -306,13 +395,18 @@ def read_bands_identity(plan: StackPlan) -> dict[str, str]:
 
 
 def stack_output_spec(
-    plan: StackPlan, settings: UpscaleSettings, provenance: Provenance, runs: Sequence[_BandRun],
+    plan: StackPlan,
+    settings: UpscaleSettings,
+    provenance: Provenance,
+    runs: Sequence[_BandRun],
     guidance: Optional[Guidance] = None,
 ) -> OutputSpec:
     """The output: common grid (or the AOI's window of it), band names as descriptions, per-band provenance (how
     each band was made: RSSR_BAND_METHOD, RSSR_GUIDED_BY, RSSR_BAND_MODEL)."""
     if plan.nodata is None and any(run.source.mask_kind != MaskKind.NONE for run in runs):
-        raise InputError(f"{plan.stack.source}: some bands mark invalid pixels but the output has no nodata value to keep them")
+        raise InputError(
+            f"{plan.stack.source}: some bands mark invalid pixels but the output has no nodata value to keep them"
+        )
     window = plan.region.window
     common = plan.common
     finest = min(plan.jobs, key=lambda j: j.band.resolution).band
@@ -324,7 +418,9 @@ def stack_output_spec(
         "RSSR_PRODUCT": plan.stack.kind,
         "RSSR_GRID_OF": finest.name,
         "RSSR_BAND_NAMES": ",".join(job.band.name for job in plan.jobs),
-        "RSSR_BAND_SCALES": ",".join(f"{job.band.name}:{'copy' if job.copy else format(job.scale, '.6g')}" for job in plan.jobs),
+        "RSSR_BAND_SCALES": ",".join(
+            f"{job.band.name}:{'copy' if job.copy else format(job.scale, '.6g')}" for job in plan.jobs
+        ),
         **request_tags(settings, provenance),
         **model_choice_tags(settings, provenance.method),
         **read_bands_identity(plan),  # a batch redoes the scene when a band it read was replaced
@@ -338,7 +434,11 @@ def stack_output_spec(
             "RSSR_NATIVE_RESOLUTION": f"{job.band.resolution:g}",
             "RSSR_SCALE_XY": "1,1 (copied)" if job.copy else f"{job.grid.scale_x:.10g},{job.grid.scale_y:.10g}",
             "RSSR_SOURCE": redact(job.band.dataset),  # a signed URL's credentials stay out of the file
-            **({} if job.copy or (guidance and guidance.replaces(job)) else {"RSSR_TILE": str(run.tile), "RSSR_OVERLAP": str(run.overlap)}),
+            **(
+                {}
+                if job.copy or (guidance and guidance.replaces(job))
+                else {"RSSR_TILE": str(run.tile), "RSSR_OVERLAP": str(run.overlap)}
+            ),
             "RSSR_BAND_METHOD": made.method,
             **({"RSSR_GUIDED_BY": ",".join(made.guided_by)} if made.guided_by else {}),
             **({"RSSR_BAND_MODEL": made.model} if made.model else {}),

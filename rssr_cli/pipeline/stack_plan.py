@@ -24,12 +24,27 @@ from rssr_cli.geo.band_names import canonical_band_name
 from rssr_cli.geo.grid import OutputGrid, check_scale, format_resolution, placed_grid, plan_output_grid
 from rssr_cli.geo.region import OutputRegion, aoi_region, whole_grid
 from rssr_cli.io.aoi import aoi_in_raster_crs
-from rssr_cli.io.products import DEFAULT_PRODUCT_BANDS, BandStack, StackBand, check_compatible, is_band_stack, open_band_stack
+from rssr_cli.io.products import (
+    DEFAULT_PRODUCT_BANDS,
+    BandStack,
+    StackBand,
+    check_compatible,
+    is_band_stack,
+    open_band_stack,
+)
 from rssr_cli.io.raster_io import check_nodata_fits, gdal_env
 from rssr_cli.pipeline.model_choice import input_model_choice
 from rssr_cli.pipeline.model_rule import InputFacts, ModelChoice
 from rssr_cli.pipeline.settings import BandMade, UpscaleSettings, run_method
-from rssr_cli.sharpen.bands import GUIDE_BANDS, SHARPENER_ENV, default_sharpener_path, guided_scale_ok, guides_for, sharpener_card, sharpener_name
+from rssr_cli.sharpen.bands import (
+    GUIDE_BANDS,
+    SHARPENER_ENV,
+    default_sharpener_path,
+    guided_scale_ok,
+    guides_for,
+    sharpener_card,
+    sharpener_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +72,15 @@ def plan_common_grid(
     """The finest band's grid at `scale` (relative to it) or `resolution` (square, or (x, y) like gdalwarp -tr):
     grid.plan_output_grid's rule on that band. Scale 1 is allowed (e.g. --resolution 10 with 10 m and 20 m
     bands: the 10 m bands are copied)."""
-    return plan_output_grid(finest.width, finest.height, finest.transform, scale=scale, resolution=resolution,
-                            allow_copy=True, of=f"band {finest.name}'s")  # fmt: skip
+    return plan_output_grid(
+        finest.width,
+        finest.height,
+        finest.transform,
+        scale=scale,
+        resolution=resolution,
+        allow_copy=True,
+        of=f"band {finest.name}'s",
+    )
 
 
 def band_grid(band: StackBand, common: OutputGrid) -> OutputGrid:
@@ -72,9 +94,13 @@ def is_same_grid(grid: OutputGrid) -> bool:
     assert p is not None
     tol = SAME_GRID_TOLERANCE
     return (
-        grid.src_width == grid.width and grid.src_height == grid.height
-        and abs(p.x0) < tol and abs(p.y0) < tol and abs(p.dx - 1) < tol / max(grid.width, 1) and abs(p.dy - 1) < tol / max(grid.height, 1)
-    )  # fmt: skip
+        grid.src_width == grid.width
+        and grid.src_height == grid.height
+        and abs(p.x0) < tol
+        and abs(p.y0) < tol
+        and abs(p.dx - 1) < tol / max(grid.width, 1)
+        and abs(p.dy - 1) < tol / max(grid.height, 1)
+    )
 
 
 @dataclass(frozen=True)
@@ -124,7 +150,9 @@ def guidance_on(settings: UpscaleSettings) -> bool:
     return guidance_asked(settings) and (bool(os.environ.get(SHARPENER_ENV)) or default_sharpener_path().is_file())
 
 
-def plan_jobs(stack: BandStack, selected: Sequence[StackBand], common: OutputGrid, *, guided: bool) -> tuple[BandJob, ...]:
+def plan_jobs(
+    stack: BandStack, selected: Sequence[StackBand], common: OutputGrid, *, guided: bool
+) -> tuple[BandJob, ...]:
     """Each selected band placed on the common grid: copied when the grid is its own, else guided when the band
     rule says so (and `guided`), else run by the run's method. Checks nothing (plan_stack does)."""
     jobs = []
@@ -140,8 +168,10 @@ def plan_guides(stack: BandStack, jobs: Sequence[BandJob], common: OutputGrid) -
     """The guides the guided jobs need, on the common grid (slot k of the staged guides file); () when none is guided."""
     names = next((job.guided_by for job in jobs if job.guided_by), ())
     by_name = {band.name: band for band in stack.bands}
-    return tuple(BandJob(k, by_name[name], band_grid(by_name[name], common), is_same_grid(band_grid(by_name[name], common)))
-                 for k, name in enumerate(names, start=1))  # fmt: skip
+    return tuple(
+        BandJob(k, by_name[name], band_grid(by_name[name], common), is_same_grid(band_grid(by_name[name], common)))
+        for k, name in enumerate(names, start=1)
+    )
 
 
 def guides_only(jobs: Sequence[BandJob], guides: Sequence[BandJob]) -> tuple[BandJob, ...]:
@@ -149,15 +179,20 @@ def guides_only(jobs: Sequence[BandJob], guides: Sequence[BandJob]) -> tuple[Ban
     return tuple(g for g in guides if (g.band.dataset, g.band.index) not in output)
 
 
-def bands_made(jobs: Sequence[BandJob], run: str, *, run_model: Optional[str], sharpener: Optional[str]) -> tuple[BandMade, ...]:
+def bands_made(
+    jobs: Sequence[BandJob], run: str, *, run_model: Optional[str], sharpener: Optional[str]
+) -> tuple[BandMade, ...]:
     """How each output band is made, as reported (run summary, --log-json, `rssr info`): method, scale, guides, model."""
     return tuple(
         BandMade(
-            job.band.name, job.method(run), 1.0 if job.copy else job.scale, job.guided_by,
+            job.band.name,
+            job.method(run),
+            1.0 if job.copy else job.scale,
+            job.guided_by,
             None if job.copy else sharpener if job.guided_by else run_model,
         )
         for job in jobs
-    )  # fmt: skip
+    )
 
 
 def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
@@ -170,7 +205,9 @@ def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
     for job in jobs:
         grid, band = job.grid, job.band
         if min(grid.scale_x, grid.scale_y) < 1.0 - 1e-9:
-            raise UsageError(f"band {band.name} ({band.resolution:g}) is finer than the output pixels; rssr only upsamples")
+            raise UsageError(
+                f"band {band.name} ({band.resolution:g}) is finer than the output pixels; rssr only upsamples"
+            )
         check_scale(max(grid.scale_x, grid.scale_y), allow_one=True, asked=f"band {band.name} on this grid")
     warn_unguided(stack, jobs, settings)
     guides = plan_guides(stack, jobs, common)
@@ -179,10 +216,18 @@ def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
     nodata = output_nodata(stack, selected, settings.nodata)
     check_footprints(stack, jobs, finest, nodata)
     if all(job.copy for job in jobs):  # the single-raster rule (grid.plan_output_grid): a copy is no super-resolution
-        asked = f"--resolution {format_resolution(settings.resolution)}" if settings.resolution is not None else f"--scale {settings.scale:.10g}"
+        asked = (
+            f"--resolution {format_resolution(settings.resolution)}"
+            if settings.resolution is not None
+            else f"--scale {settings.scale:.10g}"
+        )
         names = ", ".join(job.band.name for job in jobs)
-        raise UsageError(f"{asked} is the own pixel size of every band asked ({names}): the effective scale is 1, there is nothing to super-resolve")
-    region = whole_grid(common) if settings.aoi is None else aoi_region(common, aoi_in_raster_crs(settings.aoi, finest.crs))
+        raise UsageError(
+            f"{asked} is the own pixel size of every band asked ({names}): the effective scale is 1, there is nothing to super-resolve"
+        )
+    region = (
+        whole_grid(common) if settings.aoi is None else aoi_region(common, aoi_in_raster_crs(settings.aoi, finest.crs))
+    )
     return StackPlan(stack, common, region, jobs, nodata, selected[0].dtype, guides)
 
 
@@ -191,17 +236,27 @@ def warn_unguided(stack: BandStack, jobs: Sequence[BandJob], settings: UpscaleSe
     the sharpener, is named (--no-guidance says it is meant, and silences this)."""
     if not guidance_asked(settings):
         return
-    unguided = [job.band.name for job in jobs if not job.copy and not job.guided_by and guided_scale_ok(job.band.name, job.scale)]
+    unguided = [
+        job.band.name
+        for job in jobs
+        if not job.copy and not job.guided_by and guided_scale_ok(job.band.name, job.scale)
+    ]
     if not unguided:
         return
     missing = [name for name in GUIDE_BANDS if name not in stack.names]
     if missing:
         warnings.warn(
             f"{stack.source} lacks {', '.join(missing)} of the 10 m bands that guide the coarser bands: {', '.join(unguided)} "
-            "super-resolved unguided (--no-guidance says so and silences this)", RssrWarning, stacklevel=3,
-        )  # fmt: skip
+            "super-resolved unguided (--no-guidance says so and silences this)",
+            RssrWarning,
+            stacklevel=3,
+        )
     else:
-        log.warning("no guided sharpening model found (%s): %s super-resolved unguided", default_sharpener_path(), ", ".join(unguided))
+        log.warning(
+            "no guided sharpening model found (%s): %s super-resolved unguided",
+            default_sharpener_path(),
+            ", ".join(unguided),
+        )
 
 
 def check_footprints(stack: BandStack, jobs: Sequence[BandJob], finest: StackBand, nodata: Optional[float]) -> None:
@@ -238,7 +293,9 @@ def output_nodata(stack: BandStack, bands: Sequence[StackBand], given: Optional[
     if len(declared) == 1:
         return float(declared.pop())
     if len(declared) > 1:
-        raise InputError(f"{stack.source}: the bands declare different nodata values ({', '.join(map(str, sorted(declared)))})")
+        raise InputError(
+            f"{stack.source}: the bands declare different nodata values ({', '.join(map(str, sorted(declared)))})"
+        )
     return stack.default_nodata
 
 
@@ -256,13 +313,21 @@ class StackReport:
     band_scales: tuple[tuple[str, Optional[float]], ...]  # (name, scale; None = copied)
     model: Optional[ModelChoice] = None  # the model a run without --model uses, and why (pipeline.model_choice)
     coverage: tuple[tuple[str, float], ...] = ()  # (name, fraction of the output grid on the band's data)
-    band_methods: tuple[BandMade, ...] = ()  # how upscale would make each band (its defaults: guided where the rule says)
+    band_methods: tuple[
+        BandMade, ...
+    ] = ()  # how upscale would make each band (its defaults: guided where the rule says)
     guides_only: tuple[BandMade, ...] = ()  # guide bands it would read (copy or super-resolve) without writing them
 
 
 @interruptible
-def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, resolution: Optional[float | tuple[float, float]] = None,
-                   bands: Optional[Sequence[int | str]] = None, settings: Optional[UpscaleSettings] = None) -> StackReport:  # fmt: skip
+def describe_stack(
+    src: str | os.PathLike,
+    *,
+    scale: Optional[float] = None,
+    resolution: Optional[float | tuple[float, float]] = None,
+    bands: Optional[Sequence[int | str]] = None,
+    settings: Optional[UpscaleSettings] = None,
+) -> StackReport:
     """Headers only: the stack's bands and what `upscale` would make of them (with `settings`' method and guidance;
     default: upscale's defaults)."""
     with gdal_env():
@@ -285,6 +350,20 @@ def describe_stack(src: str | os.PathLike, *, scale: Optional[float] = None, res
         sharpener = sharpener_name(sharpener_card(default_sharpener_path()))
         run_model = model.name if method not in CLASSICAL_METHODS else None
         made = bands_made(jobs, method, run_model=run_model, sharpener=sharpener)
-        only = bands_made(guides_only(jobs, plan_guides(stack, jobs, grid)), method, run_model=run_model, sharpener=sharpener)
+        only = bands_made(
+            guides_only(jobs, plan_guides(stack, jobs, grid)), method, run_model=run_model, sharpener=sharpener
+        )
     nodata = output_nodata(stack, selected, None)
-    return StackReport(stack.source, stack.kind, stack.bands, nodata, tuple(b.name for b in selected), grid, scales, model, coverage, made, only)
+    return StackReport(
+        stack.source,
+        stack.kind,
+        stack.bands,
+        nodata,
+        tuple(b.name for b in selected),
+        grid,
+        scales,
+        model,
+        coverage,
+        made,
+        only,
+    )

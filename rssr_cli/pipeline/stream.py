@@ -16,7 +16,14 @@ from rssr_cli.backends import SpreadBackend, SRBackend, SRRequest, writes_spread
 from rssr_cli.geo.grid import OutputGrid, Tile, tile_seed
 from rssr_cli.io.radiometry import normalize
 from rssr_cli.io.raster_io import MaskKind, fill_invalid, read_window
-from rssr_cli.pipeline.blend import FinishedRows, RowAccumulator, SpreadTarget, hr_validity, tile_blend_weights, write_blended
+from rssr_cli.pipeline.blend import (
+    FinishedRows,
+    RowAccumulator,
+    SpreadTarget,
+    hr_validity,
+    tile_blend_weights,
+    write_blended,
+)
 from rssr_cli.pipeline.plan import RunPlan
 from rssr_cli.pipeline.resume import StreamState
 from rssr_cli.pipeline.settings import Progress
@@ -30,7 +37,9 @@ def plan_writer(writer: Any, plan: RunPlan, spread_writer: Any = None) -> Callab
     if (spread_writer is None) != (plan.spread is None):
         raise ValueError("a plan with a spread layer needs its writer, and only such a plan")
     spread = SpreadTarget(spread_writer, plan.spread.spec) if plan.spread is not None else None
-    return lambda rows: write_blended(writer, rows, spec=plan.output, region=plan.region, radiometry=plan.radiometry, spread=spread)
+    return lambda rows: write_blended(
+        writer, rows, spec=plan.output, region=plan.region, radiometry=plan.radiometry, spread=spread
+    )
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,9 @@ def prepare_window(dataset: DatasetReader, plan: RunPlan, tile: Tile) -> Prepare
     values, valid = model_input(dataset, plan, tile.halo)
     if values is None:
         return PreparedWindow(tile, None, valid)
-    return PreparedWindow(tile, SRRequest(values, tile.hr, tile_seed(plan.settings.seed, tile), plan.scene_stats), valid)
+    return PreparedWindow(
+        tile, SRRequest(values, tile.hr, tile_seed(plan.settings.seed, tile), plan.scene_stats), valid
+    )
 
 
 Patch = tuple[np.ndarray, Optional[np.ndarray]]  # a window's HR values and, with a spread layer, their spread
@@ -66,7 +77,9 @@ def upsample_windows(backend: SRBackend, windows: Sequence[PreparedWindow], *, s
     ask a SpreadBackend for each patch's spread too (else it is None)."""
     requests = [w.request for w in windows if w.request is not None]
     if len(requests) != len(windows):
-        raise ValueError(f"{len(windows) - len(requests)} of {len(windows)} windows have no data: only windows with data go to the backend")
+        raise ValueError(
+            f"{len(windows) - len(requests)} of {len(windows)} windows have no data: only windows with data go to the backend"
+        )
     patches: list[Patch]
     if spread:
         if not writes_spread(backend):
@@ -80,7 +93,9 @@ def upsample_windows(backend: SRBackend, windows: Sequence[PreparedWindow], *, s
         expected = (len(request.lr), window.tile.hr.height, window.tile.hr.width)
         for what, array in (("patch", patch), ("spread", spread_patch)):
             if array is not None and array.shape != expected:
-                raise ValueError(f"backend {backend.name!r} returned a {what} of shape {array.shape}, expected {expected}")
+                raise ValueError(
+                    f"backend {backend.name!r} returned a {what} of shape {array.shape}, expected {expected}"
+                )
     return patches
 
 
@@ -120,7 +135,13 @@ def stream_tiles(
     if first == len(tiles) and first > 0:
         log.info("resuming: every row of the %d windows is written", plan.window_count)
     elif first > 0:
-        log.info("resuming at tile row %d of %d: %d of %d windows left", first + 1, len(tiles), counter.total, plan.window_count)
+        log.info(
+            "resuming at tile row %d of %d: %d of %d windows left",
+            first + 1,
+            len(tiles),
+            counter.total,
+            plan.window_count,
+        )
     for r in range(first, len(tiles)):
         row, last, skipped = tiles[r], r + 1 == len(tiles), 0
         # The last row also opens the region's rows below every kept tile (an AOI's edge rows may have none).
@@ -168,10 +189,14 @@ def _record_validity(accumulator: RowAccumulator, window: PreparedWindow, grid: 
         accumulator.set_validity(window.tile.out, hr_validity(window.valid, window.tile, grid))
 
 
-def _blend_batch(backend: SRBackend, batch: Sequence[PreparedWindow], accumulator: RowAccumulator, plan: RunPlan) -> None:
+def _blend_batch(
+    backend: SRBackend, batch: Sequence[PreparedWindow], accumulator: RowAccumulator, plan: RunPlan
+) -> None:
     assert plan.settings.overlap is not None, "a RunPlan's settings have their tiling filled in (auto_tiling)"
     for window, (patch, spread) in zip(batch, upsample_windows(backend, batch, spread=accumulator.tracks_spread)):
-        accumulator.add(window.tile.out, patch, tile_blend_weights(window.tile, plan.grid, plan.settings.overlap), spread)
+        accumulator.add(
+            window.tile.out, patch, tile_blend_weights(window.tile, plan.grid, plan.settings.overlap), spread
+        )
 
 
 class _ProgressCounter:

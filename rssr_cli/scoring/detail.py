@@ -132,11 +132,13 @@ def correctness_shares(
     im, om = d_im[considered] / ref, d_om[considered] / ref
     h = im + om - 1.0
     with np.errstate(over="ignore"):
-        scores = np.stack([
-            im + om * (1.0 - np.exp(-h * plambda)),
-            om + im * (1.0 - np.exp(-h * plambda)),
-            np.exp(-im * om * plambda),
-        ])  # fmt: skip
+        scores = np.stack(
+            [
+                im + om * (1.0 - np.exp(-h * plambda)),
+                om + im * (1.0 - np.exp(-h * plambda)),
+                np.exp(-im * om * plambda),
+            ]
+        )
     label = np.argmin(np.nan_to_num(scores, nan=np.inf, posinf=np.inf, neginf=-np.inf), axis=0)
     n = label.size
     return CorrectnessShares(*(float(np.sum(label == k)) / n for k in range(3)))
@@ -164,7 +166,9 @@ class Interval:
         return asdict(self)
 
 
-def bootstrap_ci(values: Sequence[Optional[float]], *, resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> Interval:
+def bootstrap_ci(
+    values: Sequence[Optional[float]], *, resamples: int = 10_000, seed: int = 0, level: float = 0.95
+) -> Interval:
     """Percentile bootstrap CI of the mean of `values` (NaNs dropped). Paired comparisons pass differences."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     if x.size == 0:
@@ -227,7 +231,11 @@ def summarize_detail(
                 if ref == backend or not common or _mirrored(backend, ref, references):
                     continue
                 versus[ref] = {
-                    n: bootstrap_ci(paired_differences([_figure(mine[i], n) for i in common], [_figure(theirs[i], n) for i in common]))
+                    n: bootstrap_ci(
+                        paired_differences(
+                            [_figure(mine[i], n) for i in common], [_figure(theirs[i], n) for i in common]
+                        )
+                    )
                     for n in names
                 }
             out.append(DetailSummary(float(scale), backend, figures, versus))

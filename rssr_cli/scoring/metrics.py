@@ -117,8 +117,16 @@ def area_matrix(n_out: int, n_in: int) -> np.ndarray:
 
 
 def area_weights(
-    out_start: int, out_stop: int, in_start: int, in_stop: int, n_out: int, n_in: int, *, start: float = 0.0, step: Optional[float] = None
-) -> np.ndarray:  # fmt: skip
+    out_start: int,
+    out_stop: int,
+    in_start: int,
+    in_stop: int,
+    n_out: int,
+    n_in: int,
+    *,
+    start: float = 0.0,
+    step: Optional[float] = None,
+) -> np.ndarray:
     """Rows [out_start, out_stop) and columns [in_start, in_stop) of area_matrix(n_out, n_in), computed
     directly: a block of a scene-sized matrix (which would not fit in memory) for block-wise degrade-back.
     `start`, `step`: fine pixel j spans [start + j*step, start + (j+1)*step) in coarse pixels (default: the grids
@@ -131,7 +139,9 @@ def area_weights(
     return m
 
 
-def area_overlaps(n_coarse: int, step: float, start: float = 0.0, *, first: int = 0, count: int) -> tuple[np.ndarray, ...]:
+def area_overlaps(
+    n_coarse: int, step: float, start: float = 0.0, *, first: int = 0, count: int
+) -> tuple[np.ndarray, ...]:
     """The one area-averaging rule, in sparse form: (coarse index, fine index, overlap) for fine pixels
     j = first..first+count-1 spanning [start + j*step, start + (j+1)*step) in coarse pixel units, against
     coarse pixels [r, r+1), 0 <= r < n_coarse. Any alignment, any real ratio (degrade-back, pair training)."""

@@ -107,7 +107,9 @@ def cross_power(a: np.ndarray, b: np.ndarray, band: tuple[float, float] = BAND) 
     return float(np.real(np.sum(_windowed_spectrum(a)[mask] * np.conj(_windowed_spectrum(b)[mask]))))
 
 
-def radial_spectrum(plane: np.ndarray, band: tuple[float, float] = SPECTRUM_BAND, rings: int = SPECTRUM_RINGS) -> np.ndarray:
+def radial_spectrum(
+    plane: np.ndarray, band: tuple[float, float] = SPECTRUM_BAND, rings: int = SPECTRUM_RINGS
+) -> np.ndarray:
     """Mean windowed power in `rings` equal-width radial rings spanning `band` (cycles/px)."""
     power = np.abs(_windowed_spectrum(plane)) ** 2
     radius = np.hypot(np.fft.fftfreq(plane.shape[0])[:, None], np.fft.fftfreq(plane.shape[1])[None, :])
@@ -256,7 +258,14 @@ def posterior_image(
 # --------------------------------------------------------------------------------------- pooled
 
 
-def ratio_ci(numerators: Sequence[float], denominators: Sequence[float], *, resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> Interval:
+def ratio_ci(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    *,
+    resamples: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Interval:
     """sum(num) / sum(den) over images with a paired percentile bootstrap CI (images resampled as pairs)."""
     pairs = [(a, b) for a, b in zip(numerators, denominators) if math.isfinite(a) and math.isfinite(b)]
     if not pairs:
@@ -303,7 +312,12 @@ class Bar:
         return all(f.passed for f in self.figures)
 
     def as_dict(self) -> dict:
-        return {"number": self.number, "name": self.name, "passed": self.passed, "figures": [f.as_dict() for f in self.figures]}
+        return {
+            "number": self.number,
+            "name": self.name,
+            "passed": self.passed,
+            "figures": [f.as_dict() for f in self.figures],
+        }
 
 
 def _finite(*values: float) -> bool:
@@ -353,38 +367,91 @@ def posterior_bars(images: Sequence[PosteriorImage]) -> tuple[Bar, ...]:
     correlation = bootstrap_ci(col("spread_error_correlation"))
     lo, hi = POWER_RANGE
     return (
-        Bar(1, "spectral realism", (
-            Figure("HF power / truth", power, f"in [{lo:g}, {hi:g}]", _within(power, lo, hi)),
-            Figure("log10 spectrum dist", distance, f"<= {MAX_LOG_SPECTRUM_DISTANCE:g}", _at_most(distance, MAX_LOG_SPECTRUM_DISTANCE)),
-            Figure("prior: HF power / truth", prior_power, "reference", True),
-        )),
-        Bar(2, "keeps what the prior knows", (
-            Figure("cross-power / prior", cross, f">= {MIN_CROSS_RATIO:g}, CI low >= {MIN_CROSS_RATIO_LOW:g}",
-                   _finite(cross.mean) and cross.mean >= MIN_CROSS_RATIO
-                   and (cross.n < 2 or (_finite(cross.low) and cross.low >= MIN_CROSS_RATIO_LOW))),
-        )),
-        Bar(3, "distortion budget", (
-            Figure("MSE / prior", mse, f"<= {MAX_MSE_RATIO:g}", _at_most(mse, MAX_MSE_RATIO)),
-            Figure(f"PSNR loss, {k}-mean (dB)", drop, f"<= {drop_limit:.2f}", _at_most(drop, drop_limit)),
-        )),
-        Bar(4, "proper score beats a matched null", (
-            Figure("ES - prior", es_prior, "CI < 0", _below_zero(es_prior)),
-            Figure("ES - Gaussian null", es_null, "CI < 0", _below_zero(es_null)),
-        )),
-        Bar(5, "structured deviations", (
-            Figure("kurtosis", kurt_s, f">= {MIN_KURTOSIS:g}", _finite(kurt_s.mean) and kurt_s.mean >= MIN_KURTOSIS),
-            Figure("kurtosis - truth/2", kurt_vs_half, ">= 0", _finite(kurt_vs_half.mean) and kurt_vs_half.mean >= 0.0),
-            Figure("truth: kurtosis", kurt_x, "reference", True),
-        )),
-        Bar(6, "consistent with the input", (
-            Figure("|D(x)-y| excess (q)", consistency, f"<= {MAX_CONSISTENCY_STEPS:g}",
-                   _at_most(consistency, MAX_CONSISTENCY_STEPS)),
-        )),
-        Bar(7, "calibrated spread", (
-            Figure("spread / error", spread, f"in [{SPREAD_RANGE[0]:g}, {SPREAD_RANGE[1]:g}]", _within(spread, *SPREAD_RANGE)),
-            Figure("corr(spread, error)", correlation, "CI > 0", _finite(correlation.low) and correlation.low > 0.0),
-        )),
-    )  # fmt: skip
+        Bar(
+            1,
+            "spectral realism",
+            (
+                Figure("HF power / truth", power, f"in [{lo:g}, {hi:g}]", _within(power, lo, hi)),
+                Figure(
+                    "log10 spectrum dist",
+                    distance,
+                    f"<= {MAX_LOG_SPECTRUM_DISTANCE:g}",
+                    _at_most(distance, MAX_LOG_SPECTRUM_DISTANCE),
+                ),
+                Figure("prior: HF power / truth", prior_power, "reference", True),
+            ),
+        ),
+        Bar(
+            2,
+            "keeps what the prior knows",
+            (
+                Figure(
+                    "cross-power / prior",
+                    cross,
+                    f">= {MIN_CROSS_RATIO:g}, CI low >= {MIN_CROSS_RATIO_LOW:g}",
+                    _finite(cross.mean)
+                    and cross.mean >= MIN_CROSS_RATIO
+                    and (cross.n < 2 or (_finite(cross.low) and cross.low >= MIN_CROSS_RATIO_LOW)),
+                ),
+            ),
+        ),
+        Bar(
+            3,
+            "distortion budget",
+            (
+                Figure("MSE / prior", mse, f"<= {MAX_MSE_RATIO:g}", _at_most(mse, MAX_MSE_RATIO)),
+                Figure(f"PSNR loss, {k}-mean (dB)", drop, f"<= {drop_limit:.2f}", _at_most(drop, drop_limit)),
+            ),
+        ),
+        Bar(
+            4,
+            "proper score beats a matched null",
+            (
+                Figure("ES - prior", es_prior, "CI < 0", _below_zero(es_prior)),
+                Figure("ES - Gaussian null", es_null, "CI < 0", _below_zero(es_null)),
+            ),
+        ),
+        Bar(
+            5,
+            "structured deviations",
+            (
+                Figure(
+                    "kurtosis", kurt_s, f">= {MIN_KURTOSIS:g}", _finite(kurt_s.mean) and kurt_s.mean >= MIN_KURTOSIS
+                ),
+                Figure(
+                    "kurtosis - truth/2", kurt_vs_half, ">= 0", _finite(kurt_vs_half.mean) and kurt_vs_half.mean >= 0.0
+                ),
+                Figure("truth: kurtosis", kurt_x, "reference", True),
+            ),
+        ),
+        Bar(
+            6,
+            "consistent with the input",
+            (
+                Figure(
+                    "|D(x)-y| excess (q)",
+                    consistency,
+                    f"<= {MAX_CONSISTENCY_STEPS:g}",
+                    _at_most(consistency, MAX_CONSISTENCY_STEPS),
+                ),
+            ),
+        ),
+        Bar(
+            7,
+            "calibrated spread",
+            (
+                Figure(
+                    "spread / error",
+                    spread,
+                    f"in [{SPREAD_RANGE[0]:g}, {SPREAD_RANGE[1]:g}]",
+                    _within(spread, *SPREAD_RANGE),
+                ),
+                Figure(
+                    "corr(spread, error)", correlation, "CI > 0", _finite(correlation.low) and correlation.low > 0.0
+                ),
+            ),
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------- evaluate rows
@@ -405,8 +472,14 @@ class PosteriorSummary:
         return sum(b.passed for b in self.bars)
 
     def as_dict(self) -> dict:
-        return {"scale": self.scale, "backend": self.backend, "samples": self.samples, "images": self.images,
-                "bars_passed": self.passed, "bars": [b.as_dict() for b in self.bars]}  # fmt: skip
+        return {
+            "scale": self.scale,
+            "backend": self.backend,
+            "samples": self.samples,
+            "images": self.images,
+            "bars_passed": self.passed,
+            "bars": [b.as_dict() for b in self.bars],
+        }
 
 
 def summarize_posterior(rows: Sequence, scales: Sequence[float], backends: Sequence[str]) -> list[PosteriorSummary]:
@@ -416,7 +489,9 @@ def summarize_posterior(rows: Sequence, scales: Sequence[float], backends: Seque
         for backend in backends:
             images = [_image(r.posterior) for r in rows if r.scale == scale and r.backend == backend and r.posterior]
             if images:
-                out.append(PosteriorSummary(float(scale), backend, images[0].samples, len(images), posterior_bars(images)))
+                out.append(
+                    PosteriorSummary(float(scale), backend, images[0].samples, len(images), posterior_bars(images))
+                )
     return out
 
 

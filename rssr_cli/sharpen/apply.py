@@ -58,7 +58,9 @@ class GuidedJob:
     output_pixel: float
 
 
-def _read_native(dataset, band: StackBand, rows: tuple[int, int], cols: tuple[int, int], nodata: Optional[float], fill: float):
+def _read_native(
+    dataset, band: StackBand, rows: tuple[int, int], cols: tuple[int, int], nodata: Optional[float], fill: float
+):
     """Values (invalid pixels filled with the scene's mean, so bicubic does not ring at swath edges, the same
     whatever the tile) and validity."""
     window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
@@ -101,8 +103,15 @@ def sharpen_band(
         for r0 in range(top, top + height, tile):
             for c0 in range(left, left + width, tile):  # full-grid pixels from here on
                 r1, c1 = min(top + height, r0 + tile), min(left + width, c0 + tile)
-                hr0, hr1, hc0, hc1 = max(s_top, r0 - halo), min(s_bottom, r1 + halo), max(s_left, c0 - halo), min(s_right, c1 + halo)
-                guides = guides_file.read(window=Window(hc0 - s_left, hr0 - s_top, hc1 - hc0, hr1 - hr0)).astype(np.float32)
+                hr0, hr1, hc0, hc1 = (
+                    max(s_top, r0 - halo),
+                    min(s_bottom, r1 + halo),
+                    max(s_left, c0 - halo),
+                    min(s_right, c1 + halo),
+                )
+                guides = guides_file.read(window=Window(hc0 - s_left, hr0 - s_top, hc1 - hc0, hr1 - hr0)).astype(
+                    np.float32
+                )
                 guide_valid = np.ones(guides.shape[1:], bool) if nodata is None else (guides != nodata).all(axis=0)
                 # output pixel centres in the band's native pixel coordinates
                 ys = p.y0 + (np.arange(hr0, hr1) + 0.5) * p.dy
@@ -117,9 +126,15 @@ def sharpen_band(
                 near_c = np.clip(np.floor(xs - cols[0]).astype(int), 0, native.shape[1] - 1)
                 valid = native_valid[np.ix_(near_r, near_c)]  # the unguided rule: the nearest native pixel's
                 out = sharpen_array(
-                    model, job.band.name, band_up, guides, scale=job.scale, guide_ratio=guide_ratio_for(job.output_pixel),
-                    band_stats=stats, guide_stats=guide_stats,
-                )  # fmt: skip
+                    model,
+                    job.band.name,
+                    band_up,
+                    guides,
+                    scale=job.scale,
+                    guide_ratio=guide_ratio_for(job.output_pixel),
+                    band_stats=stats,
+                    guide_stats=guide_stats,
+                )
                 out = np.where(guide_valid, out, band_up)  # no guide there (swath edge): the band resampled alone
                 out = consistent_and_bounded(out, native, native_valid, ys - rows[0], xs - cols[0], job.scale, margin)
                 core = (slice(r0 - hr0, r1 - hr0), slice(c0 - hc0, c1 - hc0))

@@ -44,8 +44,15 @@ def band_range(values: np.ndarray, valid: np.ndarray) -> float:
     return float(p99 - p1)
 
 
-def bound_to_native(out: np.ndarray, native: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                    margin: float, ratio: float) -> np.ndarray:  # fmt: skip
+def bound_to_native(
+    out: np.ndarray,
+    native: np.ndarray,
+    valid: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    margin: float,
+    ratio: float,
+) -> np.ndarray:
     """out [H, W] clipped to the native neighbourhood range of its nearest native pixel (rows [H], cols [W] index
     native) widened by WIDENING_PER_RATIO * ratio of that range plus `margin` (stored units)."""
     lo, hi = neighbourhood_range(native, valid)
@@ -56,8 +63,9 @@ def bound_to_native(out: np.ndarray, native: np.ndarray, valid: np.ndarray, rows
     return np.clip(out, low, hi + widen).astype(out.dtype, copy=False)
 
 
-def ring_share(out: np.ndarray, native: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-               margin: float) -> float:  # fmt: skip
+def ring_share(
+    out: np.ndarray, native: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.ndarray, margin: float
+) -> float:
     """Share of output pixels (over valid native neighbours) outside their native neighbourhood range widened by
     `margin` (stored units; issue 20 uses RING_MARGIN x band_range)."""
     lo, hi = neighbourhood_range(native, valid)

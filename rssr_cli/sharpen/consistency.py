@@ -9,7 +9,9 @@ from rssr_cli.geo.grid import Placement
 from rssr_cli.sharpen.degrade import psf_sigma, seen_by_native_pixels
 
 
-def average_onto_native(output: np.ndarray, placement: Placement, native_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def average_onto_native(
+    output: np.ndarray, placement: Placement, native_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """(mean of the output pixels whose centres fall in each native pixel, count of them) on the native grid."""
     rows = np.floor(placement.y0 + (np.arange(output.shape[0]) + 0.5) * placement.dy).astype(int)
     cols = np.floor(placement.x0 + (np.arange(output.shape[1]) + 0.5) * placement.dx).astype(int)
@@ -23,7 +25,9 @@ def average_onto_native(output: np.ndarray, placement: Placement, native_shape: 
     return sums / np.maximum(counts, 1), counts
 
 
-def consistency_error(output: np.ndarray, native: np.ndarray, placement: Placement, valid: np.ndarray | None = None) -> float:
+def consistency_error(
+    output: np.ndarray, native: np.ndarray, placement: Placement, valid: np.ndarray | None = None
+) -> float:
     """Mean |average of the output over a native pixel - the native pixel|, over native pixels fully covered
     (as many output pixels as the interior ones) and valid; in stored units."""
     mean, counts = average_onto_native(output, placement, native.shape)
@@ -33,14 +37,17 @@ def consistency_error(output: np.ndarray, native: np.ndarray, placement: Placeme
     return float(np.abs(mean[full] - native[full]).mean())
 
 
-def psf_consistency_error(output: np.ndarray, native: np.ndarray, placement: Placement, valid: np.ndarray | None = None,
-                          *, border: int = 2) -> float:  # fmt: skip
+def psf_consistency_error(
+    output: np.ndarray, native: np.ndarray, placement: Placement, valid: np.ndarray | None = None, *, border: int = 2
+) -> float:
     """Mean |output seen through the sensor's PSF at a native pixel - the native pixel| (stored units): the output
     blurred by the MTF-matched Gaussian of its scale, sampled at the native pixel centres. A native pixel measures
     a Gaussian footprint, not a box: under Wald's protocol the true image is less box-consistent than bicubic
     (BENCHMARKS.md), while this measure rates it best. `border` native pixels on each side are left out."""
     scale = 1.0 / max(abs(placement.dy), abs(placement.dx))
-    seen = seen_by_native_pixels(output, scale, (placement.y0, placement.x0), (placement.dy, placement.dx), native.shape)
+    seen = seen_by_native_pixels(
+        output, scale, (placement.y0, placement.x0), (placement.dy, placement.dx), native.shape
+    )
     keep = np.zeros(native.shape, bool)
     keep[border:-border, border:-border] = True
     # native pixels whose footprint (3 sigma of the PSF, in output pixels) lies inside the output

@@ -54,7 +54,9 @@ def centres(start: float, step: float, count: int, *, batch: int = 1) -> torch.T
     return line.float().expand(batch, count).contiguous()
 
 
-def degrade(x: torch.Tensor, ratio: float, size: tuple[int, int], *, origin: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
+def degrade(
+    x: torch.Tensor, ratio: float, size: tuple[int, int], *, origin: tuple[float, float] = (0.0, 0.0)
+) -> torch.Tensor:
     """Wald's degradation by `ratio`: blur with the MTF-matched PSF, then sample a grid of `size` (h, w) pixels
     of side `ratio` whose top-left corner sits at `origin` (y, x) in x's pixel coordinates."""
     blurred = gaussian_blur(x, psf_sigma(ratio))
@@ -64,11 +66,18 @@ def degrade(x: torch.Tensor, ratio: float, size: tuple[int, int], *, origin: tup
     return sample_at(blurred, ys, xs, mode="bilinear")
 
 
-def seen_by_native_pixels(output: np.ndarray, scale: float, origin: tuple[float, float], step: tuple[float, float],
-                          native_shape: tuple[int, int]) -> np.ndarray:  # fmt: skip
+def seen_by_native_pixels(
+    output: np.ndarray,
+    scale: float,
+    origin: tuple[float, float],
+    step: tuple[float, float],
+    native_shape: tuple[int, int],
+) -> np.ndarray:
     """An output band as its native pixels measure it: blurred by the MTF-matched PSF of `scale`, sampled at the
     native pixel centres. Output pixel i's centre sits at native coordinate origin + (i + 0.5) * step (y, x)."""
-    blurred = gaussian_blur(torch.from_numpy(np.ascontiguousarray(output, dtype=np.float32))[None, None], psf_sigma(scale))
+    blurred = gaussian_blur(
+        torch.from_numpy(np.ascontiguousarray(output, dtype=np.float32))[None, None], psf_sigma(scale)
+    )
     ys = centres(-origin[0] / step[0], 1 / step[0], native_shape[0])
     xs = centres(-origin[1] / step[1], 1 / step[1], native_shape[1])
     return sample_at(blurred, ys, xs, mode="bilinear")[0, 0].numpy()

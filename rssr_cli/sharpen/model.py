@@ -41,12 +41,16 @@ class GuidedSharpener(nn.Module):
 
     card: dict[str, Any]  # set when loaded from a file (load_sharpener)
 
-    def __init__(self, *, width: int = 32, blocks: int = 6, guides: int = len(GUIDE_BANDS), bands: int = len(GUIDED_BANDS)):
+    def __init__(
+        self, *, width: int = 32, blocks: int = 6, guides: int = len(GUIDE_BANDS), bands: int = len(GUIDED_BANDS)
+    ):
         super().__init__()
         self.width, self.blocks, self.guides, self.bands = width, blocks, guides, bands
         conv = lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1, padding_mode="replicate")  # noqa: E731
         self.head = conv(1 + guides + bands + 2, width)
-        self.body = nn.ModuleList(nn.Sequential(conv(width, width), nn.ReLU(inplace=True), conv(width, width)) for _ in range(blocks))
+        self.body = nn.ModuleList(
+            nn.Sequential(conv(width, width), nn.ReLU(inplace=True), conv(width, width)) for _ in range(blocks)
+        )
         self.tail = conv(width, 1)
         nn.init.zeros_(self.tail.weight)
         assert self.tail.bias is not None
@@ -56,8 +60,14 @@ class GuidedSharpener(nn.Module):
     def receptive_radius(self) -> int:
         return 2 + 2 * self.blocks
 
-    def forward(self, band: torch.Tensor, guides: torch.Tensor, band_index: torch.Tensor, scale: torch.Tensor,
-                guide_ratio: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        band: torch.Tensor,
+        guides: torch.Tensor,
+        band_index: torch.Tensor,
+        scale: torch.Tensor,
+        guide_ratio: torch.Tensor,
+    ) -> torch.Tensor:
         """band [N,1,H,W], guides [N,G,H,W] (standardized); band_index [N] (into GUIDED_BANDS); scale, guide_ratio [N]."""
         n, _, h, w = band.shape
         identity = nn.functional.one_hot(band_index.long(), self.bands).to(band.dtype)
@@ -95,7 +105,11 @@ def save_sharpener(model: GuidedSharpener, path: str | os.PathLike, card: dict[s
         max_guided_scale={str(k): v for k, v in MAX_GUIDED_SCALE.items()},
     )
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"card": json.dumps(card)})
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        str(tmp),
+        metadata={"card": json.dumps(card)},
+    )
     os.replace(tmp, path)
     return path
 
@@ -118,7 +132,9 @@ def load_sharpener(path: str | os.PathLike, *, device: str | torch.device = "cpu
     except CheckpointError:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot load guided sharpener {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CheckpointError(
+            f"cannot load guided sharpener {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     card["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     model.card = card
     return model.eval().to(device)

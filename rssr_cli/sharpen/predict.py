@@ -31,9 +31,12 @@ def sharpen_array(
     g = ((guides - guide_stats[:, 0, None, None]) / guide_stats[:, 1, None, None]).astype(np.float32)
     with torch.inference_mode():
         out = model(
-            z, torch.from_numpy(g)[None].to(device), torch.tensor([band_index(name)], device=device),
-            torch.tensor([scale], device=device), torch.tensor([guide_ratio], device=device),
-        )  # fmt: skip
+            z,
+            torch.from_numpy(g)[None].to(device),
+            torch.tensor([band_index(name)], device=device),
+            torch.tensor([scale], device=device),
+            torch.tensor([guide_ratio], device=device),
+        )
     return out[0, 0].float().cpu().numpy() * std + mean
 
 
@@ -42,8 +45,9 @@ def guide_ratio_for(output_pixel: float) -> float:
     return max(GUIDE_RESOLUTION_M, output_pixel) / output_pixel
 
 
-def back_project(out: np.ndarray, native: np.ndarray, native_valid: np.ndarray, ys: np.ndarray, xs: np.ndarray,
-                 scale: float) -> np.ndarray:  # fmt: skip
+def back_project(
+    out: np.ndarray, native: np.ndarray, native_valid: np.ndarray, ys: np.ndarray, xs: np.ndarray, scale: float
+) -> np.ndarray:
     """One step of iterative back-projection (Irani & Peleg 1991) under the sensor's PSF: the output, blurred by
     the MTF-matched Gaussian of its scale and sampled at the native pixel centres, is compared with the native
     pixels; the residual, resampled (bicubic) onto the output, is added. This makes the band consistent with what
@@ -56,12 +60,21 @@ def back_project(out: np.ndarray, native: np.ndarray, native_valid: np.ndarray, 
     y0, x0 = float(ys[0]) - 0.5 * dy, float(xs[0]) - 0.5 * dx
     at_native = seen_by_native_pixels(out, scale, (y0, x0), (dy, dx), native.shape)
     residual = np.where(native_valid, native - at_native, 0.0).astype(np.float32)
-    correction = resample_for_sharpener(torch.from_numpy(residual)[None, None], torch.from_numpy(ys).float()[None], torch.from_numpy(xs).float()[None])
+    correction = resample_for_sharpener(
+        torch.from_numpy(residual)[None, None], torch.from_numpy(ys).float()[None], torch.from_numpy(xs).float()[None]
+    )
     return out + correction[0, 0].numpy()
 
 
-def consistent_and_bounded(out: np.ndarray, native: np.ndarray, native_valid: np.ndarray, ys: np.ndarray, xs: np.ndarray,
-                           scale: float, margin: float) -> np.ndarray:  # fmt: skip
+def consistent_and_bounded(
+    out: np.ndarray,
+    native: np.ndarray,
+    native_valid: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    scale: float,
+    margin: float,
+) -> np.ndarray:
     """The guided output's last two steps, in the product and in Wald's protocol alike: back-projection onto the native
     pixels, then each pixel bounded by its native neighbourhood (bounds.py; margin in stored units)."""
     out = back_project(out, native, native_valid, ys, xs, scale)

@@ -74,5 +74,7 @@ def load_scene(source: str) -> dict[str, BandArray]:
     missing = [name for name in GUIDE_BANDS if name not in scene]
     if missing or not any(name in scene for name in GUIDED_BANDS):
         lacking = ", ".join(missing) if missing else "every 20 m and 60 m band"
-        raise InputError(f"{source}: lacks {lacking}; a scene for Wald's protocol needs the 10 m guides {', '.join(GUIDE_BANDS)} and bands to sharpen")
+        raise InputError(
+            f"{source}: lacks {lacking}; a scene for Wald's protocol needs the 10 m guides {', '.join(GUIDE_BANDS)} and bands to sharpen"
+        )
     return scene

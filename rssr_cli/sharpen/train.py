@@ -57,8 +57,16 @@ class SharpenTrainConfig:
 
 
 # The option names of `rssr train-sharpener`, so a refusal names what the user typed.
-_OPTION = {"steps": "--steps", "batch": "--batch-size", "crop": "--crop", "width": "--width", "blocks": "--blocks",
-           "eval_every": "--eval-every", "lr": "--lr", "threads": "--threads"}  # fmt: skip
+_OPTION = {
+    "steps": "--steps",
+    "batch": "--batch-size",
+    "crop": "--crop",
+    "width": "--width",
+    "blocks": "--blocks",
+    "eval_every": "--eval-every",
+    "lr": "--lr",
+    "threads": "--threads",
+}
 
 
 def check_config(config: SharpenTrainConfig) -> None:
@@ -80,7 +88,9 @@ def check_config(config: SharpenTrainConfig) -> None:
         raise UsageError("share_60m and share_smallest_ratio are shares between 0 and 1")
     parameters = spec_parameter_count({"width": config.width, "blocks": config.blocks})
     if parameters > MAX_PARAMETERS:
-        raise UsageError(f"--width {config.width} --blocks {config.blocks} make {parameters:,} parameters; a sharpener holds at most {MAX_PARAMETERS:,}")
+        raise UsageError(
+            f"--width {config.width} --blocks {config.blocks} make {parameters:,} parameters; a sharpener holds at most {MAX_PARAMETERS:,}"
+        )
     if isinstance(config.scenes, (str, bytes)) or not config.scenes:
         raise UsageError("scenes must be a list of at least one scene")
 
@@ -114,7 +124,9 @@ def _scene_bands(scene: dict[str, BandArray], resolution: int) -> list[str]:
     return [n for n in GUIDED_BANDS if n in scene and BAND_RESOLUTION_M[n] == resolution]
 
 
-def trainable_groups(scenes: Sequence[dict[str, BandArray]], config: SharpenTrainConfig, split: str = "train") -> list[int]:
+def trainable_groups(
+    scenes: Sequence[dict[str, BandArray]], config: SharpenTrainConfig, split: str = "train"
+) -> list[int]:
     """The band groups (20, 60 m) of which some scene holds a band whose training rows fit a crop."""
     groups = []
     for resolution in (20, 60):
@@ -126,8 +138,14 @@ def trainable_groups(scenes: Sequence[dict[str, BandArray]], config: SharpenTrai
     return groups
 
 
-def make_batch(scenes: Sequence[dict[str, BandArray]], stats: Sequence[dict[str, tuple[float, float]]],
-               config: SharpenTrainConfig, rng: random.Random, groups: Sequence[int] = (20, 60), split: str = "train"):  # fmt: skip
+def make_batch(
+    scenes: Sequence[dict[str, BandArray]],
+    stats: Sequence[dict[str, tuple[float, float]]],
+    config: SharpenTrainConfig,
+    rng: random.Random,
+    groups: Sequence[int] = (20, 60),
+    split: str = "train",
+):
     """One batch at one ratio and one band group, cropped from the training rows, each crop's band and guides
     degraded by a member of the sensor family drawn for that crop (wald_inputs): inputs, truth, validity."""
     if len(groups) == 1:
@@ -142,7 +160,9 @@ def make_batch(scenes: Sequence[dict[str, BandArray]], stats: Sequence[dict[str,
     while len(items) < config.batch:
         attempts += 1
         if attempts > 1000 * config.batch:
-            raise ValueError(f"no {crop} px crop of {resolution} m bands fits the training rows of these scenes; lower crop")
+            raise ValueError(
+                f"no {crop} px crop of {resolution} m bands fits the training rows of these scenes; lower crop"
+            )
         i = rng.randrange(len(scenes))
         names = [n for n in _scene_bands(scenes[i], resolution) if _fits(scenes[i][n], crop, split)]
         if not names:
@@ -155,11 +175,15 @@ def make_batch(scenes: Sequence[dict[str, BandArray]], stats: Sequence[dict[str,
             continue
         member = sensor.draw(np.random.default_rng(rng.getrandbits(64)))
         noise = torch.Generator().manual_seed(rng.getrandbits(63))
-        inputs = wald_inputs(band, [scenes[i][g] for g in GUIDE_BANDS], ratio, (r, c, crop, crop), member=member, generator=noise)
+        inputs = wald_inputs(
+            band, [scenes[i][g] for g in GUIDE_BANDS], ratio, (r, c, crop, crop), member=member, generator=noise
+        )
         m, s = stats[i][name]
         g_stats = np.array([stats[i][g] for g in GUIDE_BANDS], dtype=np.float32)
         standard_guides = (inputs.guides - g_stats[:, 0, None, None]) / g_stats[:, 1, None, None]
-        items.append(((inputs.band_up - m) / s, standard_guides, (inputs.truth - m) / s, inputs.valid, GUIDED_BANDS.index(name)))
+        items.append(
+            ((inputs.band_up - m) / s, standard_guides, (inputs.truth - m) / s, inputs.valid, GUIDED_BANDS.index(name))
+        )
     k = rng.randrange(8)  # flips and transposes: the ground has no preferred orientation
     aug = lambda a: _dihedral(a, k)  # noqa: E731
     band_up = torch.from_numpy(aug(np.stack([i[0] for i in items])[:, None]).astype(np.float32))
@@ -204,21 +228,31 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
     out.mkdir(parents=True, exist_ok=True)
     model = build_sharpener({"width": config.width, "blocks": config.blocks})
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps)))
+    )
     state_path, start, best = out / "state.pt", 0, {"score": float("inf")}
     if config.resume and state_path.exists():
         try:
             state = torch.load(state_path, weights_only=True)
-            model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
+            (
+                model.load_state_dict(state["model"]),
+                opt.load_state_dict(state["opt"]),
+                sched.load_state_dict(state["sched"]),
+            )
             start, best = state["step"], state["best"]
             rng.setstate(state["rng"])
         except Exception as exc:  # a truncated or foreign file, another --width/--blocks: torch raises many kinds
-            raise CheckpointError(f"cannot resume from {state_path} ({type(exc).__name__}): delete it, or run without --resume") from None
+            raise CheckpointError(
+                f"cannot resume from {state_path} ({type(exc).__name__}): delete it, or run without --resume"
+            ) from None
         log(f"resumed at step {start}")
     history: list[dict] = []
     started, running = time.perf_counter(), 0.0
     for step in range(start + 1, config.steps + 1):
-        band_up, guides, index, scale, guide_ratio, truth, valid = make_batch(scenes, stats, config, rng, groups, train_split)
+        band_up, guides, index, scale, guide_ratio, truth, valid = make_batch(
+            scenes, stats, config, rng, groups, train_split
+        )
         pred = model(band_up, guides, index, scale, guide_ratio)
         loss = ((pred - truth).abs() * valid).sum() / valid.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
@@ -232,19 +266,46 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
                 scores = [evaluate_scene_split(model, s, st, select_split) for s, st in zip(selection, selection_stats)]
             model.train()
             score = float(np.mean([sc["score"] for sc in scores]))
-            entry = {"step": step, "loss": running, "score": score, "seconds": round(time.perf_counter() - started, 1),
-                     "per_scene": scores}  # fmt: skip
+            entry = {
+                "step": step,
+                "loss": running,
+                "score": score,
+                "seconds": round(time.perf_counter() - started, 1),
+                "per_scene": scores,
+            }
             history.append(entry)
             log(json.dumps({k: v for k, v in entry.items() if k != "per_scene"}) + " " + json.dumps(scores[0]["bands"]))
             if score < best["score"]:
                 best = {"score": score, "step": step}
-                save_sharpener(model, out / "best", {"training": {**asdict(config), "best_step": step, "select_score": score, "degradation": DEGRADATION_CARD}})
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                        "best": best, "rng": rng.getstate()}, state_path)  # fmt: skip
+                save_sharpener(
+                    model,
+                    out / "best",
+                    {
+                        "training": {
+                            **asdict(config),
+                            "best_step": step,
+                            "select_score": score,
+                            "degradation": DEGRADATION_CARD,
+                        }
+                    },
+                )
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "step": step,
+                    "best": best,
+                    "rng": rng.getstate(),
+                },
+                state_path,
+            )
             with open(out / "history.jsonl", "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
     if not (out / "best.safetensors").is_file():  # every selection score was NaN, or --resume past --steps
-        raise RssrError(f"no model was written to {out}: no step scored a finite selection error (run ended at step {max(start, config.steps)})")
+        raise RssrError(
+            f"no model was written to {out}: no step scored a finite selection error (run ended at step {max(start, config.steps)})"
+        )
     return out / "best.safetensors"
 
 
@@ -252,17 +313,36 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("scenes", nargs="+")
     parser.add_argument("--out", required=True)
-    for name, default in (("steps", 3000), ("batch", 8), ("crop", 48), ("seed", 0), ("width", 32), ("blocks", 6),
-                          ("eval-every", 250), ("threads", 0)):  # fmt: skip
+    for name, default in (
+        ("steps", 3000),
+        ("batch", 8),
+        ("crop", 48),
+        ("seed", 0),
+        ("width", 32),
+        ("blocks", 6),
+        ("eval-every", 250),
+        ("threads", 0),
+    ):
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--select", action="append", default=[])
     args = parser.parse_args(argv)
     config = SharpenTrainConfig(
-        scenes=args.scenes, out=args.out, select=args.select, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
-        width=args.width, blocks=args.blocks, eval_every=args.eval_every, threads=args.threads or None, resume=args.resume,
-    )  # fmt: skip
+        scenes=args.scenes,
+        out=args.out,
+        select=args.select,
+        steps=args.steps,
+        batch=args.batch,
+        crop=args.crop,
+        lr=args.lr,
+        seed=args.seed,
+        width=args.width,
+        blocks=args.blocks,
+        eval_every=args.eval_every,
+        threads=args.threads or None,
+        resume=args.resume,
+    )
     train_sharpener(config)
 
 

@@ -27,7 +27,12 @@ from rssr_cli.sharpen.wald_inputs import BOX, WaldInputs, wald_inputs
 
 log = logging.getLogger(__name__)
 
-SPLITS = {"train": (0.0, 0.75), "select": (0.75, 0.875), "test": (0.875, 1.0), "all": (0.0, 1.0)}  # row fractions of every scene
+SPLITS = {
+    "train": (0.0, 0.75),
+    "select": (0.75, 0.875),
+    "test": (0.875, 1.0),
+    "all": (0.0, 1.0),
+}  # row fractions of every scene
 GROUP_RATIO = {20: 2.0, 60: 6.0}  # DSen2's: 40 -> 20 m and 360 -> 60 m
 # How Wald's protocol degrades (wald_inputs): psf, the matched Gaussian (MTF 0.25 at the coarse Nyquist, sampled at the
 # coarse pixel centres); box, the plain block mean (a product resampled by averaging: the blur a model must not assume)
@@ -110,9 +115,15 @@ def guided_method(model: GuidedSharpener, stats: dict[str, tuple[float, float]])
             return inputs.band_up
         resolution = BAND_RESOLUTION_M[name]
         out = sharpen_array(
-            model, name, inputs.band_up, inputs.guides, scale=inputs.ratio,
-            guide_ratio=inputs.ratio * 10.0 / resolution, band_stats=stats[name], guide_stats=guide_stats,
-        )  # fmt: skip
+            model,
+            name,
+            inputs.band_up,
+            inputs.guides,
+            scale=inputs.ratio,
+            guide_ratio=inputs.ratio * 10.0 / resolution,
+            band_stats=stats[name],
+            guide_stats=guide_stats,
+        )
         y0, x0, dy, dx = inputs.lr_window
         ys = y0 + (np.arange(out.shape[0]) + 0.5) * dy
         xs = x0 + (np.arange(out.shape[1]) + 0.5) * dx
@@ -132,9 +143,13 @@ class GroupScores:
 
 
 def evaluate_group(
-    scene: dict[str, BandArray], resolution: int, ratio: float, methods: dict[str, Method], split: str = "test",
+    scene: dict[str, BandArray],
+    resolution: int,
+    ratio: float,
+    methods: dict[str, Method],
+    split: str = "test",
     degradation: str = "psf",
-) -> Optional[GroupScores]:  # fmt: skip
+) -> Optional[GroupScores]:
     """Wald at `ratio` on the `split` rows of every band of one native resolution present in the scene."""
     member = degradation_member(degradation)
     names = [n for n in scene if BAND_RESOLUTION_M.get(n) == resolution]
@@ -154,7 +169,10 @@ def evaluate_group(
         for method, run in methods.items():
             out = run(name, inputs)
             outputs[method].append(out)
-            scores.bands[name][method] = {"rmse": rmse(out, inputs.truth, inputs.valid), "sre": sre(out, inputs.truth, inputs.valid)}
+            scores.bands[name][method] = {
+                "rmse": rmse(out, inputs.truth, inputs.valid),
+                "sre": sre(out, inputs.truth, inputs.valid),
+            }
     assert valid is not None
     for method in methods:
         band_rmse = [scores.bands[n][method]["rmse"] for n in names]
@@ -167,8 +185,13 @@ def evaluate_group(
     return scores
 
 
-def evaluate_scene_split(model: GuidedSharpener, scene: dict[str, BandArray], stats, split: str,
-                         degradations: Sequence[str] = tuple(DEGRADATIONS)) -> dict:  # fmt: skip
+def evaluate_scene_split(
+    model: GuidedSharpener,
+    scene: dict[str, BandArray],
+    stats,
+    split: str,
+    degradations: Sequence[str] = tuple(DEGRADATIONS),
+) -> dict:
     """The selection score used in training: mean over bands and degradations of RMSE(guided) / RMSE(bicubic) at
     r = 2 and 6; bands: the per-band ratio averaged over the degradations."""
     methods = {"bicubic": bicubic_method, "guided": guided_method(model, stats)}
@@ -188,6 +211,7 @@ def evaluate_scene_split(model: GuidedSharpener, scene: dict[str, BandArray], st
 
 
 # ---------------------------------------------------------------------------------------------- the report
+
 
 def unguided_method(backend) -> Method:
     """The single-band model (no guidance) at the Wald ratio, through the SR backend interface."""
@@ -209,8 +233,15 @@ class WaldReport:
     degradation: str = "psf"
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "split": self.split, "degradation": self.degradation, "methods": self.methods,
-                "groups": [{"resolution": g.resolution, "ratio": g.ratio, "bands": g.bands, "group": g.group} for g in self.groups]}  # fmt: skip
+        return {
+            "source": self.source,
+            "split": self.split,
+            "degradation": self.degradation,
+            "methods": self.methods,
+            "groups": [
+                {"resolution": g.resolution, "ratio": g.ratio, "bands": g.bands, "group": g.group} for g in self.groups
+            ],
+        }
 
 
 def wald_report(

@@ -24,7 +24,9 @@ from rssr_cli.sharpen.degrade import centres, degrade, gaussian_blur, psf_sigma,
 from rssr_cli.sharpen.scene import BandArray
 
 MARGIN = 16  # output px computed around a window and cut away: the window's values do not see the crop's edge
-DN_PER_REFLECTANCE = 10000.0  # Sentinel-2 L1C/L2A digital numbers: the sensor family's noise and 12 bits are in reflectance
+DN_PER_REFLECTANCE = (
+    10000.0  # Sentinel-2 L1C/L2A digital numbers: the sensor family's noise and 12 bits are in reflectance
+)
 BOX = SensorDraw(gaussian_mtf=1.0)  # the box member alone, exact grid, no noise: a plain block mean at integer ratios
 
 
@@ -52,9 +54,15 @@ def _t(a: np.ndarray) -> torch.Tensor:
 
 
 def wald_inputs(
-    band: BandArray, guides: Sequence[BandArray], ratio: float, window: tuple[int, int, int, int], *, margin: int = MARGIN,
-    member: Optional[SensorDraw] = None, generator: Optional[torch.Generator] = None,
-) -> WaldInputs:  # fmt: skip
+    band: BandArray,
+    guides: Sequence[BandArray],
+    ratio: float,
+    window: tuple[int, int, int, int],
+    *,
+    margin: int = MARGIN,
+    member: Optional[SensorDraw] = None,
+    generator: Optional[torch.Generator] = None,
+) -> WaldInputs:
     """window = (row, col, height, width) on the band's native grid; member: the sensor family's member (None: the
     matched Gaussian protocol); generator: the member's noise."""
     lr, band_up, lr_window = degraded_band(band, ratio, window, margin=margin, member=member, generator=generator)
@@ -74,14 +82,26 @@ def _region(shape: tuple[int, int], window: tuple[int, int, int, int], margin: i
     return top, left, min(shape[0], row + height + margin) - top, min(shape[1], col + width + margin) - left
 
 
-def sensor_degrade(patch: torch.Tensor, ratio: float, lr_shape: tuple[int, int], member: SensorDraw,
-                   generator: Optional[torch.Generator] = None) -> torch.Tensor:  # fmt: skip
+def sensor_degrade(
+    patch: torch.Tensor,
+    ratio: float,
+    lr_shape: tuple[int, int],
+    member: SensorDraw,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """sensor_degradation.degrade on stored units (Sentinel-2 digital numbers): noise and 12 bits act in reflectance."""
     return sensor.degrade(patch / DN_PER_REFLECTANCE, ratio, lr_shape, member, generator=generator) * DN_PER_REFLECTANCE
 
 
-def degraded_band(band: BandArray, ratio: float, window: tuple[int, int, int, int], *, margin: int = MARGIN,
-                  member: Optional[SensorDraw] = None, generator: Optional[torch.Generator] = None):  # fmt: skip
+def degraded_band(
+    band: BandArray,
+    ratio: float,
+    window: tuple[int, int, int, int],
+    *,
+    margin: int = MARGIN,
+    member: Optional[SensorDraw] = None,
+    generator: Optional[torch.Generator] = None,
+):
     """(lr, band_up, lr_window): the band over the window's region degraded by `ratio`, and resampled back."""
     row, col, height, width = window
     top, left, rh, rw = _region(band.values.shape, window, margin)
@@ -90,7 +110,9 @@ def degraded_band(band: BandArray, ratio: float, window: tuple[int, int, int, in
         ny, nx = max(1, round(rh / ratio)), max(1, round(rw / ratio))
         ry, rx = rh / ny, rw / nx  # the LR grid tiles the region exactly
         oy = ox = 0.0
-        lr = sample_at(gaussian_blur(patch, psf_sigma(ratio)), centres(0.0, ry, ny), centres(0.0, rx, nx), mode="bilinear")
+        lr = sample_at(
+            gaussian_blur(patch, psf_sigma(ratio)), centres(0.0, ry, ny), centres(0.0, rx, nx), mode="bilinear"
+        )
     else:  # pixels of side exactly r from the member's phase; the last row/column may reach past the region's edge
         oy, ox = member.origin
         ny, nx = max(1, math.ceil((rh - oy) / ratio)), max(1, math.ceil((rw - ox) / ratio))
@@ -101,9 +123,16 @@ def degraded_band(band: BandArray, ratio: float, window: tuple[int, int, int, in
     return lr[0, 0].numpy(), band_up, ((row - top - oy) / ry, (col - left - ox) / rx, 1 / ry, 1 / rx)
 
 
-def guides_on_window(guides: Sequence[BandArray], band: BandArray, ratio: float, window: tuple[int, int, int, int],
-                     *, margin: int = MARGIN, member: Optional[SensorDraw] = None,
-                     generator: Optional[torch.Generator] = None) -> np.ndarray:  # fmt: skip
+def guides_on_window(
+    guides: Sequence[BandArray],
+    band: BandArray,
+    ratio: float,
+    window: tuple[int, int, int, int],
+    *,
+    margin: int = MARGIN,
+    member: Optional[SensorDraw] = None,
+    generator: Optional[torch.Generator] = None,
+) -> np.ndarray:
     """[G, H, W]: every guide degraded by `ratio` and resampled onto the window of the band's grid."""
     region = _region(band.values.shape, window, margin)
     grids: dict[tuple, list[int]] = {}  # guides on one grid (the four 10 m bands) are degraded together
@@ -117,9 +146,15 @@ def guides_on_window(guides: Sequence[BandArray], band: BandArray, ratio: float,
     return np.stack(out)
 
 
-def _guides_on_window(same_grid: Sequence[BandArray], band: BandArray, ratio: float, region: tuple[int, int, int, int],
-                      window: tuple[int, int, int, int], member: Optional[SensorDraw],
-                      generator: Optional[torch.Generator]) -> np.ndarray:  # fmt: skip
+def _guides_on_window(
+    same_grid: Sequence[BandArray],
+    band: BandArray,
+    ratio: float,
+    region: tuple[int, int, int, int],
+    window: tuple[int, int, int, int],
+    member: Optional[SensorDraw],
+    generator: Optional[torch.Generator],
+) -> np.ndarray:
     """[G, H, W]: guides on one grid degraded by `ratio` on a grid anchored at the region's corner (shifted by the
     member's phase, the same ground offset as the band's grid), resampled onto the window."""
     guide = same_grid[0]
@@ -134,13 +169,17 @@ def _guides_on_window(same_grid: Sequence[BandArray], band: BandArray, ratio: fl
     g_top, g_left = max(0, int(math.floor(gy0)) - pad), max(0, int(math.floor(gx0)) - pad)
     g_bottom = min(guide.values.shape[0], int(math.ceil(gy0 + rh * step)) + pad)
     g_right = min(guide.values.shape[1], int(math.ceil(gx0 + rw * step)) + pad)
-    patch = torch.from_numpy(np.stack([g.values[g_top:g_bottom, g_left:g_right] for g in same_grid]).astype(np.float32))[None]
+    patch = torch.from_numpy(
+        np.stack([g.values[g_top:g_bottom, g_left:g_right] for g in same_grid]).astype(np.float32)
+    )[None]
     ny, nx = max(1, math.ceil(rh * step / ratio)), max(1, math.ceil(rw * step / ratio))
     origin = (gy0 - g_top, gx0 - g_left)
     if member is None:
         low = degrade(patch, ratio, (ny, nx), origin=origin)
     else:
-        low = sensor_degrade(patch, ratio, (ny, nx), SensorDraw(member.gaussian_mtf, origin, member.noise_std, member.levels), generator)
+        low = sensor_degrade(
+            patch, ratio, (ny, nx), SensorDraw(member.gaussian_mtf, origin, member.noise_std, member.levels), generator
+        )
     ys = centres((row - top - oy) * step / ratio, step / ratio, height)
     xs = centres((col - left - ox) * step / ratio, step / ratio, width)
     return resample_for_sharpener(low, ys, xs)[0].numpy()

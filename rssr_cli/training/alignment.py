@@ -17,7 +17,9 @@ MAX_LOCAL_MISREGISTRATION = 0.3  # LR px from the pair's shift: the block is exc
 GEOREF_AGREEMENT = 0.15  # share of blocks aligned by georeferencing alone for it to be trusted
 
 
-def area_to_lr(hr: np.ndarray, hr_valid: np.ndarray, grid: HRGrid, lr_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def area_to_lr(
+    hr: np.ndarray, hr_valid: np.ndarray, grid: HRGrid, lr_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Area average of HR [C, H, W] over each LR pixel ([C, h, w]) with the exact overlap of every HR pixel
     (grids need not be aligned), and where it is valid: the LR pixel fully covered, no invalid HR pixel in it."""
     h, w = lr_shape
@@ -37,6 +39,7 @@ def area_to_lr(hr: np.ndarray, hr_valid: np.ndarray, grid: HRGrid, lr_shape: tup
 
 def box_mean(x: np.ndarray, valid: np.ndarray, size: int = FIT_BOX) -> tuple[np.ndarray, np.ndarray]:
     """size x size moving means of [C, h, w] ('valid' placement: (h-size+1, w-size+1)) and where the whole box is valid."""
+
     def box(a: np.ndarray) -> np.ndarray:
         c = np.pad(np.cumsum(np.cumsum(a, axis=-2), axis=-1), [(0, 0)] * (a.ndim - 2) + [(1, 0), (1, 0)])
         return (c[..., size:, size:] - c[..., :-size, size:] - c[..., size:, :-size] + c[..., :-size, :-size]) / size**2

@@ -38,7 +38,15 @@ from rssr_cli.scoring.posterior import posterior_image
 from rssr_cli.training.data import PatchBatch, PatchSampler, SensorPatchSampler, TrainImage, find_images, load_images
 from rssr_cli.training.pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
 from rssr_cli.training.state import load_ema_weights
-from rssr_cli.training.trainer import LOWRES, TrainConfig, Trainer, module_device, prior_loss, resolve_training_device, validate_prior
+from rssr_cli.training.trainer import (
+    LOWRES,
+    TrainConfig,
+    Trainer,
+    module_device,
+    prior_loss,
+    resolve_training_device,
+    validate_prior,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +58,10 @@ PROCESSES = ("keep", "resshift")
 RESIDUAL_SCALE_BATCHES = 16  # batches whose HR - estimate std sets a resshift model's global residual scale
 POSTERIOR_VAL_SAMPLES = 2
 RESSHIFT_PATCH = 64  # HR px
-DEGRADATIONS = ("bicubic", "sentinel2")  # which EMA weights a stage ends with: the last step's, or the best-validated ones
+DEGRADATIONS = (
+    "bicubic",
+    "sentinel2",
+)  # which EMA weights a stage ends with: the last step's, or the best-validated ones
 
 
 @dataclass
@@ -74,7 +85,9 @@ class TrainSettings:
     query: int = 24
     blur_max: float = 0.0
     noise_max: float = 0.0
-    degradation: str = "bicubic"  # bicubic (anti-aliased resize + --blur-max/--noise-max) | sentinel2 (sensor_degradation)
+    degradation: str = (
+        "bicubic"  # bicubic (anti-aliased resize + --blur-max/--noise-max) | sentinel2 (sensor_degradation)
+    )
     val_crop: int = 0  # validate on centre crops of at most this side (0: whole images)
     val_every: int = 500
     save_every: int = 250
@@ -97,7 +110,9 @@ class TrainSettings:
     chain_steps: int = 8  # resshift: the chain's length T (NFE of a full sample)
     kappa: float = 1.0  # resshift: the noise scale κ (start noise κ·√η_T in units of the global residual std)
     variance_correction: float = 1.0  # resshift: the sampler's v0 (resshift.gaussian_posterior_variance; 0: plug-in)
-    residual_scale: Optional[float] = None  # resshift: the ONE global scale of HR - estimate (None: 1 / its measured std)
+    residual_scale: Optional[float] = (
+        None  # resshift: the ONE global scale of HR - estimate (None: 1 / its measured std)
+    )
     keep: str = "last"  # "best": each stage ends with its best-validated EMA weights (needs --val or --pairs)
     model_id: Optional[str] = None  # the card's id (default: the file's stem, "model")
 
@@ -119,7 +134,9 @@ def _check(s: TrainSettings) -> None:
     if not (s.data or s.scenes or s.pairs):
         raise UsageError("no training data given: DATA folders, --scene rasters or --pairs")
     if s.denoiser_prediction is not None and s.denoiser_prediction not in PREDICTIONS:
-        raise UsageError(f"unknown --denoiser-prediction {s.denoiser_prediction!r}; choose one of: {', '.join(PREDICTIONS)}")
+        raise UsageError(
+            f"unknown --denoiser-prediction {s.denoiser_prediction!r}; choose one of: {', '.join(PREDICTIONS)}"
+        )
     if s.denoiser_loss is not None and s.denoiser_loss not in LOSS_NORMS:
         raise UsageError(f"unknown --denoiser-loss {s.denoiser_loss!r}; choose one of: {', '.join(LOSS_NORMS)}")
     if s.denoiser_start not in TRAIN_STARTS:
@@ -127,7 +144,9 @@ def _check(s: TrainSettings) -> None:
     if s.degradation not in DEGRADATIONS:
         raise UsageError(f"unknown --degradation {s.degradation!r}; choose one of: {', '.join(DEGRADATIONS)}")
     if s.degradation != "bicubic" and (s.blur_max or s.noise_max):
-        raise UsageError("--blur-max/--noise-max shape the bicubic degradation; --degradation sentinel2 draws its own blur and noise")
+        raise UsageError(
+            "--blur-max/--noise-max shape the bicubic degradation; --degradation sentinel2 draws its own blur and noise"
+        )
     if s.val_crop < 0:
         raise UsageError(f"--val-crop must be >= 0, got {s.val_crop}")
     if s.denoiser_patch < 0 or s.denoiser_patch == 1:
@@ -136,7 +155,11 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"unknown --process {s.process!r}; choose one of: {', '.join(PROCESSES)}")
     if not 0.0 <= s.variance_correction <= 100.0:
         raise UsageError(f"--variance-correction must be in [0, 100], got {s.variance_correction}")
-    if not 2 <= s.chain_steps <= 1000 or not 0.0 < s.kappa <= 100.0 or not (s.residual_scale is None or 0.0 < s.residual_scale < 1e6):
+    if (
+        not 2 <= s.chain_steps <= 1000
+        or not 0.0 < s.kappa <= 100.0
+        or not (s.residual_scale is None or 0.0 < s.residual_scale < 1e6)
+    ):
         raise UsageError("--chain-steps must be in 2..1000, --kappa in (0, 100], --residual-scale > 0")
     if s.keep not in KEEP:
         raise UsageError(f"unknown --keep {s.keep!r}; choose one of: {', '.join(KEEP)}")
@@ -166,7 +189,9 @@ def _validation_images(s: TrainSettings) -> list[TrainImage]:
 def _centre_crop(img: TrainImage, side: int) -> TrainImage:
     h, w = img.pixels.shape[-2:]
     y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return TrainImage(np.ascontiguousarray(img.pixels[:, y0 : y0 + side, x0 : x0 + side]), img.quantize_levels, img.source)
+    return TrainImage(
+        np.ascontiguousarray(img.pixels[:, y0 : y0 + side, x0 : x0 + side]), img.quantize_levels, img.source
+    )
 
 
 def _initial_model(s: TrainSettings) -> SRModel:
@@ -176,12 +201,16 @@ def _initial_model(s: TrainSettings) -> SRModel:
     return build_sr_model(spec)
 
 
-def _stage_loss(stage: str, t_max_fraction: float = 1.0, start: str = "truth") -> Callable[[SRModel, PatchBatch], torch.Tensor]:
+def _stage_loss(
+    stage: str, t_max_fraction: float = 1.0, start: str = "truth"
+) -> Callable[[SRModel, PatchBatch], torch.Tensor]:
     if stage == "prior":
         return lambda model, batch: prior_loss(model.operator, batch)
 
     def diffusion(model: SRModel, batch: PatchBatch) -> torch.Tensor:
-        losses = model.losses(batch.lr, batch.hr, batch.ys, batch.xs, batch.cell, t_max_fraction=t_max_fraction, start=start)
+        losses = model.losses(
+            batch.lr, batch.hr, batch.ys, batch.xs, batch.cell, t_max_fraction=t_max_fraction, start=start
+        )
         return losses["diffusion"]
 
     return diffusion
@@ -211,7 +240,9 @@ def validate_diffusion(model: SRModel, images: list[TrainImage], scale: float) -
         ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, device=dev)
         border = math.ceil(scale)
         for mode in rows:
-            sr = quantize(model.sample(lr, ys, xs, cell, steps=steps, mode=mode, generator=torch.Generator().manual_seed(k)), 255)
+            sr = quantize(
+                model.sample(lr, ys, xs, cell, steps=steps, mode=mode, generator=torch.Generator().manual_seed(k)), 255
+            )
             score = psnr(shave(sr.cpu().numpy(), border), shave(hr.cpu().numpy(), border), 1.0)
             rows[mode].append(min(score, MAX_PSNR))
     model.train()
@@ -245,7 +276,9 @@ def measure_residual_scale(model: SRModel, sampler, batch_size: int, device: str
 
 
 @torch.no_grad()
-def validate_posterior(model: SRModel, images: list[TrainImage], scale: float, degradation: str = "bicubic") -> dict[str, float]:
+def validate_posterior(
+    model: SRModel, images: list[TrainImage], scale: float, degradation: str = "bicubic"
+) -> dict[str, float]:
     """A sampler's checkpoint is chosen by a proper score, never by PSNR (which rewards the no-op): the fair energy
     score of POSTERIOR_VAL_SAMPLES draws against the prior's error (score = 1 - ES/ES_prior, higher is better), with the
     issue-21 figures logged beside it: top-octave power / the truth's, spread / the prior's squared error."""
@@ -261,12 +294,23 @@ def validate_posterior(model: SRModel, images: list[TrainImage], scale: float, d
         prior = model.sample(lr, ys, xs, cell, mode="prior")[0].cpu().numpy()
         gen = torch.Generator().manual_seed(k)
         draws = [model.sample(lr, ys, xs, cell, generator=gen)[0].cpu().numpy() for _ in range(POSTERIOR_VAL_SAMPLES)]
+
         def lowres(x: np.ndarray) -> np.ndarray:
             return LOWRES[degradation](torch.from_numpy(x).float()[None], scale, None)[0][0].numpy()
 
         step = 1.0 / (img.quantize_levels or 10_000)  # uint8: /255; uint16 reflectance: 1 DN of 10,000
-        rows.append(posterior_image(draws, prior, hr[0].numpy(), lr[0].cpu().numpy(), degrade=lowres, quant_step=step,
-                                    border=math.ceil(scale), seed=k))  # fmt: skip
+        rows.append(
+            posterior_image(
+                draws,
+                prior,
+                hr[0].numpy(),
+                lr[0].cpu().numpy(),
+                degrade=lowres,
+                quant_step=step,
+                border=math.ceil(scale),
+                seed=k,
+            )
+        )
     model.train()
     es = sum(r.es_sample for r in rows) / max(sum(r.es_prior for r in rows), 1e-12)
     return {
@@ -321,8 +365,15 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
     images, weights = _images_and_weights(s) if (s.data or s.scenes) else ([], [])
     pairs = [load_pair(spec, s.pairs_holdout) for spec in read_pairs_file(s.pairs)] if s.pairs else []
     for pair in pairs:
-        log.info("pair %s: x%.3g, shift corrected %+.2f, %+.2f LR px, %.1f%% excluded as misregistered, HR = %s x LR + %s",
-                 pair.source, pair.scale, *pair.shift_lr_px, 100 * pair.excluded_share, pair.gain, pair.offset)  # fmt: skip
+        log.info(
+            "pair %s: x%.3g, shift corrected %+.2f, %+.2f LR px, %.1f%% excluded as misregistered, HR = %s x LR + %s",
+            pair.source,
+            pair.scale,
+            *pair.shift_lr_px,
+            100 * pair.excluded_share,
+            pair.gain,
+            pair.offset,
+        )
     val_images = _validation_images(s)
     model = _initial_model(s)
     # the card's sampler is set before training: the denoiser stage validates with the sampler it ships with
@@ -339,21 +390,48 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
             continue
         query = s.query if stage == "prior" else _denoiser_patch(s)
         sampler = _sampler(s, images, weights, pairs, channels, query, seed=s.seed + len(history))
-        cfg = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.learning_rate, val_every=s.val_every,
-                          save_every=s.save_every, seed=s.seed, threads=s.threads, device=device, precision=precision,
-                          channels_last=precision == "bf16" and torch.device(device).type == "cpu")
+        cfg = TrainConfig(
+            steps=steps,
+            batch_size=s.batch_size,
+            lr=s.learning_rate,
+            val_every=s.val_every,
+            save_every=s.save_every,
+            seed=s.seed,
+            threads=s.threads,
+            device=device,
+            precision=precision,
+            channels_last=precision == "bf16" and torch.device(device).type == "cpu",
+        )
         if stage == "denoiser" and s.process == "resshift" and model.process != "resshift":
-            scale = s.residual_scale or _resumed_residual_scale(s) or measure_residual_scale(model, sampler, s.batch_size, device)
-            model.set_resshift(chain_steps=s.chain_steps, kappa=s.kappa, residual_scale=scale, variance_correction=s.variance_correction)
-            log.info("denoiser: residual shifting, T=%d, kappa=%g, global residual scale %.4g", s.chain_steps, s.kappa, scale)
+            scale = (
+                s.residual_scale
+                or _resumed_residual_scale(s)
+                or measure_residual_scale(model, sampler, s.batch_size, device)
+            )
+            model.set_resshift(
+                chain_steps=s.chain_steps,
+                kappa=s.kappa,
+                residual_scale=scale,
+                variance_correction=s.variance_correction,
+            )
+            log.info(
+                "denoiser: residual shifting, T=%d, kappa=%g, global residual scale %.4g", s.chain_steps, s.kappa, scale
+            )
         elif stage == "denoiser":
             # x0 for the LR-start regime: at t <= 0.1 T the v target is almost the noise, so a v-loss spends the net on
             # re-predicting noise the sampler discards; an x0 loss is the error of the output the sampler returns
             model.set_objective(s.denoiser_prediction, s.denoiser_loss)
         _freeze_for(model, stage)
-        trainer = Trainer(model, _stage_loss(stage, s.denoiser_t_max, s.denoiser_start), sampler, s.out / stage, cfg, validate=_val_fn(stage, val_images, pairs, s.degradation),
-                          progress=functools.partial(progress, stage) if progress else None,
-                          meta={"stage": stage, "settings": _jsonable(s), "diffusion": copy.deepcopy(model.spec["diffusion"])})
+        trainer = Trainer(
+            model,
+            _stage_loss(stage, s.denoiser_t_max, s.denoiser_start),
+            sampler,
+            s.out / stage,
+            cfg,
+            validate=_val_fn(stage, val_images, pairs, s.degradation),
+            progress=functools.partial(progress, stage) if progress else None,
+            meta={"stage": stage, "settings": _jsonable(s), "diffusion": copy.deepcopy(model.spec["diffusion"])},
+        )
         if s.resume and (s.out / stage / "last.json").exists():
             trainer.resume(s.out / stage / "last")
         trainer.run()
@@ -394,8 +472,18 @@ def _sampler(s: TrainSettings, images, weights, pairs: list[TrainPair], channels
     synthetic = real = None
     if images:
         kind = SensorPatchSampler if s.degradation == "sentinel2" else PatchSampler
-        synthetic = kind(images, weights, lr_size=s.lr_size, query=query, scale_min=s.scale_min, scale_max=s.scale_max,
-                                 channels=channels, blur_max=s.blur_max, noise_max=s.noise_max, seed=seed)  # fmt: skip
+        synthetic = kind(
+            images,
+            weights,
+            lr_size=s.lr_size,
+            query=query,
+            scale_min=s.scale_min,
+            scale_max=s.scale_max,
+            channels=channels,
+            blur_max=s.blur_max,
+            noise_max=s.noise_max,
+            seed=seed,
+        )
     if pairs:
         if channels != 1:
             raise UsageError("--pairs trains single-band models (every band a sample); this model has several channels")
@@ -408,12 +496,19 @@ def _sampler(s: TrainSettings, images, weights, pairs: list[TrainPair], channels
 def pair_record(pair: TrainPair) -> dict:
     """What the model card says about each training pair."""
     return {
-        "pair": pair.source, "scale": round(pair.scale, 6), "shift_corrected_lr_px": [round(v, 3) for v in pair.shift_lr_px],
+        "pair": pair.source,
+        "scale": round(pair.scale, 6),
+        "shift_corrected_lr_px": [round(v, 3) for v in pair.shift_lr_px],
         "excluded_as_misregistered": round(pair.excluded_share, 4),
-        "hr_from_lr_gain": [round(v, 6) for v in pair.gain], "hr_from_lr_offset": [round(v, 6) for v in pair.offset],
-        "train_lr_rows": pair.train_rows, "lr_rows": int(pair.lr.shape[-2]),
-    }  # fmt: skip
+        "hr_from_lr_gain": [round(v, 6) for v in pair.gain],
+        "hr_from_lr_offset": [round(v, 6) for v in pair.offset],
+        "train_lr_rows": pair.train_rows,
+        "lr_rows": int(pair.lr.shape[-2]),
+    }
 
 
 def _jsonable(s: TrainSettings) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, list) else v) for k, v in asdict(s).items()}
+    return {
+        k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, list) else v)
+        for k, v in asdict(s).items()
+    }

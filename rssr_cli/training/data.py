@@ -122,7 +122,11 @@ class PatchSampler:
             hr = torch.from_numpy(crop)[None]
             blur = float(self.rng.uniform(0, self.blur_max)) if self.blur_max > 0 else 0.0
             noise = float(self.rng.uniform(0, self.noise_max)) if self.noise_max > 0 else 0.0
-            lrs.append(degrade(hr, (l, l), blur_sigma=blur, noise_std=noise, quantize_levels=levels, generator=self.generator)[0])
+            lrs.append(
+                degrade(hr, (l, l), blur_sigma=blur, noise_std=noise, quantize_levels=levels, generator=self.generator)[
+                    0
+                ]
+            )
             qy, qx = self.rng.integers(0, hr_size - q + 1, size=2)
             step = l / hr_size
             ys.append(pixel_centres(q, step, first=qy))
@@ -155,7 +159,9 @@ class SensorPatchSampler(PatchSampler):
         for _ in range(batch_size):
             img = self.images[self.rng.choice(len(self.images), p=self.p)]
             member = sensor_degradation.draw(self.rng)
-            s = max(float(self.rng.uniform(self.scale_min, self.scale_max)), (q + 1) / l)  # the target block fits (PatchSampler's rule)
+            s = max(
+                float(self.rng.uniform(self.scale_min, self.scale_max)), (q + 1) / l
+            )  # the target block fits (PatchSampler's rule)
             margin = sensor_degradation.gaussian_radius(sensor_degradation.gaussian_sigma(s, member.gaussian_mtf)) + 2
             room = min(img.pixels.shape[-2:]) - 2 * margin - 1
             if l * s > room:  # a small image: the largest scale it holds
@@ -175,5 +181,11 @@ class SensorPatchSampler(PatchSampler):
             hrs.append(hr[0, :, first[0] : first[0] + q, first[1] : first[1] + q])
             scales.append(s)
         f32 = torch.float32
-        return PatchBatch(torch.stack(lrs), torch.tensor(np.array(ys), dtype=f32), torch.tensor(np.array(xs), dtype=f32),
-                          torch.tensor(cells, dtype=f32), torch.stack(hrs), torch.tensor(scales, dtype=f32))  # fmt: skip
+        return PatchBatch(
+            torch.stack(lrs),
+            torch.tensor(np.array(ys), dtype=f32),
+            torch.tensor(np.array(xs), dtype=f32),
+            torch.tensor(cells, dtype=f32),
+            torch.stack(hrs),
+            torch.tensor(scales, dtype=f32),
+        )

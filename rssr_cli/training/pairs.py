@@ -134,19 +134,30 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
     with open_raster(spec.lr) as lr_ds, open_raster(spec.hr) as hr_ds:
         lr_info, hr_info = inspect_source(lr_ds), inspect_source(hr_ds)
         if lr_info.crs != hr_info.crs:
-            raise InputError(f"{spec.lr} and {spec.hr}: CRS differ ({lr_info.crs} vs {hr_info.crs}); reproject one first")
+            raise InputError(
+                f"{spec.lr} and {spec.hr}: CRS differ ({lr_info.crs} vs {hr_info.crs}); reproject one first"
+            )
         lr_idx, hr_idx = select_bands(lr_info, spec.lr_bands), select_bands(hr_info, spec.hr_bands)
         if len(lr_idx) != len(hr_idx):
-            raise UsageError(f"{spec.lr} has {len(lr_idx)} band(s) selected, {spec.hr} {len(hr_idx)}: give the band mapping")
+            raise UsageError(
+                f"{spec.lr} has {len(lr_idx)} band(s) selected, {spec.hr} {len(hr_idx)}: give the band mapping"
+            )
         geo = plan_pair(lr_ds.transform, lr_ds.shape, hr_ds.transform, hr_ds.shape)
         if geo.grid.dy >= 1.0 or geo.grid.dx >= 1.0:
             raise InputError(f"{spec.hr} is not finer than {spec.lr}: pass LR first, then HR")
         lr_raw, lr_ok = read_window(lr_ds, lr_info, lr_idx, geo.lr_window)
         hr_raw, hr_ok = read_window(hr_ds, hr_info, hr_idx, geo.hr_window)
     # each raster by its own rule, as `rssr upscale` would map it
-    lr = to_model_units(lr_raw, lr_ok, scales=[lr_info.scales[i - 1] for i in lr_idx], offsets=[lr_info.offsets[i - 1] for i in lr_idx])
-    hr = to_model_units(hr_raw, hr_ok, scales=[hr_info.scales[i - 1] for i in hr_idx], offsets=[hr_info.offsets[i - 1] for i in hr_idx])
-    lr_valid, hr_valid = np.asarray(lr_ok.all(axis=0)), np.asarray(hr_ok.all(axis=0))  # arrays: [bands, rows, cols] reduced
+    lr = to_model_units(
+        lr_raw, lr_ok, scales=[lr_info.scales[i - 1] for i in lr_idx], offsets=[lr_info.offsets[i - 1] for i in lr_idx]
+    )
+    hr = to_model_units(
+        hr_raw, hr_ok, scales=[hr_info.scales[i - 1] for i in hr_idx], offsets=[hr_info.offsets[i - 1] for i in hr_idx]
+    )
+    lr_valid, hr_valid = (
+        np.asarray(lr_ok.all(axis=0)),
+        np.asarray(hr_ok.all(axis=0)),
+    )  # arrays: [bands, rows, cols] reduced
     grid = geo.grid
     low, low_valid = area_to_lr(hr, hr_valid, grid, lr.shape[-2:])
     both = lr_valid & low_valid
@@ -174,15 +185,27 @@ def load_pair(spec: PairSpec, holdout: float = 0.2) -> TrainPair:
         design = np.stack([lr_m[b][both], np.ones(int(both.sum()))], axis=1)
         (g, o), *_ = np.linalg.lstsq(design, low_m[b][both], rcond=None)
         if not abs(g) > 1e-6:
-            raise InputError(f"{spec.lr} / {spec.hr} band pair {b + 1}: no radiometric relation between LR and HR (gain {g:.3g})")
+            raise InputError(
+                f"{spec.lr} / {spec.hr} band pair {b + 1}: no radiometric relation between LR and HR (gain {g:.3g})"
+            )
         gains.append(float(g))
         offsets.append(float(o))
         harmonized[b] = (hr[b] - o) / g
     train_rows = int(round(lr.shape[-2] * (1.0 - holdout)))
     return TrainPair(
-        f"{spec.lr} -> {spec.hr}", geo.lr_tuple, lr, lr_valid, harmonized.astype(np.float32), hr_valid, grid,
-        tuple(gains), tuple(offsets), (float(shift[0]), float(shift[1])), excluded, train_rows,
-    )  # fmt: skip
+        f"{spec.lr} -> {spec.hr}",
+        geo.lr_tuple,
+        lr,
+        lr_valid,
+        harmonized.astype(np.float32),
+        hr_valid,
+        grid,
+        tuple(gains),
+        tuple(offsets),
+        (float(shift[0]), float(shift[1])),
+        excluded,
+        train_rows,
+    )
 
 
 @dataclass
@@ -200,9 +223,13 @@ class PairSampler:
         self.rng = np.random.default_rng(self.seed)
         for p in self.pairs:
             if p.train_rows < self.lr_size or p.lr.shape[-1] < self.lr_size:
-                raise UsageError(f"{p.source}: the training part ({p.train_rows} x {p.lr.shape[-1]} LR px) is smaller than a {self.lr_size} px crop")
+                raise UsageError(
+                    f"{p.source}: the training part ({p.train_rows} x {p.lr.shape[-1]} LR px) is smaller than a {self.lr_size} px crop"
+                )
             if self.lr_size * min(p.scale, 1.0 / p.grid.dx) < self.query:
-                raise UsageError(f"{p.source}: a {self.lr_size} px LR crop holds fewer than {self.query} HR px at x{p.scale:.3g}")
+                raise UsageError(
+                    f"{p.source}: a {self.lr_size} px LR crop holds fewer than {self.query} HR px at x{p.scale:.3g}"
+                )
         areas = np.array([p.train_rows * p.lr.shape[-1] for p in self.pairs], dtype=np.float64)
         self.p = areas / areas.sum()
 
@@ -277,7 +304,12 @@ def holdout_crop(pair: TrainPair, sizes: Sequence[int] = (128, 96, 64, 48, 32, 1
                 rows, cols = pair.hr_rows(r, r + size), pair.hr_cols(c, c + size)
                 if pair.lr_valid[r : r + size, c : c + size].all() and pair.hr_valid[np.ix_(rows, cols)].all():
                     hr = pair.hr[:, rows][:, :, cols]
-                    return pair.lr[:, r : r + size, c : c + size], hr, pair.centers_y[rows] - r, pair.centers_x[cols] - c
+                    return (
+                        pair.lr[:, r : r + size, c : c + size],
+                        hr,
+                        pair.centers_y[rows] - r,
+                        pair.centers_x[cols] - c,
+                    )
     return None
 
 

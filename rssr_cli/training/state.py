@@ -37,7 +37,9 @@ def _unflatten_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Te
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_training_state(path: Path, *, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
+def save_training_state(
+    path: Path, *, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer, meta: dict[str, Any]
+) -> None:
     """Atomically write <path>.safetensors + <path>.json (model, EMA, optimizer, step, config)."""
     path = Path(path)
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
@@ -61,7 +63,9 @@ def load_ema_weights(path: Path, module: torch.nn.Module) -> int:
     return step
 
 
-def load_training_state(path: Path, *, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+def load_training_state(
+    path: Path, *, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer
+) -> dict[str, Any]:
     path = Path(path)
     st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
     if not st.exists() or not js.exists():

@@ -111,14 +111,18 @@ LOWRES = {"bicubic": bicubic_lowres, "sentinel2": sensor_lowres}
 
 
 @torch.no_grad()
-def validate_prior(operator: NeuralOperatorPrior, images: list[TrainImage], scale: float, degradation: str = "bicubic") -> tuple[float, float]:
+def validate_prior(
+    operator: NeuralOperatorPrior, images: list[TrainImage], scale: float, degradation: str = "bicubic"
+) -> tuple[float, float]:
     """Mean PSNR (model, bicubic) at `scale` over whole images, bands as single-band samples; uint8 sources are scored
     on uint8-quantized outputs. `degradation` names the LR protocol (LOWRES)."""
     operator.eval()
     dev = module_device(operator)
     ours, base = [], []
     for img in images:
-        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[:, None], scale, img.quantize_levels)  # bands as batch
+        lr, hr = LOWRES[degradation](
+            torch.from_numpy(img.pixels)[:, None], scale, img.quantize_levels
+        )  # bands as batch
         H, W = hr.shape[-2:]
         h, w = lr.shape[-2:]
         lr, hr = lr.to(dev), hr.to(dev)
@@ -152,7 +156,9 @@ class Trainer:
         self.out_dir = Path(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.module.to(self.cfg.device)
-        if self.cfg.channels_last:  # the convolutions' weights; activations follow them (same values, faster bf16 kernels)
+        if (
+            self.cfg.channels_last
+        ):  # the convolutions' weights; activations follow them (same values, faster bf16 kernels)
             self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (torch's stubs omit it)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
@@ -208,7 +214,9 @@ class Trainer:
                         self._save("best")
                 if self.step % 50 == 0 or val or self.step == self.cfg.steps:
                     rate = len(losses) / (time.time() - t0)
-                    writer.writerow([self.step, f"{np.mean(losses):.6f}", f"{lr_at(self.step, self.cfg):.2e}", f"{rate:.2f}", val])
+                    writer.writerow(
+                        [self.step, f"{np.mean(losses):.6f}", f"{lr_at(self.step, self.cfg):.2e}", f"{rate:.2f}", val]
+                    )
                     fh.flush()
                     if self.progress:
                         self.progress(self.step, {"loss": float(np.mean(losses)), "it/s": rate})

