@@ -79,6 +79,7 @@ def _copy_project(dest: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.shipped_model  # it packs the shipped models into a wheel and runs the default one
 def test_an_installed_wheel_carries_the_default_model_and_uses_it(tmp_path):
     """Build the wheel, install it (no editable link to the checkout) into a fresh venv, run from elsewhere."""
     project = _copy_project(tmp_path / "project")
