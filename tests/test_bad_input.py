@@ -307,6 +307,7 @@ SLOW_RUNNER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a CLI subprocess per signal, ~3 s
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_run_removes_temp_files_and_writes_no_output(make_raster, tmp_path, sig):
     work = tmp_path / "work"

@@ -43,6 +43,7 @@ def test_scheduler_values_parse():
         parse_scheduler("local:zero")
 
 
+@pytest.mark.slow  # a local Dask cluster, ~3.5 s with its setup
 def test_a_local_cluster_writes_the_same_bytes_as_the_in_process_batch(client, scenes, tmp_path):
     here, there = tmp_path / "here", tmp_path / "there"
     here.mkdir(), there.mkdir()

@@ -403,6 +403,7 @@ def test_network_reads_have_timeouts_by_default_and_the_environment_wins(monkeyp
     assert "GDAL_HTTP_TIMEOUT" not in gdal_config()  # the environment's 600 s holds (GDAL reads it itself)
 
 
+@pytest.mark.slow  # a CLI subprocess per case, ~5 s (10 s on a busy box)
 @pytest.mark.parametrize("command", ["info", "upscale"])
 def test_a_signal_wins_while_gdal_waits_on_a_hung_url(tmp_path, command):
     """Issue 23 item 14: a server that accepts and never answers holds GDAL in a C call, where Python's handler
