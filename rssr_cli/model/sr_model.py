@@ -227,6 +227,38 @@ class SRModel(nn.Module):
                 steps=steps, strength=strength, mode=mode, generator=generator, callback=callback, stats=stats
             )
             return self_ensemble(lambda *window: self.sample(*window, **options), lr, ys, xs, cell)  # type: ignore[arg-type]
+        return self.sample_draws(
+            lr,
+            ys,
+            xs,
+            cell,
+            1,
+            steps=steps,
+            strength=strength,
+            mode=mode,
+            generator=generator,
+            callback=callback,
+            stats=stats,
+        )[0]
+
+    def sample_draws(
+        self,
+        lr: torch.Tensor,
+        ys: torch.Tensor,
+        xs: torch.Tensor,
+        cell: torch.Tensor,
+        n_samples: int,
+        *,
+        steps: Optional[int] = None,
+        strength: Optional[float] = None,
+        mode: str = "diffusion",
+        generator: Generators = None,
+        callback: Callback = None,
+        stats: Optional[Stats] = None,
+    ) -> list[torch.Tensor]:
+        """n_samples draws of `sample` (no self-ensemble) for one window batch: the operator, the prior pyramid and the
+        blocks' modulation run once and every draw reuses them; the generators advance from draw to draw, so the
+        draws are those of n_samples calls to `sample`."""
         steps = int(self.sampler_defaults["steps"] if steps is None else steps)
         strength = float(self.sampler_defaults["strength"] if strength is None else strength)
         batch = lr.shape[0]
@@ -234,10 +266,26 @@ class SRModel(nn.Module):
         prior, stats = self.prior(lr, ys, xs, cell, stats, features=not prior_only)
         estimate = prior.estimate.float()
         if prior_only:
-            return self._unfold(destandardize(estimate, stats), batch)
+            return [self._unfold(destandardize(estimate, stats), batch)] * n_samples
         cond = self.condition(prior)
+        return [
+            self._unfold(self._draw(estimate, stats, cond, steps, strength, generator, callback), batch)
+            for _ in range(n_samples)
+        ]
+
+    def _draw(
+        self,
+        estimate: torch.Tensor,
+        stats: Stats,
+        cond: Condition,
+        steps: int,
+        strength: float,
+        generator: Generators,
+        callback: Callback,
+    ) -> torch.Tensor:
+        """One draw of the card's chain around the estimate (band-folded, model units)."""
         if self.process == "resshift":
-            return self._unfold(self._resshift_sample(estimate, stats, cond, steps, generator, callback), batch)
+            return self._resshift_sample(estimate, stats, cond, steps, generator, callback)
         assert isinstance(self.denoiser, Denoiser)
         if strength >= 1.0:
             residual = full_chain(
@@ -254,8 +302,7 @@ class SRModel(nn.Module):
                 generator=generator,
                 callback=callback,
             )
-        hr = estimate + residual.float() / self.residual_scale
-        return self._unfold(destandardize(hr, stats), batch)
+        return destandardize(estimate + residual.float() / self.residual_scale, stats)
 
     def _resshift_sample(
         self,
@@ -282,7 +329,10 @@ class SRModel(nn.Module):
         measures the spread) of n_samples >= 2 draws (an uncertainty map); the generators advance."""
         if n_samples < 2:
             raise ValueError(f"a spread needs at least 2 samples, got {n_samples}")
-        draws = torch.stack([self.sample(lr, ys, xs, cell, **kwargs).float() for _ in range(n_samples)])
+        if kwargs.pop("tta", False):  # the self-ensemble averages over 8 views per draw: one draw at a time
+            draws = torch.stack([self.sample(lr, ys, xs, cell, tta=True, **kwargs).float() for _ in range(n_samples)])
+        else:
+            draws = torch.stack([d.float() for d in self.sample_draws(lr, ys, xs, cell, n_samples, **kwargs)])
         return draws.mean(0), draws.std(0, correction=1)
 
     # --- training ----------------------------------------------------------------------------------

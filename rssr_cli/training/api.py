@@ -293,7 +293,7 @@ def validate_posterior(
         lr = lr.to(dev)
         prior = model.sample(lr, ys, xs, cell, mode="prior")[0].cpu().numpy()
         gen = torch.Generator().manual_seed(k)
-        draws = [model.sample(lr, ys, xs, cell, generator=gen)[0].cpu().numpy() for _ in range(POSTERIOR_VAL_SAMPLES)]
+        draws = [d[0].cpu().numpy() for d in model.sample_draws(lr, ys, xs, cell, POSTERIOR_VAL_SAMPLES, generator=gen)]
 
         def lowres(x: np.ndarray) -> np.ndarray:
             return LOWRES[degradation](torch.from_numpy(x).float()[None], scale, None)[0][0].numpy()
