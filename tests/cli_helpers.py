@@ -13,6 +13,11 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def upscale_with_model(src, dst, model, *extra):
+    """`rssr upscale SRC -o DST -s 2 --model MODEL` on one CPU thread (the tiny-model CLI tests), plus `extra`."""
+    return run("upscale", src, "-o", dst, "-s", 2, "--model", model, "--device", "cpu", "--threads", 1, *extra)
+
+
 def one_error_line(result) -> str:
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.stderr.strip().splitlines()

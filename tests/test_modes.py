@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from typer.testing import CliRunner
 
-from rssr_cli.cli import app
 from rssr_cli.model.checkpoint import save_model
 
+from cli_helpers import upscale_with_model
 from model_helpers import tiny_chain, tiny_model
 
 torch.set_num_threads(1)
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -27,23 +25,7 @@ def models(tmp_path_factory):
 
 
 def _upscale(src, dst, model, *extra):
-    args = [
-        "upscale",
-        str(src),
-        "-o",
-        str(dst),
-        "-s",
-        "2",
-        "--model",
-        str(model),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--overwrite",
-        *extra,
-    ]
-    return runner.invoke(app, args)
+    return upscale_with_model(src, dst, model, "--overwrite", *extra)
 
 
 def _read(path):

@@ -9,22 +9,20 @@ import pytest
 import rasterio
 import torch
 from rio_cogeo.cogeo import cog_validate
-from typer.testing import CliRunner
 
 from rssr_cli.backends.base import SRRequest
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.backends.diffusion import DiffusionBackend
-from rssr_cli.cli import app
 from rssr_cli.core.errors import Interrupted
 from rssr_cli.geo.grid import HRGrid
 from rssr_cli.io import cog
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.pipeline import ModelOptions, UpscaleSettings, upscale
 
+from cli_helpers import upscale_with_model
 from model_helpers import tiny_chain
 
 torch.set_num_threads(1)
-runner = CliRunner()
 REALISTIC = ["--mode", "realistic", "--seed", "1"]
 
 
@@ -36,22 +34,7 @@ def chain(tmp_path_factory):
 
 
 def _upscale(src, dst, model, *extra):
-    args = [
-        "upscale",
-        str(src),
-        "-o",
-        str(dst),
-        "-s",
-        "2",
-        "--model",
-        str(model),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        *extra,
-    ]
-    return runner.invoke(app, args)
+    return upscale_with_model(src, dst, model, *extra)
 
 
 def _settings(model, samples=3, **fields):
