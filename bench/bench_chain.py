@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rssr_cli.scoring.posterior import realistic_default_verdict
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -82,7 +84,10 @@ def main() -> None:
         ],
         check=True,
     )
-    print(table(json.loads(report.read_text()), card))
+    result = json.loads(report.read_text())
+    print(table(result, card))
+    print()
+    print(default_rule(result))
 
 
 def table(report: dict, card: dict) -> str:
@@ -103,6 +108,29 @@ def table(report: dict, card: dict) -> str:
             + " | ".join(cells)
             + " |"
         )
+    return "\n".join(lines)
+
+
+def default_rule(report: dict) -> str:
+    """The default-mode rule (scoring.posterior.realistic_default_verdict) applied to each chain setting."""
+    summary = {(s["scale"], s["backend"]): s for s in report["summary"]}
+    detail = {(d["scale"], d["backend"]): d["figures"] for d in report.get("detail", [])}
+    lines = []
+    for p in report["posterior"]:
+        if p["backend"] == "model-prior":  # faithful is what the chain is judged against
+            continue
+        key = (p["scale"], p["backend"])
+        faithful = summary.get((p["scale"], "model-prior"))
+        shares = detail.get(key)
+        if faithful is None or shares is None:
+            lines.append(f"x{p['scale']:g} {p['backend']}: no faithful row or no opensr-test shares to judge by")
+            continue
+        cost = faithful["psnr"] - summary[key]["psnr"]
+        ok, failed = realistic_default_verdict(
+            p["bars_passed"], cost, shares["hallucination"]["mean"], shares["improvement"]["mean"]
+        )
+        verdict = "realistic may become the default" if ok else "faithful stays the default: " + "; ".join(failed)
+        lines.append(f"x{p['scale']:g} {p['backend']}: {verdict}")
     return "\n".join(lines)
 
 

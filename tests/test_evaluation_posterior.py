@@ -18,6 +18,7 @@ from rssr_cli.scoring.posterior import (
     posterior_image,
     radial_spectrum,
     ratio_ci,
+    realistic_default_verdict,
     sample_seed,
     summarize_posterior,
 )
@@ -169,3 +170,20 @@ def test_sample_zero_is_the_image_seed_and_samples_do_not_collide_across_images(
     assert sample_seed(7, 0) == 7
     seeds = {sample_seed(image, k) for image in range(100) for k in range(8)}
     assert len(seeds) == 800
+
+
+@pytest.mark.parametrize(
+    "bars, cost, hallucination, improvement, clauses",
+    [
+        (7, 0.9, 0.10, 0.20, 0),
+        (6, 0.9, 0.10, 0.20, 1),
+        (7, 1.2, 0.10, 0.20, 1),
+        (7, 0.9, 0.20, 0.20, 1),  # equal shares are not "below"
+        (2, 0.92, 0.467, 0.186, 2),  # the first Sentinel-2 chain on held-out tiles (BENCHMARKS.md)
+        (7, float("nan"), 0.1, 0.2, 1),  # an unmeasured cost never passes
+    ],
+)
+def test_the_default_mode_rule_names_every_failed_clause(bars, cost, hallucination, improvement, clauses):
+    ok, failed = realistic_default_verdict(bars, cost, hallucination, improvement)
+    assert ok == (clauses == 0)
+    assert len(failed) == clauses

@@ -504,3 +504,25 @@ def _image(fields: Mapping[str, Optional[float]]) -> PosteriorImage:
 def sample_seed(seed: int, k: int) -> int:
     """Sample k's seed for an image seeded `seed`: sample 0 is the image's own (the PSNR row's output)."""
     return int(seed) + int(k) * 1_000_003
+
+
+# ---------------------------------------------------------------------------------- the default mode
+
+MAX_REALISTIC_COST_DB = 1.0  # issue 21, item 4: realistic may cost at most this much PSNR against faithful
+
+
+def realistic_default_verdict(
+    bars_passed: int, psnr_cost_db: float, hallucination: float, improvement: float
+) -> tuple[bool, list[str]]:
+    """Issue 21's rule for the default mode (README, "Modes"): realistic becomes the default only when its draws pass
+    all seven bars on held-out images, cost at most MAX_REALISTIC_COST_DB of PSNR against faithful, and their
+    opensr-test hallucination share stays below their improvement share. Returns the verdict and, when it is no,
+    every failed clause in words."""
+    failed = []
+    if bars_passed < 7:
+        failed.append(f"passes {bars_passed} of the 7 posterior bars")
+    if not psnr_cost_db <= MAX_REALISTIC_COST_DB:
+        failed.append(f"costs {psnr_cost_db:.2f} dB against faithful (at most {MAX_REALISTIC_COST_DB:g})")
+    if not hallucination < improvement:
+        failed.append(f"hallucination share {hallucination:.3f} is not below its improvement share {improvement:.3f}")
+    return not failed, failed

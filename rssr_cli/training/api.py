@@ -178,12 +178,17 @@ def _images_and_weights(s: TrainSettings) -> tuple[list[TrainImage], list[float]
 
 
 def _validation_images(s: TrainSettings) -> list[TrainImage]:
-    """Every (n // val_limit)-th image of --val (n = 160 for UC Merced val: every 10th), centre-cropped to --val-crop."""
-    if not s.val:
+    return validation_images(s.val, s.val_limit, s.val_crop)
+
+
+def validation_images(val: Optional[Path], limit: int, crop: Optional[int]) -> list[TrainImage]:
+    """The selection set: every (n // limit)-th image of `val` (n = 160 for UC Merced val: every 10th), centre-cropped
+    to `crop`. One definition for checkpoint selection and the sampler's calibration (training/calibration.py)."""
+    if not val:
         return []
-    found = find_images([s.val])
-    chosen = load_images(found[:: max(1, len(found) // max(1, s.val_limit))][: s.val_limit])
-    return [_centre_crop(img, s.val_crop) for img in chosen] if s.val_crop else chosen
+    found = find_images([val])
+    chosen = load_images(found[:: max(1, len(found) // max(1, limit))][:limit])
+    return [_centre_crop(img, crop) for img in chosen] if crop else chosen
 
 
 def _centre_crop(img: TrainImage, side: int) -> TrainImage:

@@ -1,0 +1,66 @@
+"""Choose a residual-shifting chain's variance correction v0 on the selection set and write it into its card
+(issue 21, "v0 per model"; rssr_cli/training/calibration.py says why and how).
+
+    OMP_NUM_THREADS=1 python bench/calibrate_chain.py runs/rs-s2/best_model.safetensors \\
+        --val runs/s2corpus/select --val-crop 96 --degradation sentinel2 -o runs/rs-s2/calibrated
+
+Use the run's own --val, --val-crop and --val-limit (its command.sh): the selection images, never held-out ones.
+Prints one row per candidate (score = 1 - ES/ES_prior, higher is better) and writes OUT.{safetensors,json} with the
+best v0 and a `calibration` record in the card's training section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rssr_cli.model.checkpoint import load_model, save_model
+from rssr_cli.training.api import validation_images
+from rssr_cli.training.calibration import DEFAULT_GRID, calibrate_variance_correction, set_variance_correction
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", type=Path, help="a chain's model file (bench/export_state.py makes one from a state)")
+    parser.add_argument("--val", type=Path, required=True, help="the run's selection images (its --val)")
+    parser.add_argument("--val-crop", type=int, default=0)
+    parser.add_argument("--val-limit", type=int, default=16)
+    parser.add_argument("--degradation", default="bicubic")
+    parser.add_argument("--scale", type=float, default=4.0)
+    parser.add_argument(
+        "--grid", default=",".join(f"{v:g}" for v in DEFAULT_GRID), help="candidate v0, comma-separated"
+    )
+    parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
+    args = parser.parse_args()
+    model = load_model(args.model)
+    images = validation_images(args.val, args.val_limit, args.val_crop)
+    grid = [float(v) for v in args.grid.split(",")]
+    best, candidates = calibrate_variance_correction(model, images, args.scale, args.degradation, grid)
+    print(
+        "| v0 | score (1 - ES/ES_prior) | null's score | top-octave power / truth | spread / prior error | MSE / prior |"
+    )
+    print("|---|---|---|---|---|---|")
+    for c in candidates:
+        f = c.figures
+        mark = " **(chosen)**" if c.variance_correction == best else ""
+        print(
+            f"| {c.variance_correction:g}{mark} | {f['score']:.4f} | {1 - f['es_null_ratio']:.4f} | "
+            f"{f['power_ratio']:.3f} | {f['spread_ratio']:.3f} | {f['mse_ratio']:.3f} |"
+        )
+    card = json.loads(args.model.with_suffix(".json").read_text())
+    set_variance_correction(model, best)
+    training = dict(card.get("training") or {})
+    training["calibration"] = {
+        "variance_correction": best,
+        "selection": {"val": str(args.val), "val_crop": args.val_crop, "val_limit": args.val_limit},
+        "degradation": args.degradation,
+        "scale": args.scale,
+        "candidates": [{"variance_correction": c.variance_correction, **c.figures} for c in candidates],
+    }
+    path = save_model(model, args.out, training=training, metrics=card.get("metrics"), model_id=card.get("id"))
+    print(f"wrote {path} (variance_correction {best:g})")
+
+
+if __name__ == "__main__":
+    main()
