@@ -52,7 +52,7 @@ from rssr_cli.pipeline.scenes import (
     scene_fields,
 )
 from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings
-from rssr_cli.pipeline.spread import NOT_SPLIT, refuse_stacks
+from rssr_cli.pipeline.spread import refuse_stacks
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,6 @@ class RunRequest:
                 raise UsageError(
                     "--split-rows runs the row bands on a Dask cluster: give --scheduler too (e.g. local:2)"
                 )
-            if self.settings.model.samples > 1:
-                raise UsageError(NOT_SPLIT)
 
     @property
     def is_batch(self) -> bool:

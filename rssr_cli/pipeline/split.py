@@ -10,6 +10,7 @@ value by float rounding: guided bands are within 1 DN of a whole run, every othe
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
@@ -28,8 +29,9 @@ from rssr_cli.io.products import is_band_stack, open_band_stack
 from rssr_cli.io.raster_io import gdal_env, inspect_source, open_raster
 from rssr_cli.pipeline.plan import plan_run, plan_scene, scene_region
 from rssr_cli.pipeline.provenance import Provenance
-from rssr_cli.pipeline.report import finish, publish
+from rssr_cli.pipeline.report import SPREAD_INTERMEDIATE, finish, publish
 from rssr_cli.pipeline.settings import UpscaleResult, UpscaleSettings, build_backend
+from rssr_cli.pipeline.spread import spread_path
 from rssr_cli.pipeline.stack_pipeline import (
     StackRun,
     assess_stack_fidelity,
@@ -82,8 +84,12 @@ def render_rows(
         return RowsPart(part, rows, provenance, windows, skipped, time.perf_counter() - started)
     with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, part, settings, backend, rows=rows)
-        with open_intermediate(part, plan.output) as writer:
-            skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan))
+        spread = open_intermediate(plan.spread.path, plan.spread.spec) if plan.spread else nullcontext(None)
+        with (
+            open_intermediate(part, plan.output) as writer,
+            spread as spread_writer,
+        ):  # a spread side-car: beside the part
+            skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan, spread_writer))
     provenance = Provenance.of(plan.method, backend)
     return RowsPart(part, rows, provenance, plan.window_count, skipped, time.perf_counter() - started)
 
@@ -112,7 +118,7 @@ def assemble_rows(
     backend: Optional[SRBackend] = None,
 ) -> UpscaleResult:
     """Join the row bands of a split scene into one COG at `dst` (atomic, like upscale); byte-identical to a
-    whole-scene run. The parts must cover the output rows exactly once. With settings.fidelity the report
+    whole-scene run (a band stack's guided bands: within 1 DN, see the module doc). The parts must cover the output rows exactly once. With settings.fidelity the report
     is measured here on the joined output; its uncertainty crop needs the backend (built here if not given)."""
     dst = Path(dst)
     started = time.perf_counter()
@@ -129,6 +135,13 @@ def assemble_rows(
         with staging_dir(dst) as staging:
             intermediate = staging / "stream.tif"
             _join(parts, intermediate, plan.output, top)
+            if plan.spread is not None:  # finish publishes it with the output
+                _join(
+                    [replace(p, path=spread_path(p.path)) for p in parts],
+                    staging / SPREAD_INTERMEDIATE,
+                    plan.spread.spec,
+                    top,
+                )
             report = finish(dataset, plan, backend, intermediate, dst, staging)
     return UpscaleResult(
         dst,
@@ -144,6 +157,7 @@ def assemble_rows(
         time.perf_counter() - started,
         plan.outside_aoi_windows,
         report,
+        spread=plan.spread.path if plan.spread is not None else None,
     )
 
 

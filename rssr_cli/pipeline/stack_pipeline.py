@@ -4,7 +4,8 @@ The plan (common grid, each band's placement and scale) is stack_plan.py's. Ever
 the model sampling the exact positions of the common grid's pixels; nothing is resampled first. A band whose grid is
 the common grid is copied unchanged; coarse Sentinel-2 bands are guided by the 10 m bands (stack_guidance.py).
 Each band is streamed (pipeline.stream.stream_tiles) into its own slot of one band-interleaved intermediate GeoTIFF,
-which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure).
+which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure). StackRun writes a plan's
+region: the whole output here, one row part of it for --split-rows (pipeline.split).
 """
 
 from __future__ import annotations
