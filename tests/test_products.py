@@ -343,22 +343,6 @@ def test_product_errors_are_usage_errors(products, tmp_path):
         "upscale", products["l1c"], "--bands", "B04,B99", "-r", 5, "-m", "bicubic", "-o", tmp_path / "c.tif", "-q"
     )
     assert unknown.exit_code == 2 and "no band 'B99'" in unknown.output
-    split = run(
-        "upscale",
-        products["l1c"],
-        "-r",
-        5,
-        "-m",
-        "bicubic",
-        "--scheduler",
-        "local:2",
-        "--split-rows",
-        2,
-        "-o",
-        tmp_path / "d.tif",
-        "-q",
-    )
-    assert split.exit_code == 2 and "--split-rows does not split" in split.output
     assert not any(tmp_path.iterdir())
 
 

@@ -20,11 +20,12 @@ from rssr_cli.core.errors import FidelityError
 from rssr_cli.geo.region import OutputRegion, split_rows
 from rssr_cli.io.aoi import load_aoi
 from rssr_cli.model.checkpoint import save_model
-from rssr_cli.pipeline import UpscaleSettings, upscale
+from rssr_cli.pipeline import ModelOptions, UpscaleSettings, upscale
+from rssr_cli.pipeline.model_choice import with_scene_model
 from rssr_cli.pipeline.split import assemble_rows, render_rows, scene_row_bands
 
 from conftest import UTM_TRANSFORM, synthetic_image, write_raster
-from model_helpers import tiny_model
+from model_helpers import tiny_chain, tiny_model
 
 torch.set_num_threads(1)
 
@@ -105,6 +106,25 @@ def test_the_fidelity_report_of_a_split_run_is_that_of_a_whole_run(tmp_path):
     with pytest.raises(FidelityError):
         split_and_join(src, tmp_path / "strict.tif", strict, 2)
     assert not (tmp_path / "strict.tif").exists()
+
+
+def test_a_spread_side_car_joins_into_the_bytes_of_a_whole_run(tmp_path):
+    """--samples K >= 2 with --split-rows: each part writes its rows of the side-car too, joined beside the output."""
+    chain = save_model(tiny_chain(seed=2), tmp_path / "chain.safetensors", model_id="tiny-chain")
+    data = synthetic_image(2, 30, 26, "uint16")
+    data[:, :6, :5] = 0
+    src = write_raster(tmp_path / "src.tif", data, nodata=0)
+    options = ModelOptions(model=str(chain), device="cpu", style="realistic", samples=2)
+    settings = UpscaleSettings(scale=2.0, model=options, seed=1, tile=12, overlap=3)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    whole = upscale(src, tmp_path / "a" / "out.tif", settings)
+    assert whole.spread == tmp_path / "a" / "out.spread.tif"
+    split_and_join(src, tmp_path / "b" / "out.tif", with_scene_model(src, settings), 3)  # as a batch gives it
+    for name in ("out.tif", "out.spread.tif"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["out.spread.tif", "out.tif"] + [
+        f"out_rows{i}{suffix}" for i in range(3) for suffix in (".spread.tif", ".tif")
+    ]
 
 
 def test_assembly_refuses_bands_that_do_not_cover_the_output(tmp_path):

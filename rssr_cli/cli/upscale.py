@@ -173,7 +173,7 @@ def upscale_command(
         typer.Option(
             "--samples",
             metavar="K",
-            help="--mode realistic: write the mean of K samples (K x the cost) and, for K >= 2, their per-pixel standard deviation as a side-car COG OUT.spread.tif (an uncertainty layer; not for band stacks or --split-rows yet).",
+            help="--mode realistic: write the mean of K samples (K x the cost) and, for K >= 2, their per-pixel standard deviation as a side-car COG OUT.spread.tif (an uncertainty layer; not for band stacks yet).",
         ),
     ] = 1,
     tta: Annotated[
@@ -221,7 +221,7 @@ def upscale_command(
         Optional[int],
         typer.Option(
             "--split-rows",
-            help="With --scheduler: split each scene into N row bands run by different workers, assembled into one COG (byte-identical to an unsplit run). For scenes too big for one worker.",
+            help="With --scheduler: split each scene (a raster or a band stack: every band) into N row bands run by different workers, assembled into one COG (byte-identical to an unsplit run; guided bands within 1 DN). For scenes too big for one worker.",
             show_default=False,
         ),
     ] = None,

@@ -20,7 +20,7 @@ from rssr_cli.core.errors import Interrupted, OutputError, RssrError, UsageError
 from rssr_cli.core.interrupts import raise_on_signals
 from rssr_cli.core.value_types import check_field_types
 from rssr_cli.io.destination import check_output_name
-from rssr_cli.io.products import is_band_stack, is_input_path
+from rssr_cli.io.products import is_input_path
 from rssr_cli.pipeline.distributed import (
     check_split_rows,
     dask_client,
@@ -52,7 +52,7 @@ from rssr_cli.pipeline.scenes import (
     scene_fields,
 )
 from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings
-from rssr_cli.pipeline.spread import NOT_SPLIT, refuse_stacks
+from rssr_cli.pipeline.spread import refuse_stacks
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,6 @@ class RunRequest:
                 raise UsageError(
                     "--split-rows runs the row bands on a Dask cluster: give --scheduler too (e.g. local:2)"
                 )
-            if self.settings.model.samples > 1:
-                raise UsageError(NOT_SPLIT)
 
     @property
     def is_batch(self) -> bool:
@@ -144,22 +142,10 @@ def run(
             if request.split_rows is None:
                 progress = progress_for(job) if progress_for is not None else None
                 return run_one(job, request.settings, force=request.force, log_json=request.log_json, progress=progress)
-            refuse_split_stacks([job])
             return RunReport(False, tuple(run_many([job], request, on_scene=on_scene)))
         jobs = plan_batch(request)
         with job_lock(Path(request.output)):  # one batch per output folder at a time (JobBusy: exit 75)
             return RunReport(True, tuple(run_many(jobs, request, on_scene=on_scene, progress_for=progress_for)))
-
-
-def refuse_split_stacks(jobs: list[SceneJob]) -> None:
-    """--split-rows splits one raster's rows; a product or STAC item is many rasters on their own grids: refused
-    before the cluster is contacted, not failed scene by scene."""
-    stacks = [job.src for job in jobs if is_band_stack(job.src)]
-    if stacks:
-        more = f" (and {len(stacks) - 1} more)" if len(stacks) > 1 else ""
-        raise UsageError(
-            f"--split-rows does not split band stacks (Sentinel-2 products, STAC items, band folders: {stacks[0]}{more}) yet; drop --split-rows to run them whole, one per worker"
-        )
 
 
 def plan_batch(request: RunRequest) -> list[SceneJob]:
@@ -170,8 +156,6 @@ def plan_batch(request: RunRequest) -> list[SceneJob]:
         raise UsageError(f"-o {output} must be a directory when several scenes are written")
     jobs = plan_jobs(sources, output, request.settings, request.name)
     refuse_stacks([job.src for job in jobs], request.settings.model.samples)
-    if request.split_rows is not None:
-        refuse_split_stacks(jobs)
     for source in dict.fromkeys(job.src for job in jobs):  # outputs inside a .SAFE would be redone on every rerun
         if is_input_path(output, source):
             raise UsageError(f"-o {output} is inside the input {source}; write the outputs elsewhere")

@@ -192,7 +192,8 @@ def run_split_batch_on_dask(
     """Scenes one after another, each split into `parts` row bands that run as parallel tasks (for scenes too
     big for one worker's time budget). The client holds each output's lock and applies the skip rules
     (scenes.process_scene); workers write their bands into a staging directory beside the output; the client
-    assembles them into the COG (split.assemble_rows: byte-identical to a whole-scene run)."""
+    assembles them into the COG (split.assemble_rows: byte-identical to a whole-scene run). Rasters and band stacks
+    alike: a stack's part holds every output band over its rows."""
     check_split_rows(parts)
     check_model_found(settings)
     resources = _task_resources(settings)

@@ -14,7 +14,6 @@ from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader
 
 from rssr_cli.backends import CLASSICAL_METHODS, SRBackend
-from rssr_cli.core.errors import UsageError
 from rssr_cli.geo.grid import OutputGrid, Tile, plan_output_grid, plan_tiles
 from rssr_cli.geo.region import OutputRegion, aoi_region, row_band, tiles_for_region, whole_grid
 from rssr_cli.io.aoi import aoi_in_raster_crs
@@ -26,7 +25,7 @@ from rssr_cli.io.raster_io import STATS_SIDE, MaskKind, SourceInfo, inspect_sour
 from rssr_cli.io.source_identity import source_identity
 from rssr_cli.pipeline.provenance import Provenance, provenance_tags, region_tags
 from rssr_cli.pipeline.settings import UpscaleSettings, auto_tiling, build_backend, run_method
-from rssr_cli.pipeline.spread import NOT_SPLIT, SPREAD_DTYPE, SpreadLayer, spread_path, spread_tags
+from rssr_cli.pipeline.spread import SPREAD_DTYPE, SpreadLayer, spread_path, spread_tags
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def plan_scene(
     check_options_for_data(creation_options, source.dtype, len(bands), asked=settings.creation_options)
     recorded = provenance(method)
     if recorded.spread:
-        check_spread_destination(dst, settings, len(bands), src, split=rows is not None)
+        check_spread_destination(dst, settings, len(bands), src, part=rows is not None)
     radiometry = scene_radiometry(dataset, source, bands)
     tags = provenance_tags(settings, grid, radiometry, recorded) | region_tags(region, grid) | source_identity(src)
     output = output_spec(source, bands, grid, region, tags | (spread_tags(dst) if recorded.spread else {}))
@@ -156,12 +155,12 @@ def spread_creation_options(settings: UpscaleSettings) -> dict:
     return cog_options(settings.profile, SPREAD_DTYPE, settings.creation_options)
 
 
-def check_spread_destination(dst: Path, settings: UpscaleSettings, bands: int, src: str | Path, *, split: bool) -> None:
-    """What refuses a spread side-car before any work: a split scene (its parts carry no spread yet), an existing
-    side-car without --overwrite, and --co that GDAL rejects for float32."""
-    if split:
-        raise UsageError(NOT_SPLIT)
-    check_destination(spread_path(dst), overwrite=settings.overwrite, src=str(src))
+def check_spread_destination(dst: Path, settings: UpscaleSettings, bands: int, src: str | Path, *, part: bool) -> None:
+    """What refuses a spread side-car before any work: an existing side-car without --overwrite (not for a `part`
+    of a split scene, whose side-car is a part file too: the assembly checks the real one), and --co that GDAL
+    rejects for float32."""
+    if not part:
+        check_destination(spread_path(dst), overwrite=settings.overwrite, src=str(src))
     check_options_for_data(spread_creation_options(settings), SPREAD_DTYPE, bands, asked=settings.creation_options)
 
 

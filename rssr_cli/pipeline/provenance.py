@@ -4,7 +4,7 @@ the backend's own tags such as the model hash), and what a batch compares to dec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Optional
 
 from rssr_cli.backends import SRBackend, writes_spread
 from rssr_cli.core.version import __version__
@@ -19,11 +19,18 @@ from rssr_cli.pipeline.settings import UpscaleSettings
 class Provenance:
     """The method and its backend's tags (model id + hash, sampler): all a run needs of a backend to tag its output,
     so assembling a split scene or checking a batch's skip rule needs no model. `spread`: the backend draws K >= 2
-    samples per window, so the output comes with a spread side-car (spread.py)."""
+    samples per window, so the output comes with a spread side-car (spread.py). `guidance`: a band stack's guided
+    pass, its sharpener's tags (stack_guidance.Guidance.tags; empty when no band is guided)."""
 
     method: str
     backend_tags: Mapping[str, str] = field(default_factory=dict)
     spread: bool = False
+    guidance: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def sharpener(self) -> Optional[str]:
+        """The guided sharpener's name, when the run guides bands."""
+        return self.guidance.get("RSSR_SHARPENER")
 
     @classmethod
     def of(cls, method: str, backend: SRBackend) -> "Provenance":

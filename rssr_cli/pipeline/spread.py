@@ -29,9 +29,6 @@ SPREAD_SUFFIX = ".spread.tif"
 SPREAD_DTYPE = "float32"
 
 
-NOT_SPLIT = "--samples K >= 2 writes a spread side-car, which --split-rows does not assemble yet; drop --split-rows"
-
-
 def refuse_stacks(sources: Sequence[str], samples: int) -> None:
     """Band stacks (Sentinel-2 products, STAC items, band folders) have no spread layer yet: --samples K >= 2 on
     one is refused before any work, in one line."""

@@ -49,17 +49,6 @@ class Guidance:
     def name(self) -> str:
         return sharpener_name(getattr(self.model, "card", {}))
 
-    def guide_slot(self, job: BandJob) -> int | None:
-        """The job's slot in the staged guides file when the job is a guide band (same band of the same file)."""
-        return next(
-            (g.slot for g in self.plan.guides if (g.band.dataset, g.band.index) == (job.band.dataset, job.band.index)),
-            None,
-        )
-
-    def replaces(self, job: BandJob) -> bool:
-        """The job's own run is not executed: it is guided, or copied from the staged guides."""
-        return bool(job.guided_by) or self.guide_slot(job) is not None
-
     def tiles(self) -> int:
         return tiles_of(self.plan.region.window) * sum(1 for job in self.plan.jobs if job.guided_by)
 
@@ -93,7 +82,7 @@ class Guidance:
 
     def copy_guide(self, guides_path: Path, job: BandJob, writer: DatasetWriter) -> None:
         """A requested guide band into its output slot, from the staged guides: the region's part, the AOI applied."""
-        slot = self.guide_slot(job)
+        slot = self.plan.guide_slot(job)
         assert slot is not None
         region, nodata = self.plan.region, self.plan.nodata
         top, left = int(region.window.row_off), int(region.window.col_off)

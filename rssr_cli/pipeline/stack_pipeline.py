@@ -4,7 +4,8 @@ The plan (common grid, each band's placement and scale) is stack_plan.py's. Ever
 the model sampling the exact positions of the common grid's pixels; nothing is resampled first. A band whose grid is
 the common grid is copied unchanged; coarse Sentinel-2 bands are guided by the 10 m bands (stack_guidance.py).
 Each band is streamed (pipeline.stream.stream_tiles) into its own slot of one band-interleaved intermediate GeoTIFF,
-which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure).
+which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure). StackRun writes a plan's
+region: the whole output here, one row part of it for --split-rows (pipeline.split).
 """
 
 from __future__ import annotations
@@ -88,73 +89,33 @@ def upscale_stack(
     dst = Path(dst)
     started = time.perf_counter()
     with raise_on_signals(), gdal_env(settings.threads):
-        stack = open_band_stack(src)
-        plan = plan_stack(stack, settings)
+        plan = plan_stack(open_band_stack(src), settings)
         check_destination(dst, overwrite=settings.overwrite, src=str(src))
-        method = run_method(settings)
         creation_options = cog_options(settings.profile, plan.dtype, settings.creation_options)
-        if backend is None:
-            backend = build_backend(method, settings)
-        runs = [_BandRun.open(job, plan, settings, method) for job in plan.jobs]  # headers only, closed below
-        log.info(
-            "%s: %s, %d band(s) -> %dx%d px on %s's grid (x%.4g), %d windows, method %s",
-            stack.source,
-            stack.kind,
-            len(plan.jobs),
-            plan.common.width,
-            plan.common.height,
-            min(plan.jobs, key=lambda j: j.band.resolution).band.name,
-            plan.common.scale_x,
-            sum(r.windows for r in runs),
-            method,
-        )
-        guidance = plan_guidance(plan)
-        guide_runs = (
-            [_BandRun.open(job, plan, settings, method, guidance.staged_region) for job in plan.guides]
-            if guidance
-            else []
-        )
-        if plan.guides_only:
-            log.info("%s read as guides only (not output)", ",".join(job.band.name for job in plan.guides_only))
-        total = sum(run.windows for run in runs if not (guidance and guidance.replaces(run.job)))
-        total += sum(run.windows for run in guide_runs) + (guidance.tiles() if guidance else 0)
-        provenance = Provenance.of(method, backend)
-        spec = stack_output_spec(plan, settings, provenance, runs, guidance)
-        done, skipped = 0, 0
-
-        def step_progress(offset: int) -> Progress:
-            def report(n: int, _total: int = 0) -> None:
-                if progress is not None:
-                    progress(offset + n, total)
-
-            return report
-
+        run = StackRun.of(plan, settings, backend)
         with staging_dir(dst) as staging:
-            guides_path = staging / "guides.tif"
-            if guidance:
-                with open_intermediate(guides_path, guides_spec(plan, guidance.staged)) as guide_writer:
-                    for run in guide_runs:
-                        skipped += run.execute(guide_writer, backend, step_progress(done))
-                        done += run.windows
-                    blank_outside_footprints(guide_writer, plan.guides, guidance.staged_region, plan)
             intermediate = staging / "stream.tif"
-            with open_intermediate(intermediate, spec) as writer:
-                for run in runs:
-                    if guidance and guidance.guide_slot(run.job) is not None:
-                        guidance.copy_guide(guides_path, run.job, writer)
-                    elif guidance and run.job.guided_by:
-                        done += guidance.sharpen(run.job, guides_path, writer, step_progress(done))
-                    else:
-                        skipped += run.execute(writer, backend, step_progress(done))
-                        done += run.windows
-                blank_outside_footprints(writer, plan.jobs, plan.region, plan)
+            skipped = run.write(intermediate, staging, progress)
             report: Optional[FidelityReport] = None
             sidecars: list[tuple[Path, Path]] = []
             if settings.fidelity is not None:
-                report, sidecars = assess_stack_fidelity(plan, runs, backend, guidance, intermediate, dst, staging)
+                report, sidecars = assess_stack_fidelity(plan, run.runs, run.backend, intermediate, dst, staging)
             publish(intermediate, dst, creation_options, settings.overwrite, report, sidecars)
     seconds = time.perf_counter() - started
     log.info("wrote %s in %.1f s", dst, seconds)
+    return stack_result(plan, dst, run.provenance, run.total, skipped, seconds, report)
+
+
+def stack_result(
+    plan: StackPlan,
+    dst: Path,
+    provenance: Provenance,
+    windows: int,
+    skipped: int,
+    seconds: float,
+    report: Optional[FidelityReport],
+) -> UpscaleResult:
+    """What a stack run (whole, or joined from row parts: pipeline.split) reports."""
     window = plan.region.window
     return UpscaleResult(
         dst,
@@ -164,22 +125,112 @@ def upscale_stack(
         plan.dtype,
         plan.common.scale_x,
         plan.common.scale_y,
-        method,
-        total,
+        provenance.method,
+        windows,
         skipped,
         seconds,
         0,
         report,
-        bands_made=made_by(plan.jobs, provenance, guidance),
-        guides_only=made_by(plan.guides_only, provenance, guidance),
+        bands_made=made_by(plan.jobs, provenance),
+        guides_only=made_by(plan.guides_only, provenance),
     )
+
+
+@dataclass
+class StackRun:
+    """A planned stack run, ready to write: each band's run, the guided pass, what it records and its output spec
+    (over plan.region: the whole output, or one row part of it)."""
+
+    plan: StackPlan
+    backend: SRBackend
+    runs: list["_BandRun"]
+    guidance: Optional[Guidance]
+    guide_runs: list["_BandRun"]  # the guides' runs, over the staged window (the region and the sharpener's halo)
+    provenance: Provenance
+    spec: OutputSpec
+
+    @classmethod
+    def of(cls, plan: StackPlan, settings: UpscaleSettings, backend: Optional[SRBackend] = None) -> "StackRun":
+        """Builds the backend (unless given) and loads the sharpener when a band is guided; reads headers only."""
+        method = run_method(settings)
+        if backend is None:
+            backend = build_backend(method, settings)
+        runs = band_runs(plan, settings, method)
+        guidance = plan_guidance(plan)
+        guide_runs = (
+            [_BandRun.open(job, plan, settings, method, guidance.staged_region) for job in plan.guides]
+            if guidance
+            else []
+        )
+        provenance = replace(Provenance.of(method, backend), guidance=guidance.tags() if guidance else {})
+        log.info(
+            "%s: %s, %d band(s) -> %dx%d px on %s's grid (x%.4g), %d windows, method %s",
+            plan.stack.source,
+            plan.stack.kind,
+            len(plan.jobs),
+            plan.common.width,
+            plan.common.height,
+            min(plan.jobs, key=lambda j: j.band.resolution).band.name,
+            plan.common.scale_x,
+            sum(r.windows for r in runs),
+            method,
+        )
+        if plan.guides_only:
+            log.info("%s read as guides only (not output)", ",".join(job.band.name for job in plan.guides_only))
+        spec = stack_output_spec(plan, settings, provenance, runs)
+        return cls(plan, backend, runs, guidance, guide_runs, provenance, spec)
+
+    @property
+    def total(self) -> int:
+        """The windows (and guided tiles) the run computes."""
+        total = sum(run.windows for run in self.runs if not self.plan.from_guides(run.job))
+        if self.guidance:
+            total += sum(run.windows for run in self.guide_runs) + self.guidance.tiles()
+        return total
+
+    def write(self, intermediate: Path, staging: Path, progress: Optional[Progress] = None) -> int:
+        """Stream every band into `intermediate` (the guides staged in `staging` first); returns the windows
+        skipped as entirely nodata."""
+        plan, guidance, backend = self.plan, self.guidance, self.backend
+        guide_runs, total = self.guide_runs, self.total
+        done, skipped = 0, 0
+
+        def step_progress(offset: int) -> Progress:
+            def report(n: int, _total: int = 0) -> None:
+                if progress is not None:
+                    progress(offset + n, total)
+
+            return report
+
+        guides_path = staging / "guides.tif"
+        if guidance:
+            with open_intermediate(guides_path, guides_spec(plan, guidance.staged)) as guide_writer:
+                for run in guide_runs:
+                    skipped += run.execute(guide_writer, backend, step_progress(done))
+                    done += run.windows
+                blank_outside_footprints(guide_writer, plan.guides, guidance.staged_region, plan)
+        with open_intermediate(intermediate, self.spec) as writer:
+            for run in self.runs:
+                if guidance and plan.guide_slot(run.job) is not None:
+                    guidance.copy_guide(guides_path, run.job, writer)
+                elif guidance and run.job.guided_by:
+                    done += guidance.sharpen(run.job, guides_path, writer, step_progress(done))
+                else:
+                    skipped += run.execute(writer, backend, step_progress(done))
+                    done += run.windows
+            blank_outside_footprints(writer, plan.jobs, plan.region, plan)
+        return skipped
+
+
+def band_runs(plan: StackPlan, settings: UpscaleSettings, method: str) -> list["_BandRun"]:
+    """Each output band's run over the plan's region (headers only, files closed)."""
+    return [_BandRun.open(job, plan, settings, method) for job in plan.jobs]
 
 
 def assess_stack_fidelity(
     plan: StackPlan,
     runs: Sequence["_BandRun"],
     backend: SRBackend,
-    guidance: Optional[Guidance],
     intermediate: Path,
     dst: Path,
     staging: Path,
@@ -215,14 +266,11 @@ def assess_stack_fidelity(
     return record(check(report, str(dst)), intermediate, dst, staging, options.write_report)
 
 
-def made_by(jobs: Sequence[BandJob], provenance: Provenance, guidance: Optional[Guidance]) -> tuple[BandMade, ...]:
-    """How each band was made: the backend's own method and model for the bands it ran."""
+def made_by(jobs: Sequence[BandJob], provenance: Provenance) -> tuple[BandMade, ...]:
+    """How each band was made: the backend's own method and model for the bands it ran, the sharpener for the guided."""
     tags = provenance.backend_tags
     return bands_made(
-        jobs,
-        tags.get("method", provenance.method),
-        run_model=tags.get("model"),
-        sharpener=guidance.name if guidance else None,
+        jobs, tags.get("method", provenance.method), run_model=tags.get("model"), sharpener=provenance.sharpener
     )
 
 
@@ -399,7 +447,6 @@ def stack_output_spec(
     settings: UpscaleSettings,
     provenance: Provenance,
     runs: Sequence[_BandRun],
-    guidance: Optional[Guidance] = None,
 ) -> OutputSpec:
     """The output: common grid (or the AOI's window of it), band names as descriptions, per-band provenance (how
     each band was made: RSSR_BAND_METHOD, RSSR_GUIDED_BY, RSSR_BAND_MODEL)."""
@@ -427,8 +474,7 @@ def stack_output_spec(
     }
     if plan.region.aoi is not None:
         tags |= region_tags(plan.region, common)
-    if guidance:
-        tags |= guidance.tags()
+    tags |= provenance.guidance  # the sharpener's, when bands are guided
     band_tags = tuple(
         {
             "RSSR_NATIVE_RESOLUTION": f"{job.band.resolution:g}",
@@ -436,14 +482,14 @@ def stack_output_spec(
             "RSSR_SOURCE": redact(job.band.dataset),  # a signed URL's credentials stay out of the file
             **(
                 {}
-                if job.copy or (guidance and guidance.replaces(job))
+                if job.copy or plan.from_guides(job)
                 else {"RSSR_TILE": str(run.tile), "RSSR_OVERLAP": str(run.overlap)}
             ),
             "RSSR_BAND_METHOD": made.method,
             **({"RSSR_GUIDED_BY": ",".join(made.guided_by)} if made.guided_by else {}),
             **({"RSSR_BAND_MODEL": made.model} if made.model else {}),
         }
-        for job, run, made in zip(plan.jobs, runs, made_by(plan.jobs, provenance, guidance))
+        for job, run, made in zip(plan.jobs, runs, made_by(plan.jobs, provenance))
     )
     return OutputSpec(
         width=int(window.width),

@@ -22,7 +22,7 @@ from rssr_cli.core.errors import InputError, RssrWarning, UsageError
 from rssr_cli.core.interrupts import interruptible
 from rssr_cli.geo.band_names import canonical_band_name
 from rssr_cli.geo.grid import OutputGrid, check_scale, format_resolution, placed_grid, plan_output_grid
-from rssr_cli.geo.region import OutputRegion, aoi_region, whole_grid
+from rssr_cli.geo.region import OutputRegion, aoi_region, row_band, whole_grid
 from rssr_cli.io.aoi import aoi_in_raster_crs
 from rssr_cli.io.products import (
     DEFAULT_PRODUCT_BANDS,
@@ -138,6 +138,17 @@ class StackPlan:
         """The guides that are read but not output (not asked for)."""
         return guides_only(self.jobs, self.guides)
 
+    def guide_slot(self, job: BandJob) -> int | None:
+        """The job's slot in the staged guides file when the job is a guide band (same band of the same file)."""
+        return next(
+            (g.slot for g in self.guides if (g.band.dataset, g.band.index) == (job.band.dataset, job.band.index)),
+            None,
+        )
+
+    def from_guides(self, job: BandJob) -> bool:
+        """The job's own run is not executed: it is guided, or copied from the staged guides (stack_guidance)."""
+        return bool(job.guided_by) or self.guide_slot(job) is not None
+
 
 def guidance_asked(settings: UpscaleSettings) -> bool:
     """Guidance is asked (the default) with a model method: a classical resampler stays what it is."""
@@ -195,8 +206,10 @@ def bands_made(
     )
 
 
-def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
-    """Validate the request against the stack (bands, grids, scales, AOI) before any pixel is read."""
+def plan_stack(stack: BandStack, settings: UpscaleSettings, *, rows: Optional[tuple[int, int]] = None) -> StackPlan:
+    """Validate the request against the stack (bands, grids, scales, AOI) before any pixel is read. `rows`: the
+    plan of full-grid output rows [start, stop) only (one part of a run split by rows, pipeline.split): every band,
+    the region cut to those rows (the guides staged with their halo around it, stack_guidance.plan_guidance)."""
     selected = stack.select(settings.bands)
     check_compatible(selected, stack.source)
     finest = min(selected, key=lambda b: b.resolution)  # the first of the finest, in the order asked
@@ -228,6 +241,8 @@ def plan_stack(stack: BandStack, settings: UpscaleSettings) -> StackPlan:
     region = (
         whole_grid(common) if settings.aoi is None else aoi_region(common, aoi_in_raster_crs(settings.aoi, finest.crs))
     )
+    if rows is not None:
+        region = row_band(region, rows)
     return StackPlan(stack, common, region, jobs, nodata, selected[0].dtype, guides)
 
 
