@@ -41,7 +41,7 @@ from rasterio.windows import Window
 
 from rssr_cli.core.errors import Interrupted, OutputError, RssrError
 from rssr_cli.io.cog import OutputSpec
-from rssr_cli.io.destination import RESUME_MARK, remove_tree
+from rssr_cli.io.destination import RESUME_MARK, remove_tree, staging_dir
 from rssr_cli.io.raster_io import gdal_config
 from rssr_cli.io.source_identity import FINGERPRINT_TAG, is_local_band
 from rssr_cli.pipeline.settings import UpscaleSettings
@@ -179,9 +179,12 @@ class Resume(Generic[State]):
     """A scene's resume folder while it runs: where it stands (`state`), the intermediates that hold its work, and
     its checkpoints."""
 
-    def __init__(self, folder: Path, key: str, state: State, files: Iterable[str] = ()) -> None:
-        self.folder, self.key, self.state = folder, key, state
-        self.files = list(files)  # the intermediates written so far, which a resumed run updates in place
+    def __init__(
+        self, folder: Path, key: Optional[str], state: State, files: Iterable[str] = (), *, durable: bool = True
+    ) -> None:
+        self.folder, self.key, self.durable = folder, key, durable
+        self.state: State = state
+        self.files: list[str] = list(files)  # the intermediates written so far, which a resumed run updates in place
         self.resumed = state.progressed
         self.streamed = False  # every row is written: what fails now (a fidelity check) fails again on a rerun
         self._writer: Optional[ResumableWriter] = None
@@ -196,8 +199,9 @@ class Resume(Generic[State]):
         return self.folder / name, held
 
     def track(self, writer: Optional[ResumableWriter]) -> None:
-        """The writer a checkpoint flushes (None: the one written last is closed, its rows on disk)."""
-        self._writer = writer
+        """The writer a checkpoint flushes (None: the one written last is closed, its rows on disk); none for a run
+        that cannot resume (run_staging)."""
+        self._writer = writer if self.durable else None
 
     def after_row(self) -> None:
         """Called after each finished tile row (and band): checkpoint when CHECKPOINT_SECONDS have passed since the
@@ -225,6 +229,18 @@ class Resume(Generic[State]):
 
 
 @contextmanager
+def run_staging(dst: Path, key: Optional[str], state_type: type[State]) -> Iterator[Resume[State]]:
+    """resumable_staging when the run has a key, else destination.staging_dir's throwaway folder with a Resume that
+    never checkpoints: one body of code writes a scene either way."""
+    if key is not None:
+        with resumable_staging(dst, key, state_type) as resume:
+            yield resume
+    else:
+        with staging_dir(dst) as folder:
+            yield Resume(folder, None, state_type(), durable=False)
+
+
+@contextmanager
 def resumable_staging(dst: Path, key: str, state_type: type[State]) -> Iterator[Resume[State]]:
     """The resume folder of `dst` for a run of `key` (the caller holds dst's lock), its state a `state_type`:
     reused when its side-car records the same key, else made anew (--overwrite does not discard it: the same
@@ -241,16 +257,16 @@ def resumable_staging(dst: Path, key: str, state_type: type[State]) -> Iterator[
             raise OutputError(f"cannot write to {dst.parent}: {exc.strerror or exc}") from exc
         resume = Resume(folder, key, state_type())
     else:
-        state, files = reusable
+        state, kept = reusable
         log.info("%s: resuming from %s (%s)", dst.name, state.where(), folder.name)
         for leftover in os.scandir(folder):  # a killed COG build's files (rio-cogeo's temporary, the staged COG)
-            if leftover.name in (*files, SIDECAR):
+            if leftover.name == SIDECAR or leftover.name in kept:
                 continue
             if leftover.is_dir(follow_symlinks=False):
                 remove_tree(Path(leftover.path))
             else:
                 os.unlink(leftover.path)
-        resume = Resume(folder, key, state, files)
+        resume = Resume(folder, key, state, kept)
     try:
         yield resume
     except (Interrupted, KeyboardInterrupt, RssrError) as error:
