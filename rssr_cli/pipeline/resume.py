@@ -11,9 +11,10 @@ and the scene is computed from the start.
 What "how far" means is the run's state: a raster's StreamState (the output rows written), a band stack's
 StackState (the bands finished, in the run's fixed order: the staged guides first, then the output's bands, and
 how far the band being streamed is). Rows are on disk before the side-car says so: rasterio has no flush, so at a
-checkpoint (every CHECKPOINT_SECONDS, at the end of a stack's guide pass, and when the run stops on an interrupt
-or a failure) the intermediate being written is closed, fsynced and reopened in update mode, then the side-car is
-replaced atomically. A kill -9 loses at most the work since the last checkpoint. Windows carry their own seeds
+checkpoint (once CHECKPOINT_SECONDS have passed, looked at after each tile row and each band, and when an
+intermediate is complete) the intermediate being written is closed, fsynced and reopened in update mode, then the
+side-car is replaced atomically; a run stopped by an interrupt or a failure closes it and saves the side-car. A
+kill -9 loses at most the work since the last checkpoint. Windows carry their own seeds
 (grid.tile_seed) and a resumed stream adds the same patches in the same order, so a resumed output is
 byte-identical to an uninterrupted one.
 

@@ -4,7 +4,9 @@ The plan (common grid, each band's placement and scale) is stack_plan.py's. Ever
 the model sampling the exact positions of the common grid's pixels; nothing is resampled first. A band whose grid is
 the common grid is copied unchanged; coarse Sentinel-2 bands are guided by the 10 m bands (stack_guidance.py).
 Each band is streamed (pipeline.stream.stream_tiles) into its own slot of one band-interleaved intermediate GeoTIFF,
-which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure).
+which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure). The bands run in a fixed
+order (the staged guides, then the output's bands) in the output's resume folder when every band read is local
+(resume.py): an interrupted run continues from the bands written and the rows of the band it stopped in.
 """
 
 from __future__ import annotations
