@@ -422,3 +422,35 @@ def test_a_guided_product_resumes_and_equals_an_uninterrupted_run(
     assert dst.read_bytes() == expected
     with rasterio.open(dst) as out:
         assert [out.tags(i)["RSSR_BAND_METHOD"] for i in (1, 2, 3)] == ["diffusion", "guided", "diffusion"]
+
+
+def test_a_stack_with_remote_bands_starts_from_zero(product, tmp_path, monkeypatch):
+    """A local STAC item whose assets are URLs: their content cannot be compared, so nothing is kept to resume."""
+    from http_range_server import serve_directory
+
+    for name in ("GDAL_HTTP_PROXY", "CPL_VSIL_CURL_ALLOWED_EXTENSIONS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    www = tmp_path / "www"
+    www.mkdir()
+    for name in ("B04", "B8A"):
+        shutil.copy(band_of(product, name), www / f"{name}.tif")
+    settings = replace(STACK, bands=("red", "nir08"))
+    backend, dst = get_backend("bicubic"), tmp_path / "out.tif"
+    with serve_directory(www, tmp_path / "requests.jsonl") as server:
+        assets = {
+            key: {"href": server.url(f"{name}.tif"), "type": "image/tiff", "eo:bands": [{"name": key}]}
+            for name, key in (("B04", "red"), ("B8A", "nir08"))
+        }
+        item = tmp_path / "item.json"
+        item.write_text(
+            json.dumps({"type": "Feature", "id": "x", "properties": {}, "geometry": None, "assets": assets})
+        )
+        expected, total = reference(item, tmp_path, settings, backend)
+        interrupted(item, dst, settings, backend, after=18)
+        assert not resume_dir(dst).exists()
+        rerun = Counting(backend)
+        upscale(item, dst, settings, backend=rerun)
+    assert rerun.windows == total == 16 + 4
+    assert dst.read_bytes() == expected
