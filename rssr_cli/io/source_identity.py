@@ -100,6 +100,12 @@ def bands_identity(bands: Iterable[tuple[str, str]]) -> dict[str, str]:
     }
 
 
+def is_local_band(dataset: str) -> bool:
+    """A band file whose identity is of its content (bands_identity): a local file or a member of a local zip; not
+    a remote asset, identified only by its href."""
+    return is_local_file(dataset) or _ZipDirectories().member(dataset) is not None
+
+
 def stack_identity(src: str | Path, names: Iterable[str]) -> dict[str, str]:
     """bands_identity of the named bands of the band stack at `src` as it is now (a band gone, or a stack that
     cannot be listed, is an identity no output records: the scene is redone and the run reports why)."""

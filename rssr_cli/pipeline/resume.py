@@ -2,17 +2,26 @@
 Ctrl-C or a processing failure (a full disk) starts again where its output rows stop, not from zero.
 
 The scene is built in a staging folder with a fixed name per output, `.NAME.rssr-resume/` (destination.py's random
-`.NAME.rssr-XXXXXXXX` is removed on every exit): the streamed intermediate and a side-car, `resume.json`, holding
-the run's key and how far the intermediate is known to be on disk. The key is every tag the output records (the
-request, the source's identity, the grid, the AOI) plus the tiling and batch size: any difference (another
-`--seed`, scale or model, the input replaced) discards the folder and the scene is computed from the start.
+`.NAME.rssr-XXXXXXXX` is removed on every exit): the streamed intermediates and a side-car, `resume.json`, holding
+the run's key, which intermediates hold work, and how far they are known to be on disk. The key is every tag the
+output records (the request, the source's identity, the grid, the AOI; a band stack's per-band tags too) plus the
+tiling and batch size: any difference (another `--seed`, scale or model, the input replaced) discards the folder
+and the scene is computed from the start.
 
-Rows are on disk before the side-car says so: rasterio has no flush, so at a checkpoint (every CHECKPOINT_SECONDS,
-and when the run stops on an interrupt or a failure) the intermediate is closed, fsynced and reopened in update
-mode, then the side-car is replaced atomically. A kill -9 loses at most the work since the last checkpoint.
-Windows carry their own seeds (grid.tile_seed) and a resumed stream adds the same patches in the same order, so a
-resumed output is byte-identical to an uninterrupted one. Only single rasters whose source has a local identity
-resume (a URL's content cannot be compared); band stacks and split rows do not.
+What "how far" means is the run's state: a raster's StreamState (the output rows written), a band stack's
+StackState (the bands finished, in the run's fixed order: the staged guides first, then the output's bands, and
+how far the band being streamed is). Rows are on disk before the side-car says so: rasterio has no flush, so at a
+checkpoint (once CHECKPOINT_SECONDS have passed, looked at after each tile row and each band, and when an
+intermediate is complete) the intermediate being written is closed, fsynced and reopened in update mode, then the
+side-car is replaced atomically; a run stopped by an interrupt or a failure closes it and saves the side-car. A
+kill -9 loses at most the work since the last checkpoint. Windows carry their own seeds
+(grid.tile_seed) and a resumed stream adds the same patches in the same order, so a resumed output is
+byte-identical to an uninterrupted one.
+
+Only runs whose source has a local identity resume (resume_key): a single raster that is a local file, and a band
+stack (a .SAFE folder or zip, a local STAC item, a band folder) whose every band read is a local file or a member of
+a local zip. A URL's content cannot be compared, so a raster URL, and a stack reading any remote band (a remote STAC
+item), start from zero, as do split rows and `--samples K` runs.
 """
 
 from __future__ import annotations
@@ -26,16 +35,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Generic, Iterable, Iterator, Optional, TypeVar
 
 import rasterio
 from rasterio.windows import Window
 
 from rssr_cli.core.errors import Interrupted, OutputError, RssrError
 from rssr_cli.io.cog import OutputSpec
-from rssr_cli.io.destination import RESUME_MARK, remove_tree
+from rssr_cli.io.destination import RESUME_MARK, remove_tree, staging_dir
 from rssr_cli.io.raster_io import gdal_config
-from rssr_cli.io.source_identity import FINGERPRINT_TAG
+from rssr_cli.io.source_identity import FINGERPRINT_TAG, is_local_band
 from rssr_cli.pipeline.settings import UpscaleSettings
 
 log = logging.getLogger(__name__)
@@ -57,15 +66,71 @@ class StreamState:
     rows_written: int = 0
     skipped: list[int] = field(default_factory=list)
 
+    @property
+    def progressed(self) -> bool:
+        return self.rows_written > 0
+
+    def where(self) -> str:
+        return f"output row {self.rows_written}"
+
+    def record(self) -> dict[str, Any]:
+        return {"rows_written": self.rows_written, "skipped": list(self.skipped)}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "StreamState":
+        return cls(int(record["rows_written"]), [int(n) for n in record["skipped"]])
+
+
+@dataclass
+class StackState:
+    """How far a band stack's run got: its first `bands_done` bands (in the run's order: staged guides, then the
+    output's bands) are written, with `skipped` all-nodata windows each, and `band` is how far the next one is."""
+
+    bands_done: int = 0
+    skipped: list[int] = field(default_factory=list)
+    band: StreamState = field(default_factory=StreamState)
+
+    @property
+    def progressed(self) -> bool:
+        return self.bands_done > 0 or self.band.progressed
+
+    def where(self) -> str:
+        return f"band {self.bands_done + 1} of the run, {self.band.where()}"
+
+    def finish_band(self, skipped: int) -> None:
+        """The current band is written (its rows reach the disk at the next checkpoint, before the side-car says so)."""
+        self.bands_done += 1
+        self.skipped.append(skipped)
+        self.band = StreamState()
+
+    def record(self) -> dict[str, Any]:
+        return {"bands_done": self.bands_done, "skipped": list(self.skipped), "band": self.band.record()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "StackState":
+        band = StreamState.from_record(record["band"])
+        return cls(int(record["bands_done"]), [int(n) for n in record["skipped"]], band)
+
+
+State = TypeVar("State", StreamState, StackState)
+
 
 def resume_key(
-    plan_tags: dict[str, str], spec: OutputSpec, settings: UpscaleSettings, region_window: Window
+    plan_tags: dict[str, str],
+    spec: OutputSpec,
+    settings: UpscaleSettings,
+    region_window: Window,
+    *,
+    band_files: Iterable[str] = (),
 ) -> Optional[str]:
-    """The key a resume folder must match (module doc); None when the source has no identity (nothing resumes)."""
-    if FINGERPRINT_TAG not in plan_tags:
+    """The key a resume folder must match (module doc); None when the source has no local identity (nothing
+    resumes): no RSSR_SOURCE_FINGERPRINT (a raster URL), or a band stack's `band_files` (the GDAL datasets it reads)
+    holding a remote one."""
+    if FINGERPRINT_TAG not in plan_tags or not all(is_local_band(dataset) for dataset in band_files):
         return None
     record = {
         "tags": dict(sorted(plan_tags.items())),
+        "band_tags": [dict(sorted(tags.items())) for tags in spec.band_tags],
         "grid": [
             spec.width,
             spec.height,
@@ -88,7 +153,7 @@ def resume_key(
 
 class ResumableWriter:
     """The intermediate's rasterio dataset, which a checkpoint closes (GDAL flushes every block), fsyncs and reopens
-    in update mode; write_rows and write_blended use it as the dataset itself."""
+    in update mode; write_rows, write_blended and write_band use it as the dataset itself."""
 
     def __init__(self, dataset: Any) -> None:
         self._dataset = dataset
@@ -111,21 +176,37 @@ class ResumableWriter:
         self._dataset.close()
 
 
-class Resume:
-    """A scene's resume folder while it runs: where it stands (`state`) and its checkpoints."""
+class Resume(Generic[State]):
+    """A scene's resume folder while it runs: where it stands (`state`), the intermediates that hold its work, and
+    its checkpoints."""
 
-    def __init__(self, folder: Path, key: str, state: StreamState) -> None:
-        self.folder, self.key, self.state = folder, key, state
-        self.resumed = state.rows_written > 0
+    def __init__(
+        self, folder: Path, key: Optional[str], state: State, files: Iterable[str] = (), *, durable: bool = True
+    ) -> None:
+        self.folder, self.key, self.durable = folder, key, durable
+        self.state: State = state
+        self.files: list[str] = list(files)  # the intermediates written so far, which a resumed run updates in place
+        self.resumed = state.progressed
         self.streamed = False  # every row is written: what fails now (a fidelity check) fails again on a rerun
         self._writer: Optional[ResumableWriter] = None
         self._last = time.monotonic()
 
-    def track(self, writer: ResumableWriter) -> None:
-        self._writer = writer
+    def intermediate(self, name: str) -> tuple[Path, bool]:
+        """The path of the intermediate `name` in the folder, and whether it holds an interrupted run's work (then
+        opened in update mode, else created)."""
+        held = name in self.files
+        if not held:
+            self.files.append(name)
+        return self.folder / name, held
+
+    def track(self, writer: Optional[ResumableWriter]) -> None:
+        """The writer a checkpoint flushes (None: the one written last is closed, its rows on disk); none for a run
+        that cannot resume (run_staging)."""
+        self._writer = writer if self.durable else None
 
     def after_row(self) -> None:
-        """Called after each finished tile row: checkpoint when CHECKPOINT_SECONDS have passed since the last one."""
+        """Called after each finished tile row (and band): checkpoint when CHECKPOINT_SECONDS have passed since the
+        last one."""
         if time.monotonic() - self._last >= CHECKPOINT_SECONDS:
             self.checkpoint()
 
@@ -137,7 +218,7 @@ class Resume:
 
     def save(self) -> None:
         """Replace the side-car atomically (temp + rename) with the current state."""
-        text = json.dumps({"key": self.key, "rows_written": self.state.rows_written, "skipped": self.state.skipped})
+        text = json.dumps({"key": self.key, "files": self.files, **self.state.record()})
         temporary = self.folder / f"{SIDECAR}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as file:
@@ -149,31 +230,44 @@ class Resume:
 
 
 @contextmanager
-def resumable_staging(dst: Path, key: str) -> Iterator[Resume]:
-    """The resume folder of `dst` for a run of `key` (the caller holds dst's lock): reused when its side-car records
-    the same key, else made anew (--overwrite does not discard it: the same command, rerun, resumes; a batch always
-    replaces its outputs). Removed when the block ends normally; kept,
+def run_staging(dst: Path, key: Optional[str], state_type: type[State]) -> Iterator[Resume[State]]:
+    """resumable_staging when the run has a key, else destination.staging_dir's throwaway folder with a Resume that
+    never checkpoints: one body of code writes a scene either way."""
+    if key is not None:
+        with resumable_staging(dst, key, state_type) as resume:
+            yield resume
+    else:
+        with staging_dir(dst) as folder:
+            yield Resume(folder, None, state_type(), durable=False)
+
+
+@contextmanager
+def resumable_staging(dst: Path, key: str, state_type: type[State]) -> Iterator[Resume[State]]:
+    """The resume folder of `dst` for a run of `key` (the caller holds dst's lock), its state a `state_type`:
+    reused when its side-car records the same key, else made anew (--overwrite does not discard it: the same
+    command, rerun, resumes; a batch always replaces its outputs). Removed when the block ends normally; kept,
     with its side-car saved, when it ends on an interrupt, or on a processing failure during the stream
-    (not a failed write: a full disk), after some rows were written."""
+    (not a failed write: a full disk), after some work was written."""
     folder = resume_dir(dst)
-    state = _reusable_state(folder, key)
-    if state is None:
+    reusable = _reusable_state(folder, key, state_type)
+    if reusable is None:
         _discard(folder)
         try:
             os.mkdir(folder, 0o700)
         except OSError as exc:
             raise OutputError(f"cannot write to {dst.parent}: {exc.strerror or exc}") from exc
-        state = StreamState()
+        resume = Resume(folder, key, state_type())
     else:
-        log.info("%s: resuming from output row %d (%s)", dst.name, state.rows_written, folder.name)
+        state, kept = reusable
+        log.info("%s: resuming from %s (%s)", dst.name, state.where(), folder.name)
         for leftover in os.scandir(folder):  # a killed COG build's files (rio-cogeo's temporary, the staged COG)
-            if leftover.name in (INTERMEDIATE, SIDECAR):
+            if leftover.name == SIDECAR or leftover.name in kept:
                 continue
             if leftover.is_dir(follow_symlinks=False):
                 remove_tree(Path(leftover.path))
             else:
                 os.unlink(leftover.path)
-    resume = Resume(folder, key, state)
+        resume = Resume(folder, key, state, kept)
     try:
         yield resume
     except (Interrupted, KeyboardInterrupt, RssrError) as error:
@@ -182,10 +276,10 @@ def resumable_staging(dst: Path, key: str) -> Iterator[Resume]:
         worth = isinstance(error, (Interrupted, KeyboardInterrupt)) or not (
             isinstance(error, OutputError) or resume.streamed
         )
-        if resume.state.rows_written > 0 and worth:  # the writer was closed on the way out: its rows are on disk
+        if resume.state.progressed and worth:  # the writer was closed on the way out: its rows are on disk
             try:
                 resume.save()
-                log.info("%s: kept %s to resume from output row %d", dst.name, folder.name, resume.state.rows_written)
+                log.info("%s: kept %s to resume from %s", dst.name, folder.name, resume.state.where())
             except OSError:
                 remove_tree(folder)
         else:
@@ -197,9 +291,10 @@ def resumable_staging(dst: Path, key: str) -> Iterator[Resume]:
     remove_tree(folder)
 
 
-def _reusable_state(folder: Path, key: str) -> Optional[StreamState]:
-    """The state recorded in `folder` when it is ours (a real directory of this user, not a planted link) and its
-    side-car records `key`; None otherwise (the folder is then discarded, saying why when it held a run)."""
+def _reusable_state(folder: Path, key: str, state_type: type[State]) -> Optional[tuple[State, list[str]]]:
+    """The state and intermediates recorded in `folder` when it is ours (a real directory of this user, not a
+    planted link) and its side-car records `key` and intermediates that are there; None otherwise (the folder is
+    then discarded, saying why when it held a run)."""
     try:
         info = os.lstat(folder)
     except FileNotFoundError:
@@ -210,14 +305,20 @@ def _reusable_state(folder: Path, key: str) -> Optional[StreamState]:
         fd = os.open(folder / SIDECAR, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd) as file:
             recorded = json.loads(file.read(1 << 20))
-        rows, skipped = int(recorded["rows_written"]), [int(n) for n in recorded["skipped"]]
-        same = recorded["key"] == key and (folder / INTERMEDIATE).is_file()
-    except (OSError, ValueError, KeyError, TypeError):
+        state = state_type.from_record(recorded)
+        files = [str(name) for name in recorded["files"]]
+        intact = all(_plain_name(name) and (folder / name).is_file() for name in files)
+        same = recorded["key"] == key and intact
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if not same:
         log.info("discarding %s: the request, the input or the tiling changed since it was interrupted", folder.name)
         return None
-    return StreamState(rows, skipped)
+    return state, files
+
+
+def _plain_name(name: str) -> bool:
+    return name not in ("", ".", "..", SIDECAR) and "/" not in name and "\0" not in name
 
 
 def _discard(folder: Path) -> None:

@@ -29,7 +29,14 @@ from rssr_cli.pipeline.locks import output_lock
 from rssr_cli.pipeline.model_choice import with_scene_model
 from rssr_cli.pipeline.plan import RunPlan, plan_run
 from rssr_cli.pipeline.report import finish, open_spread_intermediate
-from rssr_cli.pipeline.resume import INTERMEDIATE, ResumableWriter, Resume, resumable_staging, resume_key
+from rssr_cli.pipeline.resume import (
+    INTERMEDIATE,
+    ResumableWriter,
+    Resume,
+    StreamState,
+    resumable_staging,
+    resume_key,
+)
 from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings
 from rssr_cli.pipeline.spread import refuse_stacks
 from rssr_cli.pipeline.stack_pipeline import upscale_stack
@@ -98,7 +105,7 @@ def render_scene(
         )
         try:
             if key is not None:  # an interrupted run of this very request resumes (resume.py)
-                with resumable_staging(dst, key) as resume:
+                with resumable_staging(dst, key, StreamState) as resume:
                     skipped, report = _resumable_scene(dataset, plan, backend, dst, resume, track)
             else:
                 with staging_dir(dst) as staging:
@@ -134,11 +141,16 @@ def render_scene(
 
 
 def _resumable_scene(
-    dataset: DatasetReader, plan: RunPlan, backend: SRBackend, dst: Path, resume: Resume, track: Progress
+    dataset: DatasetReader,
+    plan: RunPlan,
+    backend: SRBackend,
+    dst: Path,
+    resume: Resume[StreamState],
+    track: Progress,
 ) -> tuple[int, Optional[FidelityReport]]:
     """render_scene's stream and finish in a resume folder: checkpointed as it goes, continued where it stopped."""
-    intermediate = resume.folder / INTERMEDIATE
-    with open_intermediate(intermediate, plan.output, resume=resume.resumed) as dataset_writer:
+    intermediate, held = resume.intermediate(INTERMEDIATE)
+    with open_intermediate(intermediate, plan.output, resume=held) as dataset_writer:
         writer = ResumableWriter(dataset_writer)
         resume.track(writer)
         try:

@@ -9,6 +9,7 @@ value by float rounding: guided bands are within 1 DN of a whole run, every othe
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from rssr_cli.io.raster_io import gdal_env, inspect_source, open_raster
 from rssr_cli.pipeline.plan import plan_run, plan_scene, scene_region
 from rssr_cli.pipeline.provenance import Provenance
 from rssr_cli.pipeline.report import SPREAD_INTERMEDIATE, finish, publish
+from rssr_cli.pipeline.resume import StackState, run_staging
 from rssr_cli.pipeline.settings import UpscaleResult, UpscaleSettings, build_backend
 from rssr_cli.pipeline.spread import spread_path
 from rssr_cli.pipeline.stack_pipeline import (
@@ -101,9 +103,9 @@ def _render_stack_rows(
     settings = request_settings(src, settings)
     with raise_on_signals(), gdal_env(settings.threads):
         run = StackRun.of(plan_stack(open_band_stack(src), settings, rows=rows), settings, backend)
-        with staging_dir(part) as staging:
-            skipped = run.write(part, staging)
-    return run.provenance, run.total, skipped
+        with run_staging(part, None, StackState) as staging:  # parts do not resume (resume.py)
+            os.replace(run.write(staging), part)
+    return run.provenance, run.total, sum(staging.state.skipped)
 
 
 ASSEMBLY_ROWS = 256  # rows copied per read/write while assembling

@@ -50,7 +50,11 @@ class Guidance:
         return sharpener_name(getattr(self.model, "card", {}))
 
     def tiles(self) -> int:
-        return tiles_of(self.plan.region.window) * sum(1 for job in self.plan.jobs if job.guided_by)
+        return self.band_tiles() * sum(1 for job in self.plan.jobs if job.guided_by)
+
+    def band_tiles(self) -> int:
+        """The sharpener's tiles over one guided band."""
+        return tiles_of(self.plan.region.window)
 
     def sharpen(self, job: BandJob, guides_path: Path, writer: DatasetWriter, progress: Callable[..., None]) -> int:
         plan = self.plan

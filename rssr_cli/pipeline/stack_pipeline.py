@@ -5,7 +5,10 @@ the model sampling the exact positions of the common grid's pixels; nothing is r
 the common grid is copied unchanged; coarse Sentinel-2 bands are guided by the 10 m bands (stack_guidance.py).
 Each band is streamed (pipeline.stream.stream_tiles) into its own slot of one band-interleaved intermediate GeoTIFF,
 which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure). StackRun writes a plan's
-region: the whole output here, one row part of it for --split-rows (pipeline.split).
+region: the whole output here, one row part of it for --split-rows (pipeline.split). The bands run in a fixed
+order (the staged guides, then the output's bands); a whole run does so in the output's resume folder when every
+band read is local (resume.py): an interrupted run continues from the bands written and the rows of the band it
+stopped in.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, cast
 
 import numpy as np
 from rasterio.enums import ColorInterp
@@ -34,7 +38,7 @@ from rssr_cli.geo.grid import plan_tiles
 from rssr_cli.geo.region import OutputRegion, tiles_for_region
 from rssr_cli.io.cog import OutputSpec, open_intermediate, write_band
 from rssr_cli.io.cog_profiles import cog_options
-from rssr_cli.io.destination import check_destination, staging_dir
+from rssr_cli.io.destination import check_destination
 from rssr_cli.io.products import open_band_stack
 from rssr_cli.io.radiometry import keep_clear_of_nodata
 from rssr_cli.io.raster_io import MaskKind, SourceInfo, gdal_env, inspect_source, open_raster, read_window, with_nodata
@@ -42,6 +46,15 @@ from rssr_cli.io.source_identity import bands_identity
 from rssr_cli.pipeline.plan import RunPlan, scene_radiometry, scene_statistics
 from rssr_cli.pipeline.provenance import Provenance, model_choice_tags, region_tags, request_tags
 from rssr_cli.pipeline.report import crop_sampler, publish, record
+from rssr_cli.pipeline.resume import (
+    INTERMEDIATE,
+    ResumableWriter,
+    Resume,
+    StackState,
+    StreamState,
+    resume_key,
+    run_staging,
+)
 from rssr_cli.pipeline.settings import (
     DEFAULT_TILE,
     BandMade,
@@ -54,7 +67,7 @@ from rssr_cli.pipeline.settings import (
 )
 from rssr_cli.pipeline.stack_guidance import COPY_ROWS, Guidance, guides_spec, plan_guidance
 from rssr_cli.pipeline.stack_plan import BandJob, StackPlan, bands_made, plan_stack, request_settings
-from rssr_cli.pipeline.stream import plan_writer, stream_tiles
+from rssr_cli.pipeline.stream import plan_writer, stream_tiles, windows_left
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +106,15 @@ def upscale_stack(
         check_destination(dst, overwrite=settings.overwrite, src=str(src))
         creation_options = cog_options(settings.profile, plan.dtype, settings.creation_options)
         run = StackRun.of(plan, settings, backend)
-        with staging_dir(dst) as staging:
-            intermediate = staging / "stream.tif"
-            skipped = run.write(intermediate, staging, progress)
+        key = resume_key(run.spec.tags, run.spec, settings, plan.region.window, band_files=read_band_files(plan))
+        with run_staging(dst, key, StackState) as resume:  # an interrupted run of this very request resumes
+            intermediate = run.write(resume, progress)
             report: Optional[FidelityReport] = None
             sidecars: list[tuple[Path, Path]] = []
             if settings.fidelity is not None:
-                report, sidecars = assess_stack_fidelity(plan, run.runs, run.backend, intermediate, dst, staging)
+                report, sidecars = assess_stack_fidelity(plan, run.runs, run.backend, intermediate, dst, resume.folder)
             publish(intermediate, dst, creation_options, settings.overwrite, report, sidecars)
+        skipped = sum(resume.state.skipped)
     seconds = time.perf_counter() - started
     log.info("wrote %s in %.1f s", dst, seconds)
     return stack_result(plan, dst, run.provenance, run.total, skipped, seconds, report)
@@ -134,6 +148,9 @@ def stack_result(
         bands_made=made_by(plan.jobs, provenance),
         guides_only=made_by(plan.guides_only, provenance),
     )
+
+
+GUIDES = "guides.tif"  # the staged guides, beside resume.INTERMEDIATE in the run's staging folder
 
 
 @dataclass
@@ -188,43 +205,96 @@ class StackRun:
             total += sum(run.windows for run in self.guide_runs) + self.guidance.tiles()
         return total
 
-    def write(self, intermediate: Path, staging: Path, progress: Optional[Progress] = None) -> int:
-        """Stream every band into `intermediate` (the guides staged in `staging` first); returns the windows
-        skipped as entirely nodata."""
-        plan, guidance, backend = self.plan, self.guidance, self.backend
-        guide_runs, total = self.guide_runs, self.total
-        done, skipped = 0, 0
+    def write(self, resume: Resume[StackState], progress: Optional[Progress] = None) -> Path:
+        """Stage the guides, then write every output band into the intermediate, in `resume.folder`; returns the
+        intermediate (the windows skipped as entirely nodata are in resume.state). The bands run in a fixed order
+        (guides, then the output's), so `resume.state` says which are written and how far the next is: a resumed run
+        skips the bands written and continues the next one's stream, its progress counting the windows left
+        (resume.py)."""
+        plan, guidance, backend, state = self.plan, self.guidance, self.backend, resume.state
+        steps = [(run, OWN) for run in self.guide_runs] + [(run, _how(run, plan, guidance)) for run in self.runs]
+        left = sum(
+            _windows_left(run, how, guidance, state.band.rows_written if i == state.bands_done else 0)
+            for i, (run, how) in enumerate(steps)
+            if i >= state.bands_done
+        )
+        done = 0
 
-        def step_progress(offset: int) -> Progress:
+        def step_progress() -> Progress:
+            offset = done
+
             def report(n: int, _total: int = 0) -> None:
                 if progress is not None:
-                    progress(offset + n, total)
+                    progress(offset + n, left)
 
             return report
 
-        guides_path = staging / "guides.tif"
-        if guidance:
-            with open_intermediate(guides_path, guides_spec(plan, guidance.staged)) as guide_writer:
-                for run in guide_runs:
-                    skipped += run.execute(guide_writer, backend, step_progress(done))
-                    done += run.windows
-                blank_outside_footprints(guide_writer, plan.guides, guidance.staged_region, plan)
-        with open_intermediate(intermediate, self.spec) as writer:
-            for run in self.runs:
-                if guidance and plan.guide_slot(run.job) is not None:
-                    guidance.copy_guide(guides_path, run.job, writer)
-                elif guidance and run.job.guided_by:
-                    done += guidance.sharpen(run.job, guides_path, writer, step_progress(done))
-                else:
-                    skipped += run.execute(writer, backend, step_progress(done))
-                    done += run.windows
+        def run_band(run: _BandRun, how: str, writer: DatasetWriter) -> None:
+            nonlocal done
+            work, skipped = _windows_left(run, how, guidance, state.band.rows_written), 0
+            if how == GUIDE_COPY and guidance:
+                guidance.copy_guide(guides_path, run.job, writer)
+            elif how == GUIDED and guidance:
+                guidance.sharpen(run.job, guides_path, writer, step_progress())
+            else:
+                skipped = run.execute(writer, backend, step_progress(), state=state.band, after_row=resume.after_row)
+            done += work
+            state.finish_band(skipped)
+            resume.after_row()
+
+        guides_path = resume.folder / GUIDES
+        n_guides = len(self.guide_runs)
+        if guidance and state.bands_done <= n_guides:  # the guides' footprints are blanked before they count
+            path, held = resume.intermediate(GUIDES)
+            with _tracked(resume, path, guides_spec(plan, guidance.staged), held) as writer:
+                for run, how in steps[state.bands_done : n_guides]:
+                    run_band(run, how, writer)
+                blank_outside_footprints(writer, plan.guides, guidance.staged_region, plan)
+        path, held = resume.intermediate(INTERMEDIATE)
+        with _tracked(resume, path, self.spec, held) as writer:
+            for run, how in steps[state.bands_done :]:
+                run_band(run, how, writer)
             blank_outside_footprints(writer, plan.jobs, plan.region, plan)
-        return skipped
+        resume.streamed = True
+        return path
 
 
 def band_runs(plan: StackPlan, settings: UpscaleSettings, method: str) -> list["_BandRun"]:
     """Each output band's run over the plan's region (headers only, files closed)."""
     return [_BandRun.open(job, plan, settings, method) for job in plan.jobs]
+
+
+OWN, GUIDE_COPY, GUIDED = "own", "guide copy", "guided"  # how a band is written: its run, a staged guide, sharpened
+
+
+def _how(run: "_BandRun", plan: StackPlan, guidance: Optional[Guidance]) -> str:
+    if guidance and plan.guide_slot(run.job) is not None:
+        return GUIDE_COPY
+    return GUIDED if guidance and run.job.guided_by else OWN
+
+
+def _windows_left(run: "_BandRun", how: str, guidance: Optional[Guidance], rows_written: int) -> int:
+    """The windows (tiles, for a guided band) a band's run has left, its stream having written `rows_written`."""
+    if how == GUIDE_COPY:
+        return 0
+    if how == GUIDED and guidance:
+        return guidance.band_tiles()
+    return run.windows_left(rows_written)
+
+
+@contextmanager
+def _tracked(resume: Resume[StackState], path: Path, spec: OutputSpec, held: bool) -> Iterator[DatasetWriter]:
+    """An intermediate (created, or updated in place when `held`) whose rows the resume's checkpoints flush; a last
+    checkpoint when it is complete (a kill after it recomputes none of its bands)."""
+    with open_intermediate(path, spec, resume=held) as dataset:
+        writer = ResumableWriter(dataset)
+        resume.track(writer)
+        try:
+            yield cast(DatasetWriter, writer)  # it stands for the dataset (it forwards every attribute to it)
+            resume.checkpoint()
+        finally:
+            writer.close()  # the dataset a checkpoint reopened: its rows reach the disk before the side-car is saved
+            resume.track(None)
 
 
 def assess_stack_fidelity(
@@ -310,6 +380,10 @@ class _BandRun:
     def windows(self) -> int:
         return sum(len(row) for row in self.tiles)
 
+    def windows_left(self, rows_written: int) -> int:
+        """The windows its stream computes when resumed at output row `rows_written` (0: all of them)."""
+        return windows_left(self.tiles, self.job.grid.height, rows_written)
+
     def run_plan(self, dataset: DatasetReader) -> RunPlan:
         """The pipeline's plan of this band's run (its own grid, tiles, radiometry and statistics)."""
         bands = (self.job.band.index,)
@@ -341,8 +415,17 @@ class _BandRun:
 
         return sample
 
-    def execute(self, writer: DatasetWriter, backend: SRBackend, progress: Progress) -> int:
-        """Write this band into its slot; returns the windows skipped as entirely nodata."""
+    def execute(
+        self,
+        writer: DatasetWriter,
+        backend: SRBackend,
+        progress: Progress,
+        *,
+        state: Optional[StreamState] = None,
+        after_row: Optional[Callable[[], None]] = None,
+    ) -> int:
+        """Write this band into its slot; returns the windows skipped as entirely nodata. `state` and `after_row`:
+        stream_tiles' (a resumed band continues its stream; a copy is redone whole)."""
         with open_raster(self.job.band.dataset) as dataset:
             if self.job.copy:
                 self._copy(dataset, writer)
@@ -358,7 +441,9 @@ class _BandRun:
                 self.job.scale,
                 self.windows,
             )
-            return stream_tiles(dataset, run, backend, plan_writer(slot, run), progress)
+            return stream_tiles(
+                dataset, run, backend, plan_writer(slot, run), progress, state=state, after_row=after_row
+            )
 
     def _copy(self, dataset: DatasetReader, writer: DatasetWriter) -> None:
         """The band is on the common grid: its stored values go straight into the output (AOI and nodata applied)."""
@@ -438,8 +523,16 @@ def band_output_spec(plan: StackPlan, region: OutputRegion) -> OutputSpec:
 def read_bands_identity(plan: StackPlan) -> dict[str, str]:
     """The identity of the band files this run reads (its bands and the guides its guided bands read): a change to
     any of them redoes the scene in a batch, a change to a file it does not read (manifest.safe) does not."""
-    bands = {job.band.name: job.band for job in (*plan.jobs, *plan.guides)}
-    return bands_identity((band.name, band.dataset) for band in bands.values())
+    return bands_identity(_read_bands(plan).items())
+
+
+def read_band_files(plan: StackPlan) -> list[str]:
+    """The GDAL datasets of the band files this run reads (read_bands_identity's)."""
+    return list(_read_bands(plan).values())
+
+
+def _read_bands(plan: StackPlan) -> dict[str, str]:
+    return {job.band.name: job.band.dataset for job in (*plan.jobs, *plan.guides)}
 
 
 def stack_output_spec(

@@ -123,7 +123,7 @@ def stream_tiles(
     grid, tiles = plan.grid, plan.tiles
     state = state if state is not None else StreamState()
     resume_row = state.rows_written
-    first = _first_row_to_compute(plan, resume_row)
+    first = _first_row_to_compute(tiles, grid.height, resume_row)
     del state.skipped[first:]
     top = min([resume_row, *(int(t.out.row_off) for t in tiles[first])]) if 0 < first < len(tiles) else None
     track_validity = plan.source.mask_kind != MaskKind.NONE
@@ -131,7 +131,7 @@ def stream_tiles(
         len(plan.bands), plan.region.window, track_validity=track_validity, spread=plan.spread is not None, top=top
     )
     # A resumed stream counts only the windows it computes, so a progress line's ETA is of the work left.
-    counter = _ProgressCounter(sum(len(row) for row in tiles[first:]), progress)
+    counter = _ProgressCounter(windows_left(tiles, grid.height, resume_row), progress)
     if first == len(tiles) and first > 0:
         log.info("resuming: every row of the %d windows is written", plan.window_count)
     elif first > 0:
@@ -174,14 +174,20 @@ def stream_tiles(
     return sum(state.skipped)
 
 
-def _first_row_to_compute(plan: RunPlan, rows_written: int) -> int:
-    """The first tile row whose patches reach output row `rows_written` or below (len(tiles): none left)."""
-    tiles = plan.tiles
+def _first_row_to_compute(tiles: Sequence[Sequence[Tile]], height: int, rows_written: int) -> int:
+    """The first tile row whose patches reach output row `rows_written` or below (len(tiles): none left), of a
+    stream over `tiles` on a grid `height` rows high."""
     for r, row in enumerate(tiles):
-        bottom = plan.grid.height if r + 1 == len(tiles) else max(int(t.out.row_off + t.out.height) for t in row)
+        bottom = height if r + 1 == len(tiles) else max(int(t.out.row_off + t.out.height) for t in row)
         if bottom > rows_written:
             return r
     return len(tiles)
+
+
+def windows_left(tiles: Sequence[Sequence[Tile]], height: int, rows_written: int) -> int:
+    """The windows a stream resumed at `rows_written` computes (stream_tiles: those of the rows from
+    _first_row_to_compute on)."""
+    return sum(len(row) for row in tiles[_first_row_to_compute(tiles, height, rows_written) :])
 
 
 def _record_validity(accumulator: RowAccumulator, window: PreparedWindow, grid: OutputGrid) -> None:
