@@ -52,7 +52,7 @@ cat "$TRAIN"/*/log.csv > "$OUTDIR/train_log.csv"
 
 say "2. gpu-marked tests"
 if [ "$TINY" = 1 ]; then CHECK_MODEL=$TRAIN/model.safetensors; else CHECK_MODEL=models/aerial.safetensors; fi
-RSSR_CHECK_DEVICE=$DEVICE RSSR_CHECK_MODEL=$CHECK_MODEL "$PYTHON" -m pytest -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_train.py 2>&1 | tee -a "$LOG"
+RSSR_CHECK_DEVICE=$DEVICE RSSR_CHECK_MODEL=$CHECK_MODEL "$PYTHON" -m pytest -m gpu -p no:cacheprovider tests/backends/test_gpu.py tests/training/test_train.py 2>&1 | tee -a "$LOG"
 
 say "3. throughput"
 if [ "$TINY" = 1 ]; then

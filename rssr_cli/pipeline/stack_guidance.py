@@ -4,6 +4,9 @@ Which bands are guided, and by which guides, is the plan's (stack_plan.plan_jobs
 sharpen.bands). The guides are staged on the common grid first, over the run's region plus the sharpener's halo
 (clamped to the grid): a guided pixel at the edge of an AOI sees the guides a run over the whole grid sees, so the
 output does not depend on the AOI. Requested guide bands are then copied from the staged file (computed once).
+
+The sharpener runs in sharpen/apply.py (torch): plan_guidance imports it only when the plan guides a band, so a run
+without guided bands (any plain raster, any classical method) and `import rssr_cli.pipeline` never load torch.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import rasterio
@@ -19,14 +22,14 @@ from rasterio.enums import ColorInterp
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
-from rssr_cli.core.errors import CheckpointError
 from rssr_cli.geo.region import OutputRegion
 from rssr_cli.geo.windows import grow
 from rssr_cli.io.cog import OutputSpec, write_band
 from rssr_cli.pipeline.stack_plan import BandJob, StackPlan
-from rssr_cli.sharpen.apply import GuidedJob, find_sharpener, guide_statistics, sharpen_band, sharpener_halo, tiles_of
-from rssr_cli.sharpen.bands import default_sharpener_path, sharpener_name
-from rssr_cli.sharpen.model import GuidedSharpener
+from rssr_cli.sharpen.bands import sharpener_name
+
+if TYPE_CHECKING:  # the run-time import is plan_guidance's (torch)
+    from rssr_cli.sharpen.apply import GuidedPass
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +38,8 @@ COPY_ROWS = 256  # rows per read/write when a band is copied unchanged (from a b
 
 @dataclass
 class Guidance:
-    model: GuidedSharpener
+    sharpener: GuidedPass
     plan: StackPlan
-    guide_stats: np.ndarray
     staged: Window  # the window of the common grid the staged guides cover: the region and the sharpener's halo
 
     @property
@@ -47,14 +49,14 @@ class Guidance:
 
     @property
     def name(self) -> str:
-        return sharpener_name(getattr(self.model, "card", {}))
+        return sharpener_name(self.sharpener.card)
 
     def tiles(self) -> int:
         return self.band_tiles() * sum(1 for job in self.plan.jobs if job.guided_by)
 
     def band_tiles(self) -> int:
         """The sharpener's tiles over one guided band."""
-        return tiles_of(self.plan.region.window)
+        return self.sharpener.tiles(self.plan.region.window)
 
     def sharpen(self, job: BandJob, guides_path: Path, writer: DatasetWriter, progress: Callable[..., None]) -> int:
         plan = self.plan
@@ -69,13 +71,13 @@ class Guidance:
                 data[0][~cut] = nodata
             write_band(writer, job.slot, data, window)
 
-        guided = GuidedJob(job.band, job.grid.placement, job.scale, abs(plan.common.transform.a))
         log.info("band %s: guided by %s at x%.4g", job.band.name, ",".join(job.guided_by), job.scale)
-        return sharpen_band(
-            self.model,
-            guided,
+        return self.sharpener.sharpen(
+            job.band,
+            job.grid.placement,
+            job.scale,
+            abs(plan.common.transform.a),
             guides_path,
-            self.guide_stats,
             region=region.window,
             staged=self.staged,
             nodata=nodata,
@@ -102,7 +104,7 @@ class Guidance:
                 write_band(writer, job.slot, data, Window(0, row - top, width, rows))
 
     def tags(self) -> dict[str, str]:
-        card = getattr(self.model, "card", {})
+        card = self.sharpener.card
         return {
             "RSSR_GUIDED_BANDS": ",".join(job.band.name for job in self.plan.jobs if job.guided_by),
             "RSSR_GUIDE_BANDS": ",".join(g.band.name for g in self.plan.guides),
@@ -116,12 +118,13 @@ def plan_guidance(plan: StackPlan) -> Guidance | None:
     guided = [job for job in plan.jobs if job.guided_by]
     if not guided:
         return None
-    model = find_sharpener()
-    if model is None:  # stack_plan.guidance_on saw it a moment ago
-        raise CheckpointError(f"no guided sharpening model at {default_sharpener_path()}")
-    halo = max(sharpener_halo(model, job.scale) for job in guided)
+    # lazy: torch loads only here, when a band is guided (the sharpener runs); documented in CONTRIBUTING.md
+    from rssr_cli.sharpen.apply import load_guided_pass
+
+    sharpener = load_guided_pass([g.band for g in plan.guides], plan.nodata)
+    halo = max(sharpener.halo(job.scale) for job in guided)
     staged = grow(plan.region.window, halo, plan.common.height, plan.common.width)
-    return Guidance(model, plan, guide_statistics([g.band for g in plan.guides], plan.nodata), staged)
+    return Guidance(sharpener, plan, staged)
 
 
 def guides_spec(plan: StackPlan, staged: Window) -> OutputSpec:

@@ -5,6 +5,9 @@ run's method otherwise) into a staging file; each guided band is then computed t
 native pixels resampled (bicubic) at the exact positions of the output pixels, the guides read back, the
 network applied. Tiles carry a halo of the network's receptive radius, so every output pixel is computed from
 exactly the same inputs whatever the tiling (tile-independent, no blending needed).
+
+A band-stack run holds a GuidedPass (load_guided_pass); the pipeline imports this module only when a band is
+guided (pipeline/stack_guidance.py), so runs without one never load torch.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import rasterio
@@ -157,3 +160,42 @@ def tiles_of(region: Window, tile: Optional[int] = None) -> int:
 def guide_statistics(guides: Sequence[StackBand], nodata: Optional[float]) -> np.ndarray:
     """[G, 2] (mean, std) of the guide bands from their native files (as in training: the scene's statistics)."""
     return np.array([band_stats_decimated(g, nodata) for g in guides], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class GuidedPass:
+    """A loaded sharpener with the guides' statistics, and the pass that runs it: what a band-stack run holds."""
+
+    model: GuidedSharpener
+    guide_stats: np.ndarray  # [G, 2] (mean, std) of the guide bands (guide_statistics)
+
+    @property
+    def card(self) -> dict[str, Any]:
+        return getattr(self.model, "card", {})
+
+    def halo(self, scale: float) -> int:
+        return sharpener_halo(self.model, scale)
+
+    def tiles(self, region: Window) -> int:
+        return tiles_of(region)
+
+    def sharpen(
+        self,
+        band: StackBand,
+        placement: Placement,
+        scale: float,
+        output_pixel: float,
+        guides_path: Path,
+        **options: Any,
+    ) -> int:
+        """sharpen_band of one band (a GuidedJob's fields) with this model and these statistics (options: its keywords)."""
+        job = GuidedJob(band, placement, scale, output_pixel)
+        return sharpen_band(self.model, job, guides_path, self.guide_stats, **options)
+
+
+def load_guided_pass(guides: Sequence[StackBand], nodata: Optional[float]) -> GuidedPass:
+    """The sharpener (find_sharpener: $RSSR_SHARPENER or the shipped one) for a run guided by `guides`."""
+    model = find_sharpener()
+    if model is None:  # stack_plan.guidance_on saw it a moment ago
+        raise CheckpointError(f"no guided sharpening model at {default_sharpener_path()}")
+    return GuidedPass(model, guide_statistics(guides, nodata))

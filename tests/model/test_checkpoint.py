@@ -152,7 +152,7 @@ def test_one_default_sampler_and_it_is_the_shipped_models(saved):
     from rssr_cli.model.samplers import DEFAULT_SAMPLER
     from rssr_cli.model.sr_model import DEFAULT_SPEC
 
-    card = json.loads((Path(__file__).resolve().parents[1] / "models" / "aerial.json").read_text())
+    card = json.loads((Path(__file__).resolve().parents[2] / "models" / "aerial.json").read_text())
     assert DEFAULT_SPEC["sampler"] == DEFAULT_SAMPLER == card["sampler"]
     weights, card_path = saved
     doc = json.loads(card_path.read_text())

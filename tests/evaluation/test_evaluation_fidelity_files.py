@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from test_evaluation_protocol import smooth_field
 
 from rssr_cli.backends.classical import resample
 from rssr_cli.core.errors import InputError
 from rssr_cli.evaluation.fidelity_files import fidelity_of_files, fidelity_rows
 from rssr_cli.evaluation.protocol import hr_grid_on_image
+
+from textures import smooth_field
 
 LR_T = Affine(40.0, 0, 500_000.0, 0, -40.0, 4_000_000.0)
 

@@ -22,7 +22,7 @@ SETTINGS = UpscaleSettings(scale=2.5, method="bicubic", tile=16, overlap=4)
 
 @pytest.fixture(scope="module")
 def client():
-    sys.path.insert(0, str(Path(__file__).parent))  # workers (spawned) inherit sys.path: they import dask_crash
+    sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: spawned workers inherit sys.path, import dask_crash
     with dask_client("local:2") as c:
         yield c
 

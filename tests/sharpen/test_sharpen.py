@@ -33,7 +33,7 @@ import s2_products as sp
 from cli_helpers import run
 from model_helpers import tiny_model
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "sharpen.safetensors"
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "sharpen.safetensors"
 
 
 @pytest.fixture(scope="module")

@@ -140,7 +140,7 @@ def test_assembly_refuses_bands_that_do_not_cover_the_output(tmp_path):
 @pytest.mark.slow  # > 5 s (pytest --durations, issue 22); `make test-fast` leaves it out
 def test_cli_split_rows_on_a_local_cluster(tmp_path):
     pytest.importorskip("distributed")
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: its helpers, for the spawned workers
     src = write_raster(tmp_path / "src.tif", synthetic_image(3, 50, 41, "uint16"), nodata=0)
     runner = CliRunner()
     common = ["-s", "2.5", "-m", "bicubic", "--tile", "16", "--overlap", "4", "-q"]

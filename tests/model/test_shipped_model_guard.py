@@ -14,7 +14,7 @@ pytest_plugins = ["pytester"]
 
 @pytest.mark.shipped_model  # the inner run's loads happen in this process too
 def test_an_unmarked_test_that_loads_a_shipped_model_fails(pytester):
-    suite_conftest = Path(__file__).with_name("conftest.py")
+    suite_conftest = Path(__file__).parents[1] / "conftest.py"
     pytester.makeconftest(
         f"""
         import importlib.util

@@ -16,7 +16,7 @@ from rssr_cli.io.raster_io import inspect_source
 from rssr_cli.model.normalize import Stats, standardize
 from rssr_cli.pipeline import ModelOptions, UpscaleSettings, plan, upscale
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data" / "s2_b2348_256.tif"
 MODEL = (
     ROOT / "models" / "aerial.safetensors"

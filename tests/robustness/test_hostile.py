@@ -179,7 +179,7 @@ def bad_model(**operator_args) -> Callable[[Path], Path]:
     import struct
 
     def make(work: Path) -> Path:
-        card = json.loads((Path(__file__).resolve().parents[1] / "models" / "aerial.json").read_text())
+        card = json.loads((Path(__file__).resolve().parents[2] / "models" / "aerial.json").read_text())
         card["spec"]["operator"]["args"].update(operator_args)
         embedded = {k: v for k, v in card.items() if k not in ("rssr_version", "training", "metrics", "sha256")}
         header = json.dumps({"__metadata__": {"rssr": json.dumps(embedded)}}).encode()

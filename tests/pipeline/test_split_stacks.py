@@ -143,7 +143,7 @@ def test_the_report_of_a_split_product_is_that_of_a_whole_run(product, tmp_path)
 @pytest.mark.slow  # a local Dask cluster: > 5 s
 def test_cli_split_rows_on_a_product_on_a_local_cluster(product, tmp_path):
     pytest.importorskip("distributed")
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: its helpers, for the spawned workers
     common = ["--bands", "B04,B11", "-r", "5", "-m", "bicubic", "--tile", "16", "--overlap", "4", "-q"]
     log = tmp_path / "log.jsonl"
     out = tmp_path / "out"

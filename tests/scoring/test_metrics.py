@@ -23,14 +23,7 @@ from rssr_cli.scoring.metrics import (
     ssim_map,
 )
 
-
-def smooth_random(shape: tuple[int, ...], sigma: float = 3.0, seed: int = 0) -> np.ndarray:
-    """Periodic smooth noise: white noise low-passed by a Gaussian in the Fourier domain."""
-    rng = np.random.default_rng(seed)
-    h, w = shape[-2:]
-    ky, kx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-    lowpass = np.exp(-2 * (np.pi * sigma) ** 2 * (ky**2 + kx**2))
-    return np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal(shape)) * lowpass))
+from textures import smooth_random
 
 
 def fourier_shift(img: np.ndarray, dy: float, dx: float) -> np.ndarray:

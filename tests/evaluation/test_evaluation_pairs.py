@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from test_evaluation_protocol import smooth_field
 
 from rssr_cli.backends import get_backend
 from rssr_cli.evaluation.pairs import evaluate_pairs
 from rssr_cli.scoring.metrics import degrade_back
+
+from textures import smooth_field
 
 
 def _write(path: Path, data: np.ndarray, transform: Affine) -> None:

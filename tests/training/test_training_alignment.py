@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_metrics import smooth_random
 
 from rssr_cli.geo.grid import HRGrid
 from rssr_cli.scoring.metrics import degrade_back
 from rssr_cli.training.alignment import area_to_lr, pair_shift
+
+from textures import smooth_random
 
 
 def test_pair_shift_trusts_georeferencing_unless_few_blocks_agree():

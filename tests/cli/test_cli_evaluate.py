@@ -12,7 +12,6 @@ import rasterio
 import torch
 from affine import Affine
 from PIL import Image
-from test_evaluation_protocol import smooth_field
 
 from rssr_cli.evaluation.compare import model_backends, posterior_spec
 from rssr_cli.model.checkpoint import save_model
@@ -21,6 +20,7 @@ from rssr_cli.scoring.metrics import degrade_back
 from cli_helpers import one_error_line, run
 from conftest import synthetic_image, write_raster
 from model_helpers import tiny_model
+from textures import smooth_field
 
 torch.set_num_threads(1)
 CPU = ("--device", "cpu", "--threads", "1")

@@ -18,16 +18,9 @@ from rssr_cli.evaluation.protocol import EvaluationReport, ImageScore, evaluate_
 from rssr_cli.io.radiometry import quantize
 from rssr_cli.scoring.metrics import degrade_back
 
-SHARED_DATA = Path(os.environ.get("RSSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from textures import smooth_field
 
-
-def smooth_field(h: int, w: int, bands: int = 3, sigma: float = 2.5, seed: int = 0) -> np.ndarray:
-    """Smooth random texture in [0, 1], [bands, h, w]: has detail that interpolators can recover."""
-    rng = np.random.default_rng(seed)
-    ky, kx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-    lowpass = np.exp(-2 * (np.pi * sigma) ** 2 * (ky**2 + kx**2))
-    x = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((bands, h, w))) * lowpass))
-    return (x - x.min()) / (x.max() - x.min())
+SHARED_DATA = Path(os.environ.get("RSSR_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from cli_helpers import one_error_line, run
 from conftest import synthetic_image, write_raster
 from model_helpers import tiny_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BOTH = ("aerial", "s2-10m")
 DOMAIN = {
     "sensor": "test",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import rasterio
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 SAMPLE = SAMPLE_DIR / "s2_b2348_256.tif"
 
 

@@ -22,7 +22,7 @@ from rssr_cli.training.trainer import TrainConfig, lr_at
 from conftest import synthetic_image, write_raster
 
 runner = CliRunner()
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

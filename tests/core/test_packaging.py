@@ -24,7 +24,7 @@ from rssr_cli.pipeline import upscale
 from cli_helpers import one_error_line, run
 from conftest import synthetic_image, write_raster
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
