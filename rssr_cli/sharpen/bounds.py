@@ -17,7 +17,7 @@ GUIDE_EXCURSION_GAIN = 3 (measured, BENCHMARKS.md "Rings on real native bands"):
 box footprints, while the band's native pixel sees a wider PSF, under which the same structure stands further out
 of the native range. On nantes and beirut, against the r/2-of-the-range widening this replaces: gain 1 cuts the ring
 share at x2 2.7x but costs up to 0.04 of bicubic's RMSE in Wald's protocol under the matched PSF; gain 3 cuts it by
-35-42 % (x6: 10-12 %) for at most +0.021 under the PSF, and gains 0.05-0.08 under the box degradation. The
+30-42 % (x6: 10-14 %) for at most +0.021 under the PSF, and gains 0.05-0.08 under the box degradation. The
 truth itself, against its own PSF-degraded version, is outside its native range on 3-17 % of the pixels at x2: the
 measure (the native range widened by RING_MARGIN, issue 20) cannot reach zero for a faithful output. One definition
 of the neighbourhood serves the bound and the measure.
