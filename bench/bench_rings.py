@@ -76,7 +76,7 @@ def one_city(city: str, model) -> dict:
         )
         margin = BOUND_MARGIN * band_range(native, valid)
         projected = back_project(out, native, valid, ys, xs, ratio)
-        bounded = consistent_and_bounded(out, native, valid, ys, xs, ratio, margin)
+        bounded = consistent_and_bounded(out, native, valid, ys, xs, ratio, margin, guides, guide_stats[:, 1])
         r = np.clip(np.floor(ys).astype(int), 0, native.shape[0] - 1)
         c = np.clip(np.floor(xs).astype(int), 0, native.shape[1] - 1)
         measure = RING_MARGIN * band_range(native, valid)

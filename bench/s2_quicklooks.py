@@ -112,7 +112,15 @@ def guided_sheet(city: str, y: int, x: int, sharpener_path: Path) -> Image.Image
             guide_stats=guide_stats,
         )
         out = consistent_and_bounded(
-            out, native, valid, pos, pos, 2.0, BOUND_MARGIN * band_range(band.values, band.valid)
+            out,
+            native,
+            valid,
+            pos,
+            pos,
+            2.0,
+            BOUND_MARGIN * band_range(band.values, band.valid),
+            guides,
+            guide_stats[:, 1],
         )
         panels.append((f"{name} bicubic", up))
         panels.append((f"{name} guided", out))

@@ -139,7 +139,18 @@ def sharpen_band(
                     guide_stats=guide_stats,
                 )
                 out = np.where(guide_valid, out, band_up)  # no guide there (swath edge): the band resampled alone
-                out = consistent_and_bounded(out, native, native_valid, ys - rows[0], xs - cols[0], job.scale, margin)
+                out = consistent_and_bounded(
+                    out,
+                    native,
+                    native_valid,
+                    ys - rows[0],
+                    xs - cols[0],
+                    job.scale,
+                    margin,
+                    guides,
+                    guide_stats[:, 1],
+                    guide_valid,
+                )
                 core = (slice(r0 - hr0, r1 - hr0), slice(c0 - hc0, c1 - hc0))
                 data, ok = to_dtype(out[core], dtype)[None], valid[core][None]
                 if nodata is not None:

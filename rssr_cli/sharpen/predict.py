@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
@@ -74,13 +76,20 @@ def consistent_and_bounded(
     xs: np.ndarray,
     scale: float,
     margin: float,
+    guides: np.ndarray,
+    guide_std: np.ndarray,
+    guide_valid: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """The guided output's last two steps, in the product and in Wald's protocol alike: back-projection onto the native
-    pixels, then each pixel bounded by its native neighbourhood (bounds.py; margin in stored units)."""
+    pixels, then each pixel bounded by its native neighbourhood, widened where the guides [G, H, W] (on the output
+    grid, valid where guide_valid: all by default; guide_std [G]: their std over the scene) go beyond theirs
+    (bounds.py; margin in stored units)."""
     out = back_project(out, native, native_valid, ys, xs, scale)
     rows = np.clip(np.floor(ys).astype(int), 0, native.shape[0] - 1)
     cols = np.clip(np.floor(xs).astype(int), 0, native.shape[1] - 1)
-    return bound_to_native(out, native, native_valid, rows, cols, margin, scale)
+    if guide_valid is None:
+        guide_valid = np.ones(out.shape, bool)
+    return bound_to_native(out, native, native_valid, rows, cols, margin, guides, guide_valid, guide_std)
 
 
 def back_projection_halo(scale: float) -> int:

@@ -129,7 +129,9 @@ def guided_method(model: GuidedSharpener, stats: dict[str, tuple[float, float]])
         xs = x0 + (np.arange(out.shape[1]) + 0.5) * dx
         native_valid = np.ones(inputs.lr.shape, bool)
         margin = BOUND_MARGIN * band_range(inputs.lr, native_valid)
-        return consistent_and_bounded(out, inputs.lr, native_valid, ys, xs, inputs.ratio, margin)
+        return consistent_and_bounded(
+            out, inputs.lr, native_valid, ys, xs, inputs.ratio, margin, inputs.guides, guide_stats[:, 1]
+        )
 
     return run
 

@@ -12,12 +12,14 @@ import torch
 from test_sharpen import l1c, tiny_model_path, tiny_sharpener  # noqa: F401  (module fixtures)
 
 from rssr_cli.sharpen import apply as sharpen_apply
+from rssr_cli.sharpen.bands import GUIDE_BANDS
 from rssr_cli.sharpen.bounds import (
     BOUND_MARGIN,
+    GUIDE_EXCURSION_GAIN,
     RING_MARGIN,
-    WIDENING_PER_RATIO,
     band_range,
     bound_to_native,
+    guide_supported_excursion,
     neighbourhood_range,
     ring_share,
 )
@@ -28,6 +30,7 @@ import s2_products as sp
 from cli_helpers import run
 
 SCALE = 4
+GUIDE_STD = np.full(4, 500.0)  # the guides' std over the scene (the unit of the slope's floor)
 
 
 def _grid(h: int, w: int, scale: int = SCALE):
@@ -66,47 +69,140 @@ def _shore() -> np.ndarray:
     return native
 
 
+def _flat_guides(shape: tuple[int, int], level: float = 950.0) -> np.ndarray:
+    """Four guides that show nothing finer than the native grid (constant inside every native pixel)."""
+    return np.full((4, *shape), level)
+
+
+def _roof_scene(scale: int = SCALE):
+    """A bright roof: 2 x 2 output pixels at 31,500 in one native pixel of an x4 grid over a 1,500 field (the native
+    pixel's mean: 9,000), and guides that show it (a brighter-is-brighter guide, 0.5 x band + 200) or not (flat)."""
+    h = w = 16
+    fine = np.full((h * scale, w * scale), 1500.0)
+    fine[8 * scale + 1 : 8 * scale + 3, 8 * scale + 1 : 8 * scale + 3] = 31500.0
+    native = fine.reshape(h, scale, w, scale).mean(axis=(1, 3))
+    showing = np.stack([0.5 * fine + 200.0, 0.3 * fine + 100.0, np.full(fine.shape, 800.0), 0.5 * fine + 200.0])
+    return fine, native, showing
+
+
 @pytest.mark.parametrize("scene", [_point_target, _shore])
 def test_the_bound_cuts_gross_overshoots_and_keeps_the_rest(scene):
-    """A gross ring (several times the scene's range, as seen around a bright roof) is cut to the widened native
-    range; values inside the native neighbourhood's own range are left as they were."""
+    """A gross ring (several times the scene's range, as seen around a bright roof) is cut to the native range plus
+    the margin where no guide shows anything finer; values inside the native neighbourhood's own range are left as
+    they were."""
     native = scene()
     valid = np.ones(native.shape, bool)
     ys, xs, rows, cols = _grid(*native.shape)
     ringing = _ringing(native, gain=30.0)
+    guides = _flat_guides(ringing.shape)
     margin = BOUND_MARGIN * band_range(native, valid)
     measure = RING_MARGIN * max(band_range(native, valid), 1.0)
-    bounded = bound_to_native(ringing, native, valid, rows, cols, margin, SCALE)
+    bounded = bound_to_native(
+        ringing, native, valid, rows, cols, margin, guides, np.ones(ringing.shape, bool), GUIDE_STD
+    )
     lo, hi = neighbourhood_range(native, valid)
     lo, hi = lo[np.ix_(rows, cols)], hi[np.ix_(rows, cols)]
-    widen = WIDENING_PER_RATIO * SCALE * (hi - lo) + margin
-    assert ringing.max() > (hi + widen).max() or ringing.min() < (lo - widen).min()  # the case does overshoot grossly
-    assert np.all(bounded <= hi + widen + 1e-6) and np.all(bounded >= lo - np.minimum(widen, 0.5 * lo) - 1e-6)
-    assert ring_share(bounded, native, valid, rows, cols, measure) < ring_share(
-        ringing, native, valid, rows, cols, measure
-    )
+    assert ringing.max() > (hi + margin).max() or ringing.min() < (lo - margin).min()  # the case does overshoot
+    assert np.all(bounded <= hi + margin + 1e-6) and np.all(bounded >= lo - np.minimum(margin, 0.5 * lo) - 1e-6)
+    assert ring_share(bounded, native, valid, rows, cols, measure) == 0.0
+    assert ring_share(ringing, native, valid, rows, cols, measure) > 0.05
     inside = (ringing >= lo) & (ringing <= hi)
     assert np.array_equal(bounded[inside], ringing[inside])  # flat land and flat water: untouched
 
 
-def test_the_bright_target_stays_within_a_few_times_the_scene_maximum():
+def test_a_bright_roof_the_guides_show_keeps_its_peak_and_nothing_else_rings():
+    """The roof's 2 x 2 peak (3.5x its native pixel) is kept where the guides show it; the ring an over-eager
+    network puts around it (in the pixels the guides show flat) is cut to the native range plus the margin."""
+    fine, native, guides = _roof_scene()
+    valid = np.ones(native.shape, bool)
+    _, _, rows, cols = _grid(*native.shape)
+    margin = BOUND_MARGIN * band_range(native, valid)
+    ring = np.zeros(fine.shape)
+    ring[8 * SCALE - 3 : 8 * SCALE + 7, 8 * SCALE - 3 : 8 * SCALE + 7] = 40000.0  # a bright halo ...
+    ring[8 * SCALE + 1 : 8 * SCALE + 3, 8 * SCALE + 1 : 8 * SCALE + 3] = 0.0  # ... around the roof itself
+    ring[8 * SCALE - 6 : 8 * SCALE - 3, :] = -20000.0  # and a dark band beside it
+    out = fine + ring
+    bounded = bound_to_native(out, native, valid, rows, cols, margin, guides, np.ones(fine.shape, bool), GUIDE_STD)
+    roof = fine > 20000
+    assert np.allclose(bounded[roof], 31500.0)  # the peak the guides support
+    lo, hi = neighbourhood_range(native, valid)
+    lo, hi = lo[np.ix_(rows, cols)], hi[np.ix_(rows, cols)]
+    assert np.all(bounded[~roof] <= hi[~roof] + margin + 1e-6)  # the halo: at most the native range
+    assert bounded.min() >= 1500.0 - margin - 1e-6  # the dark band: nothing the guides show below the field
+
+
+def test_a_bright_roof_no_guide_shows_is_clipped_to_the_native_range():
+    fine, native, _ = _roof_scene()
+    valid = np.ones(native.shape, bool)
+    _, _, rows, cols = _grid(*native.shape)
+    margin = BOUND_MARGIN * band_range(native, valid)
+    # guides whose values are constant inside every native pixel (a roof that is only in the band, or a ring)
+    flat = np.repeat(np.repeat(0.5 * native + 200.0, SCALE, axis=0), SCALE, axis=1)
+    bounded = bound_to_native(
+        fine, native, valid, rows, cols, margin, np.stack([flat] * 4), np.ones(fine.shape, bool), GUIDE_STD
+    )
+    assert bounded.max() <= native.max() + margin + 1e-6
+    assert bounded.max() < 31500.0 / 3
+
+
+def test_a_flat_field_gets_no_texture_the_guides_do_not_show():
+    """A worm-like texture (the 20 -> 5 m maze of issue 20) over a flat field with flat guides: cut to within the
+    margin of the field; the same texture where the guides show it (a band that follows them) is kept."""
+    rng = np.random.default_rng(0)
+    native = 1500.0 + rng.normal(0.0, 5.0, (16, 16))
+    valid = np.ones(native.shape, bool)
+    _, _, rows, cols = _grid(*native.shape)
+    yy, xx = np.mgrid[0 : 16 * SCALE, 0 : 16 * SCALE]
+    texture = 400.0 * np.sin(yy * 1.3) * np.cos(xx * 0.9)  # averages to ~0 over a native pixel
+    margin = BOUND_MARGIN * band_range(native, valid)
+    bounded = bound_to_native(
+        native[np.ix_(rows, cols)] + texture,
+        native,
+        valid,
+        rows,
+        cols,
+        margin,
+        _flat_guides(texture.shape),
+        np.ones(texture.shape, bool),
+        GUIDE_STD,
+    )
+    assert np.ptp(bounded) <= np.ptp(native) + 2 * margin + 1e-6
+    assert np.std(bounded) < 0.2 * np.std(texture)
+    # a textured scene the guides show (the band follows them at the native grid too): its fine detail is kept
+    truth = 1500.0 + 300.0 * np.sin(yy * 0.3) * np.cos(xx * 0.25) + texture
+    native = truth.reshape(16, SCALE, 16, SCALE).mean(axis=(1, 3))
+    kept = bound_to_native(
+        truth, native, valid, rows, cols, margin, np.stack([truth - 500.0] * 4), np.ones(texture.shape, bool), GUIDE_STD
+    )
+    assert np.array_equal(kept, truth)
+
+
+def test_the_bright_target_stays_within_its_native_range_through_the_guided_steps():
     native = _point_target()
     valid = np.ones(native.shape, bool)
     ys, xs, rows, cols = _grid(*native.shape)
-    out = consistent_and_bounded(
-        _ringing(native, gain=30.0), native, valid, ys, xs, SCALE, BOUND_MARGIN * band_range(native, valid)
-    )
-    # the roof's 3x3 neighbourhood spans 1500..9000: at most 9000 + 2 x 7500 (+ margin) at x4, never 30x ringing
-    assert out.max() <= 9000 + WIDENING_PER_RATIO * SCALE * 7500 + BOUND_MARGIN * band_range(native, valid) + 1e-3
+    ringing = _ringing(native, gain=30.0)
+    margin = BOUND_MARGIN * band_range(native, valid)
+    out = consistent_and_bounded(ringing, native, valid, ys, xs, SCALE, margin, _flat_guides(ringing.shape), GUIDE_STD)
+    # the roof's 3x3 neighbourhood spans 1500..9000; flat guides lend no excursion: never 30x ringing
+    assert out.max() <= 9000 + margin + 1e-3
     assert out.min() >= 750.0  # half the darkest neighbour at most below it
 
 
-def test_the_dark_shore_never_drops_to_1_dn():
+@pytest.mark.parametrize("guide_dip", [0.0, 5000.0])
+def test_the_dark_shore_never_drops_to_1_dn(guide_dip):
+    """Even where a guide dips sharply at the shore (a lent excursion far below the water), the band stays above half
+    the darkest neighbour, and never below 0."""
     native = _shore()
     valid = np.ones(native.shape, bool)
     ys, xs, rows, cols = _grid(*native.shape)
+    ringing = _ringing(native, gain=30.0)
+    guides = np.stack([np.where(np.arange(16 * SCALE)[None, :] < 8 * SCALE, 100.0, 3000.0)] * 4).repeat(
+        16 * SCALE, axis=1
+    )
+    guides[:, :, 8 * SCALE - 1] -= guide_dip
     out = consistent_and_bounded(
-        _ringing(native, gain=30.0), native, valid, ys, xs, SCALE, BOUND_MARGIN * band_range(native, valid)
+        ringing, native, valid, ys, xs, SCALE, BOUND_MARGIN * band_range(native, valid), guides, GUIDE_STD
     )
     assert out.min() >= 30.0  # at most half the darkest neighbour below it
 
@@ -127,16 +223,17 @@ def test_guided_bands_of_a_product_stay_in_their_native_range(
     monkeypatch,
 ):
     """A random (wild) sharpener on the fixture product at 5 m: every guided band within its native neighbourhood's
-    range widened as the bound allows at x4 (no pixel beyond it)."""
+    range widened by what the 5 m guides show beyond theirs (the guide bands of the same output), no pixel beyond."""
     monkeypatch.setenv(sharpen_apply.SHARPENER_ENV, str(tiny_sharpener))
     out = tmp_path / "out.tif"
-    result = run(
-        "upscale", l1c, "-o", out, "--resolution", "5", "--bands", "B04,B8A,B11", "--model", tiny_model_path, "-q"
-    )
+    bands = ",".join([*GUIDE_BANDS, "B11"])
+    result = run("upscale", l1c, "-o", out, "--resolution", "5", "--bands", bands, "--model", tiny_model_path, "-q")
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as dst:
-        for i, name in enumerate(dst.descriptions, start=1):
-            if name not in ("B8A", "B11"):
+        names = list(dst.descriptions)
+        guides = np.stack([dst.read(names.index(g) + 1) for g in GUIDE_BANDS]).astype(np.float64)
+        for i, name in enumerate(names, start=1):
+            if name != "B11":
                 continue
             with rasterio.open(sp.band_path(name)) as src:
                 native, native_transform = src.read(1).astype(np.float64), src.transform
@@ -149,10 +246,10 @@ def test_guided_bands_of_a_product_stay_in_their_native_range(
             rows = np.clip(np.floor((y - native_transform.f) / native_transform.e).astype(int), 0, native.shape[0] - 1)
             lo, hi = neighbourhood_range(native, valid)
             lo, hi = lo[np.ix_(rows, cols)], hi[np.ix_(rows, cols)]
-            widen = WIDENING_PER_RATIO * 4 * (hi - lo) + 0.25 * band_range(
-                native, valid
-            )  # (decimated-sample range: slack)
-            inside = valid[np.ix_(rows, cols)] & (sharpened != 0)
-            assert np.all(sharpened[inside] <= (hi + widen)[inside]) and np.all(
-                sharpened[inside] >= (lo - widen)[inside]
+            above, below = guide_supported_excursion(
+                guides, (guides != 0).all(axis=0), guides.std(axis=(1, 2)), native, valid, rows, cols
             )
+            slack = 0.25 * band_range(native, valid)  # (decimated-sample range, edge tiles' partial footprints)
+            inside = valid[np.ix_(rows, cols)] & (sharpened != 0)
+            assert np.all(sharpened[inside] <= (hi + GUIDE_EXCURSION_GAIN * above + slack)[inside])
+            assert np.all(sharpened[inside] >= (lo - GUIDE_EXCURSION_GAIN * below - slack)[inside])
