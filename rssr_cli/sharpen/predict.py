@@ -54,15 +54,15 @@ def back_project(
     what its native pixels measured, whatever blur the sensor added on top of the aggregate.
 
     Why the box and not the sensor's Gaussian (MTF 0.25 at the native Nyquist, degrade.psf_sigma, the rule before
-    issue 20's measurement): the network already returns the conditional mean over the degradation family it was trained on (system MTF
-    0.12-0.45 and the box alone, sensor_degradation), so projecting it under the strongest of those blurs undoes a
-    blur the band does not have: measured (bench/bench_backprojection.py, BENCHMARKS.md), it pushed Wald's box case
-    above bicubic (RMSE 1.08-1.27x on the 20 m bands) and doubled the ring share on real bands. Chosen on the
-    selection cities (hongkong, bercy; B05 B11 B12 B01 B09) as the candidate with the lowest worst RMSE ratio over
-    psf and box among none, Gaussians of MTF 0.25-0.85 at gains 0.25-1 (one or two steps), the box and the box after
-    a Gaussian: the box at full gain, 0.81 (today's Gaussian 1.22, none 0.96, the best Gaussian 0.82); its ring
-    share is the lowest of them and its PSF consistency stays better than bicubic's. Full gain and one step: no
-    constant to tune (a second step moved the worst to 0.83).
+    issue 20's measurement): the network already returns the conditional mean over the degradation family it was
+    trained on (system MTF 0.12-0.45, and the box alone), so projecting it under the strongest of those blurs undoes
+    a blur the band does not have. Measured with bench/bench_backprojection.py (BENCHMARKS.md), chosen on the
+    selection cities (hongkong, bercy; B05 B11 B12 B01 B09) by the worst RMSE ratio to bicubic over Wald's psf and
+    box cases, among no projection, Gaussians of MTF 0.25-0.85 at gains 0.25-1 (one or two steps), the box at gains
+    0.5-1 (one or two steps) and the box after a Gaussian: the box at full gain, one step: worst 0.81 (the former
+    Gaussian 1.22, none 0.96, the best Gaussian 0.82, two box steps 0.83), and the lowest ring share on real bands
+    of the one-step candidates (B05: 1.9 %; none 3.4 %, the former Gaussian 8.2 %). Full gain and one step: no
+    constant to tune. The evaluation cities (nantes, beirut) confirm it: worst 0.87 (former 1.27, none 1.03).
 
     out [H, W] on the output grid; native [h, w] with validity; ys [H], xs [W]: output pixel centres in native
     pixel coordinates (evenly spaced); `scale` (native / output pixel) is implied by them and kept for callers."""
