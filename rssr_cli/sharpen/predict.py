@@ -60,9 +60,9 @@ def back_project(
     selection cities (hongkong, bercy; B05 B11 B12 B01 B09) by the worst RMSE ratio to bicubic over Wald's psf and
     box cases, among no projection, Gaussians of MTF 0.25-0.85 at gains 0.25-1 (one or two steps), the box at gains
     0.5-1 (one or two steps) and the box after a Gaussian: the box at full gain, one step: worst 0.81 (the former
-    Gaussian 1.22, none 0.96, the best Gaussian 0.82, two box steps 0.83), and the lowest ring share on real bands
-    of the one-step candidates (B05: 1.9 %; none 3.4 %, the former Gaussian 8.2 %). Full gain and one step: no
-    constant to tune. The evaluation cities (nantes, beirut) confirm it: worst 0.87 (former 1.27, none 1.03).
+    Gaussian 1.22, none 0.96, the best Gaussian 0.82, two box steps 0.83), and a ring share on real bands
+    below no projection's on every band (B05: 1.9 %; none 3.4 %, the former Gaussian 8.2 %). Full gain and one
+    step: no constant to tune. The evaluation cities (nantes, beirut) confirm it: worst 0.87 (former 1.27, none 1.03).
 
     out [H, W] on the output grid; native [h, w] with validity; ys [H], xs [W]: output pixel centres in native
     pixel coordinates (evenly spaced); `scale` (native / output pixel) is implied by them and kept for callers."""
