@@ -55,8 +55,8 @@ def back_project(
 
     Why the box and not the sensor's Gaussian (MTF 0.25 at the native Nyquist, degrade.psf_sigma, the rule before
     issue 20's measurement): the network already returns the conditional mean over the degradation family it was
-    trained on (system MTF 0.12-0.45, and the box alone), so projecting it under the strongest of those blurs undoes
-    a blur the band does not have. Measured with bench/bench_backprojection.py (BENCHMARKS.md), chosen on the
+    trained on (system MTF 0.12-0.45, and the box alone), so projecting it under a blur stronger than most of those
+    undoes a blur the band does not have. Measured with bench/bench_backprojection.py (BENCHMARKS.md), chosen on the
     selection cities (hongkong, bercy; B05 B11 B12 B01 B09) by the worst RMSE ratio to bicubic over Wald's psf and
     box cases, among no projection, Gaussians of MTF 0.25-0.85 at gains 0.25-1 (one or two steps), the box at gains
     0.5-1 (one or two steps) and the box after a Gaussian: the box at full gain, one step: worst 0.81 (the former
