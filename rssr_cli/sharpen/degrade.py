@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from rssr_cli.degradation import sensor_degradation
 from rssr_cli.degradation.sensor_degradation import gaussian_blur  # the one PSF; re-exported for wald_inputs
 from rssr_cli.model.resample import bicubic_sample
+from rssr_cli.scoring.metrics import area_overlaps
 from rssr_cli.sharpen.model import SHARPENER_CUBIC_A
 
 # Sentinel-2 MSI modulation transfer function at the Nyquist frequency of each band's own grid. The instrument's
@@ -72,12 +73,36 @@ def seen_by_native_pixels(
     origin: tuple[float, float],
     step: tuple[float, float],
     native_shape: tuple[int, int],
+    *,
+    mtf: float = MTF_AT_NYQUIST,
 ) -> np.ndarray:
-    """An output band as its native pixels measure it: blurred by the MTF-matched PSF of `scale`, sampled at the
-    native pixel centres. Output pixel i's centre sits at native coordinate origin + (i + 0.5) * step (y, x)."""
+    """An output band as its native pixels measure it: blurred by the Gaussian whose MTF at the native Nyquist is
+    `mtf` (default: the sensor's, MTF_AT_NYQUIST), sampled at the native pixel centres. Output pixel i's centre sits
+    at native coordinate origin + (i + 0.5) * step (y, x)."""
     blurred = gaussian_blur(
-        torch.from_numpy(np.ascontiguousarray(output, dtype=np.float32))[None, None], psf_sigma(scale)
+        torch.from_numpy(np.ascontiguousarray(output, dtype=np.float32))[None, None], psf_sigma(scale, mtf)
     )
     ys = centres(-origin[0] / step[0], 1 / step[0], native_shape[0])
     xs = centres(-origin[1] / step[1], 1 / step[1], native_shape[1])
     return sample_at(blurred, ys, xs, mode="bilinear")[0, 0].numpy()
+
+
+def pixel_aggregate(
+    output: np.ndarray, origin: tuple[float, float], step: tuple[float, float], native_shape: tuple[int, int]
+) -> np.ndarray:
+    """An output band as the native pixels' aggregate measures it: the area-weighted mean of the output over each
+    native pixel's footprint (metrics.area_overlaps, the one area rule: any real ratio, any phase). Output pixel i
+    covers native [origin + i * step, origin + (i + 1) * step) (y, x). A native pixel the output covers in part: the
+    mean of that part; not at all: NaN."""
+    x = torch.from_numpy(np.ascontiguousarray(output, dtype=np.float64))
+    for axis in (0, 1):
+        native_idx, out_idx, overlap = (
+            torch.from_numpy(np.ascontiguousarray(a))
+            for a in area_overlaps(native_shape[axis], step[axis], origin[axis], count=output.shape[axis])
+        )
+        moved = x.movedim(axis, 0)
+        sums = torch.zeros((native_shape[axis], *moved.shape[1:]), dtype=torch.float64)
+        sums.index_add_(0, native_idx, moved[out_idx] * overlap[:, None])
+        weights = torch.zeros(native_shape[axis], dtype=torch.float64).index_add_(0, native_idx, overlap)
+        x = (sums / weights[:, None]).movedim(0, axis)
+    return x.numpy()
