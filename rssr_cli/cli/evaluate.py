@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Callable, Optional, TypeVar
 
 import typer
 from rich.table import Table
@@ -47,8 +47,9 @@ from rssr_cli.evaluation.fidelity_files import FIDELITY_COLUMNS, fidelity_of_fil
 from rssr_cli.evaluation.fidelity_report import FidelityReport
 from rssr_cli.evaluation.protocol import DEFAULT_SCALES, EvaluationReport
 from rssr_cli.io.products import is_input_path
-from rssr_cli.sharpen.wald import DEGRADATIONS as WALD_DEGRADATIONS
-from rssr_cli.sharpen.wald import WaldReport, evaluate_wald
+
+if TYPE_CHECKING:  # the run-time import is the --wald branch's (torch)
+    from rssr_cli.sharpen.wald import WaldReport
 
 T = TypeVar("T")
 DEFAULT_SCALES_TEXT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
@@ -216,6 +217,10 @@ def evaluate_command(
         if wald is not None:
             if wald_split not in ("test", "all"):
                 raise UsageError(f"--wald-split must be test or all, got {wald_split!r}")
+            # lazy: Wald's protocol runs the model and the sharpener (torch); `rssr` starts without it (issue 22)
+            from rssr_cli.sharpen.wald import DEGRADATIONS as WALD_DEGRADATIONS
+            from rssr_cli.sharpen.wald import evaluate_wald
+
             wald_degradation = degradation or "psf"
             if wald_degradation not in WALD_DEGRADATIONS:
                 raise UsageError(

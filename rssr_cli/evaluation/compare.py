@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence, cast
 
-import torch
-
 from rssr_cli.backends import SRBackend, backend_names, default_model_path, get_backend
 from rssr_cli.core.errors import CheckpointError, InputError, UsageError
 from rssr_cli.core.interrupts import interruptible
@@ -180,7 +178,11 @@ def provenance(backends: Mapping[str, SRBackend]) -> dict[str, dict[str, str]]:
 
 
 def _set_threads(threads: Optional[int]) -> None:
+    """--threads for torch (the degradations and the model). Torch loads here, when a comparison runs: the CLI
+    imports this module at start for its defaults and tables, and `rssr` starts without torch (issue 22)."""
     if threads is not None:
+        import torch  # lazy: see the docstring
+
         torch.set_num_threads(threads)
 
 

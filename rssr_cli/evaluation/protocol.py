@@ -1,7 +1,8 @@
 """The folder benchmark: degrade HR images, super-resolve them with every backend, score against the HR.
 
 Returns data (dataclasses with `to_json`/`to_dict`), never prints; the CLI or a bench script renders it.
-Torch is imported only by the default degradation, so the module loads without it.
+Torch is imported only when an image is degraded (degradation/arrays.py), so the module loads without it: the
+CLI imports it at start (issue 22).
 
 Protocol of `evaluate_folder` (per image, per scale s, per backend):
 1. HR = the whole image in model units (radiometry.to_model_units: uint8 /255, uint16 /10000); data_range
@@ -33,13 +34,10 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
-import torch
 
 from rssr_cli.backends.base import SRBackend, SRRequest
 from rssr_cli.backends.classical import ClassicalBackend
 from rssr_cli.core.errors import InputError
-from rssr_cli.degradation import sensor_degradation
-from rssr_cli.degradation.degrade import downsample
 from rssr_cli.evaluation.jsonsafe import finite_or_none
 from rssr_cli.geo.grid import HRGrid
 from rssr_cli.io.images import find_images, read_pixels
@@ -58,18 +56,17 @@ Progress = Callable[[int, int], None]
 
 def bicubic_degrade(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Default degradation: rssr_cli.degradation.degrade.downsample (anti-aliased bicubic) on a float [C, H, W] array."""
-    x = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None]
-    with torch.no_grad():
-        return downsample(x, size)[0].numpy()
+    from rssr_cli.degradation import arrays  # lazy: torch loads when an image is degraded, not when `rssr` starts
+
+    return arrays.bicubic(hr, size)
 
 
 def sentinel2_degrade(hr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The sensor protocol (sensor_degradation.EVALUATION: Gaussian PSF of MTF 0.3 at the LR Nyquist, then the
     pixel's box aggregate) on a float [C, H, W] array, at the scale H/h, W/w of each axis."""
-    x = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None]
-    scale = (hr.shape[-2] / size[0], hr.shape[-1] / size[1])
-    with torch.no_grad():
-        return sensor_degradation.degrade(x, scale, size)[0].numpy()
+    from rssr_cli.degradation import arrays  # lazy: as bicubic_degrade's
+
+    return arrays.sentinel2(hr, size)
 
 
 DEGRADATIONS: dict[str, Degrade] = {"bicubic": bicubic_degrade, "sentinel2": sentinel2_degrade}
