@@ -37,6 +37,7 @@ from rssr_cli.pipeline.scene import render_scene
 from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings, build_backend, run_method
 from rssr_cli.pipeline.spread import spread_complete, spread_path
 from rssr_cli.pipeline.stack_plan import request_settings
+from rssr_cli.sharpen.bands import GUIDED_WITH_TAG, default_sharpener_path, guided_with_file
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +103,24 @@ class SceneBackends:
 
 SAME, SOURCE_CHANGED, MODEL_CHANGED, DIFFERENT_REQUEST = "same", "source changed", "model changed", "different request"
 INCOMPLETE = "incomplete"
+GUIDED_CHANGED = "guided method changed"
 
 
 def existing_output(
-    dst: Path, wanted: dict[str, str], src: str | Path, choice: Optional[ModelChoice] = None, *, spread: bool = False
+    dst: Path,
+    wanted: dict[str, str],
+    src: str | Path,
+    choice: Optional[ModelChoice] = None,
+    *,
+    spread: bool = False,
+    guided_with: Optional[str] = None,
 ) -> tuple[str, Optional[str]]:
     """How an existing DST relates to this job, and why in words when it is redone: made by the same request from this
     very source (SAME), by the same request from another or an older source (SOURCE_CHANGED: redo it), by the same
     request but without the spread side-car it asks for (`spread`; INCOMPLETE: redo it), by the model the rule
-    picked before a new shipped model took over this input (MODEL_CHANGED: redo it once), or otherwise
-    (DIFFERENT_REQUEST, also when unreadable or not a regular file)."""
+    picked before a new shipped model took over this input (MODEL_CHANGED: redo it once), with guided bands made
+    otherwise than this run's sharpener and steps make them (`guided_with`, sharpen.bands.guided_with;
+    GUIDED_CHANGED: redo it once), or otherwise (DIFFERENT_REQUEST, also when unreadable or not a regular file)."""
     try:
         if not stat.S_ISREG(os.stat(dst).st_mode):  # a FIFO at DST would block rasterio.open
             return DIFFERENT_REQUEST, None
@@ -124,6 +133,9 @@ def existing_output(
         return (MODEL_CHANGED, change) if change else (DIFFERENT_REQUEST, None)
     if not same_source(tags, src):
         return SOURCE_CHANGED, "input changed"
+    made_with = tags.get(GUIDED_WITH_TAG)
+    if guided_with is not None and tags.get("RSSR_GUIDED_BANDS") and made_with != guided_with:
+        return GUIDED_CHANGED, f"guided bands changed: {made_with or 'an older sharpener or steps'} -> {guided_with}"
     if not spread_complete(dst, tags, spread):
         return INCOMPLETE, f"its spread side-car {spread_path(dst).name} is missing"
     return SAME, None
@@ -158,7 +170,10 @@ def process_scene(
         with output_lock(job.dst):
             note = None
             if job.dst.exists() and not force:
-                state, note = existing_output(job.dst, wanted, job.src, settings.model_choice, spread=provenance.spread)
+                guided = guided_with_file(default_sharpener_path()) if settings.guidance else None
+                state, note = existing_output(
+                    job.dst, wanted, job.src, settings.model_choice, spread=provenance.spread, guided_with=guided
+                )
                 if state == SAME:
                     return result(SKIPPED)
                 if state == DIFFERENT_REQUEST and not settings.overwrite:

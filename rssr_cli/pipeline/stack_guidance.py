@@ -26,7 +26,7 @@ from rssr_cli.geo.region import OutputRegion
 from rssr_cli.geo.windows import grow
 from rssr_cli.io.cog import OutputSpec, write_band
 from rssr_cli.pipeline.stack_plan import BandJob, StackPlan
-from rssr_cli.sharpen.bands import sharpener_name
+from rssr_cli.sharpen.bands import GUIDED_WITH_TAG, guided_with, sharpener_name
 
 if TYPE_CHECKING:  # the run-time import is plan_guidance's (torch)
     from rssr_cli.sharpen.apply import GuidedPass
@@ -110,6 +110,7 @@ class Guidance:
             "RSSR_GUIDE_BANDS": ",".join(g.band.name for g in self.plan.guides),
             "RSSR_SHARPENER": self.name,
             "RSSR_SHARPENER_SHA256": str(card.get("sha256", "")),
+            GUIDED_WITH_TAG: guided_with(card),
         }
 
 

@@ -4,10 +4,11 @@ band's method with `guides_for` before any model is loaded; the network itself i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Collection, Optional
 
 from safetensors import safe_open
 
@@ -50,6 +51,28 @@ def default_sharpener_path() -> Path:
 def sharpener_name(card: dict[str, Any]) -> str:
     """How outputs and `rssr info` name a sharpener: its card's name."""
     return str(card.get("name") or DEFAULT_SHARPENER_NAME)
+
+
+# The steps after the sharpener's network (sharpen/predict.py): back-projection onto the native pixels, then the bound.
+# Change this label whenever they change: it is part of RSSR_GUIDED_WITH, so a batch redoes a guided output once.
+GUIDED_STEPS = "box back-projection 1 step; guide-supported bound x3"
+GUIDED_WITH_TAG = "RSSR_GUIDED_WITH"
+
+
+def guided_with(card: dict[str, Any]) -> str:
+    """What makes a guided band (RSSR_GUIDED_WITH): the sharpener by name and hash, and the steps after it."""
+    return f"{sharpener_name(card)} {str(card.get('sha256', ''))[:12]}; {GUIDED_STEPS}"
+
+
+def guided_with_file(path: Path) -> Optional[str]:
+    """guided_with for the sharpener at `path` without loading it (no torch; its hash as load_sharpener records it),
+    None when there is no readable one (then a run guides nothing)."""
+    card = sharpener_card(path)
+    try:
+        card["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return guided_with(card)
 
 
 def sharpener_card(path: Path) -> dict[str, Any]:

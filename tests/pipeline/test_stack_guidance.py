@@ -159,3 +159,32 @@ def test_the_summary_says_per_band_what_ran(product, model_path, tmp_path):
     made = {b["band"]: b for b in line["bands"]}
     assert made["B11"]["method"] == "guided" and made["B11"]["scale"] == pytest.approx(2)
     assert made["B04"]["method"] == "copy" and [g["band"] for g in line["guides_only"]] == ["B02", "B03", "B08"]
+
+
+def test_a_batch_redoes_guided_outputs_once_when_the_guided_steps_change(product, model_path, tmp_path):
+    """Issue 20: a cron batch redoes a scene once when what makes its guided bands changed (another sharpener, or
+    other steps after it: RSSR_GUIDED_WITH), and says why; an output made before the tag existed counts as changed."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / product.name).symlink_to(product)
+    out, log = tmp_path / "sr", tmp_path / "log.jsonl"
+    args = ("upscale", incoming, "-o", f"{out}/", "--model", model_path, "--bands", "B04,B11", "-r", 10)
+    args += ("--log-json", log, "-q")
+
+    def batch() -> dict:
+        result = run(*args)
+        assert result.exit_code == 0, result.output
+        return json.loads(log.read_text().splitlines()[-1])
+
+    assert batch()["status"] == "done"
+    made = next(out.iterdir())
+    with rasterio.open(made) as ds:
+        current = ds.tags()["RSSR_GUIDED_WITH"]
+    assert "tiny-test" in current and "back-projection" in current
+    assert batch()["status"] == "skipped"
+    with rasterio.open(made, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:  # as if older steps had made it
+        ds.update_tags(RSSR_GUIDED_WITH="tiny-test 000000000000; gaussian back-projection")
+    redone = batch()
+    assert redone["status"] == "done"
+    assert redone["note"] == f"guided bands changed: tiny-test 000000000000; gaussian back-projection -> {current}"
+    assert batch()["status"] == "skipped"
