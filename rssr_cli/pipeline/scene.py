@@ -3,7 +3,7 @@
 Data flows one way (DESIGN.md): open + validate the source -> plan the output grid and the tiles (plan.py) ->
 per tile row: read, normalize, run the backend, blend, write finished rows (stream.py, blend.py) -> measure
 fidelity when asked (report.py) -> finalize the COG atomically (with its spread side-car for --samples K >= 2). Band stacks (Sentinel-2 products, STAC items)
-take their own path (stack_pipeline.py).
+take their own path (stack_run.py).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from rssr_cli.pipeline.resume import (
 )
 from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings
 from rssr_cli.pipeline.spread import refuse_stacks
-from rssr_cli.pipeline.stack_pipeline import upscale_stack
+from rssr_cli.pipeline.stack_run import upscale_stack
 from rssr_cli.pipeline.stream import plan_writer, stream_tiles
 
 log = logging.getLogger(__name__)

@@ -34,14 +34,11 @@ from rssr_cli.pipeline.report import SPREAD_INTERMEDIATE, finish, publish
 from rssr_cli.pipeline.resume import StackState, run_staging
 from rssr_cli.pipeline.settings import UpscaleResult, UpscaleSettings, build_backend
 from rssr_cli.pipeline.spread import spread_path
-from rssr_cli.pipeline.stack_pipeline import (
-    StackRun,
-    assess_stack_fidelity,
-    band_runs,
-    stack_output_spec,
-    stack_result,
-)
+from rssr_cli.pipeline.stack_band import band_runs
+from rssr_cli.pipeline.stack_fidelity import assess_stack_fidelity
+from rssr_cli.pipeline.stack_output import stack_output_spec, stack_result
 from rssr_cli.pipeline.stack_plan import plan_stack, request_settings
+from rssr_cli.pipeline.stack_run import StackRun
 from rssr_cli.pipeline.stream import plan_writer, stream_tiles
 
 
@@ -172,7 +169,7 @@ def _assemble_stack(
     started: float,
 ) -> UpscaleResult:
     """assemble_rows for a band stack: the whole run's plan and output spec (headers only; the sharpener's tags come
-    with the parts' provenance), the parts' rows joined, then --report and the COG as in stack_pipeline."""
+    with the parts' provenance), the parts' rows joined, then --report and the COG as in stack_run."""
     provenance = parts[0].provenance
     settings = request_settings(src, replace(settings, method=provenance.method))
     with raise_on_signals(), gdal_env(settings.threads):
