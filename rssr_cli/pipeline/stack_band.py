@@ -27,8 +27,10 @@ from rssr_cli.pipeline.plan import RunPlan, scene_radiometry, scene_statistics
 from rssr_cli.pipeline.report import crop_sampler
 from rssr_cli.pipeline.resume import StreamState
 from rssr_cli.pipeline.settings import DEFAULT_TILE, Progress, UpscaleSettings, auto_tiling
+from rssr_cli.pipeline.spread import SpreadLayer
 from rssr_cli.pipeline.stack_guidance import COPY_ROWS
 from rssr_cli.pipeline.stack_plan import BandJob, StackPlan
+from rssr_cli.pipeline.stack_spread import slot_spread
 from rssr_cli.pipeline.stream import plan_writer, stream_tiles, windows_left
 
 log = logging.getLogger(__name__)
@@ -96,8 +98,9 @@ class BandRun:
         """The windows its stream computes when resumed at output row `rows_written` (0: all of them)."""
         return windows_left(self.tiles, self.job.grid.height, rows_written)
 
-    def run_plan(self, dataset: DatasetReader) -> RunPlan:
-        """The pipeline's plan of this band's run (its own grid, tiles, radiometry and statistics)."""
+    def run_plan(self, dataset: DatasetReader, spread: Optional[SpreadLayer] = None) -> RunPlan:
+        """The pipeline's plan of this band's run (its own grid, tiles, radiometry and statistics); with the stack's
+        `spread` side-car, its stream blends the K draws' spread into this band's slot of it too."""
         bands = (self.job.band.index,)
         radiometry = scene_radiometry(dataset, self.source, bands)
         settings = replace(self.settings, tile=self.tile, overlap=self.overlap, bands=bands)
@@ -116,6 +119,7 @@ class BandRun:
             self.region,
             0,
             stats,
+            slot_spread(spread, output) if spread is not None else None,
         )
 
     def sampler(self, backend: SRBackend) -> SampleCrop:
@@ -133,17 +137,20 @@ class BandRun:
         backend: SRBackend,
         progress: Progress,
         *,
+        spread: Optional[tuple[SpreadLayer, DatasetWriter]] = None,
         state: Optional[StreamState] = None,
         after_row: Optional[Callable[[], None]] = None,
     ) -> int:
-        """Write this band into its slot; returns the windows skipped as entirely nodata. `state` and `after_row`:
-        stream_tiles' (a resumed band continues its stream; a copy is redone whole)."""
+        """Write this band into its slot; returns the windows skipped as entirely nodata. `spread`: the stack's
+        side-car and its intermediate, whose slot the stream writes too (a copy's is stack_spread.finish_spread's).
+        `state` and `after_row`: stream_tiles' (a resumed band continues its stream; a copy is redone whole)."""
         with open_raster(self.job.band.dataset) as dataset:
             if self.job.copy:
                 self._copy(dataset, writer)
                 return 0
-            run = self.run_plan(dataset)
+            run = self.run_plan(dataset, spread[0] if spread is not None else None)
             slot = _BandSlot(writer, self.job.slot)
+            spread_slot = _BandSlot(spread[1], self.job.slot) if spread is not None else None
             log.info(
                 "band %s: %dx%d px at %g -> x%.4g, %d windows",
                 self.job.band.name,
@@ -154,7 +161,7 @@ class BandRun:
                 self.windows,
             )
             return stream_tiles(
-                dataset, run, backend, plan_writer(slot, run), progress, state=state, after_row=after_row
+                dataset, run, backend, plan_writer(slot, run, spread_slot), progress, state=state, after_row=after_row
             )
 
     def _copy(self, dataset: DatasetReader, writer: DatasetWriter) -> None:

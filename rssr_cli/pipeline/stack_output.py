@@ -18,6 +18,7 @@ from rssr_cli.io.raster_io import MaskKind
 from rssr_cli.io.source_identity import bands_identity
 from rssr_cli.pipeline.provenance import Provenance, model_choice_tags, region_tags, request_tags
 from rssr_cli.pipeline.settings import BandMade, UpscaleResult, UpscaleSettings
+from rssr_cli.pipeline.spread import SpreadLayer
 from rssr_cli.pipeline.stack_band import BandRun
 from rssr_cli.pipeline.stack_plan import BandJob, StackPlan, bands_made
 
@@ -30,6 +31,7 @@ def stack_result(
     skipped: int,
     seconds: float,
     report: Optional[FidelityReport],
+    spread: Optional[SpreadLayer] = None,
 ) -> UpscaleResult:
     """What a stack run (whole, or joined from row parts: pipeline.split) reports."""
     window = plan.region.window
@@ -49,6 +51,7 @@ def stack_result(
         report,
         bands_made=made_by(plan.jobs, provenance),
         guides_only=made_by(plan.guides_only, provenance),
+        spread=spread.path if spread is not None else None,
     )
 
 
