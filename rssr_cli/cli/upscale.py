@@ -173,7 +173,7 @@ def upscale_command(
         typer.Option(
             "--samples",
             metavar="K",
-            help="--mode realistic: write the mean of K samples (K x the cost) and, for K >= 2, their per-pixel standard deviation as a side-car COG OUT.spread.tif (an uncertainty layer; not for band stacks yet).",
+            help="--mode realistic: write the mean of K samples (K x the cost) and, for K >= 2, their per-pixel standard deviation as a side-car COG OUT.spread.tif (an uncertainty layer; a band stack's copied bands hold 0 and its guided bands NaN).",
         ),
     ] = 1,
     tta: Annotated[

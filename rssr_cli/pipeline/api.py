@@ -52,7 +52,6 @@ from rssr_cli.pipeline.scenes import (
     scene_fields,
 )
 from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings
-from rssr_cli.pipeline.spread import refuse_stacks
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +136,6 @@ def run(
                     "--scheduler distributes the scenes of a batch: give several inputs or a directory -o, or --split-rows"
                 )
             job = SceneJob(request.inputs[0], Path(request.output))
-            refuse_stacks([job.src], request.settings.model.samples)
             check_log_path(request.log_json, [job])
             if request.split_rows is None:
                 progress = progress_for(job) if progress_for is not None else None
@@ -155,7 +153,6 @@ def plan_batch(request: RunRequest) -> list[SceneJob]:
     if output.exists() and not output.is_dir():
         raise UsageError(f"-o {output} must be a directory when several scenes are written")
     jobs = plan_jobs(sources, output, request.settings, request.name)
-    refuse_stacks([job.src for job in jobs], request.settings.model.samples)
     for source in dict.fromkeys(job.src for job in jobs):  # outputs inside a .SAFE would be redone on every rerun
         if is_input_path(output, source):
             raise UsageError(f"-o {output} is inside the input {source}; write the outputs elsewhere")

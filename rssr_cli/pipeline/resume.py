@@ -21,7 +21,7 @@ byte-identical to an uninterrupted one.
 Only runs whose source has a local identity resume (resume_key): a single raster that is a local file, and a band
 stack (a .SAFE folder or zip, a local STAC item, a band folder) whose every band read is a local file or a member of
 a local zip. A URL's content cannot be compared, so a raster URL, and a stack reading any remote band (a remote STAC
-item), start from zero, as do split rows and `--samples K` runs.
+item), start from zero, as do split rows and `--samples K` runs (rasters and band stacks: stack_spread.py).
 """
 
 from __future__ import annotations

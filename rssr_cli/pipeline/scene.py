@@ -2,8 +2,8 @@
 
 Data flows one way (DESIGN.md): open + validate the source -> plan the output grid and the tiles (plan.py) ->
 per tile row: read, normalize, run the backend, blend, write finished rows (stream.py, blend.py) -> measure
-fidelity when asked (report.py) -> finalize the COG atomically (with its spread side-car for --samples K >= 2). Band stacks (Sentinel-2 products, STAC items)
-take their own path (stack_pipeline.py).
+fidelity when asked (report.py) -> finalize the COG atomically (with its spread side-car for --samples K >= 2).
+Band stacks (Sentinel-2 products, STAC items, band folders) take their own path (stack_run.py).
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ from rssr_cli.pipeline.resume import (
     resume_key,
 )
 from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings
-from rssr_cli.pipeline.spread import refuse_stacks
-from rssr_cli.pipeline.stack_pipeline import upscale_stack
+from rssr_cli.pipeline.stack_run import upscale_stack
 from rssr_cli.pipeline.stream import plan_writer, stream_tiles
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,6 @@ def render_scene(
     if backend is None:
         settings = with_scene_model(src, settings)
     if is_band_stack(str(src)):  # a Sentinel-2 product or STAC item: bands of several grids onto one
-        refuse_stacks([str(src)], settings.model.samples)
         return upscale_stack(src, dst, settings, progress=progress, backend=backend)
     started = time.perf_counter()
     windows_done = [0]

@@ -23,25 +23,23 @@ from rssr_cli.backends import SRBackend
 from rssr_cli.core.interrupts import raise_on_signals
 from rssr_cli.evaluation.fidelity_report import FidelityReport
 from rssr_cli.geo.region import split_rows
-from rssr_cli.io.cog import OutputSpec, open_intermediate, write_rows
+from rssr_cli.io.cog import CogLayer, OutputSpec, open_intermediate, write_rows
 from rssr_cli.io.cog_profiles import cog_options
 from rssr_cli.io.destination import check_destination, staging_dir
 from rssr_cli.io.products import is_band_stack, open_band_stack
 from rssr_cli.io.raster_io import gdal_env, inspect_source, open_raster
-from rssr_cli.pipeline.plan import plan_run, plan_scene, scene_region
+from rssr_cli.pipeline.plan import check_spread_destination, plan_run, plan_scene, scene_region
 from rssr_cli.pipeline.provenance import Provenance
 from rssr_cli.pipeline.report import SPREAD_INTERMEDIATE, finish, publish
 from rssr_cli.pipeline.resume import StackState, run_staging
 from rssr_cli.pipeline.settings import UpscaleResult, UpscaleSettings, build_backend
 from rssr_cli.pipeline.spread import spread_path
-from rssr_cli.pipeline.stack_pipeline import (
-    StackRun,
-    assess_stack_fidelity,
-    band_runs,
-    stack_output_spec,
-    stack_result,
-)
+from rssr_cli.pipeline.stack_band import band_runs
+from rssr_cli.pipeline.stack_fidelity import assess_stack_fidelity
+from rssr_cli.pipeline.stack_output import stack_output_spec, stack_result
 from rssr_cli.pipeline.stack_plan import plan_stack, request_settings
+from rssr_cli.pipeline.stack_run import StackRun
+from rssr_cli.pipeline.stack_spread import with_spread
 from rssr_cli.pipeline.stream import plan_writer, stream_tiles
 
 
@@ -99,12 +97,17 @@ def render_rows(
 def _render_stack_rows(
     src: str | Path, part: Path, settings: UpscaleSettings, rows: tuple[int, int], backend: Optional[SRBackend]
 ) -> tuple[Provenance, int, int]:
-    """A band stack's rows: every output band over them (its guides staged beside `part` meanwhile)."""
+    """A band stack's rows: every output band over them (its guides staged beside `part` meanwhile), and their
+    spread beside `part` as its own side-car (spread_path(part)) when the run draws K >= 2 samples."""
     settings = request_settings(src, settings)
     with raise_on_signals(), gdal_env(settings.threads):
-        run = StackRun.of(plan_stack(open_band_stack(src), settings, rows=rows), settings, backend)
+        plan = plan_stack(open_band_stack(src), settings, rows=rows)
+        run = StackRun.of(plan, settings, part, backend, part=True)
         with run_staging(part, None, StackState) as staging:  # parts do not resume (resume.py)
-            os.replace(run.write(staging), part)
+            written = run.write(staging)
+            for layer in run.spread_layers(staging.folder):
+                os.replace(layer.intermediate, layer.dst)
+            os.replace(written, part)
     return run.provenance, run.total, sum(staging.state.skipped)
 
 
@@ -172,7 +175,7 @@ def _assemble_stack(
     started: float,
 ) -> UpscaleResult:
     """assemble_rows for a band stack: the whole run's plan and output spec (headers only; the sharpener's tags come
-    with the parts' provenance), the parts' rows joined, then --report and the COG as in stack_pipeline."""
+    with the parts' provenance), the parts' rows joined, then --report and the COG as in stack_run."""
     provenance = parts[0].provenance
     settings = request_settings(src, replace(settings, method=provenance.method))
     with raise_on_signals(), gdal_env(settings.threads):
@@ -181,18 +184,31 @@ def _assemble_stack(
         top = _check_cover(parts, plan.region.window)
         runs = band_runs(plan, settings, provenance.method)
         spec = stack_output_spec(plan, settings, provenance, runs)
+        spread = None
+        if provenance.spread:
+            check_spread_destination(dst, settings, len(plan.jobs), src, part=False)
+            spec, spread = with_spread(spec, plan, dst, settings)
         creation_options = cog_options(settings.profile, plan.dtype, settings.creation_options)
         with staging_dir(dst) as staging:
             intermediate = staging / "stream.tif"
             _join(parts, intermediate, spec, top)
+            layers = []
+            if spread is not None:  # each part's side-car, joined and published with the output
+                _join(
+                    [replace(p, path=spread_path(p.path)) for p in parts],
+                    staging / SPREAD_INTERMEDIATE,
+                    spread.spec,
+                    top,
+                )
+                layers.append(CogLayer(staging / SPREAD_INTERMEDIATE, spread.path, spread.creation_options))
             report: Optional[FidelityReport] = None
             sidecars: list[tuple[Path, Path]] = []
             if settings.fidelity is not None:
                 backend = backend or build_backend(provenance.method, settings)  # the uncertainty crop runs it
                 report, sidecars = assess_stack_fidelity(plan, runs, backend, intermediate, dst, staging)
-            publish(intermediate, dst, creation_options, settings.overwrite, report, sidecars)
+            publish(intermediate, dst, creation_options, settings.overwrite, report, sidecars, layers)
     windows, skipped = sum(p.windows for p in parts), sum(p.skipped_windows for p in parts)
-    return stack_result(plan, dst, provenance, windows, skipped, time.perf_counter() - started, report)
+    return stack_result(plan, dst, provenance, windows, skipped, time.perf_counter() - started, report, spread)
 
 
 def _check_cover(parts: Sequence[RowsPart], window: Window) -> int:

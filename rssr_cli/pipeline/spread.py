@@ -5,7 +5,8 @@ It lies on the output's grid (CRS, transform, size), one float32 band per output
 output's stored units: the std divided by the radiometry's gain, no offset (the bands keep the output's scales, so
 a reader that applies scale gets the spread in physical units, and offsets are 0). NaN marks the pixels the output
 marks invalid. The output names it in its RSSR_SPREAD tag; both are published together (cog.finalize_cogs), and a
-batch counts an output whose side-car is missing as not done (`spread_complete`).
+batch counts an output whose side-car is missing as not done (`spread_complete`). A band stack's side-car (what
+its copied and guided bands' spread holds) is stack_spread.py's.
 """
 
 from __future__ import annotations
@@ -15,30 +16,16 @@ import os
 import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from rasterio.enums import ColorInterp
 
-from rssr_cli.core.errors import UsageError
 from rssr_cli.io.cog import OutputSpec
-from rssr_cli.io.products import is_band_stack
 
 SPREAD_TAG = "RSSR_SPREAD"  # on the output: the side-car's file name
 SPREAD_OF_TAG = "RSSR_SPREAD_OF"  # on the side-car: the output's file name
 SPREAD_SUFFIX = ".spread.tif"
 SPREAD_DTYPE = "float32"
-
-
-def refuse_stacks(sources: Sequence[str], samples: int) -> None:
-    """Band stacks (Sentinel-2 products, STAC items, band folders) have no spread layer yet: --samples K >= 2 on
-    one is refused before any work, in one line."""
-    stacks = [source for source in sources if is_band_stack(source)] if samples > 1 else []
-    if stacks:
-        more = f" (and {len(stacks) - 1} more)" if len(stacks) > 1 else ""
-        raise UsageError(
-            f"--samples {samples} writes a spread side-car, which band stacks (Sentinel-2 products, STAC items, band "
-            f"folders: {stacks[0]}{more}) do not have yet; drop --samples for them"
-        )
 
 
 def spread_path(dst: Path) -> Path:

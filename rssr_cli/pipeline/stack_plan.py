@@ -6,7 +6,7 @@ that band's bounds (the pipeline's usual rule). Every band is then run on its ow
 origins), so a 20 m band at 2.5 m runs at x8 and a 60 m band at x24. A band whose grid is the common grid is copied.
 How each band is made (copied, guided by the 10 m bands, or run by the run's method) is decided here once, by the
 band rule (sharpen.bands.guides_for): a guided band's guides are read whether or not they are output.
-`rssr info` on a stack describes the same plan (describe_stack). Execution: stack_pipeline.py.
+`rssr info` on a stack describes the same plan (describe_stack). Execution: stack_run.py (with stack_band.py, stack_output.py).
 """
 
 from __future__ import annotations

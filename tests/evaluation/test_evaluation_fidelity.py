@@ -255,7 +255,7 @@ def test_the_upscale_path_imports_no_benchmark_code():
     import sys
 
     code = (
-        "import sys, rssr_cli.pipeline.api, rssr_cli.pipeline.report, rssr_cli.pipeline.stack_pipeline; "
+        "import sys, rssr_cli.pipeline.api, rssr_cli.pipeline.report, rssr_cli.pipeline.stack_run; "
         "print(sorted(m for m in sys.modules if m.startswith('rssr_cli.evaluation')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -13,7 +13,7 @@ from rssr_cli.cli import app
 from rssr_cli.io.products import StackBand
 from rssr_cli.io.raster_io import declared_nodata, inspect_source, mask_declared_nodata
 from rssr_cli.pipeline import UpscaleSettings, upscale
-from rssr_cli.pipeline.stack_pipeline import with_nodata
+from rssr_cli.pipeline.stack_band import with_nodata
 from rssr_cli.sharpen.scene import decimated_sample, read_band
 
 from conftest import synthetic_image, write_raster
@@ -90,7 +90,7 @@ def test_a_batch_output_made_with_another_nodata_is_not_skipped(tmp_path):
 
 
 def test_one_declared_nodata_rule_for_band_stacks(tmp_path):
-    """raster_io.declared_nodata is the one rule (issue 22): the streamed stack (stack_pipeline.with_nodata), the
+    """raster_io.declared_nodata is the one rule (issue 22): the streamed stack (stack_band.with_nodata), the
     sharpener's whole-band read (sharpen.scene.read_band) and its decimated statistics agree on which pixels a
     declared value marks: only in a file that declares no nodata of its own."""
     data = scene_with_a_zero_region()[:1]

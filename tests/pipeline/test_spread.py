@@ -209,12 +209,20 @@ def test_a_batch_redoes_an_output_whose_side_car_is_missing(make_raster, tmp_pat
     assert (out / "a_x2.spread.tif").is_file()
 
 
-def test_band_stacks_refuse_samples_in_one_line_and_split_rows_accept_them(make_raster, tmp_path, chain):
-    item = tmp_path / "item.json"
-    item.write_text("{}")
-    result = _upscale(item, tmp_path / "s.tif", chain, *REALISTIC, "--samples", "2")
-    assert result.exit_code == 2 and result.output.count("error:") == 1 and "band stacks" in result.output
-    assert not any(p.suffix == ".tif" for p in tmp_path.iterdir())
+def test_band_stacks_take_samples_too_and_split_rows_accept_them(make_raster, tmp_path, chain):
+    """--samples K on a band folder writes its side-car as on a raster (was refused up front; the band kinds:
+    tests/pipeline/test_stack_spread.py)."""
+    folder = tmp_path / "bands"
+    folder.mkdir()
+    for name in ("B04", "B08"):
+        make_raster(1, 12, 12, "uint16", nodata=0, name=f"bands/{name}.tif")
+    result = _upscale(
+        folder, tmp_path / "s.tif", chain, *REALISTIC, "--samples", "2", "--bands", "B04,B08", "--no-guidance"
+    )
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "s.tif") as out, rasterio.open(tmp_path / "s.spread.tif") as spread:
+        assert (spread.count, spread.transform, spread.shape) == (2, out.transform, out.shape)
+        assert spread.descriptions == ("B04 spread", "B08 spread") and (spread.read() > 0).any()
     src = make_raster(1, 16, 16, "uint8")  # a split run joins the side-car's parts too (test_split)
     request = RunRequest((str(src),), tmp_path / "r.tif", _settings(str(chain), 2), scheduler="local:1", split_rows=2)
     assert request.split_rows == 2
