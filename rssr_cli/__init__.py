@@ -27,7 +27,7 @@ __all__ = ["__version__", *_API]
 def __getattr__(name: str):
     """`from rssr_cli import upscale` without importing rasterio (or anything heavy) at package import."""
     if name in _API:
-        from rssr_cli import pipeline
+        from rssr_cli import pipeline  # lazy: the package's API loads rasterio and the pipeline only when used
 
         return getattr(pipeline, name)
     raise AttributeError(f"module 'rssr_cli' has no attribute {name!r}")

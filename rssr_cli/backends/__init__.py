@@ -98,7 +98,7 @@ def default_model_path() -> Path:
 
 
 def _diffusion_backend(**options: Any) -> SRBackend:
-    from rssr_cli.backends.diffusion import DiffusionBackend  # torch is imported only when the model is actually used
+    from rssr_cli.backends.diffusion import DiffusionBackend  # lazy: torch loads only when the model is used
 
     return DiffusionBackend(**options)
 

@@ -159,7 +159,7 @@ def train_command(
 ) -> None:
     """Train an rssr model on your own imagery (CPU or CUDA; same command)."""
     with cli_session(verbose):
-        from rssr_cli.training.api import TrainSettings, train  # torch loads only for this command
+        from rssr_cli.training.api import TrainSettings, train  # lazy: torch, only for this command
 
         settings = TrainSettings(
             data=list(data or []),
@@ -262,7 +262,7 @@ def train_sharpener_command(
     split per scene: top 3/4 trained on, next 1/8 selects the checkpoint, last 1/8 never used (`rssr evaluate --wald`
     scores it); with --select, the training scenes are used whole and the selection scenes choose the checkpoint."""
     with cli_session(verbose):
-        from rssr_cli.sharpen.train import SharpenTrainConfig, train_sharpener  # torch loads only for this command
+        from rssr_cli.sharpen.train import SharpenTrainConfig, train_sharpener  # lazy: torch, only for this command
 
         config = SharpenTrainConfig(
             scenes=list(scenes),

@@ -22,6 +22,11 @@ import zipfile
 from pathlib import Path
 from typing import Iterable, Optional
 
+from rssr_cli.core.errors import RssrError
+from rssr_cli.core.messages import redact
+from rssr_cli.io.products import open_band_stack
+from rssr_cli.io.raster_io import gdal_env
+
 EDGE_BYTES = 64 * 1024
 SAMPLED_BLOCKS = 16
 BLOCK_BYTES = 16 * 1024
@@ -74,8 +79,6 @@ def _file_identity(path: str) -> Optional[tuple[int, int, str]]:
 
 def bands_identity(bands: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The RSSR_SOURCE_* tags of a band stack run: of the (name, GDAL dataset) of every band it reads (module doc)."""
-    from rssr_cli.core.messages import redact
-
     digest = hashlib.sha256()
     total, newest, archives = 0, 0, _ZipDirectories()
     named = dict(bands)
@@ -109,10 +112,6 @@ def is_local_band(dataset: str) -> bool:
 def stack_identity(src: str | Path, names: Iterable[str]) -> dict[str, str]:
     """bands_identity of the named bands of the band stack at `src` as it is now (a band gone, or a stack that
     cannot be listed, is an identity no output records: the scene is redone and the run reports why)."""
-    from rssr_cli.core.errors import RssrError
-    from rssr_cli.io.products import open_band_stack
-    from rssr_cli.io.raster_io import gdal_env
-
     try:
         with gdal_env():  # a remote item's assets: the HTTP timeouts apply to the skip check too
             by_name = {band.name: band.dataset for band in open_band_stack(src).bands}

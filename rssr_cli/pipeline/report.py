@@ -125,8 +125,6 @@ def record(
     quicklook: Optional[np.ndarray] = None,
 ) -> tuple[FidelityReport, list[tuple[Path, Path]]]:
     """Tag the intermediate with the report's key figures and stage its sidecars (JSON, quick-look) when asked."""
-    import rasterio
-
     with rasterio.open(intermediate, "r+") as output:
         output.update_tags(**report.tags())
     log.info("fidelity: %s", report.summary())
