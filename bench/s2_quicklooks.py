@@ -1,19 +1,29 @@
 """PNG quicklooks at 1:1 of real native Sentinel-2 bands (issue 20): the 10 m bands at x4 (bicubic | aerial model |
-S2 model) and the 20 m B8A and B11 guided to 10 m (bicubic | guided | the 10 m guide B08).
+S2 model), and the 20 m B8A and B11 at 10 m and at 5 m (bicubic | guided | the 10 m guide B08).
 
     python bench/s2_quicklooks.py [--city beirut] [--model models/s2-10m.safetensors] [--baseline models/aerial.safetensors]
+                                  [--sharpener PATH]
 
-No degradation: the input is the real 10 m bands (B04 B03 B02 as RGB, a 2-98 % stretch shared by the panels) of an
-evaluation city (never trained or selected on), output pixels shown 1:1 (2.5 m). Three crops found by their content:
-the brightest target (a roof: rings show here), a shore (the sharpest dark/bright edge in B08: water vs land) and a
-flat field (the most uniform vegetated block: invented texture shows here). Writes docs/quicklooks/<city>_<what>.png
-and <city>_<what>_guided.png (the 20 m bands' grid taken as sharing the 10 m grid's corner, as the dataset's files do).
+No degradation: the input is the real bands of an evaluation city (never trained or selected on). Three 40 x 40
+crops of the 10 m grid (400 m) found by their content: the brightest target (the brightest RGB pixel: rings show
+here), a shore (the sharpest dark/bright edge in B08: water vs land) and a flat field (the most uniform vegetated
+block: invented texture shows here). Writes to docs/quicklooks/:
+- <city>_<what>.png: B04 B03 B02 as RGB (a 2-98 % stretch shared by the panels) at x4, output pixels 1:1 (2.5 m);
+  the backends on the arrays, CONTEXT pixels around the crop cut away after.
+- <city>_<what>_guided.png (10 m, each pixel shown 4x4) and <city>_<what>_guided_5m.png (5 m, shown 2x2): what
+  `rssr upscale FOLDER -b B8A,B11,B08 --aoi CROP` writes (the band folder is a product), through the library's
+  one call: the guided bands with every step after the network (back-projection, the guide-supported bound), the
+  guides super-resolved by --model at 5 m; bicubic from the same call with -m bicubic --no-guidance. Prints, per
+  band, the ring share over the crop (bounds.ring_share) and the output's extremes against the native pixels'.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -21,12 +31,14 @@ from PIL import Image, ImageDraw
 
 from rssr_cli.backends import SRRequest, get_backend
 from rssr_cli.geo.grid import HRGrid
+from rssr_cli.sharpen.bands import SHARPENER_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared/data/s2_oscd"
 CROP = 40  # native px
 SCALE = 4
 CONTEXT = 8  # native px read around the crop and cut away after super-resolution
+BANDS = ("B8A", "B11", "B08")  # the guided sheets: B08 (the finest) sets the output grid, --scale is relative to it
 
 
 def read_bands(city: str, names=("B04", "B03", "B02", "B08")) -> np.ndarray:
@@ -76,67 +88,104 @@ def to_rgb(img: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     )
 
 
-def guided_sheet(city: str, y: int, x: int, sharpener_path: Path) -> Image.Image:
-    """B8A and B11 (20 m) to 10 m over the crop: bicubic | guided (the product's steps) | B08 (the guide)."""
-    import torch
+def product_run(folder: Path, out: Path, window: tuple[int, int, int], **settings: Any) -> np.ndarray:
+    """`rssr upscale FOLDER --aoi ...` through the library (rssr_cli.upscale, the CLI's one call), the output read
+    back as float32 [B, h, w]. `window` (row, col, side) is in pixels of the folder's 10 m grid; the AOI is that
+    window shrunk by a tenth of a pixel, so it selects exactly its pixels (and, at 5 m, every centre is inside it). An AOI does not change a band's values
+    (the tiles and the staged guides carry their halo beyond it: issue 22)."""
+    from shapely.geometry import box
 
-    from rssr_cli.sharpen.bands import GUIDE_BANDS
-    from rssr_cli.sharpen.bounds import BOUND_MARGIN, band_range
-    from rssr_cli.sharpen.degrade import sample_at
-    from rssr_cli.sharpen.model import load_sharpener
-    from rssr_cli.sharpen.predict import consistent_and_bounded, sharpen_array
-    from rssr_cli.sharpen.scene import load_stack_bands, stats_of
+    from rssr_cli import upscale
+    from rssr_cli.io.aoi import AreaOfInterest
 
-    scene = load_stack_bands(sorted((DATA / city).glob("imgs_*"))[0], names=[*GUIDE_BANDS, "B8A", "B11"])
-    model = load_sharpener(sharpener_path)
-    y0, x0 = (y - CONTEXT) // 2 * 2, (x - CONTEXT) // 2 * 2  # even: the 20 m grid's pixel edges
-    side = CROP + 2 * CONTEXT
-    guides = np.stack([scene[g].values[y0 : y0 + side, x0 : x0 + side] for g in GUIDE_BANDS]).astype(np.float32)
-    guide_stats = np.array([stats_of(scene[g].values, scene[g].valid) for g in GUIDE_BANDS], dtype=np.float32)
-    panels = []
-    for name in ("B8A", "B11"):
-        band = scene[name]
-        native = band.values[y0 // 2 : (y0 + side) // 2, x0 // 2 : (x0 + side) // 2].astype(np.float32)
-        valid = band.valid[y0 // 2 : (y0 + side) // 2, x0 // 2 : (x0 + side) // 2]
-        pos = (np.arange(side) + 0.5) / 2
-        t = torch.from_numpy(pos).float()[None]
-        up = sample_at(torch.from_numpy(native)[None, None], t, t)[0, 0].numpy()
-        out = sharpen_array(
-            model,
-            name,
-            up,
-            guides,
-            scale=2.0,
-            guide_ratio=1.0,
-            band_stats=stats_of(band.values, band.valid),
-            guide_stats=guide_stats,
+    with rasterio.open(next(folder.glob("*_B08.tif"))) as src:
+        t, crs = src.transform, src.crs
+    row, col, side = window
+    (x0, y0), (x1, y1) = t * (col + 0.1, row + 0.1), t * (col + side - 0.1, row + side - 0.1)
+    aoi = AreaOfInterest(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), crs)
+    upscale(folder, out, aoi=aoi, threads=1, overwrite=True, **settings)
+    with rasterio.open(out) as result:
+        values = result.read()
+        if (values == result.nodata).any():  # outside the AOI (L1C data is never 0): the window missed a pixel
+            raise RuntimeError(f"{out}: nodata in the AOI's window {window}")
+        return values.astype(np.float32)
+
+
+def native_figures(folder: Path, name: str, window: tuple[int, int, int], img: np.ndarray) -> str:
+    """What a guided sheet shows, in numbers, over the crop: issue 20's ring share (output pixels outside their
+    native 3 x 3 range widened by 10 % of the band's 1-99 % range: bounds.ring_share) and the output's extremes
+    against the native pixels' (a 20 m band; its grid shares the 10 m grid's corner, as the dataset's files do)."""
+    from rssr_cli.sharpen.bounds import RING_MARGIN, band_range, ring_share
+
+    with rasterio.open(next(folder.glob(f"*_{name}.tif"))) as src:
+        band = src.read(1).astype(np.float32)
+    row, col, side = window
+    per_native = 2 * img.shape[0] // side  # output pixels per 20 m pixel
+    rows = (row * per_native // 2 + np.arange(img.shape[0])) // per_native
+    cols = (col * per_native // 2 + np.arange(img.shape[1])) // per_native
+    r0, c0 = rows[0] - 1, cols[0] - 1  # one native pixel around: each output pixel's whole 3 x 3 neighbourhood
+    native = band[r0 : rows[-1] + 2, c0 : cols[-1] + 2]
+    margin = RING_MARGIN * band_range(band, np.ones(band.shape, bool))
+    share = ring_share(img, native, np.ones(native.shape, bool), rows - r0, cols - c0, margin)
+    return (
+        f"ring {100 * share:.1f} %, {img.min():.0f}-{img.max():.0f} DN (native {native.min():.0f}-{native.max():.0f})"
+    )
+
+
+def guided_panels(
+    folder: Path, window: tuple[int, int, int], model: Path, work: Path
+) -> tuple[dict[str, list], list[str]]:
+    """B8A and B11 (20 m) at 10 m and at 5 m over `window`, each through the product (`rssr upscale` of the band
+    folder with an AOI): bicubic (--method bicubic --no-guidance) | guided (the default run: the shipped sharpener
+    and the steps after its network, B02 B03 B04 B08 as guides, super-resolved by `model` at 5 m) | the real
+    10 m guide B08 (at 5 m by nearest, 2x2 copies of each pixel: what the guide supports)."""
+    from rssr_cli import ModelOptions
+
+    with rasterio.open(next(folder.glob("*_B08.tif"))) as src:
+        ten_metres = (abs(src.transform.a), abs(src.transform.e))  # the 10 m grid's pixel, in its CRS units
+    out: dict[str, list] = {}
+    figures: list[str] = []
+    guide_10m = None
+    for label, target in (("10 m", {"resolution": ten_metres}), ("5 m", {"scale": 2.0})):
+        bicubic = product_run(
+            folder, work / "bicubic.tif", window, bands=BANDS, method="bicubic", guidance=False, **target
         )
-        out = consistent_and_bounded(
-            out,
-            native,
-            valid,
-            pos,
-            pos,
-            2.0,
-            BOUND_MARGIN * band_range(band.values, band.valid),
-            guides,
-            guide_stats[:, 1],
+        guided = product_run(
+            folder, work / "guided.tif", window, bands=BANDS, model=ModelOptions(model=model), **target
         )
-        panels.append((f"{name} bicubic", up))
-        panels.append((f"{name} guided", out))
-    panels.append(("B08 (guide, 10 m)", guides[3]))
-    cut = slice(CONTEXT, CONTEXT + CROP)
-    zoom, gap, top = 4, 6, 16  # 10 m pixels shown 4x (nearest) so the 40 px crop is visible; 1:1 in pixels otherwise
-    tile = CROP * zoom
-    sheet = Image.new("RGB", (len(panels) * (tile + gap) - gap, tile + top), "white")
+        if guide_10m is None:
+            guide_10m = guided[2]  # at 10 m the guide is copied unchanged: the native B08
+        factor = guided.shape[1] // guide_10m.shape[0]
+        guide = np.kron(guide_10m, np.ones((factor, factor), np.float32))
+        if not bicubic.shape[1:] == guided.shape[1:] == guide.shape:
+            raise RuntimeError(f"{label}: the runs' grids differ: {bicubic.shape}, {guided.shape}, {guide.shape}")
+        out[label] = [
+            (f"B8A bicubic {label}", bicubic[0]),
+            (f"B8A guided {label}", guided[0]),
+            (f"B11 bicubic {label}", bicubic[1]),
+            (f"B11 guided {label}", guided[1]),
+            ("B08 guide" + (" 10 m" if factor == 1 else f" 10 m, nearest x{factor}"), guide),
+        ]
+        for i, name in enumerate(BANDS[:2]):
+            figures.append(
+                f"  {name} at {label}: bicubic {native_figures(folder, name, window, bicubic[i])}; "
+                f"guided {native_figures(folder, name, window, guided[i])}"
+            )
+    return out, figures
+
+
+def grey_sheet(panels: list, zoom: int) -> Image.Image:
+    """Panels side by side, each pixel drawn as zoom x zoom (nearest: no resampling); a band's bicubic and guided
+    panels share a 2-98 % stretch (the bicubic's), so an overshoot shows as clipped white or black."""
+    side, gap, top = panels[0][1].shape[0] * zoom, 6, 16
+    sheet = Image.new("RGB", (len(panels) * (side + gap) - gap, side + top), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (label, img) in enumerate(panels):
-        crop = img[cut, cut]
-        ref = panels[i - i % 2][1][cut, cut] if i < 4 else crop  # bicubic and guided of one band share a stretch
+        ref = panels[i - i % 2][1] if i < 4 else img
         lo, hi = np.percentile(ref, 2), np.percentile(ref, 98) + 1e-6
-        grey = (np.clip((crop - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-        sheet.paste(Image.fromarray(grey).resize((tile, tile), Image.NEAREST), (i * (tile + gap), top))
-        draw.text((i * (tile + gap) + 2, 2), label, fill="black")
+        grey = (np.clip((img - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+        sheet.paste(Image.fromarray(grey).resize((side, side), Image.Resampling.NEAREST), (i * (side + gap), top))
+        draw.text((i * (side + gap) + 2, 2), label, fill="black")
     return sheet
 
 
@@ -146,8 +195,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REPO / "models/s2-10m.safetensors")
     parser.add_argument("--baseline", type=Path, default=REPO / "models/aerial.safetensors")
     parser.add_argument("--out", type=Path, default=REPO / "docs/quicklooks")
-    parser.add_argument("--sharpener", type=Path, default=REPO / "models/sharpen.safetensors")
+    parser.add_argument("--sharpener", type=Path, help="another guided sharpener (default: the product's rule)")
     args = parser.parse_args()
+    if args.sharpener is not None:
+        os.environ[SHARPENER_ENV] = str(args.sharpener)  # how the product is pointed at one (README)
+    folder = sorted((DATA / args.city).glob("imgs_*"))[0]
     bands = read_bands(args.city)
     panels = {"bicubic": get_backend("bicubic")}
     if args.baseline.exists():
@@ -169,9 +221,13 @@ def main() -> None:
         path = args.out / f"{args.city}_{what}.png"
         sheet.save(path, optimize=True)
         print(f"wrote {path} (native crop at row {y}, col {x})")
-        guided = args.out / f"{args.city}_{what}_guided.png"
-        guided_sheet(args.city, y, x, args.sharpener).save(guided, optimize=True)
-        print(f"wrote {guided}")
+        with tempfile.TemporaryDirectory() as work:
+            sheets, figures = guided_panels(folder, (y, x, CROP), args.model, Path(work))
+        print("\n".join(figures))
+        for label, suffix, zoom in (("10 m", "guided", 4), ("5 m", "guided_5m", 2)):
+            guided = args.out / f"{args.city}_{what}_{suffix}.png"
+            grey_sheet(sheets[label], zoom).save(guided, optimize=True)
+            print(f"wrote {guided}")
 
 
 if __name__ == "__main__":
