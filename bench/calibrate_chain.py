@@ -1,12 +1,13 @@
-"""Choose a residual-shifting chain's variance correction v0 on the selection set and write it into its card
-(issue 21, "v0 per model"; rssr_cli/training/calibration.py says why and how).
+"""Choose a residual-shifting chain's sampler settings (variance correction v0, band correlation of the noise) on the
+selection set and write them into its card (issue 21, "v0 per model"; rssr_cli/training/calibration.py says why).
 
     OMP_NUM_THREADS=1 python bench/calibrate_chain.py runs/rs-s2/best_model.safetensors \\
         --val runs/s2corpus/select --val-crop 96 --degradation sentinel2 -o runs/rs-s2/calibrated
 
 Use the run's own --val, --val-crop and --val-limit (its command.sh): the selection images, never held-out ones.
-Prints one row per candidate (score = 1 - ES/ES_prior, higher is better) and writes OUT.{safetensors,json} with the
-best v0 and a `calibration` record in the card's training section.
+Every pair of --grid (v0) and --correlations is a candidate. Prints one row per candidate (score = 1 - ES/ES_prior,
+higher is better) and writes OUT.{safetensors,json} with the best and a `calibration` record in the card's training
+section.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from rssr_cli.model.checkpoint import load_model, save_model
 from rssr_cli.training.api import validation_images
-from rssr_cli.training.calibration import DEFAULT_GRID, calibrate_variance_correction, set_variance_correction
+from rssr_cli.training.calibration import calibrate_sampler, set_sampler_defaults
 
 
 def main() -> None:
@@ -28,38 +29,43 @@ def main() -> None:
     parser.add_argument("--val-limit", type=int, default=16)
     parser.add_argument("--degradation", default="bicubic")
     parser.add_argument("--scale", type=float, default=4.0)
-    parser.add_argument(
-        "--grid", default=",".join(f"{v:g}" for v in DEFAULT_GRID), help="candidate v0, comma-separated"
-    )
+    parser.add_argument("--grid", default="0,0.5,1,1.5,2,3", help="candidate v0, comma-separated")
+    parser.add_argument("--correlations", default="0", help="candidate band correlations, comma-separated")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
     args = parser.parse_args()
     model = load_model(args.model)
     images = validation_images(args.val, args.val_limit, args.val_crop)
-    grid = [float(v) for v in args.grid.split(",")]
-    best, candidates = calibrate_variance_correction(model, images, args.scale, args.degradation, grid)
+    grid = [
+        {"variance_correction": float(v), "band_correlation": float(c)}
+        for v in args.grid.split(",")
+        for c in args.correlations.split(",")
+    ]
+    best, candidates = calibrate_sampler(model, images, grid, args.scale, args.degradation)
     print(
-        "| v0 | score (1 - ES/ES_prior) | null's score | top-octave power / truth | spread / prior error | MSE / prior |"
+        "| v0 | band correlation | score (1 - ES/ES_prior) | null's score | top-octave power / truth "
+        "| spread / prior error | MSE / prior |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for c in candidates:
         f = c.figures
-        mark = " **(chosen)**" if c.variance_correction == best else ""
+        mark = " **(chosen)**" if c.settings == best else ""
         print(
-            f"| {c.variance_correction:g}{mark} | {f['score']:.4f} | {1 - f['es_null_ratio']:.4f} | "
+            f"| {c.settings['variance_correction']:g}{mark} | {c.settings['band_correlation']:g} | {f['score']:.4f} | "
+            f"{1 - f['es_null_ratio']:.4f} | "
             f"{f['power_ratio']:.3f} | {f['spread_ratio']:.3f} | {f['mse_ratio']:.3f} |"
         )
     card = json.loads(args.model.with_suffix(".json").read_text())
-    set_variance_correction(model, best)
+    set_sampler_defaults(model, best)
     training = dict(card.get("training") or {})
     training["calibration"] = {
-        "variance_correction": best,
+        "chosen": best,
         "selection": {"val": str(args.val), "val_crop": args.val_crop, "val_limit": args.val_limit},
         "degradation": args.degradation,
         "scale": args.scale,
-        "candidates": [{"variance_correction": c.variance_correction, **c.figures} for c in candidates],
+        "candidates": [{**c.settings, **c.figures} for c in candidates],
     }
     path = save_model(model, args.out, training=training, metrics=card.get("metrics"), model_id=card.get("id"))
-    print(f"wrote {path} (variance_correction {best:g})")
+    print(f"wrote {path} ({best})")
 
 
 if __name__ == "__main__":

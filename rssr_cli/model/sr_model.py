@@ -269,7 +269,10 @@ class SRModel(nn.Module):
             return [self._unfold(destandardize(estimate, stats), batch)] * n_samples
         cond = self.condition(prior)
         return [
-            self._unfold(self._draw(estimate, stats, cond, steps, strength, generator, callback), batch)
+            self._unfold(
+                self._draw(estimate, stats, cond, steps, strength, generator, callback, estimate.shape[0] // batch),
+                batch,
+            )
             for _ in range(n_samples)
         ]
 
@@ -282,10 +285,11 @@ class SRModel(nn.Module):
         strength: float,
         generator: Generators,
         callback: Callback,
+        bands: int = 1,
     ) -> torch.Tensor:
-        """One draw of the card's chain around the estimate (band-folded, model units)."""
+        """One draw of the card's chain around the estimate (band-folded, model units; `bands` rows per window)."""
         if self.process == "resshift":
-            return self._resshift_sample(estimate, stats, cond, steps, generator, callback)
+            return self._resshift_sample(estimate, stats, cond, steps, generator, callback, bands)
         assert isinstance(self.denoiser, Denoiser)
         if strength >= 1.0:
             residual = full_chain(
@@ -312,15 +316,33 @@ class SRModel(nn.Module):
         steps: int,
         generator: Generators,
         callback: Callback,
+        bands: int = 1,
     ) -> torch.Tensor:
-        """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units."""
+        """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units. `bands`: the
+        rows of one window in the band-folded batch (their noise correlates by the card's band_correlation)."""
         assert isinstance(self.denoiser, ResShiftDenoiser)
         chain = self.denoiser.chain
         chain = chain.strided(min(steps, len(chain)))
-        r_T = resshift_start(estimate.shape, chain, generator=generator, device=estimate.device)
+        correlation = float(self.sampler_defaults.get("band_correlation", 0.0))
+        r_T = resshift_start(
+            estimate.shape,
+            chain,
+            generator=generator,
+            device=estimate.device,
+            bands=bands,
+            band_correlation=correlation,
+        )
         correction = float(self.sampler_defaults.get("variance_correction", 0.0))
         r0 = resshift_sample(
-            self.denoiser, r_T, chain, cond=cond, generator=generator, callback=callback, variance_correction=correction
+            self.denoiser,
+            r_T,
+            chain,
+            cond=cond,
+            generator=generator,
+            callback=callback,
+            variance_correction=correction,
+            bands=bands,
+            band_correlation=correlation,
         )
         return destandardize(estimate, stats) + r0.float() / self.residual_scale
 

@@ -205,6 +205,7 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
     _int(sampler, "steps", "sampler", 0, 1000, DEFAULT_SAMPLER["steps"])
     _number(sampler, "strength", "sampler", 0.0, 1.0, DEFAULT_SAMPLER["strength"], open_low=True)
     _number(sampler, "variance_correction", "sampler", 0.0, 100.0, 0.0)
+    _number(sampler, "band_correlation", "sampler", 0.0, 1.0, 0.0)
 
 
 def _validate_diffusion(diffusion: Any) -> None:

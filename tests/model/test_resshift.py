@@ -9,6 +9,7 @@ import torch
 
 from rssr_cli.model.resshift import (
     ResShiftSchedule,
+    band_noise,
     from_residual,
     gaussian_posterior_variance,
     resshift_etas,
@@ -207,3 +208,51 @@ def test_residual_round_trip_and_the_loss_of_a_perfect_model():
     assert float(resshift_loss(lambda r, t, c: torch.zeros_like(r), r0, None, t, noise, schedule)) == pytest.approx(
         float((r0**2).mean())
     )
+
+
+@pytest.mark.parametrize("correlation", [0.0, 0.5, 0.9, 1.0])
+def test_band_noise_keeps_each_band_standard_normal_and_correlates_a_windows_bands(correlation):
+    windows, bands = 2, 3
+    noise = band_noise((windows * bands, 1, 200, 200), [_gen(1), _gen(2)], bands=bands, correlation=correlation)
+    rows = noise.reshape(windows, bands, -1)
+    assert rows.mean().abs() < 0.01 and (rows.var(dim=-1) - 1).abs().max() < 0.03  # N(0, 1) per band
+    within = torch.corrcoef(rows[0])[0, 1:]
+    assert (within - correlation).abs().max() < 0.02
+    across = torch.corrcoef(torch.stack([rows[0, 0], rows[1, 0]]))[0, 1]
+    assert across.abs() < 0.02  # windows keep their own noise
+
+
+def test_shared_band_noise_keeps_each_windows_draw_its_own_generators():
+    alone = band_noise((3, 1, 4, 4), [_gen(11)], bands=3, correlation=0.5)
+    batch = band_noise((6, 1, 4, 4), [_gen(10), _gen(11)], bands=3, correlation=0.5)
+    assert torch.equal(batch[3:], alone)
+    with pytest.raises(ValueError):
+        band_noise((5, 1, 4, 4), None, bands=3, correlation=0.5)
+
+
+def test_a_chains_draws_go_together_across_bands_as_the_card_says():
+    """SRModel: a 1-channel chain folds a window's bands into the batch; band_correlation c gives their noise that
+    correlation. An untrained chain (its zero-initialised output layer predicts r0 = 0) draws noise alone, so the
+    draws' deviations from the prior correlate across bands by c."""
+    from rssr_cli.model.sr_model import SRModel
+
+    from model_helpers import hr_grid, tiny_spec
+
+    torch.manual_seed(0)
+    chain = SRModel(tiny_spec()).eval()
+    chain.set_resshift(chain_steps=4, kappa=1.0, residual_scale=20.0, variance_correction=1.0)
+    lr = torch.rand(1, 3, 16, 16)
+    ys, xs, cell = hr_grid(16, 16, 2.0)
+    with torch.no_grad():
+        prior = chain.sample(lr, ys, xs, cell, mode="prior")
+
+    @torch.no_grad()
+    def band_correlation(value: float) -> float:
+        chain.sampler_defaults["band_correlation"] = value
+        draw = chain.sample(lr, ys, xs, cell, generator=torch.Generator().manual_seed(0))
+        deviation = (draw - prior)[0].reshape(3, -1)
+        return float(torch.corrcoef(deviation)[0, 1:].mean())
+
+    assert band_correlation(1.0) > 0.999
+    assert abs(band_correlation(0.5) - 0.5) < 0.1
+    assert abs(band_correlation(0.0)) < 0.1

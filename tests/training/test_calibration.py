@@ -1,4 +1,4 @@
-"""The chain's variance correction chosen per model on the selection set (training/calibration.py)."""
+"""The chain's sampler settings chosen per model on the selection set (training/calibration.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from rssr_cli.core.errors import UsageError
 from rssr_cli.model.checkpoint import load_model, save_model
-from rssr_cli.training.calibration import calibrate_variance_correction, set_variance_correction
+from rssr_cli.training.calibration import calibrate_sampler, set_sampler_defaults
 from rssr_cli.training.data import TrainImage
 
 from model_helpers import tiny_chain, tiny_model
@@ -27,30 +27,35 @@ def _images(channels: int, n: int = 2, side: int = 32) -> list[TrainImage]:
 def test_the_best_scoring_candidate_is_chosen_and_the_models_default_is_left_alone():
     chain = tiny_chain()
     chain.sampler_defaults["variance_correction"] = 0.7
-    best, candidates = calibrate_variance_correction(chain, _images(chain.in_channels), grid=(0.0, 1.0, 4.0))
-    assert [c.variance_correction for c in candidates] == [0.0, 1.0, 4.0]
-    assert best == max(candidates, key=lambda c: c.score).variance_correction
-    assert chain.sampler_defaults["variance_correction"] == 0.7
+    grid = [{"variance_correction": v} for v in (0.0, 1.0, 4.0)]
+    best, candidates = calibrate_sampler(chain, _images(chain.in_channels), grid)
+    assert [c.settings for c in candidates] == grid
+    assert best == max(candidates, key=lambda c: c.score).settings
+    assert chain.sampler_defaults["variance_correction"] == 0.7 and "band_correlation" not in chain.sampler_defaults
     spreads = [c.figures["spread_ratio"] for c in candidates]
     assert spreads[0] < spreads[1] < spreads[2]  # v0 adds spread: the candidates really differ by it
 
 
 def test_the_chosen_v0_travels_with_the_card(tmp_path):
     chain = tiny_chain()
-    set_variance_correction(chain, 2.5)
+    set_sampler_defaults(chain, {"variance_correction": 2.5, "band_correlation": 0.8})
     loaded = load_model(save_model(chain, tmp_path / "m"))
     assert loaded.sampler_defaults["variance_correction"] == 2.5
+    assert loaded.sampler_defaults["band_correlation"] == 0.8
 
 
 @pytest.mark.parametrize(
     "model, images, grid",
     [
-        (lambda: tiny_model(), True, (1.0,)),  # no chain
-        (tiny_chain, False, (1.0,)),  # no selection images
-        (tiny_chain, True, (-1.0,)),  # a negative variance
+        (lambda: tiny_model(), True, [{"variance_correction": 1.0}]),  # no chain
+        (tiny_chain, False, [{"variance_correction": 1.0}]),  # no selection images
+        (tiny_chain, True, []),  # nothing to choose from
+        (tiny_chain, True, [{"variance_correction": -1.0}]),  # a negative variance
+        (tiny_chain, True, [{"band_correlation": 1.5}]),  # not a correlation
+        (tiny_chain, True, [{"steps": 2.0}]),  # not a calibrated setting
     ],
 )
 def test_what_cannot_be_calibrated_is_a_usage_error(model, images, grid):
     m = model()
     with pytest.raises(UsageError):
-        calibrate_variance_correction(m, _images(m.in_channels) if images else [], grid=grid)
+        calibrate_sampler(m, _images(m.in_channels) if images else [], grid)
