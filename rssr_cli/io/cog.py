@@ -66,6 +66,16 @@ class OutputSpec:
 
 
 @contextmanager
+def open_optional_intermediate(path: Path, spec: Optional[OutputSpec]) -> Iterator[Optional[DatasetWriter]]:
+    """open_intermediate when there is a spec, else None (an optional layer such as a spread side-car)."""
+    if spec is None:
+        yield None
+        return
+    with open_intermediate(path, spec) as writer:
+        yield writer
+
+
+@contextmanager
 def open_intermediate(path: Path, spec: OutputSpec, *, resume: bool = False) -> Iterator[DatasetWriter]:
     """A striped, uncompressed GTiff on disk that rows are streamed into (fast to write, never held in memory).
     `resume`: the file exists from an interrupted run of the same request (pipeline/resume.py): update it in place."""

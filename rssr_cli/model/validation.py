@@ -31,6 +31,8 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 MAX_WIDTH = 4096
 MAX_DEPTH = 64
 MAX_SCHEDULE_STEPS = 100_000
+# A residual-shifting chain's sampler settings and their ranges (card, `rssr train`, training/calibration.py)
+CHAIN_SAMPLER_RANGES = {"variance_correction": (0.0, 100.0), "band_correlation": (0.0, 1.0)}
 DTYPE_BYTES = {
     "BOOL": 1,
     "U8": 1,
@@ -204,8 +206,8 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
         raise CheckpointError("model spec sampler must be an object")
     _int(sampler, "steps", "sampler", 0, 1000, DEFAULT_SAMPLER["steps"])
     _number(sampler, "strength", "sampler", 0.0, 1.0, DEFAULT_SAMPLER["strength"], open_low=True)
-    _number(sampler, "variance_correction", "sampler", 0.0, 100.0, 0.0)
-    _number(sampler, "band_correlation", "sampler", 0.0, 1.0, 0.0)
+    for key, (low, high) in CHAIN_SAMPLER_RANGES.items():
+        _number(sampler, key, "sampler", low, high, 0.0)
 
 
 def _validate_diffusion(diffusion: Any) -> None:

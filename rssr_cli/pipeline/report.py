@@ -19,7 +19,7 @@ from rssr_cli.backends.classical import resample
 from rssr_cli.evaluation.fidelity import Comparison, CropSamples, measure_fidelity
 from rssr_cli.evaluation.fidelity_report import FidelityReport, check
 from rssr_cli.geo.grid import hr_grid_for
-from rssr_cli.io.cog import CogLayer, finalize_cogs, open_intermediate
+from rssr_cli.io.cog import CogLayer, finalize_cogs, open_optional_intermediate
 from rssr_cli.io.quicklook import compose, display_bands, write_png
 from rssr_cli.io.radiometry import denormalize
 from rssr_cli.io.raster_io import read_window
@@ -56,11 +56,8 @@ SPREAD_INTERMEDIATE = (
 @contextmanager
 def open_spread_intermediate(staging: Path, plan: RunPlan) -> Iterator[Optional[DatasetWriter]]:
     """The spread side-car's intermediate, streamed beside the output's (None when the plan has no spread layer)."""
-    if plan.spread is None:
-        yield None
-        return
-    with open_intermediate(staging / SPREAD_INTERMEDIATE, plan.spread.spec) as writer:
-        yield writer
+    with open_optional_intermediate(staging / SPREAD_INTERMEDIATE, plan.spread.spec if plan.spread else None) as w:
+        yield w
 
 
 def publish(

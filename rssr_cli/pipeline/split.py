@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
@@ -23,7 +22,7 @@ from rssr_cli.backends import SRBackend
 from rssr_cli.core.interrupts import raise_on_signals
 from rssr_cli.evaluation.fidelity_report import FidelityReport
 from rssr_cli.geo.region import split_rows
-from rssr_cli.io.cog import CogLayer, OutputSpec, open_intermediate, write_rows
+from rssr_cli.io.cog import CogLayer, OutputSpec, open_intermediate, open_optional_intermediate, write_rows
 from rssr_cli.io.cog_profiles import cog_options
 from rssr_cli.io.destination import check_destination, staging_dir
 from rssr_cli.io.products import is_band_stack, open_band_stack
@@ -84,10 +83,9 @@ def render_rows(
         return RowsPart(part, rows, provenance, windows, skipped, time.perf_counter() - started)
     with raise_on_signals(), gdal_env(settings.threads), open_raster(src) as dataset:
         plan, backend = plan_run(dataset, src, part, settings, backend, rows=rows)
-        spread = open_intermediate(plan.spread.path, plan.spread.spec) if plan.spread else nullcontext(None)
         with (
             open_intermediate(part, plan.output) as writer,
-            spread as spread_writer,
+            open_optional_intermediate(spread_path(part), plan.spread.spec if plan.spread else None) as spread_writer,
         ):  # a spread side-car: beside the part
             skipped = stream_tiles(dataset, plan, backend, plan_writer(writer, plan, spread_writer))
     provenance = Provenance.of(plan.method, backend)
@@ -141,12 +139,7 @@ def assemble_rows(
             intermediate = staging / "stream.tif"
             _join(parts, intermediate, plan.output, top)
             if plan.spread is not None:  # finish publishes it with the output
-                _join(
-                    [replace(p, path=spread_path(p.path)) for p in parts],
-                    staging / SPREAD_INTERMEDIATE,
-                    plan.spread.spec,
-                    top,
-                )
+                _join_spread(parts, staging, plan.spread.spec, top)
             report = finish(dataset, plan, backend, intermediate, dst, staging)
     return UpscaleResult(
         dst,
@@ -194,13 +187,9 @@ def _assemble_stack(
             _join(parts, intermediate, spec, top)
             layers = []
             if spread is not None:  # each part's side-car, joined and published with the output
-                _join(
-                    [replace(p, path=spread_path(p.path)) for p in parts],
-                    staging / SPREAD_INTERMEDIATE,
-                    spread.spec,
-                    top,
+                layers.append(
+                    CogLayer(_join_spread(parts, staging, spread.spec, top), spread.path, spread.creation_options)
                 )
-                layers.append(CogLayer(staging / SPREAD_INTERMEDIATE, spread.path, spread.creation_options))
             report: Optional[FidelityReport] = None
             sidecars: list[tuple[Path, Path]] = []
             if settings.fidelity is not None:
@@ -233,3 +222,10 @@ def _join(parts: Sequence[RowsPart], intermediate: Path, spec: OutputSpec, top: 
                     block = Window(0, row, band.width, min(ASSEMBLY_ROWS, band.height - row))
                     mask = band.read_masks(1, window=block) > 0 if spec.internal_mask else None
                     write_rows(writer, spec, part.rows[0] - top + row, band.read(window=block), mask)
+
+
+def _join_spread(parts: Sequence[RowsPart], staging: Path, spec: OutputSpec, top: int) -> Path:
+    """The parts' spread side-cars (spread_path of each part) joined into the staged spread intermediate."""
+    intermediate = staging / SPREAD_INTERMEDIATE
+    _join([replace(p, path=spread_path(p.path)) for p in parts], intermediate, spec, top)
+    return intermediate

@@ -30,7 +30,7 @@ from rasterio.io import DatasetWriter
 from rssr_cli.backends import SRBackend
 from rssr_cli.core.interrupts import raise_on_signals
 from rssr_cli.evaluation.fidelity_report import FidelityReport
-from rssr_cli.io.cog import CogLayer, OutputSpec, open_intermediate
+from rssr_cli.io.cog import CogLayer, OutputSpec, open_intermediate, open_optional_intermediate
 from rssr_cli.io.cog_profiles import cog_options
 from rssr_cli.io.destination import check_destination
 from rssr_cli.io.products import open_band_stack
@@ -216,7 +216,7 @@ class StackRun:
             spread_spec = staged_spread_spec(staged) if self.spread is not None else None
             with (
                 _tracked(resume, path, staged, held) as writer,
-                _side_car(resume.folder / GUIDES_SPREAD, spread_spec) as spread,
+                open_optional_intermediate(resume.folder / GUIDES_SPREAD, spread_spec) as spread,
             ):
                 for run, how in steps[state.bands_done : n_guides]:
                     run_band(run, how, writer, spread)
@@ -225,7 +225,7 @@ class StackRun:
         side_car = resume.folder / SPREAD_INTERMEDIATE
         with (
             _tracked(resume, path, self.spec, held) as writer,
-            _side_car(side_car, self.spread.spec if self.spread is not None else None) as spread,
+            open_optional_intermediate(side_car, self.spread.spec if self.spread is not None else None) as spread,
         ):
             for run, how in steps[state.bands_done :]:
                 run_band(run, how, writer, spread)
@@ -267,13 +267,3 @@ def _tracked(resume: Resume[StackState], path: Path, spec: OutputSpec, held: boo
         finally:
             writer.close()  # the dataset a checkpoint reopened: its rows reach the disk before the side-car is saved
             resume.track(None)
-
-
-@contextmanager
-def _side_car(path: Path, spec: Optional[OutputSpec]) -> Iterator[Optional[DatasetWriter]]:
-    """A spread intermediate at `path` (None without a spread layer: `spec` None)."""
-    if spec is None:
-        yield None
-        return
-    with open_intermediate(path, spec) as writer:
-        yield writer

@@ -4,6 +4,7 @@ band's method with `guides_for` before any model is loaded; the network itself i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -66,10 +67,20 @@ def guided_with(card: dict[str, Any]) -> str:
 
 def guided_with_file(path: Path) -> Optional[str]:
     """guided_with for the sharpener at `path` without loading it (no torch; its hash as load_sharpener records it),
-    None when there is no readable one (then a run guides nothing)."""
-    card = sharpener_card(path)
+    None when there is no readable one (then a run guides nothing). Hashed once per file version: a batch asks for
+    every scene."""
     try:
-        card["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        stat = path.stat()
+    except OSError:
+        return None
+    return _guided_with_version(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _guided_with_version(path: str, _size: int, _mtime_ns: int) -> Optional[str]:
+    card = sharpener_card(Path(path))
+    try:
+        card["sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
     return guided_with(card)

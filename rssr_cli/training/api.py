@@ -33,6 +33,7 @@ from rssr_cli.model.normalize import destandardize
 from rssr_cli.model.operator import grid_tensors
 from rssr_cli.model.samplers import DENOISER_VALIDATION_STEPS
 from rssr_cli.model.sr_model import DEFAULT_SPEC, TINY_SPEC, SRModel, build_sr_model
+from rssr_cli.model.validation import CHAIN_SAMPLER_RANGES
 from rssr_cli.scoring.metrics import psnr, shave
 from rssr_cli.scoring.posterior import posterior_image
 from rssr_cli.training.data import PatchBatch, PatchSampler, SensorPatchSampler, TrainImage, find_images, load_images
@@ -153,8 +154,9 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"--denoiser-patch must be >= 2 (or 0: the default), got {s.denoiser_patch}")
     if s.process not in PROCESSES:
         raise UsageError(f"unknown --process {s.process!r}; choose one of: {', '.join(PROCESSES)}")
-    if not 0.0 <= s.variance_correction <= 100.0:
-        raise UsageError(f"--variance-correction must be in [0, 100], got {s.variance_correction}")
+    low, high = CHAIN_SAMPLER_RANGES["variance_correction"]
+    if not low <= s.variance_correction <= high:
+        raise UsageError(f"--variance-correction must be in [{low:g}, {high:g}], got {s.variance_correction}")
     if (
         not 2 <= s.chain_steps <= 1000
         or not 0.0 < s.kappa <= 100.0

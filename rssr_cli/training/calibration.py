@@ -19,15 +19,14 @@ from typing import Mapping, Sequence
 
 from rssr_cli.core.errors import UsageError
 from rssr_cli.model.sr_model import SRModel
+from rssr_cli.model.validation import CHAIN_SAMPLER_RANGES
 from rssr_cli.training.api import validate_posterior
 from rssr_cli.training.data import TrainImage
-
-SAMPLER_SETTINGS = {"variance_correction": (0.0, 100.0), "band_correlation": (0.0, 1.0)}  # what may be calibrated
 
 
 @dataclass(frozen=True)
 class Candidate:
-    settings: dict[str, float]  # sampler defaults (SAMPLER_SETTINGS keys)
+    settings: dict[str, float]  # sampler defaults (CHAIN_SAMPLER_RANGES keys)
     figures: dict[str, float]  # validate_posterior's: score (1 - ES/ES_prior), power/spread/MSE ratios, the null's
 
     @property
@@ -52,23 +51,20 @@ def calibrate_sampler(
         raise UsageError("calibration needs at least one candidate")
     for settings in candidates:
         for key, value in settings.items():
-            if key not in SAMPLER_SETTINGS:
-                raise UsageError(f"{key} is not a calibrated sampler setting ({', '.join(SAMPLER_SETTINGS)})")
-            low, high = SAMPLER_SETTINGS[key]
+            if key not in CHAIN_SAMPLER_RANGES:
+                raise UsageError(f"{key} is not a calibrated sampler setting ({', '.join(CHAIN_SAMPLER_RANGES)})")
+            low, high = CHAIN_SAMPLER_RANGES[key]
             if not low <= value <= high:
                 raise UsageError(f"{key} candidates must be in [{low:g}, {high:g}], got {value}")
-    before = dict(model.sampler_defaults)
+    before = model.sampler_defaults
     scored = []
     try:
         for settings in candidates:
-            model.sampler_defaults.update({k: float(v) for k, v in settings.items()})
-            figures = validate_posterior(model, list(images), scale, degradation)
-            scored.append(Candidate({k: float(v) for k, v in settings.items()}, figures))
-            model.sampler_defaults.clear()
-            model.sampler_defaults.update(before)
+            chosen = {k: float(v) for k, v in settings.items()}
+            model.sampler_defaults = {**before, **chosen}
+            scored.append(Candidate(chosen, validate_posterior(model, list(images), scale, degradation)))
     finally:
-        model.sampler_defaults.clear()
-        model.sampler_defaults.update(before)
+        model.sampler_defaults = before
     best = max(scored, key=lambda c: c.score)
     return best.settings, scored
 
