@@ -163,3 +163,28 @@ def make_stac_item(root: Path) -> Path:
     path = root / "item.json"
     path.write_text(json.dumps(item, indent=1))
     return path
+
+
+# Every band of one extent (as in a real product), so every run has the same common grid:
+# 54 x 54 px at 10 m, 27 x 27 at 20 m, 9 x 9 at 60 m of the committed crops.
+SHARED_BOUNDS = (441780.0, 4166280.0, 442320.0, 4166820.0)
+
+
+def shared_extent_product(root: Path) -> Path:
+    """An L1C product whose bands all cover SHARED_BOUNDS (GeoTIFF bands: quicker to read than JPEG 2000)."""
+    bands = crop_bands(root / "bands", SENTINEL2_BANDS, SHARED_BOUNDS)
+    return make_l1c(root, suffix=".tif", source_dir=bands)
+
+
+def tiny_sharpener(folder: Path, name: str) -> Path:
+    """A tiny random guided sharpener (seeded) saved as `folder/tiny`, its card naming it `name`."""
+    import torch  # lazy: the product helpers serve torch-free tests too
+
+    from rssr_cli.sharpen.model import TINY_SPEC, build_sharpener, save_sharpener
+
+    torch.manual_seed(0)
+    model = build_sharpener(TINY_SPEC)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    return save_sharpener(model, folder / "tiny", {"name": name})

@@ -24,7 +24,6 @@ from rssr_cli.pipeline.model_choice import with_scene_model
 from rssr_cli.pipeline.settings import ModelOptions
 from rssr_cli.pipeline.split import assemble_rows, render_rows, scene_row_bands
 from rssr_cli.sharpen import apply as sharpen_apply
-from rssr_cli.sharpen.model import TINY_SPEC, build_sharpener, save_sharpener
 
 import s2_products as sp
 from cli_helpers import run
@@ -32,25 +31,17 @@ from model_helpers import tiny_model
 
 torch.set_num_threads(1)
 
-SHARED_BOUNDS = (441780.0, 4166280.0, 442320.0, 4166820.0)  # 54 x 54 px at 10 m, 27 x 27 at 20 m, 9 x 9 at 60 m
 AOI = "POLYGON((441870 4166370, 442130 4166370, 442130 4166610, 441870 4166610, 441870 4166370))"
 
 
 @pytest.fixture(scope="module")
 def product(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("s2split")
-    bands = sp.crop_bands(root / "bands", sp.SENTINEL2_BANDS, SHARED_BOUNDS)
-    return sp.make_l1c(root, suffix=".tif", source_dir=bands)
+    return sp.shared_extent_product(tmp_path_factory.mktemp("s2split"))
 
 
 @pytest.fixture(scope="module")
 def sharpener(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = build_sharpener(TINY_SPEC)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.2)
-    return save_sharpener(model, tmp_path_factory.mktemp("sharpener") / "tiny", {"name": "tiny-split"})
+    return sp.tiny_sharpener(tmp_path_factory.mktemp("sharpener"), "tiny-split")
 
 
 @pytest.fixture(scope="module")

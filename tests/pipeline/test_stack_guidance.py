@@ -11,36 +11,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.sharpen import apply as sharpen_apply
-from rssr_cli.sharpen.model import TINY_SPEC, build_sharpener, save_sharpener
 
 import s2_products as sp
 from cli_helpers import run
 from model_helpers import tiny_model
 
-# on the 10, 20 and 60 m grids of the committed crops: 54 x 54 px at 10 m, 27 x 27 at 20 m, 9 x 9 at 60 m
-SHARED_BOUNDS = (441780.0, 4166280.0, 442320.0, 4166820.0)
 AOI = "POLYGON((441870 4166370, 442130 4166370, 442130 4166610, 441870 4166610, 441870 4166370))"  # 26 x 24 px at 10 m, well inside: the outer 4 px have scene pixels beyond
 
 
 @pytest.fixture(scope="module")
 def product(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("s2shared")
-    bands = sp.crop_bands(root / "bands", sp.SENTINEL2_BANDS, SHARED_BOUNDS)
-    return sp.make_l1c(root, suffix=".tif", source_dir=bands)  # GeoTIFF: quicker to read than JPEG 2000
+    return sp.shared_extent_product(tmp_path_factory.mktemp("s2shared"))  # GeoTIFF: quicker to read than JPEG 2000
 
 
 @pytest.fixture(scope="module")
 def sharpener(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = build_sharpener(TINY_SPEC)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.2)
-    return save_sharpener(model, tmp_path_factory.mktemp("sharpener") / "tiny", {"name": "tiny-test"})
+    return sp.tiny_sharpener(tmp_path_factory.mktemp("sharpener"), "tiny-test")
 
 
 @pytest.fixture(scope="module")
