@@ -58,7 +58,7 @@ class Guidance:
         """The sharpener's tiles over one guided band."""
         return self.sharpener.tiles(self.plan.region.window)
 
-    def sharpen(self, job: BandJob, guides_path: Path, writer: DatasetWriter, progress: Callable[..., None]) -> int:
+    def sharpen(self, job: BandJob, writer: DatasetWriter, progress: Callable[..., None]) -> int:
         plan = self.plan
         region = plan.region
         assert job.grid.placement is not None
@@ -77,9 +77,9 @@ class Guidance:
             job.grid.placement,
             job.scale,
             abs(plan.common.transform.a),
-            guides_path,
+            [(g.band, g.grid.placement) for g in plan.guides],
             region=region.window,
-            staged=self.staged,
+            context=self.staged,
             nodata=nodata,
             dtype=plan.dtype,
             write=write,

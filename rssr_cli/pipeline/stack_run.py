@@ -198,7 +198,7 @@ class StackRun:
                 if spread is not None:  # the draws the model staged the guide with
                     guidance.copy_guide(resume.folder / GUIDES_SPREAD, run.job, spread)
             elif how == GUIDED and guidance:
-                guidance.sharpen(run.job, guides_path, writer, step_progress())
+                guidance.sharpen(run.job, writer, step_progress())
             else:
                 drawn = (self.spread, spread) if self.spread is not None and spread is not None else None
                 skipped = run.execute(

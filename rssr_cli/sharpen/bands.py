@@ -54,9 +54,10 @@ def sharpener_name(card: dict[str, Any]) -> str:
     return str(card.get("name") or DEFAULT_SHARPENER_NAME)
 
 
-# The steps after the sharpener's network (sharpen/predict.py): back-projection onto the native pixels, then the bound.
-# Change this label whenever they change: it is part of RSSR_GUIDED_WITH, so a batch redoes a guided output once.
-GUIDED_STEPS = "box back-projection 1 step; guide-supported bound x3"
+# The steps around the sharpener's network: its guides' source (sharpen/apply.py: the native guides resampled, as in
+# training), then back-projection onto the native pixels and the bound (sharpen/predict.py). Change this label
+# whenever they change: it is part of RSSR_GUIDED_WITH, so a batch redoes a guided output once.
+GUIDED_STEPS = "native guides resampled; box back-projection 1 step; guide-supported bound x3"
 GUIDED_WITH_TAG = "RSSR_GUIDED_WITH"
 
 

@@ -109,6 +109,21 @@ def test_the_guided_pass_does_not_depend_on_the_tiling(product, model_path, tmp_
         assert np.abs(a.read(window=window).astype(int) - c.read().astype(int)).max() <= 1
 
 
+
+def test_finer_than_the_guides_the_sharpener_reads_their_native_pixels_not_the_model_output(
+    product, model_path, tmp_path
+):
+    """At 5 m the network sees the 10 m guides resampled as in its training (bicubic of their native pixels), never
+    the run's super-resolved guides (a model's grain it would amplify into texture): the guided bands do not depend
+    on the model that super-resolves the 10 m bands, which do."""
+    other = save_model(tiny_model(seed=7), tmp_path / "other.safetensors", model_id="tiny-guidance-other")
+    args = ("--bands", "B02,B03,B04,B08,B11,B01", "-r", "5")
+    one = upscale(product, tmp_path / "one.tif", *args, "--model", model_path)
+    two = upscale(product, tmp_path / "two.tif", *args, "--model", other)
+    assert np.abs(band(one, "B08") - band(two, "B08")).max() > 10  # the models differ
+    for name in ("B11", "B01"):
+        assert np.abs(band(one, name) - band(two, name)).max() == 0, name
+
 def test_a_classical_stack_run_does_not_depend_on_the_window_size(product, tmp_path):
     args = ("--bands", "B04,B11,B01", "-r", "5", "--method", "bicubic")
     default = upscale(product, tmp_path / "default.tif", *args)
