@@ -109,7 +109,6 @@ def test_the_guided_pass_does_not_depend_on_the_tiling(product, model_path, tmp_
         assert np.abs(a.read(window=window).astype(int) - c.read().astype(int)).max() <= 1
 
 
-
 def test_finer_than_the_guides_the_sharpener_reads_their_native_pixels_not_the_model_output(
     product, model_path, tmp_path
 ):
@@ -123,6 +122,7 @@ def test_finer_than_the_guides_the_sharpener_reads_their_native_pixels_not_the_m
     assert np.abs(band(one, "B08") - band(two, "B08")).max() > 10  # the models differ
     for name in ("B11", "B01"):
         assert np.abs(band(one, name) - band(two, name)).max() == 0, name
+
 
 def test_a_classical_stack_run_does_not_depend_on_the_window_size(product, tmp_path):
     args = ("--bands", "B04,B11,B01", "-r", "5", "--method", "bicubic")
