@@ -244,6 +244,12 @@ def train_sharpener_command(
     ] = 250,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads (0: all cores).")] = 0,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 autocast where the CPU computes bf16 natively, else fp32), fp32 or bf16: the forward pass's numerics."
+        ),
+    ] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/state.pt.")] = False,
     select: Annotated[
         Optional[list[str]],
@@ -277,6 +283,7 @@ def train_sharpener_command(
             blocks=blocks,
             eval_every=eval_every,
             threads=threads or None,
+            precision=precision,
             resume=resume,
         )
         path = train_sharpener(config, log=(lambda _line: None) if quiet else stdout.print)

@@ -26,11 +26,13 @@ import torch
 from rssr_cli.core.errors import CheckpointError, InputError, RssrError, UsageError
 from rssr_cli.core.interrupts import interruptible
 from rssr_cli.degradation import sensor_degradation as sensor
+from rssr_cli.model.device import resolve_precision
 from rssr_cli.sharpen.bands import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS
 from rssr_cli.sharpen.model import MAX_PARAMETERS, build_sharpener, save_sharpener, spec_parameter_count
 from rssr_cli.sharpen.scene import BandArray, load_scene, stats_of
 from rssr_cli.sharpen.wald import evaluate_scene_split, rows_of_split
 from rssr_cli.sharpen.wald_inputs import wald_inputs
+from rssr_cli.training.trainer import autocast_for
 
 
 @dataclass
@@ -49,6 +51,7 @@ class SharpenTrainConfig:
     share_smallest_ratio: float = 0.4  # of batches at r = 2 (20 m) / 6 (60 m), the ratios of --resolution 10
     eval_every: int = 250
     threads: Optional[int] = None
+    precision: str = "auto"  # auto (bf16 where the CPU computes it natively) | fp32 | bf16: the forward's autocast
     resume: bool = False
     notes: dict = field(default_factory=dict)
 
@@ -91,6 +94,7 @@ def check_config(config: SharpenTrainConfig) -> None:
         raise UsageError(
             f"--width {config.width} --blocks {config.blocks} make {parameters:,} parameters; a sharpener holds at most {MAX_PARAMETERS:,}"
         )
+    resolve_precision(config.precision, torch.device("cpu"), training=True)  # the name checked
     if isinstance(config.scenes, (str, bytes)) or not config.scenes:
         raise UsageError("scenes must be a list of at least one scene")
 
@@ -226,7 +230,11 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
     log(f"{len(scenes)} training scenes ({train_split} rows), {len(selection)} selection scenes ({select_split} rows)")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    precision = resolve_precision(config.precision, torch.device("cpu"), training=True)
     model = build_sharpener({"width": config.width, "blocks": config.blocks})
+    if precision == "bf16":  # with bf16 autocast, channels-last convolutions are the fast CPU path (BENCHMARKS.md)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (torch's stubs omit it)
+    log(f"training in {precision}")
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps)))
@@ -253,8 +261,9 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
         band_up, guides, index, scale, guide_ratio, truth, valid = make_batch(
             scenes, stats, config, rng, groups, train_split
         )
-        pred = model(band_up, guides, index, scale, guide_ratio)
-        loss = ((pred - truth).abs() * valid).sum() / valid.sum().clamp(min=1)
+        with autocast_for("cpu", precision):
+            pred = model(band_up, guides, index, scale, guide_ratio)
+        loss = ((pred.float() - truth).abs() * valid).sum() / valid.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -283,6 +292,7 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
                     {
                         "training": {
                             **asdict(config),
+                            "precision": precision,
                             "best_step": step,
                             "select_score": score,
                             "degradation": DEGRADATION_CARD,
@@ -325,6 +335,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ):
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--select", action="append", default=[])
     args = parser.parse_args(argv)
@@ -341,6 +352,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         blocks=args.blocks,
         eval_every=args.eval_every,
         threads=args.threads or None,
+        precision=args.precision,
         resume=args.resume,
     )
     train_sharpener(config)

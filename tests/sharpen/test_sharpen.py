@@ -181,10 +181,12 @@ def test_training_by_walds_protocol_writes_a_loadable_best_model(tmp_path):
         share_60m=0.0,
         eval_every=2,
         threads=1,
+        precision="bf16",  # autocast (emulated where the CPU has no bf16: slower, the same numbers)
     )
     best = train_sharpener(config, log=lambda _: None)
     model = load_sharpener(best)
     assert model.card["training"]["scenes"] == [str(sp.BANDS_DIR)]
+    assert model.card["training"]["precision"] == "bf16"
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [2, 4] and all(math.isfinite(h["score"]) for h in history)
     assert (tmp_path / "run" / "state.pt").exists()  # resumable
@@ -276,6 +278,8 @@ TINY_RUN = dict(steps=2, batch=2, crop=12, width=8, blocks=1, share_60m=0.0, eva
         ("width", 4096, "a sharpener holds at most"),
         ("steps", 2.5, "--steps must be a whole number"),
         ("scenes", "scene.SAFE", "scenes must be a list"),
+        ("precision", "fp8", "unknown precision 'fp8'"),
+        ("precision", "fp16", "training runs in fp32 or bf16"),
     ],
 )
 def test_train_sharpener_options_are_checked_before_any_file_is_read(tmp_path, option, value, message):
