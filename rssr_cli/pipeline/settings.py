@@ -225,9 +225,9 @@ class BandMade:
 
     def summary(self) -> str:
         """`B11 guided x2`, `B04 copied`, `B05 diffusion x2`, `B08 read`."""
-        if self.method in ("copy", "read"):
-            return f"{self.band} {'copied' if self.method == 'copy' else 'read'}"
-        return f"{self.band} {self.method} x{self.scale:.4g}"
+        if self.method == "copy":
+            return f"{self.band} copied"
+        return f"{self.band} read" if self.method == "read" else f"{self.band} {self.method} x{self.scale:.4g}"
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,7 @@ def guides_read(guides: Sequence[BandJob]) -> tuple[BandMade, ...]:
 def plan_stack(stack: BandStack, settings: UpscaleSettings, *, rows: Optional[tuple[int, int]] = None) -> StackPlan:
     """Validate the request against the stack (bands, grids, scales, AOI) before any pixel is read. `rows`: the
     plan of full-grid output rows [start, stop) only (one part of a run split by rows, pipeline.split): every band,
-    the region cut to those rows (the sharpener reads the guides with its halo around it, stack_guidance.plan_guidance)."""
+    the region cut to those rows (the sharpener reads the guides with its halo around it: stack_guidance)."""
     selected = stack.select(settings.bands)
     check_compatible(selected, stack.source)
     finest = min(selected, key=lambda b: b.resolution)  # the first of the finest, in the order asked

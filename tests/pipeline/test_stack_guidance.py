@@ -138,8 +138,8 @@ def test_the_model_runs_on_the_guides_only_when_they_are_output(product, model_p
 
     monkeypatch.setattr(DiffusionBackend, "upsample", counting)
     log = tmp_path / "run.jsonl"
-    result = run("upscale", product, "-o", tmp_path / "b11.tif", "--bands", "B11", "-r", "5", "--model", model_path,
-                 "--log-json", log)  # fmt: skip
+    args = ("--bands", "B11", "-r", "5", "--model", model_path, "--log-json", log)
+    result = run("upscale", product, "-o", tmp_path / "b11.tif", *args)
     assert result.exit_code == 0, result.output
     assert windows == []  # B11 is guided, the guides only read
     line = json.loads(log.read_text().splitlines()[-1])
