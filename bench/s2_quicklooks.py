@@ -92,7 +92,7 @@ def product_run(folder: Path, out: Path, window: tuple[int, int, int], **setting
     """`rssr upscale FOLDER --aoi ...` through the library (rssr_cli.upscale, the CLI's one call), the output read
     back as float32 [B, h, w]. `window` (row, col, side) is in pixels of the folder's 10 m grid; the AOI is that
     window shrunk by a tenth of a pixel, so it selects exactly its pixels (and, at 5 m, every centre is inside it). An AOI does not change a band's values
-    (the tiles and the staged guides carry their halo beyond it: issue 22)."""
+    (the tiles and the guides read carry their halo beyond it: issue 22)."""
     from shapely.geometry import box
 
     from rssr_cli import upscale

@@ -71,7 +71,7 @@ def _how_made(result: UpscaleResult) -> str:
     said = _grouped(result.bands_made)
     if result.guides_only:
         guides = _grouped(result.guides_only)
-        said.append(", ".join(guides).replace(" copied", " read") + " as guides only (not output)")
+        said.append(", ".join(guides) + " as guides only (not output)")
     return shown("; ".join(said))
 
 
@@ -178,7 +178,7 @@ def render_stack_report(report: StackReport) -> list[str]:
                 f"  {'per band' if i == 0 else '':<11} {shown(how)}" + (f" ({shown(made.model)})" if made.model else "")
             )
         if report.guides_only:
-            guides = ", ".join(_grouped(report.guides_only)).replace(" copied", " read")
+            guides = ", ".join(_grouped(report.guides_only))
             lines.append(f"  guides      {shown(guides)} as guides only (not output)")
         partial = [(name, f) for name, f in report.coverage if f < 1.0]
         if partial:

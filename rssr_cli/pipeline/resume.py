@@ -9,10 +9,10 @@ tiling and batch size: any difference (another `--seed`, scale or model, the inp
 and the scene is computed from the start.
 
 What "how far" means is the run's state: a raster's StreamState (the output rows written), a band stack's
-StackState (the bands finished, in the run's fixed order: the staged guides first, then the output's bands, and
-how far the band being streamed is). Rows are on disk before the side-car says so: rasterio has no flush, so at a
-checkpoint (once CHECKPOINT_SECONDS have passed, looked at after each tile row and each band, and when an
-intermediate is complete) the intermediate being written is closed, fsynced and reopened in update mode, then the
+StackState (the bands finished, in the output's order, and how far the band being streamed is). Rows are on disk
+before the side-car says so: rasterio has no flush, so at a checkpoint (once CHECKPOINT_SECONDS have passed, looked
+at after each tile row and each band, and when an intermediate is complete) the intermediate being written is
+closed, fsynced and reopened in update mode, then the
 side-car is replaced atomically; a run stopped by an interrupt or a failure closes it and saves the side-car. A
 kill -9 loses at most the work since the last checkpoint. Windows carry their own seeds
 (grid.tile_seed) and a resumed stream adds the same patches in the same order, so a resumed output is
@@ -83,8 +83,8 @@ class StreamState:
 
 @dataclass
 class StackState:
-    """How far a band stack's run got: its first `bands_done` bands (in the run's order: staged guides, then the
-    output's bands) are written, with `skipped` all-nodata windows each, and `band` is how far the next one is."""
+    """How far a band stack's run got: its first `bands_done` bands (in the output's order) are written, with
+    `skipped` all-nodata windows each, and `band` is how far the next one is."""
 
     bands_done: int = 0
     skipped: list[int] = field(default_factory=list)

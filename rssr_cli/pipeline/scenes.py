@@ -63,7 +63,7 @@ class SceneResult:
         None  # a band stack's bands as made: {band, method, scale, guided_by, model} (UpscaleResult.bands_made)
     )
     guides_only: Optional[list] = (
-        None  # a band stack's guide bands read (copied or super-resolved) but not output, as `bands`
+        None  # a band stack's guide bands read (by the sharpener) but not output, as `bands` (method "read")
     )
     spread: Optional[str] = None  # the spread side-car written beside the output (--samples K >= 2)
 

@@ -218,14 +218,16 @@ class BandMade:
     """How one output band of a band stack is made (or, for `rssr info`, would be)."""
 
     band: str
-    method: str  # copy | guided | the run's method (diffusion, bicubic, ...)
+    method: str  # copy | guided | the run's method (diffusion, bicubic, ...) | read (a guide only read: not output)
     scale: float  # the band's native pixel / the output pixel (1: copied)
     guided_by: tuple[str, ...] = ()  # the guide bands of a guided band
     model: Optional[str] = None  # the sharpener of a guided band, the model of a diffusion band; None otherwise
 
     def summary(self) -> str:
-        """`B11 guided x2`, `B04 copied`, `B05 diffusion x2`."""
-        return f"{self.band} copied" if self.method == "copy" else f"{self.band} {self.method} x{self.scale:.4g}"
+        """`B11 guided x2`, `B04 copied`, `B05 diffusion x2`, `B08 read`."""
+        if self.method == "copy":
+            return f"{self.band} copied"
+        return f"{self.band} read" if self.method == "read" else f"{self.band} {self.method} x{self.scale:.4g}"
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,7 @@ class UpscaleResult:
     outside_aoi_windows: int = 0  # windows of the full-scene tiling whose patch misses the AOI: never read
     fidelity: Optional[FidelityReport] = None
     bands_made: tuple[BandMade, ...] = ()  # a band stack's bands, each as made (empty for a single raster: one method)
-    guides_only: tuple[BandMade, ...] = ()  # a band stack's guide bands read (and staged) but not output, as made
+    guides_only: tuple[BandMade, ...] = ()  # a band stack's guide bands read but not output
     spread: Optional[Path] = None  # the spread side-car written beside dst (--samples K >= 2), else None
 
     @property

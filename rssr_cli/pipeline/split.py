@@ -2,10 +2,10 @@
 joined into one COG, byte-identical to a whole-scene run.
 
 A band stack (Sentinel-2 product, STAC item, band folder) splits the same way: each part holds every output band
-over its rows, each band's tiles those of the whole run's tiling that reach these rows; guided bands stage their
-guides over the part's rows and the sharpener's halo (as for an AOI), so a part's edge sees the guides the whole run
-sees. The sharpener's convolutions then run on tiles of another shape than in a whole run, which may move a guided
-value by float rounding: guided bands are within 1 DN of a whole run, every other band is identical."""
+over its rows, each band's tiles those of the whole run's tiling that reach these rows; the sharpener reads the
+guides over the part's rows and its halo (as for an AOI), so a part's edge sees the guides the whole run sees. The
+sharpener's convolutions then run on tiles of another shape than in a whole run, which may move a guided value by
+float rounding: guided bands are within 1 DN of a whole run, every other band is identical."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def render_rows(
 def _render_stack_rows(
     src: str | Path, part: Path, settings: UpscaleSettings, rows: tuple[int, int], backend: Optional[SRBackend]
 ) -> tuple[Provenance, int, int]:
-    """A band stack's rows: every output band over them (its guides staged beside `part` meanwhile), and their
+    """A band stack's rows: every output band over them (the guides read around them by the sharpener), and their
     spread beside `part` as its own side-car (spread_path(part)) when the run draws K >= 2 samples."""
     settings = request_settings(src, settings)
     with raise_on_signals(), gdal_env(settings.threads):

@@ -70,7 +70,6 @@ class BandRun:
     tiles: list
     tile: int
     overlap: int
-    region: OutputRegion  # the part of the common grid it writes: the run's region, or where the guides are staged
 
     @classmethod
     def open(
@@ -79,16 +78,19 @@ class BandRun:
         plan: StackPlan,
         settings: UpscaleSettings,
         method: str,
-        region: Optional[OutputRegion] = None,
     ) -> "BandRun":
-        region = region or plan.region
         with open_raster(job.band.dataset) as dataset:
             source = with_nodata(inspect_source(dataset), plan.nodata)
         if job.copy:
-            return cls(job, plan, settings, method, source, [], 0, 0, region)
+            return cls(job, plan, settings, method, source, [], 0, 0)
         tile, overlap = auto_tiling(method, job.scale, band_tile(method, job.scale, settings.tile), settings.overlap)
-        tiles, _ = tiles_for_region(region, plan_tiles(job.grid, tile=tile, overlap=overlap))
-        return cls(job, plan, settings, method, source, tiles, tile, overlap, region)
+        tiles, _ = tiles_for_region(plan.region, plan_tiles(job.grid, tile=tile, overlap=overlap))
+        return cls(job, plan, settings, method, source, tiles, tile, overlap)
+
+    @property
+    def region(self) -> OutputRegion:
+        """The part of the common grid it writes: the run's region."""
+        return self.stack_plan.region
 
     @property
     def windows(self) -> int:
@@ -181,16 +183,14 @@ class BandRun:
             write_band(writer, self.job.slot, data, Window(0, row - top, width, rows))
 
 
-def blank_outside_footprints(
-    writer: DatasetWriter, jobs: Sequence[BandJob], region: OutputRegion, plan: StackPlan
-) -> None:
+def blank_outside_footprints(writer: DatasetWriter, plan: StackPlan) -> None:
     """Nodata where a band has no pixel (its footprint ends inside the output grid): whatever a run wrote there
-    (its edge pixels extended by the resampler, a sharpened guide) is beyond the band's data. `writer` covers
-    `region` of the common grid, the jobs in its slots."""
-    window = region.window
+    (its edge pixels extended by the resampler, a sharpened band) is beyond the band's data. `writer` covers
+    plan.region of the common grid, the output's bands in their slots."""
+    window = plan.region.window
     top, left = int(window.row_off), int(window.col_off)
     bottom, right = top + int(window.height), left + int(window.width)
-    for job in jobs:
+    for job in plan.jobs:
         col0, col1, row0, row1 = job.grid.footprint()
         outside = [  # (row_start, row_stop, col_start, col_stop) in full-grid pixels, clipped to the region
             (top, bottom, left, min(col0, right)),

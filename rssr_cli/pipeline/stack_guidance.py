@@ -1,9 +1,10 @@
-"""The guided pass of a band-stack run: the sharpener, the staged guides and the guided bands' tags.
+"""The guided pass of a band-stack run: the sharpener and the guided bands' tags.
 
 Which bands are guided, and by which guides, is the plan's (stack_plan.plan_jobs, by the band rule in
-sharpen.bands). The guides are staged on the common grid first, over the run's region plus the sharpener's halo
-(clamped to the grid): a guided pixel at the edge of an AOI sees the guides a run over the whole grid sees, so the
-output does not depend on the AOI. Requested guide bands are then copied from the staged file (computed once).
+sharpen.bands). The sharpener reads each guide's native pixels itself (sharpen.apply.read_on_output), within the
+run's region plus the sharpener's halo (clamped to the grid): a guided pixel at the edge of an AOI sees the guides a
+run over the whole grid sees, so the output does not depend on the AOI. A requested guide band is an ordinary band,
+run by the run's method like any other; a guide that is not requested is only read.
 
 The sharpener runs in sharpen/apply.py (torch): plan_guidance imports it only when the plan guides a band, so a run
 without guided bands (any plain raster, any classical method) and `import rssr_cli.pipeline` never load torch.
@@ -13,18 +14,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import rasterio
-from rasterio.enums import ColorInterp
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
-from rssr_cli.geo.region import OutputRegion
 from rssr_cli.geo.windows import grow
-from rssr_cli.io.cog import OutputSpec, write_band
+from rssr_cli.io.cog import write_band
 from rssr_cli.pipeline.stack_plan import BandJob, StackPlan
 from rssr_cli.sharpen.bands import GUIDED_WITH_TAG, guided_with, sharpener_name
 
@@ -33,19 +30,14 @@ if TYPE_CHECKING:  # the run-time import is plan_guidance's (torch)
 
 log = logging.getLogger(__name__)
 
-COPY_ROWS = 256  # rows per read/write when a band is copied unchanged (from a band file or the staged guides)
+COPY_ROWS = 256  # rows per read/write when a band is copied unchanged from its band file (or filled)
 
 
 @dataclass
 class Guidance:
     sharpener: GuidedPass
     plan: StackPlan
-    staged: Window  # the window of the common grid the staged guides cover: the region and the sharpener's halo
-
-    @property
-    def staged_region(self) -> OutputRegion:
-        """Where the guides are staged: a rectangle, no AOI mask (context, not output)."""
-        return OutputRegion(self.staged)
+    context: Window  # the window of the common grid the sharpener reads the guides within: the region and its halo
 
     @property
     def name(self) -> str:
@@ -79,29 +71,12 @@ class Guidance:
             abs(plan.common.transform.a),
             [(g.band, g.grid.placement) for g in plan.guides],
             region=region.window,
-            context=self.staged,
+            context=self.context,
             nodata=nodata,
             dtype=plan.dtype,
             write=write,
             progress=progress,
         )
-
-    def copy_guide(self, guides_path: Path, job: BandJob, writer: DatasetWriter) -> None:
-        """A requested guide band into its output slot, from the staged guides: the region's part, the AOI applied."""
-        slot = self.plan.guide_slot(job)
-        assert slot is not None
-        region, nodata = self.plan.region, self.plan.nodata
-        top, left = int(region.window.row_off), int(region.window.col_off)
-        height, width = int(region.window.height), int(region.window.width)
-        with rasterio.open(guides_path) as src:
-            for row in range(top, top + height, COPY_ROWS):
-                rows = min(COPY_ROWS, top + height - row)
-                window = Window(left - int(self.staged.col_off), row - int(self.staged.row_off), width, rows)
-                data = src.read(slot, window=window)[None]
-                inside = region.inside(row, rows)
-                if inside is not None and nodata is not None:  # the staged values are the output's already
-                    data[0][~inside] = nodata
-                write_band(writer, job.slot, data, Window(0, row - top, width, rows))
 
     def tags(self) -> dict[str, str]:
         card = self.sharpener.card
@@ -124,26 +99,4 @@ def plan_guidance(plan: StackPlan) -> Guidance | None:
 
     sharpener = load_guided_pass([g.band for g in plan.guides], plan.nodata)
     halo = max(sharpener.halo(job.scale) for job in guided)
-    staged = grow(plan.region.window, halo, plan.common.height, plan.common.width)
-    return Guidance(sharpener, plan, staged)
-
-
-def guides_spec(plan: StackPlan, staged: Window) -> OutputSpec:
-    """The staged guides: the guide bands on the `staged` window of the common grid, in the output's dtype."""
-    n = len(plan.guides)
-    return OutputSpec(
-        width=int(staged.width),
-        height=int(staged.height),
-        transform=OutputRegion(staged).transform(plan.common),
-        crs=None,
-        dtype=plan.dtype,
-        nodata=plan.nodata,
-        internal_mask=False,
-        descriptions=(None,) * n,
-        colorinterp=(ColorInterp.gray,) + (ColorInterp.undefined,) * (n - 1),
-        scales=(1.0,) * n,
-        offsets=(0.0,) * n,
-        tags={},
-        band_tags=({},) * n,
-        interleave="band",
-    )
+    return Guidance(sharpener, plan, grow(plan.region.window, halo, plan.common.height, plan.common.width))

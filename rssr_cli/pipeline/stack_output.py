@@ -20,7 +20,7 @@ from rssr_cli.pipeline.provenance import Provenance, model_choice_tags, region_t
 from rssr_cli.pipeline.settings import BandMade, UpscaleResult, UpscaleSettings
 from rssr_cli.pipeline.spread import SpreadLayer
 from rssr_cli.pipeline.stack_band import BandRun
-from rssr_cli.pipeline.stack_plan import BandJob, StackPlan, bands_made
+from rssr_cli.pipeline.stack_plan import BandJob, StackPlan, bands_made, guides_read
 
 
 def stack_result(
@@ -50,7 +50,7 @@ def stack_result(
         0,
         report,
         bands_made=made_by(plan.jobs, provenance),
-        guides_only=made_by(plan.guides_only, provenance),
+        guides_only=guides_read(plan.guides_only),
         spread=spread.path if spread is not None else None,
     )
 
@@ -116,11 +116,7 @@ def stack_output_spec(
             "RSSR_NATIVE_RESOLUTION": f"{job.band.resolution:g}",
             "RSSR_SCALE_XY": "1,1 (copied)" if job.copy else f"{job.grid.scale_x:.10g},{job.grid.scale_y:.10g}",
             "RSSR_SOURCE": redact(job.band.dataset),  # a signed URL's credentials stay out of the file
-            **(
-                {}
-                if job.copy or plan.from_guides(job)
-                else {"RSSR_TILE": str(run.tile), "RSSR_OVERLAP": str(run.overlap)}
-            ),
+            **({} if job.copy or job.guided_by else {"RSSR_TILE": str(run.tile), "RSSR_OVERLAP": str(run.overlap)}),
             "RSSR_BAND_METHOD": made.method,
             **({"RSSR_GUIDED_BY": ",".join(made.guided_by)} if made.guided_by else {}),
             **({"RSSR_BAND_MODEL": made.model} if made.model else {}),

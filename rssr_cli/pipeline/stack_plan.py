@@ -5,7 +5,8 @@ that band's bounds (the pipeline's usual rule). Every band is then run on its ow
 *placed* on it (grid.Placement: offset and step in that band's pixel coordinates, exact, whatever the grids'
 origins), so a 20 m band at 2.5 m runs at x8 and a 60 m band at x24. A band whose grid is the common grid is copied.
 How each band is made (copied, guided by the 10 m bands, or run by the run's method) is decided here once, by the
-band rule (sharpen.bands.guides_for): a guided band's guides are read whether or not they are output.
+band rule (sharpen.bands.guides_for): a guided band's guides are read whether or not they are output (a requested
+guide band is made like any other band; one not requested is only read, by the sharpener).
 `rssr info` on a stack describes the same plan (describe_stack). Execution: stack_run.py (with stack_band.py, stack_output.py).
 """
 
@@ -105,10 +106,10 @@ def is_same_grid(grid: OutputGrid) -> bool:
 
 @dataclass(frozen=True)
 class BandJob:
-    """One output band (or a staged guide): where it comes from, how its native grid maps onto the common grid, and
-    how it is made: copied, guided by `guided_by`, or run by the run's method."""
+    """One output band (or a guide the sharpener reads): where it comes from, how its native grid maps onto the common
+    grid, and how it is made: copied, guided by `guided_by`, or run by the run's method."""
 
-    slot: int  # 1-based output band (of the staged guides file, for a guide)
+    slot: int  # 1-based output band (for a guide: its place among the plan's guides)
     band: StackBand
     grid: OutputGrid  # the common grid placed on the band's grid
     copy: bool
@@ -131,23 +132,12 @@ class StackPlan:
     jobs: tuple[BandJob, ...]
     nodata: Optional[float]
     dtype: str
-    guides: tuple[BandJob, ...] = ()  # the guides of the guided jobs, on the common grid (staged once, slots 1..4)
+    guides: tuple[BandJob, ...] = ()  # the guides of the guided jobs, on the common grid (the sharpener reads them)
 
     @property
     def guides_only(self) -> tuple[BandJob, ...]:
         """The guides that are read but not output (not asked for)."""
         return guides_only(self.jobs, self.guides)
-
-    def guide_slot(self, job: BandJob) -> int | None:
-        """The job's slot in the staged guides file when the job is a guide band (same band of the same file)."""
-        return next(
-            (g.slot for g in self.guides if (g.band.dataset, g.band.index) == (job.band.dataset, job.band.index)),
-            None,
-        )
-
-    def from_guides(self, job: BandJob) -> bool:
-        """The job's own run is not executed: it is guided, or copied from the staged guides (stack_guidance)."""
-        return bool(job.guided_by) or self.guide_slot(job) is not None
 
 
 def guidance_asked(settings: UpscaleSettings) -> bool:
@@ -176,7 +166,7 @@ def plan_jobs(
 
 
 def plan_guides(stack: BandStack, jobs: Sequence[BandJob], common: OutputGrid) -> tuple[BandJob, ...]:
-    """The guides the guided jobs need, on the common grid (slot k of the staged guides file); () when none is guided."""
+    """The guides the guided jobs need, on the common grid (slot k: the k-th guide); () when none is guided."""
     names = next((job.guided_by for job in jobs if job.guided_by), ())
     by_name = {band.name: band for band in stack.bands}
     return tuple(
@@ -206,10 +196,16 @@ def bands_made(
     )
 
 
+def guides_read(guides: Sequence[BandJob]) -> tuple[BandMade, ...]:
+    """The guides only read (not output), as reported: nothing is made of them; the sharpener reads their native
+    pixels at their scale."""
+    return tuple(BandMade(job.band.name, "read", 1.0 if job.copy else job.scale) for job in guides)
+
+
 def plan_stack(stack: BandStack, settings: UpscaleSettings, *, rows: Optional[tuple[int, int]] = None) -> StackPlan:
     """Validate the request against the stack (bands, grids, scales, AOI) before any pixel is read. `rows`: the
     plan of full-grid output rows [start, stop) only (one part of a run split by rows, pipeline.split): every band,
-    the region cut to those rows (the guides staged with their halo around it, stack_guidance.plan_guidance)."""
+    the region cut to those rows (the sharpener reads the guides with its halo around it: stack_guidance)."""
     selected = stack.select(settings.bands)
     check_compatible(selected, stack.source)
     finest = min(selected, key=lambda b: b.resolution)  # the first of the finest, in the order asked
@@ -331,7 +327,7 @@ class StackReport:
     band_methods: tuple[
         BandMade, ...
     ] = ()  # how upscale would make each band (its defaults: guided where the rule says)
-    guides_only: tuple[BandMade, ...] = ()  # guide bands it would read (copy or super-resolve) without writing them
+    guides_only: tuple[BandMade, ...] = ()  # guide bands it would read without writing them (guides_read)
 
 
 @interruptible
@@ -365,9 +361,7 @@ def describe_stack(
         sharpener = sharpener_name(sharpener_card(default_sharpener_path()))
         run_model = model.name if method not in CLASSICAL_METHODS else None
         made = bands_made(jobs, method, run_model=run_model, sharpener=sharpener)
-        only = bands_made(
-            guides_only(jobs, plan_guides(stack, jobs, grid)), method, run_model=run_model, sharpener=sharpener
-        )
+        only = guides_read(guides_only(jobs, plan_guides(stack, jobs, grid)))
     nodata = output_nodata(stack, selected, None)
     return StackReport(
         stack.source,

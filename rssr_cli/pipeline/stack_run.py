@@ -5,9 +5,8 @@ the model sampling the exact positions of the common grid's pixels; nothing is r
 the common grid is copied unchanged; coarse Sentinel-2 bands are guided by the 10 m bands (stack_guidance.py).
 Each band is streamed (pipeline.stream.stream_tiles) into its own slot of one band-interleaved intermediate GeoTIFF,
 which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure). StackRun writes a plan's
-region: the whole output here, one row part of it for --split-rows (pipeline.split). The bands run in a fixed
-order (the staged guides, then the output's bands); a whole run does so in the output's resume folder when every
-band read is local (resume.py): an interrupted run continues from the bands written and the rows of the band it
+region: the whole output here, one row part of it for --split-rows (pipeline.split). The bands run in the
+output's order; a whole run does so in the output's resume folder when every band read is local (resume.py): an interrupted run continues from the bands written and the rows of the band it
 stopped in.
 
 The modules by job: stack_band.py (one band's run on its own grid), stack_output.py (the output's spec, tags and
@@ -43,10 +42,10 @@ from rssr_cli.pipeline.settings import Progress, UpscaleResult, UpscaleSettings,
 from rssr_cli.pipeline.spread import SpreadLayer
 from rssr_cli.pipeline.stack_band import BandRun, band_runs, blank_outside_footprints
 from rssr_cli.pipeline.stack_fidelity import assess_stack_fidelity
-from rssr_cli.pipeline.stack_guidance import Guidance, guides_spec, plan_guidance
+from rssr_cli.pipeline.stack_guidance import Guidance, plan_guidance
 from rssr_cli.pipeline.stack_output import read_band_files, stack_output_spec, stack_result
 from rssr_cli.pipeline.stack_plan import StackPlan, plan_stack, request_settings
-from rssr_cli.pipeline.stack_spread import finish_spread, staged_spread_spec, with_spread
+from rssr_cli.pipeline.stack_spread import finish_spread, with_spread
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +86,6 @@ def upscale_stack(
     return stack_result(plan, dst, run.provenance, run.total, skipped, seconds, report, run.spread)
 
 
-GUIDES = "guides.tif"  # the staged guides, beside resume.INTERMEDIATE in the run's staging folder
-GUIDES_SPREAD = "guides.spread.tif"  # their spread, when the model stages them with K draws
-
-
 @dataclass
 class StackRun:
     """A planned stack run, ready to write: each band's run, the guided pass, what it records and its output spec
@@ -100,7 +95,6 @@ class StackRun:
     backend: SRBackend
     runs: list[BandRun]
     guidance: Optional[Guidance]
-    guide_runs: list[BandRun]  # the guides' runs, over the staged window (the region and the sharpener's halo)
     provenance: Provenance
     spec: OutputSpec
     spread: Optional[SpreadLayer] = None  # the side-car of a run whose backend draws K >= 2 samples (stack_spread.py)
@@ -122,11 +116,6 @@ class StackRun:
             backend = build_backend(method, settings)
         runs = band_runs(plan, settings, method)
         guidance = plan_guidance(plan)
-        guide_runs = (
-            [BandRun.open(job, plan, settings, method, guidance.staged_region) for job in plan.guides]
-            if guidance
-            else []
-        )
         provenance = replace(Provenance.of(method, backend), guidance=guidance.tags() if guidance else {})
         log.info(
             "%s: %s, %d band(s) -> %dx%d px on %s's grid (x%.4g), %d windows, method %s",
@@ -147,7 +136,7 @@ class StackRun:
         if provenance.spread:
             check_spread_destination(dst, settings, len(plan.jobs), plan.stack.source, part=part)
             spec, spread = with_spread(spec, plan, dst, settings)
-        return cls(plan, backend, runs, guidance, guide_runs, provenance, spec, spread)
+        return cls(plan, backend, runs, guidance, provenance, spec, spread)
 
     def spread_layers(self, folder: Path) -> list[CogLayer]:
         """The side-car that report.publish builds and publishes with the output (none without a spread layer)."""
@@ -158,22 +147,19 @@ class StackRun:
     @property
     def total(self) -> int:
         """The windows (and guided tiles) the run computes."""
-        total = sum(run.windows for run in self.runs if not self.plan.from_guides(run.job))
-        if self.guidance:
-            total += sum(run.windows for run in self.guide_runs) + self.guidance.tiles()
-        return total
+        total = sum(run.windows for run in self.runs if not run.job.guided_by)
+        return total + (self.guidance.tiles() if self.guidance else 0)
 
     def write(self, resume: Resume[StackState], progress: Optional[Progress] = None) -> Path:
-        """Stage the guides, then write every output band into the intermediate, in `resume.folder`; returns the
-        intermediate (the windows skipped as entirely nodata are in resume.state). The bands run in a fixed order
-        (guides, then the output's), so `resume.state` says which are written and how far the next is: a resumed run
-        skips the bands written and continues the next one's stream, its progress counting the windows left
-        (resume.py). With a spread layer, the side-car's intermediate is written alongside, in `resume.folder` as
+        """Write every output band into the intermediate, in `resume.folder`; returns the intermediate (the windows
+        skipped as entirely nodata are in resume.state). The bands run in the output's order, so `resume.state` says
+        which are written and how far the next is: a resumed run skips the bands written and continues the next
+        one's stream, its progress counting the windows left (resume.py). With a spread layer, the side-car's intermediate is written alongside, in `resume.folder` as
         report.SPREAD_INTERMEDIATE (such a run does not resume: stack_spread.py)."""
         plan, guidance, backend, state = self.plan, self.guidance, self.backend, resume.state
         if self.spread is not None and resume.durable:
             raise ValueError("a run with a spread side-car does not resume: stage it without a resume key")
-        steps = [(run, OWN) for run in self.guide_runs] + [(run, _how(run, plan, guidance)) for run in self.runs]
+        steps = [(run, GUIDED if guidance and run.job.guided_by else OWN) for run in self.runs]
         left = sum(
             _windows_left(run, how, guidance, state.band.rows_written if i == state.bands_done else 0)
             for i, (run, how) in enumerate(steps)
@@ -193,11 +179,7 @@ class StackRun:
         def run_band(run: BandRun, how: str, writer: DatasetWriter, spread: Optional[DatasetWriter]) -> None:
             nonlocal done
             work, skipped = _windows_left(run, how, guidance, state.band.rows_written), 0
-            if how == GUIDE_COPY and guidance:
-                guidance.copy_guide(guides_path, run.job, writer)
-                if spread is not None:  # the draws the model staged the guide with
-                    guidance.copy_guide(resume.folder / GUIDES_SPREAD, run.job, spread)
-            elif how == GUIDED and guidance:
+            if how == GUIDED and guidance:
                 guidance.sharpen(run.job, writer, step_progress())
             else:
                 drawn = (self.spread, spread) if self.spread is not None and spread is not None else None
@@ -208,19 +190,6 @@ class StackRun:
             state.finish_band(skipped)
             resume.after_row()
 
-        guides_path = resume.folder / GUIDES
-        n_guides = len(self.guide_runs)
-        if guidance and state.bands_done <= n_guides:  # the guides' footprints are blanked before they count
-            path, held = resume.intermediate(GUIDES)
-            staged = guides_spec(plan, guidance.staged)
-            spread_spec = staged_spread_spec(staged) if self.spread is not None else None
-            with (
-                _tracked(resume, path, staged, held) as writer,
-                open_optional_intermediate(resume.folder / GUIDES_SPREAD, spread_spec) as spread,
-            ):
-                for run, how in steps[state.bands_done : n_guides]:
-                    run_band(run, how, writer, spread)
-                blank_outside_footprints(writer, plan.guides, guidance.staged_region, plan)
         path, held = resume.intermediate(INTERMEDIATE)
         side_car = resume.folder / SPREAD_INTERMEDIATE
         with (
@@ -229,26 +198,18 @@ class StackRun:
         ):
             for run, how in steps[state.bands_done :]:
                 run_band(run, how, writer, spread)
-            blank_outside_footprints(writer, plan.jobs, plan.region, plan)
+            blank_outside_footprints(writer, plan)
         if self.spread is not None:
             finish_spread(path, side_car, plan)
         resume.streamed = True
         return path
 
 
-OWN, GUIDE_COPY, GUIDED = "own", "guide copy", "guided"  # how a band is written: its run, a staged guide, sharpened
-
-
-def _how(run: BandRun, plan: StackPlan, guidance: Optional[Guidance]) -> str:
-    if guidance and plan.guide_slot(run.job) is not None:
-        return GUIDE_COPY
-    return GUIDED if guidance and run.job.guided_by else OWN
+OWN, GUIDED = "own", "guided"  # how a band is written: by its run (the run's method, or a copy), or sharpened
 
 
 def _windows_left(run: BandRun, how: str, guidance: Optional[Guidance], rows_written: int) -> int:
     """The windows (tiles, for a guided band) a band's run has left, its stream having written `rows_written`."""
-    if how == GUIDE_COPY:
-        return 0
     if how == GUIDED and guidance:
         return guidance.band_tiles()
     return run.windows_left(rows_written)

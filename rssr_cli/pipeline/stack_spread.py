@@ -2,11 +2,11 @@
 output's grid, one float32 band per output band in the output's stored units, NaN nodata.
 
 What a band's spread holds depends on how the band was made (stack_plan.BandJob):
-- run by the model (its own run, or a guide band the model staged and the output copies): the per-pixel standard
-  deviation of its K draws, blended across seams with the mean's weights, exactly as for a raster (stream.py);
+- run by the model (a requested guide band too, like any band the model runs): the per-pixel standard deviation
+  of its K draws, blended across seams with the mean's weights, exactly as for a raster (stream.py);
 - copied unchanged (the band is on the common grid already): 0, every draw being the stored value;
-- sharpened from the guides (the guided pass): NaN, the sharpener being run once on the guides' mean: no draws,
-  so no spread is claimed.
+- sharpened from the guides (the guided pass): NaN, the sharpener being run once on the guides' native pixels:
+  no draws, so no spread is claimed.
 The kind is in each band's description (`B08 spread (copied: 0)`) and its RSSR_SPREAD_KIND tag. Every band's spread
 is NaN where the output has nodata (outside the band's footprint or the AOI, invalid input): finish_spread's pass
 over the written output. A run with a spread layer starts from zero (no resume), as a raster's does (resume.py).
@@ -61,11 +61,6 @@ def with_spread(
 def slot_spread(layer: SpreadLayer, band_spec: OutputSpec) -> SpreadLayer:
     """One band's slot of the side-car, for its stream (stream.plan_writer): the band's spec in float32, NaN nodata."""
     return replace(layer, spec=replace(band_spec, dtype=SPREAD_DTYPE, nodata=math.nan))
-
-
-def staged_spread_spec(guides: OutputSpec) -> OutputSpec:
-    """The staged guides' spread (the draws of the guides the model stages), on their window."""
-    return replace(guides, dtype=SPREAD_DTYPE, nodata=math.nan)
 
 
 def finish_spread(output: Path, side_car: Path, plan: StackPlan) -> None:

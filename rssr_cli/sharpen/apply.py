@@ -52,7 +52,7 @@ def find_sharpener() -> Optional[GuidedSharpener]:
 
 def sharpener_halo(model: GuidedSharpener, scale: float) -> int:
     """Output px of context a guided pixel depends on (network receptive field + back-projection): tiles and an
-    AOI's staged guides carry this much beyond their core, so the output does not depend on either."""
+    AOI's guides are read this far beyond its edge, so the output does not depend on either."""
     return model.receptive_radius + 1 + back_projection_halo(scale)
 
 

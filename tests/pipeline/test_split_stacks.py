@@ -99,7 +99,7 @@ def guided(model_path) -> UpscaleSettings:
 
 
 def test_guided_bands_read_their_guides_across_the_parts_edges(product, guided, tmp_path, monkeypatch):
-    """Each part stages its guides over its rows and the sharpener's halo; the sharpener's tiles are cut where no
+    """Each part's sharpener reads the guides over its rows and its halo; the sharpener's tiles are cut where no
     tile of the whole run is. Measured: 1 pixel of B11's 2916 off by 1 DN, B05 and B04 identical."""
     upscale(product, tmp_path / "whole.tif", guided)
     upscale(product, tmp_path / "unguided.tif", replace(guided, guidance=False))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from rssr_cli.backends.diffusion import DiffusionBackend
 from rssr_cli.model.checkpoint import save_model
 from rssr_cli.sharpen import apply as sharpen_apply
 
@@ -56,7 +57,7 @@ def band(path: Path, name: str) -> np.ndarray:
 
 
 def test_a_guided_band_is_guided_whatever_else_is_asked_for(product, model_path, tmp_path):
-    """--bands B11 reads (and stages) the 10 m guides without writing them: B11 is the B11 of a run that outputs its guides too."""
+    """--bands B11 reads the 10 m guides without writing them: B11 is the B11 of a run that outputs its guides too."""
     alone = upscale(product, tmp_path / "b11.tif", "--bands", "B11", "-r", "10", "--model", model_path)
     every = upscale(product, tmp_path / "all.tif", "--bands", "B02,B03,B04,B08,B11", "-r", "10", "--model", model_path)
     plain = upscale(
@@ -124,6 +125,36 @@ def test_finer_than_the_guides_the_sharpener_reads_their_native_pixels_not_the_m
         assert np.abs(band(one, name) - band(two, name)).max() == 0, name
 
 
+def test_the_model_runs_on_the_guides_only_when_they_are_output(product, model_path, tmp_path, monkeypatch):
+    """--bands B11 -r 5: the sharpener reads the four guides' native pixels, the model runs on none of them (nothing is
+    computed that the output does not hold). --bands B08,B11: B08 is an ordinary band, run by the model over the
+    region like any band (its tiling tagged), and B11 is the same."""
+    windows: list[int] = []
+    original = DiffusionBackend.upsample
+
+    def counting(self, requests):
+        windows.append(len(requests))
+        return original(self, requests)
+
+    monkeypatch.setattr(DiffusionBackend, "upsample", counting)
+    log = tmp_path / "run.jsonl"
+    args = ("--bands", "B11", "-r", "5", "--model", model_path, "--log-json", log)
+    result = run("upscale", product, "-o", tmp_path / "b11.tif", *args)
+    assert result.exit_code == 0, result.output
+    assert windows == []  # B11 is guided, the guides only read
+    line = json.loads(log.read_text().splitlines()[-1])
+    assert [(g["band"], g["method"]) for g in line["guides_only"]] == [
+        (n, "read") for n in ("B02", "B03", "B04", "B08")
+    ]
+    assert "B02,B03,B04,B08 read as guides only (not output)" in " ".join(result.output.split())
+    both = upscale(product, tmp_path / "b08.tif", "--bands", "B08,B11", "-r", "5", "--model", model_path)
+    with rasterio.open(both) as ds:
+        assert ds.tags(1)["RSSR_BAND_METHOD"] == "diffusion" and "RSSR_TILE" in ds.tags(1)
+        assert ds.tags(2)["RSSR_BAND_METHOD"] == "guided" and "RSSR_TILE" not in ds.tags(2)
+    assert sum(windows) > 0  # B08's windows
+    np.testing.assert_array_equal(band(both, "B11"), band(tmp_path / "b11.tif", "B11"))
+
+
 def test_a_classical_stack_run_does_not_depend_on_the_window_size(product, tmp_path):
     args = ("--bands", "B04,B11,B01", "-r", "5", "--method", "bicubic")
     default = upscale(product, tmp_path / "default.tif", *args)
@@ -158,7 +189,7 @@ def test_the_summary_says_per_band_what_ran(product, model_path, tmp_path):
     summary = " ".join(result.output.split())
     assert "B04 copied" in summary and "B11 guided x2" in summary and "B01 guided x6" in summary
     assert "x1 " not in summary and "diffusion x" not in summary
-    assert "B02,B03,B08 read as guides only (not output)" in summary  # copies here: at 10 m they are their own pixels
+    assert "B02,B03,B08 read as guides only (not output)" in summary
     line = json.loads(log.read_text().splitlines()[-1])
     made = {b["band"]: b for b in line["bands"]}
     assert made["B11"]["method"] == "guided" and made["B11"]["scale"] == pytest.approx(2)
