@@ -5,7 +5,8 @@ selection set and write them into its card (issue 21, "v0 per model"; rssr_cli/t
         --val runs/s2corpus/select --val-crop 96 --degradation sentinel2 -o runs/rs-s2/calibrated
 
 Use the run's own --val, --val-crop and --val-limit (its command.sh): the selection images, never held-out ones.
-Every pair of --grid (v0) and --correlations is a candidate. Prints one row per candidate (score = 1 - ES/ES_prior,
+Every pair of --grid (v0) and --correlations is a candidate. --local first fits how the prior's error grows with its
+local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that expected error. Prints one row per candidate (score = 1 - ES/ES_prior,
 higher is better) and writes OUT.{safetensors,json} with the best and a `calibration` record in the card's training
 section.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from rssr_cli.model.checkpoint import load_model, save_model
 from rssr_cli.training.api import validation_images
-from rssr_cli.training.calibration import calibrate_sampler, set_sampler_defaults
+from rssr_cli.training.calibration import calibrate_sampler, fit_local_error, set_sampler_defaults
 
 
 def main() -> None:
@@ -31,12 +32,22 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=4.0)
     parser.add_argument("--grid", default="0,0.5,1,1.5,2,3", help="candidate v0, comma-separated")
     parser.add_argument("--correlations", default="0", help="candidate band correlations, comma-separated")
+    parser.add_argument("--local", action="store_true", help="v0 per pixel by the prior's expected local error")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
     args = parser.parse_args()
     model = load_model(args.model)
     images = validation_images(args.val, args.val_limit, args.val_crop)
+    local: dict[str, float] = {"local_exponent": 0.0}
+    fit = None
+    if args.local:
+        fit = fit_local_error(model, images, args.scale, args.degradation)
+        local = fit.settings
+        print(
+            f"local error fit over {fit.blocks} blocks: exponent {fit.exponent:.3f}, log scale {fit.log_scale:.3f}, "
+            f"correlation {fit.correlation:.3f}"
+        )
     grid = [
-        {"variance_correction": float(v), "band_correlation": float(c)}
+        {"variance_correction": float(v), "band_correlation": float(c), **local}
         for v in args.grid.split(",")
         for c in args.correlations.split(",")
     ]
@@ -59,6 +70,7 @@ def main() -> None:
     training = dict(card.get("training") or {})
     training["calibration"] = {
         "chosen": best,
+        "local_error_fit": None if fit is None else {"correlation": fit.correlation, "blocks": fit.blocks},
         "selection": {"val": str(args.val), "val_crop": args.val_crop, "val_limit": args.val_limit},
         "degradation": args.degradation,
         "scale": args.scale,

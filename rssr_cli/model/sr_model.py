@@ -29,7 +29,14 @@ from rssr_cli.model.diffusion import (
 from rssr_cli.model.normalize import Stats, destandardize, standardize
 from rssr_cli.model.operator import NeuralOperatorPrior, PriorOutput
 from rssr_cli.model.registry import build, register
-from rssr_cli.model.resshift import ResShiftDenoiser, chain_from_spec, resshift_loss, resshift_sample, resshift_start
+from rssr_cli.model.resshift import (
+    ResShiftDenoiser,
+    chain_from_spec,
+    local_error_variance,
+    resshift_loss,
+    resshift_sample,
+    resshift_start,
+)
 from rssr_cli.model.samplers import DEFAULT_SAMPLER, Callback, Generators, full_chain, lr_start, randn
 from rssr_cli.model.self_ensemble import self_ensemble
 
@@ -332,7 +339,6 @@ class SRModel(nn.Module):
             bands=bands,
             band_correlation=correlation,
         )
-        correction = float(self.sampler_defaults.get("variance_correction", 0.0))
         r0 = resshift_sample(
             self.denoiser,
             r_T,
@@ -340,11 +346,26 @@ class SRModel(nn.Module):
             cond=cond,
             generator=generator,
             callback=callback,
-            variance_correction=correction,
+            variance_correction=self._variance_correction(estimate, stats),
             bands=bands,
             band_correlation=correlation,
         )
         return destandardize(estimate, stats) + r0.float() / self.residual_scale
+
+    def _variance_correction(self, estimate: torch.Tensor, stats: Stats) -> float | torch.Tensor:
+        """The sampler's v0: the card's number, or with a local_exponent > 0 that number times the prior's expected
+        squared error at each pixel (resshift.local_error_variance, in the input's units) in residual units (the
+        residual is in the input's units times the global scale: r = (HR - estimate) * residual_scale)."""
+        v0 = float(self.sampler_defaults.get("variance_correction", 0.0))
+        exponent = float(self.sampler_defaults.get("local_exponent", 0.0))
+        if v0 <= 0 or exponent <= 0:
+            return v0
+        expected = local_error_variance(
+            destandardize(estimate, stats),
+            exponent=exponent,
+            log_scale=float(self.sampler_defaults.get("local_log_scale", 0.0)),
+        )
+        return v0 * expected * self.residual_scale**2
 
     def sample_spread(self, lr, ys, xs, cell, *, n_samples: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel mean and sample standard deviation (ddof 1: an unbiased variance, as `evaluate --samples` bar 7

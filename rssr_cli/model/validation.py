@@ -31,8 +31,14 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 MAX_WIDTH = 4096
 MAX_DEPTH = 64
 MAX_SCHEDULE_STEPS = 100_000
-# A residual-shifting chain's sampler settings and their ranges (card, `rssr train`, training/calibration.py)
-CHAIN_SAMPLER_RANGES = {"variance_correction": (0.0, 100.0), "band_correlation": (0.0, 1.0)}
+# A residual-shifting chain's sampler settings and their ranges (card, `rssr train`, training/calibration.py);
+# local_exponent / local_log_scale: v0 per pixel by the prior's expected error (resshift.local_error_variance)
+CHAIN_SAMPLER_RANGES = {
+    "variance_correction": (0.0, 100.0),
+    "band_correlation": (0.0, 1.0),
+    "local_exponent": (0.0, 2.0),
+    "local_log_scale": (-50.0, 50.0),
+}
 DTYPE_BYTES = {
     "BOOL": 1,
     "U8": 1,

@@ -12,6 +12,8 @@ from rssr_cli.model.resshift import (
     band_noise,
     from_residual,
     gaussian_posterior_variance,
+    local_detail,
+    local_error_variance,
     resshift_etas,
     resshift_loss,
     resshift_posterior,
@@ -256,3 +258,39 @@ def test_a_chains_draws_go_together_across_bands_as_the_card_says():
     assert band_correlation(1.0) > 0.999
     assert abs(band_correlation(0.5) - 0.5) < 0.1
     assert abs(band_correlation(0.0)) < 0.1
+
+
+def test_a_per_pixel_variance_correction_is_the_scalar_one_where_it_is_constant_and_none_where_it_is_zero():
+    """v0 as a map (local_error_variance in residual units): a constant map draws exactly what the scalar draws, and
+    where the map is 0 the step noise is the plug-in chain's alone."""
+    schedule = resshift_schedule(8, kappa=1.0).strided(4)
+    model = lambda r, t, cond: 0.5 * r  # noqa: E731
+    start = resshift_start((1, 1, 6, 6), schedule, generator=_gen(3))
+    scalar = resshift_sample(model, start, schedule, cond=None, generator=_gen(4), variance_correction=1.5)
+    constant = resshift_sample(
+        model, start, schedule, cond=None, generator=_gen(4), variance_correction=torch.full((1, 1, 6, 6), 1.5)
+    )
+    assert torch.allclose(scalar, constant, atol=1e-6)
+    half = torch.zeros(1, 1, 6, 6)
+    half[..., 3:] = 1.5
+    mixed = resshift_sample(model, start, schedule, cond=None, generator=_gen(4), variance_correction=half)
+    plain = resshift_sample(model, start, schedule, cond=None, generator=_gen(4))
+    assert torch.allclose(mixed[..., :3], plain[..., :3], atol=1e-6)
+    assert torch.allclose(mixed[..., 3:], scalar[..., 3:], atol=1e-6)
+    assert isinstance(gaussian_posterior_variance(0.5, 1.0, half), torch.Tensor)
+
+
+def test_the_local_error_variance_is_a_power_law_of_the_detail_the_estimate_holds_there():
+    flat = torch.full((1, 1, 24, 24), 0.3)
+    assert (
+        float(local_detail(flat).abs().max()) == 0.0
+        and float(local_error_variance(flat, exponent=0.7, log_scale=1.0).max()) == 0.0
+    )
+    board = flat.clone()
+    board[..., ::2, ::2] += 0.1  # a one-pixel grid: Laplacian ±0.4 / ∓0.2 ... away from the edges
+    board[..., :, :12] = 0.3  # left half flat: the detail stays on the right (and the window's reach around it)
+    detail = local_detail(board)
+    assert float(detail[..., :, :7].max()) == 0.0 and float(detail[..., 4:-4, 16:].min()) > 0.0
+    for exponent, log_scale in ((1.0, 0.0), (0.5, -2.0)):
+        expected = math.exp(log_scale) * detail**exponent
+        assert torch.allclose(local_error_variance(board, exponent=exponent, log_scale=log_scale), expected)
