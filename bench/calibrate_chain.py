@@ -33,6 +33,9 @@ def main() -> None:
     parser.add_argument("--grid", default="0,0.5,1,1.5,2,3", help="candidate v0, comma-separated")
     parser.add_argument("--correlations", default="0", help="candidate band correlations, comma-separated")
     parser.add_argument("--local", action="store_true", help="v0 per pixel by the prior's expected local error")
+    parser.add_argument(
+        "--tilts", default="0", help="candidate correction tilts (resshift.tilted_noise), comma-separated"
+    )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
     args = parser.parse_args()
     model = load_model(args.model)
@@ -47,21 +50,23 @@ def main() -> None:
             f"correlation {fit.correlation:.3f}"
         )
     grid = [
-        {"variance_correction": float(v), "band_correlation": float(c), **local}
+        {"variance_correction": float(v), "band_correlation": float(c), "correction_tilt": float(tilt), **local}
         for v in args.grid.split(",")
         for c in args.correlations.split(",")
+        for tilt in args.tilts.split(",")
     ]
     best, candidates = calibrate_sampler(model, images, grid, args.scale, args.degradation)
     print(
-        "| v0 | band correlation | score (1 - ES/ES_prior) | null's score | top-octave power / truth "
+        "| v0 | band correlation | tilt | score (1 - ES/ES_prior) | null's score | top-octave power / truth "
         "| spread / prior error | MSE / prior |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for c in candidates:
         f = c.figures
         mark = " **(chosen)**" if c.settings == best else ""
         print(
-            f"| {c.settings['variance_correction']:g}{mark} | {c.settings['band_correlation']:g} | {f['score']:.4f} | "
+            f"| {c.settings['variance_correction']:g}{mark} | {c.settings['band_correlation']:g} | "
+            f"{c.settings['correction_tilt']:g} | {f['score']:.4f} | "
             f"{1 - f['es_null_ratio']:.4f} | "
             f"{f['power_ratio']:.3f} | {f['spread_ratio']:.3f} | {f['mse_ratio']:.3f} |"
         )

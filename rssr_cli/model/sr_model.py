@@ -275,9 +275,12 @@ class SRModel(nn.Module):
         if prior_only:
             return [self._unfold(destandardize(estimate, stats), batch)] * n_samples
         cond = self.condition(prior)
+        bands = estimate.shape[0] // batch
+        # each folded row's LR Nyquist in cycles per HR pixel (cell: LR pixels per HR pixel, y and x)
+        nyquist = (0.5 * cell.float().min(dim=1).values).repeat_interleave(bands)
         return [
             self._unfold(
-                self._draw(estimate, stats, cond, steps, strength, generator, callback, estimate.shape[0] // batch),
+                self._draw(estimate, stats, cond, steps, strength, generator, callback, bands, nyquist),
                 batch,
             )
             for _ in range(n_samples)
@@ -293,10 +296,12 @@ class SRModel(nn.Module):
         generator: Generators,
         callback: Callback,
         bands: int = 1,
+        nyquist: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """One draw of the card's chain around the estimate (band-folded, model units; `bands` rows per window)."""
+        """One draw of the card's chain around the estimate (band-folded, model units; `bands` rows per window;
+        `nyquist` [rows]: each row's LR Nyquist in cycles per HR pixel)."""
         if self.process == "resshift":
-            return self._resshift_sample(estimate, stats, cond, steps, generator, callback, bands)
+            return self._resshift_sample(estimate, stats, cond, steps, generator, callback, bands, nyquist)
         assert isinstance(self.denoiser, Denoiser)
         if strength >= 1.0:
             residual = full_chain(
@@ -324,9 +329,11 @@ class SRModel(nn.Module):
         generator: Generators,
         callback: Callback,
         bands: int = 1,
+        nyquist: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units. `bands`: the
-        rows of one window in the band-folded batch (their noise correlates by the card's band_correlation)."""
+        rows of one window in the band-folded batch (their noise correlates by the card's band_correlation);
+        `nyquist`: each row's LR Nyquist, for the card's correction_tilt (resshift.tilted_noise)."""
         assert isinstance(self.denoiser, ResShiftDenoiser)
         chain = self.denoiser.chain
         chain = chain.strided(min(steps, len(chain)))
@@ -349,6 +356,8 @@ class SRModel(nn.Module):
             variance_correction=self._variance_correction(estimate, stats),
             bands=bands,
             band_correlation=correlation,
+            correction_tilt=float(self.sampler_defaults.get("correction_tilt", 0.0)) if nyquist is not None else 0.0,
+            nyquist=nyquist,
         )
         return destandardize(estimate, stats) + r0.float() / self.residual_scale
 

@@ -32,12 +32,14 @@ MAX_WIDTH = 4096
 MAX_DEPTH = 64
 MAX_SCHEDULE_STEPS = 100_000
 # A residual-shifting chain's sampler settings and their ranges (card, `rssr train`, training/calibration.py);
-# local_exponent / local_log_scale: v0 per pixel by the prior's expected error (resshift.local_error_variance)
+# local_exponent / local_log_scale: v0 per pixel by the prior's expected error (resshift.local_error_variance);
+# correction_tilt: the correction's noise falls as f^-tilt above the LR Nyquist (resshift.tilted_noise)
 CHAIN_SAMPLER_RANGES = {
     "variance_correction": (0.0, 100.0),
     "band_correlation": (0.0, 1.0),
     "local_exponent": (0.0, 2.0),
     "local_log_scale": (-50.0, 50.0),
+    "correction_tilt": (0.0, 4.0),
 }
 DTYPE_BYTES = {
     "BOOL": 1,

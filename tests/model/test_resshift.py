@@ -21,6 +21,7 @@ from rssr_cli.model.resshift import (
     resshift_sample,
     resshift_schedule,
     resshift_start,
+    tilted_noise,
     to_residual,
 )
 
@@ -294,3 +295,38 @@ def test_the_local_error_variance_is_a_power_law_of_the_detail_the_estimate_hold
     for exponent, log_scale in ((1.0, 0.0), (0.5, -2.0)):
         expected = math.exp(log_scale) * detail**exponent
         assert torch.allclose(local_error_variance(board, exponent=exponent, log_scale=log_scale), expected)
+
+
+@pytest.mark.parametrize("tilt", [0.0, 1.0, 3.0])
+def test_tilted_noise_keeps_unit_variance_and_falls_as_f_to_the_minus_tilt_above_the_lr_nyquist(tilt):
+    noise = torch.randn(64, 1, 64, 64, generator=_gen(5), dtype=torch.float64)
+    shaped = tilted_noise(noise, tilt, torch.full((64,), 0.125))
+    assert abs(float(shaped.var()) - 1.0) < 0.03 and shaped.dtype == noise.dtype
+    power = (torch.fft.fft2(shaped).abs() ** 2).mean(dim=(0, 1))
+    f = torch.fft.fftfreq(64, dtype=torch.float64)
+    radius = (f[:, None] ** 2 + f[None, :] ** 2).sqrt()
+
+    def ring(r):
+        return float(power[(radius - r).abs() < 0.02].mean())
+
+    assert ring(0.45) / ring(0.15) == pytest.approx((0.45 / 0.15) ** -tilt, rel=0.2)
+    assert ring(0.05) < ring(0.15)  # below the LR Nyquist it falls (as f²): what the input fixes is left alone
+
+
+def test_a_tilted_correction_shapes_only_its_own_part_of_the_step_noise():
+    """Tilt 0 is the single-draw sampler, bit for bit; a tilt needs the rows' LR Nyquist and changes the draw only
+    through the correction (no correction: the tilt is ignored)."""
+    schedule = resshift_schedule(8, kappa=1.0).strided(4)
+    model = lambda r, t, cond: 0.5 * r  # noqa: E731
+    start = resshift_start((2, 1, 16, 16), schedule, generator=_gen(3))
+    nyquist = torch.full((2,), 0.125)
+
+    def run(**options):
+        return resshift_sample(model, start, schedule, cond=None, generator=_gen(4), **options)
+
+    assert torch.equal(run(variance_correction=1.0), run(variance_correction=1.0, correction_tilt=0.0, nyquist=nyquist))
+    assert torch.equal(run(), run(correction_tilt=2.0, nyquist=nyquist))
+    tilted = run(variance_correction=1.0, correction_tilt=2.0, nyquist=nyquist)
+    assert not torch.allclose(tilted, run(variance_correction=1.0))
+    with pytest.raises(ValueError):
+        run(variance_correction=1.0, correction_tilt=2.0)

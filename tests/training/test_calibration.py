@@ -87,3 +87,20 @@ def test_the_local_error_fit_travels_with_the_card_and_puts_the_chains_spread_wh
     assert local.sampler_defaults["local_exponent"] == 1.0
     flat_local, textured_local = spread(local)
     assert textured_local / flat_local > 2 * textured_global / flat_global
+
+
+def test_a_correction_tilt_travels_with_the_card_and_shapes_the_draws(tmp_path):
+    chain = tiny_chain()
+    lr = torch.from_numpy(_images(chain.in_channels, n=1, side=12)[0].pixels)[None]
+    ys, xs, cell = hr_grid(12, 12, 2.0)
+
+    def draw(model):
+        with torch.no_grad():
+            return model.sample_draws(lr, ys, xs, cell, 1, generator=torch.Generator().manual_seed(3))[0]
+
+    set_sampler_defaults(chain, {"variance_correction": 1.0})
+    white = draw(chain)
+    set_sampler_defaults(chain, {"correction_tilt": 2.0})
+    tilted = load_model(save_model(chain, tmp_path / "tilted"))
+    assert tilted.sampler_defaults["correction_tilt"] == 2.0
+    assert torch.isfinite(draw(tilted)).all() and not torch.allclose(draw(tilted), white)
