@@ -3,7 +3,7 @@
     python bench/bench_backprojection.py --cities hongkong,bercy --bands B05,B11,B12,B01,B09 [--cache runs/bp]
 
 The network runs once per (city, band, degradation) and once per real native band (its outputs are cached as .npy
-under --cache); every candidate back-projection (none; a Gaussian PSF of MTF m at the native Nyquist, times a gain
+under --cache); every candidate back-projection (raw: the network alone, no bound either; none; a Gaussian PSF of MTF m at the native Nyquist, times a gain
 lambda, one or two steps) is applied to the same output, followed by the shipped bound (bounds.py). Per band:
 - Wald psf and box: RMSE(guided) / RMSE(bicubic) on the whole image (wald_inputs, --wald-split all), r = 2 for the
   20 m bands and 6 for the 60 m ones, what `rssr evaluate --wald --degradation psf|box` computes;
@@ -42,7 +42,7 @@ DATA = REPO.parent / "shared/data/s2_oscd"
 # "box...": the exact pixel aggregate (box), after a Gaussian of MTF `mtf` (1.0: the box alone, the shipped rule now,
 # predict.back_project). Each step adds `gain` times the residual, resampled onto the output.
 CANDIDATES = (
-    [("none", 1.0, 0.0, 1)]
+    [("raw", 1.0, 0.0, 1), ("none", 1.0, 0.0, 1)]
     + [(f"m{m:.2f} g{g:.2f}", m, g, 1) for m in (0.25, 0.33, 0.45, 0.64) for g in (0.25, 0.5, 0.75, 1.0)]
     + [(f"m{m:.2f} g1.00 x2", m, 1.0, 2) for m in (0.45, 0.64)]
     + [(f"m{m:.2f} g{g:.2f}", m, g, 1) for m in (0.75, 0.85) for g in (0.5, 0.75, 1.0)]
@@ -75,13 +75,16 @@ def correction(out, native, valid, ys, xs, ratio, label: str, mtf: float) -> np.
     return _resampled(np.where(valid, native - at_native, 0.0), ys, xs)
 
 
-def finish(out, native, valid, ys, xs, ratio, candidate) -> np.ndarray:
+def finish(out, native, valid, ys, xs, ratio, candidate, guides, guide_std, guide_valid) -> np.ndarray:
     label, mtf, gain, steps = candidate
+    if label == "raw":  # the network alone: no back-projection, no bound
+        return out
     for _ in range(steps if gain else 0):
         out = out + gain * correction(out, native, valid, ys, xs, ratio, label, mtf)
     rows = np.clip(np.floor(ys).astype(int), 0, native.shape[0] - 1)
     cols = np.clip(np.floor(xs).astype(int), 0, native.shape[1] - 1)
-    return bound_to_native(out, native, valid, rows, cols, BOUND_MARGIN * band_range(native, valid), ratio)
+    margin = BOUND_MARGIN * band_range(native, valid)
+    return bound_to_native(out, native, valid, rows, cols, margin, guides, guide_valid, guide_std)
 
 
 def cached(path: Path, compute) -> np.ndarray:
@@ -124,7 +127,18 @@ def wald_city(model, city: str, bands: list[str], cache: Path) -> dict:
             native_valid = np.ones(inputs.lr.shape, bool)
             base = rmse(inputs.bicubic, inputs.truth, inputs.valid)
             for c in CANDIDATES:
-                done = finish(out, inputs.lr, native_valid, ys, xs, ratio, c)
+                done = finish(
+                    out,
+                    inputs.lr,
+                    native_valid,
+                    ys,
+                    xs,
+                    ratio,
+                    c,
+                    inputs.guides,
+                    guide_stats[:, 1],
+                    np.ones(out.shape, bool),
+                )
                 figures.setdefault(c[0], {}).setdefault(name, {})[degradation] = (
                     rmse(done, inputs.truth, inputs.valid) / base
                 )
@@ -170,7 +184,18 @@ def rings_city(model, city: str, bands: list[str], cache: Path) -> dict:
             "psf_consistency": psf_consistency_error(up.astype(np.float64), n64, placement, valid),
         }
         for cand in CANDIDATES:
-            done = finish(out, native, valid, ys, xs, ratio, cand)
+            done = finish(
+                out,
+                native,
+                valid,
+                ys,
+                xs,
+                ratio,
+                cand,
+                guides,
+                guide_stats[:, 1],
+                np.logical_and.reduce([g.valid for g in guides_native]),
+            )
             figures.setdefault(cand[0], {})[name] = {
                 "ring": ring_share(done, native, valid, r, c, measure),
                 "psf_consistency": psf_consistency_error(done.astype(np.float64), n64, placement, valid),
