@@ -3,8 +3,9 @@
     python bench/bench_backprojection.py --cities hongkong,bercy --bands B05,B11,B12,B01,B09 [--cache runs/bp]
 
 The network runs once per (city, band, degradation) and once per real native band (its outputs are cached as .npy
-under --cache); every candidate back-projection (raw: the network alone, no bound either; none; a Gaussian PSF of MTF m at the native Nyquist, times a gain
-lambda, one or two steps) is applied to the same output, followed by the shipped bound (bounds.py). Per band:
+under --cache); every candidate back-projection (none; a Gaussian PSF of MTF m at the native Nyquist, times a gain
+lambda, one or two steps) is applied to the same output, followed by the shipped bound (bounds.py); `raw` is the
+network alone (no back-projection, no bound). Per band:
 - Wald psf and box: RMSE(guided) / RMSE(bicubic) on the whole image (wald_inputs, --wald-split all), r = 2 for the
   20 m bands and 6 for the 60 m ones, what `rssr evaluate --wald --degradation psf|box` computes;
 - real native bands (no degradation, 10 m guides, as bench_rings.py): the ring share (bounds.ring_share with
