@@ -104,3 +104,14 @@ def test_a_correction_tilt_travels_with_the_card_and_shapes_the_draws(tmp_path):
     tilted = load_model(save_model(chain, tmp_path / "tilted"))
     assert tilted.sampler_defaults["correction_tilt"] == 2.0
     assert torch.isfinite(draw(tilted)).all() and not torch.allclose(draw(tilted), white)
+
+
+def test_the_local_error_fit_needs_selection_images_and_falls_back_to_one_v0_when_detail_predicts_nothing():
+    chain = tiny_chain()
+    with pytest.raises(UsageError):
+        fit_local_error(chain, [])
+    # a flat image: the (random) prior's small error does not grow with its detail; the exponent is clipped at 0,
+    # which the sampler reads as the global v0
+    flat = [TrainImage(np.full((chain.in_channels, 32, 32), 0.5, np.float32), None, "flat")]
+    fit = fit_local_error(chain, flat)
+    assert fit.exponent == 0.0 and np.isfinite(fit.log_scale)
