@@ -151,25 +151,28 @@ def local_error_variance(estimate: torch.Tensor, *, exponent: float, log_scale: 
     same variance everywhere, so a few-step chain was under-dispersed where the prior errs and over-dispersed where it
     does not. The power law is fitted on the selection images (training/calibration.fit_local_error: log-log least
     squares over 8 x 8 blocks; the Sentinel-2 chain's prior: correlation 0.77)."""
-    return math.exp(log_scale) * local_detail(estimate).clamp_min(0.0) ** exponent
+    return math.exp(log_scale) * local_detail(estimate) ** exponent
 
 
-def tilted_noise(noise: torch.Tensor, tilt: float, nyquist: torch.Tensor) -> torch.Tensor:
-    """White noise [N, 1, H, W] made to fall as f^-tilt above each row's LR Nyquist (`nyquist` [N], cycles per HR
-    pixel) and as f² below it (what the input already fixes is left alone), then scaled back to unit variance: the
-    variance correction's draw shaped like a real residual, whose power falls with frequency where white noise is
-    flat (measured: too little power just above the LR Nyquist, 2.6x too much at 0.5 cycles/px). Filtered in the
-    Fourier domain over the window (the noise is the window's own, so its periodic edges are no seam)."""
-    h, w = noise.shape[-2:]
-    fy = torch.fft.fftfreq(h, device=noise.device, dtype=torch.float64)[:, None]
-    fx = torch.fft.fftfreq(w, device=noise.device, dtype=torch.float64)[None, :]
+def tilt_gain(shape: Sequence[int], tilt: float, nyquist: torch.Tensor) -> torch.Tensor:
+    """[N, 1, H, W] Fourier amplitude gains that make white noise of `shape` fall as f^-tilt above each row's LR
+    Nyquist (`nyquist` [N], cycles per HR pixel) and as f² below it (what the input already fixes is left alone), at
+    unit variance: the variance correction's draw shaped like a real residual, whose power falls with frequency where
+    white noise is flat (measured: too little power just above the LR Nyquist, 2.6x too much at 0.5 cycles/px)."""
+    h, w = shape[-2:]
+    fy = torch.fft.fftfreq(h, device=nyquist.device, dtype=torch.float64)[:, None]
+    fx = torch.fft.fftfreq(w, device=nyquist.device, dtype=torch.float64)[None, :]
     radius = (fy**2 + fx**2).sqrt()[None, None]
     knee = nyquist.to(torch.float64).clamp_min(1e-6).view(-1, 1, 1, 1)
     ratio = (radius / knee).clamp_min(1e-6)
     power = torch.where(ratio >= 1, ratio ** (-tilt), ratio**2)
-    gain = (power / power.mean(dim=(-2, -1), keepdim=True)).sqrt()
-    shaped = torch.fft.ifft2(torch.fft.fft2(noise.to(torch.float64)) * gain).real
-    return shaped.to(noise.dtype)
+    return (power / power.mean(dim=(-2, -1), keepdim=True)).sqrt()
+
+
+def tilted_noise(noise: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """White noise [N, 1, H, W] filtered by tilt_gain's gains in the Fourier domain over the window (the noise is the
+    window's own, so its periodic edges are no seam)."""
+    return torch.fft.ifft2(torch.fft.fft2(noise.to(torch.float64)) * gain).real.to(noise.dtype)
 
 
 def band_noise(
@@ -241,6 +244,7 @@ def resshift_sample(
     tilted = corrected and correction_tilt > 0
     if tilted and nyquist is None:
         raise ValueError("a tilted correction needs each row's LR Nyquist")
+    gain = tilt_gain(r_T.shape, correction_tilt, nyquist.to(r_T.device)) if tilted and nyquist is not None else None
     r = r_T
 
     def draw() -> torch.Tensor:
@@ -256,9 +260,8 @@ def resshift_sample(
             missing = (1.0 - eta_s / etas[i]) ** 2 * gaussian_posterior_variance(
                 etas[i], schedule.kappa, variance_correction
             )
-        if tilted:  # the chain's own noise white, the correction's shaped, each its own draw
-            assert nyquist is not None
-            r = mean + std * draw() + missing**0.5 * tilted_noise(draw(), correction_tilt, nyquist)
+        if gain is not None:  # the chain's own noise white, the correction's shaped, each its own draw
+            r = mean + std * draw() + missing**0.5 * tilted_noise(draw(), gain)
         elif corrected or std > 0:
             r = mean + (std**2 + missing) ** 0.5 * draw()
         else:

@@ -278,9 +278,10 @@ class SRModel(nn.Module):
         bands = estimate.shape[0] // batch
         # each folded row's LR Nyquist in cycles per HR pixel (cell: LR pixels per HR pixel, y and x)
         nyquist = (0.5 * cell.float().min(dim=1).values).repeat_interleave(bands)
+        correction = self._variance_correction(estimate, stats)  # the same for every draw of these windows
         return [
             self._unfold(
-                self._draw(estimate, stats, cond, steps, strength, generator, callback, bands, nyquist),
+                self._draw(estimate, stats, cond, steps, strength, generator, callback, bands, nyquist, correction),
                 batch,
             )
             for _ in range(n_samples)
@@ -297,11 +298,12 @@ class SRModel(nn.Module):
         callback: Callback,
         bands: int = 1,
         nyquist: Optional[torch.Tensor] = None,
+        correction: float | torch.Tensor = 0.0,
     ) -> torch.Tensor:
         """One draw of the card's chain around the estimate (band-folded, model units; `bands` rows per window;
-        `nyquist` [rows]: each row's LR Nyquist in cycles per HR pixel)."""
+        `nyquist` [rows]: each row's LR Nyquist in cycles per HR pixel; `correction`: _variance_correction's v0)."""
         if self.process == "resshift":
-            return self._resshift_sample(estimate, stats, cond, steps, generator, callback, bands, nyquist)
+            return self._resshift_sample(estimate, stats, cond, steps, generator, callback, bands, nyquist, correction)
         assert isinstance(self.denoiser, Denoiser)
         if strength >= 1.0:
             residual = full_chain(
@@ -330,6 +332,7 @@ class SRModel(nn.Module):
         callback: Callback,
         bands: int = 1,
         nyquist: Optional[torch.Tensor] = None,
+        correction: float | torch.Tensor = 0.0,
     ) -> torch.Tensor:
         """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units. `bands`: the
         rows of one window in the band-folded batch (their noise correlates by the card's band_correlation);
@@ -353,7 +356,7 @@ class SRModel(nn.Module):
             cond=cond,
             generator=generator,
             callback=callback,
-            variance_correction=self._variance_correction(estimate, stats),
+            variance_correction=correction,
             bands=bands,
             band_correlation=correlation,
             correction_tilt=float(self.sampler_defaults.get("correction_tilt", 0.0)) if nyquist is not None else 0.0,
@@ -367,7 +370,7 @@ class SRModel(nn.Module):
         residual is in the input's units times the global scale: r = (HR - estimate) * residual_scale)."""
         v0 = float(self.sampler_defaults.get("variance_correction", 0.0))
         exponent = float(self.sampler_defaults.get("local_exponent", 0.0))
-        if v0 <= 0 or exponent <= 0:
+        if self.process != "resshift" or v0 <= 0 or exponent <= 0:
             return v0
         expected = local_error_variance(
             destandardize(estimate, stats),

@@ -178,7 +178,8 @@ def fair_energy_score(samples: np.ndarray, truth: np.ndarray, patch: int = PATCH
     return float(np.mean(to_truth - between / (k * (k - 1))) / math.sqrt(d))
 
 
-def _block_means(img: np.ndarray, size: int) -> np.ndarray:
+def block_means(img: np.ndarray, size: int) -> np.ndarray:
+    """Means over size x size blocks of the last two axes (a partial last block dropped)."""
     h, w = img.shape[-2] // size, img.shape[-1] // size
     return img[..., : h * size, : w * size].reshape(*img.shape[:-2], h, size, w, size).mean(axis=(-3, -1))
 
@@ -186,7 +187,7 @@ def _block_means(img: np.ndarray, size: int) -> np.ndarray:
 def spread_error_correlation(spread: np.ndarray, error: np.ndarray, block: int = BLOCK) -> float:
     """Pearson correlation over blocks of the mean spread [H, W] and the mean squared error [H, W]; NaN if either is flat."""
     size = min(block, *spread.shape)
-    a, b = _block_means(spread, size).ravel(), _block_means(error, size).ravel()
+    a, b = block_means(spread, size).ravel(), block_means(error, size).ravel()
     if a.size < 2 or a.std() == 0.0 or b.std() == 0.0:
         return math.nan
     return float(np.corrcoef(a, b)[0, 1])

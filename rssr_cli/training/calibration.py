@@ -30,6 +30,7 @@ from rssr_cli.model.operator import grid_tensors
 from rssr_cli.model.resshift import local_detail
 from rssr_cli.model.sr_model import SRModel
 from rssr_cli.model.validation import CHAIN_SAMPLER_RANGES
+from rssr_cli.scoring.posterior import block_means
 from rssr_cli.training.api import validate_posterior
 from rssr_cli.training.data import TrainImage
 from rssr_cli.training.trainer import LOWRES
@@ -102,11 +103,6 @@ class LocalErrorFit:
         return {"local_exponent": self.exponent, "local_log_scale": self.log_scale}
 
 
-def _block_means(a: np.ndarray, block: int) -> np.ndarray:
-    h, w = a.shape[-2] // block, a.shape[-1] // block
-    return a[..., : h * block, : w * block].reshape(*a.shape[:-2], h, block, w, block).mean(axis=(-3, -1)).ravel()
-
-
 @torch.no_grad()
 def fit_local_error(
     model: SRModel, images: Sequence[TrainImage], scale: float = 4.0, degradation: str = "bicubic"
@@ -122,8 +118,8 @@ def fit_local_error(
         H, W = hr.shape[-2:]
         ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, lr.shape[-2] / H, lr.shape[-1] / W)
         prior = model.sample(lr, ys, xs, cell, mode="prior")[0].float()  # [C, H, W], the input's units
-        errors.append(_block_means(((hr[0].float() - prior) ** 2).numpy(), FIT_BLOCK))
-        details.append(_block_means(local_detail(prior[:, None])[:, 0].numpy(), FIT_BLOCK))
+        errors.append(block_means(((hr[0].float() - prior) ** 2).numpy(), FIT_BLOCK).ravel())
+        details.append(block_means(local_detail(prior[:, None])[:, 0].numpy(), FIT_BLOCK).ravel())
     error, detail = np.concatenate(errors), np.concatenate(details)
     keep = (error > 0) & (detail > 0) & np.isfinite(error) & np.isfinite(detail)
     if keep.sum() < 3:

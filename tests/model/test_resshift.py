@@ -21,6 +21,7 @@ from rssr_cli.model.resshift import (
     resshift_sample,
     resshift_schedule,
     resshift_start,
+    tilt_gain,
     tilted_noise,
     to_residual,
 )
@@ -300,7 +301,7 @@ def test_the_local_error_variance_is_a_power_law_of_the_detail_the_estimate_hold
 @pytest.mark.parametrize("tilt", [0.0, 1.0, 3.0])
 def test_tilted_noise_keeps_unit_variance_and_falls_as_f_to_the_minus_tilt_above_the_lr_nyquist(tilt):
     noise = torch.randn(64, 1, 64, 64, generator=_gen(5), dtype=torch.float64)
-    shaped = tilted_noise(noise, tilt, torch.full((64,), 0.125))
+    shaped = tilted_noise(noise, tilt_gain(noise.shape, tilt, torch.full((64,), 0.125)))
     assert abs(float(shaped.var()) - 1.0) < 0.03 and shaped.dtype == noise.dtype
     power = (torch.fft.fft2(shaped).abs() ** 2).mean(dim=(0, 1))
     f = torch.fft.fftfreq(64, dtype=torch.float64)
