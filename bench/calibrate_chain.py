@@ -5,10 +5,10 @@ selection set and write them into its card (issue 21, "v0 per model"; rssr_cli/t
         --val runs/s2corpus/select --val-crop 96 --degradation sentinel2 -o runs/rs-s2/calibrated
 
 Use the run's own --val, --val-crop and --val-limit (its command.sh): the selection images, never held-out ones.
-Every pair of --grid (v0) and --correlations is a candidate. --local first fits how the prior's error grows with its
-local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that expected error. Prints one row per candidate (score = 1 - ES/ES_prior,
-higher is better) and writes OUT.{safetensors,json} with the best and a `calibration` record in the card's training
-section.
+Every combination of --grid (v0), --correlations and --tilts is a candidate. --local first fits how the prior's error
+grows with its local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that
+expected error. Prints one row per candidate (score = 1 - ES/ES_prior, higher is better) and writes
+OUT.{safetensors,json} with the best and a `calibration` record in the card's training section.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ the common grid is copied unchanged; coarse Sentinel-2 bands are guided by the 1
 Each band is streamed (pipeline.stream.stream_tiles) into its own slot of one band-interleaved intermediate GeoTIFF,
 which becomes the COG as in pipeline.scene.upscale (atomic, nothing at DST on failure). StackRun writes a plan's
 region: the whole output here, one row part of it for --split-rows (pipeline.split). The bands run in the
-output's order; a whole run does so in the output's resume folder when every band read is local (resume.py): an interrupted run continues from the bands written and the rows of the band it
-stopped in.
+output's order; a whole run does so in the output's resume folder when every band read is local (resume.py): an
+interrupted run continues from the bands written and the rows of the band it stopped in.
 
 The modules by job: stack_band.py (one band's run on its own grid), stack_output.py (the output's spec, tags and
 result), stack_fidelity.py (--report on a stack), stack_spread.py (the --samples K side-car: such a run does not
@@ -154,8 +154,9 @@ class StackRun:
         """Write every output band into the intermediate, in `resume.folder`; returns the intermediate (the windows
         skipped as entirely nodata are in resume.state). The bands run in the output's order, so `resume.state` says
         which are written and how far the next is: a resumed run skips the bands written and continues the next
-        one's stream, its progress counting the windows left (resume.py). With a spread layer, the side-car's intermediate is written alongside, in `resume.folder` as
-        report.SPREAD_INTERMEDIATE (such a run does not resume: stack_spread.py)."""
+        one's stream, its progress counting the windows left (resume.py). With a spread layer, the side-car's
+        intermediate is written alongside, in `resume.folder` as report.SPREAD_INTERMEDIATE (such a run does not
+        resume: stack_spread.py)."""
         plan, guidance, backend, state = self.plan, self.guidance, self.backend, resume.state
         if self.spread is not None and resume.durable:
             raise ValueError("a run with a spread side-car does not resume: stage it without a resume key")
