@@ -5,7 +5,8 @@ selection set and write them into its card (issue 21, "v0 per model"; rssr_cli/t
         --val runs/s2corpus/select --val-crop 96 --degradation sentinel2 -o runs/rs-s2/calibrated
 
 Use the run's own --val, --val-crop and --val-limit (its command.sh): the selection images, never held-out ones.
-Every combination of --grid (v0), --correlations and --tilts is a candidate. --local first fits how the prior's error
+Every combination of --grid (v0), --correlations and --tilts is a candidate (with --null-space, each draw's deviation
+projected out of what the input sees, calibrated that way). --local first fits how the prior's error
 grows with its local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that
 expected error. Prints one row per candidate (score = 1 - ES/ES_prior, higher is better) and writes
 OUT.{safetensors,json} with the best and a `calibration` record in the card's training section.
@@ -18,6 +19,7 @@ import json
 from pathlib import Path
 
 from rssr_cli.model.checkpoint import load_model, save_model
+from rssr_cli.model.null_space import KERNELS
 from rssr_cli.training.api import validation_images
 from rssr_cli.training.calibration import calibrate_sampler, fit_local_error, set_sampler_defaults
 
@@ -36,9 +38,17 @@ def main() -> None:
     parser.add_argument(
         "--tilts", default="0", help="candidate correction tilts (resshift.tilted_noise), comma-separated"
     )
+    parser.add_argument(
+        "--null-space",
+        default="",
+        choices=("", *KERNELS),
+        help="keep each draw's deviation out of what the input sees under this degradation (model/null_space.py); "
+        "calibrated with it and written into the card",
+    )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
     args = parser.parse_args()
     model = load_model(args.model)
+    model.sampler_defaults["null_space"] = args.null_space
     images = validation_images(args.val, args.val_limit, args.val_crop)
     local: dict[str, float] = {"local_exponent": 0.0}
     fit = None
@@ -75,6 +85,7 @@ def main() -> None:
     training = dict(card.get("training") or {})
     training["calibration"] = {
         "chosen": best,
+        "null_space": args.null_space,
         "local_error_fit": None if fit is None else {"correlation": fit.correlation, "blocks": fit.blocks},
         "selection": {"val": str(args.val), "val_crop": args.val_crop, "val_limit": args.val_limit},
         "degradation": args.degradation,

@@ -27,6 +27,7 @@ from rssr_cli.model.diffusion import (
     sample_timesteps,
 )
 from rssr_cli.model.normalize import Stats, destandardize, standardize
+from rssr_cli.model.null_space import NullSpaceProjection
 from rssr_cli.model.operator import NeuralOperatorPrior, PriorOutput
 from rssr_cli.model.registry import build, register
 from rssr_cli.model.resshift import (
@@ -279,9 +280,12 @@ class SRModel(nn.Module):
         # each folded row's LR Nyquist in cycles per HR pixel (cell: LR pixels per HR pixel, y and x)
         nyquist = (0.5 * cell.float().min(dim=1).values).repeat_interleave(bands)
         correction = self._variance_correction(estimate, stats)  # the same for every draw of these windows
+        projection = self._null_space(ys, xs, cell, (lr.shape[-2], lr.shape[-1]), bands)
         return [
             self._unfold(
-                self._draw(estimate, stats, cond, steps, strength, generator, callback, bands, nyquist, correction),
+                self._draw(
+                    estimate, stats, cond, steps, strength, generator, callback, bands, nyquist, correction, projection
+                ),
                 batch,
             )
             for _ in range(n_samples)
@@ -299,11 +303,15 @@ class SRModel(nn.Module):
         bands: int = 1,
         nyquist: Optional[torch.Tensor] = None,
         correction: float | torch.Tensor = 0.0,
+        projection: Optional[NullSpaceProjection] = None,
     ) -> torch.Tensor:
         """One draw of the card's chain around the estimate (band-folded, model units; `bands` rows per window;
-        `nyquist` [rows]: each row's LR Nyquist in cycles per HR pixel; `correction`: _variance_correction's v0)."""
+        `nyquist` [rows]: each row's LR Nyquist in cycles per HR pixel; `correction`: _variance_correction's v0;
+        `projection`: _null_space's, applied to the drawn residual)."""
         if self.process == "resshift":
-            return self._resshift_sample(estimate, stats, cond, steps, generator, callback, bands, nyquist, correction)
+            return self._resshift_sample(
+                estimate, stats, cond, steps, generator, callback, bands, nyquist, correction, projection
+            )
         assert isinstance(self.denoiser, Denoiser)
         if strength >= 1.0:
             residual = full_chain(
@@ -333,10 +341,12 @@ class SRModel(nn.Module):
         bands: int = 1,
         nyquist: Optional[torch.Tensor] = None,
         correction: float | torch.Tensor = 0.0,
+        projection: Optional[NullSpaceProjection] = None,
     ) -> torch.Tensor:
         """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units. `bands`: the
         rows of one window in the band-folded batch (their noise correlates by the card's band_correlation);
-        `nyquist`: each row's LR Nyquist, for the card's correction_tilt (resshift.tilted_noise)."""
+        `nyquist`: each row's LR Nyquist, for the card's correction_tilt (resshift.tilted_noise); `projection`: the
+        drawn residual is kept out of what the input sees (null_space.py)."""
         assert isinstance(self.denoiser, ResShiftDenoiser)
         chain = self.denoiser.chain
         chain = chain.strided(min(steps, len(chain)))
@@ -362,6 +372,8 @@ class SRModel(nn.Module):
             correction_tilt=float(self.sampler_defaults.get("correction_tilt", 0.0)) if nyquist is not None else 0.0,
             nyquist=nyquist,
         )
+        if projection is not None:
+            r0 = projection(r0)
         return destandardize(estimate, stats) + r0.float() / self.residual_scale
 
     def _variance_correction(self, estimate: torch.Tensor, stats: Stats) -> float | torch.Tensor:
@@ -378,6 +390,16 @@ class SRModel(nn.Module):
             log_scale=float(self.sampler_defaults.get("local_log_scale", 0.0)),
         )
         return v0 * expected * self.residual_scale**2
+
+    def _null_space(
+        self, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, lr_size: tuple[int, int], bands: int
+    ) -> Optional[NullSpaceProjection]:
+        """The card's `null_space` (a degradation's name, null_space.KERNELS) as the projection of these windows'
+        band-folded rows; None where the card names none or the model has no residual-shifting chain."""
+        kind = self.sampler_defaults.get("null_space") or ""
+        if self.process != "resshift" or not kind:
+            return None
+        return NullSpaceProjection(str(kind), ys, xs, cell.float(), lr_size).repeat(bands)
 
     def sample_spread(self, lr, ys, xs, cell, *, n_samples: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel mean and sample standard deviation (ddof 1: an unbiased variance, as `evaluate --samples` bar 7

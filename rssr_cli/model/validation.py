@@ -22,6 +22,7 @@ import torch
 
 from rssr_cli.core.errors import CheckpointError
 from rssr_cli.model.diffusion import PREDICTIONS, SCHEDULES
+from rssr_cli.model.null_space import KERNELS
 from rssr_cli.model.registry import registered
 from rssr_cli.model.samplers import DEFAULT_SAMPLER
 from rssr_cli.model.sr_model import SRModel
@@ -216,6 +217,11 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
     _number(sampler, "strength", "sampler", 0.0, 1.0, DEFAULT_SAMPLER["strength"], open_low=True)
     for key, (low, high) in CHAIN_SAMPLER_RANGES.items():
         _number(sampler, key, "sampler", low, high, 0.0)
+    null_space = sampler.get("null_space", "")
+    if null_space not in ("", *KERNELS):
+        raise CheckpointError(
+            f"model spec sampler.null_space must be one of {', '.join(KERNELS)} (or absent), got {null_space!r}"
+        )
 
 
 def _validate_diffusion(diffusion: Any) -> None:

@@ -1,0 +1,83 @@
+"""model/null_space.py: a chain's deviation projected out of what the input sees (issue 21, bar 6)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rssr_cli.degradation import sensor_degradation
+from rssr_cli.degradation.degrade import downsample
+from rssr_cli.model.null_space import NullSpaceProjection, degradation_matrix
+
+from model_helpers import hr_grid, tiny_spec
+
+DEGRADE = {
+    "bicubic": lambda hr, size: downsample(hr, size),
+    "sentinel2": lambda hr, size: sensor_degradation.degrade(hr, hr.shape[-1] / size[1], size),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DEGRADE))
+@pytest.mark.parametrize("scale", [2.0, 4.0])
+def test_a_projected_deviation_is_invisible_through_the_protocols_own_degradation(kind, scale):
+    """The protocol's degradation (degrade.downsample / the sensor's evaluation member) of the projected deviation is
+    ~0 on every LR pixel away from the border, where the raw deviation's is not; the projection is idempotent and
+    never lengthens the deviation (an orthogonal projector)."""
+    torch.manual_seed(0)
+    h = w = 20
+    ys, xs, cell = hr_grid(h, w, scale)
+    projection = NullSpaceProjection(kind, ys, xs, cell, (h, w))
+    deviation = torch.randn(1, 2, int(h * scale), int(w * scale))
+    projected = projection(deviation)
+    size = (h, w)
+    seen_before = DEGRADE[kind](deviation, size)[..., 4:-4, 4:-4].abs().mean()
+    seen_after = DEGRADE[kind](projected, size)[..., 4:-4, 4:-4].abs().mean()
+    assert seen_after < 1e-4 * seen_before
+    assert torch.allclose(projection(projected), projected, atol=1e-5)
+    assert projected.norm() <= deviation.norm()
+    # what D cannot see is kept: a deviation at the HR Nyquist (a checkerboard) passes almost unchanged
+    checker = (-1.0) ** (torch.arange(deviation.shape[-2])[:, None] + torch.arange(deviation.shape[-1]))
+    checker = checker.expand_as(deviation).contiguous()
+    assert (projection(checker) - checker)[..., 12:-12, 12:-12].abs().max() < 0.05
+
+
+def test_lr_pixels_whose_kernel_leaves_the_window_are_left_out():
+    """Rows of D whose kernel reaches past the HR pixels' span are zero: only interior LR pixels are constrained."""
+    ys, _, cell = hr_grid(10, 10, 4.0)
+    rows = degradation_matrix("bicubic", ys, cell[:, 0], 10)
+    constrained = rows.abs().sum(-1)[0] > 0
+    assert constrained.tolist() == [False, False] + [True] * 6 + [False, False]  # Keys' cubic reaches 2 LR px
+    assert torch.allclose(rows.sum(-1)[0][constrained], torch.ones(6, dtype=rows.dtype))
+
+
+def test_a_chain_with_a_null_space_card_key_is_as_consistent_as_its_prior():
+    """SRModel: with the card's sampler null_space set, a draw seen through that degradation equals the prior seen
+    through it (away from the border); without it, the draw's noise shows. An untrained chain draws noise alone."""
+    from rssr_cli.model.sr_model import SRModel
+
+    torch.manual_seed(0)
+    chain = SRModel(tiny_spec()).eval()
+    chain.set_resshift(chain_steps=4, kappa=1.0, residual_scale=20.0, variance_correction=1.0)
+    lr = torch.rand(1, 3, 16, 16)
+    ys, xs, cell = hr_grid(16, 16, 2.0)
+
+    @torch.no_grad()
+    def excess(null_space: str) -> float:
+        chain.sampler_defaults["null_space"] = null_space
+        prior = chain.sample(lr, ys, xs, cell, mode="prior")
+        draw = chain.sample(lr, ys, xs, cell, generator=torch.Generator().manual_seed(0))
+        seen = downsample(draw - prior, (16, 16))[..., 3:-3, 3:-3]
+        return float(seen.abs().mean() / (draw - prior).abs().mean())
+
+    assert excess("") > 0.05
+    assert excess("bicubic") < 1e-4
+
+
+def test_an_unknown_null_space_in_a_card_is_refused():
+    from rssr_cli.model.checkpoint import CheckpointError
+    from rssr_cli.model.validation import validate_spec
+
+    spec = tiny_spec()
+    spec["sampler"] = {"steps": 0, "strength": 0.1, "null_space": "gaussian"}
+    with pytest.raises(CheckpointError, match="null_space"):
+        validate_spec(spec)
