@@ -21,7 +21,7 @@ from pathlib import Path
 from rssr_cli.model.checkpoint import load_model, save_model
 from rssr_cli.model.null_space import KERNELS
 from rssr_cli.training.api import validation_images
-from rssr_cli.training.calibration import calibrate_sampler, fit_local_error, set_sampler_defaults
+from rssr_cli.training.calibration import CRITERIA, calibrate_sampler, fit_local_error, set_sampler_defaults
 
 
 def main() -> None:
@@ -45,6 +45,12 @@ def main() -> None:
         help="keep each draw's deviation out of what the input sees under this degradation (model/null_space.py); "
         "calibrated with it and written into the card",
     )
+    parser.add_argument(
+        "--criterion",
+        default="energy",
+        choices=sorted(CRITERIA),
+        help="energy: the best energy score; spread: spread/error closest to 1 (calibration.py)",
+    )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
     args = parser.parse_args()
     model = load_model(args.model)
@@ -65,7 +71,7 @@ def main() -> None:
         for c in args.correlations.split(",")
         for tilt in args.tilts.split(",")
     ]
-    best, candidates = calibrate_sampler(model, images, grid, args.scale, args.degradation)
+    best, candidates = calibrate_sampler(model, images, grid, args.scale, args.degradation, args.criterion)
     print(
         "| v0 | band correlation | tilt | score (1 - ES/ES_prior) | null's score | top-octave power / truth "
         "| spread / prior error | MSE / prior |"
@@ -86,6 +92,7 @@ def main() -> None:
     training["calibration"] = {
         "chosen": best,
         "null_space": args.null_space,
+        "criterion": args.criterion,
         "local_error_fit": None if fit is None else {"correlation": fit.correlation, "blocks": fit.blocks},
         "selection": {"val": str(args.val), "val_crop": args.val_crop, "val_limit": args.val_limit},
         "degradation": args.degradation,

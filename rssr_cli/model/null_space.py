@@ -16,8 +16,9 @@ The kernels are the protocol's degradations (evaluation/protocol.py), in LR pixe
 - "bicubic": the anti-aliased bicubic downsampling (degrade.downsample): Keys' cubic over ±2 LR pixels;
 - "sentinel2": the sensor family's evaluation member (sensor_degradation.EVALUATION, its own psf_weights): a Gaussian
   of MTF 0.3 at the LR Nyquist, then the LR pixel's box aggregate.
-LR pixels whose kernel reaches past the window's HR pixels are left out (their row of A is incomplete); their part
-of the deviation is kept as drawn (the window's halo, which blending mostly discards).
+At the window's edges each kernel treats the HR pixels beyond it as the protocol's degradation does (bicubic: the
+weights inside, renormalised; sentinel2: the edge pixels repeated), so a whole image run as one window is exactly as
+consistent as its prior; in a scene, a window's edge is halo that blending mostly discards.
 """
 
 from __future__ import annotations
@@ -28,39 +29,30 @@ from rssr_cli.degradation.sensor_degradation import EVALUATION_GAUSSIAN_MTF, gau
 from rssr_cli.geo.kernels import keys_cubic
 
 KERNELS = ("bicubic", "sentinel2")
-_RIDGE = 1e-6  # relative to the Gram matrix's mean diagonal: keeps the solve defined where rows are left out
+_RIDGE = 1e-6  # relative to the Gram matrix's mean diagonal: keeps the solve defined for nearly dependent rows
 
 
 def degradation_matrix(kind: str, centres: torch.Tensor, cell: torch.Tensor, n_lr: int) -> torch.Tensor:
     """[N, n_lr, H] one axis of D: LR pixel i (spanning [i, i + 1)) as a weighted mean of the HR pixels at `centres`
-    [N, H] (LR units, evenly spaced `cell` [N] apart: an output window's grid). Rows whose kernel is not inside the HR
-    pixels' span are zero."""
+    [N, H] (LR units, evenly spaced `cell` [N] apart: an output window's grid)."""
     centres = centres.double()
     cell = cell.double()
     lr_centres = torch.arange(n_lr, dtype=torch.float64, device=centres.device) + 0.5
     if kind == "bicubic":  # degrade.downsample: Keys' cubic stretched to the LR pixel, at the HR centres
         weights = keys_cubic(centres[:, None, :] - lr_centres[None, :, None])
-        reach = 2.0 * torch.ones_like(cell)
     elif kind == "sentinel2":  # the sensor's own matrices: Gaussian on the HR pixels, then each one's box overlap
         rows = []
         for first, step in zip(centres[:, 0].tolist(), cell.tolist()):
             origin = 0.5 - first / step  # where LR pixel 0 starts, in HR pixels
             rows.append(psf_weights(n_lr, 1.0 / step, origin, centres.shape[-1], EVALUATION_GAUSSIAN_MTF))
         weights = torch.stack(rows).double().to(centres.device)
-        sigma = torch.tensor([gaussian_sigma(1.0 / step, EVALUATION_GAUSSIAN_MTF) for step in cell.tolist()])
-        reach = 0.5 + (torch.ceil(3.0 * sigma).double().to(cell.device) + 1.0) * cell
     else:
         raise ValueError(f"unknown null-space kernel {kind!r}; choose one of: {', '.join(KERNELS)}")
-    half = 0.5 * cell[:, None]
-    inside = (lr_centres[None, :] - reach[:, None] >= centres[:, :1] - half) & (
-        lr_centres[None, :] + reach[:, None] <= centres[:, -1:] + half
-    )
-    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
-    return weights * inside[..., None]
+    return weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
 
 
 def _pseudo_inverse_t(a: torch.Tensor) -> torch.Tensor:
-    """[N, n_lr, H] -> (A⁺)ᵀ = (A Aᵀ)⁻¹ A, rows of A that are zero giving zero rows."""
+    """[N, n_lr, H] -> (A⁺)ᵀ = (A Aᵀ)⁻¹ A; a zero row of A (an LR pixel no HR pixel reaches) gives a zero row."""
     gram = a @ a.transpose(-2, -1)
     scale = gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp(min=1e-12)[:, None, None]
     empty = (a.abs().sum(-1) == 0).to(a.dtype)

@@ -15,6 +15,11 @@ One v0 adds the same variance everywhere while the prior's error is x30 larger o
 chain's spread was 0.1-0.4 of the prior's error on some images and 1-2.7x on others (Sentinel-2 chain, step 5500).
 fit_local_error fits how the error grows with the detail the prior put in a place (a power law, on the selection
 images), and v0 then multiplies that expected error pixel by pixel (resshift.local_error_variance).
+
+Two criteria (CRITERIA): "energy", the best fair energy score; "spread", the spread closest to the prior's error
+(|log spread/error| smallest), the ratio an exact posterior sampler has (its ½ E||x̂1 - x̂2||² equals E||x - m||² when
+m is the posterior mean; issue 21's bar 7). The energy score is flat near its optimum (on the aerial chain v0 1.5 and 2
+scored 0.2678 and 0.2677) and an imperfect sampler's best energy score sits on the under-dispersed side.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ from rssr_cli.training.api import validate_posterior
 from rssr_cli.training.data import TrainImage
 from rssr_cli.training.trainer import LOWRES
 
+
+def _spread_match(candidate: "Candidate") -> float:
+    ratio = candidate.figures["spread_ratio"]
+    return -abs(float(np.log(ratio))) if ratio > 0 else -np.inf
+
+
+CRITERIA = {"energy": lambda c: c.score, "spread": _spread_match}  # higher is better
 FIT_BLOCK = 8  # HR px: the blocks over which the prior's squared error and its local detail are compared
 
 
@@ -54,9 +66,12 @@ def calibrate_sampler(
     candidates: Sequence[Mapping[str, float]],
     scale: float = 4.0,
     degradation: str = "bicubic",
+    criterion: str = "energy",
 ) -> tuple[dict[str, float], list[Candidate]]:
-    """The candidate sampler settings with the best energy score on `images`, and every candidate's figures. The
+    """The candidate sampler settings best by `criterion` (CRITERIA) on `images`, and every candidate's figures. The
     model's sampler defaults are left as they were; the caller writes the choice into the card."""
+    if criterion not in CRITERIA:
+        raise UsageError(f"unknown calibration criterion {criterion!r}; choose one of: {', '.join(CRITERIA)}")
     if model.process != "resshift":
         raise UsageError("the sampler's calibration belongs to a residual-shifting chain; this model has none")
     if not images:
@@ -79,7 +94,7 @@ def calibrate_sampler(
             scored.append(Candidate(chosen, validate_posterior(model, list(images), scale, degradation)))
     finally:
         model.sampler_defaults = before
-    best = max(scored, key=lambda c: c.score)
+    best = max(scored, key=CRITERIA[criterion])
     return best.settings, scored
 
 

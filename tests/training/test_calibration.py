@@ -37,6 +37,18 @@ def test_the_best_scoring_candidate_is_chosen_and_the_models_default_is_left_alo
     assert spreads[0] < spreads[1] < spreads[2]  # v0 adds spread: the candidates really differ by it
 
 
+def test_the_spread_criterion_picks_the_spread_closest_to_the_priors_error():
+    """criterion "spread": the candidate whose spread/error is nearest 1 in ratio (log distance), whatever its energy
+    score; an unknown criterion is a usage error."""
+    chain = tiny_chain()
+    grid = [{"variance_correction": v} for v in (0.0, 0.5, 1.0, 4.0, 16.0)]
+    best, candidates = calibrate_sampler(chain, _images(chain.in_channels), grid, criterion="spread")
+    distance = {c.settings["variance_correction"]: abs(np.log(c.figures["spread_ratio"])) for c in candidates}
+    assert distance[best["variance_correction"]] == min(distance.values())
+    with pytest.raises(UsageError, match="criterion"):
+        calibrate_sampler(chain, _images(chain.in_channels), grid, criterion="psnr")
+
+
 def test_the_chosen_v0_travels_with_the_card(tmp_path):
     chain = tiny_chain()
     set_sampler_defaults(chain, {"variance_correction": 2.5, "band_correlation": 0.8})
