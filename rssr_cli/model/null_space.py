@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from rssr_cli.degradation.sensor_degradation import EVALUATION_GAUSSIAN_MTF, gaussian_sigma, psf_weights
+from rssr_cli.degradation.sensor_degradation import EVALUATION_GAUSSIAN_MTF, psf_weights
 from rssr_cli.geo.kernels import keys_cubic
 
 KERNELS = ("bicubic", "sentinel2")
