@@ -79,6 +79,28 @@ def test_a_chain_with_a_null_space_card_key_is_as_consistent_as_its_prior():
     assert excess("bicubic") < 1e-4
 
 
+def test_a_window_inside_a_scene_at_a_fractional_scale_and_phase_is_projected_on_its_own_grid():
+    """A window whose HR grid starts off the LR grid (y0, x0 = 0.3, 0.7 LR px) at x4.5 with a halo-like crop of the LR
+    around it: the projected deviation, seen through the sensor's matrices for that grid, is ~0 on the LR pixels the
+    window covers; the same holds for the self-ensemble's transformed grids (flips, transpose)."""
+    from rssr_cli.model.operator import grid_tensors
+    from rssr_cli.model.self_ensemble import TRANSFORMS, forward
+
+    torch.manual_seed(3)
+    h, w, scale = 14, 12, 4.5
+    hh, ww = int((h - 1) * scale), int((w - 1) * scale)  # the HR window covers LR [0.3, 13.3) x [0.7, 11.7)
+    ys, xs, cell = grid_tensors(hh, ww, 0.3, 0.7, 1 / scale, 1 / scale)
+    plain = NullSpaceProjection("sentinel2", ys, xs, cell, (h, w))
+    flipped = NullSpaceProjection("sentinel2", *forward(1, torch.zeros(1, 1, h, w), ys, xs, cell)[1:], (h, w))
+    assert torch.allclose(flipped.ay, plain.ay.flip(-1, -2), atol=1e-6)  # a flip of the window is a flip of D
+    for k in TRANSFORMS:
+        lr_k, ys_k, xs_k, cell_k = forward(k, torch.zeros(1, 1, h, w), ys, xs, cell)
+        projection = NullSpaceProjection("sentinel2", ys_k, xs_k, cell_k, tuple(lr_k.shape[-2:]))
+        deviation = torch.randn(1, 1, ys_k.shape[-1], xs_k.shape[-1])
+        seen = projection.seen(projection(deviation))
+        assert seen.abs().max() < 1e-4 * projection.seen(deviation).abs().max(), k
+
+
 def test_an_unknown_null_space_in_a_card_is_refused():
     from rssr_cli.model.checkpoint import CheckpointError
     from rssr_cli.model.validation import validate_spec
