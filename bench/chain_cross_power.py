@@ -6,7 +6,9 @@ prior, in the 0.25-0.5 cyc/px band, against the truth and against the prior's ow
 
 Tiles: uint16 Sentinel-2 10 m bands (bench_s2.make_tiles), degraded at x4 by the sensor family's evaluation member and
 stored as DN. Prints, pooled over the tiles, C(d̄, x) / C(m, x) (bar 2's ratio minus 1, for the mean deviation d̄ of K
-draws), <d̄, m> / <m, m> (how much of the prior's own top octave the draws take back or add), and the per-tile ratios.
+draws), <d̄, m> / <m, m> (how much of the prior's own top octave the draws take back or add), C(m, x) / <m, m> (the
+gain of the prior's top octave with the least error: below 1, the prior's top octave is too strong and taking some back
+is right), and the per-tile ratios.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def main() -> None:
     c_mx, c_dx, c_dm, c_mm = np.array(rows).sum(0)
     print(f"{len(files)} tiles, K = {args.samples}: C(mean deviation, x) / C(m, x) = {c_dx / c_mx:+.3f}")
     print(f"<mean deviation, m> / <m, m> in the top octave = {c_dm / c_mm:+.3f}")
+    print(f"the gain of the prior's own top octave that fits the truth best, C(m, x) / <m, m> = {c_mx / c_mm:.3f}")
     print("per tile C(m, x):", [round(r[0], 1) for r in rows])
     print("per tile C(mean deviation, x) / C(m, x):", [round(r[1] / r[0], 2) for r in rows])
 
