@@ -91,7 +91,6 @@ def main() -> None:
     training = dict(card.get("training") or {})
     training["calibration"] = {
         "chosen": best,
-        "null_space": args.null_space,
         "criterion": args.criterion,
         "local_error_fit": None if fit is None else {"correlation": fit.correlation, "blocks": fit.blocks},
         "selection": {"val": str(args.val), "val_crop": args.val_crop, "val_limit": args.val_limit},

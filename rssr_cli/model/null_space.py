@@ -71,15 +71,8 @@ class NullSpaceProjection:
         self.py = _pseudo_inverse_t(self.ay)
         self.px = _pseudo_inverse_t(self.ax)
 
-    def repeat(self, times: int) -> "NullSpaceProjection":
-        """The same projection for a band-folded batch (each window's `times` bands consecutive rows)."""
-        out = object.__new__(NullSpaceProjection)
-        for name in ("ay", "ax", "py", "px"):
-            setattr(out, name, getattr(self, name).repeat_interleave(times, dim=0))
-        return out
-
     def seen(self, d: torch.Tensor) -> torch.Tensor:
-        """A d: [N, C, H, W] -> [N, C, h, w]."""
+        """A d: [N, C, H, W] -> [N, C, h, w] (C: the window's bands, all on its one grid)."""
         return torch.einsum("nyh,nchw,nxw->ncyx", self.ay, d.double(), self.ax)
 
     def __call__(self, d: torch.Tensor) -> torch.Tensor:

@@ -280,7 +280,7 @@ class SRModel(nn.Module):
         # each folded row's LR Nyquist in cycles per HR pixel (cell: LR pixels per HR pixel, y and x)
         nyquist = (0.5 * cell.float().min(dim=1).values).repeat_interleave(bands)
         correction = self._variance_correction(estimate, stats)  # the same for every draw of these windows
-        projection = self._null_space(ys, xs, cell, (lr.shape[-2], lr.shape[-1]), bands)
+        projection = self._null_space(ys, xs, cell, (lr.shape[-2], lr.shape[-1]))
         return [
             self._unfold(
                 self._draw(
@@ -372,8 +372,8 @@ class SRModel(nn.Module):
             correction_tilt=float(self.sampler_defaults.get("correction_tilt", 0.0)) if nyquist is not None else 0.0,
             nyquist=nyquist,
         )
-        if projection is not None:
-            r0 = projection(r0)
+        if projection is not None:  # one projection per window: a band-folded window's rows become its channels
+            r0 = projection(r0.reshape(r0.shape[0] // bands, -1, *r0.shape[-2:])).reshape(r0.shape)
         return destandardize(estimate, stats) + r0.float() / self.residual_scale
 
     def _variance_correction(self, estimate: torch.Tensor, stats: Stats) -> float | torch.Tensor:
@@ -392,14 +392,14 @@ class SRModel(nn.Module):
         return v0 * expected * self.residual_scale**2
 
     def _null_space(
-        self, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, lr_size: tuple[int, int], bands: int
+        self, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor, lr_size: tuple[int, int]
     ) -> Optional[NullSpaceProjection]:
-        """The card's `null_space` (a degradation's name, null_space.KERNELS) as the projection of these windows'
-        band-folded rows; None where the card names none or the model has no residual-shifting chain."""
+        """The card's `null_space` (a degradation's name, null_space.KERNELS) as the projection of these windows (one
+        per window, shared by its bands); None where the card names none or the model has no residual-shifting chain."""
         kind = self.sampler_defaults.get("null_space") or ""
         if self.process != "resshift" or not kind:
             return None
-        return NullSpaceProjection(str(kind), ys, xs, cell.float(), lr_size).repeat(bands)
+        return NullSpaceProjection(str(kind), ys, xs, cell.float(), lr_size)
 
     def sample_spread(self, lr, ys, xs, cell, *, n_samples: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel mean and sample standard deviation (ddof 1: an unbiased variance, as `evaluate --samples` bar 7
