@@ -8,7 +8,9 @@ Use the run's own --val, --val-crop and --val-limit (its command.sh): the select
 Every combination of --grid (v0), --correlations and --tilts is a candidate (with --null-space, each draw's deviation
 projected out of what the input sees, calibrated that way). --local first fits how the prior's error
 grows with its local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that
-expected error. Prints one row per candidate (score = 1 - ES/ES_prior, higher is better) and writes
+expected error. --shape then, with the chosen settings, sets the band correlation to the prior error's own across
+bands (calibration.fit_band_correlation) and fits deviation gains that give the draws' deviations the prior error's
+spectrum ring by ring (calibration.fit_deviation_gain, model/deviation_shape.py). Prints one row per candidate (score = 1 - ES/ES_prior, higher is better) and writes
 OUT.{safetensors,json} with the best and a `calibration` record in the card's training section.
 """
 
@@ -19,9 +21,17 @@ import json
 from pathlib import Path
 
 from rssr_cli.model.checkpoint import load_model, save_model
+from rssr_cli.model.deviation_shape import KNOTS
 from rssr_cli.model.null_space import KERNELS
-from rssr_cli.training.api import validation_images
-from rssr_cli.training.calibration import CRITERIA, calibrate_sampler, fit_local_error, set_sampler_defaults
+from rssr_cli.training.api import validate_posterior, validation_images
+from rssr_cli.training.calibration import (
+    CRITERIA,
+    calibrate_sampler,
+    fit_band_correlation,
+    fit_deviation_gain,
+    fit_local_error,
+    set_sampler_defaults,
+)
 
 
 def main() -> None:
@@ -50,6 +60,11 @@ def main() -> None:
         default="energy",
         choices=sorted(CRITERIA),
         help="energy: the best energy score; spread: spread/error closest to 1 (calibration.py)",
+    )
+    parser.add_argument(
+        "--shape",
+        action="store_true",
+        help="after the grid: band correlation = the prior error's, deviation gains fitted to its spectrum",
     )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
     args = parser.parse_args()
@@ -88,6 +103,25 @@ def main() -> None:
         )
     card = json.loads(args.model.with_suffix(".json").read_text())
     set_sampler_defaults(model, best)
+    shape = None
+    if args.shape:
+        correlation = fit_band_correlation(model, images, args.scale, args.degradation)
+        if correlation is not None:
+            set_sampler_defaults(model, {"band_correlation": correlation})
+        gain_fit = fit_deviation_gain(model, images, args.scale, args.degradation)
+        set_sampler_defaults(model, gain_fit.settings)
+        figures = validate_posterior(model, images, args.scale, args.degradation)
+        print(f"band correlation of the prior's error: {correlation}")
+        print("deviation power / prior error power per ring (rows: fitting rounds; columns: knots x LR Nyquist)")
+        print("| round | " + " | ".join(f"{k:g}" for k in KNOTS) + " |")
+        for i, row in enumerate(gain_fit.ratios):
+            print(f"| {i} | " + " | ".join(f"{r:.3f}" for r in row) + " |")
+        print("gains:", " ".join(f"{g:.3f}" for g in gain_fit.gains))
+        print(
+            f"shaped: score {figures['score']:.4f}, power / truth {figures['power_ratio']:.3f}, "
+            f"spread / error {figures['spread_ratio']:.3f}, MSE / prior {figures['mse_ratio']:.3f}"
+        )
+        shape = {"band_correlation": correlation, "ring_ratios": gain_fit.ratios, "figures": figures}
     training = dict(card.get("training") or {})
     training["calibration"] = {
         "chosen": best,
@@ -97,9 +131,10 @@ def main() -> None:
         "degradation": args.degradation,
         "scale": args.scale,
         "candidates": [{**c.settings, **c.figures} for c in candidates],
+        "shape": shape,
     }
     path = save_model(model, args.out, training=training, metrics=card.get("metrics"), model_id=card.get("id"))
-    print(f"wrote {path} ({best})")
+    print(f"wrote {path} ({model.sampler_defaults})")
 
 
 if __name__ == "__main__":

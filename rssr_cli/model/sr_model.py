@@ -17,6 +17,7 @@ from torch import nn
 from rssr_cli.core.errors import CheckpointError
 from rssr_cli.model import prior_features as _prior_features  # noqa: F401  (registers "prior_pyramid")
 from rssr_cli.model.denoiser import Condition, pad_to_multiple
+from rssr_cli.model.deviation_shape import shape_deviation
 from rssr_cli.model.diffusion import (
     PREDICTIONS,
     TRAIN_STARTS,
@@ -346,7 +347,7 @@ class SRModel(nn.Module):
         """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units. `bands`: the
         rows of one window in the band-folded batch (their noise correlates by the card's band_correlation);
         `nyquist`: each row's LR Nyquist, for the card's correction_tilt (resshift.tilted_noise); `projection`: the
-        drawn residual is kept out of what the input sees (null_space.py)."""
+        drawn residual is kept out of what the input sees (null_space.py), after the card's deviation_gain shaped it."""
         assert isinstance(self.denoiser, ResShiftDenoiser)
         chain = self.denoiser.chain
         chain = chain.strided(min(steps, len(chain)))
@@ -372,6 +373,9 @@ class SRModel(nn.Module):
             correction_tilt=float(self.sampler_defaults.get("correction_tilt", 0.0)) if nyquist is not None else 0.0,
             nyquist=nyquist,
         )
+        gains = self.sampler_defaults.get("deviation_gain")
+        if gains and nyquist is not None:  # the draw's deviation given the prior error's spectrum (deviation_shape.py)
+            r0 = shape_deviation(r0, gains, nyquist)
         if projection is not None:  # one projection per window: a band-folded window's rows become its channels
             r0 = projection(r0.reshape(r0.shape[0] // bands, -1, *r0.shape[-2:])).reshape(r0.shape)
         return destandardize(estimate, stats) + r0.float() / self.residual_scale

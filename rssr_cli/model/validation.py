@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import torch
 
 from rssr_cli.core.errors import CheckpointError
+from rssr_cli.model.deviation_shape import GAIN_RANGE, KNOTS
 from rssr_cli.model.diffusion import PREDICTIONS, SCHEDULES
 from rssr_cli.model.null_space import KERNELS
 from rssr_cli.model.registry import registered
@@ -221,6 +222,19 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
     if null_space not in ("", *KERNELS):
         raise CheckpointError(
             f"model spec sampler.null_space must be one of {', '.join(KERNELS)} (or absent), got {null_space!r}"
+        )
+    gains = sampler.get("deviation_gain")
+    if gains is not None and not (
+        isinstance(gains, list)
+        and len(gains) == len(KNOTS)
+        and all(
+            isinstance(g, (int, float)) and not isinstance(g, bool) and GAIN_RANGE[0] <= g <= GAIN_RANGE[1]
+            for g in gains
+        )
+    ):
+        raise CheckpointError(
+            f"model spec sampler.deviation_gain must be {len(KNOTS)} numbers in [{GAIN_RANGE[0]:g}, {GAIN_RANGE[1]:g}]"
+            f" (one per knot of deviation_shape.KNOTS), got {gains!r}"
         )
 
 

@@ -25,17 +25,18 @@ scored 0.2678 and 0.2677) and an imperfect sampler's best energy score sits on t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from rssr_cli.core.errors import UsageError
+from rssr_cli.model.deviation_shape import GAIN_RANGE, KNOTS, RING_WIDTH
 from rssr_cli.model.operator import grid_tensors
 from rssr_cli.model.resshift import local_detail
 from rssr_cli.model.sr_model import SRModel
 from rssr_cli.model.validation import CHAIN_SAMPLER_RANGES
-from rssr_cli.scoring.posterior import block_means
+from rssr_cli.scoring.posterior import band_pass, block_means, radial_spectrum
 from rssr_cli.training.api import validate_posterior
 from rssr_cli.training.data import TrainImage
 from rssr_cli.training.trainer import LOWRES
@@ -98,9 +99,11 @@ def calibrate_sampler(
     return best.settings, scored
 
 
-def set_sampler_defaults(model: SRModel, settings: Mapping[str, float]) -> None:
-    """Calibrated sampler defaults, in the model and in the spec its card is written from."""
-    model.sampler_defaults.update({k: float(v) for k, v in settings.items()})
+def set_sampler_defaults(model: SRModel, settings: Mapping[str, float | Sequence[float]]) -> None:
+    """Calibrated sampler defaults (numbers, and deviation_gain's list), in the model and in the spec its card is written
+    from."""
+    for key, value in settings.items():
+        model.sampler_defaults[key] = float(value) if isinstance(value, (int, float)) else [float(g) for g in value]
     model.spec["sampler"] = dict(model.sampler_defaults)
 
 
@@ -147,3 +150,105 @@ def fit_local_error(
     residual = y - (intercept + exponent * x)
     correlation = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else 0.0
     return LocalErrorFit(exponent, intercept + float(residual.var()) / 2, correlation, int(keep.sum()))
+
+
+def _selection_draws(model: SRModel, images: Sequence[TrainImage], scale: float, degradation: str, samples: int):
+    """Per selection image: truth, prior and `samples` draws ([C, H, W] arrays, the input's units, shaved by
+    ceil(scale)) and the LR Nyquist in cycles per HR pixel; image k's draws come from a generator seeded k, like
+    validate_posterior's."""
+    border = int(np.ceil(scale))
+    shave = (slice(None), slice(border, -border), slice(border, -border))
+    for k, img in enumerate(images):
+        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
+        H, W = hr.shape[-2:]
+        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, lr.shape[-2] / H, lr.shape[-1] / W)
+        prior = model.sample(lr, ys, xs, cell, mode="prior")[0].float().numpy()
+        gen = torch.Generator().manual_seed(k)
+        draws = [d[0].float().numpy()[shave] for d in model.sample_draws(lr, ys, xs, cell, samples, generator=gen)]
+        nyquist = 0.5 * min(lr.shape[-2] / H, lr.shape[-1] / W)
+        yield hr[0].float().numpy()[shave], prior[shave], draws, nyquist
+
+
+@torch.no_grad()
+def fit_band_correlation(
+    model: SRModel, images: Sequence[TrainImage], scale: float = 4.0, degradation: str = "bicubic"
+) -> Optional[float]:
+    """How much the prior's error above the LR Nyquist is common to a window's bands: the pooled correlation
+    sum e_i e_j / sqrt(sum e_i² sum e_j²) over band pairs of the band-passed error, clipped to [0, 1]; the band
+    correlation of the chain's noise (resshift.band_noise), which the energy score could not pick (it moved by ±0.002
+    across correlations while the draws' luminance power doubled). None for single-band images."""
+    cross = norm = 0.0
+    for img in images:
+        if img.pixels.shape[0] < 2:
+            continue
+        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
+        H, W = hr.shape[-2:]
+        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, lr.shape[-2] / H, lr.shape[-1] / W)
+        prior = model.sample(lr, ys, xs, cell, mode="prior")[0].float().numpy()
+        band = (0.5 * min(lr.shape[-2] / H, lr.shape[-1] / W), 0.5)
+        error = [band_pass(e, band) for e in hr[0].float().numpy() - prior]
+        for i in range(len(error)):
+            for j in range(i + 1, len(error)):
+                cross += float(np.sum(error[i] * error[j]))
+                norm += float(np.sqrt(np.sum(error[i] ** 2) * np.sum(error[j] ** 2)))
+    if norm <= 0:
+        return None
+    return float(min(max(cross / norm, 0.0), 1.0))
+
+
+@dataclass(frozen=True)
+class DeviationGainFit:
+    """deviation_shape's gains and, per fitting round, the deviations' ring power over the prior error's (pooled over
+    images and bands) measured with the gains of that round: the first row is the unshaped chain's."""
+
+    gains: list[float]
+    ratios: list[list[float]]
+
+    @property
+    def settings(self) -> dict[str, list[float]]:
+        return {"deviation_gain": self.gains}
+
+
+@torch.no_grad()
+def fit_deviation_gain(
+    model: SRModel,
+    images: Sequence[TrainImage],
+    scale: float = 4.0,
+    degradation: str = "bicubic",
+    *,
+    rounds: int = 3,
+    samples: int = 2,
+) -> DeviationGainFit:
+    """The amplitude gains at deviation_shape.KNOTS that make the draws' deviation from the prior have the prior
+    error's power, ring by ring (rings RING_WIDTH wide around the knots, in units of the LR Nyquist), on the selection
+    images with the model's other sampler settings. The gains multiply by sqrt(error power / deviation power) each
+    round: the null-space projection after the shaping mixes each ring with its aliases, so one round is not exact."""
+    if not images:
+        raise UsageError("the deviation gain fit needs selection images (--val)")
+    if model.process != "resshift":
+        raise UsageError("the deviation gain belongs to a residual-shifting chain; this model has none")
+    before = model.sampler_defaults
+    gains = [float(g) for g in before.get("deviation_gain") or [1.0] * len(KNOTS)]
+    rows = []
+    try:
+        for _ in range(rounds + 1):
+            model.sampler_defaults = {**before, "deviation_gain": gains}
+            error_power = np.zeros(len(KNOTS))
+            deviation_power = np.zeros(len(KNOTS))
+            for truth, prior, draws, nyquist in _selection_draws(model, images, scale, degradation, samples):
+                rings = (nyquist * (KNOTS[0] - RING_WIDTH / 2), nyquist * (KNOTS[-1] + RING_WIDTH / 2))
+                for c in range(truth.shape[0]):
+                    error_power += np.nan_to_num(radial_spectrum(truth[c] - prior[c], rings, len(KNOTS)))
+                    for draw in draws:
+                        spectrum = radial_spectrum(draw[c] - prior[c], rings, len(KNOTS))
+                        deviation_power += np.nan_to_num(spectrum) / len(draws)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = deviation_power / error_power
+            rows.append([float(r) for r in ratio])
+            if len(rows) > rounds:
+                break
+            step = np.where((deviation_power > 0) & (error_power > 0), np.sqrt(1.0 / ratio), 1.0)
+            gains = [float(np.clip(g * s, *GAIN_RANGE)) for g, s in zip(gains, step)]
+    finally:
+        model.sampler_defaults = before
+    return DeviationGainFit(gains, rows)

@@ -8,7 +8,13 @@ import torch
 
 from rssr_cli.core.errors import UsageError
 from rssr_cli.model.checkpoint import load_model, save_model
-from rssr_cli.training.calibration import calibrate_sampler, fit_local_error, set_sampler_defaults
+from rssr_cli.training.calibration import (
+    calibrate_sampler,
+    fit_band_correlation,
+    fit_deviation_gain,
+    fit_local_error,
+    set_sampler_defaults,
+)
 from rssr_cli.training.data import TrainImage
 
 from model_helpers import hr_grid, tiny_chain, tiny_model
@@ -127,3 +133,36 @@ def test_the_local_error_fit_needs_selection_images_and_falls_back_to_one_v0_whe
     flat = [TrainImage(np.full((chain.in_channels, 32, 32), 0.5, np.float32), None, "flat")]
     fit = fit_local_error(chain, flat)
     assert fit.exponent == 0.0 and np.isfinite(fit.log_scale)
+
+
+def test_the_band_correlation_is_the_priors_error_common_to_the_bands():
+    """Identical bands give the prior identical inputs, so its error is the same in every band (correlation 1); bands
+    of independent noise give errors that share nothing (near 0); single-band images cannot tell (None)."""
+    chain = tiny_chain()  # single-band: a 3-band image is folded into three rows
+    same = [TrainImage(np.repeat(img.pixels, 3, 0), None, img.source) for img in _images(1, n=2)]
+    assert fit_band_correlation(chain, same) == pytest.approx(1.0, abs=1e-6)
+    rng = np.random.default_rng(5)
+    apart = [TrainImage((0.5 + 0.2 * rng.standard_normal((3, 32, 32))).astype(np.float32), None, "n")]
+    assert fit_band_correlation(chain, apart) < 0.2
+    assert fit_band_correlation(chain, [TrainImage(img.pixels[:1], None, img.source) for img in same]) is None
+
+
+def test_the_deviation_gains_bring_the_draws_spectrum_to_the_priors_error(tmp_path):
+    """Each fitting round measures the deviations' ring power over the prior error's with that round's gains; the
+    last round's ratios are nearer 1 than the unshaped chain's, the gains travel with the card, and the model's own
+    sampler settings are left as they were."""
+    chain = tiny_chain()
+    chain.sampler_defaults["variance_correction"] = 1.0
+    images = _images(chain.in_channels, n=2, side=48)
+    fit = fit_deviation_gain(chain, images, 4.0, rounds=2)
+    assert "deviation_gain" not in chain.sampler_defaults
+    first, last = np.log(fit.ratios[0]), np.log(fit.ratios[-1])
+    assert len(fit.ratios) == 3 and np.all(np.isfinite(first)) and np.all(np.isfinite(last))
+    assert np.abs(last).max() < 0.5 * np.abs(first).max()
+    assert all(0.0 <= g <= 20.0 for g in fit.gains)
+    set_sampler_defaults(chain, fit.settings)
+    assert load_model(save_model(chain, tmp_path / "shaped")).sampler_defaults["deviation_gain"] == fit.gains
+    with pytest.raises(UsageError):
+        fit_deviation_gain(chain, [])
+    with pytest.raises(UsageError):
+        fit_deviation_gain(tiny_model(), images)
