@@ -62,6 +62,12 @@ def main() -> None:
         help="energy: the best energy score; spread: spread/error closest to 1 (calibration.py)",
     )
     parser.add_argument(
+        "--local-exponent",
+        type=float,
+        default=None,
+        help="with --local: this exponent instead of the fitted one, the log scale pivoted at the mean log detail",
+    )
+    parser.add_argument(
         "--shape",
         action="store_true",
         help="after the grid: band correlation = the prior error's, deviation gains fitted to its spectrum",
@@ -75,6 +81,8 @@ def main() -> None:
     fit = None
     if args.local:
         fit = fit_local_error(model, images, args.scale, args.degradation)
+        if args.local_exponent is not None:
+            fit = fit.at_exponent(args.local_exponent)
         local = fit.settings
         print(
             f"local error fit over {fit.blocks} blocks: exponent {fit.exponent:.3f}, log scale {fit.log_scale:.3f}, "
@@ -126,7 +134,9 @@ def main() -> None:
     training["calibration"] = {
         "chosen": best,
         "criterion": args.criterion,
-        "local_error_fit": None if fit is None else {"correlation": fit.correlation, "blocks": fit.blocks},
+        "local_error_fit": None
+        if fit is None
+        else {"correlation": fit.correlation, "blocks": fit.blocks, "exponent_given": args.local_exponent},
         "selection": {"val": str(args.val), "val_crop": args.val_crop, "val_limit": args.val_limit},
         "degradation": args.degradation,
         "scale": args.scale,

@@ -166,3 +166,14 @@ def test_the_deviation_gains_bring_the_draws_spectrum_to_the_priors_error(tmp_pa
         fit_deviation_gain(chain, [])
     with pytest.raises(UsageError):
         fit_deviation_gain(tiny_model(), images)
+
+
+def test_another_local_exponent_keeps_the_expected_error_at_the_mean_detail():
+    chain = tiny_chain()
+    fit = fit_local_error(chain, _images(chain.in_channels, n=3, side=48), 4.0)
+    steeper = fit.at_exponent(fit.exponent + 0.5)
+    assert steeper.exponent == pytest.approx(fit.exponent + 0.5)
+    at_mean = fit.log_scale + fit.exponent * fit.mean_log_detail
+    assert steeper.log_scale + steeper.exponent * fit.mean_log_detail == pytest.approx(at_mean)
+    assert (steeper.correlation, steeper.blocks) == (fit.correlation, fit.blocks)
+    assert fit.at_exponent(5.0).exponent == 2.0  # clipped to the card's range
