@@ -8,10 +8,12 @@ Use the run's own --val, --val-crop and --val-limit (its command.sh): the select
 Every combination of --grid (v0), --correlations and --tilts is a candidate (with --null-space, each draw's deviation
 projected out of what the input sees, calibrated that way). --local first fits how the prior's error
 grows with its local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that
-expected error. --shape then, with the chosen settings, sets the band correlation to the prior error's own across
-bands (calibration.fit_band_correlation) and fits deviation gains that give the draws' deviations the prior error's
-spectrum ring by ring (calibration.fit_deviation_gain, model/deviation_shape.py). Prints one row per candidate (score = 1 - ES/ES_prior, higher is better) and writes
-OUT.{safetensors,json} with the best and a `calibration` record in the card's training section.
+expected error (--local-exponent: another exponent, LocalErrorFit.at_exponent). --shape then, with the chosen
+settings, sets the band correlation to the prior error's own across bands (calibration.fit_band_correlation) and fits
+deviation gains that give the draws' deviations the prior error's spectrum ring by ring
+(calibration.fit_deviation_gain, model/deviation_shape.py). Prints one row per candidate (score = 1 - ES/ES_prior,
+higher is better) and writes OUT.{safetensors,json} with the best and a `calibration` record in the card's training
+section.
 """
 
 from __future__ import annotations

@@ -132,6 +132,28 @@ class LocalErrorFit:
         return LocalErrorFit(exponent, log_scale, self.correlation, self.blocks, self.mean_log_detail)
 
 
+@dataclass(frozen=True)
+class _Selection:
+    """One selection image degraded by the protocol, the grid of its HR pixels and the prior's estimate of it."""
+
+    lr: torch.Tensor  # [1, C, h, w]
+    hr: torch.Tensor  # [C, H, W]
+    grid: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # ys, xs, cell
+    prior: torch.Tensor  # [C, H, W], the input's units
+
+    @property
+    def nyquist(self) -> float:
+        """The LR Nyquist in cycles per HR pixel."""
+        return 0.5 * min(self.lr.shape[-2] / self.hr.shape[-2], self.lr.shape[-1] / self.hr.shape[-1])
+
+
+def _selection(model: SRModel, img: TrainImage, scale: float, degradation: str) -> _Selection:
+    lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
+    H, W = hr.shape[-2:]
+    grid = grid_tensors(H, W, 0.0, 0.0, lr.shape[-2] / H, lr.shape[-1] / W)
+    return _Selection(lr, hr[0].float(), grid, model.sample(lr, *grid, mode="prior")[0].float())
+
+
 @torch.no_grad()
 def fit_local_error(
     model: SRModel, images: Sequence[TrainImage], scale: float = 4.0, degradation: str = "bicubic"
@@ -143,11 +165,9 @@ def fit_local_error(
         raise UsageError("the local error fit needs selection images (--val)")
     errors, details = [], []
     for img in images:
-        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
-        H, W = hr.shape[-2:]
-        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, lr.shape[-2] / H, lr.shape[-1] / W)
-        prior = model.sample(lr, ys, xs, cell, mode="prior")[0].float()  # [C, H, W], the input's units
-        errors.append(block_means(((hr[0].float() - prior) ** 2).numpy(), FIT_BLOCK).ravel())
+        sel = _selection(model, img, scale, degradation)
+        prior = sel.prior
+        errors.append(block_means(((sel.hr - prior) ** 2).numpy(), FIT_BLOCK).ravel())
         details.append(block_means(local_detail(prior[:, None])[:, 0].numpy(), FIT_BLOCK).ravel())
     error, detail = np.concatenate(errors), np.concatenate(details)
     keep = (error > 0) & (detail > 0) & np.isfinite(error) & np.isfinite(detail)
@@ -170,14 +190,10 @@ def _selection_draws(model: SRModel, images: Sequence[TrainImage], scale: float,
     border = int(np.ceil(scale))
     shave = (slice(None), slice(border, -border), slice(border, -border))
     for k, img in enumerate(images):
-        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
-        H, W = hr.shape[-2:]
-        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, lr.shape[-2] / H, lr.shape[-1] / W)
-        prior = model.sample(lr, ys, xs, cell, mode="prior")[0].float().numpy()
+        sel = _selection(model, img, scale, degradation)
         gen = torch.Generator().manual_seed(k)
-        draws = [d[0].float().numpy()[shave] for d in model.sample_draws(lr, ys, xs, cell, samples, generator=gen)]
-        nyquist = 0.5 * min(lr.shape[-2] / H, lr.shape[-1] / W)
-        yield hr[0].float().numpy()[shave], prior[shave], draws, nyquist
+        draws = [d[0].float().numpy()[shave] for d in model.sample_draws(sel.lr, *sel.grid, samples, generator=gen)]
+        yield sel.hr.numpy()[shave], sel.prior.numpy()[shave], draws, sel.nyquist
 
 
 @torch.no_grad()
@@ -192,12 +208,8 @@ def fit_band_correlation(
     for img in images:
         if img.pixels.shape[0] < 2:
             continue
-        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
-        H, W = hr.shape[-2:]
-        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, lr.shape[-2] / H, lr.shape[-1] / W)
-        prior = model.sample(lr, ys, xs, cell, mode="prior")[0].float().numpy()
-        band = (0.5 * min(lr.shape[-2] / H, lr.shape[-1] / W), 0.5)
-        error = [band_pass(e, band) for e in hr[0].float().numpy() - prior]
+        sel = _selection(model, img, scale, degradation)
+        error = [band_pass(e, (sel.nyquist, 0.5)) for e in (sel.hr - sel.prior).numpy()]
         for i in range(len(error)):
             for j in range(i + 1, len(error)):
                 cross += float(np.sum(error[i] * error[j]))
@@ -210,7 +222,8 @@ def fit_band_correlation(
 @dataclass(frozen=True)
 class DeviationGainFit:
     """deviation_shape's gains and, per fitting round, the deviations' ring power over the prior error's (pooled over
-    images and bands) measured with the gains of that round: the first row is the unshaped chain's."""
+    images and bands) measured with the gains of that round: the first row is with the card's own gains (without
+    any: the unshaped chain), the last with the gains returned."""
 
     gains: list[float]
     ratios: list[list[float]]
