@@ -46,11 +46,18 @@ def gain_field(shape: Sequence[int], gains: Sequence[float], nyquist: torch.Tens
     return values[lower] + t * (values[upper] - values[lower])
 
 
-def shape_deviation(residual: torch.Tensor, gains: Sequence[float], nyquist: torch.Tensor) -> torch.Tensor:
-    """The residual [N, 1, H, W] (one row per window band) filtered by gain_field over its reflect-padded window."""
-    h, w = residual.shape[-2:]
-    pad_y, pad_x = min(PAD, h - 1), min(PAD, w - 1)
-    padded = F.pad(residual.to(torch.float64), (pad_x, pad_x, pad_y, pad_y), mode="reflect")
-    field = gain_field(padded.shape, gains, nyquist)
-    filtered = torch.fft.ifft2(torch.fft.fft2(padded) * field).real
-    return filtered[..., pad_y : pad_y + h, pad_x : pad_x + w].to(residual.dtype)
+class DeviationShaper:
+    """The filter of gain_field for residuals [N, 1, h, w] of one window batch (rows whose LR Nyquists are `nyquist`
+    [N]), built once and applied to every draw of those windows, over each window reflect-padded by PAD pixels."""
+
+    def __init__(self, gains: Sequence[float], size: Sequence[int], nyquist: torch.Tensor):
+        h, w = size[-2:]
+        self.pad_y, self.pad_x = min(PAD, h - 1), min(PAD, w - 1)
+        self.field = gain_field((h + 2 * self.pad_y, w + 2 * self.pad_x), gains, nyquist)
+
+    def __call__(self, residual: torch.Tensor) -> torch.Tensor:
+        h, w = residual.shape[-2:]
+        pad_y, pad_x = self.pad_y, self.pad_x
+        padded = F.pad(residual.to(torch.float64), (pad_x, pad_x, pad_y, pad_y), mode="reflect")
+        filtered = torch.fft.ifft2(torch.fft.fft2(padded) * self.field).real
+        return filtered[..., pad_y : pad_y + h, pad_x : pad_x + w].to(residual.dtype)

@@ -17,7 +17,7 @@ from torch import nn
 from rssr_cli.core.errors import CheckpointError
 from rssr_cli.model import prior_features as _prior_features  # noqa: F401  (registers "prior_pyramid")
 from rssr_cli.model.denoiser import Condition, pad_to_multiple
-from rssr_cli.model.deviation_shape import shape_deviation
+from rssr_cli.model.deviation_shape import DeviationShaper
 from rssr_cli.model.diffusion import (
     PREDICTIONS,
     TRAIN_STARTS,
@@ -282,10 +282,22 @@ class SRModel(nn.Module):
         nyquist = (0.5 * cell.float().min(dim=1).values).repeat_interleave(bands)
         correction = self._variance_correction(estimate, stats)  # the same for every draw of these windows
         projection = self._null_space(ys, xs, cell, (lr.shape[-2], lr.shape[-1]))
+        shaper = self._deviation_shaper(estimate.shape, nyquist)
         return [
             self._unfold(
                 self._draw(
-                    estimate, stats, cond, steps, strength, generator, callback, bands, nyquist, correction, projection
+                    estimate,
+                    stats,
+                    cond,
+                    steps,
+                    strength,
+                    generator,
+                    callback,
+                    bands,
+                    nyquist,
+                    correction,
+                    projection,
+                    shaper,
                 ),
                 batch,
             )
@@ -305,13 +317,14 @@ class SRModel(nn.Module):
         nyquist: Optional[torch.Tensor] = None,
         correction: float | torch.Tensor = 0.0,
         projection: Optional[NullSpaceProjection] = None,
+        shaper: Optional[DeviationShaper] = None,
     ) -> torch.Tensor:
         """One draw of the card's chain around the estimate (band-folded, model units; `bands` rows per window;
         `nyquist` [rows]: each row's LR Nyquist in cycles per HR pixel; `correction`: _variance_correction's v0;
-        `projection`: _null_space's, applied to the drawn residual)."""
+        `projection`: _null_space's, applied to the drawn residual after `shaper`, _deviation_shaper's)."""
         if self.process == "resshift":
             return self._resshift_sample(
-                estimate, stats, cond, steps, generator, callback, bands, nyquist, correction, projection
+                estimate, stats, cond, steps, generator, callback, bands, nyquist, correction, projection, shaper
             )
         assert isinstance(self.denoiser, Denoiser)
         if strength >= 1.0:
@@ -343,11 +356,13 @@ class SRModel(nn.Module):
         nyquist: Optional[torch.Tensor] = None,
         correction: float | torch.Tensor = 0.0,
         projection: Optional[NullSpaceProjection] = None,
+        shaper: Optional[DeviationShaper] = None,
     ) -> torch.Tensor:
         """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units. `bands`: the
         rows of one window in the band-folded batch (their noise correlates by the card's band_correlation);
         `nyquist`: each row's LR Nyquist, for the card's correction_tilt (resshift.tilted_noise); `projection`: the
-        drawn residual is kept out of what the input sees (null_space.py), after the card's deviation_gain shaped it."""
+        drawn residual is kept out of what the input sees (null_space.py), after `shaper` gave it the card's
+        deviation_gain (deviation_shape.py)."""
         assert isinstance(self.denoiser, ResShiftDenoiser)
         chain = self.denoiser.chain
         chain = chain.strided(min(steps, len(chain)))
@@ -373,9 +388,8 @@ class SRModel(nn.Module):
             correction_tilt=float(self.sampler_defaults.get("correction_tilt", 0.0)) if nyquist is not None else 0.0,
             nyquist=nyquist,
         )
-        gains = self.sampler_defaults.get("deviation_gain")
-        if gains and nyquist is not None:  # the draw's deviation given the prior error's spectrum (deviation_shape.py)
-            r0 = shape_deviation(r0, gains, nyquist)
+        if shaper is not None:  # the draw's deviation given the prior error's spectrum
+            r0 = shaper(r0)
         if projection is not None:  # one projection per window: a band-folded window's rows become its channels
             r0 = projection(r0.reshape(r0.shape[0] // bands, -1, *r0.shape[-2:])).reshape(r0.shape)
         return destandardize(estimate, stats) + r0.float() / self.residual_scale
@@ -404,6 +418,14 @@ class SRModel(nn.Module):
         if self.process != "resshift" or not kind:
             return None
         return NullSpaceProjection(str(kind), ys, xs, cell.float(), lr_size)
+
+    def _deviation_shaper(self, shape: torch.Size, nyquist: torch.Tensor) -> Optional[DeviationShaper]:
+        """The card's `deviation_gain` as the filter of these windows' band-folded residuals (`shape`, rows whose LR
+        Nyquists are `nyquist`); None where the card has none or the model has no residual-shifting chain."""
+        gains = self.sampler_defaults.get("deviation_gain")
+        if self.process != "resshift" or not gains:
+            return None
+        return DeviationShaper(gains, shape, nyquist)
 
     def sample_spread(self, lr, ys, xs, cell, *, n_samples: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel mean and sample standard deviation (ddof 1: an unbiased variance, as `evaluate --samples` bar 7

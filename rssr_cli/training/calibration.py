@@ -183,14 +183,12 @@ def fit_local_error(
     return LocalErrorFit(exponent, intercept + float(residual.var()) / 2, correlation, int(keep.sum()), float(x.mean()))
 
 
-def _selection_draws(model: SRModel, images: Sequence[TrainImage], scale: float, degradation: str, samples: int):
-    """Per selection image: truth, prior and `samples` draws ([C, H, W] arrays, the input's units, shaved by
-    ceil(scale)) and the LR Nyquist in cycles per HR pixel; image k's draws come from a generator seeded k, like
-    validate_posterior's."""
-    border = int(np.ceil(scale))
+def _selection_draws(model: SRModel, selections: Sequence[_Selection], border: int, samples: int):
+    """Per selection image (prior computed once, _selection): truth, prior and `samples` draws ([C, H, W] arrays, the
+    input's units, shaved by `border`) and the LR Nyquist in cycles per HR pixel; image k's draws come from a
+    generator seeded k, like validate_posterior's."""
     shave = (slice(None), slice(border, -border), slice(border, -border))
-    for k, img in enumerate(images):
-        sel = _selection(model, img, scale, degradation)
+    for k, sel in enumerate(selections):
         gen = torch.Generator().manual_seed(k)
         draws = [d[0].float().numpy()[shave] for d in model.sample_draws(sel.lr, *sel.grid, samples, generator=gen)]
         yield sel.hr.numpy()[shave], sel.prior.numpy()[shave], draws, sel.nyquist
@@ -253,13 +251,15 @@ def fit_deviation_gain(
         raise UsageError("the deviation gain belongs to a residual-shifting chain; this model has none")
     before = model.sampler_defaults
     gains = [float(g) for g in before.get("deviation_gain") or [1.0] * len(KNOTS)]
+    selections = [_selection(model, img, scale, degradation) for img in images]  # the prior is the same every round
+    border = int(np.ceil(scale))
     rows = []
     try:
         for _ in range(rounds + 1):
             model.sampler_defaults = {**before, "deviation_gain": gains}
             error_power = np.zeros(len(KNOTS))
             deviation_power = np.zeros(len(KNOTS))
-            for truth, prior, draws, nyquist in _selection_draws(model, images, scale, degradation, samples):
+            for truth, prior, draws, nyquist in _selection_draws(model, selections, border, samples):
                 rings = (nyquist * (KNOTS[0] - RING_WIDTH / 2), nyquist * (KNOTS[-1] + RING_WIDTH / 2))
                 for c in range(truth.shape[0]):
                     error_power += np.nan_to_num(radial_spectrum(truth[c] - prior[c], rings, len(KNOTS)))

@@ -10,7 +10,7 @@ import torch
 
 from rssr_cli.core.errors import CheckpointError
 from rssr_cli.model.checkpoint import load_model, save_model
-from rssr_cli.model.deviation_shape import KNOTS, gain_field, shape_deviation
+from rssr_cli.model.deviation_shape import KNOTS, DeviationShaper, gain_field
 from rssr_cli.scoring.posterior import radial_spectrum
 
 from model_helpers import hr_grid, tiny_chain
@@ -33,10 +33,10 @@ def test_unit_gains_change_nothing_and_a_ring_gain_scales_that_rings_power():
     with frequency moves power to the top rings and leaves a window's size and finiteness alone."""
     noise = torch.randn(3, 1, 96, 96, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     nyquist = torch.full((3,), 0.125)
-    torch.testing.assert_close(shape_deviation(noise, [1.0] * len(KNOTS), nyquist), noise)
-    doubled = shape_deviation(noise, [2.0] * len(KNOTS), nyquist)
+    torch.testing.assert_close(DeviationShaper([1.0] * len(KNOTS), noise.shape, nyquist)(noise), noise)
+    doubled = DeviationShaper([2.0] * len(KNOTS), noise.shape, nyquist)(noise)
     torch.testing.assert_close(doubled, 2 * noise)
-    rising = shape_deviation(noise, [0.5, 0.5, 1.0, 1.0, 3.0, 3.0], nyquist)
+    rising = DeviationShaper([0.5, 0.5, 1.0, 1.0, 3.0, 3.0], noise.shape, nyquist)(noise)
     assert rising.shape == noise.shape and torch.isfinite(rising).all()
     inner = (slice(None), 0, slice(16, 80), slice(16, 80))
     low, high = (0.125 * 1.0, 0.125 * 1.5), (0.125 * 3.5, 0.125 * 4.0)
