@@ -8,7 +8,8 @@ Use the run's own --val, --val-crop and --val-limit (its command.sh): the select
 Every combination of --grid (v0), --correlations and --tilts is a candidate (with --null-space, each draw's deviation
 projected out of what the input sees, calibrated that way). --local first fits how the prior's error
 grows with its local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that
-expected error (--local-exponent: another exponent, LocalErrorFit.at_exponent). --shape then, with the chosen
+expected error (--local-exponent: another exponent, LocalErrorFit.at_exponent); --error-head makes v0 a multiplier
+of the model's learned error head's expected error instead (`rssr train --stage error`, model/error_head.py). --shape then, with the chosen
 settings, sets the band correlation to the prior error's own across bands (calibration.fit_band_correlation) and fits
 deviation gains that give the draws' deviations the prior error's spectrum ring by ring
 (calibration.fit_deviation_gain, model/deviation_shape.py). Prints one row per candidate (score = 1 - ES/ES_prior,
@@ -48,6 +49,11 @@ def main() -> None:
     parser.add_argument("--correlations", default="0", help="candidate band correlations, comma-separated")
     parser.add_argument("--local", action="store_true", help="v0 per pixel by the prior's expected local error")
     parser.add_argument(
+        "--error-head",
+        action="store_true",
+        help="v0 per pixel by the model's error head (it must have one: rssr train --stage error)",
+    )
+    parser.add_argument(
         "--tilts", default="0", help="candidate correction tilts (resshift.tilted_noise), comma-separated"
     )
     parser.add_argument(
@@ -76,8 +82,16 @@ def main() -> None:
     )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
     args = parser.parse_args()
+    if args.local and args.error_head:
+        parser.error("--local fits a power law, --error-head uses the learned head: choose one")
     model = load_model(args.model)
+    if args.error_head and model.error_head is None:
+        parser.error(f"{args.model} has no error head (rssr train --stage error --init {args.model})")
     model.sampler_defaults["null_space"] = args.null_space
+    if args.error_head:
+        model.sampler_defaults["local_error"] = "head"
+    else:
+        model.sampler_defaults.pop("local_error", None)
     images = validation_images(args.val, args.val_limit, args.val_crop)
     local: dict[str, float] = {"local_exponent": 0.0}
     fit = None
@@ -136,6 +150,7 @@ def main() -> None:
     training["calibration"] = {
         "chosen": best,
         "criterion": args.criterion,
+        "error_head": args.error_head,
         "local_error_fit": None
         if fit is None
         else {"correlation": fit.correlation, "blocks": fit.blocks, "exponent_given": args.local_exponent},

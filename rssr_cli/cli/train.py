@@ -31,7 +31,12 @@ def train_command(
     val: Annotated[
         Optional[Path], typer.Option(help="Folder of validation images (PSNR at x4 logged every --val-every steps).")
     ] = None,
-    stage: Annotated[str, typer.Option(help="prior | denoiser | all.")] = "all",
+    stage: Annotated[
+        str,
+        typer.Option(
+            help="prior | denoiser | all (both) | error (the error head alone: how wrong the prior is, per pixel, for a chain's variance correction; on an --init model)."
+        ),
+    ] = "all",
     preset: Annotated[str, typer.Option(help="Architecture: default | tiny (tests, smoke runs).")] = "default",
     init: Annotated[
         Optional[Path],
@@ -39,6 +44,8 @@ def train_command(
     ] = None,
     prior_steps: Annotated[int, typer.Option(help="Optimizer steps of the prior stage.")] = 10000,
     denoiser_steps: Annotated[int, typer.Option(help="Optimizer steps of the denoiser stage.")] = 4000,
+    error_steps: Annotated[int, typer.Option(help="Optimizer steps of the error stage.")] = 3000,
+    error_width: Annotated[int, typer.Option(help="Error stage: channels of a new error head.")] = 32,
     batch_size: Annotated[int, typer.Option(help="Single-band samples per step.")] = 32,
     learning_rate: Annotated[
         float, typer.Option("--lr", help="Peak AdamW learning rate (warm-up, cosine decay).")
@@ -115,7 +122,10 @@ def train_command(
         ),
     ] = "keep",
     denoiser_patch: Annotated[
-        int, typer.Option(help="Denoiser stage: HR patch side in px (0: 64 for resshift, else 32).")
+        int,
+        typer.Option(
+            help="Denoiser and error stages: HR patch side in px (0: 64 for resshift and the error head, else 32)."
+        ),
     ] = 0,
     chain_steps: Annotated[
         int, typer.Option(help="resshift: the chain's length T (network calls per full sample).")
@@ -175,6 +185,8 @@ def train_command(
             init=init,
             prior_steps=prior_steps,
             denoiser_steps=denoiser_steps,
+            error_steps=error_steps,
+            error_width=error_width,
             batch_size=batch_size,
             learning_rate=learning_rate,
             scale_min=scale_min,

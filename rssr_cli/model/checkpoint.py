@@ -30,6 +30,7 @@ from rssr_cli.model.validation import check_weights_match, read_safetensors_head
 
 FORMAT = "rssr-model/1"
 PARTS = ("operator", "prior_features", "denoiser")
+OPTIONAL_PARTS = ("error_head",)  # written where the model has one (sr_model.SRModel.error_head)
 METADATA_KEY = "rssr"
 # Entries that define the computation: card and embedded metadata must agree on these.
 BINDING = ("format", "spec", "channels", "diffusion")
@@ -56,7 +57,7 @@ def describe(model: SRModel, *, model_id: str) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "id": model_id,
-        "spec": {part: copy.deepcopy(spec[part]) for part in PARTS},
+        "spec": {part: copy.deepcopy(spec[part]) for part in (*PARTS, *OPTIONAL_PARTS) if spec.get(part)},
         "channels": model.in_channels,
         "band_rule": band_rule(model.in_channels),
         "normalization": dict(NORMALIZATION),
@@ -131,6 +132,7 @@ def _embedded_description(weights: Path, metadata: dict[str, str]) -> dict[str, 
 def _spec_from(desc: dict[str, Any]) -> dict[str, Any]:
     try:
         spec = {part: desc["spec"][part] for part in PARTS}
+        spec.update({part: desc["spec"][part] for part in OPTIONAL_PARTS if desc["spec"].get(part)})
         spec["diffusion"] = desc["diffusion"]
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"model description lacks {exc}") from None

@@ -27,6 +27,7 @@ from rssr_cli.model.diffusion import (
     diffusion_loss,
     sample_timesteps,
 )
+from rssr_cli.model.error_head import ErrorHead, error_nll
 from rssr_cli.model.normalize import Stats, destandardize, standardize
 from rssr_cli.model.null_space import NullSpaceProjection
 from rssr_cli.model.operator import NeuralOperatorPrior, PriorOutput
@@ -43,6 +44,8 @@ from rssr_cli.model.samplers import DEFAULT_SAMPLER, Callback, Generators, full_
 from rssr_cli.model.self_ensemble import self_ensemble
 
 register("neurop_operator")(NeuralOperatorPrior)
+
+ERROR_HEAD = "head"  # sampler.local_error: the v0 map is the card's error head's (error_head.py), not the power law
 
 BAND_RULE_SINGLE = "independent: every band is super-resolved on its own by the single-band model (any band count)"
 BAND_RULE_JOINT = "joint: the model takes exactly {c} bands together, in the training band order"
@@ -105,6 +108,7 @@ class SRModel(nn.Module):
     operator: NeuralOperatorPrior
     prior_features: _prior_features.PriorFeatures
     denoiser: Denoiser | ResShiftDenoiser
+    error_head: Optional[ErrorHead]  # how wrong the prior is, per pixel (error_head.py); only where the spec has one
     card: dict[str, Any]  # set by checkpoint.load_model
 
     def __init__(self, spec: dict[str, Any]):
@@ -115,6 +119,9 @@ class SRModel(nn.Module):
         self.prior_features = build(spec["prior_features"], in_channels=c + int(self.operator.feat_channels))
         net = build(spec["denoiser"], channels=c, prior_widths=list(self.prior_features.widths))
         self._set_diffusion(net, spec["diffusion"])
+        self.error_head = None
+        if spec.get("error_head"):
+            self.error_head = build(spec["error_head"], feat_channels=int(self.operator.feat_channels))
         self.loss_norm = spec["diffusion"].get("loss", "l1")
         self.sampler_defaults = dict(spec.get("sampler", DEFAULT_SAMPLER))
 
@@ -158,6 +165,12 @@ class SRModel(nn.Module):
             "variance_correction": float(variance_correction),
         }
         self.spec["sampler"] = dict(self.sampler_defaults)
+
+    def add_error_head(self, width: int = 32) -> None:
+        """A new (untrained) error head, in the module and in the spec the card is written from."""
+        spec = {"name": "error_head", "args": {"width": int(width)}}
+        self.error_head = build(spec, feat_channels=int(self.operator.feat_channels))
+        self.spec["error_head"] = spec
 
     @property
     def in_channels(self) -> int:
@@ -280,7 +293,8 @@ class SRModel(nn.Module):
         bands = estimate.shape[0] // batch
         # each folded row's LR Nyquist in cycles per HR pixel (cell: LR pixels per HR pixel, y and x)
         nyquist = (0.5 * cell.float().min(dim=1).values).repeat_interleave(bands)
-        correction = self._variance_correction(estimate, stats)  # the same for every draw of these windows
+        folded_cell = cell.float().repeat_interleave(bands, 0)
+        correction = self._variance_correction(prior, stats, folded_cell)  # the same for every draw of these windows
         projection = self._null_space(ys, xs, cell, (lr.shape[-2], lr.shape[-1]))
         shaper = self._deviation_shaper(estimate.shape, nyquist)
         return [
@@ -394,13 +408,22 @@ class SRModel(nn.Module):
             r0 = projection(r0.reshape(r0.shape[0] // bands, -1, *r0.shape[-2:])).reshape(r0.shape)
         return destandardize(estimate, stats) + r0.float() / self.residual_scale
 
-    def _variance_correction(self, estimate: torch.Tensor, stats: Stats) -> float | torch.Tensor:
-        """The sampler's v0: the card's number, or with a local_exponent > 0 that number times the prior's expected
-        squared error at each pixel (resshift.local_error_variance, in the input's units) in residual units (the
-        residual is in the input's units times the global scale: r = (HR - estimate) * residual_scale)."""
+    def _variance_correction(self, prior: PriorOutput, stats: Stats, cell: torch.Tensor) -> float | torch.Tensor:
+        """The sampler's v0: the card's number, or that number times the prior's expected squared error at each pixel,
+        in residual units (the residual is in the input's units times the global scale: r = (HR - estimate) *
+        residual_scale). The expected error is the error head's (sampler.local_error = "head"; cell: the folded rows'
+        LR pixels per HR pixel) or, with a local_exponent > 0, the power law's (resshift.local_error_variance)."""
         v0 = float(self.sampler_defaults.get("variance_correction", 0.0))
         exponent = float(self.sampler_defaults.get("local_exponent", 0.0))
-        if self.process != "resshift" or v0 <= 0 or exponent <= 0:
+        if self.process != "resshift" or v0 <= 0:
+            return v0
+        estimate = prior.estimate.float()
+        if self.sampler_defaults.get("local_error") == ERROR_HEAD:
+            if self.error_head is None:
+                raise CheckpointError("the card's sampler asks for the error head (local_error: head); it has none")
+            log_variance = self.error_head(estimate, prior.features, cell).float()
+            return v0 * torch.exp(log_variance) * stats.std.float() ** 2 * self.residual_scale**2
+        if exponent <= 0:
             return v0
         expected = local_error_variance(
             destandardize(estimate, stats),
@@ -439,6 +462,20 @@ class SRModel(nn.Module):
         return draws.mean(0), draws.std(0, correction=1)
 
     # --- training ----------------------------------------------------------------------------------
+    def error_loss(
+        self, lr: torch.Tensor, hr: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor
+    ) -> torch.Tensor:
+        """The error head's loss (error_head.error_nll) on the prior's actual error, in the window's standardized
+        units; the operator runs without gradients (it is not what this stage trains)."""
+        if self.error_head is None:
+            raise ValueError("this model has no error head (add_error_head)")
+        with torch.no_grad():
+            prior, stats = self.prior(lr, ys, xs, cell)
+            estimate = prior.estimate.float()
+            error = (hr.float().reshape(estimate.shape) - stats.mean) / stats.std - estimate
+        rows = estimate.shape[0] // lr.shape[0]
+        return error_nll(self.error_head(estimate, prior.features, cell.float().repeat_interleave(rows, 0)), error)
+
     def set_objective(self, prediction: Optional[str] = None, loss: Optional[str] = None) -> None:
         """Switch what the denoiser predicts and its loss norm, in the module and in the spec the card is written from
         (e.g. v -> x0 when fine-tuning for the LR-start regime); None keeps the current one."""

@@ -26,7 +26,7 @@ from rssr_cli.model.diffusion import PREDICTIONS, SCHEDULES
 from rssr_cli.model.null_space import KERNELS
 from rssr_cli.model.registry import registered
 from rssr_cli.model.samplers import DEFAULT_SAMPLER
-from rssr_cli.model.sr_model import SRModel
+from rssr_cli.model.sr_model import ERROR_HEAD, SRModel
 
 MAX_PARAMETERS = 200_000_000  # the shipped model has ~2 M; anything this large is not an rssr model
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
@@ -35,7 +35,8 @@ MAX_DEPTH = 64
 MAX_SCHEDULE_STEPS = 100_000
 # A residual-shifting chain's sampler settings and their ranges (card, `rssr train`, training/calibration.py);
 # local_exponent / local_log_scale: v0 per pixel by the prior's expected error (resshift.local_error_variance);
-# correction_tilt: the correction's noise falls as f^-tilt above the LR Nyquist (resshift.tilted_noise)
+# correction_tilt: the correction's noise falls as f^-tilt above the LR Nyquist (resshift.tilted_noise); the string
+# setting local_error = "head" takes the expected error from the card's error head instead (error_head.py)
 CHAIN_SAMPLER_RANGES = {
     "variance_correction": (0.0, 100.0),
     "band_correlation": (0.0, 1.0),
@@ -211,6 +212,12 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
     _int(unet, "mid_blocks", "denoiser", 0, MAX_DEPTH, 2)
     _number(unet, "dropout", "denoiser", 0.0, 1.0, 0.0)
     _validate_diffusion(spec.get("diffusion"))
+    has_error_head = bool(spec.get("error_head"))
+    if has_error_head:
+        head = _part_args(spec, "error_head", "error_head", {"width", "dilations"})
+        _int(head, "width", "error_head", 1, MAX_WIDTH, 32)
+        if "dilations" in head:
+            _ints(head, "dilations", "error_head", 1, 64, MAX_DEPTH)
     sampler = spec.get("sampler", {})
     if not isinstance(sampler, dict):
         raise CheckpointError("model spec sampler must be an object")
@@ -223,6 +230,11 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
         raise CheckpointError(
             f"model spec sampler.null_space must be one of {', '.join(KERNELS)} (or absent), got {null_space!r}"
         )
+    local_error = sampler.get("local_error", "")
+    if local_error not in ("", ERROR_HEAD):
+        raise CheckpointError(f"model spec sampler.local_error must be {ERROR_HEAD!r} (or absent), got {local_error!r}")
+    if local_error == ERROR_HEAD and not has_error_head:
+        raise CheckpointError("model spec sampler.local_error is 'head' but the spec has no error_head")
     gains = sampler.get("deviation_gain")
     if gains is not None and not (
         isinstance(gains, list)

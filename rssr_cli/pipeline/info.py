@@ -191,7 +191,7 @@ def describe_model(path: Optional[str | Path] = None) -> ModelReport:
     Missing, truncated or corrupt files raise CheckpointError (one line); torch is imported here only.
     """
     # lazy: torch loads only when a model is described (the rest of `rssr info` reads headers)
-    from rssr_cli.model.checkpoint import PARTS, checkpoint_paths, load_model
+    from rssr_cli.model.checkpoint import OPTIONAL_PARTS, PARTS, checkpoint_paths, load_model
     from rssr_cli.model.sr_model import band_rule
 
     weights, card_path = checkpoint_paths(resolve_model(path) if path is not None else default_model_path())
@@ -209,7 +209,7 @@ def describe_model(path: Optional[str | Path] = None) -> ModelReport:
             dict(card["spec"][role].get("args", {})),
             sum(p.numel() for p in getattr(model, role).parameters()),
         )
-        for role in PARTS
+        for role in (*PARTS, *(part for part in OPTIONAL_PARTS if card["spec"].get(part)))
     )
     return ModelReport(
         weights=str(weights),

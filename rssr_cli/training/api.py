@@ -5,6 +5,8 @@ Stage "denoiser": prior pyramid + UNet on the diffusion loss with the operator F
 operator is trained for fidelity; letting the diffusion loss move it on a CPU budget of minutes costs
 prior PSNR (the estimate is what LR-start sampling starts from) for no measured gain, and freezing makes
 each step cheaper (no operator backward). Stage "all" runs both in order.
+Stage "error": the error head alone (model/error_head.py: how wrong the prior is, pixel by pixel, for the chain's
+variance correction), on the Gaussian likelihood of the frozen operator's actual error; after the chain, on its own.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from rssr_cli.degradation.degrade import degrade, quantize
 from rssr_cli.geo.grid import check_scale_range
 from rssr_cli.model.checkpoint import load_model, save_model
 from rssr_cli.model.diffusion import LOSS_NORMS, PREDICTIONS, TRAIN_STARTS
+from rssr_cli.model.error_head import error_nll
 from rssr_cli.model.normalize import destandardize
 from rssr_cli.model.operator import grid_tensors
 from rssr_cli.model.samplers import DENOISER_VALIDATION_STEPS
@@ -52,7 +55,7 @@ from rssr_cli.training.trainer import (
 log = logging.getLogger(__name__)
 
 PRESETS = {"default": DEFAULT_SPEC, "tiny": TINY_SPEC}
-STAGES = ("prior", "denoiser", "all")
+STAGES = ("prior", "denoiser", "error", "all")
 MAX_PSNR = 120.0  # dB: an exact validation image (MSE floor 1e-12) must not make the mean infinite
 KEEP = ("last", "best")
 PROCESSES = ("keep", "resshift")
@@ -78,6 +81,8 @@ class TrainSettings:
     init: Optional[Path] = None
     prior_steps: int = 10000
     denoiser_steps: int = 4000
+    error_steps: int = 3000
+    error_width: int = 32  # the error head's channels (a new head; an --init model's own head keeps its width)
     batch_size: int = 32
     learning_rate: float = 4e-4
     scale_min: float = 1.0
@@ -125,8 +130,10 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"unknown preset {s.preset!r}; choose one of: {', '.join(PRESETS)}")
     if not 0.0 <= s.scene_fraction < 1.0:
         raise UsageError(f"--scene-fraction must be in [0, 1), got {s.scene_fraction}")
-    if s.batch_size < 1 or s.prior_steps < 0 or s.denoiser_steps < 0:
+    if s.batch_size < 1 or s.prior_steps < 0 or s.denoiser_steps < 0 or s.error_steps < 0:
         raise UsageError("--batch-size must be >= 1 and step counts >= 0")
+    if not 1 <= s.error_width <= 1024:
+        raise UsageError(f"--error-width must be in 1..1024, got {s.error_width}")
     check_scale_range(s.scale_min, s.scale_max)
     if not 0.0 < s.pair_share <= 1.0:
         raise UsageError(f"--pair-share must be in (0, 1], got {s.pair_share}")
@@ -213,6 +220,8 @@ def _stage_loss(
 ) -> Callable[[SRModel, PatchBatch], torch.Tensor]:
     if stage == "prior":
         return lambda model, batch: prior_loss(model.operator, batch)
+    if stage == "error":
+        return lambda model, batch: model.error_loss(batch.lr, batch.hr, batch.ys, batch.xs, batch.cell)
 
     def diffusion(model: SRModel, batch: PatchBatch) -> torch.Tensor:
         losses = model.losses(
@@ -225,9 +234,14 @@ def _stage_loss(
 
 def _freeze_for(model: SRModel, stage: str) -> None:
     model.requires_grad_(False)
-    trained = [model.operator] if stage == "prior" else [model.prior_features, model.denoiser]
-    for part in trained:
-        part.requires_grad_(True)
+    parts: dict[str, list[Optional[torch.nn.Module]]] = {
+        "prior": [model.operator],
+        "error": [model.error_head],
+        "denoiser": [model.prior_features, model.denoiser],
+    }
+    for part in parts[stage]:
+        if part is not None:
+            part.requires_grad_(True)
 
 
 @torch.no_grad()
@@ -329,6 +343,40 @@ def validate_posterior(
     }
 
 
+@torch.no_grad()
+def validate_error_head(
+    model: SRModel, images: list[TrainImage], scale: float, degradation: str = "bicubic"
+) -> dict[str, float]:
+    """The error head on the selection images at `scale`: its likelihood of the prior's actual error (score = -the
+    mean error_nll, higher is better), and how well it knows each image's error level: predicted / actual squared
+    error summed over the image, its median and the log-sd over images (what the chain's spread per image follows)."""
+    if model.error_head is None:
+        raise UsageError("this model has no error head")
+    model.eval()
+    dev = module_device(model)
+    nlls, ratios = [], []
+    for img in images:
+        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
+        H, W = hr.shape[-2:]
+        h, w = lr.shape[-2:]
+        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, device=dev)
+        prior, stats = model.prior(lr.to(dev), ys, xs, cell)
+        estimate = prior.estimate.float()
+        error = (hr.to(dev).float().reshape(estimate.shape) - stats.mean) / stats.std - estimate
+        log_variance = model.error_head(estimate, prior.features, cell.repeat_interleave(estimate.shape[0], 0))
+        nlls.append(float(error_nll(log_variance, error)))
+        variance = stats.std.float() ** 2
+        ratios.append(float((torch.exp(log_variance.float()) * variance).sum() / (error**2 * variance).sum()))
+    model.train()
+    logs = np.log(np.maximum(ratios, 1e-12))
+    return {
+        "score": -float(np.mean(nlls)),
+        "nll": float(np.mean(nlls)),
+        "level_median": float(np.median(ratios)),
+        "level_log_sd": float(np.std(logs)),
+    }
+
+
 def _val_fn(stage: str, images: list[TrainImage], pairs: list[TrainPair], degradation: str = "bicubic"):
     if pairs and stage == "prior":
         # real pairs decide: the gain over bicubic on their held-out rows (x4 on the images is logged too)
@@ -342,6 +390,8 @@ def _val_fn(stage: str, images: list[TrainImage], pairs: list[TrainPair], degrad
         return on_pairs
     if not images:
         return None
+    if stage == "error":
+        return lambda model: validate_error_head(model, images, 4.0, degradation)
     if stage == "prior":
 
         def prior(model: SRModel) -> dict[str, float]:
@@ -392,10 +442,12 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
     stages = ["prior", "denoiser"] if s.stage == "all" else [s.stage]
     history: dict[str, dict] = {}
     for stage in stages:
-        steps = s.prior_steps if stage == "prior" else s.denoiser_steps
+        steps = {"prior": s.prior_steps, "denoiser": s.denoiser_steps, "error": s.error_steps}[stage]
         if steps == 0:
             continue
-        query = s.query if stage == "prior" else _denoiser_patch(s)
+        query = _patch(s, stage)
+        if stage == "error" and model.error_head is None:
+            model.add_error_head(s.error_width)
         sampler = _sampler(s, images, weights, pairs, channels, query, seed=s.seed + len(history))
         cfg = TrainConfig(
             steps=steps,
@@ -455,12 +507,16 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
     return save_model(model, s.out / "model", training=training, model_id=s.model_id)
 
 
-def _denoiser_patch(s: TrainSettings) -> int:
-    """The denoiser stage's HR patch side: the UNet needs room to see context (and GroupNorm statistics over a patch
-    closer to an inference window's): 64 for a residual-shifting chain, max(query, lr_size) for the older DDPM stage."""
+def _patch(s: TrainSettings, stage: str) -> int:
+    """A stage's HR patch side: the prior's query block; for the denoiser the UNet needs room to see context (and
+    GroupNorm statistics over a patch closer to an inference window's): 64 for a residual-shifting chain (and for the
+    error head, whose receptive field is ~65 px), max(query, lr_size) for the older DDPM stage; --denoiser-patch
+    overrides both."""
+    if stage == "prior":
+        return s.query
     if s.denoiser_patch:
         return s.denoiser_patch
-    return RESSHIFT_PATCH if s.process == "resshift" else max(s.query, s.lr_size)
+    return RESSHIFT_PATCH if s.process == "resshift" or stage == "error" else max(s.query, s.lr_size)
 
 
 def _keep(s: TrainSettings, stage: str, model: SRModel) -> str:

@@ -427,3 +427,41 @@ def test_a_resumed_resshift_run_keeps_its_global_residual_scale(image_dir, tmp_p
     assert (
         first != 7.25 and json.loads((tmp_path / "r" / "model.json").read_text())["diffusion"]["residual_scale"] == 7.25
     )
+
+
+def test_the_error_stage_trains_the_error_head_alone_and_writes_it_into_the_card(image_dir, tmp_path):
+    assert _train(image_dir, tmp_path / "p", "--stage", "prior", "--prior-steps", "2").exit_code == 0
+    init = tmp_path / "p" / "model.safetensors"
+    before = load_model(init)
+    assert before.error_head is None
+    result = _train(
+        image_dir,
+        tmp_path / "e",
+        "--stage",
+        "error",
+        "--init",
+        str(init),
+        "--error-steps",
+        "3",
+        "--error-width",
+        "6",
+        "--denoiser-patch",
+        "24",
+        "--val",
+        str(image_dir),
+        "--val-every",
+        "3",
+    )
+    assert result.exit_code == 0, result.output
+    model = load_model(tmp_path / "e" / "model.safetensors")
+    card = json.loads((tmp_path / "e" / "model.json").read_text())
+    assert model.error_head is not None and card["spec"]["error_head"]["args"]["width"] == 6
+    assert card["training"]["stages"]["error"]["steps"] == 3
+    for name, tensor in before.operator.state_dict().items():  # the operator is frozen: the head learns its error
+        torch.testing.assert_close(model.operator.state_dict()[name], tensor)
+    last = (tmp_path / "e" / "error" / "log.csv").read_text().strip().splitlines()[-1]
+    scores = dict(item.split("=") for item in last.split(",")[-1].split(";"))
+    assert {"score", "nll", "level_median", "level_log_sd"} <= set(scores)
+    assert float(scores["score"]) == pytest.approx(-float(scores["nll"]))
+    bad = _train(image_dir, tmp_path / "x", "--stage", "error", "--init", str(init), "--error-width", "0")
+    assert bad.exit_code == 2 and "--error-width" in bad.output
