@@ -6,7 +6,8 @@ selection set and write them into its card (issue 21, "v0 per model"; rssr_cli/t
 
 Use the run's own --val, --val-crop and --val-limit (its command.sh): the selection images, never held-out ones.
 Every combination of --grid (v0), --correlations and --tilts is a candidate (with --null-space, each draw's deviation
-projected out of what the input sees, calibrated that way). --local first fits how the prior's error
+projected out of what the input sees, calibrated that way; --range-correction w: each draw also puts back w of the
+prior's own inconsistency with its input, null_space.py). --local first fits how the prior's error
 grows with its local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that
 expected error (--local-exponent: another exponent, LocalErrorFit.at_exponent); --error-head makes v0 a multiplier
 of the model's learned error head's expected error instead (`rssr train --stage error`, model/error_head.py). --shape then, with the chosen
@@ -64,6 +65,13 @@ def main() -> None:
         "calibrated with it and written into the card",
     )
     parser.add_argument(
+        "--range-correction",
+        type=float,
+        default=0.0,
+        help="with --null-space: the share of the prior's own inconsistency with its input every draw puts back "
+        "(1: each draw reproduces its input under that degradation; null_space.py), calibrated with it",
+    )
+    parser.add_argument(
         "--criterion",
         default="energy",
         choices=sorted(CRITERIA),
@@ -82,12 +90,17 @@ def main() -> None:
     )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output path without suffix")
     args = parser.parse_args()
+    if args.range_correction and not args.null_space:
+        parser.error("--range-correction needs --null-space (the degradation it corrects by)")
+    if not 0.0 <= args.range_correction <= 1.0:
+        parser.error("--range-correction must be in [0, 1]")
     if args.local and args.error_head:
         parser.error("--local fits a power law, --error-head uses the learned head: choose one")
     model = load_model(args.model)
     if args.error_head and model.error_head is None:
         parser.error(f"{args.model} has no error head (rssr train --stage error --init {args.model})")
     model.sampler_defaults["null_space"] = args.null_space
+    model.sampler_defaults["range_correction"] = args.range_correction
     if args.error_head:
         model.sampler_defaults["local_error"] = "head"
     else:

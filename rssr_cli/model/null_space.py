@@ -8,7 +8,9 @@ not detail (the prior already decided what the input shows). Projecting d onto D
     d <- d - A⁺ A d,    A⁺ = Aᵀ (A Aᵀ)⁻¹,
 
 leaves a sample exactly as consistent with its input as the prior (D(m + d) = D(m)) and takes nothing the input could
-not tell apart. D is separable (A = A_y ⊗ A_x, one matrix per axis built at the window's own HR pixel centres, so
+not tell apart. The prior itself may not be consistent (a model trained on a family of blurs is judged under one
+member): the sampler's range correction w (card key `range_correction`) adds w A⁺(y - A m), the range part of the
+full decomposition, so with w = 1 every draw reproduces its input under D (A A⁺ = I). D is separable (A = A_y ⊗ A_x, one matrix per axis built at the window's own HR pixel centres, so
 any scale and sub-pixel phase is exact), so the projection is two small solves per window, not one of size HR x LR.
 The projector is orthogonal: it never amplifies anything, however much D blurs.
 
@@ -75,8 +77,10 @@ class NullSpaceProjection:
         """A d: [N, C, H, W] -> [N, C, h, w] (C: the window's bands, all on its one grid)."""
         return torch.einsum("nyh,nchw,nxw->ncyx", self.ay, d.double(), self.ax)
 
+    def lift(self, z: torch.Tensor) -> torch.Tensor:
+        """A⁺ z: [N, C, h, w] -> [N, C, H, W] (float64), the least-norm HR field that D sees as z."""
+        return torch.einsum("nyh,ncyx,nxw->nchw", self.py, z.double(), self.px)
+
     def __call__(self, d: torch.Tensor) -> torch.Tensor:
         """d - A⁺ A d, in d's dtype."""
-        z = self.seen(d)
-        back = torch.einsum("nyh,ncyx,nxw->nchw", self.py, z, self.px)
-        return (d.double() - back).to(d.dtype)
+        return (d.double() - self.lift(self.seen(d))).to(d.dtype)

@@ -296,6 +296,7 @@ class SRModel(nn.Module):
         folded_cell = cell.float().repeat_interleave(bands, 0)
         correction = self._variance_correction(prior, stats, folded_cell)  # the same for every draw of these windows
         projection = self._null_space(ys, xs, cell, (lr.shape[-2], lr.shape[-1]))
+        offset = self._range_correction(destandardize(estimate, stats), lr, projection)
         shaper = self._deviation_shaper(estimate.shape, nyquist)
         return [
             self._unfold(
@@ -312,6 +313,7 @@ class SRModel(nn.Module):
                     correction,
                     projection,
                     shaper,
+                    offset,
                 ),
                 batch,
             )
@@ -332,13 +334,26 @@ class SRModel(nn.Module):
         correction: float | torch.Tensor = 0.0,
         projection: Optional[NullSpaceProjection] = None,
         shaper: Optional[DeviationShaper] = None,
+        offset: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """One draw of the card's chain around the estimate (band-folded, model units; `bands` rows per window;
         `nyquist` [rows]: each row's LR Nyquist in cycles per HR pixel; `correction`: _variance_correction's v0;
-        `projection`: _null_space's, applied to the drawn residual after `shaper`, _deviation_shaper's)."""
+        `projection`: _null_space's, applied to the drawn residual after `shaper`, _deviation_shaper's; `offset`:
+        _range_correction's, added to the draw)."""
         if self.process == "resshift":
             return self._resshift_sample(
-                estimate, stats, cond, steps, generator, callback, bands, nyquist, correction, projection, shaper
+                estimate,
+                stats,
+                cond,
+                steps,
+                generator,
+                callback,
+                bands,
+                nyquist,
+                correction,
+                projection,
+                shaper,
+                offset,
             )
         assert isinstance(self.denoiser, Denoiser)
         if strength >= 1.0:
@@ -371,12 +386,13 @@ class SRModel(nn.Module):
         correction: float | torch.Tensor = 0.0,
         projection: Optional[NullSpaceProjection] = None,
         shaper: Optional[DeviationShaper] = None,
+        offset: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units. `bands`: the
         rows of one window in the band-folded batch (their noise correlates by the card's band_correlation);
         `nyquist`: each row's LR Nyquist, for the card's correction_tilt (resshift.tilted_noise); `projection`: the
         drawn residual is kept out of what the input sees (null_space.py), after `shaper` gave it the card's
-        deviation_gain (deviation_shape.py)."""
+        deviation_gain (deviation_shape.py); `offset` (the input's units, or None) is added to the draw."""
         assert isinstance(self.denoiser, ResShiftDenoiser)
         chain = self.denoiser.chain
         chain = chain.strided(min(steps, len(chain)))
@@ -406,7 +422,21 @@ class SRModel(nn.Module):
             r0 = shaper(r0)
         if projection is not None:  # one projection per window: a band-folded window's rows become its channels
             r0 = projection(r0.reshape(r0.shape[0] // bands, -1, *r0.shape[-2:])).reshape(r0.shape)
-        return destandardize(estimate, stats) + r0.float() / self.residual_scale
+        draw = destandardize(estimate, stats) + r0.float() / self.residual_scale
+        return draw if offset is None else draw + offset
+
+    def _range_correction(
+        self, estimate: torch.Tensor, lr: torch.Tensor, projection: Optional[NullSpaceProjection]
+    ) -> Optional[torch.Tensor]:
+        """w A⁺(y - A m) (the card's range_correction w; null_space.py): the share of the prior's own inconsistency with
+        its input that every draw puts back, band-folded like `estimate` (m, the input's units; lr: y, [B, C, h, w]);
+        None without a projection or with w = 0. The same for every draw of these windows."""
+        weight = float(self.sampler_defaults.get("range_correction", 0.0))
+        if projection is None or weight <= 0:
+            return None
+        m = estimate.reshape(lr.shape[0], -1, *estimate.shape[-2:])
+        gap = lr.to(m.device).double() - projection.seen(m)
+        return (weight * projection.lift(gap)).to(estimate.dtype).reshape(estimate.shape)
 
     def _variance_correction(self, prior: PriorOutput, stats: Stats, cell: torch.Tensor) -> float | torch.Tensor:
         """The sampler's v0: the card's number, or that number times the prior's expected squared error at each pixel,

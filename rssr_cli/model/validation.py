@@ -36,13 +36,15 @@ MAX_SCHEDULE_STEPS = 100_000
 # A residual-shifting chain's sampler settings and their ranges (card, `rssr train`, training/calibration.py);
 # local_exponent / local_log_scale: v0 per pixel by the prior's expected error (resshift.local_error_variance);
 # correction_tilt: the correction's noise falls as f^-tilt above the LR Nyquist (resshift.tilted_noise); the string
-# setting local_error = "head" takes the expected error from the card's error head instead (error_head.py)
+# setting local_error = "head" takes the expected error from the card's error head instead (error_head.py);
+# range_correction: the share of the prior's inconsistency with its input each draw puts back (null_space.py)
 CHAIN_SAMPLER_RANGES = {
     "variance_correction": (0.0, 100.0),
     "band_correlation": (0.0, 1.0),
     "local_exponent": (0.0, 2.0),
     "local_log_scale": (-50.0, 50.0),
     "correction_tilt": (0.0, 4.0),
+    "range_correction": (0.0, 1.0),
 }
 DTYPE_BYTES = {
     "BOOL": 1,
@@ -230,6 +232,8 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
         raise CheckpointError(
             f"model spec sampler.null_space must be one of {', '.join(KERNELS)} (or absent), got {null_space!r}"
         )
+    if sampler.get("range_correction", 0.0) > 0 and not null_space:
+        raise CheckpointError("model spec sampler.range_correction needs the degradation it corrects by (null_space)")
     local_error = sampler.get("local_error", "")
     if local_error not in ("", ERROR_HEAD):
         raise CheckpointError(f"model spec sampler.local_error must be {ERROR_HEAD!r} (or absent), got {local_error!r}")

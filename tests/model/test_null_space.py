@@ -109,3 +109,41 @@ def test_an_unknown_null_space_in_a_card_is_refused():
     spec["sampler"] = {"steps": 0, "strength": 0.1, "null_space": "gaussian"}
     with pytest.raises(CheckpointError, match="null_space"):
         validate_spec(spec)
+
+
+@pytest.mark.parametrize("kind", sorted(DEGRADE))
+def test_the_range_correction_makes_every_draw_reproduce_its_input(kind):
+    """With range_correction 1 a draw seen through the card's degradation is the input itself (the prior's own gap
+    to it put back); 0.5 puts back half that gap; the faithful mode (the prior) is left alone."""
+    from rssr_cli.model.sr_model import SRModel
+
+    torch.manual_seed(1)
+    chain = SRModel(tiny_spec()).eval()
+    chain.set_resshift(chain_steps=4, kappa=1.0, residual_scale=20.0, variance_correction=1.0)
+    chain.sampler_defaults["null_space"] = kind
+    lr = torch.rand(1, 3, 12, 12) * 0.5 + 0.25
+    ys, xs, cell = hr_grid(12, 12, 3.0)
+
+    @torch.no_grad()
+    def gap(weight: float) -> tuple[float, float]:
+        chain.sampler_defaults["range_correction"] = weight
+        prior = chain.sample(lr, ys, xs, cell, mode="prior")
+        draw = chain.sample(lr, ys, xs, cell, generator=torch.Generator().manual_seed(0))
+        seen = NullSpaceProjection(kind, ys, xs, cell, (12, 12)).seen
+        return float((seen(draw) - lr).abs().mean()), float((seen(prior) - lr).abs().mean())
+
+    untouched, prior_gap = gap(0.0)
+    assert untouched == pytest.approx(prior_gap, rel=1e-3) and prior_gap > 1e-3  # projected: the prior's own gap
+    assert gap(1.0)[0] < 1e-4 * prior_gap
+    assert gap(0.5)[0] == pytest.approx(0.5 * prior_gap, rel=1e-2)
+    assert gap(1.0)[1] == prior_gap
+
+
+def test_a_range_correction_without_its_degradation_is_refused():
+    from rssr_cli.model.checkpoint import CheckpointError
+    from rssr_cli.model.validation import validate_spec
+
+    spec = tiny_spec()
+    spec["sampler"] = {"steps": 0, "strength": 0.1, "range_correction": 1.0}
+    with pytest.raises(CheckpointError, match="range_correction"):
+        validate_spec(spec)
