@@ -35,6 +35,8 @@ def main() -> None:
         model.set_resshift(
             chain_steps=diffusion["chain_steps"], kappa=diffusion["kappa"], residual_scale=diffusion["residual_scale"]
         )
+    if meta.get("stage") == "error" and model.error_head is None:  # an error head trained on the --init model
+        model.add_error_head(int(meta.get("settings", {}).get("error_width", 32)))
     step = load_ema_weights(args.state, model)  # rssr train's states hold the whole model (frozen parts included)
     meta.pop("optimizer", None)
     meta.pop("sampler_rng", None)
