@@ -31,8 +31,9 @@ BORDER = 8  # HR px of each training patch left out of the loss: the head's zero
 @register("error_head")
 class ErrorHead(nn.Module):
     """[estimate, operator features, log local detail, log scale] at HR -> log expected squared error of the estimate,
-    standardized units. Dilated residual convolutions: a receptive field of ~65 HR px, no normalization (the level of
-    the error is what it predicts), a bounded context (a window's result does not depend on the window's size)."""
+    standardized units. Dilated residual convolutions: a receptive field of 35 HR px (45 with the local detail's
+    window), no normalization (the level of the error is what it predicts), a bounded context (a window's result does
+    not depend on the window's size)."""
 
     def __init__(self, *, feat_channels: int, width: int = 32, dilations: Sequence[int] = (1, 2, 4, 8, 1)):
         super().__init__()

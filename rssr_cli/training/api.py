@@ -510,7 +510,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
 def _patch(s: TrainSettings, stage: str) -> int:
     """A stage's HR patch side: the prior's query block; for the denoiser the UNet needs room to see context (and
     GroupNorm statistics over a patch closer to an inference window's): 64 for a residual-shifting chain (and for the
-    error head, whose receptive field is ~65 px), max(query, lr_size) for the older DDPM stage; --denoiser-patch
+    error head, whose receptive field is 35-45 px), max(query, lr_size) for the older DDPM stage; --denoiser-patch
     overrides both."""
     if stage == "prior":
         return s.query
