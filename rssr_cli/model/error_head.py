@@ -11,6 +11,8 @@ the same for a bright and a dark window; it is trained by the Gaussian negative 
 actual error (error_nll), whose minimiser is exactly log E[error² | inputs].
 
 The head never sees the truth at inference and never changes the estimate: it only sets how far a draw may go.
+Measured held out (BENCHMARKS.md, "A learned error head"): where in an image the prior errs, block correlation 0.65
+-> 0.77 on both chains; the per-image level's log-sd 0.89 -> 0.59 on aerial images, unchanged on Sentinel-2 tiles.
 """
 
 from __future__ import annotations
