@@ -35,7 +35,7 @@ from rssr_cli.training.trainer import LOWRES
 
 @torch.no_grad()
 def predictions(model, image, scale: float, degradation: str, law) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The prior's squared error and each predictor's expected squared error, [H, W] in the input's units, border
+    """The prior's squared error and each predictor's expected squared error, [bands, H, W] in the input's units, border
     shaved (ceil(scale) px, as the chain's figures)."""
     lr, hr = LOWRES[degradation](torch.from_numpy(image.pixels)[None], scale, image.quantize_levels)
     H, W = hr.shape[-2:]

@@ -7,13 +7,13 @@ selection set and write them into its card (issue 21, "v0 per model"; rssr_cli/t
 Use the run's own --val, --val-crop and --val-limit (its command.sh): the selection images, never held-out ones.
 Every combination of --grid (v0), --correlations and --tilts is a candidate (with --null-space, each draw's deviation
 projected out of what the input sees, calibrated that way; --range-correction w: each draw also puts back w of the
-prior's own inconsistency with its input, null_space.py). --local first fits how the prior's error
-grows with its local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that
-expected error (--local-exponent: another exponent, LocalErrorFit.at_exponent); --error-head makes v0 a multiplier
-of the model's learned error head's expected error instead (`rssr train --stage error`, model/error_head.py). --shape then, with the chosen
-settings, sets the band correlation to the prior error's own across bands (calibration.fit_band_correlation) and fits
-deviation gains that give the draws' deviations the prior error's spectrum ring by ring
-(calibration.fit_deviation_gain, model/deviation_shape.py). Prints one row per candidate (score = 1 - ES/ES_prior,
+prior's own inconsistency with its input, null_space.py). --local first fits how the prior's error grows with its
+local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that expected error
+(--local-exponent: another exponent, LocalErrorFit.at_exponent); --error-head makes v0 a multiplier of the model's
+learned error head's expected error instead (`rssr train --stage error`, model/error_head.py). --shape then, with
+the chosen settings, sets the band correlation to the prior error's own across bands
+(calibration.fit_band_correlation) and fits deviation gains that give the draws' deviations the prior error's spectrum
+ring by ring (calibration.fit_deviation_gain, model/deviation_shape.py). Prints one row per candidate (score = 1 - ES/ES_prior,
 higher is better) and writes OUT.{safetensors,json} with the best and a `calibration` record in the card's training
 section.
 """

@@ -10,8 +10,9 @@ not detail (the prior already decided what the input shows). Projecting d onto D
 leaves a sample exactly as consistent with its input as the prior (D(m + d) = D(m)) and takes nothing the input could
 not tell apart. The prior itself may not be consistent (a model trained on a family of blurs is judged under one
 member): the sampler's range correction w (card key `range_correction`) adds w A⁺(y - A m), the range part of the
-full decomposition, so with w = 1 every draw reproduces its input under D (A A⁺ = I). D is separable (A = A_y ⊗ A_x, one matrix per axis built at the window's own HR pixel centres, so
-any scale and sub-pixel phase is exact), so the projection is two small solves per window, not one of size HR x LR.
+full decomposition, so with w = 1 every draw reproduces its input under D (A A⁺ = I). D is separable
+(A = A_y ⊗ A_x, one matrix per axis built at the window's own HR pixel centres, so any scale and sub-pixel phase is
+exact), so the projection is two small solves per window, not one of size HR x LR.
 The projector is orthogonal: it never amplifies anything, however much D blurs.
 
 The kernels are the protocol's degradations (evaluation/protocol.py), in LR pixel units:
