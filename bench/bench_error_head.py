@@ -24,28 +24,24 @@ import torch
 
 from rssr_cli.model.checkpoint import load_model
 from rssr_cli.model.normalize import destandardize
-from rssr_cli.model.operator import grid_tensors
 from rssr_cli.model.resshift import local_error_variance
 from rssr_cli.scoring.posterior import block_means
 from rssr_cli.training.api import validation_images
 from rssr_cli.training.calibration import FIT_BLOCK, fit_local_error
 from rssr_cli.training.data import find_images, load_images
-from rssr_cli.training.trainer import LOWRES
+from rssr_cli.training.trainer import protocol_window
 
 
 @torch.no_grad()
 def predictions(model, image, scale: float, degradation: str, law) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The prior's squared error and each predictor's expected squared error, [bands, H, W] in the input's units, border
     shaved (ceil(scale) px, as the chain's figures)."""
-    lr, hr = LOWRES[degradation](torch.from_numpy(image.pixels)[None], scale, image.quantize_levels)
-    H, W = hr.shape[-2:]
-    ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, lr.shape[-2] / H, lr.shape[-1] / W)
+    lr, hr, (ys, xs, cell) = protocol_window(image, scale, degradation)
     prior, stats = model.prior(lr, ys, xs, cell)
     estimate = destandardize(prior.estimate.float(), stats)
     error = (hr.float().reshape(estimate.shape) - estimate) ** 2
-    head = torch.exp(model.error_head(prior.estimate, prior.features, cell.repeat_interleave(estimate.shape[0], 0)))
     found = {
-        "head": head.float() * stats.std.float() ** 2,
+        "head": torch.exp(model.error_log_variance(prior, cell)) * stats.std.float() ** 2,
         "law": local_error_variance(estimate, exponent=law.exponent, log_scale=law.log_scale),
     }
     b = math.ceil(scale)

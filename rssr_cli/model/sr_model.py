@@ -9,7 +9,7 @@ with in_channels = C > 1 takes exactly C bands together; any other band count is
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -96,6 +96,22 @@ TINY_SPEC: dict[str, Any] = {
     "diffusion": copy.deepcopy(DEFAULT_SPEC["diffusion"]),
     "sampler": {"steps": 4, "strength": 0.4},  # a test preset's own choice: more steps, more noise to check
 }
+
+
+class _Windows(NamedTuple):
+    """What every draw of one window batch shares, built once by SRModel.sample_draws (band-folded rows, `bands` rows
+    per window)."""
+
+    estimate: torch.Tensor  # the operator's, model units
+    stats: Stats
+    cond: Condition
+    bands: int
+    nyquist: torch.Tensor  # [rows]: each row's LR Nyquist in cycles per HR pixel
+    correction: float | torch.Tensor  # _variance_correction's v0
+    projection: Optional[NullSpaceProjection]  # _null_space's, applied to a chain's residual after `shaper`
+    shaper: Optional[DeviationShaper]  # _deviation_shaper's
+    base: torch.Tensor  # the estimate in the input's units: what a chain's residual is added to
+    offset: Optional[torch.Tensor]  # _range_correction's, added after the residual
 
 
 def band_rule(in_channels: int) -> str:
@@ -293,68 +309,31 @@ class SRModel(nn.Module):
         bands = estimate.shape[0] // batch
         # each folded row's LR Nyquist in cycles per HR pixel (cell: LR pixels per HR pixel, y and x)
         nyquist = (0.5 * cell.float().min(dim=1).values).repeat_interleave(bands)
-        folded_cell = cell.float().repeat_interleave(bands, 0)
-        correction = self._variance_correction(prior, stats, folded_cell)  # the same for every draw of these windows
         projection = self._null_space(ys, xs, cell, (lr.shape[-2], lr.shape[-1]))
-        offset = self._range_correction(destandardize(estimate, stats), lr, projection)
-        shaper = self._deviation_shaper(estimate.shape, nyquist)
+        base = destandardize(estimate, stats)
+        windows = _Windows(
+            estimate,
+            stats,
+            cond,
+            bands,
+            nyquist,
+            self._variance_correction(prior, stats, cell.float().repeat_interleave(bands, 0)),
+            projection,
+            self._deviation_shaper(estimate.shape, nyquist),
+            base,
+            self._range_correction(base, lr, projection),
+        )
         return [
-            self._unfold(
-                self._draw(
-                    estimate,
-                    stats,
-                    cond,
-                    steps,
-                    strength,
-                    generator,
-                    callback,
-                    bands,
-                    nyquist,
-                    correction,
-                    projection,
-                    shaper,
-                    offset,
-                ),
-                batch,
-            )
-            for _ in range(n_samples)
+            self._unfold(self._draw(windows, steps, strength, generator, callback), batch) for _ in range(n_samples)
         ]
 
     def _draw(
-        self,
-        estimate: torch.Tensor,
-        stats: Stats,
-        cond: Condition,
-        steps: int,
-        strength: float,
-        generator: Generators,
-        callback: Callback,
-        bands: int = 1,
-        nyquist: Optional[torch.Tensor] = None,
-        correction: float | torch.Tensor = 0.0,
-        projection: Optional[NullSpaceProjection] = None,
-        shaper: Optional[DeviationShaper] = None,
-        offset: Optional[torch.Tensor] = None,
+        self, windows: _Windows, steps: int, strength: float, generator: Generators, callback: Callback
     ) -> torch.Tensor:
-        """One draw of the card's chain around the estimate (band-folded, model units; `bands` rows per window;
-        `nyquist` [rows]: each row's LR Nyquist in cycles per HR pixel; `correction`: _variance_correction's v0;
-        `projection`: _null_space's, applied to the drawn residual after `shaper`, _deviation_shaper's; `offset`:
-        _range_correction's, added to the draw)."""
+        """One draw of the card's chain around the estimate of `windows` (band-folded rows, the input's units)."""
         if self.process == "resshift":
-            return self._resshift_sample(
-                estimate,
-                stats,
-                cond,
-                steps,
-                generator,
-                callback,
-                bands,
-                nyquist,
-                correction,
-                projection,
-                shaper,
-                offset,
-            )
+            return self._resshift_sample(windows, steps, generator, callback)
+        estimate, stats, cond = windows.estimate, windows.stats, windows.cond
         assert isinstance(self.denoiser, Denoiser)
         if strength >= 1.0:
             residual = full_chain(
@@ -374,56 +353,44 @@ class SRModel(nn.Module):
         return destandardize(estimate + residual.float() / self.residual_scale, stats)
 
     def _resshift_sample(
-        self,
-        estimate: torch.Tensor,
-        stats: Stats,
-        cond: Condition,
-        steps: int,
-        generator: Generators,
-        callback: Callback,
-        bands: int = 1,
-        nyquist: Optional[torch.Tensor] = None,
-        correction: float | torch.Tensor = 0.0,
-        projection: Optional[NullSpaceProjection] = None,
-        shaper: Optional[DeviationShaper] = None,
-        offset: Optional[torch.Tensor] = None,
+        self, windows: _Windows, steps: int, generator: Generators, callback: Callback
     ) -> torch.Tensor:
-        """One draw of the chain from the noised estimate, `steps` entries of it (strided); model units. `bands`: the
-        rows of one window in the band-folded batch (their noise correlates by the card's band_correlation);
-        `nyquist`: each row's LR Nyquist, for the card's correction_tilt (resshift.tilted_noise); `projection`: the
-        drawn residual is kept out of what the input sees (null_space.py), after `shaper` gave it the card's
-        deviation_gain (deviation_shape.py); `offset` (the input's units, or None) is added to the draw."""
+        """One draw of the chain from the noised estimate, `steps` entries of it (strided), added to `windows.base`,
+        then `windows.offset`. The noise of a window's rows correlates by the card's band_correlation; `nyquist` serves
+        the card's correction_tilt (resshift.tilted_noise); the drawn residual gets the card's deviation_gain
+        (deviation_shape.py) and is then kept out of what the input sees (null_space.py)."""
         assert isinstance(self.denoiser, ResShiftDenoiser)
+        w = windows
         chain = self.denoiser.chain
         chain = chain.strided(min(steps, len(chain)))
         correlation = float(self.sampler_defaults.get("band_correlation", 0.0))
         r_T = resshift_start(
-            estimate.shape,
+            w.estimate.shape,
             chain,
             generator=generator,
-            device=estimate.device,
-            bands=bands,
+            device=w.estimate.device,
+            bands=w.bands,
             band_correlation=correlation,
         )
         r0 = resshift_sample(
             self.denoiser,
             r_T,
             chain,
-            cond=cond,
+            cond=w.cond,
             generator=generator,
             callback=callback,
-            variance_correction=correction,
-            bands=bands,
+            variance_correction=w.correction,
+            bands=w.bands,
             band_correlation=correlation,
-            correction_tilt=float(self.sampler_defaults.get("correction_tilt", 0.0)) if nyquist is not None else 0.0,
-            nyquist=nyquist,
+            correction_tilt=float(self.sampler_defaults.get("correction_tilt", 0.0)),
+            nyquist=w.nyquist,
         )
-        if shaper is not None:  # the draw's deviation given the prior error's spectrum
-            r0 = shaper(r0)
-        if projection is not None:  # one projection per window: a band-folded window's rows become its channels
-            r0 = projection(r0.reshape(r0.shape[0] // bands, -1, *r0.shape[-2:])).reshape(r0.shape)
-        draw = destandardize(estimate, stats) + r0.float() / self.residual_scale
-        return draw if offset is None else draw + offset
+        if w.shaper is not None:  # the draw's deviation given the prior error's spectrum
+            r0 = w.shaper(r0)
+        if w.projection is not None:  # one projection per window: a band-folded window's rows become its channels
+            r0 = w.projection(r0.reshape(r0.shape[0] // w.bands, -1, *r0.shape[-2:])).reshape(r0.shape)
+        draw = w.base + r0.float() / self.residual_scale
+        return draw if w.offset is None else draw + w.offset
 
     def _range_correction(
         self, estimate: torch.Tensor, lr: torch.Tensor, projection: Optional[NullSpaceProjection]
@@ -451,7 +418,7 @@ class SRModel(nn.Module):
         if self.sampler_defaults.get("local_error") == ERROR_HEAD:
             if self.error_head is None:
                 raise CheckpointError("the card's sampler asks for the error head (local_error: head); it has none")
-            log_variance = self.error_head(estimate, prior.features, cell).float()
+            log_variance = self.error_log_variance(prior, cell)
             return v0 * torch.exp(log_variance) * stats.std.float() ** 2 * self.residual_scale**2
         if exponent <= 0:
             return v0
@@ -491,6 +458,14 @@ class SRModel(nn.Module):
             draws = torch.stack([d.float() for d in self.sample_draws(lr, ys, xs, cell, n_samples, **kwargs)])
         return draws.mean(0), draws.std(0, correction=1)
 
+    def error_log_variance(self, prior: PriorOutput, cell: torch.Tensor) -> torch.Tensor:
+        """The error head's log E[(HR - estimate)²] for the operator's output `prior` (band-folded rows), standardized
+        units; cell: per window [B, 2] or already per row (the folding repeats it for each window's rows)."""
+        if self.error_head is None:
+            raise ValueError("this model has no error head (add_error_head)")
+        rows = prior.estimate.shape[0] // cell.shape[0]
+        return self.error_head(prior.estimate, prior.features, cell.float().repeat_interleave(rows, 0)).float()
+
     # --- training ----------------------------------------------------------------------------------
     def error_loss(
         self, lr: torch.Tensor, hr: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, cell: torch.Tensor
@@ -503,8 +478,7 @@ class SRModel(nn.Module):
             prior, stats = self.prior(lr, ys, xs, cell)
             estimate = prior.estimate.float()
             error = (hr.float().reshape(estimate.shape) - stats.mean) / stats.std - estimate
-        rows = estimate.shape[0] // lr.shape[0]
-        return error_nll(self.error_head(estimate, prior.features, cell.float().repeat_interleave(rows, 0)), error)
+        return error_nll(self.error_log_variance(prior, cell), error)
 
     def set_objective(self, prediction: Optional[str] = None, loss: Optional[str] = None) -> None:
         """Switch what the denoiser predicts and its loss norm, in the module and in the spec the card is written from

@@ -48,6 +48,7 @@ from rssr_cli.training.trainer import (
     Trainer,
     module_device,
     prior_loss,
+    protocol_window,
     resolve_training_device,
     validate_prior,
 )
@@ -307,11 +308,7 @@ def validate_posterior(
     dev = module_device(model)
     rows = []
     for k, img in enumerate(images):
-        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
-        H, W = hr.shape[-2:]
-        h, w = lr.shape[-2:]
-        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, device=dev)
-        lr = lr.to(dev)
+        lr, hr, (ys, xs, cell) = protocol_window(img, scale, degradation, dev)
         prior = model.sample(lr, ys, xs, cell, mode="prior")[0].cpu().numpy()
         gen = torch.Generator().manual_seed(k)
         draws = [d[0].cpu().numpy() for d in model.sample_draws(lr, ys, xs, cell, POSTERIOR_VAL_SAMPLES, generator=gen)]
@@ -356,14 +353,11 @@ def validate_error_head(
     dev = module_device(model)
     nlls, ratios = [], []
     for img in images:
-        lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
-        H, W = hr.shape[-2:]
-        h, w = lr.shape[-2:]
-        ys, xs, cell = grid_tensors(H, W, 0.0, 0.0, h / H, w / W, device=dev)
-        prior, stats = model.prior(lr.to(dev), ys, xs, cell)
+        lr, hr, (ys, xs, cell) = protocol_window(img, scale, degradation, dev)
+        prior, stats = model.prior(lr, ys, xs, cell)
         estimate = prior.estimate.float()
         error = (hr.to(dev).float().reshape(estimate.shape) - stats.mean) / stats.std - estimate
-        log_variance = model.error_head(estimate, prior.features, cell.repeat_interleave(estimate.shape[0], 0))
+        log_variance = model.error_log_variance(prior, cell)
         nlls.append(float(error_nll(log_variance, error)))
         variance = stats.std.float() ** 2
         ratios.append(float((torch.exp(log_variance.float()) * variance).sum() / (error**2 * variance).sum()))

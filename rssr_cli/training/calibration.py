@@ -32,14 +32,13 @@ import torch
 
 from rssr_cli.core.errors import UsageError
 from rssr_cli.model.deviation_shape import GAIN_RANGE, KNOTS, RING_WIDTH
-from rssr_cli.model.operator import grid_tensors
 from rssr_cli.model.resshift import local_detail
 from rssr_cli.model.sr_model import SRModel
 from rssr_cli.model.validation import CHAIN_SAMPLER_RANGES
 from rssr_cli.scoring.posterior import band_pass, block_means, radial_spectrum
 from rssr_cli.training.api import validate_posterior
 from rssr_cli.training.data import TrainImage
-from rssr_cli.training.trainer import LOWRES
+from rssr_cli.training.trainer import protocol_window
 
 
 def _spread_match(candidate: "Candidate") -> float:
@@ -148,9 +147,7 @@ class _Selection:
 
 
 def _selection(model: SRModel, img: TrainImage, scale: float, degradation: str) -> _Selection:
-    lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
-    H, W = hr.shape[-2:]
-    grid = grid_tensors(H, W, 0.0, 0.0, lr.shape[-2] / H, lr.shape[-1] / W)
+    lr, hr, grid = protocol_window(img, scale, degradation)
     return _Selection(lr, hr[0].float(), grid, model.sample(lr, *grid, mode="prior")[0].float())
 
 
@@ -253,18 +250,24 @@ def fit_deviation_gain(
     gains = [float(g) for g in before.get("deviation_gain") or [1.0] * len(KNOTS)]
     selections = [_selection(model, img, scale, degradation) for img in images]  # the prior is the same every round
     border = int(np.ceil(scale))
+
+    def rings(nyquist: float) -> tuple[float, float]:
+        return nyquist * (KNOTS[0] - RING_WIDTH / 2), nyquist * (KNOTS[-1] + RING_WIDTH / 2)
+
+    shave = (slice(None), slice(border, -border), slice(border, -border))
+    error_power = np.zeros(len(KNOTS))  # the prior's error: the same every round
+    for sel in selections:
+        for band in (sel.hr - sel.prior).numpy()[shave]:
+            error_power += np.nan_to_num(radial_spectrum(band, rings(sel.nyquist), len(KNOTS)))
     rows = []
     try:
         for _ in range(rounds + 1):
             model.sampler_defaults = {**before, "deviation_gain": gains}
-            error_power = np.zeros(len(KNOTS))
             deviation_power = np.zeros(len(KNOTS))
-            for truth, prior, draws, nyquist in _selection_draws(model, selections, border, samples):
-                rings = (nyquist * (KNOTS[0] - RING_WIDTH / 2), nyquist * (KNOTS[-1] + RING_WIDTH / 2))
-                for c in range(truth.shape[0]):
-                    error_power += np.nan_to_num(radial_spectrum(truth[c] - prior[c], rings, len(KNOTS)))
+            for _truth, prior, draws, nyquist in _selection_draws(model, selections, border, samples):
+                for c in range(prior.shape[0]):
                     for draw in draws:
-                        spectrum = radial_spectrum(draw[c] - prior[c], rings, len(KNOTS))
+                        spectrum = radial_spectrum(draw[c] - prior[c], rings(nyquist), len(KNOTS))
                         deviation_power += np.nan_to_num(spectrum) / len(draws)
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = deviation_power / error_power

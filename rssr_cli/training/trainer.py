@@ -110,6 +110,15 @@ def sensor_lowres(hr: torch.Tensor, scale: float, levels: Optional[int]) -> tupl
 LOWRES = {"bicubic": bicubic_lowres, "sentinel2": sensor_lowres}
 
 
+def protocol_window(img: TrainImage, scale: float, degradation: str = "bicubic", device=None):
+    """One image as one window of the protocol (LOWRES): its LR [1, C, h, w] and that window's HR grid (ys, xs, cell)
+    on `device`, and the HR it is judged against [1, C, H, W] (on the CPU)."""
+    lr, hr = LOWRES[degradation](torch.from_numpy(img.pixels)[None], scale, img.quantize_levels)
+    H, W = hr.shape[-2:]
+    grid = grid_tensors(H, W, 0.0, 0.0, lr.shape[-2] / H, lr.shape[-1] / W, device=device)
+    return lr.to(device), hr, grid
+
+
 @torch.no_grad()
 def validate_prior(
     operator: NeuralOperatorPrior, images: list[TrainImage], scale: float, degradation: str = "bicubic"
