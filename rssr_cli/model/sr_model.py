@@ -317,7 +317,7 @@ class SRModel(nn.Module):
             cond,
             bands,
             nyquist,
-            self._variance_correction(prior, stats, cell.float().repeat_interleave(bands, 0)),
+            self._variance_correction(prior, stats, cell),
             projection,
             self._deviation_shaper(estimate.shape, nyquist),
             base,
@@ -408,8 +408,8 @@ class SRModel(nn.Module):
     def _variance_correction(self, prior: PriorOutput, stats: Stats, cell: torch.Tensor) -> float | torch.Tensor:
         """The sampler's v0: the card's number, or that number times the prior's expected squared error at each pixel,
         in residual units (the residual is in the input's units times the global scale: r = (HR - estimate) *
-        residual_scale). The expected error is the error head's (sampler.local_error = "head"; cell: the folded rows'
-        LR pixels per HR pixel) or, with a local_exponent > 0, the power law's (resshift.local_error_variance)."""
+        residual_scale). The expected error is the error head's (sampler.local_error = "head"; cell: per window, folded
+        by error_log_variance) or, with a local_exponent > 0, the power law's (resshift.local_error_variance)."""
         v0 = float(self.sampler_defaults.get("variance_correction", 0.0))
         exponent = float(self.sampler_defaults.get("local_exponent", 0.0))
         if self.process != "resshift" or v0 <= 0:

@@ -181,14 +181,14 @@ def fit_local_error(
 
 
 def _selection_draws(model: SRModel, selections: Sequence[_Selection], border: int, samples: int):
-    """Per selection image (prior computed once, _selection): truth, prior and `samples` draws ([C, H, W] arrays, the
+    """Per selection image (prior computed once, _selection): the prior and `samples` draws ([C, H, W] arrays, the
     input's units, shaved by `border`) and the LR Nyquist in cycles per HR pixel; image k's draws come from a
     generator seeded k, like validate_posterior's."""
     shave = (slice(None), slice(border, -border), slice(border, -border))
     for k, sel in enumerate(selections):
         gen = torch.Generator().manual_seed(k)
         draws = [d[0].float().numpy()[shave] for d in model.sample_draws(sel.lr, *sel.grid, samples, generator=gen)]
-        yield sel.hr.numpy()[shave], sel.prior.numpy()[shave], draws, sel.nyquist
+        yield sel.prior.numpy()[shave], draws, sel.nyquist
 
 
 @torch.no_grad()
@@ -264,7 +264,7 @@ def fit_deviation_gain(
         for _ in range(rounds + 1):
             model.sampler_defaults = {**before, "deviation_gain": gains}
             deviation_power = np.zeros(len(KNOTS))
-            for _truth, prior, draws, nyquist in _selection_draws(model, selections, border, samples):
+            for prior, draws, nyquist in _selection_draws(model, selections, border, samples):
                 for c in range(prior.shape[0]):
                     for draw in draws:
                         spectrum = radial_spectrum(draw[c] - prior[c], rings(nyquist), len(KNOTS))
