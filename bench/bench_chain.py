@@ -34,6 +34,7 @@ def main() -> None:
     )
     parser.add_argument("--scale", default="4")
     parser.add_argument("--variance-correction", type=float, default=None, help="override the card's sampler value")
+    parser.add_argument("--head-contrast", type=float, default=None, help="override the card's sampler value")
     parser.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -54,9 +55,15 @@ def main() -> None:
         )
         model = model.with_suffix(".safetensors")
     card = json.loads(model.with_suffix(".json").read_text())
-    if args.variance_correction is not None:
-        card["sampler"]["variance_correction"] = args.variance_correction
-        model.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    overrides = {"variance_correction": args.variance_correction, "head_contrast": args.head_contrast}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if overrides:  # judged as a copy in OUT: the card given is never rewritten (two runs may share it)
+        card["sampler"].update(overrides)
+        judged = args.out / "judged.safetensors"
+        judged.unlink(missing_ok=True)
+        judged.symlink_to(model.resolve())
+        judged.with_suffix(".json").write_text(json.dumps(card, indent=1))
+        model = judged
     steps = args.steps or str(card["diffusion"].get("chain_steps", 1))
     report = args.out / "eval.json"
     subprocess.run(

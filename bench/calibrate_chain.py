@@ -10,7 +10,8 @@ projected out of what the input sees, calibrated that way; --range-correction w:
 prior's own inconsistency with its input, null_space.py). --local first fits how the prior's error grows with its
 local detail on the same images (calibration.fit_local_error) and makes v0 a multiplier of that expected error
 (--local-exponent: another exponent, LocalErrorFit.at_exponent); --error-head makes v0 a multiplier of the model's
-learned error head's expected error instead (`rssr train --stage error`, model/error_head.py). --shape then, with
+learned error head's expected error instead (`rssr train --stage error`, model/error_head.py), raised to 1 + c for
+each of --head-contrasts (c > 0 widens the map's spread between places). --shape then, with
 the chosen settings, sets the band correlation to the prior error's own across bands
 (calibration.fit_band_correlation) and fits deviation gains that give the draws' deviations the prior error's spectrum
 ring by ring (calibration.fit_deviation_gain, model/deviation_shape.py). Prints one row per candidate (score = 1 - ES/ES_prior,
@@ -55,6 +56,12 @@ def main() -> None:
         help="v0 per pixel by the model's error head (it must have one: rssr train --stage error)",
     )
     parser.add_argument(
+        "--head-contrasts",
+        default="0",
+        help="with --error-head: candidate head contrasts c (v0 x E^(1+c), E the head's expected squared residual; "
+        "SRModel._variance_correction), comma-separated",
+    )
+    parser.add_argument(
         "--tilts", default="0", help="candidate correction tilts (resshift.tilted_noise), comma-separated"
     )
     parser.add_argument(
@@ -96,6 +103,8 @@ def main() -> None:
         parser.error("--range-correction must be in [0, 1]")
     if args.local and args.error_head:
         parser.error("--local fits a power law, --error-head uses the learned head: choose one")
+    if args.head_contrasts != "0" and not args.error_head:
+        parser.error("--head-contrasts shapes the error head's map: it needs --error-head")
     model = load_model(args.model)
     if args.error_head and model.error_head is None:
         parser.error(f"{args.model} has no error head (rssr train --stage error --init {args.model})")
@@ -117,23 +126,26 @@ def main() -> None:
             f"local error fit over {fit.blocks} blocks: exponent {fit.exponent:.3f}, log scale {fit.log_scale:.3f}, "
             f"correlation {fit.correlation:.3f}"
         )
+    contrasts = [{"head_contrast": float(h)} for h in args.head_contrasts.split(",")] if args.error_head else [{}]
     grid = [
-        {"variance_correction": float(v), "band_correlation": float(c), "correction_tilt": float(tilt), **local}
+        {"variance_correction": float(v), "band_correlation": float(c), "correction_tilt": float(tilt), **local, **h}
         for v in args.grid.split(",")
+        for h in contrasts
         for c in args.correlations.split(",")
         for tilt in args.tilts.split(",")
     ]
     best, candidates = calibrate_sampler(model, images, grid, args.scale, args.degradation, args.criterion)
     print(
-        "| v0 | band correlation | tilt | score (1 - ES/ES_prior) | null's score | top-octave power / truth "
-        "| spread / prior error | MSE / prior |"
+        "| v0 | head contrast | band correlation | tilt | score (1 - ES/ES_prior) | null's score "
+        "| top-octave power / truth | spread / prior error | MSE / prior |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for c in candidates:
         f = c.figures
         mark = " **(chosen)**" if c.settings == best else ""
         print(
-            f"| {c.settings['variance_correction']:g}{mark} | {c.settings['band_correlation']:g} | "
+            f"| {c.settings['variance_correction']:g}{mark} | {c.settings.get('head_contrast', 0.0):g} | "
+            f"{c.settings['band_correlation']:g} | "
             f"{c.settings['correction_tilt']:g} | {f['score']:.4f} | "
             f"{1 - f['es_null_ratio']:.4f} | "
             f"{f['power_ratio']:.3f} | {f['spread_ratio']:.3f} | {f['mse_ratio']:.3f} |"

@@ -409,7 +409,9 @@ class SRModel(nn.Module):
         """The sampler's v0: the card's number, or that number times the prior's expected squared error at each pixel,
         in residual units (the residual is in the input's units times the global scale: r = (HR - estimate) *
         residual_scale). The expected error is the error head's (sampler.local_error = "head"; cell: per window, folded
-        by error_log_variance) or, with a local_exponent > 0, the power law's (resshift.local_error_variance)."""
+        by error_log_variance), raised to 1 + head_contrast (> 0 widens its spread between places: the head is a
+        regression, smoother than the error it predicts), or, with a local_exponent > 0, the power law's
+        (resshift.local_error_variance)."""
         v0 = float(self.sampler_defaults.get("variance_correction", 0.0))
         exponent = float(self.sampler_defaults.get("local_exponent", 0.0))
         if self.process != "resshift" or v0 <= 0:
@@ -419,7 +421,10 @@ class SRModel(nn.Module):
             if self.error_head is None:
                 raise CheckpointError("the card's sampler asks for the error head (local_error: head); it has none")
             log_variance = self.error_log_variance(prior, cell)
-            return v0 * torch.exp(log_variance) * stats.std.float() ** 2 * self.residual_scale**2
+            expected = torch.exp(log_variance) * stats.std.float() ** 2 * self.residual_scale**2
+            contrast = float(self.sampler_defaults.get("head_contrast", 0.0))
+            # in residual units (typically ~1 by the global scale), so the power does not depend on the window's std
+            return v0 * (expected ** (1.0 + contrast) if contrast > 0 else expected)
         if exponent <= 0:
             return v0
         expected = local_error_variance(

@@ -37,7 +37,8 @@ MAX_SCHEDULE_STEPS = 100_000
 # local_exponent / local_log_scale: v0 per pixel by the prior's expected error (resshift.local_error_variance);
 # correction_tilt: the correction's noise falls as f^-tilt above the LR Nyquist (resshift.tilted_noise); the string
 # setting local_error = "head" takes the expected error from the card's error head instead (error_head.py);
-# range_correction: the share of the prior's inconsistency with its input each draw puts back (null_space.py)
+# range_correction: the share of the prior's inconsistency with its input each draw puts back (null_space.py);
+# head_contrast: the head's expected error is raised to 1 + head_contrast (SRModel._variance_correction)
 CHAIN_SAMPLER_RANGES = {
     "variance_correction": (0.0, 100.0),
     "band_correlation": (0.0, 1.0),
@@ -45,6 +46,7 @@ CHAIN_SAMPLER_RANGES = {
     "local_log_scale": (-50.0, 50.0),
     "correction_tilt": (0.0, 4.0),
     "range_correction": (0.0, 1.0),
+    "head_contrast": (0.0, 2.0),
 }
 DTYPE_BYTES = {
     "BOOL": 1,

@@ -76,6 +76,24 @@ def test_the_heads_expected_error_is_the_chains_v0_map_in_residual_units():
         assert chain._variance_correction(prior, stats, cell) == 2.0
 
 
+def test_head_contrast_raises_the_expected_error_in_residual_units_to_a_power():
+    """v0 x E^(1 + c), E the head's expected squared residual: places where the head expects more error than a
+    residual unit get relatively more, quieter places less; c = 0 is the head as it is."""
+    lr = torch.rand(2, 3, 10, 10, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    ys, xs, cell = hr_grid(10, 10, 3.0, batch=2)
+    chain = _with_head(math.log(0.5))
+    chain.sampler_defaults.update(variance_correction=2.0, local_error="head")
+    with torch.no_grad():
+        prior, stats = chain.prior(lr, ys, xs, cell)
+        plain = chain._variance_correction(prior, stats, cell.repeat_interleave(3, 0))
+        chain.sampler_defaults["head_contrast"] = 0.5
+        contrasted = chain._variance_correction(prior, stats, cell.repeat_interleave(3, 0))
+    assert isinstance(plain, torch.Tensor) and isinstance(contrasted, torch.Tensor)
+    torch.testing.assert_close(contrasted, 2.0 * (plain / 2.0) ** 1.5)
+    spread = [float(torch.log(v).std()) for v in (plain, contrasted)]  # the windows' stds differ: E varies
+    assert spread[0] > 0 and spread[1] == pytest.approx(1.5 * spread[0], rel=1e-4)
+
+
 def test_a_larger_expected_error_spreads_the_draws_more():
     lr = torch.rand(1, 3, 10, 10, generator=torch.Generator().manual_seed(3)) * 0.5 + 0.25
     ys, xs, cell = hr_grid(10, 10, 4.0)
@@ -107,6 +125,9 @@ def test_the_head_travels_with_the_card_and_a_card_must_have_the_head_it_names(t
 
     broken(lambda c: c["sampler"].update(local_error="oracle"))
     with pytest.raises(CheckpointError, match="local_error"):
+        load_model(tmp_path / "m.safetensors")
+    broken(lambda c: c["sampler"].update(local_error="head", head_contrast=3.0))
+    with pytest.raises(CheckpointError, match="head_contrast"):
         load_model(tmp_path / "m.safetensors")
     plain = tiny_chain()
     plain.sampler_defaults["local_error"] = "head"
