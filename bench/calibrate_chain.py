@@ -114,6 +114,7 @@ def main() -> None:
         model.sampler_defaults["local_error"] = "head"
     else:
         model.sampler_defaults.pop("local_error", None)
+        model.sampler_defaults.pop("head_contrast", None)
     images = validation_images(args.val, args.val_limit, args.val_crop)
     local: dict[str, float] = {"local_exponent": 0.0}
     fit = None

@@ -241,6 +241,10 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
         raise CheckpointError(f"model spec sampler.local_error must be {ERROR_HEAD!r} (or absent), got {local_error!r}")
     if local_error == ERROR_HEAD and not has_error_head:
         raise CheckpointError("model spec sampler.local_error is 'head' but the spec has no error_head")
+    if sampler.get("head_contrast", 0.0) > 0 and local_error != ERROR_HEAD:
+        raise CheckpointError(
+            "model spec sampler.head_contrast shapes the error head's map: it needs local_error 'head'"
+        )
     gains = sampler.get("deviation_gain")
     if gains is not None and not (
         isinstance(gains, list)

@@ -129,6 +129,9 @@ def test_the_head_travels_with_the_card_and_a_card_must_have_the_head_it_names(t
     broken(lambda c: c["sampler"].update(local_error="head", head_contrast=3.0))
     with pytest.raises(CheckpointError, match="head_contrast"):
         load_model(tmp_path / "m.safetensors")
+    broken(lambda c: c["sampler"].update(local_error="", head_contrast=1.0))
+    with pytest.raises(CheckpointError, match="head_contrast"):
+        load_model(tmp_path / "m.safetensors")
     plain = tiny_chain()
     plain.sampler_defaults["local_error"] = "head"
     with pytest.raises(CheckpointError, match="no error_head"):
