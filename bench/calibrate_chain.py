@@ -103,7 +103,8 @@ def main() -> None:
         parser.error("--range-correction must be in [0, 1]")
     if args.local and args.error_head:
         parser.error("--local fits a power law, --error-head uses the learned head: choose one")
-    if args.head_contrasts != "0" and not args.error_head:
+    head_contrasts = [float(h) for h in args.head_contrasts.split(",")]
+    if any(h > 0 for h in head_contrasts) and not args.error_head:  # numbers, so "0.0" is no contrast either
         parser.error("--head-contrasts shapes the error head's map: it needs --error-head")
     model = load_model(args.model)
     if args.error_head and model.error_head is None:
@@ -127,7 +128,7 @@ def main() -> None:
             f"local error fit over {fit.blocks} blocks: exponent {fit.exponent:.3f}, log scale {fit.log_scale:.3f}, "
             f"correlation {fit.correlation:.3f}"
         )
-    contrasts = [{"head_contrast": float(h)} for h in args.head_contrasts.split(",")] if args.error_head else [{}]
+    contrasts = [{"head_contrast": h} for h in head_contrasts] if args.error_head else [{}]
     grid = [
         {"variance_correction": float(v), "band_correlation": float(c), "correction_tilt": float(tilt), **local, **h}
         for v in args.grid.split(",")
