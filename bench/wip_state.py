@@ -2,8 +2,8 @@
 
     python bench/wip_state.py pack runs/rs-s2/denoiser/last models/wip/rs-s2/state --frozen operator
     python bench/wip_state.py unpack models/wip/rs-s2/state runs/rs-s2/denoiser/last --init models/s2-10m.safetensors
-    python bench/wip_state.py pack-model runs/gpu/run2.safetensors models/wip/rs-aerial-gpu/ema --frozen operator
-    python bench/wip_state.py unpack-model models/wip/rs-aerial-gpu/ema runs/gpu/run2 --init runs/rs-aerial/model.safetensors
+    python bench/wip_state.py pack-model runs/gpu/run1.safetensors models/wip/rs-aerial-gpu/ema_call1 --frozen operator
+    python bench/wip_state.py unpack-model models/wip/rs-aerial-gpu/ema_call1 runs/gpu/run1 --init runs/rs-aerial/model.safetensors
 
 pack keeps what a resumed run cannot rebuild: the trained parts' weights (fp32) and optimizer moments (fp32, exact
 resume), their EMA in bf16 (the issue's rule: EMA weights in bf16 each session), the step, the RNG states and the
@@ -94,6 +94,12 @@ def unpack_model(packed: Path, out: Path, init: Path) -> None:
         raise SystemExit(f"{packed}: parts the --init model lacks: {sorted(missing)[:3]}")
     model.load_state_dict(tensors, strict=False)
     save_model(model, out, training=card.get("training"), metrics=card.get("metrics"), model_id=card.get("id"))
+    made = json.loads(out.with_suffix(".json").read_text())
+    for key in ("diffusion", "sampler"):  # the chain's settings come from --init: they must be the packed model's
+        if made.get(key) != card.get(key):
+            out.with_suffix(".safetensors").unlink()
+            out.with_suffix(".json").unlink()
+            raise SystemExit(f"{packed}: --init {init} has another {key} ({made.get(key)} vs {card.get(key)})")
     print(f"unpacked {packed} -> {out}.safetensors ({len(tensors)} tensors from the pack, the rest from {init})")
 
 

@@ -25,9 +25,13 @@ def _script(*args: str) -> subprocess.CompletedProcess:
 
 def test_pack_model_keeps_the_trained_parts_in_bf16_and_unpack_model_rebuilds_a_loadable_model(tmp_path):
     torch.manual_seed(0)
+    plain = build_sr_model(TINY_SPEC)
+    save_model(plain, tmp_path / "plain")
     init = build_sr_model(TINY_SPEC)
+    init.set_resshift(chain_steps=4, kappa=1.0, residual_scale=2.0)
     save_model(init, tmp_path / "init")
     trained = build_sr_model(TINY_SPEC)
+    trained.set_resshift(chain_steps=4, kappa=1.0, residual_scale=2.0)
     trained.operator.load_state_dict(init.operator.state_dict())  # the stage froze the operator
     save_model(trained, tmp_path / "trained", training={"command": "rssr train …"}, model_id="chain-gpu")
     packed = _script(
@@ -52,3 +56,10 @@ def test_pack_model_keeps_the_trained_parts_in_bf16_and_unpack_model_rebuilds_a_
             assert torch.allclose(got[name], value, rtol=1e-2, atol=1e-3)  # bf16 rounding only
     first = next(k for k in want if k.startswith("denoiser."))
     assert not torch.equal(got[first], init.state_dict()[first])  # the trained parts are not --init's
+    wrong = _script(
+        "unpack-model", str(tmp_path / "wip" / "ema"), str(tmp_path / "wrong"), "--init", str(tmp_path / "plain")
+    )
+    assert (
+        wrong.returncode != 0 and "another diffusion" in wrong.stderr
+    )  # a chain rebuilt on a model of another process
+    assert not list(tmp_path.glob("wrong*"))
