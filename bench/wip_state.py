@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from rssr_cli.model.checkpoint import load_model, save_model
+from rssr_cli.model.checkpoint import describe, load_model, save_model
 
 
 def pack(state: Path, out: Path, frozen: list[str]) -> None:
@@ -93,13 +93,11 @@ def unpack_model(packed: Path, out: Path, init: Path) -> None:
     if missing:
         raise SystemExit(f"{packed}: parts the --init model lacks: {sorted(missing)[:3]}")
     model.load_state_dict(tensors, strict=False)
-    save_model(model, out, training=card.get("training"), metrics=card.get("metrics"), model_id=card.get("id"))
-    made = json.loads(out.with_suffix(".json").read_text())
+    made = json.loads(json.dumps(describe(model, model_id=str(card.get("id")))))  # as its card would hold it
     for key in ("diffusion", "sampler"):  # the chain's settings come from --init: they must be the packed model's
         if made.get(key) != card.get(key):
-            out.with_suffix(".safetensors").unlink()
-            out.with_suffix(".json").unlink()
             raise SystemExit(f"{packed}: --init {init} has another {key} ({made.get(key)} vs {card.get(key)})")
+    save_model(model, out, training=card.get("training"), metrics=card.get("metrics"), model_id=card.get("id"))
     print(f"unpacked {packed} -> {out}.safetensors ({len(tensors)} tensors from the pack, the rest from {init})")
 
 
