@@ -97,6 +97,7 @@ def unpack_model(packed: Path, out: Path, init: Path) -> None:
     for key in ("diffusion", "sampler"):  # the chain's settings come from --init: they must be the packed model's
         if made.get(key) != card.get(key):
             raise SystemExit(f"{packed}: --init {init} has another {key} ({made.get(key)} vs {card.get(key)})")
+    out.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, out, training=card.get("training"), metrics=card.get("metrics"), model_id=card.get("id"))
     print(f"unpacked {packed} -> {out}.safetensors ({len(tensors)} tensors from the pack, the rest from {init})")
 
