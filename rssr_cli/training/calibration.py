@@ -38,7 +38,7 @@ from rssr_cli.model.validation import CHAIN_SAMPLER_RANGES
 from rssr_cli.scoring.posterior import band_pass, block_means, radial_spectrum
 from rssr_cli.training.api import validate_posterior
 from rssr_cli.training.data import TrainImage
-from rssr_cli.training.trainer import protocol_window
+from rssr_cli.training.trainer import module_device, protocol_window
 
 
 def _spread_match(candidate: "Candidate") -> float:
@@ -147,8 +147,10 @@ class _Selection:
 
 
 def _selection(model: SRModel, img: TrainImage, scale: float, degradation: str) -> _Selection:
-    lr, hr, grid = protocol_window(img, scale, degradation)
-    return _Selection(lr, hr[0].float(), grid, model.sample(lr, *grid, mode="prior")[0].float())
+    # LR and grid on the model's device (a GPU calibrates in minutes what takes half an hour per v0 here); HR and prior
+    # on the CPU, where the figures are computed
+    lr, hr, grid = protocol_window(img, scale, degradation, module_device(model))
+    return _Selection(lr, hr[0].float(), grid, model.sample(lr, *grid, mode="prior")[0].float().cpu())
 
 
 @torch.no_grad()
@@ -187,7 +189,9 @@ def _selection_draws(model: SRModel, selections: Sequence[_Selection], border: i
     shave = (slice(None), slice(border, -border), slice(border, -border))
     for k, sel in enumerate(selections):
         gen = torch.Generator().manual_seed(k)
-        draws = [d[0].float().numpy()[shave] for d in model.sample_draws(sel.lr, *sel.grid, samples, generator=gen)]
+        draws = [
+            d[0].float().cpu().numpy()[shave] for d in model.sample_draws(sel.lr, *sel.grid, samples, generator=gen)
+        ]
         yield sel.prior.numpy()[shave], draws, sel.nyquist
 
 
