@@ -218,19 +218,30 @@ def _initial_model(s: TrainSettings) -> SRModel:
 
 def _stage_loss(
     stage: str, t_max_fraction: float = 1.0, start: str = "truth"
-) -> Callable[[SRModel, PatchBatch], torch.Tensor]:
-    if stage == "prior":
-        return lambda model, batch: prior_loss(model.operator, batch)
-    if stage == "error":
-        return lambda model, batch: model.error_loss(batch.lr, batch.hr, batch.ys, batch.xs, batch.cell)
+) -> Callable[[SRModel, PatchBatch, Optional[torch.Generator]], torch.Tensor]:
+    """(model, batch, generator) -> the stage's loss; the generator draws the chain's timesteps and noise (the
+    trainer's, saved with its state); the prior and error losses draw nothing."""
 
-    def diffusion(model: SRModel, batch: PatchBatch) -> torch.Tensor:
+    def prior(model: SRModel, batch: PatchBatch, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return prior_loss(model.operator, batch)
+
+    def error(model: SRModel, batch: PatchBatch, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return model.error_loss(batch.lr, batch.hr, batch.ys, batch.xs, batch.cell)
+
+    def diffusion(model: SRModel, batch: PatchBatch, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         losses = model.losses(
-            batch.lr, batch.hr, batch.ys, batch.xs, batch.cell, t_max_fraction=t_max_fraction, start=start
+            batch.lr,
+            batch.hr,
+            batch.ys,
+            batch.xs,
+            batch.cell,
+            t_max_fraction=t_max_fraction,
+            start=start,
+            generator=generator,
         )
         return losses["diffusion"]
 
-    return diffusion
+    return {"prior": prior, "error": error}.get(stage, diffusion)
 
 
 def _freeze_for(model: SRModel, stage: str) -> None:

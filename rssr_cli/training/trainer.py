@@ -28,6 +28,8 @@ from rssr_cli.training.state import load_training_state, save_training_state
 
 log = logging.getLogger(__name__)
 
+NOISE_SEED_OFFSET = 21  # the loss-noise generator's seed is the run's seed + this (not the patch sampler's stream)
+
 
 @dataclass
 class TrainConfig:
@@ -153,7 +155,7 @@ class Trainer:
     """Optimizes `module` on batches from `sampler` with `loss_fn`; writes <out>/last.* and a CSV log."""
 
     module: nn.Module
-    loss_fn: Callable[[Any, PatchBatch], torch.Tensor]  # (module, batch) -> loss
+    loss_fn: Callable[[Any, PatchBatch, torch.Generator], torch.Tensor]  # (module, batch, noise generator) -> loss
     sampler: PatchSampler
     out_dir: Path
     cfg: TrainConfig
@@ -172,6 +174,9 @@ class Trainer:
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.ema = copy.deepcopy(self.module).requires_grad_(False)
+        # the loss's own randomness (a chain's timesteps and noise): a CPU generator, saved with the state, so a
+        # resumed run draws what an uninterrupted one would (the global RNG is reseeded by every start)
+        self.noise = torch.Generator().manual_seed(NOISE_SEED_OFFSET + self.cfg.seed)
         self.step = 0
         self.best: Optional[float] = None
 
@@ -182,12 +187,16 @@ class Trainer:
         rng = meta.get("sampler_rng")
         if rng is not None and hasattr(self.sampler, "set_rng_state"):
             self.sampler.set_rng_state(rng["numpy"], torch.tensor(rng["torch"], dtype=torch.uint8))
+        noise = meta.get("noise_rng")  # absent in states saved before it was kept: those go on from the seed's stream
+        if noise is not None:
+            self.noise.set_state(torch.tensor(noise, dtype=torch.uint8))
 
     def _save(self, name: str) -> None:
         meta = {"step": self.step, "best": self.best, "config": asdict(self.cfg), **self.meta}
         if hasattr(self.sampler, "rng_state"):
             numpy_state, torch_state = self.sampler.rng_state()
             meta["sampler_rng"] = {"numpy": numpy_state, "torch": torch_state.tolist()}
+        meta["noise_rng"] = self.noise.get_state().tolist()
         save_training_state(self.out_dir / name, model=self.module, ema=self.ema, opt=self.opt, meta=meta)
 
     def run(self) -> None:
@@ -205,7 +214,7 @@ class Trainer:
                     g["lr"] = lr_at(self.step, self.cfg)
                 batch = batch_to(self.sampler.batch(self.cfg.batch_size), self.cfg.device)
                 with autocast_for(self.cfg.device, self.cfg.precision):
-                    loss = self.loss_fn(self.module, batch).float()
+                    loss = self.loss_fn(self.module, batch, self.noise).float()
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)

@@ -400,10 +400,11 @@ def test_resshift_options_are_validated(image_dir, tmp_path):
         assert result.exit_code == 2 and message in result.output
 
 
-def test_a_resumed_resshift_run_keeps_its_global_residual_scale(image_dir, tmp_path):
+def _tiny_chain_stage(image_dir, tmp_path) -> list[str]:
+    """A 2-step tiny prior in tmp_path/p, and the options that train a 3-step chain on it."""
     assert _train(image_dir, tmp_path / "p", "--stage", "prior", "--prior-steps", "2").exit_code == 0
     init = str(tmp_path / "p" / "model.safetensors")
-    common = [
+    return [
         "--stage",
         "denoiser",
         "--init",
@@ -414,9 +415,11 @@ def test_a_resumed_resshift_run_keeps_its_global_residual_scale(image_dir, tmp_p
         "3",
         "--denoiser-patch",
         "24",
-        "--save-every",
-        "1",
     ]
+
+
+def test_a_resumed_resshift_run_keeps_its_global_residual_scale(image_dir, tmp_path):
+    common = [*_tiny_chain_stage(image_dir, tmp_path), "--save-every", "1"]
     assert _train(image_dir, tmp_path / "r", *common, "--denoiser-steps", "1").exit_code == 0
     first = json.loads((tmp_path / "r" / "denoiser" / "last.json").read_text())["diffusion"]["residual_scale"]
     state = tmp_path / "r" / "denoiser" / "last.json"
@@ -465,3 +468,29 @@ def test_the_error_stage_trains_the_error_head_alone_and_writes_it_into_the_card
     assert float(scores["score"]) == pytest.approx(-float(scores["nll"]))
     bad = _train(image_dir, tmp_path / "x", "--stage", "error", "--init", str(init), "--error-width", "0")
     assert bad.exit_code == 2 and "--error-width" in bad.output
+
+
+def test_a_resumed_chain_run_draws_the_noise_an_uninterrupted_one_draws(image_dir, tmp_path):
+    """Issue 21: a resumed run continues the chain's timestep and noise stream (and the patches) where it stopped,
+    so 2 + 2 steps end on the weights 4 steps in one run reach; before, every resume re-drew the first steps' noise."""
+    common = [
+        *_tiny_chain_stage(image_dir, tmp_path),
+        "--residual-scale",
+        "10",
+        "--precision",
+        "fp32",
+        "--save-every",
+        "2",
+    ]
+    assert _train(image_dir, tmp_path / "whole", *common, "--denoiser-steps", "4").exit_code == 0
+    assert _train(image_dir, tmp_path / "split", *common, "--denoiser-steps", "2").exit_code == 0
+    assert "noise_rng" in json.loads((tmp_path / "split" / "denoiser" / "last.json").read_text())
+    assert _train(image_dir, tmp_path / "split", *common, "--denoiser-steps", "4", "--resume").exit_code == 0
+    from safetensors.torch import load_file
+
+    whole = load_file(str(tmp_path / "whole" / "denoiser" / "last.safetensors"))
+    split = load_file(str(tmp_path / "split" / "denoiser" / "last.safetensors"))
+    trained = [name for name in whole if name.startswith("model.denoiser.")]
+    assert trained
+    for name in trained:
+        assert torch.equal(split[name], whole[name]), name  # the same ops on the same draws: bit for bit

@@ -42,7 +42,11 @@ def test_pack_model_keeps_the_trained_parts_in_bf16_and_unpack_model_rebuilds_a_
     assert tensors and not any(k.startswith("operator.") for k in tensors)
     assert {v.dtype for v in tensors.values() if v.is_floating_point()} == {torch.bfloat16}
     rebuilt = _script(
-        "unpack-model", str(tmp_path / "wip" / "ema"), str(tmp_path / "new" / "rebuilt"), "--init", str(tmp_path / "init")
+        "unpack-model",
+        str(tmp_path / "wip" / "ema"),
+        str(tmp_path / "new" / "rebuilt"),
+        "--init",
+        str(tmp_path / "init"),
     )
     assert rebuilt.returncode == 0, rebuilt.stderr
     model = load_model(tmp_path / "new" / "rebuilt")
