@@ -90,6 +90,13 @@ def train_command(
     save_every: Annotated[int, typer.Option(help="Write <out>/<stage>/last.* every N steps (for --resume).")] = 250,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads (0: all cores).")] = 0,
+    data_workers: Annotated[
+        int,
+        typer.Option(
+            help="Processes that draw patch batches ahead of the training step (for a GPU, which otherwise waits on "
+            "the sampler). 0: drawn in the training process. With workers, batch k comes from (seed, k) alone."
+        ),
+    ] = 0,
     denoiser_t_max: Annotated[
         float,
         typer.Option(
@@ -199,6 +206,7 @@ def train_command(
             sampler_strength=sampler_strength,
             seed=seed,
             threads=threads,
+            data_workers=data_workers,
             resume=resume,
             device=device,
             precision=precision,

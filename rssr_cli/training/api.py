@@ -11,6 +11,7 @@ variance correction), on the Gaussian likelihood of the frozen operator's actual
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -20,7 +21,7 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, cast
+from typing import Callable, Iterator, Optional, cast
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from rssr_cli.scoring.metrics import psnr, shave
 from rssr_cli.scoring.posterior import posterior_image
 from rssr_cli.training.data import PatchBatch, PatchSampler, SensorPatchSampler, TrainImage, find_images, load_images
 from rssr_cli.training.pairs import MixedSampler, PairSampler, TrainPair, load_pair, read_pairs_file, validate_pairs
+from rssr_cli.training.prefetch import PrefetchedBatches, Reseedable
 from rssr_cli.training.state import load_ema_weights
 from rssr_cli.training.trainer import (
     LOWRES,
@@ -100,6 +102,7 @@ class TrainSettings:
     save_every: int = 250
     seed: int = 0
     threads: int = 0
+    data_workers: int = 0  # processes drawing patch batches ahead of the step (prefetch.py); 0: in the training process
     resume: bool = False
     sampler_steps: Optional[int] = None
     sampler_strength: Optional[float] = None
@@ -133,6 +136,8 @@ def _check(s: TrainSettings) -> None:
         raise UsageError(f"--scene-fraction must be in [0, 1), got {s.scene_fraction}")
     if s.batch_size < 1 or s.prior_steps < 0 or s.denoiser_steps < 0 or s.error_steps < 0:
         raise UsageError("--batch-size must be >= 1 and step counts >= 0")
+    if not 0 <= s.data_workers <= 64:
+        raise UsageError(f"--data-workers must be in 0..64, got {s.data_workers}")
     if not 1 <= s.error_width <= 1024:
         raise UsageError(f"--error-width must be in 1..1024, got {s.error_width}")
     check_scale_range(s.scale_min, s.scale_max)
@@ -498,7 +503,8 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         )
         if s.resume and (s.out / stage / "last.json").exists():
             trainer.resume(s.out / stage / "last")
-        trainer.run()
+        with _prefetching(trainer, sampler, s.data_workers, s.seed + len(history)):
+            trainer.run()
         model = cast(SRModel, trainer.ema.cpu())  # the EMA weights are the ones shipped; written from the CPU
         history[stage] = {"steps": trainer.step, "best_validation": trainer.best, "kept": _keep(s, stage, model)}
     if "denoiser" not in history and s.init is None and s.sampler_steps is None:
@@ -510,6 +516,22 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str, int, dict],
         **({"pairs": [pair_record(p) for p in pairs]} if pairs else {}),
     }
     return save_model(model, s.out / "model", training=training, model_id=s.model_id)
+
+
+@contextlib.contextmanager
+def _prefetching(trainer: Trainer, sampler: Reseedable, workers: int, seed: int) -> Iterator[None]:
+    """With workers, the trainer draws batch k from (seed, k) in worker processes (prefetch.py), from its step on (a
+    resumed run continues there); the workers stop when the stage ends, however it ends."""
+    if not workers:
+        yield
+        return
+    with PrefetchedBatches(sampler, trainer.cfg.batch_size, workers, seed) as batches:
+        batches.seek(trainer.step)
+        trainer.sampler = batches
+        try:
+            yield
+        finally:
+            trainer.sampler = sampler
 
 
 def _patch(s: TrainSettings, stage: str) -> int:

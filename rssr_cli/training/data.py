@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, NamedTuple, Optional, Sequence
+from typing import Iterable, NamedTuple, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -48,6 +48,12 @@ def load_images(paths: Sequence[Path], *, limit: Optional[int] = None) -> list[T
     return loaded
 
 
+def reseeded(entropy: tuple[int, ...]) -> tuple[np.random.Generator, int]:
+    """A numpy generator and a torch seed, both from `entropy` (numpy's SeedSequence: independent streams)."""
+    sequence = np.random.SeedSequence(entropy)
+    return np.random.default_rng(sequence), int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
 class PatchBatch(NamedTuple):
     lr: torch.Tensor  # [B, C, l, l]
     ys: torch.Tensor  # [B, q] HR pixel centres of the query block, in LR pixels
@@ -55,6 +61,12 @@ class PatchBatch(NamedTuple):
     cell: torch.Tensor  # [B, 2]
     hr: torch.Tensor  # [B, C, q, q] target HR block
     scale: torch.Tensor  # [B] effective scale of each sample
+
+
+class BatchSource(Protocol):
+    """What the trainer draws from: a sampler here or in pairs.py, or prefetch.PrefetchedBatches."""
+
+    def batch(self, batch_size: int) -> PatchBatch: ...
 
 
 @dataclass
@@ -93,6 +105,11 @@ class PatchSampler:
     def set_rng_state(self, numpy_state: dict, torch_state: torch.Tensor) -> None:
         self.rng.bit_generator.state = numpy_state
         self.generator.set_state(torch_state)
+
+    def reseed(self, entropy: tuple[int, ...]) -> None:
+        """Both streams restarted from `entropy` alone (training/prefetch.py: batch k of a run drawn from (seed, k))."""
+        self.rng, torch_seed = reseeded(entropy)
+        self.generator.manual_seed(torch_seed)
 
     def _sample_one(self):
         img = self.images[self.rng.choice(len(self.images), p=self.p)]

@@ -44,7 +44,7 @@ from rssr_cli.model.operator import NeuralOperatorPrior
 from rssr_cli.model.resample import bicubic_at
 from rssr_cli.scoring.metrics import psnr, shave
 from rssr_cli.training.alignment import MAX_LOCAL_MISREGISTRATION, area_to_lr, block_shifts, box_mean, pair_shift
-from rssr_cli.training.data import PatchBatch, PatchSampler
+from rssr_cli.training.data import PatchBatch, PatchSampler, reseeded
 
 MIN_VALID_SHARE = 0.5  # of a pair's LR pixels, or the pair is refused
 MAX_TRIES = 50  # random crops tried for an entirely valid one
@@ -233,6 +233,10 @@ class PairSampler:
         areas = np.array([p.train_rows * p.lr.shape[-1] for p in self.pairs], dtype=np.float64)
         self.p = areas / areas.sum()
 
+    def reseed(self, entropy: tuple[int, ...]) -> None:
+        """The stream restarted from `entropy` alone (training/prefetch.py)."""
+        self.rng, _ = reseeded(entropy)
+
     def _sample_one(self):
         l, q = self.lr_size, self.query
         for _ in range(MAX_TRIES):
@@ -284,6 +288,10 @@ class MixedSampler:
     pairs: PairSampler
     synthetic: PatchSampler
     pair_share: float
+
+    def reseed(self, entropy: tuple[int, ...]) -> None:
+        self.pairs.reseed((*entropy, 0))
+        self.synthetic.reseed((*entropy, 1))
 
     def batch(self, batch_size: int) -> PatchBatch:
         n_pairs = int(round(batch_size * self.pair_share))

@@ -23,7 +23,7 @@ from rssr_cli.model.normalize import destandardize, standardize
 from rssr_cli.model.operator import NeuralOperatorPrior, grid_tensors
 from rssr_cli.model.resample import bicubic_at
 from rssr_cli.scoring.metrics import psnr, shave
-from rssr_cli.training.data import PatchBatch, PatchSampler, TrainImage
+from rssr_cli.training.data import BatchSource, PatchBatch, TrainImage
 from rssr_cli.training.state import load_training_state, save_training_state
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class Trainer:
 
     module: nn.Module
     loss_fn: Callable[[Any, PatchBatch, torch.Generator], torch.Tensor]  # (module, batch, noise generator) -> loss
-    sampler: PatchSampler
+    sampler: BatchSource
     out_dir: Path
     cfg: TrainConfig
     validate: Optional[Callable[[Any], dict[str, float]]] = None  # (EMA module) -> scores

@@ -75,7 +75,7 @@ def test_gpu_chain_continues_a_chain_and_selects_by_the_proper_score_on_the_cpu(
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     out = tmp_path / "chain"
     cmd = ["bash", "bench/gpu_chain.sh", str(prior / "model.safetensors"), str(val), str(out), str(data)]
-    cmd += ["--device", "cpu", "--steps", "2", "--batch-size", "2"]
+    cmd += ["--device", "cpu", "--steps", "2", "--batch-size", "2", "--data-workers", "2"]
     result = subprocess.run(
         cmd, cwd=ROOT, env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=600
     )

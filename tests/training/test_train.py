@@ -470,18 +470,13 @@ def test_the_error_stage_trains_the_error_head_alone_and_writes_it_into_the_card
     assert bad.exit_code == 2 and "--error-width" in bad.output
 
 
-def test_a_resumed_chain_run_draws_the_noise_an_uninterrupted_one_draws(image_dir, tmp_path):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_resumed_chain_run_draws_the_noise_an_uninterrupted_one_draws(image_dir, tmp_path, workers):
     """Issue 21: a resumed run continues the chain's timestep and noise stream (and the patches) where it stopped,
-    so 2 + 2 steps end on the weights 4 steps in one run reach; before, every resume re-drew the first steps' noise."""
-    common = [
-        *_tiny_chain_stage(image_dir, tmp_path),
-        "--residual-scale",
-        "10",
-        "--precision",
-        "fp32",
-        "--save-every",
-        "2",
-    ]
+    so 2 + 2 steps end on the weights 4 steps in one run reach; before, every resume re-drew the first steps' noise.
+    The same with patches drawn by worker processes (--data-workers: batch k from (seed, k))."""
+    common = [*_tiny_chain_stage(image_dir, tmp_path), "--residual-scale", "10", "--precision", "fp32"]
+    common += ["--save-every", "2", "--data-workers", workers]
     assert _train(image_dir, tmp_path / "whole", *common, "--denoiser-steps", "4").exit_code == 0
     assert _train(image_dir, tmp_path / "split", *common, "--denoiser-steps", "2").exit_code == 0
     assert "noise_rng" in json.loads((tmp_path / "split" / "denoiser" / "last.json").read_text())
