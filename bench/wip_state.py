@@ -3,7 +3,7 @@
     python bench/wip_state.py pack runs/rs-s2/denoiser/last models/wip/rs-s2/state --frozen operator
     python bench/wip_state.py unpack models/wip/rs-s2/state runs/rs-s2/denoiser/last --init models/s2-10m.safetensors
     python bench/wip_state.py pack-model runs/gpu/run1.safetensors models/wip/rs-aerial-gpu/ema_call1 --frozen operator
-    python bench/wip_state.py unpack-model models/wip/rs-aerial-gpu/ema_call1 runs/gpu/run1 --init runs/rs-aerial/model.safetensors
+    python bench/wip_state.py unpack-model models/wip/rs-aerial-gpu/ema_call1 runs/gpu/run1 --init models/aerial.safetensors
 
 pack keeps what a resumed run cannot rebuild: the trained parts' weights (fp32) and optimizer moments (fp32, exact
 resume), their EMA in bf16 (the issue's rule: EMA weights in bf16 each session), the step, the RNG states and the
@@ -12,7 +12,8 @@ unpack fills the frozen parts (model and EMA) back from the --init model and the
 --resume` then continues (the EMA's bf16 rounding, ~3 significant digits, is the only difference from the state).
 pack-model / unpack-model do the same for an exported model (a run whose training state stayed elsewhere, e.g. on a
 GPU machine): its trained parts in bf16 and its card; unpack-model fills the frozen parts from --init and writes a
-loadable model with the packed card's id, training record and metrics.
+loadable model with the packed card's id, training record and metrics; an --init without a chain (the operator the
+chain was trained on) takes the packed chain's settings, an --init with another chain is refused.
 """
 
 from __future__ import annotations
@@ -85,6 +86,16 @@ def pack_model(model_path: Path, out: Path, frozen: list[str]) -> None:
 def unpack_model(packed: Path, out: Path, init: Path) -> None:
     card = json.loads(packed.with_suffix(".json").read_text())
     model = load_model(init)
+    chain = card.get("diffusion") or {}
+    if chain.get("process") == "resshift" and model.process != "resshift":
+        # an --init without a chain (the operator the chain was trained on, e.g. models/aerial.safetensors) takes the
+        # packed chain's own settings; an --init with another chain is refused below
+        model.set_resshift(
+            chain_steps=chain["chain_steps"],
+            kappa=chain["kappa"],
+            residual_scale=chain["residual_scale"],
+            variance_correction=(card.get("sampler") or {}).get("variance_correction", 1.0),
+        )
     tensors = {
         k: v.float() if v.dtype == torch.bfloat16 else v
         for k, v in load_file(str(packed.with_suffix(".safetensors"))).items()

@@ -25,8 +25,6 @@ def _script(*args: str) -> subprocess.CompletedProcess:
 
 def test_pack_model_keeps_the_trained_parts_in_bf16_and_unpack_model_rebuilds_a_loadable_model(tmp_path):
     torch.manual_seed(0)
-    plain = build_sr_model(TINY_SPEC)
-    save_model(plain, tmp_path / "plain")
     init = build_sr_model(TINY_SPEC)
     init.set_resshift(chain_steps=4, kappa=1.0, residual_scale=2.0)
     save_model(init, tmp_path / "init")
@@ -60,10 +58,25 @@ def test_pack_model_keeps_the_trained_parts_in_bf16_and_unpack_model_rebuilds_a_
             assert torch.allclose(got[name], value, rtol=1e-2, atol=1e-3)  # bf16 rounding only
     first = next(k for k in want if k.startswith("denoiser."))
     assert not torch.equal(got[first], init.state_dict()[first])  # the trained parts are not --init's
-    wrong = _script(
-        "unpack-model", str(tmp_path / "wip" / "ema"), str(tmp_path / "wrong"), "--init", str(tmp_path / "plain")
+    # the operator the chain was trained on, without a chain: it takes the packed chain's settings
+    operator_only = build_sr_model(TINY_SPEC)
+    operator_only.operator.load_state_dict(init.operator.state_dict())
+    save_model(operator_only, tmp_path / "operator_only")
+    again = _script(
+        "unpack-model",
+        str(tmp_path / "wip" / "ema"),
+        str(tmp_path / "again"),
+        "--init",
+        str(tmp_path / "operator_only"),
     )
-    assert (
-        wrong.returncode != 0 and "another diffusion" in wrong.stderr
-    )  # a chain rebuilt on a model of another process
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "again.json").read_text())["diffusion"] == card["diffusion"]
+    assert all(torch.equal(v, got[k]) for k, v in load_model(tmp_path / "again").state_dict().items())
+    other = build_sr_model(TINY_SPEC)
+    other.set_resshift(chain_steps=3, kappa=1.0, residual_scale=2.0)
+    save_model(other, tmp_path / "other")
+    wrong = _script(
+        "unpack-model", str(tmp_path / "wip" / "ema"), str(tmp_path / "wrong"), "--init", str(tmp_path / "other")
+    )
+    assert wrong.returncode != 0 and "another diffusion" in wrong.stderr  # a chain rebuilt on another chain
     assert not list(tmp_path.glob("wrong*"))
