@@ -12,8 +12,7 @@
 #   --variance-correction 1.0 --scale-min 2 --scale-max 8 --batch-size 64 --device cuda --val VAL --val-crop 128
 #   --denoiser-steps N --lr 1e-4 --val-every N/6+1 --save-every N/6+1 --keep best
 # Rebuild the model here (the optimizer state stayed on the device; continue with --init, not --resume):
-#   python bench/wip_state.py unpack models/wip/rs-aerial/state runs/rs-aerial/denoiser/last --init models/aerial.safetensors
-#   python bench/export_state.py runs/rs-aerial/denoiser/last --init models/aerial.safetensors -o runs/rs-aerial/model
-#   python bench/wip_state.py unpack-model models/wip/rs-aerial-gpu/ema_call1 runs/gpu/run1 --init runs/rs-aerial/model.safetensors
+#   python bench/wip_state.py unpack-model models/wip/rs-aerial-gpu/ema_call1 runs/gpu/run1 --init models/aerial.safetensors
+# (until 362dd16 the --init was rs-aerial's exported CPU state: the same tensors; that state is retired since)
 cd "$(dirname "$0")/../../.."  # the repository root
 exec bench/gpu_chain.sh "$@"
