@@ -25,3 +25,10 @@ tree_mb=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
 carry_mb=$(du -sb .carry | cut -f1)
 echo "train $(find .carry/data/train -type f | wc -l) images, val $(find .carry/data/val -type f | wc -l); wheels $(ls .carry/whl | wc -l)"
 echo "travels: tree $((tree_mb / 1048576)) MiB + .carry $((carry_mb / 1048576)) MiB = $(((tree_mb + carry_mb) / 1048576)) MiB (limit 64)"
+if [ $(((tree_mb + carry_mb) / 1048576)) -ge 64 ]; then
+    # a run's training state under models/wip is the usual culprit (rs-s2's is 37.5 MB): keep it out of the call
+    echo "over the limit; the largest tracked files:"
+    git ls-files -z | xargs -0 du -b | sort -n | tail -n 3
+    echo "untrack one for the call:  git rm -q --cached FILE && echo FILE >> .git/info/exclude"
+    echo "and after it:              git reset -q -- FILE, then delete its line from .git/info/exclude"
+fi
