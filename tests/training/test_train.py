@@ -102,6 +102,8 @@ def test_resume_continues_from_the_saved_step(image_dir, tmp_path):
 def test_bad_training_options_are_one_line_usage_errors(image_dir, tmp_path):
     result = _train(image_dir, tmp_path / "run", "--stage", "bogus")
     assert result.exit_code == 2 and "unknown stage" in result.output
+    result = _train(image_dir, tmp_path / "run", "--data-workers", "-1")
+    assert result.exit_code == 2 and "--data-workers must be in 0..64" in result.output
     result = runner.invoke(app, ["train", str(tmp_path / "nowhere"), "-o", str(tmp_path / "r")])
     assert result.exit_code == 2 and "not found" in result.output
 
