@@ -35,6 +35,12 @@ def main() -> None:
     parser.add_argument("--scale", default="4")
     parser.add_argument("--variance-correction", type=float, default=None, help="override the card's sampler value")
     parser.add_argument("--head-contrast", type=float, default=None, help="override the card's sampler value")
+    parser.add_argument(
+        "--sampler-json",
+        type=Path,
+        default=None,
+        help="a JSON object of sampler settings that override the card's (e.g. a calibration kept under models/wip)",
+    )
     parser.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -55,8 +61,9 @@ def main() -> None:
         )
         model = model.with_suffix(".safetensors")
     card = json.loads(model.with_suffix(".json").read_text())
-    overrides = {"variance_correction": args.variance_correction, "head_contrast": args.head_contrast}
-    overrides = {key: value for key, value in overrides.items() if value is not None}
+    overrides = json.loads(args.sampler_json.read_text()) if args.sampler_json else {}
+    given = {"variance_correction": args.variance_correction, "head_contrast": args.head_contrast}
+    overrides.update({key: value for key, value in given.items() if value is not None})
     if overrides:  # judged as a copy in OUT: the card given is never rewritten (two runs may share it)
         card["sampler"].update(overrides)
         judged = args.out / "judged.safetensors"
