@@ -147,8 +147,8 @@ class _Selection:
 
 
 def _selection(model: SRModel, img: TrainImage, scale: float, degradation: str) -> _Selection:
-    # LR and grid on the model's device (a GPU calibrates in minutes what takes half an hour per v0 here); HR and prior
-    # on the CPU, where the figures are computed
+    # LR and grid on the model's device (bench/calibrate_chain.py --device: one v0 on 64 whole images takes ~28 min on
+    # one core of the project's CPU); HR and prior on the CPU, where the figures are computed
     lr, hr, grid = protocol_window(img, scale, degradation, module_device(model))
     return _Selection(lr, hr[0].float(), grid, model.sample(lr, *grid, mode="prior")[0].float().cpu())
 

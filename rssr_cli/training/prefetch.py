@@ -1,8 +1,8 @@
 """Patch batches drawn by worker processes while the network trains (`rssr train --data-workers N`).
 
-On a GPU the network waits on the host: the seventh stop trained the aerial chain at 14-17 it/s at batch 64 on an
-H200, bound by the patch sampler (numpy and small torch ops, one process), not by the GPU. N worker processes draw the
-next batches ahead of the training step, in order.
+On a GPU the network waits on the host: the seventh stop trained the aerial chain at 12-17 it/s at batch 64 on an
+H200, where drawing a batch (numpy and small torch ops, one process) takes about half a step (BENCHMARKS.md, "GPU":
+28 batches/s on the project's CPU). N worker processes draw the next batches ahead of the training step, in order.
 
 One sequential random stream cannot be split between processes, so in this mode batch k is drawn by the sampler
 reseeded from (seed, k) alone (`reseed`): what a run trains on does not depend on how many workers drew it, and a
