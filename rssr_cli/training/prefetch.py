@@ -85,7 +85,11 @@ class PrefetchedBatches:
         return PatchBatch(*(torch.from_numpy(a) for a in result.get()))
 
     def close(self) -> None:
-        self._pool.terminate()
+        # close + join, not terminate: a worker killed while it writes a result can leave the pool's result queue
+        # locked and join() waiting forever (seen in the test suite); the few batches asked ahead finish in well
+        # under a second, then the workers exit
+        self._pending.clear()
+        self._pool.close()
         self._pool.join()
 
     def __enter__(self) -> "PrefetchedBatches":

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -23,6 +24,7 @@ def _script(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # ~9 s: four script runs (> 5 s, issue 22); `make test-fast` leaves it out
 def test_pack_model_keeps_the_trained_parts_in_bf16_and_unpack_model_rebuilds_a_loadable_model(tmp_path):
     torch.manual_seed(0)
     init = build_sr_model(TINY_SPEC)
