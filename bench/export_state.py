@@ -30,16 +30,13 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(args.init)
     meta = json.loads(args.state.with_suffix(".json").read_text())
-    diffusion = meta.get("diffusion") or {}
-    if diffusion.get("process") == "resshift" and model.process != "resshift":  # a chain trained on a DDPM model's UNet
-        model.set_resshift(
-            chain_steps=diffusion["chain_steps"], kappa=diffusion["kappa"], residual_scale=diffusion["residual_scale"]
-        )
+    model.adopt_chain(meta.get("diffusion") or {})  # a chain trained on a DDPM model's UNet
     if meta.get("stage") == "error" and model.error_head is None:  # an error head trained on the --init model
         model.add_error_head(int(meta.get("settings", {}).get("error_width", 32)))
     step = load_ema_weights(args.state, model)  # rssr train's states hold the whole model (frozen parts included)
     meta.pop("optimizer", None)
     meta.pop("sampler_rng", None)
+    meta.pop("noise_rng", None)  # the RNG states resume a run; a card has no use for them
     training = {"exported_from": f"{args.state} (EMA weights at step {step})", "state": meta}
     path = save_model(model, args.out, training=training, model_id=args.model_id)
     print(f"wrote {path} (step {step})")

@@ -86,16 +86,9 @@ def pack_model(model_path: Path, out: Path, frozen: list[str]) -> None:
 def unpack_model(packed: Path, out: Path, init: Path) -> None:
     card = json.loads(packed.with_suffix(".json").read_text())
     model = load_model(init)
-    chain = card.get("diffusion") or {}
-    if chain.get("process") == "resshift" and model.process != "resshift":
-        # an --init without a chain (the operator the chain was trained on, e.g. models/aerial.safetensors) takes the
-        # packed chain's own settings; an --init with another chain is refused below
-        model.set_resshift(
-            chain_steps=chain["chain_steps"],
-            kappa=chain["kappa"],
-            residual_scale=chain["residual_scale"],
-            variance_correction=(card.get("sampler") or {}).get("variance_correction", 1.0),
-        )
+    # an --init without a chain (the operator the chain was trained on, e.g. models/aerial.safetensors) takes the
+    # packed chain's own settings; an --init with another chain is refused below
+    model.adopt_chain(card.get("diffusion") or {}, (card.get("sampler") or {}).get("variance_correction", 1.0))
     tensors = {
         k: v.float() if v.dtype == torch.bfloat16 else v
         for k, v in load_file(str(packed.with_suffix(".safetensors"))).items()

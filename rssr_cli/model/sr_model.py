@@ -9,7 +9,7 @@ with in_channels = C > 1 takes exactly C bands together; any other band count is
 from __future__ import annotations
 
 import copy
-from typing import Any, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -181,6 +181,17 @@ class SRModel(nn.Module):
             "variance_correction": float(variance_correction),
         }
         self.spec["sampler"] = dict(self.sampler_defaults)
+
+    def adopt_chain(self, diffusion: Mapping[str, Any], variance_correction: float = 1.0) -> None:
+        """Give a model without a chain the residual-shifting chain a card's or state's `diffusion` section names
+        (a chain trained on this model's UNet); nothing for any other section or a model that has a chain."""
+        if diffusion.get("process") == "resshift" and self.process != "resshift":
+            self.set_resshift(
+                chain_steps=diffusion["chain_steps"],
+                kappa=diffusion["kappa"],
+                residual_scale=diffusion["residual_scale"],
+                variance_correction=variance_correction,
+            )
 
     def add_error_head(self, width: int = 32) -> None:
         """A new (untrained) error head, in the module and in the spec the card is written from."""
