@@ -270,6 +270,12 @@ def train_sharpener_command(
             help="auto (bf16 autocast where the CPU computes bf16 natively, else fp32), fp32 or bf16: the forward pass's numerics."
         ),
     ] = "auto",
+    degradation: Annotated[
+        str,
+        typer.Option(
+            help="family (default: every crop its own member of the sensor model; what a product model needs) or psf (only the matched Gaussian of `rssr evaluate --wald --degradation psf`, selected on it: what knowing the blur exactly is worth; such a model rings under any other blur)."
+        ),
+    ] = "family",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/state.pt.")] = False,
     select: Annotated[
         Optional[list[str]],
@@ -304,6 +310,7 @@ def train_sharpener_command(
             eval_every=eval_every,
             threads=threads or None,
             precision=precision,
+            degradation=degradation,
             resume=resume,
         )
         path = train_sharpener(config, log=(lambda _line: None) if quiet else stdout.print)

@@ -30,7 +30,7 @@ from rssr_cli.model.device import resolve_precision
 from rssr_cli.sharpen.bands import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS
 from rssr_cli.sharpen.model import MAX_PARAMETERS, build_sharpener, save_sharpener, spec_parameter_count
 from rssr_cli.sharpen.scene import BandArray, load_scene, stats_of
-from rssr_cli.sharpen.wald import evaluate_scene_split, rows_of_split
+from rssr_cli.sharpen.wald import DEGRADATIONS, evaluate_scene_split, rows_of_split
 from rssr_cli.sharpen.wald_inputs import wald_inputs
 from rssr_cli.training.trainer import autocast_for
 
@@ -52,6 +52,7 @@ class SharpenTrainConfig:
     eval_every: int = 250
     threads: Optional[int] = None
     precision: str = "auto"  # auto (bf16 where the CPU computes it natively) | fp32 | bf16: the forward's autocast
+    degradation: str = "family"  # family (the product's) | psf (the matched Wald Gaussian only: an upper bound)
     resume: bool = False
     notes: dict = field(default_factory=dict)
 
@@ -95,6 +96,8 @@ def check_config(config: SharpenTrainConfig) -> None:
             f"--width {config.width} --blocks {config.blocks} make {parameters:,} parameters; a sharpener holds at most {MAX_PARAMETERS:,}"
         )
     resolve_precision(config.precision, torch.device("cpu"), training=True)  # the name checked
+    if config.degradation not in TRAIN_DEGRADATIONS:
+        raise UsageError(f"--degradation must be one of {', '.join(TRAIN_DEGRADATIONS)}, not {config.degradation!r}")
     if isinstance(config.scenes, (str, bytes)) or not config.scenes:
         raise UsageError("scenes must be a list of at least one scene")
 
@@ -108,6 +111,14 @@ DEGRADATION_CARD = (
     f"uniform in {sensor.SYSTEM_MTF_RANGE} (Gaussian then the pixel's box), or the box alone with probability "
     f"{sensor.BOX_SHARE}; sub-pixel grid phase; noise std up to {sensor.NOISE_STD_MAX} reflectance; 12-bit quantization"
 )
+PSF_CARD = (
+    "the matched Gaussian of Wald's psf protocol only (MTF 0.25 at the coarse Nyquist, sampled at the pixel centres, no "
+    "noise), the band and its guides alike; selected on the psf score alone. An upper bound for a known blur, not a "
+    "product model: it rings under any other blur (BENCHMARKS.md)"
+)
+# family: every crop its own member of the sensor family (what a product model trains on); psf: the one blur that
+# Wald's psf protocol applies, to measure what knowing the blur exactly is worth.
+TRAIN_DEGRADATIONS = ("family", "psf")
 # Wald ratios trained: 20 m bands at output pixels 10, 8, 6.7, 5, 4, 3.3, 2.5 m; 60 m bands at 10, 7.5, 6, 5 m.
 TRAIN_RATIOS = {20: (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), 60: (6.0, 8.0, 10.0, 12.0)}
 
@@ -177,7 +188,7 @@ def make_batch(
         r, c = rng.randrange(top, bottom - crop + 1), rng.randrange(0, band.values.shape[1] - crop + 1)
         if band.valid[r : r + crop, c : c + crop].mean() < 0.9:
             continue
-        member = sensor.draw(np.random.default_rng(rng.getrandbits(64)))
+        member = sensor.draw(np.random.default_rng(rng.getrandbits(64))) if config.degradation == "family" else None
         noise = torch.Generator().manual_seed(rng.getrandbits(63))
         inputs = wald_inputs(
             band, [scenes[i][g] for g in GUIDE_BANDS], ratio, (r, c, crop, crop), member=member, generator=noise
@@ -227,6 +238,7 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
     else:
         selection, selection_stats, train_split, select_split = scenes, stats, "train", "select"
     groups = trainable_groups(scenes, config, train_split)
+    selection_degradations = ("psf",) if config.degradation == "psf" else tuple(DEGRADATIONS)
     log(f"{len(scenes)} training scenes ({train_split} rows), {len(selection)} selection scenes ({select_split} rows)")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -272,7 +284,10 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
         if step % config.eval_every == 0 or step == config.steps:
             model.eval()
             with torch.no_grad():
-                scores = [evaluate_scene_split(model, s, st, select_split) for s, st in zip(selection, selection_stats)]
+                scores = [
+                    evaluate_scene_split(model, s, st, select_split, selection_degradations)
+                    for s, st in zip(selection, selection_stats)
+                ]
             model.train()
             score = float(np.mean([sc["score"] for sc in scores]))
             entry = {
@@ -295,7 +310,7 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
                             "precision": precision,
                             "best_step": step,
                             "select_score": score,
-                            "degradation": DEGRADATION_CARD,
+                            "degradation": DEGRADATION_CARD if config.degradation == "family" else PSF_CARD,
                         }
                     },
                 )
@@ -336,6 +351,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--degradation", default="family", choices=TRAIN_DEGRADATIONS)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--select", action="append", default=[])
     args = parser.parse_args(argv)
@@ -353,6 +369,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         eval_every=args.eval_every,
         threads=args.threads or None,
         precision=args.precision,
+        degradation=args.degradation,
         resume=args.resume,
     )
     train_sharpener(config)

@@ -192,6 +192,28 @@ def test_training_by_walds_protocol_writes_a_loadable_best_model(tmp_path):
     assert (tmp_path / "run" / "state.pt").exists()  # resumable
 
 
+def test_training_on_the_matched_psf_draws_no_member_and_selects_on_psf_alone(tmp_path, monkeypatch):
+    """--degradation psf: every crop by Wald's matched Gaussian (no sensor-family member is drawn) and the logged
+    selection score is the psf protocol's alone, the figure of the model it keeps."""
+    from rssr_cli.sharpen import train as sharpen_train
+    from rssr_cli.sharpen.scene import load_scene
+    from rssr_cli.sharpen.wald import evaluate_scene_split
+
+    def no_member(_rng):
+        raise AssertionError("a sensor-family member was drawn")
+
+    monkeypatch.setattr(sharpen_train.sensor, "draw", no_member)
+    config = SharpenTrainConfig(scenes=[str(sp.BANDS_DIR)], out=str(tmp_path / "run"), degradation="psf", **TINY_RUN)
+    model = load_sharpener(train_sharpener(config, log=lambda _: None))
+    assert "matched Gaussian" in model.card["training"]["degradation"]
+    scene = load_scene(str(sp.BANDS_DIR))
+    stats = sharpen_train.scene_stats(scene)
+    (logged,) = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    psf_only = evaluate_scene_split(model, scene, stats, "select", ("psf",))["score"]
+    both = evaluate_scene_split(model, scene, stats, "select")["score"]
+    assert logged["score"] == pytest.approx(psf_only, rel=1e-5) and psf_only != pytest.approx(both, rel=1e-3)
+
+
 def test_selection_scenes_free_every_row_of_the_training_scenes(tmp_path):
     """A 24 px crop fits the fixture's 30 rows of 20 m bands but not their top 3/4: trainable only with --select
     (then the checkpoint is chosen on the selection scene, recorded in the card)."""
@@ -280,6 +302,7 @@ TINY_RUN = dict(steps=2, batch=2, crop=12, width=8, blocks=1, share_60m=0.0, eva
         ("scenes", "scene.SAFE", "scenes must be a list"),
         ("precision", "fp8", "unknown precision 'fp8'"),
         ("precision", "fp16", "training runs in fp32 or bf16"),
+        ("degradation", "gaussian", "--degradation must be one of family, psf"),
     ],
 )
 def test_train_sharpener_options_are_checked_before_any_file_is_read(tmp_path, option, value, message):
