@@ -188,7 +188,8 @@ def make_batch(
         r, c = rng.randrange(top, bottom - crop + 1), rng.randrange(0, band.values.shape[1] - crop + 1)
         if band.valid[r : r + crop, c : c + crop].mean() < 0.9:
             continue
-        member = sensor.draw(np.random.default_rng(rng.getrandbits(64))) if config.degradation == "family" else None
+        member_seed = rng.getrandbits(64)  # drawn in both modes: family and psf runs crop the same places
+        member = sensor.draw(np.random.default_rng(member_seed)) if config.degradation == "family" else None
         noise = torch.Generator().manual_seed(rng.getrandbits(63))
         inputs = wald_inputs(
             band, [scenes[i][g] for g in GUIDE_BANDS], ratio, (r, c, crop, crop), member=member, generator=noise
