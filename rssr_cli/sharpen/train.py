@@ -28,6 +28,7 @@ from rssr_cli.core.interrupts import interruptible
 from rssr_cli.degradation import sensor_degradation as sensor
 from rssr_cli.model.device import resolve_precision
 from rssr_cli.sharpen.bands import BAND_RESOLUTION_M, GUIDE_BANDS, GUIDED_BANDS
+from rssr_cli.sharpen.degrade import MTF_AT_NYQUIST
 from rssr_cli.sharpen.model import MAX_PARAMETERS, build_sharpener, save_sharpener, spec_parameter_count
 from rssr_cli.sharpen.scene import BandArray, load_scene, stats_of
 from rssr_cli.sharpen.wald import DEGRADATIONS, evaluate_scene_split, rows_of_split
@@ -112,8 +113,8 @@ DEGRADATION_CARD = (
     f"{sensor.BOX_SHARE}; sub-pixel grid phase; noise std up to {sensor.NOISE_STD_MAX} reflectance; 12-bit quantization"
 )
 PSF_CARD = (
-    "the matched Gaussian of Wald's psf protocol only (MTF 0.25 at the coarse Nyquist, sampled at the pixel centres, no "
-    "noise), the band and its guides alike; selected on the psf score alone. An upper bound for a known blur, not a "
+    f"the matched Gaussian of Wald's psf protocol only (MTF {MTF_AT_NYQUIST} at the coarse Nyquist, sampled at the pixel "
+    "centres, no noise), the band and its guides alike; selected on the psf score alone. An upper bound for a known blur, not a "
     "product model: it rings under any other blur (BENCHMARKS.md)"
 )
 # family: every crop its own member of the sensor family (what a product model trains on); psf: the one blur that
