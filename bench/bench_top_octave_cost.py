@@ -26,19 +26,17 @@ from rssr_cli.backends.base import SRRequest
 from rssr_cli.evaluation.compare import CompareSettings, build_backends
 from rssr_cli.evaluation.protocol import hr_grid_on_image, load_image, lr_size, sentinel2_degrade, shave_for
 from rssr_cli.io.radiometry import quantize
+from rssr_cli.scoring.detail import BAND as TOP_OCTAVE  # 0.25-0.5 cycles per HR pixel, radial
+from rssr_cli.scoring.detail import band_mask
 from rssr_cli.scoring.metrics import shave
 
 from benchlib import write_result
-
-TOP_OCTAVE = (0.25, 0.5)  # cycles per HR pixel, radial (detail.BAND)
 
 
 def band_power(plane: np.ndarray, band: tuple[float, float] = TOP_OCTAVE) -> float:
     """Mean power per pixel of a plane's (mean removed) spectrum in a radial band: sum |F|^2 / N^2 (Parseval)."""
     spectrum = np.fft.fft2(plane - plane.mean())
-    radius = np.hypot(np.fft.fftfreq(plane.shape[0])[:, None], np.fft.fftfreq(plane.shape[1])[None, :])
-    mask = (radius >= band[0]) & (radius <= band[1])
-    return float((np.abs(spectrum[mask]) ** 2).sum() / plane.size**2)
+    return float((np.abs(spectrum[band_mask(plane.shape, band)]) ** 2).sum() / plane.size**2)
 
 
 def added_mse(truth_power: float, estimate_power: float, ratio: float) -> float:

@@ -117,9 +117,10 @@ PSF_CARD = (
     "centres, no noise), the band and its guides alike; selected on the psf score alone. An upper bound for a known blur, not a "
     "product model: it rings under any other blur (BENCHMARKS.md)"
 )
-# family: every crop its own member of the sensor family (what a product model trains on); psf: the one blur that
-# Wald's psf protocol applies, to measure what knowing the blur exactly is worth.
-TRAIN_DEGRADATIONS = ("family", "psf")
+# --degradation: its card text. family: every crop its own member of the sensor family (what a product model trains
+# on); psf: the one blur that Wald's psf protocol applies, to measure what knowing the blur exactly is worth.
+TRAINING_DEGRADATION_CARDS = {"family": DEGRADATION_CARD, "psf": PSF_CARD}
+TRAIN_DEGRADATIONS = tuple(TRAINING_DEGRADATION_CARDS)
 # Wald ratios trained: 20 m bands at output pixels 10, 8, 6.7, 5, 4, 3.3, 2.5 m; 60 m bands at 10, 7.5, 6, 5 m.
 TRAIN_RATIOS = {20: (2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), 60: (6.0, 8.0, 10.0, 12.0)}
 
@@ -312,7 +313,7 @@ def train_sharpener(config: SharpenTrainConfig, log: Callable[[str], None] = pri
                             "precision": precision,
                             "best_step": step,
                             "select_score": score,
-                            "degradation": DEGRADATION_CARD if config.degradation == "family" else PSF_CARD,
+                            "degradation": TRAINING_DEGRADATION_CARDS[config.degradation],
                         }
                     },
                 )
