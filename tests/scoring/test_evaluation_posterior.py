@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 from posterior_world import box_down, make_world
 
+from rssr_cli.evaluation.jsonsafe import finite_or_none
 from rssr_cli.evaluation.protocol import ImageScore
 from rssr_cli.scoring.posterior import (
     PosteriorImage,
@@ -99,6 +101,46 @@ def test_rows_pool_into_bars_per_cell_even_after_json_nulls(candidates):
     assert [bar.number for bar in cell.bars] == list(range(1, 8))
     doc = cell.as_dict()
     assert doc["bars"][0]["figures"][0]["rule"] == "in [0.7, 1.3]" and doc["bars"][0]["passed"] is False
+
+
+def _bar1(images) -> dict[str, float]:
+    return {f.name: f.value.mean for f in posterior_bars(images)[0].figures}
+
+
+def test_where_the_input_does_not_fix_the_level_an_exact_sampler_fails_the_per_image_spectrum_not_the_pooled_one():
+    exact, prior = [], []
+    for i in range(24):
+        world, rng = make_world(i, levels=(0.5, 2.0)), np.random.default_rng(300 + i)
+        exact.append(_figures([world.draw(rng) for _ in range(2)], world, i))
+        prior.append(_figures([world.prior] * 2, world, i))
+    sampler, mean = _bar1(exact), _bar1(prior)
+    # per image, the draws' level and the truth's are independent: the distance is the prior's order
+    assert sampler["log10 spectrum dist"] > 0.2 and mean["log10 spectrum dist"] > 0.2
+    # pooled over images the exact sampler's log spectrum meets the truth's; the prior's does not
+    assert sampler["pooled log10 spectrum dist"] < 0.1 < 0.2 < mean["pooled log10 spectrum dist"]
+
+
+def test_with_the_level_fixed_the_pooled_spectrum_distance_agrees_with_the_per_image_one(candidates):
+    exact, prior = _bar1(candidates["exact"]), _bar1(candidates["prior"])
+    assert exact["pooled log10 spectrum dist"] <= exact["log10 spectrum dist"] < 0.1
+    assert prior["pooled log10 spectrum dist"] == pytest.approx(prior["log10 spectrum dist"], abs=0.01)
+
+
+def test_the_pooled_spectrum_survives_json_and_rows_written_before_it_still_pool(candidates):
+    def row(n: int, posterior: dict) -> ImageScore:
+        return ImageScore(f"i{n}", 4.0, "model-k4", 30.0, 0.9, 0.1, (128, 128), (32, 32), 0, posterior=posterior)
+
+    written = [json.loads(json.dumps(finite_or_none(image.as_dict()))) for image in candidates["exact"]]
+    assert isinstance(written[0]["log_spectrum_offsets"], list) and len(written[0]["log_spectrum_offsets"]) == 12
+    [cell] = summarize_posterior([row(n, d) for n, d in enumerate(written)], (4.0,), ("model-k4",))
+    assert {f.name: f.value.mean for f in cell.bars[0].figures}["pooled log10 spectrum dist"] == pytest.approx(
+        _bar1(candidates["exact"])["pooled log10 spectrum dist"]
+    )
+    older = [{k: v for k, v in d.items() if k != "log_spectrum_offsets"} for d in written]
+    [cell] = summarize_posterior([row(n, d) for n, d in enumerate(older)], (4.0,), ("model-k4",))
+    pooled = {f.name: f for f in cell.bars[0].figures}["pooled log10 spectrum dist"]
+    assert math.isnan(pooled.value.mean) and pooled.value.n == 0 and pooled.passed  # a reference: shown, not judged
+    assert cell.passed == 7
 
 
 # ------------------------------------------------------------------------------------------- parts
