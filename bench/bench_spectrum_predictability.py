@@ -13,8 +13,9 @@ on the selection images, and reports on the judged images, as bar 1 scores them 
 - `exact_sampler`: an exact posterior sampler emulated: the prediction plus another judged image's residual (the
   residuals standing for the posterior's spread of the spectrum given y, taken the same for every y). The sample and
   the truth are then two draws given y, which is what bar 1 compares.
-If the ridge is far from the best predictor, the last two overstate what an exact sampler would score; `--cnn`
-trains a small CNN on the same task (LR pixels in, the 12 rings out) as a check of that.
+If the ridge is far from the best predictor, the last two overstate what an exact sampler would score; `--mlp`
+fits a nonlinear model on more of what the LR shows (its spectrum plus local contrast, gradients, direction, tails
+and colour detail) as a check of that.
 Sets (x4): aerial = UC Merced train / runs/aerial_cal25 / runs/aerial_heldout2 under the bicubic degradation;
 s2 = bench/s2_corpus.py's train cities and select cities cut into 256 px tiles / bench_s2.py's 72 evaluation tiles,
 under the sensor degradation. Truth and LR as `rssr evaluate` makes them (protocol.load_image, quantize, shave).
@@ -60,25 +61,54 @@ def s2_tiles(folder: Path, stride: int) -> Iterator[Pair]:
                 yield data[:, y : y + TILE, x : x + TILE], str(pixels.dtype), f"{path.name}:{y},{x}"
 
 
+def image_statistics(lr: np.ndarray) -> np.ndarray:
+    """More of what the LR shows than its spectrum: direction, local contrast, gradients, tails, colour detail."""
+    luma = luminance(lr)
+    power = np.abs(np.fft.fft2((luma - luma.mean()) * np.outer(np.hanning(luma.shape[0]), np.hanning(luma.shape[1]))))
+    fy, fx = np.abs(np.fft.fftfreq(luma.shape[0]))[:, None], np.abs(np.fft.fftfreq(luma.shape[1]))[None, :]
+    top = np.hypot(fy, fx) >= 0.25
+    anisotropy = np.log10((power**2)[top & (fx > fy)].mean() / (power**2)[top & (fy > fx)].mean())
+    h, w = (luma.shape[0] // 4) * 4, (luma.shape[1] // 4) * 4
+    blocks = luma[:h, :w].reshape(h // 4, 4, w // 4, 4).std(axis=(1, 3))
+    gradient = np.hypot(*np.gradient(luma))
+    laplacian = luma[1:-1, 1:-1] * 4 - luma[:-2, 1:-1] - luma[2:, 1:-1] - luma[1:-1, :-2] - luma[1:-1, 2:]
+    kurt = np.mean(laplacian**4) / max(np.mean(laplacian**2) ** 2, 1e-24)
+    colour = []
+    for band in range(3):  # colour detail: the chroma planes' spectra (zeros for one band)
+        if lr.shape[0] == 3 and band < 2:
+            chroma = lr[band] - lr[1] if band == 0 else lr[2] - lr[1]
+            colour += list(np.log10(radial_spectrum(chroma, band=LR_BAND, rings=4) + 1e-20))
+    colour += [0.0] * (8 - len(colour))
+    eps = 1e-12
+    return np.array(
+        [
+            anisotropy,
+            *np.log10(np.percentile(blocks, [10, 50, 90]) + eps),
+            *np.log10(np.percentile(gradient, [50, 90, 99]) + eps),
+            np.log10(kurt),
+            np.log10(luma.std() + eps),
+            np.log10(abs(luma.mean()) + eps),
+            *colour,
+        ]
+    )
+
+
 def features(pairs: Iterator[Pair], scale: float, degrade: Callable) -> dict[str, np.ndarray]:
-    """Per image: the LR's log spectrum (the input), the shaved truth's bar-1 log spectrum (the target), the LR."""
-    rows: dict[str, list] = {"x": [], "y": [], "name": [], "lr": []}
+    """Per image: the LR's log spectrum (`x`, the ridge's input), more LR statistics (`more`, the MLP check's input
+    beside x) and the shaved truth's bar-1 log spectrum (`y`, the target)."""
+    rows: dict[str, list] = {"x": [], "more": [], "y": [], "name": []}
     for truth, dtype, name in pairs:
         _, height, width = truth.shape
         lr = quantize(degrade(truth, lr_size(height, width, scale)), dtype)
-        lr_luma = luminance(lr)
-        x = np.log10(radial_spectrum(lr_luma, band=LR_BAND, rings=LR_RINGS))
+        x = np.log10(radial_spectrum(luminance(lr), band=LR_BAND, rings=LR_RINGS))
+        more = image_statistics(lr)
         y = np.log10(radial_spectrum(luminance(shave(truth, shave_for(scale, None)))))
-        if np.isfinite(x).all() and np.isfinite(y).all():  # a flat tile (no power in a ring) says nothing
+        if np.isfinite(x).all() and np.isfinite(y).all() and np.isfinite(more).all():  # a flat tile says nothing
             rows["x"].append(x)
+            rows["more"].append(more)
             rows["y"].append(y)
             rows["name"].append(name)
-            rows["lr"].append(lr_luma.astype(np.float32))
-    lr_luma_list = rows.pop("lr")
-    out = {key: np.array(value) for key, value in rows.items()}
-    h, w = min(a.shape[0] for a in lr_luma_list), min(a.shape[1] for a in lr_luma_list)
-    out["lr"] = np.stack([a[:h, :w] for a in lr_luma_list])  # a few UC Merced images are 1-9 px short: cut to the least
-    return out
+    return {key: np.array(value) for key, value in rows.items()}
 
 
 class Ridge:
@@ -114,69 +144,49 @@ def summary(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def cnn_check(train: dict, select: dict, judge: dict, steps: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """A small CNN (six 3x3 convolutions, global mean, linear) from the LR luminance to the 12 rings, L1 loss, the
-    eight flips/rotations as augmentation and averaged at test; the step kept by the selection images' distance."""
+def mlp_check(train: dict, select: dict, judge: dict, steps: int, seeds: int = 5) -> dict[str, dict[str, float]]:
+    """A nonlinear check of the ridge: an MLP (two hidden layers of 64, GELU, weight decay, L1 loss = bar 1's
+    figure) on the LR spectrum plus `image_statistics`, full-batch Adam; per seed the step kept by the selection
+    images' distance, the judged prediction averaged over the seeds."""
     import torch
     from torch import nn
 
-    torch.manual_seed(seed)
+    def inputs(d: dict) -> np.ndarray:
+        return np.concatenate([d["x"], d["more"]], axis=1)
 
-    h = min(d["lr"].shape[1] for d in (train, select, judge))
-    w = min(d["lr"].shape[2] for d in (train, select, judge))
-
-    def tensor(d: dict) -> torch.Tensor:
-        lr = d["lr"][:, None, :h, :w]
-        return torch.tensor(np.log10(np.maximum(lr, 1e-4)), dtype=torch.float32)  # log: S2 spans decades
-
-    x = {k: tensor(d) for k, d in (("train", train), ("select", select), ("judge", judge))}
-    y = {
-        k: torch.tensor(d["y"], dtype=torch.float32)
-        for k, d in (("train", train), ("select", select), ("judge", judge))
+    mu, sd = inputs(train).mean(0), inputs(train).std(0) + 1e-12
+    x = {
+        k: torch.tensor((inputs(d) - mu) / sd, dtype=torch.float32)
+        for k, d in (("t", train), ("s", select), ("j", judge))
     }
-    center, y_mean = x["train"].mean(), y["train"].mean(0)
-    width = 32
-    layers: list[nn.Module] = []
-    for c_in, c_out, stride in (
-        (1, width, 1),
-        (width, width, 1),
-        (width, 2 * width, 2),
-        (2 * width, 2 * width, 1),
-        (2 * width, 4 * width, 2),
-        (4 * width, 4 * width, 1),
-    ):
-        layers += [nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GELU()]
-    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, y_mean.numel()))
-    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps)
-    rng = torch.Generator().manual_seed(seed)
-
-    def predict(images: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
-            views = [torch.rot90(images, k, (2, 3)) for k in range(4)]
-            views += [v.flip(3) for v in views]
-            return torch.stack([net(v - center) + y_mean for v in views]).mean(0).numpy()
-
-    best: tuple[float, np.ndarray] = (np.inf, np.empty(0))
-    for step in range(1, steps + 1):
-        index = torch.randint(0, len(x["train"]), (32,), generator=rng)
-        batch = torch.rot90(x["train"][index], int(torch.randint(0, 4, (1,), generator=rng)), (2, 3))
-        if torch.rand(1, generator=rng) < 0.5:
-            batch = batch.flip(3)
-        loss = (net(batch - center) + y_mean - y["train"][index]).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        schedule.step()
-        if step % 250 == 0 or step == steps:
-            select_distance = float(distances(predict(x["select"]), select["y"]).mean())
-            if select_distance < best[0]:
-                best = (select_distance, predict(x["judge"]))
-            print(f"cnn step {step}: loss {loss.item():.3f}, selection distance {select_distance:.3f}", flush=True)
-    residuals = best[1] - judge["y"]
+    y_train = torch.tensor(train["y"], dtype=torch.float32)
+    y_mean = y_train.mean(0)
+    predictions = []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        width = x["t"].shape[1]
+        net = nn.Sequential(
+            nn.Linear(width, 64), nn.GELU(), nn.Linear(64, 64), nn.GELU(), nn.Linear(64, y_mean.numel())
+        )
+        opt = torch.optim.AdamW(net.parameters(), 3e-3, weight_decay=1e-2)
+        best: tuple[float, np.ndarray] = (np.inf, np.empty(0))
+        for step in range(1, steps + 1):
+            loss = (net(x["t"]) + y_mean - y_train).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 25 == 0:
+                with torch.no_grad():
+                    select_distance = float(distances((net(x["s"]) + y_mean).numpy(), select["y"]).mean())
+                    if select_distance < best[0]:
+                        best = (select_distance, (net(x["j"]) + y_mean).numpy())
+        print(f"mlp seed {seed}: selection distance {best[0]:.3f}", flush=True)
+        predictions.append(best[1])
+    residuals = np.mean(predictions, axis=0) - judge["y"]
     return {
         "predicted": summary(np.abs(residuals).mean(1)),
         "exact_sampler": summary(exact_sampler_distances(residuals)),
+        "level_sd_log10": float(residuals.mean(1).std()),
     }
 
 
@@ -184,7 +194,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("set", choices=("aerial", "s2"))
     parser.add_argument("--scale", type=float, default=4.0)
-    parser.add_argument("--cnn", type=int, default=0, metavar="STEPS", help="also train the CNN check this long")
+    parser.add_argument("--mlp", type=int, default=0, metavar="STEPS", help="also fit the MLP check this long")
     args = parser.parse_args()
     if args.set == "aerial":
         degrade, sources = (
@@ -227,8 +237,8 @@ def main() -> None:
             split: float((fits[penalty](data[split]["x"]) - data[split]["y"]).mean()) for split in ("select", "judge")
         },
     }
-    if args.cnn:
-        result["cnn"] = cnn_check(data["train"], data["select"], judge, args.cnn)
+    if args.mlp:
+        result["mlp"] = mlp_check(data["train"], data["select"], judge, args.mlp)
     print({k: v for k, v in result.items()})
     write_result(f"bench_spectrum_predictability_{args.set}", result, quick=False)
 
