@@ -14,7 +14,7 @@ images shaved by `border` HR pixels, the consistency bar uses them whole):
    of the K samples' spectra) <= 0.1. Reported beside it, not judged: the pooled distance
    mean_f |mean_i (mean_k log10 S_x̂k - log10 S_x)|, the images' mean log spectra compared. Where the LR does not fix
    an image's level of detail, an exact posterior sample's spectrum and the truth's are two draws of that
-   level, so the per-image distance stays well above 0 for a correct sampler (tests: `make_world(level=...)`;
+   level, so the per-image distance stays well above 0 for a correct sampler (tests: `make_world(levels=...)`;
    BENCHMARKS: the bar's floor on real images), while the pooled one goes to 0 with the number of images.
 2. keeps what the prior knows: cross-power Re<F x̂, F x> / Re<F m, F x> >= 0.95, CI lower bound >= 0.9.
 3. distortion budget: MSE(x̂)/MSE(m) <= 2.2 (all bands), and PSNR(m) - PSNR(mean of the K samples)
