@@ -143,6 +143,24 @@ def test_the_pooled_spectrum_survives_json_and_rows_written_before_it_still_pool
     assert cell.passed == 7
 
 
+def test_the_cross_power_change_is_zero_for_an_exact_sampler_and_negative_for_one_that_drops_the_prior(candidates):
+    def change(images) -> tuple[float, float, float]:
+        bar2 = {f.name: f.value for f in posterior_bars(images)[1].figures}
+        value = bar2["cross-power change / truth power"]
+        return value.mean, value.low, value.high
+
+    assert change(candidates["prior"]) == (0.0, 0.0, 0.0)
+    mean, _, _ = change(candidates["exact"])
+    assert abs(mean) < 0.05  # 0 in expectation; 8 images of 4 draws each leave +0.02 here
+    dropped = []  # every sample keeps only half of what the prior knows in the textured blocks
+    for i in range(IMAGES):
+        world, rng = make_world(i), np.random.default_rng(100 + i)
+        half = world.prior - 0.5 * (world.prior - make_world(i, amplitude=0.0).prior)
+        dropped.append(_figures([half + (world.draw(rng) - world.prior) for _ in range(K)], world, i))
+    _, _, high = change(dropped)
+    assert high < -0.1
+
+
 # ------------------------------------------------------------------------------------------- parts
 
 
