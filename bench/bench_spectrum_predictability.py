@@ -33,7 +33,7 @@ from bench_s2 import DATA, REPO, TILE, make_tiles
 from rssr_cli.evaluation.protocol import bicubic_degrade, load_image, lr_size, sentinel2_degrade, shave_for
 from rssr_cli.io.images import read_pixels
 from rssr_cli.io.radiometry import quantize, to_model_units
-from rssr_cli.scoring.detail import luminance
+from rssr_cli.scoring.detail import _windowed_spectrum, luminance
 from rssr_cli.scoring.metrics import shave
 from rssr_cli.scoring.posterior import radial_spectrum
 
@@ -41,10 +41,11 @@ from benchlib import write_result
 
 LR_BAND, LR_RINGS = (0.02, 0.5), 16  # cycles per LR pixel: the LR's whole spectrum but its mean
 PENALTIES = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
-Pair = tuple[np.ndarray, np.ndarray, str]  # truth [bands, H, W] in model units, its dtype, a name
+Pair = tuple[np.ndarray, str, str]  # truth [bands, H, W] in model units, its dtype, a name
 
 
-def aerial_images(folder: Path) -> Iterator[Pair]:
+def reference_images(folder: Path) -> Iterator[Pair]:
+    """Every image file under `folder` as `rssr evaluate` loads it."""
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".tif"}):
         image = load_image(path)
         yield image.data, image.dtype, path.name
@@ -64,21 +65,19 @@ def s2_tiles(folder: Path, stride: int) -> Iterator[Pair]:
 def image_statistics(lr: np.ndarray) -> np.ndarray:
     """More of what the LR shows than its spectrum: direction, local contrast, gradients, tails, colour detail."""
     luma = luminance(lr)
-    power = np.abs(np.fft.fft2((luma - luma.mean()) * np.outer(np.hanning(luma.shape[0]), np.hanning(luma.shape[1]))))
+    power = np.abs(_windowed_spectrum(luma)) ** 2
     fy, fx = np.abs(np.fft.fftfreq(luma.shape[0]))[:, None], np.abs(np.fft.fftfreq(luma.shape[1]))[None, :]
     top = np.hypot(fy, fx) >= 0.25
-    anisotropy = np.log10((power**2)[top & (fx > fy)].mean() / (power**2)[top & (fy > fx)].mean())
+    anisotropy = np.log10(power[top & (fx > fy)].mean() / power[top & (fy > fx)].mean())
     h, w = (luma.shape[0] // 4) * 4, (luma.shape[1] // 4) * 4
     blocks = luma[:h, :w].reshape(h // 4, 4, w // 4, 4).std(axis=(1, 3))
     gradient = np.hypot(*np.gradient(luma))
     laplacian = luma[1:-1, 1:-1] * 4 - luma[:-2, 1:-1] - luma[2:, 1:-1] - luma[1:-1, :-2] - luma[1:-1, 2:]
     kurt = np.mean(laplacian**4) / max(np.mean(laplacian**2) ** 2, 1e-24)
-    colour = []
-    for band in range(3):  # colour detail: the chroma planes' spectra (zeros for one band)
-        if lr.shape[0] == 3 and band < 2:
-            chroma = lr[band] - lr[1] if band == 0 else lr[2] - lr[1]
-            colour += list(np.log10(radial_spectrum(chroma, band=LR_BAND, rings=4) + 1e-20))
-    colour += [0.0] * (8 - len(colour))
+    colour = np.zeros(8)  # colour detail: the two chroma planes' spectra (zeros for one band)
+    if lr.shape[0] == 3:
+        chroma = (lr[0] - lr[1], lr[2] - lr[1])
+        colour = np.log10(np.concatenate([radial_spectrum(c, band=LR_BAND, rings=4) for c in chroma]) + 1e-20)
     eps = 1e-12
     return np.array(
         [
@@ -144,7 +143,16 @@ def summary(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def mlp_check(train: dict, select: dict, judge: dict, steps: int, seeds: int = 5) -> dict[str, dict[str, float]]:
+def residual_figures(residuals: np.ndarray) -> dict:
+    """A predictor's figures on the judged images from its residuals (prediction - truth, [images, rings])."""
+    return {
+        "predicted": summary(np.abs(residuals).mean(axis=1)),
+        "exact_sampler": summary(exact_sampler_distances(residuals)),
+        "level_sd_log10": float(residuals.mean(axis=1).std()),
+    }
+
+
+def mlp_check(train: dict, select: dict, judge: dict, steps: int, seeds: int = 5) -> dict:
     """A nonlinear check of the ridge: an MLP (two hidden layers of 64, GELU, weight decay, L1 loss = bar 1's
     figure) on the LR spectrum plus `image_statistics`, full-batch Adam; per seed the step kept by the selection
     images' distance, the judged prediction averaged over the seeds."""
@@ -182,12 +190,7 @@ def mlp_check(train: dict, select: dict, judge: dict, steps: int, seeds: int = 5
                         best = (select_distance, (net(x["j"]) + y_mean).numpy())
         print(f"mlp seed {seed}: selection distance {best[0]:.3f}", flush=True)
         predictions.append(best[1])
-    residuals = np.mean(predictions, axis=0) - judge["y"]
-    return {
-        "predicted": summary(np.abs(residuals).mean(1)),
-        "exact_sampler": summary(exact_sampler_distances(residuals)),
-        "level_sd_log10": float(residuals.mean(1).std()),
-    }
+    return residual_figures(np.mean(predictions, axis=0) - judge["y"])
 
 
 def main() -> None:
@@ -200,9 +203,9 @@ def main() -> None:
         degrade, sources = (
             bicubic_degrade,
             {
-                "train": aerial_images(REPO.parent / "shared/data/ucmerced/train"),
-                "select": aerial_images(REPO / "runs/aerial_cal25"),
-                "judge": aerial_images(REPO / "runs/aerial_heldout2"),
+                "train": reference_images(REPO.parent / "shared/data/ucmerced/train"),
+                "select": reference_images(REPO / "runs/aerial_cal25"),
+                "judge": reference_images(REPO / "runs/aerial_heldout2"),
             },
         )
     else:
@@ -212,7 +215,7 @@ def main() -> None:
             {
                 "train": s2_tiles(REPO / "runs/s2corpus/train", 192),
                 "select": s2_tiles(REPO / "runs/s2corpus/select", 128),
-                "judge": aerial_images(REPO / "runs/s2corpus/eval_tiles"),
+                "judge": reference_images(REPO / "runs/s2corpus/eval_tiles"),
             },
         )
     data = {split: features(pairs, args.scale, degrade) for split, pairs in sources.items()}
@@ -228,9 +231,7 @@ def main() -> None:
         "images": counts,
         "penalty": penalty,
         "constant": summary(distances(np.broadcast_to(data["train"]["y"].mean(0), judge["y"].shape), judge["y"])),
-        "predicted": summary(np.abs(residuals).mean(1)),
-        "exact_sampler": summary(exact_sampler_distances(residuals)),
-        "level_sd_log10": float(residuals.mean(1).std()),
+        **residual_figures(residuals),
         # the mean of (prediction - truth) over a set: a set whose images hold more (less) unpredictable detail than
         # the training images with the same LR spectra shows a negative (positive) offset
         "set_offset_log10": {
@@ -239,7 +240,7 @@ def main() -> None:
     }
     if args.mlp:
         result["mlp"] = mlp_check(data["train"], data["select"], judge, args.mlp)
-    print({k: v for k, v in result.items()})
+    print(result)
     write_result(f"bench_spectrum_predictability_{args.set}", result, quick=False)
 
 
